@@ -1,0 +1,29 @@
+"""Suite-wide fixtures and policies.
+
+External programs (nginx, php-cgi, node, curl, chromium, wrk) are found with `require_program`,
+which skips with a reason when one is missing, except under CORRAL_REQUIRE_EXTERNAL=1 (set by
+.ci/run), where a missing program fails the test instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+REQUIRE_EXTERNAL = os.environ.get("CORRAL_REQUIRE_EXTERNAL") == "1"
+
+
+def require_program(name: str, *alternatives: str) -> str:
+    """Return the path of an external program, or skip (fail under CORRAL_REQUIRE_EXTERNAL=1)."""
+    for candidate in (name, *alternatives):
+        path = shutil.which(candidate) or (
+            candidate if os.path.isabs(candidate) and os.access(candidate, os.X_OK) else None
+        )
+        if path:
+            return path
+    message = f"external program {name!r} is not installed"
+    if REQUIRE_EXTERNAL:
+        pytest.fail(message + " (CORRAL_REQUIRE_EXTERNAL=1 forbids skipping)")
+    pytest.skip(message)
