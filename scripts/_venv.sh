@@ -29,6 +29,6 @@ spec="$root"
 stamp="$venv/.corral-installed-$extras"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$venv/bin/python" -m pip install -q -e "$spec"
+  "$venv/bin/python" -m pip install -q -e "$spec" 2>&1 | grep -v -e "^WARNING: Location" -e "^ *$" || true
   touch "$stamp"
 fi
