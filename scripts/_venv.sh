@@ -29,6 +29,10 @@ spec="$root"
 stamp="$venv/.corral-installed-$extras"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$venv/bin/python" -m pip install -q -e "$spec" 2>&1 | grep -v -e "^WARNING: Location" -e "^ *$" || true
+  if ! "$venv/bin/python" -m pip install -q -e "$spec" >"$venv/pip.log" 2>&1; then
+    grep -v "^WARNING: Location" "$venv/pip.log" >&2
+    echo "Installing Corral failed (full log: $venv/pip.log)." >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
