@@ -1,0 +1,589 @@
+"""The sans-IO FastCGI connection: bytes in, events out; events in, bytes out.
+
+``FastCGIConnection(CLIENT)`` is the web-server side (the front's backend
+client); ``FastCGIConnection(SERVER)`` is the application side (the worker, a
+Responder). Both roles enforce the same per-request state table (``_RULES``
+below) on what the peer sends (``RemoteProtocolError``) and on what we send
+(``LocalProtocolError``). The class is not thread-safe.
+
+Decisions where FastCGI 1.0 is silent or loose:
+
+* A record of a type we do not know, or of a known type in the wrong
+  direction, carrying a request id other than 0 is a ``RemoteProtocolError``
+  (there is no way to answer it). With request id 0 a responder yields
+  ``UnknownManagementRecord`` so the application can answer ``UNKNOWN_TYPE``;
+  a client raises ``RemoteProtocolError``.
+* After the responder has sent END_REQUEST, the client may still have
+  PARAMS/STDIN/DATA/ABORT_REQUEST records for that request in flight (the
+  application may end a request before reading its body). The responder
+  silently drops them until the client begins a new request with that id.
+  Records for an id that was never begun are a ``RemoteProtocolError``.
+  The client side forgets a request as soon as END_REQUEST arrives, so a
+  later record for it is a ``RemoteProtocolError``, and sending on it a
+  ``LocalProtocolError``.
+* END_REQUEST is accepted (and may be sent) whether or not STDOUT/STDERR were
+  closed with their empty records; ``send_response`` always closes STDOUT.
+* EOF (``receive_data(b"")``) at a record boundary yields ``CLOSED``, unless
+  the peer still owed us records: a client waiting for END_REQUEST, or a
+  responder whose request's PARAMS/STDIN (and DATA for a Filter) streams are
+  unfinished and not aborted. EOF inside a record is always an error.
+* GET_VALUES_RESULT is accepted by a client whether or not it asked.
+* ABORT_REQUEST content is ignored; BEGIN_REQUEST, END_REQUEST and
+  UNKNOWN_TYPE bodies must be exactly 8 bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from corral.protocol.fastcgi import records
+from corral.protocol.fastcgi.constants import (
+    FCGI_VERSION_1,
+    HEADER_LEN,
+    MAX_REQUEST_ID,
+    RecordType,
+    Role,
+)
+from corral.protocol.fastcgi.errors import LocalProtocolError, RemoteProtocolError
+from corral.protocol.fastcgi.events import (
+    CLOSED,
+    NEED_DATA,
+    AbortRequest,
+    BeginRequest,
+    Data,
+    EndRequest,
+    Event,
+    GetValues,
+    GetValuesResult,
+    NextEvent,
+    Params,
+    Stderr,
+    Stdin,
+    Stdout,
+    UnknownManagementRecord,
+    UnknownType,
+)
+
+__all__ = ["CLIENT", "DEFAULT_MAX_PARAMS_SIZE", "SERVER", "ConnectionRole", "FastCGIConnection"]
+
+
+class ConnectionRole(enum.Enum):
+    """Which end of the connection we are."""
+
+    #: The web server (sends BEGIN_REQUEST, PARAMS, STDIN, DATA, ABORT_REQUEST, GET_VALUES).
+    CLIENT = "client"
+    #: The application, a Responder (sends STDOUT, STDERR, END_REQUEST, GET_VALUES_RESULT).
+    SERVER = "server"
+
+
+CLIENT: Final = ConnectionRole.CLIENT
+SERVER: Final = ConnectionRole.SERVER
+
+DEFAULT_MAX_PARAMS_SIZE: Final = 1 << 20
+
+_T = RecordType
+
+
+# --------------------------------------------------------------------------------------------
+# The state table: the one place that says who may send what, and when.
+#
+# A request's life:   (none) --BEGIN_REQUEST[client]--> ACTIVE
+#                     ACTIVE --ABORT_REQUEST[client]--> ACTIVE (aborted)
+#                     ACTIVE --END_REQUEST[server]----> ENDED
+# (the client forgets an ENDED request at once; the responder keeps it as a
+# tombstone that swallows the client's in-flight input until a new BEGIN_REQUEST).
+#
+# While ACTIVE, each stream record is allowed when its sender matches, its stream
+# has not ended (an empty record ends it), and the streams listed in `after` have
+# ended: BEGIN -> PARAMS* -> empty PARAMS -> STDIN* (and DATA*) -> empty STDIN;
+# STDOUT* / STDERR* (any time) -> END_REQUEST.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    sender: ConnectionRole
+    after: int  # bit mask (1 << record type) of streams that must have ended first
+
+
+def _bits(*types: RecordType) -> int:
+    mask = 0
+    for t in types:
+        mask |= 1 << t
+    return mask
+
+
+_STREAM_RULES: Final[dict[int, _Rule]] = {
+    _T.PARAMS: _Rule(CLIENT, 0),
+    _T.STDIN: _Rule(CLIENT, _bits(_T.PARAMS)),
+    _T.DATA: _Rule(CLIENT, _bits(_T.PARAMS)),
+    _T.STDOUT: _Rule(SERVER, 0),
+    _T.STDERR: _Rule(SERVER, 0),
+}
+_LIFECYCLE_SENDER: Final[dict[int, ConnectionRole]] = {
+    _T.BEGIN_REQUEST: CLIENT,
+    _T.ABORT_REQUEST: CLIENT,
+    _T.END_REQUEST: SERVER,
+}
+#: Management records (request id 0) each side may send.
+_MANAGEMENT_SENDER: Final[dict[int, ConnectionRole]] = {
+    _T.GET_VALUES: CLIENT,
+    _T.GET_VALUES_RESULT: SERVER,
+    _T.UNKNOWN_TYPE: SERVER,
+}
+#: Input streams a responder is owed before EOF is acceptable, by FastCGI role.
+_INPUT_OWED: Final[dict[int, int]] = {
+    Role.RESPONDER: _bits(_T.PARAMS, _T.STDIN),
+    Role.AUTHORIZER: _bits(_T.PARAMS, _T.STDIN),
+    Role.FILTER: _bits(_T.PARAMS, _T.STDIN, _T.DATA),
+}
+_DEFAULT_OWED: Final = _bits(_T.PARAMS)
+
+_PARAMS_BIT: Final = 1 << _T.PARAMS
+_STREAM_EVENTS: Final = {Stdin: _T.STDIN, Stdout: _T.STDOUT, Stderr: _T.STDERR, Data: _T.DATA}
+_HEADER_UNPACK: Final = records.HEADER.unpack_from
+_MAX_TYPE: Final = max(_T)
+
+
+def _type_name(record_type: int) -> str:
+    return _T(record_type).name if 1 <= record_type <= _MAX_TYPE else f"type-{record_type}"
+
+
+class _Request:
+    __slots__ = ("aborted", "closed", "ended", "keep_conn", "params", "params_size", "role")
+
+    def __init__(self, role: int, keep_conn: bool) -> None:
+        self.role = role
+        self.keep_conn = keep_conn
+        self.closed = 0  # bit mask of ended streams
+        self.ended = False
+        self.aborted = False
+        self.params: list[bytes] = []
+        self.params_size = 0
+
+
+class FastCGIConnection:
+    """One FastCGI transport connection, either end, any number of requests."""
+
+    __slots__ = (
+        "_buf",
+        "_eof",
+        "_error",
+        "_must_close",
+        "_pad",
+        "_pad_empty",
+        "_pos",
+        "_requests",
+        "_split_params",
+        "max_params_size",
+        "role",
+    )
+
+    def __init__(
+        self,
+        role: ConnectionRole,
+        *,
+        split_params: bool = True,
+        pad_empty_records: bool = False,
+        pad: bool = True,
+        max_params_size: int = DEFAULT_MAX_PARAMS_SIZE,
+    ) -> None:
+        """``split_params=False`` (php-fpm) never splits a name-value pair across PARAMS
+        records. ``pad`` pads content to a multiple of 8 bytes; empty records get no
+        padding unless ``pad_empty_records``. ``max_params_size`` bounds the PARAMS
+        stream we accept per request (bytes of encoded pairs)."""
+        if not isinstance(role, ConnectionRole):
+            raise TypeError(f"role must be CLIENT or SERVER, not {role!r}")
+        self.role: Final = role
+        self.max_params_size = max_params_size
+        self._split_params = split_params
+        self._pad_empty = pad_empty_records
+        self._pad = pad
+        self._buf: bytes | bytearray = b""
+        self._pos = 0
+        self._eof = False
+        self._error: RemoteProtocolError | None = None
+        self._must_close = False
+        self._requests: dict[int, _Request] = {}
+
+    # ---------------------------------------------------------------- introspection
+
+    @property
+    def active_requests(self) -> frozenset[int]:
+        """Ids of the requests begun and not yet ended."""
+        return frozenset(rid for rid, req in self._requests.items() if not req.ended)
+
+    def is_active(self, request_id: int) -> bool:
+        req = self._requests.get(request_id)
+        return req is not None and not req.ended
+
+    @property
+    def _peer(self) -> str:
+        return "server" if self.role is CLIENT else "client"
+
+    @property
+    def must_close(self) -> bool:
+        """True once a request without FCGI_KEEP_CONN has ended: close after writing."""
+        return self._must_close
+
+    @property
+    def eof_received(self) -> bool:
+        return self._eof
+
+    # ---------------------------------------------------------------- receiving
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the peer; ``b""`` means the peer closed the connection."""
+        if self._eof:
+            if data:
+                raise RemoteProtocolError("data received after the connection was closed")
+            return
+        if not data:
+            self._eof = True
+            return
+        buf = self._buf
+        pos = self._pos
+        if pos >= len(buf):
+            # Nothing pending: parse straight out of the caller's bytes, no copy.
+            self._buf = data if type(data) is bytes else bytes(data)
+            self._pos = 0
+        elif isinstance(buf, bytes):
+            grown = bytearray(memoryview(buf)[pos:])
+            grown += data
+            self._buf = grown
+            self._pos = 0
+        else:
+            if pos:
+                del buf[:pos]
+                self._pos = 0
+            buf += data
+
+    def next_event(self) -> NextEvent:
+        """The next event, ``NEED_DATA`` or ``CLOSED``; raises ``RemoteProtocolError`` on bad
+        input (and again on every later call: the connection is dead)."""
+        if self._error is not None:
+            raise self._error
+        try:
+            return self._next_event()
+        except RemoteProtocolError as exc:
+            self._error = exc
+            raise
+
+    def _next_event(self) -> NextEvent:
+        while True:
+            buf = self._buf
+            pos = self._pos
+            size = len(buf)
+            if size - pos < HEADER_LEN:
+                if not self._eof:
+                    return NEED_DATA
+                if size > pos:
+                    raise RemoteProtocolError(
+                        f"connection closed inside a record header ({size - pos} of 8 bytes)"
+                    )
+                self._check_eof()
+                return CLOSED
+            version, rtype, rid, clen, plen = _HEADER_UNPACK(buf, pos)
+            if version != FCGI_VERSION_1:
+                raise RemoteProtocolError(
+                    f"record with FastCGI version {version} (only version 1 exists); "
+                    "the peer does not speak FastCGI"
+                )
+            start = pos + HEADER_LEN
+            stop = start + clen
+            end = stop + plen
+            if end > size:
+                if self._eof:
+                    raise RemoteProtocolError(
+                        f"connection closed inside a {_type_name(rtype)} record for request "
+                        f"{rid} ({size - pos} of {end - pos} bytes)"
+                    )
+                return NEED_DATA
+            content = buf[start:stop] if isinstance(buf, bytes) else bytes(buf[start:stop])
+            if end >= size:
+                self._buf = b""
+                self._pos = 0
+            else:
+                self._pos = end
+            event = self._receive_record(rtype, rid, content)
+            if event is not None:
+                return event
+
+    def _receive_record(self, rtype: int, rid: int, content: bytes) -> Event | None:
+        if rid == 0:
+            return self._receive_management(rtype, content)
+        rule = _STREAM_RULES.get(rtype)
+        if rule is not None:
+            if rule.sender is self.role:
+                raise RemoteProtocolError(
+                    f"{_type_name(rtype)} record for request {rid} from the {self._peer}: "
+                    f"only the {rule.sender.value} sends it"
+                )
+            req = self._requests.get(rid)
+            if req is None:
+                raise RemoteProtocolError(
+                    f"{_type_name(rtype)} record for request {rid}, which is not active"
+                )
+            if req.ended:  # a responder's tombstone: input that crossed our END_REQUEST
+                return None
+            bit = 1 << rtype
+            if req.closed & bit:
+                raise RemoteProtocolError(
+                    f"{_type_name(rtype)} record for request {rid} after the end of its "
+                    f"{_type_name(rtype)} stream"
+                )
+            if rule.after & ~req.closed:
+                raise RemoteProtocolError(
+                    f"{_type_name(rtype)} record for request {rid} before the end of its "
+                    "PARAMS stream"
+                )
+            if rtype == _T.PARAMS:
+                return self._receive_params(req, rid, content)
+            if not content:
+                req.closed |= bit
+            if rtype == _T.STDOUT:
+                return Stdout(rid, content)
+            if rtype == _T.STDIN:
+                return Stdin(rid, content)
+            if rtype == _T.STDERR:
+                return Stderr(rid, content)
+            return Data(rid, content)
+        sender = _LIFECYCLE_SENDER.get(rtype)
+        if sender is None:
+            raise RemoteProtocolError(
+                f"{_type_name(rtype)} record for request {rid}: "
+                + (
+                    "management records must use request id 0"
+                    if rtype in _MANAGEMENT_SENDER
+                    else "unknown record type"
+                )
+            )
+        if sender is self.role:
+            raise RemoteProtocolError(
+                f"{_type_name(rtype)} record for request {rid} from the {self._peer}: "
+                f"only the {sender.value} sends it"
+            )
+        req = self._requests.get(rid)
+        if rtype == _T.BEGIN_REQUEST:
+            if req is not None and not req.ended:
+                raise RemoteProtocolError(
+                    f"BEGIN_REQUEST for request {rid}, which is already active"
+                )
+            role, keep_conn = records.decode_begin_request(content)
+            self._requests[rid] = _Request(role, keep_conn)
+            return BeginRequest(rid, role, keep_conn)
+        if req is None:
+            raise RemoteProtocolError(f"{_type_name(rtype)} for request {rid}, which is not active")
+        if rtype == _T.END_REQUEST:
+            app_status, protocol_status = records.decode_end_request(content)
+            del self._requests[rid]
+            if not req.keep_conn:
+                self._must_close = True
+            return EndRequest(rid, app_status, protocol_status)
+        # ABORT_REQUEST: idempotent, and swallowed when it crossed our END_REQUEST.
+        if req.ended or req.aborted:
+            return None
+        req.aborted = True
+        return AbortRequest(rid)
+
+    def _receive_params(self, req: _Request, rid: int, content: bytes) -> Event | None:
+        if content:
+            req.params_size += len(content)
+            if req.params_size > self.max_params_size:
+                raise RemoteProtocolError(
+                    f"PARAMS stream of request {rid} exceeds max_params_size "
+                    f"({self.max_params_size} bytes)"
+                )
+            req.params.append(content)
+            return None
+        req.closed |= _PARAMS_BIT
+        chunks = req.params
+        req.params = []
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            pairs = records.decode_pairs(body)
+        except RemoteProtocolError as exc:
+            raise RemoteProtocolError(f"PARAMS stream of request {rid}: {exc}") from None
+        return Params(rid, pairs)
+
+    def _receive_management(self, rtype: int, content: bytes) -> Event:
+        sender = _MANAGEMENT_SENDER.get(rtype)
+        if sender is None or sender is self.role:
+            if self.role is SERVER and not 1 <= rtype <= _MAX_TYPE:
+                return UnknownManagementRecord(rtype, content)
+            raise RemoteProtocolError(
+                f"{_type_name(rtype)} record with request id 0 from the {self._peer}"
+            )
+        if rtype == _T.GET_VALUES:
+            return GetValues([name for name, _ in records.decode_pairs(content)])
+        if rtype == _T.GET_VALUES_RESULT:
+            return GetValuesResult(records.decode_pairs(content))
+        return UnknownType(records.decode_unknown_type(content))
+
+    def _check_eof(self) -> None:
+        for rid, req in self._requests.items():
+            if self.role is CLIENT:
+                raise RemoteProtocolError(f"connection closed before END_REQUEST for request {rid}")
+            if req.ended or req.aborted:
+                continue
+            missing = _INPUT_OWED.get(req.role, _DEFAULT_OWED) & ~req.closed
+            if missing:
+                names = [t.name for t in _T if missing & (1 << t)]
+                raise RemoteProtocolError(
+                    f"connection closed before the end of the {'/'.join(names)} stream "
+                    f"of request {rid}"
+                )
+
+    # ---------------------------------------------------------------- sending
+
+    def send(self, event: Event) -> bytes:
+        """Bytes to write for ``event``; ``LocalProtocolError`` if our side may not send it now."""
+        kind = type(event)
+        stream = _STREAM_EVENTS.get(kind)
+        if stream is not None:
+            assert isinstance(event, Stdin | Stdout | Stderr | Data)
+            self._check_stream_send(stream, event.request_id)
+            out = records.encode_stream(
+                stream, event.request_id, event.data, pad=self._pad, pad_empty=self._pad_empty
+            )
+            if not event.data:
+                self._requests[event.request_id].closed |= 1 << stream
+            return out
+        if isinstance(event, Params):
+            self._check_stream_send(_T.PARAMS, event.request_id)
+            out = records.encode_params(
+                event.request_id,
+                event.params,
+                split_params=self._split_params,
+                pad=self._pad,
+                pad_empty=self._pad_empty,
+            )
+            self._requests[event.request_id].closed |= _PARAMS_BIT
+            return out
+        if isinstance(event, BeginRequest):
+            self._check_begin_send(event.request_id)
+            out = records.encode_begin_request(
+                event.request_id, event.role, keep_conn=event.keep_conn
+            )
+            self._requests[event.request_id] = _Request(event.role, event.keep_conn)
+            return out
+        if isinstance(event, EndRequest):
+            req = self._check_lifecycle_send(_T.END_REQUEST, event.request_id)
+            out = records.encode_end_request(
+                event.request_id, event.app_status, event.protocol_status
+            )
+            self._end_sent(req)
+            return out
+        if isinstance(event, AbortRequest):
+            req = self._check_lifecycle_send(_T.ABORT_REQUEST, event.request_id)
+            req.aborted = True
+            return records.encode_abort_request(event.request_id)
+        if isinstance(event, GetValues):
+            self._check_management_send(_T.GET_VALUES)
+            return records.encode_get_values(event.names, pad=self._pad)
+        if isinstance(event, GetValuesResult):
+            self._check_management_send(_T.GET_VALUES_RESULT)
+            return records.encode_get_values_result(event.values, pad=self._pad)
+        if isinstance(event, UnknownType):
+            self._check_management_send(_T.UNKNOWN_TYPE)
+            return records.encode_unknown_type(event.record_type)
+        raise LocalProtocolError(f"{kind.__name__} is received, never sent")
+
+    def send_request(
+        self,
+        request_id: int,
+        params: Sequence[tuple[bytes, bytes]],
+        *,
+        keep_conn: bool = False,
+        role: int = Role.RESPONDER,
+        stdin: bytes | None = None,
+    ) -> bytes:
+        """Client: BEGIN_REQUEST + the whole PARAMS stream (+ the whole STDIN stream when
+        ``stdin`` is given, ``b""`` for no body) in one buffer; same as the matching
+        ``send`` calls, faster."""
+        self._check_begin_send(request_id)
+        out = records.encode_request(
+            request_id,
+            params,
+            keep_conn=keep_conn,
+            role=role,
+            stdin=stdin,
+            split_params=self._split_params,
+            pad=self._pad,
+            pad_empty=self._pad_empty,
+        )
+        req = _Request(role, keep_conn)
+        req.closed = _PARAMS_BIT if stdin is None else _bits(_T.PARAMS, _T.STDIN)
+        self._requests[request_id] = req
+        return out
+
+    def send_response(
+        self, request_id: int, stdout: bytes, *, end: bool = True, app_status: int = 0
+    ) -> bytes:
+        """Responder: STDOUT records carrying ``stdout``; with ``end`` also the empty STDOUT
+        record and END_REQUEST(app_status, REQUEST_COMPLETE)."""
+        self._check_stream_send(_T.STDOUT, request_id)
+        req = self._requests[request_id]
+        if not end and not stdout:
+            return b""
+        out = records.encode_response(
+            request_id,
+            stdout,
+            end=end,
+            app_status=app_status,
+            pad=self._pad,
+            pad_empty=self._pad_empty,
+        )
+        if end:
+            req.closed |= 1 << _T.STDOUT
+            self._end_sent(req)
+        return out
+
+    def _end_sent(self, req: _Request) -> None:
+        req.ended = True
+        req.params = []
+        if not req.keep_conn:
+            self._must_close = True
+
+    def _check_begin_send(self, request_id: int) -> None:
+        if self.role is not CLIENT:
+            raise LocalProtocolError("only a client sends BEGIN_REQUEST")
+        if not 1 <= request_id <= MAX_REQUEST_ID:
+            raise LocalProtocolError(f"request id {request_id} is outside 1..65535")
+        if request_id in self._requests:
+            raise LocalProtocolError(f"request {request_id} is already active")
+
+    def _active(self, what: str, request_id: int) -> _Request:
+        req = self._requests.get(request_id)
+        if req is None or req.ended:
+            raise LocalProtocolError(f"cannot send {what} for request {request_id}: not active")
+        return req
+
+    def _check_stream_send(self, stream: int, request_id: int) -> None:
+        name = _type_name(stream)
+        rule = _STREAM_RULES[stream]
+        if rule.sender is not self.role:
+            raise LocalProtocolError(f"only the {rule.sender.value} sends {name}")
+        req = self._active(name, request_id)
+        if req.closed & (1 << stream):
+            raise LocalProtocolError(
+                f"cannot send {name} for request {request_id}: the stream has ended"
+            )
+        if rule.after & ~req.closed:
+            raise LocalProtocolError(
+                f"cannot send {name} for request {request_id} before its PARAMS"
+            )
+
+    def _check_lifecycle_send(self, rtype: int, request_id: int) -> _Request:
+        sender = _LIFECYCLE_SENDER[rtype]
+        if sender is not self.role:
+            raise LocalProtocolError(f"only the {sender.value} sends {_type_name(rtype)}")
+        return self._active(_type_name(rtype), request_id)
+
+    def _check_management_send(self, rtype: int) -> None:
+        sender = _MANAGEMENT_SENDER[rtype]
+        if sender is not self.role:
+            raise LocalProtocolError(f"only the {sender.value} sends {_type_name(rtype)}")
