@@ -1,0 +1,474 @@
+"""Sans-IO HTTP/1.1 request parser over httptools (llhttp).
+
+Bytes go in with ``receive_data``; events come out of ``next_event``. llhttp does the
+tokenising (and is already strict about header-name tokens, whitespace before the colon,
+obs-fold, bare CR/LF, control characters in values, Content-Length syntax and duplicates,
+CL together with TE, chunk-size syntax); this module adds what llhttp leaves to its caller:
+
+* size limits (request line 414, header field / count / total 431, declared or streamed
+  body 413), enforced while bytes arrive, so a slow client cannot make us buffer forever;
+* Transfer-Encoding policy: only ``chunked`` alone is accepted; a coding list not ending in
+  ``chunked`` is 400 (RFC 9112 6.3), ``gzip, chunked`` and friends 501 (RFC 9112 6.1),
+  any Transfer-Encoding on HTTP/1.0 400 (RFC 9112 6.1);
+* versions other than 1.0 and 1.1 (llhttp lets 0.9 and 2.0 through) get 505;
+* more than one Host is 400 (RFC 9112 3.2); request-target form checks (RFC 9112 3.2):
+  origin-form, absolute-form, authority-form only with CONNECT, ``*`` only with OPTIONS;
+* trailing whitespace is trimmed from field values (llhttp keeps it);
+* trailers that would change framing, routing or authentication are 400 (RFC 9110 6.5.1).
+
+Pipelining: llhttp parses the whole buffer it is given, so the bytes of one
+``receive_data`` call that follow the end of a request are parsed ahead and their events
+queued (bounded by that call's size). Once a request has ended inside the parser, later
+``receive_data`` bytes are only appended to a backlog and not parsed until ``start_next()``;
+the caller should stop reading while ``next_event()`` says ``PAUSED`` (see
+``buffered_bytes``). Header bytes are charged against the limits as they arrive; besides
+complete header lines, httptools holds at most the current partial line, bounded by the
+chunk that started the request head plus ``max_request_line + max_header_bytes``.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
+
+import httptools
+
+from .errors import HTTPProtocolError, LocalProtocolError
+from .events import (
+    NEED_DATA,
+    PAUSED,
+    Body,
+    ConnectionClosed,
+    EndOfMessage,
+    Request,
+    Sentinel,
+)
+
+Event: TypeAlias = Request | Body | EndOfMessage | ConnectionClosed | Sentinel
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-request limits. Defaults follow nginx/gunicorn (8 KiB lines, 100 fields)."""
+
+    #: Longest request-target accepted (bytes); longer is 414.
+    max_request_line: int = 8190
+    #: Sum over header fields of name + value + 4 (": " and CRLF); over is 431.
+    max_header_bytes: int = 65536
+    #: Most header fields (trailer fields count separately against the same limit); 431.
+    max_header_count: int = 100
+    #: Longest single field, name + value; over is 431.
+    max_header_field: int = 8190
+    #: Largest body; a larger declared Content-Length is 413 at once, a chunked body is
+    #: 413 as soon as it passes the limit. ``None``: no limit (the front streams bodies).
+    max_body_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_request_line", "max_header_bytes", "max_header_count"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Limits.{name} must be positive")
+        if self.max_header_field < 1:
+            raise ValueError("Limits.max_header_field must be positive")
+        if self.max_body_size is not None and self.max_body_size < 0:
+            raise ValueError("Limits.max_body_size must be >= 0 or None")
+
+
+_IDLE: Final = 0  # between requests (only CRLFs seen)
+_HEAD: Final = 1  # request line / header fields
+_BODY: Final = 2  # after the head, until the end of the message
+
+#: Lengths of the header names we act on: host, expect, upgrade, content-length,
+#: transfer-encoding. Other names are not even lower-cased.
+_SPECIAL_LENGTHS: Final = frozenset({4, 6, 7, 14, 17})
+_OWS: Final = b" \t"
+
+_ABSOLUTE_FORM: Final = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
+
+#: RFC 9110 6.5.1: fields a sender must not put in trailers (framing, routing,
+#: request modifiers, authentication, content handling). We refuse them.
+_FORBIDDEN_TRAILERS: Final = frozenset(
+    {
+        b"transfer-encoding",
+        b"content-length",
+        b"host",
+        b"trailer",
+        b"te",
+        b"connection",
+        b"keep-alive",
+        b"upgrade",
+        b"expect",
+        b"max-forwards",
+        b"cache-control",
+        b"authorization",
+        b"proxy-authorization",
+        b"cookie",
+        b"content-type",
+        b"content-encoding",
+        b"content-range",
+        b"range",
+    }
+)
+
+
+def _map_llhttp_error(exc: Exception) -> HTTPProtocolError:
+    """Turn an httptools error (llhttp's static reason strings) into a status."""
+    message = str(exc)
+    if isinstance(exc, httptools.HttpParserInvalidURLError):
+        return HTTPProtocolError(400, f"invalid request target ({message})")
+    if isinstance(exc, httptools.HttpParserInvalidMethodError):
+        return HTTPProtocolError(400, f"invalid or unknown method ({message})")
+    if message == "Invalid HTTP version" or message.startswith("Pause on PRI"):
+        return HTTPProtocolError(505, "HTTP version not supported")
+    if message in ("Content-Length overflow", "Chunk size overflow"):
+        return HTTPProtocolError(413, message)
+    return HTTPProtocolError(400, f"malformed request ({message})")
+
+
+class RequestParser:
+    """Parse the requests of one connection; see the module docstring."""
+
+    __slots__ = (
+        "_backlog",
+        "_backlog_eof",
+        "_body_seen",
+        "_cb_error",
+        "_done",
+        "_events",
+        "_expect",
+        "_head_budget",
+        "_head_extra",
+        "_header_bytes",
+        "_headers",
+        "_host",
+        "_hp",
+        "_keep_alive",
+        "_length",
+        "_limits",
+        "_max_body",
+        "_max_count",
+        "_max_field",
+        "_max_header_bytes",
+        "_max_line",
+        "_msg_no",
+        "_paused",
+        "_state",
+        "_switching",
+        "_te",
+        "_trailers",
+        "_trailing",
+        "_unstarted",
+        "_upgrade",
+        "_url",
+    )
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        lim = limits if limits is not None else Limits()
+        self._limits = lim
+        self._max_line = lim.max_request_line
+        self._max_field = lim.max_header_field
+        self._max_count = lim.max_header_count
+        self._max_header_bytes = lim.max_header_bytes
+        self._max_body = lim.max_body_size
+        self._head_budget = lim.max_request_line + lim.max_header_bytes
+        self._events: deque[Any] = deque()
+        callbacks = types.SimpleNamespace(
+            on_message_begin=self._on_message_begin,
+            on_url=self._on_url,
+            on_header=self._on_header,
+            on_headers_complete=self._on_headers_complete,
+            on_body=self._on_body,
+            on_message_complete=self._on_message_complete,
+        )
+        self._hp = httptools.HttpRequestParser(callbacks)
+        self._paused = False
+        self._unstarted = 0
+        self._backlog = bytearray()
+        self._backlog_eof = False
+        self._done = False
+        self._switching = False
+        self._trailing = bytearray()
+        self._cb_error: HTTPProtocolError | None = None
+        self._state = _IDLE
+        self._msg_no = 0
+        self._reset_message()
+
+    def _reset_message(self) -> None:
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._head_extra = 0
+        self._length: int | None = None
+        self._te: bytes | None = None
+        self._host: bytes | None = None
+        self._expect = False
+        self._upgrade: bytes | None = None
+        self._body_seen = 0
+        self._keep_alive = True
+        self._trailers: list[tuple[bytes, bytes]] | None = None
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Raw bytes held unparsed (pipelined while paused, or after a protocol switch)."""
+        return len(self._backlog) + len(self._trailing)
+
+    @property
+    def trailing_data(self) -> bytes:
+        """After an Upgrade or CONNECT request: the bytes that followed its head.
+
+        Everything passed to ``receive_data`` afterwards is appended here too, for a front
+        that tunnels the connection. A front that declines the switch must close.
+        """
+        return bytes(self._trailing)
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the client; ``b""`` means the client closed (EOF). Never raises."""
+        if self._done:
+            if self._switching and data:
+                self._trailing += data
+            return
+        if self._unstarted:
+            if data:
+                self._backlog += data
+            else:
+                self._backlog_eof = True
+            return
+        if data:
+            self._feed(data)
+        else:
+            self._eof()
+
+    def next_event(self) -> Event:
+        """Next event, ``NEED_DATA`` or ``PAUSED``; raises :class:`HTTPProtocolError`.
+
+        ``ConnectionClosed`` and errors are sticky: they are returned / raised again on
+        every later call.
+        """
+        if self._paused:
+            return PAUSED
+        events = self._events
+        if not events:
+            return NEED_DATA
+        event = events.popleft()
+        cls = type(event)
+        if cls is Body or cls is Request:
+            return event  # type: ignore[no-any-return]
+        if cls is EndOfMessage:
+            self._paused = True
+            return event  # type: ignore[no-any-return]
+        events.appendleft(event)
+        if cls is HTTPProtocolError:
+            raise event.with_traceback(None)
+        return event  # type: ignore[no-any-return]
+
+    def start_next(self) -> None:
+        """After ``EndOfMessage`` (the response was sent): go on with the next request."""
+        if not self._paused:
+            raise LocalProtocolError("start_next() is only valid after EndOfMessage")
+        self._paused = False
+        self._unstarted -= 1
+        if self._unstarted or self._done:
+            return
+        if self._backlog:
+            data = bytes(self._backlog)
+            self._backlog.clear()
+            self._feed(data)
+        if self._backlog_eof and not self._done and not self._unstarted:
+            self._eof()
+
+    # -- feeding ---------------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        msg_no = self._msg_no
+        was_in_head = self._state == _HEAD
+        try:
+            self._hp.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # llhttp stops right after the head of an Upgrade / CONNECT request.
+            self._trailing += data[exc.args[0] :]
+            return
+        except httptools.HttpParserError as exc:
+            if self._done and self._cb_error is None:
+                return  # bytes after a request that closes the connection: ignored
+            self._fail(self._cb_error or _map_llhttp_error(exc))
+            return
+        if self._state == _HEAD and self._msg_no == msg_no and was_in_head:
+            # httptools buffers an incomplete header line internally; charge its bytes.
+            self._head_extra += len(data)
+            if self._head_extra > self._head_budget:
+                self._fail(HTTPProtocolError(431, "request header section too large"))
+
+    def _eof(self) -> None:
+        if self._state == _IDLE:
+            self._events.append(ConnectionClosed())
+        else:
+            self._events.append(
+                HTTPProtocolError(400, "connection closed before the request was complete")
+            )
+        self._done = True
+
+    def _fail(self, error: HTTPProtocolError) -> None:
+        self._events.append(error)
+        self._done = True
+        self._switching = False
+        self._backlog.clear()
+
+    def _error(self, status: int, reason: str) -> HTTPProtocolError:
+        error = HTTPProtocolError(status, reason)
+        self._cb_error = error
+        return error
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def _on_message_begin(self) -> None:
+        self._state = _HEAD
+        self._msg_no += 1
+        self._reset_message()
+
+    def _on_url(self, url: bytes) -> None:
+        if self._url:
+            url = self._url + url
+        self._url = url
+        if len(url) > self._max_line:
+            raise self._error(414, "request target too long")
+
+    def _on_header(self, name: bytes, value: bytes) -> None:
+        if value and value[-1] in _OWS:
+            value = value.rstrip(_OWS)
+        size = len(name) + len(value)
+        if size > self._max_field:
+            raise self._error(431, "header field too large")
+        self._header_bytes += size + 4
+        if self._header_bytes > self._max_header_bytes:
+            raise self._error(431, "request header section too large")
+        if self._state == _BODY:
+            self._on_trailer(name, value)
+            return
+        headers = self._headers
+        headers.append((name, value))
+        if len(headers) > self._max_count:
+            raise self._error(431, "too many header fields")
+        if len(name) in _SPECIAL_LENGTHS:
+            lname = name.lower()
+            if lname == b"content-length":
+                if self._length is not None:
+                    raise self._error(400, "more than one Content-Length")
+                length = int(value)  # llhttp has checked the digits
+                self._length = length
+                if self._max_body is not None and length > self._max_body:
+                    raise self._error(413, "declared request body too large")
+            elif lname == b"transfer-encoding":
+                self._te = value if self._te is None else self._te + b"," + value
+            elif lname == b"host":
+                if self._host is not None:
+                    raise self._error(400, "more than one Host header")
+                self._host = value
+            elif lname == b"expect":
+                self._expect = value.lower() == b"100-continue"
+            elif lname == b"upgrade":
+                self._upgrade = value
+
+    def _on_trailer(self, name: bytes, value: bytes) -> None:
+        if name.lower() in _FORBIDDEN_TRAILERS:
+            raise self._error(400, "forbidden field in trailer section")
+        trailers = self._trailers
+        if trailers is None:
+            trailers = self._trailers = []
+        trailers.append((name, value))
+        if len(trailers) > self._max_count:
+            raise self._error(431, "too many trailer fields")
+
+    def _on_headers_complete(self) -> None:
+        hp = self._hp
+        version = hp.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise self._error(505, "HTTP version not supported")
+        method: bytes = hp.get_method()
+        target = self._url
+        # Request-target forms (RFC 9112 3.2).
+        if target[:1] == b"/":
+            if method == b"CONNECT":
+                raise self._error(400, "CONNECT needs an authority-form target")
+            if b"#" in target:
+                path, _, query = target[: target.index(b"#")].partition(b"?")
+            else:
+                path, _, query = target.partition(b"?")
+        elif target == b"*":
+            if method != b"OPTIONS":
+                raise self._error(400, "asterisk-form target is only for OPTIONS")
+            path, query = target, b""
+        elif method == b"CONNECT":
+            if b"/" in target or b":" not in target or b"@" in target:
+                raise self._error(400, "invalid authority-form target")
+            path = query = b""
+        else:
+            match = _ABSOLUTE_FORM.match(target)
+            if match is None:
+                raise self._error(400, "invalid request target")
+            rest = target[match.end() :]
+            if b"#" in rest:
+                rest = rest[: rest.index(b"#")]
+            path, _, query = rest.partition(b"?")
+            if not path:
+                path = b"/"
+        # Framing.
+        chunked = False
+        te = self._te
+        if te is not None:
+            if version == "1.0":
+                raise self._error(400, "Transfer-Encoding in an HTTP/1.0 request")
+            codings = [c.strip().lower() for c in te.split(b",")]
+            if codings != [b"chunked"]:
+                if codings[-1] != b"chunked" or b"chunked" in codings[:-1]:
+                    raise self._error(400, "chunked is not the final transfer coding")
+                raise self._error(501, "unsupported transfer coding")
+            chunked = True
+        upgrade = None
+        if hp.should_upgrade():
+            self._switching = True
+            if method != b"CONNECT":
+                if chunked or self._length:
+                    raise self._error(501, "Upgrade request with a body")
+                upgrade = self._upgrade
+        self._keep_alive = keep_alive = hp.should_keep_alive()
+        self._events.append(
+            Request(
+                method,
+                target,
+                path,
+                query,
+                version,
+                self._headers,
+                keep_alive,
+                self._expect and version == "1.1",
+                self._length,
+                chunked,
+                upgrade,
+                self._host,
+            )
+        )
+        self._state = _BODY
+
+    def _on_body(self, data: bytes) -> None:
+        if self._max_body is not None:
+            self._body_seen += len(data)
+            if self._body_seen > self._max_body:
+                raise self._error(413, "request body too large")
+        self._events.append(Body(data))
+
+    def _on_message_complete(self) -> None:
+        trailers = self._trailers
+        self._events.append(EndOfMessage(trailers) if trailers else EndOfMessage())
+        self._state = _IDLE
+        self._unstarted += 1
+        if self._switching or not self._keep_alive:
+            self._events.append(ConnectionClosed())
+            self._done = True
