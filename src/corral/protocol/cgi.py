@@ -1,0 +1,163 @@
+"""Sans-IO parser of a CGI/1.1 response head (RFC 3875 section 6), as found at the start
+of a FastCGI STDOUT stream.
+
+Stdlib only. ``CGIResponseParser.feed`` takes STDOUT bytes as they arrive and,
+once the blank line that ends the head has been seen, returns a
+``CGIResponseHead``: the status, the reason phrase, the header fields (without
+``Status``) and the body bytes that followed the head in the same chunk.
+
+Rules (where CGI/1.1 leaves room, the choice is noted):
+
+* Lines end with CRLF or a bare LF, mixed freely; a bare CR inside a line, any
+  other control character but HTAB, an obsolete folded line, a line without a
+  colon, a field name that is not an RFC 9110 token (so no space before the
+  colon) are malformed.
+* ``Status: 404 Not Found`` sets the status and is removed from the headers;
+  without a reason the standard phrase is used (empty for unknown codes). The
+  code must be three digits in 200..599 (a CGI script cannot send an interim
+  1xx response). Two Status fields are malformed.
+* Without ``Status``, the status is 200, or 302 Found when a ``Location`` field
+  is present (RFC 3875 6.2.3/6.2.4). Corral answers a local redirect
+  (``Location: /path``) like a client redirect, as nginx does: the front
+  forwards the 302 and the browser follows it.
+* A head must hold at least one field (RFC 3875 6.2) and fit ``max_head_size``
+  bytes; the stream ending before the blank line is malformed.
+
+Every malformed case raises ``CGIResponseError``; the front answers 502.
+"""
+
+from __future__ import annotations
+
+import http
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from corral.errors import CorralError
+
+__all__ = [
+    "DEFAULT_MAX_HEAD_SIZE",
+    "CGIResponseError",
+    "CGIResponseHead",
+    "CGIResponseParser",
+]
+
+DEFAULT_MAX_HEAD_SIZE: Final = 64 * 1024
+
+_END_OF_HEAD: Final = re.compile(rb"\n\r?\n")
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Control characters other than HTAB, CR and LF (CR is checked per line).
+_BAD_CTL: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_REASONS: Final[dict[int, bytes]] = {s.value: s.phrase.encode("ascii") for s in http.HTTPStatus}
+_FOUND: Final = b"Found"
+
+
+class CGIResponseError(CorralError):
+    """The application's CGI response head is malformed (the front answers 502)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CGIResponseHead:
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    #: Body bytes that arrived with the end of the head (possibly ``b""``).
+    body: bytes
+
+
+class CGIResponseParser:
+    """Accumulates STDOUT bytes until the head is complete; one parser per response."""
+
+    __slots__ = ("_buf", "_done", "_scanned", "max_head_size")
+
+    def __init__(self, max_head_size: int = DEFAULT_MAX_HEAD_SIZE) -> None:
+        self.max_head_size = max_head_size
+        self._buf = bytearray()
+        self._scanned = 0
+        self._done = False
+
+    @property
+    def complete(self) -> bool:
+        return self._done
+
+    def feed(self, data: bytes) -> CGIResponseHead | None:
+        """Feed STDOUT bytes; ``b""`` means the stream ended. Returns the head once complete,
+        else ``None``. Raises ``CGIResponseError`` when the head is malformed or the stream
+        ends before it; ``RuntimeError`` when called again after the head was returned."""
+        if self._done:
+            raise RuntimeError("the CGI response head is already complete; the rest is body")
+        if not data:
+            raise CGIResponseError(
+                "the response ended before the end of its header block"
+                if self._buf
+                else "the response is empty (no CGI header block)"
+            )
+        if self._buf:
+            buf: bytes | bytearray = self._buf
+            buf += data
+            start = max(self._scanned - 2, 0)
+        else:
+            buf = data
+            start = 0
+        if buf[0] == 0x0A or buf[:2] == b"\r\n":
+            raise CGIResponseError("the CGI response has no header fields (RFC 3875 6.2)")
+        match = _END_OF_HEAD.search(buf, start)
+        if match is None:
+            if len(buf) > self.max_head_size:
+                raise CGIResponseError(
+                    f"CGI response head exceeds {self.max_head_size} bytes without ending"
+                )
+            if buf is data:
+                self._buf += data
+            self._scanned = len(buf)
+            return None
+        cut = match.start()
+        if cut > self.max_head_size:
+            raise CGIResponseError(f"CGI response head exceeds {self.max_head_size} bytes")
+        self._done = True
+        head = bytes(buf[:cut])
+        body = bytes(buf[match.end() :])
+        self._buf = bytearray()
+        return _parse_head(head, body)
+
+
+def _parse_head(head: bytes, body: bytes) -> CGIResponseHead:
+    if _BAD_CTL.search(head) is not None:
+        raise CGIResponseError("control character in the CGI response head")
+    headers: list[tuple[bytes, bytes]] = []
+    status_value: bytes | None = None
+    location = False
+    token = _TOKEN.fullmatch
+    for line in head.split(b"\n"):
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if b"\r" in line:
+            raise CGIResponseError(f"bare CR in CGI response header line {line[:80]!r}")
+        name, colon, value = line.partition(b":")
+        if not colon:
+            if line[:1] in (b" ", b"\t"):
+                raise CGIResponseError(f"folded CGI response header line {line[:80]!r}")
+            raise CGIResponseError(f"CGI response header line without a colon: {line[:80]!r}")
+        if token(name) is None:
+            raise CGIResponseError(f"invalid CGI response header name {name[:80]!r}")
+        value = value.strip(b" \t")
+        if len(name) == 6 and name.lower() == b"status":
+            if status_value is not None:
+                raise CGIResponseError("two Status fields in the CGI response")
+            status_value = value
+            continue
+        if len(name) == 8 and name.lower() == b"location":
+            location = True
+        headers.append((name, value))
+    if status_value is None:
+        if location:
+            return CGIResponseHead(302, _FOUND, headers, body)
+        return CGIResponseHead(200, b"OK", headers, body)
+    code = status_value[:3]
+    if len(code) != 3 or not code.isdigit() or status_value[3:4] not in (b"", b" ", b"\t"):
+        raise CGIResponseError(f"invalid CGI Status {status_value[:80]!r}")
+    status = int(code)
+    if not 200 <= status <= 599:
+        raise CGIResponseError(f"CGI Status {status} is outside 200..599")
+    reason = status_value[4:].strip(b" \t") or _REASONS.get(status, b"")
+    return CGIResponseHead(status, reason, headers, body)
