@@ -1,0 +1,780 @@
+"""One application's backend workers: start them, lease them per request, replace, stop. Mechanism.
+
+The front server, per request::
+
+    lease = await pool.acquire()          # PoolOverloaded / AcquireTimeout / PoolUnavailable -> 503
+    try:
+        ... talk FastCGI over lease.conn ...
+    finally:
+        pool.release(lease, reusable=ok)  # ok: the connection is clean and may be kept alive
+
+How the pool works:
+
+* **Lazy start.** Nothing runs until the first ``acquire``; from then on at least
+  ``min_instances`` workers are kept (the floor), up to ``max_instances``.
+* **Leasing.** A worker serves ``connections_per_worker`` requests at once (its threads), one per
+  connection. A request goes to the least busy ready worker (ties: the most recently used, so
+  that surplus workers go idle and can be stopped), over a kept-alive connection when one is
+  free, else over a new one from ``connect``. When no worker has room the request waits in a
+  bounded FIFO queue: ``queue_size`` waiting requests at most (``PoolOverloaded`` beyond), each
+  for ``queue_timeout`` seconds at most (``AcquireTimeout``).
+* **Scaling.** The pool samples its load and asks the pure policy (``scaling.decide``) what to
+  do: start workers when requests wait, stop workers idle longer than ``idle_timeout``. The
+  policy decides, the pool executes.
+* **Readiness.** A worker is READY when it answers the probe (FCGI_GET_VALUES) within
+  ``start_timeout``. If it exits first (exit code 4: the app cannot be loaded), times out or
+  fails the probe, it has failed to start. When no worker is left running, every waiting
+  request gets ``PoolUnavailable(reason, stderr_tail)`` (the traceback for the error page) and
+  the next request tries again. When others still run, further starts back off
+  (``backoff.StartBackoff``).
+* **Crashes.** A worker that exits unexpectedly is logged ("worker pid X exited with code N /
+  killed by signal S"), its kept-alive connections are closed, the request in flight on it sees
+  its connection break (the front answers 502), and the policy replaces it if the floor or
+  waiting requests need it.
+* **Closing.** ``close(grace)`` refuses new requests, fails waiting ones, waits up to ``grace``
+  seconds for leases in flight, then stops every worker (SIGTERM, ``graceful_shutdown_timeout``,
+  SIGKILL) and removes the private runtime directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from corral.errors import CorralError, ExitCode
+from corral.supervision.backoff import StartBackoff
+from corral.supervision.launch import Address, LaunchPlan, Transport
+from corral.supervision.lifecycle import WorkerState, check_transition
+from corral.supervision.probe import fastcgi_probe
+from corral.supervision.process import SpawnError, WorkerProcess, describe_returncode
+from corral.supervision.scaling import LoadSample, ScalingLimits, WorkerLoad, decide
+
+_log = logging.getLogger("corral.supervision.pool")
+
+#: After a failed probe, how long to wait for the process to exit (its exit code and traceback
+#: explain the failure better than "connection reset").
+_EXIT_AFTER_PROBE_FAILURE = 1.0
+
+
+# ------------------------------------------------------------------------------------ contracts
+
+
+class BackendConnection(Protocol):
+    """What the pool needs from the front's backend connection class."""
+
+    def close(self) -> None: ...
+
+    @property
+    def is_closed(self) -> bool: ...
+
+
+ConnT = TypeVar("ConnT", bound=BackendConnection)
+
+#: Opens a connection to a worker (the front's FastCGI client connection).
+Connect = Callable[[Address], Awaitable[ConnT]]
+#: Readiness check: returns when the worker at ``Address`` is ready; raises otherwise. The float
+#: is the time allowed, in seconds.
+Probe = Callable[[Address, float], Awaitable[None]]
+
+
+class PoolError(CorralError):
+    """A request could not be given a worker. Every subclass maps to 503 at the front."""
+
+    def __init__(self, app: str, message: str) -> None:
+        super().__init__(f"app {app}: {message}")
+        self.app = app
+
+
+class PoolOverloaded(PoolError):
+    """The wait queue is full (503 + Retry-After)."""
+
+    def __init__(self, app: str, queue_size: int) -> None:
+        super().__init__(app, f"overloaded: {queue_size} requests already wait for a worker")
+        self.queue_size = queue_size
+
+
+class AcquireTimeout(PoolError):
+    """The request waited longer than its timeout for a worker (503)."""
+
+    def __init__(self, app: str, waited: float) -> None:
+        super().__init__(app, f"no worker became free within {waited:g} s")
+        self.waited = waited
+
+
+class PoolUnavailable(PoolError):
+    """The application cannot start (503, with ``stderr_tail``, often a traceback, on the page)."""
+
+    def __init__(self, app: str, reason: str, stderr_tail: str = "") -> None:
+        super().__init__(app, f"cannot start: {reason}")
+        self.reason = reason
+        self.stderr_tail = stderr_tail
+
+
+class PoolClosed(PoolUnavailable):
+    """The pool is shutting down."""
+
+    def __init__(self, app: str) -> None:
+        super().__init__(app, "the application is shutting down")
+
+
+# ------------------------------------------------------------------------------------ settings
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """How one application's pool behaves. Times are in seconds."""
+
+    #: Workers kept once the app has started (0: scale to zero when idle).
+    min_instances: int = 1
+    #: Most workers at once; 0 = as many as CPU cores.
+    max_instances: int = 0
+    #: Requests one worker serves at once (its threads); one FastCGI connection each.
+    connections_per_worker: int = 1
+    #: Requests that may wait for a worker; beyond that, PoolOverloaded.
+    queue_size: int = 100
+    #: How long a request may wait for a worker (default of ``acquire(timeout)``).
+    queue_timeout: float = 30.0
+    #: How long a new worker has to answer the readiness probe.
+    start_timeout: float = 30.0
+    #: Between SIGTERM and SIGKILL when a worker is stopped.
+    graceful_shutdown_timeout: float = 10.0
+    #: Idle time after which a worker above the floor is stopped; None = never.
+    idle_timeout: float | None = 300.0
+    #: Delays between failed starts while other workers run.
+    backoff: StartBackoff = field(default_factory=StartBackoff)
+
+    def __post_init__(self) -> None:
+        for name in ("min_instances", "max_instances", "queue_size"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
+        if self.connections_per_worker < 1:
+            raise ValueError(
+                f"connections_per_worker must be >= 1, not {self.connections_per_worker}"
+            )
+        for name in ("queue_timeout", "start_timeout", "graceful_shutdown_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, not {getattr(self, name)}")
+        if self.idle_timeout is not None and self.idle_timeout < 0:
+            raise ValueError(f"idle_timeout must be >= 0 or None, not {self.idle_timeout}")
+        if 0 < self.max_instances < self.min_instances:
+            raise ValueError(
+                f"min_instances ({self.min_instances}) exceeds max_instances ({self.max_instances})"
+            )
+
+    def limits(self) -> ScalingLimits:
+        """The policy's limits, with ``max_instances == 0`` resolved to the CPU count."""
+        maximum = self.max_instances or max(os.cpu_count() or 1, self.min_instances, 1)
+        return ScalingLimits(
+            min_instances=self.min_instances,
+            max_instances=maximum,
+            idle_timeout=self.idle_timeout,
+            capacity=self.connections_per_worker,
+        )
+
+
+# ------------------------------------------------------------------------------------ data out
+
+
+@dataclass(eq=False, slots=True)
+class Lease(Generic[ConnT]):
+    """One request's hold on one worker. Give it back with ``pool.release``."""
+
+    conn: ConnT
+    worker_pid: int
+    worker_id: int
+    released: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One worker, for the status page."""
+
+    worker_id: int
+    pid: int | None
+    state: str
+    active: int
+    requests_served: int
+    address: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSnapshot:
+    """One pool, for the status page: plain data."""
+
+    app: str
+    workers: tuple[WorkerInfo, ...]
+    waiting: int
+    in_flight: int
+    start_failures: int
+    last_error: str | None
+    closing: bool
+
+
+@dataclass(eq=False)
+class _Worker(Generic[ConnT]):
+    id: int
+    state: WorkerState = WorkerState.STARTING
+    process: WorkerProcess | None = None
+    active: int = 0
+    requests_served: int = 0
+    idle_since: float | None = None
+    last_used: float = 0.0
+    idle_conns: list[ConnT] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+
+def _format_address(address: Address) -> str:
+    return address if isinstance(address, str) else f"{address[0]}:{address[1]}"
+
+
+# ------------------------------------------------------------------------------------ the pool
+
+
+class Pool(Generic[ConnT]):
+    """The workers of one application."""
+
+    def __init__(
+        self,
+        name: str,
+        plan: LaunchPlan,
+        settings: PoolSettings,
+        connect: Connect[ConnT],
+        probe: Probe = fastcgi_probe,
+        *,
+        runtime_root: str | None = None,
+    ) -> None:
+        """
+        Args:
+            name: the application's name (logs, errors, status).
+            plan: how to start one worker.
+            settings: limits and timeouts.
+            connect: opens a connection to a worker's address (the front's backend client).
+            probe: readiness check; default: FCGI_GET_VALUES answered.
+            runtime_root: where the pool makes its private (0700) directory for Unix sockets;
+                default ``$XDG_RUNTIME_DIR`` if set, else the system temporary directory.
+        """
+        self.name = name
+        self.plan = plan
+        self.settings = settings
+        self._limits = settings.limits()
+        self._connect = connect
+        self._probe = probe
+        self._runtime_root = runtime_root
+        self._runtime_dir: str | None = None
+        self._workers: dict[int, _Worker[ConnT]] = {}
+        self._next_id = 1
+        self._waiters: collections.deque[asyncio.Future[_Worker[ConnT]]] = collections.deque()
+        self._leases: set[Lease[ConnT]] = set()
+        self._drained: asyncio.Event | None = None
+        # Dormant until the first acquire, and again after the app failed to start.
+        self._active = False
+        self._closing = False
+        self._closed: asyncio.Future[None] | None = None
+        self._start_failures = 0
+        self._next_start_at = 0.0
+        self._last_error: PoolUnavailable | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    # -------------------------------------------------------------------------------- public
+
+    async def acquire(self, timeout: float | None = None) -> Lease[ConnT]:  # noqa: ASYNC109
+        """Lease a worker for one request, waiting up to ``timeout`` (default queue_timeout) s.
+
+        Raises:
+            PoolOverloaded: the wait queue is full.
+            AcquireTimeout: no worker became free in time.
+            PoolUnavailable: the application cannot start (or the pool is closing:
+                ``PoolClosed``).
+        """
+        if self._closing:
+            raise PoolClosed(self.name)
+        self._activate()
+        loop = asyncio.get_running_loop()
+        limit = self.settings.queue_timeout if timeout is None else timeout
+        deadline = loop.time() + limit
+        retry = False
+        while True:
+            worker = None if self._waiters else self._pick()
+            if worker is not None:
+                self._reserve(worker)
+            else:
+                if not retry and len(self._waiters) >= self.settings.queue_size:
+                    raise PoolOverloaded(self.name, self.settings.queue_size)
+                worker = await self._wait_for_worker(deadline, limit, front=retry)
+            try:
+                conn = await self._open_connection(worker)
+            except OSError as exc:
+                self._connect_failed(worker, exc)
+                retry = True
+                continue
+            except BaseException:
+                self._unreserve(worker, served=False)
+                raise
+            assert worker.process is not None
+            lease = Lease(conn=conn, worker_pid=worker.process.pid, worker_id=worker.id)
+            self._leases.add(lease)
+            return lease
+
+    def release(self, lease: Lease[ConnT], reusable: bool) -> None:
+        """Give a worker back. ``reusable``: the connection is clean and may serve another
+        request (kept alive); otherwise it is closed. Releasing twice does nothing."""
+        if lease.released:
+            return
+        lease.released = True
+        self._leases.discard(lease)
+        worker = self._workers.get(lease.worker_id)
+        conn = lease.conn
+        if (
+            reusable
+            and worker is not None
+            and worker.state.is_ready
+            and not self._closing
+            and not conn.is_closed
+            and len(worker.idle_conns) < self.settings.connections_per_worker
+        ):
+            worker.idle_conns.append(conn)
+        else:
+            conn.close()
+        if worker is not None:
+            self._unreserve(worker, served=True)
+        if self._drained is not None and not self._leases:
+            self._drained.set()
+
+    async def close(self, grace: float | None = None) -> None:
+        """Stop handing out workers, wait up to ``grace`` s (default graceful_shutdown_timeout)
+        for leases in flight, then stop every worker and remove the runtime directory."""
+        loop = asyncio.get_running_loop()
+        if self._closed is not None:
+            await asyncio.shield(self._closed)
+            return
+        self._closed = loop.create_future()
+        self._closing = True
+        try:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._fail_waiters(PoolClosed(self.name))
+            if grace is None:
+                grace = self.settings.graceful_shutdown_timeout
+            if self._leases:
+                self._drained = asyncio.Event()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drained.wait(), grace)
+                if self._leases:
+                    _log.warning(
+                        "app %s: %d request(s) still in flight after %g s; stopping anyway",
+                        self.name,
+                        len(self._leases),
+                        grace,
+                        extra={"app": self.name},
+                    )
+            for worker in list(self._workers.values()):
+                if worker.state is WorkerState.STARTING:
+                    self._set_state(worker, WorkerState.STOPPING)
+                    if worker.task is not None:
+                        worker.task.cancel()
+                elif worker.state.is_ready:
+                    self._stop_worker(worker)
+            tasks = [w.task for w in self._workers.values() if w.task is not None]
+            tasks.extend(self._stopping)
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            if self._runtime_dir is not None:
+                shutil.rmtree(self._runtime_dir, ignore_errors=True)
+                self._runtime_dir = None
+        finally:
+            self._closed.set_result(None)
+
+    def snapshot(self) -> PoolSnapshot:
+        """The pool's state as plain data (for a status page)."""
+        workers = tuple(
+            WorkerInfo(
+                worker_id=w.id,
+                pid=w.pid,
+                state=w.state.value,
+                active=w.active,
+                requests_served=w.requests_served,
+                address=None if w.process is None else _format_address(w.process.address),
+            )
+            for w in sorted(self._workers.values(), key=lambda w: w.id)
+        )
+        return PoolSnapshot(
+            app=self.name,
+            workers=workers,
+            waiting=len(self._waiters),
+            in_flight=len(self._leases),
+            start_failures=self._start_failures,
+            last_error=None if self._last_error is None else str(self._last_error),
+            closing=self._closing,
+        )
+
+    # -------------------------------------------------------------------------------- leasing
+
+    def _activate(self) -> None:
+        if self._active:
+            return
+        backoff = self.settings.backoff
+        last = self._last_error
+        if (
+            last is not None
+            and not backoff.retry_on_demand
+            and asyncio.get_running_loop().time() < self._next_start_at
+        ):
+            raise PoolUnavailable(self.name, last.reason, last.stderr_tail)
+        self._active = True
+        if backoff.retry_on_demand:
+            self._next_start_at = 0.0
+
+    def _pick(self) -> _Worker[ConnT] | None:
+        """The least busy ready worker with room; ties go to the most recently used."""
+        best: _Worker[ConnT] | None = None
+        capacity = self.settings.connections_per_worker
+        for worker in self._workers.values():
+            if not worker.state.is_ready or worker.active >= capacity:
+                continue
+            if best is None or (worker.active, -worker.last_used) < (
+                best.active,
+                -best.last_used,
+            ):
+                best = worker
+        return best
+
+    def _reserve(self, worker: _Worker[ConnT]) -> None:
+        worker.active += 1
+        worker.idle_since = None
+        if worker.state is WorkerState.IDLE:
+            self._set_state(worker, WorkerState.BUSY)
+
+    def _unreserve(self, worker: _Worker[ConnT], *, served: bool) -> None:
+        worker.active -= 1
+        if served:
+            worker.requests_served += 1
+        if worker.state is WorkerState.BUSY and worker.active == 0:
+            now = asyncio.get_running_loop().time()
+            worker.last_used = now
+            worker.idle_since = now
+            self._set_state(worker, WorkerState.IDLE)
+        if worker.state.is_ready:
+            self._dispatch()
+            if worker.active == 0:
+                self._evaluate()
+
+    async def _wait_for_worker(
+        self, deadline: float, limit: float, *, front: bool
+    ) -> _Worker[ConnT]:
+        waiter: asyncio.Future[_Worker[ConnT]] = asyncio.get_running_loop().create_future()
+        if front:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
+        self._evaluate()
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # A worker was handed to us as we gave up: pass it on.
+                self._unreserve(waiter.result(), served=False)
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                waiter.cancel()
+            if isinstance(exc, TimeoutError):
+                raise AcquireTimeout(self.name, limit) from None
+            raise
+
+    def _dispatch(self) -> None:
+        """Hand free workers to waiting requests, first come first served."""
+        while self._waiters:
+            worker = self._pick()
+            if worker is None:
+                return
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            self._reserve(worker)
+            waiter.set_result(worker)
+
+    def _fail_waiters(self, error: PoolUnavailable) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                # A fresh exception per request: tracebacks must not pile up on one instance.
+                waiter.set_exception(
+                    PoolClosed(self.name)
+                    if isinstance(error, PoolClosed)
+                    else PoolUnavailable(self.name, error.reason, error.stderr_tail)
+                )
+
+    async def _open_connection(self, worker: _Worker[ConnT]) -> ConnT:
+        while worker.idle_conns:
+            conn = worker.idle_conns.pop()
+            if not conn.is_closed:
+                return conn
+        assert worker.process is not None
+        return await self._connect(worker.process.address)
+
+    def _connect_failed(self, worker: _Worker[ConnT], exc: OSError) -> None:
+        """A ready worker refused a connection: it is broken; kill it (the policy replaces it)."""
+        pid = worker.pid
+        _log.warning(
+            "app %s: cannot connect to worker pid %s: %s; stopping it",
+            self.name,
+            pid,
+            exc,
+            extra={"app": self.name, "pid": pid},
+        )
+        worker.active -= 1
+        if worker.state.is_ready:
+            # Out of rotation at once; its exit is reaped (and logged) by _run_worker.
+            self._set_state(worker, WorkerState.STOPPING)
+            self._close_idle_connections(worker)
+            if worker.process is not None:
+                worker.process.kill()
+        self._evaluate()
+
+    # -------------------------------------------------------------------------------- scaling
+
+    def _evaluate(self) -> None:
+        """Sample the load, ask the policy, carry out its decision."""
+        if self._closing:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        starting = 0
+        ready: list[WorkerLoad] = []
+        for worker in self._workers.values():
+            if worker.state is WorkerState.STARTING:
+                starting += 1
+            elif worker.state.is_ready:
+                ready.append(WorkerLoad(worker.id, worker.active, worker.idle_since))
+        sample = LoadSample(waiting=len(self._waiters), starting=starting, workers=tuple(ready))
+        decision = decide(sample, self._limits, now)
+        start = decision.start if self._active else 0
+        wake = decision.recheck_at
+        if start and now < self._next_start_at:
+            start = 0
+            wake = self._next_start_at if wake is None else min(wake, self._next_start_at)
+        for _ in range(start):
+            self._start_worker()
+        for worker_id in decision.stop:
+            idle = self._workers.get(worker_id)
+            if idle is not None and idle.state is WorkerState.IDLE and idle.active == 0:
+                _log.info(
+                    "app %s: stopping worker pid %s, idle for %.1f s",
+                    self.name,
+                    idle.pid,
+                    now - (idle.idle_since or now),
+                    extra={"app": self.name, "pid": idle.pid},
+                )
+                self._stop_worker(idle)
+        if wake is not None:
+            self._wake_at(wake)
+
+    def _wake_at(self, when: float) -> None:
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._evaluate()
+
+    # -------------------------------------------------------------------------------- workers
+
+    def _set_state(self, worker: _Worker[ConnT], state: WorkerState) -> None:
+        worker.state = check_transition(worker.state, state)
+
+    def _socket_path(self, worker_id: int) -> str | None:
+        if self.plan.transport is not Transport.UNIX:
+            return None
+        if self._runtime_dir is None:
+            root = self._runtime_root or os.environ.get("XDG_RUNTIME_DIR") or None
+            if root is not None and not os.path.isdir(root):
+                root = None
+            self._runtime_dir = tempfile.mkdtemp(prefix="corral-", dir=root)  # mode 0700
+        return os.path.join(self._runtime_dir, f"{worker_id}.sock")
+
+    def _start_worker(self) -> None:
+        worker: _Worker[ConnT] = _Worker(id=self._next_id)
+        self._next_id += 1
+        self._workers[worker.id] = worker
+        worker.task = asyncio.get_running_loop().create_task(
+            self._run_worker(worker), name=f"corral-worker-{self.name}-{worker.id}"
+        )
+
+    async def _run_worker(self, worker: _Worker[ConnT]) -> None:
+        """The whole life of one worker: spawn, readiness, serve until exit."""
+        try:
+            try:
+                process = await WorkerProcess.spawn(
+                    self.plan, app=self.name, socket_path=self._socket_path(worker.id)
+                )
+            except (SpawnError, OSError) as exc:
+                self._start_failed(worker, str(exc), "")
+                return
+            worker.process = process
+            _log.info(
+                "app %s: started worker pid %d on %s",
+                self.name,
+                process.pid,
+                _format_address(process.address),
+                extra={"app": self.name, "pid": process.pid},
+            )
+            failure = await self._await_ready(process)
+            if failure is not None:
+                await process.close()
+                self._start_failed(worker, failure, process.stderr_tail())
+                return
+            self._worker_ready(worker)
+            code = await process.wait()
+            self._worker_exited(worker, code)
+        except asyncio.CancelledError:
+            # The pool is closing while this worker starts: take it down with us.
+            if worker.process is not None:
+                await worker.process.close()
+            self._forget(worker)
+            raise
+
+    async def _await_ready(self, process: WorkerProcess) -> str | None:
+        """None when the worker answered the probe in time; else why it did not."""
+        timeout = self.settings.start_timeout
+        probe = asyncio.ensure_future(self._probe(process.address, timeout))
+        exited = asyncio.ensure_future(process.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {probe, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if probe in done and probe.exception() is None and process.running:
+                return None
+            if probe in done and not exited.done():
+                # Prefer the exit status (and its traceback) to "connection reset".
+                await asyncio.wait({exited}, timeout=_EXIT_AFTER_PROBE_FAILURE)
+            if exited.done():
+                return _exit_reason(exited.result())
+            if probe in done:
+                error = probe.exception()
+                return f"the readiness probe failed: {error}"
+            return f"it did not answer the readiness probe within {timeout:g} s"
+        finally:
+            for task in (probe, exited):
+                task.cancel()
+            await asyncio.gather(probe, exited, return_exceptions=True)
+
+    def _worker_ready(self, worker: _Worker[ConnT]) -> None:
+        if worker.state is WorkerState.STOPPING:  # the pool closed meanwhile
+            return
+        now = asyncio.get_running_loop().time()
+        worker.idle_since = now
+        worker.last_used = now
+        self._set_state(worker, WorkerState.IDLE)
+        self._start_failures = 0
+        self._next_start_at = 0.0
+        self._last_error = None
+        _log.info(
+            "app %s: worker pid %s is ready",
+            self.name,
+            worker.pid,
+            extra={"app": self.name, "pid": worker.pid},
+        )
+        self._dispatch()
+        self._evaluate()
+
+    def _start_failed(self, worker: _Worker[ConnT], reason: str, stderr_tail: str) -> None:
+        if worker.state is WorkerState.STOPPING:  # the pool closed meanwhile
+            self._forget(worker)
+            return
+        self._set_state(worker, WorkerState.FAILED_TO_START)
+        self._forget(worker)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._start_failures += 1
+        error = PoolUnavailable(self.name, reason, stderr_tail)
+        self._last_error = error
+        _log.error(
+            "app %s: worker pid %s cannot start: %s%s",
+            self.name,
+            worker.pid,
+            reason,
+            f"\n{stderr_tail}" if stderr_tail else "",
+            extra={"app": self.name, "pid": worker.pid},
+        )
+        if self._closing:
+            return
+        backoff = self.settings.backoff
+        self._next_start_at = backoff.next_start_at(self._start_failures, now)
+        alive = any(
+            w.state is WorkerState.STARTING or w.state.is_ready for w in self._workers.values()
+        )
+        if not alive:
+            # Nothing runs: the requests that wait for this app will not be served.
+            self._fail_waiters(error)
+            self._active = False
+        self._evaluate()
+
+    def _worker_exited(self, worker: _Worker[ConnT], code: int) -> None:
+        expected = worker.state is WorkerState.STOPPING
+        self._set_state(worker, WorkerState.EXITED)
+        self._forget(worker)
+        if expected:
+            _log.info(
+                "app %s: worker pid %s stopped (%s)",
+                self.name,
+                worker.pid,
+                describe_returncode(code),
+                extra={"app": self.name, "pid": worker.pid},
+            )
+        else:
+            _log.warning(
+                "app %s: worker pid %s %s; %d request(s) in flight on it fail",
+                self.name,
+                worker.pid,
+                describe_returncode(code),
+                worker.active,
+                extra={"app": self.name, "pid": worker.pid},
+            )
+        self._evaluate()
+
+    def _forget(self, worker: _Worker[ConnT]) -> None:
+        self._close_idle_connections(worker)
+        self._workers.pop(worker.id, None)
+
+    def _stop_worker(self, worker: _Worker[ConnT]) -> None:
+        """STOPPING: close its idle connections, SIGTERM, grace, SIGKILL. ``_run_worker`` sees
+        the exit and forgets it."""
+        self._set_state(worker, WorkerState.STOPPING)
+        self._close_idle_connections(worker)
+        if worker.process is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._stop_process(worker.process))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _stop_process(self, process: WorkerProcess) -> None:
+        await process.stop(self.settings.graceful_shutdown_timeout)
+
+    def _close_idle_connections(self, worker: _Worker[ConnT]) -> None:
+        for conn in worker.idle_conns:
+            conn.close()
+        worker.idle_conns.clear()
+
+
+def _exit_reason(code: int) -> str:
+    if code == ExitCode.APP_LOAD_FAILED:
+        return "the application could not be loaded (worker exited with code 4)"
+    return f"the worker {describe_returncode(code)} before it was ready"

@@ -1,0 +1,80 @@
+"""The readiness probe: a worker is ready when it answers FCGI_GET_VALUES.
+
+Any FastCGI responder answers GET_VALUES (the spec makes it part of every application), so the
+probe works for Corral's Python worker and for php-cgi alike. The probe opens its own connection,
+asks for ``FCGI_MAX_CONNS``, ``FCGI_MAX_REQS`` and ``FCGI_MPXS_CONNS``, waits for the
+GET_VALUES_RESULT and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from corral.errors import CorralError
+from corral.protocol.fastcgi import (
+    CLIENT,
+    CLOSED,
+    FCGI_MAX_CONNS,
+    FCGI_MAX_REQS,
+    FCGI_MPXS_CONNS,
+    NEED_DATA,
+    FastCGIConnection,
+    GetValues,
+    GetValuesResult,
+    RemoteProtocolError,
+)
+from corral.supervision.launch import Address
+
+
+class ProbeFailed(CorralError):
+    """The worker did not answer the readiness probe as a FastCGI responder should."""
+
+
+async def open_stream(address: Address) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to a worker's Unix socket path or (host, port)."""
+    if isinstance(address, str):
+        return await asyncio.open_unix_connection(address)
+    host, port = address
+    return await asyncio.open_connection(host, port)
+
+
+async def get_values(address: Address, within: float) -> dict[bytes, bytes]:
+    """Ask the worker at ``address`` for its FastCGI limits; return its answers.
+
+    Raises:
+        ProbeFailed: the worker closed the connection, sent bad bytes, or did not answer within
+            ``within`` seconds.
+        OSError: the connection could not be made (nothing listens there).
+    """
+    try:
+        async with asyncio.timeout(within):
+            return await _get_values(address)
+    except TimeoutError:
+        raise ProbeFailed(f"no answer to FCGI_GET_VALUES within {within:g} s") from None
+
+
+async def _get_values(address: Address) -> dict[bytes, bytes]:
+    reader, writer = await open_stream(address)
+    try:
+        conn = FastCGIConnection(CLIENT)
+        writer.write(conn.send(GetValues([FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS])))
+        while True:
+            event = conn.next_event()
+            if isinstance(event, GetValuesResult):
+                return dict(event.values)
+            if event is CLOSED:
+                raise ProbeFailed("the worker closed the connection without answering")
+            if event is NEED_DATA:
+                conn.receive_data(await reader.read(65536))
+            # Any other event (UNKNOWN_TYPE...) is not the answer: keep reading.
+    except RemoteProtocolError as exc:
+        raise ProbeFailed(f"the worker answered FCGI_GET_VALUES with bad bytes: {exc}") from exc
+    except ConnectionError as exc:
+        raise ProbeFailed(f"the connection broke before the answer: {exc}") from exc
+    finally:
+        writer.close()
+
+
+async def fastcgi_probe(address: Address, within: float) -> None:
+    """The pool's default readiness probe (``Probe``): succeed when GET_VALUES is answered."""
+    await get_values(address, within)

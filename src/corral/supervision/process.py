@@ -1,0 +1,352 @@
+"""One backend worker process: spawn it, watch it, log its output, stop it. Mechanism.
+
+How a worker is started (the same under asyncio's default loop and uvloop):
+
+* The host creates, binds and listens on a fresh socket (a Unix socket in the pool's private
+  0700 runtime directory, or loopback TCP on an ephemeral port) and passes it as the worker's
+  fd 0, the FastCGI convention. The host closes its own copy once the child has it, so that a
+  dead worker's socket refuses connections instead of queueing them.
+* The read end of a *liveness pipe* is placed at fd 3. The host keeps the write end (close-on-
+  exec, so no other child inherits it). When the host dies, even by SIGKILL, the kernel closes
+  the write end and the worker reads EOF and exits. On Linux the child also asks the kernel for
+  ``PR_SET_PDEATHSIG = SIGKILL`` before exec, a second line of defence for commands that
+  ignore fd 3.
+* The worker gets its own session and process group (``start_new_session``): stopping it
+  signals the whole group, so whatever the app spawned goes too.
+* stdout and stderr are pipes; a task per stream logs each line to ``corral.app.<name>`` tagged
+  with the app and pid (``extra={"app", "pid", "stream"}``), without ever blocking the loop. The
+  last ``tail_lines`` stderr lines are kept for error pages ("cannot start: <traceback>").
+
+Stopping: SIGTERM to the group, ``timeout`` seconds' grace, SIGKILL to the group, reap, remove
+the socket file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+
+from corral.errors import CorralError, ExitCode
+from corral.supervision.launch import LIVENESS_FD, Address, LaunchPlan, Transport
+
+#: Longest line logged as one record; the rest of an overlong line is logged as more records.
+MAX_LINE = 16 * 1024
+#: How long to wait for a dead worker's stdout/stderr to drain before giving up on them.
+DRAIN_TIMEOUT = 2.0
+
+_PR_SET_PDEATHSIG = 1
+_log = logging.getLogger("corral.supervision")
+
+
+class SpawnError(CorralError):
+    """The worker could not be started at all (no such program, bad cwd, socket failure...)."""
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl on Linux, resolved once in the parent (the child must not load libraries)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl: Callable[..., int] = libc.prctl
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return None
+    return prctl
+
+
+_prctl = _load_prctl()
+_low_fds_reserved = False
+
+
+def _reserve_low_fds() -> None:
+    """Make sure fds 0..3 are open in the host.
+
+    The child receives its liveness pipe by ``dup2(read_end, 3)`` before exec. Under uvloop that
+    happens before the stdio descriptors are put in place, so no descriptor the child needs may
+    itself be fd 3. Keeping 0..3 always occupied (by /dev/null if the host had them closed)
+    guarantees that every descriptor created later has a higher number.
+    """
+    global _low_fds_reserved
+    if _low_fds_reserved:
+        return
+    while True:
+        try:
+            os.fstat(LIVENESS_FD)
+            break
+        except OSError:
+            fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            if fd >= LIVENESS_FD:
+                break
+    _low_fds_reserved = True
+
+
+def _child_setup(liveness_read: int, host_pid: int) -> Callable[[], None]:
+    """The function the child runs between fork and exec (async-signal-light: no imports)."""
+    prctl = _prctl
+
+    def setup() -> None:
+        os.dup2(liveness_read, LIVENESS_FD, inheritable=True)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            # The host may have died between fork and prctl: then nobody will signal us.
+            if os.getppid() != host_pid:
+                os._exit(ExitCode.ORPHANED)
+
+    return setup
+
+
+def describe_returncode(returncode: int) -> str:
+    """'exited with code 4' or 'killed by signal SIGKILL' (asyncio's negative return codes)."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"killed by signal {name}"
+    return f"exited with code {returncode}"
+
+
+class WorkerProcess:
+    """A spawned worker. Create with ``await WorkerProcess.spawn(...)``."""
+
+    def __init__(
+        self,
+        *,
+        app: str,
+        proc: asyncio.subprocess.Process,
+        address: Address,
+        socket_path: str | None,
+        liveness_write: int,
+        tail_lines: int,
+    ) -> None:
+        self.app = app
+        self.pid: int = proc.pid
+        self.address = address
+        self._proc = proc
+        self._socket_path = socket_path
+        self._liveness_write: int | None = liveness_write
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self._logger = logging.getLogger(f"corral.app.{app}")
+        self._pumps = [
+            asyncio.ensure_future(self._pump(proc.stdout, "stdout", logging.INFO)),
+            asyncio.ensure_future(self._pump(proc.stderr, "stderr", logging.WARNING)),
+        ]
+        self._exit = asyncio.ensure_future(self._watch_exit())
+
+    # ---------------------------------------------------------------- spawning
+
+    @classmethod
+    async def spawn(
+        cls,
+        plan: LaunchPlan,
+        *,
+        app: str,
+        socket_path: str | None = None,
+        tail_lines: int = 200,
+    ) -> WorkerProcess:
+        """Start one worker from ``plan``.
+
+        Args:
+            plan: the command, environment, working directory and transport.
+            app: the application's name (for log records).
+            socket_path: where to bind the Unix socket (``Transport.UNIX``); its directory should
+                be private (0700). Ignored for TCP.
+            tail_lines: how many stderr lines to keep for error pages.
+
+        Raises:
+            SpawnError: the socket could not be made or the program could not be executed.
+        """
+        _reserve_low_fds()
+        listener, address, bound_path = _listen(plan, socket_path)
+        liveness_read, liveness_write = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *plan.argv,
+                stdin=listener.fileno(),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=dict(plan.env),
+                cwd=plan.cwd,
+                start_new_session=True,
+                preexec_fn=_child_setup(liveness_read, os.getpid()),
+                # The child dup2()s the liveness pipe onto fd 3 in preexec_fn; listing fd 3 here
+                # keeps it across the stdlib's close_fds sweep, which runs after preexec_fn.
+                # (The host's own fd 3 is always open, see _reserve_low_fds.)
+                pass_fds=(LIVENESS_FD,),
+            )
+        except BaseException as exc:
+            os.close(liveness_write)
+            if bound_path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(bound_path)
+            if isinstance(exc, OSError | ValueError):
+                raise SpawnError(f"cannot start {plan.argv[0]!r} in {plan.cwd!r}: {exc}") from exc
+            raise
+        finally:
+            os.close(liveness_read)
+            listener.close()
+        return cls(
+            app=app,
+            proc=proc,
+            address=address,
+            socket_path=bound_path,
+            liveness_write=liveness_write,
+            tail_lines=tail_lines,
+        )
+
+    # ---------------------------------------------------------------- observing
+
+    @property
+    def returncode(self) -> int | None:
+        """None while running; the exit code, or minus the signal number, once reaped."""
+        return self._proc.returncode if self._exit.done() else None
+
+    @property
+    def running(self) -> bool:
+        return not self._exit.done()
+
+    async def wait(self) -> int:
+        """Wait for the process to end (cancelling the caller does not disturb the watch)."""
+        return await asyncio.shield(self._exit)
+
+    async def wait_output(self, within: float = DRAIN_TIMEOUT) -> None:
+        """Wait until stdout and stderr reach EOF (after exit), at most ``within`` seconds."""
+        pending = [pump for pump in self._pumps if not pump.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=within)
+
+    def stderr_tail(self) -> str:
+        """The last stderr lines (up to ``tail_lines``), joined by newlines."""
+        return "\n".join(self._stderr_tail)
+
+    def describe_exit(self) -> str:
+        code = self.returncode
+        return "is running" if code is None else describe_returncode(code)
+
+    # ---------------------------------------------------------------- stopping
+
+    def signal_group(self, signum: int) -> bool:
+        """Send ``signum`` to the worker's process group; False if the group is gone."""
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # pragma: no cover - the group leader's pid was reused
+            return False
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL the whole group now (the exit watch reaps it)."""
+        if self.running:
+            self.signal_group(signal.SIGKILL)
+
+    async def stop(self, grace: float) -> int:
+        """SIGTERM the group, wait up to ``grace`` s, then SIGKILL it; return the exit code."""
+        if self.running:
+            self.signal_group(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.wait(), grace)
+            except TimeoutError:
+                _log.warning(
+                    "app %s: worker pid %d did not stop within %.1f s of SIGTERM; killing it",
+                    self.app,
+                    self.pid,
+                    grace,
+                )
+                self.signal_group(signal.SIGKILL)
+        code = await self.wait()
+        await self.wait_output()
+        return code
+
+    async def close(self) -> None:
+        """Kill if still running, reap, and release everything (for error paths and teardown)."""
+        self.kill()
+        await self.wait()
+        await self.wait_output(0.5)
+        for pump in self._pumps:
+            pump.cancel()
+
+    # ---------------------------------------------------------------- internals
+
+    async def _watch_exit(self) -> int:
+        try:
+            code = await self._proc.wait()
+        finally:
+            # Whatever the app left in its process group goes with it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            if self._liveness_write is not None:
+                os.close(self._liveness_write)
+                self._liveness_write = None
+            if self._socket_path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._socket_path)
+        return code
+
+    async def _pump(self, reader: asyncio.StreamReader | None, stream: str, level: int) -> None:
+        if reader is None:
+            return
+        pending = b""
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                self._emit(line, stream, level)
+            while len(pending) > MAX_LINE:
+                self._emit(pending[:MAX_LINE], stream, level)
+                pending = pending[MAX_LINE:]
+        if pending:
+            self._emit(pending, stream, level)
+
+    def _emit(self, raw: bytes, stream: str, level: int) -> None:
+        text = raw.rstrip(b"\r").decode("utf-8", "replace")
+        if stream == "stderr":
+            self._stderr_tail.append(text)
+        self._logger.log(
+            level,
+            "%s[%d] %s",
+            self.app,
+            self.pid,
+            text,
+            extra={"app": self.app, "pid": self.pid, "stream": stream},
+        )
+
+
+def _listen(plan: LaunchPlan, socket_path: str | None) -> tuple[socket.socket, Address, str | None]:
+    """Create the worker's listening socket; return it, its address and the file to remove."""
+    try:
+        if plan.transport is Transport.UNIX:
+            if socket_path is None:
+                raise ValueError("a Unix transport needs a socket path")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(socket_path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(socket_path)
+                sock.listen(socket.SOMAXCONN)
+            except BaseException:
+                sock.close()
+                raise
+            return sock, socket_path, socket_path
+        sock = socket.socket(socket.AF_INET6 if ":" in plan.tcp_host else socket.AF_INET)
+        try:
+            sock.bind((plan.tcp_host, 0))
+            sock.listen(socket.SOMAXCONN)
+        except BaseException:
+            sock.close()
+            raise
+        host, port = sock.getsockname()[:2]
+        return sock, (host, port), None
+    except OSError as exc:
+        raise SpawnError(f"cannot create the worker's listening socket: {exc}") from exc
