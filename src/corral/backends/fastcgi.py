@@ -1,0 +1,329 @@
+"""FastCGI client: an asyncio Protocol over a Unix socket or TCP, built on the sans-IO codec.
+
+One request at a time per connection, kept alive between requests with ``FCGI_KEEP_CONN``. The
+caller (the front) drives a request with ``begin()``, ``send_body()``, ``end_body()`` and hears
+back through a ``ResponseSink``: the CGI response head, body chunks, the end, or an error. Nothing
+is buffered beyond one read: back-pressure flows both ways through ``pause_reading()`` /
+``resume_reading()`` (the front's client is slow) and the sink's ``backend_pause_writing()`` /
+``backend_resume_writing()`` (the backend is slow to take the request body).
+
+A backend that breaks the protocol, closes the connection or dies before END_REQUEST surfaces as a
+``BackendError`` through ``backend_error()``: the front answers that one request with a 502.
+STDERR records are logged (logger ``corral.backend``) with the backend's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Protocol, cast
+
+from corral.backends import BackendClosed, BackendError, BackendProtocolError
+from corral.protocol.cgi import CGIResponseError, CGIResponseParser
+from corral.protocol.fastcgi.connection import CLIENT, FastCGIConnection
+from corral.protocol.fastcgi.errors import FastCGIError
+from corral.protocol.fastcgi.events import NEED_DATA, EndRequest, Stderr, Stdin, Stdout
+
+logger = logging.getLogger("corral.backend")
+
+REQUEST_ID = 1
+#: Largest STDIN record content we send (the protocol's limit is 65535).
+STDIN_RECORD_MAX = 0xFFFF - 7  # keeps records 8-byte aligned without padding bytes
+
+
+class ResponseSink(Protocol):
+    """What the front implements to receive one response."""
+
+    def backend_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """The CGI response head (``Status:`` turned into status and reason; other fields)."""
+
+    def backend_body(self, data: bytes) -> None:
+        """A piece of the response body (never empty)."""
+
+    def backend_end(self, reusable: bool) -> None:
+        """END_REQUEST arrived; ``reusable``: the connection may serve another request."""
+
+    def backend_error(self, exc: BackendError) -> None:
+        """The request failed (protocol error, EOF, connection lost). Connection unusable."""
+
+    def backend_flush(self) -> None:
+        """The events of one read have been delivered (a good time to write them out)."""
+
+    def backend_pause_writing(self) -> None:
+        """The backend's send buffer is full: stop reading the request body for a while."""
+
+    def backend_resume_writing(self) -> None:
+        """The backend drained its send buffer."""
+
+
+Address = str | tuple[str, int]
+
+
+def parse_address(address: object) -> Address:
+    """Accept ``"unix:/path"``, ``"/path"``, ``"host:port"`` or ``(host, port)``."""
+    if isinstance(address, tuple) and len(address) == 2:
+        return (str(address[0]), int(address[1]))
+    if isinstance(address, bytes | str):
+        text = address.decode() if isinstance(address, bytes) else address
+        if text.startswith("unix:"):
+            return text[5:]
+        if text.startswith("/") or text.startswith("."):
+            return text
+        host, sep, port = text.rpartition(":")
+        if sep and port.isdigit():
+            return (host.strip("[]") or "127.0.0.1", int(port))
+    if hasattr(address, "__fspath__"):
+        return str(address)
+    raise ValueError(f"not a backend address: {address!r}")
+
+
+async def connect(
+    address: object, *, name: str = "", php_fpm: bool = False
+) -> FastCGIClientConnection:
+    """Open a kept-alive FastCGI client connection to ``address``.
+
+    ``php_fpm=True`` selects the codec's conservative client mode (no split PARAMS records, no
+    padding on empty records) that php-fpm and other strict responders want.
+    """
+    loop = asyncio.get_running_loop()
+    target = parse_address(address)
+    label = name or (target if isinstance(target, str) else f"{target[0]}:{target[1]}")
+
+    def factory() -> FastCGIClientConnection:
+        return FastCGIClientConnection(label, php_fpm=php_fpm)
+
+    # OSError propagates unchanged: the pool reads it as "this worker is not reachable".
+    if isinstance(target, str):
+        _, protocol = await loop.create_unix_connection(factory, target)
+    else:
+        _, protocol = await loop.create_connection(factory, target[0], target[1])
+    return protocol
+
+
+class FastCGIClientConnection(asyncio.Protocol):
+    """One connection to a FastCGI responder, serving one request at a time."""
+
+    def __init__(self, name: str, *, php_fpm: bool = False) -> None:
+        self.name = name
+        self._php_fpm = php_fpm
+        self._codec = self._new_codec()
+        self._transport: asyncio.Transport | None = None
+        self._sink: ResponseSink | None = None
+        self._head: CGIResponseParser | None = None
+        self._stdout_ended = False
+        self._body_done = True
+        self._paused_by_peer = False
+        self._closed = False
+        self._stderr_tail = b""
+
+    # -- the codec ---------------------------------------------------------------------------
+
+    def _new_codec(self) -> FastCGIConnection:
+        if self._php_fpm:
+            return FastCGIConnection(CLIENT, split_params=False, pad_empty_records=False)
+        return FastCGIConnection(CLIENT)
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        codec = self._codec
+        try:
+            codec.receive_data(data)
+            while True:
+                event = codec.next_event()
+                if event is NEED_DATA:
+                    break
+                event_type = type(event)
+                if event_type is Stdout:
+                    self._on_stdout(event.data)  # type: ignore[union-attr]
+                elif event_type is EndRequest:
+                    self._on_end(event)  # type: ignore[arg-type]
+                elif event_type is Stderr:
+                    self._on_stderr(event.data)  # type: ignore[union-attr]
+                else:
+                    raise BackendProtocolError(
+                        f"unexpected FastCGI record from {self.name}: {event!r}"
+                    )
+        except FastCGIError as exc:
+            self._fail(BackendProtocolError(f"{self.name}: {exc}"))
+            return
+        except BackendError as exc:
+            self._fail(exc)
+            return
+        sink = self._sink
+        if sink is not None:
+            sink.backend_flush()
+
+    def eof_received(self) -> bool | None:
+        self._fail(BackendClosed(f"{self.name} closed the connection before ending the request"))
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._sink is not None:
+            reason = f": {exc}" if exc else ""
+            self._fail(BackendClosed(f"lost the connection to {self.name}{reason}"))
+
+    def pause_writing(self) -> None:
+        self._paused_by_peer = True
+        if self._sink is not None:
+            self._sink.backend_pause_writing()
+
+    def resume_writing(self) -> None:
+        self._paused_by_peer = False
+        if self._sink is not None:
+            self._sink.backend_resume_writing()
+
+    # -- the response ------------------------------------------------------------------------
+
+    def _on_stdout(self, data: bytes) -> None:
+        sink = self._sink
+        if sink is None:
+            raise BackendProtocolError(f"{self.name} sent STDOUT with no request in flight")
+        if not data:
+            self._stdout_ended = True
+            return
+        head = self._head
+        if head is None:
+            sink.backend_body(data)
+            return
+        try:
+            result = head.feed(data)
+        except CGIResponseError as exc:
+            raise BackendProtocolError(f"{self.name} sent a bad CGI response head: {exc}") from exc
+        if result is None:
+            return
+        self._head = None
+        sink.backend_head(result.status, result.reason, result.headers)
+        if result.body:
+            sink.backend_body(result.body)
+
+    def _on_stderr(self, data: bytes) -> None:
+        if data:
+            self._stderr_tail = (self._stderr_tail + data)[-4096:]
+            for line in data.decode("utf-8", "replace").splitlines():
+                logger.warning("%s stderr: %s", self.name, line)
+
+    def _on_end(self, event: EndRequest) -> None:
+        sink = self._sink
+        if sink is None:
+            raise BackendProtocolError(f"{self.name} sent END_REQUEST with no request in flight")
+        if self._head is not None:
+            try:
+                self._head.feed(b"")
+            except CGIResponseError as exc:
+                raise BackendProtocolError(f"{self.name}: {exc}") from exc
+        if event.protocol_status != 0:
+            raise BackendProtocolError(
+                f"{self.name} refused the request (protocol status {event.protocol_status})"
+            )
+        self._sink = None
+        # A request body we had not finished sending leaves STDIN records in flight that the
+        # backend would read as belonging to no request: do not reuse the connection then.
+        reusable = self._body_done and not self._closed
+        if not reusable:
+            self.close()
+        sink.backend_end(reusable)
+
+    def _fail(self, exc: BackendError) -> None:
+        sink = self._sink
+        self._sink = None
+        self.close()
+        if sink is not None:
+            sink.backend_error(exc)
+
+    # -- the request -------------------------------------------------------------------------
+
+    @property
+    def is_closed(self) -> bool:
+        """The connection is closed (or closing): it cannot serve another request."""
+        return self._closed
+
+    @property
+    def usable(self) -> bool:
+        """Whether this connection can take a new request."""
+        return not self._closed and self._sink is None
+
+    def begin(self, params: list[tuple[bytes, bytes]], sink: ResponseSink, has_body: bool) -> None:
+        """Send BEGIN_REQUEST and PARAMS (and the empty STDIN when there is no body)."""
+        transport = self._transport
+        if self._closed or transport is None or transport.is_closing():
+            sink.backend_error(BackendClosed(f"the connection to {self.name} is closed"))
+            return
+        self._sink = sink
+        self._head = CGIResponseParser()
+        self._stdout_ended = False
+        try:
+            out = self._codec.send_request(
+                REQUEST_ID, params, keep_conn=True, stdin=None if has_body else b""
+            )
+        except FastCGIError as exc:
+            self._sink = None
+            self.close()
+            sink.backend_error(BackendProtocolError(f"cannot encode the request: {exc}"))
+            return
+        self._body_done = not has_body
+        transport.write(out)
+        if self._paused_by_peer:
+            sink.backend_pause_writing()
+
+    def send_body(self, data: bytes) -> None:
+        """Send a piece of the request body as STDIN records."""
+        if not data or self._sink is None or self._transport is None:
+            return
+        codec = self._codec
+        if len(data) <= STDIN_RECORD_MAX:
+            self._transport.write(codec.send(Stdin(REQUEST_ID, data)))
+            return
+        view = memoryview(data)
+        self._transport.writelines(
+            [
+                codec.send(Stdin(REQUEST_ID, bytes(view[i : i + STDIN_RECORD_MAX])))
+                for i in range(0, len(data), STDIN_RECORD_MAX)
+            ]
+        )
+
+    def end_body(self) -> None:
+        """End the request body (the empty STDIN record)."""
+        if self._body_done:
+            return
+        self._body_done = True
+        if self._sink is None or self._transport is None:
+            return
+        self._transport.write(self._codec.send(Stdin(REQUEST_ID, b"")))
+
+    def pause_reading(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.resume_reading()
+
+    def abort(self) -> None:
+        """Give up on the request in flight (the client went away): drop the connection."""
+        self._sink = None
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+    @property
+    def stderr_tail(self) -> bytes:
+        return self._stderr_tail
+
+
+__all__ = ["Address", "FastCGIClientConnection", "ResponseSink", "connect", "parse_address"]

@@ -1,0 +1,129 @@
+"""The CGI/1.1 variables sent to a backend with each request (FastCGI PARAMS).
+
+Three layers, so that the hot path only builds what changes per request:
+
+- per application (route): GATEWAY_INTERFACE, SERVER_SOFTWARE, SCRIPT_NAME, DOCUMENT_ROOT;
+- per client connection: REMOTE_ADDR, REMOTE_PORT, SERVER_ADDR and the listener's SERVER_PORT;
+- per request: everything else.
+
+Header policy (RFC 9110 section 7.6.1, CGI RFC 3875 section 4.1.18):
+
+- hop-by-hop fields (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
+  Upgrade, and any field named in Connection) are not forwarded;
+- ``Proxy`` is dropped (httpoxy: it would become HTTP_PROXY, which many libraries read as their
+  outgoing proxy);
+- a field name holding ``_`` is dropped: ``X_Forwarded_For`` would otherwise be indistinguishable
+  from ``X-Forwarded-For`` once mapped to HTTP_X_FORWARDED_FOR (spoofing);
+- Content-Type and Content-Length become CONTENT_TYPE and CONTENT_LENGTH (the latter only when the
+  body length is known: a chunked body is sent without it);
+- repeated fields are joined with ", " (``; `` for Cookie), as RFC 9110 section 5.3 allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+Pairs = list[tuple[bytes, bytes]]
+
+SERVER_SOFTWARE = b"Corral"
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+#: Field name as received -> CGI variable name, or None to drop it. Bounded (hostile clients may
+#: send endless distinct names); past the bound names are mapped without being remembered.
+_NAME_CACHE: dict[bytes, bytes | None] = {}
+_NAME_CACHE_MAX = 2048
+
+
+def _cgi_name(name: bytes) -> bytes | None:
+    lower = name.lower()
+    if lower in HOP_BY_HOP or lower == b"proxy" or b"_" in name:
+        return None
+    if lower == b"content-type":
+        return b"CONTENT_TYPE"
+    if lower == b"content-length":
+        return None  # CONTENT_LENGTH comes from the framing, never from the raw field
+    return b"HTTP_" + name.upper().replace(b"-", b"_")
+
+
+def cgi_name(name: bytes) -> bytes | None:
+    """Map a request field name to its CGI variable (None: not forwarded)."""
+    try:
+        return _NAME_CACHE[name]
+    except KeyError:
+        mapped = _cgi_name(name)
+        if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+            _NAME_CACHE[name] = mapped
+        return mapped
+
+
+def route_params(script_name: bytes, document_root: bytes) -> Pairs:
+    """Variables fixed for one application."""
+    return [
+        (b"GATEWAY_INTERFACE", b"CGI/1.1"),
+        (b"SERVER_SOFTWARE", SERVER_SOFTWARE),
+        (b"SCRIPT_NAME", script_name),
+        (b"DOCUMENT_ROOT", document_root),
+    ]
+
+
+def connection_params(remote_addr: bytes, remote_port: bytes, server_addr: bytes) -> Pairs:
+    """Variables fixed for one client connection."""
+    return [
+        (b"REMOTE_ADDR", remote_addr),
+        (b"REMOTE_PORT", remote_port),
+        (b"SERVER_ADDR", server_addr),
+    ]
+
+
+def header_params(
+    headers: Iterable[tuple[bytes, bytes]], out: Pairs
+) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
+    """Append the HTTP_* and CONTENT_TYPE variables to ``out``.
+
+    Returns ``(host, referer, user_agent, connection)`` for the caller's own use (routing, access
+    log, hop-by-hop names).
+    """
+    host = referer = agent = connection = None
+    seen: dict[bytes, int] | None = None
+    named_in_connection: frozenset[bytes] = frozenset()
+    # Pass 1 is only needed when Connection names extra hop-by-hop fields.
+    for name, value in headers:
+        if len(name) == 10 and name.lower() == b"connection":
+            connection = value if connection is None else connection + b", " + value
+    if connection is not None:
+        named = {token.strip().lower() for token in connection.split(b",")}
+        named.discard(b"")
+        named_in_connection = frozenset(named - {b"close", b"keep-alive"})
+    for name, value in headers:
+        key = cgi_name(name)
+        if key is None:
+            continue
+        if key == b"HTTP_HOST":
+            host = value if host is None else host
+        elif key == b"HTTP_REFERER":
+            referer = value
+        elif key == b"HTTP_USER_AGENT":
+            agent = value
+        if named_in_connection and name.lower() in named_in_connection:
+            continue
+        if seen is None:
+            seen = {}
+        index = seen.get(key)
+        if index is None:
+            seen[key] = len(out)
+            out.append((key, value))
+        else:
+            joiner = b"; " if key == b"HTTP_COOKIE" else b", "
+            out[index] = (key, out[index][1] + joiner + value)
+    return host, referer, agent, connection

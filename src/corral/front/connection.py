@@ -1,0 +1,691 @@
+"""One client connection: HTTP/1.1 in, FastCGI to a backend out, callback-driven.
+
+``HTTPConnection`` is an ``asyncio.Protocol``. It feeds the sans-IO request parser, and for each
+request (one at a time, in order: pipelined bytes wait in the parser) it
+
+1. routes it and builds its CGI variables,
+2. leases a backend connection from the application's pool (the only ``await``, in a small task),
+3. sends BEGIN_REQUEST/PARAMS and streams the body as STDIN (``Expect: 100-continue`` is answered
+   only now, when the body is wanted),
+4. relays the backend's response (it is the backend connection's ``ResponseSink``).
+
+Back-pressure both ways: the client transport stops reading while the backend's send buffer is
+full (and while no backend is leased yet), and the backend stops being read while the client's
+send buffer is above its high-water mark. Memory per connection is bounded by one read each way.
+
+Timeouts are deadlines on a coarse clock that the server sweeps twice a second: no timer object
+per request. Kinds: header (408, or a silent close when nothing came), keep-alive idle (silent
+close), body stall (408), backend response (504; an abort once the response has started).
+
+Errors: a framing error in the request is answered with its 4xx status and the connection is
+closed. A backend that fails costs this one request a 502 (or an aborted response when the head
+is already out). A 503 page may show the application's error output to loopback clients only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from typing import TYPE_CHECKING, Any, cast
+
+from corral.backends import BackendError
+from corral.backends.fastcgi import FastCGIClientConnection
+from corral.front import accesslog, errorpages
+from corral.front.cgienv import header_params
+from corral.front.proxy import BadBackendHead, Framing, body_allowed, filter_headers, status_line
+from corral.front.routes import Route
+from corral.front.target import BadTarget, decode_path, split_host
+from corral.protocol.http1.errors import HTTPProtocolError
+from corral.protocol.http1.events import NEED_DATA, PAUSED, Body, EndOfMessage, Request
+from corral.supervision.pool import AcquireTimeout, PoolOverloaded, PoolUnavailable
+
+if TYPE_CHECKING:
+    from corral.front.server import FrontServer
+
+logger = logging.getLogger("corral.front")
+
+# Deadline kinds.
+_NONE = 0
+_HEAD = 1  # waiting for (the rest of) a request head
+_IDLE = 2  # kept alive between requests
+_BODY = 3  # reading a request body
+_BACKEND = 4  # waiting on the backend (or on a client that does not read)
+
+# Reasons to stop reading from the client (a bit mask).
+_PAUSE_ACQUIRE = 1
+_PAUSE_BACKEND = 2
+_PAUSE_PIPELINE = 4
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CRLF = b"\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+_CONN_CLOSE = b"Connection: close\r\n"
+_CONN_KEEP = b"Connection: keep-alive\r\n"
+_HELD_PIPELINE_MAX = 64 * 1024
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class HTTPConnection(asyncio.Protocol):
+    __slots__ = (
+        "__weakref__",
+        "_agent",
+        "_backend",
+        "_body_done",
+        "_body_received",
+        "_close_after",
+        "_closed",
+        "_conn_params",
+        "_deadline",
+        "_expect_continue",
+        "_framing",
+        "_got_bytes",
+        "_head_buffer",
+        "_held",
+        "_kind",
+        "_lease",
+        "_method",
+        "_out_length",
+        "_parser",
+        "_paused",
+        "_pending_body",
+        "_pending_head",
+        "_referer",
+        "_remaining",
+        "_request",
+        "_route",
+        "_sent",
+        "_server",
+        "_status",
+        "_task",
+        "_transport",
+        "_writing_paused",
+        "loopback",
+        "remote_host",
+        "remote_port",
+        "server_port",
+    )
+
+    def __init__(self, server: FrontServer) -> None:
+        self._server = server
+        self._parser = server.new_parser()
+        self._transport: asyncio.Transport | None = None
+        self._closed = False
+        self._paused = 0
+        self._writing_paused = False
+        self._deadline = 0.0
+        self._kind = _NONE
+        self._got_bytes = False
+        self._held = 0
+        self._reset_request()
+
+    def _reset_request(self) -> None:
+        self._request: Request | None = None
+        self._route: Route | None = None
+        self._lease: Any = None
+        self._backend: FastCGIClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._method = b""
+        self._body_done = True
+        self._body_received = 0
+        self._expect_continue = False
+        self._pending_body: list[bytes] | None = None
+        self._pending_head: list[bytes] | None = None
+        self._head_buffer: list[bytes] | None = None
+        self._framing = Framing.NONE
+        self._out_length: int | None = None
+        self._remaining = 0
+        self._close_after = False
+        self._status = 0
+        self._sent = 0
+        self._referer: bytes | None = None
+        self._agent: bytes | None = None
+
+    # -- asyncio.Protocol: the client side ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = transport = cast(asyncio.Transport, transport)
+        server = self._server
+        transport.set_write_buffer_limits(high=server.settings.write_buffer_high)
+        peer = transport.get_extra_info("peername")
+        sockname = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self.remote_host = str(peer[0])
+            self.remote_port = int(peer[1])
+        else:  # a Unix socket listener
+            self.remote_host = "127.0.0.1"
+            self.remote_port = 0
+        self.loopback = _is_loopback(self.remote_host)
+        if isinstance(sockname, tuple):
+            server_addr, self.server_port = str(sockname[0]), int(sockname[1])
+        else:
+            server_addr, self.server_port = "127.0.0.1", 0
+        self._conn_params = server.connection_params(
+            self.remote_host, self.remote_port, server_addr, self.server_port
+        )
+        self._set_deadline(_HEAD, server.settings.header_timeout)
+        server.connection_opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._server.connection_closed(self)
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        backend = self._backend
+        if backend is not None:
+            self._backend = None
+            backend.abort()
+            self._release(False)
+        elif self._lease is not None:
+            self._release(False)
+
+    def data_received(self, data: bytes) -> None:
+        kind = self._kind
+        if kind == _IDLE:
+            self._set_deadline(_HEAD, self._server.settings.header_timeout)
+        elif kind == _BODY:
+            self._deadline = self._server.now + self._server.settings.body_timeout
+        self._got_bytes = True
+        if self._request is not None and self._body_done:
+            # Pipelined bytes behind a request in flight: the parser holds them. Bound that.
+            self._held += len(data)
+            if self._held > _HELD_PIPELINE_MAX:
+                self._pause(_PAUSE_PIPELINE)
+        self._parser.receive_data(data)
+        self._drain()
+
+    def eof_received(self) -> bool | None:
+        self._parser.receive_data(b"")
+        self._drain()
+        # Keep the transport open for writing while a response is still to come.
+        return self._request is not None and not self._closed
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        if self._backend is not None:
+            self._backend.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._kind == _BACKEND:
+            self._deadline = self._server.now + self._server.settings.response_timeout
+        if self._backend is not None:
+            self._backend.resume_reading()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        parser = self._parser
+        while not self._closed:
+            try:
+                event = parser.next_event()
+            except HTTPProtocolError as exc:
+                self._request_error(exc.status_hint, exc.reason)
+                return
+            event_type = type(event)
+            if event_type is Body:
+                self._on_body(event.data)  # type: ignore[union-attr]
+            elif event_type is Request:
+                self._on_request(event)  # type: ignore[arg-type]
+            elif event_type is EndOfMessage:
+                self._on_body_end()
+            elif event is NEED_DATA or event is PAUSED:
+                return
+            else:  # ConnectionClosed: the client is done with this connection
+                if self._request is None:
+                    self._close()
+                return
+
+    def _on_request(self, request: Request) -> None:
+        server = self._server
+        self._request = request
+        self._method = method = request.method
+        self._held = 0
+        self._set_deadline(_BACKEND, server.settings.response_timeout)
+        length = request.content_length
+        has_body = request.chunked or bool(length)
+        self._body_done = not has_body
+        self._expect_continue = request.expect_continue and has_body
+        if length is not None and length > server.settings.max_body_size:
+            self._respond_error(413)
+            return
+        if request.upgrade is not None and method != b"OPTIONS":
+            pass  # Upgrade is hop-by-hop: the request is served as plain HTTP/1.1.
+        try:
+            path = decode_path(request.path)
+        except BadTarget as exc:
+            self._request_error(400, str(exc))
+            return
+        params: list[tuple[bytes, bytes]] = []
+        host, self._referer, self._agent, _ = header_params(request.headers, params)
+        if request.host is not None:
+            host = request.host
+        route = server.router.match(host, path)
+        if route is None:
+            self._respond_error(404)
+            return
+        self._route = route
+        script_name = route.script_name
+        path_info = path[len(script_name) :] if script_name else path
+        if host:
+            server_name, server_port = split_host(host, server.port_bytes(self.server_port))
+        else:
+            server_name, server_port = server.host_bytes, server.port_bytes(self.server_port)
+        params += route.params
+        params += self._conn_params
+        params.append((b"REQUEST_METHOD", method))
+        params.append((b"PATH_INFO", path_info))
+        params.append((b"QUERY_STRING", request.query))
+        params.append((b"REQUEST_URI", request.target))
+        params.append((b"SERVER_NAME", server_name))
+        params.append((b"SERVER_PORT", server_port))
+        params.append((b"SERVER_PROTOCOL", server.protocol_bytes(request.http_version)))
+        if length is not None and not request.chunked:
+            params.append((b"CONTENT_LENGTH", b"%d" % length))
+        if has_body:
+            self._pause(_PAUSE_ACQUIRE)
+            self._pending_body = []
+        self._task = server.loop.create_task(self._acquire(route, params, has_body))
+
+    async def _acquire(self, route: Route, params: list[tuple[bytes, bytes]], body: bool) -> None:
+        server = self._server
+        try:
+            lease = await route.pool.acquire(server.settings.acquire_timeout)
+        except PoolOverloaded:
+            self._task = None
+            self._respond_error(503, retry_after=True, message="The application is busy.")
+            return
+        except PoolUnavailable as exc:
+            self._task = None
+            details = None
+            if self.loopback and server.settings.show_errors_to_loopback:
+                details = f"{exc.reason}\n\n{exc.stderr_tail}".strip()
+            self._respond_error(
+                503,
+                retry_after=True,
+                message="The application cannot start.",
+                details=details,
+            )
+            logger.error("%s: application unavailable: %s", route.name, exc)
+            return
+        except AcquireTimeout:
+            self._task = None
+            self._respond_error(503, retry_after=True, message="No application worker was free.")
+            return
+        self._task = None
+        if self._closed:
+            route.pool.release(lease, True)
+            return
+        self._lease = lease
+        self._start_forwarding(lease.conn, params, body)
+
+    def _start_forwarding(
+        self, backend: FastCGIClientConnection, params: list[tuple[bytes, bytes]], body: bool
+    ) -> None:
+        self._backend = backend
+        backend.begin(params, self, body)
+        if self._backend is None:  # begin() failed and reported it
+            return
+        if self._writing_paused:
+            backend.pause_reading()
+        if not body:
+            self._set_deadline(_BACKEND, self._server.settings.response_timeout)
+            return
+        pending = self._pending_body
+        self._pending_body = None
+        if self._expect_continue and not pending and not self._body_done:
+            assert self._transport is not None
+            self._transport.write(_CONTINUE)
+        if pending:
+            for data in pending:
+                backend.send_body(data)
+        if self._body_done:
+            backend.end_body()
+        else:
+            self._set_deadline(_BODY, self._server.settings.body_timeout)
+        self._unpause(_PAUSE_ACQUIRE)
+
+    def _on_body(self, data: bytes) -> None:
+        self._body_received += len(data)
+        if self._body_received > self._server.settings.max_body_size:
+            self._respond_error(413)
+            return
+        if self._backend is not None:
+            self._backend.send_body(data)
+        elif self._pending_body is not None:
+            self._pending_body.append(data)
+        # Else the request was already answered (an error): the body is dropped.
+
+    def _on_body_end(self) -> None:
+        if self._request is None:
+            return
+        if not self._body_done:
+            self._body_done = True
+            if self._backend is not None:
+                self._backend.end_body()
+        if self._kind == _BODY:
+            self._set_deadline(_BACKEND, self._server.settings.response_timeout)
+
+    # -- ResponseSink: the backend side ------------------------------------------------------
+
+    def backend_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        request = self._request
+        assert request is not None
+        try:
+            lines, length, has_date = filter_headers(headers)
+        except BadBackendHead as exc:
+            self.backend_error(BackendError(f"bad response head: {exc}"))
+            return
+        self._status = status
+        framing: Framing
+        if not body_allowed(status, self._method):
+            framing = Framing.NONE
+        elif length is not None:
+            framing = Framing.LENGTH
+            self._remaining = length
+        elif request.http_version == "1.1":
+            framing = Framing.CHUNKED
+        else:
+            framing = Framing.CLOSE
+        self._framing = framing
+        self._out_length = length
+        head = [status_line(status, reason)]
+        head += lines
+        if not has_date:
+            head.append(self._server.date_header)
+        self._pending_head = head
+        self._head_buffer = []
+        self._deadline = self._server.now + self._server.settings.response_timeout
+
+    def backend_body(self, data: bytes) -> None:
+        self._deadline = self._server.now + self._server.settings.response_timeout
+        framing = self._framing
+        if framing is Framing.NONE:
+            if self._method == b"HEAD" and self._out_length is None:
+                self._sent += len(data)  # counted for a computed Content-Length
+            return
+        if framing is Framing.LENGTH:
+            remaining = self._remaining
+            if len(data) > remaining:
+                data = data[:remaining]
+                self._close_after = True  # the backend sent more than it declared
+                if not data:
+                    return
+            self._remaining = remaining - len(data)
+        self._sent += len(data)
+        buffered = self._head_buffer
+        if buffered is not None:
+            buffered.append(data)
+            return
+        transport = self._transport
+        assert transport is not None
+        if framing is Framing.CHUNKED:
+            transport.writelines((b"%x\r\n" % len(data), data, _CRLF))
+        else:
+            transport.write(data)
+
+    def backend_flush(self) -> None:
+        head = self._pending_head
+        if head is None or self._closed:
+            return
+        if self._framing is Framing.NONE and self._method == b"HEAD":
+            return  # HEAD waits for the end, to count the body when no length was given
+        self._write_head(head, False)
+
+    def _write_head(self, head: list[bytes], complete: bool) -> None:
+        """Write the head and what body is buffered; ``complete``: that is the whole body."""
+        transport = self._transport
+        assert transport is not None
+        buffered = self._head_buffer or []
+        self._pending_head = None
+        self._head_buffer = None
+        framing = self._framing
+        if complete and (framing is Framing.CHUNKED or framing is Framing.CLOSE):
+            # The whole body is here: a Content-Length beats chunked or close framing.
+            framing = self._framing = Framing.LENGTH
+            self._remaining = 0
+            head.append(b"Content-Length: %d\r\n" % self._sent)
+        request = self._request
+        assert request is not None
+        if (
+            self._close_after
+            or framing is Framing.CLOSE
+            or not request.keep_alive
+            or not self._body_done
+            or self._server.closing
+        ):
+            self._close_after = True
+            head.append(_CONN_CLOSE)
+        elif request.http_version == "1.0":
+            head.append(_CONN_KEEP)
+        if framing is Framing.CHUNKED:
+            head.append(_CHUNKED)
+            head.append(_CRLF)
+            for data in buffered:
+                head += (b"%x\r\n" % len(data), data, _CRLF)
+        elif framing is Framing.NONE:
+            if self._method == b"HEAD" and self._out_length is None and self._sent:
+                head.append(b"Content-Length: %d\r\n" % self._sent)
+            head.append(_CRLF)
+        else:
+            head.append(_CRLF)
+            head += buffered
+        transport.write(b"".join(head))
+
+    def backend_end(self, reusable: bool) -> None:
+        self._backend = None
+        self._release(reusable)
+        if self._closed:
+            return
+        head = self._pending_head
+        if head is not None:
+            self._write_head(head, True)
+        elif self._framing is Framing.CHUNKED:
+            assert self._transport is not None
+            self._transport.write(_LAST_CHUNK)
+        if self._framing is Framing.LENGTH and self._remaining:
+            # The backend ended before sending what its Content-Length promised.
+            logger.warning(
+                "%s: response ended %d bytes short of its Content-Length",
+                self._route.name if self._route else "?",
+                self._remaining,
+            )
+            self._close_after = True
+        self._finish_request()
+
+    def backend_error(self, exc: BackendError) -> None:
+        backend = self._backend
+        self._backend = None
+        if backend is not None:
+            backend.abort()
+        self._release(False)
+        name = self._route.name if self._route else "?"
+        logger.error("%s: %s", name, exc)
+        if self._closed:
+            return
+        if self._status == 0 or self._pending_head is not None:
+            self._pending_head = None
+            self._head_buffer = None
+            self._status = 0
+            self._respond_error(502)
+        else:
+            self._abort()
+
+    def backend_pause_writing(self) -> None:
+        self._pause(_PAUSE_BACKEND)
+
+    def backend_resume_writing(self) -> None:
+        self._unpause(_PAUSE_BACKEND)
+
+    # -- the end of a request ----------------------------------------------------------------
+
+    def _release(self, reusable: bool) -> None:
+        lease = self._lease
+        if lease is not None:
+            self._lease = None
+            assert self._route is not None
+            self._route.pool.release(lease, reusable)
+
+    def _finish_request(self) -> None:
+        server = self._server
+        request = self._request
+        if server.access_log and request is not None:
+            accesslog.log_request(
+                self.remote_host,
+                request.method,
+                request.target,
+                request.http_version.encode("ascii"),
+                self._status,
+                self._sent,
+                self._referer,
+                self._agent,
+            )
+        if self._close_after or not self._body_done:
+            self._close()
+            return
+        self._reset_request()
+        self._held = 0
+        self._unpause(_PAUSE_PIPELINE)
+        self._got_bytes = False
+        self._set_deadline(_IDLE, server.settings.keepalive_timeout)
+        if server.closing:
+            self._close()
+            return
+        self._parser.start_next()
+        self._drain()
+
+    def _respond_error(
+        self,
+        status: int,
+        *,
+        retry_after: bool = False,
+        message: str | None = None,
+        details: str | None = None,
+    ) -> None:
+        """Answer the current request with an error page, then close the connection."""
+        if self._closed:
+            return
+        transport = self._transport
+        assert transport is not None
+        head_only = self._method == b"HEAD"
+        extra: tuple[tuple[str, str], ...] = ()
+        if retry_after:
+            extra = (("Retry-After", str(self._server.settings.retry_after)),)
+        if message is None and details is None and not extra:
+            page = errorpages.canned(status, head_only=head_only)
+        else:
+            page = errorpages.error_response(
+                status, message=message, details=details, extra_headers=extra, head_only=head_only
+            )
+        transport.write(page)
+        self._status = status
+        self._sent = 0
+        self._close_after = True
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        backend = self._backend
+        if backend is not None:
+            self._backend = None
+            backend.abort()
+            self._release(False)
+        self._finish_request()
+
+    def _request_error(self, status: int, reason: str) -> None:
+        """The request could not be parsed: answer ``status`` (when nothing was sent yet)."""
+        logger.info("%s:%d: bad request: %s", self.remote_host, self.remote_port, reason)
+        if self._request is not None and (self._status or self._backend is not None):
+            # A response is under way for this request: its framing is no longer trustworthy.
+            if self._status == 0:
+                self._respond_error(status)
+            else:
+                self._abort()
+            return
+        if self._request is None:
+            # No request head: no access-log line with a request in it; answer and close.
+            assert self._transport is not None
+            self._transport.write(errorpages.canned(status))
+            self._close()
+            return
+        self._respond_error(status)
+
+    # -- flow control, deadlines and closing -------------------------------------------------
+
+    def _pause(self, reason: int) -> None:
+        if not self._paused and self._transport is not None and not self._closed:
+            self._transport.pause_reading()
+        self._paused |= reason
+
+    def _unpause(self, reason: int) -> None:
+        if self._paused & reason:
+            self._paused &= ~reason
+            if not self._paused and self._transport is not None and not self._closed:
+                self._transport.resume_reading()
+
+    def _set_deadline(self, kind: int, seconds: float) -> None:
+        self._kind = kind
+        self._deadline = self._server.now + seconds
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the server's sweep: act on an expired deadline."""
+        if self._closed or now < self._deadline or self._kind == _NONE:
+            return
+        kind = self._kind
+        if kind == _IDLE or (kind == _HEAD and not self._got_bytes):
+            self._close()
+        elif kind == _HEAD:
+            self._request_error(408, "request head not received in time")
+        elif kind == _BODY:
+            if self._status:
+                self._abort()
+            else:
+                self._respond_error(408, message="The request body was not received in time.")
+        elif kind == _BACKEND:
+            if self._writing_paused and self._status:
+                logger.info("%s: client stopped reading the response", self.remote_host)
+                self._abort()
+                return
+            name = self._route.name if self._route else "?"
+            logger.error("%s: no response from the application in time", name)
+            if self._status and self._pending_head is None:
+                self._abort()
+            else:
+                self._pending_head = None
+                self._status = 0
+                self._respond_error(504)
+
+    def shutdown(self) -> None:
+        """The server is stopping: close now when idle, else after the request in flight."""
+        if self._request is None:
+            self._close()
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._kind = _NONE
+            if self._transport is not None:
+                self._transport.close()
+
+    def _abort(self) -> None:
+        self._closed = True
+        self._kind = _NONE
+        if self._transport is not None:
+            self._transport.abort()
+
+    @property
+    def busy(self) -> bool:
+        return self._request is not None
+
+    def force_close(self) -> None:
+        """The shutdown grace period is over: drop the connection, request or not."""
+        if not self._closed:
+            self._abort()

@@ -1,0 +1,92 @@
+"""Small HTML error pages, whole responses ready to write.
+
+Every error response closes the connection (``Connection: close``) except the ones the front
+answers with on behalf of a healthy connection (none today): after an error the front does not
+trust the framing of what follows.
+
+Details (such as a failing application's traceback) are shown only when the caller passes them;
+the front passes them only to clients connecting from a loopback address (see ``connection.py``),
+so that a production site does not hand its stack traces to the world.
+"""
+
+from __future__ import annotations
+
+import html
+from http import HTTPStatus
+
+_TEMPLATE = (
+    '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{code} {reason}</title></head>\n'
+    "<body><h1>{code} {reason}</h1>\n<p>{message}</p>\n{details}"
+    "<hr><address>Corral</address></body></html>\n"
+)
+
+MESSAGES: dict[int, str] = {
+    400: "The request could not be understood.",
+    404: "No application is configured for this address.",
+    408: "The request was not received in time.",
+    413: "The request body is larger than this server accepts.",
+    414: "The request target is longer than this server accepts.",
+    431: "The request header fields are larger than this server accepts.",
+    500: "The server failed to answer this request.",
+    501: "This server does not implement the request's method or transfer coding.",
+    502: "The application failed to answer this request.",
+    503: "The application is not available right now.",
+    504: "The application did not answer in time.",
+    505: "This server speaks HTTP/1.0 and HTTP/1.1 only.",
+}
+
+
+def reason_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def error_body(status: int, message: str | None = None, details: str | None = None) -> bytes:
+    reason = reason_phrase(status)
+    text = message if message is not None else MESSAGES.get(status, reason)
+    detail_html = f"<pre>{html.escape(details)}</pre>\n" if details else ""
+    return _TEMPLATE.format(
+        code=status, reason=html.escape(reason), message=html.escape(text), details=detail_html
+    ).encode("utf-8")
+
+
+def error_response(
+    status: int,
+    *,
+    message: str | None = None,
+    details: str | None = None,
+    extra_headers: tuple[tuple[str, str], ...] = (),
+    head_only: bool = False,
+    date: bytes = b"",
+    close: bool = True,
+) -> bytes:
+    """A complete HTTP/1.1 error response (head and body, or only the head for HEAD)."""
+    body = error_body(status, message, details)
+    lines = [
+        f"HTTP/1.1 {status} {reason_phrase(status)}",
+        "Server: Corral",
+        "Content-Type: text/html; charset=utf-8",
+        f"Content-Length: {len(body)}",
+    ]
+    if close:
+        lines.append("Connection: close")
+    lines.extend(f"{name}: {value}" for name, value in extra_headers)
+    head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+    if date:
+        head += b"Date: " + date + b"\r\n"
+    head += b"\r\n"
+    return head if head_only else head + body
+
+
+_CACHE: dict[tuple[int, bool, bool], bytes] = {}
+
+
+def canned(status: int, *, head_only: bool = False, close: bool = True) -> bytes:
+    """The plain error response for ``status`` (no Date, no details), built once."""
+    key = (status, head_only, close)
+    page = _CACHE.get(key)
+    if page is None:
+        page = _CACHE[key] = error_response(status, head_only=head_only, close=close)
+    return page

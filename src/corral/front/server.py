@@ -1,0 +1,156 @@
+"""The front server: listening sockets, the connections' shared state, the deadline sweep, and
+a graceful stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from email.utils import formatdate
+
+from corral.front import accesslog
+from corral.front.cgienv import Pairs, connection_params
+from corral.front.connection import HTTPConnection
+from corral.front.routes import Router
+from corral.front.settings import FrontSettings
+from corral.protocol.http1.parser import Limits, RequestParser
+
+logger = logging.getLogger("corral.front")
+
+#: How often deadlines are checked and the Date header refreshed (seconds).
+SWEEP_INTERVAL = 0.5
+
+
+class FrontServer:
+    """Owns the listener and every client connection."""
+
+    def __init__(
+        self,
+        router: Router,
+        settings: FrontSettings | None = None,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.router = router
+        self.settings = settings or FrontSettings()
+        self.loop = loop or asyncio.get_running_loop()
+        self.closing = False
+        self.access_log = accesslog.enabled()
+        self.connections: set[HTTPConnection] = set()
+        self.now = self.loop.time()
+        self.date_header = b""
+        self.host_bytes = b"localhost"
+        self._date_second = -1
+        self._refresh_date()
+        self._port_cache: dict[int, bytes] = {}
+        self._servers: list[asyncio.Server] = []
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._limits = Limits(
+            max_request_line=self.settings.max_request_line,
+            max_header_bytes=self.settings.max_header_size,
+            max_header_count=self.settings.max_header_count,
+            max_body_size=self.settings.max_body_size,
+        )
+
+    # -- used by connections -----------------------------------------------------------------
+
+    def new_parser(self) -> RequestParser:
+        return RequestParser(self._limits)
+
+    def connection_params(
+        self, remote_host: str, remote_port: int, server_addr: str, server_port: int
+    ) -> Pairs:
+        return connection_params(
+            remote_host.encode("ascii", "replace"),
+            self.port_bytes(remote_port),
+            server_addr.encode("ascii", "replace"),
+        )
+
+    def port_bytes(self, port: int) -> bytes:
+        cached = self._port_cache.get(port)
+        if cached is None:
+            cached = b"%d" % port
+            if len(self._port_cache) < 70000:
+                self._port_cache[port] = cached
+        return cached
+
+    @staticmethod
+    def protocol_bytes(version: str) -> bytes:
+        return _PROTOCOLS.get(version) or b"HTTP/" + version.encode("ascii", "replace")
+
+    def connection_opened(self, conn: HTTPConnection) -> None:
+        self.connections.add(conn)
+        self._idle.clear()
+
+    def connection_closed(self, conn: HTTPConnection) -> None:
+        self.connections.discard(conn)
+        if not self.connections:
+            self._idle.set()
+
+    # -- life --------------------------------------------------------------------------------
+
+    async def listen(self, host: str, port: int, *, backlog: int = 1024) -> list[tuple[str, int]]:
+        """Start listening; returns the bound addresses (port 0 picks a free port)."""
+        server = await self.loop.create_server(
+            lambda: HTTPConnection(self),
+            host,
+            port,
+            backlog=backlog,
+            reuse_address=True,
+        )
+        self._servers.append(server)
+        addresses: list[tuple[str, int]] = []
+        for sock in server.sockets:
+            name = sock.getsockname()
+            addresses.append((str(name[0]), int(name[1])))
+        if host and host not in ("0.0.0.0", "::"):
+            self.host_bytes = host.encode("idna")
+        else:
+            self.host_bytes = socket.gethostname().encode("ascii", "replace")
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+        return addresses
+
+    def _refresh_date(self) -> None:
+        second = int(time.time())
+        if second != self._date_second:
+            self._date_second = second
+            self.date_header = b"Date: " + formatdate(second, usegmt=True).encode() + b"\r\n"
+
+    def _sweep(self) -> None:
+        self.now = now = self.loop.time()
+        self._refresh_date()
+        for conn in list(self.connections):
+            conn.check_deadline(now)
+        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting; let requests in flight finish within ``grace`` seconds; close all."""
+        self.closing = True
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except TimeoutError:
+                logger.warning(
+                    "%d connection(s) still busy after %.0f s: closing them",
+                    len(self.connections),
+                    grace,
+                )
+                for conn in list(self.connections):
+                    conn.force_close()
+        for server in self._servers:
+            await server.wait_closed()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+
+_PROTOCOLS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
