@@ -60,7 +60,7 @@ class Limits:
     max_header_bytes: int = 65536
     #: Most header fields (trailer fields count separately against the same limit); 431.
     max_header_count: int = 100
-    #: Longest single field, name + value; over is 431.
+    #: Longest single field line, counted as name + value + 4 (": " and CRLF); over is 431.
     max_header_field: int = 8190
     #: Largest body; a larger declared Content-Length is 413 at once, a chunked body is
     #: 413 as soon as it passes the limit. ``None``: no limit (the front streams bodies).
@@ -80,15 +80,45 @@ _IDLE: Final = 0  # between requests (only CRLFs seen)
 _HEAD: Final = 1  # request line / header fields
 _BODY: Final = 2  # after the head, until the end of the message
 
-#: Lengths of the header names we act on: host, expect, upgrade, content-length,
-#: transfer-encoding. Other names are not even lower-cased.
-_SPECIAL_LENGTHS: Final = frozenset({4, 6, 7, 14, 17})
+#: Lengths of the header names we act on: host, expect, upgrade, content-type,
+#: content-length, transfer-encoding. Other names are not even lower-cased.
+_SPECIAL_LENGTHS: Final = frozenset({4, 6, 7, 12, 14, 17})
 _OWS: Final = b" \t"
 
-_ABSOLUTE_FORM: Final = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
+# RFC 3986 authority: [ userinfo "@" ] host [ ":" port ], host a reg-name or an IP literal.
+_HOST: Final = (
+    rb"(?:\[[0-9A-Fa-f:.]+\]"  # IPv6
+    rb"|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]"  # IPvFuture
+    rb"|[A-Za-z0-9\-._~!$&'()*+,;=%]+)"  # reg-name / IPv4
+)
+_ABSOLUTE_FORM: Final = re.compile(
+    rb"[A-Za-z][A-Za-z0-9+.\-]*://(?:[A-Za-z0-9\-._~!$&'()*+,;=:%]*@)?"
+    + _HOST
+    + rb"(?::[0-9]*)?(?=[/?#]|\Z)"
+)
+_AUTHORITY_FORM: Final = re.compile(_HOST + rb":[0-9]+\Z")
 
-#: RFC 9110 6.5.1: fields a sender must not put in trailers (framing, routing,
-#: request modifiers, authentication, content handling). We refuse them.
+#: Methods llhttp accepts only with the RTSP/1.0 protocol: seeing one means the request line
+#: said RTSP, not HTTP (httptools does not expose the protocol name).
+_RTSP_ONLY_METHODS: Final = frozenset(
+    {
+        b"DESCRIBE",
+        b"ANNOUNCE",
+        b"SETUP",
+        b"PLAY",
+        b"PAUSE",
+        b"TEARDOWN",
+        b"GET_PARAMETER",
+        b"SET_PARAMETER",
+        b"REDIRECT",
+        b"RECORD",
+        b"FLUSH",
+    }
+)
+
+#: RFC 9110 6.5.1: fields that cannot be processed outside the header section (framing,
+#: routing, connection control, request modifiers, authentication). We refuse them in
+#: trailers rather than risk a component merging them; other trailers are passed on.
 _FORBIDDEN_TRAILERS: Final = frozenset(
     {
         b"transfer-encoding",
@@ -101,14 +131,10 @@ _FORBIDDEN_TRAILERS: Final = frozenset(
         b"upgrade",
         b"expect",
         b"max-forwards",
-        b"cache-control",
         b"authorization",
         b"proxy-authorization",
-        b"cookie",
-        b"content-type",
         b"content-encoding",
         b"content-range",
-        b"range",
     }
 )
 
@@ -135,6 +161,7 @@ class RequestParser:
         "_backlog_eof",
         "_body_seen",
         "_cb_error",
+        "_content_type_seen",
         "_done",
         "_events",
         "_expect",
@@ -161,6 +188,7 @@ class RequestParser:
         "_trailing",
         "_unstarted",
         "_upgrade",
+        "_upgrade_body_left",
         "_url",
     )
 
@@ -191,6 +219,7 @@ class RequestParser:
         self._switching = False
         self._trailing = bytearray()
         self._cb_error: HTTPProtocolError | None = None
+        self._upgrade_body_left = 0
         self._state = _IDLE
         self._msg_no = 0
         self._reset_message()
@@ -205,6 +234,7 @@ class RequestParser:
         self._host: bytes | None = None
         self._expect = False
         self._upgrade: bytes | None = None
+        self._content_type_seen = False
         self._body_seen = 0
         self._keep_alive = True
         self._trailers: list[tuple[bytes, bytes]] | None = None
@@ -232,8 +262,13 @@ class RequestParser:
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the client; ``b""`` means the client closed (EOF). Never raises."""
         if self._done:
-            if self._switching and data:
-                self._trailing += data
+            if self._switching:
+                if data:
+                    self._switched_bytes(data)
+                elif self._upgrade_body_left:
+                    self._fail(
+                        HTTPProtocolError(400, "connection closed before the request was complete")
+                    )
             return
         if self._unstarted:
             if data:
@@ -292,8 +327,9 @@ class RequestParser:
         try:
             self._hp.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            # llhttp stops right after the head of an Upgrade / CONNECT request.
-            self._trailing += data[exc.args[0] :]
+            # llhttp stops right after the head of an Upgrade / CONNECT request (httptools
+            # makes it skip the body): what follows is the body, then the new protocol.
+            self._switched_bytes(data[exc.args[0] :])
             return
         except httptools.HttpParserError as exc:
             if self._done and self._cb_error is None:
@@ -305,6 +341,21 @@ class RequestParser:
             self._head_extra += len(data)
             if self._head_extra > self._head_budget:
                 self._fail(HTTPProtocolError(431, "request header section too large"))
+
+    def _switched_bytes(self, data: bytes) -> None:
+        left = self._upgrade_body_left
+        if left:
+            body = data[:left]
+            data = data[left:]
+            if body:
+                self._events.append(Body(body))
+                left = self._upgrade_body_left = left - len(body)
+            if left:
+                return
+            self._events.append(EndOfMessage())
+            self._events.append(ConnectionClosed())
+        if data:
+            self._trailing += data
 
     def _eof(self) -> None:
         if self._state == _IDLE:
@@ -343,10 +394,10 @@ class RequestParser:
     def _on_header(self, name: bytes, value: bytes) -> None:
         if value and value[-1] in _OWS:
             value = value.rstrip(_OWS)
-        size = len(name) + len(value)
+        size = len(name) + len(value) + 4
         if size > self._max_field:
             raise self._error(431, "header field too large")
-        self._header_bytes += size + 4
+        self._header_bytes += size
         if self._header_bytes > self._max_header_bytes:
             raise self._error(431, "request header section too large")
         if self._state == _BODY:
@@ -375,6 +426,10 @@ class RequestParser:
                 self._expect = value.lower() == b"100-continue"
             elif lname == b"upgrade":
                 self._upgrade = value
+            elif lname == b"content-type":
+                if self._content_type_seen:
+                    raise self._error(400, "more than one Content-Type")
+                self._content_type_seen = True
 
     def _on_trailer(self, name: bytes, value: bytes) -> None:
         if name.lower() in _FORBIDDEN_TRAILERS:
@@ -392,6 +447,8 @@ class RequestParser:
         if version != "1.1" and version != "1.0":
             raise self._error(505, "HTTP version not supported")
         method: bytes = hp.get_method()
+        if method in _RTSP_ONLY_METHODS:
+            raise self._error(505, "not an HTTP request (RTSP)")
         target = self._url
         # Request-target forms (RFC 9112 3.2).
         if target[:1] == b"/":
@@ -406,7 +463,7 @@ class RequestParser:
                 raise self._error(400, "asterisk-form target is only for OPTIONS")
             path, query = target, b""
         elif method == b"CONNECT":
-            if b"/" in target or b":" not in target or b"@" in target:
+            if _AUTHORITY_FORM.match(target) is None:
                 raise self._error(400, "invalid authority-form target")
             path = query = b""
         else:
@@ -435,9 +492,13 @@ class RequestParser:
         if hp.should_upgrade():
             self._switching = True
             if method != b"CONNECT":
-                if chunked or self._length:
-                    raise self._error(501, "Upgrade request with a body")
+                if chunked:
+                    raise self._error(501, "Upgrade request with a chunked body")
                 upgrade = self._upgrade
+                # llhttp reads the body of an Upgrade request before the switch, but
+                # httptools makes it skip the body: we take it from the bytes that follow
+                # (_switched_bytes). A CONNECT body has no meaning: the tunnel starts at once.
+                self._upgrade_body_left = self._length or 0
         self._keep_alive = keep_alive = hp.should_keep_alive()
         self._events.append(
             Request(
@@ -465,10 +526,13 @@ class RequestParser:
         self._events.append(Body(data))
 
     def _on_message_complete(self) -> None:
-        trailers = self._trailers
-        self._events.append(EndOfMessage(trailers) if trailers else EndOfMessage())
         self._state = _IDLE
         self._unstarted += 1
+        if self._upgrade_body_left:
+            self._done = True  # EndOfMessage follows the body, see _switched_bytes
+            return
+        trailers = self._trailers
+        self._events.append(EndOfMessage(trailers) if trailers else EndOfMessage())
         if self._switching or not self._keep_alive:
             self._events.append(ConnectionClosed())
             self._done = True
