@@ -45,7 +45,18 @@ __all__ = [
 DEFAULT_MAX_HEAD_SIZE: Final = 64 * 1024
 
 _END_OF_HEAD: Final = re.compile(rb"\n\r?\n")
-_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN_RE: Final = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_TOKEN: Final = re.compile(_TOKEN_RE)
+# A well-formed field line: token ":" OWS value OWS (CR)LF, where the value holds no control
+# character but HTAB and neither starts nor ends with whitespace. The fast path validates
+# the whole head with one fullmatch and splits it with one findall; anything else goes to
+# the line-by-line path, which says precisely what is wrong.
+_VALUE_RE: Final = rb"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
+_FIELD_RE: Final = rb":[ \t]*(" + _VALUE_RE + rb")[ \t]*\r?\n"
+_FIELD: Final = re.compile(rb"(" + _TOKEN_RE + rb")" + _FIELD_RE)
+_WELL_FORMED_HEAD: Final = re.compile(
+    rb"(?:" + _TOKEN_RE + _FIELD_RE.replace(b"(", b"(?:", 1) + rb")+"
+)
 #: Control characters other than HTAB, CR and LF (CR is checked per line).
 _BAD_CTL: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _REASONS: Final[dict[int, bytes]] = {s.value: s.phrase.encode("ascii") for s in http.HTTPStatus}
@@ -115,13 +126,36 @@ class CGIResponseParser:
         if cut > self.max_head_size:
             raise CGIResponseError(f"CGI response head exceeds {self.max_head_size} bytes")
         self._done = True
-        head = bytes(buf[:cut])
+        head = bytes(buf[: cut + 1])  # with the last field's LF
         body = bytes(buf[match.end() :])
         self._buf = bytearray()
-        return _parse_head(head, body)
+        if _WELL_FORMED_HEAD.fullmatch(head) is None:
+            return _parse_head_slowly(head[:-1], body)
+        return _finish(_FIELD.findall(head), body)
 
 
-def _parse_head(head: bytes, body: bytes) -> CGIResponseHead:
+def _finish(fields: list[tuple[bytes, bytes]], body: bytes) -> CGIResponseHead:
+    """Apply the Status/Location rules to well-formed fields."""
+    status_value: bytes | None = None
+    location = False
+    headers = fields
+    for index, (name, value) in enumerate(fields):
+        size = len(name)
+        if size == 6 and name.lower() == b"status":
+            if status_value is not None:
+                raise CGIResponseError("two Status fields in the CGI response")
+            status_value = value
+            if headers is fields:
+                headers = fields[:index]
+            continue
+        if size == 8 and name.lower() == b"location":
+            location = True
+        if headers is not fields:
+            headers.append((name, value))
+    return _with_status(status_value, location, headers, body)
+
+
+def _parse_head_slowly(head: bytes, body: bytes) -> CGIResponseHead:
     if _BAD_CTL.search(head) is not None:
         raise CGIResponseError("control character in the CGI response head")
     headers: list[tuple[bytes, bytes]] = []
@@ -149,6 +183,12 @@ def _parse_head(head: bytes, body: bytes) -> CGIResponseHead:
         if len(name) == 8 and name.lower() == b"location":
             location = True
         headers.append((name, value))
+    return _with_status(status_value, location, headers, body)
+
+
+def _with_status(
+    status_value: bytes | None, location: bool, headers: list[tuple[bytes, bytes]], body: bytes
+) -> CGIResponseHead:
     if status_value is None:
         if location:
             return CGIResponseHead(302, _FOUND, headers, body)

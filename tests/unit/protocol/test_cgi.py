@@ -214,3 +214,50 @@ def test_arbitrary_bytes_only_ever_raise_cgi_response_error(chunks: list[bytes],
             parser.feed(b"")
     except CGIResponseError:
         pass
+
+
+_line_piece = st.sampled_from(
+    [
+        b"A",
+        b"Status",
+        b"location",
+        b"x-y",
+        b":",
+        b" ",
+        b"\t",
+        b"\r",
+        b"\n",
+        b"\r\n",
+        b"200",
+        b"404 Not",
+        b"\x00",
+        b"\x80",
+        b"v",
+        b"a b",
+    ]
+)
+
+
+@settings(max_examples=500)
+@given(st.lists(_line_piece, min_size=1, max_size=25))
+def test_the_fast_path_and_the_line_by_line_path_agree(pieces: list[bytes]) -> None:
+    from corral.protocol import cgi
+
+    head = b"".join(pieces)
+    if not head.endswith(b"\n"):
+        head += b"\n"
+
+    # Whatever the fast path accepts, the careful path accepts identically.
+    def outcome(parse: Callable[[], CGIResponseHead]) -> CGIResponseHead | str:
+        try:
+            return parse()
+        except CGIResponseError as exc:
+            return str(exc)
+
+    if cgi._WELL_FORMED_HEAD.fullmatch(head) is not None:
+        fast = outcome(lambda: cgi._finish(cgi._FIELD.findall(head), b""))
+        assert fast == outcome(lambda: cgi._parse_head_slowly(head[:-1], b""))
+    elif b"\n\n" not in head and b"\n\r\n" not in head and not head.startswith((b"\n", b"\r\n")):
+        # ...and what the fast path rejects, the careful path rejects too.
+        with pytest.raises(CGIResponseError):
+            cgi._parse_head_slowly(head[:-1], b"")

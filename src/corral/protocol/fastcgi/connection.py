@@ -103,13 +103,26 @@ _T = RecordType
 # --------------------------------------------------------------------------------------------
 
 
+_BEGIN: Final = int(_T.BEGIN_REQUEST)
+_ABORT: Final = int(_T.ABORT_REQUEST)
+_END: Final = int(_T.END_REQUEST)
+_PARAMS: Final = int(_T.PARAMS)
+_STDIN: Final = int(_T.STDIN)
+_STDOUT: Final = int(_T.STDOUT)
+_STDERR: Final = int(_T.STDERR)
+_DATA: Final = int(_T.DATA)
+_GET_VALUES: Final = int(_T.GET_VALUES)
+_GET_VALUES_RESULT: Final = int(_T.GET_VALUES_RESULT)
+
+
 @dataclass(frozen=True, slots=True)
 class _Rule:
     sender: ConnectionRole
     after: int  # bit mask (1 << record type) of streams that must have ended first
+    event: type[Stdin | Stdout | Stderr | Data] | None  # None: PARAMS, assembled
 
 
-def _bits(*types: RecordType) -> int:
+def _bits(*types: int) -> int:
     mask = 0
     for t in types:
         mask |= 1 << t
@@ -117,33 +130,33 @@ def _bits(*types: RecordType) -> int:
 
 
 _STREAM_RULES: Final[dict[int, _Rule]] = {
-    _T.PARAMS: _Rule(CLIENT, 0),
-    _T.STDIN: _Rule(CLIENT, _bits(_T.PARAMS)),
-    _T.DATA: _Rule(CLIENT, _bits(_T.PARAMS)),
-    _T.STDOUT: _Rule(SERVER, 0),
-    _T.STDERR: _Rule(SERVER, 0),
+    _PARAMS: _Rule(CLIENT, 0, None),
+    _STDIN: _Rule(CLIENT, _bits(_PARAMS), Stdin),
+    _DATA: _Rule(CLIENT, _bits(_PARAMS), Data),
+    _STDOUT: _Rule(SERVER, 0, Stdout),
+    _STDERR: _Rule(SERVER, 0, Stderr),
 }
 _LIFECYCLE_SENDER: Final[dict[int, ConnectionRole]] = {
-    _T.BEGIN_REQUEST: CLIENT,
-    _T.ABORT_REQUEST: CLIENT,
-    _T.END_REQUEST: SERVER,
+    _BEGIN: CLIENT,
+    _ABORT: CLIENT,
+    _END: SERVER,
 }
 #: Management records (request id 0) each side may send.
 _MANAGEMENT_SENDER: Final[dict[int, ConnectionRole]] = {
-    _T.GET_VALUES: CLIENT,
-    _T.GET_VALUES_RESULT: SERVER,
-    _T.UNKNOWN_TYPE: SERVER,
+    _GET_VALUES: CLIENT,
+    _GET_VALUES_RESULT: SERVER,
+    int(_T.UNKNOWN_TYPE): SERVER,
 }
 #: Input streams a responder is owed before EOF is acceptable, by FastCGI role.
 _INPUT_OWED: Final[dict[int, int]] = {
-    Role.RESPONDER: _bits(_T.PARAMS, _T.STDIN),
-    Role.AUTHORIZER: _bits(_T.PARAMS, _T.STDIN),
-    Role.FILTER: _bits(_T.PARAMS, _T.STDIN, _T.DATA),
+    Role.RESPONDER: _bits(_PARAMS, _STDIN),
+    Role.AUTHORIZER: _bits(_PARAMS, _STDIN),
+    Role.FILTER: _bits(_PARAMS, _STDIN, _DATA),
 }
-_DEFAULT_OWED: Final = _bits(_T.PARAMS)
+_DEFAULT_OWED: Final = _bits(_PARAMS)
 
-_PARAMS_BIT: Final = 1 << _T.PARAMS
-_STREAM_EVENTS: Final = {Stdin: _T.STDIN, Stdout: _T.STDOUT, Stderr: _T.STDERR, Data: _T.DATA}
+_PARAMS_BIT: Final = 1 << _PARAMS
+_STREAM_EVENTS: Final = {Stdin: _STDIN, Stdout: _STDOUT, Stderr: _STDERR, Data: _DATA}
 _HEADER_UNPACK: Final = records.HEADER.unpack_from
 _MAX_TYPE: Final = max(_T)
 
@@ -246,11 +259,18 @@ class FastCGIConnection:
             return
         buf = self._buf
         pos = self._pos
-        if pos >= len(buf):
+        pending = len(buf) - pos
+        if pending <= 0:
             # Nothing pending: parse straight out of the caller's bytes, no copy.
             self._buf = data if type(data) is bytes else bytes(data)
             self._pos = 0
+        elif len(data) >= pending:
+            # One copy into a fresh bytes object; since the new data is at least as long as
+            # what was pending, the copying stays linear in the bytes received.
+            self._buf = b"".join((memoryview(buf)[pos:], data))
+            self._pos = 0
         elif isinstance(buf, bytes):
+            # Small pieces after a big remainder (say byte-by-byte input): grow in place.
             grown = bytearray(memoryview(buf)[pos:])
             grown += data
             self._buf = grown
@@ -267,50 +287,50 @@ class FastCGIConnection:
         if self._error is not None:
             raise self._error
         try:
-            return self._next_event()
+            while True:
+                buf = self._buf
+                pos = self._pos
+                size = len(buf)
+                if size - pos < HEADER_LEN:
+                    if not self._eof:
+                        return NEED_DATA
+                    if size > pos:
+                        raise RemoteProtocolError(
+                            f"connection closed inside a record header ({size - pos} of 8 bytes)"
+                        )
+                    self._check_eof()
+                    return CLOSED
+                version, rtype, rid, clen, plen = _HEADER_UNPACK(buf, pos)
+                if version != FCGI_VERSION_1:
+                    raise RemoteProtocolError(
+                        f"record with FastCGI version {version} (only version 1 exists); "
+                        "the peer does not speak FastCGI"
+                    )
+                start = pos + HEADER_LEN
+                stop = start + clen
+                end = stop + plen
+                if end > size:
+                    if self._eof:
+                        raise RemoteProtocolError(
+                            f"connection closed inside a {_type_name(rtype)} record for request "
+                            f"{rid} ({size - pos} of {end - pos} bytes)"
+                        )
+                    return NEED_DATA
+                if isinstance(buf, bytes):
+                    content = buf[start:stop]
+                else:
+                    content = memoryview(buf)[start:stop].tobytes()
+                if end >= size:
+                    self._buf = b""
+                    self._pos = 0
+                else:
+                    self._pos = end
+                event = self._receive_record(rtype, rid, content)
+                if event is not None:
+                    return event
         except RemoteProtocolError as exc:
             self._error = exc
             raise
-
-    def _next_event(self) -> NextEvent:
-        while True:
-            buf = self._buf
-            pos = self._pos
-            size = len(buf)
-            if size - pos < HEADER_LEN:
-                if not self._eof:
-                    return NEED_DATA
-                if size > pos:
-                    raise RemoteProtocolError(
-                        f"connection closed inside a record header ({size - pos} of 8 bytes)"
-                    )
-                self._check_eof()
-                return CLOSED
-            version, rtype, rid, clen, plen = _HEADER_UNPACK(buf, pos)
-            if version != FCGI_VERSION_1:
-                raise RemoteProtocolError(
-                    f"record with FastCGI version {version} (only version 1 exists); "
-                    "the peer does not speak FastCGI"
-                )
-            start = pos + HEADER_LEN
-            stop = start + clen
-            end = stop + plen
-            if end > size:
-                if self._eof:
-                    raise RemoteProtocolError(
-                        f"connection closed inside a {_type_name(rtype)} record for request "
-                        f"{rid} ({size - pos} of {end - pos} bytes)"
-                    )
-                return NEED_DATA
-            content = buf[start:stop] if isinstance(buf, bytes) else bytes(buf[start:stop])
-            if end >= size:
-                self._buf = b""
-                self._pos = 0
-            else:
-                self._pos = end
-            event = self._receive_record(rtype, rid, content)
-            if event is not None:
-                return event
 
     def _receive_record(self, rtype: int, rid: int, content: bytes) -> Event | None:
         if rid == 0:
@@ -340,17 +360,12 @@ class FastCGIConnection:
                     f"{_type_name(rtype)} record for request {rid} before the end of its "
                     "PARAMS stream"
                 )
-            if rtype == _T.PARAMS:
+            event = rule.event
+            if event is None:
                 return self._receive_params(req, rid, content)
             if not content:
                 req.closed |= bit
-            if rtype == _T.STDOUT:
-                return Stdout(rid, content)
-            if rtype == _T.STDIN:
-                return Stdin(rid, content)
-            if rtype == _T.STDERR:
-                return Stderr(rid, content)
-            return Data(rid, content)
+            return event(rid, content)
         sender = _LIFECYCLE_SENDER.get(rtype)
         if sender is None:
             raise RemoteProtocolError(
@@ -367,7 +382,7 @@ class FastCGIConnection:
                 f"only the {sender.value} sends it"
             )
         req = self._requests.get(rid)
-        if rtype == _T.BEGIN_REQUEST:
+        if rtype == _BEGIN:
             if req is not None and not req.ended:
                 raise RemoteProtocolError(
                     f"BEGIN_REQUEST for request {rid}, which is already active"
@@ -377,7 +392,7 @@ class FastCGIConnection:
             return BeginRequest(rid, role, keep_conn)
         if req is None:
             raise RemoteProtocolError(f"{_type_name(rtype)} for request {rid}, which is not active")
-        if rtype == _T.END_REQUEST:
+        if rtype == _END:
             app_status, protocol_status = records.decode_end_request(content)
             del self._requests[rid]
             if not req.keep_conn:
@@ -417,9 +432,9 @@ class FastCGIConnection:
             raise RemoteProtocolError(
                 f"{_type_name(rtype)} record with request id 0 from the {self._peer}"
             )
-        if rtype == _T.GET_VALUES:
+        if rtype == _GET_VALUES:
             return GetValues([name for name, _ in records.decode_pairs(content)])
-        if rtype == _T.GET_VALUES_RESULT:
+        if rtype == _GET_VALUES_RESULT:
             return GetValuesResult(records.decode_pairs(content))
         return UnknownType(records.decode_unknown_type(content))
 
@@ -453,7 +468,7 @@ class FastCGIConnection:
                 self._requests[event.request_id].closed |= 1 << stream
             return out
         if isinstance(event, Params):
-            self._check_stream_send(_T.PARAMS, event.request_id)
+            self._check_stream_send(_PARAMS, event.request_id)
             out = records.encode_params(
                 event.request_id,
                 event.params,
@@ -471,14 +486,14 @@ class FastCGIConnection:
             self._requests[event.request_id] = _Request(event.role, event.keep_conn)
             return out
         if isinstance(event, EndRequest):
-            req = self._check_lifecycle_send(_T.END_REQUEST, event.request_id)
+            req = self._check_lifecycle_send(_END, event.request_id)
             out = records.encode_end_request(
                 event.request_id, event.app_status, event.protocol_status
             )
             self._end_sent(req)
             return out
         if isinstance(event, AbortRequest):
-            req = self._check_lifecycle_send(_T.ABORT_REQUEST, event.request_id)
+            req = self._check_lifecycle_send(_ABORT, event.request_id)
             req.aborted = True
             return records.encode_abort_request(event.request_id)
         if isinstance(event, GetValues):
@@ -516,7 +531,7 @@ class FastCGIConnection:
             pad_empty=self._pad_empty,
         )
         req = _Request(role, keep_conn)
-        req.closed = _PARAMS_BIT if stdin is None else _bits(_T.PARAMS, _T.STDIN)
+        req.closed = _PARAMS_BIT if stdin is None else _bits(_PARAMS, _STDIN)
         self._requests[request_id] = req
         return out
 
@@ -525,7 +540,7 @@ class FastCGIConnection:
     ) -> bytes:
         """Responder: STDOUT records carrying ``stdout``; with ``end`` also the empty STDOUT
         record and END_REQUEST(app_status, REQUEST_COMPLETE)."""
-        self._check_stream_send(_T.STDOUT, request_id)
+        self._check_stream_send(_STDOUT, request_id)
         req = self._requests[request_id]
         if not end and not stdout:
             return b""
@@ -538,7 +553,7 @@ class FastCGIConnection:
             pad_empty=self._pad_empty,
         )
         if end:
-            req.closed |= 1 << _T.STDOUT
+            req.closed |= 1 << _STDOUT
             self._end_sent(req)
         return out
 
