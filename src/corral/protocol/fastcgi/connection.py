@@ -15,9 +15,11 @@ Decisions where FastCGI 1.0 is silent or loose:
   a client raises ``RemoteProtocolError``.
 * After the responder has sent END_REQUEST, the client may still have
   PARAMS/STDIN/DATA/ABORT_REQUEST records for that request in flight (the
-  application may end a request before reading its body). The responder
-  silently drops them until the client begins a new request with that id.
-  Records for an id that was never begun are a ``RemoteProtocolError``.
+  application may end a request before reading its body). The responder keeps
+  a tombstone that silently drops them until the input streams end (or a new
+  BEGIN_REQUEST reuses the id). Other stream records for a request that is not
+  active are a ``RemoteProtocolError``; an ABORT_REQUEST for one is ignored
+  (it may have crossed our END_REQUEST).
   The client side forgets a request as soon as END_REQUEST arrives, so a
   later record for it is a ``RemoteProtocolError``, and sending on it a
   ``LocalProtocolError``.
@@ -153,7 +155,7 @@ _INPUT_OWED: Final[dict[int, int]] = {
     Role.AUTHORIZER: _bits(_PARAMS, _STDIN),
     Role.FILTER: _bits(_PARAMS, _STDIN, _DATA),
 }
-_DEFAULT_OWED: Final = _bits(_PARAMS)
+_DEFAULT_OWED: Final = _bits(_PARAMS, _STDIN)
 
 _PARAMS_BIT: Final = 1 << _PARAMS
 _STREAM_EVENTS: Final = {Stdin: _STDIN, Stdout: _STDOUT, Stderr: _STDERR, Data: _DATA}
@@ -347,9 +349,12 @@ class FastCGIConnection:
                 raise RemoteProtocolError(
                     f"{_type_name(rtype)} record for request {rid}, which is not active"
                 )
-            if req.ended:  # a responder's tombstone: input that crossed our END_REQUEST
-                return None
             bit = 1 << rtype
+            if req.ended:  # a responder's tombstone: input that crossed our END_REQUEST
+                if not content:
+                    req.closed |= bit
+                    self._forget_if_done(rid, req)
+                return None
             if req.closed & bit:
                 raise RemoteProtocolError(
                     f"{_type_name(rtype)} record for request {rid} after the end of its "
@@ -391,6 +396,8 @@ class FastCGIConnection:
             self._requests[rid] = _Request(role, keep_conn)
             return BeginRequest(rid, role, keep_conn)
         if req is None:
+            if rtype == _ABORT:  # it crossed our END_REQUEST (and the tombstone is gone)
+                return None
             raise RemoteProtocolError(f"{_type_name(rtype)} for request {rid}, which is not active")
         if rtype == _END:
             app_status, protocol_status = records.decode_end_request(content)
@@ -490,7 +497,7 @@ class FastCGIConnection:
             out = records.encode_end_request(
                 event.request_id, event.app_status, event.protocol_status
             )
-            self._end_sent(req)
+            self._end_sent(event.request_id, req)
             return out
         if isinstance(event, AbortRequest):
             req = self._check_lifecycle_send(_ABORT, event.request_id)
@@ -554,14 +561,20 @@ class FastCGIConnection:
         )
         if end:
             req.closed |= 1 << _STDOUT
-            self._end_sent(req)
+            self._end_sent(request_id, req)
         return out
 
-    def _end_sent(self, req: _Request) -> None:
+    def _end_sent(self, request_id: int, req: _Request) -> None:
         req.ended = True
         req.params = []
         if not req.keep_conn:
             self._must_close = True
+        self._forget_if_done(request_id, req)
+
+    def _forget_if_done(self, request_id: int, req: _Request) -> None:
+        """Drop an ended request's tombstone once no more of its input can arrive."""
+        if not _INPUT_OWED.get(req.role, _DEFAULT_OWED) & ~req.closed:
+            del self._requests[request_id]
 
     def _check_begin_send(self, request_id: int) -> None:
         if self.role is not CLIENT:
