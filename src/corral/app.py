@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from corral.backends import fastcgi
@@ -43,6 +43,7 @@ class ServeOptions:
     min_workers: int | None = None
     max_workers: int | None = None
     front: FrontSettings = field(default_factory=FrontSettings)
+    pool: PoolSettings | None = None
 
 
 @dataclass(slots=True)
@@ -66,14 +67,62 @@ def build_routes(options: ServeOptions) -> list[Application]:
     site = options.site.resolve()
     name = site.name or "site"
     plan = python_worker_plan(site, app_env=app_env(os.environ))
-    settings = PoolSettings(queue_timeout=options.front.acquire_timeout)
+    settings = options.pool or PoolSettings(queue_timeout=options.front.acquire_timeout)
     if options.min_workers is not None:
         settings = replace(settings, min_instances=options.min_workers)
     if options.max_workers is not None:
         settings = replace(settings, max_instances=options.max_workers)
+    if 0 < settings.max_instances < settings.min_instances:
+        settings = replace(settings, max_instances=settings.min_instances)
     pool: Pool[fastcgi.FastCGIClientConnection] = Pool(name, plan, settings, fastcgi.connect)
     route = Route(name=name, pool=pool, script_name=b"", document_root=os.fsencode(site))
     return [Application(name, site, pool, route)]
+
+
+def _convert(kind: object, text: str) -> object:
+    kind_text = str(kind)
+    if "bool" in kind_text:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {text!r}")
+    if "float" in kind_text:
+        return float(text)
+    if "int" in kind_text:
+        return int(text)
+    raise ValueError(f"cannot set a {kind_text} from the command line")
+
+
+def apply_overrides(values: dict[str, str]) -> tuple[FrontSettings, PoolSettings]:
+    """Front and pool settings with ``NAME=VALUE`` overrides (``corral serve --set``).
+
+    A stopgap until issue 3's settings registry: names are the dataclass fields.
+    """
+    front = FrontSettings()
+    pool = PoolSettings(queue_timeout=front.acquire_timeout)
+    front_fields = {f.name: f.type for f in fields(FrontSettings)}
+    pool_fields = {f.name: f.type for f in fields(PoolSettings)}
+    front_changes: dict[str, object] = {}
+    pool_changes: dict[str, object] = {}
+    for name, text in values.items():
+        try:
+            if name in front_fields:
+                front_changes[name] = _convert(front_fields[name], text)
+            elif name in pool_fields:
+                pool_changes[name] = _convert(pool_fields[name], text)
+            else:
+                known = ", ".join(sorted({*front_fields, *pool_fields} - {"backoff"}))
+                raise ValueError(f"unknown setting {name!r} (known: {known})")
+        except ValueError as exc:
+            if "unknown setting" in str(exc):
+                raise
+            raise ValueError(f"{name}: {exc}") from None
+    front = replace(front, **front_changes)  # type: ignore[arg-type]
+    if "acquire_timeout" in front_changes and "queue_timeout" not in pool_changes:
+        pool_changes["queue_timeout"] = front.acquire_timeout
+    pool = replace(pool, **pool_changes)  # type: ignore[arg-type]
+    return front, pool
 
 
 class Host:

@@ -50,6 +50,13 @@ def _count(value: str) -> int:
     return int(value)
 
 
+def _setting(value: str) -> tuple[str, str]:
+    name, sep, text = value.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"not NAME=VALUE: {value!r}")
+    return name.strip(), text.strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="corral", description="Corral: an application host for Python web apps.")
     parser.add_argument("--version", action="version", version=f"corral {__version__}")
@@ -69,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max", type=_count, dest="max_workers", metavar="N", help="most workers")
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not write the access log (stderr)"
+    )
+    serve.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=_setting,
+        metavar="NAME=VALUE",
+        help="override a front or pool setting (e.g. header_timeout=5, queue_size=10); "
+        "repeatable",
     )
     return parser
 
@@ -100,12 +116,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logs.setup(access_log=None if args.no_access_log else sys.stderr)
     host, port = args.listen
+    try:
+        front, pool = app.apply_overrides(dict(args.set))
+    except ValueError as exc:
+        print(f"corral: --set: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     options = app.ServeOptions(
         site=site.resolve(),
         host=host,
         port=port,
         min_workers=args.min_workers,
         max_workers=args.max_workers,
+        front=front,
+        pool=pool,
     )
     try:
         return app.run(options)
