@@ -1,0 +1,162 @@
+"""`corral check [PATH]`: validate a configuration and render the resolved model as text.
+
+    exit_code, text = run_check(path)     # the CLI prints `text` and exits with `exit_code`
+
+0: valid (the text shows sites, routes, engines, each application's environment after expansion
+with secret-looking values masked, and the settings accepted but not in effect yet); 1: the
+configuration has errors (every one, as ``file:line: setting: message``); 2: PATH does not exist.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+from corral.config.errors import ConfigErrors
+from corral.config.load import load
+from corral.config.model import (
+    AppConfig,
+    Binding,
+    EngineConfig,
+    EngineKind,
+    Mount,
+    NotInEffect,
+    ServerConfig,
+)
+from corral.errors import ExitCode
+
+MASK = "********"
+_SECRET_NAME = re.compile(
+    r"secret|passw|pwd|token|api[_-]?key|private|credential|auth|signature|salt|cookie|session_key",
+    re.IGNORECASE,
+)
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?=@)")
+
+
+def mask_value(name: str, value: str) -> str:
+    """Hide a secret-looking variable's value, and the password of any URL in a value."""
+    if _SECRET_NAME.search(name) and value:
+        return MASK
+    return _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, value)
+
+
+def run_check(
+    path: str | None = None, *, environ: Mapping[str, str] | None = None
+) -> tuple[int, str]:
+    path = path or "."
+    if not os.path.exists(path):
+        return int(ExitCode.USAGE), f"corral check: no such file or folder: {path}\n"
+    try:
+        config = load(path, environ=environ)
+    except ConfigErrors as errors:
+        count = len(errors.errors)
+        lines = [f"{path}: {count} configuration error{'s' if count != 1 else ''}:"]
+        lines += [f"  {error}" for error in errors.errors]
+        return int(ExitCode.FAILURE), "\n".join(lines) + "\n"
+    return int(ExitCode.OK), render(config)
+
+
+def _binding(binding: Binding) -> str:
+    hosts = ", ".join(binding.hosts) if binding.hosts else "every host"
+    return f"{binding.address}:{binding.port} ({hosts})"
+
+
+def _instances(engine: EngineConfig) -> str:
+    top = str(engine.max_instances) if engine.max_instances else "CPUs"
+    return f"{engine.min_instances}..{top}"
+
+
+def _engine_line(engine: EngineConfig) -> str:
+    what = {
+        EngineKind.PYTHON_WORKER: "Corral Python worker",
+        EngineKind.COMMAND: engine.full_path or "APP_COMMAND",
+        EngineKind.SERVICE: f"service at {engine.host}:{engine.port_lower}",
+    }[engine.kind]
+    where = f" ({engine.location})" if engine.location else ""
+    return (
+        f"  {engine.name}: {what}; {engine.transport.value}/{engine.protocol.value}; "
+        f"instances {_instances(engine)}; from {engine.origin}{where}"
+    )
+
+
+def _routes(mount: Mount) -> list[str]:
+    lines: list[str] = []
+    scopes = sorted(mount.scopes, key=lambda scope: scope.folder)
+    base = mount.virtual_path.rstrip("/")
+    if not any(scope.folder == "" for scope in scopes):
+        lines.append(f"        {base}/*  -> static files")
+    for scope in scopes:
+        prefix = f"{base}/{scope.folder}/" if scope.folder else f"{base}/"
+        where = f"  ({scope.location})" if scope.location else ""
+        if not scope.handlers:
+            lines.append(f"        {prefix}*  -> static files{where}")
+            continue
+        for handler in scope.handlers:
+            lines.append(
+                f"        {prefix}{handler.path}  -> {handler.app_name} [{handler.engine}]"
+                f"  ({handler.location})"
+            )
+        if not any(handler.path == "*" for handler in scope.handlers):
+            lines.append(f"        {prefix}(anything else)  -> static files")
+    return lines
+
+
+def _app(app: AppConfig) -> list[str]:
+    where = f"  ({app.location})" if app.location else ""
+    lines = [f"    application {app.name!r} at {app.virtual_path}{where}"]
+    lines.append(f"      engine: {app.engine.name}")
+    if app.argv:
+        lines.append(f"      command: {' '.join(app.argv)}")
+    lines.append(f"      working directory: {app.current_directory}")
+    if app.wsgi_app:
+        lines.append(f"      WSGI_APP: {app.wsgi_app}")
+    if app.pythonpath:
+        lines.append(f"      PYTHONPATH: {os.pathsep.join(app.pythonpath)}")
+    lines.append("      environment (after expansion; %PORT%, %HOST%, %INSTANCE_ID% per worker):")
+    for name, value in (*app.module_vars, *app.env):
+        lines.append(f"        {name}={mask_value(name, value)}")
+    for notice in app.notices:
+        lines.append(f"      notice: {notice}")
+    return lines
+
+
+def _not_in_effect(item: NotInEffect) -> str:
+    where = f"{item.location}: " if item.location else ""
+    value = f" = {item.value}" if item.value else ""
+    return f"  {where}{item.setting}{value}"
+
+
+def render(config: ServerConfig) -> str:
+    lines = ["Configuration OK."]
+    if config.sources:
+        lines.append("Files read:")
+        lines += [f"  {source}" for source in config.sources]
+    lines.append("Sites:")
+    for site in config.sites:
+        where = f"  ({site.location})" if site.location and site.location.line else ""
+        lines.append(f"  site {site.name!r}{where}")
+        lines.append(f"    bindings: {'; '.join(_binding(b) for b in site.bindings)}")
+        if site.switchboard:
+            board = ", ".join(f"{n}={'on' if on else 'off'}" for n, on in site.switchboard)
+            lines.append(f"    switchboard: {board}")
+        for mount in sorted(site.mounts, key=lambda m: m.virtual_path):
+            lines.append(f"    {mount.virtual_path} -> {mount.physical_path}")
+            lines.append("      routes:")
+            lines += _routes(mount)
+            for app in site.apps:
+                if app.virtual_path == mount.virtual_path:
+                    lines += _app(app)
+    used = {app.engine.name for app in config.apps}
+    lines.append("Engines used:")
+    lines += [_engine_line(e) for e in config.engines if e.name in used] or ["  (none)"]
+    lines.append("Other engines available:")
+    lines += [_engine_line(e) for e in config.engines if e.name not in used] or ["  (none)"]
+    items = [*config.not_in_effect, *(i for app in config.apps for i in app.not_in_effect)]
+    if items:
+        lines.append("Accepted but not in effect yet:")
+        lines += [_not_in_effect(item) for item in items]
+    if config.notices:
+        lines.append("Notices:")
+        lines += [f"  {notice}" for notice in config.notices]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,108 @@
+"""Pure converters shared by the web.config and TOML readers.
+
+Each takes the value as written (a string from XML, or whatever tomllib produced) and returns the
+typed value or raises `ValueError` with a message fit for ``file:line: setting: message``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+_INT = re.compile(r"[+-]?\d+")
+
+
+def to_int(value: object, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer, from an int or a decimal string (Zoo reads every number attribute so)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and _INT.fullmatch(value.strip()):
+        number = int(value.strip())
+    else:
+        raise ValueError(f"expected a whole number, got {value!r}")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"must be at least {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"must be at most {maximum}, got {number}")
+    return number
+
+
+_TRUE = {"true", "yes", "on", "1", "enabled"}
+_FALSE = {"false", "no", "off", "0", "disabled"}
+
+
+def to_bool(value: object) -> bool:
+    """A boolean from TOML true/false or IIS spellings (true/false, Enabled/Disabled)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise ValueError(f"expected true/false (or Enabled/Disabled), got {value!r}")
+
+
+def to_str(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")
+
+
+def to_choice(value: object, choices: Sequence[str]) -> str:
+    """One of `choices`, compared case-insensitively; returns the canonical spelling."""
+    text = to_str(value).strip()
+    for choice in choices:
+        if text.lower() == choice.lower():
+            return choice
+    raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+
+
+def to_list(value: object, *, separators: str = ";") -> tuple[str, ...]:
+    """A list from a TOML array of strings or a `;`-separated string (Zoo's list spelling)."""
+    if isinstance(value, str):
+        pattern = "[" + re.escape(separators) + "]"
+        return tuple(part.strip() for part in re.split(pattern, value) if part.strip())
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(item for item in value if item)
+    raise ValueError(f"expected a string or a list of strings, got {value!r}")
+
+
+def to_mask(value: object) -> tuple[str, ...]:
+    """WATCH_FILE_CHANGES_MASK: glob masks separated by `;`, `,`, `|` or spaces."""
+    masks = to_list(value, separators=";,| ")
+    for mask in masks:
+        if "\x00" in mask:
+            raise ValueError("a file mask cannot contain NUL")
+    return masks
+
+
+def to_virtual_path(value: object) -> str:
+    """A URL prefix: "/" or "/a/b" (added leading slash, no trailing slash, no dot segments)."""
+    text = to_str(value).strip()
+    if not text or text == "/":
+        return "/"
+    if "\\" in text or "?" in text or "#" in text or "%" in text:
+        raise ValueError(f"a virtual path is a plain URL prefix like /blog, got {text!r}")
+    parts = [part for part in text.split("/") if part]
+    if any(part in (".", "..") for part in parts):
+        raise ValueError(f"a virtual path cannot contain '.' or '..' segments, got {text!r}")
+    return "/" + "/".join(parts)
+
+
+def to_host_name(value: object) -> str:
+    """A Host header value to match: lower-case, no port, optional leading `*.` wildcard."""
+    text = to_str(value).strip().lower().rstrip(".")
+    if not text:
+        raise ValueError("a host name cannot be empty")
+    body = text[2:] if text.startswith("*.") else text
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", body):
+        raise ValueError(f"not a host name: {text!r}")
+    return text
+
+
+def to_port(value: object) -> int:
+    return to_int(value, minimum=0, maximum=65535)

@@ -1,0 +1,137 @@
+"""Turning an engine declaration (XML attributes or a TOML table) into an `EngineConfig`.
+
+Shared by `servercfg` (applicationHost.config) and `tomlfile` (Corral's TOML). Values not written
+come from `base` (the engine being overridden, if any) and then from the settings' defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from corral.config import engines
+from corral.config.errors import Problems
+from corral.config.model import (
+    EngineConfig,
+    EngineKind,
+    EnvVar,
+    Location,
+    NotInEffect,
+    Protocol,
+    Transport,
+)
+from corral.config.settings import BY_NAME, Setting
+
+#: setting name -> (value as written, where)
+Written = dict[str, tuple[object, Location]]
+
+
+def declare_engine(
+    name: str,
+    written: Written,
+    env: tuple[EnvVar, ...] | None,
+    *,
+    origin: str,
+    location: Location,
+    problems: Problems,
+    not_in_effect: list[NotInEffect],
+) -> EngineConfig | None:
+    """The engine, or None after adding every error in the declaration to `problems`."""
+    ok = True
+    values: dict[str, object] = {}
+    for setting_name, (raw, where) in written.items():
+        setting = BY_NAME[setting_name]
+        try:
+            values[setting_name] = setting.convert(raw)
+        except ValueError as error:
+            problems.add(
+                where, setting.zoo_name if origin != "toml" else setting.toml_key, str(error)
+            )
+            ok = False
+            continue
+        if not setting.in_effect and values[setting_name] != setting.default:
+            not_in_effect.append(
+                NotInEffect(f"engine {name}: {_spelling(setting, origin)}", str(raw), where)
+            )
+    if not ok:
+        return None
+
+    def get(setting_name: str, fallback: object) -> object:
+        return values.get(setting_name, fallback)
+
+    builtin = engines.built_in(name)
+    base = builtin if builtin is not None else _blank(name)
+    transport = Transport(str(get("engine.transport", base.transport.value)))
+    protocol = Protocol(str(get("engine.protocol", base.protocol.value)))
+    if transport is Transport.TCP_SERVICE:
+        kind = EngineKind.SERVICE
+    elif base.kind is EngineKind.PYTHON_WORKER or name == engines.PYTHON:
+        kind = EngineKind.PYTHON_WORKER
+    else:
+        kind = EngineKind.COMMAND
+    engine = replace(
+        base,
+        name=name,
+        kind=kind,
+        transport=transport,
+        protocol=protocol,
+        full_path=str(get("engine.full_path", base.full_path)),
+        arguments=str(get("engine.arguments", base.arguments)),
+        display_name=str(get("engine.display_name", base.display_name)),
+        host=str(get("engine.host", base.host)),
+        port_lower=_int(get("engine.port_lower", base.port_lower)),
+        port_upper=_int(get("engine.port_upper", base.port_upper)),
+        min_instances=_int(get("engine.min_instances", base.min_instances)),
+        max_instances=_int(get("engine.max_instances", base.max_instances)),
+        time_limit=_int(get("engine.time_limit", base.time_limit)),
+        memory_limit=_int(get("engine.memory_limit", base.memory_limit)),
+        graceful_shutdown_timeout=_int(
+            get("engine.graceful_shutdown_timeout", base.graceful_shutdown_timeout)
+        ),
+        enabled=bool(get("engine.enabled", base.enabled)),
+        env=base.env if env is None else env,
+        origin=origin,
+        location=location,
+    )
+    spell = "portLower" if origin != "toml" else "port_lower"
+    if engine.port_lower > engine.port_upper:
+        where = written.get("engine.port_lower", (None, location))[1]
+        problems.add(
+            where, spell, f"portLower {engine.port_lower} is above portUpper {engine.port_upper}"
+        )
+        return None
+    if 0 < engine.max_instances < engine.min_instances:
+        where = written.get("engine.min_instances", (None, location))[1]
+        problems.add(
+            where,
+            "minInstances" if origin != "toml" else "min_instances",
+            f"minInstances {engine.min_instances} is above maxInstances {engine.max_instances}",
+        )
+        return None
+    if kind is EngineKind.PYTHON_WORKER and engine.arguments:
+        where = written.get("engine.arguments", (None, location))[1]
+        not_in_effect.append(
+            NotInEffect(
+                f"engine {name}: arguments (Corral runs its own Python worker)",
+                engine.arguments,
+                where,
+            )
+        )
+    return engine
+
+
+def _spelling(setting: Setting, origin: str) -> str:
+    return setting.toml_key if origin == "toml" else setting.zoo_name
+
+
+def _int(value: object) -> int:
+    assert isinstance(value, int)
+    return value
+
+
+def _blank(name: str) -> EngineConfig:
+    return EngineConfig(
+        name=name,
+        kind=EngineKind.COMMAND,
+        transport=Transport(str(BY_NAME["engine.transport"].default)),
+        protocol=Protocol(str(BY_NAME["engine.protocol"].default)),
+    )

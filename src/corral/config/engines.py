@@ -1,0 +1,110 @@
+"""Built-in engines, and the Helicon Zoo engine names that resolve to them.
+
+Real Zoo web.config files name engines such as `python.2.7.wsgi`, `python.2.7.pipe` or
+`python.3.4.wfastcgi`. Off Windows they all run on Corral's own Python worker (FastCGI over a Unix
+socket at fd 0); the loader adds a notice naming the interpreter actually used. `http` and
+`fastcgi` are generic engines for any command given a port (`%PORT%`) or an fd-0 socket: the
+application's APP_COMMAND is the command. `nodejs.http` and `php.fastcgi` exist as declarations;
+which transports and protocols the runtime implements is in `settings.TRANSPORTS_IN_EFFECT`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from corral.config.model import EngineConfig, EngineKind, EnvVar, Protocol, Transport
+
+#: The native name of Corral's Python worker engine.
+PYTHON = "python"
+
+_PYTHON = EngineConfig(
+    name=PYTHON,
+    display_name="Corral Python worker (WSGI over FastCGI)",
+    kind=EngineKind.PYTHON_WORKER,
+    transport=Transport.NAMED_PIPE,
+    protocol=Protocol.FASTCGI,
+    source_suffixes=(".py", ".pyc", ".pyo", ".pyd", ".pyw"),
+)
+
+BUILT_IN: tuple[EngineConfig, ...] = (
+    _PYTHON,
+    EngineConfig(
+        name="fastcgi",
+        display_name="Any FastCGI responder on an fd-0 socket (APP_COMMAND)",
+        kind=EngineKind.COMMAND,
+        transport=Transport.NAMED_PIPE,
+        protocol=Protocol.FASTCGI,
+    ),
+    EngineConfig(
+        name="http",
+        display_name="Any HTTP server listening on %PORT% (APP_COMMAND)",
+        kind=EngineKind.COMMAND,
+        transport=Transport.TCP,
+        protocol=Protocol.HTTP,
+    ),
+    EngineConfig(
+        name="nodejs.http",
+        display_name="Node.js over HTTP",
+        kind=EngineKind.COMMAND,
+        transport=Transport.TCP,
+        protocol=Protocol.HTTP,
+        full_path="node",
+        arguments='"%APP_WORKER%"',
+        env=(
+            EnvVar("APP_WORKER", "%APPL_PHYSICAL_PATH%/server.js"),
+            EnvVar("NODE_PATH", "%APPL_PHYSICAL_PATH%/node_modules"),
+        ),
+        source_suffixes=(".js", ".mjs", ".cjs", ".ts"),
+    ),
+    EngineConfig(
+        name="php.fastcgi",
+        display_name="PHP (php-cgi over FastCGI)",
+        kind=EngineKind.COMMAND,
+        transport=Transport.NAMED_PIPE,
+        protocol=Protocol.FASTCGI_PHP,
+        full_path="php-cgi",
+        env=(EnvVar("PHP_FCGI_MAX_REQUESTS", "10000"), EnvVar("PHP_FCGI_CHILDREN", "0")),
+        source_suffixes=(".php", ".phtml", ".inc"),
+    ),
+)
+
+#: Zoo engine names that mean "Python" (python.2.7.wsgi, python.3.x.pipe, python.3.4.wfastcgi...).
+_PYTHON_ALIAS = re.compile(r"python(\.\d+(\.\d+|\.x)?)?\.[a-z0-9_.-]+", re.IGNORECASE)
+#: Zoo engine names that mean "PHP over FastCGI" (php.5.2.pipe, php.7.x.fastcgi...).
+_PHP_ALIAS = re.compile(r"php(\.\d+(\.\d+|\.x)?)?\.(pipe|fastcgi|cgi)", re.IGNORECASE)
+#: Zoo engine names that mean "Node.js over HTTP" (nodejs.http4...).
+_NODE_ALIAS = re.compile(r"node(js)?(\.\d+(\.\d+|\.x)?)?\.http\d*", re.IGNORECASE)
+
+
+def built_in(name: str) -> EngineConfig | None:
+    """The built-in engine declared under `name`, or the one a Zoo engine name stands for.
+
+    An alias comes back renamed to the name asked for, so that each application reports the
+    engine it named.
+    """
+    for engine in BUILT_IN:
+        if engine.name == name:
+            return engine
+    target: str | None = None
+    if _PYTHON_ALIAS.fullmatch(name):
+        target = PYTHON
+    elif _PHP_ALIAS.fullmatch(name):
+        target = "php.fastcgi"
+    elif _NODE_ALIAS.fullmatch(name):
+        target = "nodejs.http"
+    if target is None:
+        return None
+    for engine in BUILT_IN:
+        if engine.name == target:
+            return _renamed(engine, name)
+    return None  # pragma: no cover - every target above is declared
+
+
+def _renamed(engine: EngineConfig, name: str) -> EngineConfig:
+    from dataclasses import replace
+
+    return replace(engine, name=name, origin=f"built-in ({engine.name})")
+
+
+def is_python_alias(name: str) -> bool:
+    return name != PYTHON and bool(_PYTHON_ALIAS.fullmatch(name))

@@ -1,0 +1,269 @@
+"""The resolved configuration: frozen, slotted, validated once by `corral.config.load`.
+
+Nothing here reads files. Every object that came from a file carries a `Location` so that later
+layers (and `corral check`) can point at the line that produced it.
+
+Environment values are stored as ordered tuples of `(name, value)` pairs, already expanded
+against the OS environment and the module variables (`APPL_PHYSICAL_PATH`...). The per-worker
+variables `%PORT%`, `%HOST%` and `%INSTANCE_ID%` are only known when a worker starts: they stay
+written as `%PORT%`... here and are filled in by `corral.config.expand.finish_env` /
+`finish_argv`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a value was written: a file and a 1-based line (0 when the line is unknown)."""
+
+    file: str
+    line: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+class Transport(enum.StrEnum):
+    """How the front reaches a backend (Zoo's `transport` attribute)."""
+
+    #: Zoo's Windows named pipe; off Windows a Unix socket handed to the worker as fd 0.
+    NAMED_PIPE = "NamedPipe"
+    #: A TCP port from portLower..portUpper, passed to the backend as PORT/HOST and %PORT%/%HOST%.
+    TCP = "tcp"
+    #: Connect to an already running server at host:port; nothing is started.
+    TCP_SERVICE = "tcp.service"
+
+
+class Protocol(enum.StrEnum):
+    """What the front speaks to a backend (Zoo's `protocol` attribute)."""
+
+    FASTCGI = "fastcgi"
+    HTTP = "http"
+    #: FastCGI to php-cgi (split params and padded empty records are not assumed).
+    FASTCGI_PHP = "fastcgi-php"
+
+
+class EngineKind(enum.StrEnum):
+    """What actually runs behind an engine."""
+
+    #: Corral's own Python worker (`python -m corral.worker`) in the app's interpreter.
+    PYTHON_WORKER = "python-worker"
+    #: Any command (`fullPath` + `arguments`, or the app's APP_COMMAND for generic engines).
+    COMMAND = "command"
+    #: Nothing is started: an already running server (transport tcp.service).
+    SERVICE = "service"
+
+
+Env = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EnvVar:
+    """One `<add name value/>` (or TOML `env` entry) as written, before expansion."""
+
+    name: str
+    value: str
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How to start a backend and how to talk to it (administrator's declaration)."""
+
+    name: str
+    kind: EngineKind
+    transport: Transport
+    protocol: Protocol
+    full_path: str = ""
+    arguments: str = ""
+    display_name: str = ""
+    host: str = "127.0.0.1"
+    port_lower: int = 49152
+    port_upper: int = 65535
+    min_instances: int = 0
+    #: 0 means one per CPU: use `max_workers(os.cpu_count())`.
+    max_instances: int = 0
+    #: Minutes a worker may live before it is recycled; 0 = forever.
+    time_limit: int = 0
+    #: Megabytes of memory after which a worker is recycled; 0 = unlimited.
+    memory_limit: int = 0
+    #: Seconds a stopping worker gets to finish its requests before it is killed.
+    graceful_shutdown_timeout: int = 10
+    enabled: bool = True
+    #: Variables set for every worker of this engine, as written (expanded per application).
+    env: tuple[EnvVar, ...] = ()
+    #: "built-in", "engines", "userEngines" or "toml": which declaration won.
+    origin: str = "built-in"
+    #: Source extensions this engine executes (never served as static files).
+    source_suffixes: tuple[str, ...] = ()
+    location: Location | None = None
+
+    def max_workers(self, cpu_count: int | None) -> int:
+        """maxInstances with Zoo's 0 = "as many as CPU cores" resolved."""
+        if self.max_instances > 0:
+            return self.max_instances
+        return max(1, cpu_count or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """Where a site listens, IIS-style: address, port and the host names it answers to."""
+
+    address: str = "127.0.0.1"
+    port: int = 8080
+    #: Lower-case host names; empty means every host (the binding's default site).
+    #: A leading "*." is a wildcard for one or more labels.
+    hosts: tuple[str, ...] = ()
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """One IIS handler mapping that sends matching URLs to a Zoo application."""
+
+    #: Handler name as written (`WSGI.project#x64`).
+    name: str
+    #: The `<application name>` it binds to: the handler name without its `#suffix`.
+    app_name: str
+    #: IIS `path` pattern: `*`, `*.php`, `index.php`...; matched against the last URL segment.
+    path: str
+    #: The engine named by `scriptProcessor`.
+    engine: str
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerScope:
+    """The handler list in effect at and below one folder of a mount.
+
+    `folder` is the URL sub-path relative to the mount (`""` for the mount's own web.config,
+    `"static"` for `static/web.config`). The deepest scope whose folder contains a request path
+    decides; its handlers are tried in order and the first match wins; none = static file.
+    """
+
+    folder: str
+    handlers: tuple[Handler, ...]
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StaticPolicy:
+    """What may be served from a mount's folder for URLs no handler maps."""
+
+    root: str
+    #: Folders (relative, `/`-separated) never served: every app's ERROR_LOG_DIR inside the root.
+    hidden_dirs: tuple[str, ...] = ()
+    #: Lower-case suffixes never served: the source files of the mount's engines (`.py`, `.php`).
+    source_suffixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NotInEffect:
+    """A setting Corral accepted but whose behaviour the runtime does not implement yet."""
+
+    setting: str
+    value: str
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """One Zoo application (`<application name>` bound by handlers) at a mount's virtual path."""
+
+    name: str
+    site: str
+    #: URL prefix: "/" or "/blog" (no trailing slash); SCRIPT_NAME is "" for "/" else this.
+    virtual_path: str
+    #: Absolute folder of the mount (APPL_PHYSICAL_PATH).
+    physical_path: str
+    engine: EngineConfig
+    #: The handlers (at any folder of the mount) that route to this application.
+    handlers: tuple[Handler, ...]
+    #: Engine + application variables after expansion (see the module docstring for %PORT%).
+    env: Env
+    #: Module variables: APPL_PHYSICAL_PATH, APPL_PHYSICAL_SHORT_PATH, APPL_VIRTUAL_PATH, APPL_ID.
+    module_vars: Env
+    #: Command to start a worker: argv with %PORT%/%HOST%/%INSTANCE_ID% still to fill in.
+    #: Empty for tcp.service engines (nothing is started).
+    argv: tuple[str, ...]
+    #: Working directory of the workers (CURRENT_DIRECTORY, default the physical path).
+    current_directory: str
+    #: Python engines: the interpreter that runs `corral.worker` ("" for other engines).
+    interpreter: str = ""
+    #: Absolute PYTHONPATH entries (already in `env` as PYTHONPATH, os.pathsep-joined).
+    pythonpath: tuple[str, ...] = ()
+    wsgi_app: str | None = None
+    deploy_file: str | None = None
+    deploy_log: str | None = None
+    #: Absolute folder for the workers' error logs; None when unset or "NULL".
+    error_log_dir: str | None = None
+    watch_file_changes_mask: tuple[str, ...] = ()
+    console_url: str | None = None
+    worker_request_timeout: int | None = None
+    #: Things `corral check` tells the user (engine aliasing, the interpreter used...).
+    notices: tuple[str, ...] = ()
+    not_in_effect: tuple[NotInEffect, ...] = ()
+    location: Location | None = None
+
+    @property
+    def script_name(self) -> str:
+        return "" if self.virtual_path == "/" else self.virtual_path
+
+    def env_dict(self) -> dict[str, str]:
+        return dict(self.env)
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """An IIS application: a virtual path of a site served from one physical folder."""
+
+    virtual_path: str
+    physical_path: str
+    #: Deepest-first is not required; `corral.routing` orders them itself.
+    scopes: tuple[HandlerScope, ...]
+    #: Names of the applications (in `SiteConfig.apps`) that this mount's handlers use.
+    app_names: tuple[str, ...]
+    static: StaticPolicy
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    name: str
+    bindings: tuple[Binding, ...]
+    mounts: tuple[Mount, ...]
+    apps: tuple[AppConfig, ...]
+    #: Engines this site may use by <switchboard> (name -> enabled); "*" is the default.
+    switchboard: tuple[tuple[str, bool], ...] = ()
+    location: Location | None = None
+
+    def app(self, virtual_path: str, name: str) -> AppConfig:
+        for app in self.apps:
+            if app.virtual_path == virtual_path and app.name == name:
+                return app
+        raise KeyError((virtual_path, name))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    sites: tuple[SiteConfig, ...]
+    #: Every engine known after built-ins < <engines> < <userEngines> < TOML.
+    engines: tuple[EngineConfig, ...]
+    #: The files read, in order.
+    sources: tuple[str, ...] = ()
+    notices: tuple[str, ...] = ()
+    not_in_effect: tuple[NotInEffect, ...] = field(default=())
+
+    def engine(self, name: str) -> EngineConfig:
+        for engine in self.engines:
+            if engine.name == name:
+                return engine
+        raise KeyError(name)
+
+    @property
+    def apps(self) -> tuple[AppConfig, ...]:
+        return tuple(app for site in self.sites for app in site.apps)

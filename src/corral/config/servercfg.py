@@ -1,0 +1,174 @@
+"""Helicon's `applicationHost.config` `<heliconZooServer>`: engines, user engines, switchboard.
+
+`<engines>` holds the installer's engines; `<userEngines>` (same syntax) replaces an engine of the
+same name and adds new ones. `<switchboard>` `add name="*|engine|console" value="Enabled|Disabled"`
+applies to every site, or to one site inside `<location path="SiteName">`. The rest of the file
+(IIS's own sites, bindings, modules) is not read: sites come from Corral's server TOML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from corral.config import convert
+from corral.config.declare import Written, declare_engine
+from corral.config.errors import Problems
+from corral.config.model import EngineConfig, EnvVar, Location, NotInEffect
+from corral.config.settings import ENGINE_BY_ATTRIBUTE
+from corral.config.webconfig import apply_env_ops, env_ops
+from corral.config.xmlfile import Element, parse_xml
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchEntry:
+    name: str
+    enabled: bool
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
+class ZooServer:
+    file: str
+    #: `<engines>` then `<userEngines>` entries, in file order, each with its origin.
+    engines: tuple[EngineConfig, ...]
+    user_engines: tuple[EngineConfig, ...]
+    #: site name ("" = every site) -> entries in order.
+    switchboard: dict[str, tuple[SwitchEntry, ...]]
+    not_in_effect: tuple[NotInEffect, ...]
+
+
+def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServer | None:
+    root = parse_xml(data, file, problems)
+    if root is None:
+        return None
+    engines: list[EngineConfig] = []
+    user: list[EngineConfig] = []
+    switchboard: dict[str, list[SwitchEntry]] = {}
+    not_in_effect: list[NotInEffect] = []
+
+    def section(web_server: Element, site: str) -> None:
+        for zoo in web_server.find_all("heliconZooServer"):
+            for child in zoo.children:
+                if child.tag == "engines":
+                    engines.extend(_engines(child, "engines", problems, not_in_effect))
+                elif child.tag == "userEngines":
+                    user.extend(_engines(child, "userEngines", problems, not_in_effect))
+                elif child.tag == "switchboard":
+                    entries = switchboard.setdefault(site, [])
+                    entries.extend(_switchboard(child, problems, not_in_effect))
+                else:
+                    problems.add(
+                        child.location, "heliconZooServer", f"unknown element <{child.tag}>"
+                    )
+
+    for child in root.children:
+        if child.tag == "system.webServer":
+            section(child, "")
+        elif child.tag == "location":
+            site = child.attrs.get("path", "").strip().strip("/")
+            for inner in child.find_all("system.webServer"):
+                section(inner, site)
+    return ZooServer(
+        file,
+        tuple(engines),
+        tuple(user),
+        {site: tuple(entries) for site, entries in switchboard.items()},
+        tuple(not_in_effect),
+    )
+
+
+def _engines(
+    element: Element, origin: str, problems: Problems, not_in_effect: list[NotInEffect]
+) -> list[EngineConfig]:
+    declared: dict[str, EngineConfig] = {}
+    seen: dict[str, Location] = {}
+    for child in element.children:
+        name = child.attrs.get("name", "").strip()
+        if child.tag == "clear":
+            declared.clear()
+            seen.clear()
+            continue
+        if child.tag == "remove":
+            declared.pop(name, None)
+            seen.pop(name, None)
+            continue
+        if child.tag != "add":
+            problems.add(child.location, origin, f"unknown element <{child.tag}>")
+            continue
+        if not name:
+            problems.add(child.location, "name", f"an engine in <{origin}> has no name")
+            continue
+        if name in seen:
+            problems.add(
+                child.location,
+                "name",
+                f"duplicate engine {name!r} in <{origin}> (first at line {seen[name].line})",
+            )
+            continue
+        seen[name] = child.location
+        written: Written = {}
+        for attribute, value in child.attrs.items():
+            if attribute == "name":
+                continue
+            setting = ENGINE_BY_ATTRIBUTE.get(attribute)
+            if setting is None:
+                problems.add(
+                    child.location, attribute, f"unknown engine attribute on engine {name!r}"
+                )
+                continue
+            written[setting.name] = (value, child.location)
+        env: tuple[EnvVar, ...] | None = None
+        for inner in child.children:
+            if inner.tag != "environmentVariables":
+                problems.add(inner.location, name, f"unknown element <{inner.tag}> in engine")
+                continue
+            merged: dict[str, tuple[str, Location]] = {}
+            apply_env_ops(merged, tuple(env_ops(inner, problems)))
+            env = (env or ()) + tuple(
+                EnvVar(var, value, where) for var, (value, where) in merged.items()
+            )
+        engine = declare_engine(
+            name,
+            written,
+            env,
+            origin=origin,
+            location=child.location,
+            problems=problems,
+            not_in_effect=not_in_effect,
+        )
+        if engine is not None:
+            declared[name] = engine
+    return list(declared.values())
+
+
+def _switchboard(
+    element: Element, problems: Problems, not_in_effect: list[NotInEffect]
+) -> list[SwitchEntry]:
+    entries: list[SwitchEntry] = []
+    for child in element.children:
+        if child.tag == "clear":
+            entries.clear()
+            continue
+        if child.tag != "add":
+            problems.add(child.location, "switchboard", f"unknown element <{child.tag}>")
+            continue
+        name = child.attrs.get("name", "").strip()
+        if not name:
+            problems.add(child.location, "switchboard", "<add> needs a name")
+            continue
+        try:
+            enabled = convert.to_bool(child.attrs.get("value", ""))
+        except ValueError as error:
+            problems.add(child.location, "switchboard", f"{name}: {error}")
+            continue
+        if name == "console":
+            not_in_effect.append(
+                NotInEffect(
+                    "switchboard console (web console)",
+                    child.attrs.get("value", ""),
+                    child.location,
+                )
+            )
+            continue
+        entries.append(SwitchEntry(name, enabled, child.location))
+    return entries

@@ -1,0 +1,469 @@
+"""The one declaration of every configuration setting.
+
+Each `Setting` names the value once for every spelling Corral reads: the key in Corral's TOML, the
+attribute or variable in Helicon Zoo's XML (`applicationHost.config` engines, `web.config`
+`<environmentVariables>`), its type, default and a one-line doc, and whether the runtime acts on it
+yet. The readers validate against this table, `corral check` lists set values that are not in
+effect from it, and `docs/configuration.md` is generated from it (`python -m corral.config.docgen`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from corral.config import convert
+from corral.config.model import Protocol, Transport
+
+
+class Scope(enum.StrEnum):
+    #: An engine: `<heliconZooServer><engines|userEngines><add .../>` or TOML `[engines.NAME]`.
+    ENGINE = "engine"
+    #: An application: a variable of `<application><environmentVariables>` (also TOML key).
+    APP = "application"
+    #: A site in the server TOML: `[sites.NAME]`.
+    SITE = "site"
+    #: A mount (IIS application) of a site: `[sites.NAME.apps."/path"]`.
+    MOUNT = "mount"
+    #: The server TOML's `[server]` table.
+    SERVER = "server"
+
+
+class Kind(enum.StrEnum):
+    STR = "string"
+    INT = "integer"
+    BOOL = "boolean"
+    CHOICE = "choice"
+    PATH = "path"
+    PATH_LIST = "path list"
+    MASK = "file masks"
+    VIRTUAL_PATH = "virtual path"
+    BINDINGS = "bindings"
+    ENV = "variables"
+    SWITCHBOARD = "switchboard"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    scope: Scope
+    #: Key in Corral's TOML ("" when TOML has no such key).
+    toml_key: str
+    #: Helicon Zoo / IIS spelling: an XML attribute for engines, a variable for applications.
+    zoo_name: str
+    kind: Kind
+    default: object
+    doc: str
+    #: Whether the runtime acts on it yet; set-but-not-in-effect values are listed by check.
+    in_effect: bool = True
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+
+    def convert(self, value: object) -> object:
+        """The typed value, or ValueError with a message (the reader adds file, line, name)."""
+        converter = _CONVERTERS.get(self.kind)
+        if self.kind is Kind.CHOICE:
+            return convert.to_choice(value, self.choices)
+        if self.kind is Kind.INT:
+            return convert.to_int(value, minimum=self.minimum, maximum=self.maximum)
+        if converter is None:
+            raise ValueError(f"{self.name} is not a scalar setting")
+        return converter(value)
+
+
+_CONVERTERS: dict[Kind, Callable[[object], object]] = {
+    Kind.STR: convert.to_str,
+    Kind.BOOL: convert.to_bool,
+    Kind.PATH: convert.to_str,
+    Kind.PATH_LIST: convert.to_list,
+    Kind.MASK: convert.to_mask,
+    Kind.VIRTUAL_PATH: convert.to_virtual_path,
+}
+
+_E = Scope.ENGINE
+_A = Scope.APP
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- engines ---------------------------------------------------------------------------
+    Setting(
+        "engine.name",
+        _E,
+        "",
+        "name",
+        Kind.STR,
+        None,
+        "Engine id, referenced by a handler's scriptProcessor (TOML: the table name).",
+    ),
+    Setting(
+        "engine.display_name",
+        _E,
+        "display_name",
+        "displayName",
+        Kind.STR,
+        "",
+        "Friendly name shown by corral check.",
+    ),
+    Setting(
+        "engine.full_path",
+        _E,
+        "full_path",
+        "fullPath",
+        Kind.PATH,
+        "",
+        "Executable that starts a worker; %VAR% expanded. Ignored by Python engines, which "
+        "run Corral's worker.",
+    ),
+    Setting(
+        "engine.arguments",
+        _E,
+        "arguments",
+        "arguments",
+        Kind.STR,
+        "",
+        "Command-line arguments (shell-style quoting); %VAR% expanded, %PORT%/%HOST% per worker.",
+    ),
+    Setting(
+        "engine.transport",
+        _E,
+        "transport",
+        "transport",
+        Kind.CHOICE,
+        "NamedPipe",
+        "NamedPipe (a Unix socket at the worker's fd 0), tcp (a port from portLower..portUpper) "
+        "or tcp.service (connect to a running server at host:portLower).",
+        choices=tuple(t.value for t in Transport),
+    ),
+    Setting(
+        "engine.protocol",
+        _E,
+        "protocol",
+        "protocol",
+        Kind.CHOICE,
+        "fastcgi",
+        "fastcgi, http or fastcgi-php.",
+        choices=tuple(p.value for p in Protocol),
+    ),
+    Setting(
+        "engine.host",
+        _E,
+        "host",
+        "host",
+        Kind.STR,
+        "127.0.0.1",
+        "Address the TCP backend listens on (HOST / %HOST%).",
+    ),
+    Setting(
+        "engine.port_lower",
+        _E,
+        "port_lower",
+        "portLower",
+        Kind.INT,
+        49152,
+        "Lowest port picked for a tcp worker (for tcp.service: the service's port).",
+        minimum=1,
+        maximum=65535,
+    ),
+    Setting(
+        "engine.port_upper",
+        _E,
+        "port_upper",
+        "portUpper",
+        Kind.INT,
+        65535,
+        "Highest port picked for a tcp worker.",
+        minimum=1,
+        maximum=65535,
+    ),
+    Setting(
+        "engine.min_instances",
+        _E,
+        "min_instances",
+        "minInstances",
+        Kind.INT,
+        0,
+        "Workers kept running once the application has started.",
+        minimum=0,
+    ),
+    Setting(
+        "engine.max_instances",
+        _E,
+        "max_instances",
+        "maxInstances",
+        Kind.INT,
+        0,
+        "Most workers started under load; 0 = one per CPU core.",
+        minimum=0,
+    ),
+    Setting(
+        "engine.time_limit",
+        _E,
+        "time_limit",
+        "timeLimit",
+        Kind.INT,
+        0,
+        "Recycle a worker after this many minutes; 0 = never.",
+        in_effect=False,
+        minimum=0,
+    ),
+    Setting(
+        "engine.memory_limit",
+        _E,
+        "memory_limit",
+        "memoryLimit",
+        Kind.INT,
+        0,
+        "Recycle a worker above this many megabytes of memory; 0 = unlimited.",
+        in_effect=False,
+        minimum=0,
+    ),
+    Setting(
+        "engine.graceful_shutdown_timeout",
+        _E,
+        "graceful_shutdown_timeout",
+        "gracefulShutdownTimeout",
+        Kind.INT,
+        10,
+        "Seconds a stopping worker may finish its requests before it is killed.",
+        minimum=0,
+    ),
+    Setting(
+        "engine.enabled",
+        _E,
+        "enabled",
+        "enabled",
+        Kind.BOOL,
+        True,
+        "Whether applications may use the engine (Zoo 4; Zoo 3 used <switchboard>).",
+    ),
+    Setting(
+        "engine.env",
+        _E,
+        "env",
+        "environmentVariables",
+        Kind.ENV,
+        {},
+        "Variables for every worker of the engine; applications override them.",
+    ),
+    # --- applications (web.config variables) -----------------------------------------------
+    Setting(
+        "app.engine",
+        _A,
+        "engine",
+        "scriptProcessor",
+        Kind.STR,
+        None,
+        "Engine that runs the application (web.config: the handler's scriptProcessor).",
+    ),
+    Setting(
+        "app.paths",
+        _A,
+        "paths",
+        "path",
+        Kind.PATH_LIST,
+        ("*",),
+        "URL patterns sent to the application: * or *.php style, tried in order "
+        "(web.config: each handler's path).",
+    ),
+    Setting(
+        "app.env",
+        _A,
+        "env",
+        "environmentVariables",
+        Kind.ENV,
+        {},
+        "Variables for the application's workers; %VAR% expanded; they override the engine's.",
+    ),
+    Setting(
+        "app.pythonpath",
+        _A,
+        "pythonpath",
+        "PYTHONPATH",
+        Kind.PATH_LIST,
+        (),
+        "Module search path; ;-separated in web.config, relative entries are from the app folder.",
+    ),
+    Setting(
+        "app.wsgi_app",
+        _A,
+        "wsgi_app",
+        "WSGI_APP",
+        Kind.STR,
+        None,
+        "WSGI callable as module.attr or module:attr (the worker's first choice).",
+    ),
+    Setting(
+        "app.current_directory",
+        _A,
+        "current_directory",
+        "CURRENT_DIRECTORY",
+        Kind.PATH,
+        None,
+        "Working directory of the workers; default the application folder.",
+    ),
+    Setting(
+        "app.virtual_env",
+        _A,
+        "virtual_env",
+        "VIRTUAL_ENV",
+        Kind.PATH,
+        None,
+        "Virtualenv whose bin/python runs the Python worker (else Corral's interpreter).",
+    ),
+    Setting(
+        "app.deploy_file",
+        _A,
+        "deploy_file",
+        "DEPLOY_FILE",
+        Kind.PATH,
+        None,
+        "Script run before the application serves (deploy.py...), relative to the app folder.",
+        in_effect=False,
+    ),
+    Setting(
+        "app.deploy_log",
+        _A,
+        "deploy_log",
+        "DEPLOY_LOG",
+        Kind.PATH,
+        None,
+        "File that receives the deploy script's output.",
+        in_effect=False,
+    ),
+    Setting(
+        "app.error_log_dir",
+        _A,
+        "error_log_dir",
+        "ERROR_LOG_DIR",
+        Kind.PATH,
+        None,
+        "Folder for the workers' error logs (NULL: none); never served as static files.",
+        in_effect=False,
+    ),
+    Setting(
+        "app.watch_file_changes_mask",
+        _A,
+        "watch_file_changes_mask",
+        "WATCH_FILE_CHANGES_MASK",
+        Kind.MASK,
+        (),
+        "File masks (*.py) whose change restarts the workers.",
+        in_effect=False,
+    ),
+    Setting(
+        "app.console_url",
+        _A,
+        "console_url",
+        "CONSOLE_URL",
+        Kind.STR,
+        None,
+        "Zoo's web console at <virtual path>/<value>.",
+        in_effect=False,
+    ),
+    Setting(
+        "app.worker_request_timeout",
+        _A,
+        "worker_request_timeout",
+        "WORKER_REQUEST_TIMEOUT",
+        Kind.INT,
+        None,
+        "Seconds a worker may spend on one request.",
+        in_effect=False,
+        minimum=1,
+    ),
+    Setting(
+        "app.django_root",
+        _A,
+        "",
+        "django.root",
+        Kind.STR,
+        None,
+        "zoofcgi's URL prefix for Django; Corral already sets SCRIPT_NAME to the virtual path, "
+        "so it is passed through but changes nothing.",
+        in_effect=False,
+    ),
+    Setting(
+        "app.zoo_substitute_host",
+        _A,
+        "zoo_substitute_host",
+        "ZOO_SUBSTITUTE_HOST",
+        Kind.STR,
+        None,
+        "Host header sent to a shared tcp.service backend.",
+        in_effect=False,
+    ),
+    Setting(
+        "app.app_command",
+        _A,
+        "app_command",
+        "APP_COMMAND",
+        Kind.STR,
+        None,
+        "Command line of the backend for the generic http and fastcgi engines.",
+    ),
+    # --- sites and mounts (server TOML) -----------------------------------------------------
+    Setting(
+        "site.bindings",
+        Scope.SITE,
+        "bindings",
+        "bindings",
+        Kind.BINDINGS,
+        (),
+        'Where the site listens: "address:port:host" strings (IIS) or tables '
+        "{address, port, hosts}; no host = every host on that address and port.",
+    ),
+    Setting(
+        "site.switchboard",
+        Scope.SITE,
+        "switchboard",
+        "switchboard",
+        Kind.SWITCHBOARD,
+        {},
+        'Engines the site may use: {"*" = false, "python.3.x.wsgi" = true}.',
+    ),
+    Setting(
+        "mount.physical_path",
+        Scope.MOUNT,
+        "physical_path",
+        "physicalPath",
+        Kind.PATH,
+        None,
+        "Folder of the application at this virtual path (holds its web.config/corral.toml).",
+    ),
+    Setting(
+        "server.application_host",
+        Scope.SERVER,
+        "application_host",
+        "applicationHost.config",
+        Kind.PATH,
+        None,
+        "Helicon's applicationHost.config to read <heliconZooServer> from.",
+    ),
+)
+
+BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+def by_scope(scope: Scope) -> tuple[Setting, ...]:
+    return tuple(setting for setting in SETTINGS if setting.scope is scope)
+
+
+#: Engine XML attribute -> setting.
+ENGINE_BY_ATTRIBUTE: dict[str, Setting] = {
+    s.zoo_name: s for s in by_scope(Scope.ENGINE) if s.kind is not Kind.ENV
+}
+#: Engine TOML key -> setting.
+ENGINE_BY_TOML: dict[str, Setting] = {s.toml_key: s for s in by_scope(Scope.ENGINE) if s.toml_key}
+#: Application variable name (as in web.config) -> setting; the variables Corral interprets.
+APP_BY_VARIABLE: dict[str, Setting] = {
+    s.zoo_name: s
+    for s in by_scope(Scope.APP)
+    if s.kind is not Kind.ENV and s.name not in ("app.engine", "app.paths")
+}
+#: Application TOML key -> setting.
+APP_BY_TOML: dict[str, Setting] = {s.toml_key: s for s in by_scope(Scope.APP) if s.toml_key}
+
+#: Values of engine settings the runtime implements (anything else is listed as not in effect).
+TRANSPORTS_IN_EFFECT: frozenset[Transport] = frozenset({Transport.NAMED_PIPE})
+PROTOCOLS_IN_EFFECT: frozenset[Protocol] = frozenset({Protocol.FASTCGI})

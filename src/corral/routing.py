@@ -1,0 +1,160 @@
+"""Pure request routing: Host header, then the longest virtual-path prefix, then the handlers.
+
+    router = Router(server_config)
+    route = router.match(host_header, path)          # path: percent-decoded, no query string
+    if route is None:            -> 404 (no site answers this host / port)
+    elif route.app is None:      -> a static file:
+                                    corral.static.resolve(route.mount.static, route.path_info)
+    else:                        -> the app's pool, with SCRIPT_NAME = route.script_name and
+                                    PATH_INFO = route.path_info
+
+Sites: a site whose binding names the host exactly wins, then a `*.example.com` wildcard (the
+longest), then a site with a binding that names no host. With `port=`, only bindings on that port
+count. Mounts: the longest virtual path that is the path or a prefix of it on a segment boundary
+(`/blog` matches `/blog` and `/blog/x`, never `/blogger`). Handlers: the deepest folder scope that
+contains the path decides; its handlers are tried in order, the pattern matched (as IIS does,
+case-insensitively) against the last path segment; the first match wins; none = static.
+Matching of virtual paths and folders is case-sensitive, as file systems here are.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from corral.config.model import AppConfig, Handler, HandlerScope, Mount, ServerConfig, SiteConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    site: SiteConfig
+    mount: Mount
+    #: None: no handler maps this path; serve it as a static file from `mount.static`.
+    app: AppConfig | None
+    handler: Handler | None
+    #: "" for the root mount, else the mount's virtual path ("/blog").
+    script_name: str
+    #: The rest of the path ("" when the request is exactly the virtual path).
+    path_info: str
+
+
+def normalize_host(host: str | None) -> str:
+    """Host header -> lower-case name without port, brackets or trailing dot."""
+    if not host:
+        return ""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[1:end] if end > 0 else host
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def _handler_matches(pattern: str, path: str) -> bool:
+    if pattern == "*":
+        return True
+    segment = path.rstrip("/").rpartition("/")[2] if "/" not in pattern else path
+    return fnmatch.fnmatchcase(segment.lower(), pattern.lower())
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+class _CompiledMount:
+    __slots__ = ("apps", "mount", "scopes")
+
+    def __init__(self, mount: Mount, site: SiteConfig) -> None:
+        self.mount = mount
+        # Deepest folder first.
+        self.scopes: list[HandlerScope] = sorted(
+            mount.scopes,
+            key=lambda scope: scope.folder.count("/") + bool(scope.folder),
+            reverse=True,
+        )
+        self.apps = {app.name: app for app in site.apps if app.virtual_path == mount.virtual_path}
+
+
+class _CompiledSite:
+    __slots__ = ("mounts", "site")
+
+    def __init__(self, site: SiteConfig) -> None:
+        self.site = site
+        self.mounts = sorted(
+            (_CompiledMount(mount, site) for mount in site.mounts),
+            key=lambda compiled: len(compiled.mount.virtual_path),
+            reverse=True,
+        )
+
+
+class Router:
+    def __init__(self, config: ServerConfig) -> None:
+        self._exact: dict[str, list[tuple[int, _CompiledSite]]] = {}
+        self._wildcard: list[tuple[str, int, _CompiledSite]] = []
+        self._default: list[tuple[int, _CompiledSite]] = []
+        for site in config.sites:
+            compiled = _CompiledSite(site)
+            for binding in site.bindings:
+                if not binding.hosts:
+                    self._default.append((binding.port, compiled))
+                for host in binding.hosts:
+                    if host.startswith("*."):
+                        self._wildcard.append((host[1:], binding.port, compiled))
+                    else:
+                        self._exact.setdefault(host, []).append((binding.port, compiled))
+        self._wildcard.sort(key=lambda item: len(item[0]), reverse=True)
+
+    def site_for(self, host: str | None, *, port: int | None = None) -> SiteConfig | None:
+        compiled = self._site(normalize_host(host), port)
+        return None if compiled is None else compiled.site
+
+    def _site(self, host: str, port: int | None) -> _CompiledSite | None:
+        for candidate_port, site in self._exact.get(host, ()):
+            if port is None or candidate_port == port:
+                return site
+        for suffix, candidate_port, site in self._wildcard:
+            if (
+                host.endswith(suffix)
+                and len(host) > len(suffix)
+                and (port is None or candidate_port == port)
+            ):
+                return site
+        for candidate_port, site in self._default:
+            if port is None or candidate_port == port:
+                return site
+        return None
+
+    def match(self, host: str | None, path: str, *, port: int | None = None) -> Route | None:
+        site = self._site(normalize_host(host), port)
+        if site is None:
+            return None
+        if not path.startswith("/"):
+            path = "/" + path
+        for compiled in site.mounts:
+            virtual = compiled.mount.virtual_path
+            if virtual == "/":
+                script_name, path_info = "", path
+            elif _under(path, virtual):
+                script_name, path_info = virtual, path[len(virtual) :]
+            else:
+                continue
+            app, handler = self._handler(compiled, path_info)
+            return Route(site.site, compiled.mount, app, handler, script_name, path_info)
+        return None
+
+    @staticmethod
+    def _handler(
+        compiled: _CompiledMount, path_info: str
+    ) -> tuple[AppConfig | None, Handler | None]:
+        relative = path_info.lstrip("/")
+        for scope in compiled.scopes:
+            if scope.folder and not _under(relative, scope.folder):
+                continue
+            for handler in scope.handlers:
+                if _handler_matches(handler.path, path_info):
+                    app = compiled.apps.get(handler.app_name)
+                    if app is not None:
+                        return app, handler
+            return None, None
+        return None, None
