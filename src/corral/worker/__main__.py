@@ -1,0 +1,110 @@
+"""``python -m corral.worker``: Corral's WSGI worker, a FastCGI responder.
+
+Runs inside the application's own interpreter; imports only the stdlib and Corral's pure
+modules. See ``docs/architecture.md`` ("corral.worker") for the contract with the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from corral.errors import ExitCode
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m corral.worker",
+        description="Serve a WSGI application over FastCGI (Corral's Python worker).",
+    )
+    parser.add_argument(
+        "--bind",
+        metavar="unix:PATH|HOST:PORT",
+        help="listen here; without it, serve on the listening socket inherited at fd 0",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="requests served at once, one connection per thread (default 1)",
+    )
+    parser.add_argument(
+        "--app",
+        metavar="SPEC",
+        help="the WSGI application: module.attr, module:attr, or module.factory(literal args); "
+        "default: $WSGI_APP, $WSGI_HANDLER, $DJANGO_SETTINGS_MODULE, wsgi.py in the working "
+        "directory, else the service-information page",
+    )
+    parser.add_argument(
+        "--liveness-fd",
+        type=int,
+        metavar="N",
+        help="read end of a pipe from the host: the worker exits when it reaches EOF",
+    )
+    parser.add_argument(
+        "--stderr-to-front",
+        action="store_true",
+        help="also send what the app writes to wsgi.errors to the front as FCGI_STDERR",
+    )
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Imported after argument parsing so that --help works even where the codec is missing.
+    from corral.worker import loader, server
+
+    if args.liveness_fd is not None:
+        try:
+            os.fstat(args.liveness_fd)
+        except OSError as exc:
+            print(
+                f"corral worker: --liveness-fd {args.liveness_fd} is not open ({exc.strerror})",
+                file=sys.stderr,
+            )
+            return ExitCode.USAGE
+        server.watch_liveness(args.liveness_fd)
+
+    # Bind first: the host learns about a bad socket before the (maybe slow) app import.
+    try:
+        listener, where = server.bind(args.bind)
+    except server.BindError as exc:
+        print(f"corral worker: {exc}", file=sys.stderr)
+        return ExitCode.BIND_FAILED
+
+    cwd = os.getcwd()
+    loader.ensure_app_root_on_path(cwd)
+    source = loader.choose_source(args.app, os.environ, cwd)
+    try:
+        app = loader.load(source)
+    except loader.AppLoadError as exc:
+        lines = [f"corral worker: cannot load application {loader.describe(source)}: {exc}\n"]
+        if exc.__cause__ is not None:
+            lines += traceback.format_exception(exc.__cause__)
+        sys.stderr.write("".join(lines))
+        sys.stderr.flush()
+        return ExitCode.APP_LOAD_FAILED
+
+    state = server.WorkerState(app, args.threads, args.stderr_to_front)
+    server.log(
+        f"serving {loader.describe(source)} on {where} "
+        f"({args.threads} thread{'s' if args.threads > 1 else ''}, Python {sys.version.split()[0]})"
+    )
+    try:
+        return server.serve_forever(listener, state)
+    finally:
+        if args.bind and args.bind.startswith("unix:"):
+            try:
+                os.unlink(args.bind[5:])
+            except OSError:
+                pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

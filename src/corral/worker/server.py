@@ -1,0 +1,540 @@
+"""The worker's FastCGI server: listening socket, accept loop, one connection at a time per
+thread, the per-connection event loop, graceful stop and the liveness watch.
+
+Blocking sockets, one ``recv_into`` buffer per connection, and one ``sendall`` per response
+when it is small (head + body + END_REQUEST leave together).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from corral.errors import ExitCode
+from corral.protocol.fastcgi import records
+from corral.protocol.fastcgi.connection import SERVER, FastCGIConnection
+from corral.protocol.fastcgi.constants import (
+    FCGI_MAX_CONNS,
+    FCGI_MAX_REQS,
+    FCGI_MPXS_CONNS,
+    HEADER_LEN,
+    ProtocolStatus,
+    RecordType,
+    Role,
+)
+from corral.protocol.fastcgi.errors import FastCGIError, RemoteProtocolError
+from corral.protocol.fastcgi.events import (
+    CLOSED,
+    NEED_DATA,
+    AbortRequest,
+    BeginRequest,
+    EndRequest,
+    GetValues,
+    GetValuesResult,
+    Params,
+    Stderr,
+    Stdin,
+    UnknownManagementRecord,
+    UnknownType,
+)
+from corral.worker import wsgi
+from corral.worker.wsgi import ClientDisconnected, WSGIApp
+
+RECV_SIZE = 256 * 1024
+#: STDIN bytes held for an app that streams its response without reading its body: past this,
+#: the worker stops looking ahead for ABORT_REQUEST (the front's data waits in the socket).
+MAX_LOOKAHEAD = 1 << 20
+#: File blocks: a multiple of 8 that fits one record, so full blocks need no padding.
+FILE_BLOCK = 65528
+#: How long a closing connection waits for the front to finish sending a body nobody read.
+LINGER_SECONDS = 2.0
+
+_STDOUT = RecordType.STDOUT
+_BAD_LENGTH = (
+    b"Status: 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 26\r\n\r\nmalformed Content-Length.\n"
+)
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"corral worker[{os.getpid()}]: {message}\n")
+    sys.stderr.flush()
+
+
+class WorkerState:
+    """What the threads share: the app, the settings, and the count of requests in flight."""
+
+    def __init__(self, app: WSGIApp, threads: int, stderr_to_front: bool) -> None:
+        self.app = app
+        self.threads = threads
+        self.stderr_to_front = stderr_to_front
+        self.environ_base = wsgi.environ_base(multithread=threads > 1)
+        self.values = {
+            FCGI_MAX_CONNS: str(threads).encode(),
+            FCGI_MAX_REQS: str(threads).encode(),
+            FCGI_MPXS_CONNS: b"0",
+        }
+        self.stopping = False
+        self.busy = 0
+        self.idle = threading.Condition()
+
+    def begin(self) -> None:
+        with self.idle:
+            self.busy += 1
+
+    def end(self) -> None:
+        with self.idle:
+            self.busy -= 1
+            if not self.busy:
+                self.idle.notify_all()
+
+
+class Connection:
+    """One FastCGI connection from the front; implements ``wsgi.Channel`` for its request."""
+
+    def __init__(self, sock: socket.socket, state: WorkerState) -> None:
+        self.sock = sock
+        self.state = state
+        self.fcgi = FastCGIConnection(SERVER)
+        self.buf = bytearray(RECV_SIZE)
+        self.view = memoryview(self.buf)
+        self.gone = False  # the front closed the connection, or it broke
+        self.broken = False  # the front broke the protocol
+        # The request in progress (0: none).
+        self.rid = 0
+        self.aborted = False
+        self.stdin: deque[bytes] = deque()
+        self.stdin_held = 0
+        self.stdin_done = False
+        self.file_buf: memoryview | None = None
+
+    # ---------------------------------------------------------------- I/O
+
+    def _recv(self) -> None:
+        """Block until the socket has bytes; feed them (or the EOF) to the codec."""
+        try:
+            n = self.sock.recv_into(self.buf, RECV_SIZE)
+        except OSError:
+            n = 0
+        if not n:
+            self.gone = True
+            self.fcgi.receive_data(b"")
+            return
+        self.fcgi.receive_data(self.view[:n].tobytes())
+
+    def _sendall(self, data: bytes | memoryview) -> None:
+        if self.gone:
+            raise ClientDisconnected("the front closed the connection")
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            self.gone = True
+            self.aborted = True
+            raise ClientDisconnected(f"the front closed the connection ({exc})") from None
+
+    def _next(self) -> Any:
+        """The next event, reading the socket as needed (blocking); CLOSED at EOF."""
+        fcgi = self.fcgi
+        while True:
+            event = fcgi.next_event()
+            if event is not NEED_DATA:
+                return event
+            self._recv()
+
+    def _poll_socket(self) -> bool:
+        """Non-blocking read; True if bytes arrived (or EOF was seen)."""
+        if self.gone:
+            return False
+        try:
+            n = self.sock.recv_into(self.buf, RECV_SIZE, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            n = 0
+        if not n:
+            self.gone = True
+            self.fcgi.receive_data(b"")
+            return True
+        self.fcgi.receive_data(self.view[:n].tobytes())
+        return True
+
+    # ---------------------------------------------------------------- events
+
+    def _side_event(self, event: Any) -> None:
+        """Handle an event that is not the current request's next step."""
+        kind = type(event)
+        if kind is Stdin:
+            if event.request_id == self.rid:
+                if event.data:
+                    self.stdin.append(event.data)
+                    self.stdin_held += len(event.data)
+                else:
+                    self.stdin_done = True
+        elif kind is AbortRequest:
+            if event.request_id == self.rid:
+                self.aborted = True
+        elif kind is BeginRequest:
+            # One request at a time per connection (FCGI_MPXS_CONNS=0).
+            self._send_event(EndRequest(event.request_id, 0, ProtocolStatus.CANT_MPX_CONN))
+        elif kind is GetValues:
+            values = self.state.values
+            answer = [(name, values[name]) for name in event.names if name in values]
+            self._send_event(GetValuesResult(answer))
+        elif kind is UnknownManagementRecord:
+            self._send_event(UnknownType(event.record_type))
+        else:
+            # Params for a request we do not serve, DATA (filter role only)...: the codec's
+            # state table already rejected what is illegal; nothing to do.
+            pass
+
+    def _send_event(self, event: Any) -> None:
+        self._sendall(self.fcgi.send(event))
+
+    # ---------------------------------------------------------------- wsgi.Channel
+
+    def read_stdin(self) -> bytes:
+        while True:
+            if self.stdin:
+                data = self.stdin.popleft()
+                self.stdin_held -= len(data)
+                return data
+            if self.aborted:
+                raise ClientDisconnected("the front aborted the request")
+            if self.stdin_done:
+                return b""
+            event = self._next()
+            if event is CLOSED:
+                self.aborted = True
+                raise ClientDisconnected("the front closed the connection")
+            if type(event) is Stdin and event.request_id == self.rid:
+                if event.data:
+                    return event.data
+                self.stdin_done = True
+                return b""
+            self._side_event(event)
+
+    def send_stdout(self, data: bytes) -> None:
+        if self.aborted:
+            raise ClientDisconnected("the request was aborted")
+        self._sendall(self.fcgi.send_response(self.rid, data, end=False))
+
+    def send_file(self, readinto: Callable[[memoryview], int | None], limit: int | None) -> int:
+        if self.aborted:
+            raise ClientDisconnected("the request was aborted")
+        view = self.file_buf
+        if view is None:
+            view = self.file_buf = memoryview(bytearray(HEADER_LEN + FILE_BLOCK + 8))
+        sent = 0
+        rid = self.rid
+        first = True
+        while limit is None or sent < limit:
+            want = FILE_BLOCK if limit is None else min(FILE_BLOCK, limit - sent)
+            n = readinto(view[HEADER_LEN : HEADER_LEN + want])
+            if not n:
+                break
+            pad = -n & 7
+            view[:HEADER_LEN] = records.pack_header(_STDOUT, rid, n, pad)
+            end = HEADER_LEN + n + pad
+            if pad:
+                view[HEADER_LEN + n : end] = bytes(pad)
+            self._sendall(view[:end])
+            sent += n
+            if first:
+                first = False
+            elif self.poll_aborted():
+                break
+        return sent
+
+    def poll_aborted(self) -> bool:
+        if self.aborted:
+            return True
+        while True:
+            event = self.fcgi.next_event()
+            if event is NEED_DATA:
+                if self.stdin_held > MAX_LOOKAHEAD or not self._poll_socket():
+                    break
+                continue
+            if event is CLOSED:
+                self.aborted = True
+                break
+            self._side_event(event)
+        return self.aborted
+
+    def _stderr_to_front(self, text: str) -> None:
+        if self.rid and not self.aborted and not self.gone:
+            try:
+                self._sendall(self.fcgi.send(Stderr(self.rid, text.encode("utf-8", "replace"))))
+            except (ClientDisconnected, FastCGIError):
+                pass
+
+    # ---------------------------------------------------------------- the loop
+
+    def serve(self) -> None:
+        """Serve requests until the front closes the connection or asks to."""
+        try:
+            while True:
+                event = self._next()
+                if event is CLOSED:
+                    return
+                if type(event) is BeginRequest:
+                    self._request(event)
+                    if self.gone or self.fcgi.must_close or self.state.stopping:
+                        return
+                else:
+                    self._side_event(event)
+        except RemoteProtocolError as exc:
+            self.broken = True
+            log(f"FastCGI protocol error from the front; closing its connection: {exc}")
+        except ClientDisconnected:
+            pass
+        finally:
+            self._close()
+
+    def _request(self, begin: BeginRequest) -> None:
+        rid = begin.request_id
+        if begin.role != Role.RESPONDER:
+            self._send_event(EndRequest(rid, 0, ProtocolStatus.UNKNOWN_ROLE))
+            return
+        state = self.state
+        state.begin()
+        try:
+            self.rid = rid
+            self.aborted = False
+            self.stdin_done = False
+            params = None
+            while params is None:
+                event = self._next()
+                if event is CLOSED:
+                    return
+                if type(event) is Params and event.request_id == rid:
+                    params = event.params
+                else:
+                    self._side_event(event)
+                    if self.aborted:
+                        self._sendall(self.fcgi.send_response(rid, b"", app_status=1))
+                        return
+            self._run(rid, params)
+        finally:
+            self.rid = 0
+            self.stdin.clear()
+            self.stdin_held = 0
+            state.end()
+
+    def _run(self, rid: int, params: list[tuple[bytes, bytes]]) -> None:
+        state = self.state
+        environ = wsgi.build_environ(state.environ_base, params)
+        try:
+            length = wsgi.content_length(environ)
+        except ValueError as exc:
+            log(f"bad request from the front: {exc}")
+            self._sendall(self.fcgi.send_response(rid, _BAD_LENGTH))
+            return
+        environ["wsgi.input"] = wsgi.InputStream(self.read_stdin, length)
+        if state.stderr_to_front:
+            environ["wsgi.errors"] = wsgi.ErrorStream(self._stderr_to_front)
+        try:
+            app_status, tail = wsgi.run(state.app, environ, self)
+        except ClientDisconnected:
+            if not self.gone:
+                # ABORT_REQUEST: the app has stopped and been closed; end the request.
+                self._sendall(self.fcgi.send_response(rid, b"", app_status=1))
+            return
+        # Look at what is already received (no system call): usually the end of STDIN.
+        while not self.stdin_done:
+            event = self.fcgi.next_event()
+            if event is NEED_DATA or event is CLOSED:
+                break
+            self._side_event(event)
+        self._sendall(self.fcgi.send_response(rid, tail, app_status=app_status))
+
+    def _close(self) -> None:
+        sock = self.sock
+        try:
+            if not (self.gone or self.broken or self.stdin_done or self.aborted):
+                # The front may still be sending a body the app did not read: closing with
+                # unread data would reset the connection and could destroy our response.
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(LINGER_SECONDS)
+                deadline = time.monotonic() + LINGER_SECONDS
+                while time.monotonic() < deadline and sock.recv_into(self.buf):
+                    pass
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+
+# -------------------------------------------------------------------- listening
+
+
+class BindError(Exception):
+    """The listening socket cannot be opened (or fd 0 is not one)."""
+
+
+def bind(spec: str | None) -> tuple[socket.socket, str]:
+    """Open the listening socket: ``unix:PATH``, ``HOST:PORT`` or (None) the one at fd 0."""
+    if spec is None:
+        return _inherited(), "the listening socket at fd 0"
+    if spec.startswith("unix:"):
+        path = spec[5:]
+        if not path:
+            raise BindError("--bind unix: needs a path")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if os.path.exists(path) and _is_stale_socket(path):
+                os.unlink(path)
+            sock.bind(path)
+            sock.listen(socket.SOMAXCONN)
+        except OSError as exc:
+            sock.close()
+            raise BindError(f"cannot listen on unix:{path}: {exc.strerror or exc}") from None
+        return sock, f"unix:{path}"
+    host, sep, port_text = spec.rpartition(":")
+    if not sep or not port_text.isdigit() or not host:
+        raise BindError(f"--bind {spec!r}: expected unix:PATH or HOST:PORT")
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(
+            host, int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (OSError, OverflowError) as exc:
+        raise BindError(f"--bind {spec!r}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot listen on {spec}: {exc.strerror or exc}") from None
+    bound = sock.getsockname()
+    shown = f"[{bound[0]}]:{bound[1]}" if family == socket.AF_INET6 else f"{bound[0]}:{bound[1]}"
+    return sock, shown
+
+
+def _is_stale_socket(path: str) -> bool:
+    """A socket file nobody listens on (left by a dead worker) may be replaced."""
+    import stat
+
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return True
+    finally:
+        probe.close()
+    return False
+
+
+def _inherited() -> socket.socket:
+    """The FastCGI convention: the listening socket is fd 0. It moves to a new fd, and fd 0
+    becomes /dev/null so that the app reading its stdin cannot steal connections."""
+    try:
+        sock = socket.socket(fileno=os.dup(0))
+    except OSError as exc:
+        raise BindError(
+            f"fd 0 is not a socket ({exc.strerror or exc}); start the worker with --bind "
+            "unix:PATH or HOST:PORT, or from a host that passes a listening socket on fd 0"
+        ) from None
+    try:
+        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    except OSError:
+        listening = 0
+    if not listening or sock.type != socket.SOCK_STREAM:
+        sock.close()
+        raise BindError(
+            "fd 0 is a socket but not a listening stream socket; start the worker with --bind, "
+            "or from a host that passes a listening socket on fd 0"
+        )
+    sock.setblocking(True)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return sock
+
+
+# -------------------------------------------------------------------- threads and the process
+
+
+def accept_loop(listener: socket.socket, state: WorkerState) -> None:
+    """One thread: accept a connection, serve it to its end, repeat."""
+    tcp = listener.family in (socket.AF_INET, socket.AF_INET6)
+    while not state.stopping:
+        try:
+            sock, _ = listener.accept()
+        except OSError as exc:
+            if state.stopping:
+                return
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                log(f"accept failed ({exc.strerror}); retrying")
+                time.sleep(0.1)
+            elif exc.errno in (errno.EBADF, errno.EINVAL):
+                return
+            continue
+        if tcp:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        try:
+            Connection(sock, state).serve()
+        except Exception as exc:
+            log("internal error serving a connection:\n" + "".join(traceback.format_exception(exc)))
+        except BaseException as exc:  # the app raised SystemExit (or worse) in a request
+            log(f"the application ended the worker ({type(exc).__name__}: {exc})")
+            os._exit(ExitCode.FAILURE)
+
+
+def watch_liveness(fd: int) -> None:
+    """Block on the host's liveness pipe; at EOF the host is gone, and so are we."""
+
+    def watch() -> None:
+        while True:
+            try:
+                data = os.read(fd, 4096)
+            except InterruptedError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                log("the host went away (liveness pipe closed); exiting")
+                os._exit(ExitCode.ORPHANED)
+
+    threading.Thread(target=watch, name="corral-liveness", daemon=True).start()
+
+
+def serve_forever(listener: socket.socket, state: WorkerState) -> int:
+    """Run ``state.threads`` accept loops; return the exit code after SIGTERM/SIGINT, once the
+    requests in flight are answered."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if state.stopping:
+            return
+        state.stopping = True
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for n in range(state.threads):
+        threading.Thread(
+            target=accept_loop, args=(listener, state), name=f"corral-worker-{n}", daemon=True
+        ).start()
+    while not stop.wait(3600):
+        pass
+    with state.idle:
+        while state.busy:
+            state.idle.wait(1.0)
+    return ExitCode.OK

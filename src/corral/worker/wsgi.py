@@ -1,0 +1,612 @@
+"""PEP 3333 machinery: the environ, ``wsgi.input``, ``wsgi.errors``, ``start_response`` and
+``write()``, ``wsgi.file_wrapper``, and running one request through an application.
+
+Transport-free: a request talks to its connection through a :class:`Channel` (implemented by
+``server.py`` over FastCGI), so this module only knows WSGI. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, BinaryIO, Protocol
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], None]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+#: Block size for wsgi.file_wrapper (one FastCGI record holds at most 65535 bytes).
+FILE_BLOCK = 65536
+#: A response body buffered from a list/tuple result is flushed when it grows past this.
+FLUSH_THRESHOLD = 256 * 1024
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_STATUS = re.compile(r"[1-9][0-9][0-9] [^\x00-\x08\x0a-\x1f\x7f]*\Z")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class ClientDisconnected(OSError):
+    """The request went away: the front aborted it, the connection closed, or its body ended
+    before CONTENT_LENGTH bytes. Raised into the application from ``wsgi.input`` and ``write()``.
+    """
+
+
+class InvalidResponse(ValueError):
+    """The application's status or headers break PEP 3333 or HTTP (raised by start_response)."""
+
+
+class Channel(Protocol):
+    """What a request needs from its connection (FastCGI in ``server.py``)."""
+
+    #: Set once the request is aborted or the connection is gone: nothing more can be sent.
+    aborted: bool
+
+    def read_stdin(self) -> bytes:
+        """Block for the next chunk of the request body; ``b""`` at its end.
+
+        Raises ClientDisconnected when the request is aborted or the connection closes.
+        """
+
+    def send_stdout(self, data: bytes) -> None:
+        """Send response bytes now. Raises ClientDisconnected when the connection is gone."""
+
+    def send_file(self, readinto: Callable[[memoryview], int | None], limit: int | None) -> int:
+        """Send a file's content read with ``readinto`` (at most ``limit`` bytes); return the
+        number of bytes sent."""
+
+    def poll_aborted(self) -> bool:
+        """Without blocking, check whether the front aborted the request (or went away)."""
+
+
+# --------------------------------------------------------------------------------------------
+# wsgi.input
+
+
+class InputStream:
+    """``wsgi.input``: the request body, streamed from the channel as the app reads it.
+
+    Never holds more than what the app asked for plus one STDIN record. With CONTENT_LENGTH, it
+    ends after that many bytes (an early end of the stream raises ClientDisconnected); without,
+    it ends with the STDIN stream (``wsgi.input_terminated``).
+    """
+
+    __slots__ = ("_buf", "_eof", "_read_chunk", "_remaining")
+
+    def __init__(self, read_chunk: Callable[[], bytes], content_length: int | None) -> None:
+        self._read_chunk = read_chunk
+        self._buf = bytearray()
+        self._remaining = content_length
+        self._eof = content_length == 0
+
+    def _fill(self) -> bool:
+        """Append the next chunk to the buffer; False at the end of the body."""
+        if self._eof:
+            return False
+        chunk = self._read_chunk()
+        remaining = self._remaining
+        if not chunk:
+            self._eof = True
+            if remaining:
+                raise ClientDisconnected(
+                    f"the request body ended {remaining} bytes short of its CONTENT_LENGTH"
+                )
+            return False
+        if remaining is not None:
+            if len(chunk) >= remaining:
+                chunk = chunk[:remaining]
+                self._eof = True
+            self._remaining = remaining - len(chunk)
+        self._buf += chunk
+        return True
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        buf = self._buf
+        if size is None or size < 0:
+            while self._fill():
+                pass
+            data = bytes(buf)
+            buf.clear()
+            return data
+        while len(buf) < size and self._fill():
+            pass
+        data = bytes(buf[:size])
+        del buf[:size]
+        return data
+
+    def readline(self, size: int | None = -1, /) -> bytes:
+        buf = self._buf
+        limit = -1 if size is None or size < 0 else size
+        scanned = 0
+        while True:
+            end = buf.find(b"\n", scanned)
+            if end >= 0:
+                cut = end + 1
+                if 0 <= limit < cut:
+                    cut = limit
+                break
+            if 0 <= limit <= len(buf):
+                cut = limit
+                break
+            scanned = len(buf)
+            if not self._fill():
+                cut = len(buf)
+                break
+        data = bytes(buf[:cut])
+        del buf[:cut]
+        return data
+
+    def readlines(self, hint: int | None = -1, /) -> list[bytes]:
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                break
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+# --------------------------------------------------------------------------------------------
+# wsgi.errors
+
+
+class ErrorStream:
+    """``wsgi.errors``: text to the worker's stderr (line-buffered; the host logs it), and
+    optionally also to the front as FCGI_STDERR (``to_front``)."""
+
+    __slots__ = ("_to_front",)
+
+    def __init__(self, to_front: Callable[[str], None] | None = None) -> None:
+        self._to_front = to_front
+
+    def write(self, text: str, /) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"wsgi.errors.write() takes a str, not {type(text).__name__}")
+        written = sys.stderr.write(text)
+        if self._to_front is not None:
+            self._to_front(text)
+        return written
+
+    def writelines(self, lines: Iterable[str], /) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+STDERR = ErrorStream()
+
+
+# --------------------------------------------------------------------------------------------
+# wsgi.file_wrapper
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterable over a file-like object; the worker recognises it and
+    sends the file in 64 KiB blocks read straight into its output buffer."""
+
+    __slots__ = ("blksize", "filelike")
+
+    def __init__(self, filelike: BinaryIO, blksize: int = FILE_BLOCK) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        size = self.blksize
+        while True:
+            block = read(size)
+            if not block:
+                return
+            yield block
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
+# --------------------------------------------------------------------------------------------
+# the environ
+
+
+def environ_base(*, multithread: bool) -> dict[str, Any]:
+    """The part of the environ common to every request (copied per request)."""
+    return {
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": STDERR,
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "",
+        "QUERY_STRING": "",
+    }
+
+
+def build_environ(base: dict[str, Any], params: Iterable[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The environ for one request from its FastCGI params.
+
+    Names and values are decoded as latin-1 (PEP 3333 native strings). SCRIPT_NAME and
+    PATH_INFO are taken as the front sent them (PATH_INFO is already URL-decoded by the front,
+    per CGI): they are never unquoted here. Defaults fill what WSGI requires.
+    """
+    environ = base.copy()
+    for name, value in params:
+        environ[name.decode("latin-1")] = value.decode("latin-1")
+    script_name = environ["SCRIPT_NAME"]
+    if script_name.endswith("/"):
+        # PEP 3333: the root is "", and PATH_INFO carries the slash.
+        stripped = script_name.rstrip("/")
+        path_info = environ["PATH_INFO"]
+        environ["SCRIPT_NAME"] = stripped
+        if not path_info.startswith("/"):
+            environ["PATH_INFO"] = "/" + path_info
+    # CGI puts these two without the HTTP_ prefix; some fronts send both.
+    if "HTTP_CONTENT_TYPE" in environ:
+        value = environ.pop("HTTP_CONTENT_TYPE")
+        environ.setdefault("CONTENT_TYPE", value)
+    if "HTTP_CONTENT_LENGTH" in environ:
+        value = environ.pop("HTTP_CONTENT_LENGTH")
+        environ.setdefault("CONTENT_LENGTH", value)
+    environ.setdefault("REQUEST_METHOD", "GET")
+    environ.setdefault("SERVER_NAME", "localhost")
+    environ.setdefault("SERVER_PORT", "80")
+    environ.setdefault("SERVER_PROTOCOL", "HTTP/1.1")
+    https = environ.get("HTTPS")
+    if https and https.lower() in ("on", "1", "yes", "true"):
+        environ["wsgi.url_scheme"] = "https"
+    return environ
+
+
+def content_length(environ: dict[str, Any]) -> int | None:
+    """CONTENT_LENGTH as an int; None when absent or empty. Raises ValueError when malformed."""
+    value = environ.get("CONTENT_LENGTH")
+    if not value:
+        return None
+    if not value.isdigit() or not value.isascii():
+        raise ValueError(f"malformed CONTENT_LENGTH {value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------------
+# the response
+
+ERROR_BODY = (
+    b"<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title></head>"
+    b"<body><h1>Internal Server Error</h1><p>The application failed to answer this request. "
+    b"The details are in the application's error log.</p></body></html>\n"
+)
+ERROR_HEAD = (
+    b"Status: 500 Internal Server Error\r\nContent-Type: text/html; charset=utf-8\r\n"
+    b"Content-Length: " + str(len(ERROR_BODY)).encode() + b"\r\nCache-Control: no-store\r\n\r\n"
+)
+
+
+def log_error(message: str, exc: BaseException | None = None) -> None:
+    """A line (and a traceback) to the worker's stderr, which the host logs."""
+    text = f"corral worker: {message}\n"
+    if exc is not None:
+        text += "".join(traceback.format_exception(exc))
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _validate_headers(status: str, headers: list[tuple[str, str]]) -> tuple[str, int | None]:
+    """Check the status and headers; return the head's text (without the blank line) and the
+    declared Content-Length."""
+    if type(status) is not str:
+        raise InvalidResponse(f"status must be a str, not {type(status).__name__}")
+    if _STATUS.match(status) is None:
+        raise InvalidResponse(f"status {status!r} is not 'NNN reason'")
+    if status[0] == "1":
+        raise InvalidResponse(f"status {status!r}: a WSGI response cannot be informational")
+    if not isinstance(headers, list):
+        raise InvalidResponse(f"headers must be a list, not {type(headers).__name__}")
+    lines = ["Status: ", status, "\r\n"]
+    length: int | None = None
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise InvalidResponse(f"header {item!r} is not a (name, value) tuple")
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise InvalidResponse(f"header {item!r}: name and value must be str")
+        if _TOKEN.match(name) is None:
+            raise InvalidResponse(f"header name {name!r} is not an HTTP token")
+        if _BAD_VALUE.search(value) is not None:
+            raise InvalidResponse(f"header {name!r}: its value holds control characters")
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            raise InvalidResponse(
+                f"header {name!r} is hop-by-hop: a WSGI application must not send it (PEP 3333)"
+            )
+        if lower == "status":
+            raise InvalidResponse("'Status' is not a response header (use the status argument)")
+        if lower == "content-length":
+            stripped = value.strip()
+            if not stripped.isdigit() or not stripped.isascii():
+                raise InvalidResponse(f"Content-Length {value!r} is not a number")
+            declared = int(stripped)
+            if length is not None and length != declared:
+                raise InvalidResponse("conflicting Content-Length headers")
+            length = declared
+        lines += (name, ": ", value, "\r\n")
+    text = "".join(lines)
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise InvalidResponse("status and headers must be latin-1 (PEP 3333)") from None
+    return text, length
+
+
+class Response:
+    """One request's response state: ``start_response``, ``write()`` and the body.
+
+    Output is queued in ``pending`` and handed to the channel by ``flush()``; ``committed``
+    becomes true once anything reached the channel (after that, the head cannot change).
+    """
+
+    __slots__ = (
+        "channel",
+        "committed",
+        "declared",
+        "head",
+        "head_only",
+        "head_queued",
+        "overflow_logged",
+        "pending",
+        "pending_len",
+        "sent",
+        "status",
+    )
+
+    def __init__(self, channel: Channel, head_only: bool) -> None:
+        self.channel = channel
+        self.head_only = head_only
+        self.status: str | None = None
+        self.head = ""  # validated head text without the final blank line
+        self.declared: int | None = None  # the app's Content-Length
+        self.head_queued = False
+        self.committed = False
+        self.sent = 0  # body bytes passed on (or skipped, for HEAD)
+        self.pending: list[bytes] = []  # output not yet given to the channel
+        self.pending_len = 0
+        self.overflow_logged = False
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: ExcInfo | None = None,
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.committed:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+            self.reset()
+        elif self.status is not None:
+            raise AssertionError("start_response() called a second time without exc_info")
+        self.head, self.declared = _validate_headers(status, headers)
+        self.status = status
+        return self.write
+
+    def reset(self) -> None:
+        """Forget a head (and body) not yet sent, for an error page."""
+        self.status = None
+        self.head_queued = False
+        self.declared = None
+        self.sent = 0
+        self.pending = []
+        self.pending_len = 0
+
+    def write(self, data: bytes) -> None:
+        """The ``write()`` callable: the bytes are sent before it returns."""
+        self.body(data)
+        self.flush()
+
+    def _queue_head(self, add_length: int | None) -> None:
+        status = self.status
+        if status is None:
+            raise AssertionError("the application sent a body before calling start_response()")
+        head = self.head
+        if (
+            add_length is not None
+            and self.declared is None
+            and not status.startswith(("204", "304"))
+        ):
+            head += f"Content-Length: {add_length}\r\n"
+        self.head_queued = True
+        self.pending.append((head + "\r\n").encode("latin-1"))
+        self.pending_len += len(head)
+
+    def body(self, data: bytes) -> None:
+        """Queue a block of the body (the head goes first, once)."""
+        if type(data) is not bytes:
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise TypeError(f"the response body must be bytes, not {type(data).__name__}")
+            data = bytes(data)
+        if not data:
+            return
+        if not self.head_queued:
+            self._queue_head(None)
+        size = len(data)
+        declared = self.declared
+        if declared is not None and self.sent + size > declared:
+            data = data[: max(0, declared - self.sent)]
+            size = len(data)
+            if not self.overflow_logged:
+                self.overflow_logged = True
+                log_error(f"the application sent more than its Content-Length ({declared} bytes)")
+        self.sent += size
+        if self.head_only or not size:
+            return
+        self.pending.append(data)
+        self.pending_len += size
+
+    def flush(self) -> None:
+        pending = self.pending
+        if pending:
+            data = b"".join(pending) if len(pending) > 1 else pending[0]
+            self.pending = []
+            self.pending_len = 0
+            self.committed = True
+            self.channel.send_stdout(data)
+
+    def take_pending(self) -> bytes:
+        """The output not yet sent (for the caller to send with the end of the request)."""
+        data = b"".join(self.pending)
+        self.pending = []
+        self.pending_len = 0
+        return data
+
+    def finish(self, known_length: int | None = None) -> None:
+        """The body is complete: make sure the head is queued (an empty body queues it now)."""
+        if not self.head_queued:
+            self._queue_head(known_length)
+
+    def send_file(self, wrapper: FileWrapper) -> None:
+        """Send a wsgi.file_wrapper result in 64 KiB blocks read straight from the file."""
+        filelike = wrapper.filelike
+        readinto = getattr(filelike, "readinto", None)
+        if readinto is None:
+            self.iterate(wrapper)
+            return
+        if not self.head_queued:
+            self._queue_head(None)
+        self.flush()
+        if self.head_only:
+            return
+        limit = None if self.declared is None else self.declared - self.sent
+        self.committed = True
+        self.sent += self.channel.send_file(readinto, limit)
+        if self.declared is not None and self.sent >= self.declared:
+            probe = bytearray(1)
+            if readinto(memoryview(probe)):
+                log_error(
+                    f"the application's file is longer than its Content-Length ({self.declared})"
+                )
+
+    def iterate(self, result: Iterable[bytes]) -> None:
+        """Send each block as it comes (PEP 3333: no block may be held back), and stop early
+        when the front aborts the request."""
+        channel = self.channel
+        first = True
+        for block in result:
+            self.body(block)
+            self.flush()
+            if first:
+                first = False
+            elif channel.poll_aborted():
+                return
+
+    @property
+    def short(self) -> bool:
+        """True when less body than the declared Content-Length was produced."""
+        return self.declared is not None and self.sent < self.declared and not self.head_only
+
+
+def _close(result: object) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception as exc:
+            log_error("the application's close() raised", exc)
+
+
+def run(app: WSGIApp, environ: dict[str, Any], channel: Channel) -> tuple[int, bytes]:
+    """Run one request through the application.
+
+    Returns ``(app_status, tail)``: ``tail`` is output the caller sends with the end of the
+    request (so a small response leaves in one write), ``app_status`` is 0 when the response is
+    complete and 1 when it was cut short (the application failed after its head was sent, or
+    produced less than its Content-Length). ``close()`` is called on the result in every case,
+    before this returns. Raises ClientDisconnected when the request was aborted or the
+    connection lost (nothing more can be sent).
+    """
+    response = Response(channel, environ["REQUEST_METHOD"] == "HEAD")
+    try:
+        result: Iterable[bytes] | None = None
+        try:
+            result = app(environ, response.start_response)
+            kind = type(result)
+            if kind is list or kind is tuple:
+                blocks: Any = result
+                if not response.head_queued and response.declared is None:
+                    # Everything is at hand: tell the front the length (no chunked encoding).
+                    total = 0
+                    for block in blocks:
+                        if type(block) is not bytes:
+                            break
+                        total += len(block)
+                    else:
+                        if total or not response.head_only:
+                            response.finish(total)
+                for block in blocks:
+                    response.body(block)
+                    if response.pending_len >= FLUSH_THRESHOLD:
+                        response.flush()
+            elif kind is FileWrapper:
+                response.send_file(result)  # type: ignore[arg-type]
+            else:
+                response.iterate(result)
+            if channel.aborted:
+                raise ClientDisconnected("the request was aborted")
+            response.finish()
+        finally:
+            if result is not None:
+                _close(result)
+    except Exception as exc:
+        if channel.aborted:
+            raise ClientDisconnected("the request was aborted") from exc
+        where = f"{environ.get('REQUEST_METHOD', '')} {_path(environ)}"
+        if response.committed:
+            log_error(f"{where}: the application failed after its response began", exc)
+            return 1, response.take_pending()
+        log_error(f"{where}: the application failed; answering 500", exc)
+        return 0, ERROR_HEAD if response.head_only else ERROR_HEAD + ERROR_BODY
+    if response.short:
+        log_error(
+            f"{_path(environ)}: the application sent {response.sent} of the "
+            f"{response.declared} bytes of its Content-Length"
+        )
+        return 1, response.take_pending()
+    return 0, response.take_pending()
+
+
+def _path(environ: dict[str, Any]) -> str:
+    return f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}"
