@@ -10,6 +10,7 @@ Behaviour by environment:
     RESPONDER_START_DELAY=S   sleep S seconds before serving
     RESPONDER_IGNORE_TERM=1   ignore SIGTERM (the host must SIGKILL)
     RESPONDER_SPAWN_CHILD=1   start a grandchild (sleep) in the same process group
+    RESPONDER_IGNORE_LIVENESS=1  do not watch fd 3
 
 Requests, by PATH_INFO:
     /pid          -> body "<pid>"
@@ -151,7 +152,8 @@ def main():
     print(f"responder {os.getpid()} starting", flush=True)
     if env.get("RESPONDER_IGNORE_TERM"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threading.Thread(target=watch_liveness, daemon=True).start()
+    if not env.get("RESPONDER_IGNORE_LIVENESS"):
+        threading.Thread(target=watch_liveness, daemon=True).start()
     if env.get("RESPONDER_SPAWN_CHILD"):
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
         print(f"grandchild {child.pid}", flush=True)

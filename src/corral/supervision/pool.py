@@ -741,11 +741,11 @@ class Pool(Generic[ConnT]):
             )
         else:
             _log.warning(
-                "app %s: worker pid %s %s; %d request(s) in flight on it fail",
+                "app %s: worker pid %s %s%s",
                 self.name,
                 worker.pid,
                 describe_returncode(code),
-                worker.active,
+                f" ({worker.active} request(s) in flight on it fail)" if worker.active else "",
                 extra={"app": self.name, "pid": worker.pid},
             )
         self._evaluate()
