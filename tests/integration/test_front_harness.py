@@ -229,7 +229,7 @@ APP = textwrap.dedent(
 class CorralServer:
     """A `corral serve` subprocess on a free port, with its log collected in the background."""
 
-    site: Path
+    site: Path | None
     args: tuple[str, ...] = ()
     env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
@@ -241,13 +241,14 @@ class CorralServer:
         env = dict(os.environ)
         env.update(self.env or {})
         env["PYTHONUNBUFFERED"] = "1"
+        site = [] if self.site is None else [str(self.site)]
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "corral",
                 "serve",
-                str(self.site),
+                *site,
                 "--listen",
                 "127.0.0.1:0",
                 *self.args,
