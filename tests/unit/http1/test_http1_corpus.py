@@ -30,7 +30,7 @@ CASES = load_cases() if corpus_available() else ()
 
 class Outcome:
     def __init__(self) -> None:
-        self.requests: list[tuple[Request, bytes, list[tuple[bytes, bytes]]]] = []
+        self.requests: list[tuple[Request, bytes, tuple[tuple[bytes, bytes], ...]]] = []
         self.error: HTTPProtocolError | None = None
         self.closed = False
 

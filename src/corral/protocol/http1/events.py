@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class Sentinel(enum.Enum):
@@ -61,11 +61,14 @@ class Body:
     data: bytes
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class EndOfMessage:
-    """The request (head and body) is complete. ``trailers`` as sent, for chunked bodies."""
+    """The request (head and body) is complete. ``trailers`` as sent, for chunked bodies.
 
-    trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    Immutable: the parser hands out one shared instance when there are no trailers.
+    """
+
+    trailers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 @dataclass(slots=True)

@@ -76,13 +76,24 @@ class Limits:
             raise ValueError("Limits.max_body_size must be >= 0 or None")
 
 
+#: EndOfMessage is immutable: one instance serves every message without trailers.
+_END_OF_MESSAGE: Final = EndOfMessage()
+
 _IDLE: Final = 0  # between requests (only CRLFs seen)
 _HEAD: Final = 1  # request line / header fields
 _BODY: Final = 2  # after the head, until the end of the message
 
-#: Lengths of the header names we act on: host, expect, upgrade, content-type,
-#: content-length, transfer-encoding. Other names are not even lower-cased.
-_SPECIAL_LENGTHS: Final = frozenset({4, 6, 7, 12, 14, 17})
+#: The header names we act on; names of other lengths are not even lower-cased.
+_K_CONTENT_LENGTH, _K_TRANSFER_ENCODING, _K_HOST, _K_EXPECT, _K_UPGRADE, _K_CONTENT_TYPE = range(6)
+_SPECIAL_NAMES: Final = {
+    b"content-length": _K_CONTENT_LENGTH,
+    b"transfer-encoding": _K_TRANSFER_ENCODING,
+    b"host": _K_HOST,
+    b"expect": _K_EXPECT,
+    b"upgrade": _K_UPGRADE,
+    b"content-type": _K_CONTENT_TYPE,
+}
+_SPECIAL_LENGTHS: Final = frozenset(len(name) for name in _SPECIAL_NAMES)
 _OWS: Final = b" \t"
 
 # RFC 3986 authority: [ userinfo "@" ] host [ ":" port ], host a reg-name or an IP literal.
@@ -226,7 +237,8 @@ class RequestParser:
 
     def _reset_message(self) -> None:
         self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        #: None once the head is complete (later fields are trailers).
+        self._headers: list[tuple[bytes, bytes]] | None = []
         self._header_bytes = 0
         self._head_extra = 0
         self._length: int | None = None
@@ -352,7 +364,7 @@ class RequestParser:
                 left = self._upgrade_body_left = left - len(body)
             if left:
                 return
-            self._events.append(EndOfMessage())
+            self._events.append(_END_OF_MESSAGE)
             self._events.append(ConnectionClosed())
         if data:
             self._trailing += data
@@ -391,45 +403,55 @@ class RequestParser:
         if len(url) > self._max_line:
             raise self._error(414, "request target too long")
 
-    def _on_header(self, name: bytes, value: bytes) -> None:
-        if value and value[-1] in _OWS:
-            value = value.rstrip(_OWS)
+    def _on_header(
+        self,
+        name: bytes,
+        value: bytes,
+        _ows: bytes = _OWS,
+        _special_lengths: frozenset[int] = _SPECIAL_LENGTHS,
+    ) -> None:
+        # The hot path: called once per field line. Locals via default arguments, one
+        # running total, and names are only lower-cased when their length could be special.
+        if value and value[-1] in _ows:
+            value = value.rstrip(_ows)
         size = len(name) + len(value) + 4
         if size > self._max_field:
             raise self._error(431, "header field too large")
-        self._header_bytes += size
-        if self._header_bytes > self._max_header_bytes:
+        total = self._header_bytes = self._header_bytes + size
+        if total > self._max_header_bytes:
             raise self._error(431, "request header section too large")
-        if self._state == _BODY:
+        headers = self._headers
+        if headers is None:  # after the head: a trailer field
             self._on_trailer(name, value)
             return
-        headers = self._headers
         headers.append((name, value))
-        if len(headers) > self._max_count:
-            raise self._error(431, "too many header fields")
-        if len(name) in _SPECIAL_LENGTHS:
-            lname = name.lower()
-            if lname == b"content-length":
-                if self._length is not None:
-                    raise self._error(400, "more than one Content-Length")
-                length = int(value)  # llhttp has checked the digits
-                self._length = length
-                if self._max_body is not None and length > self._max_body:
-                    raise self._error(413, "declared request body too large")
-            elif lname == b"transfer-encoding":
-                self._te = value if self._te is None else self._te + b"," + value
-            elif lname == b"host":
-                if self._host is not None:
-                    raise self._error(400, "more than one Host header")
-                self._host = value
-            elif lname == b"expect":
-                self._expect = value.lower() == b"100-continue"
-            elif lname == b"upgrade":
-                self._upgrade = value
-            elif lname == b"content-type":
-                if self._content_type_seen:
-                    raise self._error(400, "more than one Content-Type")
-                self._content_type_seen = True
+        if len(name) in _special_lengths:
+            kind = _SPECIAL_NAMES.get(name.lower())
+            if kind is not None:
+                self._on_special_header(kind, value)
+
+    def _on_special_header(self, kind: int, value: bytes) -> None:
+        if kind == _K_CONTENT_LENGTH:
+            if self._length is not None:
+                raise self._error(400, "more than one Content-Length")
+            length = int(value)  # llhttp has checked the digits
+            self._length = length
+            if self._max_body is not None and length > self._max_body:
+                raise self._error(413, "declared request body too large")
+        elif kind == _K_TRANSFER_ENCODING:
+            self._te = value if self._te is None else self._te + b"," + value
+        elif kind == _K_HOST:
+            if self._host is not None:
+                raise self._error(400, "more than one Host header")
+            self._host = value
+        elif kind == _K_EXPECT:
+            self._expect = value.lower() == b"100-continue"
+        elif kind == _K_UPGRADE:
+            self._upgrade = value
+        elif kind == _K_CONTENT_TYPE:
+            if self._content_type_seen:
+                raise self._error(400, "more than one Content-Type")
+            self._content_type_seen = True
 
     def _on_trailer(self, name: bytes, value: bytes) -> None:
         if name.lower() in _FORBIDDEN_TRAILERS:
@@ -499,6 +521,11 @@ class RequestParser:
                 # httptools makes it skip the body: we take it from the bytes that follow
                 # (_switched_bytes). A CONNECT body has no meaning: the tunnel starts at once.
                 self._upgrade_body_left = self._length or 0
+        headers = self._headers
+        assert headers is not None
+        if len(headers) > self._max_count:
+            raise self._error(431, "too many header fields")
+        self._headers = None
         self._keep_alive = keep_alive = hp.should_keep_alive()
         self._events.append(
             Request(
@@ -507,7 +534,7 @@ class RequestParser:
                 path,
                 query,
                 version,
-                self._headers,
+                headers,
                 keep_alive,
                 self._expect and version == "1.1",
                 self._length,
@@ -532,7 +559,7 @@ class RequestParser:
             self._done = True  # EndOfMessage follows the body, see _switched_bytes
             return
         trailers = self._trailers
-        self._events.append(EndOfMessage(trailers) if trailers else EndOfMessage())
+        self._events.append(EndOfMessage(tuple(trailers)) if trailers else _END_OF_MESSAGE)
         if self._switching or not self._keep_alive:
             self._events.append(ConnectionClosed())
             self._done = True

@@ -1,0 +1,474 @@
+"""RequestParser: events, pipelining pause, limits, smuggling vectors, upgrades, EOF."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corral.protocol.http1 import (
+    NEED_DATA,
+    PAUSED,
+    Body,
+    ConnectionClosed,
+    EndOfMessage,
+    HTTPProtocolError,
+    Limits,
+    LocalProtocolError,
+    Request,
+    RequestParser,
+)
+
+
+def events(parser: RequestParser, *, resume: bool = True) -> list[Any]:
+    """Drain events; resume after each PAUSED; stop at NEED_DATA / ConnectionClosed."""
+    out: list[Any] = []
+    while True:
+        event = parser.next_event()
+        if event is NEED_DATA:
+            return out
+        if event is PAUSED:
+            if not resume:
+                out.append(PAUSED)
+                return out
+            parser.start_next()
+            continue
+        out.append(event)
+        if isinstance(event, ConnectionClosed):
+            return out
+
+
+def parse(data: bytes, limits: Limits | None = None, eof: bool = False) -> list[Any]:
+    parser = RequestParser(limits)
+    parser.receive_data(data)
+    if eof:
+        parser.receive_data(b"")
+    return events(parser)
+
+
+def error_of(data: bytes, limits: Limits | None = None, eof: bool = False) -> HTTPProtocolError:
+    with pytest.raises(HTTPProtocolError) as info:
+        parse(data, limits, eof)
+    return info.value
+
+
+GET = b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n"
+
+
+def test_simple_get() -> None:
+    request, end = parse(GET)
+    assert isinstance(request, Request)
+    assert request.method == b"GET"
+    assert request.target == b"/a/b?x=1&y=2"
+    assert (request.path, request.query) == (b"/a/b", b"x=1&y=2")
+    assert request.http_version == "1.1"
+    assert request.headers == [(b"Host", b"example.com"), (b"Accept", b"*/*")]
+    assert request.host == b"example.com"
+    assert request.keep_alive and not request.chunked and not request.expect_continue
+    assert request.content_length is None and request.upgrade is None
+    assert request.get(b"accept") == b"*/*" and request.get(b"missing") is None
+    assert isinstance(end, EndOfMessage) and end.trailers == ()
+
+
+def test_header_values_lose_trailing_whitespace_and_keep_inner() -> None:
+    (request, _) = parse(b"GET / HTTP/1.1\r\nX:  a  b \t\r\nY:\t\r\n\r\n")
+    assert request.headers == [(b"X", b"a  b"), (b"Y", b"")]
+
+
+def test_get_all_and_case_insensitive_lookup() -> None:
+    (request, _) = parse(b"GET / HTTP/1.1\r\nIf-Match: a\r\nif-match: b\r\n\r\n")
+    assert request.get_all(b"if-match") == [b"a", b"b"]
+
+
+def test_fragment_and_query_split() -> None:
+    (request, _) = parse(b"GET /p?q=1#frag?x HTTP/1.1\r\n\r\n")
+    assert (request.path, request.query) == (b"/p", b"q=1")
+    (request, _) = parse(b"GET /p#f?q HTTP/1.1\r\n\r\n")
+    assert (request.path, request.query) == (b"/p", b"")
+
+
+def test_absolute_form_and_asterisk_and_connect() -> None:
+    (request, _) = parse(b"GET http://u:p@example.com:8080/x?y HTTP/1.1\r\n\r\n")
+    assert (request.path, request.query) == (b"/x", b"y")
+    (request, _) = parse(b"GET http://[::1] HTTP/1.1\r\n\r\n")
+    assert request.path == b"/"
+    (request, _) = parse(b"OPTIONS * HTTP/1.1\r\n\r\n")
+    assert request.path == b"*"
+    request, _end, closed = parse(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n")
+    assert (request.path, request.query) == (b"", b"")
+    assert isinstance(closed, ConnectionClosed)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"GET * HTTP/1.1",  # asterisk only with OPTIONS
+        b"GET example.com:443 HTTP/1.1",  # authority only with CONNECT
+        b"CONNECT /x HTTP/1.1",
+        b"CONNECT example.com HTTP/1.1",  # port required
+        b"GET s://]ufd/: HTTP/1.1",
+        b"GET foo HTTP/1.1",  # relative
+    ],
+)
+def test_bad_target_forms(line: bytes) -> None:
+    assert error_of(line + b"\r\n\r\n").status_hint == 400
+
+
+def test_content_length_body_in_pieces() -> None:
+    parser = RequestParser()
+    parser.receive_data(b"POST /u HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123")
+    request, body = events(parser)
+    assert request.content_length == 10 and body == Body(b"0123")
+    parser.receive_data(b"456789")
+    assert events(parser, resume=False) == [Body(b"456789"), EndOfMessage(), PAUSED]
+
+
+def test_chunked_body_and_trailers() -> None:
+    data = (
+        b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\n\r\n"
+    )
+    request, *rest = parse(data)
+    assert request.chunked and request.content_length is None
+    assert b"".join(e.data for e in rest if isinstance(e, Body)) == b"hello world"
+    assert rest[-1] == EndOfMessage(((b"X-Checksum", b"abc"),))
+
+
+@pytest.mark.parametrize("name", [b"Content-Length", b"Transfer-Encoding", b"Host", b"Trailer"])
+def test_forbidden_trailers(name: bytes) -> None:
+    data = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + name + b": 1\r\n\r\n"
+    assert error_of(data).status_hint == 400
+
+
+def test_pipelining_pauses_until_start_next() -> None:
+    parser = RequestParser()
+    parser.receive_data(GET + b"GET /second HTTP/1.1\r\n\r\n" + b"GET /thi")
+    first = parser.next_event()
+    assert isinstance(first, Request) and first.path == b"/a/b"
+    assert isinstance(parser.next_event(), EndOfMessage)
+    assert parser.next_event() is PAUSED
+    # While paused, new bytes are held raw and not parsed.
+    parser.receive_data(b"rd HTTP/1.1\r\n\r\n")
+    assert parser.buffered_bytes == len(b"rd HTTP/1.1\r\n\r\n")
+    assert parser.next_event() is PAUSED
+    parser.start_next()
+    second = parser.next_event()
+    assert isinstance(second, Request) and second.path == b"/second"
+    assert isinstance(parser.next_event(), EndOfMessage)
+    parser.start_next()
+    assert parser.buffered_bytes == 0
+    third = parser.next_event()
+    assert isinstance(third, Request) and third.path == b"/third"
+
+
+def test_start_next_only_after_end_of_message() -> None:
+    parser = RequestParser()
+    with pytest.raises(LocalProtocolError):
+        parser.start_next()
+    parser.receive_data(GET)
+    parser.next_event()
+    with pytest.raises(LocalProtocolError):
+        parser.start_next()
+
+
+def test_error_in_pipelined_request_comes_after_the_first() -> None:
+    parser = RequestParser()
+    parser.receive_data(GET + b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n")
+    assert isinstance(parser.next_event(), Request)
+    assert isinstance(parser.next_event(), EndOfMessage)
+    parser.start_next()
+    with pytest.raises(HTTPProtocolError) as info:
+        parser.next_event()
+    assert info.value.status_hint == 400
+    with pytest.raises(HTTPProtocolError):  # sticky
+        parser.next_event()
+
+
+def test_keep_alive_rules_and_close_ignores_later_bytes() -> None:
+    request, _, closed = parse(b"GET / HTTP/1.0\r\n\r\nGET /ignored HTTP/1.1\r\n\r\n")
+    assert not request.keep_alive and isinstance(closed, ConnectionClosed)
+    request, _ = parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert request.keep_alive
+    request, _, closed = parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGARBAGE")
+    assert not request.keep_alive and isinstance(closed, ConnectionClosed)
+
+
+def test_expect_continue_only_for_http11() -> None:
+    (request, _) = parse(b"PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 0\r\n\r\n")
+    assert request.expect_continue
+    request = parse(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n")[0]
+    assert not request.expect_continue  # RFC 9110 10.1.1: ignored in HTTP/1.0
+
+
+def test_eof_between_requests_and_inside_one() -> None:
+    assert parse(GET, eof=True)[-1] == ConnectionClosed()
+    assert parse(b"\r\n", eof=True) == [ConnectionClosed()]
+    assert error_of(b"GET / HTTP/1.1\r\nHost: a\r\n", eof=True).status_hint == 400
+    assert error_of(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", eof=True).status_hint == 400
+
+
+def test_eof_while_paused_is_seen_after_start_next() -> None:
+    parser = RequestParser()
+    parser.receive_data(GET)
+    assert len(events(parser, resume=False)) == 3
+    parser.receive_data(b"")
+    parser.start_next()
+    assert parser.next_event() == ConnectionClosed()
+
+
+def test_upgrade_then_tunnel_bytes() -> None:
+    parser = RequestParser()
+    parser.receive_data(
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nfr"
+    )
+    parser.receive_data(b"ame")
+    request, end = events(parser, resume=False)[:2]
+    assert request.upgrade == b"websocket" and isinstance(end, EndOfMessage)
+    assert parser.trailing_data == b"frame"
+    parser.start_next()
+    assert parser.next_event() == ConnectionClosed()
+
+
+def test_upgrade_request_body_is_delivered_before_the_switch() -> None:
+    parser = RequestParser()
+    parser.receive_data(
+        b"POST / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\nContent-Length: 6\r\n\r\nab"
+    )
+    parser.receive_data(b"cdefNEW")
+    got = events(parser, resume=False)
+    assert got[1:] == [Body(b"ab"), Body(b"cdef"), EndOfMessage(), PAUSED]
+    assert parser.trailing_data == b"NEW"
+
+
+def test_eof_inside_upgrade_body() -> None:
+    parser = RequestParser()
+    parser.receive_data(
+        b"POST / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\nContent-Length: 6\r\n\r\nab"
+    )
+    parser.receive_data(b"")
+    with pytest.raises(HTTPProtocolError):
+        events(parser)
+
+
+# -- smuggling vectors and strictness ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"Content-Length: 3\r\nTransfer-Encoding: chunked", 400),
+        (b"Transfer-Encoding: chunked\r\nContent-Length: 3", 400),
+        (b"Content-Length: 3\r\nContent-Length: 4", 400),
+        (b"Content-Length: 3\r\nContent-Length: 3", 400),
+        (b"Content-Length: 3, 3", 400),
+        (b"Content-Length: +3", 400),
+        (b"Content-Length: -1", 400),
+        (b"Content-Length: 0x10", 400),
+        (b"Transfer-Encoding: gzip", 400),
+        (b"Transfer-Encoding: chunked, gzip", 400),
+        (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", 400),
+        (b"Transfer-Encoding: gzip, chunked", 501),
+        (b"Transfer-Encoding: identity, chunked", 501),
+        (b"Transfer-Encoding: xchunked", 400),
+        (b"Host: a\r\nHost: b", 400),
+        (b"Content-Type: a\r\nContent-Type: b", 400),
+        (b"X: a\r\n b", 400),  # obs-fold
+        (b"X: a\r\n\tb", 400),
+        (b"X : a", 400),  # whitespace before colon
+        (b"X\t: a", 400),
+        (b"X(y): a", 400),  # non-token name
+        (b": a", 400),
+        (b"X: a\rb", 400),  # bare CR
+        (b"X: a\x00b", 400),
+        (b"X: a\x7fb", 400),
+        (b" X: a", 400),  # whitespace before the first field
+    ],
+)
+def test_rejected_heads(head: bytes, status: int) -> None:
+    data = b"POST / HTTP/1.1\r\n"
+    if not head.startswith(b"Host"):
+        data += b"Host: h\r\n"
+    assert error_of(data + head + b"\r\n\r\n0\r\n\r\n").status_hint == status
+
+
+def test_transfer_encoding_on_http10_is_refused() -> None:
+    data = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    assert error_of(data).status_hint == 400
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        b"-5\r\nhello\r\n0\r\n\r\n",
+        b"+5\r\nhello\r\n0\r\n\r\n",
+        b"5 \r\nhello\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhelloX\r\n0\r\n\r\n",
+        b"5\nhello\r\n0\r\n\r\n",
+        b"fffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+    ],
+)
+def test_invalid_chunks(chunks: bytes) -> None:
+    data = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
+    assert 400 <= error_of(data).status_hint <= 413
+
+
+def test_bare_lf_line_endings_are_refused() -> None:
+    assert error_of(b"GET / HTTP/1.1\nHost: a\n\n").status_hint == 400
+
+
+@pytest.mark.parametrize(
+    ("line", "status"),
+    [
+        (b"GET / HTTP/2.0", 505),
+        (b"GET / HTTP/0.9", 505),
+        (b"GET / HTTP/1.2", 505),
+        (b"GET /", 505),
+        (b"PRI * HTTP/2.0\r\n\r\nSM", 505),  # the HTTP/2 connection preface
+        (b"DESCRIBE rtsp://a/b RTSP/1.0", 505),
+        (b"GET / HTTP/1.10", 400),
+        (b"GET / http/1.1", 400),
+        (b"get / HTTP/1.1", 400),
+        (b"GET\t/ HTTP/1.1", 400),
+        (b"GET /a\x01 HTTP/1.1", 400),
+        (b"GET /\xc3\xa9 HTTP/1.1", 400),
+    ],
+)
+def test_request_line_errors(line: bytes, status: int) -> None:
+    assert error_of(line + b"\r\n\r\n").status_hint == status
+
+
+# -- limits ------------------------------------------------------------------------------------
+
+
+def test_request_line_limit_is_414_even_when_incomplete() -> None:
+    limits = Limits(max_request_line=100)
+    assert parse(b"GET /" + b"a" * 98 + b" HTTP/1.1\r\n\r\n", limits)
+    parser = RequestParser(limits)
+    parser.receive_data(b"GET /")
+    for _ in range(20):
+        parser.receive_data(b"a" * 10)
+    with pytest.raises(HTTPProtocolError) as info:
+        parser.next_event()
+    assert info.value.status_hint == 414
+
+
+def test_header_field_limit_counts_the_line() -> None:
+    # name + value + 4 (": " and CRLF), like gunicorn's limit_request_field_size
+    limits = Limits(max_header_field=22)
+    assert parse(b"GET / HTTP/1.1\r\nName: 12345678901234\r\n\r\n", limits)
+    error = error_of(b"GET / HTTP/1.1\r\nName: 123456789012345\r\n\r\n", limits)
+    assert error.status_hint == 431
+
+
+def test_header_limits_are_431() -> None:
+    head = b"GET / HTTP/1.1\r\n"
+    one = head + b"X: " + b"a" * 30 + b"\r\n\r\n"
+    assert error_of(one, Limits(max_header_field=20)).status_hint == 431
+    many = head + b"".join(b"X%d: a\r\n" % i for i in range(11)) + b"\r\n"
+    assert error_of(many, Limits(max_header_count=10)).status_hint == 431
+    big = head + b"".join(b"X%d: %s\r\n" % (i, b"a" * 50) for i in range(10)) + b"\r\n"
+    assert error_of(big, Limits(max_header_bytes=300)).status_hint == 431
+
+
+def test_partial_header_line_cannot_grow_without_bound() -> None:
+    limits = Limits(max_request_line=100, max_header_bytes=1000, max_header_field=10**9)
+    parser = RequestParser(limits)
+    parser.receive_data(b"GET / HTTP/1.1\r\nX: ")
+    for _ in range(50):
+        parser.receive_data(b"a" * 100)
+    with pytest.raises(HTTPProtocolError) as info:
+        parser.next_event()
+    assert info.value.status_hint == 431
+
+
+def test_body_limits_are_413() -> None:
+    limits = Limits(max_body_size=10)
+    assert error_of(b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", limits).status_hint == 413
+    _request, body, _end = parse(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789", limits)
+    assert body == Body(b"0123456789")
+    chunked = (
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"6\r\n012345\r\n6\r\n012345\r\n0\r\n\r\n"
+    )
+    parser = RequestParser(limits)
+    parser.receive_data(chunked)
+    assert isinstance(parser.next_event(), Request)
+    assert parser.next_event() == Body(b"012345")
+    with pytest.raises(HTTPProtocolError) as info:
+        parser.next_event()
+    assert info.value.status_hint == 413
+    huge = b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"
+    assert error_of(huge).status_hint == 413
+
+
+def test_limits_validate() -> None:
+    with pytest.raises(ValueError):
+        Limits(max_request_line=0)
+    with pytest.raises(ValueError):
+        Limits(max_body_size=-1)
+
+
+# -- split invariance --------------------------------------------------------------------------
+
+STREAM = (
+    GET + b"POST /upload?x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"3\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nT: 1\r\n\r\n"
+    + b"PUT /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello"
+    + b"\r\nGET /last HTTP/1.0\r\n\r\n"
+)
+
+
+def _normalise(evs: list[Any]) -> list[Any]:
+    """Join adjacent Body events (their split depends on how bytes arrived)."""
+    out: list[Any] = []
+    for event in evs:
+        if isinstance(event, Body) and out and isinstance(out[-1], Body):
+            out[-1] = Body(out[-1].data + event.data)
+        else:
+            out.append(event)
+    return out
+
+
+REFERENCE = _normalise(parse(STREAM))
+
+
+def test_reference_stream() -> None:
+    kinds = [type(e).__name__ for e in REFERENCE]
+    assert kinds == [
+        "Request", "EndOfMessage",
+        "Request", "Body", "EndOfMessage",
+        "Request", "Body", "EndOfMessage",
+        "Request", "EndOfMessage", "ConnectionClosed",
+    ]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=len(STREAM) - 1), max_size=20))
+def test_any_split_gives_the_same_events(cuts: list[int]) -> None:
+    bounds = [0, *sorted(set(cuts)), len(STREAM)]
+    parser = RequestParser()
+    got: list[Any] = []
+    for a, b in itertools.pairwise(bounds):
+        parser.receive_data(STREAM[a:b])
+        got += events(parser)
+    parser.receive_data(b"")
+    assert parser.next_event() == ConnectionClosed()  # sticky
+    assert _normalise(got) == REFERENCE
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(min_value=1, max_value=50))
+def test_garbage_never_escapes_as_another_exception(data: bytes, step: int) -> None:
+    parser = RequestParser(Limits(max_request_line=64, max_header_bytes=256))
+    try:
+        for i in range(0, len(data), step):
+            parser.receive_data(data[i : i + step])
+            events(parser)
+        parser.receive_data(b"")
+        events(parser)
+    except HTTPProtocolError as exc:
+        assert 400 <= exc.status_hint <= 599
