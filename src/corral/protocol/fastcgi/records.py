@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, TypeAlias
 
 from corral.protocol.fastcgi.constants import (
     FCGI_KEEP_CONN,
@@ -67,6 +67,9 @@ BEGIN_REQUEST_BODY: Final = struct.Struct(">HB5x")
 END_REQUEST_BODY: Final = struct.Struct(">IBxxx")
 #: type, reserved[7].
 UNKNOWN_TYPE_BODY: Final = struct.Struct(">B7x")
+
+#: What ``b"".join`` accepts: record parts are bytes or views of the caller's data.
+_Buffer: TypeAlias = bytes | memoryview
 
 _U32: Final = struct.Struct(">I")
 _LEN_1_1: Final = struct.Struct(">BB")
@@ -134,7 +137,7 @@ def encode_record(
 
 
 def _stream_parts(
-    parts: list[bytes], record_type: int, request_id: int, data: bytes, pad: bool
+    parts: list[_Buffer], record_type: int, request_id: int, data: bytes, pad: bool
 ) -> None:
     """Append the records carrying non-empty ``data`` (split at 65535 bytes) to ``parts``."""
     n = len(data)
@@ -151,7 +154,7 @@ def _stream_parts(
         size = len(chunk)
         p = -size & 7 if pad else 0
         parts.append(_HEADER_PACK(FCGI_VERSION_1, record_type, request_id, size, p))
-        parts.append(chunk.tobytes())
+        parts.append(chunk)  # joined straight from the view: one copy in all
         if p:
             parts.append(_ZEROS[p])
 
@@ -182,7 +185,7 @@ def encode_stream(
     that end record after non-empty data too.
     """
     _check_request_id(request_id)
-    parts: list[bytes] = []
+    parts: list[_Buffer] = []
     if data:
         _stream_parts(parts, record_type, request_id, data, pad)
     if end or not data:
@@ -256,7 +259,7 @@ def decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def _params_whole_pairs(
-    parts: list[bytes], request_id: int, pairs: Iterable[tuple[bytes, bytes]], pad: bool
+    parts: list[_Buffer], request_id: int, pairs: Iterable[tuple[bytes, bytes]], pad: bool
 ) -> None:
     """PARAMS records that each hold whole pairs (for php-fpm, which decodes per record)."""
     batch: list[bytes] = []
@@ -279,7 +282,7 @@ def _params_whole_pairs(
 
 
 def _params_parts(
-    parts: list[bytes],
+    parts: list[_Buffer],
     request_id: int,
     params: Sequence[tuple[bytes, bytes]],
     *,
@@ -310,7 +313,7 @@ def encode_params(
     too long for one record raises ``LocalProtocolError``).
     """
     _check_request_id(request_id)
-    parts: list[bytes] = []
+    parts: list[_Buffer] = []
     _params_parts(
         parts, request_id, params, split_params=split_params, pad=pad, pad_empty=pad_empty
     )
@@ -410,7 +413,7 @@ def encode_request(
     request whose whole body is known; ``stdin=b""`` for a request without
     body). With ``stdin=None`` the caller streams the body afterwards.
     """
-    parts = [encode_begin_request(request_id, role, keep_conn=keep_conn)]
+    parts: list[_Buffer] = [encode_begin_request(request_id, role, keep_conn=keep_conn)]
     _params_parts(
         parts, request_id, params, split_params=split_params, pad=pad, pad_empty=pad_empty
     )
@@ -433,7 +436,7 @@ def encode_response(
     """STDOUT records carrying ``stdout``; with ``end`` (the default) also the empty STDOUT
     record and END_REQUEST(app_status, REQUEST_COMPLETE)."""
     _check_request_id(request_id)
-    parts: list[bytes] = []
+    parts: list[_Buffer] = []
     if stdout:
         _stream_parts(parts, RecordType.STDOUT, request_id, stdout, pad)
     if end:
