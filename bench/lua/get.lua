@@ -1,0 +1,1 @@
+-- A plain GET of the scenario's path on kept-alive connections (HTTP/1.1's default).
