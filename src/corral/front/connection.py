@@ -258,8 +258,11 @@ class HTTPConnection(asyncio.Protocol):
         if length is not None and length > server.settings.max_body_size:
             self._respond_error(413)
             return
-        if request.upgrade is not None and method != b"OPTIONS":
-            pass  # Upgrade is hop-by-hop: the request is served as plain HTTP/1.1.
+        if method == b"CONNECT":
+            # Corral is not a forward proxy; the tunnel's bytes are not HTTP (RFC 9110 15.6.2).
+            self._respond_error(501, message="CONNECT is not supported by this server.")
+            return
+        # An Upgrade request is served as plain HTTP/1.1 (Upgrade is hop-by-hop, not forwarded).
         try:
             path = decode_path(request.path)
         except BadTarget as exc:

@@ -53,6 +53,7 @@ class FrontServer:
             max_request_line=self.settings.max_request_line,
             max_header_bytes=self.settings.max_header_size,
             max_header_count=self.settings.max_header_count,
+            max_header_field=self.settings.max_header_field,
             max_body_size=self.settings.max_body_size,
         )
 

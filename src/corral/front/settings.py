@@ -32,6 +32,8 @@ class FrontSettings:
     max_header_size: int = 65536
     #: Most header fields accepted: 431 past it.
     max_header_count: int = 100
+    #: Largest single header field (name + value): 431 past it.
+    max_header_field: int = 8190
     #: Retry-After seconds on a 503 (queue full, application unavailable).
     retry_after: int = 5
     #: Client transport write-buffer high-water mark: the backend is paused above it.
