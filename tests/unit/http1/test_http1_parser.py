@@ -472,3 +472,22 @@ def test_garbage_never_escapes_as_another_exception(data: bytes, step: int) -> N
         events(parser)
     except HTTPProtocolError as exc:
         assert 400 <= exc.status_hint <= 599
+
+
+def test_host_comes_from_an_absolute_target_or_connect() -> None:
+    (request, _) = parse(b"GET http://user@real.example:81/x HTTP/1.1\r\nHost: other\r\n\r\n")
+    assert request.host == b"real.example:81"
+    assert request.get(b"host") == b"other"
+    request = parse(b"CONNECT tunnel.example:443 HTTP/1.1\r\n\r\n")[0]
+    assert request.host == b"tunnel.example:443"
+    (request, _) = parse(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n")
+    assert request.host == b"[::1]:8080"
+    (request, _) = parse(b"GET / HTTP/1.1\r\nHost:\r\n\r\n")
+    assert request.host == b""
+
+
+@pytest.mark.parametrize(
+    "host", [b"a/b", b"a b", b"..\\x", b"user@host", b"h:8o", b"[::1", b"a?b", b"a#b"]
+)
+def test_invalid_host_is_400(host: bytes) -> None:
+    assert error_of(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n").status_hint == 400

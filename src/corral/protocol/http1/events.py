@@ -27,6 +27,11 @@ class Request:
     ``path`` and ``query`` are split from ``target`` (fragment dropped); for the
     absolute-form ``path`` is the path part after the authority (``/`` if empty), for
     CONNECT both are empty, for ``OPTIONS *`` the path is ``*``.
+
+    ``host`` is where the request is going: the authority of an absolute-form target
+    (RFC 9112 3.2.2: it overrides the Host header) or of a CONNECT target, else the (single,
+    syntax-checked) Host header, else ``None`` (HTTP/1.0, or HTTP/1.1 without Host, which
+    the parser does not refuse: the front decides).
     """
 
     method: bytes

@@ -108,6 +108,9 @@ _ABSOLUTE_FORM: Final = re.compile(
     + rb"(?::[0-9]*)?(?=[/?#]|\Z)"
 )
 _AUTHORITY_FORM: Final = re.compile(_HOST + rb":[0-9]+\Z")
+#: RFC 9110 7.2: Host = uri-host [ ":" port ] (empty allowed). Checked because the front
+#: routes on it: no "/", "\\", "@" or whitespace can reach a virtual-host lookup.
+_HOST_FIELD: Final = re.compile(rb"(?:" + _HOST + rb"(?::[0-9]*)?)?\Z")
 
 #: Methods llhttp accepts only with the RTSP/1.0 protocol: seeing one means the request line
 #: said RTSP, not HTTP (httptools does not expose the protocol name).
@@ -472,6 +475,9 @@ class RequestParser:
         if method in _RTSP_ONLY_METHODS:
             raise self._error(505, "not an HTTP request (RTSP)")
         target = self._url
+        host = self._host
+        if host is not None and _HOST_FIELD.match(host) is None:
+            raise self._error(400, "invalid Host header")
         # Request-target forms (RFC 9112 3.2).
         if target[:1] == b"/":
             if method == b"CONNECT":
@@ -488,10 +494,14 @@ class RequestParser:
             if _AUTHORITY_FORM.match(target) is None:
                 raise self._error(400, "invalid authority-form target")
             path = query = b""
+            host = target
         else:
             match = _ABSOLUTE_FORM.match(target)
             if match is None:
                 raise self._error(400, "invalid request target")
+            authority = target[target.index(b"//") + 2 : match.end()]
+            # RFC 9112 3.2.2: the target's authority replaces the Host header.
+            host = authority.rpartition(b"@")[2]
             rest = target[match.end() :]
             if b"#" in rest:
                 rest = rest[: rest.index(b"#")]
@@ -540,7 +550,7 @@ class RequestParser:
                 self._length,
                 chunked,
                 upgrade,
-                self._host,
+                host,
             )
         )
         self._state = _BODY
