@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -407,8 +408,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         wrk = wrkrun.find_wrk()
     except wrkrun.WrkError as exc:

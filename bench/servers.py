@@ -8,6 +8,7 @@ file that is shown when it fails to start.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import http.client
 import os
 import shutil
@@ -39,6 +40,13 @@ def _venv_program(name: str) -> str | None:
     if local.is_file() and os.access(local, os.X_OK):
         return str(local)
     return shutil.which(name)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: SIGTERM the server if the harness dies (killed by a test's timeout, say)."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -146,6 +154,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 process_group=0,
+                preexec_fn=_die_with_parent,
             )
         try:
             self._wait_ready()
