@@ -83,8 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=_setting,
         metavar="NAME=VALUE",
-        help="override a front or pool setting (e.g. header_timeout=5, queue_size=10); "
-        "repeatable",
+        help="override a front or pool setting (e.g. header_timeout=5, queue_size=10); repeatable",
     )
     return parser
 

@@ -15,6 +15,12 @@ count. Mounts: the longest virtual path that is the path or a prefix of it on a 
 contains the path decides; its handlers are tried in order, the pattern matched (as IIS does,
 case-insensitively) against the last path segment; the first match wins; none = static.
 Matching of virtual paths and folders is case-sensitive, as file systems here are.
+
+`host` and `path` may be `str` or `bytes`. The front's bytes (the path percent-decoded, dot
+segments removed: `corral.front.target.decode_path`) are matched byte for byte; a `str` path is
+taken as text and matched by its UTF-8 bytes. `Route.script_name`/`path_info` are "WSGI strings"
+(each byte one latin-1 character, as PEP 3333 wants); `script_name_bytes`/`path_info_bytes` give
+the bytes back.
 """
 
 from __future__ import annotations
@@ -22,7 +28,14 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from corral.config.model import AppConfig, Handler, HandlerScope, Mount, ServerConfig, SiteConfig
+from corral.config.model import (
+    AppConfig,
+    Handler,
+    HandlerScope,
+    Mount,
+    ServerConfig,
+    SiteConfig,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +45,33 @@ class Route:
     #: None: no handler maps this path; serve it as a static file from `mount.static`.
     app: AppConfig | None
     handler: Handler | None
-    #: "" for the root mount, else the mount's virtual path ("/blog").
+    #: "" for the root mount, else the mount's virtual path ("/blog"), as a WSGI string.
     script_name: str
-    #: The rest of the path ("" when the request is exactly the virtual path).
+    #: The rest of the path ("" when the request is exactly the virtual path), as a WSGI string.
     path_info: str
 
+    @property
+    def script_name_bytes(self) -> bytes:
+        return self.script_name.encode("latin-1")
 
-def normalize_host(host: str | None) -> str:
+    @property
+    def path_info_bytes(self) -> bytes:
+        return self.path_info.encode("latin-1")
+
+
+def wsgi_string(value: str | bytes) -> str:
+    """Bytes as latin-1 text (each byte one character); text first encoded as UTF-8."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return value.encode("utf-8").decode("latin-1")
+
+
+def normalize_host(host: str | bytes | None) -> str:
     """Host header -> lower-case name without port, brackets or trailing dot."""
     if not host:
         return ""
+    if isinstance(host, bytes):
+        host = host.decode("latin-1")
     host = host.strip().lower()
     if host.startswith("["):
         end = host.find("]")
@@ -63,14 +93,15 @@ def _under(path: str, prefix: str) -> bool:
 
 
 class _CompiledMount:
-    __slots__ = ("apps", "mount", "scopes")
+    __slots__ = ("apps", "mount", "scopes", "virtual_path")
 
     def __init__(self, mount: Mount, site: SiteConfig) -> None:
         self.mount = mount
+        self.virtual_path = wsgi_string(mount.virtual_path)
         # Deepest folder first.
-        self.scopes: list[HandlerScope] = sorted(
-            mount.scopes,
-            key=lambda scope: scope.folder.count("/") + bool(scope.folder),
+        self.scopes: list[tuple[str, HandlerScope]] = sorted(
+            ((wsgi_string(scope.folder), scope) for scope in mount.scopes),
+            key=lambda item: item[0].count("/") + bool(item[0]),
             reverse=True,
         )
         self.apps = {app.name: app for app in site.apps if app.virtual_path == mount.virtual_path}
@@ -105,7 +136,7 @@ class Router:
                         self._exact.setdefault(host, []).append((binding.port, compiled))
         self._wildcard.sort(key=lambda item: len(item[0]), reverse=True)
 
-    def site_for(self, host: str | None, *, port: int | None = None) -> SiteConfig | None:
+    def site_for(self, host: str | bytes | None, *, port: int | None = None) -> SiteConfig | None:
         compiled = self._site(normalize_host(host), port)
         return None if compiled is None else compiled.site
 
@@ -125,14 +156,17 @@ class Router:
                 return site
         return None
 
-    def match(self, host: str | None, path: str, *, port: int | None = None) -> Route | None:
+    def match(
+        self, host: str | bytes | None, path: str | bytes, *, port: int | None = None
+    ) -> Route | None:
         site = self._site(normalize_host(host), port)
         if site is None:
             return None
+        path = wsgi_string(path)
         if not path.startswith("/"):
             path = "/" + path
         for compiled in site.mounts:
-            virtual = compiled.mount.virtual_path
+            virtual = compiled.virtual_path
             if virtual == "/":
                 script_name, path_info = "", path
             elif _under(path, virtual):
@@ -148,8 +182,8 @@ class Router:
         compiled: _CompiledMount, path_info: str
     ) -> tuple[AppConfig | None, Handler | None]:
         relative = path_info.lstrip("/")
-        for scope in compiled.scopes:
-            if scope.folder and not _under(relative, scope.folder):
+        for folder, scope in compiled.scopes:
+            if folder and not _under(relative, folder):
                 continue
             for handler in scope.handlers:
                 if _handler_matches(handler.path, path_info):

@@ -6,8 +6,9 @@
 - 404 for anything that could reach outside the folder (`..`, an encoded or double-encoded
   traversal, a backslash, NUL or control characters, a symlink leading out), for hidden and
   configuration files (any dot segment such as `.env`, `.git`, `.zoo`; `web.config`,
-  `corral.toml`; `__pycache__`), for the ERROR_LOG_DIR folders, for the engines' source files
-  (`*.py` for Python engines, `*.php` ...) and for what does not exist. 404 rather than 403 so
+  `corral.toml`; `__pycache__`), for the ERROR_LOG_DIR folders, for the files the applications'
+  variables name (DEPLOY_FILE, DEPLOY_LOG, PHP_INI), for the engines' source files (`*.py` for
+  Python engines, `*.php` ...) and for what does not exist. 404 rather than 403 so
   that a probe learns nothing.
 - 403 for a folder with no index document (no directory listings).
 
@@ -58,6 +59,16 @@ class Denied:
     reason: str
 
 
+def as_text(path_info: str | bytes) -> str | None:
+    """Path bytes (from the front, percent-decoded) as text; None if they are not UTF-8."""
+    if isinstance(path_info, str):
+        return path_info
+    try:
+        return path_info.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def check_path(policy: StaticPolicy, path_info: str) -> tuple[str, ...] | Denied:
     """The path's segments if they are safe to look up, else why not (no file system access)."""
     if "\\" in path_info:
@@ -90,6 +101,9 @@ def _hidden(policy: StaticPolicy, segments: tuple[str, ...]) -> str | None:
             if name.endswith(suffix):
                 return "source file of the application's engine"
     joined = "/".join(segments).lower()
+    for hidden_file in policy.hidden_files:
+        if joined == hidden_file.lower():
+            return "file named by the application's variables"
     for folder in policy.hidden_dirs:
         folder = folder.lower().strip("/")
         if folder and (joined == folder or joined.startswith(folder + "/")):
@@ -97,8 +111,15 @@ def _hidden(policy: StaticPolicy, segments: tuple[str, ...]) -> str | None:
     return None
 
 
-def resolve(policy: StaticPolicy, path_info: str) -> StaticFile | Redirect | Denied:
-    """Find the file for `path_info` (percent-decoded, relative to the mount) under the root."""
+def resolve(policy: StaticPolicy, path_info: str | bytes) -> StaticFile | Redirect | Denied:
+    """Find the file for `path_info` (percent-decoded, relative to the mount) under the root.
+
+    Pass `Route.path_info_bytes` (or text). Bytes that are not UTF-8 name no file: 404.
+    """
+    text = as_text(path_info)
+    if text is None:
+        return Denied(404, "path is not UTF-8")
+    path_info = text
     checked = check_path(policy, path_info)
     if isinstance(checked, Denied):
         return checked

@@ -19,7 +19,7 @@ from corral.config.model import (
     Protocol,
     Transport,
 )
-from corral.config.settings import BY_NAME, Setting
+from corral.config.settings import BY_NAME
 
 #: setting name -> (value as written, where)
 Written = dict[str, tuple[object, Location]]
@@ -34,8 +34,14 @@ def declare_engine(
     location: Location,
     problems: Problems,
     not_in_effect: list[NotInEffect],
+    base: EngineConfig | None = None,
 ) -> EngineConfig | None:
-    """The engine, or None after adding every error in the declaration to `problems`."""
+    """The engine, or None after adding every error in the declaration to `problems`.
+
+    Unwritten values come from `base` (Corral's TOML amends the engine it overrides), else from
+    the built-in engine the name stands for, else from the settings' defaults. Set values that
+    are not in effect are listed by `load` for the engines applications use.
+    """
     ok = True
     values: dict[str, object] = {}
     for setting_name, (raw, where) in written.items():
@@ -48,18 +54,15 @@ def declare_engine(
             )
             ok = False
             continue
-        if not setting.in_effect and values[setting_name] != setting.default:
-            not_in_effect.append(
-                NotInEffect(f"engine {name}: {_spelling(setting, origin)}", str(raw), where)
-            )
     if not ok:
         return None
 
     def get(setting_name: str, fallback: object) -> object:
         return values.get(setting_name, fallback)
 
-    builtin = engines.built_in(name)
-    base = builtin if builtin is not None else _blank(name)
+    if base is None:
+        builtin = engines.built_in(name)
+        base = builtin if builtin is not None else _blank(name)
     transport = Transport(str(get("engine.transport", base.transport.value)))
     protocol = Protocol(str(get("engine.protocol", base.protocol.value)))
     if transport is Transport.TCP_SERVICE:
@@ -88,7 +91,7 @@ def declare_engine(
             get("engine.graceful_shutdown_timeout", base.graceful_shutdown_timeout)
         ),
         enabled=bool(get("engine.enabled", base.enabled)),
-        env=base.env if env is None else env,
+        env=_merge_env(base.env, env, amend=origin == "toml"),
         origin=origin,
         location=location,
     )
@@ -107,20 +110,22 @@ def declare_engine(
             f"minInstances {engine.min_instances} is above maxInstances {engine.max_instances}",
         )
         return None
-    if kind is EngineKind.PYTHON_WORKER and engine.arguments:
-        where = written.get("engine.arguments", (None, location))[1]
-        not_in_effect.append(
-            NotInEffect(
-                f"engine {name}: arguments (Corral runs its own Python worker)",
-                engine.arguments,
-                where,
-            )
-        )
     return engine
 
 
-def _spelling(setting: Setting, origin: str) -> str:
-    return setting.toml_key if origin == "toml" else setting.zoo_name
+def _merge_env(
+    base: tuple[EnvVar, ...], env: tuple[EnvVar, ...] | None, *, amend: bool
+) -> tuple[EnvVar, ...]:
+    """Zoo's <userEngines> replace the variables; Corral's TOML amends them by name."""
+    if env is None:
+        return base
+    if not amend:
+        return env
+    merged = {var.name: var for var in base}
+    for var in env:
+        merged.pop(var.name, None)
+        merged[var.name] = var
+    return tuple(merged.values())
 
 
 def _int(value: object) -> int:

@@ -43,5 +43,10 @@ class Problems:
         return bool(self.errors)
 
     def raise_if_any(self) -> None:
+        """Raise every error, in file order then line order (files in the order first met)."""
         if self.errors:
-            raise ConfigErrors(self.errors)
+            first: dict[str, int] = {}
+            for index, error in enumerate(self.errors):
+                first.setdefault(error.location.file, index)
+            ordered = sorted(self.errors, key=lambda e: (first[e.location.file], e.location.line))
+            raise ConfigErrors(ordered)

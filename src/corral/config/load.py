@@ -41,7 +41,9 @@ from corral.config.settings import (
     PROTOCOLS_IN_EFFECT,
     TRANSPORTS_IN_EFFECT,
     Kind,
+    Scope,
     Setting,
+    by_scope,
 )
 from corral.config.tomlfile import (
     MountDecl,
@@ -106,7 +108,7 @@ def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> Serve
     if source is None:
         problems.raise_if_any()
         raise AssertionError("unreachable")  # pragma: no cover
-    server = read_server(source, problems, not_in_effect)
+    server = read_server(source, problems)
     zoo: ZooServer | None = None
     sources = [path]
     if server.application_host is not None:
@@ -116,9 +118,8 @@ def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> Serve
         else:
             sources.append(host_path)
             zoo = read_application_host(_read(host_path, problems), host_path, problems)
-    return _build(
-        problems, zoo, list(server.engines), list(server.sites), environ, sources, not_in_effect
-    )
+    engines = read_engines(source, problems, not_in_effect, engine_table(zoo, ()))
+    return _build(problems, zoo, engines, list(server.sites), environ, sources, not_in_effect)
 
 
 def _read(path: str, problems: Problems) -> bytes:
@@ -148,6 +149,34 @@ def engine_table(zoo: ZooServer | None, toml: Iterable[EngineConfig]) -> dict[st
 
 def resolve_engine(table: Mapping[str, EngineConfig], name: str) -> EngineConfig | None:
     return table.get(name) or builtin_engines.built_in(name)
+
+
+def engine_not_in_effect(engine: EngineConfig) -> list[NotInEffect]:
+    """An engine's set values that the runtime does not act on yet."""
+    spelling = "toml_key" if engine.origin == "toml" else "zoo_name"
+    items: list[NotInEffect] = []
+    for setting in by_scope(Scope.ENGINE):
+        attribute = setting.name.removeprefix("engine.")
+        if setting.in_effect or not hasattr(engine, attribute):
+            continue
+        value = getattr(engine, attribute)
+        if value != setting.default:
+            items.append(
+                NotInEffect(
+                    f"engine {engine.name}: {getattr(setting, spelling)}",
+                    str(value),
+                    engine.location,
+                )
+            )
+    if engine.kind is EngineKind.PYTHON_WORKER and engine.arguments:
+        items.append(
+            NotInEffect(
+                f"engine {engine.name}: arguments (Corral runs its own Python worker)",
+                engine.arguments,
+                engine.location,
+            )
+        )
+    return items
 
 
 def switch_enabled(entries: Iterable[SwitchEntry], engine: str) -> bool:
@@ -213,6 +242,7 @@ def _build(
     _check_bindings(problems, built)
     problems.raise_if_any()
     for name, engine in sorted(ctx.used_engines.items()):
+        ctx.not_in_effect.extend(engine_not_in_effect(engine))
         if engine.kind is not EngineKind.SERVICE and engine.transport not in TRANSPORTS_IN_EFFECT:
             ctx.not_in_effect.append(
                 NotInEffect(f"engine {name}: transport", engine.transport.value, engine.location)
@@ -454,14 +484,28 @@ def _build_mount(
                 f"{where}: application {app_name!r} has no handler: its variables are unused"
             )
     hidden: list[str] = []
+    hidden_files: list[str] = []
     suffixes: list[str] = []
+
+    def inside(path: str) -> str | None:
+        rel = os.path.relpath(path, root).replace(os.sep, "/")
+        return None if rel == "." or rel.startswith("..") else rel
+
     for app in apps:
-        if app.error_log_dir is not None:
-            rel = os.path.relpath(app.error_log_dir, root).replace(os.sep, "/")
-            if rel != "." and not rel.startswith(".."):
-                hidden.append(rel)
+        if app.error_log_dir is not None and (rel := inside(app.error_log_dir)):
+            hidden.append(rel)
+        named = [app.deploy_file, app.deploy_log]
+        php_ini = app.env_dict().get("PHP_INI")
+        if php_ini:
+            named.append(expand.resolve_path(php_ini, root))
+        hidden_files.extend(rel for path in named if path and (rel := inside(path)))
         suffixes.extend(app.engine.source_suffixes)
-    static = StaticPolicy(root, tuple(dict.fromkeys(hidden)), tuple(dict.fromkeys(suffixes)))
+    static = StaticPolicy(
+        root,
+        tuple(dict.fromkeys(hidden)),
+        tuple(dict.fromkeys(suffixes)),
+        tuple(dict.fromkeys(hidden_files)),
+    )
     mount = Mount(
         decl.virtual_path, root, tuple(scopes), tuple(a.name for a in apps), static, decl.location
     )
@@ -504,11 +548,13 @@ def _build_app(
     problems = ctx.problems
     first = handlers[0]
     engine_name = first.engine
+    in_toml = first.location is not None and first.location.file.endswith(".toml")
+    engine_key = "engine" if in_toml else "scriptProcessor"
     for handler in handlers[1:]:
         if handler.engine != engine_name:
             problems.add(
                 handler.location or Location("?"),
-                "scriptProcessor",
+                engine_key,
                 f"application {name!r} uses engine {handler.engine!r} here but "
                 f"{engine_name!r} at {first.location}",
             )
@@ -518,7 +564,7 @@ def _build_app(
         known = sorted(set(ctx.engines) | {e.name for e in builtin_engines.BUILT_IN})
         problems.add(
             first.location or Location("?"),
-            "scriptProcessor",
+            engine_key,
             f"unknown engine {engine_name!r} (known: {', '.join(known)}; Zoo names "
             "python.*, php.*.pipe and nodejs.http* also work)",
         )
@@ -527,7 +573,7 @@ def _build_app(
         why = "by <switchboard>" if engine.enabled else "(enabled = false)"
         problems.add(
             first.location or Location("?"),
-            "scriptProcessor",
+            engine_key,
             f"engine {engine_name!r} is disabled for site {site!r} {why}",
         )
         return None
@@ -603,7 +649,9 @@ def _build_app(
         if builtin_engines.is_python_alias(engine_name) or engine.origin != "built-in":
             asked_text = (
                 f"; the engine name asks for Python {asked.group(1)}"
-                if asked and interpreter == sys.executable and asked.group(1) != version
+                if asked
+                and interpreter == sys.executable
+                and not f"{version}.".startswith(asked.group(1) + ".")
                 else ""
             )
             notices.append(

@@ -159,6 +159,8 @@ class StaticPolicy:
     hidden_dirs: tuple[str, ...] = ()
     #: Lower-case suffixes never served: the source files of the mount's engines (`.py`, `.php`).
     source_suffixes: tuple[str, ...] = ()
+    #: Files (relative) named by the apps' variables: DEPLOY_FILE, DEPLOY_LOG, PHP_INI.
+    hidden_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,3 +269,11 @@ class ServerConfig:
     @property
     def apps(self) -> tuple[AppConfig, ...]:
         return tuple(app for site in self.sites for app in site.apps)
+
+    def listen_addresses(self) -> tuple[tuple[str, int], ...]:
+        """Each (address, port) to listen on once; sites sharing one are told apart by Host."""
+        seen: dict[tuple[str, int], None] = {}
+        for site in self.sites:
+            for binding in site.bindings:
+                seen[(binding.address, binding.port)] = None
+        return tuple(seen)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,8 +189,12 @@ def _table(source: TomlSource, value: object, path: KeyPath, problems: Problems)
 
 
 def read_engines(
-    source: TomlSource, problems: Problems, not_in_effect: list[NotInEffect]
+    source: TomlSource,
+    problems: Problems,
+    not_in_effect: list[NotInEffect],
+    bases: Mapping[str, EngineConfig] | None = None,
 ) -> list[EngineConfig]:
+    """`[engines.NAME]` tables; one named in `bases` amends that engine (unwritten keys kept)."""
     result: list[EngineConfig] = []
     for name, table in _table(
         source, source.data.get("engines", {}), ("engines",), problems
@@ -215,6 +220,7 @@ def read_engines(
             location=source.at("engines", name),
             problems=problems,
             not_in_effect=not_in_effect,
+            base=(bases or {}).get(name),
         )
         if engine is not None:
             result.append(engine)
@@ -356,13 +362,12 @@ class SiteDecl:
 class ServerToml:
     file: str
     application_host: tuple[str, Location] | None
-    engines: tuple[EngineConfig, ...]
     sites: tuple[SiteDecl, ...]
 
 
-def read_server(
-    source: TomlSource, problems: Problems, not_in_effect: list[NotInEffect]
-) -> ServerToml:
+def read_server(source: TomlSource, problems: Problems) -> ServerToml:
+    """`[server]` and `[sites]`; `[engines]` is read by `read_engines` once the
+    applicationHost.config they may amend has been read."""
     base = os.path.dirname(os.path.abspath(source.file))
     for key in source.data:
         if key not in ("server", "engines", "sites"):
@@ -379,7 +384,6 @@ def read_server(
                 key,
                 "unknown server setting" if key != "application_host" else "expected a path",
             )
-    engines = read_engines(source, problems, not_in_effect)
     sites: list[SiteDecl] = []
     for name, table in _table(source, source.data.get("sites", {}), ("sites",), problems).items():
         table = _table(source, table, ("sites", name), problems)
@@ -408,14 +412,14 @@ def read_server(
                 "apps",
                 f'site {name!r} has no application (add [sites.{name}.apps."/"])',
             )
-        if not bindings:
+        if not bindings and "bindings" not in table:
             problems.add(source.at("sites", name), "bindings", f"site {name!r} has no binding")
         sites.append(
             SiteDecl(name, bindings, tuple(switchboard), tuple(mounts), source.at("sites", name))
         )
     if not sites:
         problems.add(Location(source.file, 1), "sites", "the server file declares no site")
-    return ServerToml(source.file, application_host, tuple(engines), tuple(sites))
+    return ServerToml(source.file, application_host, tuple(sites))
 
 
 def _mounts(

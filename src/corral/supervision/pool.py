@@ -314,12 +314,19 @@ class Pool(Generic[ConnT]):
                 if not retry and len(self._waiters) >= self.settings.queue_size:
                     raise PoolOverloaded(self.name, self.settings.queue_size)
                 worker = await self._wait_for_worker(deadline, limit, front=retry)
+            conn = self._take_idle_connection(worker)
             try:
-                conn = await self._open_connection(worker)
+                if conn is None:
+                    assert worker.process is not None
+                    async with asyncio.timeout_at(deadline):
+                        conn = await self._connect(worker.process.address)
             except OSError as exc:
                 self._connect_failed(worker, exc)
                 retry = True
                 continue
+            except TimeoutError:
+                self._unreserve(worker, served=False)
+                raise AcquireTimeout(self.name, limit) from None
             except BaseException:
                 self._unreserve(worker, served=False)
                 raise
@@ -519,13 +526,13 @@ class Pool(Generic[ConnT]):
                     else PoolUnavailable(self.name, error.reason, error.stderr_tail)
                 )
 
-    async def _open_connection(self, worker: _Worker[ConnT]) -> ConnT:
+    def _take_idle_connection(self, worker: _Worker[ConnT]) -> ConnT | None:
+        """A kept-alive connection to ``worker`` that is still open, if any."""
         while worker.idle_conns:
             conn = worker.idle_conns.pop()
             if not conn.is_closed:
                 return conn
-        assert worker.process is not None
-        return await self._connect(worker.process.address)
+        return None
 
     def _connect_failed(self, worker: _Worker[ConnT], exc: OSError) -> None:
         """A ready worker refused a connection: it is broken; kill it (the policy replaces it)."""
@@ -650,6 +657,21 @@ class Pool(Generic[ConnT]):
                 await worker.process.close()
             self._forget(worker)
             raise
+        except Exception as exc:
+            # A bug here must not leave a worker STARTING forever and the pool wedged.
+            _log.exception(
+                "app %s: internal error supervising worker pid %s",
+                self.name,
+                worker.pid,
+                extra={"app": self.name, "pid": worker.pid},
+            )
+            if worker.process is not None:
+                await worker.process.close()
+            if worker.state is WorkerState.STARTING:
+                self._start_failed(worker, f"internal error: {exc!r}", "")
+            else:
+                self._forget(worker)
+                self._evaluate()
 
     async def _await_ready(self, process: WorkerProcess) -> str | None:
         """None when the worker answered the probe in time; else why it did not."""

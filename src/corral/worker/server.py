@@ -94,19 +94,42 @@ class WorkerState:
     def end(self) -> None:
         with self.idle:
             self.busy -= 1
-            if not self.busy:
+            if self.stopping and not self.busy:
                 self.idle.notify_all()
+
+
+class ThreadBuffers:
+    """A serving thread's I/O buffers, reused by each connection it serves (allocating and
+    zeroing 256 KiB per connection would cost more than a small request)."""
+
+    __slots__ = ("_file", "recv", "recv_view")
+
+    def __init__(self) -> None:
+        self.recv = bytearray(RECV_SIZE)
+        self.recv_view = memoryview(self.recv)
+        self._file: memoryview | None = None
+
+    def file_view(self) -> memoryview:
+        """The buffer file_wrapper blocks are read into: a record header, then the block."""
+        if self._file is None:
+            self._file = memoryview(bytearray(HEADER_LEN + FILE_BLOCK + 8))
+        return self._file
 
 
 class Connection:
     """One FastCGI connection from the front; implements ``wsgi.Channel`` for its request."""
 
-    def __init__(self, sock: socket.socket, state: WorkerState) -> None:
+    def __init__(
+        self, sock: socket.socket, state: WorkerState, buffers: ThreadBuffers | None = None
+    ) -> None:
         self.sock = sock
         self.state = state
         self.fcgi = FastCGIConnection(SERVER)
-        self.buf = bytearray(RECV_SIZE)
-        self.view = memoryview(self.buf)
+        if buffers is None:
+            buffers = ThreadBuffers()
+        self.buffers = buffers
+        self.buf = buffers.recv
+        self.view = buffers.recv_view
         self.gone = False  # the front closed the connection, or it broke
         self.broken = False  # the front broke the protocol
         # The request in progress (0: none).
@@ -115,7 +138,6 @@ class Connection:
         self.stdin: deque[bytes] = deque()
         self.stdin_held = 0
         self.stdin_done = False
-        self.file_buf: memoryview | None = None
 
     # ---------------------------------------------------------------- I/O
 
@@ -230,9 +252,7 @@ class Connection:
     def send_file(self, readinto: Callable[[memoryview], int | None], limit: int | None) -> int:
         if self.aborted:
             raise ClientDisconnected("the request was aborted")
-        view = self.file_buf
-        if view is None:
-            view = self.file_buf = memoryview(bytearray(HEADER_LEN + FILE_BLOCK + 8))
+        view = self.buffers.file_view()
         sent = 0
         rid = self.rid
         first = True
@@ -471,6 +491,7 @@ def _inherited() -> socket.socket:
 def accept_loop(listener: socket.socket, state: WorkerState) -> None:
     """One thread: accept a connection, serve it to its end, repeat."""
     tcp = listener.family in (socket.AF_INET, socket.AF_INET6)
+    buffers = ThreadBuffers()
     while not state.stopping:
         try:
             sock, _ = listener.accept()
@@ -489,7 +510,7 @@ def accept_loop(listener: socket.socket, state: WorkerState) -> None:
             except OSError:
                 pass
         try:
-            Connection(sock, state).serve()
+            Connection(sock, state, buffers).serve()
         except Exception as exc:
             log("internal error serving a connection:\n" + "".join(traceback.format_exception(exc)))
         except BaseException as exc:  # the app raised SystemExit (or worse) in a request

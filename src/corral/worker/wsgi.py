@@ -256,6 +256,10 @@ def environ_base(*, multithread: bool) -> dict[str, Any]:
     }
 
 
+#: Decoded param names (the same few dozen arrive with every request).
+_NAMES: dict[bytes, str] = {}
+
+
 def build_environ(base: dict[str, Any], params: Iterable[tuple[bytes, bytes]]) -> dict[str, Any]:
     """The environ for one request from its FastCGI params.
 
@@ -264,8 +268,14 @@ def build_environ(base: dict[str, Any], params: Iterable[tuple[bytes, bytes]]) -
     per CGI): they are never unquoted here. Defaults fill what WSGI requires.
     """
     environ = base.copy()
+    names = _NAMES
     for name, value in params:
-        environ[name.decode("latin-1")] = value.decode("latin-1")
+        key = names.get(name)
+        if key is None:
+            key = name.decode("latin-1")
+            if len(names) < 512:
+                names[name] = key
+        environ[key] = value.decode("latin-1")
     script_name = environ["SCRIPT_NAME"]
     if script_name.endswith("/"):
         # PEP 3333: the root is "", and PATH_INFO carries the slash.
