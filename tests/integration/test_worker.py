@@ -532,3 +532,33 @@ def test_sigterm_finishes_the_request_in_flight(workers: Workers) -> None:
 def test_begin_request_is_a_real_request_event() -> None:
     # Guard the test client itself: the events it builds are the codec's.
     assert BeginRequest(1).role == Role.RESPONDER
+
+
+def test_abort_while_the_app_waits_for_its_body(worker: str, workers: Workers) -> None:
+    with Client(worker) as client:
+        client.begin(base_params("/input?op=read", "POST", CONTENT_LENGTH="1000"), stdin=None)
+        client.send_stdin(b"only ten b")
+        time.sleep(0.2)  # the app is now blocked in wsgi.input.read()
+        client.abort()
+        response = client.read_response()
+        assert response.stdout == b""
+        assert response.app_status == 1
+    assert get(worker, "/hello").body == b"Hello, world!"
+    assert "Traceback" not in workers.started[0].log  # an abort is not an application error
+
+
+def test_body_shorter_than_content_length_is_an_error_for_the_app(
+    worker: str, workers: Workers
+) -> None:
+    with Client(worker) as client:
+        response = client.request(
+            base_params("/input?op=read", "POST", CONTENT_LENGTH="100"), b"short"
+        )
+    assert response.status == "500 Internal Server Error"
+    assert "ended 95 bytes short of its CONTENT_LENGTH" in workers.started[0].log
+
+
+def test_malformed_content_length_is_a_400(worker: str) -> None:
+    with Client(worker) as client:
+        response = client.request(base_params("/hello", "POST", CONTENT_LENGTH="12x"), b"x")
+    assert response.status == "400 Bad Request"
