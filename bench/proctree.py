@@ -16,7 +16,25 @@ Known sources of error (small next to a 10 s run; see bench/README.md):
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import psutil
+
+
+class TreeCPU(NamedTuple):
+    """CPU seconds of a process tree: the root process's own, and everything else (its live
+    descendants and the children it reaped)."""
+
+    root: float
+    others: float
+
+    @property
+    def total(self) -> float:
+        return self.root + self.others
+
+    def __sub__(self, other: object) -> TreeCPU:
+        assert isinstance(other, TreeCPU)
+        return TreeCPU(self.root - other.root, self.others - other.others)
 
 
 def _process_seconds(proc: psutil.Process) -> float:
@@ -24,17 +42,19 @@ def _process_seconds(proc: psutil.Process) -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-def tree_cpu_seconds(pid: int) -> float:
+def tree_cpu_seconds(pid: int) -> TreeCPU:
     """Return the CPU seconds spent so far by ``pid`` and all its descendants (see module doc)."""
     root = psutil.Process(pid)
-    total = _process_seconds(root)
+    times = root.cpu_times()
+    own = times.user + times.system
+    others = times.children_user + times.children_system
     for child in root.children(recursive=True):
         try:
-            total += _process_seconds(child)
+            others += _process_seconds(child)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             # Exited since the listing: its time is now (or soon) in its parent's reaped total.
             continue
-    return total
+    return TreeCPU(own, others)
 
 
 def tree_pids(pid: int) -> list[psutil.Process]:

@@ -189,11 +189,17 @@ def measure(
         "errors": result.errors,
         "error_count": result.error_count,
         "status_sample": {str(k): v for k, v in statuses.items()},
-        "server_cpu_s": round(cpu, 3),
-        "cpu_us_per_request": round(cpu * 1e6 / result.requests, 1) if result.requests else None,
+        "server_cpu_s": round(cpu.total, 3),
+        "server_cpu_root_s": round(cpu.root, 3),
+        "cpu_us_per_request": per_request(cpu.total, result.requests),
+        "cpu_us_per_request_root": per_request(cpu.root, result.requests),
         "notes": notes,
         "wrk_output": result.output if args.verbose else None,
     }
+
+
+def per_request(seconds: float, requests: int) -> float | None:
+    return round(seconds * 1e6 / requests, 1) if requests else None
 
 
 def connections_in_service(mean_us: float, requests: int, duration_s: float, conns: int) -> float:
@@ -238,6 +244,7 @@ def print_table(rows: list[dict[str, Any]], out: Any = sys.stdout) -> None:
         "p99",
         "errors",
         "CPU µs/req",
+        "of which front/master",
     )
     table: list[tuple[str, ...]] = [header]
     notes: list[str] = []
@@ -260,6 +267,7 @@ def print_table(rows: list[dict[str, Any]], out: Any = sys.stdout) -> None:
                 fmt_latency(row["latency_us"]["p99"]),
                 fmt_errors(row),
                 "-" if cpu is None else f"{cpu:.1f}",
+                "-" if cpu is None else f"{row['cpu_us_per_request_root']:.1f}",
             )
         )
         for note in row["notes"]:
