@@ -11,11 +11,15 @@ Behaviour by environment:
     RESPONDER_IGNORE_TERM=1   ignore SIGTERM (the host must SIGKILL)
     RESPONDER_SPAWN_CHILD=1   start a grandchild (sleep) in the same process group
     RESPONDER_IGNORE_LIVENESS=1  do not watch fd 3
+    RESPONDER_FAIL_IF_EXISTS=P   behave as RESPONDER_FAIL_IMPORT while the file P exists
 
 Requests, by PATH_INFO:
     /pid          -> body "<pid>"
     /sleep/<s>    -> sleep s seconds, then body "<pid>"
     /exit/<n>     -> exit the whole process with code n, no answer
+    /close-listener -> stop listening (connections are refused) but stay alive
+    /barrier/<n>  -> wait (up to 10 s) until n /barrier requests are in this process at once;
+                     body "met" or "timeout" (proves requests are served concurrently)
     anything else -> body "<pid> <path>"
 """
 
@@ -28,6 +32,9 @@ import sys
 import threading
 import time
 
+LISTENER = None
+ARRIVED = threading.Condition()
+ARRIVALS = [0]
 HEADER = struct.Struct("!BBHHBx")
 BEGIN, ABORT, END, PARAMS, STDIN, STDOUT, STDERR = 1, 2, 3, 4, 5, 6, 7
 GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE = 9, 10, 11
@@ -94,6 +101,16 @@ def respond(path):
         return str(os.getpid())
     if path.startswith("/exit/"):
         os._exit(int(path.split("/")[2]))
+    if path.startswith("/barrier/"):
+        wanted = int(path.split("/")[2])
+        with ARRIVED:
+            ARRIVALS[0] += 1
+            ARRIVED.notify_all()
+            met = ARRIVED.wait_for(lambda: ARRIVALS[0] >= wanted, timeout=10)
+        return "met" if met else "timeout"
+    if path == "/close-listener":
+        LISTENER.shutdown(socket.SHUT_RDWR)
+        return "closed"
     if path == "/pid":
         return str(os.getpid())
     return f"{os.getpid()} {path}"
@@ -157,7 +174,8 @@ def main():
     if env.get("RESPONDER_SPAWN_CHILD"):
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
         print(f"grandchild {child.pid}", flush=True)
-    if env.get("RESPONDER_FAIL_IMPORT"):
+    fail_if = env.get("RESPONDER_FAIL_IF_EXISTS")
+    if env.get("RESPONDER_FAIL_IMPORT") or (fail_if and os.path.exists(fail_if)):
         try:
             import no_such_module_for_corral_tests  # noqa: F401
         except ImportError:
@@ -172,10 +190,15 @@ def main():
     if env.get("RESPONDER_NEVER_READY"):
         while True:
             time.sleep(3600)
-    listener = socket.socket(fileno=0)
+    global LISTENER
+    LISTENER = socket.socket(fileno=0)
     print(f"responder {os.getpid()} serving", flush=True)
     while True:
-        conn, _ = listener.accept()
+        try:
+            conn, _ = LISTENER.accept()
+        except OSError:  # /close-listener: stay alive, refusing connections
+            while True:
+                time.sleep(3600)
         threading.Thread(target=serve_connection, args=(conn,), daemon=True).start()
 
 

@@ -30,6 +30,7 @@ from corral.supervision import (
     PoolOverloaded,
     PoolSettings,
     PoolUnavailable,
+    StartBackoff,
     Transport,
 )
 
@@ -262,10 +263,10 @@ def test_connections_per_worker_lets_one_worker_serve_several_requests(
     run: Run[None], tmp_path: Path
 ) -> None:
     async def body(pool: Pool[TestConnection]) -> None:
-        started = time.monotonic()
-        results = await asyncio.gather(*(request(pool, "/sleep/0.5") for _ in range(3)))
+        # Each request waits inside the worker until all three are there at once.
+        results = await asyncio.gather(*(request(pool, "/barrier/3") for _ in range(3)))
+        assert [answer for _, answer in results] == [b"met"] * 3
         assert len({pid for pid, _ in results}) == 1
-        assert time.monotonic() - started < 1.4  # concurrent, not one after the other
         assert pool.snapshot().workers[0].requests_served == 3
 
     pool_settings = settings(min_instances=1, max_instances=1, connections_per_worker=3)
@@ -405,6 +406,68 @@ def test_a_slow_start_serves_the_requests_that_waited(run: Run[None], tmp_path: 
 
     pool_settings = settings(min_instances=1, max_instances=1)
     run(with_pool(responder_plan(tmp_path, start_delay="0.5"), pool_settings, body))
+
+
+def test_without_retry_on_demand_requests_fail_fast_during_the_backoff(
+    run: Run[None], tmp_path: Path
+) -> None:
+    async def body(pool: Pool[TestConnection]) -> None:
+        with pytest.raises(PoolUnavailable):
+            await pool.acquire()
+        assert pool.snapshot().start_failures == 1
+        with pytest.raises(PoolUnavailable) as info:
+            await pool.acquire()  # within the backoff: no new attempt
+        assert "No module named" in info.value.stderr_tail
+        assert pool.snapshot().start_failures == 1
+        assert pool.snapshot().workers == ()
+
+    backoff = StartBackoff(initial=30.0, retry_on_demand=False)
+    pool_settings = settings(backoff=backoff)
+    run(with_pool(responder_plan(tmp_path, fail_import="1"), pool_settings, body))
+
+
+def test_failed_starts_back_off_while_other_workers_serve(run: Run[None], tmp_path: Path) -> None:
+    marker = tmp_path / "broken"
+
+    async def body(pool: Pool[TestConnection]) -> None:
+        await request(pool)
+        await eventually(lambda: len(ready_pids(pool)) == 2, what="2 workers")
+        marker.write_text("")  # from now on, new workers cannot start
+        victim, survivor = ready_pids(pool)
+        os.kill(victim, signal.SIGKILL)  # a worker this test's pool started
+        await eventually(lambda: pool.snapshot().start_failures == 1, what="a failed start")
+        await asyncio.sleep(0.4)  # within the 1 s backoff: no second attempt
+        assert pool.snapshot().start_failures == 1
+        assert ready_pids(pool) == [survivor]
+        assert (await request(pool))[0] == survivor  # requests are still served
+        marker.unlink()
+        await eventually(lambda: len(ready_pids(pool)) == 2, what="the floor restored")
+        assert pool.snapshot().start_failures == 0  # reset by a worker that became ready
+
+    backoff = StartBackoff(initial=1.0)
+    pool_settings = settings(min_instances=2, max_instances=2, backoff=backoff)
+    run(with_pool(responder_plan(tmp_path, fail_if_exists=str(marker)), pool_settings, body))
+
+
+def test_a_worker_refusing_connections_is_replaced_and_the_request_served(
+    run: Run[None], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="corral")
+
+    async def body(pool: Pool[TestConnection]) -> None:
+        lease = await pool.acquire()
+        broken = lease.worker_pid
+        assert await lease.conn.get("/close-listener") == b"closed"
+        pool.release(lease, reusable=False)  # the next request needs a new connection
+        pid, answer = await request(pool)
+        assert pid != broken and answer == str(pid).encode()
+        await eventually(lambda: not pid_alive(broken), what="the broken worker killed")
+        assert any(
+            f"cannot connect to worker pid {broken}" in r.getMessage() for r in caplog.records
+        )
+
+    pool_settings = settings(min_instances=1, max_instances=1)
+    run(with_pool(responder_plan(tmp_path), pool_settings, body))
 
 
 # ----------------------------------------------------------------------------- scaling down

@@ -32,12 +32,17 @@ T = TypeVar("T")
 
 WSGI_APP = textwrap.dedent(
     """
-    import os, time
+    import os, threading
+
+    barrier = threading.Barrier(3)
 
     def application(environ, start_response):
         path = environ["PATH_INFO"]
-        if path.startswith("/sleep/"):
-            time.sleep(float(path.rsplit("/", 1)[1]))
+        if path == "/barrier":  # all three requests must be inside the app at once
+            try:
+                barrier.wait(timeout=10)
+            except threading.BrokenBarrierError:
+                path = "/barrier-timeout"
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [f"{os.getpid()} {path}".encode()]
     """
@@ -139,11 +144,9 @@ def test_worker_threads_serve_requests_concurrently(loop: str, tmp_path: Path) -
     pool = make_pool(make_app(tmp_path / "app"), threads=3, max_instances=1)
 
     async def main() -> None:
-        started = asyncio.get_running_loop().time()
-        results = await asyncio.gather(*(get(pool, "/sleep/0.5") for _ in range(3)))
-        elapsed = asyncio.get_running_loop().time() - started
+        results = await asyncio.gather(*(get(pool, "/barrier") for _ in range(3)))
         assert len({pid for pid, _ in results}) == 1
-        assert elapsed < 1.4, elapsed
+        assert all(body.endswith(b" /barrier") for _, body in results), results
 
     run(loop, pool, main())
 
