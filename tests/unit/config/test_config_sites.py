@@ -1,0 +1,281 @@
+"""Real-world web.config shapes (tests/fixtures/sites) load into the model Corral runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from corral.config import load, load_server, load_site
+from corral.config.expand import finish_env
+from corral.config.model import EngineKind, Protocol, Transport
+from corral.routing import Router
+
+SITES = Path(__file__).resolve().parents[2] / "fixtures" / "sites"
+ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/home/zoo"}
+
+
+def test_the_seed_example() -> None:
+    root = SITES / "seed-wsgi"
+    config = load_site(str(root), environ=ENV)
+    (site,) = config.sites
+    (app,) = site.apps
+    assert app.name == "WSGI.project"  # the handler names minus their #suffix
+    assert app.virtual_path == "/"
+    assert app.engine.name == "python.2.7.wsgi"
+    assert app.engine.kind is EngineKind.PYTHON_WORKER
+    assert app.argv == (sys.executable, "-m", "corral.worker")
+    assert app.interpreter == sys.executable
+    assert app.wsgi_app == "wsgi.application"
+    # %APPL_PHYSICAL_PATH%\python_modules\Lib\site-packages becomes a POSIX path inside the site;
+    # %PYTHONPATH% (unset in the OS) adds nothing.
+    assert app.pythonpath == (str(root), f"{root}/python_modules/Lib/site-packages")
+    assert app.env_dict()["PYTHONPATH"] == os.pathsep.join(app.pythonpath)
+    assert app.deploy_file is None  # DEPLOY_FILE="" means no deploy script
+    assert app.error_log_dir == f"{root}/log"
+    assert app.current_directory == str(root)
+    # One handler: the #x64 of the #x86/#x64 pair; its line is the one in the file.
+    (handler,) = app.handlers
+    assert (handler.name, handler.path, handler.location and handler.location.line) == (
+        "WSGI.project#x64",
+        "*",
+        17,
+    )
+    assert app.location is not None and app.location.line == 5
+    assert any("python.2.7.wsgi" in n and sys.executable in n for n in app.notices)
+    (mount,) = site.mounts
+    assert mount.static.hidden_dirs == ("log",)
+    assert ".py" in mount.static.source_suffixes
+    assert [(i.setting, i.value) for i in app.not_in_effect] == [
+        ("WSGI.project: ERROR_LOG_DIR", "log")
+    ]
+
+
+def test_an_os_pythonpath_is_kept_after_the_apps_entries() -> None:
+    root = SITES / "seed-wsgi"
+    config = load_site(str(root), environ={**ENV, "PYTHONPATH": "/opt/lib"})
+    (app,) = config.apps
+    assert app.pythonpath == (str(root), f"{root}/python_modules/Lib/site-packages", "/opt/lib")
+
+
+def test_django_project_early_style_and_static_folder() -> None:
+    root = SITES / "django-project"
+    config = load_site(str(root), environ=ENV)
+    (site,) = config.sites
+    # django.project.x86/x64 are two applications; the 64-bit handler is the one used.
+    (app,) = site.apps
+    assert app.name == "django.project.x64"
+    assert app.engine.name == "python.2.7.pipe"
+    env = app.env_dict()
+    assert env["DJANGO_SETTINGS_MODULE"] == "mysite.settings"
+    assert env["django.root"] == "/"
+    assert app.worker_request_timeout == 1000
+    assert app.deploy_file == f"{root}/deploy.py"
+    assert app.deploy_log == f"{root}/log/zoo-deploy.log"
+    assert any("django.project.x86" in n and "no handler" in n for n in config.notices)
+    router = Router(config)
+    assert router.match("any.host", "/").app is app  # type: ignore[union-attr]
+    static = router.match("any.host", "/static/css/site.css")
+    assert static is not None and static.app is None
+    (mount,) = site.mounts
+    assert mount.static.hidden_files == ("deploy.py", "log/zoo-deploy.log")
+
+
+def test_flask_in_a_virtualenv(tmp_path: Path) -> None:
+    root = tmp_path / "flask"
+    shutil.copytree(SITES / "flask-venv", root)
+    (root / "venv" / "bin").mkdir()
+    (root / "venv" / "bin" / "python").symlink_to(sys.executable)
+    config = load_site(str(root), environ=ENV)
+    (app,) = config.apps
+    env = app.env_dict()
+    assert env["VIRTUAL_ENV"] == f"{root}/venv"
+    # PATH=%APPL_PHYSICAL_PATH%\venv\Scripts;%PATH% prepends to the OS PATH.
+    assert env["PATH"] == f"{root}/venv/Scripts:/usr/local/bin:/usr/bin:/bin"
+    assert app.pythonpath == (
+        f"{root}/venv/lib/site-packages",
+        f"{root}/venv/lib",
+        f"{root}/app",
+    )
+    # The worker runs under the virtualenv's own interpreter.
+    assert app.interpreter == f"{root}/venv/bin/python"
+    assert app.argv[0] == f"{root}/venv/bin/python"
+    assert app.wsgi_app == "hello.app"
+    assert app.watch_file_changes_mask == ("*.py",)
+    assert app.console_url == "console"
+    assert app.error_log_dir == f"{root}/logs"
+    settings = {item.setting for item in app.not_in_effect}
+    assert settings == {
+        "flask.project: WATCH_FILE_CHANGES_MASK",
+        "flask.project: CONSOLE_URL",
+        "flask.project: ERROR_LOG_DIR",
+    }
+
+
+def test_a_virtualenv_without_bin_python_falls_back_with_a_notice() -> None:
+    config = load_site(str(SITES / "flask-venv"), environ=ENV)
+    (app,) = config.apps
+    assert app.interpreter == sys.executable
+    assert any("has no bin/python" in notice for notice in app.notices)
+
+
+def test_static_subfolders_remove_clear_or_disable_the_handlers() -> None:
+    root = SITES / "static-subfolder"
+    config = load_site(str(root), environ=ENV)
+    router = Router(config)
+    (app,) = config.apps
+    assert app.engine.name == "python.3.4.wsgi"
+    assert app.wsgi_app == "shop:application"
+
+    def target(path: str) -> str | None:
+        route = router.match("shop.test", path)
+        assert route is not None
+        return None if route.app is None else route.app.name
+
+    assert target("/") == "shop"
+    assert target("/cart/checkout") == "shop"
+    assert target("/static/app.js") is None  # <remove name="shop#x86"/>, <remove name="shop#x64"/>
+    assert target("/static") is None
+    assert target("/media/readme.txt") is None  # <clear/>
+    assert target("/assets/site.css") is None  # Zoo 4: an empty .zoo in a sub-folder
+    assert target("/staticky") == "shop"  # segment boundary
+
+
+def test_php_site_maps_only_php_files() -> None:
+    root = SITES / "php-site"
+    config = load_site(str(root), environ=ENV)
+    (app,) = config.apps
+    assert app.engine.name == "php.5.4.pipe"
+    assert app.engine.protocol is Protocol.FASTCGI_PHP
+    assert app.argv == ("php-cgi",)
+    env = app.env_dict()
+    assert env["PHP_INI"] == f"{root}/php.ini"
+    assert env["PHP_FCGI_MAX_REQUESTS"] == "500"  # the application overrides the engine
+    assert env["PHP_FCGI_CHILDREN"] == "0"
+    router = Router(config)
+    assert router.match(None, "/index.php").app is app  # type: ignore[union-attr]
+    assert router.match(None, "/INDEX.PHP").app is app  # type: ignore[union-attr]
+    assert router.match(None, "/css/site.css").app is None  # type: ignore[union-attr]
+    assert router.match(None, "/about.html").app is None  # type: ignore[union-attr]
+    (mount,) = config.sites[0].mounts
+    assert ".php" in mount.static.source_suffixes
+    assert mount.static.hidden_files == ("php.ini",)
+    assert any("defaultDocument" in item.setting for item in config.not_in_effect)
+
+
+def test_application_host_engines_user_engines_and_switchboard() -> None:
+    folder = SITES / "apphost"
+    config = load_server(str(folder / "server.toml"), environ=ENV)
+    names = {site.name for site in config.sites}
+    assert names == {"Default Web Site", "Restricted Site"}
+    python = config.engine("python.2.7.pipe")
+    # <engines> < <userEngines> (replaces) < TOML [engines] (amends).
+    assert python.origin == "toml"
+    assert python.display_name == "Python via Corral (TOML)"
+    assert (python.min_instances, python.max_instances) == (1, 2)
+    assert (python.time_limit, python.memory_limit, python.graceful_shutdown_timeout) == (
+        60,
+        512,
+        30,
+    )
+    assert dict((v.name, v.value) for v in python.env)["ENGINE_MARK"] == "from-userEngines"
+    assert python.kind is EngineKind.PYTHON_WORKER
+    node = config.engine("nodejs.http")
+    assert node.origin == "engines"
+    assert (node.transport, node.protocol) == (Transport.TCP, Protocol.HTTP)
+    assert (node.port_lower, node.port_upper) == (49152, 65535)
+    php52 = config.engine("php.5.2.pipe")
+    assert php52.origin == "userEngines"
+    assert php52.arguments == '-c "%PHP_INI%"'
+    restricted = next(s for s in config.sites if s.name == "Restricted Site")
+    assert dict(restricted.switchboard) == {
+        "*": False,
+        "python.2.7.pipe": True,
+        "python.2.7.wsgi": True,
+    }
+    django = next(a for a in config.apps if a.virtual_path == "/django")
+    assert django.engine.name == "python.2.7.pipe"
+    assert django.env_dict()["ENGINE_MARK"] == "from-userEngines"
+    assert django.env_dict()["django.root"] == "/django"
+    assert django.module_vars == (
+        ("APPL_PHYSICAL_PATH", str(SITES / "django-project")),
+        ("APPL_PHYSICAL_SHORT_PATH", str(SITES / "django-project")),
+        ("APPL_VIRTUAL_PATH", "/django"),
+        ("APPL_ID", "django"),
+    )
+    php = next(a for a in config.apps if a.name == "php.project")
+    assert php.argv == ("php-cgi",)  # c:\php54\php-cgi.exe runs as php-cgi from PATH
+    assert any("php-cgi" in n for n in php.notices)
+    not_in_effect = {item.setting for item in config.not_in_effect}
+    assert "engine python.2.7.pipe: time_limit" in not_in_effect
+    assert "switchboard console (web console)" in not_in_effect
+
+
+def test_a_command_engine_from_application_host_expands_its_arguments(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "web.config").write_text(
+        "<configuration><system.webServer><handlers>"
+        '<add name="old#x64" scriptProcessor="php.5.2.pipe" path="*.php" modules="HeliconZoo_x64"/>'
+        "</handlers></system.webServer></configuration>"
+    )
+    shutil.copy(SITES / "apphost" / "applicationHost.config", tmp_path)
+    (tmp_path / "server.toml").write_text(
+        '[server]\napplication_host = "applicationHost.config"\n'
+        '[sites.s]\nbindings = ["127.0.0.1:8080:"]\n[sites.s.apps."/"]\nphysical_path = "site"\n'
+    )
+    config = load_server(str(tmp_path / "server.toml"), environ=ENV)
+    (app,) = config.apps
+    # -c "%PHP_INI%" with PHP_INI=%APPL_PHYSICAL_PATH%\php.ini from the engine's variables.
+    assert app.argv == ("php-cgi", "-c", f"{site}/php.ini")
+    assert app.error_log_dir is None  # ERROR_LOG_DIR=NULL
+
+
+def test_two_sites_by_host_and_three_apps_at_virtual_paths_without_leaks() -> None:
+    config = load(str(SITES / "multi" / "server.toml"), environ={**ENV, "SHARED": "from-os"})
+    router = Router(config)
+    seen = {}
+    for host, path in (
+        ("main.test", "/x"),
+        ("www.main.test:8080", "/blog/post/1"),
+        ("api.other.test", "/api/v1"),
+    ):
+        route = router.match(host, path)
+        assert route is not None and route.app is not None
+        env = finish_env(
+            route.app.env,
+            route.app.module_vars,
+            port=None,
+            host=None,
+            instance_id=0,
+            base={**ENV, "SHARED": "from-os"},
+        )
+        seen[route.app.name] = (route.script_name, route.path_info, env)
+    assert seen["main"][:2] == ("", "/x")
+    assert seen["blog"][:2] == ("/blog", "/post/1")
+    assert seen["other"][:2] == ("/api", "/v1")
+    marks = {"main": "ONLY_MAIN", "blog": "ONLY_BLOG", "other": "ONLY_OTHER"}
+    for name, (_, _, env) in seen.items():
+        assert env["APP_MARK"] == name
+        assert env[marks[name]] == "1"
+        for other_name, other_mark in marks.items():
+            if other_name != name:
+                assert other_mark not in env, f"{other_mark} leaked into {name}"
+        virtual = {"main": "/", "blog": "/blog", "other": "/api"}[name]
+        assert env["SHARED"] == f"{name}:{virtual}"
+        assert env["APPL_VIRTUAL_PATH"] == virtual
+    assert router.match("other.test", "/") is None  # no application at / on that site
+    assert router.match("unknown.test", "/") is None  # no site answers that host
+    assert config.listen_addresses() == (("127.0.0.1", 8080),)
+
+
+@pytest.mark.parametrize(
+    "name", ["seed-wsgi", "django-project", "flask-venv", "static-subfolder", "php-site"]
+)
+def test_every_site_fixture_loads_through_load(name: str) -> None:
+    config = load(str(SITES / name))
+    assert len(config.apps) == 1
+    assert config.sources[0] == str(SITES / name / "web.config")
