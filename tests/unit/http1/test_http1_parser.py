@@ -491,3 +491,20 @@ def test_host_comes_from_an_absolute_target_or_connect() -> None:
 )
 def test_invalid_host_is_400(host: bytes) -> None:
     assert error_of(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n").status_hint == 400
+
+
+def test_head_trickled_byte_by_byte() -> None:
+    data = b"GET /" + b"u" * 8000 + b" HTTP/1.1\r\nHost: h\r\nX-Long: " + b"v" * 8000 + b"\r\n\r\n"
+    parser = RequestParser()
+    for i in range(len(data)):
+        parser.receive_data(data[i : i + 1])
+        assert parser.buffered_bytes < 4096
+    request, end = events(parser)
+    assert len(request.target) == 8001 and request.get(b"x-long") == b"v" * 8000
+    assert isinstance(end, EndOfMessage)
+
+
+def test_eof_flushes_a_held_partial_line() -> None:
+    assert error_of(b"GET / HTTP/1.1\r\nHost: a", eof=True).status_hint == 400
+    assert error_of(b"G\x01T", eof=True).status_hint == 400
+    assert parse(GET + b"\r", eof=True)[-1] == ConnectionClosed()

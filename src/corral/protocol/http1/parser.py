@@ -79,6 +79,9 @@ class Limits:
 #: EndOfMessage is immutable: one instance serves every message without trailers.
 _END_OF_MESSAGE: Final = EndOfMessage()
 
+#: Largest piece of a request head held back while waiting for a line end (see _feed).
+_COALESCE: Final = 4096
+
 _IDLE: Final = 0  # between requests (only CRLFs seen)
 _HEAD: Final = 1  # request line / header fields
 _BODY: Final = 2  # after the head, until the end of the message
@@ -175,6 +178,7 @@ class RequestParser:
         "_backlog_eof",
         "_body_seen",
         "_cb_error",
+        "_coalesce",
         "_content_type_seen",
         "_done",
         "_events",
@@ -195,6 +199,7 @@ class RequestParser:
         "_max_line",
         "_msg_no",
         "_paused",
+        "_pending",
         "_state",
         "_switching",
         "_te",
@@ -229,6 +234,8 @@ class RequestParser:
         self._unstarted = 0
         self._backlog = bytearray()
         self._backlog_eof = False
+        self._pending = bytearray()
+        self._coalesce = min(_COALESCE, lim.max_request_line, lim.max_header_field)
         self._done = False
         self._switching = False
         self._trailing = bytearray()
@@ -263,7 +270,7 @@ class RequestParser:
     @property
     def buffered_bytes(self) -> int:
         """Raw bytes held unparsed (pipelined while paused, or after a protocol switch)."""
-        return len(self._backlog) + len(self._trailing)
+        return len(self._backlog) + len(self._trailing) + len(self._pending)
 
     @property
     def trailing_data(self) -> bytes:
@@ -337,6 +344,24 @@ class RequestParser:
     # -- feeding ---------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
+        # Before the body, hold back pieces without a line end (up to _COALESCE bytes):
+        # httptools joins the pieces of a field or URL with ``bytes +=``, so a client
+        # trickling a head byte by byte would otherwise cost quadratic copying.
+        if self._state != _BODY:
+            pending = self._pending
+            if b"\n" not in data:
+                pending += data
+                if len(pending) < self._coalesce:
+                    return
+                data = bytes(pending)
+                pending.clear()
+            elif pending:
+                pending += data
+                data = bytes(pending)
+                pending.clear()
+        self._feed_now(data)
+
+    def _feed_now(self, data: bytes) -> None:
         msg_no = self._msg_no
         was_in_head = self._state == _HEAD
         try:
@@ -373,6 +398,12 @@ class RequestParser:
             self._trailing += data
 
     def _eof(self) -> None:
+        if self._pending:
+            data = bytes(self._pending)
+            self._pending.clear()
+            self._feed_now(data)
+            if self._done:
+                return
         if self._state == _IDLE:
             self._events.append(ConnectionClosed())
         else:
