@@ -212,12 +212,15 @@ def test_protocol_error_closes_that_connection_only(worker: str, workers: Worker
     assert "FastCGI protocol error" in workers.started[0].log
 
 
-def test_protocol_error_while_the_app_reads_its_body(worker: str) -> None:
+def test_protocol_error_while_the_app_reads_its_body(worker: str, workers: Workers) -> None:
     with Client(worker) as client:
         client.begin(base_params("/input?op=read", "POST", CONTENT_LENGTH="10"), stdin=None)
         client.send(struct.pack(">BBHHBx", 9, 5, 1, 0, 0))  # version 9
         assert client.is_closed_by_peer()
     assert get(worker, "/hello").body == b"Hello, world!"
+    log = workers.started[0].log
+    assert "FastCGI protocol error" in log
+    assert "Traceback" not in log, "a broken front is not an application error"
 
 
 # -------------------------------------------------------------------------------- wsgi.input
@@ -562,3 +565,17 @@ def test_malformed_content_length_is_a_400(worker: str) -> None:
     with Client(worker) as client:
         response = client.request(base_params("/hello", "POST", CONTENT_LENGTH="12x"), b"x")
     assert response.status == "400 Bad Request"
+
+
+def test_front_closing_mid_body_is_a_disconnect_not_an_app_error(
+    worker: str, workers: Workers
+) -> None:
+    client = Client(worker)
+    client.begin(base_params("/input?op=read", "POST", CONTENT_LENGTH="1000"), stdin=None)
+    client.send_stdin(b"only ten b")
+    time.sleep(0.2)
+    client.close()
+    time.sleep(0.2)
+    assert get(worker, "/hello").body == b"Hello, world!"
+    log = workers.started[0].log
+    assert "Traceback" not in log and "protocol error" not in log, log

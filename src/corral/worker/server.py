@@ -163,11 +163,21 @@ class Connection:
             self.aborted = True
             raise ClientDisconnected(f"the front closed the connection ({exc})") from None
 
+    def _event(self) -> Any:
+        """The codec's next event (or NEED_DATA); CLOSED when the front closed the connection,
+        even in the middle of a request (a disconnect, not a protocol error)."""
+        try:
+            return self.fcgi.next_event()
+        except RemoteProtocolError:
+            if self.gone:
+                self.aborted = True
+                return CLOSED
+            raise
+
     def _next(self) -> Any:
         """The next event, reading the socket as needed (blocking); CLOSED at EOF."""
-        fcgi = self.fcgi
         while True:
-            event = fcgi.next_event()
+            event = self._event()
             if event is not NEED_DATA:
                 return event
             self._recv()
@@ -233,7 +243,12 @@ class Connection:
                 raise ClientDisconnected("the front aborted the request")
             if self.stdin_done:
                 return b""
-            event = self._next()
+            try:
+                event = self._next()
+            except RemoteProtocolError as exc:
+                self.broken = self.aborted = True
+                log(f"FastCGI protocol error from the front; closing its connection: {exc}")
+                raise ClientDisconnected("the front broke the FastCGI protocol") from None
             if event is CLOSED:
                 self.aborted = True
                 raise ClientDisconnected("the front closed the connection")
@@ -278,7 +293,7 @@ class Connection:
         if self.aborted:
             return True
         while True:
-            event = self.fcgi.next_event()
+            event = self._event()
             if event is NEED_DATA:
                 if self.stdin_held > MAX_LOOKAHEAD or not self._poll_socket():
                     break
@@ -307,7 +322,7 @@ class Connection:
                     return
                 if type(event) is BeginRequest:
                     self._request(event)
-                    if self.gone or self.fcgi.must_close or self.state.stopping:
+                    if self.gone or self.broken or self.fcgi.must_close or self.state.stopping:
                         return
                 else:
                     self._side_event(event)
@@ -364,13 +379,13 @@ class Connection:
         try:
             app_status, tail = wsgi.run(state.app, environ, self)
         except ClientDisconnected:
-            if not self.gone:
+            if not (self.gone or self.broken):
                 # ABORT_REQUEST: the app has stopped and been closed; end the request.
                 self._sendall(self.fcgi.send_response(rid, b"", app_status=1))
             return
         # Look at what is already received (no system call): usually the end of STDIN.
         while not self.stdin_done:
-            event = self.fcgi.next_event()
+            event = self._event()
             if event is NEED_DATA or event is CLOSED:
                 break
             self._side_event(event)
