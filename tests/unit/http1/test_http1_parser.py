@@ -508,3 +508,20 @@ def test_eof_flushes_a_held_partial_line() -> None:
     assert error_of(b"GET / HTTP/1.1\r\nHost: a", eof=True).status_hint == 400
     assert error_of(b"G\x01T", eof=True).status_hint == 400
     assert parse(GET + b"\r", eof=True)[-1] == ConnectionClosed()
+
+
+def test_trailer_cannot_grow_without_bound_but_long_chunked_uploads_can() -> None:
+    limits = Limits(max_request_line=100, max_header_bytes=1000)
+    parser = RequestParser(limits)
+    parser.receive_data(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for _ in range(1000):  # 6 bytes of framing per body byte, 6000 bytes in all
+        parser.receive_data(b"1\r\nx\r\n")
+    parser.receive_data(b"0\r\nX-Trailer: ")
+    for _ in range(20):
+        parser.receive_data(b"y" * 100)
+    got = []
+    with pytest.raises(HTTPProtocolError) as info:
+        while True:
+            got.append(parser.next_event())
+    assert info.value.status_hint == 431
+    assert sum(len(e.data) for e in got if isinstance(e, Body)) == 1000

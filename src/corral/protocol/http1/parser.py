@@ -178,11 +178,13 @@ class RequestParser:
         "_backlog_eof",
         "_body_seen",
         "_cb_error",
+        "_chunked",
         "_coalesce",
         "_content_type_seen",
         "_done",
         "_events",
         "_expect",
+        "_framing",
         "_head_budget",
         "_head_extra",
         "_header_bytes",
@@ -258,6 +260,8 @@ class RequestParser:
         self._upgrade: bytes | None = None
         self._content_type_seen = False
         self._body_seen = 0
+        self._chunked = False
+        self._framing = 0
         self._keep_alive = True
         self._trailers: list[tuple[bytes, bytes]] | None = None
 
@@ -363,7 +367,8 @@ class RequestParser:
 
     def _feed_now(self, data: bytes) -> None:
         msg_no = self._msg_no
-        was_in_head = self._state == _HEAD
+        state_before = self._state
+        body_before = self._body_seen
         try:
             self._hp.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -376,11 +381,21 @@ class RequestParser:
                 return  # bytes after a request that closes the connection: ignored
             self._fail(self._cb_error or _map_llhttp_error(exc))
             return
-        if self._state == _HEAD and self._msg_no == msg_no and was_in_head:
+        if self._msg_no != msg_no or self._state != state_before:
+            return
+        if state_before == _HEAD:
             # httptools buffers an incomplete header line internally; charge its bytes.
             self._head_extra += len(data)
             if self._head_extra > self._head_budget:
                 self._fail(HTTPProtocolError(431, "request header section too large"))
+        elif state_before == _BODY and self._chunked:
+            # Bytes that were not body: chunk framing, or a trailer field httptools is
+            # buffering. Counted since the last body bytes, so long uploads are fine.
+            body = self._body_seen - body_before
+            framing = len(data) - body
+            self._framing = framing if body else self._framing + framing
+            if self._framing > self._head_budget:
+                self._fail(HTTPProtocolError(431, "chunk framing or trailer section too large"))
 
     def _switched_bytes(self, data: bytes) -> None:
         left = self._upgrade_body_left
@@ -562,6 +577,7 @@ class RequestParser:
                 # httptools makes it skip the body: we take it from the bytes that follow
                 # (_switched_bytes). A CONNECT body has no meaning: the tunnel starts at once.
                 self._upgrade_body_left = self._length or 0
+        self._chunked = chunked
         headers = self._headers
         assert headers is not None
         if len(headers) > self._max_count:
@@ -587,10 +603,9 @@ class RequestParser:
         self._state = _BODY
 
     def _on_body(self, data: bytes) -> None:
-        if self._max_body is not None:
-            self._body_seen += len(data)
-            if self._body_seen > self._max_body:
-                raise self._error(413, "request body too large")
+        seen = self._body_seen = self._body_seen + len(data)
+        if self._max_body is not None and seen > self._max_body:
+            raise self._error(413, "request body too large")
         self._events.append(Body(data))
 
     def _on_message_complete(self) -> None:
