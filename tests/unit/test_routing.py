@@ -1,0 +1,191 @@
+"""Routing: Host, then the longest virtual path on segment boundaries, then the handlers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from corral.config.engines import built_in
+from corral.config.model import (
+    AppConfig,
+    Binding,
+    Handler,
+    HandlerScope,
+    Mount,
+    ServerConfig,
+    SiteConfig,
+    StaticPolicy,
+)
+from corral.routing import Router, normalize_host
+
+PYTHON = built_in("python")
+assert PYTHON is not None
+
+
+def app(name: str, virtual_path: str, site: str = "s") -> AppConfig:
+    return AppConfig(
+        name=name,
+        site=site,
+        virtual_path=virtual_path,
+        physical_path=f"/srv/{name}",
+        engine=PYTHON,  # type: ignore[arg-type]
+        handlers=(),
+        env=(),
+        module_vars=(),
+        argv=("python",),
+        current_directory=f"/srv/{name}",
+    )
+
+
+def mount(virtual_path: str, *scopes: HandlerScope) -> Mount:
+    return Mount(
+        virtual_path, f"/srv{virtual_path}", scopes, (), StaticPolicy(f"/srv{virtual_path}")
+    )
+
+
+def handler(app_name: str, path: str = "*") -> Handler:
+    return Handler(f"{app_name}#x64", app_name, path, "python")
+
+
+def site(name: str, bindings: tuple[Binding, ...], mounts_apps: list[tuple[Mount, AppConfig]]):
+    return SiteConfig(
+        name=name,
+        bindings=bindings,
+        mounts=tuple(m for m, _ in mounts_apps),
+        apps=tuple(replace(a, site=name) for _, a in mounts_apps),
+    )
+
+
+@pytest.fixture
+def router() -> Router:
+    main = site(
+        "main",
+        (Binding("127.0.0.1", 8080, ("example.test", "www.example.test")),),
+        [
+            (mount("/", HandlerScope("", (handler("root"),))), app("root", "/")),
+            (
+                mount(
+                    "/blog",
+                    HandlerScope("", (handler("blog"),)),
+                    HandlerScope("static", ()),
+                    HandlerScope("static/dyn", (handler("blog"),)),
+                ),
+                app("blog", "/blog"),
+            ),
+            (
+                mount("/blog/admin", HandlerScope("", (handler("admin"),))),
+                app("admin", "/blog/admin"),
+            ),
+            (
+                mount("/php", HandlerScope("", (handler("php", "*.php"),))),
+                app("php", "/php"),
+            ),
+        ],
+    )
+    wildcard = site(
+        "wild",
+        (Binding("127.0.0.1", 8080, ("*.apps.test",)),),
+        [(mount("/", HandlerScope("", (handler("w"),))), app("w", "/"))],
+    )
+    fallback = site(
+        "fallback",
+        (Binding("127.0.0.1", 8080, ()), Binding("127.0.0.1", 9090, ("example.test",))),
+        [(mount("/", HandlerScope("", (handler("fb"),))), app("fb", "/"))],
+    )
+    return Router(ServerConfig(sites=(main, wildcard, fallback), engines=()))
+
+
+def where(router: Router, host: str | bytes | None, path: str | bytes, **kw: int):
+    route = router.match(host, path, **kw)
+    if route is None:
+        return None
+    return (
+        route.site.name,
+        route.app.name if route.app else None,
+        route.script_name,
+        route.path_info,
+    )
+
+
+def test_longest_virtual_path_on_segment_boundaries(router: Router) -> None:
+    assert where(router, "example.test", "/") == ("main", "root", "", "/")
+    assert where(router, "example.test", "/blog") == ("main", "blog", "/blog", "")
+    assert where(router, "example.test", "/blog/") == ("main", "blog", "/blog", "/")
+    assert where(router, "example.test", "/blog/2024/post") == (
+        "main",
+        "blog",
+        "/blog",
+        "/2024/post",
+    )
+    assert where(router, "example.test", "/blogger") == ("main", "root", "", "/blogger")
+    assert where(router, "example.test", "/blog/admin/users") == (
+        "main",
+        "admin",
+        "/blog/admin",
+        "/users",
+    )
+    assert where(router, "example.test", "/blog/administrator") == (
+        "main",
+        "blog",
+        "/blog",
+        "/administrator",
+    )
+
+
+def test_host_matching(router: Router) -> None:
+    assert where(router, "EXAMPLE.test:8080", "/")[0] == "main"  # type: ignore[index]
+    assert where(router, "www.example.test.", "/")[0] == "main"  # type: ignore[index]
+    assert where(router, b"example.test", b"/")[0] == "main"  # type: ignore[index]
+    assert where(router, "a.apps.test", "/")[0] == "wild"  # type: ignore[index]
+    assert where(router, "b.a.apps.test", "/")[0] == "wild"  # type: ignore[index]
+    assert where(router, "apps.test", "/")[0] == "fallback"  # type: ignore[index]
+    assert where(router, None, "/")[0] == "fallback"  # type: ignore[index]
+    assert where(router, "[::1]:8080", "/")[0] == "fallback"  # type: ignore[index]
+    # With the local port: only the bindings on that port count.
+    assert where(router, "example.test", "/", port=9090)[0] == "fallback"  # type: ignore[index]
+    assert where(router, "nobody.test", "/", port=9090) is None
+    assert where(router, "nobody.test", "/", port=7000) is None
+
+
+def test_handler_scopes_and_patterns(router: Router) -> None:
+    assert where(router, "example.test", "/blog/static/site.css") == (
+        "main",
+        None,
+        "/blog",
+        "/static/site.css",
+    )
+    assert where(router, "example.test", "/blog/static/dyn/x") == (
+        "main",
+        "blog",
+        "/blog",
+        "/static/dyn/x",
+    )
+    assert where(router, "example.test", "/php/index.php")[1] == "php"  # type: ignore[index]
+    assert where(router, "example.test", "/php/INDEX.PHP")[1] == "php"  # type: ignore[index]
+    assert where(router, "example.test", "/php/style.css")[1] is None  # type: ignore[index]
+    assert where(router, "example.test", "/php/")[1] is None  # type: ignore[index]
+
+
+def test_bytes_paths_keep_their_bytes(router: Router) -> None:
+    route = router.match(b"example.test", "/blog/caf\u00e9".encode())
+    assert route is not None
+    assert route.script_name_bytes == b"/blog"
+    assert route.path_info_bytes == "/caf\u00e9".encode()
+    text_route = router.match("example.test", "/blog/caf\u00e9")
+    assert text_route is not None and text_route.path_info_bytes == route.path_info_bytes
+
+
+@pytest.mark.parametrize(
+    ("raw", "host"),
+    [
+        ("Example.COM", "example.com"),
+        ("example.com:80", "example.com"),
+        ("[::1]:8080", "::1"),
+        ("::1", "::1"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_normalize_host(raw: str | None, host: str) -> None:
+    assert normalize_host(raw) == host
