@@ -84,18 +84,13 @@ class WorkerState:
             FCGI_MPXS_CONNS: b"0",
         }
         self.stopping = False
-        self.busy = 0
-        self.idle = threading.Condition()
+        #: The connection each serving thread is on (None between connections); a connection
+        #: with a request in progress has a non-zero ``rid``. Read when stopping, without a
+        #: lock: each thread writes only its own slot.
+        self.current: list[Connection | None] = [None] * threads
 
-    def begin(self) -> None:
-        with self.idle:
-            self.busy += 1
-
-    def end(self) -> None:
-        with self.idle:
-            self.busy -= 1
-            if self.stopping and not self.busy:
-                self.idle.notify_all()
+    def busy(self) -> bool:
+        return any(conn is not None and conn.rid for conn in self.current)
 
 
 class ThreadBuffers:
@@ -339,8 +334,6 @@ class Connection:
         if begin.role != Role.RESPONDER:
             self._send_event(EndRequest(rid, 0, ProtocolStatus.UNKNOWN_ROLE))
             return
-        state = self.state
-        state.begin()
         try:
             self.rid = rid
             self.aborted = False
@@ -362,7 +355,6 @@ class Connection:
             self.rid = 0
             self.stdin.clear()
             self.stdin_held = 0
-            state.end()
 
     def _run(self, rid: int, params: list[tuple[bytes, bytes]]) -> None:
         state = self.state
@@ -503,7 +495,7 @@ def _inherited() -> socket.socket:
 # -------------------------------------------------------------------- threads and the process
 
 
-def accept_loop(listener: socket.socket, state: WorkerState) -> None:
+def accept_loop(listener: socket.socket, state: WorkerState, slot: int) -> None:
     """One thread: accept a connection, serve it to its end, repeat."""
     tcp = listener.family in (socket.AF_INET, socket.AF_INET6)
     buffers = ThreadBuffers()
@@ -525,7 +517,9 @@ def accept_loop(listener: socket.socket, state: WorkerState) -> None:
             except OSError:
                 pass
         try:
-            Connection(sock, state, buffers).serve()
+            conn = Connection(sock, state, buffers)
+            state.current[slot] = conn
+            conn.serve()
         except Exception as exc:
             log("internal error serving a connection:\n" + "".join(traceback.format_exception(exc)))
         except BaseException as exc:  # the app raised SystemExit (or worse) in a request
@@ -566,11 +560,11 @@ def serve_forever(listener: socket.socket, state: WorkerState) -> int:
     signal.signal(signal.SIGINT, on_signal)
     for n in range(state.threads):
         threading.Thread(
-            target=accept_loop, args=(listener, state), name=f"corral-worker-{n}", daemon=True
+            target=accept_loop, args=(listener, state, n), name=f"corral-worker-{n}", daemon=True
         ).start()
     while not stop.wait(3600):
         pass
-    with state.idle:
-        while state.busy:
-            state.idle.wait(1.0)
+    # Let the requests in flight finish (the host's grace period bounds this wait).
+    while state.busy():
+        time.sleep(0.02)
     return ExitCode.OK
