@@ -330,6 +330,10 @@ class Pool(Generic[ConnT]):
             except BaseException:
                 self._unreserve(worker, served=False)
                 raise
+            if self._closing:  # close() began while we connected
+                conn.close()
+                self._unreserve(worker, served=False)
+                raise PoolClosed(self.name)
             assert worker.process is not None
             lease = Lease(conn=conn, worker_pid=worker.process.pid, worker_id=worker.id)
             self._leases.add(lease)
@@ -651,6 +655,7 @@ class Pool(Generic[ConnT]):
             self._worker_ready(worker)
             code = await process.wait()
             self._worker_exited(worker, code)
+            await process.finish()
         except asyncio.CancelledError:
             # The pool is closing while this worker starts: take it down with us.
             if worker.process is not None:

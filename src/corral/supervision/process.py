@@ -223,6 +223,14 @@ class WorkerProcess:
         if pending:
             await asyncio.wait(pending, timeout=within)
 
+    async def finish(self, within: float = DRAIN_TIMEOUT) -> None:
+        """After exit: log what is left of stdout/stderr (up to ``within`` s), then stop reading
+        (a grandchild that escaped the process group may hold the pipes open forever)."""
+        await self.wait_output(within)
+        for pump in self._pumps:
+            pump.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+
     def stderr_tail(self) -> str:
         """The last stderr lines (up to ``tail_lines``), joined by newlines."""
         return "\n".join(self._stderr_tail)
@@ -263,16 +271,14 @@ class WorkerProcess:
                 )
                 self.signal_group(signal.SIGKILL)
         code = await self.wait()
-        await self.wait_output()
+        await self.finish()
         return code
 
     async def close(self) -> None:
         """Kill if still running, reap, and release everything (for error paths and teardown)."""
         self.kill()
         await self.wait()
-        await self.wait_output(0.5)
-        for pump in self._pumps:
-            pump.cancel()
+        await self.finish(0.5)
 
     # ---------------------------------------------------------------- internals
 
@@ -302,7 +308,8 @@ class WorkerProcess:
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
-                self._emit(line, stream, level)
+                for start in range(0, max(len(line), 1), MAX_LINE):
+                    self._emit(line[start : start + MAX_LINE], stream, level)
             while len(pending) > MAX_LINE:
                 self._emit(pending[:MAX_LINE], stream, level)
                 pending = pending[MAX_LINE:]
