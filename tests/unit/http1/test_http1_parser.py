@@ -471,7 +471,7 @@ def test_garbage_never_escapes_as_another_exception(data: bytes, step: int) -> N
         parser.receive_data(b"")
         events(parser)
     except HTTPProtocolError as exc:
-        assert 400 <= exc.status_hint <= 599
+        assert 400 <= exc.status_hint <= 505 and exc.status_hint != 500, exc
 
 
 def test_host_comes_from_an_absolute_target_or_connect() -> None:
@@ -525,3 +525,38 @@ def test_trailer_cannot_grow_without_bound_but_long_chunked_uploads_can() -> Non
             got.append(parser.next_event())
     assert info.value.status_hint == 431
     assert sum(len(e.data) for e in got if isinstance(e, Body)) == 1000
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=len(STREAM) - 1), st.binary(max_size=3)),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(min_value=1, max_value=64),
+)
+def test_mutated_stream_is_parsed_or_refused(edits: list[tuple[int, bytes]], step: int) -> None:
+    data = bytearray(STREAM)
+    for position, replacement in edits:
+        data[position : position + 1] = replacement
+    parser = RequestParser()
+    try:
+        for i in range(0, len(data), step):
+            parser.receive_data(bytes(data[i : i + step]))
+            events(parser)
+        parser.receive_data(b"")
+        events(parser)
+    except HTTPProtocolError as exc:
+        assert 400 <= exc.status_hint <= 505 and exc.status_hint != 500, exc
+
+
+def test_a_failing_callback_is_a_500_not_a_400(monkeypatch: pytest.MonkeyPatch) -> None:
+    import corral.protocol.http1.parser as parser_module
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(parser_module, "Request", broken)
+    error = error_of(GET)
+    assert error.status_hint == 500 and "RuntimeError" in error.reason

@@ -6,7 +6,8 @@ from __future__ import annotations
 class HTTPProtocolError(Exception):
     """The client sent bytes we refuse: answer ``status_hint`` and close the connection.
 
-    ``status_hint`` is always a 4xx or 5xx status (400, 413, 414, 431, 501, 505);
+    ``status_hint`` is always a 4xx or 5xx status (400, 413, 414, 431, 501, 505; 500 only
+    if the parser itself has a bug, which the tests treat as a failure);
     ``reason`` is a short, log-friendly explanation (never contains raw client bytes).
     After this error the parser is dead: every later ``next_event()`` raises it again.
     """

@@ -159,6 +159,10 @@ _FORBIDDEN_TRAILERS: Final = frozenset(
 def _map_llhttp_error(exc: Exception) -> HTTPProtocolError:
     """Turn an httptools error (llhttp's static reason strings) into a status."""
     message = str(exc)
+    if isinstance(exc, httptools.HttpParserCallbackError):
+        # One of our callbacks failed without an HTTPProtocolError: a bug, not bad input.
+        cause = exc.__context__
+        return HTTPProtocolError(500, f"request parser failure ({type(cause).__name__})")
     if isinstance(exc, httptools.HttpParserInvalidURLError):
         return HTTPProtocolError(400, f"invalid request target ({message})")
     if isinstance(exc, httptools.HttpParserInvalidMethodError):
