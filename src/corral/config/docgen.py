@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import sys
 
-from corral.config.settings import SETTINGS, Scope, Setting
+from corral.config.settings import (
+    PROTOCOLS_IN_EFFECT,
+    SETTINGS,
+    TRANSPORTS_IN_EFFECT,
+    Scope,
+    Setting,
+)
 
 _TITLES = {
     Scope.ENGINE: (
@@ -46,7 +52,7 @@ def _default(setting: Setting) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render() -> str:
@@ -64,6 +70,14 @@ def render() -> str:
     for scope in Scope:
         title, intro = _TITLES[scope]
         lines += [f"## {title}", "", intro, ""]
+        if scope is Scope.ENGINE:
+            transports = ", ".join(f"`{t.value}`" for t in sorted(TRANSPORTS_IN_EFFECT))
+            protocols = ", ".join(f"`{p.value}`" for p in sorted(PROTOCOLS_IN_EFFECT))
+            lines += [
+                f"Transports in effect: {transports}; protocols in effect: {protocols}. Engines "
+                "with other values are accepted and listed by `corral check` as not in effect.",
+                "",
+            ]
         lines.append(
             "| Setting | TOML key | Zoo / IIS name | Type | Default | In effect | Meaning |"
         )

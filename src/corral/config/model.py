@@ -84,7 +84,7 @@ class EngineConfig:
     host: str = "127.0.0.1"
     port_lower: int = 49152
     port_upper: int = 65535
-    min_instances: int = 0
+    min_instances: int = 1
     #: 0 means one per CPU: use `max_workers(os.cpu_count())`.
     max_instances: int = 0
     #: Minutes a worker may live before it is recycled; 0 = forever.

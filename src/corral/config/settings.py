@@ -142,7 +142,7 @@ SETTINGS: tuple[Setting, ...] = (
         "protocol",
         Kind.CHOICE,
         "fastcgi",
-        "fastcgi, http or fastcgi-php.",
+        "Protocol spoken to the backend: fastcgi, http or fastcgi-php (php-cgi).",
         choices=tuple(p.value for p in Protocol),
     ),
     Setting(
@@ -182,8 +182,8 @@ SETTINGS: tuple[Setting, ...] = (
         "min_instances",
         "minInstances",
         Kind.INT,
-        0,
-        "Workers kept running once the application has started.",
+        1,
+        "Workers kept running once the application has started (0: none when idle).",
         minimum=0,
     ),
     Setting(
@@ -226,7 +226,7 @@ SETTINGS: tuple[Setting, ...] = (
         Kind.INT,
         10,
         "Seconds a stopping worker may finish its requests before it is killed.",
-        minimum=0,
+        minimum=1,
     ),
     Setting(
         "engine.enabled",
@@ -379,8 +379,8 @@ SETTINGS: tuple[Setting, ...] = (
         "django.root",
         Kind.STR,
         None,
-        "zoofcgi's URL prefix for Django; Corral already sets SCRIPT_NAME to the virtual path, "
-        "so it is passed through but changes nothing.",
+        "URL prefix zoofcgi stripped for Django; Corral sets SCRIPT_NAME to the virtual path "
+        "instead, so it is passed through but changes nothing.",
         in_effect=False,
     ),
     Setting(
