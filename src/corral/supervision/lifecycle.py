@@ -45,10 +45,14 @@ class WorkerState(enum.Enum):
     #: The process never became ready: it exited, timed out or refused the probe (terminal).
     FAILED_TO_START = "failed_to_start"
 
+    # Members are singletons compared by identity; hash them the same way, in C (Enum's own
+    # __hash__ is Python code, and the table is consulted twice per request).
+    __hash__ = object.__hash__
+
     @property
     def is_ready(self) -> bool:
         """True when the worker can take requests (IDLE or BUSY)."""
-        return self in READY_STATES
+        return self is WorkerState.IDLE or self is WorkerState.BUSY
 
     @property
     def is_terminal(self) -> bool:

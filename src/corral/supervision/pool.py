@@ -478,10 +478,13 @@ class Pool(Generic[ConnT]):
             worker.last_used = now
             worker.idle_since = now
             self._set_state(worker, WorkerState.IDLE)
+            # A worker going idle never calls for a start; it may be stoppable once the idle
+            # timeout has passed: look again then (the policy decides, see _evaluate).
+            idle_timeout = self._limits.idle_timeout
+            if idle_timeout is not None and len(self._workers) > self._limits.min_instances:
+                self._wake_at(now + idle_timeout)
         if worker.state.is_ready:
             self._dispatch()
-            if worker.active == 0:
-                self._evaluate()
 
     async def _wait_for_worker(
         self, deadline: float, limit: float, *, front: bool
