@@ -54,6 +54,23 @@ KeyPath = tuple[str | int, ...]
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
 
 
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
+
+
+def _escape(text: str, pos: int) -> tuple[str, int]:
+    """The character of the escape at `pos` (a backslash) and the position after it."""
+    code = text[pos + 1]
+    if code in _ESCAPES:
+        return _ESCAPES[code], pos + 2
+    width = {"u": 4, "U": 8}.get(code, 0)
+    digits = text[pos + 2 : pos + 2 + width]
+    if width and len(digits) == width and all(c in "0123456789abcdefABCDEF" for c in digits):
+        value = int(digits, 16)
+        if value <= 0x10FFFF:
+            return chr(value), pos + 2 + width
+    return text[pos : pos + 2], pos + 2
+
+
 def _parse_keys(text: str, pos: int) -> tuple[list[str], int] | None:
     """Dotted key starting at `pos`; returns (parts, position after) or None."""
     parts: list[str] = []
@@ -69,8 +86,8 @@ def _parse_keys(text: str, pos: int) -> tuple[list[str], int] | None:
             buf = []
             while end < n and text[end] != '"':
                 if text[end] == "\\" and end + 1 < n:
-                    buf.append(text[end : end + 2].encode().decode("unicode_escape"))
-                    end += 2
+                    char, end = _escape(text, end)
+                    buf.append(char)
                     continue
                 buf.append(text[end])
                 end += 1
@@ -161,7 +178,7 @@ class TomlSource:
 
 def read_toml(data: bytes, file: str, problems: Problems) -> TomlSource | None:
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         problems.add(Location(file, line), "toml", "the file is not UTF-8")
