@@ -71,6 +71,15 @@ def load(path: str, *, environ: Mapping[str, str] | None = None) -> ServerConfig
     name = os.path.basename(path).lower()
     if name in (WEB_CONFIG, CORRAL_TOML):
         return load_site(os.path.dirname(os.path.abspath(path)), environ=environ)
+    if name.endswith(".config"):
+        problems = Problems()
+        problems.add(
+            Location(os.path.abspath(path)),
+            "file",
+            "an applicationHost.config is read through a server TOML: "
+            '[server] application_host = "applicationHost.config"',
+        )
+        problems.raise_if_any()
     return load_server(path, environ=environ)
 
 
@@ -293,7 +302,8 @@ def _build_site(
     mounts: list[Mount] = []
     apps: list[AppConfig] = []
     for mount_decl in decl.mounts:
-        built = _build_mount(ctx, decl.name, mount_decl, switchboard, sources)
+        other_roots = [m.physical_path for m in decl.mounts if m is not mount_decl]
+        built = _build_mount(ctx, decl.name, mount_decl, switchboard, sources, other_roots)
         if built is not None:
             mounts.append(built[0])
             apps.extend(built[1])
@@ -310,8 +320,12 @@ def _build_site(
     )
 
 
-def _config_files(root: str) -> list[tuple[str, str]]:
-    """(relative folder, file) for every web.config, corral.toml (root only) and .zoo."""
+def _config_files(root: str, others: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """(relative folder, file) for every web.config, corral.toml (root only) and .zoo.
+
+    Hidden folders, __pycache__, node_modules, virtualenvs and the folders of other mounts
+    (an application nested in this one's folder owns its own web.config) are not searched.
+    """
     found: list[tuple[str, str]] = []
     for current, dirs, files in os.walk(root, followlinks=False):
         dirs[:] = sorted(
@@ -320,6 +334,7 @@ def _config_files(root: str) -> list[tuple[str, str]]:
             if not d.startswith(".")
             and d not in _SKIP_DIRS
             and not os.path.isfile(os.path.join(current, d, "pyvenv.cfg"))
+            and os.path.realpath(os.path.join(current, d)) not in others
         )
         rel = os.path.relpath(current, root).replace(os.sep, "/")
         rel = "" if rel == "." else rel
@@ -333,9 +348,11 @@ def _config_files(root: str) -> list[tuple[str, str]]:
     return found
 
 
-def _sections(ctx: _Context, root: str, sources: list[str]) -> list[Section]:
+def _sections(
+    ctx: _Context, root: str, sources: list[str], others: frozenset[str]
+) -> list[Section]:
     sections: list[Section] = []
-    for rel, path in _config_files(root):
+    for rel, path in _config_files(root, others):
         sources.append(path)
         data = _read(path, ctx.problems)
         name = os.path.basename(path)
@@ -425,13 +442,15 @@ def _build_mount(
     decl: MountDecl,
     switchboard: list[SwitchEntry],
     sources: list[str],
+    other_roots: Iterable[str] = (),
 ) -> tuple[Mount, list[AppConfig]] | None:
     root = decl.physical_path
     if not os.path.isdir(root):
         ctx.problems.add(decl.location, "physical_path", f"no such folder: {root}")
         return None
     root = os.path.realpath(root)
-    sections = _sections(ctx, root, sources)
+    others = frozenset(os.path.realpath(p) for p in other_roots) - {root}
+    sections = _sections(ctx, root, sources, others)
     # Handlers, folder by folder (a sub-folder starts from its nearest configured ancestor).
     raw_scopes: dict[str, list[HandlerOp]] = {}
     scope_where: dict[str, Location] = {}

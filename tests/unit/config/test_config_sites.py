@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.config import load, load_server, load_site
+from corral.config import ConfigErrors, load, load_server, load_site
 from corral.config.expand import finish_env
 from corral.config.model import EngineKind, Protocol, Transport
 from corral.routing import Router
@@ -279,3 +279,34 @@ def test_every_site_fixture_loads_through_load(name: str) -> None:
     config = load(str(SITES / name))
     assert len(config.apps) == 1
     assert config.sources[0] == str(SITES / name / "web.config")
+
+
+def test_an_application_nested_in_anothers_folder_owns_its_web_config(tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    shutil.copytree(SITES / "seed-wsgi", root)
+    shutil.copytree(SITES / "static-subfolder", root / "shop")
+    (tmp_path / "server.toml").write_text(
+        '[sites.s]\nbindings = ["127.0.0.1:8080:"]\n'
+        '[sites.s.apps."/"]\nphysical_path = "www"\n'
+        '[sites.s.apps."/shop"]\nphysical_path = "www/shop"\n'
+    )
+    config = load_server(str(tmp_path / "server.toml"), environ=ENV)
+    assert sorted((a.virtual_path, a.name) for a in config.apps) == [
+        ("/", "WSGI.project"),
+        ("/shop", "shop"),
+    ]
+    root_mount = next(m for m in config.sites[0].mounts if m.virtual_path == "/")
+    assert [scope.folder for scope in root_mount.scopes] == [""]
+    router = Router(config)
+    assert router.match(None, "/shop/static/app.js").app is None  # type: ignore[union-attr]
+    assert router.match(None, "/shop/cart").app.name == "shop"  # type: ignore[union-attr]
+
+
+def test_an_application_host_file_alone_points_to_the_server_toml() -> None:
+    path = SITES / "apphost" / "applicationHost.config"
+    with pytest.raises(ConfigErrors) as caught:
+        load(str(path))
+    assert str(caught.value) == (
+        f"{path}: file: an applicationHost.config is read through a server TOML: "
+        '[server] application_host = "applicationHost.config"'
+    )
