@@ -129,6 +129,7 @@ def test_workers_start_lazily_on_first_acquire(run: Run[None], tmp_path: Path) -
         snap = pool.snapshot()
         assert [(w.pid, w.state, w.requests_served) for w in snap.workers] == [(pid, "idle", 1)]
         assert snap.waiting == 0 and snap.in_flight == 0
+        assert (snap.min_instances, snap.max_instances) == (1, 2)
 
     run(with_pool(responder_plan(tmp_path), settings(min_instances=1), body))
 

@@ -216,6 +216,9 @@ class PoolSnapshot:
     start_failures: int
     last_error: str | None
     closing: bool
+    #: The bounds in force (``max_instances == 0`` already resolved to the CPU count).
+    min_instances: int
+    max_instances: int
 
 
 @dataclass(eq=False)
@@ -229,6 +232,7 @@ class _Worker(Generic[ConnT]):
     last_used: float = 0.0
     idle_conns: list[ConnT] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    spawned_at: float = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -430,6 +434,8 @@ class Pool(Generic[ConnT]):
             start_failures=self._start_failures,
             last_error=None if self._last_error is None else str(self._last_error),
             closing=self._closing,
+            min_instances=self._limits.min_instances,
+            max_instances=self._limits.max_instances,
         )
 
     # -------------------------------------------------------------------------------- leasing
@@ -643,6 +649,7 @@ class Pool(Generic[ConnT]):
                 self._start_failed(worker, str(exc), "")
                 return
             worker.process = process
+            worker.spawned_at = asyncio.get_running_loop().time()
             _log.info(
                 "app %s: started worker pid %d on %s",
                 self.name,
@@ -717,9 +724,10 @@ class Pool(Generic[ConnT]):
         self._next_start_at = 0.0
         self._last_error = None
         _log.info(
-            "app %s: worker pid %s is ready",
+            "app %s: worker pid %s is ready (%.2f s after spawn)",
             self.name,
             worker.pid,
+            now - worker.spawned_at,
             extra={"app": self.name, "pid": worker.pid},
         )
         self._dispatch()
