@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -466,6 +467,29 @@ def test_a_worker_refusing_connections_is_replaced_and_the_request_served(
         assert any(
             f"cannot connect to worker pid {broken}" in r.getMessage() for r in caplog.records
         )
+
+    pool_settings = settings(min_instances=1, max_instances=1)
+    run(with_pool(responder_plan(tmp_path), pool_settings, body))
+
+
+def test_a_runtime_directory_removed_behind_the_pools_back_is_recreated(
+    run: Run[None], tmp_path: Path
+) -> None:
+    """A tmp cleaner deleting the sockets: the unreachable worker is replaced on the next
+    request, in a fresh private directory."""
+
+    async def body(pool: Pool[TestConnection]) -> None:
+        lease = await pool.acquire()
+        old_pid = lease.worker_pid
+        pool.release(lease, reusable=False)
+        old_dir = pool._runtime_dir
+        assert old_dir is not None
+        shutil.rmtree(old_dir)
+        pid, answer = await request(pool)
+        assert pid != old_pid and answer == str(pid).encode()
+        new_dir = pool._runtime_dir
+        assert new_dir is not None and new_dir != old_dir
+        assert (os.stat(new_dir).st_mode & 0o777) == 0o700
 
     pool_settings = settings(min_instances=1, max_instances=1)
     run(with_pool(responder_plan(tmp_path), pool_settings, body))

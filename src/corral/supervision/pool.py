@@ -605,6 +605,8 @@ class Pool(Generic[ConnT]):
             self._wake_at(wake)
 
     def _wake_at(self, when: float) -> None:
+        if self._closing:
+            return
         if self._timer is not None:
             if self._timer.when() <= when:
                 return
@@ -623,7 +625,8 @@ class Pool(Generic[ConnT]):
     def _socket_path(self, worker_id: int) -> str | None:
         if self.plan.transport is not Transport.UNIX:
             return None
-        if self._runtime_dir is None:
+        if self._runtime_dir is None or not os.path.isdir(self._runtime_dir):
+            # (Re)created on demand: a tmp cleaner may have removed it while the app was idle.
             root = self._runtime_root or os.environ.get("XDG_RUNTIME_DIR") or None
             if root is not None and not os.path.isdir(root):
                 root = None
