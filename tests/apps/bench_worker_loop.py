@@ -36,11 +36,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def params(path: str) -> list[tuple[bytes, bytes]]:
+    path_info, _, query = path.partition("?")
     pairs = {
         "REQUEST_METHOD": "GET",
         "SCRIPT_NAME": "",
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
+        "PATH_INFO": path_info,
+        "QUERY_STRING": query,
         "REQUEST_URI": path,
         "SERVER_NAME": "localhost",
         "SERVER_PORT": "80",
