@@ -599,8 +599,14 @@ def _build_app(
     ctx.used_engines[engine_name] = engine
     app_where = where or first.location
     module_vars = expand.module_variables(root, virtual_path)
-    engine_layer = [(var.name, var.value) for var in engine.env]
-    app_layer = [(var, value) for var, (value, _) in env_written.items()]
+    fixed = {var.upper() for var, _ in module_vars}
+    for var, (_, loc) in env_written.items():
+        if var.upper() in fixed:
+            ctx.notices.append(f"{loc}: {var} is set by Corral; this value is ignored")
+    engine_layer = [(var.name, var.value) for var in engine.env if var.name.upper() not in fixed]
+    app_layer = [
+        (var, value) for var, (value, _) in env_written.items() if var.upper() not in fixed
+    ]
     env = dict(
         expand.layer_env(ctx.environ, module_vars, [engine_layer, app_layer], site_root=root)
     )

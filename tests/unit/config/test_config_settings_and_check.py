@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -95,7 +96,7 @@ def test_check_renders_the_resolved_model() -> None:
 
 
 def test_check_on_a_site_folder(tmp_path: Path) -> None:
-    root = tmp_path / "site"
+    root = Path(os.path.realpath(tmp_path)) / "site"
     shutil.copytree(SITES / "seed-wsgi", root)
     code, text = run_check(str(root), environ={})
     assert code == 0

@@ -85,7 +85,7 @@ def test_django_project_early_style_and_static_folder() -> None:
 
 
 def test_flask_in_a_virtualenv(tmp_path: Path) -> None:
-    root = tmp_path / "flask"
+    root = Path(os.path.realpath(tmp_path)) / "flask"
     shutil.copytree(SITES / "flask-venv", root)
     (root / "venv" / "bin").mkdir()
     (root / "venv" / "bin" / "python").symlink_to(sys.executable)
@@ -215,7 +215,7 @@ def test_application_host_engines_user_engines_and_switchboard() -> None:
 
 
 def test_a_command_engine_from_application_host_expands_its_arguments(tmp_path: Path) -> None:
-    site = tmp_path / "site"
+    site = Path(os.path.realpath(tmp_path)) / "site"
     site.mkdir()
     (site / "web.config").write_text(
         "<configuration><system.webServer><handlers>"
@@ -310,3 +310,17 @@ def test_an_application_host_file_alone_points_to_the_server_toml() -> None:
         f"{path}: file: an applicationHost.config is read through a server TOML: "
         '[server] application_host = "applicationHost.config"'
     )
+
+
+def test_module_variables_cannot_be_overridden(tmp_path: Path) -> None:
+    (tmp_path / "web.config").write_text(
+        "<configuration><system.webServer><heliconZoo><application name='a'>"
+        "<environmentVariables><add name='APPL_PHYSICAL_PATH' value='/elsewhere'/>"
+        "<add name='X' value='%APPL_PHYSICAL_PATH%'/></environmentVariables></application>"
+        "</heliconZoo><handlers><add name='a' scriptProcessor='python' path='*' "
+        "modules='HeliconZoo_x64'/></handlers></system.webServer></configuration>"
+    )
+    config = load_site(str(tmp_path), environ={})
+    (app,) = config.apps
+    assert app.env_dict() == {"X": os.path.realpath(tmp_path)}
+    assert any("APPL_PHYSICAL_PATH is set by Corral" in notice for notice in config.notices)
