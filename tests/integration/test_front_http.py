@@ -84,11 +84,12 @@ def test_chunked_upload_has_no_content_length_param(corral: CorralServer) -> Non
 def test_response_without_length_is_chunked_for_http11(corral: CorralServer) -> None:
     conn = Conn(corral.port)
     try:
-        conn.send(b"GET /stream?3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        # 4 MiB cannot reach the front in one read: the head leaves before the end is known.
+        conn.send(b"GET /stream?64 HTTP/1.1\r\nHost: x\r\n\r\n")
         response = conn.response()
         assert response.header("transfer-encoding") == "chunked"
         assert response.header("content-length") is None
-        assert response.body == b"".join(bytes([i]) * 65536 for i in range(3))
+        assert response.body == b"".join(bytes([i]) * 65536 for i in range(64))
         # The connection stays usable after a chunked response.
         conn.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
         assert conn.response().body == b"Hello, world!\n"
@@ -96,15 +97,31 @@ def test_response_without_length_is_chunked_for_http11(corral: CorralServer) -> 
         conn.close()
 
 
+def test_small_response_without_length_gets_one(corral: CorralServer) -> None:
+    """When the whole body is in hand before the head leaves, the front gives it a length."""
+    conn = Conn(corral.port)
+    try:
+        conn.send(b"GET /env HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = conn.response()
+        length = response.header("content-length")
+        chunked = response.header("transfer-encoding")
+        assert (length is None) != (chunked is None)
+        if length is not None:
+            assert int(length) == len(response.body)
+    finally:
+        conn.close()
+
+
 def test_response_without_length_is_close_delimited_for_http10(corral: CorralServer) -> None:
     conn = Conn(corral.port)
     try:
-        conn.send(b"GET /stream?3 HTTP/1.0\r\nHost: x\r\n\r\n")
+        conn.send(b"GET /stream?64 HTTP/1.0\r\nHost: x\r\n\r\n")
         response = conn.response()
     finally:
         conn.close()
     assert response.header("transfer-encoding") is None
-    assert len(response.body) == 3 * 65536
+    assert response.header("connection") == "close"
+    assert len(response.body) == 64 * 65536
 
 
 def test_http10_keep_alive_is_honoured_with_a_length(corral: CorralServer) -> None:

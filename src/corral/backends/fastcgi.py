@@ -21,15 +21,13 @@ from typing import Protocol, cast
 
 from corral.backends import BackendClosed, BackendError, BackendProtocolError
 from corral.protocol.cgi import CGIResponseError, CGIResponseParser
-from corral.protocol.fastcgi.connection import CLIENT, FastCGIConnection
+from corral.protocol.fastcgi import records
+from corral.protocol.fastcgi.constants import RecordType, Role
 from corral.protocol.fastcgi.errors import FastCGIError
-from corral.protocol.fastcgi.events import NEED_DATA, EndRequest, Stderr, Stdin, Stdout
 
 logger = logging.getLogger("corral.backend")
 
 REQUEST_ID = 1
-#: Largest STDIN record content we send (the protocol's limit is 65535).
-STDIN_RECORD_MAX = 0xFFFF - 7  # keeps records 8-byte aligned without padding bytes
 
 
 class ResponseSink(Protocol):
@@ -101,28 +99,43 @@ async def connect(
     return protocol
 
 
+#: FastCGI name-value pairs encoder (the codec's).
+encode_pairs = records.encode_pairs
+
+_HEADER = records.HEADER
+_HEADER_UNPACK = records.HEADER.unpack_from
+_HEADER_PACK = records.HEADER.pack
+_ZEROS = tuple(bytes(n) for n in range(8))
+_STDOUT = int(RecordType.STDOUT)
+_STDERR = int(RecordType.STDERR)
+_END_REQUEST = int(RecordType.END_REQUEST)
+_PARAMS = int(RecordType.PARAMS)
+_STDIN = int(RecordType.STDIN)
+_BEGIN_KEEP = records.encode_begin_request(REQUEST_ID, Role.RESPONDER, keep_conn=True)
+_PARAMS_END = records.encode_stream(RecordType.PARAMS, REQUEST_ID, b"")
+_STDIN_END = records.encode_stream(RecordType.STDIN, REQUEST_ID, b"")
+
+
 class FastCGIClientConnection(asyncio.Protocol):
-    """One connection to a FastCGI responder, serving one request at a time."""
+    """One connection to a FastCGI responder, serving one request at a time.
+
+    The wire format comes from the sans-IO codec's pure functions (``protocol.fastcgi.records``);
+    the per-request state is trivial here (one request id, one request at a time), so records are
+    read straight out of the received bytes instead of going through ``FastCGIConnection``'s
+    general state table: this is the front's hot path.
+    """
 
     def __init__(self, name: str, *, php_fpm: bool = False) -> None:
         self.name = name
         self._php_fpm = php_fpm
-        self._codec = self._new_codec()
         self._transport: asyncio.Transport | None = None
         self._sink: ResponseSink | None = None
         self._head: CGIResponseParser | None = None
-        self._stdout_ended = False
+        self._buffer = b""
         self._body_done = True
         self._paused_by_peer = False
         self._closed = False
         self._stderr_tail = b""
-
-    # -- the codec ---------------------------------------------------------------------------
-
-    def _new_codec(self) -> FastCGIConnection:
-        if self._php_fpm:
-            return FastCGIConnection(CLIENT, split_params=False, pad_empty_records=False)
-        return FastCGIConnection(CLIENT)
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -137,30 +150,49 @@ class FastCGIClientConnection(asyncio.Protocol):
                 pass
 
     def data_received(self, data: bytes) -> None:
-        codec = self._codec
+        if self._buffer:
+            data = self._buffer + data
+            self._buffer = b""
+        size = len(data)
+        pos = 0
         try:
-            codec.receive_data(data)
-            while True:
-                event = codec.next_event()
-                if event is NEED_DATA:
+            while size - pos >= 8:
+                version, kind, request_id, length, padding = _HEADER_UNPACK(data, pos)
+                if version != 1:
+                    raise BackendProtocolError(
+                        f"{self.name} does not speak FastCGI (record version {version})"
+                    )
+                end = pos + 8 + length + padding
+                if end > size:
                     break
-                event_type = type(event)
-                if event_type is Stdout:
-                    self._on_stdout(event.data)  # type: ignore[union-attr]
-                elif event_type is EndRequest:
-                    self._on_end(event)  # type: ignore[arg-type]
-                elif event_type is Stderr:
-                    self._on_stderr(event.data)  # type: ignore[union-attr]
+                content = data[pos + 8 : pos + 8 + length]
+                pos = end
+                if request_id != REQUEST_ID:
+                    raise BackendProtocolError(
+                        f"{self.name} sent a record for request {request_id}, not {REQUEST_ID}"
+                    )
+                if kind == _STDOUT:
+                    if content:
+                        self._on_stdout(content)
+                elif kind == _END_REQUEST:
+                    if pos != size:
+                        raise BackendProtocolError(f"{self.name} sent records after END_REQUEST")
+                    self._on_end(content)
+                    return
+                elif kind == _STDERR:
+                    self._on_stderr(content)
                 else:
                     raise BackendProtocolError(
-                        f"unexpected FastCGI record from {self.name}: {event!r}"
+                        f"{self.name} sent an unexpected FastCGI record of type {kind}"
                     )
-        except FastCGIError as exc:
-            self._fail(BackendProtocolError(f"{self.name}: {exc}"))
-            return
         except BackendError as exc:
             self._fail(exc)
             return
+        except FastCGIError as exc:
+            self._fail(BackendProtocolError(f"{self.name}: {exc}"))
+            return
+        if pos < size:
+            self._buffer = data[pos:]
         sink = self._sink
         if sink is not None:
             sink.backend_flush()
@@ -191,9 +223,6 @@ class FastCGIClientConnection(asyncio.Protocol):
         sink = self._sink
         if sink is None:
             raise BackendProtocolError(f"{self.name} sent STDOUT with no request in flight")
-        if not data:
-            self._stdout_ended = True
-            return
         head = self._head
         if head is None:
             sink.backend_body(data)
@@ -206,7 +235,7 @@ class FastCGIClientConnection(asyncio.Protocol):
             return
         self._head = None
         sink.backend_head(result.status, result.reason, result.headers)
-        if result.body:
+        if result.body and self._sink is sink:
             sink.backend_body(result.body)
 
     def _on_stderr(self, data: bytes) -> None:
@@ -215,19 +244,20 @@ class FastCGIClientConnection(asyncio.Protocol):
             for line in data.decode("utf-8", "replace").splitlines():
                 logger.warning("%s stderr: %s", self.name, line)
 
-    def _on_end(self, event: EndRequest) -> None:
+    def _on_end(self, content: bytes) -> None:
         sink = self._sink
         if sink is None:
             raise BackendProtocolError(f"{self.name} sent END_REQUEST with no request in flight")
+        _, protocol_status = records.decode_end_request(content)
+        if protocol_status != 0:
+            raise BackendProtocolError(
+                f"{self.name} refused the request (protocol status {protocol_status})"
+            )
         if self._head is not None:
             try:
                 self._head.feed(b"")
             except CGIResponseError as exc:
                 raise BackendProtocolError(f"{self.name}: {exc}") from exc
-        if event.protocol_status != 0:
-            raise BackendProtocolError(
-                f"{self.name} refused the request (protocol status {event.protocol_status})"
-            )
         self._sink = None
         # A request body we had not finished sending leaves STDIN records in flight that the
         # backend would read as belonging to no request: do not reuse the connection then.
@@ -255,26 +285,60 @@ class FastCGIClientConnection(asyncio.Protocol):
         """Whether this connection can take a new request."""
         return not self._closed and self._sink is None
 
-    def begin(self, params: list[tuple[bytes, bytes]], sink: ResponseSink, has_body: bool) -> None:
-        """Send BEGIN_REQUEST and PARAMS (and the empty STDIN when there is no body)."""
+    def _encode_params(self, static: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:
+        if self._php_fpm:
+            # php-fpm decodes PARAMS record by record: never split a pair across records.
+            return records.encode_params(
+                REQUEST_ID,
+                records.decode_pairs(static) + pairs,
+                split_params=False,
+                pad_empty=False,
+            )
+        body = static + encode_pairs(pairs)
+        length = len(body)
+        if length > 0xFFFF:
+            return records.encode_stream(RecordType.PARAMS, REQUEST_ID, body, end=True)
+        padding = -length & 7
+        return b"".join(
+            (
+                _HEADER_PACK(1, _PARAMS, REQUEST_ID, length, padding),
+                body,
+                _ZEROS[padding],
+                _PARAMS_END,
+            )
+        )
+
+    def begin(
+        self,
+        static: bytes,
+        params: list[tuple[bytes, bytes]],
+        sink: ResponseSink,
+        has_body: bool,
+    ) -> None:
+        """Send BEGIN_REQUEST and PARAMS (and the empty STDIN when there is no body).
+
+        ``static`` holds pairs already encoded (``encode_pairs``: the ones fixed per application
+        and per client connection); ``params`` the rest.
+        """
         transport = self._transport
         if self._closed or transport is None or transport.is_closing():
             sink.backend_error(BackendClosed(f"the connection to {self.name} is closed"))
             return
         self._sink = sink
         self._head = CGIResponseParser()
-        self._stdout_ended = False
+        self._buffer = b""
         try:
-            out = self._codec.send_request(
-                REQUEST_ID, params, keep_conn=True, stdin=None if has_body else b""
-            )
+            encoded = self._encode_params(static, params)
         except FastCGIError as exc:
             self._sink = None
             self.close()
             sink.backend_error(BackendProtocolError(f"cannot encode the request: {exc}"))
             return
         self._body_done = not has_body
-        transport.write(out)
+        if has_body:
+            transport.write(_BEGIN_KEEP + encoded)
+        else:
+            transport.write(b"".join((_BEGIN_KEEP, encoded, _STDIN_END)))
         if self._paused_by_peer:
             sink.backend_pause_writing()
 
@@ -282,17 +346,13 @@ class FastCGIClientConnection(asyncio.Protocol):
         """Send a piece of the request body as STDIN records."""
         if not data or self._sink is None or self._transport is None:
             return
-        codec = self._codec
-        if len(data) <= STDIN_RECORD_MAX:
-            self._transport.write(codec.send(Stdin(REQUEST_ID, data)))
+        if len(data) <= 0xFFFF:
+            padding = -len(data) & 7
+            self._transport.writelines(
+                (_HEADER_PACK(1, _STDIN, REQUEST_ID, len(data), padding), data, _ZEROS[padding])
+            )
             return
-        view = memoryview(data)
-        self._transport.writelines(
-            [
-                codec.send(Stdin(REQUEST_ID, bytes(view[i : i + STDIN_RECORD_MAX])))
-                for i in range(0, len(data), STDIN_RECORD_MAX)
-            ]
-        )
+        self._transport.write(records.encode_stream(RecordType.STDIN, REQUEST_ID, data))
 
     def end_body(self) -> None:
         """End the request body (the empty STDIN record)."""
@@ -301,7 +361,7 @@ class FastCGIClientConnection(asyncio.Protocol):
         self._body_done = True
         if self._sink is None or self._transport is None:
             return
-        self._transport.write(self._codec.send(Stdin(REQUEST_ID, b"")))
+        self._transport.write(_STDIN_END)
 
     def pause_reading(self) -> None:
         if self._transport is not None and not self._closed:
@@ -326,4 +386,11 @@ class FastCGIClientConnection(asyncio.Protocol):
         return self._stderr_tail
 
 
-__all__ = ["Address", "FastCGIClientConnection", "ResponseSink", "connect", "parse_address"]
+__all__ = [
+    "Address",
+    "FastCGIClientConnection",
+    "ResponseSink",
+    "connect",
+    "encode_pairs",
+    "parse_address",
+]

@@ -283,8 +283,6 @@ class HTTPConnection(asyncio.Protocol):
             server_name, server_port = split_host(host, server.port_bytes(self.server_port))
         else:
             server_name, server_port = server.host_bytes, server.port_bytes(self.server_port)
-        params += route.params
-        params += self._conn_params
         params.append((b"REQUEST_METHOD", method))
         params.append((b"PATH_INFO", path_info))
         params.append((b"QUERY_STRING", request.query))
@@ -335,7 +333,8 @@ class HTTPConnection(asyncio.Protocol):
         self, backend: FastCGIClientConnection, params: list[tuple[bytes, bytes]], body: bool
     ) -> None:
         self._backend = backend
-        backend.begin(params, self, body)
+        assert self._route is not None
+        backend.begin(self._route.encoded_params + self._conn_params, params, self, body)
         if self._backend is None:  # begin() failed and reported it
             return
         if self._writing_paused:

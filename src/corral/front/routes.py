@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from corral.backends.fastcgi import FastCGIClientConnection
+from corral.backends.fastcgi import FastCGIClientConnection, encode_pairs
 from corral.front.cgienv import Pairs, route_params
 
 
@@ -39,10 +39,13 @@ class Route:
     document_root: bytes = b""
     #: CGI variables fixed for this application (built once).
     params: Pairs = field(default_factory=list)
+    #: The same, encoded as FastCGI name-value pairs.
+    encoded_params: bytes = b""
 
     def __post_init__(self) -> None:
         if not self.params:
             self.params = route_params(self.script_name, self.document_root)
+        self.encoded_params = encode_pairs(self.params)
 
 
 class Router(Protocol):

@@ -10,8 +10,9 @@ import socket
 import time
 from email.utils import formatdate
 
+from corral.backends.fastcgi import encode_pairs
 from corral.front import accesslog
-from corral.front.cgienv import Pairs, connection_params
+from corral.front.cgienv import connection_params
 from corral.front.connection import HTTPConnection
 from corral.front.routes import Router
 from corral.front.settings import FrontSettings
@@ -64,11 +65,14 @@ class FrontServer:
 
     def connection_params(
         self, remote_host: str, remote_port: int, server_addr: str, server_port: int
-    ) -> Pairs:
-        return connection_params(
-            remote_host.encode("ascii", "replace"),
-            self.port_bytes(remote_port),
-            server_addr.encode("ascii", "replace"),
+    ) -> bytes:
+        """The CGI variables fixed for one client connection, encoded once."""
+        return encode_pairs(
+            connection_params(
+                remote_host.encode("ascii", "replace"),
+                self.port_bytes(remote_port),
+                server_addr.encode("ascii", "replace"),
+            )
         )
 
     def port_bytes(self, port: int) -> bytes:

@@ -1,0 +1,242 @@
+"""A misbehaving FastCGI backend costs one request a 502/504, never the server.
+
+In-process: a real FrontServer on a loopback port, a real FastCGIClientConnection, and a scripted
+FastCGI "backend" (an asyncio server on a Unix socket) that misbehaves in one way per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from corral.backends import fastcgi
+from corral.front.routes import PrefixRouter, Route
+from corral.front.server import FrontServer
+from corral.front.settings import FrontSettings
+from corral.protocol.fastcgi import records
+from corral.protocol.fastcgi.constants import RecordType
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+OK_RESPONSE = records.encode_response(
+    1, b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+)
+
+
+@dataclass
+class Lease:
+    conn: fastcgi.FastCGIClientConnection
+
+
+@dataclass
+class FakePool:
+    """Connects a new backend connection per request; records how each was released."""
+
+    path: str
+    php_fpm: bool = False
+    released: list[bool] = field(default_factory=list)
+
+    async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
+        return Lease(await fastcgi.connect(self.path, php_fpm=self.php_fpm))
+
+    def release(self, lease: Lease, reusable: bool) -> None:
+        self.released.append(reusable)
+        lease.conn.close()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> list[tuple[int, bytes]]:
+    """Read records until the empty STDIN record; return (type, content) pairs."""
+    got: list[tuple[int, bytes]] = []
+    while True:
+        header = await reader.readexactly(8)
+        _, kind, _, length, padding = records.HEADER.unpack(header)
+        content = await reader.readexactly(length + padding)
+        got.append((kind, content[:length]))
+        if kind == RecordType.STDIN and length == 0:
+            return got
+
+
+async def _exchange(
+    tmp_path: Path,
+    script: Script,
+    request: bytes,
+    *,
+    settings: FrontSettings | None = None,
+    php_fpm: bool = False,
+) -> tuple[bytes, FakePool]:
+    path = str(tmp_path / "backend.sock")
+    server = await asyncio.start_unix_server(script, path)
+    pool = FakePool(path, php_fpm=php_fpm)
+    front = FrontServer(PrefixRouter([Route("app", pool)]), settings or FrontSettings())
+    [(host, port)] = await front.listen("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(request)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        return data, pool
+    finally:
+        await front.stop(1)
+        server.close()
+
+
+def run(coro: Awaitable[tuple[bytes, FakePool]]) -> tuple[bytes, FakePool]:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+GET = b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+
+
+def test_garbage_from_the_backend_is_a_502(tmp_path: Path) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\nnot fastcgi at all")
+        await writer.drain()
+
+    data, pool = run(_exchange(tmp_path, script, GET))
+    assert data.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+    assert pool.released == [False]
+
+
+def test_a_bad_cgi_head_is_a_502(tmp_path: Path) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(records.encode_response(1, b"no colon here\r\n\r\nbody"))
+        await writer.drain()
+
+    data, _ = run(_exchange(tmp_path, script, GET))
+    assert data.startswith(b"HTTP/1.1 502 ")
+
+
+def test_eof_before_end_request_is_a_502(tmp_path: Path) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(records.encode_stream(RecordType.STDOUT, 1, b"Status: 200 OK\r\n"))
+        await writer.drain()
+        writer.close()
+
+    data, pool = run(_exchange(tmp_path, script, GET))
+    assert data.startswith(b"HTTP/1.1 502 ")
+    assert pool.released == [False]
+
+
+def test_eof_after_the_head_aborts_the_response(tmp_path: Path) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(
+            records.encode_stream(RecordType.STDOUT, 1, b"Content-Type: text/plain\r\n\r\npart")
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+
+    data, _ = run(_exchange(tmp_path, script, GET))
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Transfer-Encoding: chunked" in data
+    assert data.endswith(b"4\r\npart\r\n")  # no last chunk: the client sees the truncation
+
+
+def test_a_hanging_backend_is_a_504(tmp_path: Path) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await asyncio.sleep(30)
+
+    data, pool = run(_exchange(tmp_path, script, GET, settings=FrontSettings(response_timeout=0.5)))
+    assert data.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
+    assert pool.released == [False]
+
+
+def test_refused_request_is_a_502(tmp_path: Path) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(records.encode_end_request(1, 0, 2))  # FCGI_OVERLOADED
+        await writer.drain()
+
+    data, _ = run(_exchange(tmp_path, script, GET))
+    assert data.startswith(b"HTTP/1.1 502 ")
+
+
+def test_stderr_records_are_logged_and_the_response_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(records.encode_stream(RecordType.STDERR, 1, b"something odd\n"))
+        writer.write(OK_RESPONSE)
+        await writer.drain()
+
+    with caplog.at_level(logging.WARNING, logger="corral.backend"):
+        data, pool = run(_exchange(tmp_path, script, GET))
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.endswith(b"\r\n\r\nok")
+    assert pool.released == [True]
+    assert any("something odd" in r.getMessage() for r in caplog.records)
+
+
+def test_php_fpm_mode_sends_whole_pairs_and_no_padding_on_empty_records(tmp_path: Path) -> None:
+    seen: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raw = b""
+        while not raw.endswith(records.encode_stream(RecordType.STDIN, 1, b"")):
+            raw += await reader.read(65536)
+        seen.append(raw)
+        writer.write(OK_RESPONSE)
+        await writer.drain()
+
+    fields = b"".join(b"X-Long-%d: %s\r\n" % (i, b"v" * 5000) for i in range(16))
+    request = b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + fields + b"\r\n"
+    settings = FrontSettings(max_header_size=200_000)
+    data, _ = run(_exchange(tmp_path, script, request, php_fpm=True, settings=settings))
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    raw = seen[0]
+    # Walk the records: every PARAMS record holds whole pairs; empty records carry no padding.
+    pos = 0
+    params_records = []
+    while pos < len(raw):
+        _, kind, _, length, padding = records.HEADER.unpack_from(raw, pos)
+        if length == 0:
+            assert padding == 0
+        if kind == RecordType.PARAMS and length:
+            params_records.append(raw[pos + 8 : pos + 8 + length])
+        pos += 8 + length + padding
+    assert len(params_records) >= 2
+    for content in params_records:
+        records.decode_pairs(content)  # raises if a pair were split across records
+
+
+def test_the_client_going_away_drops_the_backend_connection(tmp_path: Path) -> None:
+    async def scenario() -> tuple[bytes, FakePool]:
+        path = str(tmp_path / "backend.sock")
+        started = asyncio.Event()
+
+        async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            started.set()
+            await asyncio.sleep(5)
+
+        server = await asyncio.start_unix_server(script, path)
+        pool = FakePool(path)
+        front = FrontServer(PrefixRouter([Route("app", pool)]))
+        [(host, port)] = await front.listen("127.0.0.1", 0)
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+            writer.write(GET)
+            await asyncio.wait_for(started.wait(), 5)
+            writer.close()
+            for _ in range(100):
+                if pool.released:
+                    break
+                await asyncio.sleep(0.02)
+            return b"", pool
+        finally:
+            await front.stop(1)
+            server.close()
+
+    _, pool = run(scenario())
+    assert pool.released == [False]

@@ -1,0 +1,148 @@
+"""The front's pure pieces: request targets, CGI variables, response framing, pages, log lines."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from corral.backends.fastcgi import encode_pairs
+from corral.front import accesslog, errorpages
+from corral.front.cgienv import header_params
+from corral.front.proxy import BadBackendHead, body_allowed, filter_headers, status_line
+from corral.front.target import BadTarget, decode_path, remove_dot_segments, split_host
+from corral.protocol.fastcgi import records
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        (b"/", b"/"),
+        (b"/a/b", b"/a/b"),
+        (b"/caf%C3%A9", "/café".encode()),
+        (b"/a%2Fb", b"/a/b"),
+        (b"/a/./b/../c", b"/a/c"),
+        (b"/a/%2e%2e/b", b"/b"),
+        (b"/a/b/..", b"/a/"),
+        (b"/a/.", b"/a/"),
+        (b"*", b"*"),
+        (b"/%ff", b"/\xff"),
+    ],
+)
+def test_decode_path(raw: bytes, path: bytes) -> None:
+    assert decode_path(raw) == path
+
+
+@pytest.mark.parametrize("raw", [b"/..", b"/a/../..", b"/%2e%2e/x", b"/a%00b", b"relative"])
+def test_decode_path_rejects(raw: bytes) -> None:
+    with pytest.raises(BadTarget):
+        decode_path(raw)
+
+
+def test_remove_dot_segments_keeps_plain_dots_in_names() -> None:
+    assert remove_dot_segments(b"/a/.hidden/..x/b.") == b"/a/.hidden/..x/b."
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        (b"example.test", (b"example.test", b"80")),
+        (b"example.test:8443", (b"example.test", b"8443")),
+        (b"[::1]:9000", (b"[::1]", b"9000")),
+        (b"[::1]", (b"[::1]", b"80")),
+        (b"example.test:bad", (b"example.test", b"80")),
+    ],
+)
+def test_split_host(host: bytes, expected: tuple[bytes, bytes]) -> None:
+    assert split_host(host, b"80") == expected
+
+
+def test_header_params_policy() -> None:
+    out: list[tuple[bytes, bytes]] = []
+    host, referer, agent, connection = header_params(
+        [
+            (b"Host", b"h"),
+            (b"Referer", b"r"),
+            (b"User-Agent", b"u"),
+            (b"Connection", b"keep-alive, X-Private"),
+            (b"X-Private", b"p"),
+            (b"X_Spoof", b"s"),
+            (b"Proxy", b"http://evil"),
+            (b"Content-Type", b"text/plain"),
+            (b"Content-Length", b"3"),
+            (b"Transfer-Encoding", b"chunked"),
+            (b"Accept", b"a"),
+            (b"accept", b"b"),
+            (b"Cookie", b"x=1"),
+            (b"Cookie", b"y=2"),
+        ],
+        out,
+    )
+    assert (host, referer, agent, connection) == (b"h", b"r", b"u", b"keep-alive, X-Private")
+    assert dict(out) == {
+        b"HTTP_HOST": b"h",
+        b"HTTP_REFERER": b"r",
+        b"HTTP_USER_AGENT": b"u",
+        b"CONTENT_TYPE": b"text/plain",
+        b"HTTP_ACCEPT": b"a, b",
+        b"HTTP_COOKIE": b"x=1; y=2",
+    }
+    assert len(out) == len(dict(out))
+
+
+def test_filter_headers_drops_hop_by_hop_and_checks_length() -> None:
+    lines, length, has_date = filter_headers(
+        [
+            (b"Content-Type", b"text/plain"),
+            (b"Content-Length", b"14"),
+            (b"Connection", b"close"),
+            (b"Transfer-Encoding", b"chunked"),
+            (b"Keep-Alive", b"timeout=5"),
+            (b"Date", b"Mon"),
+        ]
+    )
+    assert lines == [b"Content-Type: text/plain\r\n", b"Content-Length: 14\r\n", b"Date: Mon\r\n"]
+    assert (length, has_date) == (14, True)
+    with pytest.raises(BadBackendHead):
+        filter_headers([(b"Content-Length", b"1"), (b"Content-Length", b"2")])
+    with pytest.raises(BadBackendHead):
+        filter_headers([(b"Content-Length", b"-1")])
+
+
+def test_status_line_and_body_rules() -> None:
+    assert status_line(200, b"OK") == b"HTTP/1.1 200 OK\r\n"
+    assert status_line(404, b"") == b"HTTP/1.1 404 Not Found\r\n"
+    assert not body_allowed(200, b"HEAD")
+    assert not body_allowed(204, b"GET")
+    assert not body_allowed(304, b"GET")
+    assert body_allowed(200, b"GET")
+
+
+def test_error_page_escapes_details_and_sets_headers() -> None:
+    page = errorpages.error_response(
+        503, details="<script>boom</script>", extra_headers=(("Retry-After", "5"),)
+    )
+    head, _, body = page.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"Retry-After: 5" in head
+    assert b"Connection: close" in head
+    assert int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) == len(body)
+    assert b"&lt;script&gt;" in body
+    assert b"<script>" not in body
+    assert errorpages.canned(400, head_only=True).endswith(b"\r\n\r\n")
+
+
+def test_access_log_line_is_combined_format_and_escaped(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="corral.access"):
+        accesslog.log_request(
+            "127.0.0.1", b"GET", b'/a"b\x01', b"1.1", 200, 14, None, b"curl/8 \xff"
+        )
+    line = caplog.records[-1].getMessage()
+    assert line.startswith("127.0.0.1 - - [")
+    assert line.endswith('] "GET /a\\x22b\\x01 HTTP/1.1" 200 14 "-" "curl/8 \\xff"')
+
+
+def test_encode_pairs_is_the_codecs() -> None:
+    pairs = [(b"A", b"1"), (b"B" * 200, b"x" * 300)]
+    assert encode_pairs(pairs) == records.encode_pairs(pairs)
+    assert records.decode_pairs(encode_pairs(pairs)) == pairs
