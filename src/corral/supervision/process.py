@@ -31,6 +31,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Callable
 
@@ -166,7 +167,14 @@ class WorkerProcess:
         """
         _reserve_low_fds()
         listener, address, bound_path = _listen(plan, socket_path)
-        liveness_read, liveness_write = os.pipe()
+        try:
+            liveness_read, liveness_write = os.pipe()
+        except OSError as exc:
+            listener.close()
+            if bound_path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(bound_path)
+            raise SpawnError(f"cannot create the liveness pipe: {exc}") from exc
         try:
             proc = await asyncio.create_subprocess_exec(
                 *plan.argv,
@@ -187,7 +195,7 @@ class WorkerProcess:
             if bound_path is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(bound_path)
-            if isinstance(exc, OSError | ValueError):
+            if isinstance(exc, OSError | ValueError | subprocess.SubprocessError):
                 raise SpawnError(f"cannot start {plan.argv[0]!r} in {plan.cwd!r}: {exc}") from exc
             raise
         finally:
