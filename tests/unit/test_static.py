@@ -32,6 +32,7 @@ SITES = Path(__file__).resolve().parents[1] / "fixtures" / "sites"
 
 @pytest.fixture
 def site(tmp_path: Path) -> StaticPolicy:
+    tmp_path = Path(os.path.realpath(tmp_path))
     root = tmp_path / "site"
     (root / "static" / "img").mkdir(parents=True)
     (root / "static" / "app.js").write_text("js")
