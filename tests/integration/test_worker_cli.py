@@ -123,7 +123,7 @@ def test_without_any_app_the_service_information_page_is_served(
         "--bind",
         f"unix:{address}",
         cwd=empty,
-        env={"CORRAL_ENGINE": "python.3.x.wsgi", "DATABASE_URL": "postgres://u:hunter2@db/x"},
+        env={"CORRAL_ENGINE": "python.3.x.wsgi", "SECRET_KEY": "s3cr3t-env"},
     )
     params = base_params(
         "/some/path",
@@ -132,6 +132,7 @@ def test_without_any_app_the_service_information_page_is_served(
         HTTP_AUTHORIZATION="Bearer t0ps3cret",
         HTTP_X_API_KEY="k3y-value",
         HTTP_X_NOTE="<script>alert(1)</script>",
+        HTTP_X_UPSTREAM="postgres://user:pa55word@db.example/app",
     )
     with Client(address) as client:
         response = client.request(params)
@@ -143,8 +144,9 @@ def test_without_any_app_the_service_information_page_is_served(
     assert "python.3.x.wsgi" in page  # the engine
     assert str(empty) in page  # the application root
     assert "/virtual" in page
-    for secret in ("abc123secret", "t0ps3cret", "k3y-value", "hunter2"):
+    for secret in ("abc123secret", "t0ps3cret", "k3y-value", "pa55word", "s3cr3t-env"):
         assert secret not in page
+    assert "postgres://user:********@db.example/app" in page
     assert "HTTP_COOKIE" in page and "********" in page
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
