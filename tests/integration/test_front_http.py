@@ -333,3 +333,31 @@ def test_concurrent_clients(corral: CorralServer) -> None:
     for thread in threads:
         thread.join(WAIT)
     assert not failures
+
+
+def test_early_response_to_an_upload_reaches_the_client(corral: CorralServer) -> None:
+    """The app answers without reading the body: the front closes after the response but drains
+    what the client still sends (lingering close), so the client reads the answer, not a reset."""
+    body = b"x" * (8 * 1024 * 1024)
+    conn = Conn(corral.port)
+    errors: list[BaseException] = []
+
+    def upload() -> None:
+        try:
+            conn.send(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+            conn.send(body)
+        except OSError as exc:
+            errors.append(exc)
+
+    sender = threading.Thread(target=upload)
+    sender.start()
+    try:
+        response = conn.response()
+        assert response.status == 200
+        assert response.body == b"Hello, world!\n"
+        assert response.header("connection") == "close"
+        sender.join(WAIT)
+        assert conn.closed_by_peer()
+    finally:
+        conn.close()
+    assert not errors

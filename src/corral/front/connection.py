@@ -51,6 +51,13 @@ _HEAD = 1  # waiting for (the rest of) a request head
 _IDLE = 2  # kept alive between requests
 _BODY = 3  # reading a request body
 _BACKEND = 4  # waiting on the backend (or on a client that does not read)
+_LINGER = 5  # answered and closing: reading what the client still sends, then closing
+
+#: Lingering close: how long, and how many bytes at most, to read and drop after a response
+#: that ends a connection while the client may still be sending (so that the client reads the
+#: response instead of a reset, like nginx's lingering_close).
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 16 * 1024 * 1024
 
 # Reasons to stop reading from the client (a bit mask).
 _PAUSE_ACQUIRE = 1
@@ -190,6 +197,11 @@ class HTTPConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         kind = self._kind
+        if kind == _LINGER:
+            self._held += len(data)
+            if self._held > LINGER_BYTES:
+                self._close()
+            return
         if kind == _IDLE:
             self._set_deadline(_HEAD, self._server.settings.header_timeout)
         elif kind == _BODY:
@@ -204,6 +216,9 @@ class HTTPConnection(asyncio.Protocol):
         self._drain()
 
     def eof_received(self) -> bool | None:
+        if self._kind == _LINGER:
+            self._close()
+            return None
         self._parser.receive_data(b"")
         self._drain()
         # Keep the transport open for writing while a response is still to come.
@@ -551,7 +566,10 @@ class HTTPConnection(asyncio.Protocol):
                 self._referer,
                 self._agent,
             )
-        if self._close_after or not self._body_done:
+        if not self._body_done:
+            self._linger()
+            return
+        if self._close_after:
             self._close()
             return
         self._reset_request()
@@ -616,7 +634,7 @@ class HTTPConnection(asyncio.Protocol):
             # No request head: no access-log line with a request in it; answer and close.
             assert self._transport is not None
             self._transport.write(errorpages.canned(status))
-            self._close()
+            self._linger()
             return
         self._respond_error(status)
 
@@ -642,7 +660,7 @@ class HTTPConnection(asyncio.Protocol):
         if self._closed or now < self._deadline or self._kind == _NONE:
             return
         kind = self._kind
-        if kind == _IDLE or (kind == _HEAD and not self._got_bytes):
+        if kind in (_IDLE, _LINGER) or (kind == _HEAD and not self._got_bytes):
             self._close()
         elif kind == _HEAD:
             self._request_error(408, "request head not received in time")
@@ -669,6 +687,24 @@ class HTTPConnection(asyncio.Protocol):
         """The server is stopping: close now when idle, else after the request in flight."""
         if self._request is None:
             self._close()
+
+    def _linger(self) -> None:
+        """Close after the response, but first read (and drop) what the client still sends for
+        a while: closing with unread input makes the kernel send a reset, which can destroy the
+        response before the client reads it."""
+        transport = self._transport
+        if self._closed or transport is None:
+            return
+        if not transport.can_write_eof():
+            self._close()
+            return
+        transport.write_eof()
+        self._request = None
+        self._held = 0
+        self._set_deadline(_LINGER, LINGER_SECONDS)
+        if self._paused:
+            self._paused = 0
+            transport.resume_reading()
 
     def _close(self) -> None:
         if not self._closed:
