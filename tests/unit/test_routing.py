@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from corral.config import load, load_site
 from corral.config.engines import built_in
 from corral.config.model import (
     AppConfig,
@@ -19,6 +23,7 @@ from corral.config.model import (
 )
 from corral.routing import Router, normalize_host
 
+SITES = Path(__file__).resolve().parents[1] / "fixtures" / "sites"
 PYTHON = built_in("python")
 assert PYTHON is not None
 
@@ -189,3 +194,22 @@ def test_bytes_paths_keep_their_bytes(router: Router) -> None:
 )
 def test_normalize_host(raw: str | None, host: str) -> None:
     assert normalize_host(raw) == host
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.none(), st.text(max_size=30), st.binary(max_size=30)), st.binary(max_size=60))
+def test_match_never_raises_and_splits_the_path(host: str | bytes | None, path: bytes) -> None:
+    config = load(str(SITES / "multi" / "server.toml"), environ={})
+    route = Router(config).match(host, b"/" + path)
+    if route is not None:
+        assert route.script_name_bytes + route.path_info_bytes == b"/" + path
+
+
+def test_a_folder_without_configuration_can_default_to_an_engine(tmp_path: Path) -> None:
+    (tmp_path / "wsgi.py").write_text("")
+    static = load_site(str(tmp_path), environ={})
+    assert static.apps == () and Router(static).match(None, "/").app is None  # type: ignore[union-attr]
+    served = load_site(str(tmp_path), environ={}, default_engine="python")
+    (app,) = served.apps
+    assert (app.name, app.engine.name, app.virtual_path) == ("default", "python", "/")
+    assert Router(served).match(None, "/x").app is app  # type: ignore[union-attr]

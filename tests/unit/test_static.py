@@ -249,3 +249,21 @@ def test_ranges_and_if_range() -> None:
 )
 def test_content_types(name: str, kind: str) -> None:
     assert content_type(name) == kind
+
+
+@given(st.text(max_size=80))
+def test_resolution_never_escapes_or_raises(path: str) -> None:
+    policy = StaticPolicy(root=str(SITES / "static-subfolder"), hidden_dirs=("log",))
+    result = resolve(policy, "/" + path)
+    if isinstance(result, StaticFile):
+        root = os.path.realpath(policy.root)
+        assert result.path.startswith(root + os.sep)
+        relative = os.path.relpath(result.path, root).split(os.sep)
+        assert not any(part.startswith(".") for part in relative)
+        assert relative[-1].lower() not in ("web.config", "corral.toml")
+        assert relative[0] != "log"
+
+
+@given(st.text(max_size=40), st.integers(0, 1000))
+def test_range_parsing_never_raises(header: str, size: int) -> None:
+    parse_range(header, size)

@@ -123,7 +123,8 @@ def _app(app: AppConfig) -> list[str]:
 
 def _not_in_effect(item: NotInEffect) -> str:
     where = f"{item.location}: " if item.location else ""
-    value = f" = {item.value}" if item.value else ""
+    variable = item.setting.rpartition(": ")[2]
+    value = f" = {mask_value(variable, item.value)}" if item.value else ""
     return f"  {where}{item.setting}{value}"
 
 

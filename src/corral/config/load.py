@@ -88,10 +88,14 @@ def load_site(
     *,
     bindings: Iterable[Binding] = (DEFAULT_BINDING,),
     environ: Mapping[str, str] | None = None,
+    default_engine: str | None = None,
 ) -> ServerConfig:
     """One site answering every host on `bindings`, with one application at "/" in `folder`.
 
-    The folder's corral.toml may declare `[engines]` here (it is the whole server).
+    The folder's corral.toml may declare `[engines]` here (it is the whole server). A folder with
+    no web.config, corral.toml or .zoo at all is a static site, unless `default_engine` is given
+    (`corral serve DIR` passes "python"): then every URL goes to one application named "default"
+    on that engine (for Python: wsgi.py, WSGI_APP from the OS, or the service-information page).
     """
     problems = Problems()
     folder = os.path.abspath(folder)
@@ -105,7 +109,15 @@ def load_site(
             engines_toml = read_engines(source, problems, not_in_effect)
     site = SiteDecl("default", tuple(bindings), (), (MountDecl("/", folder, where),), where)
     return _build(
-        problems, None, engines_toml, [site], environ, [], not_in_effect, site_engines_allowed=True
+        problems,
+        None,
+        engines_toml,
+        [site],
+        environ,
+        [],
+        not_in_effect,
+        site_engines_allowed=True,
+        default_engine=default_engine,
     )
 
 
@@ -214,6 +226,7 @@ class _Context:
     not_in_effect: list[NotInEffect] = field(default_factory=list)
     used_engines: dict[str, EngineConfig] = field(default_factory=dict)
     site_engines_allowed: bool = False
+    default_engine: str | None = None
 
 
 def _build(
@@ -226,11 +239,13 @@ def _build(
     not_in_effect: list[NotInEffect],
     *,
     site_engines_allowed: bool = False,
+    default_engine: str | None = None,
 ) -> ServerConfig:
     ctx = _Context(
         problems, engine_table(zoo, toml_engines), dict(os.environ if environ is None else environ)
     )
     ctx.site_engines_allowed = site_engines_allowed
+    ctx.default_engine = default_engine
     ctx.not_in_effect.extend(not_in_effect)
     if zoo is not None:
         ctx.not_in_effect.extend(zoo.not_in_effect)
@@ -321,7 +336,7 @@ def _build_site(
 
 
 def _config_files(root: str, others: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
-    """(relative folder, file) for every web.config, corral.toml (root only) and .zoo.
+    """(relative folder, file) for every web.config, .zoo and (at the root) corral.toml.
 
     Hidden folders, __pycache__, node_modules, virtualenvs and the folders of other mounts
     (an application nested in this one's folder owns its own web.config) are not searched.
@@ -343,7 +358,7 @@ def _config_files(root: str, others: frozenset[str] = frozenset()) -> list[tuple
             found.append((rel, os.path.join(current, by_lower[WEB_CONFIG])))
         if rel == "" and CORRAL_TOML in files:
             found.append((rel, os.path.join(current, CORRAL_TOML)))
-        if rel and ZOO_FILE in files:
+        if ZOO_FILE in files:
             found.append((rel, os.path.join(current, ZOO_FILE)))
     return found
 
@@ -360,7 +375,7 @@ def _sections(
             where = Location(path, 1)
             if data.strip():
                 ctx.not_in_effect.append(NotInEffect("Zoo 4 .zoo file (YAML)", rel, where))
-            else:
+            elif rel:
                 # Zoo 4: an empty .zoo in a sub-folder disables the parent's application there.
                 sections.append(Section(rel, (HandlerOp("clear", "", where),), (), where))
             continue
@@ -451,6 +466,10 @@ def _build_mount(
     root = os.path.realpath(root)
     others = frozenset(os.path.realpath(p) for p in other_roots) - {root}
     sections = _sections(ctx, root, sources, others)
+    if not sections and ctx.default_engine is not None:
+        where = Location(root)
+        add = HandlerOp("add", "default", where, "*", ctx.default_engine)
+        sections = [Section("", (add,), (), where)]
     # Handlers, folder by folder (a sub-folder starts from its nearest configured ancestor).
     raw_scopes: dict[str, list[HandlerOp]] = {}
     scope_where: dict[str, Location] = {}
