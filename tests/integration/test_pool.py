@@ -358,15 +358,22 @@ def test_an_app_that_fails_to_import_makes_requests_fail_with_its_traceback(
     run(with_pool(responder_plan(tmp_path, fail_import="1"), settings(min_instances=2), body))
 
 
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("3", "the worker exited with code 3 before it was ready"),
+        ("5", "the worker could not use its listening socket (worker exited with code 5)"),
+    ],
+)
 def test_a_worker_that_exits_before_ready_makes_the_app_unavailable(
-    run: Run[None], tmp_path: Path
+    run: Run[None], tmp_path: Path, code: str, reason: str
 ) -> None:
     async def body(pool: Pool[TestConnection]) -> None:
         with pytest.raises(PoolUnavailable) as info:
             await pool.acquire()
-        assert "exited with code 3 before it was ready" in info.value.reason
+        assert info.value.reason == reason
 
-    run(with_pool(responder_plan(tmp_path, exit_early="3"), settings(), body))
+    run(with_pool(responder_plan(tmp_path, exit_early=code), settings(), body))
 
 
 def test_a_worker_that_never_answers_the_probe_times_out_and_is_killed(

@@ -815,7 +815,15 @@ class Pool(Generic[ConnT]):
         worker.idle_conns.clear()
 
 
+_EXIT_MEANINGS: dict[int, str] = {
+    ExitCode.APP_LOAD_FAILED: "the application could not be loaded",
+    ExitCode.BIND_FAILED: "the worker could not use its listening socket",
+    ExitCode.USAGE: "the worker rejected its command line",
+}
+
+
 def _exit_reason(code: int) -> str:
-    if code == ExitCode.APP_LOAD_FAILED:
-        return "the application could not be loaded (worker exited with code 4)"
+    meaning = _EXIT_MEANINGS.get(code)
+    if meaning is not None:
+        return f"{meaning} (worker exited with code {code})"
     return f"the worker {describe_returncode(code)} before it was ready"
