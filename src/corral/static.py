@@ -14,7 +14,8 @@
 
 Everything else here is pure: `etag`, `http_date`/`parse_http_date`, `parse_range`,
 `evaluate` (If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since, If-Range, Range ->
-200/206/304/412/416) and `content_type`.
+200/206/304/412/416), `plan` (that decision with its response headers and the byte range to
+send, e.g. with `os.sendfile`) and `content_type`.
 """
 
 from __future__ import annotations
@@ -289,6 +290,64 @@ def evaluate(
     if isinstance(selected, Unsatisfiable):
         return Decision(416)
     return Decision(206, selected)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to send for a static file: status, headers, and which bytes of the file."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    #: Bytes of the file to send (`os.sendfile` from `offset`, `length` bytes); 0 = no body.
+    offset: int
+    length: int
+
+
+def plan(
+    file: StaticFile,
+    method: str,
+    *,
+    if_match: str | None = None,
+    if_unmodified_since: str | None = None,
+    if_none_match: str | None = None,
+    if_modified_since: str | None = None,
+    if_range: str | None = None,
+    range_header: str | None = None,
+) -> Plan:
+    """`evaluate` for a resolved file, with the response headers (HEAD: same headers, no body)."""
+    decision = evaluate(
+        method,
+        etag_value=file.etag,
+        mtime=file.mtime,
+        size=file.size,
+        if_match=if_match,
+        if_unmodified_since=if_unmodified_since,
+        if_none_match=if_none_match,
+        if_modified_since=if_modified_since,
+        if_range=if_range,
+        range_header=range_header,
+    )
+    validators = (("ETag", file.etag), ("Last-Modified", http_date(file.mtime)))
+    if decision.status == 304:
+        return Plan(304, validators, 0, 0)
+    if decision.status == 412:
+        return Plan(412, (("Content-Length", "0"),), 0, 0)
+    if decision.status == 416:
+        unsatisfiable = UNSATISFIABLE.content_range(file.size)
+        return Plan(416, (("Content-Range", unsatisfiable), ("Content-Length", "0")), 0, 0)
+    offset, length = 0, file.size
+    headers: list[tuple[str, str]] = [
+        ("Content-Type", file.content_type),
+        *validators,
+        ("Accept-Ranges", "bytes"),
+    ]
+    if decision.range is not None:
+        offset, length = decision.range.start, decision.range.length
+        headers.append(("Content-Range", decision.range.content_range(file.size)))
+    headers.append(("Content-Length", str(length)))
+    if method == "HEAD":
+        length = 0
+    return Plan(decision.status, tuple(headers), offset, length)
 
 
 _MIME = mimetypes.MimeTypes()

@@ -24,6 +24,7 @@ from corral.static import (
     http_date,
     parse_http_date,
     parse_range,
+    plan,
     resolve,
 )
 
@@ -267,3 +268,30 @@ def test_resolution_never_escapes_or_raises(path: str) -> None:
 @given(st.text(max_size=40), st.integers(0, 1000))
 def test_range_parsing_never_raises(header: str, size: int) -> None:
     parse_range(header, size)
+
+
+def test_plan_gives_status_headers_and_bytes(site: StaticPolicy) -> None:
+    found = resolve(site, "/static/img/logo.png")
+    assert isinstance(found, StaticFile)
+    last_modified = http_date(found.mtime)
+    full = plan(found, "GET")
+    assert (full.status, full.offset, full.length) == (200, 0, 4)
+    assert dict(full.headers) == {
+        "Content-Type": "image/png",
+        "ETag": found.etag,
+        "Last-Modified": last_modified,
+        "Accept-Ranges": "bytes",
+        "Content-Length": "4",
+    }
+    head = plan(found, "HEAD")
+    assert (head.status, head.length, dict(head.headers)["Content-Length"]) == (200, 0, "4")
+    part = plan(found, "GET", range_header="bytes=1-")
+    assert (part.status, part.offset, part.length) == (206, 1, 3)
+    assert dict(part.headers)["Content-Range"] == "bytes 1-3/4"
+    assert dict(part.headers)["Content-Length"] == "3"
+    cached = plan(found, "GET", if_none_match=found.etag)
+    assert (cached.status, cached.length) == (304, 0)
+    assert dict(cached.headers) == {"ETag": found.etag, "Last-Modified": last_modified}
+    beyond = plan(found, "GET", range_header="bytes=10-")
+    assert beyond.status == 416 and dict(beyond.headers)["Content-Range"] == "bytes */4"
+    assert plan(found, "GET", if_match='"nope"').status == 412
