@@ -500,7 +500,9 @@ def _build_mount(
         handlers = _effective_handlers(ops)
         scopes.append(HandlerScope(folder, tuple(handlers), scope_where.get(folder)))
         for handler in handlers:
-            uses.setdefault(handler.app_name, []).append(handler)
+            used = uses.setdefault(handler.app_name, [])
+            if handler not in used:  # an inherited handler appears in every scope below
+                used.append(handler)
     apps: list[AppConfig] = []
     for app_name, handlers in uses.items():
         app = _build_app(

@@ -324,3 +324,28 @@ def test_module_variables_cannot_be_overridden(tmp_path: Path) -> None:
     (app,) = config.apps
     assert app.env_dict() == {"X": os.path.realpath(tmp_path)}
     assert any("APPL_PHYSICAL_PATH is set by Corral" in notice for notice in config.notices)
+
+
+def test_inherited_handlers_are_listed_once_per_application(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "web.config").write_text(
+        "<configuration><system.webServer><handlers>"
+        "<add name='app#x64' scriptProcessor='python' path='*' modules='HeliconZoo_x64'/>"
+        "</handlers></system.webServer></configuration>"
+    )
+    (tmp_path / "a" / "web.config").write_text(
+        "<configuration><system.webServer><handlers>"
+        "<add name='app#php' scriptProcessor='python' path='*.php' modules='HeliconZoo_x64'/>"
+        "</handlers></system.webServer></configuration>"
+    )
+    (tmp_path / "a" / "b" / "web.config").write_text(
+        "<configuration><system.webServer><handlers><remove name='app#x64'/>"
+        "</handlers></system.webServer></configuration>"
+    )
+    config = load_site(str(tmp_path), environ={})
+    (app,) = config.apps
+    assert [(h.name, h.path) for h in app.handlers] == [("app#x64", "*"), ("app#php", "*.php")]
+    router = Router(config)
+    assert router.match(None, "/a/b/x.txt").app is None  # type: ignore[union-attr]
+    assert router.match(None, "/a/b/x.php").handler.path == "*.php"  # type: ignore[union-attr]
+    assert router.match(None, "/a/x.txt").handler.path == "*"  # type: ignore[union-attr]
