@@ -622,6 +622,22 @@ def test_a_worker_ignoring_sigterm_is_killed_after_the_shutdown_timeout(
     assert any("did not stop within 0.4 s of SIGTERM" in r.getMessage() for r in caplog.records)
 
 
+def test_a_cancelled_close_still_kills_every_worker(run: Run[None], tmp_path: Path) -> None:
+    async def body(pool: Pool[TestConnection]) -> None:
+        pid, _ = await request(pool)
+        closing = asyncio.ensure_future(pool.close(grace=0.1))
+        await asyncio.sleep(0.3)  # SIGTERM sent and ignored; 30 s to go before SIGKILL
+        assert pid_alive(pid)
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        await eventually(lambda: not pid_alive(pid), what="the worker killed")
+        await pool.close()  # already closed: returns at once
+
+    pool_settings = settings(graceful_shutdown_timeout=30.0)
+    run(with_pool(responder_plan(tmp_path, ignore_term="1"), pool_settings, body))
+
+
 def test_stopping_a_worker_stops_its_process_group(run: Run[None], tmp_path: Path) -> None:
     async def body(pool: Pool[TestConnection]) -> None:
         await request(pool)

@@ -407,10 +407,14 @@ class Pool(Generic[ConnT]):
             tasks.extend(self._stopping)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            # Even if this close was cancelled half-way: no worker outlives it.
+            for worker in self._workers.values():
+                if worker.process is not None:
+                    worker.process.kill()
             if self._runtime_dir is not None:
                 shutil.rmtree(self._runtime_dir, ignore_errors=True)
                 self._runtime_dir = None
-        finally:
             self._closed.set_result(None)
 
     def snapshot(self) -> PoolSnapshot:
@@ -500,8 +504,8 @@ class Pool(Generic[ConnT]):
             self._waiters.appendleft(waiter)
         else:
             self._waiters.append(waiter)
-        self._evaluate()
         try:
+            self._evaluate()
             async with asyncio.timeout_at(deadline):
                 return await waiter
         except BaseException as exc:
