@@ -33,7 +33,7 @@ from corral.backends import BackendError
 from corral.backends.fastcgi import FastCGIClientConnection
 from corral.front import accesslog, errorpages
 from corral.front.cgienv import header_params
-from corral.front.proxy import BadBackendHead, Framing, body_allowed, filter_headers, status_line
+from corral.front.proxy import BadBackendHead, body_allowed, filter_headers, status_line
 from corral.front.routes import Route
 from corral.front.target import BadTarget, decode_path, split_host
 from corral.protocol.http1.errors import HTTPProtocolError
@@ -63,6 +63,12 @@ LINGER_BYTES = 16 * 1024 * 1024
 _PAUSE_ACQUIRE = 1
 _PAUSE_BACKEND = 2
 _PAUSE_PIPELINE = 4
+
+# Response framing (see proxy.py): plain ints, compared on the hot path.
+_NO_BODY = 0  # HEAD, 1xx, 204, 304
+_LENGTH = 1  # Content-Length
+_CHUNKED_OUT = 2  # Transfer-Encoding: chunked
+_CLOSE_DELIMITED = 3  # HTTP/1.0 without a length: the body ends with the connection
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CRLF = b"\r\n"
@@ -96,6 +102,8 @@ class HTTPConnection(asyncio.Protocol):
         "_got_bytes",
         "_head_buffer",
         "_held",
+        "_host",
+        "_host_parts",
         "_kind",
         "_lease",
         "_method",
@@ -131,6 +139,8 @@ class HTTPConnection(asyncio.Protocol):
         self._kind = _NONE
         self._got_bytes = False
         self._held = 0
+        self._host: bytes | None = None
+        self._host_parts = (b"", b"")
         self._reset_request()
 
     def _reset_request(self) -> None:
@@ -146,7 +156,7 @@ class HTTPConnection(asyncio.Protocol):
         self._pending_body: list[bytes] | None = None
         self._pending_head: list[bytes] | None = None
         self._head_buffer: list[bytes] | None = None
-        self._framing = Framing.NONE
+        self._framing = _NO_BODY
         self._out_length: int | None = None
         self._remaining = 0
         self._close_after = False
@@ -178,7 +188,7 @@ class HTTPConnection(asyncio.Protocol):
         self._conn_params = server.connection_params(
             self.remote_host, self.remote_port, server_addr, self.server_port
         )
-        self._set_deadline(_HEAD, server.settings.header_timeout)
+        self._set_deadline(_HEAD, server.header_timeout)
         server.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -203,9 +213,9 @@ class HTTPConnection(asyncio.Protocol):
                 self._close()
             return
         if kind == _IDLE:
-            self._set_deadline(_HEAD, self._server.settings.header_timeout)
+            self._set_deadline(_HEAD, self._server.header_timeout)
         elif kind == _BODY:
-            self._deadline = self._server.now + self._server.settings.body_timeout
+            self._deadline = self._server.now + self._server.body_timeout
         self._got_bytes = True
         if self._request is not None and self._body_done:
             # Pipelined bytes behind a request in flight: the parser holds them. Bound that.
@@ -232,7 +242,7 @@ class HTTPConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writing_paused = False
         if self._kind == _BACKEND:
-            self._deadline = self._server.now + self._server.settings.response_timeout
+            self._deadline = self._server.now + self._server.response_timeout
         if self._backend is not None:
             self._backend.resume_reading()
 
@@ -265,7 +275,7 @@ class HTTPConnection(asyncio.Protocol):
         self._request = request
         self._method = method = request.method
         self._held = 0
-        self._set_deadline(_BACKEND, server.settings.response_timeout)
+        self._set_deadline(_BACKEND, server.response_timeout)
         length = request.content_length
         has_body = request.chunked or bool(length)
         self._body_done = not has_body
@@ -294,10 +304,14 @@ class HTTPConnection(asyncio.Protocol):
         self._route = route
         script_name = route.script_name
         path_info = path[len(script_name) :] if script_name else path
-        if host:
-            server_name, server_port = split_host(host, server.port_bytes(self.server_port))
-        else:
-            server_name, server_port = server.host_bytes, server.port_bytes(self.server_port)
+        if host is None or host != self._host:
+            # Kept-alive clients send the same Host every time: split it once.
+            self._host = host
+            if host:
+                self._host_parts = split_host(host, server.port_bytes(self.server_port))
+            else:
+                self._host_parts = (server.host_bytes, server.port_bytes(self.server_port))
+        server_name, server_port = self._host_parts
         params.append((b"REQUEST_METHOD", method))
         params.append((b"PATH_INFO", path_info))
         params.append((b"QUERY_STRING", request.query))
@@ -355,7 +369,7 @@ class HTTPConnection(asyncio.Protocol):
         if self._writing_paused:
             backend.pause_reading()
         if not body:
-            self._set_deadline(_BACKEND, self._server.settings.response_timeout)
+            self._set_deadline(_BACKEND, self._server.response_timeout)
             return
         pending = self._pending_body
         self._pending_body = None
@@ -368,7 +382,7 @@ class HTTPConnection(asyncio.Protocol):
         if self._body_done:
             backend.end_body()
         else:
-            self._set_deadline(_BODY, self._server.settings.body_timeout)
+            self._set_deadline(_BODY, self._server.body_timeout)
         self._unpause(_PAUSE_ACQUIRE)
 
     def _on_body(self, data: bytes) -> None:
@@ -390,7 +404,7 @@ class HTTPConnection(asyncio.Protocol):
             if self._backend is not None:
                 self._backend.end_body()
         if self._kind == _BODY:
-            self._set_deadline(_BACKEND, self._server.settings.response_timeout)
+            self._set_deadline(_BACKEND, self._server.response_timeout)
 
     # -- ResponseSink: the backend side ------------------------------------------------------
 
@@ -403,16 +417,15 @@ class HTTPConnection(asyncio.Protocol):
             self.backend_error(BackendError(f"bad response head: {exc}"))
             return
         self._status = status
-        framing: Framing
         if not body_allowed(status, self._method):
-            framing = Framing.NONE
+            framing = _NO_BODY
         elif length is not None:
-            framing = Framing.LENGTH
+            framing = _LENGTH
             self._remaining = length
         elif request.http_version == "1.1":
-            framing = Framing.CHUNKED
+            framing = _CHUNKED_OUT
         else:
-            framing = Framing.CLOSE
+            framing = _CLOSE_DELIMITED
         self._framing = framing
         self._out_length = length
         head = [status_line(status, reason)]
@@ -421,16 +434,16 @@ class HTTPConnection(asyncio.Protocol):
             head.append(self._server.date_header)
         self._pending_head = head
         self._head_buffer = []
-        self._deadline = self._server.now + self._server.settings.response_timeout
+        self._deadline = self._server.now + self._server.response_timeout
 
     def backend_body(self, data: bytes) -> None:
-        self._deadline = self._server.now + self._server.settings.response_timeout
+        self._deadline = self._server.now + self._server.response_timeout
         framing = self._framing
-        if framing is Framing.NONE:
+        if framing == _NO_BODY:
             if self._method == b"HEAD" and self._out_length is None:
                 self._sent += len(data)  # counted for a computed Content-Length
             return
-        if framing is Framing.LENGTH:
+        if framing == _LENGTH:
             remaining = self._remaining
             if len(data) > remaining:
                 data = data[:remaining]
@@ -445,7 +458,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         transport = self._transport
         assert transport is not None
-        if framing is Framing.CHUNKED:
+        if framing == _CHUNKED_OUT:
             transport.writelines((b"%x\r\n" % len(data), data, _CRLF))
         else:
             transport.write(data)
@@ -454,7 +467,7 @@ class HTTPConnection(asyncio.Protocol):
         head = self._pending_head
         if head is None or self._closed:
             return
-        if self._framing is Framing.NONE and self._method == b"HEAD":
+        if self._framing == _NO_BODY and self._method == b"HEAD":
             return  # HEAD waits for the end, to count the body when no length was given
         self._write_head(head, False)
 
@@ -466,16 +479,16 @@ class HTTPConnection(asyncio.Protocol):
         self._pending_head = None
         self._head_buffer = None
         framing = self._framing
-        if complete and (framing is Framing.CHUNKED or framing is Framing.CLOSE):
+        if complete and framing >= _CHUNKED_OUT:  # chunked or close-delimited
             # The whole body is here: a Content-Length beats chunked or close framing.
-            framing = self._framing = Framing.LENGTH
+            framing = self._framing = _LENGTH
             self._remaining = 0
             head.append(b"Content-Length: %d\r\n" % self._sent)
         request = self._request
         assert request is not None
         if (
             self._close_after
-            or framing is Framing.CLOSE
+            or framing == _CLOSE_DELIMITED
             or not request.keep_alive
             or not self._body_done
             or self._server.closing
@@ -484,12 +497,12 @@ class HTTPConnection(asyncio.Protocol):
             head.append(_CONN_CLOSE)
         elif request.http_version == "1.0":
             head.append(_CONN_KEEP)
-        if framing is Framing.CHUNKED:
+        if framing == _CHUNKED_OUT:
             head.append(_CHUNKED)
             head.append(_CRLF)
             for data in buffered:
                 head += (b"%x\r\n" % len(data), data, _CRLF)
-        elif framing is Framing.NONE:
+        elif framing == _NO_BODY:
             if self._method == b"HEAD" and self._out_length is None and self._sent:
                 head.append(b"Content-Length: %d\r\n" % self._sent)
             head.append(_CRLF)
@@ -506,10 +519,10 @@ class HTTPConnection(asyncio.Protocol):
         head = self._pending_head
         if head is not None:
             self._write_head(head, True)
-        elif self._framing is Framing.CHUNKED:
+        elif self._framing == _CHUNKED_OUT:
             assert self._transport is not None
             self._transport.write(_LAST_CHUNK)
-        if self._framing is Framing.LENGTH and self._remaining:
+        if self._framing == _LENGTH and self._remaining:
             # The backend ended before sending what its Content-Length promised.
             logger.warning(
                 "%s: response ended %d bytes short of its Content-Length",
@@ -576,7 +589,7 @@ class HTTPConnection(asyncio.Protocol):
         self._held = 0
         self._unpause(_PAUSE_PIPELINE)
         self._got_bytes = False
-        self._set_deadline(_IDLE, server.settings.keepalive_timeout)
+        self._set_deadline(_IDLE, server.keepalive_timeout)
         if server.closing:
             self._close()
             return

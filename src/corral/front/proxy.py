@@ -14,17 +14,9 @@ Upgrade) from the backend are dropped. A Date field is added unless the backend 
 
 from __future__ import annotations
 
-import enum
 from http import HTTPStatus
 
 from corral.front.cgienv import HOP_BY_HOP
-
-
-class Framing(enum.IntEnum):
-    NONE = 0  # no body at all (HEAD, 1xx, 204, 304)
-    LENGTH = 1  # Content-Length
-    CHUNKED = 2  # Transfer-Encoding: chunked
-    CLOSE = 3  # the end of the body is the end of the connection (HTTP/1.0 clients)
 
 
 class BadBackendHead(ValueError):

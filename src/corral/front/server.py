@@ -38,6 +38,11 @@ class FrontServer:
         self.settings = settings or FrontSettings()
         self.loop = loop or asyncio.get_running_loop()
         self.closing = False
+        # Read on every request: plain attributes rather than a chain through settings.
+        self.header_timeout = self.settings.header_timeout
+        self.keepalive_timeout = self.settings.keepalive_timeout
+        self.body_timeout = self.settings.body_timeout
+        self.response_timeout = self.settings.response_timeout
         self.access_log = accesslog.enabled()
         self.connections: set[HTTPConnection] = set()
         self.now = self.loop.time()
