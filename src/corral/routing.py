@@ -13,7 +13,8 @@ longest), then a site with a binding that names no host. With `port=`, only bind
 count. Mounts: the longest virtual path that is the path or a prefix of it on a segment boundary
 (`/blog` matches `/blog` and `/blog/x`, never `/blogger`). Handlers: the deepest folder scope that
 contains the path decides; its handlers are tried in order, the pattern matched (as IIS does,
-case-insensitively) against the last path segment; the first match wins; none = static.
+case-insensitively) against the last path segment (a pattern with a "/", such as `api/*`, against
+the path relative to the mount); the first match wins; none = static.
 Matching of virtual paths and folders is case-sensitive, as file systems here are.
 
 `host` and `path` may be `str` or `bytes`. The front's bytes (the path percent-decoded, dot
@@ -82,10 +83,15 @@ def normalize_host(host: str | bytes | None) -> str:
 
 
 def _handler_matches(pattern: str, path: str) -> bool:
+    """IIS's `path`: matched against the last segment, or (with a "/") the whole relative path."""
     if pattern == "*":
         return True
-    segment = path.rstrip("/").rpartition("/")[2] if "/" not in pattern else path
-    return fnmatch.fnmatchcase(segment.lower(), pattern.lower())
+    if "/" in pattern:
+        subject = path.lstrip("/")
+        pattern = pattern.lstrip("/")
+    else:
+        subject = path.rstrip("/").rpartition("/")[2]
+    return fnmatch.fnmatchcase(subject.lower(), pattern.lower())
 
 
 def _under(path: str, prefix: str) -> bool:

@@ -213,3 +213,15 @@ def test_a_folder_without_configuration_can_default_to_an_engine(tmp_path: Path)
     (app,) = served.apps
     assert (app.name, app.engine.name, app.virtual_path) == ("default", "python", "/")
     assert Router(served).match(None, "/x").app is app  # type: ignore[union-attr]
+
+
+def test_patterns_with_a_slash_match_the_path_below_the_mount(tmp_path: Path) -> None:
+    (tmp_path / "corral.toml").write_text(
+        '[apps.api]\nengine = "python"\npaths = ["api/*", "*.py"]\n'
+    )
+    router = Router(load_site(str(tmp_path), environ={}))
+    assert router.match(None, "/api/v1/items").app.name == "api"  # type: ignore[union-attr]
+    assert router.match(None, "/API/x").app.name == "api"  # type: ignore[union-attr]
+    assert router.match(None, "/x/run.py").app.name == "api"  # type: ignore[union-attr]
+    assert router.match(None, "/apis").app is None  # type: ignore[union-attr]
+    assert router.match(None, "/index.html").app is None  # type: ignore[union-attr]
