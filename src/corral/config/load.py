@@ -104,7 +104,8 @@ def load_site(
     not_in_effect: list[NotInEffect] = []
     toml_path = os.path.join(folder, CORRAL_TOML)
     if os.path.isfile(toml_path):
-        source = read_toml(_read(toml_path, problems), toml_path, problems)
+        data = _read(toml_path, problems)
+        source = None if data is None else read_toml(data, toml_path, problems)
         if source is not None:
             engines_toml = read_engines(source, problems, not_in_effect)
     site = SiteDecl("default", tuple(bindings), (), (MountDecl("/", folder, where),), where)
@@ -125,7 +126,8 @@ def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> Serve
     problems = Problems()
     path = os.path.abspath(path)
     not_in_effect: list[NotInEffect] = []
-    source = read_toml(_read(path, problems), path, problems)
+    data = _read(path, problems)
+    source = None if data is None else read_toml(data, path, problems)
     if source is None:
         problems.raise_if_any()
         raise AssertionError("unreachable")  # pragma: no cover
@@ -138,18 +140,20 @@ def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> Serve
             problems.add(where, "application_host", f"no such file: {host_path}")
         else:
             sources.append(host_path)
-            zoo = read_application_host(_read(host_path, problems), host_path, problems)
+            host_data = _read(host_path, problems)
+            if host_data is not None:
+                zoo = read_application_host(host_data, host_path, problems)
     engines = read_engines(source, problems, not_in_effect, engine_table(zoo, ()))
     return _build(problems, zoo, engines, list(server.sites), environ, sources, not_in_effect)
 
 
-def _read(path: str, problems: Problems) -> bytes:
+def _read(path: str, problems: Problems) -> bytes | None:
     try:
         with open(path, "rb") as file:
             return file.read()
     except OSError as error:
         problems.add(Location(path), "file", f"cannot read: {error.strerror}")
-        return b""
+        return None
 
 
 # --- precedence ---------------------------------------------------------------------------
@@ -370,6 +374,8 @@ def _sections(
     for rel, path in _config_files(root, others):
         sources.append(path)
         data = _read(path, ctx.problems)
+        if data is None:
+            continue
         name = os.path.basename(path)
         if name == ZOO_FILE:
             where = Location(path, 1)

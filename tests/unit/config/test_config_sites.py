@@ -349,3 +349,19 @@ def test_inherited_handlers_are_listed_once_per_application(tmp_path: Path) -> N
     assert router.match(None, "/a/b/x.txt").app is None  # type: ignore[union-attr]
     assert router.match(None, "/a/b/x.php").handler.path == "*.php"  # type: ignore[union-attr]
     assert router.match(None, "/a/x.txt").handler.path == "*"  # type: ignore[union-attr]
+
+
+def test_an_unreadable_config_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "web.config").symlink_to(tmp_path / "gone")  # a dangling link
+    with pytest.raises(ConfigErrors) as caught:
+        load_site(str(tmp_path), environ={})
+    path = Path(os.path.realpath(tmp_path)) / "web.config"
+    assert str(caught.value) == f"{path}: file: cannot read: No such file or directory"
+
+
+def test_a_missing_server_file_is_one_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigErrors) as caught:
+        load_server(str(tmp_path / "server.toml"), environ={})
+    assert str(caught.value) == (
+        f"{tmp_path / 'server.toml'}: file: cannot read: No such file or directory"
+    )
