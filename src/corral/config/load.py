@@ -679,6 +679,11 @@ def _build_app(
     virtual_env = path_value("app.virtual_env")
     if virtual_env is not None:
         env["VIRTUAL_ENV"] = virtual_env
+        scripts, bin_dir = f"{virtual_env}/Scripts", f"{virtual_env}/bin"
+        if "PATH" in env and not os.path.isdir(scripts) and os.path.isdir(bin_dir):
+            # A Windows virtualenv's Scripts folder is bin/ in a POSIX one.
+            entries = env["PATH"].split(os.pathsep)
+            env["PATH"] = os.pathsep.join(bin_dir if e == scripts else e for e in entries)
     lookup_env = {**ctx.environ, **dict(module_vars), **env}
     folded = {key.upper(): value for key, value in lookup_env.items()}
 

@@ -93,8 +93,9 @@ def test_flask_in_a_virtualenv(tmp_path: Path) -> None:
     (app,) = config.apps
     env = app.env_dict()
     assert env["VIRTUAL_ENV"] == f"{root}/venv"
-    # PATH=%APPL_PHYSICAL_PATH%\venv\Scripts;%PATH% prepends to the OS PATH.
-    assert env["PATH"] == f"{root}/venv/Scripts:/usr/local/bin:/usr/bin:/bin"
+    # PATH=%APPL_PHYSICAL_PATH%\venv\Scripts;%PATH% prepends to the OS PATH, and a POSIX
+    # virtualenv's Scripts folder is bin/.
+    assert env["PATH"] == f"{root}/venv/bin:/usr/local/bin:/usr/bin:/bin"
     assert app.pythonpath == (
         f"{root}/venv/lib/site-packages",
         f"{root}/venv/lib",
