@@ -21,6 +21,7 @@ send, e.g. with `os.sendfile`) and `content_type`.
 from __future__ import annotations
 
 import email.utils
+import functools
 import mimetypes
 import os
 import re
@@ -68,6 +69,12 @@ def as_text(path_info: str | bytes) -> str | None:
         return path_info.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_root(root: str) -> str:
+    # A mount's folder is resolved once (load gives real paths already); its files every time.
+    return os.path.realpath(root)
 
 
 def check_path(policy: StaticPolicy, path_info: str) -> tuple[str, ...] | Denied:
@@ -124,7 +131,7 @@ def resolve(policy: StaticPolicy, path_info: str | bytes) -> StaticFile | Redire
     checked = check_path(policy, path_info)
     if isinstance(checked, Denied):
         return checked
-    root = os.path.realpath(policy.root)
+    root = _real_root(policy.root)
     candidate = os.path.join(root, *checked) if checked else root
     real = os.path.realpath(candidate)
     if real != root and not real.startswith(root + os.sep):
