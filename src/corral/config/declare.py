@@ -15,7 +15,6 @@ from corral.config.model import (
     EngineKind,
     EnvVar,
     Location,
-    NotInEffect,
     Protocol,
     Transport,
 )
@@ -33,7 +32,6 @@ def declare_engine(
     origin: str,
     location: Location,
     problems: Problems,
-    not_in_effect: list[NotInEffect],
     base: EngineConfig | None = None,
 ) -> EngineConfig | None:
     """The engine, or None after adding every error in the declaration to `problems`.

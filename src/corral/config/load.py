@@ -101,13 +101,12 @@ def load_site(
     folder = os.path.abspath(folder)
     where = Location(folder)
     engines_toml: list[EngineConfig] = []
-    not_in_effect: list[NotInEffect] = []
     toml_path = os.path.join(folder, CORRAL_TOML)
     if os.path.isfile(toml_path):
         data = _read(toml_path, problems)
         source = None if data is None else read_toml(data, toml_path, problems)
         if source is not None:
-            engines_toml = read_engines(source, problems, not_in_effect)
+            engines_toml = read_engines(source, problems)
     site = SiteDecl("default", tuple(bindings), (), (MountDecl("/", folder, where),), where)
     return _build(
         problems,
@@ -116,7 +115,6 @@ def load_site(
         [site],
         environ,
         [],
-        not_in_effect,
         site_engines_allowed=True,
         default_engine=default_engine,
     )
@@ -125,7 +123,6 @@ def load_site(
 def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> ServerConfig:
     problems = Problems()
     path = os.path.abspath(path)
-    not_in_effect: list[NotInEffect] = []
     data = _read(path, problems)
     source = None if data is None else read_toml(data, path, problems)
     if source is None:
@@ -143,8 +140,8 @@ def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> Serve
             host_data = _read(host_path, problems)
             if host_data is not None:
                 zoo = read_application_host(host_data, host_path, problems)
-    engines = read_engines(source, problems, not_in_effect, engine_table(zoo, ()))
-    return _build(problems, zoo, engines, list(server.sites), environ, sources, not_in_effect)
+    engines = read_engines(source, problems, engine_table(zoo, ()))
+    return _build(problems, zoo, engines, list(server.sites), environ, sources)
 
 
 def _read(path: str, problems: Problems) -> bytes | None:
@@ -240,7 +237,6 @@ def _build(
     sites: list[SiteDecl],
     environ: Mapping[str, str] | None,
     sources: list[str],
-    not_in_effect: list[NotInEffect],
     *,
     site_engines_allowed: bool = False,
     default_engine: str | None = None,
@@ -250,7 +246,6 @@ def _build(
     )
     ctx.site_engines_allowed = site_engines_allowed
     ctx.default_engine = default_engine
-    ctx.not_in_effect.extend(not_in_effect)
     if zoo is not None:
         ctx.not_in_effect.extend(zoo.not_in_effect)
         known = {site.name for site in sites}

@@ -50,9 +50,9 @@ def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServ
         for zoo in web_server.find_all("heliconZooServer"):
             for child in zoo.children:
                 if child.tag == "engines":
-                    engines.extend(_engines(child, "engines", problems, not_in_effect))
+                    engines.extend(_engines(child, "engines", problems))
                 elif child.tag == "userEngines":
-                    user.extend(_engines(child, "userEngines", problems, not_in_effect))
+                    user.extend(_engines(child, "userEngines", problems))
                 elif child.tag == "switchboard":
                     entries = switchboard.setdefault(site, [])
                     entries.extend(_switchboard(child, problems, not_in_effect))
@@ -77,9 +77,7 @@ def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServ
     )
 
 
-def _engines(
-    element: Element, origin: str, problems: Problems, not_in_effect: list[NotInEffect]
-) -> list[EngineConfig]:
+def _engines(element: Element, origin: str, problems: Problems) -> list[EngineConfig]:
     declared: dict[str, EngineConfig] = {}
     seen: dict[str, Location] = {}
     for child in element.children:
@@ -134,7 +132,6 @@ def _engines(
             origin=origin,
             location=child.location,
             problems=problems,
-            not_in_effect=not_in_effect,
         )
         if engine is not None:
             declared[name] = engine

@@ -44,7 +44,7 @@ from typing import Any
 from corral.config import convert
 from corral.config.declare import Written, declare_engine
 from corral.config.errors import Problems
-from corral.config.model import Binding, EngineConfig, EnvVar, Location, NotInEffect
+from corral.config.model import Binding, EngineConfig, EnvVar, Location
 from corral.config.servercfg import SwitchEntry
 from corral.config.settings import APP_BY_TOML, ENGINE_BY_TOML, Kind
 from corral.config.webconfig import EnvOp, HandlerOp, Section, ZooAppOp
@@ -208,7 +208,6 @@ def _table(source: TomlSource, value: object, path: KeyPath, problems: Problems)
 def read_engines(
     source: TomlSource,
     problems: Problems,
-    not_in_effect: list[NotInEffect],
     bases: Mapping[str, EngineConfig] | None = None,
 ) -> list[EngineConfig]:
     """`[engines.NAME]` tables; one named in `bases` amends that engine (unwritten keys kept)."""
@@ -236,7 +235,6 @@ def read_engines(
             origin="toml",
             location=source.at("engines", name),
             problems=problems,
-            not_in_effect=not_in_effect,
             base=(bases or {}).get(name),
         )
         if engine is not None:
