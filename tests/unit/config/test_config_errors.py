@@ -112,3 +112,10 @@ def test_check_of_a_missing_path_is_a_usage_error(tmp_path: Path) -> None:
     code, text = run_check(str(tmp_path / "nowhere"))
     assert code == 2
     assert "no such file or folder" in text
+
+
+def test_a_site_declared_twice() -> None:
+    server = FIXTURES / "duplicate-site" / "server.toml"
+    assert errors_of(server) == [
+        f"{server}:3: toml: malformed TOML: Cannot declare ('sites', 'main') twice",
+    ]
