@@ -62,12 +62,22 @@ def app_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
     return env
 
 
+#: Requests that may wait for a worker before the pool answers 503. The pool's own default (100)
+#: suits an application with its own limits; for `corral serve`, clients should rather wait (up
+#: to acquire_timeout) than be turned away while a few workers are busy: IIS queues 1000.
+SERVE_QUEUE_SIZE = 1000
+
+
+def default_pool_settings(front: FrontSettings) -> PoolSettings:
+    return PoolSettings(queue_timeout=front.acquire_timeout, queue_size=SERVE_QUEUE_SIZE)
+
+
 def build_routes(options: ServeOptions) -> list[Application]:
     """The applications of a site and where each is mounted (issue 3 replaces the body)."""
     site = options.site.resolve()
     name = site.name or "site"
     plan = python_worker_plan(site, app_env=app_env(os.environ))
-    settings = options.pool or PoolSettings(queue_timeout=options.front.acquire_timeout)
+    settings = options.pool or default_pool_settings(options.front)
     if options.min_workers is not None:
         settings = replace(settings, min_instances=options.min_workers)
     if options.max_workers is not None:
@@ -100,7 +110,7 @@ def apply_overrides(values: dict[str, str]) -> tuple[FrontSettings, PoolSettings
     A stopgap until issue 3's settings registry: names are the dataclass fields.
     """
     front = FrontSettings()
-    pool = PoolSettings(queue_timeout=front.acquire_timeout)
+    pool = default_pool_settings(front)
     front_fields = {f.name: f.type for f in fields(FrontSettings)}
     pool_fields = {f.name: f.type for f in fields(PoolSettings)}
     front_changes: dict[str, object] = {}

@@ -36,8 +36,8 @@ class ResponseSink(Protocol):
     def backend_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """The CGI response head (``Status:`` turned into status and reason; other fields)."""
 
-    def backend_body(self, data: bytes) -> None:
-        """A piece of the response body (never empty)."""
+    def backend_body(self, data: bytes | memoryview) -> None:
+        """A piece of the response body (never empty; a view of the received bytes)."""
 
     def backend_end(self, reusable: bool) -> None:
         """END_REQUEST arrived; ``reusable``: the connection may serve another request."""
@@ -111,6 +111,7 @@ _STDERR = int(RecordType.STDERR)
 _END_REQUEST = int(RecordType.END_REQUEST)
 _PARAMS = int(RecordType.PARAMS)
 _STDIN = int(RecordType.STDIN)
+_STDIN_PIECE = 0xFFF8
 _BEGIN_KEEP = records.encode_begin_request(REQUEST_ID, Role.RESPONDER, keep_conn=True)
 _PARAMS_END = records.encode_stream(RecordType.PARAMS, REQUEST_ID, b"")
 _STDIN_END = records.encode_stream(RecordType.STDIN, REQUEST_ID, b"")
@@ -155,6 +156,7 @@ class FastCGIClientConnection(asyncio.Protocol):
             self._buffer = b""
         size = len(data)
         pos = 0
+        view: memoryview | None = None
         try:
             while size - pos >= 8:
                 version, kind, request_id, length, padding = _HEADER_UNPACK(data, pos)
@@ -165,16 +167,26 @@ class FastCGIClientConnection(asyncio.Protocol):
                 end = pos + 8 + length + padding
                 if end > size:
                     break
-                content = data[pos + 8 : pos + 8 + length]
+                start = pos + 8
                 pos = end
                 if request_id != REQUEST_ID:
                     raise BackendProtocolError(
                         f"{self.name} sent a record for request {request_id}, not {REQUEST_ID}"
                     )
                 if kind == _STDOUT:
-                    if content:
-                        self._on_stdout(content)
-                elif kind == _END_REQUEST:
+                    if not length:
+                        continue
+                    sink = self._sink
+                    if self._head is None and sink is not None:
+                        # Body bytes go out as views of what was read: no copy.
+                        if view is None:
+                            view = memoryview(data)
+                        sink.backend_body(view[start : start + length])
+                    else:
+                        self._on_stdout(data[start : start + length])
+                    continue
+                content = data[start : start + length]
+                if kind == _END_REQUEST:
                     if pos != size:
                         raise BackendProtocolError(f"{self.name} sent records after END_REQUEST")
                     self._on_end(content)
@@ -346,13 +358,24 @@ class FastCGIClientConnection(asyncio.Protocol):
         """Send a piece of the request body as STDIN records."""
         if not data or self._sink is None or self._transport is None:
             return
-        if len(data) <= 0xFFFF:
-            padding = -len(data) & 7
+        size = len(data)
+        if size <= 0xFFFF:
+            padding = -size & 7
             self._transport.writelines(
-                (_HEADER_PACK(1, _STDIN, REQUEST_ID, len(data), padding), data, _ZEROS[padding])
+                (_HEADER_PACK(1, _STDIN, REQUEST_ID, size, padding), data, _ZEROS[padding])
             )
             return
-        self._transport.write(records.encode_stream(RecordType.STDIN, REQUEST_ID, data))
+        # Records of at most 65528 bytes (a multiple of 8: no padding), as views: no copy.
+        view = memoryview(data)
+        parts: list[bytes | memoryview] = []
+        for offset in range(0, size, _STDIN_PIECE):
+            piece = view[offset : offset + _STDIN_PIECE]
+            padding = -len(piece) & 7
+            parts.append(_HEADER_PACK(1, _STDIN, REQUEST_ID, len(piece), padding))
+            parts.append(piece)
+            if padding:
+                parts.append(_ZEROS[padding])
+        self._transport.writelines(parts)
 
     def end_body(self) -> None:
         """End the request body (the empty STDIN record)."""

@@ -79,7 +79,7 @@ _CONN_KEEP = b"Connection: keep-alive\r\n"
 _HELD_PIPELINE_MAX = 64 * 1024
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
     except ValueError:
@@ -92,6 +92,7 @@ class HTTPConnection(asyncio.Protocol):
         "_agent",
         "_backend",
         "_body_done",
+        "_body_out",
         "_body_received",
         "_close_after",
         "_closed",
@@ -154,8 +155,9 @@ class HTTPConnection(asyncio.Protocol):
         self._body_received = 0
         self._expect_continue = False
         self._pending_body: list[bytes] | None = None
-        self._pending_head: list[bytes] | None = None
-        self._head_buffer: list[bytes] | None = None
+        self._pending_head: list[bytes | memoryview] | None = None
+        self._head_buffer: list[bytes | memoryview] | None = None
+        self._body_out: list[bytes | memoryview] | None = None
         self._framing = _NO_BODY
         self._out_length: int | None = None
         self._remaining = 0
@@ -180,7 +182,7 @@ class HTTPConnection(asyncio.Protocol):
         else:  # a Unix socket listener
             self.remote_host = "127.0.0.1"
             self.remote_port = 0
-        self.loopback = _is_loopback(self.remote_host)
+        self.loopback = server.is_loopback(self.remote_host)
         if isinstance(sockname, tuple):
             server_addr, self.server_port = str(sockname[0]), int(sockname[1])
         else:
@@ -428,7 +430,7 @@ class HTTPConnection(asyncio.Protocol):
             framing = _CLOSE_DELIMITED
         self._framing = framing
         self._out_length = length
-        head = [status_line(status, reason)]
+        head: list[bytes | memoryview] = [status_line(status, reason)]
         head += lines
         if not has_date:
             head.append(self._server.date_header)
@@ -436,7 +438,7 @@ class HTTPConnection(asyncio.Protocol):
         self._head_buffer = []
         self._deadline = self._server.now + self._server.response_timeout
 
-    def backend_body(self, data: bytes) -> None:
+    def backend_body(self, data: bytes | memoryview) -> None:
         self._deadline = self._server.now + self._server.response_timeout
         framing = self._framing
         if framing == _NO_BODY:
@@ -456,22 +458,46 @@ class HTTPConnection(asyncio.Protocol):
         if buffered is not None:
             buffered.append(data)
             return
-        transport = self._transport
-        assert transport is not None
-        if framing == _CHUNKED_OUT:
-            transport.writelines((b"%x\r\n" % len(data), data, _CRLF))
+        # Written out at the end of this read from the backend (backend_flush): one system call
+        # for every piece that arrived together.
+        out = self._body_out
+        if out is None:
+            self._body_out = [data]
         else:
-            transport.write(data)
+            out.append(data)
 
     def backend_flush(self) -> None:
+        if self._closed:
+            return
         head = self._pending_head
-        if head is None or self._closed:
+        if head is None:
+            if self._body_out is not None:
+                self._write_body_out(None)
             return
         if self._framing == _NO_BODY and self._method == b"HEAD":
             return  # HEAD waits for the end, to count the body when no length was given
         self._write_head(head, False)
 
-    def _write_head(self, head: list[bytes], complete: bool) -> None:
+    def _write_body_out(self, tail: bytes | None) -> None:
+        """Write the body pieces gathered during one backend read (and ``tail``), at once."""
+        out = self._body_out or []
+        self._body_out = None
+        transport = self._transport
+        assert transport is not None
+        if out and self._framing == _CHUNKED_OUT:
+            size = 0
+            for piece in out:
+                size += len(piece)
+            out.insert(0, b"%x\r\n" % size)
+            out.append(_CRLF)
+        if tail is not None:
+            out.append(tail)
+        if len(out) == 1:
+            transport.write(out[0])
+        elif out:
+            transport.writelines(out)
+
+    def _write_head(self, head: list[bytes | memoryview], complete: bool) -> None:
         """Write the head and what body is buffered; ``complete``: that is the whole body."""
         transport = self._transport
         assert transport is not None
@@ -509,7 +535,10 @@ class HTTPConnection(asyncio.Protocol):
         else:
             head.append(_CRLF)
             head += buffered
-        transport.write(b"".join(head))
+        if self._sent > 65536:
+            transport.writelines(head)  # a large first piece: no copy into one buffer
+        else:
+            transport.write(b"".join(head))
 
     def backend_end(self, reusable: bool) -> None:
         self._backend = None
@@ -520,8 +549,9 @@ class HTTPConnection(asyncio.Protocol):
         if head is not None:
             self._write_head(head, True)
         elif self._framing == _CHUNKED_OUT:
-            assert self._transport is not None
-            self._transport.write(_LAST_CHUNK)
+            self._write_body_out(_LAST_CHUNK)
+        elif self._body_out is not None:
+            self._write_body_out(None)
         if self._framing == _LENGTH and self._remaining:
             # The backend ended before sending what its Content-Length promised.
             logger.warning(

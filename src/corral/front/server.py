@@ -13,7 +13,7 @@ from email.utils import formatdate
 from corral.backends.fastcgi import encode_pairs
 from corral.front import accesslog
 from corral.front.cgienv import connection_params
-from corral.front.connection import HTTPConnection
+from corral.front.connection import HTTPConnection, is_loopback
 from corral.front.routes import Router
 from corral.front.settings import FrontSettings
 from corral.protocol.http1.parser import Limits, RequestParser
@@ -54,7 +54,7 @@ class FrontServer:
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
-        self._idle.set()
+        self._loopback: dict[str, bool] = {}
         self._limits = Limits(
             max_request_line=self.settings.max_request_line,
             max_header_bytes=self.settings.max_header_size,
@@ -94,12 +94,20 @@ class FrontServer:
 
     def connection_opened(self, conn: HTTPConnection) -> None:
         self.connections.add(conn)
-        self._idle.clear()
 
     def connection_closed(self, conn: HTTPConnection) -> None:
         self.connections.discard(conn)
-        if not self.connections:
+        if self.closing and not self.connections:
             self._idle.set()
+
+    def is_loopback(self, host: str) -> bool:
+        """Whether a client address is a loopback address (cached: parsing is slow)."""
+        cached = self._loopback.get(host)
+        if cached is None:
+            cached = is_loopback(host)
+            if len(self._loopback) < 4096:
+                self._loopback[host] = cached
+        return cached
 
     # -- life --------------------------------------------------------------------------------
 
@@ -145,6 +153,8 @@ class FrontServer:
             server.close()
         for conn in list(self.connections):
             conn.shutdown()
+        if not self.connections:
+            self._idle.set()
         if self.connections:
             try:
                 await asyncio.wait_for(self._idle.wait(), grace)
