@@ -353,6 +353,11 @@ class HTTPConnection(asyncio.Protocol):
             self._task = None
             self._respond_error(503, retry_after=True, message="No application worker was free.")
             return
+        except Exception:  # a bug or an unexpected failure below: this request only
+            self._task = None
+            logger.exception("%s: cannot lease a worker", route.name)
+            self._respond_error(503, retry_after=True)
+            return
         self._task = None
         if self._closed:
             route.pool.release(lease, True)

@@ -240,3 +240,68 @@ def test_the_client_going_away_drops_the_backend_connection(tmp_path: Path) -> N
 
     _, pool = run(scenario())
     assert pool.released == [False]
+
+
+def _non_loopback_address() -> str | None:
+    import socket
+
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.255.255.255", 9))  # a UDP connect sends no packet
+        address = str(probe.getsockname()[0])
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None if address.startswith("127.") else address
+
+
+@dataclass
+class FailingPool:
+    error: Exception
+
+    async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
+        raise self.error
+
+    def release(self, lease: Lease, reusable: bool) -> None:
+        raise AssertionError("nothing was leased")
+
+
+async def _ask(pool: object, listen: str, connect: str) -> bytes:
+    front = FrontServer(PrefixRouter([Route("app", pool)]))  # type: ignore[arg-type]
+    [(_, port)] = await front.listen(listen, 0)
+    try:
+        reader, writer = await asyncio.open_connection(connect, port)
+        writer.write(GET)
+        data = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        return data
+    finally:
+        await front.stop(1)
+
+
+def test_cannot_start_page_shows_the_traceback_to_loopback_clients_only() -> None:
+    from corral.supervision.pool import PoolUnavailable
+
+    pool = FailingPool(PoolUnavailable("app", "exited with code 4", "Traceback: SECRET_DETAIL"))
+    local = asyncio.run(_ask(pool, "127.0.0.1", "127.0.0.1"))
+    assert local.startswith(b"HTTP/1.1 503 ")
+    assert b"Retry-After: 5" in local
+    assert b"SECRET_DETAIL" in local
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("no non-loopback address on this machine")
+    remote = asyncio.run(_ask(pool, address, address))
+    assert remote.startswith(b"HTTP/1.1 503 ")
+    assert b"cannot start" in remote
+    assert b"SECRET_DETAIL" not in remote
+
+
+def test_overload_and_unexpected_pool_failures_are_503s() -> None:
+    from corral.supervision.pool import PoolOverloaded
+
+    data = asyncio.run(_ask(FailingPool(PoolOverloaded("app", 100)), "127.0.0.1", "127.0.0.1"))
+    assert data.startswith(b"HTTP/1.1 503 ")
+    assert b"Retry-After: 5" in data
+    data = asyncio.run(_ask(FailingPool(RuntimeError("bug")), "127.0.0.1", "127.0.0.1"))
+    assert data.startswith(b"HTTP/1.1 503 ")
