@@ -347,7 +347,7 @@ class HTTPConnection(asyncio.Protocol):
                 message="The application cannot start.",
                 details=details,
             )
-            logger.error("%s: application unavailable: %s", route.name, exc)
+            logger.error("%s: answered 503: %s", route.name, exc.reason)
             return
         except AcquireTimeout:
             self._task = None
@@ -574,15 +574,19 @@ class HTTPConnection(asyncio.Protocol):
             backend.abort()
         self._release(False)
         name = self._route.name if self._route else "?"
-        logger.error("%s: %s", name, exc)
+        request = self._request
+        what = f"{request.method.decode('latin-1')} {request.target[:200]!r}" if request else "-"
         if self._closed:
+            logger.error("%s: %s (client already gone): %s", name, what, exc)
             return
         if self._status == 0 or self._pending_head is not None:
+            logger.error("%s: %s answered 502: %s", name, what, exc)
             self._pending_head = None
             self._head_buffer = None
             self._status = 0
             self._respond_error(502)
         else:
+            logger.error("%s: %s response cut short: %s", name, what, exc)
             self._abort()
 
     def backend_pause_writing(self) -> None:
@@ -656,7 +660,7 @@ class HTTPConnection(asyncio.Protocol):
             )
         transport.write(page)
         self._status = status
-        self._sent = 0
+        self._sent = 0 if head_only else len(page) - page.index(b"\r\n\r\n") - 4
         self._close_after = True
         if self._task is not None:
             self._task.cancel()
