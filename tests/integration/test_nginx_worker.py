@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ http {{
             fastcgi_param SCRIPT_NAME $fastcgi_script_name;
             fastcgi_param PATH_INFO $fastcgi_path_info;
             fastcgi_keep_conn on;
+            fastcgi_read_timeout 8s;
             fastcgi_pass apps;
         }}
     }}
@@ -220,3 +222,26 @@ def test_app_error_is_a_500_through_nginx_and_the_worker_survives(site: Site) ->
     assert b"Internal Server Error" in body
     status, _, body = site.request("GET", "/apps/hello")
     assert (status, body) == (200, b"Hello, world!")
+
+
+def test_concurrent_requests_with_kept_alive_upstream_connections(site: Site) -> None:
+    """nginx opens a second connection while the first is busy, then keeps the first idle in
+    its cache: the worker's only thread must not stay parked on that idle connection while the
+    second one waits (it hands its thread over)."""
+    results: list[tuple[int, bytes]] = []
+
+    def fetch() -> None:
+        status, _, body = site.request("GET", "/apps/sleep?seconds=0.3")
+        results.append((status, body))
+
+    for _ in range(3):
+        threads = [threading.Thread(target=fetch) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert len(results) == 9
+    assert all(status == 200 and body.startswith(b"slept") for status, body in results), (
+        results,
+        site.error_log,
+    )

@@ -579,3 +579,31 @@ def test_front_closing_mid_body_is_a_disconnect_not_an_app_error(
     assert get(worker, "/hello").body == b"Hello, world!"
     log = workers.started[0].log
     assert "Traceback" not in log and "protocol error" not in log, log
+
+
+def test_an_idle_kept_connection_gives_its_thread_to_a_new_connection(worker: str) -> None:
+    first = Client(worker)
+    try:
+        assert first.request(base_params("/hello"), keep_conn=True).status == "200 OK"
+        # The only thread now waits on `first`, idle. A second connection must not starve.
+        with Client(worker, timeout=5) as second:
+            for _ in range(3):
+                response = second.request(base_params("/hello"), keep_conn=True)
+                assert response.body == b"Hello, world!"
+        assert first.is_closed_by_peer(), "the idle connection was closed to free the thread"
+    finally:
+        first.close()
+
+
+def test_a_busy_worker_keeps_its_idle_connections_when_a_thread_is_free(
+    workers: Workers,
+) -> None:
+    w = workers.unix("--threads", "2")
+    first = Client(w.address)  # type: ignore[arg-type]
+    try:
+        assert first.request(base_params("/hello"), keep_conn=True).status == "200 OK"
+        assert fcgiclient.get(w.address, "/hello").status == "200 OK"  # type: ignore[arg-type]
+        # The free thread took the new connection: the idle one still serves.
+        assert first.request(base_params("/hello"), keep_conn=True).status == "200 OK"
+    finally:
+        first.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import socket
 import sys
@@ -90,6 +91,11 @@ class WorkerState:
             FCGI_MPXS_CONNS: b"0",
         }
         self.stopping = False
+        #: The listening socket (non-blocking; threads wait on it with poll).
+        self.listener: socket.socket | None = None
+        #: Threads waiting in accept (a hint for idle connections).
+        self.free_threads = 0
+        self.free_lock = threading.Lock()
         #: The connection each serving thread is on (None between connections); a connection
         #: with a request in progress has a non-zero ``rid``. Read when stopping, without a
         #: lock: each thread writes only its own slot.
@@ -140,6 +146,7 @@ class Connection:
         self.stdin_held = 0
         self.stdin_done = False
         self.next_poll = 0.0  # when poll_aborted may next look at the socket
+        self.idle_poller: select.poll | None = None
 
     # ---------------------------------------------------------------- I/O
 
@@ -359,17 +366,25 @@ class Connection:
 
     # ---------------------------------------------------------------- the loop
 
-    def serve(self) -> None:
-        """Serve requests until the front closes the connection or asks to."""
+    def serve(self) -> socket.socket | None:
+        """Serve requests until the front closes the connection or asks to. Returns a newly
+        accepted connection when this idle one gave its thread to it (see ``_idle_wait``)."""
+        handoff: socket.socket | None = None
         try:
             while True:
-                event = self._next()
+                event = self._event()
+                if event is NEED_DATA:
+                    handoff = self._idle_wait()
+                    if handoff is not None:
+                        return handoff
+                    self._recv()
+                    continue
                 if event is CLOSED:
-                    return
+                    return None
                 if type(event) is BeginRequest:
                     self._request(event)
                     if self.gone or self.broken or self.fcgi.must_close or self.state.stopping:
-                        return
+                        return None
                 else:
                     self._side_event(event)
         except RemoteProtocolError as exc:
@@ -378,7 +393,42 @@ class Connection:
         except ClientDisconnected:
             pass
         finally:
-            self._close()
+            self._close(linger=handoff is None)
+        return None
+
+    def _idle_wait(self) -> socket.socket | None:
+        """Between requests, wait for the front's next record, or for a new connection.
+
+        A front may keep this connection idle while it opens another (nginx does, with
+        upstream keepalive, when requests overlap): a thread parked here would leave the new
+        connection waiting forever. So the wait also watches the listening socket; when this
+        thread wins the new connection, the idle one is closed (no request is in flight, so
+        nothing is lost) and the thread serves the new one."""
+        poller = self.idle_poller
+        if poller is None:
+            listener = self.state.listener
+            if listener is None:
+                return None
+            poller = self.idle_poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+            poller.register(listener, select.POLLIN)
+        fd = self.sock.fileno()
+        state = self.state
+        while True:
+            ready = poller.poll()
+            if any(ready_fd == fd for ready_fd, _ in ready):
+                return None
+            if state.free_threads > 0:
+                # A thread without a connection will take it: keep this one open.
+                time.sleep(0.001)
+                continue
+            try:
+                sock, _ = self.state.listener.accept()  # type: ignore[union-attr]
+            except (BlockingIOError, InterruptedError):
+                continue  # another thread took it
+            except OSError:
+                return None
+            return sock
 
     def _request(self, begin: BeginRequest) -> None:
         rid = begin.request_id
@@ -435,10 +485,10 @@ class Connection:
             self._side_event(event)
         self._sendall(self.fcgi.send_response(rid, tail, app_status=app_status))
 
-    def _close(self) -> None:
+    def _close(self, linger: bool = True) -> None:
         sock = self.sock
         try:
-            if not (self.gone or self.broken or self.stdin_done or self.aborted):
+            if linger and not (self.gone or self.broken or self.stdin_done or self.aborted):
                 # The front may still be sending a body the app did not read: closing with
                 # unread data would reset the connection and could destroy our response.
                 sock.shutdown(socket.SHUT_WR)
@@ -548,12 +598,25 @@ def _inherited() -> socket.socket:
 
 
 def accept_loop(listener: socket.socket, state: WorkerState, slot: int) -> None:
-    """One thread: accept a connection, serve it to its end, repeat."""
+    """One thread: accept a connection, serve it to its end, repeat. The listening socket is
+    non-blocking and shared by every thread (and watched by idle connections, which may take a
+    new connection over: see ``Connection._idle_wait``)."""
     tcp = listener.family in (socket.AF_INET, socket.AF_INET6)
     buffers = ThreadBuffers()
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
     while not state.stopping:
         try:
-            sock, _ = listener.accept()
+            sock: socket.socket | None = listener.accept()[0]
+        except (BlockingIOError, InterruptedError):
+            with state.free_lock:
+                state.free_threads += 1
+            try:
+                poller.poll()
+            finally:
+                with state.free_lock:
+                    state.free_threads -= 1
+            continue
         except OSError as exc:
             if state.stopping:
                 return
@@ -563,20 +626,26 @@ def accept_loop(listener: socket.socket, state: WorkerState, slot: int) -> None:
             elif exc.errno in (errno.EBADF, errno.EINVAL):
                 return
             continue
-        if tcp:
+        while sock is not None:
+            sock.setblocking(True)
+            if tcp:
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    pass
             try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        try:
-            conn = Connection(sock, state, buffers)
-            state.current[slot] = conn
-            conn.serve()
-        except Exception as exc:
-            log("internal error serving a connection:\n" + "".join(traceback.format_exception(exc)))
-        except BaseException as exc:  # the app raised SystemExit (or worse) in a request
-            log(f"the application ended the worker ({type(exc).__name__}: {exc})")
-            os._exit(ExitCode.FAILURE)
+                conn = Connection(sock, state, buffers)
+                state.current[slot] = conn
+                sock = conn.serve()
+            except Exception as exc:
+                sock = None
+                log(
+                    "internal error serving a connection:\n"
+                    + "".join(traceback.format_exception(exc))
+                )
+            except BaseException as exc:  # the app raised SystemExit (or worse) in a request
+                log(f"the application ended the worker ({type(exc).__name__}: {exc})")
+                os._exit(ExitCode.FAILURE)
 
 
 def watch_liveness(fd: int) -> None:
@@ -610,6 +679,8 @@ def serve_forever(listener: socket.socket, state: WorkerState) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    listener.setblocking(False)
+    state.listener = listener
     for n in range(state.threads):
         threading.Thread(
             target=accept_loop, args=(listener, state, n), name=f"corral-worker-{n}", daemon=True
