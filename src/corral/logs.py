@@ -3,7 +3,8 @@
 Two streams, both to stderr by default:
 
 - ``corral.*`` (server events, backend errors, worker output): ``time level logger: message``;
-- ``corral.access``: the access log, one Combined Log Format line per response, unadorned.
+- ``corral.access``: the access log, one Combined Log Format line per response, unadorned,
+  buffered (``AccessLogHandler``: written out at least twice a second).
   ``access_log=None`` turns it off (the front then skips every bit of its work).
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 import logging
 import sys
 from typing import TextIO
+
+from corral.front.accesslog import AccessLogHandler
 
 
 def setup(
@@ -40,7 +43,5 @@ def setup(
         access.disabled = True
         return
     access.disabled = False
-    access_handler = logging.StreamHandler(access_log)
-    access_handler.setFormatter(logging.Formatter("%(message)s"))
-    access.addHandler(access_handler)
+    access.addHandler(AccessLogHandler(access_log))
     access.setLevel(logging.INFO)

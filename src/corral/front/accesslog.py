@@ -13,8 +13,48 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
+from typing import TextIO
 
 logger = logging.getLogger("corral.access")
+
+
+class AccessLogHandler(logging.Handler):
+    """Writes access-log lines to a stream, buffered.
+
+    The front hands it finished lines (``write_line``) without building a LogRecord per request;
+    lines reach the stream when 256 are waiting, on the front's twice-a-second sweep, and at
+    exit (``flush``). Records logged the ordinary way are formatted and buffered the same way.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self._lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def write_line(self, line: str) -> None:
+        self._lines.append(line)
+        if len(self._lines) >= 256:
+            self.flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.write_line(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        lines = self._lines
+        if not lines:
+            return
+        self._lines = []
+        try:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # stderr closed or broken: the access log is best effort
+
 
 _UNSAFE = re.compile(rb'[^\x20-\x7e]|["\\]')
 
@@ -51,6 +91,23 @@ class ClfClock:
 _clock = ClfClock()
 
 
+def format_line(
+    remote: str,
+    method: bytes,
+    target: bytes,
+    version: bytes,
+    status: int,
+    sent: int,
+    referer: bytes | None,
+    agent: bytes | None,
+) -> str:
+    """One Combined Log Format line (without the newline)."""
+    return (
+        f'{remote} - - {_clock.now()} "{escape(method)} {escape(target)} HTTP/{escape(version)}" '
+        f'{status} {sent if sent else "-"} "{escape(referer)}" "{escape(agent)}"'
+    )
+
+
 def log_request(
     remote: str,
     method: bytes,
@@ -61,12 +118,25 @@ def log_request(
     referer: bytes | None,
     agent: bytes | None,
 ) -> None:
-    line = (
-        f'{remote} - - {_clock.now()} "{escape(method)} {escape(target)} HTTP/{escape(version)}" '
-        f'{status} {sent if sent else "-"} "{escape(referer)}" "{escape(agent)}"'
-    )
-    logger.info(line)
+    """Log one response through the ``corral.access`` logger."""
+    logger.info(format_line(remote, method, target, version, status, sent, referer, agent))
 
 
 def enabled() -> bool:
     return logger.isEnabledFor(logging.INFO)
+
+
+def writer() -> tuple[Callable[[str], None], Callable[[], None]] | None:
+    """A fast way in: ``(write_line, flush)`` when the logger's only destination is a buffered
+    ``AccessLogHandler`` (as ``corral.logs.setup`` makes it), else None (use ``log_request``)."""
+    handlers = logger.handlers
+    if (
+        len(handlers) == 1
+        and isinstance(handlers[0], AccessLogHandler)
+        and not logger.propagate
+        and not logger.filters
+        and not handlers[0].filters
+        and enabled()
+    ):
+        return handlers[0].write_line, handlers[0].flush
+    return None

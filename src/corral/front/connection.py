@@ -608,7 +608,7 @@ class HTTPConnection(asyncio.Protocol):
         server = self._server
         request = self._request
         if server.access_log and request is not None:
-            accesslog.log_request(
+            fields = (
                 self.remote_host,
                 request.method,
                 request.target,
@@ -618,6 +618,10 @@ class HTTPConnection(asyncio.Protocol):
                 self._referer,
                 self._agent,
             )
+            if server.access_write is not None:
+                server.access_write(accesslog.format_line(*fields))
+            else:
+                accesslog.log_request(*fields)
         if not self._body_done:
             self._linger()
             return

@@ -44,6 +44,9 @@ class FrontServer:
         self.body_timeout = self.settings.body_timeout
         self.response_timeout = self.settings.response_timeout
         self.access_log = accesslog.enabled()
+        fast = accesslog.writer() if self.access_log else None
+        self.access_write = fast[0] if fast else None
+        self._access_flush = fast[1] if fast else None
         self.connections: set[HTTPConnection] = set()
         self.now = self.loop.time()
         self.date_header = b""
@@ -142,6 +145,8 @@ class FrontServer:
     def _sweep(self) -> None:
         self.now = now = self.loop.time()
         self._refresh_date()
+        if self._access_flush is not None:
+            self._access_flush()
         for conn in list(self.connections):
             conn.check_deadline(now)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
@@ -171,6 +176,8 @@ class FrontServer:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._access_flush is not None:
+            self._access_flush()
 
 
 _PROTOCOLS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
