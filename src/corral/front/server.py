@@ -143,13 +143,17 @@ class FrontServer:
             self.date_header = b"Date: " + formatdate(second, usegmt=True).encode() + b"\r\n"
 
     def _sweep(self) -> None:
+        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         self.now = now = self.loop.time()
         self._refresh_date()
         if self._access_flush is not None:
             self._access_flush()
         for conn in list(self.connections):
-            conn.check_deadline(now)
-        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+            try:
+                conn.check_deadline(now)
+            except Exception:  # a bug: contain it to that one connection
+                logger.exception("deadline handling failed; dropping the connection")
+                conn.force_close()
 
     async def stop(self, grace: float) -> None:
         """Stop accepting; let requests in flight finish within ``grace`` seconds; close all."""
