@@ -201,6 +201,8 @@ def test_no_body_statuses(corral: CorralServer) -> None:
             response = conn.response()
             assert response.status == code
             assert response.header("transfer-encoding") is None
+            if code == 204:
+                assert response.header("content-length") is None
         conn.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
         assert conn.response().body == b"Hello, world!\n"
     finally:

@@ -426,6 +426,10 @@ class HTTPConnection(asyncio.Protocol):
         self._status = status
         if not body_allowed(status, self._method):
             framing = _NO_BODY
+            if status == 204 and length is not None:
+                # RFC 9110 8.6: no Content-Length in a 204 (304 and HEAD keep the app's).
+                lines = [line for line in lines if not line.startswith(b"Content-Length:")]
+                length = None
         elif length is not None:
             framing = _LENGTH
             self._remaining = length
