@@ -336,3 +336,44 @@ def test_help_runs_in_a_bare_interpreter_without_corral_dependencies(tmp_path: P
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "outside stdlib: []"
+
+
+def test_worker_exits_at_liveness_eof_even_when_its_stderr_is_a_dead_pipe(
+    tmp_path: Path,
+) -> None:
+    """The host died: its end of the worker's stderr pipe is gone too, so the farewell log
+    line fails with EPIPE. The worker must exit anyway."""
+    live_read, live_write = os.pipe()
+    err_read, err_write = os.pipe()
+    address = unix_address(tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "corral.worker",
+            "--bind",
+            f"unix:{address}",
+            "--app",
+            "worker_apps:application",
+            "--liveness-fd",
+            str(live_read),
+        ],
+        cwd=APPS,
+        env=worker_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=err_write,
+        stderr=err_write,
+        pass_fds=(live_read,),
+        start_new_session=True,
+    )
+    os.close(live_read)
+    os.close(err_write)
+    try:
+        with os.fdopen(err_read, "rb") as err:
+            assert b"serving" in err.readline()  # ready; then the reader goes away
+        os.close(live_write)
+        assert proc.wait(10) == ExitCode.ORPHANED
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait(5)

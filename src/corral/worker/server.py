@@ -73,8 +73,13 @@ _BAD_LENGTH = (
 
 
 def log(message: str) -> None:
-    sys.stderr.write(f"corral worker[{os.getpid()}]: {message}\n")
-    sys.stderr.flush()
+    """A line to stderr (the host logs it). Never raises: with the host gone, stderr may be a
+    pipe nobody reads, and logging must not stop what comes next."""
+    try:
+        sys.stderr.write(f"corral worker[{os.getpid()}]: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 class WorkerState:
@@ -660,8 +665,10 @@ def watch_liveness(fd: int) -> None:
             except OSError:
                 data = b""
             if not data:
-                log("the host went away (liveness pipe closed); exiting")
-                os._exit(ExitCode.ORPHANED)
+                try:
+                    log("the host went away (liveness pipe closed); exiting")
+                finally:
+                    os._exit(ExitCode.ORPHANED)
 
     threading.Thread(target=watch, name="corral-liveness", daemon=True).start()
 

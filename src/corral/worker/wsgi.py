@@ -190,7 +190,10 @@ class ErrorStream:
     def write(self, text: str, /) -> int:
         if not isinstance(text, str):
             raise TypeError(f"wsgi.errors.write() takes a str, not {type(text).__name__}")
-        written = sys.stderr.write(text)
+        try:
+            written = sys.stderr.write(text)
+        except (OSError, ValueError):
+            written = len(text)  # stderr is gone (the host died): a log line is not worth a 500
         if self._to_front is not None:
             self._to_front(text)
         return written
@@ -200,7 +203,10 @@ class ErrorStream:
             self.write(line)
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
 
 
 STDERR = ErrorStream()
@@ -330,8 +336,11 @@ def log_error(message: str, exc: BaseException | None = None) -> None:
     text = f"corral worker: {message}\n"
     if exc is not None:
         text += "".join(traceback.format_exception(exc))
-    sys.stderr.write(text)
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # stderr is gone (the host died): nothing to tell, and no reason to fail
 
 
 def _validate_headers(status: str, headers: list[tuple[str, str]]) -> tuple[str, int | None]:
