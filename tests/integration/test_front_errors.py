@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
@@ -236,3 +237,49 @@ def test_503_for_an_app_that_cannot_start_shows_the_traceback_to_loopback(
         assert b"ModuleNotFoundError" in response.body
     finally:
         server.stop()
+
+
+def test_a_client_that_stops_reading_frees_the_worker(tmp_path: Path) -> None:
+    """The response is paused while the client does not read; after response_timeout without
+    progress the front drops the connection and the (only) worker serves others again."""
+    with serving(
+        tmp_path, "--min", "1", "--max", "1", "--set", "response_timeout=1", "--no-access-log"
+    ) as server:
+        stalled = Conn(server.port)
+        try:
+            stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.send(b"GET /big?1024 HTTP/1.1\r\nHost: x\r\n\r\n")  # 64 MiB, never read
+            time.sleep(0.5)
+            started = time.monotonic()
+            response = request(server.port, path="/hello")
+            assert response.status == 200
+            assert time.monotonic() - started < 10
+        finally:
+            stalled.close()
+        server.wait_log("client stopped reading|response cut short|no response")
+
+
+def test_pipelined_flood_behind_a_slow_request_is_bounded(corral: CorralServer) -> None:
+    """Bytes pipelined behind a request in flight are held, but reading stops past a bound."""
+    assert corral.proc is not None
+    import psutil
+
+    host = psutil.Process(corral.proc.pid)
+    baseline = host.memory_info().rss
+    conn = Conn(corral.port)
+    try:
+        conn.sock.setblocking(False)
+        conn.sock.send(b"GET /sleep?1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        flood = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n" * 1000
+        sent = 0
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                sent += conn.sock.send(flood)
+            except BlockingIOError:
+                time.sleep(0.01)
+        assert host.memory_info().rss - baseline < 24 * 1024 * 1024
+        # The front stopped reading: far less than a second of unbounded sending got through.
+        assert sent < 64 * 1024 * 1024
+    finally:
+        conn.close()
