@@ -607,3 +607,15 @@ def test_a_busy_worker_keeps_its_idle_connections_when_a_thread_is_free(
         assert first.request(base_params("/hello"), keep_conn=True).status == "200 OK"
     finally:
         first.close()
+
+
+def test_a_slow_body_is_waited_for(worker: str) -> None:
+    """Gaps longer than the idle check (50 ms) in the middle of a body are just waited out."""
+    with Client(worker) as client:
+        client.begin(base_params("/input?op=read", "POST", CONTENT_LENGTH="9"), stdin=None)
+        for piece in (b"abc", b"def", b"ghi"):
+            time.sleep(0.15)
+            client.send_stdin(piece)
+        client.send_stdin(b"")
+        response = client.read_response()
+    assert json.loads(response.body)["length"] == 9

@@ -12,6 +12,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -60,6 +61,12 @@ FILE_BLOCK = 65528
 ZERO_COPY_MIN = 128 * 1024
 #: Buffers per sendmsg call (Linux and macOS allow 1024).
 IOV_BATCH = 512
+#: How often a thread waiting on an idle kept-alive connection checks for a new connection
+#: that no free thread takes (seconds): the longest such a connection waits.
+IDLE_CHECK = 0.05
+_IDLE_TIMEVAL = struct.pack(
+    "@li4x" if sys.platform == "darwin" else "@ll", 0, int(IDLE_CHECK * 1_000_000)
+)
 #: While a response streams, how often the worker looks for ABORT_REQUEST (seconds).
 POLL_INTERVAL = 0.005
 #: How long a closing connection waits for the front to finish sending a body nobody read.
@@ -151,16 +158,19 @@ class Connection:
         self.stdin_held = 0
         self.stdin_done = False
         self.next_poll = 0.0  # when poll_aborted may next look at the socket
-        self.idle_poller: select.poll | None = None
 
     # ---------------------------------------------------------------- I/O
 
     def _recv(self) -> None:
         """Block until the socket has bytes; feed them (or the EOF) to the codec."""
-        try:
-            n = self.sock.recv_into(self.buf, RECV_SIZE)
-        except OSError:
-            n = 0
+        while True:
+            try:
+                n = self.sock.recv_into(self.buf, RECV_SIZE)
+            except BlockingIOError:
+                continue  # IDLE_CHECK elapsed (SO_RCVTIMEO) in the middle of a request: wait on
+            except OSError:
+                n = 0
+            break
         if not n:
             self.gone = True
             self.fcgi.receive_data(b"")
@@ -382,7 +392,6 @@ class Connection:
                     handoff = self._idle_wait()
                     if handoff is not None:
                         return handoff
-                    self._recv()
                     continue
                 if event is CLOSED:
                     return None
@@ -402,38 +411,35 @@ class Connection:
         return None
 
     def _idle_wait(self) -> socket.socket | None:
-        """Between requests, wait for the front's next record, or for a new connection.
+        """Between requests, wait for the front's next record (and feed it to the codec), or
+        give this thread to a new connection.
 
         A front may keep this connection idle while it opens another (nginx does, with
         upstream keepalive, when requests overlap): a thread parked here would leave the new
-        connection waiting forever. So the wait also watches the listening socket; when this
-        thread wins the new connection, the idle one is closed (no request is in flight, so
-        nothing is lost) and the thread serves the new one."""
-        poller = self.idle_poller
-        if poller is None:
-            listener = self.state.listener
-            if listener is None:
-                return None
-            poller = self.idle_poller = select.poll()
-            poller.register(self.sock, select.POLLIN)
-            poller.register(listener, select.POLLIN)
-        fd = self.sock.fileno()
+        connection waiting forever. The socket's receive timeout (SO_RCVTIMEO, IDLE_CHECK)
+        wakes the wait now and then, at no cost to a busy connection; when no thread is free
+        and a connection waits, this thread takes it, and the idle one is closed (no request
+        is in flight, so nothing is lost)."""
         state = self.state
         while True:
-            ready = poller.poll()
-            if any(ready_fd == fd for ready_fd, _ in ready):
-                return None
-            if state.free_threads > 0:
-                # A thread without a connection will take it: keep this one open.
-                time.sleep(0.001)
-                continue
             try:
-                sock, _ = self.state.listener.accept()  # type: ignore[union-attr]
-            except (BlockingIOError, InterruptedError):
-                continue  # another thread took it
+                n = self.sock.recv_into(self.buf, RECV_SIZE)
+            except BlockingIOError:
+                listener = state.listener
+                if listener is None or state.free_threads > 0:
+                    continue
+                try:
+                    return listener.accept()[0]
+                except OSError:  # none waiting (or another thread took it)
+                    continue
             except OSError:
+                n = 0
+            if not n:
+                self.gone = True
+                self.fcgi.receive_data(b"")
                 return None
-            return sock
+            self.fcgi.receive_data(self.view[:n].tobytes())
+            return None
 
     def _request(self, begin: BeginRequest) -> None:
         rid = begin.request_id
@@ -633,6 +639,10 @@ def accept_loop(listener: socket.socket, state: WorkerState, slot: int) -> None:
             continue
         while sock is not None:
             sock.setblocking(True)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _IDLE_TIMEVAL)
+            except OSError:
+                pass
             if tcp:
                 try:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
