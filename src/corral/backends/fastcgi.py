@@ -133,6 +133,9 @@ class FastCGIClientConnection(asyncio.Protocol):
         self._sink: ResponseSink | None = None
         self._head: CGIResponseParser | None = None
         self._buffer = b""
+        #: Bytes still to come of a body STDOUT record split across reads, then its padding.
+        self._stdout_left = 0
+        self._skip_left = 0
         self._body_done = True
         self._paused_by_peer = False
         self._closed = False
@@ -151,12 +154,22 @@ class FastCGIClientConnection(asyncio.Protocol):
                 pass
 
     def data_received(self, data: bytes) -> None:
-        if self._buffer:
-            data = self._buffer + data
-            self._buffer = b""
         size = len(data)
         pos = 0
         view: memoryview | None = None
+        if self._stdout_left or self._skip_left:
+            # The rest of a body STDOUT record that started in an earlier read.
+            view = memoryview(data)
+            pos = self._continue_stdout(view)
+            if pos == size:
+                self._flush()
+                return
+        if self._buffer:
+            data = self._buffer + data[pos:]
+            self._buffer = b""
+            size = len(data)
+            pos = 0
+            view = None
         try:
             while size - pos >= 8:
                 version, kind, request_id, length, padding = _HEADER_UNPACK(data, pos)
@@ -164,29 +177,45 @@ class FastCGIClientConnection(asyncio.Protocol):
                     raise BackendProtocolError(
                         f"{self.name} does not speak FastCGI (record version {version})"
                     )
-                end = pos + 8 + length + padding
-                if end > size:
-                    break
-                start = pos + 8
-                pos = end
                 if request_id != REQUEST_ID:
                     raise BackendProtocolError(
                         f"{self.name} sent a record for request {request_id}, not {REQUEST_ID}"
                     )
-                if kind == _STDOUT:
+                start = pos + 8
+                end = start + length + padding
+                if kind == _STDOUT and self._head is None and self._sink is not None:
                     if not length:
+                        if end > size:
+                            break
+                        pos = end
                         continue
-                    sink = self._sink
-                    if self._head is None and sink is not None:
-                        # Body bytes go out as views of what was read: no copy.
-                        if view is None:
-                            view = memoryview(data)
-                        sink.backend_body(view[start : start + length])
-                    else:
-                        self._on_stdout(data[start : start + length])
+                    # Body bytes go out as views of what was read: no copy. A record cut by
+                    # the end of this read is passed on as far as it goes.
+                    if view is None:
+                        view = memoryview(data)
+                    stop = start + length
+                    if stop > size:
+                        self._stdout_left = stop - size
+                        self._skip_left = padding
+                        if start < size:
+                            self._sink.backend_body(view[start:size])
+                        pos = size
+                        break
+                    self._sink.backend_body(view[start:stop])
+                    if end > size:
+                        self._skip_left = end - size
+                        pos = size
+                        break
+                    pos = end
                     continue
+                if end > size:
+                    break
                 content = data[start : start + length]
-                if kind == _END_REQUEST:
+                pos = end
+                if kind == _STDOUT:
+                    if length:
+                        self._on_stdout(content)
+                elif kind == _END_REQUEST:
                     if pos != size:
                         raise BackendProtocolError(f"{self.name} sent records after END_REQUEST")
                     self._on_end(content)
@@ -205,6 +234,27 @@ class FastCGIClientConnection(asyncio.Protocol):
             return
         if pos < size:
             self._buffer = data[pos:]
+        self._flush()
+
+    def _continue_stdout(self, view: memoryview) -> int:
+        """Pass on the rest of a STDOUT record begun in an earlier read; skip its padding.
+        Returns how many bytes of ``view`` that took."""
+        pos = 0
+        left = self._stdout_left
+        if left:
+            take = min(left, len(view))
+            self._stdout_left = left - take
+            pos = take
+            sink = self._sink
+            if sink is not None and take:
+                sink.backend_body(view[:take])
+        if not self._stdout_left and self._skip_left:
+            skip = min(self._skip_left, len(view) - pos)
+            self._skip_left -= skip
+            pos += skip
+        return pos
+
+    def _flush(self) -> None:
         sink = self._sink
         if sink is not None:
             sink.backend_flush()
@@ -339,6 +389,7 @@ class FastCGIClientConnection(asyncio.Protocol):
         self._sink = sink
         self._head = CGIResponseParser()
         self._buffer = b""
+        self._stdout_left = self._skip_left = 0
         try:
             encoded = self._encode_params(static, params)
         except FastCGIError as exc:

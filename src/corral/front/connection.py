@@ -449,6 +449,8 @@ class HTTPConnection(asyncio.Protocol):
 
     def backend_body(self, data: bytes | memoryview) -> None:
         self._deadline = self._server.now + self._server.response_timeout
+        if not data:
+            return  # (an empty chunk would end a chunked body)
         framing = self._framing
         if framing == _NO_BODY:
             if self._method == b"HEAD" and self._out_length is None:
@@ -497,8 +499,11 @@ class HTTPConnection(asyncio.Protocol):
             size = 0
             for piece in out:
                 size += len(piece)
-            out.insert(0, b"%x\r\n" % size)
-            out.append(_CRLF)
+            if size:  # (a zero-size chunk would end the body)
+                out.insert(0, b"%x\r\n" % size)
+                out.append(_CRLF)
+            else:
+                out.clear()
         if tail is not None:
             out.append(tail)
         if len(out) == 1:

@@ -305,3 +305,37 @@ def test_overload_and_unexpected_pool_failures_are_503s() -> None:
     assert b"Retry-After: 5" in data
     data = asyncio.run(_ask(FailingPool(RuntimeError("bug")), "127.0.0.1", "127.0.0.1"))
     assert data.startswith(b"HTTP/1.1 503 ")
+
+
+@pytest.mark.parametrize("piece", [1, 3, 7, 8, 9, 4096, 65543, 300_000])
+def test_records_split_anywhere_across_reads_arrive_whole(tmp_path: Path, piece: int) -> None:
+    body = bytes(range(256)) * 1200 + b"tail!"  # 307205 bytes: several records, with padding
+    head = b"Content-Type: application/octet-stream\r\n\r\n"
+    wire = records.encode_response(1, head + body[:1000], end=False)
+    wire += records.encode_stream(RecordType.STDERR, 1, b"a warning\n")
+    wire += records.encode_response(1, body[1000:])
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        for offset in range(0, len(wire), piece):
+            writer.write(wire[offset : offset + piece])
+            await writer.drain()
+            if piece < 64:
+                await asyncio.sleep(0)
+
+    data, pool = run(_exchange(tmp_path, script, GET))
+    head_end = data.index(b"\r\n\r\n") + 4
+    response_head, payload = data[:head_end], data[head_end:]
+    assert response_head.startswith(b"HTTP/1.1 200 OK\r\n")
+    if b"Transfer-Encoding: chunked" in response_head:
+        decoded = b""
+        while True:
+            line_end = payload.index(b"\r\n")
+            size = int(payload[:line_end], 16)
+            if size == 0:
+                break
+            decoded += payload[line_end + 2 : line_end + 2 + size]
+            payload = payload[line_end + 2 + size + 2 :]
+        payload = decoded
+    assert payload == body
+    assert pool.released == [True]
