@@ -395,7 +395,7 @@ class HTTPConnection(asyncio.Protocol):
     def _on_body(self, data: bytes) -> None:
         self._body_received += len(data)
         if self._body_received > self._server.settings.max_body_size:
-            self._respond_error(413)
+            self._request_error(413, "request body too large")
             return
         if self._backend is not None:
             self._backend.send_body(data)
@@ -656,9 +656,21 @@ class HTTPConnection(asyncio.Protocol):
         message: str | None = None,
         details: str | None = None,
     ) -> None:
-        """Answer the current request with an error page, then close the connection."""
+        """Answer the current request with an error page, then close the connection.
+
+        When a response head has already left, the connection is cut instead."""
         if self._closed:
             return
+        if self._status and self._pending_head is None:
+            backend = self._backend
+            self._backend = None
+            if backend is not None:
+                backend.abort()
+            self._release(False)
+            self._abort()
+            return
+        self._pending_head = None
+        self._head_buffer = None
         transport = self._transport
         assert transport is not None
         head_only = self._method == b"HEAD"
@@ -689,11 +701,9 @@ class HTTPConnection(asyncio.Protocol):
         """The request could not be parsed: answer ``status`` (when nothing was sent yet)."""
         logger.info("%s:%d: bad request: %s", self.remote_host, self.remote_port, reason)
         if self._request is not None and (self._status or self._backend is not None):
-            # A response is under way for this request: its framing is no longer trustworthy.
-            if self._status == 0:
-                self._respond_error(status)
-            else:
-                self._abort()
+            # A response is under way for this request: answer the error if its head has not
+            # left yet, else cut the connection (the client sees an incomplete response).
+            self._respond_error(status)
             return
         if self._request is None:
             # No request head: no access-log line with a request in it; answer and close.
@@ -730,10 +740,7 @@ class HTTPConnection(asyncio.Protocol):
         elif kind == _HEAD:
             self._request_error(408, "request head not received in time")
         elif kind == _BODY:
-            if self._status:
-                self._abort()
-            else:
-                self._respond_error(408, message="The request body was not received in time.")
+            self._respond_error(408, message="The request body was not received in time.")
         elif kind == _BACKEND:
             if self._writing_paused and self._status:
                 logger.info("%s: client stopped reading the response", self.remote_host)

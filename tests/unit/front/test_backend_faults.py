@@ -339,3 +339,48 @@ def test_records_split_anywhere_across_reads_arrive_whole(tmp_path: Path, piece:
         payload = decoded
     assert payload == body
     assert pool.released == [True]
+
+
+def test_a_request_error_after_the_response_head_cuts_the_connection(tmp_path: Path) -> None:
+    """The app answers while the body is still coming; then the body turns out malformed: no
+    error page may follow the response already under way: the connection is cut."""
+
+    async def scenario() -> tuple[bytes, FakePool]:
+        path = str(tmp_path / "backend.sock")
+        answered = asyncio.Event()
+
+        async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readexactly(8)  # BEGIN_REQUEST (the rest: whatever comes)
+            writer.write(
+                records.encode_stream(RecordType.STDOUT, 1, b"Content-Type: text/plain\r\n\r\nhi")
+            )
+            await writer.drain()
+            answered.set()
+            await asyncio.sleep(5)
+
+        server = await asyncio.start_unix_server(script, path)
+        pool = FakePool(path)
+        front = FrontServer(PrefixRouter([Route("app", pool)]))
+        [(host, port)] = await front.listen("127.0.0.1", 0)
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(
+                b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n"
+            )
+            await writer.drain()
+            await asyncio.wait_for(answered.wait(), 5)
+            await asyncio.sleep(0.2)
+            writer.write(b"zz-not-a-chunk-size\r\n")
+            data = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            return data, pool
+        finally:
+            await front.stop(1)
+            server.close()
+
+    data, pool = run(scenario())
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.count(b"HTTP/1.1") == 1
+    assert b"2\r\nhi\r\n" in data
+    assert not data.endswith(b"0\r\n\r\n")
+    assert pool.released == [False]
