@@ -1,0 +1,136 @@
+"""The front's own CPU cost per request, without sockets (not collected by pytest).
+
+    .venv/bin/python tests/unit/front/microbench_front.py [--requests N] [--profile]
+
+One in-process ``HTTPConnection`` and one ``FastCGIClientConnection`` over fake transports, a
+pool that hands out the same lease at once: each round feeds a keep-alive GET, lets the lease
+task run, and feeds the backend's canned response. The figure is CPU time (process time) per
+request of everything Python does on the hot path (parser, routing, params, FastCGI records, the
+CGI head, response framing, the lease task), without system calls, the kernel, or a real pool's
+queueing. Compare runs on the same machine only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import time
+from typing import Any
+
+from corral.backends.fastcgi import FastCGIClientConnection
+from corral.front.connection import HTTPConnection
+from corral.front.routes import PrefixRouter, Route
+from corral.front.server import FrontServer
+from corral.protocol.fastcgi import records
+
+REQUEST = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+RESPONSE = records.encode_response(
+    1,
+    b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nHello, world!\n",
+)
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.out: list[Any] = []
+
+    def write(self, data: Any) -> None:
+        self.out.append(data)
+
+    def writelines(self, data: Any) -> None:
+        self.out.extend(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5555), "sockname": ("127.0.0.1", 8080)}.get(name, default)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        pass
+
+
+class Lease:
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: FastCGIClientConnection) -> None:
+        self.conn = conn
+
+
+class InstantPool:
+    def __init__(self, conn: FastCGIClientConnection) -> None:
+        self.lease = Lease(conn)
+
+    async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
+        return self.lease
+
+    def release(self, lease: Lease, reusable: bool) -> None:
+        pass
+
+
+async def run(requests: int, profile: bool) -> None:
+    backend = FastCGIClientConnection("bench")
+    backend_transport = FakeTransport()
+    backend.connection_made(backend_transport)  # type: ignore[arg-type]
+    server = FrontServer(PrefixRouter([Route("bench", InstantPool(backend))]))
+    conn = HTTPConnection(server)
+    client = FakeTransport()
+    conn.connection_made(client)  # type: ignore[arg-type]
+
+    async def rounds(n: int) -> None:
+        for _ in range(n):
+            conn.data_received(REQUEST)
+            await asyncio.sleep(0)  # the lease task runs
+            backend.data_received(RESPONSE)
+            client.out.clear()
+            backend_transport.out.clear()
+
+    await rounds(2000)  # warm up
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
+    started = time.process_time()
+    await rounds(requests)
+    elapsed = time.process_time() - started
+    if profiler is not None:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    print(f"{1e6 * elapsed / requests:.2f} µs CPU per request ({requests} requests)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=50_000)
+    parser.add_argument("--profile", action="store_true", help="also print a cProfile summary")
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    runner(run(args.requests, args.profile))
+
+
+if __name__ == "__main__":
+    main()
