@@ -265,6 +265,7 @@ class FastCGIClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._transport = None  # no transport <-> protocol cycle left for the GC to find
         if self._sink is not None:
             reason = f": {exc}" if exc else ""
             self._fail(BackendClosed(f"lost the connection to {self.name}{reason}"))

@@ -195,6 +195,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._transport = None  # no transport <-> protocol cycle left for the GC to find
         self._server.connection_closed(self)
         if self._task is not None:
             self._task.cancel()
