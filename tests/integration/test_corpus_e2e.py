@@ -63,8 +63,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[object, C
             args = ["--no-access-log", "--max", "2", "--set", "header_timeout=3"]
             for name, value in key:
                 args += ["--set", f"{_LIMIT_SETTINGS[name]}={value}"]
-            server = CorralServer(site, args=tuple(args)).start(wait_ready=False)
-            started[key] = server
+            server = CorralServer(site, args=tuple(args))
+            started[key] = server  # stopped in teardown even if start() fails below
+            server.start(wait_ready=False)
             self[key] = server
             return server
 

@@ -278,8 +278,12 @@ class CorralServer:
             self.stop()
             raise AssertionError("corral serve did not start:\n" + self.text())
         if wait_ready:
-            response = request(self.port, path="/hello")
-            assert response.status == 200, self.text()
+            try:
+                response = request(self.port, path="/hello")
+                assert response.status == 200, self.text()
+            except BaseException:
+                self.stop()  # never leave a server behind a failed start
+                raise
         return self
 
     def text(self) -> str:
