@@ -96,12 +96,6 @@ def test_without_either_defence_workers_would_survive(loop: str) -> None:
         assert wait_gone(pids, 5.0) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="corral.worker bug: at liveness EOF its watch thread log()s to stderr first; the "
-    "host (the pipe's reader) is dead, so the write raises BrokenPipeError and kills the thread "
-    "before os._exit(ORPHANED). Remove this mark when the worker exits regardless.",
-)
 @pytest.mark.parametrize("loop", LOOPS)
 def test_the_real_python_worker_honours_the_liveness_pipe(loop: str, tmp_path: Path) -> None:
     """Corral's worker, given --liveness-fd 3 by python_worker_plan, ends itself when the host
