@@ -31,6 +31,11 @@ How the pool works:
   killed by signal S"), its kept-alive connections are closed, the request in flight on it sees
   its connection break (the front answers 502), and the policy replaces it if the floor or
   waiting requests need it.
+* **Rolling restart.** ``restart(reason)`` (watched files changed, restart.txt touched, the
+  configuration changed) starts a new generation of workers next to the old one. Each new
+  worker that becomes ready retires one old worker: out of rotation at once, it finishes the
+  requests it holds (up to ``graceful_shutdown_timeout``) and only then gets SIGTERM. No request
+  is refused meanwhile. If the new code cannot start, the old workers keep serving.
 * **Closing.** ``close(grace)`` refuses new requests, fails waiting ones, waits up to ``grace``
   seconds for leases in flight, then stops every worker (SIGTERM, ``graceful_shutdown_timeout``,
   SIGKILL) and removes the private runtime directory.
@@ -233,6 +238,10 @@ class _Worker(Generic[ConnT]):
     idle_conns: list[ConnT] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     spawned_at: float = 0.0
+    #: The restart generation this worker belongs to (``Pool.restart`` starts a new one).
+    generation: int = 0
+    #: Retired while requests were in flight: SIGTERM once they are done (or at the deadline).
+    draining: asyncio.TimerHandle | None = None
 
     @property
     def pid(self) -> int | None:
@@ -291,6 +300,9 @@ class Pool(Generic[ConnT]):
         self._last_error: PoolUnavailable | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._stopping: set[asyncio.Task[None]] = set()
+        # Rolling restarts: the current generation and the callers waiting for it to finish.
+        self._generation = 0
+        self._restart_waiters: list[asyncio.Future[bool]] = []
 
     # -------------------------------------------------------------------------------- public
 
@@ -403,6 +415,8 @@ class Pool(Generic[ConnT]):
                         worker.task.cancel()
                 elif worker.state.is_ready:
                     self._stop_worker(worker)
+                elif worker.draining is not None:
+                    self._end_drain(worker)
             tasks = [w.task for w in self._workers.values() if w.task is not None]
             tasks.extend(self._stopping)
             if tasks:
@@ -415,7 +429,72 @@ class Pool(Generic[ConnT]):
             if self._runtime_dir is not None:
                 shutil.rmtree(self._runtime_dir, ignore_errors=True)
                 self._runtime_dir = None
+            waiters, self._restart_waiters = self._restart_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(False)
             self._closed.set_result(None)
+
+    async def restart(self, reason: str) -> bool:
+        """Replace every worker with a fresh one, rolling: no request is refused meanwhile.
+
+        A new generation of workers is started (as many as are ready now, at least the floor);
+        each one that becomes ready retires one worker of an older generation, which finishes
+        the requests it holds before it is stopped. Old workers still starting are cancelled.
+        A dormant pool (nothing started yet, or idle at zero) has nothing to replace: its next
+        request starts the new code.
+
+        Returns True once no worker of an older generation is left; False when the new workers
+        could not start (the old ones keep serving; the next restart or scaling start tries
+        again). A later ``restart`` supersedes this one (both then return its result).
+
+        Raises:
+            PoolClosed: the pool is closing.
+        """
+        if self._closing:
+            raise PoolClosed(self.name)
+        loop = asyncio.get_running_loop()
+        self._generation += 1
+        # The files changed: earlier start failures say nothing about the new code.
+        self._start_failures = 0
+        self._next_start_at = 0.0
+        self._last_error = None
+        ready = 0
+        for worker in list(self._workers.values()):
+            if worker.state is WorkerState.STARTING:
+                # Still loading the old code: not worth waiting for.
+                self._set_state(worker, WorkerState.STOPPING)
+                if worker.task is not None:
+                    worker.task.cancel()
+            elif worker.state.is_ready:
+                ready += 1
+        wanted = ready
+        if self._active:
+            wanted = max(wanted, self._limits.min_instances, 1 if self._waiters else 0)
+        if wanted == 0:
+            _log.info(
+                "app %s: restart (%s): no worker runs; the next request starts the new code",
+                self.name,
+                reason,
+                extra={"app": self.name},
+            )
+            return True
+        self._active = True
+        _log.info(
+            "app %s: rolling restart (%s): starting %d new worker(s); %d old worker(s) serve "
+            "until the new ones are ready",
+            self.name,
+            reason,
+            wanted,
+            ready,
+            extra={"app": self.name},
+        )
+        for _ in range(wanted):
+            self._start_worker()
+        done: asyncio.Future[bool] = loop.create_future()
+        self._restart_waiters.append(done)
+        self._check_restart()
+        return await asyncio.shield(done)
 
     def snapshot(self) -> PoolSnapshot:
         """The pool's state as plain data (for a status page)."""
@@ -495,6 +574,8 @@ class Pool(Generic[ConnT]):
                 self._wake_at(now + idle_timeout)
         if worker.state.is_ready:
             self._dispatch()
+        elif worker.draining is not None and worker.active <= 0:
+            self._end_drain(worker)
 
     async def _wait_for_worker(
         self, deadline: float, limit: float, *, front: bool
@@ -638,7 +719,7 @@ class Pool(Generic[ConnT]):
         return os.path.join(self._runtime_dir, f"{worker_id}.sock")
 
     def _start_worker(self) -> None:
-        worker: _Worker[ConnT] = _Worker(id=self._next_id)
+        worker: _Worker[ConnT] = _Worker(id=self._next_id, generation=self._generation)
         self._next_id += 1
         self._workers[worker.id] = worker
         worker.task = asyncio.get_running_loop().create_task(
@@ -678,6 +759,8 @@ class Pool(Generic[ConnT]):
             if worker.process is not None:
                 await worker.process.close()
             self._forget(worker)
+            if not self._closing:  # cancelled by a rolling restart
+                self._check_restart()
             raise
         except Exception as exc:
             # A bug here must not leave a worker STARTING forever and the pool wedged.
@@ -737,8 +820,11 @@ class Pool(Generic[ConnT]):
             now - worker.spawned_at,
             extra={"app": self.name, "pid": worker.pid},
         )
+        if worker.generation == self._generation:
+            self._retire_one_old()
         self._dispatch()
         self._evaluate()
+        self._check_restart()
 
     def _start_failed(self, worker: _Worker[ConnT], reason: str, stderr_tail: str) -> None:
         if worker.state is WorkerState.STOPPING:  # the pool closed meanwhile
@@ -771,6 +857,7 @@ class Pool(Generic[ConnT]):
             self._fail_waiters(error)
             self._active = False
         self._evaluate()
+        self._check_restart()
 
     def _worker_exited(self, worker: _Worker[ConnT], code: int) -> None:
         expected = worker.state is WorkerState.STOPPING
@@ -794,10 +881,97 @@ class Pool(Generic[ConnT]):
                 extra={"app": self.name, "pid": worker.pid},
             )
         self._evaluate()
+        self._check_restart()
 
     def _forget(self, worker: _Worker[ConnT]) -> None:
         self._close_idle_connections(worker)
+        if worker.draining is not None:
+            worker.draining.cancel()
+            worker.draining = None
         self._workers.pop(worker.id, None)
+
+    # -------------------------------------------------------------------------------- restarts
+
+    def _retire_one_old(self) -> None:
+        """A worker of the current generation is ready: retire one older one, idle first."""
+        old = [
+            w
+            for w in self._workers.values()
+            if w.generation < self._generation and w.state.is_ready
+        ]
+        if old:
+            self._retire(min(old, key=lambda w: (w.active, w.id)), "rolling restart")
+
+    def _retire(self, worker: _Worker[ConnT], why: str) -> None:
+        """Take a ready worker out of rotation now; stop it once its requests are done.
+
+        It gets SIGTERM when its last lease is released, or after ``graceful_shutdown_timeout``
+        if requests are still in flight then (Corral's worker still finishes them on SIGTERM,
+        within a second grace period, before SIGKILL)."""
+        _log.info(
+            "app %s: retiring worker pid %s (%s)%s",
+            self.name,
+            worker.pid,
+            why,
+            f"; it finishes its {worker.active} request(s) first" if worker.active else "",
+            extra={"app": self.name, "pid": worker.pid},
+        )
+        if worker.active <= 0:
+            self._stop_worker(worker)
+            return
+        self._set_state(worker, WorkerState.STOPPING)
+        self._close_idle_connections(worker)
+        worker.draining = asyncio.get_running_loop().call_later(
+            self.settings.graceful_shutdown_timeout, self._end_drain, worker
+        )
+
+    def _end_drain(self, worker: _Worker[ConnT]) -> None:
+        """A draining worker's requests are done (or its time is up): SIGTERM it."""
+        if worker.draining is None:
+            return
+        worker.draining.cancel()
+        worker.draining = None
+        if worker.active > 0:
+            _log.warning(
+                "app %s: retiring worker pid %s still has %d request(s) in flight after %g s; "
+                "stopping it anyway",
+                self.name,
+                worker.pid,
+                worker.active,
+                self.settings.graceful_shutdown_timeout,
+                extra={"app": self.name, "pid": worker.pid},
+            )
+        if worker.process is not None and worker.id in self._workers:
+            task = asyncio.get_running_loop().create_task(self._stop_process(worker.process))
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    def _check_restart(self) -> None:
+        """Resolve the callers of ``restart`` once it has finished or failed."""
+        if not self._restart_waiters:
+            return
+        current = self._generation
+        old_left = any(w.generation < current for w in self._workers.values())
+        new_alive = any(
+            w.generation == current and (w.state is WorkerState.STARTING or w.state.is_ready)
+            for w in self._workers.values()
+        )
+        if old_left and new_alive:
+            return
+        if not old_left:
+            result = True
+        else:
+            result = False
+            _log.error(
+                "app %s: rolling restart failed: the new workers cannot start; the old ones "
+                "keep serving",
+                self.name,
+                extra={"app": self.name},
+            )
+        waiters, self._restart_waiters = self._restart_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(result)
 
     def _stop_worker(self, worker: _Worker[ConnT]) -> None:
         """STOPPING: close its idle connections, SIGTERM, grace, SIGKILL. ``_run_worker`` sees
