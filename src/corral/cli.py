@@ -25,13 +25,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def default_site() -> Path:
-    """The bundled example site: ``examples/hello`` of a source checkout (editable install),
-    else the copy shipped inside the package."""
-    package = Path(__file__).resolve().parent
-    checkout = package.parent.parent / "examples" / "hello"
-    if checkout.is_dir():
-        return checkout
-    return package / "examples" / "hello"
+    """The bundled example site, shipped inside the package as data (``examples/hello`` of a
+    checkout is a link to it)."""
+    return Path(__file__).resolve().parent / "examples" / "hello"
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -69,7 +69,7 @@ def test_serve_without_a_site_serves_the_bundled_example() -> None:
     server = CorralServer(None, args=("--no-access-log",))
     try:
         server.start(wait_ready=False)
-        assert str(default_site()) in server.wait_log("serving")
+        assert str(default_site().resolve()) in server.wait_log("serving")
         assert request(server.port, path="/").status == 200
     finally:
         server.stop()

@@ -232,6 +232,9 @@ class CorralServer:
     site: Path | None
     args: tuple[str, ...] = ()
     env: dict[str, str] | None = None
+    #: How to run Corral (default: this interpreter's ``-m corral``), e.g. an installed script.
+    command: tuple[str, ...] = (sys.executable, "-m", "corral")
+    cwd: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     log: list[str] = field(default_factory=list)
@@ -244,9 +247,7 @@ class CorralServer:
         site = [] if self.site is None else [str(self.site)]
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "corral",
+                *self.command,
                 "serve",
                 *site,
                 "--listen",
@@ -257,6 +258,7 @@ class CorralServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=self.cwd,
             start_new_session=True,
         )
         ready = threading.Event()

@@ -172,7 +172,7 @@ def test_example_site_start_page_through_nginx(site: Site) -> None:
     page = body.decode()
     assert "Hello from Corral" in page
     assert "python.3.x.wsgi" in page
-    assert str(ROOT / "examples" / "hello") in page
+    assert str((ROOT / "examples" / "hello").resolve()) in page
     assert "from=nginx" in page
 
 

@@ -1,0 +1,152 @@
+"""`pip install corral` from a wheel gives a working `corral serve` that serves the bundled example.
+
+The wheel is built from a copy of the source tree (so the checkout is left as it was), offline
+(`--no-build-isolation`: the test extra brings setuptools and wheel), and installed with
+`--no-deps --no-index` into a fresh virtualenv. That virtualenv reaches Corral's dependencies
+(uvloop, httptools...) through a `.pth` line naming this interpreter's site-packages, which holds
+them already: no network, and the `corral` it imports is the wheel's (asserted), never the
+checkout's.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from test_front_harness import CorralServer, request
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_TIMEOUT = 300.0
+
+
+def _run(*argv: str | Path, cwd: Path) -> str:
+    result = subprocess.run(
+        [str(arg) for arg in argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+        env=_clean_env(),
+    )
+    assert result.returncode == 0, f"{argv} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_INPUT"] = "1"
+    return env
+
+
+def _source_copy(dest: Path) -> Path:
+    """The files a wheel is built from, without build leftovers or caches."""
+    dest.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, dest / name)
+    shutil.copytree(
+        ROOT / "src",
+        dest / "src",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"),
+    )
+    return dest
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv with Corral installed from a freshly built wheel; returns its bin/."""
+    tmp = tmp_path_factory.mktemp("packaging")
+    source = _source_copy(tmp / "source")
+    dist = tmp / "dist"
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "-q",
+        "-w",
+        dist,
+        source,
+        cwd=tmp,
+    )
+    wheels = sorted(dist.glob("corral-*.whl"))
+    assert len(wheels) == 1, wheels
+    venv = tmp / "venv"
+    _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp)
+    python = venv / "bin" / "python"
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--no-deps",
+        "--no-index",
+        "-q",
+        wheels[0],
+        cwd=tmp,
+    )
+    # The dependencies: already installed for this interpreter. A plain path line (not the
+    # directory's own .pth files, so not the checkout's editable install) makes them importable.
+    site = Path(
+        _run(
+            python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp
+        ).strip()
+    )
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (site / "corral-test-deps.pth").write_text("".join(f"{path}\n" for path in sorted(ours)))
+    return venv / "bin"
+
+
+def test_the_wheel_ships_the_example_site(installed: Path) -> None:
+    venv = installed.parent.resolve()
+    out = _run(
+        installed / "python",
+        "-c",
+        "import corral, corral.cli; print(corral.__file__); print(corral.cli.default_site())",
+        cwd=venv,
+    )
+    module, site = (Path(line) for line in out.splitlines())
+    assert module.resolve().is_relative_to(venv), module
+    assert site.resolve().is_relative_to(venv), site
+    assert sorted(p.name for p in site.iterdir() if p.name != "__pycache__") == [
+        "web.config",
+        "wsgi.py",
+    ]
+
+
+def test_installed_corral_serve_with_no_argument_serves_the_example(
+    installed: Path, tmp_path: Path
+) -> None:
+    venv = installed.parent.resolve()
+    server = CorralServer(
+        None,
+        args=("--no-access-log",),
+        command=(str(installed / "corral"),),
+        cwd=tmp_path,  # nowhere near the checkout
+        env={"PYTHONPATH": ""},
+    )
+    try:
+        server.start(wait_ready=False)
+        served = server.wait_log("serving")
+        assert str(venv) in served, served
+        response = request(server.port, path="/")
+        assert response.status == 200, server.text()
+        page = html.unescape(response.body.decode("utf-8"))
+        assert "Hello from Corral" in page
+        assert "Worker pid" in page
+        assert str(venv) in page  # the application root is the installed example
+        assert str(ROOT / "src") not in page  # nothing came from the checkout
+    finally:
+        server.stop()
