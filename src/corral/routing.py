@@ -17,6 +17,16 @@ case-insensitively) against the last path segment (a pattern with a "/", such as
 the path relative to the mount); the first match wins; none = static.
 Matching of virtual paths and folders is case-sensitive, as file systems here are.
 
+File handlers (any pattern but `*` without a "/": `*.php`, `index.php`) name a script file, as
+IIS's `*.php` mapping with `allowPathInfo` does: when the last segment does not match, the first
+segment from the left that does ends the script, and the rest is the script's PATH_INFO
+(`/index.php/extra/path` -> script `/index.php`, path info `/extra/path`; `Route.script` and
+`Route.script_path_info`). A folder URL (ending in "/", or the mount itself) that no handler maps
+gets a default document: the first of `DEFAULT_DOCUMENTS` that a file handler maps and that
+exists as a file in the folder (`/dir/` -> `/dir/index.php`); the others (`index.html`...) are
+`corral.static`'s to serve. That check is the only file system access here: one `stat` per
+candidate, for folder URLs of mounts with file handlers only.
+
 `host` and `path` may be `str` or `bytes`. The front's bytes (the path percent-decoded, dot
 segments removed: `corral.front.target.decode_path`) are matched byte for byte; a `str` path is
 taken as text and matched by its UTF-8 bytes. `Route.script_name`/`path_info` are "WSGI strings"
@@ -27,6 +37,8 @@ the bytes back.
 from __future__ import annotations
 
 import fnmatch
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from corral.config.model import (
@@ -50,6 +62,11 @@ class Route:
     script_name: str
     #: The rest of the path ("" when the request is exactly the virtual path), as a WSGI string.
     path_info: str
+    #: File handlers (`*.php`): the script's path below the mount ("/dir/index.php", also for a
+    #: default document); "" for whole-application handlers (`*`).
+    script: str = ""
+    #: File handlers: what follows the script in the path ("/extra/path" or "").
+    script_path_info: str = ""
 
     @property
     def script_name_bytes(self) -> bytes:
@@ -58,6 +75,20 @@ class Route:
     @property
     def path_info_bytes(self) -> bytes:
         return self.path_info.encode("latin-1")
+
+    @property
+    def script_bytes(self) -> bytes:
+        return self.script.encode("latin-1")
+
+    @property
+    def script_path_info_bytes(self) -> bytes:
+        return self.script_path_info.encode("latin-1")
+
+
+#: Default documents of a folder URL, in order (IIS's `<defaultDocument>` list, with `index.php`
+#: first as hosting panels set it up for PHP sites). Names a file handler maps are routed to the
+#: application here; `corral.static.INDEX_FILES` serves the rest.
+DEFAULT_DOCUMENTS = ("index.php", "index.html", "index.htm", "default.htm", "default.html")
 
 
 def wsgi_string(value: str | bytes) -> str:
@@ -94,6 +125,31 @@ def _handler_matches(pattern: str, path: str) -> bool:
     return fnmatch.fnmatchcase(subject.lower(), pattern.lower())
 
 
+def is_file_pattern(pattern: str) -> bool:
+    """A pattern naming script files (`*.php`, `index.php`), not a whole application (`*`)."""
+    return pattern != "*" and "/" not in pattern
+
+
+def _script_end(pattern: str, path: str) -> int:
+    """Where the script named by a file pattern ends in `path`, or -1 when no segment matches.
+
+    The first matching segment from the left ends the script, as Apache and IIS find the
+    script of `/a.php/extra`; a folder URL's last segment (`/a.php/`) is not a script by
+    itself, so its trailing "/" becomes the path info.
+    """
+    lowered = pattern.lower()
+    start = 1 if path.startswith("/") else 0
+    size = len(path)
+    while start < size:
+        end = path.find("/", start)
+        if end < 0:
+            end = size
+        if end > start and fnmatch.fnmatchcase(path[start:end].lower(), lowered):
+            return end
+        start = end + 1
+    return -1
+
+
 def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
@@ -126,7 +182,11 @@ class _CompiledSite:
 
 
 class Router:
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(
+        self, config: ServerConfig, *, is_file: Callable[[str], bool] = os.path.isfile
+    ) -> None:
+        """`is_file` answers whether a default document exists (a test may pass its own)."""
+        self._is_file = is_file
         self._exact: dict[str, list[tuple[int, _CompiledSite]]] = {}
         self._wildcard: list[tuple[str, int, _CompiledSite]] = []
         self._default: list[tuple[int, _CompiledSite]] = []
@@ -179,22 +239,53 @@ class Router:
                 script_name, path_info = virtual, path[len(virtual) :]
             else:
                 continue
-            app, handler = self._handler(compiled, path_info)
-            return Route(site.site, compiled.mount, app, handler, script_name, path_info)
+            return self._route(site.site, compiled, script_name, path_info)
         return None
 
+    def _route(
+        self, site: SiteConfig, compiled: _CompiledMount, script_name: str, path_info: str
+    ) -> Route:
+        mount = compiled.mount
+        handlers = self._scope_handlers(compiled, path_info)
+        for handler in handlers:
+            app = compiled.apps.get(handler.app_name)
+            if app is None:
+                continue
+            if not is_file_pattern(handler.path):
+                if _handler_matches(handler.path, path_info):
+                    return Route(site, mount, app, handler, script_name, path_info)
+                continue
+            end = _script_end(handler.path, path_info)
+            if end >= 0:
+                script, rest = path_info[:end], path_info[end:]
+                return Route(site, mount, app, handler, script_name, path_info, script, rest)
+        if path_info == "" or path_info.endswith("/"):
+            folder = path_info if path_info.endswith("/") else "/"
+            for name in DEFAULT_DOCUMENTS:
+                for handler in handlers:
+                    app = compiled.apps.get(handler.app_name)
+                    if (
+                        app is not None
+                        and is_file_pattern(handler.path)
+                        and _handler_matches(handler.path, name)
+                        and self._document_exists(mount.physical_path, folder + name)
+                    ):
+                        script = folder + name
+                        return Route(site, mount, app, handler, script_name, path_info, script)
+        return Route(site, mount, None, None, script_name, path_info)
+
+    def _document_exists(self, root: str, script: str) -> bool:
+        try:
+            return self._is_file(root + os.fsdecode(script.encode("latin-1")))
+        except (OSError, ValueError):
+            return False
+
     @staticmethod
-    def _handler(
-        compiled: _CompiledMount, path_info: str
-    ) -> tuple[AppConfig | None, Handler | None]:
+    def _scope_handlers(compiled: _CompiledMount, path_info: str) -> tuple[Handler, ...]:
+        """The handlers of the deepest folder scope that contains the path."""
         relative = path_info.lstrip("/")
         for folder, scope in compiled.scopes:
             if folder and not _under(relative, folder):
                 continue
-            for handler in scope.handlers:
-                if _handler_matches(handler.path, path_info):
-                    app = compiled.apps.get(handler.app_name)
-                    if app is not None:
-                        return app, handler
-            return None, None
-        return None, None
+            return scope.handlers
+        return ()

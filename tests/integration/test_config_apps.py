@@ -222,7 +222,7 @@ def test_the_php_site_serves_php_through_php_cgi() -> None:
     route = router.match("localhost", "/index.php")
     assert route is not None and route.app is not None
     app = route.app
-    assert app.argv == ("php-cgi",)
+    assert app.argv == ("php-cgi", "-c", f"{app.physical_path}/php.ini")
     env = finish_env(app.env, app.module_vars, port=None, host=None, instance_id=0)
     plan = LaunchPlan(argv=(php_cgi, *app.argv[1:]), env=env, cwd=app.current_directory)
     pool: Pool[RoutedConnection] = Pool(

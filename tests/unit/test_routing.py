@@ -225,3 +225,59 @@ def test_patterns_with_a_slash_match_the_path_below_the_mount(tmp_path: Path) ->
     assert router.match(None, "/x/run.py").app.name == "api"  # type: ignore[union-attr]
     assert router.match(None, "/apis").app is None  # type: ignore[union-attr]
     assert router.match(None, "/index.html").app is None  # type: ignore[union-attr]
+
+
+def test_a_file_handler_splits_the_script_from_its_path_info() -> None:
+    router = Router(load_site(str(SITES / "php-site"), environ={}))
+    plain = router.match(None, "/form.php")
+    assert plain is not None and plain.app is not None
+    assert (plain.script, plain.script_path_info) == ("/form.php", "")
+    split = router.match(None, b"/index.php/extra/path")
+    assert split is not None and split.app is not None
+    assert (split.script_name, split.path_info) == ("", "/index.php/extra/path")
+    assert (split.script_bytes, split.script_path_info_bytes) == (b"/index.php", b"/extra/path")
+    # The first matching segment from the left ends the script; case-insensitive as IIS.
+    first = router.match(None, "/a/B.PHP/c.php/d")
+    assert first is not None and (first.script, first.script_path_info) == ("/a/B.PHP", "/c.php/d")
+    trailing = router.match(None, "/form.php/")
+    assert trailing is not None
+    assert (trailing.script, trailing.script_path_info) == ("/form.php", "/")
+    # Not a script: a segment that only contains the suffix, a static file.
+    for path in ("/php/x", "/about.html", "/x.phpx/y", "/css/site.css"):
+        route = router.match(None, path)
+        assert route is not None and route.app is None and route.script == "", path
+
+
+def test_a_whole_application_handler_has_no_script() -> None:
+    route = Router(load_site(str(SITES / "seed-wsgi"), environ={})).match(None, "/a.php/x")
+    assert route is not None and route.app is not None
+    assert (route.script, route.script_path_info, route.path_info) == ("", "", "/a.php/x")
+
+
+def test_default_documents_route_a_folder_url_to_its_index_php() -> None:
+    router = Router(load_site(str(SITES / "php-site"), environ={}))
+    root = router.match(None, "/")
+    assert root is not None and root.app is not None
+    assert (root.path_info, root.script, root.script_path_info) == ("/", "/index.php", "")
+    # index.php comes before index.html.
+    docs = router.match(None, "/docs/")
+    assert docs is not None and docs.app is not None and docs.script == "/docs/index.php"
+    # A folder with only index.html is static's to serve; without the slash static redirects.
+    for path in ("/static-only/", "/docs", "/css/"):
+        route = router.match(None, path)
+        assert route is not None and route.app is None, path
+
+
+def test_default_documents_look_at_the_file_system_only_for_folder_urls(tmp_path: Path) -> None:
+    (tmp_path / "corral.toml").write_text('[apps.php]\nengine = "php.fastcgi"\npaths = ["*.php"]\n')
+    seen: list[str] = []
+
+    def is_file(path: str) -> bool:
+        seen.append(path)
+        return path.endswith("/sub/index.php")
+
+    router = Router(load_site(str(tmp_path), environ={}), is_file=is_file)
+    assert router.match(None, "/sub/").script == "/sub/index.php"  # type: ignore[union-attr]
+    assert router.match(None, "/other/").app is None  # type: ignore[union-attr]
+    assert router.match(None, "/file.txt").app is None  # type: ignore[union-attr]
+    assert seen == [f"{tmp_path}/sub/index.php", f"{tmp_path}/other/index.php"]

@@ -4,7 +4,8 @@ Real Zoo web.config files name engines such as `python.2.7.wsgi`, `python.2.7.pi
 `python.3.4.wfastcgi`. Off Windows they all run on Corral's own Python worker (FastCGI over a Unix
 socket at fd 0); the loader adds a notice naming the interpreter actually used. `http` and
 `fastcgi` are generic engines for any command given a port (`%PORT%`) or an fd-0 socket: the
-application's APP_COMMAND is the command. `nodejs.http` and `php.fastcgi` exist as declarations;
+application's APP_COMMAND is the command. `nodejs.http`, `php.fastcgi`, `ruby.rack`,
+`ruby.puma`, `perl.psgi` and `perl.psgi.fastcgi` run those stacks' own servers (docs/engines.md);
 which transports and protocols the runtime implements is in `settings.TRANSPORTS_IN_EFFECT`.
 """
 
@@ -66,12 +67,74 @@ BUILT_IN: tuple[EngineConfig, ...] = (
         env=(EnvVar("PHP_FCGI_MAX_REQUESTS", "10000"), EnvVar("PHP_FCGI_CHILDREN", "0")),
         source_suffixes=(".php", ".phtml", ".inc"),
     ),
+    # Ruby: a Rack application (config.ru) under its own HTTP server. rackup picks the best
+    # server installed (puma, when it is); ruby.puma names puma itself.
+    EngineConfig(
+        name="ruby.rack",
+        display_name="Ruby Rack application over HTTP (rackup)",
+        kind=EngineKind.COMMAND,
+        transport=Transport.TCP,
+        protocol=Protocol.HTTP,
+        full_path="rackup",
+        arguments='"%RACK_CONFIG%" --host %HOST% --port %PORT% --env %RACK_ENV%',
+        env=(
+            EnvVar("RACK_CONFIG", "%APPL_PHYSICAL_PATH%/config.ru"),
+            EnvVar("RACK_ENV", "production"),
+        ),
+        source_suffixes=(".rb", ".ru"),
+    ),
+    EngineConfig(
+        name="ruby.puma",
+        display_name="Ruby Rack application over HTTP (puma)",
+        kind=EngineKind.COMMAND,
+        transport=Transport.TCP,
+        protocol=Protocol.HTTP,
+        full_path="puma",
+        arguments='--bind tcp://%HOST%:%PORT% --environment %RACK_ENV% "%RACK_CONFIG%"',
+        env=(
+            EnvVar("RACK_CONFIG", "%APPL_PHYSICAL_PATH%/config.ru"),
+            EnvVar("RACK_ENV", "production"),
+        ),
+        source_suffixes=(".rb", ".ru"),
+    ),
+    # Perl: a PSGI application (app.psgi) under plackup, over HTTP or FastCGI on fd 0.
+    EngineConfig(
+        name="perl.psgi",
+        display_name="Perl PSGI application over HTTP (plackup)",
+        kind=EngineKind.COMMAND,
+        transport=Transport.TCP,
+        protocol=Protocol.HTTP,
+        full_path="plackup",
+        arguments='--host %HOST% --port %PORT% --env %PLACK_ENV% "%PSGI_WORKER%"',
+        env=(
+            EnvVar("PSGI_WORKER", "%APPL_PHYSICAL_PATH%/app.psgi"),
+            EnvVar("PLACK_ENV", "deployment"),
+        ),
+        source_suffixes=(".pl", ".pm", ".psgi"),
+    ),
+    EngineConfig(
+        name="perl.psgi.fastcgi",
+        display_name="Perl PSGI application over FastCGI (plackup -s FCGI)",
+        kind=EngineKind.COMMAND,
+        transport=Transport.NAMED_PIPE,
+        protocol=Protocol.FASTCGI,
+        full_path="plackup",
+        # FCGI serves the socket at fd 0 itself; no process manager (the pool is one).
+        arguments='-s FCGI --manager= --env %PLACK_ENV% "%PSGI_WORKER%"',
+        env=(
+            EnvVar("PSGI_WORKER", "%APPL_PHYSICAL_PATH%/app.psgi"),
+            EnvVar("PLACK_ENV", "deployment"),
+        ),
+        source_suffixes=(".pl", ".pm", ".psgi"),
+    ),
 )
 
 #: Zoo engine names that mean "Python" (python.2.7.wsgi, python.3.x.pipe, python.3.4.wfastcgi...).
 _PYTHON_ALIAS = re.compile(r"python(\.\d+(\.\d+|\.x)?)?\.[a-z0-9_.-]+", re.IGNORECASE)
 #: Zoo engine names that mean "PHP over FastCGI" (php.5.2.pipe, php.7.x.fastcgi...).
 _PHP_ALIAS = re.compile(r"php(\.\d+(\.\d+|\.x)?)?\.(pipe|fastcgi|cgi)", re.IGNORECASE)
+#: Zoo engine names that mean "a Rack application" (ruby.1.9.pipe ran zack.rb, a Rack server).
+_RUBY_ALIAS = re.compile(r"ruby(\.\d+(\.\d+|\.x)?)?\.(pipe|rack|http)\d*", re.IGNORECASE)
 #: Zoo engine names that mean "Node.js over HTTP" (nodejs.http4...).
 _NODE_ALIAS = re.compile(r"node(js)?(\.\d+(\.\d+|\.x)?)?\.http\d*", re.IGNORECASE)
 
@@ -92,6 +155,8 @@ def built_in(name: str) -> EngineConfig | None:
         target = "php.fastcgi"
     elif _NODE_ALIAS.fullmatch(name):
         target = "nodejs.http"
+    elif _RUBY_ALIAS.fullmatch(name):
+        target = "ruby.rack"
     if target is None:
         return None
     for engine in BUILT_IN:

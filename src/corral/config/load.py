@@ -31,6 +31,7 @@ from corral.config.model import (
     Location,
     Mount,
     NotInEffect,
+    Protocol,
     ServerConfig,
     SiteConfig,
     StaticPolicy,
@@ -607,7 +608,7 @@ def _build_app(
             first.location or Location("?"),
             engine_key,
             f"unknown engine {engine_name!r} (known: {', '.join(known)}; Zoo names "
-            "python.*, php.*.pipe and nodejs.http* also work)",
+            "python.*, php.*.pipe, nodejs.http* and ruby.*.pipe also work)",
         )
         return None
     if not switch_enabled(switchboard, engine_name) or not engine.enabled:
@@ -750,6 +751,11 @@ def _build_app(
                 "fullPath: set APP_COMMAND to the command that runs the backend",
             )
             return None
+    max_requests = 0
+    if _runs_php_cgi(engine, argv):
+        argv = _php_argv(argv, path_value("app.php_ini"))
+        limit = values.get("app.php_fcgi_max_requests")
+        max_requests = limit if isinstance(limit, int) else 0
     timeout = values.get("app.worker_request_timeout")
     mask = values.get("app.watch_file_changes_mask", ())
     return AppConfig(
@@ -772,10 +778,30 @@ def _build_app(
         watch_file_changes_mask=tuple(str(m) for m in mask) if isinstance(mask, tuple) else (),
         console_url=_opt_str(values.get("app.console_url")),
         worker_request_timeout=timeout if isinstance(timeout, int) else None,
+        max_requests=max_requests,
         notices=tuple(notices),
         not_in_effect=tuple(not_in_effect),
         location=app_where,
     )
+
+
+_PHP_CGI = re.compile(r"php-?cgi[\d.]*", re.IGNORECASE)
+
+
+def _runs_php_cgi(engine: EngineConfig, argv: tuple[str, ...]) -> bool:
+    """A PHP engine: protocol fastcgi-php, or (Zoo's own declarations say protocol="fastcgi")
+    a command that is php-cgi."""
+    if engine.kind is not EngineKind.COMMAND or not argv:
+        return False
+    program = os.path.basename(argv[0])
+    return engine.protocol is Protocol.FASTCGI_PHP or bool(_PHP_CGI.fullmatch(program))
+
+
+def _php_argv(argv: tuple[str, ...], php_ini: str | None) -> tuple[str, ...]:
+    """php-cgi reads the application's PHP_INI: `-c FILE`, unless the command names one."""
+    if not php_ini or not argv or "-c" in argv[1:]:
+        return argv
+    return (*argv, "-c", php_ini)
 
 
 def _app_value(setting: Setting, raw: str) -> object:

@@ -206,6 +206,9 @@ class AppConfig:
     watch_file_changes_mask: tuple[str, ...] = ()
     console_url: str | None = None
     worker_request_timeout: int | None = None
+    #: Requests one worker serves before the pool replaces it; 0 = no limit. PHP engines:
+    #: PHP_FCGI_MAX_REQUESTS (php-cgi exits after that many by itself).
+    max_requests: int = 0
     #: Things `corral check` tells the user (engine aliasing, the interpreter used...).
     notices: tuple[str, ...] = ()
     not_in_effect: tuple[NotInEffect, ...] = ()

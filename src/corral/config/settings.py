@@ -420,6 +420,28 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Command line of the backend for the generic http and fastcgi engines.",
     ),
+    Setting(
+        "app.php_ini",
+        _A,
+        "php_ini",
+        "PHP_INI",
+        Kind.PATH,
+        None,
+        "PHP engines: the application's php.ini (relative to the app folder); php-cgi runs "
+        "with -c this file. Never served as a static file.",
+    ),
+    Setting(
+        "app.php_fcgi_max_requests",
+        _A,
+        "php_fcgi_max_requests",
+        "PHP_FCGI_MAX_REQUESTS",
+        Kind.INT,
+        10000,
+        "PHP engines: requests a php-cgi worker serves before it exits on its own; Corral "
+        "retires it after that many, so that no request reaches a worker about to exit "
+        "(0: no limit).",
+        minimum=0,
+    ),
     # --- sites and mounts (server TOML) -----------------------------------------------------
     Setting(
         "site.bindings",

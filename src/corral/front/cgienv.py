@@ -17,6 +17,10 @@ Header policy (RFC 9110 section 7.6.1, CGI RFC 3875 section 4.1.18):
 - Content-Type and Content-Length become CONTENT_TYPE and CONTENT_LENGTH (the latter only when the
   body length is known: a chunked body is sent without it);
 - repeated fields are joined with ", " (``; `` for Cookie), as RFC 9110 section 5.3 allows.
+
+Script backends (php-cgi, php-fpm: a file handler such as ``*.php``) get the variables that name
+the script file, as nginx's ``fastcgi_params`` and IIS's FastCGI module send them: see
+``script_params``.
 """
 
 from __future__ import annotations
@@ -127,3 +131,28 @@ def header_params(
             joiner = b"; " if key == b"HTTP_COOKIE" else b", "
             out[index] = (key, out[index][1] + joiner + value)
     return host, referer, agent, connection
+
+
+def script_params(
+    virtual_path: bytes, script: bytes, script_path_info: bytes, physical_path: bytes
+) -> Pairs:
+    """The variables naming a script file for a file handler's request (php-cgi, php-fpm).
+
+    ``virtual_path``: the application's SCRIPT_NAME prefix (b"" or b"/blog"); ``script`` and
+    ``script_path_info``: the split `corral.routing` made below it (b"/dir/index.php",
+    b"/extra"); ``physical_path``: the mount's folder (also DOCUMENT_ROOT).
+
+    SCRIPT_NAME is the script's URL path, SCRIPT_FILENAME its file, PATH_INFO what follows it
+    (always sent, empty when nothing follows: PHP then derives nothing from it), PATH_TRANSLATED
+    that path info under the folder (only when there is one, as RFC 3875 4.1.6 says), and
+    REDIRECT_STATUS=200, which php-cgi built with ``cgi.force_redirect`` requires.
+    """
+    params = [
+        (b"SCRIPT_NAME", virtual_path + script),
+        (b"SCRIPT_FILENAME", physical_path + script),
+        (b"PATH_INFO", script_path_info),
+        (b"REDIRECT_STATUS", b"200"),
+    ]
+    if script_path_info:
+        params.append((b"PATH_TRANSLATED", physical_path + script_path_info))
+    return params

@@ -42,9 +42,10 @@ def test_malformed_toml_names_file_and_line() -> None:
 def test_unknown_engine() -> None:
     folder = FIXTURES / "unknown-engine"
     assert errors_of(folder) == [
-        f"{folder}/web.config:7: scriptProcessor: unknown engine 'ruby.1.9.pipe' (known: "
-        "fastcgi, http, nodejs.http, php.fastcgi, python; Zoo names python.*, php.*.pipe and "
-        "nodejs.http* also work)",
+        f"{folder}/web.config:7: scriptProcessor: unknown engine 'java.jetty.8' (known: "
+        "fastcgi, http, nodejs.http, perl.psgi, perl.psgi.fastcgi, php.fastcgi, python, "
+        "ruby.puma, ruby.rack; Zoo names python.*, php.*.pipe, nodejs.http* and ruby.*.pipe "
+        "also work)",
     ]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from corral.config import ConfigErrors, load, load_server, load_site
-from corral.config.expand import finish_env
+from corral.config.expand import finish_argv, finish_env
 from corral.config.model import EngineKind, Protocol, Transport
 from corral.routing import Router
 
@@ -151,7 +151,9 @@ def test_php_site_maps_only_php_files() -> None:
     (app,) = config.apps
     assert app.engine.name == "php.5.4.pipe"
     assert app.engine.protocol is Protocol.FASTCGI_PHP
-    assert app.argv == ("php-cgi",)
+    # PHP_INI: php-cgi runs with -c the application's php.ini.
+    assert app.argv == ("php-cgi", "-c", f"{root}/php.ini")
+    assert app.max_requests == 500  # PHP_FCGI_MAX_REQUESTS: the pool retires workers after
     env = app.env_dict()
     assert env["PHP_INI"] == f"{root}/php.ini"
     assert env["PHP_FCGI_MAX_REQUESTS"] == "500"  # the application overrides the engine
@@ -208,7 +210,8 @@ def test_application_host_engines_user_engines_and_switchboard() -> None:
         ("APPL_ID", "django"),
     )
     php = next(a for a in config.apps if a.name == "php.project")
-    assert php.argv == ("php-cgi",)  # c:\php54\php-cgi.exe runs as php-cgi from PATH
+    # c:\php54\php-cgi.exe runs as php-cgi from PATH, with the site's PHP_INI.
+    assert php.argv == ("php-cgi", "-c", str(SITES / "php-site" / "php.ini"))
     assert any("php-cgi" in n for n in php.notices)
     not_in_effect = {item.setting for item in config.not_in_effect}
     assert "engine python.2.7.pipe: time_limit" in not_in_effect
@@ -230,8 +233,10 @@ def test_a_command_engine_from_application_host_expands_its_arguments(tmp_path: 
     )
     config = load_server(str(tmp_path / "server.toml"), environ=ENV)
     (app,) = config.apps
-    # -c "%PHP_INI%" with PHP_INI=%APPL_PHYSICAL_PATH%\php.ini from the engine's variables.
+    # -c "%PHP_INI%" with PHP_INI=%APPL_PHYSICAL_PATH%\php.ini from the engine's variables
+    # (given once: Corral adds -c only when the arguments do not).
     assert app.argv == ("php-cgi", "-c", f"{site}/php.ini")
+    assert app.max_requests == 100000
     assert app.error_log_dir is None  # ERROR_LOG_DIR=NULL
 
 
@@ -366,3 +371,73 @@ def test_a_missing_server_file_is_one_error(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{tmp_path / 'server.toml'}: file: cannot read: No such file or directory"
     )
+
+
+@pytest.mark.parametrize(
+    ("engine", "argv"),
+    [
+        (
+            "ruby.rack",
+            [
+                "rackup",
+                "{root}/config.ru",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "50001",
+                "--env",
+                "production",
+            ],
+        ),
+        (
+            "ruby.1.9.pipe",
+            [
+                "rackup",
+                "{root}/config.ru",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "50001",
+                "--env",
+                "production",
+            ],
+        ),
+        (
+            "ruby.puma",
+            [
+                "puma",
+                "--bind",
+                "tcp://127.0.0.1:50001",
+                "--environment",
+                "production",
+                "{root}/config.ru",
+            ],
+        ),
+        (
+            "perl.psgi",
+            [
+                "plackup",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "50001",
+                "--env",
+                "deployment",
+                "{root}/app.psgi",
+            ],
+        ),
+        (
+            "perl.psgi.fastcgi",
+            ["plackup", "-s", "FCGI", "--manager=", "--env", "deployment", "{root}/app.psgi"],
+        ),
+    ],
+)
+def test_ruby_and_perl_engines_run_their_servers(
+    tmp_path: Path, engine: str, argv: list[str]
+) -> None:
+    root = Path(os.path.realpath(tmp_path))
+    (root / "corral.toml").write_text(f'[apps.app]\nengine = "{engine}"\n')
+    (app,) = load_site(str(root), environ=ENV).apps
+    assert app.max_requests == 0
+    command = finish_argv(app.argv, port=50001, host="127.0.0.1", instance_id=0)
+    assert command == [arg.format(root=root) for arg in argv]

@@ -8,7 +8,7 @@ import pytest
 
 from corral.backends.fastcgi import encode_pairs
 from corral.front import accesslog, errorpages
-from corral.front.cgienv import header_params
+from corral.front.cgienv import header_params, script_params
 from corral.front.proxy import BadBackendHead, body_allowed, filter_headers, status_line
 from corral.front.target import BadTarget, decode_path, remove_dot_segments, split_host
 from corral.protocol.fastcgi import records
@@ -146,3 +146,20 @@ def test_encode_pairs_is_the_codecs() -> None:
     pairs = [(b"A", b"1"), (b"B" * 200, b"x" * 300)]
     assert encode_pairs(pairs) == records.encode_pairs(pairs)
     assert records.decode_pairs(encode_pairs(pairs)) == pairs
+
+
+def test_script_params_name_the_script_file_and_its_path_info() -> None:
+    assert script_params(b"/blog", b"/index.php", b"/extra/x", b"/srv/blog") == [
+        (b"SCRIPT_NAME", b"/blog/index.php"),
+        (b"SCRIPT_FILENAME", b"/srv/blog/index.php"),
+        (b"PATH_INFO", b"/extra/x"),
+        (b"REDIRECT_STATUS", b"200"),
+        (b"PATH_TRANSLATED", b"/srv/blog/extra/x"),
+    ]
+    # No path info: none translated.
+    assert dict(script_params(b"", b"/docs/index.php", b"", b"/srv/site")) == {
+        b"SCRIPT_NAME": b"/docs/index.php",
+        b"SCRIPT_FILENAME": b"/srv/site/docs/index.php",
+        b"PATH_INFO": b"",
+        b"REDIRECT_STATUS": b"200",
+    }
