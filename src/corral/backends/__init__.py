@@ -1,6 +1,9 @@
-"""Asyncio clients for backend processes (FastCGI over a Unix socket or TCP)."""
+"""Asyncio clients for backend processes: FastCGI (``fastcgi``) and HTTP/1.1 (``http``), over a
+Unix socket or TCP. Both implement ``BackendConnection`` and report to a ``ResponseSink``."""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 
 class BackendError(Exception):
@@ -13,3 +16,77 @@ class BackendClosed(BackendError):
 
 class BackendProtocolError(BackendError):
     """The backend sent bytes that break the protocol (bad records, a bad CGI head...)."""
+
+
+# What follows a request head: the ``body`` argument of a backend connection's ``begin()``.
+# Truthy values mean "the request stream stays open until ``end_body()``".
+
+#: No body: the request is complete once begun.
+BODY_NONE = 0
+#: A body of known length (``Content-Length``) follows through ``send_body()``.
+BODY_LENGTH = 1
+#: A body of unknown length (the client sent it chunked) follows through ``send_body()``.
+BODY_CHUNKED = 2
+#: An ``Upgrade`` request: no body, but if the backend answers 101 the stream carries the new
+#: protocol's bytes both ways (client bytes through ``send_body()``, backend bytes as
+#: ``backend_body``) until ``end_body()`` or the backend ends it.
+BODY_TUNNEL = 3
+
+
+class ResponseSink(Protocol):
+    """What the front implements to receive one response."""
+
+    def backend_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """The CGI response head (``Status:`` turned into status and reason; other fields)."""
+
+    def backend_body(self, data: bytes | memoryview) -> None:
+        """A piece of the response body (never empty; a view of the received bytes)."""
+
+    def backend_end(self, reusable: bool) -> None:
+        """END_REQUEST arrived; ``reusable``: the connection may serve another request."""
+
+    def backend_error(self, exc: BackendError) -> None:
+        """The request failed (protocol error, EOF, connection lost). Connection unusable."""
+
+    def backend_flush(self) -> None:
+        """The events of one read have been delivered (a good time to write them out)."""
+
+    def backend_pause_writing(self) -> None:
+        """The backend's send buffer is full: stop reading the request body for a while."""
+
+    def backend_resume_writing(self) -> None:
+        """The backend drained its send buffer."""
+
+
+class BackendConnection(Protocol):
+    """One leased connection to a backend, serving one request at a time (the front drives it).
+
+    ``begin(static, params, sink, body)`` starts a request: for FastCGI ``static`` is encoded
+    name-value pairs and ``params`` the per-request CGI variables; for HTTP ``static`` is the
+    complete request head the front built and ``params`` is empty. ``body`` is a ``BODY_*``
+    value. Then ``send_body(data)`` any number of times and ``end_body()``; the response comes
+    back through ``sink``. ``abort()`` gives up on the request (the connection is dropped).
+    """
+
+    def begin(
+        self,
+        static: bytes,
+        params: list[tuple[bytes, bytes]],
+        sink: ResponseSink,
+        has_body: int,
+    ) -> None: ...
+
+    def send_body(self, data: bytes) -> None: ...
+
+    def end_body(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def is_closed(self) -> bool: ...

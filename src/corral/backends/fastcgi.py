@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Protocol, cast
+from typing import cast
 
-from corral.backends import BackendClosed, BackendError, BackendProtocolError
+from corral.backends import BackendClosed, BackendError, BackendProtocolError, ResponseSink
 from corral.protocol.cgi import CGIResponseError, CGIResponseParser
 from corral.protocol.fastcgi import records
 from corral.protocol.fastcgi.constants import RecordType, Role
@@ -28,31 +28,6 @@ from corral.protocol.fastcgi.errors import FastCGIError
 logger = logging.getLogger("corral.backend")
 
 REQUEST_ID = 1
-
-
-class ResponseSink(Protocol):
-    """What the front implements to receive one response."""
-
-    def backend_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        """The CGI response head (``Status:`` turned into status and reason; other fields)."""
-
-    def backend_body(self, data: bytes | memoryview) -> None:
-        """A piece of the response body (never empty; a view of the received bytes)."""
-
-    def backend_end(self, reusable: bool) -> None:
-        """END_REQUEST arrived; ``reusable``: the connection may serve another request."""
-
-    def backend_error(self, exc: BackendError) -> None:
-        """The request failed (protocol error, EOF, connection lost). Connection unusable."""
-
-    def backend_flush(self) -> None:
-        """The events of one read have been delivered (a good time to write them out)."""
-
-    def backend_pause_writing(self) -> None:
-        """The backend's send buffer is full: stop reading the request body for a while."""
-
-    def backend_resume_writing(self) -> None:
-        """The backend drained its send buffer."""
 
 
 Address = str | tuple[str, int]
@@ -376,12 +351,15 @@ class FastCGIClientConnection(asyncio.Protocol):
         static: bytes,
         params: list[tuple[bytes, bytes]],
         sink: ResponseSink,
-        has_body: bool,
+        has_body: int,
     ) -> None:
         """Send BEGIN_REQUEST and PARAMS (and the empty STDIN when there is no body).
 
         ``static`` holds pairs already encoded (``encode_pairs``: the ones fixed per application
-        and per client connection); ``params`` the rest.
+        and per client connection); ``params`` the rest. ``has_body`` is one of the
+        ``corral.backends.BODY_*`` values: any but ``BODY_NONE`` leaves STDIN open until
+        ``end_body()`` (``BODY_TUNNEL``: after a ``Status: 101`` head, STDIN and STDOUT carry the
+        upgraded connection's raw bytes).
         """
         transport = self._transport
         if self._closed or transport is None or transport.is_closing():

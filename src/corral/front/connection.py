@@ -29,9 +29,15 @@ import ipaddress
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
-from corral.backends import BackendError
-from corral.backends.fastcgi import FastCGIClientConnection
-from corral.front import accesslog, errorpages
+from corral.backends import (
+    BODY_CHUNKED,
+    BODY_LENGTH,
+    BODY_NONE,
+    BODY_TUNNEL,
+    BackendConnection,
+    BackendError,
+)
+from corral.front import accesslog, errorpages, forward
 from corral.front.cgienv import header_params
 from corral.front.proxy import BadBackendHead, body_allowed, filter_headers, status_line
 from corral.front.routes import Route
@@ -52,6 +58,7 @@ _IDLE = 2  # kept alive between requests
 _BODY = 3  # reading a request body
 _BACKEND = 4  # waiting on the backend (or on a client that does not read)
 _LINGER = 5  # answered and closing: reading what the client still sends, then closing
+_TUNNEL = 6  # switched protocols (101): a byte tunnel between the client and the backend
 
 #: Lingering close: how long, and how many bytes at most, to read and drop after a response
 #: that ends a connection while the client may still be sending (so that the client reads the
@@ -148,7 +155,7 @@ class HTTPConnection(asyncio.Protocol):
         self._request: Request | None = None
         self._route: Route | None = None
         self._lease: Any = None
-        self._backend: FastCGIClientConnection | None = None
+        self._backend: BackendConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._method = b""
         self._body_done = True
@@ -210,7 +217,12 @@ class HTTPConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         kind = self._kind
-        if kind == _LINGER:
+        if kind >= _LINGER:
+            if kind == _TUNNEL:
+                self._deadline = self._server.now + self._server.tunnel_idle_timeout
+                if self._backend is not None:
+                    self._backend.send_body(data)
+                return
             self._held += len(data)
             if self._held > LINGER_BYTES:
                 self._close()
@@ -229,7 +241,12 @@ class HTTPConnection(asyncio.Protocol):
         self._drain()
 
     def eof_received(self) -> bool | None:
-        if self._kind == _LINGER:
+        if self._kind >= _LINGER:
+            if self._kind == _TUNNEL and self._backend is not None:
+                # The client is done sending: pass the half-close on; the tunnel ends when the
+                # backend ends (or at the idle timeout).
+                self._backend.end_body()
+                return True
             self._close()
             return None
         self._parser.receive_data(b"")
@@ -290,7 +307,8 @@ class HTTPConnection(asyncio.Protocol):
             # Corral is not a forward proxy; the tunnel's bytes are not HTTP (RFC 9110 15.6.2).
             self._respond_error(501, message="CONNECT is not supported by this server.")
             return
-        # An Upgrade request is served as plain HTTP/1.1 (Upgrade is hop-by-hop, not forwarded).
+        # An Upgrade request is served as plain HTTP/1.1 (Upgrade is hop-by-hop, not forwarded)
+        # unless the route's backend can switch protocols (see _special_request).
         try:
             path = decode_path(request.path)
         except BadTarget as exc:
@@ -327,37 +345,46 @@ class HTTPConnection(asyncio.Protocol):
         if has_body:
             self._pause(_PAUSE_ACQUIRE)
             self._pending_body = []
+        if route.special:
+            self._special_request(request, route, params, has_body)
+            return
         self._task = server.loop.create_task(self._acquire(route, params, has_body))
 
-    async def _acquire(self, route: Route, params: list[tuple[bytes, bytes]], body: bool) -> None:
+    def _special_request(
+        self, request: Request, route: Route, params: list[tuple[bytes, bytes]], has_body: bool
+    ) -> None:
+        """A request for a route whose backend speaks HTTP, or may switch protocols."""
         server = self._server
-        try:
-            lease = await route.pool.acquire(server.settings.acquire_timeout)
-        except PoolOverloaded:
-            self._task = None
-            self._respond_error(503, retry_after=True, message="The application is busy.")
-            return
-        except PoolUnavailable as exc:
-            self._task = None
-            details = None
-            if self.loopback and server.settings.show_errors_to_loopback:
-                details = f"{exc.reason}\n\n{exc.stderr_tail}".strip()
-            self._respond_error(
-                503,
-                retry_after=True,
-                message="The application cannot start.",
-                details=details,
+        if request.upgrade is not None and route.upgrade and not has_body:
+            body = BODY_TUNNEL
+        elif request.chunked:
+            body = BODY_CHUNKED
+        else:
+            body = BODY_LENGTH if has_body else BODY_NONE
+        if route.http:
+            host = self._host or b"%s:%s" % self._host_parts
+            static = forward.request_head(
+                request,
+                host=host,
+                client=self.remote_host.encode("ascii", "replace"),
+                trusted=self.remote_host in server.trusted_proxies,
+                body=body,
             )
-            logger.error("%s: answered 503: %s", route.name, exc.reason)
-            return
-        except AcquireTimeout:
+            params = []
+        else:
+            static = route.encoded_params + self._conn_params
+            if body == BODY_TUNNEL:
+                assert request.upgrade is not None
+                params.append((b"HTTP_UPGRADE", request.upgrade))
+                params.append((b"HTTP_CONNECTION", b"Upgrade"))
+        self._task = server.loop.create_task(self._acquire_special(route, static, params, body))
+
+    async def _acquire(self, route: Route, params: list[tuple[bytes, bytes]], body: bool) -> None:
+        try:
+            lease = await route.pool.acquire(self._server.settings.acquire_timeout)
+        except Exception as exc:
             self._task = None
-            self._respond_error(503, retry_after=True, message="No application worker was free.")
-            return
-        except Exception:  # a bug or an unexpected failure below: this request only
-            self._task = None
-            logger.exception("%s: cannot lease a worker", route.name)
-            self._respond_error(503, retry_after=True)
+            self._lease_failed(route, exc)
             return
         self._task = None
         if self._closed:
@@ -366,8 +393,55 @@ class HTTPConnection(asyncio.Protocol):
         self._lease = lease
         self._start_forwarding(lease.conn, params, body)
 
+    async def _acquire_special(
+        self, route: Route, static: bytes, params: list[tuple[bytes, bytes]], body: int
+    ) -> None:
+        try:
+            lease = await route.pool.acquire(self._server.settings.acquire_timeout)
+        except Exception as exc:
+            self._task = None
+            self._lease_failed(route, exc)
+            return
+        self._task = None
+        if self._closed:
+            route.pool.release(lease, True)
+            return
+        self._lease = lease
+        backend: BackendConnection = lease.conn
+        self._backend = backend
+        backend.begin(static, params, _Tunnel(self) if body == BODY_TUNNEL else self, body)
+        if self._backend is None:  # begin() failed and reported it
+            return
+        if self._writing_paused:
+            backend.pause_reading()
+        if body in (BODY_NONE, BODY_TUNNEL):
+            self._set_deadline(_BACKEND, self._server.response_timeout)
+            return
+        self._send_pending_body(backend)
+
+    def _lease_failed(self, route: Route, exc: Exception) -> None:
+        """No backend for this request: the 503 that says why."""
+        if isinstance(exc, PoolOverloaded):
+            self._respond_error(503, retry_after=True, message="The application is busy.")
+        elif isinstance(exc, PoolUnavailable):
+            details = None
+            if self.loopback and self._server.settings.show_errors_to_loopback:
+                details = f"{exc.reason}\n\n{exc.stderr_tail}".strip()
+            self._respond_error(
+                503,
+                retry_after=True,
+                message="The application cannot start.",
+                details=details,
+            )
+            logger.error("%s: answered 503: %s", route.name, exc.reason)
+        elif isinstance(exc, AcquireTimeout):
+            self._respond_error(503, retry_after=True, message="No application worker was free.")
+        else:  # a bug or an unexpected failure below: this request only
+            logger.error("%s: cannot lease a worker", route.name, exc_info=exc)
+            self._respond_error(503, retry_after=True)
+
     def _start_forwarding(
-        self, backend: FastCGIClientConnection, params: list[tuple[bytes, bytes]], body: bool
+        self, backend: BackendConnection, params: list[tuple[bytes, bytes]], body: bool
     ) -> None:
         self._backend = backend
         assert self._route is not None
@@ -379,6 +453,10 @@ class HTTPConnection(asyncio.Protocol):
         if not body:
             self._set_deadline(_BACKEND, self._server.response_timeout)
             return
+        self._send_pending_body(backend)
+
+    def _send_pending_body(self, backend: BackendConnection) -> None:
+        """The backend is leased: send what body came meanwhile and read the rest."""
         pending = self._pending_body
         self._pending_body = None
         if self._expect_continue and not pending and not self._body_done:
@@ -426,6 +504,10 @@ class HTTPConnection(asyncio.Protocol):
             return
         self._status = status
         if not body_allowed(status, self._method):
+            if status == 101:  # (a tunnel's 101 goes to _open_tunnel, never here)
+                self._status = 0
+                self.backend_error(BackendError("101 Switching Protocols without a tunnel"))
+                return
             framing = _NO_BODY
             if status == 204 and length is not None:
                 # RFC 9110 8.6: no Content-Length in a 204 (304 and HEAD keep the app's).
@@ -605,6 +687,51 @@ class HTTPConnection(asyncio.Protocol):
     def backend_resume_writing(self) -> None:
         self._unpause(_PAUSE_BACKEND)
 
+    # -- the tunnel after 101 Switching Protocols --------------------------------------------
+
+    def _open_tunnel(self, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """The backend switched protocols: send the 101, then relay raw bytes both ways."""
+        request = self._request
+        transport = self._transport
+        if self._closed or transport is None or request is None:
+            return
+        server = self._server
+        transport.write(
+            forward.switching_head(reason, headers, request.upgrade or b"", server.date_header)
+        )
+        self._status = 101
+        self._framing = _NO_BODY
+        self._set_deadline(_TUNNEL, server.tunnel_idle_timeout)
+        self._held = 0
+        self._unpause(_PAUSE_PIPELINE)
+        # What the client sent after its request head, before the 101 (held by the parser).
+        early = self._parser.trailing_data
+        if early and self._backend is not None:
+            self._backend.send_body(early)
+
+    def _tunnel_write(self, data: bytes | memoryview) -> None:
+        self._deadline = self._server.now + self._server.tunnel_idle_timeout
+        self._sent += len(data)
+        if not self._closed and self._transport is not None:
+            self._transport.write(data)
+
+    def _end_tunnel(self, exc: BackendError | None) -> None:
+        """The backend ended the tunnel (or failed, or it idled out): close the client's side
+        once what was written has left."""
+        backend = self._backend
+        self._backend = None
+        if backend is not None:
+            backend.abort()
+        self._release(False)
+        if exc is not None:
+            logger.info(
+                "%s: tunnel ended by the backend: %s", self._route.name if self._route else "?", exc
+            )
+        if self._closed:
+            return
+        self._close_after = True
+        self._finish_request()
+
     # -- the end of a request ----------------------------------------------------------------
 
     def _release(self, reusable: bool) -> None:
@@ -742,6 +869,13 @@ class HTTPConnection(asyncio.Protocol):
             self._request_error(408, "request head not received in time")
         elif kind == _BODY:
             self._respond_error(408, message="The request body was not received in time.")
+        elif kind == _TUNNEL:
+            logger.info(
+                "%s: tunnel idle for %g s: closed",
+                self._route.name if self._route else "?",
+                self._server.tunnel_idle_timeout,
+            )
+            self._end_tunnel(None)
         elif kind == _BACKEND:
             if self._writing_paused and self._status:
                 logger.info("%s: client stopped reading the response", self.remote_host)
@@ -800,3 +934,58 @@ class HTTPConnection(asyncio.Protocol):
         """The shutdown grace period is over: drop the connection, request or not."""
         if not self._closed:
             self._abort()
+
+
+class _Tunnel:
+    """The response sink of an Upgrade request that the route may tunnel.
+
+    An ordinary answer passes through to the connection (the request stream, left open in case
+    of a switch, is ended first). A 101 turns the connection into a byte tunnel: from then on the
+    backend's bytes are written to the client as they come, the client's go to the backend's
+    ``send_body``, and either side's end closes both. Back-pressure is the connection's own.
+    """
+
+    __slots__ = ("_conn", "_open")
+
+    def __init__(self, conn: HTTPConnection) -> None:
+        self._conn = conn
+        self._open = False
+
+    def backend_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        conn = self._conn
+        if status == 101:
+            self._open = True
+            conn._open_tunnel(reason, headers)
+            return
+        backend = conn._backend
+        if backend is not None:
+            backend.end_body()
+        conn.backend_head(status, reason, headers)
+
+    def backend_body(self, data: bytes | memoryview) -> None:
+        if self._open:
+            self._conn._tunnel_write(data)
+        else:
+            self._conn.backend_body(data)
+
+    def backend_flush(self) -> None:
+        if not self._open:
+            self._conn.backend_flush()
+
+    def backend_end(self, reusable: bool) -> None:
+        if self._open:
+            self._conn._end_tunnel(None)
+        else:
+            self._conn.backend_end(reusable)
+
+    def backend_error(self, exc: BackendError) -> None:
+        if self._open:
+            self._conn._end_tunnel(exc)
+        else:
+            self._conn.backend_error(exc)
+
+    def backend_pause_writing(self) -> None:
+        self._conn.backend_pause_writing()
+
+    def backend_resume_writing(self) -> None:
+        self._conn.backend_resume_writing()

@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from corral.backends.fastcgi import FastCGIClientConnection, encode_pairs
+from corral.backends import BackendConnection
+from corral.backends.fastcgi import encode_pairs
 from corral.front.cgienv import Pairs, route_params
 
 
 class Lease(Protocol):
     @property
-    def conn(self) -> FastCGIClientConnection: ...
+    def conn(self) -> BackendConnection: ...
 
 
 class BackendPool(Protocol):
@@ -41,11 +42,21 @@ class Route:
     params: Pairs = field(default_factory=list)
     #: The same, encoded as FastCGI name-value pairs.
     encoded_params: bytes = b""
+    #: The backend speaks HTTP/1.1 (``backends.http``), not FastCGI: the front forwards the
+    #: request head itself (with X-Forwarded-*) instead of CGI variables.
+    http: bool = False
+    #: The backend may answer an ``Upgrade`` request (WebSocket) with 101: the front then
+    #: tunnels the connection's bytes both ways. Without it, Upgrade requests are served as
+    #: plain HTTP (Upgrade is hop-by-hop and not forwarded).
+    upgrade: bool = False
+    #: ``http or upgrade``: the one test the front's hot path makes per request.
+    special: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         if not self.params:
             self.params = route_params(self.script_name, self.document_root)
         self.encoded_params = encode_pairs(self.params)
+        self.special = self.http or self.upgrade
 
 
 class Router(Protocol):

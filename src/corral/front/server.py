@@ -14,6 +14,7 @@ from corral.backends.fastcgi import encode_pairs
 from corral.front import accesslog
 from corral.front.cgienv import connection_params
 from corral.front.connection import HTTPConnection, is_loopback
+from corral.front.forward import TrustedProxies
 from corral.front.routes import Router
 from corral.front.settings import FrontSettings
 from corral.protocol.http1.parser import Limits, RequestParser
@@ -43,6 +44,8 @@ class FrontServer:
         self.keepalive_timeout = self.settings.keepalive_timeout
         self.body_timeout = self.settings.body_timeout
         self.response_timeout = self.settings.response_timeout
+        self.tunnel_idle_timeout = self.settings.tunnel_idle_timeout
+        self.trusted_proxies = TrustedProxies(self.settings.trusted_proxies)
         self.access_log = accesslog.enabled()
         fast = accesslog.writer() if self.access_log else None
         self.access_write = fast[0] if fast else None

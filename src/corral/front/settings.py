@@ -42,3 +42,9 @@ class FrontSettings:
     shutdown_grace: float = 30.0
     #: Show a failing application's error output (traceback) on 503 pages to loopback clients.
     show_errors_to_loopback: bool = True
+    #: Seconds a tunnel (a connection switched to another protocol, e.g. WebSocket, after 101)
+    #: may carry no bytes either way before both sides are closed.
+    tunnel_idle_timeout: float = 300.0
+    #: Client addresses or CIDR networks ("*": any) whose X-Forwarded-For/-Proto/-Host and
+    #: Forwarded fields HTTP backends may see; from anyone else those fields are dropped.
+    trusted_proxies: tuple[str, ...] = ()

@@ -15,7 +15,8 @@ Rules (where CGI/1.1 leaves room, the choice is noted):
 * ``Status: 404 Not Found`` sets the status and is removed from the headers;
   without a reason the standard phrase is used (empty for unknown codes). The
   code must be three digits in 200..599 (a CGI script cannot send an interim
-  1xx response). Two Status fields are malformed.
+  1xx response), or 101: a backend switching protocols after an ``Upgrade``
+  request (the front decides whether it may). Two Status fields are malformed.
 * Without ``Status``, the status is 200, or 302 Found when a ``Location`` field
   is present (RFC 3875 6.2.3/6.2.4). Corral answers a local redirect
   (``Location: /path``) like a client redirect, as nginx does: the front
@@ -197,7 +198,7 @@ def _with_status(
     if len(code) != 3 or not code.isdigit() or status_value[3:4] not in (b"", b" ", b"\t"):
         raise CGIResponseError(f"invalid CGI Status {status_value[:80]!r}")
     status = int(code)
-    if not 200 <= status <= 599:
-        raise CGIResponseError(f"CGI Status {status} is outside 200..599")
+    if not 200 <= status <= 599 and status != 101:
+        raise CGIResponseError(f"CGI Status {status} is outside 200..599 (and not 101)")
     reason = status_value[4:].strip(b" \t") or _REASONS.get(status, b"")
     return CGIResponseHead(status, reason, headers, body)
