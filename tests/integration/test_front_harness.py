@@ -348,10 +348,12 @@ def make_site(root: Path, app: str = APP) -> Path:
 
 
 @contextlib.contextmanager
-def serving(root: Path, *args: str, app: str = APP, **kwargs: object) -> Iterator[CorralServer]:
+def serving(
+    root: Path, *args: str, app: str = APP, wait_ready: bool = True, **kwargs: object
+) -> Iterator[CorralServer]:
     server = CorralServer(make_site(root, app), args=args, **kwargs)  # type: ignore[arg-type]
     try:
-        yield server.start()
+        yield server.start(wait_ready=wait_ready)
     finally:
         server.stop()
 
