@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -246,6 +247,22 @@ def sleep(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return [f"slept in {os.getpid()}".encode()]
 
 
+_RENDEZVOUS = threading.Barrier(2)
+
+
+def rendezvous(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Answers "met" only when another request reaches it while this one waits (two requests
+    served at once); "alone" after ``seconds`` (default 15) without one."""
+    try:
+        _RENDEZVOUS.wait(float(_query(environ).get("seconds", "15")))
+        body = b"met"
+    except threading.BrokenBarrierError:
+        _RENDEZVOUS.reset()
+        body = b"alone"
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
 def big(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
     size = int(_query(environ)["size"])
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
@@ -308,6 +325,7 @@ ROUTES: dict[str, Callable[..., Any]] = {
     "/non-latin1": non_latin1,
     "/slow": slow_stream,
     "/sleep": sleep,
+    "/rendezvous": rendezvous,
     "/big": big,
     "/errors": errors_stream,
     "/validated": validated,

@@ -195,7 +195,9 @@ def test_waiting_longer_than_the_timeout_raises_acquire_timeout(
         started = time.monotonic()
         with pytest.raises(AcquireTimeout):
             await pool.acquire(timeout=0.3)
-        assert 0.25 < time.monotonic() - started < 2.0
+        # Nothing but the timeout can end this wait (the only worker stays leased); the upper
+        # bound only rules out a hang, with room for a loaded machine.
+        assert 0.25 < time.monotonic() - started < 15.0
         assert pool.snapshot().waiting == 0
         pool.release(held, reusable=True)
         # queue_timeout is the default
@@ -386,7 +388,7 @@ def test_a_worker_that_never_answers_the_probe_times_out_and_is_killed(
         with pytest.raises(PoolUnavailable) as info:
             await pool.acquire()
         assert "within 0.5 s" in info.value.reason
-        assert time.monotonic() - started < 3.0
+        assert time.monotonic() - started < 8.0  # not the queue's 10 s: the probe's 0.5 s
         pids = [
             getattr(r, "pid", 0) for r in caplog.records if getattr(r, "stream", "") == "stdout"
         ]
@@ -581,7 +583,7 @@ def test_close_stops_workers_after_the_grace_even_with_leases_held(
         lease: Lease[TestConnection] = await pool.acquire()
         started = time.monotonic()
         await pool.close(grace=0.3)
-        assert 0.25 < time.monotonic() - started < 3.0
+        assert 0.25 < time.monotonic() - started < 8.0  # the lease is never given back
         assert not pid_alive(lease.worker_pid)
         pool.release(lease, reusable=True)  # late release after close: harmless
         assert lease.conn.is_closed
@@ -614,7 +616,7 @@ def test_a_worker_ignoring_sigterm_is_killed_after_the_shutdown_timeout(
         pid, _ = await request(pool)
         started = time.monotonic()
         await pool.close(grace=0.1)
-        assert 0.3 <= time.monotonic() - started < 3.0
+        assert 0.3 <= time.monotonic() - started < 8.0  # SIGTERM alone never ends it
         assert not pid_alive(pid)
 
     pool_settings = settings(graceful_shutdown_timeout=0.4)
