@@ -1,12 +1,19 @@
-"""Composition root: builds every component from the options and runs them.
+"""Composition root: builds every component from the configuration and the options, and runs them.
 
-Today: one application at "/" per site folder, run by Corral's own Python worker. The seam for
-issue 3's configuration model (web.config / TOML, many sites, routing by Host and virtual path) is
-``build_routes``: the one place where applications become (route -> pool) pairs.
+    config = load_config(path)                    # ConfigErrors: every error, nothing started
+    apps = build_apps(config, options)            # one pool per (site, virtual path, app)
+    run(options)                                  # listen on every address; serve; stop
 
-Life: start listening (a busy port is a ``StartupError``), log "serving SITE on http://HOST:PORT",
-serve until SIGTERM or SIGINT, then stop accepting, let requests in flight finish within the
-grace period, close the pools (their workers are stopped) and return 0.
+``PATH`` is a site folder (web.config and/or corral.toml; with neither, one Python application at
+"/": wsgi.py, WSGI_APP, or the service-information page) or a server TOML file listing sites,
+bindings and applications (``corral.config.load``). Command-line options win over the files:
+``--listen`` serves every site on that one address instead of its bindings (sites are then told
+apart by host name only), ``--min``/``--max`` and ``--set`` pool settings apply to every
+application, ``--set`` front settings to the server.
+
+Life: start listening on every address (a busy port is a ``StartupError``), log "serving PATH on
+http://HOST:PORT" per address, serve until SIGTERM or SIGINT, then stop accepting, let requests
+in flight finish within the grace period, close the pools (their workers are stopped), return 0.
 """
 
 from __future__ import annotations
@@ -16,17 +23,26 @@ import errno
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
-from corral.backends import fastcgi
+from corral.appsetup import (
+    POOL_SETTING_NAMES,
+    app_label,
+    backend_for,
+    pool_settings_for,
+)
+from corral.config import ConfigErrors, load, load_site
+from corral.config.engines import PYTHON
+from corral.config.model import AppConfig, ServerConfig
 from corral.errors import CorralError
-from corral.front.routes import PrefixRouter, Route
+from corral.front.routes import AppKey, ConfigRouter, Route
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
-from corral.supervision.launch import python_worker_plan
 from corral.supervision.pool import Pool, PoolSettings
+from corral.supervision.service import ServicePool
 
 logger = logging.getLogger("corral")
 
@@ -37,56 +53,62 @@ class StartupError(CorralError):
 
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
-    site: Path
-    host: str = "127.0.0.1"
-    port: int = 8080
-    min_workers: int | None = None
-    max_workers: int | None = None
+    #: A site folder or a server TOML file.
+    path: Path
+    #: ``--listen``: serve every site here instead of the configured bindings.
+    listen: tuple[str, int] | None = None
     front: FrontSettings = field(default_factory=FrontSettings)
-    pool: PoolSettings | None = None
+    #: Pool settings from the command line (``--min``, ``--max``, ``--set``): they win.
+    pool_overrides: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class Application:
-    name: str
-    root: Path
-    pool: Pool[fastcgi.FastCGIClientConnection]
+    config: AppConfig
+    pool: Pool[Any] | ServicePool[Any]
     route: Route
 
 
-def app_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
-    """The application's own variables: today only WSGI_APP, when the host's environment sets it."""
-    env: dict[str, str] = {}
-    if environ.get("WSGI_APP"):
-        env["WSGI_APP"] = environ["WSGI_APP"]
-    return env
+def load_config(path: Path) -> ServerConfig:
+    """The configuration at ``path``; a site folder without any configuration file is one
+    application at "/" run by Corral's Python worker. Raises ``ConfigErrors``."""
+    if path.is_dir():
+        return load_site(str(path), default_engine=PYTHON)
+    return load(str(path))
 
 
-#: Requests that may wait for a worker before the pool answers 503. The pool's own default (100)
-#: suits an application with its own limits; for `corral serve`, clients should rather wait (up
-#: to acquire_timeout) than be turned away while a few workers are busy: IIS queues 1000.
-SERVE_QUEUE_SIZE = 1000
-
-
-def default_pool_settings(front: FrontSettings) -> PoolSettings:
-    return PoolSettings(queue_timeout=front.acquire_timeout, queue_size=SERVE_QUEUE_SIZE)
-
-
-def build_routes(options: ServeOptions) -> list[Application]:
-    """The applications of a site and where each is mounted (issue 3 replaces the body)."""
-    site = options.site.resolve()
-    name = site.name or "site"
-    plan = python_worker_plan(site, app_env=app_env(os.environ))
-    settings = options.pool or default_pool_settings(options.front)
-    if options.min_workers is not None:
-        settings = replace(settings, min_instances=options.min_workers)
-    if options.max_workers is not None:
-        settings = replace(settings, max_instances=options.max_workers)
-    if 0 < settings.max_instances < settings.min_instances:
-        settings = replace(settings, max_instances=settings.min_instances)
-    pool: Pool[fastcgi.FastCGIClientConnection] = Pool(name, plan, settings, fastcgi.connect)
-    route = Route(name=name, pool=pool, script_name=b"", document_root=os.fsencode(site))
-    return [Application(name, site, pool, route)]
+def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]:
+    """One pool and one front route per application; ``ConfigErrors`` (every one) when some
+    application asks for what this runtime cannot run."""
+    overrides = dict(options.pool_overrides)
+    overrides.setdefault("queue_timeout", options.front.acquire_timeout)
+    apps: list[Application] = []
+    problems: list[ConfigErrors] = []
+    for app in config.apps:
+        settings = pool_settings_for(app, overrides)
+        try:
+            backend = backend_for(app, settings)
+        except ConfigErrors as exc:
+            problems.append(exc)
+            continue
+        label = app_label(app)
+        pool: Pool[Any] | ServicePool[Any]
+        if backend.plan is None:
+            assert backend.address is not None
+            pool = ServicePool(label, backend.address, settings, backend.connect)
+        else:
+            pool = Pool(label, backend.plan, settings, backend.connect)
+        root = os.fsencode(app.physical_path)
+        route = Route(
+            name=label,
+            pool=pool,
+            script_name=app.script_name.encode(),
+            document_root=root,
+        )
+        apps.append(Application(app, pool, route))
+    if problems:
+        raise ConfigErrors([error for exc in problems for error in exc.errors])
+    return apps
 
 
 def _convert(kind: object, text: str) -> object:
@@ -104,15 +126,14 @@ def _convert(kind: object, text: str) -> object:
     raise ValueError(f"cannot set a {kind_text} from the command line")
 
 
-def apply_overrides(values: dict[str, str]) -> tuple[FrontSettings, PoolSettings]:
-    """Front and pool settings with ``NAME=VALUE`` overrides (``corral serve --set``).
+def apply_overrides(values: dict[str, str]) -> tuple[FrontSettings, dict[str, object]]:
+    """Front settings and pool-setting overrides from ``NAME=VALUE`` (``corral serve --set``).
 
-    A stopgap until issue 3's settings registry: names are the dataclass fields.
+    Names are the fields of ``FrontSettings`` and ``PoolSettings``. The pool overrides apply to
+    every application, over the engine's values.
     """
-    front = FrontSettings()
-    pool = default_pool_settings(front)
     front_fields = {f.name: f.type for f in fields(FrontSettings)}
-    pool_fields = {f.name: f.type for f in fields(PoolSettings)}
+    pool_fields = {f.name: f.type for f in fields(PoolSettings) if f.name in POOL_SETTING_NAMES}
     front_changes: dict[str, object] = {}
     pool_changes: dict[str, object] = {}
     for name, text in values.items():
@@ -122,48 +143,66 @@ def apply_overrides(values: dict[str, str]) -> tuple[FrontSettings, PoolSettings
             elif name in pool_fields:
                 pool_changes[name] = _convert(pool_fields[name], text)
             else:
-                known = ", ".join(sorted({*front_fields, *pool_fields} - {"backoff"}))
+                known = ", ".join(sorted({*front_fields, *pool_fields}))
                 raise ValueError(f"unknown setting {name!r} (known: {known})")
         except ValueError as exc:
             if "unknown setting" in str(exc):
                 raise
             raise ValueError(f"{name}: {exc}") from None
-    front = replace(front, **front_changes)  # type: ignore[arg-type]
+    front = replace(FrontSettings(), **front_changes)  # type: ignore[arg-type]
     if "acquire_timeout" in front_changes and "queue_timeout" not in pool_changes:
         pool_changes["queue_timeout"] = front.acquire_timeout
-    pool = replace(pool, **pool_changes)  # type: ignore[arg-type]
-    return front, pool
+    # Invalid values (negative sizes...) are refused now, not when the first app starts.
+    replace(PoolSettings(min_instances=0), **pool_changes)  # type: ignore[arg-type]
+    return front, pool_changes
 
 
 class Host:
     """The running host: front server plus every application's pool."""
 
-    def __init__(self, options: ServeOptions) -> None:
+    def __init__(
+        self,
+        options: ServeOptions,
+        config: ServerConfig | None = None,
+        apps: list[Application] | None = None,
+    ) -> None:
         self.options = options
-        self.apps: list[Application] = []
+        self.config = config
+        self.apps: list[Application] = apps or []
         self.front: FrontServer | None = None
         self.addresses: list[tuple[str, int]] = []
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
-        self.apps = build_routes(options)
-        router = PrefixRouter([app.route for app in self.apps])
+        config = self.config if self.config is not None else load_config(options.path)
+        if not self.apps:
+            self.apps = build_apps(config, options)
+        routes: dict[AppKey, Route] = {
+            (a.config.site, a.config.virtual_path, a.config.name): a.route for a in self.apps
+        }
+        router = ConfigRouter(config, routes, by_port=options.listen is None)
         self.front = FrontServer(router, options.front)
-        try:
-            self.addresses = await self.front.listen(options.host, options.port)
-        except OSError as exc:
-            await self._close_pools(0.0)
-            where = f"{options.host}:{options.port}"
-            if exc.errno == errno.EADDRINUSE:
-                raise StartupError(f"address already in use: {where}") from None
-            raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        wanted = [options.listen] if options.listen else list(config.listen_addresses())
+        for host, port in wanted:
+            try:
+                bound = await self.front.listen(host, port)
+            except OSError as exc:
+                await self.front.stop(0.0)
+                await self._close_pools(0.0)
+                where = f"{host}:{port}"
+                if exc.errno == errno.EADDRINUSE:
+                    raise StartupError(f"address already in use: {where}") from None
+                raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+            for _, actual in bound:
+                router.listening(actual, port)
+            self.addresses += bound
         for app in self.apps:
             start = getattr(app.pool, "start", None)
             if start is not None:
                 await start()
-        host, port = self.addresses[0]
-        shown = f"[{host}]" if ":" in host else host
-        logger.info("serving %s on http://%s:%d", options.site, shown, port)
+        for host, port in self.addresses:
+            shown = f"[{host}]" if ":" in host else host
+            logger.info("serving %s on http://%s:%d", options.path, shown, port)
         return self.addresses
 
     async def stop(self) -> None:
@@ -203,8 +242,12 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def run(options: ServeOptions) -> int:
+def run(
+    options: ServeOptions,
+    config: ServerConfig | None = None,
+    apps: list[Application] | None = None,
+) -> int:
     """Run the host until it is told to stop; returns the process exit status."""
-    host = Host(options)
+    host = Host(options, config, apps)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(host.serve())

@@ -1,9 +1,12 @@
 """Command line: argv -> options, then the composition root does the work.
 
-``corral serve [SITE] [--listen HOST:PORT] [--min N] [--max N] [--no-access-log]``
+``corral serve [PATH] [--listen HOST:PORT] [--min N] [--max N] [--no-access-log] [--set N=V]``
+``corral check [PATH]``
 ``corral --version``
 
-Usage errors, a missing site folder and a busy port are one clear line on stderr and exit 2.
+Usage errors, a missing site folder and a busy port are one clear line on stderr and exit 2. A
+broken configuration is every error (``file:line: setting: message``) on stderr and exit 1,
+before anything listens or starts.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from corral import __version__
 from corral.errors import ExitCode
+
+if TYPE_CHECKING:
+    from corral.config.errors import ConfigErrors
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
@@ -57,19 +64,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="corral", description="Corral: an application host for Python web apps.")
     parser.add_argument("--version", action="version", version=f"corral {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    serve = commands.add_parser("serve", help="serve a site folder")
+    serve = commands.add_parser("serve", help="serve a site folder or a server configuration")
     serve.add_argument(
-        "site", nargs="?", help="the site folder (default: the bundled example, examples/hello)"
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="a site folder (web.config, corral.toml, or a wsgi.py alone) or a server TOML file "
+        "(default: the bundled example, examples/hello)",
     )
     serve.add_argument(
         "--listen",
-        default=DEFAULT_LISTEN,
+        default=None,
         type=parse_listen,
         metavar="HOST:PORT",
-        help=f"where to listen (default {DEFAULT_LISTEN}; port 0 picks a free port)",
+        help=f"serve every site here instead of the configured bindings (a site folder's "
+        f"default: {DEFAULT_LISTEN}; port 0 picks a free port)",
     )
-    serve.add_argument("--min", type=_count, dest="min_workers", metavar="N", help="workers kept")
-    serve.add_argument("--max", type=_count, dest="max_workers", metavar="N", help="most workers")
+    serve.add_argument(
+        "--min", type=_count, dest="min_workers", metavar="N", help="workers kept, every app"
+    )
+    serve.add_argument(
+        "--max", type=_count, dest="max_workers", metavar="N", help="most workers, every app"
+    )
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not write the access log (stderr)"
     )
@@ -79,21 +95,47 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=_setting,
         metavar="NAME=VALUE",
-        help="override a front or pool setting (e.g. header_timeout=5, queue_size=10); repeatable",
+        help="override a front or pool setting for every app (e.g. header_timeout=5, "
+        "queue_size=10); repeatable; wins over the configuration files",
+    )
+    check = commands.add_parser(
+        "check", help="validate a configuration and print the resolved model"
+    )
+    check.add_argument(
+        "path", nargs="?", metavar="PATH", help="a site folder or a server TOML file (default: .)"
     )
     return parser
+
+
+def _print_config_errors(path: Path, errors: ConfigErrors) -> None:
+    count = len(errors.errors)
+    print(
+        f"corral: {path}: {count} configuration error{'s' if count != 1 else ''}, nothing started:",
+        file=sys.stderr,
+    )
+    for error in errors.errors:
+        print(f"  {error}", file=sys.stderr)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from corral.config.check import run_check
+
+    code, text = run_check(args.path)
+    (sys.stdout if code == 0 else sys.stderr).write(text)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "check":
+        return _check(args)
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
-    site = Path(args.site) if args.site else default_site()
-    if not site.is_dir():
-        what = "is not a folder" if site.exists() else "does not exist"
-        print(f"corral: site folder {str(site)!r} {what}", file=sys.stderr)
+    path = Path(args.path) if args.path else default_site()
+    if not path.exists():
+        print(f"corral: site folder or server file {str(path)!r} does not exist", file=sys.stderr)
         return ExitCode.USAGE
     if (
         args.min_workers is not None
@@ -108,25 +150,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Imported here so that --version and usage errors stay instant.
     from corral import app, logs
+    from corral.config.errors import ConfigErrors
 
     logs.setup(access_log=None if args.no_access_log else sys.stderr)
-    host, port = args.listen
     try:
-        front, pool = app.apply_overrides(dict(args.set))
+        front, pool_overrides = app.apply_overrides(dict(args.set))
     except ValueError as exc:
         print(f"corral: --set: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    options = app.ServeOptions(
-        site=site.resolve(),
-        host=host,
-        port=port,
-        min_workers=args.min_workers,
-        max_workers=args.max_workers,
-        front=front,
-        pool=pool,
-    )
+    if args.min_workers is not None:
+        pool_overrides["min_instances"] = args.min_workers
+    if args.max_workers is not None:
+        pool_overrides["max_instances"] = args.max_workers
+    path = path.resolve()
+    listen = args.listen
+    if listen is None and path.is_dir():
+        listen = parse_listen(DEFAULT_LISTEN)
+    options = app.ServeOptions(path=path, listen=listen, front=front, pool_overrides=pool_overrides)
     try:
-        return app.run(options)
+        config = app.load_config(path)
+        apps = app.build_apps(config, options)  # every problem now, before anything listens
+    except ConfigErrors as errors:
+        _print_config_errors(path, errors)
+        return ExitCode.FAILURE
+    try:
+        return app.run(options, config, apps)
     except app.StartupError as exc:
         print(f"corral: {exc}", file=sys.stderr)
         return ExitCode.USAGE

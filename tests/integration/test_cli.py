@@ -34,7 +34,7 @@ def test_missing_site_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = _corral("serve", str(missing), "--listen", "127.0.0.1:0")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"corral: site folder {str(missing)!r} does not exist"
+        f"corral: site folder or server file {str(missing)!r} does not exist"
     ]
 
 

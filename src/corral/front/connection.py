@@ -37,7 +37,7 @@ from corral.backends import (
     BackendConnection,
     BackendError,
 )
-from corral.front import accesslog, errorpages, forward
+from corral.front import accesslog, errorpages, forward, staticserve
 from corral.front.cgienv import header_params
 from corral.front.proxy import BadBackendHead, body_allowed, filter_headers, status_line
 from corral.front.routes import Route
@@ -318,13 +318,16 @@ class HTTPConnection(asyncio.Protocol):
         host, self._referer, self._agent, _ = header_params(request.headers, params)
         if request.host is not None:
             host = request.host
-        route = server.router.match(host, path)
+        route = server.router.match(host, path, self.server_port)
         if route is None:
             self._respond_error(404)
             return
         self._route = route
         script_name = route.script_name
         path_info = path[len(script_name) :] if script_name else path
+        if route.static is not None:  # a static file: answered like a backend's response
+            self._start_forwarding(staticserve.respond(route, request, path_info), [], has_body)
+            return
         if host is None or host != self._host:
             # Kept-alive clients send the same Host every time: split it once.
             self._host = host
@@ -334,7 +337,10 @@ class HTTPConnection(asyncio.Protocol):
                 self._host_parts = (server.host_bytes, server.port_bytes(self.server_port))
         server_name, server_port = self._host_parts
         params.append((b"REQUEST_METHOD", method))
-        params.append((b"PATH_INFO", path_info))
+        if route.script_params is None:
+            params.append((b"PATH_INFO", path_info))
+        else:
+            params += route.script_params  # a file handler's script (*.php)
         params.append((b"QUERY_STRING", request.query))
         params.append((b"REQUEST_URI", request.target))
         params.append((b"SERVER_NAME", server_name))

@@ -1,19 +1,25 @@
-"""Where a request goes: (Host, path) -> the application that serves it.
+"""Where a request goes: (Host, path, local port) -> the application or static folder serving it.
 
-This is the one place the front asks. Today the composition root builds a ``PrefixRouter`` with a
-single application at "/"; issue 3's configuration model (many sites, routing by Host and virtual
-path) plugs in here by building more routes, or another ``Router``.
+This is the one place the front asks. ``ConfigRouter`` adapts the pure ``corral.routing.Router``
+(sites by Host and binding port, mounts by longest virtual path, handlers by pattern) to the
+front's ``Route`` objects, built once per application (with its pool and fixed CGI variables)
+and once per mount for static files. ``PrefixRouter`` is the minimal router that the front's own
+tests and micro-benchmark use (applications by path prefix, no configuration).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from corral.backends import BackendConnection
 from corral.backends.fastcgi import encode_pairs
-from corral.front.cgienv import Pairs, route_params
+from corral.config.model import ServerConfig, StaticPolicy
+from corral.front.cgienv import Pairs, route_params, script_params
+from corral.routing import Router as ModelRouter
+from corral.routing import is_file_pattern
+from corral.supervision.pool import PoolUnavailable
 
 
 class Lease(Protocol):
@@ -29,9 +35,22 @@ class BackendPool(Protocol):
     def release(self, lease: Any, reusable: bool) -> None: ...
 
 
+class _NoPool:
+    """The pool of a static route: never asked (static routes are answered from disk)."""
+
+    async def acquire(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        raise PoolUnavailable("static", "static files have no application")
+
+    def release(self, lease: Any, reusable: bool) -> None:
+        return None
+
+
+NO_POOL = _NoPool()
+
+
 @dataclass(eq=False, slots=True)
 class Route:
-    """One application as the front sees it."""
+    """One application (or, with ``static``, one static folder) as the front sees it."""
 
     name: str
     pool: BackendPool
@@ -51,6 +70,12 @@ class Route:
     upgrade: bool = False
     #: ``http or upgrade``: the one test the front's hot path makes per request.
     special: bool = field(init=False, default=False)
+    #: Set for a static route: what may be served from the mount's folder (no pool is used).
+    static: StaticPolicy | None = None
+    #: File handlers (``*.php``): the variables naming the script (SCRIPT_NAME, SCRIPT_FILENAME,
+    #: PATH_INFO...: ``cgienv.script_params``), sent instead of the front's PATH_INFO. Set on
+    #: the per-request route ``ConfigRouter`` derives; ``params`` then leave SCRIPT_NAME out.
+    script_params: Pairs | None = None
 
     def __post_init__(self) -> None:
         if not self.params:
@@ -60,19 +85,116 @@ class Route:
 
 
 class Router(Protocol):
-    def match(self, host: bytes | None, path: bytes) -> Route | None:
-        """The route for a request, or None (404)."""
+    def match(self, host: bytes | None, path: bytes, port: int | None = None) -> Route | None:
+        """The route for a request (``port``: the listener's local port), or None (404)."""
+
+
+#: An application's key: (site name, virtual path, application name).
+AppKey = tuple[str, str, str]
+
+
+class ConfigRouter:
+    """The configuration's routing (``corral.routing.Router``) onto the front's routes."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        apps: Mapping[AppKey, Route],
+        *,
+        static_name: str = "static",
+        by_port: bool = True,
+    ) -> None:
+        """
+        Args:
+            config: the loaded configuration.
+            apps: the route of every application of ``config``.
+            by_port: route by the listener's port (each binding's port); False when every
+                site is served on one address given on the command line (``--listen``).
+        """
+        self._router = ModelRouter(config)
+        self._apps = dict(apps)
+        self._by_port = by_port
+        #: Listener's actual port -> the configured port it serves (they differ for port 0).
+        self._ports: dict[int, int] = {}
+        self._static: dict[tuple[str, str], Route] = {}
+        for site in config.sites:
+            for mount in site.mounts:
+                script = b"" if mount.virtual_path == "/" else mount.virtual_path.encode()
+                self._static[(site.name, mount.virtual_path)] = Route(
+                    name=f"{static_name}:{site.name}:{mount.virtual_path}",
+                    pool=NO_POOL,
+                    script_name=script,
+                    document_root=mount.physical_path.encode(),
+                    static=mount.static,
+                )
+        missing = {(a.site, a.virtual_path, a.name) for a in config.apps} - set(self._apps)
+        if missing:
+            raise ValueError(f"no route for applications {sorted(missing)}")
+        # The common case of `corral serve SITE_DIR`: one site, every host, one application
+        # taking every URL. Answered without routing at all.
+        self._only: Route | None = None
+        if len(config.sites) == 1 and len(config.apps) == 1:
+            site = config.sites[0]
+            (mount,) = site.mounts
+            scopes = mount.scopes
+            if (
+                mount.virtual_path == "/"
+                and len(scopes) == 1
+                and scopes[0].folder == ""
+                and scopes[0].handlers
+                and scopes[0].handlers[0].path == "*"
+                and not any(binding.hosts for binding in site.bindings)
+                and len({binding.port for binding in site.bindings}) == 1
+            ):
+                self._only = next(iter(self._apps.values()))
+
+    def listening(self, actual_port: int, configured_port: int) -> None:
+        """A listener for the bindings on ``configured_port`` got ``actual_port``."""
+        self._ports[actual_port] = configured_port
+
+    def match(self, host: bytes | None, path: bytes, port: int | None = None) -> Route | None:
+        only = self._only
+        if only is not None:
+            return only
+        port = self._ports.get(port, port) if self._by_port and port is not None else None
+        found = self._router.match(host, path, port=port)
+        if found is None:
+            return None
+        app = found.app
+        if app is None:
+            return self._static[(found.site.name, found.mount.virtual_path)]
+        route = self._apps[(app.site, app.virtual_path, app.name)]
+        if found.handler is None or not is_file_pattern(found.handler.path):
+            return route
+        # A file handler (*.php): this request's script. A route of its own, for this request.
+        return Route(
+            name=route.name,
+            pool=route.pool,
+            script_name=route.script_name,
+            document_root=route.document_root,
+            params=[pair for pair in route.params if pair[0] != b"SCRIPT_NAME"],
+            http=route.http,
+            upgrade=route.upgrade,
+            script_params=script_params(
+                route.script_name,
+                found.script_bytes,
+                found.script_path_info_bytes,
+                route.document_root,
+            ),
+        )
 
 
 class PrefixRouter:
-    """Routes by virtual path, longest prefix first, on segment boundaries; Host is ignored."""
+    """Routes by virtual path, longest prefix first, on segment boundaries; Host is ignored.
+
+    For the front's own tests and benchmarks, which run without a configuration."""
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = sorted(routes, key=lambda r: len(r.script_name), reverse=True)
         self._root = next((r for r in self.routes if not r.script_name), None)
         self._only_root = len(self.routes) == 1 and self._root is not None
 
-    def match(self, host: bytes | None, path: bytes) -> Route | None:
+    def match(self, host: bytes | None, path: bytes, port: int | None = None) -> Route | None:
         if self._only_root:
             return self._root
         for route in self.routes:

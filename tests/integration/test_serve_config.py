@@ -1,0 +1,285 @@
+"""`corral serve PATH` driven by the configuration model, end to end: a real `corral serve`
+subprocess, raw-socket clients, real workers (Corral's Python worker, php-cgi).
+
+- every fixture site of tests/fixtures/sites serves through its configured engine;
+- one server, two sites by host name, three applications at different virtual paths: each sees
+  its own variables and SCRIPT_NAME, and none sees another's (no leak);
+- listening on every configured binding, routing by the listener's port;
+- a broken configuration: every error with file and line, exit 1, and no listener opened;
+- `corral check`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_front_harness import WAIT, Conn, CorralServer, Response
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SITES = FIXTURES / "sites"
+
+
+def get(
+    port: int, path: str, host: str = "localhost", method: str = "GET", headers: str = ""
+) -> Response:
+    conn = Conn(port)
+    try:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}\r\n"
+        conn.send(head.encode("latin-1"))
+        return conn.response(head=method == "HEAD")
+    finally:
+        conn.close()
+
+
+def _corral(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "corral", *args],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    servers: list[CorralServer] = []
+
+    def start(path: Path, *args: str, env: dict[str, str] | None = None) -> CorralServer:
+        server = CorralServer(path, args=("--no-access-log", *args), env=env)
+        servers.append(server)
+        return server.start(wait_ready=False)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# -- two sites, three applications -------------------------------------------------------------
+
+
+def test_two_sites_three_apps_each_with_its_own_environment_and_no_leak(serve: Any) -> None:
+    # A variable of the host's own environment reaches every application (OS < engine < app);
+    # each application's own variables reach only it.
+    server = serve(SITES / "multi" / "server.toml", env={"ONLY_OTHER": ""})
+    seen = {
+        "main": json.loads(get(server.port, "/hello", "main.test").body),
+        "blog": json.loads(get(server.port, "/blog/2024/post?x=1", "www.main.test").body),
+        "other": json.loads(get(server.port, "/api/v1/items", "x.other.test:8080").body),
+    }
+    assert (seen["main"]["SCRIPT_NAME"], seen["main"]["PATH_INFO"]) == ("", "/hello")
+    assert (seen["blog"]["SCRIPT_NAME"], seen["blog"]["PATH_INFO"]) == ("/blog", "/2024/post")
+    assert (seen["other"]["SCRIPT_NAME"], seen["other"]["PATH_INFO"]) == ("/api", "/v1/items")
+    marks = {"main": "ONLY_MAIN", "blog": "ONLY_BLOG", "other": "ONLY_OTHER"}
+    for name, body in seen.items():
+        env = body["env"]
+        assert env["APP_MARK"] == name
+        assert env[marks[name]] == "1"
+        for other, variable in marks.items():
+            if other != name:
+                # ONLY_OTHER is "" from the host's environment, never another app's "1".
+                assert env[variable] in (None, ""), (name, variable, env)
+    assert seen["main"]["env"]["SHARED"] == "main:/"
+    assert seen["blog"]["env"]["SHARED"] == "blog:/blog"
+    assert seen["other"]["env"]["SHARED"] == "other:/api"
+    # Paths no mount takes, and hosts no site answers: 404.
+    assert get(server.port, "/elsewhere", "other.test").status == 404
+    assert get(server.port, "/", "nobody.test").status == 404
+    # A prefix on a segment boundary only: /blogger belongs to the root application.
+    assert json.loads(get(server.port, "/blogger", "main.test").body)["SCRIPT_NAME"] == ""
+
+
+def test_each_binding_is_listened_on_and_routes_by_its_port(serve: Any, tmp_path: Path) -> None:
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    for name in ("one", "two"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "wsgi.py").write_text(
+            textwrap.dedent(
+                f"""
+                def application(environ, start_response):
+                    start_response("200 OK", [("Content-Type", "text/plain")])
+                    return [b"{name} " + environ["SERVER_PORT"].encode()]
+                """
+            )
+        )
+    (tmp_path / "server.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [sites.one]
+            bindings = ["127.0.0.1:{ports[0]}:"]
+            [sites.one.apps."/"]
+            physical_path = "one"
+
+            [sites.two]
+            bindings = ["127.0.0.1:{ports[1]}:"]
+            [sites.two.apps."/"]
+            physical_path = "two"
+            """
+        )
+    )
+    (tmp_path / "one" / "corral.toml").write_text('[apps.one]\nengine = "python"\n')
+    (tmp_path / "two" / "corral.toml").write_text('[apps.two]\nengine = "python"\n')
+    server = CorralServer(tmp_path / "server.toml", args=("--no-access-log",))
+    # No --listen: the harness's own --listen would override the bindings; start by hand.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "corral", "serve", str(tmp_path / "server.toml"), "--no-access-log"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+    server.proc = proc
+    try:
+        assert proc.stdout is not None
+        lines = []
+        while len([line for line in lines if "serving" in line]) < 2:
+            line = proc.stdout.readline().decode()
+            assert line, "\n".join(lines)
+            lines.append(line)
+        assert get(ports[0], "/").body == f"one {ports[0]}".encode()
+        assert get(ports[1], "/").body == f"two {ports[1]}".encode()
+    finally:
+        server.stop()
+
+
+# -- broken configurations ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [
+        ("malformed-xml/web.config", r"web\.config:\d+: "),
+        ("malformed-toml/corral.toml", r"corral\.toml:\d+: "),
+        ("unknown-engine/web.config", r"web\.config:\d+: scriptProcessor: unknown engine"),
+        ("duplicate-names/web.config", r"web\.config:\d+: "),
+        ("bad-numbers/server.toml", r"applicationHost\.config:\d+: "),
+    ],
+)
+def test_a_broken_configuration_starts_nothing(fixture: str, expected: str, tmp_path: Path) -> None:
+    import re
+
+    path = FIXTURES / "config-errors" / fixture
+    target = path.parent if path.name in ("web.config", "corral.toml") else path
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = _corral("serve", str(target), "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 1, result.stderr
+    assert "nothing started" in result.stderr.splitlines()[0]
+    assert re.search(expected, result.stderr), result.stderr
+    assert "serving" not in result.stderr + result.stdout
+    # Nothing listened: the port is still free.
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))
+
+
+def test_an_http_engine_is_refused_clearly_until_it_is_supported(tmp_path: Path) -> None:
+    (tmp_path / "corral.toml").write_text(
+        '[apps.node]\nengine = "http"\n[apps.node.env]\nAPP_COMMAND = "node server.js"\n'
+    )
+    result = _corral("serve", str(tmp_path), "--listen", "127.0.0.1:0")
+    assert result.returncode == 1
+    assert "speaks HTTP" in result.stderr
+    assert "serving" not in result.stderr
+
+
+# -- corral check ------------------------------------------------------------------------------
+
+
+def test_check_prints_the_model_and_exits_0() -> None:
+    result = _corral("check", str(SITES / "multi" / "server.toml"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Configuration OK.")
+    assert "application 'blog' at /blog" in result.stdout
+
+
+def test_check_reports_every_error_and_exits_1() -> None:
+    result = _corral("check", str(FIXTURES / "config-errors" / "unknown-engine"))
+    assert result.returncode == 1
+    assert "unknown engine" in result.stderr
+    missing = _corral("check", "/nonexistent/folder")
+    assert missing.returncode == 2
+
+
+# -- the fixture sites -------------------------------------------------------------------------
+
+
+def test_the_seed_example_serves(serve: Any) -> None:
+    server = serve(SITES / "seed-wsgi")
+    response = get(server.port, "/anything")
+    assert (response.status, response.body) == (200, b"Hello from WSGI.project\n")
+
+
+def test_the_django_project_serves_with_its_settings_module(serve: Any) -> None:
+    pytest.importorskip("django")
+    server = serve(SITES / "django-project")
+    response = get(server.port, "/")
+    assert (response.status, response.body) == (200, b"django at / (script '')")
+    # static/web.config removes the handlers: the front serves the folder itself.
+    css = get(server.port, "/static/css/site.css")
+    assert (css.status, css.body) == (200, b"body { color: #333; }\n")
+    assert css.header("content-type") == "text/css; charset=utf-8"
+
+
+def test_the_django_project_at_a_virtual_path_sees_its_script_name(
+    serve: Any, tmp_path: Path
+) -> None:
+    pytest.importorskip("django")
+    (tmp_path / "server.toml").write_text(
+        f'[sites.s]\nbindings = ["127.0.0.1:8080:"]\n'
+        f'[sites.s.apps."/shop"]\nphysical_path = "{SITES / "django-project"}"\n'
+    )
+    server = serve(tmp_path / "server.toml")
+    response = get(server.port, "/shop/")
+    assert (response.status, response.body) == (200, b"django at /shop/ (script '/shop')")
+
+
+def test_flask_in_a_virtualenv_runs_under_the_virtualenvs_interpreter(
+    serve: Any, tmp_path: Path
+) -> None:
+    pytest.importorskip("flask")
+    root = Path(os.path.realpath(tmp_path)) / "flask"
+    shutil.copytree(SITES / "flask-venv", root, ignore=shutil.ignore_patterns("venv"))
+    # A real virtualenv that sees this interpreter's packages (Flask among them).
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", root / "venv"],
+        check=True,
+        timeout=120,
+    )
+    server = serve(root)
+    response = get(server.port, "/")
+    assert (response.status, response.body) == (200, f"hello from {root}/venv\n".encode())
+    assert response.header("content-type") == "text/html; charset=utf-8"  # Flask's, not ours
+    interpreters = [worker.cmdline()[0] for worker in server.workers()]
+    assert interpreters == [f"{root}/venv/bin/python"], interpreters
+
+
+def test_the_php_site_serves_php_through_php_cgi_and_its_files_statically(serve: Any) -> None:
+    from conftest import require_program
+
+    require_program("php-cgi")
+    server = serve(SITES / "php-site")
+    response = get(server.port, "/index.php")
+    # PHP_FCGI_MAX_REQUESTS=500 from the application overrides the engine's 10000.
+    assert (response.status, response.body) == (200, b"hello from php 500\n")
+    about = get(server.port, "/about.html")
+    assert (about.status, about.body) == (200, b"static page\n")
+    # PHP sources and php.ini (PHP_INI) are never served as files.
+    assert get(server.port, "/php.ini").status == 404
