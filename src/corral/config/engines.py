@@ -17,6 +17,8 @@ from corral.config.model import EngineConfig, EngineKind, EnvVar, Protocol, Tran
 
 #: The native name of Corral's Python worker engine.
 PYTHON = "python"
+#: What PHP runs: never served as static files from a folder a PHP engine serves.
+PHP_SOURCE_SUFFIXES = (".php", ".phtml", ".inc")
 
 _PYTHON = EngineConfig(
     name=PYTHON,
@@ -65,7 +67,7 @@ BUILT_IN: tuple[EngineConfig, ...] = (
         protocol=Protocol.FASTCGI_PHP,
         full_path="php-cgi",
         env=(EnvVar("PHP_FCGI_MAX_REQUESTS", "10000"), EnvVar("PHP_FCGI_CHILDREN", "0")),
-        source_suffixes=(".php", ".phtml", ".inc"),
+        source_suffixes=PHP_SOURCE_SUFFIXES,
     ),
     # Ruby: a Rack application (config.ru) under its own HTTP server. rackup picks the best
     # server installed (puma, when it is); ruby.puma names puma itself.
@@ -169,6 +171,14 @@ def _renamed(engine: EngineConfig, name: str) -> EngineConfig:
     from dataclasses import replace
 
     return replace(engine, name=name, origin=f"built-in ({engine.name})")
+
+
+def source_suffixes(engine: EngineConfig) -> tuple[str, ...]:
+    """The files an engine executes: its declared ones; for a declared engine that speaks
+    fastcgi-php (a php-fpm service) without any, PHP's."""
+    if not engine.source_suffixes and engine.protocol is Protocol.FASTCGI_PHP:
+        return PHP_SOURCE_SUFFIXES
+    return engine.source_suffixes
 
 
 def is_python_alias(name: str) -> bool:

@@ -541,7 +541,7 @@ def _build_mount(
         if php_ini:
             named.append(expand.resolve_path(php_ini, root))
         hidden_files.extend(rel for path in named if path and (rel := inside(path)))
-        suffixes.extend(app.engine.source_suffixes)
+        suffixes.extend(builtin_engines.source_suffixes(app.engine))
     static = StaticPolicy(
         root,
         tuple(dict.fromkeys(hidden)),

@@ -441,3 +441,17 @@ def test_ruby_and_perl_engines_run_their_servers(
     assert app.max_requests == 0
     command = finish_argv(app.argv, port=50001, host="127.0.0.1", instance_id=0)
     assert command == [arg.format(root=root) for arg in argv]
+
+
+def test_a_php_fpm_service_keeps_php_sources_from_being_served(tmp_path: Path) -> None:
+    (tmp_path / "corral.toml").write_text(
+        '[engines.php-fpm]\ntransport = "tcp.service"\nprotocol = "fastcgi-php"\n'
+        "port_lower = 9000\n"
+        '[apps.php]\nengine = "php-fpm"\npaths = ["*.php"]\n'
+    )
+    config = load_site(str(tmp_path), environ=ENV)
+    (app,) = config.apps
+    assert app.engine.kind is EngineKind.SERVICE and app.argv == ()
+    assert app.max_requests == 0  # php-fpm recycles its own children
+    (mount,) = config.sites[0].mounts
+    assert mount.static.source_suffixes == (".php", ".phtml", ".inc")
