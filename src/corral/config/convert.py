@@ -71,6 +71,21 @@ def to_list(value: object, *, separators: str = ";") -> tuple[str, ...]:
     raise ValueError(f"expected a string or a list of strings, got {value!r}")
 
 
+def to_trusted_proxies(value: object) -> tuple[str, ...]:
+    """Addresses or CIDR networks (`127.0.0.1`, `10.0.0.0/8`, `::1`) or `*`; `;`/`,`-separated
+    in a string, or a list."""
+    import ipaddress
+
+    entries = to_list(value, separators=";, ")
+    for entry in entries:
+        if entry != "*":
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network: {entry!r}") from None
+    return entries
+
+
 def to_mask(value: object) -> tuple[str, ...]:
     """WATCH_FILE_CHANGES_MASK: glob masks separated by `;`, `,`, `|` or spaces."""
     masks = to_list(value, separators=";,| ")

@@ -11,6 +11,7 @@ Precedence lives in `engine_table` (built-ins < applicationHost.config `<engines
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import stat
@@ -142,7 +143,10 @@ def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> Serve
             if host_data is not None:
                 zoo = read_application_host(host_data, host_path, problems)
     engines = read_engines(source, problems, engine_table(zoo, ()))
-    return _build(problems, zoo, engines, list(server.sites), environ, sources)
+    config = _build(problems, zoo, engines, list(server.sites), environ, sources)
+    if server.trusted_proxies:
+        config = dataclasses.replace(config, trusted_proxies=server.trusted_proxies)
+    return config
 
 
 def _read(path: str, problems: Problems) -> bytes | None:

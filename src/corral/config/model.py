@@ -262,6 +262,8 @@ class ServerConfig:
     sources: tuple[str, ...] = ()
     notices: tuple[str, ...] = ()
     not_in_effect: tuple[NotInEffect, ...] = field(default=())
+    #: `[server] trusted_proxies`: who may send X-Forwarded-* to HTTP backends (front setting).
+    trusted_proxies: tuple[str, ...] = ()
 
     def engine(self, name: str) -> EngineConfig:
         for engine in self.engines:

@@ -480,6 +480,16 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Helicon's applicationHost.config to read <heliconZooServer> from.",
     ),
+    Setting(
+        "server.trusted_proxies",
+        Scope.SERVER,
+        "trusted_proxies",
+        "trustedProxies",
+        Kind.PATH_LIST,
+        (),
+        "Client addresses or CIDR networks (* = any) whose X-Forwarded-For/-Proto/-Host and "
+        "Forwarded fields reach HTTP backends; from other clients those fields are replaced.",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}

@@ -21,6 +21,7 @@ The server file:
 
     [server]
     application_host = "applicationHost.config"    # optional <heliconZooServer> source
+    trusted_proxies = ["127.0.0.1", "10.0.0.0/8"] # may send X-Forwarded-* (HTTP backends)
     [engines."python.3.x.wsgi"]                     # add or override engines
     max_instances = 4
     [sites.main]
@@ -378,6 +379,7 @@ class ServerToml:
     file: str
     application_host: tuple[str, Location] | None
     sites: tuple[SiteDecl, ...]
+    trusted_proxies: tuple[str, ...] = ()
 
 
 def read_server(source: TomlSource, problems: Problems) -> ServerToml:
@@ -388,11 +390,17 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
         if key not in ("server", "engines", "sites"):
             problems.add(source.at(key), key, "unknown table in the server file")
     application_host: tuple[str, Location] | None = None
+    trusted_proxies: tuple[str, ...] = ()
     server = _table(source, source.data.get("server", {}), ("server",), problems)
     for key, value in server.items():
         where = source.at("server", key)
         if key == "application_host" and isinstance(value, str):
             application_host = (os.path.normpath(os.path.join(base, value)), where)
+        elif key == "trusted_proxies":
+            try:
+                trusted_proxies = convert.to_trusted_proxies(value)
+            except ValueError as error:
+                problems.add(where, key, str(error))
         else:
             problems.add(
                 where,
@@ -434,7 +442,7 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
         )
     if not sites:
         problems.add(Location(source.file, 1), "sites", "the server file declares no site")
-    return ServerToml(source.file, application_host, tuple(sites))
+    return ServerToml(source.file, application_host, tuple(sites), trusted_proxies)
 
 
 def _mounts(

@@ -31,8 +31,13 @@ class Transport(enum.Enum):
     #: passed to the worker as fd 0.
     UNIX = "unix"
     #: A TCP listening socket on loopback, created by the host on an ephemeral port and passed
-    #: to the worker as fd 0. (Picking ports from a configured range is a later addition.)
+    #: to the worker as fd 0.
     TCP = "tcp"
+    #: The command listens itself, on a port the host picks per worker from
+    #: ``LaunchPlan.port_range`` on ``LaunchPlan.tcp_host`` and hands over as the variables
+    #: PORT and HOST and as ``%PORT%``/``%HOST%`` (and ``%INSTANCE_ID%``) in its arguments and
+    #: variables (Helicon Zoo's ``tcp`` transport: Node.js, any HTTP server). Nothing is at fd 0.
+    PORT = "port"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +53,18 @@ class LaunchPlan:
     env: Mapping[str, str]
     cwd: str
     transport: Transport = Transport.UNIX
-    #: Loopback address to bind for ``Transport.TCP``.
+    #: Loopback address to bind for ``Transport.TCP``, or for the worker to listen on for
+    #: ``Transport.PORT``.
     tcp_host: str = "127.0.0.1"
+    #: Ports (inclusive) that ``Transport.PORT`` picks from: one free port per worker.
+    port_range: tuple[int, int] = (49152, 65535)
 
     def __post_init__(self) -> None:
         if not self.argv:
             raise ValueError("LaunchPlan.argv must name a program")
+        low, high = self.port_range
+        if not 1 <= low <= high <= 65535:
+            raise ValueError(f"LaunchPlan.port_range must be within 1..65535, not {low}..{high}")
         object.__setattr__(self, "argv", tuple(self.argv))
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
 

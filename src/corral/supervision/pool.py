@@ -731,7 +731,10 @@ class Pool(Generic[ConnT]):
         try:
             try:
                 process = await WorkerProcess.spawn(
-                    self.plan, app=self.name, socket_path=self._socket_path(worker.id)
+                    self.plan,
+                    app=self.name,
+                    socket_path=self._socket_path(worker.id),
+                    instance_id=worker.id,
                 )
             except (SpawnError, OSError) as exc:
                 self._start_failed(worker, str(exc), "")

@@ -4,6 +4,9 @@ Any FastCGI responder answers GET_VALUES (the spec makes it part of every applic
 probe works for Corral's Python worker and for php-cgi alike. The probe opens its own connection,
 asks for ``FCGI_MAX_CONNS``, ``FCGI_MAX_REQS`` and ``FCGI_MPXS_CONNS``, waits for the
 GET_VALUES_RESULT and closes.
+
+Commands that listen on a port themselves (HTTP servers: ``Transport.PORT``) are ready when the
+port accepts a connection (``port_probe``).
 """
 
 from __future__ import annotations
@@ -78,3 +81,36 @@ async def _get_values(address: Address) -> dict[bytes, bytes]:
 async def fastcgi_probe(address: Address, within: float) -> None:
     """The pool's default readiness probe (``Probe``): succeed when GET_VALUES is answered."""
     await get_values(address, within)
+
+
+#: Pause between connection attempts while a command has not opened its port yet.
+_PORT_RETRY = 0.05
+
+
+async def port_probe(address: Address, within: float) -> None:
+    """Readiness for a command that listens itself (``Transport.PORT``): its port accepts a
+    connection. Refused connections are retried until ``within`` seconds have passed.
+
+    Raises:
+        ProbeFailed: nothing accepted a connection in time.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    last: OSError | None = None
+    while True:
+        try:
+            async with asyncio.timeout_at(deadline):
+                _, writer = await open_stream(address)
+        except TimeoutError:
+            break
+        except OSError as exc:
+            last = exc
+            if loop.time() + _PORT_RETRY >= deadline:
+                break
+            await asyncio.sleep(_PORT_RETRY)
+            continue
+        writer.close()
+        return
+    where = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
+    detail = f" (last: {last.strerror or last})" if last is not None else ""
+    raise ProbeFailed(f"nothing accepted a connection on {where} within {within:g} s{detail}")

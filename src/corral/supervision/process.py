@@ -6,6 +6,12 @@ How a worker is started (the same under asyncio's default loop and uvloop):
   0700 runtime directory, or loopback TCP on an ephemeral port) and passes it as the worker's
   fd 0, the FastCGI convention. The host closes its own copy once the child has it, so that a
   dead worker's socket refuses connections instead of queueing them.
+* Or (``Transport.PORT``) the command listens itself: the host picks a port that is free now
+  from the plan's range (starting at a random offset, skipping ports its own live workers hold,
+  checking each by binding it), and passes it as PORT/HOST and ``%PORT%``/``%HOST%``/
+  ``%INSTANCE_ID%`` in argv and environment values; fd 0 is /dev/null. Another program may still
+  take the port between the check and the command's own bind: the command then fails to start
+  and the pool's start-failure handling (retry with back-off) applies.
 * The read end of a *liveness pipe* is placed at fd 3. The host keeps the write end (close-on-
   exec, so no other child inherits it). When the host dies, even by SIGKILL, the kernel closes
   the write end and the worker reads EOF and exits. On Linux the child also asks the kernel for
@@ -29,12 +35,14 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Callable
 
+from corral.config.expand import finish
 from corral.errors import CorralError, ExitCode
 from corral.supervision.launch import LIVENESS_FD, Address, LaunchPlan, Transport
 
@@ -127,10 +135,12 @@ class WorkerProcess:
         socket_path: str | None,
         liveness_write: int,
         tail_lines: int,
+        port: int | None = None,
     ) -> None:
         self.app = app
         self.pid: int = proc.pid
         self.address = address
+        self._port = port
         self._proc = proc
         self._socket_path = socket_path
         self._liveness_write: int | None = liveness_write
@@ -152,6 +162,7 @@ class WorkerProcess:
         app: str,
         socket_path: str | None = None,
         tail_lines: int = 200,
+        instance_id: int = 0,
     ) -> WorkerProcess:
         """Start one worker from ``plan``.
 
@@ -161,11 +172,14 @@ class WorkerProcess:
             socket_path: where to bind the Unix socket (``Transport.UNIX``); its directory should
                 be private (0700). Ignored for TCP.
             tail_lines: how many stderr lines to keep for error pages.
+            instance_id: the worker's number in its pool (``%INSTANCE_ID%``).
 
         Raises:
             SpawnError: the socket could not be made or the program could not be executed.
         """
         _reserve_low_fds()
+        if plan.transport is Transport.PORT:
+            return await cls._spawn_on_port(plan, app, tail_lines, instance_id)
         listener, address, bound_path = _listen(plan, socket_path)
         try:
             liveness_read, liveness_write = os.pipe()
@@ -208,6 +222,54 @@ class WorkerProcess:
             socket_path=bound_path,
             liveness_write=liveness_write,
             tail_lines=tail_lines,
+        )
+
+    @classmethod
+    async def _spawn_on_port(
+        cls, plan: LaunchPlan, app: str, tail_lines: int, instance_id: int
+    ) -> WorkerProcess:
+        host = plan.tcp_host
+        port = _pick_port(host, *plan.port_range)
+        argv = [finish(arg, port=port, host=host, instance_id=instance_id) for arg in plan.argv]
+        env = {
+            name: finish(value, port=port, host=host, instance_id=instance_id)
+            for name, value in plan.env.items()
+        }
+        env["PORT"] = str(port)
+        env["HOST"] = host
+        try:
+            liveness_read, liveness_write = os.pipe()
+        except OSError as exc:
+            _PORTS_HELD.discard(port)
+            raise SpawnError(f"cannot create the liveness pipe: {exc}") from exc
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=plan.cwd,
+                start_new_session=True,
+                preexec_fn=_child_setup(liveness_read, os.getpid()),
+                pass_fds=(LIVENESS_FD,),
+            )
+        except BaseException as exc:
+            os.close(liveness_write)
+            _PORTS_HELD.discard(port)
+            if isinstance(exc, OSError | ValueError | subprocess.SubprocessError):
+                raise SpawnError(f"cannot start {argv[0]!r} in {plan.cwd!r}: {exc}") from exc
+            raise
+        finally:
+            os.close(liveness_read)
+        return cls(
+            app=app,
+            proc=proc,
+            address=(host, port),
+            socket_path=None,
+            liveness_write=liveness_write,
+            tail_lines=tail_lines,
+            port=port,
         )
 
     # ---------------------------------------------------------------- observing
@@ -303,6 +365,8 @@ class WorkerProcess:
             if self._socket_path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._socket_path)
+            if self._port is not None:
+                _PORTS_HELD.discard(self._port)
         return code
 
     async def _pump(self, reader: asyncio.StreamReader | None, stream: str, level: int) -> None:
@@ -365,3 +429,39 @@ def _listen(plan: LaunchPlan, socket_path: str | None) -> tuple[socket.socket, A
         return sock, (host, port), None
     except OSError as exc:
         raise SpawnError(f"cannot create the worker's listening socket: {exc}") from exc
+
+
+#: Ports handed to this host's live ``Transport.PORT`` workers (never handed out twice).
+_PORTS_HELD: set[int] = set()
+#: How many ports are tried (by binding them) before giving up on a range.
+PORT_ATTEMPTS = 512
+
+
+def _pick_port(host: str, low: int, high: int) -> int:
+    """A port of ``low..high`` on ``host`` that is free now and not held by another worker.
+
+    Starts at a random offset (so that several hosts sharing a range rarely collide) and checks
+    each candidate by binding it (without SO_REUSEADDR, so a port in TIME_WAIT is skipped too).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    count = high - low + 1
+    start = random.randrange(count)
+    attempts = 0
+    last_error: OSError | None = None
+    for step in range(count):
+        port = low + (start + step) % count
+        if port in _PORTS_HELD:
+            continue
+        attempts += 1
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                last_error = exc
+                if attempts >= PORT_ATTEMPTS:
+                    break
+                continue
+        _PORTS_HELD.add(port)
+        return port
+    detail = f" (last: {last_error.strerror or last_error})" if last_error else ""
+    raise SpawnError(f"no free port in {low}..{high} on {host}{detail}")

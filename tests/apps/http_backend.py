@@ -1,0 +1,113 @@
+"""A tiny stdlib HTTP/1.1 server: the "any command speaking HTTP on PORT" of the generic engine
+tests (independent of Corral's code).
+
+Listens on HOST:PORT from its environment, or on the address given as arguments
+(``http_backend.py HOST PORT``, for ``%HOST% %PORT%`` in an engine's arguments). Exits when fd 3
+(Corral's liveness pipe) reaches EOF, if it is open.
+
+Behaviour by environment:
+    BACKEND_EXIT=N        exit with code N at once, after printing a line to stderr
+    BACKEND_NEVER_LISTEN=1  never open the port (the readiness check times out)
+
+Requests, by path (the path is the whole URL path, virtual path included):
+    /pid            -> "<pid>"
+    /env/NAME       -> the value of the variable NAME
+    /argv           -> the command line, one argument a line
+    /headers        -> the request's header lines, as received
+    /echo           -> the request body (POST/PUT), with X-Body-Length
+    /exit           -> exit at once, no answer
+    anything else   -> "<pid> <method> <path>"
+"""
+
+import http.server
+import os
+import sys
+import threading
+import time
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):
+        pass
+
+    def _answer(self, body, status=200, extra=()):
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in extra:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if not size:
+                    self.rfile.readline()
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if path.endswith("/pid"):
+            self._answer(str(os.getpid()).encode())
+        elif "/env/" in path:
+            self._answer(os.environ.get(path.rsplit("/env/", 1)[1], "").encode())
+        elif path.endswith("/argv"):
+            self._answer("\n".join(sys.argv).encode())
+        elif path.endswith("/headers"):
+            self._answer(str(self.headers).encode("latin-1"))
+        elif path.endswith("/exit"):
+            os._exit(3)
+        else:
+            self._answer(f"{os.getpid()} {self.command} {path}".encode())
+
+    do_HEAD = do_GET
+
+    def do_POST(self):
+        body = self._body()
+        self._answer(body, extra=[("X-Body-Length", str(len(body)))])
+
+    do_PUT = do_POST
+
+
+def watch_liveness():
+    try:
+        os.fstat(3)
+    except OSError:
+        return
+
+    def wait():
+        while os.read(3, 1):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=wait, daemon=True).start()
+
+
+def main():
+    watch_liveness()
+    if os.environ.get("BACKEND_EXIT"):
+        print("backend: exiting as asked", file=sys.stderr, flush=True)
+        sys.exit(int(os.environ["BACKEND_EXIT"]))
+    if os.environ.get("BACKEND_NEVER_LISTEN"):
+        while True:
+            time.sleep(1)
+    if len(sys.argv) >= 3:
+        host, port = sys.argv[1], int(sys.argv[2])
+    else:
+        host, port = os.environ["HOST"], int(os.environ["PORT"])
+    server = http.server.ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
