@@ -42,6 +42,7 @@ from corral.front.routes import AppKey, ConfigRouter, Route
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.supervision.pool import Pool, PoolSettings
+from corral.supervision.probe import fastcgi_probe
 from corral.supervision.service import ServicePool
 
 logger = logging.getLogger("corral")
@@ -97,13 +98,17 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
             assert backend.address is not None
             pool = ServicePool(label, backend.address, settings, backend.connect)
         else:
-            pool = Pool(label, backend.plan, settings, backend.connect)
+            pool = Pool(
+                label, backend.plan, settings, backend.connect, backend.probe or fastcgi_probe
+            )
         root = os.fsencode(app.physical_path)
         route = Route(
             name=label,
             pool=pool,
             script_name=app.script_name.encode(),
             document_root=root,
+            http=backend.http,
+            upgrade=backend.upgrade,
         )
         apps.append(Application(app, pool, route))
     if problems:
@@ -181,7 +186,10 @@ class Host:
             (a.config.site, a.config.virtual_path, a.config.name): a.route for a in self.apps
         }
         router = ConfigRouter(config, routes, by_port=options.listen is None)
-        self.front = FrontServer(router, options.front)
+        front_settings = options.front
+        if config.trusted_proxies and not front_settings.trusted_proxies:
+            front_settings = replace(front_settings, trusted_proxies=config.trusted_proxies)
+        self.front = FrontServer(router, front_settings)
         wanted = [options.listen] if options.listen else list(config.listen_addresses())
         for host, port in wanted:
             try:

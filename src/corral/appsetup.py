@@ -16,32 +16,38 @@ kind                transport     runs as
 ==================  ============  ==========================================================
 python-worker       NamedPipe     ``python -m corral.worker`` under ``app.interpreter``; the
                                   socket at fd 0; PYTHONPATH = the app's + Corral's package.
-command             NamedPipe     ``app.argv`` (php-cgi, any FastCGI responder): the socket at
-                                  fd 0 (the FastCGI convention).
-service             tcp.service   nothing started: FastCGI connections to host:portLower.
-any                 tcp           (HTTP backends / ports from a range: not implemented yet;
-                                  ``Unsupported`` names the engine's line.)
+command             NamedPipe     ``app.argv`` (php-cgi, any FastCGI responder, or an HTTP
+                                  server): the socket at fd 0 (the FastCGI convention).
+command             tcp           ``app.argv`` listening itself on a port picked per worker from
+                                  portLower..portUpper (``Transport.PORT``: PORT/HOST and
+                                  %PORT%/%HOST% filled in): Node.js, any HTTP server.
+service             tcp.service   nothing started: connections to host:portLower.
 ==================  ============  ==========================================================
 
 Protocols: ``fastcgi`` and ``fastcgi-php`` (php-cgi, php-fpm: the client sends no split PARAMS
 records and no padding on empty records; the script's variables, SCRIPT_FILENAME..., come from
-the route of a file handler such as ``*.php``); ``http`` is not implemented yet
-(``Unsupported``).
+the route of a file handler such as ``*.php``); ``http`` (``backends.http``; the route is marked
+``http`` and ``upgrade``, so WebSocket passes through; readiness is the port accepting a
+connection; ``HTTP_CONNECTIONS_PER_WORKER`` requests per process at once).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 
-from corral.backends import fastcgi
+from corral.backends import BackendConnection, fastcgi
+from corral.backends import http as http_backend
 from corral.config.errors import ConfigError, ConfigErrors
 from corral.config.expand import finish_argv, finish_env
 from corral.config.model import AppConfig, EngineKind, Location, Protocol, Transport
 from corral.supervision.launch import Address, LaunchPlan, python_worker_plan
-from corral.supervision.pool import PoolSettings
+from corral.supervision.launch import Transport as LaunchTransport
+from corral.supervision.pool import PoolSettings, Probe
+from corral.supervision.probe import port_probe
 
 #: Requests that may wait for a worker before the pool answers 503. The pool's own default (100)
 #: suits an application with its own limits; for `corral serve`, clients should rather wait (up
@@ -59,7 +65,12 @@ class Unsupported(ConfigErrors):
     """The configuration asks for something this runtime cannot run (yet)."""
 
 
-Connect = Callable[[Address], Awaitable[fastcgi.FastCGIClientConnection]]
+Connect = Callable[[Address], Awaitable[BackendConnection]]
+
+#: Requests one HTTP backend process serves at once (one kept-alive connection each): HTTP
+#: servers such as Node.js are event-driven, and a WebSocket holds its connection for as long as
+#: it is open. More start a second process (``--set connections_per_worker=N`` overrides).
+HTTP_CONNECTIONS_PER_WORKER = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,12 @@ class Backend:
     connect: Connect
     #: A running server to connect to (tcp.service); None when Corral starts the workers.
     address: Address | None = None
+    #: Readiness check of a started worker (the pool's); None: FCGI_GET_VALUES answered.
+    probe: Probe | None = None
+    #: The backend speaks HTTP/1.1 (``Route.http``).
+    http: bool = False
+    #: The backend may answer Upgrade requests with 101 (``Route.upgrade``: WebSocket tunnel).
+    upgrade: bool = False
 
 
 def app_label(app: AppConfig) -> str:
@@ -91,6 +108,8 @@ def pool_settings_for(app: AppConfig, overrides: Mapping[str, object] = _NONE) -
         queue_size=SERVE_QUEUE_SIZE,
         graceful_shutdown_timeout=float(engine.graceful_shutdown_timeout),
     )
+    if engine.protocol is Protocol.HTTP:
+        settings = replace(settings, connections_per_worker=HTTP_CONNECTIONS_PER_WORKER)
     changes = {name: value for name, value in overrides.items() if name in POOL_SETTING_NAMES}
     unknown = set(overrides) - POOL_SETTING_NAMES
     if unknown:
@@ -116,25 +135,28 @@ def backend_for(app: AppConfig, settings: PoolSettings) -> Backend:
     engine = app.engine
     label = app_label(app)
     php = engine.protocol is Protocol.FASTCGI_PHP
-    if engine.protocol is Protocol.HTTP:
-        # The seam for HTTP backends (engineer `httpback`): a Backend whose connect opens an
-        # HTTP/1.1 client connection, and for transport tcp, ports from portLower..portUpper.
+    http = engine.protocol is Protocol.HTTP
+    connect: Connect
+    if http:
+        connect = functools.partial(http_backend.connect, name=label)
+    else:
+        connect = functools.partial(fastcgi.connect, name=label, php_fpm=php)
+    if engine.kind is EngineKind.SERVICE or engine.transport is Transport.TCP_SERVICE:
+        address = (engine.host, engine.port_lower)
+        return Backend(None, connect, address=address, http=http, upgrade=http)
+    if engine.transport is Transport.TCP:
+        return _port_backend(app, connect, http)
+    if http and engine.kind is EngineKind.COMMAND:
+        # HTTP on the fd-0 Unix socket: ready when the socket accepts a connection.
+        env = finish_env(app.env, app.module_vars, port=None, host=None, instance_id=0)
+        argv = finish_argv(app.argv, port=None, host=None, instance_id=0)
+        plan = LaunchPlan(argv=tuple(argv), env=env, cwd=app.current_directory)
+        return Backend(plan, connect, probe=port_probe, http=True, upgrade=True)
+    if http:
         raise _unsupported(
             app,
             "protocol",
-            f"engine {engine.name!r} speaks HTTP to its backend, which this version of "
-            "Corral does not run yet (FastCGI engines only)",
-        )
-    connect: Connect = functools.partial(fastcgi.connect, name=label, php_fpm=php)
-    if engine.kind is EngineKind.SERVICE or engine.transport is Transport.TCP_SERVICE:
-        address = (engine.host, engine.port_lower)
-        return Backend(None, connect, address=address)
-    if engine.transport is Transport.TCP:
-        raise _unsupported(
-            app,
-            "transport",
-            f"engine {engine.name!r}: transport 'tcp' (a port per worker from "
-            f"{engine.port_lower}..{engine.port_upper}) is not supported yet; use NamedPipe",
+            f"engine {engine.name!r}: Corral's Python worker speaks FastCGI, not HTTP",
         )
     env = finish_env(app.env, app.module_vars, port=None, host=None, instance_id=0)
     if engine.kind is EngineKind.PYTHON_WORKER:
@@ -149,3 +171,38 @@ def backend_for(app: AppConfig, settings: PoolSettings) -> Backend:
     argv = finish_argv(app.argv, port=None, host=None, instance_id=0)
     plan = LaunchPlan(argv=tuple(argv), env=env, cwd=app.current_directory)
     return Backend(plan, connect)
+
+
+def _port_backend(app: AppConfig, connect: Connect, http: bool) -> Backend:
+    """Zoo's ``tcp`` transport: the command listens itself on a port Corral picks per worker
+    from portLower..portUpper, given as PORT/HOST and %PORT%/%HOST% (``Transport.PORT``)."""
+    engine = app.engine
+    if engine.kind is not EngineKind.COMMAND:
+        raise _unsupported(
+            app,
+            "transport",
+            f"engine {engine.name!r}: Corral's Python worker takes its socket at fd 0; "
+            "use transport NamedPipe",
+        )
+    if engine.port_lower > engine.port_upper:
+        raise _unsupported(
+            app,
+            "portLower",
+            f"engine {engine.name!r}: portLower {engine.port_lower} is above portUpper "
+            f"{engine.port_upper}",
+        )
+    # %PORT%, %HOST% and %INSTANCE_ID% stay as written: the process layer fills them in per
+    # worker (supervision.process), with PORT, HOST and INSTANCE_ID in the environment.
+    env = dict(os.environ)
+    env.update(app.module_vars)
+    env.update(app.env)
+    plan = LaunchPlan(
+        argv=app.argv,
+        env=env,
+        cwd=app.current_directory,
+        transport=LaunchTransport.PORT,
+        tcp_host=engine.host,
+        port_range=(engine.port_lower, engine.port_upper),
+    )
+    probe = port_probe if http else None
+    return Backend(plan, connect, probe=probe, http=http, upgrade=http)

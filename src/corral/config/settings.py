@@ -515,5 +515,5 @@ APP_BY_VARIABLE: dict[str, Setting] = {
 APP_BY_TOML: dict[str, Setting] = {s.toml_key: s for s in by_scope(Scope.APP) if s.toml_key}
 
 #: Values of engine settings the runtime implements (anything else is listed as not in effect).
-TRANSPORTS_IN_EFFECT: frozenset[Transport] = frozenset({Transport.NAMED_PIPE})
-PROTOCOLS_IN_EFFECT: frozenset[Protocol] = frozenset({Protocol.FASTCGI})
+TRANSPORTS_IN_EFFECT: frozenset[Transport] = frozenset({Transport.NAMED_PIPE, Transport.TCP})
+PROTOCOLS_IN_EFFECT: frozenset[Protocol] = frozenset({Protocol.FASTCGI, Protocol.HTTP})
