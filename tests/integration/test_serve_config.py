@@ -190,14 +190,20 @@ def test_a_broken_configuration_starts_nothing(fixture: str, expected: str, tmp_
         again.bind(("127.0.0.1", port))
 
 
-def test_an_http_engine_is_refused_clearly_until_it_is_supported(tmp_path: Path) -> None:
+def test_the_generic_http_engine_runs_app_command_on_its_port(tmp_path: Path, serve: Any) -> None:
+    """engine = "http": APP_COMMAND is any HTTP server, given its port as %PORT%."""
+    backend = Path(__file__).resolve().parents[1] / "apps" / "http_backend.py"
+    command = f"{sys.executable} {backend} %HOST% %PORT%"
     (tmp_path / "corral.toml").write_text(
-        '[apps.node]\nengine = "http"\n[apps.node.env]\nAPP_COMMAND = "node server.js"\n'
+        f'[apps.node]\nengine = "http"\n[apps.node.env]\nAPP_COMMAND = "{command}"\n'
     )
-    result = _corral("serve", str(tmp_path), "--listen", "127.0.0.1:0")
-    assert result.returncode == 1
-    assert "speaks HTTP" in result.stderr
-    assert "serving" not in result.stderr
+    server = serve(tmp_path)
+    conn = Conn(server.port)
+    conn.send(b"GET /argv HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    response = conn.response()
+    assert response.status == 200, server.text()
+    argv = response.body.decode().split("\n")
+    assert argv[-2] == "127.0.0.1" and argv[-1].isdigit()
 
 
 # -- corral check ------------------------------------------------------------------------------
