@@ -212,6 +212,39 @@ def test_protocol_error_closes_that_connection_only(worker: str, workers: Worker
     assert "FastCGI protocol error" in workers.started[0].log
 
 
+def test_malformed_params_in_a_request_sent_whole_close_that_connection_only(
+    worker: str, workers: Workers
+) -> None:
+    # BEGIN, a PARAMS record whose pair overruns it, the empty PARAMS, the empty STDIN: all in
+    # one write, as a front sends a request without a body (the worker's fast path).
+    whole = b"".join(
+        (
+            encode_record(RecordType.BEGIN_REQUEST, 1, struct.pack(">HB5x", Role.RESPONDER, 1)),
+            encode_record(RecordType.PARAMS, 1, b"\x05\x09PATH_/hello"),
+            encode_record(RecordType.PARAMS, 1, b""),
+            encode_record(RecordType.STDIN, 1, b""),
+        )
+    )
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.settimeout(5)
+        raw.connect(worker)
+        raw.sendall(whole)
+        assert raw.recv(100) == b""
+    assert get(worker, "/hello").body == b"Hello, world!"
+    assert "FastCGI protocol error" in workers.started[0].log
+
+
+def test_params_a_front_leaves_out_get_their_defaults(worker: str) -> None:
+    params = {"PATH_INFO": "/environ", "SCRIPT_NAME": ""}
+    with Client(worker) as client:
+        environ = json.loads(client.request(params).body)
+    assert environ["REQUEST_METHOD"] == "GET"
+    assert environ["SERVER_NAME"] == "localhost"
+    assert environ["SERVER_PORT"] == "80"
+    assert environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert environ["QUERY_STRING"] == ""
+
+
 def test_protocol_error_while_the_app_reads_its_body(worker: str, workers: Workers) -> None:
     with Client(worker) as client:
         client.begin(base_params("/input?op=read", "POST", CONTENT_LENGTH="10"), stdin=None)

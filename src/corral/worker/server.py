@@ -89,6 +89,37 @@ def log(message: str) -> None:
         pass
 
 
+def environ_from_params(base: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """``wsgi.build_environ`` for a whole PARAMS stream, decoded straight into the environ
+    (pairs with 1-byte lengths, the usual kind; a stream with any other goes through the
+    codec's ``records.decode_pairs``, which also reports a malformed one)."""
+    environ = base.copy()
+    names = wsgi.PARAM_NAMES
+    pos = 0
+    end = len(data)
+    while pos < end:
+        n = data[pos]
+        if n > 127 or pos + 1 >= end:
+            break
+        v = data[pos + 1]
+        if v > 127:
+            break
+        start = pos + 2
+        mid = start + n
+        stop = mid + v
+        if stop > end:
+            break
+        name = data[start:mid]
+        key = names.get(name)
+        if key is None:
+            key = wsgi.param_name(name)
+        environ[key] = data[mid:stop].decode("latin-1")
+        pos = stop
+    else:
+        return wsgi.finish_environ(environ)
+    return wsgi.build_environ(base, records.decode_pairs(data))
+
+
 class WorkerState:
     """What the threads share: the app, the settings, and the count of requests in flight."""
 
@@ -158,6 +189,8 @@ class Connection:
         self.stdin_held = 0
         self.stdin_done = False
         self.next_poll = 0.0  # when poll_aborted may next look at the socket
+        #: A request taken whole by the codec's fast path (see ``_idle_wait``).
+        self.whole: tuple[int, bool, bytes] | None = None
 
     # ---------------------------------------------------------------- I/O
 
@@ -392,6 +425,12 @@ class Connection:
                     handoff = self._idle_wait()
                     if handoff is not None:
                         return handoff
+                    whole = self.whole
+                    if whole is not None:
+                        self.whole = None
+                        self._whole_request(whole[0], whole[2])
+                        if self.gone or self.broken or self.fcgi.must_close or self.state.stopping:
+                            return None
                     continue
                 if event is CLOSED:
                     return None
@@ -438,8 +477,26 @@ class Connection:
                 self.gone = True
                 self.fcgi.receive_data(b"")
                 return None
-            self.fcgi.receive_data(self.view[:n].tobytes())
+            data = self.view[:n].tobytes()
+            # The common case: the whole of one request without a body came in this read.
+            self.whole = self.fcgi.receive_whole_request(data)
+            if self.whole is None:
+                self.fcgi.receive_data(data)
             return None
+
+    def _whole_request(self, rid: int, params: bytes) -> None:
+        """Serve a request the codec took whole (``receive_whole_request``): its PARAMS and
+        its (empty) STDIN have all arrived."""
+        try:
+            self.rid = rid
+            self.aborted = False
+            self.stdin_done = True
+            self.next_poll = 0.0
+            self._respond(rid, environ_from_params(self.state.environ_base, params))
+        finally:
+            self.rid = 0
+            self.stdin.clear()
+            self.stdin_held = 0
 
     def _request(self, begin: BeginRequest) -> None:
         rid = begin.request_id
@@ -470,8 +527,10 @@ class Connection:
             self.stdin_held = 0
 
     def _run(self, rid: int, params: list[tuple[bytes, bytes]]) -> None:
+        self._respond(rid, wsgi.build_environ(self.state.environ_base, params))
+
+    def _respond(self, rid: int, environ: dict[str, Any]) -> None:
         state = self.state
-        environ = wsgi.build_environ(state.environ_base, params)
         try:
             length = wsgi.content_length(environ)
         except ValueError as exc:

@@ -246,7 +246,8 @@ class FileWrapper:
 
 
 def environ_base(*, multithread: bool) -> dict[str, Any]:
-    """The part of the environ common to every request (copied per request)."""
+    """The part of the environ common to every request (copied per request): the WSGI keys,
+    and the defaults of what a front may leave out (its params overwrite them)."""
     return {
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
@@ -259,11 +260,16 @@ def environ_base(*, multithread: bool) -> dict[str, Any]:
         "SCRIPT_NAME": "",
         "PATH_INFO": "",
         "QUERY_STRING": "",
+        "REQUEST_METHOD": "GET",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
     }
 
 
 #: Decoded param names (the same few dozen arrive with every request).
-_NAMES: dict[bytes, str] = {}
+PARAM_NAMES: dict[bytes, str] = {}
+_NAMES_MAX = 512
 
 
 def build_environ(base: dict[str, Any], params: Iterable[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -271,19 +277,30 @@ def build_environ(base: dict[str, Any], params: Iterable[tuple[bytes, bytes]]) -
 
     Names and values are decoded as latin-1 (PEP 3333 native strings). SCRIPT_NAME and
     PATH_INFO are taken as the front sent them (PATH_INFO is already URL-decoded by the front,
-    per CGI): they are never unquoted here. Defaults fill what WSGI requires.
+    per CGI): they are never unquoted here. Defaults (from ``base``) fill what WSGI requires.
     """
     environ = base.copy()
-    names = _NAMES
+    names = PARAM_NAMES
     for name, value in params:
         key = names.get(name)
         if key is None:
-            key = name.decode("latin-1")
-            if len(names) < 512:
-                names[name] = key
+            key = param_name(name)
         environ[key] = value.decode("latin-1")
+    return finish_environ(environ)
+
+
+def param_name(name: bytes) -> str:
+    """A param's name as an environ key (remembered in ``PARAM_NAMES``)."""
+    key = name.decode("latin-1")
+    if len(PARAM_NAMES) < _NAMES_MAX:
+        PARAM_NAMES[name] = key
+    return key
+
+
+def finish_environ(environ: dict[str, Any]) -> dict[str, Any]:
+    """Normalise an environ filled from a front's params (see ``build_environ``)."""
     script_name = environ["SCRIPT_NAME"]
-    if script_name.endswith("/"):
+    if script_name[-1:] == "/":
         # PEP 3333: the root is "", and PATH_INFO carries the slash.
         stripped = script_name.rstrip("/")
         path_info = environ["PATH_INFO"]
@@ -297,13 +314,10 @@ def build_environ(base: dict[str, Any], params: Iterable[tuple[bytes, bytes]]) -
     if "HTTP_CONTENT_LENGTH" in environ:
         value = environ.pop("HTTP_CONTENT_LENGTH")
         environ.setdefault("CONTENT_LENGTH", value)
-    environ.setdefault("REQUEST_METHOD", "GET")
-    environ.setdefault("SERVER_NAME", "localhost")
-    environ.setdefault("SERVER_PORT", "80")
-    environ.setdefault("SERVER_PROTOCOL", "HTTP/1.1")
-    https = environ.get("HTTPS")
-    if https and https.lower() in ("on", "1", "yes", "true"):
-        environ["wsgi.url_scheme"] = "https"
+    if "HTTPS" in environ:
+        https = environ["HTTPS"]
+        if https and https.lower() in ("on", "1", "yes", "true"):
+            environ["wsgi.url_scheme"] = "https"
     return environ
 
 
@@ -343,36 +357,69 @@ def log_error(message: str, exc: BaseException | None = None) -> None:
         pass  # stderr is gone (the host died): nothing to tell, and no reason to fail
 
 
-def _validate_headers(status: str, headers: list[tuple[str, str]]) -> tuple[str, int | None]:
-    """Check the status and headers; return the head's text (without the blank line) and the
-    declared Content-Length."""
+#: Header names already checked (the same few arrive with every response): name -> its
+#: lower-case form. Bounded: past the bound, names are checked every time.
+_GOOD_NAMES: dict[str, str] = {}
+_GOOD_STATUSES: dict[str, bytes] = {}
+_CACHE_MAX = 512
+
+
+def _check_name(name: str) -> str:
+    """Validate a header name; return its lower-case form."""
+    if _TOKEN.match(name) is None:
+        raise InvalidResponse(f"header name {name!r} is not an HTTP token")
+    lower = name.lower()
+    if lower in HOP_BY_HOP:
+        raise InvalidResponse(
+            f"header {name!r} is hop-by-hop: a WSGI application must not send it (PEP 3333)"
+        )
+    if lower == "status":
+        raise InvalidResponse("'Status' is not a response header (use the status argument)")
+    if len(_GOOD_NAMES) < _CACHE_MAX:
+        _GOOD_NAMES[name] = lower
+    return lower
+
+
+def _status_line(status: str) -> bytes:
+    """Validate a status; return its CGI ``Status:`` line."""
     if type(status) is not str:
         raise InvalidResponse(f"status must be a str, not {type(status).__name__}")
     if _STATUS.match(status) is None:
         raise InvalidResponse(f"status {status!r} is not 'NNN reason'")
     if status[0] == "1":
         raise InvalidResponse(f"status {status!r}: a WSGI response cannot be informational")
+    try:
+        line = f"Status: {status}\r\n".encode("latin-1")
+    except UnicodeEncodeError:
+        raise InvalidResponse("status and headers must be latin-1 (PEP 3333)") from None
+    if len(_GOOD_STATUSES) < _CACHE_MAX:
+        _GOOD_STATUSES[status] = line
+    return line
+
+
+def _validate_headers(status: str, headers: list[tuple[str, str]]) -> tuple[bytes, int | None]:
+    """Check the status and headers; return the head (without the blank line), encoded, and
+    the declared Content-Length."""
+    line = _GOOD_STATUSES.get(status) if type(status) is str else None
+    if line is None:
+        line = _status_line(status)
     if not isinstance(headers, list):
         raise InvalidResponse(f"headers must be a list, not {type(headers).__name__}")
-    lines = ["Status: ", status, "\r\n"]
+    lines: list[str] = []
     length: int | None = None
+    good_names = _GOOD_NAMES
+    bad_value = _BAD_VALUE.search
     for item in headers:
         if type(item) is not tuple or len(item) != 2:
             raise InvalidResponse(f"header {item!r} is not a (name, value) tuple")
         name, value = item
         if type(name) is not str or type(value) is not str:
             raise InvalidResponse(f"header {item!r}: name and value must be str")
-        if _TOKEN.match(name) is None:
-            raise InvalidResponse(f"header name {name!r} is not an HTTP token")
-        if _BAD_VALUE.search(value) is not None:
+        lower = good_names.get(name)
+        if lower is None:
+            lower = _check_name(name)
+        if bad_value(value) is not None:
             raise InvalidResponse(f"header {name!r}: its value holds control characters")
-        lower = name.lower()
-        if lower in HOP_BY_HOP:
-            raise InvalidResponse(
-                f"header {name!r} is hop-by-hop: a WSGI application must not send it (PEP 3333)"
-            )
-        if lower == "status":
-            raise InvalidResponse("'Status' is not a response header (use the status argument)")
         if lower == "content-length":
             stripped = value.strip()
             if not stripped.isdigit() or not stripped.isascii():
@@ -382,12 +429,10 @@ def _validate_headers(status: str, headers: list[tuple[str, str]]) -> tuple[str,
                 raise InvalidResponse("conflicting Content-Length headers")
             length = declared
         lines += (name, ": ", value, "\r\n")
-    text = "".join(lines)
     try:
-        text.encode("latin-1")
+        return line + "".join(lines).encode("latin-1"), length
     except UnicodeEncodeError:
         raise InvalidResponse("status and headers must be latin-1 (PEP 3333)") from None
-    return text, length
 
 
 class Response:
@@ -415,7 +460,7 @@ class Response:
         self.channel = channel
         self.head_only = head_only
         self.status: str | None = None
-        self.head = ""  # validated head text without the final blank line
+        self.head = b""  # validated head without the final blank line
         self.declared: int | None = None  # the app's Content-Length
         self.head_queued = False
         self.committed = False
@@ -467,9 +512,11 @@ class Response:
             and self.declared is None
             and not status.startswith(("204", "304"))
         ):
-            head += f"Content-Length: {add_length}\r\n"
+            head += b"Content-Length: %d\r\n\r\n" % add_length
+        else:
+            head += b"\r\n"
         self.head_queued = True
-        self.pending.append((head + "\r\n").encode("latin-1"))
+        self.pending.append(head)
         self.pending_len += len(head)
 
     def body(self, data: bytes) -> None:

@@ -770,3 +770,91 @@ def test_any_chunking_of_a_conversation_yields_the_same_events(
         pieces += events_only(drain(server))
     assert pieces == whole
     assert [e for e in whole if isinstance(e, Stdin)] == [Stdin(1, b) for b in [*bodies, b""]]
+
+
+# --------------------------------------------------------------------------------------------
+# The responder's fast path: a whole bodiless request taken in one call.
+
+
+def _events_path(data: bytes) -> tuple[int, bool, list[tuple[bytes, bytes]]]:
+    server = FastCGIConnection(SERVER)
+    server.receive_data(data)
+    events = events_only(drain(server))
+    begin, params, stdin = events
+    assert isinstance(begin, BeginRequest) and isinstance(params, Params)
+    assert isinstance(stdin, Stdin) and stdin.data == b""
+    return begin.request_id, begin.keep_conn, params.params
+
+
+@given(
+    st.integers(1, 65535),
+    st.booleans(),
+    st.lists(st.tuples(st.binary(max_size=300), st.binary(max_size=300)), max_size=6),
+    st.booleans(),
+)
+def test_a_whole_request_is_taken_at_once_exactly_as_its_events_say(
+    rid: int, keep: bool, pairs: list[tuple[bytes, bytes]], pad_empty: bool
+) -> None:
+    data = records.encode_request(rid, pairs, keep_conn=keep, stdin=b"", pad_empty=pad_empty)
+    server = FastCGIConnection(SERVER)
+    whole = server.receive_whole_request(data)
+    assert whole is not None
+    got_rid, got_keep, params = whole
+    assert (got_rid, got_keep, records.decode_pairs(params)) == _events_path(data)
+    # The request is in the state its events would leave: answer it, and the connection is
+    # ready for the next one (or must close).
+    assert server.is_active(rid)
+    out = server.send_response(rid, b"Status: 200 OK\r\n\r\nhi")
+    assert out.endswith(records.encode_end_request(rid))
+    assert not server.is_active(rid)
+    assert server.must_close is not keep
+    assert server.next_event() is NEED_DATA
+
+
+def test_anything_but_one_whole_bodiless_responder_request_is_left_to_the_general_path() -> None:
+    pairs = [(b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", b"/")]
+    whole = records.encode_request(1, pairs, keep_conn=True, stdin=b"")
+    cases = {
+        "a part": whole[:-1],
+        "more after it": whole + records.encode_abort_request(1),
+        "with a body": records.encode_request(1, pairs, keep_conn=True, stdin=b"body"),
+        "no end of stdin": records.encode_request(1, pairs, keep_conn=True),
+        "an authorizer": records.encode_request(
+            1, pairs, keep_conn=True, role=Role.AUTHORIZER, stdin=b""
+        ),
+        "a management record": records.encode_get_values([b"FCGI_MAX_CONNS"]),
+        "another id's stdin": whole[:-8] + records.encode_stream(RecordType.STDIN, 2, b""),
+    }
+    for what, data in cases.items():
+        server = FastCGIConnection(SERVER)
+        assert server.receive_whole_request(data) is None, what
+        # Nothing was consumed: the general path sees all of it, from its first record.
+        server.receive_data(data)
+        assert isinstance(server.next_event(), BeginRequest | GetValues), what
+    # Not while another request is active, bytes are pending, or on the client side.
+    server = FastCGIConnection(SERVER)
+    server.receive_data(whole)
+    drain(server)
+    assert (
+        server.receive_whole_request(records.encode_request(2, pairs, stdin=b"", keep_conn=True))
+        is None
+    )
+    server = FastCGIConnection(SERVER)
+    server.receive_data(whole[:5])
+    assert server.receive_whole_request(whole) is None
+    assert FastCGIConnection(CLIENT).receive_whole_request(whole) is None
+    # A PARAMS stream over max_params_size is left to the general path, which reports it.
+    server = FastCGIConnection(SERVER, max_params_size=10)
+    assert server.receive_whole_request(whole) is None
+
+
+def test_records_after_a_whole_request_follow_the_state_table() -> None:
+    pairs = [(b"REQUEST_METHOD", b"GET")]
+    server = FastCGIConnection(SERVER)
+    assert server.receive_whole_request(records.encode_request(3, pairs, keep_conn=True, stdin=b""))
+    # Its input streams have ended: more STDIN for it is a protocol error; an abort is surfaced.
+    server.receive_data(records.encode_abort_request(3))
+    assert server.next_event() == AbortRequest(3)
+    server.receive_data(records.encode_stream(RecordType.STDIN, 3, b"late"))
+    with pytest.raises(RemoteProtocolError, match="after the end of its STDIN stream"):
+        server.next_event()

@@ -43,6 +43,7 @@ from typing import Final
 
 from corral.protocol.fastcgi import records
 from corral.protocol.fastcgi.constants import (
+    FCGI_KEEP_CONN,
     FCGI_VERSION_1,
     HEADER_LEN,
     MAX_REQUEST_ID,
@@ -158,6 +159,8 @@ _INPUT_OWED: Final[dict[int, int]] = {
 _DEFAULT_OWED: Final = _bits(_PARAMS, _STDIN)
 
 _PARAMS_BIT: Final = 1 << _PARAMS
+_STDIN_BIT: Final = 1 << _STDIN
+_RESPONDER: Final = int(Role.RESPONDER)
 _STREAM_EVENTS: Final = {Stdin: _STDIN, Stdout: _STDOUT, Stderr: _STDERR, Data: _DATA}
 _HEADER_UNPACK: Final = records.HEADER.unpack_from
 _MAX_TYPE: Final = max(_T)
@@ -333,6 +336,63 @@ class FastCGIConnection:
         except RemoteProtocolError as exc:
             self._error = exc
             raise
+
+    def receive_whole_request(self, data: bytes) -> tuple[int, bool, bytes] | None:
+        """Responder fast path for the common case: ``data`` is exactly one whole request
+        without a body (BEGIN_REQUEST for the Responder role, its PARAMS records, the empty
+        PARAMS record, the empty STDIN record) and nothing else is pending or active.
+
+        Then the request is taken at once, as if its events had been read (PARAMS and STDIN
+        ended), and ``(request_id, keep_conn, params)`` is returned, ``params`` being the
+        PARAMS stream's bytes (``records.decode_pairs`` decodes them). Otherwise nothing is
+        consumed and None is returned: feed ``data`` to ``receive_data`` as usual."""
+        if (
+            self.role is not SERVER
+            or self._requests
+            or self._eof
+            or self._error is not None
+            or len(self._buf) != self._pos
+        ):
+            return None
+        size = len(data)
+        if size < 32 or data[0] != FCGI_VERSION_1 or data[1] != _BEGIN:
+            return None
+        _, _, rid, clen, plen = _HEADER_UNPACK(data, 0)
+        if not rid or clen != 8 or data[8] or data[9] != _RESPONDER:
+            return None
+        keep_conn = bool(data[10] & FCGI_KEEP_CONN)
+        pos = 16 + plen
+        chunks: list[bytes] = []
+        while True:
+            if size - pos < HEADER_LEN:
+                return None
+            version, rtype, record_id, clen, plen = _HEADER_UNPACK(data, pos)
+            if version != FCGI_VERSION_1 or rtype != _PARAMS or record_id != rid:
+                return None
+            start = pos + HEADER_LEN
+            pos = start + clen + plen
+            if not clen:
+                break
+            chunks.append(data[start : start + clen])
+        # The empty STDIN record, and nothing after it.
+        if size - pos < HEADER_LEN:
+            return None
+        version, rtype, record_id, clen, plen = _HEADER_UNPACK(data, pos)
+        if (
+            version != FCGI_VERSION_1
+            or rtype != _STDIN
+            or record_id != rid
+            or clen
+            or pos + HEADER_LEN + plen != size
+        ):
+            return None
+        params = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if len(params) > self.max_params_size:
+            return None  # the general path reports it
+        req = _Request(Role.RESPONDER, keep_conn)
+        req.closed = _PARAMS_BIT | _STDIN_BIT
+        self._requests[rid] = req
+        return rid, keep_conn, params
 
     def _receive_record(self, rtype: int, rid: int, content: bytes) -> Event | None:
         if rid == 0:
@@ -591,18 +651,20 @@ class FastCGIConnection:
         return req
 
     def _check_stream_send(self, stream: int, request_id: int) -> None:
-        name = _type_name(stream)
         rule = _STREAM_RULES[stream]
         if rule.sender is not self.role:
-            raise LocalProtocolError(f"only the {rule.sender.value} sends {name}")
-        req = self._active(name, request_id)
+            raise LocalProtocolError(f"only the {rule.sender.value} sends {_type_name(stream)}")
+        req = self._requests.get(request_id)
+        if req is None or req.ended:
+            self._active(_type_name(stream), request_id)  # raises
+            raise AssertionError("unreachable")  # pragma: no cover
         if req.closed & (1 << stream):
             raise LocalProtocolError(
-                f"cannot send {name} for request {request_id}: the stream has ended"
+                f"cannot send {_type_name(stream)} for request {request_id}: the stream has ended"
             )
         if rule.after & ~req.closed:
             raise LocalProtocolError(
-                f"cannot send {name} for request {request_id} before its PARAMS"
+                f"cannot send {_type_name(stream)} for request {request_id} before its PARAMS"
             )
 
     def _check_lifecycle_send(self, rtype: int, request_id: int) -> _Request:

@@ -1,0 +1,117 @@
+"""The worker's own CPU cost per request, without sockets (not collected by pytest).
+
+    .venv/bin/python tests/apps/microbench_worker.py [--requests N] [--profile]
+
+One ``corral.worker.server.Connection`` over a fake socket that hands it, read after read, the
+bytes the front sends for a kept-alive ``GET /hello`` (the same FastCGI params as the front
+builds), and drops what the worker sends. The app is the benchmark's (bench/app.py). The figure
+is CPU time (process time) per request of everything Python does in the worker on the hot path
+(FastCGI records, the environ, start_response, the response records), without system calls or
+the kernel. Compare runs on the same machine only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib.util
+import pstats
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from corral.protocol.fastcgi import records
+from corral.worker import server
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PARAMS = [
+    (b"GATEWAY_INTERFACE", b"CGI/1.1"),
+    (b"SERVER_SOFTWARE", b"Corral"),
+    (b"SCRIPT_NAME", b""),
+    (b"DOCUMENT_ROOT", str(ROOT / "bench" / "site").encode()),
+    (b"REMOTE_ADDR", b"127.0.0.1"),
+    (b"REMOTE_PORT", b"41234"),
+    (b"SERVER_ADDR", b"127.0.0.1"),
+    (b"HTTP_HOST", b"127.0.0.1:8080"),
+    (b"REQUEST_METHOD", b"GET"),
+    (b"PATH_INFO", b"/hello"),
+    (b"QUERY_STRING", b""),
+    (b"REQUEST_URI", b"/hello"),
+    (b"SERVER_NAME", b"127.0.0.1"),
+    (b"SERVER_PORT", b"8080"),
+    (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+]
+REQUEST = records.encode_request(1, PARAMS, keep_conn=True, stdin=b"")
+
+
+def load_app() -> Any:
+    spec = importlib.util.spec_from_file_location("corral_bench_app", ROOT / "bench" / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.application
+
+
+class FakeSocket:
+    """Gives the worker one request per read, ``count`` times, then the end of the stream."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.sent = 0
+
+    def recv_into(self, buffer: Any, size: int = 0, flags: int = 0) -> int:
+        if self.left <= 0:
+            return 0
+        self.left -= 1
+        buffer[: len(REQUEST)] = REQUEST
+        return len(REQUEST)
+
+    def sendall(self, data: Any) -> None:
+        self.sent += 1
+
+    def sendmsg(self, buffers: Any) -> int:
+        self.sent += 1
+        return sum(len(b) for b in buffers)
+
+    def shutdown(self, how: int) -> None:
+        pass
+
+    def settimeout(self, value: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def serve(state: server.WorkerState, buffers: server.ThreadBuffers, count: int) -> None:
+    sock = FakeSocket(count)
+    conn = server.Connection(sock, state, buffers)  # type: ignore[arg-type]
+    conn.serve()
+    assert sock.sent >= count, f"{sock.sent} responses for {count} requests"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=50_000)
+    parser.add_argument("--profile", action="store_true", help="also print a cProfile summary")
+    args = parser.parse_args()
+    state = server.WorkerState(load_app(), 1, False)
+    buffers = server.ThreadBuffers()
+    serve(state, buffers, 2000)  # warm up
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
+    started = time.process_time()
+    serve(state, buffers, args.requests)
+    elapsed = time.process_time() - started
+    if profiler is not None:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    print(f"{1e6 * elapsed / args.requests:.2f} µs CPU per request ({args.requests} requests)")
+
+
+if __name__ == "__main__":
+    main()
