@@ -252,6 +252,43 @@ def test_kept_alive_connections_are_reused_and_unreusable_ones_closed(
     run(with_pool(responder_plan(tmp_path), pool_settings, body))
 
 
+def test_try_acquire_leases_an_idle_kept_alive_connection_at_once_and_nothing_else(
+    run: Run[None], tmp_path: Path
+) -> None:
+    async def body(pool: Pool[TestConnection]) -> None:
+        assert pool.try_acquire() is None  # dormant: only acquire() starts workers
+        first = await pool.acquire()
+        assert pool.try_acquire() is None  # the one worker is busy
+        await first.conn.get("/pid")
+        pool.release(first, reusable=True)
+        second = pool.try_acquire()
+        assert second is not None and second.conn is first.conn
+        assert second.worker_pid == first.worker_pid
+        assert pool.snapshot().in_flight == 1
+        # A request that waits goes first: no lease jumps the queue.
+        waiter = asyncio.ensure_future(pool.acquire())
+        await eventually(lambda: pool.snapshot().waiting == 1, what="a waiter")
+        assert await second.conn.get("/pid") == str(second.worker_pid).encode()
+        pool.release(second, reusable=True)
+        assert pool.try_acquire() is None
+        third = await waiter
+        assert third.conn is first.conn
+        pool.release(third, reusable=False)
+        # Its connection closed, the worker is idle but has none kept alive: acquire() connects.
+        assert pool.try_acquire() is None
+        fourth = await pool.acquire()
+        assert await fourth.conn.get("/pid") == str(first.worker_pid).encode()
+        pool.release(fourth, reusable=True)
+        assert pool.snapshot().workers[0].requests_served == 4
+        closing = asyncio.ensure_future(pool.close(grace=1.0))
+        await asyncio.sleep(0)
+        assert pool.try_acquire() is None
+        await closing
+
+    pool_settings = settings(min_instances=1, max_instances=1)
+    run(with_pool(responder_plan(tmp_path), pool_settings, body))
+
+
 def test_tcp_transport(run: Run[None], tmp_path: Path) -> None:
     async def body(pool: Pool[TestConnection]) -> None:
         pid, answer = await request(pool)

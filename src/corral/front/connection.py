@@ -354,6 +354,11 @@ class HTTPConnection(asyncio.Protocol):
         if route.special:
             self._special_request(request, route, params, has_body)
             return
+        lease = route.pool.try_acquire()
+        if lease is not None:  # a worker was free: no task, no wait
+            self._lease = lease
+            self._start_forwarding(lease.conn, params, has_body)
+            return
         self._task = server.loop.create_task(self._acquire(route, params, has_body))
 
     def _special_request(

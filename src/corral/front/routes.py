@@ -32,6 +32,9 @@ class BackendPool(Protocol):
 
     async def acquire(self, timeout: float | None = ...) -> Any: ...  # noqa: ASYNC109
 
+    def try_acquire(self) -> Any:
+        """A lease at once when one is free and nobody waits, else None (then ``acquire``)."""
+
     def release(self, lease: Any, reusable: bool) -> None: ...
 
 

@@ -355,6 +355,24 @@ class Pool(Generic[ConnT]):
             self._leases.add(lease)
             return lease
 
+    def try_acquire(self) -> Lease[ConnT] | None:
+        """``acquire()``'s fast path, without waiting: a lease at once when no request waits
+        and a ready worker with room has a kept-alive connection open; else None, and the
+        caller awaits ``acquire()`` (which starts workers, queues, connects and raises).
+        It costs no task, future or timer: the front's common case when workers keep up."""
+        if self._closing or not self._active or self._waiters:
+            return None
+        worker = self._pick()
+        if worker is None or worker.process is None:
+            return None
+        conn = self._take_idle_connection(worker)
+        if conn is None:
+            return None
+        self._reserve(worker)
+        lease = Lease(conn=conn, worker_pid=worker.process.pid, worker_id=worker.id)
+        self._leases.add(lease)
+        return lease
+
     def release(self, lease: Lease[ConnT], reusable: bool) -> None:
         """Give a worker back. ``reusable``: the connection is clean and may serve another
         request (kept alive); otherwise it is closed. Releasing twice does nothing."""

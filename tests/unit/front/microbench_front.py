@@ -3,7 +3,8 @@
     .venv/bin/python tests/unit/front/microbench_front.py [--requests N] [--profile]
 
 One in-process ``HTTPConnection`` and one ``FastCGIClientConnection`` over fake transports, a
-pool that hands out the same lease at once: each round feeds a keep-alive GET, lets the lease
+pool that hands out the same lease at once (try_acquire; --awaited: through a task, as when
+requests queue): each round feeds a keep-alive GET, lets the lease
 task run, and feeds the backend's canned response. The figure is CPU time (process time) per
 request of everything Python does on the hot path (parser, routing, params, FastCGI records, the
 CGI head, response framing, the lease task), without system calls, the kernel, or a real pool's
@@ -78,21 +79,25 @@ class Lease:
 
 
 class InstantPool:
-    def __init__(self, conn: FastCGIClientConnection) -> None:
+    def __init__(self, conn: FastCGIClientConnection, awaited: bool) -> None:
         self.lease = Lease(conn)
+        self.awaited = awaited
 
     async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
         return self.lease
+
+    def try_acquire(self) -> Lease | None:
+        return None if self.awaited else self.lease
 
     def release(self, lease: Lease, reusable: bool) -> None:
         pass
 
 
-async def run(requests: int, profile: bool) -> None:
+async def run(requests: int, profile: bool, awaited: bool) -> None:
     backend = FastCGIClientConnection("bench")
     backend_transport = FakeTransport()
     backend.connection_made(backend_transport)  # type: ignore[arg-type]
-    server = FrontServer(PrefixRouter([Route("bench", InstantPool(backend))]))
+    server = FrontServer(PrefixRouter([Route("bench", InstantPool(backend, awaited))]))
     conn = HTTPConnection(server)
     client = FakeTransport()
     conn.connection_made(client)  # type: ignore[arg-type]
@@ -100,7 +105,7 @@ async def run(requests: int, profile: bool) -> None:
     async def rounds(n: int) -> None:
         for _ in range(n):
             conn.data_received(REQUEST)
-            await asyncio.sleep(0)  # the lease task runs
+            await asyncio.sleep(0)  # the lease task runs (--awaited)
             backend.data_received(RESPONSE)
             client.out.clear()
             backend_transport.out.clear()
@@ -122,6 +127,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=50_000)
     parser.add_argument("--profile", action="store_true", help="also print a cProfile summary")
+    parser.add_argument(
+        "--awaited",
+        action="store_true",
+        help="lease through the awaited acquire() (a task per request), as when requests queue",
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -129,7 +139,7 @@ def main() -> None:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    runner(run(args.requests, args.profile))
+    runner(run(args.requests, args.profile, args.awaited))
 
 
 if __name__ == "__main__":
