@@ -44,6 +44,9 @@ class _NoPool:
     async def acquire(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
         raise PoolUnavailable("static", "static files have no application")
 
+    def try_acquire(self) -> Any:
+        return None
+
     def release(self, lease: Any, reusable: bool) -> None:
         return None
 
