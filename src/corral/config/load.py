@@ -40,6 +40,7 @@ from corral.config.model import (
 from corral.config.servercfg import SwitchEntry, ZooServer, read_application_host
 from corral.config.settings import (
     APP_BY_VARIABLE,
+    BY_NAME,
     PROTOCOLS_IN_EFFECT,
     TRANSPORTS_IN_EFFECT,
     Kind,
@@ -778,7 +779,10 @@ def _build_app(
         wsgi_app=_opt_str(values.get("app.wsgi_app")),
         deploy_file=path_value("app.deploy_file"),
         deploy_log=path_value("app.deploy_log"),
+        deploy_timeout=_int_value(values, "app.deploy_timeout"),
         error_log_dir=path_value("app.error_log_dir"),
+        error_log_max_kb=_int_value(values, "app.error_log_max_kb"),
+        error_log_files=_int_value(values, "app.error_log_files"),
         watch_file_changes_mask=tuple(str(m) for m in mask) if isinstance(mask, tuple) else (),
         console_url=_opt_str(values.get("app.console_url")),
         worker_request_timeout=timeout if isinstance(timeout, int) else None,
@@ -814,6 +818,16 @@ def _app_value(setting: Setting, raw: str) -> object:
     if setting.kind is Kind.PATH_LIST:
         return raw
     return setting.convert(raw)
+
+
+def _int_value(values: dict[str, object], name: str) -> int:
+    """An integer application setting's value, or its declared default."""
+    value = values.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    default = BY_NAME[name].default
+    assert isinstance(default, int)
+    return default
 
 
 def _opt_str(value: object) -> str | None:

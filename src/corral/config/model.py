@@ -201,8 +201,13 @@ class AppConfig:
     wsgi_app: str | None = None
     deploy_file: str | None = None
     deploy_log: str | None = None
+    #: Seconds the deploy script may run (DEPLOY_TIMEOUT).
+    deploy_timeout: int = 600
     #: Absolute folder for the workers' error logs; None when unset or "NULL".
     error_log_dir: str | None = None
+    #: Rotation of the error log: size in KiB, rotated files kept.
+    error_log_max_kb: int = 10240
+    error_log_files: int = 5
     watch_file_changes_mask: tuple[str, ...] = ()
     console_url: str | None = None
     worker_request_timeout: int | None = None

@@ -25,8 +25,11 @@ is already out). A 503 page may show the application's error output to loopback 
 from __future__ import annotations
 
 import asyncio
+import codecs
+import html
 import ipaddress
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
 
 from corral.backends import (
@@ -44,6 +47,7 @@ from corral.front.routes import Route
 from corral.front.target import BadTarget, decode_path, split_host
 from corral.protocol.http1.errors import HTTPProtocolError
 from corral.protocol.http1.events import NEED_DATA, PAUSED, Body, EndOfMessage, Request
+from corral.runtime.gate import DeployFailed, DeployInProgress
 from corral.supervision.pool import AcquireTimeout, PoolOverloaded, PoolUnavailable
 
 if TYPE_CHECKING:
@@ -129,6 +133,7 @@ class HTTPConnection(asyncio.Protocol):
         "_status",
         "_task",
         "_transport",
+        "_write_resumed",
         "_writing_paused",
         "loopback",
         "remote_host",
@@ -143,6 +148,7 @@ class HTTPConnection(asyncio.Protocol):
         self._closed = False
         self._paused = 0
         self._writing_paused = False
+        self._write_resumed: asyncio.Future[None] | None = None
         self._deadline = 0.0
         self._kind = _NONE
         self._got_bytes = False
@@ -261,6 +267,11 @@ class HTTPConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        waiter = self._write_resumed
+        if waiter is not None:
+            self._write_resumed = None
+            if not waiter.done():
+                waiter.set_result(None)
         if self._kind == _BACKEND:
             self._deadline = self._server.now + self._server.response_timeout
         if self._backend is not None:
@@ -393,6 +404,13 @@ class HTTPConnection(asyncio.Protocol):
     async def _acquire(self, route: Route, params: list[tuple[bytes, bytes]], body: bool) -> None:
         try:
             lease = await route.pool.acquire(self._server.settings.acquire_timeout)
+        except DeployInProgress as exc:
+            if exc.output is not None and self._method != b"HEAD":
+                await self._stream_deploy(route, exc.output)
+                return
+            self._task = None
+            self._lease_failed(route, exc)
+            return
         except Exception as exc:
             self._task = None
             self._lease_failed(route, exc)
@@ -409,6 +427,13 @@ class HTTPConnection(asyncio.Protocol):
     ) -> None:
         try:
             lease = await route.pool.acquire(self._server.settings.acquire_timeout)
+        except DeployInProgress as exc:
+            if exc.output is not None and self._method != b"HEAD":
+                await self._stream_deploy(route, exc.output)
+                return
+            self._task = None
+            self._lease_failed(route, exc)
+            return
         except Exception as exc:
             self._task = None
             self._lease_failed(route, exc)
@@ -434,6 +459,24 @@ class HTTPConnection(asyncio.Protocol):
         """No backend for this request: the 503 that says why."""
         if isinstance(exc, PoolOverloaded):
             self._respond_error(503, retry_after=True, message="The application is busy.")
+        elif isinstance(exc, DeployInProgress):
+            self._respond_error(
+                503,
+                retry_after=True,
+                message=errorpages.DEPLOYING,
+                refresh=self._server.settings.retry_after,
+            )
+        elif isinstance(exc, DeployFailed):
+            details = None
+            if exc.public or (self.loopback and self._server.settings.show_errors_to_loopback):
+                details = f"{exc.reason}\n\n{exc.stderr_tail}".strip()
+            self._respond_error(
+                503,
+                retry_after=True,
+                message="The application's deploy script failed; the application is stopped "
+                "until its files change.",
+                details=details,
+            )
         elif isinstance(exc, PoolUnavailable):
             details = None
             if self.loopback and self._server.settings.show_errors_to_loopback:
@@ -450,6 +493,69 @@ class HTTPConnection(asyncio.Protocol):
         else:  # a bug or an unexpected failure below: this request only
             logger.error("%s: cannot lease a worker", route.name, exc_info=exc)
             self._respond_error(503, retry_after=True)
+
+    async def _stream_deploy(self, route: Route, output: AsyncIterator[bytes]) -> None:
+        """Answer with the deploy script's output as it comes (503, chunked; close-delimited
+        for HTTP/1.0), in a page that reloads itself once the script has ended. Runs in the
+        request's task: a client that goes away cancels it, one that stops reading stalls it
+        (and the response deadline aborts it)."""
+        server = self._server
+        request = self._request
+        assert request is not None and self._transport is not None
+        chunked = request.http_version != "1.0"
+        head = [
+            status_line(503, b""),
+            b"Server: Corral\r\n",
+            b"Content-Type: text/html; charset=utf-8\r\n",
+            b"Cache-Control: no-store\r\n",
+            b"Retry-After: %d\r\n" % server.settings.retry_after,
+            _CHUNKED if chunked else b"",
+            _CONN_CLOSE,
+            b"\r\n",
+        ]
+        self._status = 503
+        self._close_after = True
+        self._transport.write(b"".join(head))
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        logger.info("%s: streaming the deploy script's output to %s", route.name, self.remote_host)
+        try:
+            await self._stream_piece(
+                errorpages.deploy_stream_start(server.settings.retry_after), chunked
+            )
+            async for data in output:
+                if self._closed:
+                    return
+                self._set_deadline(_BACKEND, server.response_timeout)
+                if data:
+                    text = html.escape(decoder.decode(data), quote=False)
+                    await self._stream_piece(text.encode("utf-8"), chunked)
+            tail = html.escape(decoder.decode(b"", final=True), quote=False).encode("utf-8")
+            await self._stream_piece(
+                tail + errorpages.deploy_stream_end("The deploy script has ended."), chunked
+            )
+            if chunked and not self._closed and self._transport is not None:
+                self._transport.write(_LAST_CHUNK)
+        finally:
+            aclose = getattr(output, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        self._task = None
+        if not self._closed:
+            self._finish_request()
+
+    async def _stream_piece(self, data: bytes, chunked: bool) -> None:
+        transport = self._transport
+        if self._closed or transport is None or not data:
+            return
+        if chunked:
+            transport.write(b"%x\r\n" % len(data) + data + _CRLF)
+        else:
+            transport.write(data)
+        self._sent += len(data)
+        if self._writing_paused and not self._closed:
+            waiter = asyncio.get_running_loop().create_future()
+            self._write_resumed = waiter
+            await waiter
 
     def _start_forwarding(
         self, backend: BackendConnection, params: list[tuple[bytes, bytes]], body: bool
@@ -794,6 +900,7 @@ class HTTPConnection(asyncio.Protocol):
         retry_after: bool = False,
         message: str | None = None,
         details: str | None = None,
+        refresh: int | None = None,
     ) -> None:
         """Answer the current request with an error page, then close the connection.
 
@@ -816,11 +923,18 @@ class HTTPConnection(asyncio.Protocol):
         extra: tuple[tuple[str, str], ...] = ()
         if retry_after:
             extra = (("Retry-After", str(self._server.settings.retry_after)),)
+        if refresh is not None:
+            extra += (("Cache-Control", "no-store"),)
         if message is None and details is None and not extra:
             page = errorpages.canned(status, head_only=head_only)
         else:
             page = errorpages.error_response(
-                status, message=message, details=details, extra_headers=extra, head_only=head_only
+                status,
+                message=message,
+                details=details,
+                extra_headers=extra,
+                head_only=head_only,
+                refresh=refresh,
             )
         transport.write(page)
         self._status = status

@@ -15,8 +15,8 @@ import html
 from http import HTTPStatus
 
 _TEMPLATE = (
-    '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{code} {reason}</title></head>\n'
-    "<body><h1>{code} {reason}</h1>\n<p>{message}</p>\n{details}"
+    '<!DOCTYPE html>\n<html><head><meta charset="utf-8">{refresh}<title>{code} {reason}</title>'
+    "</head>\n<body><h1>{code} {reason}</h1>\n<p>{message}</p>\n{details}"
     "<hr><address>Corral</address></body></html>\n"
 )
 
@@ -43,13 +43,49 @@ def reason_phrase(status: int) -> str:
         return "Error"
 
 
-def error_body(status: int, message: str | None = None, details: str | None = None) -> bytes:
+def refresh_meta(seconds: int | None) -> str:
+    """A ``<meta>`` that makes the browser load the page again ``seconds`` after it loaded."""
+    return "" if seconds is None else f'<meta http-equiv="refresh" content="{int(seconds)}">'
+
+
+def error_body(
+    status: int,
+    message: str | None = None,
+    details: str | None = None,
+    *,
+    refresh: int | None = None,
+) -> bytes:
     reason = reason_phrase(status)
     text = message if message is not None else MESSAGES.get(status, reason)
     detail_html = f"<pre>{html.escape(details)}</pre>\n" if details else ""
     return _TEMPLATE.format(
-        code=status, reason=html.escape(reason), message=html.escape(text), details=detail_html
+        code=status,
+        reason=html.escape(reason),
+        message=html.escape(text),
+        details=detail_html,
+        refresh=refresh_meta(refresh),
     ).encode("utf-8")
+
+
+DEPLOYING = "Application deployment in progress. This page reloads by itself when it is done."
+
+
+def deploy_stream_start(refresh: int) -> bytes:
+    """The start of the page that shows a deploy script's output as it runs (the output goes in
+    the ``<pre>``, escaped, then ``deploy_stream_end``). The refresh fires once it has loaded."""
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"{refresh_meta(refresh)}<title>Application deployment in progress</title></head>\n"
+        "<body><h1>Application deployment in progress</h1>\n"
+        "<p>The application's deploy script runs; its output follows.</p>\n<pre>"
+    ).encode()
+
+
+def deploy_stream_end(summary: str) -> bytes:
+    return (
+        f"</pre>\n<p>{html.escape(summary)} This page reloads by itself.</p>\n"
+        "<hr><address>Corral</address></body></html>\n"
+    ).encode()
 
 
 def error_response(
@@ -61,9 +97,10 @@ def error_response(
     head_only: bool = False,
     date: bytes = b"",
     close: bool = True,
+    refresh: int | None = None,
 ) -> bytes:
     """A complete HTTP/1.1 error response (head and body, or only the head for HEAD)."""
-    body = error_body(status, message, details)
+    body = error_body(status, message, details, refresh=refresh)
     lines = [
         f"HTTP/1.1 {status} {reason_phrase(status)}",
         "Server: Corral",

@@ -303,6 +303,8 @@ class Pool(Generic[ConnT]):
         # Rolling restarts: the current generation and the callers waiting for it to finish.
         self._generation = 0
         self._restart_waiters: list[asyncio.Future[bool]] = []
+        # Set when the last worker is gone (``stop_workers`` waits for it).
+        self._emptied: asyncio.Event | None = None
 
     # -------------------------------------------------------------------------------- public
 
@@ -513,6 +515,39 @@ class Pool(Generic[ConnT]):
         self._restart_waiters.append(done)
         self._check_restart()
         return await asyncio.shield(done)
+
+    async def stop_workers(self, reason: str) -> None:
+        """Stop every worker and go dormant; the next ``acquire`` starts fresh ones.
+
+        Workers serving requests finish them first (as in a rolling restart); requests waiting
+        for a worker get ``PoolUnavailable(reason)``. Returns when no worker process is left.
+        For running an application's deploy script, which wants the application stopped.
+        """
+        if self._closing:
+            return
+        self._active = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._fail_waiters(PoolUnavailable(self.name, reason))
+        if self._workers:
+            _log.info(
+                "app %s: stopping %d worker(s): %s",
+                self.name,
+                len(self._workers),
+                reason,
+                extra={"app": self.name},
+            )
+        for worker in list(self._workers.values()):
+            if worker.state is WorkerState.STARTING:
+                self._set_state(worker, WorkerState.STOPPING)
+                if worker.task is not None:
+                    worker.task.cancel()
+            elif worker.state.is_ready:
+                self._retire(worker, reason)
+        while self._workers:
+            self._emptied = asyncio.Event()
+            await self._emptied.wait()
 
     def snapshot(self) -> PoolSnapshot:
         """The pool's state as plain data (for a status page)."""
@@ -910,6 +945,8 @@ class Pool(Generic[ConnT]):
             worker.draining.cancel()
             worker.draining = None
         self._workers.pop(worker.id, None)
+        if not self._workers and self._emptied is not None:
+            self._emptied.set()
 
     # -------------------------------------------------------------------------------- restarts
 

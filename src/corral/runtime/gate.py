@@ -1,0 +1,59 @@
+"""What the front gets instead of a worker while an application is held back by its deploy script.
+
+While an application's deploy script has to run, runs, or has failed, its route points at a
+``DeployGate`` instead of its pool. The gate has the pool's two methods: ``acquire`` asks the
+application's controller, which answers by raising
+
+* ``DeployInProgress``: 503 with Retry-After and a page that reloads itself. For the request
+  that started the run, when DEPLOY_LOG is unset, ``output`` carries the script's output, which
+  the front streams to that browser as it comes (Helicon Zoo's behaviour);
+* ``DeployFailed`` (a ``PoolUnavailable``): 503 with the end of the script's output. The output
+  is shown to every client when DEPLOY_LOG is unset (it was meant for the browser), else to
+  loopback clients only, like a traceback.
+
+``release`` hands leases back to the real pool (a request that got its worker before the gate
+went up finishes normally).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from corral.supervision.pool import PoolError, PoolUnavailable
+
+
+class DeployInProgress(PoolError):
+    """The deploy script runs: 503, Retry-After, a self-refreshing page (or its live output)."""
+
+    def __init__(self, app: str, output: AsyncIterator[bytes] | None = None) -> None:
+        super().__init__(app, "deployment in progress")
+        #: The script's output for the one request that streams it; else None.
+        self.output = output
+
+
+class DeployFailed(PoolUnavailable):
+    """The deploy script failed: the application stays stopped until its files change."""
+
+    def __init__(self, app: str, reason: str, output_tail: str, *, public: bool) -> None:
+        super().__init__(app, reason, output_tail)
+        #: Show the output to every client (DEPLOY_LOG unset), not only to loopback ones.
+        self.public = public
+
+
+class DeployGate:
+    """Stands in for a pool on a route (the front's ``BackendPool``)."""
+
+    def __init__(
+        self,
+        acquire: Callable[[float | None], Awaitable[Any]],
+        release: Callable[[Any, bool], None],
+    ) -> None:
+        self._acquire = acquire
+        self._release = release
+
+    async def acquire(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        return await self._acquire(timeout)
+
+    def release(self, lease: Any, reusable: bool) -> None:
+        self._release(lease, reusable)
