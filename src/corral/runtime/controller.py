@@ -121,6 +121,11 @@ class AppController:
         self._set_phase(Phase.DEPLOY_NEEDED)
 
     @property
+    def restarting(self) -> bool:
+        """A rolling restart started by a file change is under way."""
+        return self._restart_task is not None and not self._restart_task.done()
+
+    @property
     def watching(self) -> bool:
         return self._watcher is not None and self._watcher.running
 
