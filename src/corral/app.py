@@ -30,6 +30,7 @@ from typing import Any
 
 from corral.appsetup import (
     POOL_SETTING_NAMES,
+    Unsupported,
     app_label,
     backend_for,
     pool_settings_for,
@@ -112,7 +113,7 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
         )
         apps.append(Application(app, pool, route))
     if problems:
-        raise ConfigErrors([error for exc in problems for error in exc.errors])
+        raise Unsupported([error for exc in problems for error in exc.errors])
     return apps
 
 

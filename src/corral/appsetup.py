@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 
 from corral.backends import BackendConnection, fastcgi
@@ -101,28 +101,27 @@ def pool_settings_for(app: AppConfig, overrides: Mapping[str, object] = _NONE) -
     ``overrides`` maps ``PoolSettings`` field names to values (``--min``/``--max`` arrive as
     ``min_instances``/``max_instances``). A maximum below the minimum is raised to it.
     """
-    engine = app.engine
-    settings = PoolSettings(
-        min_instances=engine.min_instances,
-        max_instances=engine.max_instances,
-        queue_size=SERVE_QUEUE_SIZE,
-        graceful_shutdown_timeout=float(engine.graceful_shutdown_timeout),
-    )
-    if engine.protocol is Protocol.HTTP:
-        settings = replace(settings, connections_per_worker=HTTP_CONNECTIONS_PER_WORKER)
-    changes = {name: value for name, value in overrides.items() if name in POOL_SETTING_NAMES}
     unknown = set(overrides) - POOL_SETTING_NAMES
     if unknown:
         raise ValueError(f"not pool settings: {', '.join(sorted(unknown))}")
-    minimum = changes.get("min_instances", settings.min_instances)
-    maximum = changes.get("max_instances", settings.max_instances)
+    engine = app.engine
+    values: dict[str, object] = {
+        "min_instances": engine.min_instances,
+        "max_instances": engine.max_instances,
+        "queue_size": SERVE_QUEUE_SIZE,
+        "graceful_shutdown_timeout": float(engine.graceful_shutdown_timeout),
+    }
+    if engine.protocol is Protocol.HTTP:
+        values["connections_per_worker"] = HTTP_CONNECTIONS_PER_WORKER
+    values.update(overrides)
+    minimum, maximum = values["min_instances"], values["max_instances"]
     assert isinstance(minimum, int) and isinstance(maximum, int)
     if 0 < maximum < minimum:
-        if "max_instances" in changes and "min_instances" not in changes:
-            changes["min_instances"] = maximum
+        if "max_instances" in overrides and "min_instances" not in overrides:
+            values["min_instances"] = maximum
         else:
-            changes["max_instances"] = minimum
-    return replace(settings, **changes)  # type: ignore[arg-type]
+            values["max_instances"] = minimum
+    return PoolSettings(**values)  # type: ignore[arg-type]
 
 
 def _unsupported(app: AppConfig, setting: str, message: str) -> Unsupported:

@@ -11,6 +11,7 @@ subprocess, raw-socket clients, real workers (Corral's Python worker, php-cgi).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,11 +167,16 @@ def test_each_binding_is_listened_on_and_routes_by_its_port(serve: Any, tmp_path
 @pytest.mark.parametrize(
     ("fixture", "expected"),
     [
-        ("malformed-xml/web.config", r"web\.config:\d+: "),
-        ("malformed-toml/corral.toml", r"corral\.toml:\d+: "),
+        ("malformed-xml/web.config", r"web\.config:6: xml: malformed XML"),
+        ("malformed-toml/corral.toml", r"corral\.toml:3: toml: malformed TOML"),
         ("unknown-engine/web.config", r"web\.config:\d+: scriptProcessor: unknown engine"),
-        ("duplicate-names/web.config", r"web\.config:\d+: "),
-        ("bad-numbers/server.toml", r"applicationHost\.config:\d+: "),
+        ("duplicate-names/web.config", r"web\.config:11: application: duplicate application"),
+        ("bad-numbers/server.toml", r"applicationHost\.config:6: maxInstances: expected a whole"),
+        ("duplicate-binding/server.toml", r"server\.toml:8: bindings: every host .* site 'a'"),
+        ("duplicate-site/server.toml", r"server\.toml:3: toml: malformed TOML"),
+        ("entity-expansion/web.config", r"web\.config:3: xml: entity declarations are refused"),
+        ("switchboard-disabled/server.toml", r"corral\.toml:1: engine: .* disabled .*switchboard"),
+        ("toml-typos/server.toml", r"server\.toml:6: bindigns: unknown site setting"),
     ],
 )
 def test_a_broken_configuration_starts_nothing(fixture: str, expected: str, tmp_path: Path) -> None:
@@ -289,3 +296,91 @@ def test_the_php_site_serves_php_through_php_cgi_and_its_files_statically(serve:
     assert (about.status, about.body) == (200, b"static page\n")
     # PHP sources and php.ini (PHP_INI) are never served as files.
     assert get(server.port, "/php.ini").status == 404
+
+
+def test_a_tcp_service_engine_connects_to_a_running_server(serve: Any, tmp_path: Path) -> None:
+    """transport="tcp.service": nothing is started; requests go to the server at host:port
+    (here Corral's own worker, started by the test as any FastCGI server would be)."""
+    site = tmp_path / "svc"
+    site.mkdir()
+    (site / "wsgi.py").write_text(
+        "import os\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [('service pid %d %s' % (os.getpid(), environ['SCRIPT_NAME'])).encode()]\n"
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = subprocess.Popen(
+        [sys.executable, "-m", "corral.worker", "--bind", f"127.0.0.1:{port}"],
+        cwd=site,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        (tmp_path / "server.toml").write_text(
+            textwrap.dedent(
+                f"""
+                [engines.svc]
+                transport = "tcp.service"
+                protocol = "fastcgi"
+                host = "127.0.0.1"
+                port_lower = {port}
+
+                [sites.s]
+                bindings = ["127.0.0.1:8080:"]
+                [sites.s.apps."/svc"]
+                physical_path = "svc"
+                """
+            )
+        )
+        (site / "corral.toml").write_text('[apps.svc]\nengine = "svc"\n')
+        server = serve(tmp_path / "server.toml")
+        assert server.workers() == []  # nothing started by Corral
+        for _ in range(100):
+            with socket.socket() as ready:
+                if ready.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        first = get(server.port, "/svc/x")
+        assert (first.status, first.body) == (200, f"service pid {backend.pid} /svc".encode())
+        assert get(server.port, "/svc/y").body == first.body  # the kept-alive connection
+        assert server.workers() == []
+        backend.kill()
+        backend.wait(WAIT)
+        down = get(server.port, "/svc/z")
+        assert down.status == 503
+        assert b"cannot connect to 127.0.0.1:" in down.body  # loopback clients see why
+    finally:
+        if backend.poll() is None:
+            backend.kill()
+            backend.wait(WAIT)
+
+
+def test_an_application_host_config_with_engines_user_engines_and_switchboard(
+    serve: Any,
+) -> None:
+    from conftest import require_program
+
+    require_program("php-cgi")
+    server = serve(SITES / "apphost" / "server.toml")
+    # Default Web Site: PHP at / (php.5.4.pipe from <engines>), Django at /django
+    # (python.2.7.pipe from <userEngines>, amended by the TOML).
+    php = get(server.port, "/index.php", "www.example.test")
+    assert php.status == 200 and php.body.startswith(b"hello from php"), php.body[:200]
+    if importlib.util.find_spec("django") is not None:
+        django = get(server.port, "/django/", "example.test")
+        assert (django.status, django.body) == (200, b"django at /django/ (script '/django')")
+    # Restricted Site: its switchboard disables everything but the python.2.7 engines.
+    seed = get(server.port, "/", "restricted.example.test")
+    assert (seed.status, seed.body) == (200, b"Hello from WSGI.project\n")
+    check = _corral("check", str(SITES / "apphost" / "server.toml"))
+    assert check.returncode == 0
+    # <userEngines> replaced <engines>' python.2.7.pipe (its variables), the TOML amended it.
+    assert "ENGINE_MARK=from-userEngines" in check.stdout
+    assert "python.2.7.pipe: Corral Python worker; NamedPipe/fastcgi; instances 1..2" in (
+        check.stdout
+    )

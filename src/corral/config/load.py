@@ -272,17 +272,13 @@ def _build(
     problems.raise_if_any()
     for name, engine in sorted(ctx.used_engines.items()):
         ctx.not_in_effect.extend(engine_not_in_effect(engine))
-        if engine.kind is not EngineKind.SERVICE and engine.transport not in TRANSPORTS_IN_EFFECT:
+        if engine.transport not in TRANSPORTS_IN_EFFECT:
             ctx.not_in_effect.append(
                 NotInEffect(f"engine {name}: transport", engine.transport.value, engine.location)
             )
         if engine.protocol not in PROTOCOLS_IN_EFFECT:
             ctx.not_in_effect.append(
                 NotInEffect(f"engine {name}: protocol", engine.protocol.value, engine.location)
-            )
-        if engine.kind is EngineKind.SERVICE:
-            ctx.not_in_effect.append(
-                NotInEffect(f"engine {name}: transport", engine.transport.value, engine.location)
             )
     all_engines = dict(ctx.engines)
     for engine in builtin_engines.BUILT_IN:

@@ -545,5 +545,10 @@ APP_BY_VARIABLE: dict[str, Setting] = {
 APP_BY_TOML: dict[str, Setting] = {s.toml_key: s for s in by_scope(Scope.APP) if s.toml_key}
 
 #: Values of engine settings the runtime implements (anything else is listed as not in effect).
-TRANSPORTS_IN_EFFECT: frozenset[Transport] = frozenset({Transport.NAMED_PIPE, Transport.TCP})
-PROTOCOLS_IN_EFFECT: frozenset[Protocol] = frozenset({Protocol.FASTCGI, Protocol.HTTP})
+#: (`corral.appsetup.backend_for` is what runs them; it refuses the others with a clear error.)
+TRANSPORTS_IN_EFFECT: frozenset[Transport] = frozenset(
+    {Transport.NAMED_PIPE, Transport.TCP, Transport.TCP_SERVICE}
+)
+PROTOCOLS_IN_EFFECT: frozenset[Protocol] = frozenset(
+    {Protocol.FASTCGI, Protocol.FASTCGI_PHP, Protocol.HTTP}
+)

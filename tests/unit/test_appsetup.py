@@ -1,0 +1,134 @@
+"""AppConfig -> pool settings and launch plans (corral.appsetup), and the front's adapter over
+the configuration's router (corral.front.routes.ConfigRouter). Pure: nothing is started."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from corral.app import ServeOptions, build_apps
+from corral.appsetup import Unsupported, backend_for, pool_settings_for
+from corral.config import ConfigErrors, load, load_site
+from corral.config.engines import PYTHON
+from corral.config.model import EngineKind, Transport
+from corral.front.routes import ConfigRouter
+from corral.supervision.launch import corral_package_parent
+
+SITES = Path(__file__).resolve().parents[1] / "fixtures" / "sites"
+
+
+def test_pool_settings_come_from_the_engine_and_the_command_line_wins() -> None:
+    config = load(str(SITES / "apphost" / "server.toml"))
+    django = next(app for app in config.apps if app.virtual_path == "/django")
+    settings = pool_settings_for(django)
+    assert (settings.min_instances, settings.max_instances) == (1, 2)  # TOML over userEngines
+    assert settings.graceful_shutdown_timeout == 30.0  # gracefulShutdownTimeout
+    assert settings.queue_size == 1000
+    overridden = pool_settings_for(django, {"max_instances": 5, "queue_size": 7})
+    assert (overridden.max_instances, overridden.queue_size) == (5, 7)
+    # A maximum below the engine's minimum pulls the minimum down with it, and vice versa.
+    assert (
+        pool_settings_for(
+            replace(django, engine=replace(django.engine, min_instances=3)), {"max_instances": 2}
+        ).min_instances
+        == 2
+    )
+    assert pool_settings_for(django, {"min_instances": 4}).max_instances == 4
+    with pytest.raises(ValueError, match="not pool settings"):
+        pool_settings_for(django, {"header_timeout": 1.0})
+
+
+def test_a_python_app_runs_corrals_worker_under_its_interpreter_with_its_environment() -> None:
+    config = load_site(str(SITES / "seed-wsgi"), environ={"PATH": "/usr/bin", "HOME": "/h"})
+    (app,) = config.apps
+    backend = backend_for(app, pool_settings_for(app, {"connections_per_worker": 4}))
+    assert backend.plan is not None and backend.address is None
+    assert backend.plan.argv[:3] == (sys.executable, "-m", "corral.worker")
+    assert backend.plan.argv[-2:] == ("--threads", "4")
+    assert backend.plan.cwd == app.current_directory
+    env = backend.plan.env
+    assert env["WSGI_APP"] == "wsgi.application"
+    assert env["APPL_VIRTUAL_PATH"] == "/"
+    assert env["INSTANCE_ID"] == "0"
+    entries = env["PYTHONPATH"].split(os.pathsep)
+    assert entries[0] == app.physical_path
+    assert entries[-1] == corral_package_parent()
+
+
+def test_a_command_engine_runs_its_argv_and_a_service_starts_nothing(tmp_path: Path) -> None:
+    config = load_site(str(SITES / "php-site"))
+    (app,) = config.apps
+    backend = backend_for(app, pool_settings_for(app))
+    assert backend.plan is not None
+    assert backend.plan.argv[0] == "php-cgi"
+    assert backend.plan.env["PHP_FCGI_MAX_REQUESTS"] == "500"
+    service = replace(
+        app,
+        engine=replace(
+            app.engine, kind=EngineKind.SERVICE, transport=Transport.TCP_SERVICE, port_lower=9000
+        ),
+    )
+    backend = backend_for(service, pool_settings_for(service))
+    assert (backend.plan, backend.address) == (None, ("127.0.0.1", 9000))
+
+
+def test_what_is_not_implemented_is_refused_with_the_engines_line(tmp_path: Path) -> None:
+    (tmp_path / "corral.toml").write_text(
+        '[engines.node]\nfull_path = "node"\ntransport = "tcp"\nprotocol = "fastcgi"\n'
+        '[apps.a]\nengine = "node"\n'
+    )
+    config = load_site(str(tmp_path))
+    with pytest.raises(Unsupported) as caught:
+        build_apps(config, ServeOptions(path=tmp_path))
+    (error,) = caught.value.errors
+    assert error.setting == "transport"
+    assert str(error).startswith(f"{tmp_path / 'corral.toml'}:1: transport: ")
+    assert isinstance(caught.value, ConfigErrors)
+
+
+def test_the_router_adapter_maps_sites_mounts_static_folders_and_ports() -> None:
+    config = load(str(SITES / "multi" / "server.toml"))
+    apps = build_apps(config, ServeOptions(path=SITES))
+    routes = {(a.config.site, a.config.virtual_path, a.config.name): a.route for a in apps}
+    router = ConfigRouter(config, routes)
+    router.listening(41000, 8080)
+    blog = router.match(b"www.main.test", b"/blog/x", 41000)
+    assert blog is routes[("main", "/blog", "blog")]
+    assert blog.script_name == b"/blog" and blog.static is None
+    # The listener's actual port stands for the configured one; another port has no site.
+    assert router.match(b"www.main.test", b"/blog/x", 41001) is None
+    assert router.match(b"nobody.test", b"/", 41000) is None
+    # Without port routing (--listen), every site answers on the one address.
+    loose = ConfigRouter(config, routes, by_port=False)
+    assert loose.match(b"x.other.test", b"/api", 12345) is routes[("other", "/api", "other")]
+
+
+def test_file_handlers_get_a_route_per_script_and_static_files_their_folder() -> None:
+    config = load_site(str(SITES / "php-site"))
+    apps = build_apps(config, ServeOptions(path=SITES))
+    routes = {(a.config.site, a.config.virtual_path, a.config.name): a.route for a in apps}
+    router = ConfigRouter(config, routes)
+    script = router.match(b"localhost", b"/index.php/extra")
+    assert script is not None and script.script_params is not None
+    params = dict(script.script_params)
+    root = os.fsencode(apps[0].config.physical_path)
+    assert params[b"SCRIPT_NAME"] == b"/index.php"
+    assert params[b"SCRIPT_FILENAME"] == root + b"/index.php"
+    assert params[b"PATH_INFO"] == b"/extra"
+    assert b"SCRIPT_NAME" not in dict(script.params)  # sent once, by script_params
+    static = router.match(b"localhost", b"/css/site.css")
+    assert static is not None and static.static is not None
+    assert static.static.root == apps[0].config.physical_path
+
+
+def test_a_plain_folder_is_one_python_application_at_the_root(tmp_path: Path) -> None:
+    config = load_site(str(tmp_path), default_engine=PYTHON)
+    (app,) = config.apps
+    assert app.engine.kind is EngineKind.PYTHON_WORKER
+    apps = build_apps(config, ServeOptions(path=tmp_path))
+    router = ConfigRouter(config, {("default", "/", app.name): apps[0].route})
+    assert router.match(None, b"/anything/at/all") is apps[0].route
