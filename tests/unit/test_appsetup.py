@@ -77,9 +77,9 @@ def test_a_command_engine_runs_its_argv_and_a_service_starts_nothing(tmp_path: P
 
 
 def test_what_is_not_implemented_is_refused_with_the_engines_line(tmp_path: Path) -> None:
+    # Corral's Python worker takes its socket at fd 0: it cannot be given a port.
     (tmp_path / "corral.toml").write_text(
-        '[engines.node]\nfull_path = "node"\ntransport = "tcp"\nprotocol = "fastcgi"\n'
-        '[apps.a]\nengine = "node"\n'
+        '[engines.python]\ntransport = "tcp"\n[apps.a]\nengine = "python"\n'
     )
     config = load_site(str(tmp_path))
     with pytest.raises(Unsupported) as caught:
