@@ -4,6 +4,7 @@ hands to ``Pool`` (the front has its own, ``corral.backends.fastcgi``)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Self
 
 from corral.protocol.fastcgi import (
     CLIENT,
@@ -14,6 +15,23 @@ from corral.protocol.fastcgi import (
 )
 from corral.supervision.launch import Address
 from corral.supervision.probe import open_stream
+
+Params = list[tuple[bytes, bytes]]
+
+
+def cgi_params(path_info: bytes, *, script_name: bytes = b"", server_port: bytes = b"80") -> Params:
+    """The CGI variables of a plain GET, as the front would send them."""
+    return [
+        (b"REQUEST_METHOD", b"GET"),
+        (b"SCRIPT_NAME", script_name),
+        (b"PATH_INFO", path_info),
+        (b"QUERY_STRING", b""),
+        (b"SERVER_NAME", b"localhost"),
+        (b"SERVER_PORT", server_port),
+        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+        (b"REMOTE_ADDR", b"127.0.0.1"),
+        (b"REMOTE_PORT", b"40000"),
+    ]
 
 
 class TestConnection:
@@ -26,6 +44,11 @@ class TestConnection:
         self.writer = writer
         self._closed = False
 
+    @classmethod
+    async def open(cls, address: Address) -> Self:
+        reader, writer = await open_stream(address)
+        return cls(reader, writer)
+
     @property
     def is_closed(self) -> bool:
         return self._closed or self.writer.is_closing()
@@ -34,20 +57,10 @@ class TestConnection:
         self._closed = True
         self.writer.close()
 
-    async def get(self, path: str, *, keep_conn: bool = True) -> bytes:
-        """Send a GET for ``path``; return the response body. Raises ConnectionError on EOF."""
+    async def request(self, params: Params, *, keep_conn: bool = True) -> tuple[bytes, bytes]:
+        """Send one request without a body; return the CGI response head and body. Raises
+        ConnectionError when the worker closes the connection before END_REQUEST."""
         conn = FastCGIConnection(CLIENT)
-        params = [
-            (b"REQUEST_METHOD", b"GET"),
-            (b"PATH_INFO", path.encode()),
-            (b"SCRIPT_NAME", b""),
-            (b"QUERY_STRING", b""),
-            (b"SERVER_NAME", b"localhost"),
-            (b"SERVER_PORT", b"80"),
-            (b"SERVER_PROTOCOL", b"HTTP/1.1"),
-            (b"REMOTE_ADDR", b"127.0.0.1"),
-            (b"REMOTE_PORT", b"40000"),
-        ]
         self.writer.write(conn.send_request(1, params, keep_conn=keep_conn, stdin=b""))
         stdout = b""
         while True:
@@ -62,12 +75,16 @@ class TestConnection:
                 stdout += event.data
             elif isinstance(event, EndRequest):
                 break
-        _head, _, body = stdout.partition(b"\r\n\r\n")
+        head, _, body = stdout.partition(b"\r\n\r\n")
         if not keep_conn:
             self.close()
+        return head, body
+
+    async def get(self, path: str, *, keep_conn: bool = True) -> bytes:
+        """Send a GET for ``path``; return the response body. Raises ConnectionError on EOF."""
+        _head, body = await self.request(cgi_params(path.encode()), keep_conn=keep_conn)
         return body
 
 
 async def connect(address: Address) -> TestConnection:
-    reader, writer = await open_stream(address)
-    return TestConnection(reader, writer)
+    return await TestConnection.open(address)

@@ -6,20 +6,29 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psutil  # type: ignore[import-untyped]
 import uvloop
 
 from corral.supervision.launch import LaunchPlan, Transport
+from corral.supervision.pool import BackendConnection, Pool
 
 APPS = Path(__file__).resolve().parent
 RESPONDER = APPS / "fcgi_responder.py"
 LOOPS = ("asyncio", "uvloop")
 
 T = TypeVar("T")
+C = TypeVar("C", bound=BackendConnection)
+
+
+class Getter(BackendConnection, Protocol):
+    async def get(self, path: str) -> bytes: ...
+
+
+G = TypeVar("G", bound=Getter)
 
 
 def responder_plan(
@@ -40,6 +49,36 @@ def run_under(loop: str, main: Coroutine[Any, Any, T]) -> T:
     )
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
+
+
+def run_closing(loop: str, pool: Pool[Any], main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` under ``loop``, then close ``pool`` (2 s grace) whatever happened."""
+
+    async def guarded() -> T:
+        try:
+            return await main
+        finally:
+            await pool.close(grace=2.0)
+
+    return run_under(loop, guarded())
+
+
+async def with_lease(pool: Pool[C], use: Callable[[C], Awaitable[T]]) -> tuple[int, T]:
+    """Lease a worker, ``use`` its connection, release it (kept alive unless ``use`` failed);
+    return the worker's pid and what ``use`` returned."""
+    lease = await pool.acquire()
+    try:
+        result = await use(lease.conn)
+    except BaseException:
+        pool.release(lease, reusable=False)
+        raise
+    pool.release(lease, reusable=True)
+    return lease.worker_pid, result
+
+
+async def get(pool: Pool[G], path: str = "/pid") -> tuple[int, bytes]:
+    """One GET through the pool: (the pid of the worker that answered, the body)."""
+    return await with_lease(pool, lambda conn: conn.get(path))
 
 
 def pid_alive(pid: int) -> bool:

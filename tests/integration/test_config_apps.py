@@ -21,17 +21,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
 
-from fcgi_client import TestConnection
-from pool_testkit import run_under
+from fcgi_client import TestConnection, cgi_params
+from pool_testkit import run_under, with_lease
 
 from corral.config import load, load_site
 from corral.config.expand import finish_env
 from corral.config.model import AppConfig, EngineKind
-from corral.protocol.fastcgi import CLIENT, NEED_DATA, EndRequest, FastCGIConnection, Stdout
 from corral.routing import Router
 from corral.supervision import Pool, PoolSettings, python_worker_plan
-from corral.supervision.launch import Address, LaunchPlan
-from corral.supervision.probe import open_stream
+from corral.supervision.launch import LaunchPlan
 
 SITES = Path(__file__).resolve().parents[1] / "fixtures" / "sites"
 
@@ -40,41 +38,12 @@ class RoutedConnection(TestConnection):
     """TestConnection that sends the SCRIPT_NAME / PATH_INFO the router chose."""
 
     async def call(self, script_name: bytes, path_info: bytes, filename: bytes = b"") -> bytes:
-        conn = FastCGIConnection(CLIENT)
         params = [(b"SCRIPT_FILENAME", filename)] if filename else []
-        params += [
-            (b"REQUEST_METHOD", b"GET"),
-            (b"SCRIPT_NAME", script_name),
-            (b"PATH_INFO", path_info),
-            (b"QUERY_STRING", b""),
-            (b"SERVER_NAME", b"localhost"),
-            (b"SERVER_PORT", b"8080"),
-            (b"SERVER_PROTOCOL", b"HTTP/1.1"),
-            (b"REMOTE_ADDR", b"127.0.0.1"),
-            (b"REMOTE_PORT", b"40000"),
-        ]
-        self.writer.write(conn.send_request(1, params, keep_conn=True, stdin=b""))
-        stdout = b""
-        while True:
-            event = conn.next_event()
-            if event is NEED_DATA:
-                data = await self.reader.read(65536)
-                if not data:
-                    raise ConnectionError("the worker closed the connection mid-request")
-                conn.receive_data(data)
-            elif isinstance(event, Stdout):
-                stdout += event.data
-            elif isinstance(event, EndRequest):
-                break
-        head, _, body = stdout.partition(b"\r\n\r\n")
+        params += cgi_params(path_info, script_name=script_name, server_port=b"8080")
+        head, body = await self.request(params)
         # CGI: no Status header means 200 (php-cgi sends none).
-        assert head.startswith(b"Status: 200") or b"Status:" not in head, stdout[:500]
+        assert head.startswith(b"Status: 200") or b"Status:" not in head, head[:500]
         return body
-
-
-async def connect(address: Address) -> RoutedConnection:
-    reader, writer = await open_stream(address)
-    return RoutedConnection(reader, writer)
 
 
 def pool_for(app: AppConfig) -> Pool[RoutedConnection]:
@@ -91,19 +60,13 @@ def pool_for(app: AppConfig) -> Pool[RoutedConnection]:
         graceful_shutdown_timeout=float(app.engine.graceful_shutdown_timeout),
         idle_timeout=None,
     )
-    return Pool(f"{app.site}:{app.virtual_path}:{app.name}", plan, settings, connect)
+    return Pool(f"{app.site}:{app.virtual_path}:{app.name}", plan, settings, RoutedConnection.open)
 
 
 async def call(
     pool: Pool[RoutedConnection], script_name: bytes, path_info: bytes, filename: bytes = b""
 ) -> bytes:
-    lease = await pool.acquire()
-    try:
-        body = await lease.conn.call(script_name, path_info, filename)
-    except BaseException:
-        pool.release(lease, reusable=False)
-        raise
-    pool.release(lease, reusable=True)
+    _pid, body = await with_lease(pool, lambda conn: conn.call(script_name, path_info, filename))
     return body
 
 
@@ -226,7 +189,10 @@ def test_the_php_site_serves_php_through_php_cgi() -> None:
     env = finish_env(app.env, app.module_vars, port=None, host=None, instance_id=0)
     plan = LaunchPlan(argv=(php_cgi, *app.argv[1:]), env=env, cwd=app.current_directory)
     pool: Pool[RoutedConnection] = Pool(
-        "php", plan, PoolSettings(min_instances=1, max_instances=1, idle_timeout=None), connect
+        "php",
+        plan,
+        PoolSettings(min_instances=1, max_instances=1, idle_timeout=None),
+        RoutedConnection.open,
     )
     script = os.path.join(app.physical_path, route.path_info.lstrip("/"))
 

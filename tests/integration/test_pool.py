@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
 
 from fcgi_client import TestConnection, connect
 from pool_testkit import LOOPS, pid_alive, responder_plan, run_under
+from pool_testkit import get as request
 
 from corral.supervision import (
     AcquireTimeout,
@@ -105,17 +106,6 @@ async def with_pool(
         for pid in survivors:  # pragma: no cover - only when the pool failed to stop them
             os.kill(pid, signal.SIGKILL)
         assert not survivors, f"workers survived close(): {survivors}"
-
-
-async def request(pool: Pool[TestConnection], path: str = "/pid") -> tuple[int, bytes]:
-    lease = await pool.acquire()
-    try:
-        body = await lease.conn.get(path)
-    except BaseException:
-        pool.release(lease, reusable=False)
-        raise
-    pool.release(lease, reusable=True)
-    return lease.worker_pid, body
 
 
 # ----------------------------------------------------------------------------- starting

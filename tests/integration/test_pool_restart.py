@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
 
 from fcgi_client import TestConnection, connect
-from pool_testkit import LOOPS, pid_alive, responder_plan, run_under
+from pool_testkit import LOOPS, get, pid_alive, responder_plan
+from pool_testkit import run_closing as run
 
 from corral.supervision import Pool, PoolSettings, python_worker_plan
-
-T = TypeVar("T")
 
 VERSIONED_APP = """
 import os
@@ -55,27 +53,6 @@ def settings(**overrides: Any) -> PoolSettings:
     }
     values.update(overrides)
     return PoolSettings(**values)
-
-
-def run(loop: str, pool: Pool[TestConnection], main: Coroutine[Any, Any, T]) -> T:
-    async def guarded() -> T:
-        try:
-            return await main
-        finally:
-            await pool.close(grace=2.0)
-
-    return run_under(loop, guarded())
-
-
-async def get(pool: Pool[TestConnection], path: str) -> tuple[int, bytes]:
-    lease = await pool.acquire()
-    try:
-        body = await lease.conn.get(path)
-    except BaseException:
-        pool.release(lease, reusable=False)
-        raise
-    pool.release(lease, reusable=True)
-    return lease.worker_pid, body
 
 
 class Load:

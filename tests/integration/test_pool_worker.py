@@ -9,16 +9,16 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
 
 from fcgi_client import TestConnection, connect
-from pool_testkit import LOOPS, pid_alive, run_under
+from pool_testkit import LOOPS, get, pid_alive
+from pool_testkit import run_closing as run
 
 from corral.supervision import (
     Pool,
@@ -27,8 +27,6 @@ from corral.supervision import (
     get_values,
     python_worker_plan,
 )
-
-T = TypeVar("T")
 
 WSGI_APP = textwrap.dedent(
     """
@@ -75,27 +73,6 @@ def make_pool(
     }
     values.update(overrides)
     return Pool("pyapp", plan, PoolSettings(**values), connect)
-
-
-def run(loop: str, pool: Pool[TestConnection], main: Coroutine[Any, Any, T]) -> T:
-    async def guarded() -> T:
-        try:
-            return await main
-        finally:
-            await pool.close(grace=2.0)
-
-    return run_under(loop, guarded())
-
-
-async def get(pool: Pool[TestConnection], path: str) -> tuple[int, bytes]:
-    lease = await pool.acquire()
-    try:
-        body = await lease.conn.get(path)
-    except BaseException:
-        pool.release(lease, reusable=False)
-        raise
-    pool.release(lease, reusable=True)
-    return lease.worker_pid, body
 
 
 def test_a_wsgi_request_through_a_lease(
