@@ -131,13 +131,18 @@ class Conn:
         with contextlib.suppress(OSError):
             self.sock.close()
 
+    def __enter__(self) -> Conn:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def request(
     port: int, method: str = "GET", path: str = "/", body: bytes = b"", headers: str = ""
 ) -> Response:
     """One request on a fresh connection (Connection: close)."""
-    conn = Conn(port)
-    try:
+    with Conn(port) as conn:
         extra = f"Content-Length: {len(body)}\r\n" if body or method in ("POST", "PUT") else ""
         conn.send(
             f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}{headers}"
@@ -145,8 +150,6 @@ def request(
             + body
         )
         return conn.response(head=method == "HEAD")
-    finally:
-        conn.close()
 
 
 #: The test application: routes that exercise every path through the front.
@@ -197,6 +200,13 @@ APP = textwrap.dedent(
             time.sleep(float(environ.get("QUERY_STRING") or "1"))
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"slept\\n"]
+        if path == "/gate":
+            # Holds the worker until the file named by the query string exists (30 s at most).
+            deadline = time.monotonic() + 30
+            while not os.path.exists(environ["QUERY_STRING"]) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"opened\\n"]
         if path == "/pid":
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [str(os.getpid()).encode()]

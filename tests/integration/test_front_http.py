@@ -21,21 +21,17 @@ def _env(response_body: bytes) -> dict[str, str]:
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(corral: CorralServer) -> None:
-    conn = Conn(corral.port)
-    try:
+    with Conn(corral.port) as conn:
         for _ in range(5):
             conn.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
             response = conn.response()
             assert response.status == 200
             assert response.body == b"Hello, world!\n"
             assert response.header("connection") is None
-    finally:
-        conn.close()
 
 
 def test_pipelined_requests_are_answered_in_order(corral: CorralServer) -> None:
-    conn = Conn(corral.port)
-    try:
+    with Conn(corral.port) as conn:
         conn.send(
             b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirst"
             b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -46,44 +42,35 @@ def test_pipelined_requests_are_answered_in_order(corral: CorralServer) -> None:
         bodies = [conn.response().body for _ in range(4)]
         assert bodies == [b"first", b"Hello, world!\n", b"third", b"Hello, world!\n"]
         assert conn.closed_by_peer()
-    finally:
-        conn.close()
 
 
 def test_chunked_upload_reaches_the_app_whole(corral: CorralServer) -> None:
     payload = os.urandom(300_000)
-    conn = Conn(corral.port)
-    try:
+    with Conn(corral.port) as conn:
         conn.send(b"POST /count HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         for start in range(0, len(payload), 70_000):
             piece = payload[start : start + 70_000]
             conn.send(b"%x\r\n" % len(piece) + piece + b"\r\n")
         conn.send(b"0\r\n\r\n")
         response = conn.response()
-    finally:
-        conn.close()
     assert response.status == 200
     assert response.body == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}".encode()
 
 
 def test_chunked_upload_has_no_content_length_param(corral: CorralServer) -> None:
-    conn = Conn(corral.port)
-    try:
+    with Conn(corral.port) as conn:
         conn.send(
             b"POST /env HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
             b"Content-Type: text/plain\r\n\r\n4\r\nbody\r\n0\r\n\r\n"
         )
         env = _env(conn.response().body)
-    finally:
-        conn.close()
     assert "CONTENT_LENGTH" not in env
     assert env["CONTENT_TYPE"] == "text/plain"
     assert "HTTP_TRANSFER_ENCODING" not in env
 
 
 def test_response_without_length_is_chunked_for_http11(corral: CorralServer) -> None:
-    conn = Conn(corral.port)
-    try:
+    with Conn(corral.port) as conn:
         # 4 MiB cannot reach the front in one read: the head leaves before the end is known.
         conn.send(b"GET /stream?64 HTTP/1.1\r\nHost: x\r\n\r\n")
         response = conn.response()
@@ -93,14 +80,11 @@ def test_response_without_length_is_chunked_for_http11(corral: CorralServer) -> 
         # The connection stays usable after a chunked response.
         conn.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
         assert conn.response().body == b"Hello, world!\n"
-    finally:
-        conn.close()
 
 
 def test_small_response_without_length_gets_one(corral: CorralServer) -> None:
     """When the whole body is in hand before the head leaves, the front gives it a length."""
-    conn = Conn(corral.port)
-    try:
+    with Conn(corral.port) as conn:
         conn.send(b"GET /env HTTP/1.1\r\nHost: x\r\n\r\n")
         response = conn.response()
         length = response.header("content-length")
@@ -108,37 +92,28 @@ def test_small_response_without_length_gets_one(corral: CorralServer) -> None:
         assert (length is None) != (chunked is None)
         if length is not None:
             assert int(length) == len(response.body)
-    finally:
-        conn.close()
 
 
 def test_response_without_length_is_close_delimited_for_http10(corral: CorralServer) -> None:
-    conn = Conn(corral.port)
-    try:
+    with Conn(corral.port) as conn:
         conn.send(b"GET /stream?64 HTTP/1.0\r\nHost: x\r\n\r\n")
         response = conn.response()
-    finally:
-        conn.close()
     assert response.header("transfer-encoding") is None
     assert response.header("connection") == "close"
     assert len(response.body) == 64 * 65536
 
 
 def test_http10_keep_alive_is_honoured_with_a_length(corral: CorralServer) -> None:
-    conn = Conn(corral.port)
-    try:
+    with Conn(corral.port) as conn:
         for _ in range(2):
             conn.send(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
             response = conn.response()
             assert response.body == b"Hello, world!\n"
             assert response.header("connection") == "keep-alive"
-    finally:
-        conn.close()
 
 
 def test_expect_100_continue_is_answered_before_the_body(corral: CorralServer) -> None:
-    conn = Conn(corral.port)
-    try:
+    with Conn(corral.port) as conn:
         conn.send(
             b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n"
         )
@@ -148,8 +123,6 @@ def test_expect_100_continue_is_answered_before_the_body(corral: CorralServer) -
         response = conn.response()
         assert response.status == 200
         assert response.body == b"hello world"
-    finally:
-        conn.close()
 
 
 def test_expect_100_continue_with_curl(corral: CorralServer, tmp_path: object) -> None:
@@ -176,8 +149,7 @@ def test_expect_100_continue_with_curl(corral: CorralServer, tmp_path: object) -
 
 
 def test_head_has_the_length_of_get_and_no_body(corral: CorralServer) -> None:
-    conn = Conn(corral.port)
-    try:
+    with Conn(corral.port) as conn:
         conn.send(b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n")
         response = conn.response(head=True)
         assert response.status == 200
@@ -189,13 +161,10 @@ def test_head_has_the_length_of_get_and_no_body(corral: CorralServer) -> None:
         conn.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
         response = conn.response()
         assert response.body == b"Hello, world!\n"
-    finally:
-        conn.close()
 
 
 def test_no_body_statuses(corral: CorralServer) -> None:
-    conn = Conn(corral.port)
-    try:
+    with Conn(corral.port) as conn:
         for code in (204, 304):
             conn.send(f"GET /status?{code} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             response = conn.response()
@@ -205,13 +174,10 @@ def test_no_body_statuses(corral: CorralServer) -> None:
                 assert response.header("content-length") is None
         conn.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
         assert conn.response().body == b"Hello, world!\n"
-    finally:
-        conn.close()
 
 
 def test_cgi_variables(corral: CorralServer) -> None:
-    conn = Conn(corral.port)
-    try:
+    with Conn(corral.port) as conn:
         conn.send(
             b"GET /env/caf%C3%A9/a%2Fb/../c?x=1%202&y HTTP/1.1\r\n"
             b"Host: example.test:8443\r\nX-Good: 2\r\nX_Evil: 1\r\nX-Multi: a\r\nX-Multi: b\r\n"
@@ -219,8 +185,6 @@ def test_cgi_variables(corral: CorralServer) -> None:
             b"Proxy: http://evil.test/\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n"
         )
         env = _env(conn.response().body)
-    finally:
-        conn.close()
     # PATH_INFO: percent-decoded, %2F decoded too, dot segments removed, latin-1 as PEP 3333 says.
     assert env["PATH_INFO"] == "/env/café/a/c".encode().decode("latin-1")
     assert env["SCRIPT_NAME"] == ""
@@ -264,16 +228,13 @@ def test_large_upload_is_streamed_with_bounded_memory(corral: CorralServer) -> N
     digest = hashlib.sha256()
     peak = 0
     baseline = host.memory_info().rss
-    conn = Conn(corral.port)
-    try:
+    with Conn(corral.port) as conn:
         conn.send(f"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode())
         for _ in range(size // len(piece)):
             conn.send(piece)
             digest.update(piece)
             peak = max(peak, host.memory_info().rss)
         response = conn.response()
-    finally:
-        conn.close()
     assert response.body == f"{size} {digest.hexdigest()}".encode()
     assert peak - baseline < 24 * 1024 * 1024, (baseline, peak)
 
@@ -313,8 +274,7 @@ def test_concurrent_clients(corral: CorralServer) -> None:
 
     def client() -> None:
         try:
-            conn = Conn(corral.port)
-            try:
+            with Conn(corral.port) as conn:
                 for i in range(20):
                     body = f"{threading.get_ident()}-{i}".encode()
                     conn.send(
@@ -324,8 +284,6 @@ def test_concurrent_clients(corral: CorralServer) -> None:
                     response = conn.response()
                     if response.body != body:
                         failures.append(f"{response.status} {response.body[:50]!r}")
-            finally:
-                conn.close()
         except Exception as exc:  # reported below
             failures.append(repr(exc))
 

@@ -120,15 +120,12 @@ def test_sigterm_lets_the_request_in_flight_finish(tmp_path: Path) -> None:
 
 def test_access_log_lines_in_combined_log_format(tmp_path: Path) -> None:
     with serving(tmp_path) as server:
-        conn = Conn(server.port)
-        try:
+        with Conn(server.port) as conn:
             conn.send(
                 b"GET /hello?x=1 HTTP/1.1\r\nHost: x\r\nReferer: http://r.test/\r\n"
                 b"User-Agent: tester/1.0\r\n\r\n"
             )
             assert conn.response().status == 200
-        finally:
-            conn.close()
         line = server.wait_log(r'"GET /hello\?x=1 HTTP/1\.1"', timeout=5)
         assert re.fullmatch(
             r"127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
