@@ -178,3 +178,104 @@ def get(address: Address, path: str = "/", **extra: str) -> Response:
     """One request on a fresh connection."""
     with Client(address) as client:
         return client.request(base_params(path, **extra))
+
+
+# -------------------------------------------------------------------------------- WebSocket
+
+
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def websocket_params(path: str = "/", **extra: str) -> dict[str, str]:
+    """The params a front forwards for a WebSocket Upgrade request (RFC 6455 4.1)."""
+    params = base_params(path)
+    params.update(
+        {
+            "HTTP_UPGRADE": "websocket",
+            "HTTP_CONNECTION": "Upgrade",
+            "HTTP_SEC_WEBSOCKET_KEY": WS_KEY,
+            "HTTP_SEC_WEBSOCKET_VERSION": "13",
+        }
+    )
+    params.update(extra)
+    return params
+
+
+class Tunnel:
+    """A WebSocket over one FastCGI request: the handshake's answer is the CGI head on STDOUT;
+    after a 101, STDIN carries the client's frames and STDOUT the server's."""
+
+    def __init__(self, address: Address, path: str = "/", **extra: str) -> None:
+        from corral.protocol import websocket as ws
+
+        self.ws_module = ws
+        self.client = Client(address)
+        self.client.begin(websocket_params(path, **extra), stdin=None)
+        self.ws = ws.WebSocketConnection(ws.CLIENT)
+        self.ended = False
+        self.app_status: int | None = None
+        self.response = self._read_head()
+
+    def _read_head(self) -> Response:
+        out = b""
+        while b"\r\n\r\n" not in out:
+            event = self.client.next_event()
+            if event is None:
+                raise ConnectionError("the worker closed the connection before the head")
+            if isinstance(event, Stdout):
+                out += event.data
+            elif isinstance(event, EndRequest):
+                self.ended = True
+                self.app_status = event.app_status
+                break
+        response = Response(stdout=out).parse()
+        if response.body:
+            self.ws.receive_data(response.body)
+        if not self.ended and not response.status.startswith("101"):
+            # An HTTP answer: read it to its end.
+            while True:
+                event = self.client.next_event()
+                if event is None or isinstance(event, EndRequest):
+                    self.ended = True
+                    break
+                if isinstance(event, Stdout):
+                    response.body += event.data
+        return response
+
+    def send_raw(self, data: bytes) -> None:
+        self.client.send_stdin(data)
+
+    def send_text(self, text: str) -> None:
+        self.send_raw(self.ws.send_text(text))
+
+    def send_bytes(self, data: bytes) -> None:
+        self.send_raw(self.ws.send_bytes(data))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.send_raw(self.ws.close(code, reason))
+
+    def end_stdin(self) -> None:
+        self.client.send_stdin(b"")
+
+    def next(self) -> object:
+        """The next WebSocket event from the server; None once the request ended."""
+        ws = self.ws_module
+        while True:
+            event = self.ws.next_event()
+            if event is not ws.NEED_DATA and event is not ws.CLOSED:
+                return event
+            if self.ended:
+                return None
+            record = self.client.next_event()
+            if record is None:
+                self.ended = True
+                self.ws.receive_data(b"")
+            elif isinstance(record, Stdout) and record.data:
+                self.ws.receive_data(record.data)
+            elif isinstance(record, EndRequest):
+                self.ended = True
+                self.app_status = record.app_status
+                self.ws.receive_data(b"")
+
+    def shutdown(self) -> None:
+        self.client.close()

@@ -30,7 +30,7 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("WSGI_APP", "WSGI_HANDLER", "DJANGO_SETTINGS_MODULE")
+        if k not in ("ASGI_APP", "WSGI_APP", "WSGI_HANDLER", "DJANGO_SETTINGS_MODULE")
     }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH", "")]))
     env["PYTHONUNBUFFERED"] = "1"

@@ -1,4 +1,4 @@
-"""``python -m corral.worker``: Corral's WSGI worker, a FastCGI responder.
+"""``python -m corral.worker``: Corral's Python worker, a FastCGI responder (WSGI or ASGI 3).
 
 Runs inside the application's own interpreter; imports only the stdlib and Corral's pure
 modules. See ``docs/architecture.md`` ("corral.worker") for the contract with the host.
@@ -17,7 +17,7 @@ from corral.errors import ExitCode
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m corral.worker",
-        description="Serve a WSGI application over FastCGI (Corral's Python worker).",
+        description="Serve a WSGI or ASGI application over FastCGI (Corral's Python worker).",
     )
     parser.add_argument(
         "--bind",
@@ -29,14 +29,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         metavar="N",
-        help="requests served at once, one connection per thread (default 1)",
+        help="WSGI: requests served at once, one connection per thread (default 1)",
+    )
+    parser.add_argument(
+        "--interface",
+        choices=("auto", "wsgi", "asgi"),
+        default="auto",
+        help="how to call the application: auto (default) serves a coroutine function or an "
+        "object with an async __call__ as ASGI 3, anything else as WSGI ($ASGI_APP means asgi)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="ASGI: FastCGI connections (requests, WebSockets) the host may open at once, "
+        "all served by one event loop (default 100)",
+    )
+    parser.add_argument(
+        "--ws-max-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="ASGI: the largest WebSocket message accepted (default 16 MiB); a larger one "
+        "closes the WebSocket with code 1009",
     )
     parser.add_argument(
         "--app",
         metavar="SPEC",
-        help="the WSGI application: module.attr, module:attr, or module.factory(literal args); "
-        "default: $WSGI_APP, $WSGI_HANDLER, $DJANGO_SETTINGS_MODULE, wsgi.py in the working "
-        "directory, else the service-information page",
+        help="the application: module.attr, module:attr, or module.factory(literal args); "
+        "default: $ASGI_APP, $WSGI_APP, $WSGI_HANDLER, $DJANGO_SETTINGS_MODULE, wsgi.py in the "
+        "working directory, else the service-information page",
     )
     parser.add_argument(
         "--liveness-fd",
@@ -52,6 +75,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
+    if args.max_connections is not None and args.max_connections < 1:
+        parser.error("--max-connections must be at least 1")
+    if args.ws_max_size is not None and args.ws_max_size < 125:
+        parser.error("--ws-max-size must be at least 125")
     return args
 
 
@@ -91,12 +118,18 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         return ExitCode.APP_LOAD_FAILED
 
-    state = server.WorkerState(app, args.threads, args.stderr_to_front)
-    server.log(
-        f"serving {loader.describe(source)} on {where} "
-        f"({args.threads} thread{'s' if args.threads > 1 else ''}, Python {sys.version.split()[0]})"
-    )
+    interface = args.interface
+    if interface == "auto":
+        interface = "asgi" if source.kind == "ASGI_APP" or loader.is_asgi(app) else "wsgi"
     try:
+        if interface == "asgi":
+            return _serve_asgi(args, app, listener, f"{loader.describe(source)} on {where}")
+        state = server.WorkerState(app, args.threads, args.stderr_to_front)
+        server.log(
+            f"serving {loader.describe(source)} on {where} "
+            f"({args.threads} thread{'s' if args.threads > 1 else ''}, "
+            f"Python {sys.version.split()[0]})"
+        )
         return server.serve_forever(listener, state)
     finally:
         if args.bind and args.bind.startswith("unix:"):
@@ -104,6 +137,19 @@ def main(argv: list[str] | None = None) -> int:
                 os.unlink(args.bind[5:])
             except OSError:
                 pass
+
+
+def _serve_asgi(args: argparse.Namespace, app: object, listener: object, what: str) -> int:
+    """ASGI 3 on one asyncio loop (imported only here: a WSGI worker never loads asyncio)."""
+    from corral.worker import aserver
+
+    state = aserver.ASGIState(
+        app,  # type: ignore[arg-type]
+        max_connections=args.max_connections or aserver.DEFAULT_MAX_CONNECTIONS,
+        max_message_size=args.ws_max_size or aserver.DEFAULT_WS_MAX_SIZE,
+    )
+    ready = f"serving {what} (ASGI, Python {sys.version.split()[0]})"
+    return aserver.serve_forever(listener, state, ready)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Find and load the WSGI application the worker serves.
+"""Find and load the application the worker serves (WSGI, or ASGI 3: see ``is_asgi``).
 
-The application comes from, in order: ``--app``, ``WSGI_APP``, ``WSGI_HANDLER``,
+The application comes from, in order: ``--app``, ``ASGI_APP``, ``WSGI_APP``, ``WSGI_HANDLER``,
 ``DJANGO_SETTINGS_MODULE``, ``wsgi.application`` when ``wsgi.py`` is in the working directory,
 else the built-in service-information page. A spec names an object by a dotted path
 (``pkg.mod.app``), by ``module:attr`` (``pkg.mod:app.wsgi``), or calls a factory with literal
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -20,8 +21,9 @@ from typing import Any
 
 WSGIApp = Callable[..., Any]
 
-#: Environment variables naming the application, in the order they are consulted.
-ENV_SPECS = ("WSGI_APP", "WSGI_HANDLER")
+#: Environment variables naming the application, in the order they are consulted. ASGI_APP
+#: also says the application is an ASGI one, whatever it looks like.
+ENV_SPECS = ("ASGI_APP", "WSGI_APP", "WSGI_HANDLER")
 
 
 class AppLoadError(Exception):
@@ -182,8 +184,20 @@ def load(source: AppSource) -> WSGIApp:
     except BaseException as exc:  # SystemExit from an app's import is a load failure too
         raise AppLoadError(f"{type(exc).__name__}: {exc}") from exc
     if not callable(app):
-        raise AppLoadError(f"{spec!r} is a {type(app).__name__}, not a WSGI callable")
+        raise AppLoadError(f"{spec!r} is a {type(app).__name__}, not a callable application")
     return app  # type: ignore[no-any-return]
+
+
+def is_asgi(app: object) -> bool:
+    """Whether ``app`` looks like an ASGI 3 application: a coroutine function (or a partial of
+    one), or an object whose ``__call__`` is one (Starlette, FastAPI, most ASGI middleware).
+    Anything else callable is taken for WSGI; ``--interface asgi`` or ``ASGI_APP`` overrides."""
+    if inspect.iscoroutinefunction(app):
+        return True
+    if inspect.isfunction(app) or inspect.ismethod(app) or isinstance(app, type):
+        return False
+    call = getattr(app, "__call__", None)  # noqa: B004 - an instance's __call__ is wanted
+    return call is not None and inspect.iscoroutinefunction(call)
 
 
 def describe(source: AppSource) -> str:
