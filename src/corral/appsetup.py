@@ -166,7 +166,9 @@ def backend_for(app: AppConfig, settings: PoolSettings) -> Backend:
             engine=engine.name,
             base_env=env,
         )
-        return Backend(plan, connect)
+        # The worker answers a WebSocket Upgrade with 101 when it serves an ASGI app (a WSGI
+        # app answers it as plain HTTP): its routes may tunnel.
+        return Backend(plan, connect, upgrade=True)
     argv = finish_argv(app.argv, port=None, host=None, instance_id=0)
     plan = LaunchPlan(argv=tuple(argv), env=env, cwd=app.current_directory)
     return Backend(plan, connect)

@@ -12,6 +12,7 @@ Behaviour by environment:
     RESPONDER_SPAWN_CHILD=1   start a grandchild (sleep) in the same process group
     RESPONDER_IGNORE_LIVENESS=1  do not watch fd 3
     RESPONDER_FAIL_IF_EXISTS=P   behave as RESPONDER_FAIL_IMPORT while the file P exists
+    RESPONDER_MAX_CONNS=N     answer FCGI_MAX_CONNS=N (default 1)
 
 Requests, by PATH_INFO:
     /pid          -> body "<pid>"
@@ -127,7 +128,7 @@ def serve_connection(conn):
             if rtype == GET_VALUES:
                 names = [name for name, _ in decode_pairs(content)]
                 answers = {
-                    b"FCGI_MAX_CONNS": b"1",
+                    b"FCGI_MAX_CONNS": os.environ.get("RESPONDER_MAX_CONNS", "1").encode(),
                     b"FCGI_MAX_REQS": b"1",
                     b"FCGI_MPXS_CONNS": b"0",
                 }

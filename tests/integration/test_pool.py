@@ -304,6 +304,20 @@ def test_connections_per_worker_lets_one_worker_serve_several_requests(
     run(with_pool(responder_plan(tmp_path), pool_settings, body))
 
 
+def test_a_worker_advertising_more_connections_gets_them(run: Run[None], tmp_path: Path) -> None:
+    """FCGI_MAX_CONNS above connections_per_worker (an ASGI worker's event loop takes many
+    connections) raises the pool's per-worker capacity: three requests meet in one worker."""
+
+    async def body(pool: Pool[TestConnection]) -> None:
+        results = await asyncio.gather(*(request(pool, "/barrier/3") for _ in range(3)))
+        assert [answer for _, answer in results] == [b"met"] * 3
+        assert len({pid for pid, _ in results}) == 1
+
+    pool_settings = settings(min_instances=1, max_instances=1)
+    assert pool_settings.connections_per_worker == 1
+    run(with_pool(responder_plan(tmp_path, max_conns="3"), pool_settings, body))
+
+
 # ----------------------------------------------------------------------------- failures
 
 

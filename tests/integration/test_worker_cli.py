@@ -183,7 +183,7 @@ def test_without_any_app_the_service_information_page_is_served(
             (),
             {"WSGI_APP": "worker_apps.ROUTES"},
             "corral worker: cannot load application",
-            "not a WSGI callable",
+            "not a callable application",
         ),
     ],
 )

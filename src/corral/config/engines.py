@@ -22,7 +22,7 @@ PHP_SOURCE_SUFFIXES = (".php", ".phtml", ".inc")
 
 _PYTHON = EngineConfig(
     name=PYTHON,
-    display_name="Corral Python worker (WSGI over FastCGI)",
+    display_name="Corral Python worker (WSGI or ASGI over FastCGI)",
     kind=EngineKind.PYTHON_WORKER,
     transport=Transport.NAMED_PIPE,
     protocol=Protocol.FASTCGI,

@@ -709,7 +709,7 @@ def _build_app(
                 else ""
             )
             notices.append(
-                f"engine {engine_name!r} runs Corral's Python worker (WSGI over "
+                f"engine {engine_name!r} runs Corral's Python worker (WSGI or ASGI over "
                 f"FastCGI) under {interpreter}{detail}{asked_text}"
             )
     elif engine.kind is EngineKind.COMMAND:

@@ -294,6 +294,16 @@ SETTINGS: tuple[Setting, ...] = (
         "WSGI callable as module.attr or module:attr (the worker's first choice).",
     ),
     Setting(
+        "app.asgi_app",
+        _A,
+        "asgi_app",
+        "ASGI_APP",
+        Kind.STR,
+        None,
+        "ASGI 3 application as module:attr, served as ASGI whatever it looks like (before "
+        "WSGI_APP; a WSGI_APP that is an ASGI app is detected and served as ASGI too).",
+    ),
+    Setting(
         "app.wsgi_handler",
         _A,
         "wsgi_handler",

@@ -1016,9 +1016,13 @@ class HTTPConnection(asyncio.Protocol):
                 self._respond_error(504)
 
     def shutdown(self) -> None:
-        """The server is stopping: close now when idle, else after the request in flight."""
+        """The server is stopping: close now when idle, else after the request in flight. A
+        tunnel has no end of its own to wait for: it ends now (its backend sees the connection
+        close; a WebSocket app hears a disconnect)."""
         if self._request is None:
             self._close()
+        elif self._kind == _TUNNEL:
+            self._end_tunnel(None)
 
     def _linger(self) -> None:
         """Close after the response, but first read (and drop) what the client still sends for

@@ -13,11 +13,12 @@ How the pool works:
 * **Lazy start.** Nothing runs until the first ``acquire``; from then on at least
   ``min_instances`` workers are kept (the floor), up to ``max_instances``.
 * **Leasing.** A worker serves ``connections_per_worker`` requests at once (its threads), one per
-  connection. A request goes to the least busy ready worker (ties: the most recently used, so
-  that surplus workers go idle and can be stopped), over a kept-alive connection when one is
-  free, else over a new one from ``connect``. When no worker has room the request waits in a
-  bounded FIFO queue: ``queue_size`` waiting requests at most (``PoolOverloaded`` beyond), each
-  for ``queue_timeout`` seconds at most (``AcquireTimeout``).
+  connection, or more when its readiness probe says so (``FCGI_MAX_CONNS``: an ASGI worker
+  serves many connections on one event loop). A request goes to the least busy ready worker
+  (ties: the most recently used, so that surplus workers go idle and can be stopped), over a
+  kept-alive connection when one is free, else over a new one from ``connect``. When no worker
+  has room the request waits in a bounded FIFO queue: ``queue_size`` waiting requests at most
+  (``PoolOverloaded`` beyond), each for ``queue_timeout`` seconds at most (``AcquireTimeout``).
 * **Scaling.** The pool samples its load and asks the pure policy (``scaling.decide``) what to
   do: start workers when requests wait, stop workers idle longer than ``idle_timeout``. The
   policy decides, the pool executes.
@@ -51,10 +52,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, Protocol, TypeVar
 
 from corral.errors import CorralError, ExitCode
+from corral.protocol.fastcgi.constants import FCGI_MAX_CONNS
 from corral.supervision.backoff import StartBackoff
 from corral.supervision.launch import Address, LaunchPlan, Transport
 from corral.supervision.lifecycle import WorkerState, check_transition
@@ -63,6 +65,9 @@ from corral.supervision.process import SpawnError, WorkerProcess, describe_retur
 from corral.supervision.scaling import LoadSample, ScalingLimits, WorkerLoad, decide
 
 _log = logging.getLogger("corral.supervision.pool")
+
+#: The most connections per worker the pool takes from a worker's FCGI_MAX_CONNS.
+MAX_LEARNED_CAPACITY = 1000
 
 #: After a failed probe, how long to wait for the process to exit (its exit code and traceback
 #: explain the failure better than "connection reset").
@@ -87,7 +92,10 @@ ConnT = TypeVar("ConnT", bound=BackendConnection)
 Connect = Callable[[Address], Awaitable[ConnT]]
 #: Readiness check: returns when the worker at ``Address`` is ready; raises otherwise. The float
 #: is the time allowed, in seconds.
-Probe = Callable[[Address, float], Awaitable[None]]
+#: What it returns may be the worker's FCGI_GET_VALUES answers (``fastcgi_probe`` does): a
+#: worker advertising a larger ``FCGI_MAX_CONNS`` than ``connections_per_worker`` (an ASGI
+#: worker serves many connections on one event loop) is given that many connections.
+Probe = Callable[[Address, float], Awaitable[object]]
 
 
 class PoolError(CorralError):
@@ -282,6 +290,9 @@ class Pool(Generic[ConnT]):
         self.plan = plan
         self.settings = settings
         self._limits = settings.limits()
+        #: Connections one worker takes at once: connections_per_worker, or more when the
+        #: workers advertise more (FCGI_MAX_CONNS, learned from the readiness probe).
+        self._capacity = settings.connections_per_worker
         self._connect = connect
         self._probe = probe
         self._runtime_root = runtime_root
@@ -390,7 +401,7 @@ class Pool(Generic[ConnT]):
             and worker.state.is_ready
             and not self._closing
             and not conn.is_closed
-            and len(worker.idle_conns) < self.settings.connections_per_worker
+            and len(worker.idle_conns) < self._capacity
         ):
             worker.idle_conns.append(conn)
         else:
@@ -594,7 +605,7 @@ class Pool(Generic[ConnT]):
     def _pick(self) -> _Worker[ConnT] | None:
         """The least busy ready worker with room; ties go to the most recently used."""
         best: _Worker[ConnT] | None = None
-        capacity = self.settings.connections_per_worker
+        capacity = self._capacity
         for worker in self._workers.values():
             if not worker.state.is_ready or worker.active >= capacity:
                 continue
@@ -844,6 +855,7 @@ class Pool(Generic[ConnT]):
                 {probe, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             if probe in done and probe.exception() is None and process.running:
+                self._learn_capacity(probe.result())
                 return None
             if probe in done and not exited.done():
                 # Prefer the exit status (and its traceback) to "connection reset".
@@ -858,6 +870,21 @@ class Pool(Generic[ConnT]):
             for task in (probe, exited):
                 task.cancel()
             await asyncio.gather(probe, exited, return_exceptions=True)
+
+    def _learn_capacity(self, values: object) -> None:
+        """Take a worker's FCGI_MAX_CONNS (from the probe) as the pool's per-worker capacity
+        when it is larger than connections_per_worker (never above MAX_LEARNED_CAPACITY)."""
+        if not isinstance(values, dict):
+            return
+        advertised = values.get(FCGI_MAX_CONNS)
+        if not isinstance(advertised, bytes) or not advertised.isdigit():
+            return
+        capacity = max(
+            self.settings.connections_per_worker, min(int(advertised), MAX_LEARNED_CAPACITY)
+        )
+        if capacity != self._capacity:
+            self._capacity = capacity
+            self._limits = replace(self._limits, capacity=capacity)
 
     def _worker_ready(self, worker: _Worker[ConnT]) -> None:
         if worker.state is WorkerState.STOPPING:  # the pool closed meanwhile

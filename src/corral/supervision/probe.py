@@ -78,9 +78,10 @@ async def _get_values(address: Address) -> dict[bytes, bytes]:
         writer.close()
 
 
-async def fastcgi_probe(address: Address, within: float) -> None:
-    """The pool's default readiness probe (``Probe``): succeed when GET_VALUES is answered."""
-    await get_values(address, within)
+async def fastcgi_probe(address: Address, within: float) -> dict[bytes, bytes]:
+    """The pool's default readiness probe (``Probe``): succeed when GET_VALUES is answered;
+    return the answers (the pool reads ``FCGI_MAX_CONNS``)."""
+    return await get_values(address, within)
 
 
 #: Pause between connection attempts while a command has not opened its port yet.
