@@ -240,6 +240,28 @@ def test_the_seed_example_serves(serve: Any) -> None:
     assert (response.status, response.body) == (200, b"Hello from WSGI.project\n")
 
 
+def test_the_static_subfolder_site_serves_its_folders_natively(serve: Any) -> None:
+    server = serve(SITES / "static-subfolder")
+    # static/web.config removes the shop's handlers, media/web.config clears them, and an empty
+    # assets/.zoo disables the application there (Zoo 4): the front serves those folders.
+    for path, body in [
+        ("/static/app.js", b'console.log("app");\n'),
+        ("/media/readme.txt", b"media file\n"),
+        ("/assets/site.css", b"asset file\n"),
+    ]:
+        response = get(server.port, path)
+        assert (response.status, response.body) == (200, body), path
+    assert get(server.port, "/static/img/logo.gif").header("content-type") == "image/gif"
+    # Never: the engine's sources, hidden files, the folders' own web.config, the .zoo file.
+    for path in ("/static/helper.py", "/static/.env", "/static/web.config", "/assets/.zoo"):
+        refused = get(server.port, path)
+        assert refused.status == 404, path
+        assert b"SECRET" not in refused.body and b"helper module" not in refused.body
+    # Everything else is the shop's, including its log folder's URLs (the app decides).
+    cart = get(server.port, "/cart")
+    assert (cart.status, cart.body) == (200, b"shop /cart\n")
+
+
 def test_the_django_project_serves_with_its_settings_module(serve: Any) -> None:
     pytest.importorskip("django")
     server = serve(SITES / "django-project")

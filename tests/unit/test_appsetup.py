@@ -132,3 +132,24 @@ def test_a_plain_folder_is_one_python_application_at_the_root(tmp_path: Path) ->
     apps = build_apps(config, ServeOptions(path=tmp_path))
     router = ConfigRouter(config, {("default", "/", app.name): apps[0].route})
     assert router.match(None, b"/anything/at/all") is apps[0].route
+
+
+def test_remembered_routes_never_hide_a_default_document_created_later(tmp_path: Path) -> None:
+    (tmp_path / "web.config").write_text(
+        '<configuration><system.webServer><handlers><add name="php" path="*.php" '
+        'scriptProcessor="php.fastcgi" modules="HeliconZoo_x64" />'
+        "</handlers></system.webServer></configuration>"
+    )
+    (tmp_path / "sub").mkdir()
+    config = load_site(str(tmp_path))
+    apps = build_apps(config, ServeOptions(path=tmp_path))
+    routes = {(a.config.site, a.config.virtual_path, a.config.name): a.route for a in apps}
+    router = ConfigRouter(config, routes)
+    for _ in range(2):
+        folder = router.match(b"localhost", b"/sub/")
+        assert folder is not None and folder.static is not None
+        assert router.match(b"localhost", b"/sub/a.css") is folder  # remembered
+    (tmp_path / "sub" / "index.php").write_text("<?php echo 1;")
+    found = router.match(b"localhost", b"/sub/")
+    assert found is not None and found.script_params is not None
+    assert dict(found.script_params)[b"SCRIPT_NAME"] == b"/sub/index.php"

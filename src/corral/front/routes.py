@@ -95,6 +95,9 @@ class Router(Protocol):
         """The route for a request (``port``: the listener's local port), or None (404)."""
 
 
+#: Routing answers remembered by ``ConfigRouter`` (kept-alive clients ask the same URLs again).
+CACHE_SIZE = 4096
+
 #: An application's key: (site name, virtual path, application name).
 AppKey = tuple[str, str, str]
 
@@ -136,6 +139,9 @@ class ConfigRouter:
         missing = {(a.site, a.virtual_path, a.name) for a in config.apps} - set(self._apps)
         if missing:
             raise ValueError(f"no route for applications {sorted(missing)}")
+        #: (host, path, port) -> route, for the answers that depend on nothing else (whole
+        #: applications; static files that are not folder URLs). Cleared when full.
+        self._cache: dict[tuple[bytes | None, bytes, int | None], Route] = {}
         # The common case of `corral serve SITE_DIR`: one site, every host, one application
         # taking every URL. Answered without routing at all.
         self._only: Route | None = None
@@ -154,6 +160,11 @@ class ConfigRouter:
             ):
                 self._only = next(iter(self._apps.values()))
 
+    def _remember(self, key: tuple[bytes | None, bytes, int | None], route: Route) -> None:
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[key] = route
+
     def listening(self, actual_port: int, configured_port: int) -> None:
         """A listener for the bindings on ``configured_port`` got ``actual_port``."""
         self._ports[actual_port] = configured_port
@@ -163,14 +174,23 @@ class ConfigRouter:
         if only is not None:
             return only
         port = self._ports.get(port, port) if self._by_port and port is not None else None
+        key = (host, path, port)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         found = self._router.match(host, path, port=port)
         if found is None:
             return None
         app = found.app
         if app is None:
-            return self._static[(found.site.name, found.mount.virtual_path)]
+            route = self._static[(found.site.name, found.mount.virtual_path)]
+            if found.path_info and not found.path_info.endswith("/"):
+                # (A folder URL may get a default document once one is created: not cached.)
+                self._remember(key, route)
+            return route
         route = self._apps[(app.site, app.virtual_path, app.name)]
         if found.handler is None or not is_file_pattern(found.handler.path):
+            self._remember(key, route)
             return route
         # A file handler (*.php): this request's script. A route of its own, for this request.
         return Route(
