@@ -22,11 +22,31 @@ from corral.protocol.fastcgi import (
     FCGI_MPXS_CONNS,
     NEED_DATA,
     FastCGIConnection,
-    GetValues,
     GetValuesResult,
     RemoteProtocolError,
+    records,
 )
+from corral.protocol.fastcgi.constants import RecordType
 from corral.supervision.launch import Address
+
+
+def _get_values_record() -> bytes:
+    """FCGI_GET_VALUES for the three limits, with padding that is never zero.
+
+    The FastCGI library inside Perl's FCGI.pm (`plackup -s FCGI`) never answers a management
+    record without padding: it waits for more bytes. These names encode to 48 bytes, which the
+    usual rule (pad to a multiple of 8) leaves unpadded, so a full 8 bytes are added; padding of
+    1..255 bytes is valid FastCGI that every responder skips.
+    """
+    content = records.encode_pairs(
+        (name, b"") for name in (FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS)
+    )
+    padding = (-len(content) & 7) or 8
+    header = records.pack_header(RecordType.GET_VALUES, 0, len(content), padding)
+    return header + content + bytes(padding)
+
+
+_GET_VALUES = _get_values_record()
 
 
 class ProbeFailed(CorralError):
@@ -60,7 +80,7 @@ async def _get_values(address: Address) -> dict[bytes, bytes]:
     reader, writer = await open_stream(address)
     try:
         conn = FastCGIConnection(CLIENT)
-        writer.write(conn.send(GetValues([FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS])))
+        writer.write(_GET_VALUES)
         while True:
             event = conn.next_event()
             if isinstance(event, GetValuesResult):

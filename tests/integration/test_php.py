@@ -1,0 +1,527 @@
+"""PHP end to end: `corral serve` runs the PHP fixture site (tests/fixtures/sites/php-site) with
+Debian's php-cgi on fd-0 sockets, and again through a php-fpm this test starts on a loopback port
+(engine transport tcp.service). Clients are raw sockets and curl.
+
+What is proved: the CGI variables php-cgi needs (SCRIPT_FILENAME, SCRIPT_NAME, PATH_INFO,
+PATH_TRANSLATED, REQUEST_URI, REDIRECT_STATUS, DOCUMENT_ROOT) for `/x.php`, `/x.php/extra/path`
+and a folder's index.php; the site's php.ini (PHP_INI -> -c); a form POST, a multipart upload, a
+redirect, several Set-Cookie fields, response fields and a status set with header(); PHP's errors
+in Corral's log and not on the page; a php-cgi that dies costs its one request a 502;
+PHP_FCGI_MAX_REQUESTS recycles the worker before php-cgi quits by itself; and the FastCGI client
+never splits a name-value pair across PARAMS records nor pads an empty record (php-fpm resets the
+connection on the first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_front_harness import WAIT, Conn, CorralServer, Response, request
+
+from conftest import require_program
+from corral.protocol.fastcgi import records
+
+SITE = Path(__file__).resolve().parents[1] / "fixtures" / "sites" / "php-site"
+
+
+def php_site(root: Path, *, max_requests: int | None = None) -> Path:
+    """A copy of the PHP fixture site (its real path: PHP reports resolved file names)."""
+    site = Path(os.path.realpath(root)) / "php-site"
+    shutil.copytree(SITE, site)
+    if max_requests is not None:
+        config = site / "web.config"
+        text = config.read_text()
+        assert 'name="PHP_FCGI_MAX_REQUESTS" value="500"' in text
+        config.write_text(text.replace('value="500"', f'value="{max_requests}"'))
+    return site
+
+
+@contextlib.contextmanager
+def serving(site: Path, *args: str) -> Iterator[CorralServer]:
+    server = CorralServer(site, args=("--no-access-log", *args))
+    try:
+        server.start(wait_ready=False)
+        yield server
+    finally:
+        server.stop()
+
+
+def get(server: CorralServer, path: str, headers: str = "") -> Response:
+    return request(server.port, path=path, headers=headers)
+
+
+def as_json(response: Response) -> Any:
+    assert response.status == 200, (response.status, response.body[:2000])
+    return json.loads(response.body)
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
+    binary = require_program("curl")
+    return subprocess.run(
+        [binary, "--silent", "--show-error", "--max-time", str(WAIT), *args],
+        capture_output=True,
+        timeout=WAIT + 5,
+        check=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def php_cgi() -> str:
+    return require_program("php-cgi")
+
+
+@pytest.fixture(scope="module")
+def site(
+    tmp_path_factory: pytest.TempPathFactory, php_cgi: str
+) -> Iterator[tuple[Path, CorralServer]]:
+    """One server on the PHP site for the tests that do not disturb its worker."""
+    root = php_site(tmp_path_factory.mktemp("php"))
+    with serving(root) as server:
+        yield root, server
+
+
+# -- the same checks, for php-cgi and php-fpm -----------------------------------------------------
+
+
+def check_script_variables(root: Path, server: CorralServer) -> None:
+    seen = as_json(get(server, "/env.php/extra/path?x=1&y=%C3%A9", headers="X-Test: yes\r\n"))
+    assert seen["SCRIPT_FILENAME"] == f"{root}/env.php"
+    assert seen["SCRIPT_NAME"] == "/env.php"
+    assert seen["PATH_INFO"] == "/extra/path"
+    assert seen["PATH_TRANSLATED"] == f"{root}/extra/path"
+    assert seen["PHP_SELF"] == "/env.php/extra/path"
+    assert seen["REQUEST_URI"] == "/env.php/extra/path?x=1&y=%C3%A9"
+    assert seen["QUERY_STRING"] == "x=1&y=%C3%A9"
+    assert seen["DOCUMENT_ROOT"] == str(root)
+    assert seen["REDIRECT_STATUS"] == "200"
+    assert seen["HTTP_X_TEST"] == "yes"
+    assert seen["get"] == {"x": "1", "y": "é"}
+    plain = as_json(get(server, "/env.php"))
+    assert (plain["SCRIPT_NAME"], plain["PATH_INFO"], plain["PATH_TRANSLATED"]) == (
+        "/env.php",
+        "",
+        None,
+    )
+
+
+def check_default_documents_and_static_files(server: CorralServer) -> None:
+    docs = get(server, "/docs/")
+    assert (docs.status, docs.body) == (200, b"docs index from php at /docs/index.php\n")
+    moved = get(server, "/docs")
+    assert moved.status == 301 and moved.header("Location") == "/docs/"
+    static_index = get(server, "/static-only/")
+    assert (static_index.status, static_index.body) == (200, b"<p>static-only index</p>\n")
+    about = get(server, "/about.html")
+    assert (about.status, about.body) == (200, b"static page\n")
+    # PHP sources are never served as files.
+    assert get(server, "/lib/settings.inc").status == 404
+    assert get(server, "/docs/index.html").status == 200  # only shadowed as a default document
+
+
+def check_form_post(server: CorralServer) -> None:
+    body = b"name=Zo%C3%AB+Smith&colour%5B%5D=red&colour%5B%5D=blue"
+    response = request(
+        server.port,
+        method="POST",
+        path="/form.php?from=form",
+        body=body,
+        headers="Content-Type: application/x-www-form-urlencoded\r\n",
+    )
+    assert as_json(response) == {
+        "method": "POST",
+        "post": {"name": "Zoë Smith", "colour": ["red", "blue"]},
+        "get": {"from": "form"},
+    }
+    form = get(server, "/form.php")
+    assert form.status == 200 and b'<form method="post"' in form.body
+
+
+def check_upload(server: CorralServer, tmp_path: Path) -> None:
+    data = os.urandom(300_000) + b"\r\n--not-a-boundary\r\n" + os.urandom(1000)
+    upload = tmp_path / "photo.bin"
+    upload.write_bytes(data)
+    result = curl(
+        "-F",
+        f"picture=@{upload};filename=holiday photo.bin",
+        "-F",
+        "caption=at the beach",
+        f"http://127.0.0.1:{server.port}/upload.php",
+    )
+    assert json.loads(result.stdout) == {
+        "files": {
+            "picture": {
+                "name": "holiday photo.bin",
+                "size": len(data),
+                "error": 0,
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        },
+        "post": {"caption": "at the beach"},
+    }
+
+
+def check_redirect_cookies_headers_status(server: CorralServer, tmp_path: Path) -> None:
+    moved = get(server, "/redirect.php")
+    assert moved.status == 302
+    assert moved.header("Location") == "/form.php?redirected=1"
+    assert moved.body == b"moved\n"
+    followed = curl("--location", f"http://127.0.0.1:{server.port}/redirect.php")
+    assert b'<form method="post"' in followed.stdout
+
+    cookies = get(server, "/cookies.php", headers="Cookie: old=1\r\n")
+    set_cookies = [value for name, value in cookies.headers if name.lower() == "set-cookie"]
+    assert set_cookies == [
+        "first=one; path=/; HttpOnly",
+        "second=two%20words; path=/; SameSite=Lax",
+    ]
+    assert as_json(cookies) == {"received": {"old": "1"}}
+    jar = tmp_path / "cookies.txt"
+    url = f"http://127.0.0.1:{server.port}/cookies.php"
+    curl("--cookie-jar", str(jar), url)
+    again = curl("--cookie", str(jar), url)
+    assert json.loads(again.stdout) == {"received": {"first": "one", "second": "two words"}}
+
+    fields = get(server, "/headers.php")
+    assert fields.status == 200
+    assert fields.header("Content-Type") == "text/plain; charset=utf-8"
+    assert fields.header("Cache-Control") == "no-store"
+    assert [v for k, v in fields.headers if k.lower() == "x-corral-test"] == ["first", "second"]
+    teapot = get(server, "/headers.php?status=418%20I%27m%20a%20teapot")
+    assert (teapot.status, teapot.reason, teapot.body) == (418, "I'm a teapot", b"headers\n")
+    created = get(server, "/headers.php?code=201")
+    assert (created.status, created.body) == (201, b"headers\n")
+
+
+# -- php-cgi --------------------------------------------------------------------------------------
+
+
+def test_php_cgi_gets_the_script_variables_and_the_sites_php_ini(
+    site: tuple[Path, CorralServer],
+) -> None:
+    root, server = site
+    check_script_variables(root, server)
+    seen = as_json(get(server, "/env.php"))
+    assert seen["ini"] == f"{root}/php.ini"  # PHP_INI -> php-cgi -c
+    assert seen["memory_limit"] == "77M"
+    assert seen["max_requests"] == "500"
+    assert get(server, "/").body == b"hello from php 500\n"  # "/" -> index.php
+    assert get(server, "/php.ini").status == 404  # PHP_INI is never served
+
+
+def test_php_cgi_default_documents_and_static_files(site: tuple[Path, CorralServer]) -> None:
+    check_default_documents_and_static_files(site[1])
+
+
+def test_php_cgi_form_post(site: tuple[Path, CorralServer]) -> None:
+    check_form_post(site[1])
+
+
+def test_php_cgi_multipart_upload(site: tuple[Path, CorralServer], tmp_path: Path) -> None:
+    check_upload(site[1], tmp_path)
+
+
+def test_php_cgi_redirect_cookies_headers_and_status(
+    site: tuple[Path, CorralServer], tmp_path: Path
+) -> None:
+    check_redirect_cookies_headers_status(site[1], tmp_path)
+
+
+def test_php_errors_go_to_the_log_not_the_page(site: tuple[Path, CorralServer]) -> None:
+    _, server = site
+    marker = f"m{os.getpid()}x{time.monotonic_ns()}"
+    response = get(server, f"/error.php?marker={marker}")
+    assert (response.status, response.body) == (200, b"logged\n")
+    warning = server.wait_log(f"corral-php-warning {marker}")
+    logged = server.wait_log(f"corral-php-error-log {marker}")
+    # Each line names the application it came from.
+    assert "php.project" in warning and "php.project" in logged, server.text()
+
+
+def test_a_php_cgi_that_dies_costs_one_request_a_502(php_cgi: str, tmp_path: Path) -> None:
+    with serving(php_site(tmp_path)) as server:
+        before = int(get(server, "/pid.php").body)
+        crashed = get(server, "/crash.php")
+        assert crashed.status == 502
+        after = get(server, "/pid.php")
+        assert after.status == 200 and int(after.body) != before
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(before, 0)
+            pytest.fail(f"the crashed php-cgi {before} is still running")
+
+
+def test_php_fcgi_max_requests_recycles_the_worker_before_php_cgi_quits(
+    php_cgi: str, tmp_path: Path
+) -> None:
+    with serving(php_site(tmp_path, max_requests=3), "--max", "1") as server:
+        pids = []
+        for _ in range(10):
+            response = get(server, "/pid.php")
+            assert response.status == 200, (response.status, server.text())
+            pids.append(int(response.body))
+    # Every php-cgi served exactly its three requests (the last one its rest), none failed.
+    groups = [pids[i : i + 3] for i in range(0, 10, 3)]
+    assert all(len(set(group)) == 1 for group in groups), pids
+    assert len({group[0] for group in groups}) == 4, pids
+
+
+# -- php-fpm (tcp.service) ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"php-fpm exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.05)
+    raise AssertionError("php-fpm did not listen in time")
+
+
+@pytest.fixture(scope="module")
+def php_fpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A php-fpm of this test's own on a loopback port, stopped by its pid."""
+    binary = require_program("php-fpm", "php-fpm8.4", "php-fpm8.3", "php-fpm8.2", "php-fpm8.1")
+    if not shutil.which(binary):
+        found = sorted(Path("/usr/sbin").glob("php-fpm*"))
+        binary = str(found[-1]) if found else binary
+    folder = tmp_path_factory.mktemp("fpm")
+    port = free_port()
+    conf = folder / "php-fpm.conf"
+    conf.write_text(
+        "[global]\n"
+        f"pid = {folder}/php-fpm.pid\n"
+        "error_log = /proc/self/fd/2\n"
+        "daemonize = no\n"
+        "[corral-test]\n"
+        f"listen = 127.0.0.1:{port}\n"
+        "listen.allowed_clients = 127.0.0.1\n"
+        "pm = static\n"
+        "pm.max_children = 2\n"
+        "catch_workers_output = yes\n"
+        "clear_env = no\n"
+    )
+    argv = [binary, "--nodaemonize", "--fpm-config", str(conf)]
+    if os.geteuid() == 0:
+        argv.append("--allow-to-run-as-root")  # CI containers run as root
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for_port(port, proc)
+        yield port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT)  # graceful: php-fpm stops its own children
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def fpm_site(root: Path, port: int) -> Path:
+    """The PHP site with a corral.toml that sends *.php to a running php-fpm instead."""
+    site = php_site(root)
+    (site / "web.config").unlink()
+    (site / "corral.toml").write_text(
+        "[engines.php-fpm]\n"
+        'display_name = "php-fpm started by the test"\n'
+        'transport = "tcp.service"\n'
+        'protocol = "fastcgi-php"\n'
+        'host = "127.0.0.1"\n'
+        f"port_lower = {port}\n"
+        "[apps.php]\n"
+        'engine = "php-fpm"\n'
+        'paths = ["*.php"]\n'
+    )
+    return site
+
+
+@pytest.fixture(scope="module")
+def fpm_served(
+    tmp_path_factory: pytest.TempPathFactory, php_fpm: int
+) -> Iterator[tuple[Path, CorralServer]]:
+    root = fpm_site(tmp_path_factory.mktemp("fpm-site"), php_fpm)
+    with serving(root) as server:
+        yield root, server
+
+
+def test_php_fpm_serves_the_same_site(
+    fpm_served: tuple[Path, CorralServer], tmp_path: Path
+) -> None:
+    root, server = fpm_served
+    check_script_variables(root, server)
+    check_default_documents_and_static_files(server)
+    check_form_post(server)
+    check_upload(server, tmp_path)
+    check_redirect_cookies_headers_status(server, tmp_path)
+
+
+def big_request(path: str) -> tuple[bytes, dict[str, int]]:
+    """A request whose CGI variables exceed one PARAMS record (65535 bytes), within the front's
+    default limits (fields of 8000 bytes, a 7000-byte query)."""
+    sizes = {f"X-Big-{n}": 7900 for n in range(7)}
+    query = "q=" + "v" * 7000
+    fields = "".join(f"{name}: {'h' * size}\r\n" for name, size in sizes.items())
+    head = f"GET {path}?{query} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{fields}\r\n"
+    return head.encode(), {"HTTP_" + n.upper().replace("-", "_"): s for n, s in sizes.items()}
+
+
+def test_php_fpm_gets_variables_larger_than_one_record(
+    fpm_served: tuple[Path, CorralServer],
+) -> None:
+    _, server = fpm_served
+    head, expected = big_request("/sizes.php")
+    conn = Conn(server.port)
+    try:
+        conn.send(head)
+        response = conn.response()
+    finally:
+        conn.close()
+    sizes = as_json(response)
+    assert sizes["QUERY_STRING"] == 7002
+    assert sizes["SCRIPT_NAME"] == len("/sizes.php")
+    for name, size in expected.items():
+        assert sizes[name] == size, name
+
+
+# -- the bytes on the wire ------------------------------------------------------------------------
+
+
+class RecordingResponder:
+    """A FastCGI responder of this test's own on a loopback port: records every byte a client
+    sends and answers each request with a fixed page."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.received: list[bytes] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn: socket.socket) -> None:
+        buffer = b""
+        data = bytearray()
+        with conn:
+            conn.settimeout(WAIT)
+            while True:
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                data += chunk
+                buffer += chunk
+                ended, buffer = self._stdin_ended(buffer)
+                if ended:
+                    self.received.append(bytes(data))
+                    data.clear()
+                    body = b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nrecorded\n"
+                    out = records.encode_stream(6, 1, body, end=True)
+                    out += struct.pack("!BBHHBx", 1, 3, 1, 8, 0) + bytes(8)
+                    conn.sendall(out)
+
+    @staticmethod
+    def _stdin_ended(buffer: bytes) -> tuple[bool, bytes]:
+        pos = 0
+        while len(buffer) - pos >= 8:
+            _, kind, _, length, padding = struct.unpack_from("!BBHHBx", buffer, pos)
+            end = pos + 8 + length + padding
+            if end > len(buffer):
+                break
+            pos = end
+            if kind == 5 and length == 0:  # the empty STDIN record ends the request
+                return True, buffer[pos:]
+        return False, buffer[pos:]
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def parse_records(data: bytes) -> list[tuple[int, bytes, int]]:
+    out = []
+    pos = 0
+    while pos < len(data):
+        version, kind, _, length, padding = struct.unpack_from("!BBHHBx", data, pos)
+        assert version == 1
+        out.append((kind, data[pos + 8 : pos + 8 + length], padding))
+        pos += 8 + length + padding
+    assert pos == len(data)
+    return out
+
+
+def test_the_php_client_never_splits_a_pair_nor_pads_an_empty_record(tmp_path: Path) -> None:
+    responder = RecordingResponder()
+    try:
+        site = fpm_site(tmp_path, responder.port)
+        with serving(site) as server:
+            head, expected = big_request("/env.php")
+            conn = Conn(server.port)
+            try:
+                conn.send(head)
+                response = conn.response()
+            finally:
+                conn.close()
+            assert (response.status, response.body) == (200, b"recorded\n")
+            posted = request(server.port, method="POST", path="/form.php", body=b"a=1")
+            assert posted.status == 200
+    finally:
+        responder.close()
+    assert len(responder.received) == 2
+    for sent in responder.received:
+        parsed = parse_records(sent)
+        params = [content for kind, content, _ in parsed if kind == 4]
+        assert params[-1] == b"" and all(params[:-1])
+        pairs: dict[bytes, bytes] = {}
+        for content in params[:-1]:
+            # Each record decodes on its own: no pair is cut across two records.
+            pairs.update(records.decode_pairs(content))
+        assert pairs[b"SCRIPT_FILENAME"] in (
+            f"{site}/env.php".encode(),
+            f"{site}/form.php".encode(),
+        )
+        for kind, content, padding in parsed:
+            if not content:
+                assert padding == 0, f"empty record of type {kind} carries {padding} padding bytes"
+    first = parse_records(responder.received[0])
+    assert len([1 for kind, content, _ in first if kind == 4 and content]) >= 2
+    seen = dict(
+        pair
+        for kind, content, _ in first
+        if kind == 4 and content
+        for pair in records.decode_pairs(content)
+    )
+    for name, size in expected.items():
+        assert len(seen[name.encode()]) == size
