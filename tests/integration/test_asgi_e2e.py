@@ -25,7 +25,7 @@ from websockets.sync.client import connect
 APPS = Path(__file__).resolve().parents[1] / "apps"
 
 
-def _serve(tmp_path: Path, asgi_app: str, *args: str) -> CorralServer:
+def serve_asgi(tmp_path: Path, asgi_app: str, *args: str) -> CorralServer:
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     marker = tmp_path / "lifespan.log"
@@ -40,7 +40,7 @@ def _serve(tmp_path: Path, asgi_app: str, *args: str) -> CorralServer:
 @pytest.fixture
 def starlette(tmp_path: Path) -> Iterator[CorralServer]:
     # One worker: every request and WebSocket below shares its one event loop.
-    server = _serve(tmp_path, "starlette_app:app", "--min", "1", "--max", "1")
+    server = serve_asgi(tmp_path, "starlette_app:app", "--min", "1", "--max", "1")
     try:
         yield server.start()
     finally:
@@ -49,7 +49,7 @@ def starlette(tmp_path: Path) -> Iterator[CorralServer]:
 
 @pytest.fixture
 def fastapi(tmp_path: Path) -> Iterator[CorralServer]:
-    server = _serve(tmp_path, "fastapi_app:app", "--min", "1", "--max", "1")
+    server = serve_asgi(tmp_path, "fastapi_app:app", "--min", "1", "--max", "1")
     try:
         yield server.start()
     finally:
