@@ -23,7 +23,7 @@ import errno
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -163,6 +163,22 @@ def apply_overrides(values: dict[str, str]) -> tuple[FrontSettings, dict[str, ob
     return front, pool_changes
 
 
+def listen_plan(addresses: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The sockets to open for the bindings' addresses: once each, and an address that a
+    wildcard on the same port already covers (0.0.0.0 for IPv4, :: for IPv6) is left to the
+    wildcard's socket (binding both would fail: the port is taken). Sites are routed by Host and
+    port, so the wildcard's socket serves them alike."""
+    wanted = list(dict.fromkeys(addresses))
+    wildcards = {(address, port) for address, port in wanted if address in ("0.0.0.0", "::")}
+    plan = []
+    for address, port in wanted:
+        family_wildcard = "::" if ":" in address else "0.0.0.0"
+        if address != family_wildcard and (family_wildcard, port) in wildcards:
+            continue
+        plan.append((address, port))
+    return plan
+
+
 class Host:
     """The running host: front server plus every application's pool."""
 
@@ -191,7 +207,7 @@ class Host:
         if config.trusted_proxies and not front_settings.trusted_proxies:
             front_settings = replace(front_settings, trusted_proxies=config.trusted_proxies)
         self.front = FrontServer(router, front_settings)
-        wanted = [options.listen] if options.listen else list(config.listen_addresses())
+        wanted = [options.listen] if options.listen else listen_plan(config.listen_addresses())
         for host, port in wanted:
             try:
                 bound = await self.front.listen(host, port)

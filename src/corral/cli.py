@@ -107,10 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_config_errors(path: Path, errors: ConfigErrors) -> None:
+def _print_config_errors(
+    path: Path, errors: ConfigErrors, outcome: str = "nothing started"
+) -> None:
     count = len(errors.errors)
     print(
-        f"corral: {path}: {count} configuration error{'s' if count != 1 else ''}, nothing started:",
+        f"corral: {path}: {count} configuration error{'s' if count != 1 else ''}, {outcome}:",
         file=sys.stderr,
     )
     for error in errors.errors:
@@ -118,9 +120,20 @@ def _print_config_errors(path: Path, errors: ConfigErrors) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    """`corral check`: the model as `corral serve` would load it, and what it would refuse."""
+    from corral import app
     from corral.config.check import run_check
+    from corral.config.engines import PYTHON
+    from corral.config.errors import ConfigErrors
 
-    code, text = run_check(args.path)
+    code, text = run_check(args.path, default_engine=PYTHON)
+    if code == 0:
+        path = Path(args.path or ".").resolve()
+        try:
+            app.build_apps(app.load_config(path), app.ServeOptions(path=path))
+        except ConfigErrors as errors:
+            _print_config_errors(path, errors, "corral serve would refuse it")
+            return ExitCode.FAILURE
     (sys.stdout if code == 0 else sys.stderr).write(text)
     return code
 

@@ -4,7 +4,8 @@ directory and interpreter the model resolved, and answers a FastCGI request sent
 SCRIPT_NAME and PATH_INFO the router chose. Three applications of two sites run at once and none
 sees another's variables.
 
-This is the recipe for the composition root: Router.match -> AppConfig -> python_worker_plan.
+These drive the pieces directly (Router.match -> AppConfig -> a pool); the same sites through a
+real `corral serve` are in test_serve_config.py, and the composition is corral.appsetup.
 """
 
 from __future__ import annotations

@@ -223,6 +223,24 @@ def test_check_prints_the_model_and_exits_0() -> None:
     assert "application 'blog' at /blog" in result.stdout
 
 
+def test_check_sees_a_folder_as_serve_does_and_what_serve_would_refuse(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "wsgi.py").write_text("application = None\n")
+    result = _corral("check", str(plain))
+    assert result.returncode == 0
+    assert "application 'default' at /" in result.stdout  # not "static files"
+    refused = tmp_path / "refused"
+    refused.mkdir()
+    (refused / "corral.toml").write_text(
+        '[engines.python]\ntransport = "tcp"\n[apps.a]\nengine = "python"\n'
+    )
+    result = _corral("check", str(refused))
+    assert result.returncode == 1
+    assert "corral serve would refuse it" in result.stderr
+    assert f"{refused / 'corral.toml'}:1: transport: " in result.stderr
+
+
 def test_check_reports_every_error_and_exits_1() -> None:
     result = _corral("check", str(FIXTURES / "config-errors" / "unknown-engine"))
     assert result.returncode == 1

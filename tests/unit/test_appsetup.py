@@ -153,3 +153,15 @@ def test_remembered_routes_never_hide_a_default_document_created_later(tmp_path:
     found = router.match(b"localhost", b"/sub/")
     assert found is not None and found.script_params is not None
     assert dict(found.script_params)[b"SCRIPT_NAME"] == b"/sub/index.php"
+
+
+def test_an_address_a_wildcard_covers_gets_no_socket_of_its_own() -> None:
+    from corral.app import listen_plan
+
+    assert listen_plan(
+        [("127.0.0.1", 80), ("0.0.0.0", 80), ("127.0.0.1", 80), ("::1", 80), ("127.0.0.1", 81)]
+    ) == [("0.0.0.0", 80), ("::1", 80), ("127.0.0.1", 81)]
+    assert listen_plan([("::1", 8080), ("::", 8080), ("10.0.0.1", 8080)]) == [
+        ("::", 8080),
+        ("10.0.0.1", 8080),
+    ]

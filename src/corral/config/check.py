@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 
 from corral.config.errors import ConfigErrors
-from corral.config.load import load
+from corral.config.load import load, load_site
 from corral.config.model import (
     AppConfig,
     Binding,
@@ -42,13 +42,21 @@ def mask_value(name: str, value: str) -> str:
 
 
 def run_check(
-    path: str | None = None, *, environ: Mapping[str, str] | None = None
+    path: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    default_engine: str | None = None,
 ) -> tuple[int, str]:
+    """``default_engine``: as `load_site`'s, for a folder without any configuration file
+    (`corral check` passes "python", as `corral serve` does)."""
     path = path or "."
     if not os.path.exists(path):
         return int(ExitCode.USAGE), f"corral check: no such file or folder: {path}\n"
     try:
-        config = load(path, environ=environ)
+        if default_engine is not None and os.path.isdir(path):
+            config = load_site(path, environ=environ, default_engine=default_engine)
+        else:
+            config = load(path, environ=environ)
     except ConfigErrors as errors:
         count = len(errors.errors)
         lines = [f"{path}: {count} configuration error{'s' if count != 1 else ''}:"]
