@@ -506,3 +506,30 @@ def test_sigterm_closes_websockets_with_1012_and_runs_shutdown(
         tunnel.shutdown()
     assert w.proc.wait(10) == 0
     assert marker.read_text() == "startup\nshutdown\n"
+
+
+def test_websocket_keepalive_pings_and_a_silent_client_is_dropped(
+    workers: Workers, tmp_path: Path
+) -> None:
+    w = workers.unix("--ws-ping-interval", "0.3", app="asgi_apps:app")
+    assert w.address is not None
+    mark = tmp_path / "ping.log"
+    tunnel = Tunnel(w.address, f"/ws/echo?marker={mark}")
+    try:
+        for _ in range(3):  # answered pings keep it open
+            event = tunnel.next()
+            assert event == ws.Ping(b"corral")
+            tunnel.send_raw(tunnel.ws.pong(b"corral"))
+        tunnel.send_text("still here")
+        event = tunnel.next()
+        while event == ws.Ping(b"corral"):
+            tunnel.send_raw(tunnel.ws.pong(b"corral"))
+            event = tunnel.next()
+        assert event == ws.TextMessage("still here")
+        # Now silent: the next ping goes unanswered, and the one after finds the client gone.
+        while tunnel.next() is not None:
+            pass
+        assert tunnel.ended
+    finally:
+        tunnel.shutdown()
+    assert wait_for_lines(mark, "disconnect 1006") == ["disconnect 1006"]

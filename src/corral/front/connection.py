@@ -362,7 +362,9 @@ class HTTPConnection(asyncio.Protocol):
         if has_body:
             self._pause(_PAUSE_ACQUIRE)
             self._pending_body = []
-        if route.special:
+        if route.special and (route.http or request.upgrade is not None):
+            # (An upgrade-only route, such as Corral's Python worker's, keeps its ordinary
+            # requests on the plain FastCGI path below.)
             self._special_request(request, route, params, has_body)
             return
         lease = route.pool.try_acquire()

@@ -72,6 +72,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also send what the app writes to wsgi.errors to the front as FCGI_STDERR",
     )
+    parser.add_argument(
+        "--ws-ping-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="ASGI: ping each WebSocket this often (default 20; 0: never); a client silent "
+        "for a whole interval after a ping is disconnected (1006)",
+    )
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
@@ -79,6 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--max-connections must be at least 1")
     if args.ws_max_size is not None and args.ws_max_size < 125:
         parser.error("--ws-max-size must be at least 125")
+    if args.ws_ping_interval is not None and args.ws_ping_interval < 0:
+        parser.error("--ws-ping-interval must be 0 or more")
     return args
 
 
@@ -147,6 +157,9 @@ def _serve_asgi(args: argparse.Namespace, app: object, listener: object, what: s
         app,  # type: ignore[arg-type]
         max_connections=args.max_connections or aserver.DEFAULT_MAX_CONNECTIONS,
         max_message_size=args.ws_max_size or aserver.DEFAULT_WS_MAX_SIZE,
+        ping_interval=aserver.DEFAULT_PING_INTERVAL
+        if args.ws_ping_interval is None
+        else args.ws_ping_interval,
     )
     ready = f"serving {what} (ASGI, Python {sys.version.split()[0]})"
     return aserver.serve_forever(listener, state, ready)  # type: ignore[arg-type]

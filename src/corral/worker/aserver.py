@@ -57,6 +57,9 @@ from corral.worker.wsgi import ClientDisconnected
 DEFAULT_MAX_CONNECTIONS = 100
 #: The largest WebSocket message accepted by default (bytes).
 DEFAULT_WS_MAX_SIZE = DEFAULT_MAX_MESSAGE_SIZE
+#: Seconds between the pings that keep a WebSocket (and the front's tunnel) alive and find
+#: clients that vanished without closing (0: no pings).
+DEFAULT_PING_INTERVAL = 20.0
 #: How long a closing connection reads (and drops) what the front still sends (seconds).
 LINGER_SECONDS = 2.0
 #: Send buffer above which an application's ``send`` waits (bytes).
@@ -77,9 +80,11 @@ class ASGIState:
         *,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        ping_interval: float = DEFAULT_PING_INTERVAL,
     ) -> None:
         self.app = app
         self.max_message_size = max_message_size
+        self.ping_interval = ping_interval
         self.lifespan_state: dict[str, Any] | None = None
         self.values = {
             FCGI_MAX_CONNS: str(max_connections).encode(),
@@ -302,6 +307,7 @@ class Connection(asyncio.Protocol):
                 channel,
                 accept,
                 max_message_size=state.max_message_size,
+                ping_interval=state.ping_interval,
             )
             state.websockets.add(cycle)
         else:

@@ -373,7 +373,13 @@ class WebSocketCycle:
     """One ``websocket`` connection over a FastCGI request (see the module docstring)."""
 
     def __init__(
-        self, scope: Scope, channel: Channel, accept: str, *, max_message_size: int
+        self,
+        scope: Scope,
+        channel: Channel,
+        accept: str,
+        *,
+        max_message_size: int,
+        ping_interval: float = 0.0,
     ) -> None:
         self.scope = scope
         self.channel = channel
@@ -390,12 +396,18 @@ class WebSocketCycle:
         self.finished = False
         self.done = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
+        #: Keep-alive: a ping every ping_interval seconds once accepted (0: none); a client
+        #: that sent nothing at all since the previous ping is gone (1006).
+        self._ping_interval = ping_interval
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._heard = True
 
     # -- input from the server ---------------------------------------------------------------
 
     def on_stdin(self, data: bytes) -> None:
         if self.finished:
             return
+        self._heard = True
         try:
             self.conn.receive_data(data)
         except ws.WebSocketError:
@@ -478,6 +490,9 @@ class WebSocketCycle:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
         if self._paused:
             self._paused = False
             self.channel.resume_input()
@@ -486,6 +501,24 @@ class WebSocketCycle:
 
     async def wait_finished(self) -> None:
         await self.done.wait()
+
+    def _schedule_ping(self) -> None:
+        if self._ping_interval > 0 and not self.finished:
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self._ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_timer = None
+        if self.finished or self.conn.close_sent:
+            return
+        if not self._heard:
+            # Not a byte since the last ping (not even its pong): the client is gone.
+            self._disconnected(ws.CloseCode.ABNORMAL, "")
+            self._finish()
+            return
+        self._heard = False
+        self.channel.write(self.conn.ping(b"corral"))
+        self._schedule_ping()
 
     def _close_timer(self) -> None:
         if self._timer is None and not self.finished:
@@ -584,6 +617,7 @@ class WebSocketCycle:
             extra.append(b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1") + b"\r\n")
         self.channel.write(_head(101, message.get("headers", ()), b"".join(extra)))
         self.accepted = True
+        self._schedule_ping()
         self._pump()  # frames the client sent right behind its handshake
 
     async def run(self, app: ASGIApp) -> None:
