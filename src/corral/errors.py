@@ -7,6 +7,11 @@ interpreter, which may be a virtualenv without Corral's dependencies.
 from __future__ import annotations
 
 import enum
+import signal
+
+#: The signal on which Corral's worker writes every thread's Python stack to its stderr
+#: (``faulthandler``); the host sends it before replacing a worker whose request timed out.
+STACK_DUMP_SIGNAL = signal.SIGUSR1
 
 
 class ExitCode(enum.IntEnum):

@@ -392,13 +392,14 @@ def test_an_app_that_fails_to_import_makes_requests_fail_with_its_traceback(
         failures = snap.start_failures
         assert failures >= 1
         assert snap.last_error is not None and "cannot start" in snap.last_error
-        # The next request tries again (and fails again, the same way).
+        # With retry_on_demand, the next request tries again (and fails again, the same way).
         with pytest.raises(PoolUnavailable) as again:
             await pool.acquire()
         assert "No module named" in again.value.stderr_tail
         assert pool.snapshot().start_failures > failures
 
-    run(with_pool(responder_plan(tmp_path, fail_import="1"), settings(min_instances=2), body))
+    pool_settings = settings(min_instances=2, backoff=StartBackoff(retry_on_demand=True))
+    run(with_pool(responder_plan(tmp_path, fail_import="1"), pool_settings, body))
 
 
 @pytest.mark.parametrize(

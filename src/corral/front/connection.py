@@ -90,6 +90,27 @@ _CONN_KEEP = b"Connection: keep-alive\r\n"
 _HELD_PIPELINE_MAX = 64 * 1024
 
 
+def unavailable_details(exc: PoolUnavailable) -> str:
+    """What a developer needs on the "cannot start" page: why, the worker's error output
+    (the traceback), and when Corral tries again."""
+    lines = [exc.reason]
+    if exc.failures:
+        if exc.gave_up:
+            when = f"in {exc.retry_in:.0f} s" if exc.retry_in is not None else "on the next request"
+            lines.append(
+                f"The application failed to start {exc.failures} times in a row and is marked "
+                f"failed: Corral tries again {when}, or as soon as its files change."
+            )
+        elif exc.retry_in is not None:
+            lines.append(
+                f"Failed starts in a row: {exc.failures}. Corral tries again in "
+                f"{exc.retry_in:.0f} s, or as soon as the application's files change."
+            )
+    if exc.stderr_tail:
+        lines.append(f"The worker's error output (last lines):\n\n{exc.stderr_tail}")
+    return "\n\n".join(lines).strip()
+
+
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
@@ -481,11 +502,14 @@ class HTTPConnection(asyncio.Protocol):
             )
         elif isinstance(exc, PoolUnavailable):
             details = None
-            if self.loopback and self._server.settings.show_errors_to_loopback:
-                details = f"{exc.reason}\n\n{exc.stderr_tail}".strip()
+            if route.development or (
+                self.loopback and self._server.settings.show_errors_to_loopback
+            ):
+                details = unavailable_details(exc)
             self._respond_error(
                 503,
                 retry_after=True,
+                retry_seconds=exc.retry_in,
                 message="The application cannot start.",
                 details=details,
             )
@@ -779,6 +803,7 @@ class HTTPConnection(asyncio.Protocol):
         self._finish_request()
 
     def backend_error(self, exc: BackendError) -> None:
+        lease = self._lease
         backend = self._backend
         self._backend = None
         if backend is not None:
@@ -790,11 +815,17 @@ class HTTPConnection(asyncio.Protocol):
         if self._closed:
             logger.error("%s: %s (client already gone): %s", name, what, exc)
             return
+        timed_out = lease is not None and getattr(lease, "timed_out", False)
         if self._status == 0 or self._pending_head is not None:
-            logger.error("%s: %s answered 502: %s", name, what, exc)
             self._pending_head = None
             self._head_buffer = None
             self._status = 0
+            if timed_out:
+                # The pool cut a request that ran past the app's request timeout.
+                logger.error("%s: %s answered 504: it ran past the request timeout", name, what)
+                self._respond_error(504)
+                return
+            logger.error("%s: %s answered 502: %s", name, what, exc)
             self._respond_error(502)
         else:
             logger.error("%s: %s response cut short: %s", name, what, exc)
@@ -900,6 +931,7 @@ class HTTPConnection(asyncio.Protocol):
         status: int,
         *,
         retry_after: bool = False,
+        retry_seconds: float | None = None,
         message: str | None = None,
         details: str | None = None,
         refresh: int | None = None,
@@ -924,7 +956,10 @@ class HTTPConnection(asyncio.Protocol):
         head_only = self._method == b"HEAD"
         extra: tuple[tuple[str, str], ...] = ()
         if retry_after:
-            extra = (("Retry-After", str(self._server.settings.retry_after)),)
+            seconds = self._server.settings.retry_after
+            if retry_seconds is not None:
+                seconds = max(1, min(int(retry_seconds + 0.999), 3600))
+            extra = (("Retry-After", str(seconds)),)
         if refresh is not None:
             extra += (("Cache-Control", "no-store"),)
         if message is None and details is None and not extra:

@@ -74,6 +74,9 @@ class Route:
     #: tunnels the connection's bytes both ways. Without it, Upgrade requests are served as
     #: plain HTTP (Upgrade is hop-by-hop and not forwarded).
     upgrade: bool = False
+    #: The application is in development mode (DEVELOPMENT_MODE): its "cannot start" page shows
+    #: the worker's traceback to every client, not only to loopback ones.
+    development: bool = False
     #: ``http or upgrade``: the one test the front's hot path makes per request.
     special: bool = field(init=False, default=False)
     #: Set for a static route: what may be served from the mount's folder (no pool is used).

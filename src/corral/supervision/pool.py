@@ -37,6 +37,22 @@ How the pool works:
   worker that becomes ready retires one old worker: out of rotation at once, it finishes the
   requests it holds (up to ``graceful_shutdown_timeout``) and only then gets SIGTERM. No request
   is refused meanwhile. If the new code cannot start, the old workers keep serving.
+* **Health.** Every ``health_interval`` seconds the pool samples the machine (available memory,
+  idle CPU) and each worker's resident memory (psutil, in a thread), recycles workers past
+  ``memory_limit_mb`` or ``time_limit`` (retired as above, one per round for the time limit so
+  that workers started together do not all go at once), and probes workers idle for
+  ``probe_interval``: one that does not answer within ``probe_timeout`` is killed and replaced. A
+  worker is recycled after ``max_requests`` requests, plus a random jitter of up to
+  ``max_requests_jitter`` of that, so that workers do not all recycle together.
+* **Request timeout.** A request holding a worker longer than ``request_timeout``
+  (WORKER_REQUEST_TIMEOUT) is cut: its lease is marked ``timed_out`` and its connection closed
+  (the front answers 504), the worker is asked for its Python stack (``STACK_DUMP_SIGNAL``: it
+  lands in the app's log) and is retired, then killed once its other requests are done.
+* **Crash loops.** When no worker can start, starts are retried after growing delays
+  (``StartBackoff``); meanwhile requests get ``PoolUnavailable`` at once, with the traceback,
+  the failure count and when the next try is due. After ``give_up_after`` failures the app is
+  FAILED: retried once per ``backoff.maximum`` seconds, or as soon as its source files
+  (``source_suffixes`` under the app's folder) change: a fixed app recovers by itself.
 * **Closing.** ``close(grace)`` refuses new requests, fails waiting ones, waits up to ``grace``
   seconds for leases in flight, then stops every worker (SIGTERM, ``graceful_shutdown_timeout``,
   SIGKILL) and removes the private runtime directory.
@@ -48,21 +64,33 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import os
+import random
 import shutil
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Generic, Protocol, TypeVar
+
+import psutil  # type: ignore[import-untyped]
 
 from corral.errors import CorralError, ExitCode
 from corral.protocol.fastcgi.constants import FCGI_MAX_CONNS
 from corral.supervision.backoff import StartBackoff
 from corral.supervision.launch import Address, LaunchPlan, Transport
 from corral.supervision.lifecycle import WorkerState, check_transition
-from corral.supervision.probe import fastcgi_probe
+from corral.supervision.probe import ProbeFailed, fastcgi_probe
 from corral.supervision.process import SpawnError, WorkerProcess, describe_returncode
-from corral.supervision.scaling import LoadSample, ScalingLimits, WorkerLoad, decide
+from corral.supervision.scaling import (
+    HELD_BY_MEMORY,
+    LoadSample,
+    ScalingDecision,
+    ScalingLimits,
+    WorkerLoad,
+    decide,
+)
 
 _log = logging.getLogger("corral.supervision.pool")
 
@@ -72,6 +100,17 @@ MAX_LEARNED_CAPACITY = 1000
 #: After a failed probe, how long to wait for the process to exit (its exit code and traceback
 #: explain the failure better than "connection reset").
 _EXIT_AFTER_PROBE_FAILURE = 1.0
+#: After asking a worker for its stack, how long to let it write before it is killed.
+_STACK_DUMP_GRACE = 0.3
+#: Smoothing of the arrival rate (time constant, seconds) and of the service time (weight).
+_RATE_WINDOW = 5.0
+_SERVICE_WEIGHT = 0.05
+#: A held-back start is logged again at most this often (seconds).
+_HELD_LOG_INTERVAL = 10.0
+#: A failed app's source files are scanned at most this often (seconds), and so many at most.
+_FINGERPRINT_INTERVAL = 1.0
+_FINGERPRINT_MAX_FILES = 20000
+_MIB = 1024 * 1024
 
 
 # ------------------------------------------------------------------------------------ contracts
@@ -123,12 +162,28 @@ class AcquireTimeout(PoolError):
 
 
 class PoolUnavailable(PoolError):
-    """The application cannot start (503, with ``stderr_tail``, often a traceback, on the page)."""
+    """The application cannot start (503, with ``stderr_tail``, often a traceback, on the page).
 
-    def __init__(self, app: str, reason: str, stderr_tail: str = "") -> None:
+    ``failures`` counts the consecutive failed starts, ``retry_in`` says in how many seconds the
+    next one is due (None: the next request tries), ``gave_up``: the app is FAILED (see
+    ``backoff``)."""
+
+    def __init__(
+        self,
+        app: str,
+        reason: str,
+        stderr_tail: str = "",
+        *,
+        failures: int = 0,
+        retry_in: float | None = None,
+        gave_up: bool = False,
+    ) -> None:
         super().__init__(app, f"cannot start: {reason}")
         self.reason = reason
         self.stderr_tail = stderr_tail
+        self.failures = failures
+        self.retry_in = retry_in
+        self.gave_up = gave_up
 
 
 class PoolClosed(PoolUnavailable):
@@ -161,11 +216,40 @@ class PoolSettings:
     graceful_shutdown_timeout: float = 10.0
     #: Idle time after which a worker above the floor is stopped; None = never.
     idle_timeout: float | None = 300.0
-    #: Delays between failed starts while other workers run.
+    #: Delays between failed starts (and when the app counts as FAILED).
     backoff: StartBackoff = field(default_factory=StartBackoff)
+    #: WORKER_REQUEST_TIMEOUT: seconds a request may hold a worker; past it the request gets
+    #: 504 and the worker is replaced (after its stack is logged). None = no limit.
+    request_timeout: float | None = None
+    #: memoryLimit: recycle a worker whose resident memory passes this many MiB; 0 = no limit.
+    memory_limit_mb: int = 0
+    #: timeLimit: recycle a worker this many seconds after it became ready; None = never.
+    time_limit: float | None = None
+    #: maxRequests: recycle a worker after this many requests (plus jitter); 0 = never.
+    max_requests: int = 0
+    #: Each worker's request limit is ``max_requests`` plus up to this fraction more, at random.
+    max_requests_jitter: float = 0.1
+    #: memoryReserve: no worker starts while the machine's available memory is below this (MiB).
+    memory_reserve_mb: int = 64
+    #: Seconds between health rounds (machine and worker memory, limits, idle probes).
+    health_interval: float = 5.0
+    #: An idle worker not used or probed for this many seconds is probed.
+    probe_interval: float = 30.0
+    #: Seconds an idle worker has to answer the health probe before it is replaced.
+    probe_timeout: float = 10.0
+    #: Suffixes of the application's files (under the plan's folder) whose change lets a failed
+    #: application try to start again at once.
+    source_suffixes: tuple[str, ...] = (".py",)
 
     def __post_init__(self) -> None:
-        for name in ("min_instances", "max_instances", "queue_size"):
+        for name in (
+            "min_instances",
+            "max_instances",
+            "queue_size",
+            "memory_limit_mb",
+            "max_requests",
+            "memory_reserve_mb",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
         if self.connections_per_worker < 1:
@@ -177,6 +261,17 @@ class PoolSettings:
                 raise ValueError(f"{name} must be > 0, not {getattr(self, name)}")
         if self.idle_timeout is not None and self.idle_timeout < 0:
             raise ValueError(f"idle_timeout must be >= 0 or None, not {self.idle_timeout}")
+        for name in ("health_interval", "probe_interval", "probe_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, not {getattr(self, name)}")
+        for name in ("request_timeout", "time_limit"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0 or None, not {value}")
+        if not 0.0 <= self.max_requests_jitter <= 1.0:
+            raise ValueError(
+                f"max_requests_jitter must be between 0 and 1, not {self.max_requests_jitter}"
+            )
         if 0 < self.max_instances < self.min_instances:
             raise ValueError(
                 f"min_instances ({self.min_instances}) exceeds max_instances ({self.max_instances})"
@@ -190,6 +285,8 @@ class PoolSettings:
             max_instances=maximum,
             idle_timeout=self.idle_timeout,
             capacity=self.connections_per_worker,
+            memory_reserve=self.memory_reserve_mb * _MIB,
+            cpu_count=os.cpu_count() or 1,
         )
 
 
@@ -204,6 +301,10 @@ class Lease(Generic[ConnT]):
     worker_pid: int
     worker_id: int
     released: bool = False
+    #: When the lease was given (``time.monotonic()``).
+    started: float = 0.0
+    #: The request ran past ``request_timeout``: the pool closed its connection (answer 504).
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +317,12 @@ class WorkerInfo:
     active: int
     requests_served: int
     address: str | None
+    #: Resident memory at the last health round, in MiB (None before the first).
+    memory_mb: float | None = None
+    #: Seconds since it became ready (None while starting).
+    age: float | None = None
+    #: Why it is being retired, if it is.
+    retiring: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +339,24 @@ class PoolSnapshot:
     #: The bounds in force (``max_instances == 0`` already resolved to the CPU count).
     min_instances: int
     max_instances: int
+    #: "dormant" (nothing started yet, or scaled to zero), "running", "backoff" (the app failed
+    #: to start; retried in ``retry_in`` s), "failed" (gave up: retried when its files change
+    #: or after the backoff ceiling), "closing".
+    state: str = "running"
+    retry_in: float | None = None
+    #: Seconds the oldest waiting request has waited.
+    oldest_wait: float = 0.0
+    #: Recent requests per second, and seconds a request holds a worker (smoothed).
+    arrival_rate: float = 0.0
+    service_time: float | None = None
+    #: Recent seconds from spawn to ready (smoothed).
+    spawn_time: float | None = None
+    #: The machine at the last sample: available memory (MiB) and idle CPU (0..1).
+    free_memory_mb: float | None = None
+    cpu_idle: float | None = None
+    #: Starts the policy wanted but held back, and why ("free memory 40 MiB is below...").
+    held_back: int = 0
+    held_reason: str | None = None
 
 
 @dataclass(eq=False)
@@ -250,6 +375,16 @@ class _Worker(Generic[ConnT]):
     generation: int = 0
     #: Retired while requests were in flight: SIGTERM once they are done (or at the deadline).
     draining: asyncio.TimerHandle | None = None
+    #: When it became ready (loop clock); its request limit (0 = none), with jitter.
+    ready_at: float = 0.0
+    max_requests: int = 0
+    #: Resident memory at the last health round (bytes), and the last successful probe.
+    rss: int | None = None
+    last_probe: float = 0.0
+    probing: bool = False
+    #: Why it is retired; kill it (rather than SIGTERM) once drained: a request hung in it.
+    retiring: str | None = None
+    kill_when_drained: bool = False
 
     @property
     def pid(self) -> int | None:
@@ -316,6 +451,26 @@ class Pool(Generic[ConnT]):
         self._restart_waiters: list[asyncio.Future[bool]] = []
         # Set when the last worker is gone (``stop_workers`` waits for it).
         self._emptied: asyncio.Event | None = None
+        # What the scaling policy observes (see _sample).
+        self._wait_started: dict[asyncio.Future[_Worker[ConnT]], float] = {}
+        self._arrivals = 0
+        self._arrival_rate = 0.0
+        self._rate_at = 0.0
+        self._service_time: float | None = None
+        self._spawn_time: float | None = None
+        self._free_memory: int | None = None
+        self._cpu_idle: float | None = None
+        self._memory_at = -1e9
+        self._held_back = 0
+        self._held_reason: str | None = None
+        self._held_logged = -1e9
+        # Health rounds and the request-timeout sweep.
+        self._health_task: asyncio.Task[None] | None = None
+        self._health_at = -1e9
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Crash loops: the app's files when it last failed to start, and the last scan.
+        self._fingerprint: asyncio.Future[object] | None = None
+        self._fingerprint_checked = -1e9
 
     # -------------------------------------------------------------------------------- public
 
@@ -330,7 +485,11 @@ class Pool(Generic[ConnT]):
         """
         if self._closing:
             raise PoolClosed(self.name)
-        self._activate()
+        if not self._active:
+            await self._activate()
+            if self._closing:
+                raise PoolClosed(self.name)
+        self._arrivals += 1
         loop = asyncio.get_running_loop()
         limit = self.settings.queue_timeout if timeout is None else timeout
         deadline = loop.time() + limit
@@ -364,7 +523,12 @@ class Pool(Generic[ConnT]):
                 self._unreserve(worker, served=False)
                 raise PoolClosed(self.name)
             assert worker.process is not None
-            lease = Lease(conn=conn, worker_pid=worker.process.pid, worker_id=worker.id)
+            lease = Lease(
+                conn=conn,
+                worker_pid=worker.process.pid,
+                worker_id=worker.id,
+                started=time.monotonic(),
+            )
             self._leases.add(lease)
             return lease
 
@@ -393,6 +557,11 @@ class Pool(Generic[ConnT]):
             return
         lease.released = True
         self._leases.discard(lease)
+        held = time.monotonic() - lease.started
+        service = self._service_time
+        self._service_time = (
+            held if service is None else service + _SERVICE_WEIGHT * (held - service)
+        )
         worker = self._workers.get(lease.worker_id)
         conn = lease.conn
         if (
@@ -424,6 +593,11 @@ class Pool(Generic[ConnT]):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            background = [t for t in (self._health_task, *self._tasks) if t is not None]
+            self._health_task = None
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             self._fail_waiters(PoolClosed(self.name))
             if grace is None:
                 grace = self.settings.graceful_shutdown_timeout
@@ -562,6 +736,10 @@ class Pool(Generic[ConnT]):
 
     def snapshot(self) -> PoolSnapshot:
         """The pool's state as plain data (for a status page)."""
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:  # called outside the loop (a test, a status dump at exit)
+            now = time.monotonic()
         workers = tuple(
             WorkerInfo(
                 worker_id=w.id,
@@ -570,9 +748,22 @@ class Pool(Generic[ConnT]):
                 active=w.active,
                 requests_served=w.requests_served,
                 address=None if w.process is None else _format_address(w.process.address),
+                memory_mb=None if w.rss is None else round(w.rss / _MIB, 1),
+                age=round(now - w.ready_at, 3) if w.ready_at else None,
+                retiring=w.retiring,
             )
             for w in sorted(self._workers.values(), key=lambda w: w.id)
         )
+        retry_in: float | None = None
+        if self._closing:
+            state = "closing"
+        elif self._last_error is not None and not self._active:
+            state = "failed" if self.settings.backoff.gave_up(self._start_failures) else "backoff"
+            retry_in = max(self._next_start_at - now, 0.0)
+        elif not self._active and not self._workers:
+            state = "dormant"
+        else:
+            state = "running"
         return PoolSnapshot(
             app=self.name,
             workers=workers,
@@ -583,24 +774,75 @@ class Pool(Generic[ConnT]):
             closing=self._closing,
             min_instances=self._limits.min_instances,
             max_instances=self._limits.max_instances,
+            state=state,
+            retry_in=retry_in,
+            oldest_wait=self._oldest_wait(now),
+            arrival_rate=round(self._arrival_rate, 3),
+            service_time=self._service_time,
+            spawn_time=self._spawn_time,
+            free_memory_mb=None if self._free_memory is None else self._free_memory / _MIB,
+            cpu_idle=self._cpu_idle,
+            held_back=self._held_back,
+            held_reason=self._held_reason,
         )
 
     # -------------------------------------------------------------------------------- leasing
 
-    def _activate(self) -> None:
+    async def _activate(self) -> None:
+        """Wake a dormant pool for a request: at once, unless the app failed to start and the
+        next try is not due (then PoolUnavailable), or its files changed since (then try now)."""
         if self._active:
             return
         backoff = self.settings.backoff
         last = self._last_error
-        if (
-            last is not None
-            and not backoff.retry_on_demand
-            and asyncio.get_running_loop().time() < self._next_start_at
-        ):
-            raise PoolUnavailable(self.name, last.reason, last.stderr_tail)
+        if last is not None and not backoff.retry_on_demand:
+            now = asyncio.get_running_loop().time()
+            if now < self._next_start_at:
+                if not await self._sources_changed():
+                    raise self._unavailable(last, now)
+                _log.info(
+                    "app %s: its files changed since it failed to start; trying again",
+                    self.name,
+                    extra={"app": self.name},
+                )
+                self._next_start_at = 0.0
         self._active = True
         if backoff.retry_on_demand:
             self._next_start_at = 0.0
+
+    def _unavailable(self, last: PoolUnavailable, now: float) -> PoolUnavailable:
+        """A fresh error for one request (tracebacks must not pile up on one instance)."""
+        failures = self._start_failures
+        retry_in = None
+        if not self.settings.backoff.retry_on_demand:
+            retry_in = max(self._next_start_at - now, 0.0)
+        return PoolUnavailable(
+            self.name,
+            last.reason,
+            last.stderr_tail,
+            failures=failures,
+            retry_in=retry_in,
+            gave_up=self.settings.backoff.gave_up(failures),
+        )
+
+    async def _sources_changed(self) -> bool:
+        """Whether the app's source files changed since its last failed start (scanned in a
+        thread, at most once per ``_FINGERPRINT_INTERVAL``)."""
+        baseline = self._fingerprint
+        if baseline is None:
+            return False
+        now = time.monotonic()
+        if now - self._fingerprint_checked < _FINGERPRINT_INTERVAL:
+            return False
+        self._fingerprint_checked = now
+        try:
+            before = await asyncio.shield(baseline)
+            current = await asyncio.to_thread(
+                source_fingerprint, self.plan.cwd, self.settings.source_suffixes
+            )
+        except OSError:
+            return False
+        return current != before
 
     def _pick(self) -> _Worker[ConnT] | None:
         """The least busy ready worker with room; ties go to the most recently used."""
@@ -626,6 +868,8 @@ class Pool(Generic[ConnT]):
         worker.active -= 1
         if served:
             worker.requests_served += 1
+            if worker.max_requests and worker.requests_served >= worker.max_requests:
+                self._recycle(worker, f"served {worker.requests_served} requests (maxRequests)")
         if worker.state is WorkerState.BUSY and worker.active == 0:
             now = asyncio.get_running_loop().time()
             worker.last_used = now
@@ -645,6 +889,7 @@ class Pool(Generic[ConnT]):
         self, deadline: float, limit: float, *, front: bool
     ) -> _Worker[ConnT]:
         waiter: asyncio.Future[_Worker[ConnT]] = asyncio.get_running_loop().create_future()
+        self._wait_started[waiter] = asyncio.get_running_loop().time()
         if front:
             self._waiters.appendleft(waiter)
         else:
@@ -664,6 +909,14 @@ class Pool(Generic[ConnT]):
             if isinstance(exc, TimeoutError):
                 raise AcquireTimeout(self.name, limit) from None
             raise
+        finally:
+            self._wait_started.pop(waiter, None)
+
+    def _oldest_wait(self, now: float) -> float:
+        if not self._waiters:
+            return 0.0
+        started = self._wait_started.get(self._waiters[0])
+        return 0.0 if started is None else max(now - started, 0.0)
 
     def _dispatch(self) -> None:
         """Hand free workers to waiting requests, first come first served."""
@@ -678,6 +931,7 @@ class Pool(Generic[ConnT]):
             waiter.set_result(worker)
 
     def _fail_waiters(self, error: PoolUnavailable) -> None:
+        now = asyncio.get_running_loop().time()
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -685,7 +939,7 @@ class Pool(Generic[ConnT]):
                 waiter.set_exception(
                     PoolClosed(self.name)
                     if isinstance(error, PoolClosed)
-                    else PoolUnavailable(self.name, error.reason, error.stderr_tail)
+                    else self._unavailable(error, now)
                 )
 
     def _take_idle_connection(self, worker: _Worker[ConnT]) -> ConnT | None:
@@ -723,17 +977,15 @@ class Pool(Generic[ConnT]):
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        starting = 0
-        ready: list[WorkerLoad] = []
-        for worker in self._workers.values():
-            if worker.state is WorkerState.STARTING:
-                starting += 1
-            elif worker.state.is_ready:
-                ready.append(WorkerLoad(worker.id, worker.active, worker.idle_since))
-        sample = LoadSample(waiting=len(self._waiters), starting=starting, workers=tuple(ready))
+        sample = self._sample(now)
         decision = decide(sample, self._limits, now)
+        self._note_held_back(decision, sample, now)
         start = decision.start if self._active else 0
         wake = decision.recheck_at
+        if decision.reason == HELD_BY_MEMORY and not sample.workers and not sample.starting:
+            # Nothing runs and nothing may start: the waiting requests would only time out.
+            self._fail_waiters(PoolUnavailable(self.name, self._held_reason or "low memory"))
+            wake = now + min(self.settings.health_interval, 1.0)
         if start and now < self._next_start_at:
             start = 0
             wake = self._next_start_at if wake is None else min(wake, self._next_start_at)
@@ -752,6 +1004,92 @@ class Pool(Generic[ConnT]):
                 self._stop_worker(idle)
         if wake is not None:
             self._wake_at(wake)
+
+    def _sample(self, now: float) -> LoadSample:
+        """What the policy sees: the pool's counters, and the machine (memory read at most
+        once a second; CPU from the last health round)."""
+        starting = 0
+        ready: list[WorkerLoad] = []
+        rss: list[int] = []
+        for worker in self._workers.values():
+            if worker.state is WorkerState.STARTING:
+                starting += 1
+            elif worker.state.is_ready:
+                ready.append(WorkerLoad(worker.id, worker.active, worker.idle_since))
+                if worker.rss:
+                    rss.append(worker.rss)
+        self._update_rate(now)
+        if self._limits.memory_reserve and now - self._memory_at >= 1.0:
+            self._memory_at = now
+            try:
+                self._free_memory = int(psutil.virtual_memory().available)
+            except (OSError, RuntimeError):  # pragma: no cover - /proc unreadable
+                self._free_memory = None
+        return LoadSample(
+            waiting=len(self._waiters),
+            starting=starting,
+            workers=tuple(ready),
+            oldest_wait=self._oldest_wait(now),
+            arrival_rate=self._arrival_rate,
+            service_time=self._service_time,
+            spawn_time=self._spawn_time,
+            free_memory=self._free_memory,
+            worker_memory=sum(rss) // len(rss) if rss else None,
+            cpu_idle=self._cpu_idle,
+        )
+
+    def _update_rate(self, now: float) -> None:
+        """Fold the arrivals counted since the last update into the smoothed rate."""
+        if self._rate_at == 0.0:  # the first look: count from here
+            self._rate_at = now
+            return
+        elapsed = now - self._rate_at
+        if elapsed < 0.25:
+            return
+        instant = self._arrivals / elapsed
+        weight = 1.0 - math.exp(-elapsed / _RATE_WINDOW)
+        self._arrival_rate += weight * (instant - self._arrival_rate)
+        self._arrivals = 0
+        self._rate_at = now
+
+    def _note_held_back(self, decision: ScalingDecision, sample: LoadSample, now: float) -> None:
+        """Say (in the status, and in the log at most every few seconds) why starts wait."""
+        if not decision.held_back:
+            if self._held_back and decision.start:
+                _log.info("app %s: starting workers again", self.name, extra={"app": self.name})
+            self._held_back = 0
+            self._held_reason = None
+            return
+        if decision.reason == HELD_BY_MEMORY:
+            free = (sample.free_memory or 0) / _MIB
+            reason = (
+                f"free memory {free:.0f} MiB is below the reserve of "
+                f"{self.settings.memory_reserve_mb} MiB (memoryReserve)"
+            )
+            if sample.worker_memory and free > self.settings.memory_reserve_mb:
+                reason = (
+                    f"free memory {free:.0f} MiB leaves room above the reserve of "
+                    f"{self.settings.memory_reserve_mb} MiB for no more workers of "
+                    f"{sample.worker_memory / _MIB:.0f} MiB"
+                )
+        else:
+            reason = (
+                f"the CPU is saturated ({(sample.cpu_idle or 0.0) * 100:.0f}% idle) and "
+                f"{len(sample.workers)} workers already run on {self._limits.cpu_count} cores"
+            )
+        self._held_back = decision.held_back
+        self._held_reason = reason
+        if now - self._held_logged >= _HELD_LOG_INTERVAL:
+            self._held_logged = now
+            level = logging.WARNING if decision.reason == HELD_BY_MEMORY else logging.INFO
+            _log.log(
+                level,
+                "app %s: not starting %d worker(s): %s",
+                self.name,
+                decision.held_back,
+                reason,
+                extra={"app": self.name},
+            )
 
     def _wake_at(self, when: float) -> None:
         if self._closing:
@@ -865,6 +1203,10 @@ class Pool(Generic[ConnT]):
             if probe in done:
                 error = probe.exception()
                 return f"the readiness probe failed: {error}"
+            # Where is it stuck? Corral's worker writes its stack to stderr (the error page's
+            # tail and the app's log).
+            if process.dump_stack():
+                await asyncio.sleep(_STACK_DUMP_GRACE)
             return f"it did not answer the readiness probe within {timeout:g} s"
         finally:
             for task in (probe, exited):
@@ -892,10 +1234,21 @@ class Pool(Generic[ConnT]):
         now = asyncio.get_running_loop().time()
         worker.idle_since = now
         worker.last_used = now
+        worker.ready_at = now
+        worker.last_probe = now
+        settings = self.settings
+        if settings.max_requests:
+            jitter = int(settings.max_requests * settings.max_requests_jitter)
+            worker.max_requests = settings.max_requests + random.randint(0, jitter)
+        took = now - worker.spawned_at
+        spawn = self._spawn_time
+        self._spawn_time = took if spawn is None else spawn + 0.3 * (took - spawn)
         self._set_state(worker, WorkerState.IDLE)
         self._start_failures = 0
         self._next_start_at = 0.0
         self._last_error = None
+        self._fingerprint = None
+        self._ensure_health_rounds()
         _log.info(
             "app %s: worker pid %s is ready (%.2f s after spawn)",
             self.name,
@@ -939,6 +1292,31 @@ class Pool(Generic[ConnT]):
             # Nothing runs: the requests that wait for this app will not be served.
             self._fail_waiters(error)
             self._active = False
+            if not backoff.retry_on_demand:
+                # What the app's files look like now: a change lets the next request retry.
+                self._fingerprint = asyncio.ensure_future(
+                    asyncio.to_thread(
+                        source_fingerprint, self.plan.cwd, self.settings.source_suffixes
+                    )
+                )
+                self._fingerprint.add_done_callback(_consume_exception)
+                self._fingerprint_checked = -1e9
+                if backoff.gave_up(self._start_failures):
+                    _log.error(
+                        "app %s: FAILED after %d failed starts; trying again in %g s, or as "
+                        "soon as its files change",
+                        self.name,
+                        self._start_failures,
+                        backoff.delay(self._start_failures),
+                        extra={"app": self.name},
+                    )
+                else:
+                    _log.warning(
+                        "app %s: next start in %g s (or as soon as its files change)",
+                        self.name,
+                        backoff.delay(self._start_failures),
+                        extra={"app": self.name},
+                    )
         self._evaluate()
         self._check_restart()
 
@@ -1027,9 +1405,167 @@ class Pool(Generic[ConnT]):
                 extra={"app": self.name, "pid": worker.pid},
             )
         if worker.process is not None and worker.id in self._workers:
-            task = asyncio.get_running_loop().create_task(self._stop_process(worker.process))
+            stop = (
+                self._kill_process(worker.process)
+                if worker.kill_when_drained
+                else self._stop_process(worker.process)
+            )
+            task = asyncio.get_running_loop().create_task(stop)
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
+
+    async def _kill_process(self, process: WorkerProcess) -> None:
+        """A worker with a hung request: give its stack dump a moment, then SIGKILL (SIGTERM
+        would wait for the hung request)."""
+        await asyncio.sleep(_STACK_DUMP_GRACE)
+        process.kill()
+        await process.wait()
+        await process.finish()
+
+    # -------------------------------------------------------------------------------- health
+
+    def _recycle(self, worker: _Worker[ConnT], why: str) -> None:
+        """Retire a ready worker (it finishes its requests first) and let the policy start its
+        replacement at once (a retiring worker no longer counts toward the floor)."""
+        if not worker.state.is_ready or self._closing:
+            return
+        worker.retiring = why
+        self._retire(worker, why)
+        self._evaluate()
+
+    def _ensure_health_rounds(self) -> None:
+        if self._health_task is None and not self._closing:
+            self._health_task = asyncio.get_running_loop().create_task(
+                self._health_rounds(), name=f"corral-health-{self.name}"
+            )
+
+    async def _health_rounds(self) -> None:
+        """Forever (until close): sweep request timeouts often, and every ``health_interval``
+        sample memory and CPU, apply memory and time limits, probe idle workers."""
+        settings = self.settings
+        tick = settings.health_interval
+        if settings.request_timeout is not None:
+            tick = min(tick, max(settings.request_timeout / 4, 0.05))
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            await asyncio.sleep(tick)
+            try:
+                self._sweep_request_timeouts()
+                now = loop.time()
+                if now - self._health_at >= settings.health_interval:
+                    self._health_at = now
+                    await self._health_round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not end health checking for good
+                _log.exception("app %s: health round failed", self.name, extra={"app": self.name})
+
+    def _sweep_request_timeouts(self) -> None:
+        timeout = self.settings.request_timeout
+        if timeout is None or not self._leases:
+            return
+        now = time.monotonic()
+        for lease in [lease for lease in self._leases if now - lease.started > timeout]:
+            if not lease.timed_out:
+                self._request_timed_out(lease, now - lease.started)
+
+    def _request_timed_out(self, lease: Lease[ConnT], held: float) -> None:
+        """Cut the request (the front answers 504), log the worker's stack, replace it."""
+        lease.timed_out = True
+        worker = self._workers.get(lease.worker_id)
+        _log.error(
+            "app %s: a request on worker pid %s ran %.1f s, past the request timeout of %g s "
+            "(WORKER_REQUEST_TIMEOUT): answered 504; the worker's stack follows in its log, "
+            "and it is replaced",
+            self.name,
+            lease.worker_pid,
+            held,
+            self.settings.request_timeout,
+            extra={"app": self.name, "pid": lease.worker_pid},
+        )
+        if worker is not None and worker.process is not None:
+            worker.process.dump_stack()
+            worker.kill_when_drained = True
+            if worker.state.is_ready:
+                self._recycle(worker, "a request ran past the request timeout")
+        lease.conn.close()
+
+    async def _health_round(self) -> None:
+        workers = [w for w in self._workers.values() if w.process is not None]
+        pids = {w.id: w.process.pid for w in workers if w.process is not None}
+        free, cpu_idle, rss = await asyncio.to_thread(_sample_machine, pids)
+        if self._closing:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._free_memory, self._cpu_idle = free, cpu_idle
+        self._memory_at = now
+        settings = self.settings
+        limit = settings.memory_limit_mb * _MIB
+        aged_out = False
+        for worker in list(self._workers.values()):
+            if worker.id in rss:
+                worker.rss = rss[worker.id]
+            if not worker.state.is_ready:
+                continue
+            if limit and worker.rss is not None and worker.rss > limit:
+                self._recycle(
+                    worker,
+                    f"memory {worker.rss / _MIB:.0f} MiB is above the limit of "
+                    f"{settings.memory_limit_mb} MiB (memoryLimit)",
+                )
+            elif (
+                settings.time_limit is not None
+                and not aged_out
+                and now - worker.ready_at >= settings.time_limit
+            ):
+                aged_out = True  # one per round: workers started together leave in turn
+                self._recycle(worker, f"ran {(now - worker.ready_at) / 60:.1f} min (timeLimit)")
+            elif (
+                worker.state is WorkerState.IDLE
+                and not worker.probing
+                and now - max(worker.last_used, worker.last_probe) >= settings.probe_interval
+            ):
+                self._probe_idle(worker, now)
+        self._evaluate()
+
+    def _probe_idle(self, worker: _Worker[ConnT], now: float) -> None:
+        """Check that an idle worker still answers; kill it (and let it be replaced) if not."""
+        process = worker.process
+        if process is None:
+            return
+        worker.probing = True
+        # A kept-alive connection may hold a worker's only thread (php-cgi): free it first.
+        self._close_idle_connections(worker)
+
+        async def probe() -> None:
+            try:
+                await self._probe(process.address, self.settings.probe_timeout)
+                failure = None
+            except (OSError, ProbeFailed) as exc:
+                failure = str(exc) or type(exc).__name__
+            worker.probing = False
+            if failure is None:
+                worker.last_probe = asyncio.get_running_loop().time()
+                return
+            # Leased meanwhile: a busy worker answers late; that says nothing about its health.
+            if worker.state is not WorkerState.IDLE or worker.last_used > now or self._closing:
+                return
+            _log.warning(
+                "app %s: idle worker pid %s did not answer the health probe (%s); replacing it",
+                self.name,
+                worker.pid,
+                failure,
+                extra={"app": self.name, "pid": worker.pid},
+            )
+            worker.retiring = "it did not answer the health probe"
+            self._set_state(worker, WorkerState.STOPPING)
+            process.kill()  # its exit is reaped and logged by _run_worker, then replaced
+            self._evaluate()
+
+        task = asyncio.get_running_loop().create_task(probe())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _check_restart(self) -> None:
         """Resolve the callers of ``restart`` once it has finished or failed."""
@@ -1083,6 +1619,65 @@ _EXIT_MEANINGS: dict[int, str] = {
     ExitCode.BIND_FAILED: "the worker could not use its listening socket",
     ExitCode.USAGE: "the worker rejected its command line",
 }
+
+
+def _consume_exception(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _sample_machine(pids: dict[int, int]) -> tuple[int | None, float | None, dict[int, int]]:
+    """(available memory in bytes, idle CPU 0..1 since the last call, {worker id: RSS bytes}).
+    Blocking (/proc reads): called in a thread."""
+    try:
+        free: int | None = int(psutil.virtual_memory().available)
+    except (OSError, RuntimeError):  # pragma: no cover - /proc unreadable
+        free = None
+    try:
+        cpu_idle: float | None = float(psutil.cpu_times_percent(interval=None).idle) / 100.0
+    except (OSError, RuntimeError, AttributeError):  # pragma: no cover
+        cpu_idle = None
+    rss: dict[int, int] = {}
+    for worker_id, pid in pids.items():
+        try:
+            rss[worker_id] = int(psutil.Process(pid).memory_info().rss)
+        except (psutil.Error, OSError):
+            continue
+    return free, cpu_idle, rss
+
+
+#: Folders never scanned for an application's source files.
+_SKIP_DIRS = frozenset(
+    {"__pycache__", "node_modules", "site-packages", "venv", "env", "log", "logs"}
+)
+
+
+def source_fingerprint(root: str, suffixes: tuple[str, ...]) -> object:
+    """What the application's source files under ``root`` look like: every (path, mtime, size)
+    of a file ending in one of ``suffixes``, skipping hidden folders, virtualenvs and log
+    folders, at most ``_FINGERPRINT_MAX_FILES`` files. Blocking: call it in a thread."""
+    lowered = tuple(suffix.lower() for suffix in suffixes)
+    seen: list[tuple[str, int, int]] = []
+    stack = [root]
+    while stack and len(seen) < _FINGERPRINT_MAX_FILES:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        if folder != root and any(e.name == "pyvenv.cfg" for e in entries):
+            continue  # a virtualenv
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if not entry.name.startswith(".") and entry.name.lower() not in _SKIP_DIRS:
+                        stack.append(entry.path)
+                elif entry.name.lower().endswith(lowered):
+                    info = entry.stat()
+                    seen.append((entry.path, info.st_mtime_ns, info.st_size))
+            except OSError:
+                continue
+    return hash(tuple(sorted(seen)))
 
 
 def _exit_reason(code: int) -> str:

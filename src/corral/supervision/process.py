@@ -43,7 +43,7 @@ import sys
 from collections.abc import Callable
 
 from corral.config.expand import finish
-from corral.errors import CorralError, ExitCode
+from corral.errors import STACK_DUMP_SIGNAL, CorralError, ExitCode
 from corral.supervision.launch import LIVENESS_FD, Address, LaunchPlan, Transport
 
 #: Longest line logged as one record; the rest of an overlong line is logged as more records.
@@ -318,6 +318,19 @@ class WorkerProcess:
         except ProcessLookupError:
             return False
         except PermissionError:  # pragma: no cover - the group leader's pid was reused
+            return False
+        return True
+
+    def dump_stack(self) -> bool:
+        """Ask the worker to write every thread's Python stack to its stderr (Corral's worker
+        registers ``faulthandler`` on ``STACK_DUMP_SIGNAL``); False if it is gone. Only the
+        worker itself is signalled: other programs may end on the signal, and are about to be
+        replaced anyway."""
+        if not self.running:
+            return False
+        try:
+            os.kill(self.pid, STACK_DUMP_SIGNAL)
+        except (ProcessLookupError, PermissionError):
             return False
         return True
 

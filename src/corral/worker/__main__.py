@@ -7,11 +7,12 @@ modules. See ``docs/architecture.md`` ("corral.worker") for the contract with th
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import sys
 import traceback
 
-from corral.errors import ExitCode
+from corral.errors import STACK_DUMP_SIGNAL, ExitCode
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -107,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             return ExitCode.USAGE
         server.watch_liveness(args.liveness_fd)
+
+    # The host asks for every thread's stack (to stderr, hence its log) before it replaces a
+    # worker whose request ran past the timeout, or that hangs while it loads the app.
+    faulthandler.register(STACK_DUMP_SIGNAL, file=2, all_threads=True, chain=False)
 
     # Bind first: the host learns about a bad socket before the (maybe slow) app import.
     try:

@@ -24,7 +24,12 @@ def test_defaults() -> None:
 def test_max_zero_means_one_worker_per_cpu() -> None:
     limits = PoolSettings(min_instances=0, max_instances=0, idle_timeout=5.0).limits()
     assert limits == ScalingLimits(
-        min_instances=0, max_instances=os.cpu_count() or 1, idle_timeout=5.0, capacity=1
+        min_instances=0,
+        max_instances=os.cpu_count() or 1,
+        idle_timeout=5.0,
+        capacity=1,
+        memory_reserve=64 * 1024 * 1024,
+        cpu_count=os.cpu_count() or 1,
     )
 
 
@@ -49,6 +54,15 @@ def test_connections_per_worker_is_the_policy_capacity() -> None:
         {"graceful_shutdown_timeout": 0},
         {"idle_timeout": -1.0},
         {"min_instances": 3, "max_instances": 2},
+        {"memory_limit_mb": -1},
+        {"memory_reserve_mb": -1},
+        {"max_requests": -1},
+        {"max_requests_jitter": 1.5},
+        {"request_timeout": 0},
+        {"time_limit": -5.0},
+        {"health_interval": 0},
+        {"probe_interval": 0},
+        {"probe_timeout": 0},
     ],
 )
 def test_rejects_nonsense(kwargs: dict[str, Any]) -> None:
