@@ -546,7 +546,10 @@ class Pool(Generic[ConnT]):
         if conn is None:
             return None
         self._reserve(worker)
-        lease = Lease(conn=conn, worker_pid=worker.process.pid, worker_id=worker.id)
+        self._arrivals += 1
+        lease = Lease(
+            conn=conn, worker_pid=worker.process.pid, worker_id=worker.id, started=time.monotonic()
+        )
         self._leases.add(lease)
         return lease
 
