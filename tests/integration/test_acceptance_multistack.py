@@ -80,12 +80,14 @@ async def application(scope, receive, send):
         digest.update(chunk)
         if not message.get("more_body"):
             break
-    if scope["path"] == "/upload":
+    # (ASGI's path includes the root path, the application's mount point.)
+    path = scope["path"][len(scope["root_path"]) :]
+    if path == "/upload":
         body = f"{size} {digest.hexdigest()}".encode()
-    elif scope["path"] == "/pid":
+    elif path == "/pid":
         body = str(os.getpid()).encode()
     else:
-        body = f"asgi {scope['root_path']} {scope['path']}".encode()
+        body = f"asgi {scope['root_path']} {path}".encode()
     await send(
         {
             "type": "http.response.start",
@@ -100,8 +102,12 @@ PHP_WEB_CONFIG = """\
 <?xml version="1.0" encoding="UTF-8"?>
 <configuration>
   <system.webServer>
+    <heliconZoo>
+      <application name="php" />
+    </heliconZoo>
     <handlers>
-      <add name="php#x64" scriptProcessor="php.fastcgi" path="*.php" verb="*" />
+      <add name="php#x64" scriptProcessor="php.fastcgi" path="*.php" verb="*"
+           modules="HeliconZoo_x64" />
     </handlers>
     <defaultDocument><files><add value="index.php" /></files></defaultDocument>
   </system.webServer>
@@ -229,7 +235,7 @@ def test_four_stacks_served_at_once_with_uploads_and_websockets(
 
     jobs: list[tuple[Callable[..., None], tuple[str, ...]]] = [
         (plain, ("/wsgi/x", b"wsgi /wsgi /x")),
-        (plain, ("/asgi/x", b"asgi /asgi")),
+        (plain, ("/asgi/x", b"asgi /asgi /x")),
         (plain, ("/node/", b"Hello from Node.js")),
         (plain, ("/php/", b"php /php/index.php")),
         (upload, ("/wsgi/upload",)),
