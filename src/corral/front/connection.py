@@ -422,6 +422,11 @@ class HTTPConnection(asyncio.Protocol):
                 assert request.upgrade is not None
                 params.append((b"HTTP_UPGRADE", request.upgrade))
                 params.append((b"HTTP_CONNECTION", b"Upgrade"))
+        lease = route.pool.try_acquire()
+        if lease is not None:  # a worker was free: no task, no wait
+            self._lease = lease
+            self._start_special(lease.conn, static, params, body)
+            return
         self._task = server.loop.create_task(self._acquire_special(route, static, params, body))
 
     async def _acquire(self, route: Route, params: list[tuple[bytes, bytes]], body: bool) -> None:
@@ -466,7 +471,15 @@ class HTTPConnection(asyncio.Protocol):
             route.pool.release(lease, True)
             return
         self._lease = lease
-        backend: BackendConnection = lease.conn
+        self._start_special(lease.conn, static, params, body)
+
+    def _start_special(
+        self,
+        backend: BackendConnection,
+        static: bytes,
+        params: list[tuple[bytes, bytes]],
+        body: int,
+    ) -> None:
         self._backend = backend
         backend.begin(static, params, _Tunnel(self) if body == BODY_TUNNEL else self, body)
         if self._backend is None:  # begin() failed and reported it
