@@ -283,3 +283,22 @@ def test_a_client_that_stops_reading_costs_no_memory_and_blocks_no_one(
         assert received > 3 * BIG  # three bodies and their heads
     finally:
         slow.close()
+
+
+def test_files_are_closed_after_every_kind_of_answer(server: CorralServer) -> None:
+    assert server.proc is not None
+    host = psutil.Process(server.proc.pid)
+    get(server.port, "/files/hello.txt")
+    before = host.num_fds()
+    for _ in range(10):
+        get(server.port, "/files/hello.txt")
+        get(server.port, "/files/hello.txt", "Range: bytes=1-2\r\n")
+        get(server.port, "/files/hello.txt", method="HEAD")
+        # A download the client abandons midway.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as gone:
+            gone.sendall(b"GET /files/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            gone.recv(65536)
+    deadline = time.monotonic() + WAIT
+    while host.num_fds() > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert host.num_fds() <= before

@@ -165,3 +165,20 @@ def test_an_address_a_wildcard_covers_gets_no_socket_of_its_own() -> None:
         ("::", 8080),
         ("10.0.0.1", 8080),
     ]
+
+
+def test_one_application_beside_a_static_mount_is_routed_normally(tmp_path: Path) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "corral.toml").write_text('[apps.a]\nengine = "python"\n')
+    (tmp_path / "server.toml").write_text(
+        '[sites.s]\nbindings = ["127.0.0.1:8080:"]\n'
+        '[sites.s.apps."/"]\nphysical_path = "www"\n'
+        '[sites.s.apps."/app"]\nphysical_path = "app"\n'
+    )
+    config = load(str(tmp_path / "server.toml"))
+    apps = build_apps(config, ServeOptions(path=tmp_path))
+    router = ConfigRouter(config, {("s", "/app", "a"): apps[0].route}, by_port=False)
+    assert router.match(b"x", b"/app/y") is apps[0].route
+    static = router.match(b"x", b"/index.html")
+    assert static is not None and static.static is not None

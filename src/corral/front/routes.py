@@ -148,9 +148,9 @@ class ConfigRouter:
         # The common case of `corral serve SITE_DIR`: one site, every host, one application
         # taking every URL. Answered without routing at all.
         self._only: Route | None = None
-        if len(config.sites) == 1 and len(config.apps) == 1:
+        if len(config.sites) == 1 and len(config.apps) == 1 and len(config.sites[0].mounts) == 1:
             site = config.sites[0]
-            (mount,) = site.mounts
+            mount = site.mounts[0]
             scopes = mount.scopes
             if (
                 mount.virtual_path == "/"
