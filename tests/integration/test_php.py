@@ -262,6 +262,31 @@ def test_a_php_cgi_that_dies_costs_one_request_a_502(php_cgi: str, tmp_path: Pat
             pytest.fail(f"the crashed php-cgi {before} is still running")
 
 
+def test_a_php_site_under_a_virtual_path(php_cgi: str, tmp_path: Path) -> None:
+    """The PHP site as the application at /blog of a server TOML: the script's URL path includes
+    the virtual path; its file, DOCUMENT_ROOT and PATH_TRANSLATED are in the site's folder."""
+    root = php_site(tmp_path)
+    server_toml = tmp_path / "server.toml"
+    server_toml.write_text(
+        '[sites.main]\nbindings = ["127.0.0.1:8080:"]\n'
+        f'[sites.main.apps."/blog"]\nphysical_path = "{root}"\n'
+    )
+    with serving(server_toml) as server:
+        seen = as_json(get(server, "/blog/env.php/extra?x=1"))
+        assert seen["SCRIPT_NAME"] == "/blog/env.php"
+        assert seen["SCRIPT_FILENAME"] == f"{root}/env.php"
+        assert seen["PATH_INFO"] == "/extra"
+        assert seen["PATH_TRANSLATED"] == f"{root}/extra"
+        assert seen["PHP_SELF"] == "/blog/env.php/extra"
+        assert seen["REQUEST_URI"] == "/blog/env.php/extra?x=1"
+        assert seen["DOCUMENT_ROOT"] == str(root)
+        docs = get(server, "/blog/docs/")
+        assert (docs.status, docs.body) == (200, b"docs index from php at /blog/docs/index.php\n")
+        assert get(server, "/blog/").body == b"hello from php 500\n"
+        assert get(server, "/blog/about.html").body == b"static page\n"
+        assert get(server, "/env.php").status == 404  # no site content outside /blog
+
+
 # -- php-fpm (tcp.service) ------------------------------------------------------------------------
 
 
