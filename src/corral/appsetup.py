@@ -21,7 +21,8 @@ command             NamedPipe     ``app.argv`` (php-cgi, any FastCGI responder, 
 command             tcp           ``app.argv`` listening itself on a port picked per worker from
                                   portLower..portUpper (``Transport.PORT``: PORT/HOST and
                                   %PORT%/%HOST% filled in): Node.js, any HTTP server.
-service             tcp.service   nothing started: connections to host:portLower.
+service             tcp.service   nothing started: connections to host:portLower (or host
+                                  unix:/path, a Unix socket).
 ==================  ============  ==========================================================
 
 Protocols: ``fastcgi`` and ``fastcgi-php`` (php-cgi, php-fpm: the client sends no split PARAMS
@@ -141,8 +142,7 @@ def backend_for(app: AppConfig, settings: PoolSettings) -> Backend:
     else:
         connect = functools.partial(fastcgi.connect, name=label, php_fpm=php)
     if engine.kind is EngineKind.SERVICE or engine.transport is Transport.TCP_SERVICE:
-        address = (engine.host, engine.port_lower)
-        return Backend(None, connect, address=address, http=http, upgrade=http)
+        return Backend(None, connect, address=engine.service_address(), http=http, upgrade=http)
     if engine.transport is Transport.TCP:
         return _port_backend(app, connect, http)
     if http and engine.kind is EngineKind.COMMAND:

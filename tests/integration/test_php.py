@@ -296,25 +296,27 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+def wait_listening(address: str | tuple[str, int], proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"php-fpm exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        with contextlib.suppress(OSError), socket.socket(family) as probe:
+            probe.settimeout(1)
+            probe.connect(address)
             return
         time.sleep(0.05)
     raise AssertionError("php-fpm did not listen in time")
 
 
-@pytest.fixture(scope="module")
-def php_fpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A php-fpm of this test's own on a loopback port, stopped by its pid."""
+@contextlib.contextmanager
+def running_php_fpm(folder: Path, address: str | tuple[str, int]) -> Iterator[None]:
+    """A php-fpm of this test's own listening at `address`, stopped by its pid."""
     # Debian names it by version (php-fpm8.2), in /usr/sbin.
     found = [shutil.which("php-fpm")] + [str(p) for p in sorted(Path("/usr/sbin").glob("php-fpm*"))]
     binary = require_program(next((f for f in found if f), "php-fpm"))
-    folder = tmp_path_factory.mktemp("fpm")
-    port = free_port()
+    listen = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
     conf = folder / "php-fpm.conf"
     conf.write_text(
         "[global]\n"
@@ -322,8 +324,7 @@ def php_fpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         "error_log = /proc/self/fd/2\n"
         "daemonize = no\n"
         "[corral-test]\n"
-        f"listen = 127.0.0.1:{port}\n"
-        "listen.allowed_clients = 127.0.0.1\n"
+        f"listen = {listen}\n"
         "pm = static\n"
         "pm.max_children = 2\n"
         "catch_workers_output = yes\n"
@@ -336,8 +337,8 @@ def php_fpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        wait_for_port(port, proc)
-        yield port
+        wait_listening(address, proc)
+        yield
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGQUIT)  # graceful: php-fpm stops its own children
@@ -350,21 +351,30 @@ def php_fpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             proc.stdout.close()
 
 
-def fpm_site(root: Path, port: int) -> Path:
+@pytest.fixture(scope="module")
+def php_fpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A php-fpm on a free loopback port."""
+    port = free_port()
+    with running_php_fpm(tmp_path_factory.mktemp("fpm"), ("127.0.0.1", port)):
+        yield port
+
+
+def fpm_site(root: Path, port: int | None, host: str = "127.0.0.1") -> Path:
     """The PHP site with a corral.toml that sends *.php to a running php-fpm instead."""
     site = php_site(root)
     (site / "web.config").unlink()
-    (site / "corral.toml").write_text(
-        "[engines.php-fpm]\n"
-        'display_name = "php-fpm started by the test"\n'
-        'transport = "tcp.service"\n'
-        'protocol = "fastcgi-php"\n'
-        'host = "127.0.0.1"\n'
-        f"port_lower = {port}\n"
-        "[apps.php]\n"
-        'engine = "php-fpm"\n'
-        'paths = ["*.php"]\n'
-    )
+    lines = [
+        "[engines.php-fpm]",
+        'display_name = "php-fpm started by the test"',
+        'transport = "tcp.service"',
+        'protocol = "fastcgi-php"',
+        f'host = "{host}"',
+        *([] if port is None else [f"port_lower = {port}"]),
+        "[apps.php]",
+        'engine = "php-fpm"',
+        'paths = ["*.php"]',
+    ]
+    (site / "corral.toml").write_text("\n".join(lines) + "\n")
     return site
 
 
@@ -386,6 +396,18 @@ def test_php_fpm_serves_the_same_site(
     check_form_post(server)
     check_upload(server, tmp_path)
     check_redirect_cookies_headers_status(server, tmp_path)
+
+
+def test_php_fpm_on_a_unix_socket(tmp_path: Path) -> None:
+    """php-fpm's usual set-up (Debian: /run/php/php8.2-fpm.sock): host = "unix:/path"."""
+    folder = Path(os.path.realpath(tmp_path))
+    sock = folder / "fpm.sock"
+    with running_php_fpm(folder, str(sock)):
+        root = fpm_site(folder, None, host=f"unix:{sock}")
+        with serving(root) as server:
+            seen = as_json(get(server, "/env.php/x"))
+            assert (seen["SCRIPT_FILENAME"], seen["PATH_INFO"]) == (f"{root}/env.php", "/x")
+            check_form_post(server)
 
 
 def big_request(path: str) -> tuple[bytes, dict[str, int]]:

@@ -75,11 +75,16 @@ def _instances(engine: EngineConfig) -> str:
     return f"{engine.min_instances}..{top}"
 
 
+def _service(engine: EngineConfig) -> str:
+    address = engine.service_address()
+    return address if isinstance(address, str) else f"{address[0]}:{address[1]}"
+
+
 def _engine_line(engine: EngineConfig) -> str:
     what = {
         EngineKind.PYTHON_WORKER: "Corral Python worker",
         EngineKind.COMMAND: engine.full_path or "APP_COMMAND",
-        EngineKind.SERVICE: f"service at {engine.host}:{engine.port_lower}",
+        EngineKind.SERVICE: f"service at {_service(engine)}",
     }[engine.kind]
     where = f" ({engine.location})" if engine.location else ""
     return (

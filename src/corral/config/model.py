@@ -102,6 +102,13 @@ class EngineConfig:
     source_suffixes: tuple[str, ...] = ()
     location: Location | None = None
 
+    def service_address(self) -> str | tuple[str, int]:
+        """tcp.service: where the running server listens, `(host, portLower)`, or the Unix
+        socket path of a host written `unix:/run/php/php8.2-fpm.sock`."""
+        if self.host.startswith("unix:"):
+            return self.host[len("unix:") :]
+        return (self.host, self.port_lower)
+
     def max_workers(self, cpu_count: int | None) -> int:
         """maxInstances with Zoo's 0 = "as many as CPU cores" resolved."""
         if self.max_instances > 0:

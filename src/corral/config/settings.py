@@ -152,7 +152,8 @@ SETTINGS: tuple[Setting, ...] = (
         "host",
         Kind.STR,
         "127.0.0.1",
-        "Address the TCP backend listens on (HOST / %HOST%).",
+        "Address the TCP backend listens on (HOST / %HOST%); for tcp.service also "
+        "unix:/path/to.sock, a running server's Unix socket (php-fpm's default).",
     ),
     Setting(
         "engine.port_lower",
