@@ -151,7 +151,7 @@ async def http_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def websocket_app(scope: Scope, receive: Receive, send: Send) -> None:
-    path = scope["path"]
+    path = scope["path"][len(scope["root_path"]) :]
     message = await receive()
     assert message["type"] == "websocket.connect", message
     if path == "/ws/echo":
