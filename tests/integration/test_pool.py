@@ -181,7 +181,9 @@ def test_waiting_longer_than_the_timeout_raises_acquire_timeout(
     run: Run[None], tmp_path: Path
 ) -> None:
     async def body(pool: Pool[TestConnection]) -> None:
-        held = await pool.acquire()
+        # The first lease waits for the worker to start: not bounded by the 0.2 s under test
+        # (a loaded machine takes longer than that to start Python).
+        held = await pool.acquire(timeout=15.0)
         started = time.monotonic()
         with pytest.raises(AcquireTimeout):
             await pool.acquire(timeout=0.3)
