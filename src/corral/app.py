@@ -14,6 +14,13 @@ application, ``--set`` front settings to the server.
 Life: start listening on every address (a busy port is a ``StartupError``), log "serving PATH on
 http://HOST:PORT" per address, serve until SIGTERM or SIGINT, then stop accepting, let requests
 in flight finish within the grace period, close the pools (their workers are stopped), return 0.
+
+Each application with workers of its own also gets an ``AppController`` (``corral.runtime``):
+its deploy script, file-change restarts and error log. SIGHUP, or a change to a configuration
+file, reloads the configuration (``Host.reload``): unchanged applications are left alone,
+changed ones are started anew and take over once ready (then the old pool drains and stops),
+new ones are added, removed ones drained; a configuration with errors is refused and the
+running one kept.
 """
 
 from __future__ import annotations
@@ -42,7 +49,12 @@ from corral.errors import CorralError
 from corral.front.routes import AppKey, ConfigRouter, Route
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
-from corral.supervision.pool import Pool, PoolSettings
+from corral.runtime.controller import AppController, runtime_spec
+from corral.runtime.errorlog import ErrorLogs
+from corral.runtime.reload import AppKey as ReloadKey
+from corral.runtime.reload import ConfigFiles, app_key, config_files, plan_reload
+from corral.runtime.watch import Change, FileWatcher
+from corral.supervision.pool import Pool, PoolError, PoolSettings
 from corral.supervision.probe import fastcgi_probe
 from corral.supervision.service import ServicePool
 
@@ -69,6 +81,8 @@ class Application:
     config: AppConfig
     pool: Pool[Any] | ServicePool[Any]
     route: Route
+    #: Deploy script, file watching, error log (applications with workers of their own).
+    controller: AppController | None = None
 
 
 def load_config(path: Path) -> ServerConfig:
@@ -193,16 +207,21 @@ class Host:
         self.apps: list[Application] = apps or []
         self.front: FrontServer | None = None
         self.addresses: list[tuple[str, int]] = []
+        self.error_logs = ErrorLogs()
+        #: (actual port, configured port) of every listener, replayed on a reloaded router.
+        self._ports: list[tuple[int, int]] = []
+        self._config_watcher: FileWatcher | None = None
+        self._config_files = ConfigFiles(frozenset(), ())
+        self._reload_lock: asyncio.Lock | None = None
+        self._background: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
         config = self.config if self.config is not None else load_config(options.path)
+        self.config = config
         if not self.apps:
             self.apps = build_apps(config, options)
-        routes: dict[AppKey, Route] = {
-            (a.config.site, a.config.virtual_path, a.config.name): a.route for a in self.apps
-        }
-        router = ConfigRouter(config, routes, by_port=options.listen is None)
+        router = self._router(config, self.apps)
         front_settings = options.front
         if config.trusted_proxies and not front_settings.trusted_proxies:
             front_settings = replace(front_settings, trusted_proxies=config.trusted_proxies)
@@ -220,11 +239,11 @@ class Host:
                 raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
             for _, actual in bound:
                 router.listening(actual, port)
+                self._ports.append((actual, port))
             self.addresses += bound
         for app in self.apps:
-            start = getattr(app.pool, "start", None)
-            if start is not None:
-                await start()
+            await self._start_app(app)
+        self._watch_config(config)
         for host, port in self.addresses:
             shown = f"[{host}]" if ":" in host else host
             logger.info("serving %s on http://%s:%d", options.path, shown, port)
@@ -233,28 +252,193 @@ class Host:
     async def stop(self) -> None:
         grace = self.options.front.shutdown_grace
         logger.info("stopping: finishing requests in flight (up to %.0f s)", grace)
+        if self._config_watcher is not None:
+            await self._config_watcher.close()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self.front is not None:
             await self.front.stop(grace)
         await self._close_pools(grace)
         logger.info("stopped")
+        await asyncio.get_running_loop().run_in_executor(None, self.error_logs.close)
 
     async def _close_pools(self, grace: float) -> None:
+        await asyncio.gather(
+            *(app.controller.close() for app in self.apps if app.controller is not None),
+            return_exceptions=True,
+        )
         await asyncio.gather(*(app.pool.close(grace) for app in self.apps), return_exceptions=True)
 
     async def serve(self) -> int:
-        """Start, serve until SIGTERM/SIGINT, stop gracefully. Returns the exit status."""
+        """Start, serve until SIGTERM/SIGINT, stop gracefully; SIGHUP reloads the
+        configuration. Returns the exit status."""
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.schedule_reload, "SIGHUP")
         try:
             await self.start()
             await stopping.wait()
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
         await self.stop()
         return 0
+
+    # ---------------------------------------------------------------- applications
+
+    def _router(self, config: ServerConfig, apps: list[Application]) -> ConfigRouter:
+        routes: dict[AppKey, Route] = {app_key(a.config): a.route for a in apps}
+        router = ConfigRouter(config, routes, by_port=self.options.listen is None)
+        for actual, configured in self._ports:
+            router.listening(actual, configured)
+        return router
+
+    async def _start_app(self, app: Application) -> None:
+        pool = app.pool
+        if isinstance(pool, Pool) and app.controller is None:
+            app.controller = AppController(
+                runtime_spec(app.config, pool.plan), pool, app.route, error_logs=self.error_logs
+            )
+            await app.controller.start()
+        start = getattr(pool, "start", None)
+        if start is not None:
+            await start()
+
+    async def _retire_app(self, app: Application, why: str) -> None:
+        """Drain an application that the routing no longer reaches, then stop it."""
+        grace = self.options.front.shutdown_grace
+        loop = asyncio.get_running_loop()
+        # Requests routed to it just before the new router took over still reach its pool.
+        await asyncio.sleep(0.2)
+        pool = app.pool
+        deadline = loop.time() + grace
+        # Requests queued in it are served by its workers before it closes (a short poll, once
+        # per reload: the pool has no "queue empty" event).
+        while isinstance(pool, Pool) and pool.snapshot().waiting and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        logger.info("app %s: %s; stopping the old one", app.route.name, why)
+        if app.controller is not None:
+            await app.controller.close()
+        await pool.close(grace)
+
+    # ---------------------------------------------------------------- reloading
+
+    def schedule_reload(self, reason: str) -> None:
+        """Reload the configuration soon (from a signal handler or a file watcher)."""
+        task = asyncio.get_running_loop().create_task(self.reload(reason))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reload(self, reason: str) -> bool:
+        """Read the configuration again and apply what changed without dropping a request.
+
+        Returns False when the new configuration has errors (every one is logged; the running
+        configuration stays in force)."""
+        if self._reload_lock is None:
+            self._reload_lock = asyncio.Lock()
+        async with self._reload_lock:
+            return await self._reload(reason)
+
+    async def _reload(self, reason: str) -> bool:
+        assert self.config is not None and self.front is not None
+        logger.info("reloading the configuration (%s)", reason)
+        try:
+            new = await asyncio.to_thread(load_config, self.options.path)
+            built = {app_key(a.config): a for a in build_apps(new, self.options)}
+        except ConfigErrors as exc:
+            logger.error("the configuration has errors; the running one stays in force:\n%s", exc)
+            return False
+        running = {app_key(a.config): a for a in self.apps}
+        plan = plan_reload(self.config, new, (a.config for a in self.apps))
+        if plan.listen_changed:
+            logger.warning(
+                "the addresses to listen on changed: restart corral to listen on the new ones"
+            )
+        keep: dict[ReloadKey, Application] = {}
+        retire: list[tuple[Application, str]] = []
+        for key in plan.unchanged:
+            app = running[key]
+            app.config = built[key].config
+            keep[key] = app
+        for key in plan.added:
+            await self._start_app(built[key])
+            keep[key] = built[key]
+            logger.info("app %s: added", built[key].route.name)
+        for key in plan.changed:
+            fresh, old = built[key], running[key]
+            if await self._take_over(fresh, old):
+                keep[key] = fresh
+                retire.append((old, "its configuration changed"))
+            else:
+                keep[key] = old
+        for key in plan.removed:
+            retire.append((running[key], "removed from the configuration"))
+        apps = [keep[app_key(a)] for a in new.apps]
+        self.front.router = self._router(new, apps)
+        self.config = new
+        self.apps = apps
+        for app, why in retire:
+            task = asyncio.get_running_loop().create_task(self._retire_app(app, why))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        self._watch_config(new)
+        logger.info("configuration reloaded: %s", plan.describe())
+        return True
+
+    async def _take_over(self, fresh: Application, old: Application) -> bool:
+        """Start a changed application; True once it may take the old one's place. Without a
+        deploy script its first worker must be ready first (so that no request waits on a
+        start); if it cannot start, the old one keeps serving."""
+        await self._start_app(fresh)
+        name = fresh.route.name
+        if fresh.controller is None or fresh.config.deploy_file is not None:
+            return True
+        pool = fresh.pool
+        try:
+            lease = await pool.acquire()
+        except PoolError as exc:
+            logger.error(
+                "app %s: the new configuration cannot start (%s); the old one keeps serving",
+                name,
+                exc,
+            )
+            await fresh.controller.close()
+            await pool.close(0.0)
+            return False
+        pool.release(lease, True)
+        logger.info("app %s: the new configuration is ready; switching to it", name)
+        return True
+
+    def _watch_config(self, config: ServerConfig) -> None:
+        """Reload by itself when a configuration file changes."""
+        files = config_files(config)
+        old = self._config_watcher
+        if old is not None:
+            if old.roots == files.folders:
+                self._config_files = files
+                return
+            task = asyncio.get_running_loop().create_task(old.close())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        self._config_files = files
+        if not files.folders:
+            self._config_watcher = None
+            return
+        self._config_watcher = FileWatcher(
+            files.folders,
+            lambda path: self._config_files.classify(path),
+            self._on_config_change,
+            recursive=False,
+            name="configuration",
+        )
+        self._config_watcher.start()
+
+    def _on_config_change(self, changes: list[tuple[Change, str]]) -> None:
+        names = ", ".join(sorted({os.path.basename(path) for _, path in changes}))
+        self.schedule_reload(f"{names} changed")
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -34,13 +34,21 @@ SITES = FIXTURES / "sites"
 def get(
     port: int, path: str, host: str = "localhost", method: str = "GET", headers: str = ""
 ) -> Response:
-    conn = Conn(port)
-    try:
-        head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}\r\n"
-        conn.send(head.encode("latin-1"))
-        return conn.response(head=method == "HEAD")
-    finally:
-        conn.close()
+    """One request; while the application's deploy script runs (a DEPLOY_FILE, as in the
+    django-project fixture), ask again as the browser's auto-refresh would."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        conn = Conn(port)
+        try:
+            head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}\r\n"
+            conn.send(head.encode("latin-1"))
+            response = conn.response(head=method == "HEAD")
+        finally:
+            conn.close()
+        deploying = response.status == 503 and b"deployment in progress" in response.body
+        if not deploying or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
 
 
 def _corral(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -348,7 +348,6 @@ SETTINGS: tuple[Setting, ...] = (
         Kind.PATH,
         None,
         "Script run before the application serves (deploy.py...), relative to the app folder.",
-        in_effect=False,
     ),
     Setting(
         "app.deploy_log",
@@ -358,7 +357,6 @@ SETTINGS: tuple[Setting, ...] = (
         Kind.PATH,
         None,
         "File that receives the deploy script's output.",
-        in_effect=False,
     ),
     Setting(
         "app.deploy_timeout",
@@ -378,7 +376,6 @@ SETTINGS: tuple[Setting, ...] = (
         Kind.PATH,
         None,
         "Folder for the workers' error logs (NULL: none); never served as static files.",
-        in_effect=False,
     ),
     Setting(
         "app.error_log_max_kb",
@@ -408,7 +405,6 @@ SETTINGS: tuple[Setting, ...] = (
         Kind.MASK,
         (),
         "File masks (*.py) whose change restarts the workers.",
-        in_effect=False,
     ),
     Setting(
         "app.console_url",

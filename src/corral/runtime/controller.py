@@ -91,7 +91,7 @@ class AppController:
             self._error_logs.open(self.name, self.spec.error_log)
         if self.phase is not Phase.SERVING:
             self.route.pool = self._gate
-        self._watcher = FileWatcher(self._rules(), self._on_changes, name=self.name)
+        self._watcher = FileWatcher.for_app(self._rules(), self._on_changes, name=self.name)
         self._watcher.start()
 
     async def close(self) -> None:
@@ -200,6 +200,7 @@ class AppController:
             masks=spec.masks,
             excluded_dirs=tuple(dict.fromkeys(excluded)),
             excluded_files=tuple(dict.fromkeys(excluded_files)),
+            watch_all=spec.deploy is not None,
         )
 
     def _on_changes(self, changes: list[tuple[Change, str]]) -> None:

@@ -52,6 +52,10 @@ class DeployGate:
         self._acquire = acquire
         self._release = release
 
+    def try_acquire(self) -> None:
+        """No fast path while the application is held back: always ``acquire()``."""
+        return None
+
     async def acquire(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
         return await self._acquire(timeout)
 

@@ -13,8 +13,10 @@
   ``__pycache__``, version-control folders and editors' temporary files.
 
 ``FileWatcher`` runs ``watchfiles.awatch`` (inotify / FSEvents in a Rust thread, so the event
-loop never blocks) over the root, recursively, and hands each batch of classified changes to a
-callback. What to do about them (restart, redeploy) is the caller's policy.
+loop never blocks) over folders and hands each batch of classified changes to a callback: an
+application's root (recursively when it has masks or a deploy script, else only the root's own
+entries, which is where restart.txt is), or the configuration files' folders (the host's
+reload). What to do about the changes (restart, redeploy, reload) is the caller's policy.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import enum
 import fnmatch
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import watchfiles
@@ -65,6 +67,8 @@ class WatchRules:
     #: Absolute files ignored (the deploy log).
     excluded_files: tuple[str, ...] = ()
     trigger: str = TRIGGER_FILE
+    #: Watch every file under the root even without masks (a deploy script's retry needs it).
+    watch_all: bool = False
 
     def classify(self, path: str) -> Change | None:
         """What a change to ``path`` (absolute) means; None when it does not matter."""
@@ -123,17 +127,42 @@ def find_virtualenvs(root: str, depth: int = 2) -> list[str]:
 
 #: Receives one batch of changes: (what it means, absolute path) pairs.
 OnChanges = Callable[[list[tuple[Change, str]]], Awaitable[None] | None]
+#: What a changed path means; None: ignore it.
+Classify = Callable[[str], "Change | None"]
 
 
 class FileWatcher:
-    """Watches one root recursively and hands classified changes to ``on_changes``."""
+    """Watches folders (recursively, or only their own entries) and hands each batch of
+    classified changes to ``on_changes``."""
 
-    def __init__(self, rules: WatchRules, on_changes: OnChanges, *, name: str = "") -> None:
-        self.rules = rules
-        self.name = name or rules.root
+    def __init__(
+        self,
+        roots: Sequence[str],
+        classify: Classify,
+        on_changes: OnChanges,
+        *,
+        recursive: bool = True,
+        name: str = "",
+    ) -> None:
+        self.roots = tuple(roots)
+        self.name = name or ", ".join(self.roots)
+        self._classify = classify
         self._on_changes = on_changes
+        self._recursive = recursive
         self._stop: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_app(cls, rules: WatchRules, on_changes: OnChanges, *, name: str = "") -> FileWatcher:
+        """An application's watcher: recursive when masks are set (they match at any depth),
+        else only the root's own entries (restart.txt)."""
+        return cls(
+            (rules.root,),
+            rules.classify,
+            on_changes,
+            recursive=bool(rules.masks) or rules.watch_all,
+            name=name,
+        )
 
     @property
     def running(self) -> bool:
@@ -161,21 +190,21 @@ class FileWatcher:
                 await task
 
     def _filter(self, change: watchfiles.Change, path: str) -> bool:
-        return self.rules.classify(path) is not None
+        return self._classify(path) is not None
 
     async def _run(self) -> None:
         assert self._stop is not None
         try:
             async for batch in watchfiles.awatch(
-                self.rules.root,
+                *self.roots,
                 watch_filter=self._filter,
                 debounce=DEBOUNCE_MS,
                 step=STEP_MS,
                 stop_event=self._stop,
-                recursive=True,
+                recursive=self._recursive,
                 ignore_permission_denied=True,
             ):
-                changes = _classified(self.rules, (path for _, path in batch))
+                changes = _classified(self._classify, (path for _, path in batch))
                 if not changes:
                     continue
                 try:
@@ -184,16 +213,16 @@ class FileWatcher:
                         await outcome
                 except Exception:
                     _log.exception("%s: handling file changes failed", self.name)
-        except FileNotFoundError:
-            _log.error("%s: cannot watch %s: no such folder", self.name, self.rules.root)
+        except FileNotFoundError as exc:
+            _log.error("%s: cannot watch: %s", self.name, exc)
         except Exception:
             _log.exception("%s: the file watcher stopped", self.name)
 
 
-def _classified(rules: WatchRules, paths: Iterable[str]) -> list[tuple[Change, str]]:
+def _classified(classify: Classify, paths: Iterable[str]) -> list[tuple[Change, str]]:
     out: list[tuple[Change, str]] = []
     for path in sorted(set(paths)):
-        kind = rules.classify(path)
+        kind = classify(path)
         if kind is not None:
             out.append((kind, path))
     return out

@@ -89,7 +89,8 @@ def test_check_renders_the_resolved_model() -> None:
     assert "not-for-production-1234" not in text
     assert "hunter2" not in text
     assert "Accepted but not in effect yet:" in text
-    assert "django.project.x64: DEPLOY_FILE = deploy.py" in text
+    assert "django.project.x64: WORKER_REQUEST_TIMEOUT = 1000" in text
+    assert "DEPLOY_FILE" not in text.split("Accepted but not in effect yet:")[1]  # in effect
     assert "engine python.2.7.pipe: time_limit = 60" in text
     assert "Engines used:" in text
     assert "python.2.7.pipe: Corral Python worker; NamedPipe/fastcgi; instances 1..2" in text
@@ -102,5 +103,5 @@ def test_check_on_a_site_folder(tmp_path: Path) -> None:
     assert code == 0
     assert f"/ -> {root}" in text
     assert "notice: engine 'python.2.7.wsgi' runs Corral's Python worker" in text
-    assert "WSGI.project: ERROR_LOG_DIR = log" in text
+    assert "not in effect" not in text  # ERROR_LOG_DIR = log is in effect
     assert render(load_site(str(root), environ={})) == text
