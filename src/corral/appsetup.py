@@ -100,7 +100,9 @@ def pool_settings_for(app: AppConfig, overrides: Mapping[str, object] = _NONE) -
     """The pool settings of ``app``: engine values, then ``overrides`` (command line) on top.
 
     ``overrides`` maps ``PoolSettings`` field names to values (``--min``/``--max`` arrive as
-    ``min_instances``/``max_instances``). A maximum below the minimum is raised to it.
+    ``min_instances``/``max_instances``). A maximum below the minimum is raised to it. An
+    application with its own request limit (``AppConfig.max_requests``: PHP_FCGI_MAX_REQUESTS)
+    is recycled at that limit at the latest.
     """
     unknown = set(overrides) - POOL_SETTING_NAMES
     if unknown:
@@ -115,6 +117,15 @@ def pool_settings_for(app: AppConfig, overrides: Mapping[str, object] = _NONE) -
     if engine.protocol is Protocol.HTTP:
         values["connections_per_worker"] = HTTP_CONNECTIONS_PER_WORKER
     values.update(overrides)
+    if app.max_requests:
+        # php-cgi quits by itself after PHP_FCGI_MAX_REQUESTS: the pool retires it after that
+        # many (or fewer, when the command line asks), never later, and without jitter, which
+        # would send requests to a php-cgi that has gone.
+        asked = values.get("max_requests")
+        values["max_requests"] = (
+            min(asked, app.max_requests) if isinstance(asked, int) and asked else app.max_requests
+        )
+        values["max_requests_jitter"] = 0.0
     minimum, maximum = values["min_instances"], values["max_instances"]
     assert isinstance(minimum, int) and isinstance(maximum, int)
     if 0 < maximum < minimum:

@@ -6,9 +6,11 @@ What is proved: the CGI variables php-cgi needs (SCRIPT_FILENAME, SCRIPT_NAME, P
 PATH_TRANSLATED, REQUEST_URI, REDIRECT_STATUS, DOCUMENT_ROOT) for `/x.php`, `/x.php/extra/path`
 and a folder's index.php; the site's php.ini (PHP_INI -> -c); a form POST, a multipart upload, a
 redirect, several Set-Cookie fields, response fields and a status set with header(); PHP's errors
-in Corral's log and not on the page; a php-cgi that dies costs its one request a 502; and the
-FastCGI client never splits a name-value pair across PARAMS records nor pads an empty record
-(php-fpm resets the connection on the first).
+in Corral's log and not on the page; a php-cgi that dies costs its one request a 502;
+PHP_FCGI_MAX_REQUESTS recycles the worker before php-cgi quits by itself; the site under a
+virtual path; php-fpm on a port and on a Unix socket; and the FastCGI client never splits a
+name-value pair across PARAMS records nor pads an empty record (php-fpm resets the connection on
+the first).
 """
 
 from __future__ import annotations
@@ -260,6 +262,21 @@ def test_a_php_cgi_that_dies_costs_one_request_a_502(php_cgi: str, tmp_path: Pat
         with contextlib.suppress(ProcessLookupError):
             os.kill(before, 0)
             pytest.fail(f"the crashed php-cgi {before} is still running")
+
+
+def test_php_fcgi_max_requests_recycles_the_worker_before_php_cgi_quits(
+    php_cgi: str, tmp_path: Path
+) -> None:
+    with serving(php_site(tmp_path, max_requests=3), "--max", "1") as server:
+        pids = []
+        for _ in range(10):
+            response = get(server, "/pid.php")
+            assert response.status == 200, (response.status, server.text())
+            pids.append(int(response.body))
+    # Every php-cgi served exactly its three requests (the last one its rest), none failed.
+    groups = [pids[i : i + 3] for i in range(0, 10, 3)]
+    assert all(len(set(group)) == 1 for group in groups), pids
+    assert len({group[0] for group in groups}) == 4, pids
 
 
 def test_a_php_site_under_a_virtual_path(php_cgi: str, tmp_path: Path) -> None:

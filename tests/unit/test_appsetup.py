@@ -42,6 +42,19 @@ def test_pool_settings_come_from_the_engine_and_the_command_line_wins() -> None:
         pool_settings_for(django, {"header_timeout": 1.0})
 
 
+def test_php_fcgi_max_requests_is_the_pools_request_limit_without_jitter() -> None:
+    (php,) = load_site(str(SITES / "php-site")).apps
+    settings = pool_settings_for(php)
+    assert (settings.max_requests, settings.max_requests_jitter) == (500, 0.0)
+    # The command line may recycle sooner, never later than php-cgi quits by itself.
+    assert pool_settings_for(php, {"max_requests": 100}).max_requests == 100
+    assert pool_settings_for(php, {"max_requests": 10_000}).max_requests == 500
+    assert pool_settings_for(php, {"max_requests": 0}).max_requests == 500
+    assert pool_settings_for(php, {"max_requests_jitter": 0.5}).max_requests_jitter == 0.0
+    (python,) = load_site(str(SITES / "seed-wsgi")).apps
+    assert pool_settings_for(python).max_requests == 0
+
+
 def test_a_python_app_runs_corrals_worker_under_its_interpreter_with_its_environment() -> None:
     config = load_site(str(SITES / "seed-wsgi"), environ={"PATH": "/usr/bin", "HOME": "/h"})
     (app,) = config.apps
