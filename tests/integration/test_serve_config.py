@@ -344,6 +344,19 @@ def test_the_php_site_serves_php_through_php_cgi_and_its_files_statically(serve:
     assert (about.status, about.body) == (200, b"static page\n")
     # PHP sources and php.ini (PHP_INI) are never served as files.
     assert get(server.port, "/php.ini").status == 404
+    assert get(server.port, "/lib/settings.inc").status == 404
+    # A folder URL's default document: index.php (PHP) before index.html (static).
+    assert get(server.port, "/").body == b"hello from php 500\n"
+    index = get(server.port, "/static-only/index.html")
+    assert (index.status, get(server.port, "/static-only/").body) == (200, index.body)
+    # The script's variables as php-cgi saw them, at /env.php/extra?x=1.
+    seen = json.loads(get(server.port, "/env.php/extra?x=1").body)
+    root = str(SITES / "php-site")
+    assert seen["SCRIPT_NAME"] == "/env.php"
+    assert seen["SCRIPT_FILENAME"] == f"{root}/env.php"
+    assert seen["PATH_INFO"] == "/extra"
+    assert seen["DOCUMENT_ROOT"] == root
+    assert seen["get"] == {"x": "1"}
 
 
 def test_a_tcp_service_engine_connects_to_a_running_server(serve: Any, tmp_path: Path) -> None:
