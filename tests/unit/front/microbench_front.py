@@ -8,7 +8,8 @@ requests queue): each round feeds a keep-alive GET, lets the lease
 task run, and feeds the backend's canned response. The figure is CPU time (process time) per
 request of everything Python does on the hot path (parser, routing, params, FastCGI records, the
 CGI head, response framing, the lease task), without system calls, the kernel, or a real pool's
-queueing. Compare runs on the same machine only.
+queueing. Compare runs on the same machine only. ``--http``: the same through an HTTP backend
+route (``backends.http``: the front builds the request head, the client parses an HTTP response).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from typing import Any
 
 from corral.backends.fastcgi import FastCGIClientConnection
+from corral.backends.http import HTTPClientConnection
 from corral.front.connection import HTTPConnection
 from corral.front.routes import PrefixRouter, Route
 from corral.front.server import FrontServer
@@ -30,6 +32,10 @@ REQUEST = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAc
 RESPONSE = records.encode_response(
     1,
     b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nHello, world!\n",
+)
+HTTP_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n"
+    b"Date: Thu, 26 Nov 2026 01:00:00 GMT\r\nConnection: keep-alive\r\n\r\nHello, world!\n"
 )
 
 
@@ -74,12 +80,12 @@ class FakeTransport:
 class Lease:
     __slots__ = ("conn",)
 
-    def __init__(self, conn: FastCGIClientConnection) -> None:
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
 
 
 class InstantPool:
-    def __init__(self, conn: FastCGIClientConnection, awaited: bool) -> None:
+    def __init__(self, conn: Any, awaited: bool) -> None:
         self.lease = Lease(conn)
         self.awaited = awaited
 
@@ -93,11 +99,13 @@ class InstantPool:
         pass
 
 
-async def run(requests: int, profile: bool, awaited: bool) -> None:
-    backend = FastCGIClientConnection("bench")
+async def run(requests: int, profile: bool, awaited: bool, http: bool) -> None:
+    backend: Any = HTTPClientConnection("bench") if http else FastCGIClientConnection("bench")
+    response = HTTP_RESPONSE if http else RESPONSE
     backend_transport = FakeTransport()
-    backend.connection_made(backend_transport)  # type: ignore[arg-type]
-    server = FrontServer(PrefixRouter([Route("bench", InstantPool(backend, awaited))]))
+    backend.connection_made(backend_transport)
+    route = Route("bench", InstantPool(backend, awaited), http=http, upgrade=http)
+    server = FrontServer(PrefixRouter([route]))
     conn = HTTPConnection(server)
     client = FakeTransport()
     conn.connection_made(client)  # type: ignore[arg-type]
@@ -106,7 +114,7 @@ async def run(requests: int, profile: bool, awaited: bool) -> None:
         for _ in range(n):
             conn.data_received(REQUEST)
             await asyncio.sleep(0)  # the lease task runs (--awaited)
-            backend.data_received(RESPONSE)
+            backend.data_received(response)
             client.out.clear()
             backend_transport.out.clear()
 
@@ -132,6 +140,7 @@ def main() -> None:
         action="store_true",
         help="lease through the awaited acquire() (a task per request), as when requests queue",
     )
+    parser.add_argument("--http", action="store_true", help="an HTTP backend route")
     args = parser.parse_args()
     try:
         import uvloop
@@ -139,7 +148,7 @@ def main() -> None:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    runner(run(args.requests, args.profile, args.awaited))
+    runner(run(args.requests, args.profile, args.awaited, args.http))
 
 
 if __name__ == "__main__":
