@@ -45,6 +45,10 @@ async def _json(send: Send, data: object, status: int = 200) -> None:
     await _respond(send, json.dumps(data).encode(), status, b"application/json")
 
 
+_ARRIVED: list[int] = []
+_MET = asyncio.Event()
+
+
 async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
     def note(text: str) -> None:
         marker = os.environ.get("LIFESPAN_MARKER")
@@ -115,6 +119,18 @@ async def http_app(scope: Scope, receive: Receive, send: Send) -> None:
             block = bytes([65 + index % 26]) * size
             await send({"type": "http.response.body", "body": block, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+    elif path == "/rendezvous":
+        # Wait (up to 10 s) until n requests are inside the app at once: proof of concurrency
+        # that does not depend on timing.
+        wanted = int(q["n"])
+        _ARRIVED.append(1)
+        if len(_ARRIVED) >= wanted:
+            _MET.set()
+        try:
+            await asyncio.wait_for(_MET.wait(), 10)
+            await _respond(send, b"met")
+        except TimeoutError:
+            await _respond(send, b"alone")
     elif path == "/sleep":
         await asyncio.sleep(float(q.get("seconds", "0.5")))
         await _respond(send, b"slept")

@@ -303,7 +303,10 @@ class HTTPCycle:
         if kind == "http.response.start":
             if self._start is not None:
                 raise RuntimeError("http.response.start sent twice")
-            _head(message["status"], message.get("headers", ()))  # validate now
+            status = message["status"]
+            if type(status) is not int or not 200 <= status <= 599:
+                raise ValueError(f"invalid HTTP response status {status!r} (200..599)")
+            _head(status, message.get("headers", ()))  # validate the headers now
             self._start = message
             return
         if kind != "http.response.body":
