@@ -39,15 +39,21 @@ from corral.protocol.fastcgi import records
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "sites" / "php-site"
 
 
-def php_site(root: Path, *, max_requests: int | None = None) -> Path:
+def php_site(
+    root: Path, *, max_requests: int | None = None, error_log_dir: str | None = None
+) -> Path:
     """A copy of the PHP fixture site (its real path: PHP reports resolved file names)."""
     site = Path(os.path.realpath(root)) / "php-site"
     shutil.copytree(SITE, site)
+    config = site / "web.config"
+    text = config.read_text()
+    limit = '<add name="PHP_FCGI_MAX_REQUESTS" value="500" />'
+    assert limit in text
     if max_requests is not None:
-        config = site / "web.config"
-        text = config.read_text()
-        assert 'name="PHP_FCGI_MAX_REQUESTS" value="500"' in text
-        config.write_text(text.replace('value="500"', f'value="{max_requests}"'))
+        text = text.replace(limit, limit.replace('"500"', f'"{max_requests}"'))
+    if error_log_dir is not None:
+        text = text.replace(limit, f'{limit}<add name="ERROR_LOG_DIR" value="{error_log_dir}" />')
+    config.write_text(text)
     return site
 
 
@@ -90,7 +96,7 @@ def site(
     tmp_path_factory: pytest.TempPathFactory, php_cgi: str
 ) -> Iterator[tuple[Path, CorralServer]]:
     """One server on the PHP site for the tests that do not disturb its worker."""
-    root = php_site(tmp_path_factory.mktemp("php"))
+    root = php_site(tmp_path_factory.mktemp("php"), error_log_dir="log")
     with serving(root) as server:
         yield root, server
 
@@ -242,14 +248,25 @@ def test_php_cgi_redirect_cookies_headers_and_status(
 
 
 def test_php_errors_go_to_the_log_not_the_page(site: tuple[Path, CorralServer]) -> None:
-    _, server = site
+    root, server = site
     marker = f"m{os.getpid()}x{time.monotonic_ns()}"
     response = get(server, f"/error.php?marker={marker}")
     assert (response.status, response.body) == (200, b"logged\n")
     warning = server.wait_log(f"corral-php-warning {marker}")
     logged = server.wait_log(f"corral-php-error-log {marker}")
-    # Each line names the application it came from.
+    # Each line names the application it came from...
     assert "php.project" in warning and "php.project" in logged, server.text()
+    # ... and reaches the application's own log file (ERROR_LOG_DIR=log), written off the loop.
+    log_file = root / "log" / "default_php.project.log"
+    deadline = time.monotonic() + WAIT
+    while True:
+        text = log_file.read_text() if log_file.exists() else ""
+        if f"corral-php-warning {marker}" in text and f"corral-php-error-log {marker}" in text:
+            break
+        assert time.monotonic() < deadline, f"{log_file}:\n{text}"
+        time.sleep(0.05)
+    assert "PHP Warning:" in text
+    assert get(server, "/log/default_php.project.log").status == 404  # never served
 
 
 def test_a_php_cgi_that_dies_costs_one_request_a_502(php_cgi: str, tmp_path: Path) -> None:

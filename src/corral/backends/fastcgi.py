@@ -280,7 +280,8 @@ class FastCGIClientConnection(asyncio.Protocol):
         if data:
             self._stderr_tail = (self._stderr_tail + data)[-4096:]
             for line in data.decode("utf-8", "replace").splitlines():
-                logger.warning("%s stderr: %s", self.name, line)
+                # Tagged with the application: its ERROR_LOG_DIR file gets the line too.
+                logger.warning("%s stderr: %s", self.name, line, extra={"app": self.name})
 
     def _on_end(self, content: bytes) -> None:
         sink = self._sink
