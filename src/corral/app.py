@@ -124,6 +124,7 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
             document_root=root,
             http=backend.http,
             upgrade=backend.upgrade,
+            development=app.development_mode,
         )
         apps.append(Application(app, pool, route))
     if problems:

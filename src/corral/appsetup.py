@@ -113,9 +113,26 @@ def pool_settings_for(app: AppConfig, overrides: Mapping[str, object] = _NONE) -
         "max_instances": engine.max_instances,
         "queue_size": SERVE_QUEUE_SIZE,
         "graceful_shutdown_timeout": float(engine.graceful_shutdown_timeout),
+        "idle_timeout": float(engine.idle_timeout) if engine.idle_timeout else None,
+        "memory_limit_mb": engine.memory_limit,
+        "time_limit": engine.time_limit * 60.0 if engine.time_limit else None,
+        "memory_reserve_mb": engine.memory_reserve,
+        "request_timeout": (
+            float(app.worker_request_timeout) if app.worker_request_timeout else None
+        ),
+        "source_suffixes": engine.source_suffixes or (".py",),
     }
+    if app.max_requests:
+        # php-cgi exits after PHP_FCGI_MAX_REQUESTS by itself: retire it at exactly that count.
+        values["max_requests"] = app.max_requests
+        values["max_requests_jitter"] = 0.0
+    elif engine.max_requests:
+        values["max_requests"] = engine.max_requests
+        values["max_requests_jitter"] = engine.max_requests_jitter / 100.0
     if engine.protocol is Protocol.HTTP:
         values["connections_per_worker"] = HTTP_CONNECTIONS_PER_WORKER
+    elif engine.kind is EngineKind.PYTHON_WORKER:
+        values["connections_per_worker"] = engine.threads
     values.update(overrides)
     if app.max_requests:
         # php-cgi quits by itself after PHP_FCGI_MAX_REQUESTS: the pool retires it after that

@@ -195,3 +195,54 @@ def test_one_application_beside_a_static_mount_is_routed_normally(tmp_path: Path
     assert router.match(b"x", b"/app/y") is apps[0].route
     static = router.match(b"x", b"/index.html")
     assert static is not None and static.static is not None
+
+
+def test_health_and_scaling_settings_reach_the_pool(tmp_path: Path) -> None:
+    """web.config spellings -> EngineConfig/AppConfig -> PoolSettings, once each."""
+    (tmp_path / "applicationHost.config").write_text(
+        """<configuration><system.webServer><heliconZooServer><engines>
+        <add name="python.busy" fullPath="python" idleTimeout="45" threads="32"
+             maxRequests="500" maxRequestsJitter="20" memoryReserve="128" memoryLimit="300"
+             timeLimit="60" minInstances="0" maxInstances="4"/>
+        </engines></heliconZooServer></system.webServer></configuration>"""
+    )
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "web.config").write_text(
+        """<configuration><system.webServer>
+        <heliconZoo><application name="app"><environmentVariables>
+          <add name="WORKER_REQUEST_TIMEOUT" value="20"/>
+          <add name="DEVELOPMENT_MODE" value="true"/>
+        </environmentVariables></application></heliconZoo>
+        <handlers><add name="app" scriptProcessor="python.busy" path="*" verb="*"
+                  modules="HeliconZoo_x64"/></handlers>
+        </system.webServer></configuration>"""
+    )
+    (tmp_path / "server.toml").write_text(
+        f'[server]\napplication_host = "{tmp_path / "applicationHost.config"}"\n'
+        f'[sites.main]\nbindings = ["127.0.0.1:8080:"]\n'
+        f'[sites.main.apps."/"]\nphysical_path = "{site}"\n'
+    )
+    [app] = load(str(tmp_path / "server.toml")).apps
+    assert app.development_mode is True
+    settings = pool_settings_for(app)
+    assert settings.idle_timeout == 45.0
+    assert settings.connections_per_worker == 32  # threads
+    assert (settings.max_requests, settings.max_requests_jitter) == (500, 0.2)
+    assert settings.memory_reserve_mb == 128 and settings.memory_limit_mb == 300
+    assert settings.time_limit == 3600.0  # minutes -> seconds
+    assert settings.request_timeout == 20.0
+    assert (settings.min_instances, settings.max_instances) == (0, 4)
+    assert backend_for(app, settings).plan is not None
+    assert "32" in backend_for(app, settings).plan.argv  # type: ignore[union-attr]
+    # Defaults: idle 300 s, one thread, no request limit, a 64 MB reserve, no timeout.
+    default = pool_settings_for(replace(app, engine=replace(app.engine, idle_timeout=0)))
+    assert default.idle_timeout is None  # 0 = never stop idle workers
+
+
+def test_php_max_requests_are_exact_without_jitter() -> None:
+    config = load(str(SITES / "php-site"))
+    [php] = [app for app in config.apps if app.max_requests]
+    settings = pool_settings_for(php)
+    assert settings.max_requests == php.max_requests
+    assert settings.max_requests_jitter == 0.0

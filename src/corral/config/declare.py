@@ -85,6 +85,11 @@ def declare_engine(
         max_instances=_int(get("engine.max_instances", base.max_instances)),
         time_limit=_int(get("engine.time_limit", base.time_limit)),
         memory_limit=_int(get("engine.memory_limit", base.memory_limit)),
+        idle_timeout=_int(get("engine.idle_timeout", base.idle_timeout)),
+        threads=_int(get("engine.threads", base.threads)),
+        max_requests=_int(get("engine.max_requests", base.max_requests)),
+        max_requests_jitter=_int(get("engine.max_requests_jitter", base.max_requests_jitter)),
+        memory_reserve=_int(get("engine.memory_reserve", base.memory_reserve)),
         graceful_shutdown_timeout=_int(
             get("engine.graceful_shutdown_timeout", base.graceful_shutdown_timeout)
         ),

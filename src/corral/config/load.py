@@ -782,6 +782,7 @@ def _build_app(
         watch_file_changes_mask=tuple(str(m) for m in mask) if isinstance(mask, tuple) else (),
         console_url=_opt_str(values.get("app.console_url")),
         worker_request_timeout=timeout if isinstance(timeout, int) else None,
+        development_mode=values.get("app.development_mode") is True,
         max_requests=max_requests,
         notices=tuple(notices),
         not_in_effect=tuple(not_in_effect),

@@ -91,6 +91,16 @@ class EngineConfig:
     time_limit: int = 0
     #: Megabytes of memory after which a worker is recycled; 0 = unlimited.
     memory_limit: int = 0
+    #: Seconds a worker above the floor may stay idle before it is stopped; 0 = never.
+    idle_timeout: int = 300
+    #: Python engines: requests one worker serves at once (threads).
+    threads: int = 1
+    #: Requests after which a worker is recycled (plus jitter); 0 = never.
+    max_requests: int = 0
+    #: Percent of max_requests added at random per worker.
+    max_requests_jitter: int = 10
+    #: Megabytes of available memory below which no worker starts; 0 = no reserve.
+    memory_reserve: int = 64
     #: Seconds a stopping worker gets to finish its requests before it is killed.
     graceful_shutdown_timeout: int = 10
     enabled: bool = True
@@ -218,6 +228,8 @@ class AppConfig:
     watch_file_changes_mask: tuple[str, ...] = ()
     console_url: str | None = None
     worker_request_timeout: int | None = None
+    #: DEVELOPMENT_MODE: error pages show the traceback to every client.
+    development_mode: bool = False
     #: Requests one worker serves before the pool replaces it; 0 = no limit. PHP engines:
     #: PHP_FCGI_MAX_REQUESTS (php-cgi exits after that many by itself).
     max_requests: int = 0

@@ -204,8 +204,8 @@ SETTINGS: tuple[Setting, ...] = (
         "timeLimit",
         Kind.INT,
         0,
-        "Recycle a worker after this many minutes; 0 = never.",
-        in_effect=False,
+        "Recycle a worker after this many minutes (it finishes its requests first, its "
+        "replacement starts at once; one worker per health round); 0 = never.",
         minimum=0,
     ),
     Setting(
@@ -215,8 +215,64 @@ SETTINGS: tuple[Setting, ...] = (
         "memoryLimit",
         Kind.INT,
         0,
-        "Recycle a worker above this many megabytes of memory; 0 = unlimited.",
-        in_effect=False,
+        "Recycle a worker whose resident memory passes this many megabytes (checked every 5 s; "
+        "it finishes its requests first); 0 = unlimited.",
+        minimum=0,
+    ),
+    Setting(
+        "engine.idle_timeout",
+        _E,
+        "idle_timeout",
+        "idleTimeout",
+        Kind.INT,
+        300,
+        "Seconds a worker above minInstances may stay idle before it is stopped (as Passenger "
+        "and IIS FastCGI: 300); 0 = never stop idle workers.",
+        minimum=0,
+    ),
+    Setting(
+        "engine.threads",
+        _E,
+        "threads",
+        "threads",
+        Kind.INT,
+        1,
+        "Python engines: requests one worker serves at once, in threads. 1 suits CPU-bound "
+        "apps; I/O-bound apps (waiting on databases, APIs) want 16-64 (see docs/scaling.md).",
+        minimum=1,
+        maximum=1000,
+    ),
+    Setting(
+        "engine.max_requests",
+        _E,
+        "max_requests",
+        "maxRequests",
+        Kind.INT,
+        0,
+        "Recycle a worker after this many requests, plus a random jitter (maxRequestsJitter), "
+        "so that workers do not all recycle at once; 0 = never.",
+        minimum=0,
+    ),
+    Setting(
+        "engine.max_requests_jitter",
+        _E,
+        "max_requests_jitter",
+        "maxRequestsJitter",
+        Kind.INT,
+        10,
+        "Percent of maxRequests added at random to each worker's request limit.",
+        minimum=0,
+        maximum=100,
+    ),
+    Setting(
+        "engine.memory_reserve",
+        _E,
+        "memory_reserve",
+        "memoryReserve",
+        Kind.INT,
+        64,
+        "Megabytes of the machine's available memory below which no worker is started (said "
+        "in the log and the pool's status); 0 = no reserve.",
         minimum=0,
     ),
     Setting(
@@ -423,9 +479,19 @@ SETTINGS: tuple[Setting, ...] = (
         "WORKER_REQUEST_TIMEOUT",
         Kind.INT,
         None,
-        "Seconds a worker may spend on one request.",
-        in_effect=False,
+        "Seconds a request may hold a worker: past it the client gets 504, the worker's Python "
+        "stack goes to the app's log, and the worker is replaced.",
         minimum=1,
+    ),
+    Setting(
+        "app.development_mode",
+        _A,
+        "development_mode",
+        "DEVELOPMENT_MODE",
+        Kind.BOOL,
+        False,
+        "Show the worker's traceback and log tail on the 'cannot start' page to every client "
+        "(otherwise to loopback clients only).",
     ),
     Setting(
         "app.django_root",

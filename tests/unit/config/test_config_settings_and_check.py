@@ -89,9 +89,11 @@ def test_check_renders_the_resolved_model() -> None:
     assert "not-for-production-1234" not in text
     assert "hunter2" not in text
     assert "Accepted but not in effect yet:" in text
-    assert "django.project.x64: WORKER_REQUEST_TIMEOUT = 1000" in text
-    assert "DEPLOY_FILE" not in text.split("Accepted but not in effect yet:")[1]  # in effect
-    assert "engine python.2.7.pipe: time_limit = 60" in text
+    # DEPLOY_FILE, WORKER_REQUEST_TIMEOUT and timeLimit are in effect: not listed.
+    not_in_effect = text.partition("Accepted but not in effect yet:")[2].partition("Engines used:")[0]
+    assert "DEPLOY_FILE" not in not_in_effect
+    assert "WORKER_REQUEST_TIMEOUT" not in not_in_effect
+    assert "time_limit" not in not_in_effect
     assert "Engines used:" in text
     assert "python.2.7.pipe: Corral Python worker; NamedPipe/fastcgi; instances 1..2" in text
 

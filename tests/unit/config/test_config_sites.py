@@ -209,7 +209,7 @@ def test_application_host_engines_user_engines_and_switchboard() -> None:
     assert php.argv == ("php-cgi", "-c", str(SITES / "php-site" / "php.ini"))
     assert any("php-cgi" in n for n in php.notices)
     not_in_effect = {item.setting for item in config.not_in_effect}
-    assert "engine python.2.7.pipe: time_limit" in not_in_effect
+    assert "engine python.2.7.pipe: time_limit" not in not_in_effect  # in effect now
     assert "switchboard console (web console)" in not_in_effect
 
 
