@@ -90,7 +90,9 @@ def test_check_renders_the_resolved_model() -> None:
     assert "hunter2" not in text
     assert "Accepted but not in effect yet:" in text
     # DEPLOY_FILE, WORKER_REQUEST_TIMEOUT and timeLimit are in effect: not listed.
-    not_in_effect = text.partition("Accepted but not in effect yet:")[2].partition("Engines used:")[0]
+    not_in_effect = text.partition("Accepted but not in effect yet:")[2].partition("Engines used:")[
+        0
+    ]
     assert "DEPLOY_FILE" not in not_in_effect
     assert "WORKER_REQUEST_TIMEOUT" not in not_in_effect
     assert "time_limit" not in not_in_effect
