@@ -122,11 +122,7 @@ def pool_settings_for(app: AppConfig, overrides: Mapping[str, object] = _NONE) -
         ),
         "source_suffixes": engine.source_suffixes or (".py",),
     }
-    if app.max_requests:
-        # php-cgi exits after PHP_FCGI_MAX_REQUESTS by itself: retire it at exactly that count.
-        values["max_requests"] = app.max_requests
-        values["max_requests_jitter"] = 0.0
-    elif engine.max_requests:
+    if engine.max_requests:
         values["max_requests"] = engine.max_requests
         values["max_requests_jitter"] = engine.max_requests_jitter / 100.0
     if engine.protocol is Protocol.HTTP:
