@@ -48,7 +48,7 @@ from corral.config.model import AppConfig, EngineKind, Location, Protocol, Trans
 from corral.supervision.launch import Address, LaunchPlan, python_worker_plan
 from corral.supervision.launch import Transport as LaunchTransport
 from corral.supervision.pool import PoolSettings, Probe
-from corral.supervision.probe import port_probe
+from corral.supervision.probe import fastcgi_port_probe, port_probe
 
 #: Requests that may wait for a worker before the pool answers 503. The pool's own default (100)
 #: suits an application with its own limits; for `corral serve`, clients should rather wait (up
@@ -229,5 +229,5 @@ def _port_backend(app: AppConfig, connect: Connect, http: bool) -> Backend:
         tcp_host=engine.host,
         port_range=(engine.port_lower, engine.port_upper),
     )
-    probe = port_probe if http else None
+    probe = port_probe if http else fastcgi_port_probe
     return Backend(plan, connect, probe=probe, http=http, upgrade=http)

@@ -12,6 +12,7 @@ Behaviour by environment:
     RESPONDER_SPAWN_CHILD=1   start a grandchild (sleep) in the same process group
     RESPONDER_IGNORE_LIVENESS=1  do not watch fd 3
     RESPONDER_FAIL_IF_EXISTS=P   behave as RESPONDER_FAIL_IMPORT while the file P exists
+    RESPONDER_LISTEN_ON_PORT=1   listen on HOST:PORT from the environment instead of fd 0
     RESPONDER_MAX_CONNS=N     answer FCGI_MAX_CONNS=N (default 1)
 
 Requests, by PATH_INFO:
@@ -192,7 +193,11 @@ def main():
         while True:
             time.sleep(3600)
     global LISTENER
-    LISTENER = socket.socket(fileno=0)
+    if env.get("RESPONDER_LISTEN_ON_PORT"):
+        # Zoo's tcp transport: listen on the port the host chose (PORT/HOST), not on fd 0.
+        LISTENER = socket.create_server((env["HOST"], int(env["PORT"])))
+    else:
+        LISTENER = socket.socket(fileno=0)
     print(f"responder {os.getpid()} serving", flush=True)
     while True:
         try:

@@ -1,9 +1,10 @@
-"""Generic HTTP engines end to end: a real Pool starting a real command that listens on the port
-Corral picks for it (``Transport.PORT``: PORT/HOST and %PORT%/%HOST% handed over), readiness when
-the port accepts a connection, and a real front proxying to it over kept-alive HTTP/1.1.
+"""Generic engines on Zoo's tcp transport end to end: a real Pool starting a real command that
+listens on the port Corral picks for it (``Transport.PORT``: PORT/HOST and %PORT%/%HOST% handed
+over), readiness when the port accepts a connection, and a real front proxying to it over
+kept-alive HTTP/1.1; and a FastCGI command on its own port.
 
-The command is ``tests/apps/http_backend.py`` (stdlib ``http.server``), a stand-in for any HTTP
-server a user declares in an engine file.
+The HTTP command is ``tests/apps/http_backend.py`` (stdlib ``http.server``), a stand-in for any
+HTTP server a user declares in an engine file; the FastCGI one ``tests/apps/fcgi_responder.py``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from corral.backends import http
+from corral.backends import fastcgi, http
 from corral.front.routes import PrefixRouter, Route
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.supervision.launch import LaunchPlan, Transport
 from corral.supervision.pool import Pool, PoolSettings
-from corral.supervision.probe import port_probe
+from corral.supervision.probe import fastcgi_port_probe, port_probe
 
 BACKEND = Path(__file__).resolve().parent.parent / "apps" / "http_backend.py"
 WAIT = 20.0
@@ -218,5 +219,43 @@ def test_a_killed_backend_costs_its_requests_and_the_next_request_starts_it_agai
             status, _, body = await fetch(port, get("/pid"))
             assert status == 200
             assert int(body) != first
+
+    asyncio.run(main())
+
+
+def test_a_fastcgi_command_on_its_own_port(tmp_path: Path) -> None:
+    """transport tcp + protocol fastcgi: the command listens on PORT itself and is ready when it
+    answers FCGI_GET_VALUES there; the front speaks FastCGI to it."""
+    responder = BACKEND.parent / "fcgi_responder.py"
+    low, high = free_range(20)
+    env = dict(os.environ, RESPONDER_LISTEN_ON_PORT="1")
+    launch = LaunchPlan(
+        argv=(sys.executable, str(responder)),
+        env=env,
+        cwd=str(tmp_path),
+        transport=Transport.PORT,
+        port_range=(low, high),
+    )
+
+    async def main() -> None:
+        pool: Pool[fastcgi.FastCGIClientConnection] = Pool(
+            "fcgi-port",
+            launch,
+            PoolSettings(start_timeout=WAIT),
+            fastcgi.connect,
+            probe=fastcgi_port_probe,
+        )
+        front = FrontServer(PrefixRouter([Route("fcgi-port", pool)]), FrontSettings())
+        [(_, port)] = await front.listen("127.0.0.1", 0)
+        try:
+            status, _, body = await fetch(port, get("/pid"))
+            assert status == 200
+            (worker,) = pool.snapshot().workers
+            assert body == str(worker.pid).encode()
+            assert worker.address is not None
+            assert low <= int(worker.address.rsplit(":", 1)[1]) <= high
+        finally:
+            await front.stop(1)
+            await pool.close(2)
 
     asyncio.run(main())

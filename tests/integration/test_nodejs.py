@@ -158,3 +158,43 @@ def test_a_generic_http_engine_from_a_server_toml(tmp_path: Path) -> None:
         assert get(server.port, "/elsewhere")[0] == 404
     finally:
         server.stop()
+
+
+def test_a_fastcgi_engine_on_a_tcp_port_from_a_server_toml(tmp_path: Path) -> None:
+    """transport tcp with protocol fastcgi: the command listens on %PORT% itself; Corral waits
+    for the port, asks FCGI_GET_VALUES, and speaks FastCGI to it."""
+    responder = BACKEND.parent / "fcgi_responder.py"
+    site = tmp_path / "app"
+    site.mkdir()
+    (site / "corral.toml").write_text('[apps.legacy]\nengine = "fcgi.tcp"\n')
+    server_toml = tmp_path / "server.toml"
+    server_toml.write_text(
+        textwrap.dedent(
+            f"""\
+            [engines."fcgi.tcp"]
+            full_path = {json.dumps(sys.executable)}
+            arguments = '{responder}'
+            transport = "tcp"
+            protocol = "fastcgi"
+            port_lower = 42000
+            port_upper = 42999
+            [engines."fcgi.tcp".env]
+            RESPONDER_LISTEN_ON_PORT = "1"
+
+            [sites.main]
+            bindings = ["127.0.0.1:0"]
+            [sites.main.apps."/"]
+            physical_path = "app"
+            """
+        )
+    )
+    server = CorralServer(server_toml, args=("--no-access-log",))
+    server.start(wait_ready=False)
+    try:
+        status, body = get(server.port, "/pid")
+        assert status == 200, server.text()
+        assert body.strip().isdigit()
+        line = server.wait_log(r"started worker pid \d+ on 127\.0\.0\.1:42\d\d\d")
+        assert line
+    finally:
+        server.stop()

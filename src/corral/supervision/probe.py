@@ -135,3 +135,13 @@ async def port_probe(address: Address, within: float) -> None:
     where = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
     detail = f" (last: {last.strerror or last})" if last is not None else ""
     raise ProbeFailed(f"nothing accepted a connection on {where} within {within:g} s{detail}")
+
+
+async def fastcgi_port_probe(address: Address, within: float) -> dict[bytes, bytes]:
+    """Readiness for a FastCGI command that listens itself on its port (``Transport.PORT``):
+    the port accepts a connection (retried while refused), then FCGI_GET_VALUES is answered,
+    all within ``within`` seconds. Returns the answers, as ``fastcgi_probe`` does."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    await port_probe(address, within)
+    return await get_values(address, max(deadline - loop.time(), 0.001))
