@@ -530,3 +530,22 @@ def test_websocket_keepalive_pings_and_a_silent_client_is_dropped(
     finally:
         tunnel.shutdown()
     assert wait_for_lines(mark, "disconnect 1006") == ["disconnect 1006"]
+
+
+def test_asgi_worker_exits_when_its_host_dies(workers: Workers) -> None:
+    """The liveness pipe works on the asyncio path too, even with a WebSocket open."""
+    read_end, write_end = os.pipe()
+    try:
+        w = workers.unix("--liveness-fd", str(read_end), app="asgi_apps:app", pass_fds=(read_end,))
+    finally:
+        os.close(read_end)
+    assert w.address is not None
+    tunnel = Tunnel(w.address, "/ws/echo")
+    try:
+        tunnel.send_text("alive")
+        assert tunnel.next() == ws.TextMessage("alive")
+        os.close(write_end)  # the host "dies"
+        assert w.proc.wait(10) == ExitCode.ORPHANED
+    finally:
+        tunnel.shutdown()
+    assert "liveness pipe closed" in w.log
