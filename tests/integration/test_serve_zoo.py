@@ -9,6 +9,7 @@ raw-socket clients, load loops that count every failed request.
 - SIGHUP and a changed web.config: the configuration is reloaded under load with zero failed
   requests; an unchanged application is left alone; a broken configuration is refused.
 - ERROR_LOG_DIR: the application's log file has the deploy output and the workers' lives.
+- Headless Chromium: the self-refreshing deployment page turns into the application's page.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any
 
 import pytest
 from test_front_harness import WAIT, Conn, CorralServer, Response
+from tests.chromium import Page, chromium
+from tests.chromium import run as chromium_run
 
 SITES = Path(__file__).resolve().parents[1] / "fixtures" / "sites"
 
@@ -272,3 +275,26 @@ def test_sighup_and_web_config_changes_reload_without_failed_requests(
         load.stop()
     assert load.failures == []
     server.wait_log(r"its configuration changed; stopping the old one")
+
+
+# ------------------------------------------------------------------------------------ browser
+
+
+def test_a_browser_sees_the_deployment_then_the_application(
+    tmp_path: Path, serve: Callable[..., CorralServer]
+) -> None:
+    """Headless Chromium opens the app while its deploy script runs: it gets the streamed
+    deployment page, whose refresh (once the stream has ended) loads the application."""
+    chromium()
+    root = tmp_path / "deploy-ok"
+    shutil.copytree(SITES / "deploy-ok", root)
+    server = serve(root, "--set", "retry_after=1", env={"DEPLOY_SLEEP": "2"})
+    # Virtual time lets the refresh fire at once after the page has loaded; it stands still
+    # while the (real) stream is loading.
+    result = chromium_run(
+        f"http://127.0.0.1:{server.port}/", "--virtual-time-budget=60000", "--dump-dom"
+    )
+    page = Page(result.stdout.decode("utf-8", "replace"))
+    assert "|hello from the deploy script|" in page.text, page.text
+    server.wait_log(r"streaming the deploy script's output to 127\.0\.0\.1")
+    server.wait_log(r"deploying -> serving")

@@ -130,18 +130,28 @@ class ErrorLogs:
         self._logger = logger or logging.getLogger("corral")
         self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
         self._apps: set[str] = set()
+        #: How many controllers use each application's log (a reload overlaps two).
+        self._owners: dict[str, int] = {}
         self._dispatcher = _Dispatcher()
         self._handler = _Enqueue(self._queue, self._apps)
         self._listener: logging.handlers.QueueListener | None = None
 
     def open(self, app: str, spec: ErrorLogSpec) -> None:
-        """Write ``app``'s records to ``spec``'s folder from now on (replacing an earlier spec)."""
+        """Write ``app``'s records to ``spec``'s folder from now on (a later ``open`` for the same
+        app, such as a reloaded configuration's, takes over the file)."""
         self._start()
+        self._owners[app] = self._owners.get(app, 0) + 1
         self._apps.add(app)
         self._post("open", app, spec)
 
     def close_app(self, app: str) -> None:
-        """Stop writing ``app``'s log (what is queued is written first)."""
+        """One owner of ``app``'s log is done with it; the last one closes the file (what is
+        queued is written first)."""
+        count = self._owners.get(app, 0) - 1
+        if count > 0:
+            self._owners[app] = count
+            return
+        self._owners.pop(app, None)
         if app in self._apps:
             self._apps.discard(app)
             self._post("close", app, None)
@@ -164,6 +174,7 @@ class ErrorLogs:
         self._listener = None
         self._dispatcher.close()
         self._apps.clear()
+        self._owners.clear()
 
     def _start(self) -> None:
         if self._listener is not None:
