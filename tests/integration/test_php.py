@@ -247,6 +247,21 @@ def test_php_cgi_redirect_cookies_headers_and_status(
     check_redirect_cookies_headers_status(site[1], tmp_path)
 
 
+def test_an_upload_is_never_run_as_php_through_a_made_up_path(php_cgi: str, tmp_path: Path) -> None:
+    """/uploads/avatar.jpg/x.php: x.php does not exist, so PHP never sees the request (php-cgi's
+    cgi.fix_pathinfo would run avatar.jpg, the longest existing prefix, as a script)."""
+    root = php_site(tmp_path)
+    (root / "uploads").mkdir()
+    (root / "uploads" / "avatar.jpg").write_bytes(b'<?php echo "pwned ", 6 * 7, "\\n";')
+    with serving(root) as server:
+        for path in ("/uploads/avatar.jpg/x.php", "/uploads/avatar.jpg/x.php/more"):
+            response = get(server, path)
+            assert response.status == 404 and b"pwned" not in response.body, path
+        image = get(server, "/uploads/avatar.jpg")  # still an ordinary static file
+        assert image.status == 200 and image.body.startswith(b"<?php")
+        assert get(server, "/missing.php").status == 404
+
+
 def test_php_errors_go_to_the_log_not_the_page(site: tuple[Path, CorralServer]) -> None:
     root, server = site
     marker = f"m{os.getpid()}x{time.monotonic_ns()}"

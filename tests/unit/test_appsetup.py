@@ -4,6 +4,7 @@ the configuration's router (corral.front.routes.ConfigRouter). Pure: nothing is 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -136,6 +137,25 @@ def test_file_handlers_get_a_route_per_script_and_static_files_their_folder() ->
     static = router.match(b"localhost", b"/css/site.css")
     assert static is not None and static.static is not None
     assert static.static.root == apps[0].config.physical_path
+
+
+def test_a_missing_script_is_never_sent_to_php(tmp_path: Path) -> None:
+    """cgi.fix_pathinfo would run the longest existing prefix: an upload named avatar.jpg."""
+    site = tmp_path / "site"
+    shutil.copytree(SITES / "php-site", site)
+    (site / "uploads").mkdir()
+    (site / "uploads" / "avatar.jpg").write_text("<?php echo 'pwned';")
+    config = load_site(str(site))
+    apps = build_apps(config, ServeOptions(path=site))
+    routes = {(a.config.site, a.config.virtual_path, a.config.name): a.route for a in apps}
+    router = ConfigRouter(config, routes)
+    for path in (b"/uploads/avatar.jpg/x.php", b"/nothere.php", b"/uploads/x.php/y"):
+        route = router.match(b"localhost", path)
+        assert route is not None and route.static is not None, path
+    # Once the script exists it is PHP's (the static answer above was not remembered).
+    (site / "nothere.php").write_text("<?php echo 'here';")
+    created = router.match(b"localhost", b"/nothere.php")
+    assert created is not None and created.static is None and created.script_params is not None
 
 
 def test_a_plain_folder_is_one_python_application_at_the_root(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ tests and micro-benchmark use (applications by path prefix, no configuration).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -195,7 +196,13 @@ class ConfigRouter:
         if found.handler is None or not is_file_pattern(found.handler.path):
             self._remember(key, route)
             return route
-        # A file handler (*.php): this request's script. A route of its own, for this request.
+        # A file handler (*.php): this request's script, only when that file exists. php-cgi's
+        # cgi.fix_pathinfo would otherwise run the longest existing prefix of a missing script:
+        # /uploads/avatar.jpg/x.php executing an uploaded "image" as PHP. The folder's static
+        # rules answer instead (404: no such file, and PHP sources are never served). Not
+        # remembered: the script may be created later.
+        if not os.path.isfile(route.document_root + found.script_bytes):
+            return self._static[(found.site.name, found.mount.virtual_path)]
         return Route(
             name=route.name,
             pool=route.pool,
