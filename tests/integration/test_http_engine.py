@@ -117,16 +117,22 @@ def test_workers_get_their_own_port_from_the_range_as_port_host_and_arguments(
             status, _, body = await fetch(port, get("/env/PORT"))
             assert status == 200
             assert low <= int(body) <= high
+            # Both workers ready before the next requests: with both idle, each request goes
+            # to the most recently used worker, so the ones below all reach the worker that
+            # answers the first of them (while the second worker was still starting, requests
+            # could land on either).
+            for _ in range(200):
+                workers = pool.snapshot().workers
+                if len(workers) == 2 and all(w.state != "starting" for w in workers):
+                    break
+                await asyncio.sleep(0.1)
+            body = (await fetch(port, get("/env/PORT")))[2]
+            assert (await fetch(port, get("/env/PORT")))[2] == body
             assert (await fetch(port, get("/env/HOST")))[2] == b"127.0.0.1"
             argv = (await fetch(port, get("/argv")))[2].split(b"\n")
             assert argv[-2:] == [b"127.0.0.1", body]  # %HOST% %PORT% in the arguments
             label = (await fetch(port, get("/env/WORKER_LABEL")))[2]
             assert label.startswith(b"worker-") and label.endswith(b"-on-" + body)
-            for _ in range(100):
-                workers = pool.snapshot().workers
-                if len(workers) == 2 and all(w.state != "starting" for w in workers):
-                    break
-                await asyncio.sleep(0.1)
             addresses = {w.address for w in pool.snapshot().workers}
             assert len(addresses) == 2  # two workers, two ports
             for address in addresses:
