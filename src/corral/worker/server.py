@@ -537,6 +537,11 @@ class Connection:
             log(f"bad request from the front: {exc}")
             self._sendall(self.fcgi.send_response(rid, _BAD_LENGTH))
             return
+        if length is None and "HTTP_UPGRADE" in environ:
+            # An Upgrade request without a body: the front keeps its STDIN open in case the
+            # answer is a 101 (a tunnel), which a WSGI app never gives. Its body is empty, not
+            # "until the end of STDIN" (that end comes only after the answer).
+            length = 0
         environ["wsgi.input"] = wsgi.InputStream(self.read_stdin, length)
         if state.stderr_to_front:
             environ["wsgi.errors"] = wsgi.ErrorStream(self._stderr_to_front)
