@@ -88,3 +88,39 @@ def test_a_request_the_front_refuses_gets_an_error_page(example: CorralServer) -
     assert page.title.startswith("414 ")
     assert "longer than this server accepts" in page.text
     assert os.fspath(default_site()) not in page.text
+
+
+STATIC_ONLY = """<?xml version="1.0" encoding="UTF-8"?>
+<configuration>
+  <system.webServer>
+    <handlers>
+      <clear />
+    </handlers>
+  </system.webServer>
+</configuration>
+"""
+
+
+def test_a_static_site_shows_its_page_and_a_404_page_for_a_missing_file(tmp_path: Path) -> None:
+    chromium()
+    site = tmp_path / "static-site"
+    site.mkdir()
+    (site / "web.config").write_text(STATIC_ONLY)  # no handler: every URL is a static file
+    (site / "index.html").write_text(
+        "<!DOCTYPE html><html><head><title>A static site</title></head>"
+        "<body><h1>Served from disk</h1></body></html>"
+    )
+    server = CorralServer(site, args=("--no-access-log",))
+    try:
+        server.start(wait_ready=False)
+        home = Page(dump_dom(f"http://127.0.0.1:{server.port}/"))
+        missing = Page(dump_dom(f"http://127.0.0.1:{server.port}/no/such/page.html"))
+        hidden = Page(dump_dom(f"http://127.0.0.1:{server.port}/web.config"))
+    finally:
+        server.stop()
+    assert (home.title, home.headings) == ("A static site", ["Served from disk"])
+    assert missing.title == "404 Not Found"
+    assert missing.headings == ["404 Not Found"]
+    assert "Corral" in missing.text
+    assert hidden.title == "404 Not Found"  # the configuration is never served
+    assert "heliconZoo" not in hidden.text and "handlers" not in hidden.text
