@@ -9,6 +9,8 @@
 //   GET  /headers     the request's headers as JSON (see X-Forwarded-For/-Proto/-Host)
 //   POST /upload      the body's size and SHA-256, as JSON (streamed, never held whole)
 //   GET  /ws          WebSocket: every text or binary message comes back as sent
+//   GET  /chat.html   a page whose script sends a message over /ws and shows the echo
+//   GET  /hold        answered just after the next WebSocket echo (the page keeps it pending)
 
 "use strict";
 
@@ -19,6 +21,50 @@ const PORT = Number(process.env.PORT || 3000);
 const HOST = process.env.HOST || "127.0.0.1";
 const MOUNT = (process.env.APPL_VIRTUAL_PATH || "/").replace(/\/+$/, "");
 const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+// A page whose script talks to the WebSocket echo (relative URL: works under any mount).
+const CHAT_PAGE = `<!doctype html>
+<title>WebSocket echo</title>
+<h1>WebSocket echo</h1>
+<p>Sent: <span id="sent"></span></p>
+<p>Echoed: <span id="echo">(waiting)</span></p>
+<script>
+  // Held open by the server until the echo has gone out: keeps a headless browser's
+  // --virtual-time-budget from ending the page before the WebSocket exchange.
+  fetch("hold").catch(() => {});
+  const url = new URL("ws", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(url);
+  const message = "hello from the browser";
+  socket.onopen = () => {
+    document.getElementById("sent").textContent = message;
+    socket.send(message);
+  };
+  socket.onmessage = (event) => {
+    document.getElementById("echo").textContent = event.data;
+    socket.close();
+  };
+  socket.onerror = () => {
+    document.getElementById("echo").textContent = "error";
+  };
+</script>
+`;
+
+// Requests to /hold, answered shortly after the next WebSocket echo (or after 10 s).
+let holds = [];
+
+function release(res) {
+  if (!res.writableEnded) send(res, 200, "text/plain", "released\n");
+}
+
+function releaseHolds() {
+  const waiting = holds;
+  holds = [];
+  for (const { res, timer } of waiting) {
+    clearTimeout(timer);
+    setTimeout(() => release(res), 200);
+  }
+}
 
 function route(url) {
   const path = url.split("?")[0];
@@ -37,6 +83,11 @@ const server = http.createServer((req, res) => {
   const path = route(req.url);
   if (req.method === "GET" && path === "/") {
     send(res, 200, "text/plain; charset=utf-8", `Hello from Node.js ${process.version}, pid ${process.pid}\n`);
+  } else if (req.method === "GET" && path === "/chat.html") {
+    send(res, 200, "text/html; charset=utf-8", CHAT_PAGE);
+  } else if (req.method === "GET" && path === "/hold") {
+    const timer = setTimeout(() => release(res), 10000);
+    holds.push({ res, timer });
   } else if (req.method === "GET" && path === "/pid") {
     send(res, 200, "text/plain", String(process.pid));
   } else if (req.method === "GET" && path === "/headers") {
@@ -118,6 +169,7 @@ function echoSocket(socket, initial) {
         if (fin) {
           socket.write(frame(messageOpcode, Buffer.concat(message)));
           message = [];
+          releaseHolds();
         }
       }
     }

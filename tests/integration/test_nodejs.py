@@ -198,3 +198,16 @@ def test_a_fastcgi_engine_on_a_tcp_port_from_a_server_toml(tmp_path: Path) -> No
         assert line
     finally:
         server.stop()
+
+
+def test_a_browser_websocket_through_corral(node_site: CorralServer) -> None:
+    """Headless Chromium loads a page from Node through Corral; its script opens a WebSocket
+    (through the front's tunnel) and shows Node's echo in the page."""
+    from tests.chromium import Page, run
+
+    url = f"http://127.0.0.1:{node_site.port}/chat.html"
+    # The virtual-time budget lets the page's WebSocket exchange finish before the DOM is dumped.
+    dom = run(url, "--virtual-time-budget=10000", "--dump-dom").stdout.decode()
+    page = Page(dom)
+    assert page.title == "WebSocket echo", dom[:500]
+    assert "Echoed: hello from the browser" in page.text, dom[:2000]
