@@ -112,15 +112,17 @@ class DeployRun:
 
     def subscribe(self) -> AsyncIterator[bytes]:
         """The output from the start, live, until the script ends (b"" now and then while it
-        is silent: a keep-alive for whoever streams it)."""
+        is silent: a keep-alive for whoever streams it). Nothing is held for an iterator that
+        is never started (a HEAD request that started the run)."""
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        # History and registration in one step: no chunk can fall between them.
         subscriber = _Subscriber(list(self._history))
         if self.result is not None:
             subscriber.queue.put_nowait(None)
         else:
             self._subscribers.append(subscriber)
-        return self._iterate(subscriber)
-
-    async def _iterate(self, subscriber: _Subscriber) -> AsyncIterator[bytes]:
         try:
             for chunk in subscriber.replay:
                 yield chunk
@@ -202,6 +204,15 @@ class DeployRun:
     async def _output(self, chunk: bytes) -> None:
         if self._log_file is not None:
             await self._write_log(chunk)
+        self._broadcast(chunk)
+        text = self._decoder.decode(chunk)
+        self._tail = (self._tail + text)[-TAIL_CHARS:]
+        *lines, self._line = (self._line + text).split("\n")
+        for line in lines:
+            self._log_line(line)
+
+    def _broadcast(self, chunk: bytes) -> None:
+        """To the history (replayed to later subscribers) and to every subscriber."""
         self._history.append(chunk)
         self._history_size += len(chunk)
         while self._history_size > HISTORY_BYTES and len(self._history) > 1:
@@ -214,11 +225,6 @@ class DeployRun:
                 continue
             subscriber.backlog += len(chunk)
             subscriber.queue.put_nowait(chunk)
-        text = self._decoder.decode(chunk)
-        self._tail = (self._tail + text)[-TAIL_CHARS:]
-        *lines, self._line = (self._line + text).split("\n")
-        for line in lines:
-            self._log_line(line)
 
     def _log_line(self, line: str) -> None:
         self._logger.info(
@@ -276,8 +282,7 @@ class DeployRun:
         if error is None:
             summary = f"--- {result.describe()}\n".encode()
             await self._write_log(summary)
-            for subscriber in self._subscribers:
-                subscriber.queue.put_nowait(summary)
+            self._broadcast(summary)
         self.result = result
         level = logging.INFO if result.ok else logging.ERROR
         _log.log(level, "app %s: %s", self.app, result.describe(), extra={"app": self.app})
