@@ -7,6 +7,8 @@ Routes (anything else is a 404, which wrk counts as an error):
 - ``/upload``   reads the whole ``wsgi.input`` (64 KiB at a time) and answers its length; a body
                 shorter than its Content-Length is a 400, so a server that loses bytes shows errors.
 - ``/sleep50``  sleeps 50 ms, then answers like ``/hello``: a slow app, where concurrency matters.
+- ``/cpu10``    burns 10 ms of CPU (its thread's CPU time), then answers like ``/hello``: a
+                CPU-bound app, where more processes than cores only add waiting.
 
 Stdlib only, so it runs unchanged under Corral's worker, gunicorn and uWSGI.
 """
@@ -48,6 +50,15 @@ def _read_all(environ: dict[str, Any]) -> tuple[int, int | None]:
     return total, expected
 
 
+def burn_cpu(seconds: float) -> None:
+    """Compute until this thread has used ``seconds`` of CPU time."""
+    end = time.thread_time() + seconds
+    total = 0
+    while time.thread_time() < end:
+        for i in range(200):
+            total += i * i
+
+
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     path = environ.get("PATH_INFO", "")
     if path == "/hello":
@@ -65,6 +76,9 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         return _answer(start_response, "200 OK", f"{total}\n".encode())
     if path == "/sleep50":
         time.sleep(0.05)
+        return _answer(start_response, "200 OK", HELLO)
+    if path == "/cpu10":
+        burn_cpu(0.010)
         return _answer(start_response, "200 OK", HELLO)
     return _answer(start_response, "404 Not Found", b"no such route\n")
 

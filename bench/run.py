@@ -61,6 +61,7 @@ SCENARIOS = {
         Scenario("1mib", "/1mib", 64, "get.lua", "1 MiB response, keep-alive"),
         Scenario("upload", "/upload", 64, "upload.lua", "1 MiB upload read by the app"),
         Scenario("sleep50", "/sleep50", 200, "get.lua", "app sleeps 50 ms, keep-alive"),
+        Scenario("cpu10", "/cpu10", 16, "get.lua", "app burns 10 ms of CPU, keep-alive"),
     )
 }
 
@@ -80,6 +81,7 @@ def preflight(server: Server) -> None:
         ("GET", "/1mib", None, mib),
         ("POST", "/upload", b"x" * len(mib), f"{len(mib)}\n".encode()),
         ("GET", "/sleep50", None, hello),
+        ("GET", "/cpu10", None, hello),
     ]
     for method, path, body, expected in checks:
         status, _, got = request(port, method, path, body=body, timeout=30.0)
@@ -439,6 +441,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="exit with status 3 when Corral misses a target (see bench/README.md)",
     )
     p.add_argument("--verbose", action="store_true", help="keep wrk's own output in the JSON")
+    p.add_argument(
+        "--corral-set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pass `--set NAME=VALUE` to corral serve (repeatable), e.g. "
+        "connections_per_worker=64 for the threads docs/scaling.md recommends for I/O-bound apps",
+    )
     args = p.parse_args(argv)
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -475,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         "wrk": wrkrun.wrk_version(wrk),
         "commit": git_commit(),
         "workers": args.workers,
+        "corral_set": args.corral_set,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "wrk_threads": args.wrk_threads,
@@ -508,6 +519,10 @@ def main(argv: list[str] | None = None) -> int:
             # hits them alike.
             for name in args.server_list:
                 servers[name] = Server(KINDS[name], args.workers, Path(log_dir))
+                if name == "corral":
+                    servers[name].extra_args = tuple(
+                        arg for value in args.corral_set for arg in ("--set", value)
+                    )
                 try:
                     servers[name].start()
                     meta["servers"][name] = {

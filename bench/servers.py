@@ -112,6 +112,8 @@ class Server:
     # the kept-alive scenarios and for the Connection: close one.
     keepalive_notes: list[str] = field(default_factory=list)
     close_notes: list[str] = field(default_factory=list)
+    #: More arguments for the server's command line (bench/run.py --corral-set).
+    extra_args: tuple[str, ...] = ()
 
     @property
     def pid(self) -> int:
@@ -141,7 +143,7 @@ class Server:
         self.exe = exe
         self.version = self.kind.version(exe)
         self.port = free_port()
-        cmd = self.kind.command(exe, self.port, self.workers)
+        cmd = [*self.kind.command(exe, self.port, self.workers), *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.log_path, "wb") as log:
             log.write(("$ " + " ".join(cmd) + "\n").encode())
