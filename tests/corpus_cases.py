@@ -2,8 +2,9 @@
 
 Shared by the parser's unit tests (tests/unit/http1) and by end-to-end tests that replay the
 same bytes over a real socket against the front server. The corpora live outside the
-repository, at ``../shared/corpus`` from the project root (override with
-``CORRAL_CORPUS_DIR``); ``corpus_available()`` says whether they are there.
+repository, at ``../shared/corpus`` from the project root (or ``../../shared/corpus`` from a
+worktree; override with ``CORRAL_CORPUS_DIR``); ``corpus_available()`` says whether they are
+there.
 
 ``load_cases()`` returns ``Case(id, raw, expectation)`` tuples. ``raw`` is the exact bytes to
 send. The protocol every case follows, over a parser or a socket:
@@ -30,7 +31,19 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS_DIR = Path(os.environ.get("CORRAL_CORPUS_DIR", ROOT.parent / "shared" / "corpus"))
+
+
+def _corpus_dir() -> Path:
+    """``CORRAL_CORPUS_DIR``, else ``../shared/corpus`` from the project root (CI's clone and the
+    main checkout), else ``../../shared/corpus`` (a git worktree one folder further down, such
+    as ``wt/NAME``, which would otherwise skip every corpus test without a word)."""
+    if os.environ.get("CORRAL_CORPUS_DIR"):
+        return Path(os.environ["CORRAL_CORPUS_DIR"])
+    candidates = [ROOT.parent / "shared" / "corpus", ROOT.parent.parent / "shared" / "corpus"]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
+
+
+CORPUS_DIR = _corpus_dir()
 
 #: gunicorn's defaults (gunicorn/config.py) for the settings that map onto our Limits.
 GUNICORN_DEFAULT_LIMITS: dict[str, int] = {
