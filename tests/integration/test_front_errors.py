@@ -171,6 +171,32 @@ def test_503_with_retry_after_when_the_queue_is_full(tmp_path: Path) -> None:
                 conn.close()
 
 
+def test_503_when_no_worker_frees_up_within_acquire_timeout(tmp_path: Path) -> None:
+    """One worker held by the app: the next request queues (by callback, no task) and is
+    answered 503 once acquire_timeout has passed; the server then serves as usual."""
+    gate = tmp_path / "gate"
+    with serving(
+        tmp_path, "--min", "1", "--max", "1", "--set", "acquire_timeout=1", "--no-access-log"
+    ) as server:
+        try:
+            with Conn(server.port) as held, Conn(server.port) as queued:
+                held.send(f"GET /gate?{gate} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                time.sleep(0.2)  # (only the order matters: the held request leases first)
+                started = time.monotonic()
+                queued.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+                response = queued.response()
+                assert response.status == 503
+                assert response.header("retry-after") == "5"
+                assert b"No application worker was free." in response.body
+                assert time.monotonic() - started >= 0.9
+                assert queued.closed_by_peer()
+                gate.touch()
+                assert held.response().status == 200
+        finally:
+            gate.touch()
+        assert request(server.port, "GET", "/hello").status == 200
+
+
 BROKEN_APP = """
 import this_module_does_not_exist_anywhere  # the import fails
 

@@ -281,6 +281,83 @@ def test_try_acquire_leases_an_idle_kept_alive_connection_at_once_and_nothing_el
     run(with_pool(responder_plan(tmp_path), pool_settings, body))
 
 
+def test_lease_or_wait_queues_with_acquire_in_one_fifo_and_delivers_by_callback(
+    run: Run[None], tmp_path: Path
+) -> None:
+    async def body(pool: Pool[TestConnection]) -> None:
+        got: list[Any] = []
+        # Dormant, no worker yet: the request queues, a worker starts, and the lease comes
+        # with a connection opened for it.
+        waiter = pool.lease_or_wait(got.append)
+        assert isinstance(waiter, asyncio.Future)
+        await eventually(lambda: bool(got), what="the first lease")
+        [first] = got
+        assert isinstance(first, Lease)
+        assert await first.conn.get("/pid") == str(first.worker_pid).encode()
+        # The worker is busy: an acquire() queues, then a callback waiter, then another that
+        # gives up. Leases go out in arrival order.
+        awaited = asyncio.ensure_future(pool.acquire())
+        await eventually(lambda: pool.snapshot().waiting == 1, what="a waiter")
+        got.clear()
+        second = pool.lease_or_wait(got.append)
+        given_up = pool.lease_or_wait(lambda result: got.append(("given up", result)))
+        assert isinstance(second, asyncio.Future) and isinstance(given_up, asyncio.Future)
+        assert pool.snapshot().waiting == 3
+        pool.cancel_wait(given_up)
+        assert pool.snapshot().waiting == 2
+        pool.release(first, reusable=True)
+        third = await awaited
+        assert third.conn is first.conn and not got
+        pool.release(third, reusable=True)
+        await eventually(lambda: bool(got), what="the callback's lease")
+        [lease] = got
+        assert isinstance(lease, Lease) and lease.conn is first.conn
+        # Nobody waits and the worker is idle with a kept-alive connection: a lease at once.
+        pool.release(lease, reusable=True)
+        at_once = pool.lease_or_wait(got.append)
+        assert isinstance(at_once, Lease) and at_once.conn is first.conn
+        pool.release(at_once, reusable=True)
+        await asyncio.sleep(0.05)
+        assert all(not isinstance(item, tuple) for item in got)  # the one given up: nothing
+        assert pool.snapshot().workers[0].requests_served == 4
+
+    pool_settings = settings(min_instances=1, max_instances=1)
+    run(with_pool(responder_plan(tmp_path), pool_settings, body))
+
+
+def test_lease_or_wait_refuses_at_once_or_delivers_the_error_acquire_would_raise(
+    run: Run[None], tmp_path: Path
+) -> None:
+    async def body(pool: Pool[TestConnection]) -> None:
+        held = await pool.acquire()
+        got: list[Any] = []
+        assert isinstance(pool.lease_or_wait(got.append), asyncio.Future)
+        with pytest.raises(PoolOverloaded):
+            pool.lease_or_wait(got.append)  # the queue (of one) is full
+        closing = asyncio.ensure_future(pool.close(grace=0.5))
+        await eventually(lambda: bool(got), what="the waiter's error")
+        assert isinstance(got[0], PoolClosed)
+        with pytest.raises(PoolClosed):
+            pool.lease_or_wait(got.append)
+        pool.release(held, reusable=True)
+        await closing
+
+    pool_settings = settings(min_instances=1, max_instances=1, queue_size=1)
+    run(with_pool(responder_plan(tmp_path), pool_settings, body))
+
+
+def test_lease_or_wait_delivers_an_app_that_cannot_start(run: Run[None], tmp_path: Path) -> None:
+    async def body(pool: Pool[TestConnection]) -> None:
+        got: list[Any] = []
+        assert isinstance(pool.lease_or_wait(got.append), asyncio.Future)
+        await eventually(lambda: bool(got), what="the failure")
+        assert isinstance(got[0], PoolUnavailable)
+        assert "could not be loaded" in got[0].reason
+
+    plan = responder_plan(tmp_path, fail_import="1")
+    run(with_pool(plan, settings(min_instances=0, max_instances=1), body))
+
+
 def test_tcp_transport(run: Run[None], tmp_path: Path) -> None:
     async def body(pool: Pool[TestConnection]) -> None:
         pid, answer = await request(pool)

@@ -30,6 +30,7 @@ import html
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from corral.backends import (
@@ -48,7 +49,14 @@ from corral.front.target import BadTarget, decode_path, split_host
 from corral.protocol.http1.errors import HTTPProtocolError
 from corral.protocol.http1.events import NEED_DATA, PAUSED, Body, EndOfMessage, Request
 from corral.runtime.gate import DeployFailed, DeployInProgress
-from corral.supervision.pool import AcquireTimeout, PoolOverloaded, PoolUnavailable
+from corral.supervision.pool import (
+    AcquireTimeout,
+    Lease,
+    Pool,
+    PoolError,
+    PoolOverloaded,
+    PoolUnavailable,
+)
 
 if TYPE_CHECKING:
     from corral.front.server import FrontServer
@@ -63,6 +71,7 @@ _BODY = 3  # reading a request body
 _BACKEND = 4  # waiting on the backend (or on a client that does not read)
 _LINGER = 5  # answered and closing: reading what the client still sends, then closing
 _TUNNEL = 6  # switched protocols (101): a byte tunnel between the client and the backend
+_ACQUIRE = 7  # queued for a worker (Pool.lease_or_wait): 503 after acquire_timeout
 
 #: Lingering close: how long, and how many bytes at most, to read and drop after a response
 #: that ends a connection while the client may still be sending (so that the client reads the
@@ -154,6 +163,7 @@ class HTTPConnection(asyncio.Protocol):
         "_status",
         "_task",
         "_transport",
+        "_waiter",
         "_write_resumed",
         "_writing_paused",
         "loopback",
@@ -184,6 +194,8 @@ class HTTPConnection(asyncio.Protocol):
         self._lease: Any = None
         self._backend: BackendConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        #: The pool and waiter of a request queued by callback (Pool.lease_or_wait).
+        self._waiter: tuple[Pool[Any], asyncio.Future[Any]] | None = None
         self._method = b""
         self._body_done = True
         self._body_received = 0
@@ -234,6 +246,7 @@ class HTTPConnection(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        self._give_up_waiting()
         backend = self._backend
         if backend is not None:
             self._backend = None
@@ -388,12 +401,55 @@ class HTTPConnection(asyncio.Protocol):
             # requests on the plain FastCGI path below.)
             self._special_request(request, route, params, has_body)
             return
-        lease = route.pool.try_acquire()
-        if lease is not None:  # a worker was free: no task, no wait
-            self._lease = lease
-            self._start_forwarding(lease.conn, params, has_body)
-            return
+        pool = route.pool
+        if type(pool) is Pool:
+            # Leased by callback: no task, coroutine or timer per request (see _on_lease).
+            try:
+                got = pool.lease_or_wait(partial(self._on_lease, pool, route, params, has_body))
+            except Exception as exc:
+                self._lease_failed(route, exc)
+                return
+            if got is not None:
+                if isinstance(got, Lease):
+                    self._lease = got
+                    self._start_forwarding(got.conn, params, has_body)
+                else:  # queued: the sweep gives up after acquire_timeout
+                    self._waiter = (pool, got)
+                    self._set_deadline(_ACQUIRE, server.settings.acquire_timeout)
+                return
         self._task = server.loop.create_task(self._acquire(route, params, has_body))
+
+    def _on_lease(
+        self,
+        pool: Pool[Any],
+        route: Route,
+        params: list[tuple[bytes, bytes]],
+        has_body: bool,
+        got: Lease[Any] | PoolError | None,
+    ) -> None:
+        """The pool's answer to a request that queued in ``Pool.lease_or_wait``."""
+        self._waiter = None
+        if self._closed or self._route is not route:  # gone, or given up (503) meanwhile
+            if type(got) is Lease:
+                pool.release(got, True)
+            return
+        if got is None:  # the pool could not hand over a kept-alive connection: the long way
+            self._set_deadline(_BACKEND, self._server.response_timeout)
+            self._task = self._server.loop.create_task(self._acquire(route, params, has_body))
+        elif type(got) is Lease:
+            self._lease = got
+            self._set_deadline(_BACKEND, self._server.response_timeout)
+            self._start_forwarding(got.conn, params, has_body)
+        else:
+            assert isinstance(got, PoolError)
+            self._lease_failed(route, got)
+
+    def _give_up_waiting(self) -> None:
+        waiting = self._waiter
+        if waiting is not None:
+            self._waiter = None
+            pool, waiter = waiting
+            pool.cancel_wait(waiter)
 
     def _special_request(
         self, request: Request, route: Route, params: list[tuple[bytes, bytes]], has_body: bool
@@ -993,6 +1049,7 @@ class HTTPConnection(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        self._give_up_waiting()
         backend = self._backend
         if backend is not None:
             self._backend = None
@@ -1051,6 +1108,9 @@ class HTTPConnection(asyncio.Protocol):
                 self._server.tunnel_idle_timeout,
             )
             self._end_tunnel(None)
+        elif kind == _ACQUIRE:
+            self._give_up_waiting()
+            self._respond_error(503, retry_after=True, message="No application worker was free.")
         elif kind == _BACKEND:
             if self._writing_paused and self._status:
                 logger.info("%s: client stopped reading the response", self.remote_host)

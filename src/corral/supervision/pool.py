@@ -63,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -446,6 +447,8 @@ class Pool(Generic[ConnT]):
         self._last_error: PoolUnavailable | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._stopping: set[asyncio.Task[None]] = set()
+        #: Connections being opened for waiters served by callback (``lease_or_wait``).
+        self._connecting: set[asyncio.Task[None]] = set()
         # Rolling restarts: the current generation and the callers waiting for it to finish.
         self._generation = 0
         self._restart_waiters: list[asyncio.Future[bool]] = []
@@ -552,6 +555,112 @@ class Pool(Generic[ConnT]):
         )
         self._leases.add(lease)
         return lease
+
+    # ---------------------------------------------------------------- leasing by callback
+
+    def lease_or_wait(
+        self, deliver: Callable[[Lease[ConnT] | PoolError | None], None]
+    ) -> Lease[ConnT] | asyncio.Future[_Worker[ConnT]] | None:
+        """``acquire()`` for a caller driven by callbacks (the front): no task, coroutine or
+        timer per request, so that a request that has to queue costs little more than one
+        that does not.
+
+        Returns a lease at once when ``try_acquire`` has one. Otherwise, when the request
+        has to wait, queues it like ``acquire()`` and returns its waiter: ``deliver`` is
+        called later, from the event loop, with the lease, or with the error ``acquire()``
+        would raise (``PoolUnavailable``, ``PoolClosed``, ``AcquireTimeout`` while
+        connecting), or with None, which like a None returned here means "await
+        ``acquire()`` instead" (a worker has room but first needs a connection, or the one
+        handed over could not be reached). The caller times the wait itself and gives up
+        with ``cancel_wait(waiter)``. Raises at once what ``acquire()`` raises at once
+        (``PoolClosed``, ``PoolUnavailable`` while starts back off, ``PoolOverloaded``)."""
+        if self._closing:
+            raise PoolClosed(self.name)
+        self._activate()
+        lease = self.try_acquire()
+        if lease is not None:
+            return lease
+        if not self._waiters and self._pick() is not None:
+            return None
+        if len(self._waiters) >= self.settings.queue_size:
+            raise PoolOverloaded(self.name, self.settings.queue_size)
+        waiter: asyncio.Future[_Worker[ConnT]] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        waiter.add_done_callback(functools.partial(self._waited, deliver))
+        self._evaluate()
+        return waiter
+
+    def cancel_wait(self, waiter: asyncio.Future[_Worker[ConnT]]) -> None:
+        """Give up a wait begun by ``lease_or_wait``: its ``deliver`` is not called, unless a
+        worker was already handed to it (then it gets the lease, to release)."""
+        if waiter.done():
+            return
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waiter)
+        waiter.cancel()
+
+    def _waited(
+        self,
+        deliver: Callable[[Lease[ConnT] | PoolError | None], None],
+        waiter: asyncio.Future[_Worker[ConnT]],
+    ) -> None:
+        if waiter.cancelled():
+            return
+        error = waiter.exception()
+        if error is not None:
+            if not isinstance(error, PoolError):
+                error = PoolUnavailable(self.name, str(error))
+            deliver(error)
+            return
+        worker = waiter.result()
+        conn = self._take_idle_connection(worker)
+        if conn is None or self._closing or worker.process is None:
+            # No kept-alive connection to this worker yet: connect, keeping its place.
+            task = asyncio.get_running_loop().create_task(self._lease_reserved(worker, deliver))
+            self._connecting.add(task)
+            task.add_done_callback(self._connecting.discard)
+            return
+        lease = Lease(conn=conn, worker_pid=worker.process.pid, worker_id=worker.id)
+        self._leases.add(lease)
+        deliver(lease)
+
+    async def _lease_reserved(
+        self,
+        worker: _Worker[ConnT],
+        deliver: Callable[[Lease[ConnT] | PoolError | None], None],
+    ) -> None:
+        """A waiter was handed ``worker``, which has no kept-alive connection: open one (as
+        ``acquire()`` does), then deliver the lease."""
+        limit = self.settings.queue_timeout
+        try:
+            if self._closing or worker.process is None:
+                raise PoolClosed(self.name)
+            async with asyncio.timeout(limit):
+                conn = await self._connect(worker.process.address)
+        except OSError as exc:
+            self._connect_failed(worker, exc)
+            deliver(None)  # another worker, through acquire()
+            return
+        except TimeoutError:
+            self._unreserve(worker, served=False)
+            deliver(AcquireTimeout(self.name, limit))
+            return
+        except PoolError as exc:
+            self._unreserve(worker, served=False)
+            deliver(exc)
+            return
+        except BaseException:
+            self._unreserve(worker, served=False)
+            raise
+        if self._closing:
+            conn.close()
+            self._unreserve(worker, served=False)
+            deliver(PoolClosed(self.name))
+            return
+        assert worker.process is not None
+        lease = Lease(conn=conn, worker_pid=worker.process.pid, worker_id=worker.id)
+        self._leases.add(lease)
+        deliver(lease)
 
     def release(self, lease: Lease[ConnT], reusable: bool) -> None:
         """Give a worker back. ``reusable``: the connection is clean and may serve another

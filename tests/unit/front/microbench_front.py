@@ -2,10 +2,11 @@
 
     .venv/bin/python tests/unit/front/microbench_front.py [--requests N] [--profile]
 
-One in-process ``HTTPConnection`` and one ``FastCGIClientConnection`` over fake transports, a
-pool that hands out the same lease at once (try_acquire; --awaited: through a task, as when
-requests queue): each round feeds a keep-alive GET, lets the lease
-task run, and feeds the backend's canned response. The figure is CPU time (process time) per
+One in-process ``HTTPConnection`` and one ``FastCGIClientConnection`` over fake transports, and a
+real ``Pool`` with one ready worker whose kept-alive connection the front leases at once
+(``Pool.lease_or_wait``; with --awaited, a stand-in pool leased through ``acquire()`` in a task,
+the front's path for other pools): each round feeds a keep-alive GET, lets the loop run once, and
+feeds the backend's canned response. The figure is CPU time (process time) per
 request of everything Python does on the hot path (parser, routing, params, FastCGI records, the
 CGI head, response framing, the lease task), without system calls, the kernel, or a real pool's
 queueing. Compare runs on the same machine only. ``--http``: the same through an HTTP backend
@@ -27,6 +28,8 @@ from corral.front.connection import HTTPConnection
 from corral.front.routes import PrefixRouter, Route
 from corral.front.server import FrontServer
 from corral.protocol.fastcgi import records
+from corral.supervision.lifecycle import WorkerState
+from corral.supervision.pool import Pool, PoolSettings, _Worker
 
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 RESPONSE = records.encode_response(
@@ -99,12 +102,32 @@ class InstantPool:
         pass
 
 
+class _Process:
+    pid = 0
+    address = "/nonexistent"
+
+
+def ready_pool(conn: FastCGIClientConnection) -> Pool[Any]:
+    """A real ``Pool`` with one ready worker whose kept-alive connection is ``conn``: the front
+    leases it by ``Pool.lease_or_wait`` (no task), as when workers keep up."""
+    settings = PoolSettings(min_instances=1, max_instances=1)
+    pool: Pool[Any] = Pool("bench", None, settings, None)  # type: ignore[arg-type]
+    worker: Any = _Worker(id=1)
+    worker.process = _Process()
+    worker.state = WorkerState.IDLE
+    worker.idle_conns.append(conn)
+    pool._workers[1] = worker
+    pool._active = True
+    return pool
+
+
 async def run(requests: int, profile: bool, awaited: bool, http: bool) -> None:
     backend: Any = HTTPClientConnection("bench") if http else FastCGIClientConnection("bench")
     response = HTTP_RESPONSE if http else RESPONSE
     backend_transport = FakeTransport()
     backend.connection_made(backend_transport)
-    route = Route("bench", InstantPool(backend, awaited), http=http, upgrade=http)
+    pool: Any = InstantPool(backend, awaited) if http or awaited else ready_pool(backend)
+    route = Route("bench", pool, http=http, upgrade=http)
     server = FrontServer(PrefixRouter([route]))
     conn = HTTPConnection(server)
     client = FakeTransport()
