@@ -188,7 +188,8 @@ def test_503_when_no_worker_frees_up_within_acquire_timeout(tmp_path: Path) -> N
                 assert response.status == 503
                 assert response.header("retry-after") == "5"
                 assert b"No application worker was free." in response.body
-                assert time.monotonic() - started >= 0.9
+                # The front's deadlines run on a clock it refreshes twice a second.
+                assert time.monotonic() - started >= 0.5
                 assert queued.closed_by_peer()
                 gate.touch()
                 assert held.response().status == 200
