@@ -33,6 +33,9 @@ class BackendPool(Protocol):
 
     async def acquire(self, timeout: float | None = ...) -> Any: ...  # noqa: ASYNC109
 
+    def try_acquire(self) -> Any:
+        """A lease at once when one is free and nobody waits, else None (then ``acquire``)."""
+
     def release(self, lease: Any, reusable: bool) -> None: ...
 
 
@@ -41,6 +44,9 @@ class _NoPool:
 
     async def acquire(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
         raise PoolUnavailable("static", "static files have no application")
+
+    def try_acquire(self) -> Any:
+        return None
 
     def release(self, lease: Any, reusable: bool) -> None:
         return None

@@ -576,7 +576,8 @@ class Pool(Generic[ConnT]):
         (``PoolClosed``, ``PoolUnavailable`` while starts back off, ``PoolOverloaded``)."""
         if self._closing:
             raise PoolClosed(self.name)
-        self._activate()
+        if not self._active:
+            return None  # waking a dormant pool may wait (see _activate): acquire() does it
         lease = self.try_acquire()
         if lease is not None:
             return lease
@@ -584,7 +585,10 @@ class Pool(Generic[ConnT]):
             return None
         if len(self._waiters) >= self.settings.queue_size:
             raise PoolOverloaded(self.name, self.settings.queue_size)
-        waiter: asyncio.Future[_Worker[ConnT]] = asyncio.get_running_loop().create_future()
+        self._arrivals += 1
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[_Worker[ConnT]] = loop.create_future()
+        self._wait_started[waiter] = loop.time()
         self._waiters.append(waiter)
         waiter.add_done_callback(functools.partial(self._waited, deliver))
         self._evaluate()
@@ -595,6 +599,7 @@ class Pool(Generic[ConnT]):
         worker was already handed to it (then it gets the lease, to release)."""
         if waiter.done():
             return
+        self._wait_started.pop(waiter, None)
         with contextlib.suppress(ValueError):
             self._waiters.remove(waiter)
         waiter.cancel()
@@ -604,6 +609,7 @@ class Pool(Generic[ConnT]):
         deliver: Callable[[Lease[ConnT] | PoolError | None], None],
         waiter: asyncio.Future[_Worker[ConnT]],
     ) -> None:
+        self._wait_started.pop(waiter, None)
         if waiter.cancelled():
             return
         error = waiter.exception()
@@ -620,7 +626,9 @@ class Pool(Generic[ConnT]):
             self._connecting.add(task)
             task.add_done_callback(self._connecting.discard)
             return
-        lease = Lease(conn=conn, worker_pid=worker.process.pid, worker_id=worker.id)
+        lease = Lease(
+            conn=conn, worker_pid=worker.process.pid, worker_id=worker.id, started=time.monotonic()
+        )
         self._leases.add(lease)
         deliver(lease)
 
@@ -658,7 +666,9 @@ class Pool(Generic[ConnT]):
             deliver(PoolClosed(self.name))
             return
         assert worker.process is not None
-        lease = Lease(conn=conn, worker_pid=worker.process.pid, worker_id=worker.id)
+        lease = Lease(
+            conn=conn, worker_pid=worker.process.pid, worker_id=worker.id, started=time.monotonic()
+        )
         self._leases.add(lease)
         deliver(lease)
 

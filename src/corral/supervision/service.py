@@ -91,6 +91,10 @@ class ServicePool(Generic[ConnT]):
         self._leases.add(lease)
         return lease
 
+    def try_acquire(self) -> Lease[ConnT] | None:
+        """No lease without awaiting here (see ``Pool.try_acquire``): always ``acquire()``."""
+        return None
+
     def release(self, lease: Lease[ConnT], reusable: bool) -> None:
         if lease.released:
             return

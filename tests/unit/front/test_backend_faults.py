@@ -46,6 +46,9 @@ class FakePool:
     async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
         return Lease(await fastcgi.connect(self.path, php_fpm=self.php_fpm))
 
+    def try_acquire(self) -> None:
+        return None  # always the awaited path
+
     def release(self, lease: Lease, reusable: bool) -> None:
         self.released.append(reusable)
         lease.conn.close()
@@ -268,6 +271,9 @@ class FailingPool:
 
     async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
         raise self.error
+
+    def try_acquire(self) -> None:
+        return None  # always the awaited path
 
     def release(self, lease: Lease, reusable: bool) -> None:
         raise AssertionError("nothing was leased")

@@ -42,6 +42,9 @@ class FakePool:
     async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
         return Lease(await fastcgi.connect(self.path))
 
+    def try_acquire(self) -> None:
+        return None  # always the awaited path
+
     def release(self, lease: Lease, reusable: bool) -> None:
         self.released.append(reusable)
         lease.conn.close()
