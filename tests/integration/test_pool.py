@@ -286,13 +286,16 @@ def test_lease_or_wait_queues_with_acquire_in_one_fifo_and_delivers_by_callback(
 ) -> None:
     async def body(pool: Pool[TestConnection]) -> None:
         got: list[Any] = []
-        # Dormant, no worker yet: the request queues, a worker starts, and the lease comes
-        # with a connection opened for it.
+        # Dormant: waking the pool may wait, so that is acquire()'s job.
+        assert pool.lease_or_wait(got.append) is None
+        first = await pool.acquire()
+        # Handed a worker whose connection was closed, a waiter gets a new connection.
         waiter = pool.lease_or_wait(got.append)
         assert isinstance(waiter, asyncio.Future)
-        await eventually(lambda: bool(got), what="the first lease")
+        pool.release(first, reusable=False)
+        await eventually(lambda: bool(got), what="a lease on a new connection")
         [first] = got
-        assert isinstance(first, Lease)
+        assert isinstance(first, Lease) and not first.conn.is_closed
         assert await first.conn.get("/pid") == str(first.worker_pid).encode()
         # The worker is busy: an acquire() queues, then a callback waiter, then another that
         # gives up. Leases go out in arrival order.
@@ -319,7 +322,7 @@ def test_lease_or_wait_queues_with_acquire_in_one_fifo_and_delivers_by_callback(
         pool.release(at_once, reusable=True)
         await asyncio.sleep(0.05)
         assert all(not isinstance(item, tuple) for item in got)  # the one given up: nothing
-        assert pool.snapshot().workers[0].requests_served == 4
+        assert pool.snapshot().workers[0].requests_served == 5
 
     pool_settings = settings(min_instances=1, max_instances=1)
     run(with_pool(responder_plan(tmp_path), pool_settings, body))
@@ -349,10 +352,15 @@ def test_lease_or_wait_refuses_at_once_or_delivers_the_error_acquire_would_raise
 def test_lease_or_wait_delivers_an_app_that_cannot_start(run: Run[None], tmp_path: Path) -> None:
     async def body(pool: Pool[TestConnection]) -> None:
         got: list[Any] = []
+        assert pool.lease_or_wait(got.append) is None  # dormant
+        first = asyncio.ensure_future(pool.acquire())  # wakes the pool: a worker starts
+        await eventually(lambda: pool.snapshot().waiting == 1, what="the first request waiting")
         assert isinstance(pool.lease_or_wait(got.append), asyncio.Future)
         await eventually(lambda: bool(got), what="the failure")
         assert isinstance(got[0], PoolUnavailable)
         assert "could not be loaded" in got[0].reason
+        with pytest.raises(PoolUnavailable):
+            await first
 
     plan = responder_plan(tmp_path, fail_import="1")
     run(with_pool(plan, settings(min_instances=0, max_instances=1), body))
