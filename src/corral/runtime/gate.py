@@ -59,9 +59,5 @@ class DeployGate:
     async def acquire(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
         return await self._acquire(timeout)
 
-    def try_acquire(self) -> Any:
-        """Never a lease at once: a held application's requests go through ``acquire()``."""
-        return None
-
     def release(self, lease: Any, reusable: bool) -> None:
         self._release(lease, reusable)
