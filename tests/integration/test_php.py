@@ -336,6 +336,27 @@ def test_a_php_site_under_a_virtual_path(php_cgi: str, tmp_path: Path) -> None:
         assert get(server, "/env.php").status == 404  # no site content outside /blog
 
 
+def test_the_php_example_serves(php_cgi: str, tmp_path: Path) -> None:
+    example = Path(os.path.realpath(tmp_path)) / "php"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "php", example)
+    with serving(example) as server:
+        page = get(server, "/")
+        assert page.status == 200 and b"Hello from PHP" in page.body
+        greeted = request(
+            server.port,
+            method="POST",
+            path="/",
+            body=b"name=%3Cb%3EAda%3C%2Fb%3E",
+            headers="Content-Type: application/x-www-form-urlencoded\r\n",
+        )
+        assert b"Nice to meet you, &lt;b&gt;Ada&lt;/b&gt;." in greeted.body
+        info = get(server, "/info.php/some/path")
+        assert b"SCRIPT_NAME = /info.php\nSCRIPT_FILENAME = " + str(example).encode() in info.body
+        assert b"PATH_INFO = /some/path\n" in info.body
+        assert get(server, "/style.css").status == 200
+        assert get(server, "/php.ini").status == 404
+
+
 # -- php-fpm (tcp.service) ------------------------------------------------------------------------
 
 
