@@ -58,7 +58,7 @@ def get(port: int, path: str) -> tuple[int, bytes]:
 def test_a_request_past_worker_request_timeout_is_a_504_and_the_stack_is_logged(
     tmp_path: Path,
 ) -> None:
-    site = make_site(tmp_path, HANGING_APP, {"WORKER_REQUEST_TIMEOUT": "1"})
+    site = make_site(tmp_path, HANGING_APP, {"WORKER_REQUEST_TIMEOUT": "1", "ERROR_LOG_DIR": "log"})
     server = CorralServer(site, args=("--no-access-log",))
     server.start(wait_ready=False)
     try:
@@ -72,6 +72,10 @@ def test_a_request_past_worker_request_timeout_is_a_504_and_the_stack_is_logged(
         assert status == 200 and second != first  # a new worker
     finally:
         server.stop()
+    # The app's own error log (ERROR_LOG_DIR) has the event and the stack.
+    [log_file] = (site / "log").glob("*.log")
+    text = log_file.read_text()
+    assert "past the request timeout" in text and "hang_here_forever" in text
 
 
 def test_development_mode_shows_the_traceback_to_every_client(tmp_path: Path) -> None:
