@@ -298,3 +298,41 @@ def test_a_browser_sees_the_deployment_then_the_application(
     assert "|hello from the deploy script|" in page.text, page.text
     server.wait_log(r"streaming the deploy script's output to 127\.0\.0\.1")
     server.wait_log(r"deploying -> serving")
+
+
+def test_a_reload_adds_and_removes_applications_and_leaves_the_others_alone(
+    tmp_path: Path, serve: Callable[..., CorralServer]
+) -> None:
+    for name in ("a", "b", "c"):
+        make_site(tmp_path / name, GREETING=name)
+    toml = tmp_path / "server.toml"
+    mounts = {"/": "a", "/b": "b"}
+
+    def write_toml() -> None:
+        text = '[sites.s]\nbindings = ["127.0.0.1:8080"]\n'
+        for path, folder in mounts.items():
+            text += f'\n[sites.s.apps."{path}"]\nphysical_path = "{tmp_path / folder}"\n'
+        toml.write_text(text)
+
+    write_toml()
+    server = serve(toml, "--max", "1")  # one worker per app: its pid identifies it
+    root = until(lambda: (r := get(server.port)).status == 200 and r.body, "the app", server)
+    assert root.endswith(b"|a")
+    assert get(server.port, "/b/").body.endswith(b"|b")
+    load = Load(server.port)
+    try:
+        until(lambda: len(load.bodies) > 5, "some requests", server)
+        del mounts["/b"]
+        mounts["/c"] = "c"
+        write_toml()
+        server.signal(signal.SIGHUP)  # the watcher may see the file too: either reload will do
+        server.wait_log(r"configuration reloaded: 1 added, 1 removed, 1 unchanged")
+        until(lambda: get(server.port, "/c/").body.endswith(b"|c"), "the added app", server)
+        assert get(server.port, "/b/").body.endswith(b"|a")  # the root application's now
+        server.wait_log(r"removed from the configuration; stopping the old one")
+        time.sleep(0.5)
+    finally:
+        load.stop()
+    assert load.failures == []
+    # The unchanged application kept its worker all along.
+    assert {pid_of(body) for body in load.bodies} == {pid_of(root)}
