@@ -344,7 +344,9 @@ class Host:
             return await self._reload(reason)
 
     async def _reload(self, reason: str) -> bool:
-        assert self.config is not None and self.front is not None
+        if self.config is None or self.front is None:
+            logger.warning("%s: not serving yet; nothing to reload", reason)
+            return False
         logger.info("reloading the configuration (%s)", reason)
         try:
             new = await asyncio.to_thread(load_config, self.options.path)
