@@ -22,7 +22,9 @@ IIS's `*.php` mapping with `allowPathInfo` does: when the last segment does not 
 segment from the left that does ends the script, and the rest is the script's PATH_INFO
 (`/index.php/extra/path` -> script `/index.php`, path info `/extra/path`; `Route.script` and
 `Route.script_path_info`). A folder URL (ending in "/", or the mount itself) that no handler maps
-gets a default document: the first of `DEFAULT_DOCUMENTS` that a file handler maps and that
+gets a default document: the first of the mount's default documents
+(`mount.static.default_documents`: `model.DEFAULT_DOCUMENTS` unless its web.config's
+`<defaultDocument>` says otherwise) that a file handler maps and that
 exists as a file in the folder (`/dir/` -> `/dir/index.php`); the others (`index.html`...) are
 `corral.static`'s to serve. That check is the only file system access here: one `stat` per
 candidate, for folder URLs of mounts with file handlers only.
@@ -83,12 +85,6 @@ class Route:
     @property
     def script_path_info_bytes(self) -> bytes:
         return self.script_path_info.encode("latin-1")
-
-
-#: Default documents of a folder URL, in order (IIS's `<defaultDocument>` list, with `index.php`
-#: first as hosting panels set it up for PHP sites). Names a file handler maps are routed to the
-#: application here; `corral.static.INDEX_FILES` serves the rest.
-DEFAULT_DOCUMENTS = ("index.php", "index.html", "index.htm", "default.htm", "default.html")
 
 
 def wsgi_string(value: str | bytes) -> str:
@@ -261,7 +257,7 @@ class Router:
                 return Route(site, mount, app, handler, script_name, path_info, script, rest)
         if path_info == "" or path_info.endswith("/"):
             folder = path_info if path_info.endswith("/") else "/"
-            for name in DEFAULT_DOCUMENTS:
+            for name in mount.static.default_documents:
                 for handler in handlers:
                     app = compiled.apps.get(handler.app_name)
                     if (

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 
 from corral.config.model import StaticPolicy
 
-#: Tried in order for a folder URL ending in "/" (IIS's default documents, minus ASP).
-INDEX_FILES = ("index.html", "index.htm", "default.htm", "default.html")
+#: Default documents never served as files, whatever the list says: scripts (IIS answers 404.3
+#: for an extension it has no handler for, never the source).
+_SCRIPT_SUFFIXES = (".php", ".phtml", ".inc", ".asp", ".aspx", ".py", ".pl", ".rb", ".cgi")
 #: Names never served, compared case-insensitively (macOS file systems are case-insensitive).
 FORBIDDEN_NAMES = frozenset({"web.config", "corral.toml", "__pycache__", "applicationhost.config"})
 
@@ -147,7 +148,9 @@ def resolve(policy: StaticPolicy, path_info: str | bytes) -> StaticFile | Redire
     if stat.S_ISDIR(st.st_mode):
         if not path_info.endswith("/"):
             return Redirect(path_info + "/")
-        for index in INDEX_FILES:
+        for index in policy.default_documents:
+            if index.lower().endswith(_SCRIPT_SUFFIXES):
+                continue
             found = resolve(policy, path_info + index)
             if isinstance(found, StaticFile):
                 return found

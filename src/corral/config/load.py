@@ -23,6 +23,7 @@ from corral.config import engines as builtin_engines
 from corral.config import expand
 from corral.config.errors import Problems
 from corral.config.model import (
+    DEFAULT_DOCUMENTS,
     AppConfig,
     Binding,
     EngineConfig,
@@ -401,7 +402,9 @@ def _sections(
         ctx.not_in_effect.extend(webconfig.ignored)
         for section in webconfig.sections:
             folder = "/".join(part for part in (rel, section.folder) if part)
-            sections.append(Section(folder, section.handlers, section.zoo, section.location))
+            sections.append(
+                Section(folder, section.handlers, section.zoo, section.location, section.documents)
+            )
     sections.sort(key=lambda section: section.folder.count("/") + bool(section.folder))
     return sections
 
@@ -548,11 +551,43 @@ def _build_mount(
         tuple(dict.fromkeys(hidden)),
         tuple(dict.fromkeys(suffixes)),
         tuple(dict.fromkeys(hidden_files)),
+        _default_documents(ctx, sections),
     )
     mount = Mount(
         decl.virtual_path, root, tuple(scopes), tuple(a.name for a in apps), static, decl.location
     )
     return mount, apps
+
+
+def _default_documents(ctx: _Context, sections: Iterable[Section]) -> tuple[str, ...]:
+    """The mount's default documents: DEFAULT_DOCUMENTS changed by its own web.config's
+    `<defaultDocument>` (IIS inheritance: `<add>` appends, `<remove>`, `<clear/>`). A sub-folder's
+    list is not read (listed as not in effect)."""
+    documents = list(DEFAULT_DOCUMENTS)
+    for section in sections:
+        if section.documents is None:
+            continue
+        if section.folder:
+            ctx.not_in_effect.append(
+                NotInEffect(
+                    f"<defaultDocument> in sub-folder {section.folder!r} (the application's "
+                    "own list applies to every folder)",
+                    "",
+                    section.location,
+                )
+            )
+            continue
+        for op in section.documents:
+            if op.action in ("clear", "disable"):
+                documents = []
+            elif op.action == "add":
+                if op.value.lower() not in (name.lower() for name in documents):
+                    documents.append(op.value)
+            else:
+                documents = [name for name in documents if name.lower() != op.value.lower()]
+        if any(op.action == "disable" for op in section.documents):
+            documents = []
+    return tuple(documents)
 
 
 def _apply_zoo(

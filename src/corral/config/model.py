@@ -167,6 +167,11 @@ class HandlerScope:
     location: Location | None = None
 
 
+#: A folder URL's default documents, tried in order, unless the mount's web.config says otherwise
+#: (`<defaultDocument>`): IIS's list with `index.php` first, as hosting panels set PHP sites up.
+DEFAULT_DOCUMENTS = ("index.php", "index.html", "index.htm", "default.htm", "default.html")
+
+
 @dataclass(frozen=True, slots=True)
 class StaticPolicy:
     """What may be served from a mount's folder for URLs no handler maps."""
@@ -178,6 +183,9 @@ class StaticPolicy:
     source_suffixes: tuple[str, ...] = ()
     #: Files (relative) named by the apps' variables: DEPLOY_FILE, DEPLOY_LOG, PHP_INI.
     hidden_files: tuple[str, ...] = ()
+    #: A folder URL's default documents in order (`<defaultDocument>`; empty: disabled). Names a
+    #: file handler maps go to the application (`corral.routing`), the others are files.
+    default_documents: tuple[str, ...] = DEFAULT_DOCUMENTS
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,11 @@
 
 Read: `<system.webServer><handlers>` (`add`, `remove`, `clear`) and
 `<system.webServer><heliconZoo>` (`<application name>` with `<environmentVariables>` `add`,
-`remove`, `clear`; `<clear/>` and `<remove name>` of applications), also inside
+`remove`, `clear`; `<clear/>` and `<remove name>` of applications) and
+`<system.webServer><defaultDocument>` (`enabled`, `<files>` `add`/`remove`/`clear`), also inside
 `<location path="sub/folder">`. Handlers whose `modules` is not a HeliconZoo module are IIS's own
 (StaticFile, aspnet...) and are listed as not in effect, like every other `system.webServer`
-section Corral does not implement (`rewrite`, `defaultDocument`...). `load` applies the
+section Corral does not implement (`rewrite`, `staticContent`...). `load` applies the
 operations folder by folder.
 """
 
@@ -45,6 +46,16 @@ class ZooAppOp:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentOp:
+    """One change to the default documents: `<add value>`, `<remove value>`, `<clear/>`, or
+    `enabled="false"` ("disable") on `<defaultDocument>`."""
+
+    action: str  # "add" | "remove" | "clear" | "disable"
+    value: str
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
 class Section:
     """The `<system.webServer>` content for one folder (`""`: the web.config's own folder)."""
 
@@ -53,6 +64,8 @@ class Section:
     handlers: tuple[HandlerOp, ...] | None
     zoo: tuple[ZooAppOp, ...]
     location: Location
+    #: `<defaultDocument>` changes; None when the section has none.
+    documents: tuple[DocumentOp, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,15 +109,50 @@ def _section(
     element: Element, folder: str, problems: Problems, ignored: list[NotInEffect]
 ) -> Section:
     handlers: tuple[HandlerOp, ...] | None = None
+    documents: tuple[DocumentOp, ...] | None = None
     zoo: list[ZooAppOp] = []
     for child in element.children:
         if child.tag == "handlers":
             handlers = (handlers or ()) + _handlers(child, problems, ignored)
         elif child.tag == "heliconZoo":
             zoo.extend(_zoo(child, problems))
+        elif child.tag == "defaultDocument":
+            documents = (documents or ()) + _documents(child, problems)
         else:
             ignored.append(NotInEffect(f"<system.webServer><{child.tag}>", "", child.location))
-    return Section(folder, handlers, tuple(zoo), element.location)
+    return Section(folder, handlers, tuple(zoo), element.location, documents)
+
+
+def _documents(element: Element, problems: Problems) -> tuple[DocumentOp, ...]:
+    """IIS's `<defaultDocument enabled="..."><files><clear/><add value="..."/>...</files>`."""
+    ops: list[DocumentOp] = []
+    enabled = element.attrs.get("enabled", "true").strip().lower()
+    if enabled not in ("true", "false"):
+        problems.add(
+            element.location, "defaultDocument", f"enabled must be true or false, not {enabled!r}"
+        )
+    elif enabled == "false":
+        ops.append(DocumentOp("disable", "", element.location))
+    for files in element.children:
+        if files.tag != "files":
+            problems.add(files.location, "defaultDocument", f"unknown element <{files.tag}>")
+            continue
+        for child in files.children:
+            value = child.attrs.get("value", "").strip()
+            if child.tag == "clear":
+                ops.append(DocumentOp("clear", "", child.location))
+            elif child.tag in ("add", "remove"):
+                if not value or "/" in value or "\\" in value:
+                    problems.add(
+                        child.location,
+                        "defaultDocument",
+                        f"<{child.tag}> needs a file name as value",
+                    )
+                    continue
+                ops.append(DocumentOp(child.tag, value, child.location))
+            else:
+                problems.add(child.location, "defaultDocument", f"unknown element <{child.tag}>")
+    return tuple(ops)
 
 
 def _handlers(

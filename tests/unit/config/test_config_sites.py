@@ -11,7 +11,7 @@ import pytest
 
 from corral.config import ConfigErrors, load, load_server, load_site
 from corral.config.expand import finish_argv, finish_env
-from corral.config.model import EngineKind, Protocol, Transport
+from corral.config.model import DEFAULT_DOCUMENTS, EngineKind, Protocol, Transport
 from corral.routing import Router
 
 SITES = Path(__file__).resolve().parents[2] / "fixtures" / "sites"
@@ -161,7 +161,9 @@ def test_php_site_maps_only_php_files() -> None:
     (mount,) = config.sites[0].mounts
     assert ".php" in mount.static.source_suffixes
     assert mount.static.hidden_files == ("php.ini",)
-    assert any("defaultDocument" in item.setting for item in config.not_in_effect)
+    # <defaultDocument><files><add value="index.php"/>: already the first default document.
+    assert mount.static.default_documents == DEFAULT_DOCUMENTS
+    assert not any("defaultDocument" in item.setting for item in config.not_in_effect)
 
 
 def test_application_host_engines_user_engines_and_switchboard() -> None:
@@ -450,3 +452,56 @@ def test_a_php_fpm_service_keeps_php_sources_from_being_served(tmp_path: Path) -
     assert app.max_requests == 0  # php-fpm recycles its own children
     (mount,) = config.sites[0].mounts
     assert mount.static.source_suffixes == (".php", ".phtml", ".inc")
+
+
+def test_default_documents_from_the_mounts_web_config(tmp_path: Path) -> None:
+    site = Path(os.path.realpath(tmp_path))
+    (site / "web.config").write_text(
+        "<configuration><system.webServer>"
+        '<handlers><add name="php#x64" scriptProcessor="php.fastcgi" path="*.php" '
+        'modules="HeliconZoo_x64"/></handlers>'
+        "<defaultDocument><files><clear/>"
+        '<add value="home.php"/><add value="start.html"/><add value="HOME.php"/>'
+        "</files></defaultDocument>"
+        "</system.webServer>"
+        '<location path="sub"><system.webServer><defaultDocument enabled="false"/>'
+        "</system.webServer></location></configuration>"
+    )
+    for name in ("home.php", "start.html", "index.php"):
+        (site / name).write_text("x")
+    config = load_site(str(site), environ=ENV)
+    (mount,) = config.sites[0].mounts
+    assert mount.static.default_documents == ("home.php", "start.html")
+    route = Router(config).match(None, "/")
+    assert route is not None and route.script == "/home.php"  # not index.php: cleared
+    assert any("sub-folder 'sub'" in item.setting for item in config.not_in_effect)
+    (site / "home.php").unlink()
+    route = Router(config).match(None, "/")
+    assert route is not None and route.app is None  # start.html is the static folder's
+    from corral import static
+
+    found = static.resolve(mount.static, "/")
+    assert isinstance(found, static.StaticFile) and found.path == f"{site}/start.html"
+
+
+def test_default_documents_disabled_and_bad_values(tmp_path: Path) -> None:
+    site = Path(os.path.realpath(tmp_path))
+    (site / "web.config").write_text(
+        '<configuration><system.webServer><defaultDocument enabled="false">'
+        '<files><add value="index.html"/></files></defaultDocument>'
+        "</system.webServer></configuration>"
+    )
+    (site / "index.html").write_text("x")
+    config = load_site(str(site), environ=ENV)
+    (mount,) = config.sites[0].mounts
+    assert mount.static.default_documents == ()
+    from corral import static
+
+    assert static.resolve(mount.static, "/") == static.Denied(403, "directory listing denied")
+    (site / "web.config").write_text(
+        "<configuration><system.webServer><defaultDocument>"
+        '<files><add value="../etc/passwd"/></files></defaultDocument>'
+        "</system.webServer></configuration>"
+    )
+    with pytest.raises(ConfigErrors, match="needs a file name"):
+        load_site(str(site), environ=ENV)
