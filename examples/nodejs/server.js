@@ -10,7 +10,8 @@
 //   POST /upload      the body's size and SHA-256, as JSON (streamed, never held whole)
 //   GET  /ws          WebSocket: every text or binary message comes back as sent
 //   GET  /chat.html   a page whose script sends a message over /ws and shows the echo
-//   GET  /hold        answered just after the next WebSocket echo (the page keeps it pending)
+//   GET  /hold        kept pending until /release (the page holds it while it waits for the echo)
+//   GET  /release     answers every pending /hold (the page asks once it shows the echo)
 
 "use strict";
 
@@ -29,9 +30,10 @@ const CHAT_PAGE = `<!doctype html>
 <p>Sent: <span id="sent"></span></p>
 <p>Echoed: <span id="echo">(waiting)</span></p>
 <script>
-  // Held open by the server until the echo has gone out: keeps a headless browser's
-  // --virtual-time-budget from ending the page before the WebSocket exchange.
+  // Held open by the server until the page has shown the echo (it then asks for /release):
+  // keeps a headless browser's --virtual-time-budget from ending the page before that.
   fetch("hold").catch(() => {});
+  const done = () => fetch("release").catch(() => {});
   const url = new URL("ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   const socket = new WebSocket(url);
@@ -43,14 +45,16 @@ const CHAT_PAGE = `<!doctype html>
   socket.onmessage = (event) => {
     document.getElementById("echo").textContent = event.data;
     socket.close();
+    done();
   };
   socket.onerror = () => {
     document.getElementById("echo").textContent = "error";
+    done();
   };
 </script>
 `;
 
-// Requests to /hold, answered shortly after the next WebSocket echo (or after 10 s).
+// Requests to /hold, answered when the page asks for /release (or after 10 s).
 let holds = [];
 
 function release(res) {
@@ -62,7 +66,7 @@ function releaseHolds() {
   holds = [];
   for (const { res, timer } of waiting) {
     clearTimeout(timer);
-    setTimeout(() => release(res), 200);
+    release(res);
   }
 }
 
@@ -88,6 +92,9 @@ const server = http.createServer((req, res) => {
   } else if (req.method === "GET" && path === "/hold") {
     const timer = setTimeout(() => release(res), 10000);
     holds.push({ res, timer });
+  } else if (req.method === "GET" && path === "/release") {
+    releaseHolds();
+    send(res, 200, "text/plain", "released\n");
   } else if (req.method === "GET" && path === "/pid") {
     send(res, 200, "text/plain", String(process.pid));
   } else if (req.method === "GET" && path === "/headers") {
@@ -169,7 +176,6 @@ function echoSocket(socket, initial) {
         if (fin) {
           socket.write(frame(messageOpcode, Buffer.concat(message)));
           message = [];
-          releaseHolds();
         }
       }
     }
