@@ -17,19 +17,18 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
+
+from wsbench import Serve, websocket_figures, wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "nodejs"
 
 QUIET = ("--no-access-log",)
-_SERVING = re.compile(r"serving .* on http://127\.0\.0\.1:(\d+)")
 _WORKER = re.compile(r"started worker pid \d+ on 127\.0\.0\.1:(\d+)")
 
 
@@ -39,37 +38,16 @@ class Corral:
     def __init__(self, tmp: Path) -> None:
         site = tmp / "node"
         shutil.copytree(EXAMPLE, site)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "corral", "serve", str(site), "--listen", "127.0.0.1:0", *QUIET],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            start_new_session=True,
-        )
-        self.port = 0
         self.node_port = 0
         self._node_started = threading.Event()
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 30
-        for raw in self.proc.stdout:
-            match = _SERVING.search(raw.decode(errors="replace"))
-            if match:
-                self.port = int(match.group(1))
-                break
-            if time.monotonic() > deadline:
-                break
-        if not self.port:
-            self.stop()
-            raise SystemExit("corral serve did not start")
-        threading.Thread(target=self._read, daemon=True).start()
+        self.serve = Serve(site, *QUIET, on_line=self._line)
+        self.port = self.serve.port
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            match = _WORKER.search(raw.decode(errors="replace"))
-            if match and not self.node_port:
-                self.node_port = int(match.group(1))
-                self._node_started.set()
+    def _line(self, line: str) -> None:
+        match = _WORKER.search(line)
+        if match and not self.node_port:
+            self.node_port = int(match.group(1))
+            self._node_started.set()
 
     def wait_node(self) -> int:
         subprocess.run(
@@ -82,63 +60,7 @@ class Corral:
         return self.node_port
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-
-
-def wrk(port: int, duration: int, connections: int) -> str:
-    url = f"http://127.0.0.1:{port}/"
-    subprocess.run(["wrk", "-t1", "-c8", "-d1s", url], capture_output=True, check=False)
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p50 = re.search(r"50%\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
-    return (
-        f"{float(rate.group(1)) if rate else 0:10.0f} req/s  p50 {p50.group(1) if p50 else '?'}"
-        f"  p99 {p99.group(1) if p99 else '?'}" + (f"  ({errors.group(0)})" if errors else "")
-    )
-
-
-def websocket_figures(port: int, round_trips: int) -> str:
-    from websockets.sync.client import connect
-
-    url = f"ws://127.0.0.1:{port}/ws"
-    with connect(url) as ws:
-        for _ in range(200):  # warm-up
-            ws.send("x" * 32)
-            ws.recv()
-        started = time.perf_counter()
-        for _ in range(round_trips):
-            ws.send("x" * 32)
-            ws.recv()
-        one = round_trips / (time.perf_counter() - started)
-    sockets, per_socket = 16, max(round_trips // 16, 100)
-
-    def run() -> None:
-        with connect(url) as ws:
-            for _ in range(per_socket):
-                ws.send(b"y" * 32)
-                ws.recv()
-
-    threads = [threading.Thread(target=run) for _ in range(sockets)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    many = sockets * per_socket / (time.perf_counter() - started)
-    return f"1 socket: {one:8.0f} round trips/s   {sockets} sockets: {many:8.0f} round trips/s"
+        self.serve.stop()
 
 
 def main() -> int:
@@ -158,7 +80,7 @@ def main() -> int:
             node_port = corral.wait_node()
             for name, port in (("through Corral", corral.port), ("Node directly ", node_port)):
                 print(f"GET /, {args.connections} connections, {name}: ", end="", flush=True)
-                print(wrk(port, args.duration, args.connections))
+                print(wrk(f"http://127.0.0.1:{port}/", args.duration, args.connections))
             for name, port in (("through Corral", corral.port), ("Node directly ", node_port)):
                 print(f"WebSocket echo 32 B, {name}: ", end="", flush=True)
                 print(websocket_figures(port, args.round_trips))
