@@ -1,8 +1,10 @@
-"""Issue 5's acceptance: one `corral serve` hosts, at once, a WSGI app, an ASGI app with a
-WebSocket endpoint, a Node.js app with a WebSocket endpoint and a PHP site, each under its own
-virtual path; one test drives all four concurrently (HTTP requests, uploads, WebSocket round
-trips), another kills each application's backend processes in turn and checks that only that
-application is affected and that its next request starts it again.
+"""Issue 5's acceptance: one `corral serve` hosts, at once, a WSGI app (at the root, /), an ASGI
+app with a WebSocket endpoint (/asgi), a Node.js app with a WebSocket endpoint (/node) and a PHP
+site (/php), each under its own virtual path; one test drives all four concurrently (HTTP
+requests, uploads, a PHP form POST, WebSocket round trips), another kills each application's
+backend processes in turn and checks that only that application is affected (WebSockets open on
+the others keep working across the kill and the restart) and that its next request starts it
+again.
 
 Real parts throughout: Corral's Python worker (WSGI and ASGI), Debian's node and php-cgi, and
 Corral's front in a subprocess; clients are raw sockets and a hand-rolled WebSocket client.
@@ -21,6 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import pytest
 from test_front_harness import WAIT, Conn, CorralServer
 from tests.conftest import require_program
@@ -41,7 +44,7 @@ def application(environ, start_response):
     elif path == "/pid":
         body = str(os.getpid()).encode()
     else:
-        body = f"wsgi {environ['SCRIPT_NAME']} {path}".encode()
+        body = f"wsgi {environ['SCRIPT_NAME']!r} {path}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 """
@@ -117,6 +120,7 @@ PHP_WEB_CONFIG = """\
 PHP_FILES = {
     "index.php": '<?php echo "php ", $_SERVER["SCRIPT_NAME"];',
     "pid.php": "<?php echo getmypid();",
+    "form.php": '<?php echo "Nice to meet you, ", $_POST["name"], ".";',
     "upload.php": '<?php $d = file_get_contents("php://input"); '
     'echo strlen($d), " ", hash("sha256", $d);',
 }
@@ -125,7 +129,7 @@ SERVER_TOML = """\
 [sites.main]
 bindings = ["127.0.0.1:8080"]
 
-[sites.main.apps."/wsgi"]
+[sites.main.apps."/"]
 physical_path = "wsgi"
 
 [sites.main.apps."/asgi"]
@@ -140,7 +144,7 @@ physical_path = "php"
 
 #: Each application's pid URL.
 PID_PATHS = {
-    "wsgi": "/wsgi/pid",
+    "wsgi": "/pid",
     "asgi": "/asgi/pid",
     "node": "/node/pid",
     "php": "/php/pid.php",
@@ -168,12 +172,18 @@ def make_server(root: Path) -> Path:
     return server
 
 
-def http(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+def http(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    content_type: str = "application/octet-stream",
+) -> tuple[int, bytes]:
     conn = Conn(port)
     try:
         head = f"{method} {path} HTTP/1.1\r\nHost: multi.test\r\nConnection: close\r\n"
         if body or method == "POST":
-            head += f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n"
+            head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
         conn.send(head.encode() + b"\r\n" + body)
         response = conn.response()
         return response.status, response.body
@@ -222,10 +232,15 @@ def test_four_stacks_served_at_once_with_uploads_and_websockets(
         else:
             assert body == digest, (path, body[:300])
 
+    def form(path: str) -> None:
+        fields = b"name=Corral"
+        status, body = http(port, "POST", path, fields, "application/x-www-form-urlencoded")
+        assert (status, body) == (200, b"Nice to meet you, Corral."), (path, body[:300])
+
     def websocket(path: str, prefix: str) -> None:
         ws = WebSocket(port, path, host="multi.test")
         try:
-            for n in range(10):
+            for n in range(20):
                 ws.send(f"hello {n}")
                 assert ws.receive() == (TEXT, f"{prefix}hello {n}".encode())
             blob = os.urandom(100_000)
@@ -234,14 +249,15 @@ def test_four_stacks_served_at_once_with_uploads_and_websockets(
             ws.close()
 
     jobs: list[tuple[Callable[..., None], tuple[str, ...]]] = [
-        (plain, ("/wsgi/x", b"wsgi /wsgi /x")),
+        (plain, ("/x", b"wsgi '' /x")),
         (plain, ("/asgi/x", b"asgi /asgi /x")),
         (plain, ("/node/", b"Hello from Node.js")),
         (plain, ("/php/", b"php /php/index.php")),
-        (upload, ("/wsgi/upload",)),
+        (upload, ("/upload",)),
         (upload, ("/asgi/upload",)),
         (upload, ("/node/upload",)),
         (upload, ("/php/upload.php",)),
+        (form, ("/php/form.php",)),
         (websocket, ("/asgi/ws", "asgi:")),
         (websocket, ("/asgi/ws", "asgi:")),
         (websocket, ("/node/ws", "")),
@@ -259,6 +275,27 @@ def pid_of(port: int, app: str) -> int:
     return int(body.strip())
 
 
+def host_pids(server: CorralServer) -> set[int]:
+    """Every live process below the host (its workers and what they started)."""
+    assert server.proc is not None
+    pids = set()
+    for child in psutil.Process(server.proc.pid).children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                pids.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return pids
+
+
+def still_echo(sockets: dict[str, WebSocket], victim: str, when: str) -> None:
+    """The WebSockets of the applications other than ``victim`` still echo."""
+    for app, ws in sockets.items():
+        if app != victim:
+            expected = f"asgi:{when}" if app == "asgi" else when
+            assert ws.echo(when) == expected, (victim, app, when)
+
+
 def test_killing_one_backend_affects_only_its_application(
     multi: Callable[..., CorralServer],
 ) -> None:
@@ -266,31 +303,32 @@ def test_killing_one_backend_affects_only_its_application(
     port = server.port
     pids = {app: pid_of(port, app) for app in PID_PATHS}
     for victim in PID_PATHS:
-        # WebSockets open on both WebSocket apps while the victim dies.
+        # WebSockets open on both WebSocket apps while the victim dies and starts again.
         sockets = {
             app: WebSocket(port, f"/{app}/ws", host="multi.test") for app in ("asgi", "node")
         }
         try:
+            still_echo(sockets, victim, "before")
             os.killpg(pids[victim], signal.SIGKILL)
-            for app, ws in sockets.items():
-                if app != victim:
-                    expected = "asgi:ping" if app == "asgi" else "ping"
-                    assert ws.echo("ping") == expected, (victim, app)
+            still_echo(sockets, victim, "during")
             for app in PID_PATHS:
                 if app != victim:
                     assert pid_of(port, app) == pids[app], (victim, app, server.text()[-3000:])
+            # The victim's next requests start it again (the first may meet the dying worker:
+            # 502).
+            deadline = time.monotonic() + WAIT
+            while True:
+                status, body = http(port, "GET", PID_PATHS[victim])
+                if status == 200 and int(body.strip()) != pids[victim]:
+                    break
+                assert time.monotonic() < deadline, (victim, status, server.text()[-3000:])
+                time.sleep(0.2)
+            assert pids[victim] not in host_pids(server), (victim, "the killed process lives on")
+            pids[victim] = int(body.strip())
+            still_echo(sockets, victim, "after")
         finally:
             for ws in sockets.values():
                 ws.close()
-        # The victim's next requests start it again (the first may meet the dying worker: 502).
-        deadline = time.monotonic() + WAIT
-        while True:
-            status, body = http(port, "GET", PID_PATHS[victim])
-            if status == 200 and int(body.strip()) != pids[victim]:
-                pids[victim] = int(body.strip())
-                break
-            assert time.monotonic() < deadline, (victim, status, server.text()[-3000:])
-            time.sleep(0.2)
     # Every application still serves, each with its own (new or untouched) process.
     assert len(set(pids.values())) == 4
     for app in PID_PATHS:
