@@ -19,15 +19,17 @@ import shutil
 import signal
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
 import pytest
-from test_front_harness import WAIT, Conn, CorralServer
+from test_front_harness import WAIT, Conn, CorralServer, serve
 from tests.conftest import require_program
 from tests.wsclient import TEXT, WebSocket
+
+__all__ = ["serve"]  # the shared server fixture
 
 NODE_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nodejs"
 
@@ -192,19 +194,10 @@ def http(
 
 
 @pytest.fixture
-def multi(tmp_path: Path) -> Iterator[Callable[..., CorralServer]]:
+def multi(serve: Callable[..., CorralServer], tmp_path: Path) -> Callable[..., CorralServer]:
     require_program("node", "nodejs")
     require_program("php-cgi")
-    servers: list[CorralServer] = []
-
-    def start(*args: str) -> CorralServer:
-        server = CorralServer(make_server(tmp_path), args=("--no-access-log", *args))
-        servers.append(server)
-        return server.start(wait_ready=False)
-
-    yield start
-    for server in servers:
-        server.stop()
+    return lambda *args: serve(make_server(tmp_path), *args)
 
 
 def test_four_stacks_served_at_once_with_uploads_and_websockets(

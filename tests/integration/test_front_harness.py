@@ -16,7 +16,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -365,6 +365,22 @@ def serving(
     try:
         yield server.start(wait_ready=wait_ready)
     finally:
+        server.stop()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., CorralServer]]:
+    """``serve(path, *args, env=None)`` starts `corral serve PATH --no-access-log *ARGS` (without
+    waiting for an application to answer); every server started is stopped at teardown."""
+    servers: list[CorralServer] = []
+
+    def start(path: Path, *args: str, env: dict[str, str] | None = None) -> CorralServer:
+        server = CorralServer(path, args=("--no-access-log", *args), env=env)
+        servers.append(server)
+        return server.start(wait_ready=False)
+
+    yield start
+    for server in servers:
         server.stop()
 
 

@@ -20,12 +20,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_front_harness import WAIT, Conn, CorralServer, Response
+from test_front_harness import WAIT, Conn, CorralServer, Response, serve
+
+__all__ = ["serve"]  # the shared server fixture
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SITES = FIXTURES / "sites"
@@ -60,20 +61,6 @@ def _corral(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         stdin=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
     )
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[CorralServer] = []
-
-    def start(path: Path, *args: str, env: dict[str, str] | None = None) -> CorralServer:
-        server = CorralServer(path, args=("--no-access-log", *args), env=env)
-        servers.append(server)
-        return server.start(wait_ready=False)
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 # -- two sites, three applications -------------------------------------------------------------

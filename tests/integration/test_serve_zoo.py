@@ -19,14 +19,15 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from test_front_harness import WAIT, Conn, CorralServer, Response
+from test_front_harness import WAIT, Conn, CorralServer, request, serve
 from tests.chromium import Page, chromium
 from tests.chromium import run as chromium_run
+
+__all__ = ["serve"]  # the shared server fixture
 
 SITES = Path(__file__).resolve().parents[1] / "fixtures" / "sites"
 
@@ -72,29 +73,6 @@ def make_site(root: Path, **values: str) -> Path:
     return root
 
 
-@pytest.fixture
-def serve() -> Iterator[Callable[..., CorralServer]]:
-    servers: list[CorralServer] = []
-
-    def start(path: Path, *args: str, env: dict[str, str] | None = None) -> CorralServer:
-        server = CorralServer(path, args=("--no-access-log", *args), env=env)
-        servers.append(server)
-        return server.start(wait_ready=False)
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def get(port: int, path: str = "/") -> Response:
-    conn = Conn(port)
-    try:
-        conn.send(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
-        return conn.response()
-    finally:
-        conn.close()
-
-
 def until(check: Callable[[], Any], what: str, server: CorralServer | None = None) -> Any:
     deadline = time.monotonic() + WAIT
     while True:
@@ -123,7 +101,7 @@ class Load:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                response = get(self.port)
+                response = request(self.port)
             except Exception as exc:
                 self.failures.append(repr(exc))
                 continue
@@ -166,7 +144,7 @@ def test_the_deploy_script_streams_to_the_first_browser_then_the_app_serves(
     assert "Cache-Control: no-store" in head
     # Live: the first line arrives while the script still sleeps.
     first.read_until(b"deploy: starting")
-    other = get(server.port)
+    other = request(server.port)
     assert other.status == 503 and other.header("retry-after")
     assert b"Application deployment in progress" in other.body
     assert b'<meta http-equiv="refresh"' in other.body
@@ -175,7 +153,7 @@ def test_the_deploy_script_streams_to_the_first_browser_then_the_app_serves(
     assert b"deploy: wrote generated/greeting.txt" in rest
     assert b"the deploy script succeeded" in rest
     assert b"</html>" in rest
-    response = until(lambda: (r := get(server.port)).status == 200 and r, "the app", server)
+    response = until(lambda: (r := request(server.port)).status == 200 and r, "the app", server)
     assert response.body.split(b"|")[1] == b"hello from the deploy script"
     server.stop()
     (log,) = (root / "log").glob("*.log")
@@ -192,11 +170,11 @@ def test_a_failing_deploy_script_leaves_an_error_page_with_its_output(
     root = tmp_path / "deploy-fails"
     shutil.copytree(SITES / "deploy-fails", root)
     server = serve(root)
-    first = get(server.port)
+    first = request(server.port)
     assert first.status == 503
     assert b"Application deployment in progress" in first.body  # DEPLOY_LOG set: no stream
     failed = until(
-        lambda: (r := get(server.port)) and b"deploy script failed" in r.body and r,
+        lambda: (r := request(server.port)) and b"deploy script failed" in r.body and r,
         "the failure page",
         server,
     )
@@ -214,7 +192,7 @@ def test_a_changed_py_file_restarts_rolling_with_no_failed_request(
 ) -> None:
     root = make_site(tmp_path / "site", WATCH_FILE_CHANGES_MASK="*.py")
     server = serve(root, "--min", "2", "--max", "2")
-    old = {pid_of(until(lambda: (r := get(server.port)).status == 200 and r.body, "the app"))}
+    old = {pid_of(until(lambda: (r := request(server.port)).status == 200 and r.body, "the app"))}
     load = Load(server.port)
     try:
         until(lambda: len(load.bodies) > 5, "some requests", server)
@@ -233,9 +211,9 @@ def test_touching_restart_txt_restarts_the_workers(
 ) -> None:
     root = make_site(tmp_path / "site")
     server = serve(root)
-    pid = pid_of(until(lambda: (r := get(server.port)).status == 200 and r.body, "the app"))
+    pid = pid_of(until(lambda: (r := request(server.port)).status == 200 and r.body, "the app"))
     deadline = time.monotonic() + WAIT
-    while pid_of(get(server.port).body) == pid:  # the watch may start after the first touch
+    while pid_of(request(server.port).body) == pid:  # the watch may start after the first touch
         assert time.monotonic() < deadline, server.text()
         (root / "restart.txt").write_text(str(time.time()))
         time.sleep(0.5)
@@ -250,18 +228,18 @@ def test_sighup_and_web_config_changes_reload_without_failed_requests(
 ) -> None:
     root = make_site(tmp_path / "site", GREETING="one")
     server = serve(root, "--min", "2", "--max", "2")
-    body = until(lambda: (r := get(server.port)).status == 200 and r.body, "the app", server)
+    body = until(lambda: (r := request(server.port)).status == 200 and r.body, "the app", server)
     assert body.endswith(b"|one")
     workers = until(lambda: len(pids := worker_pids(server)) == 2 and pids, "two workers")
     # SIGHUP with nothing changed: the application is left alone.
     server.signal(signal.SIGHUP)
     server.wait_log(r"configuration reloaded: 1 unchanged")
-    assert get(server.port).status == 200
+    assert request(server.port).status == 200
     assert worker_pids(server) == workers
     # A broken web.config is refused; the running configuration keeps serving.
     (root / "web.config").write_text("<configuration><system.webServer>")
     server.wait_log(r"the configuration has errors; the running one stays in force")
-    assert get(server.port).body.endswith(b"|one")
+    assert request(server.port).body.endswith(b"|one")
     assert worker_pids(server) == workers
     # A changed variable, under load: picked up by itself, no request fails.
     load = Load(server.port)
@@ -316,9 +294,9 @@ def test_a_reload_adds_and_removes_applications_and_leaves_the_others_alone(
 
     write_toml()
     server = serve(toml, "--max", "1")  # one worker per app: its pid identifies it
-    root = until(lambda: (r := get(server.port)).status == 200 and r.body, "the app", server)
+    root = until(lambda: (r := request(server.port)).status == 200 and r.body, "the app", server)
     assert root.endswith(b"|a")
-    assert get(server.port, "/b/").body.endswith(b"|b")
+    assert request(server.port, path="/b/").body.endswith(b"|b")
     load = Load(server.port)
     try:
         until(lambda: len(load.bodies) > 5, "some requests", server)
@@ -327,8 +305,10 @@ def test_a_reload_adds_and_removes_applications_and_leaves_the_others_alone(
         write_toml()
         server.signal(signal.SIGHUP)  # the watcher may see the file too: either reload will do
         server.wait_log(r"configuration reloaded: 1 added, 1 removed, 1 unchanged")
-        until(lambda: get(server.port, "/c/").body.endswith(b"|c"), "the added app", server)
-        assert get(server.port, "/b/").body.endswith(b"|a")  # the root application's now
+        until(
+            lambda: request(server.port, path="/c/").body.endswith(b"|c"), "the added app", server
+        )
+        assert request(server.port, path="/b/").body.endswith(b"|a")  # the root application's now
         server.wait_log(r"removed from the configuration; stopping the old one")
         time.sleep(0.5)
     finally:
