@@ -12,14 +12,13 @@ Loopback only; every process started here is stopped at the end. Compare figures
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from wsbench import Serve, websocket_figures, wrk
+from wsbench import Serve, parse_args, websocket_figures, wrk
 
 WSGI_APP = """
 def application(environ, start_response):
@@ -53,11 +52,7 @@ def serve(app_source: str, tmp: Path) -> Serve:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--round-trips", type=int, default=5000)
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2

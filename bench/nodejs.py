@@ -13,7 +13,6 @@ Loopback only; every process started here is stopped at the end. Compare figures
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from wsbench import Serve, websocket_figures, wrk
+from wsbench import Serve, parse_args, websocket_figures, wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "nodejs"
@@ -64,11 +63,7 @@ class Corral:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--round-trips", type=int, default=5000)
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     for program in ("wrk", "node", "curl"):
         if shutil.which(program) is None:
             print(f"{program} is not installed", file=sys.stderr)

@@ -6,6 +6,7 @@ Imported by those scripts as `wsbench` (their own folder is first on sys.path wh
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -15,6 +16,17 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+
+def parse_args(doc: str) -> argparse.Namespace:
+    """The options both scripts take: --duration (wrk's seconds), --connections (wrk's) and
+    --round-trips (WebSocket echoes on one socket)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--round-trips", type=int, default=5000)
+    return parser.parse_args()
+
 
 _SERVING = re.compile(r"serving .* on http://127\.0\.0\.1:(\d+)")
 
