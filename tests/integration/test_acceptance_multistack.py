@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from test_front_harness import WAIT, Conn, CorralServer, serve
+from test_front_harness import WAIT, Conn, CorralServer, run_corral, serve
 from tests.conftest import require_program
 from tests.wsclient import TEXT, WebSocket
 
@@ -330,17 +330,7 @@ def test_killing_one_backend_affects_only_its_application(
 
 def test_the_server_file_is_valid(tmp_path: Path) -> None:
     """The same configuration passes `corral check` (each application on its engine)."""
-    import subprocess
-    import sys
-
-    server = make_server(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "corral", "check", str(server)],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        check=False,
-    )
+    result = run_corral("check", str(make_server(tmp_path)))
     assert result.returncode == 0, result.stderr
     for expected in ("[nodejs.http]", "[php.fastcgi]", "application 'asgi' at /asgi"):
         assert expected in result.stdout, textwrap.shorten(result.stdout, 2000)

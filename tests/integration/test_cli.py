@@ -3,35 +3,23 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
-from test_front_harness import WAIT, CorralServer, request
+from test_front_harness import CorralServer, request, run_corral
 
 from corral import __version__
 from corral.cli import default_site
 
 
-def _corral(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def test_version() -> None:
-    result = _corral("--version")
+    result = run_corral("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"corral {__version__}"
 
 
 def test_missing_site_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    result = _corral("serve", str(missing), "--listen", "127.0.0.1:0")
+    result = run_corral("serve", str(missing), "--listen", "127.0.0.1:0")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"corral: site folder or server file {str(missing)!r} does not exist"
@@ -39,11 +27,11 @@ def test_missing_site_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_bad_option_is_exit_2() -> None:
-    result = _corral("serve", "--frobnicate")
+    result = run_corral("serve", "--frobnicate")
     assert result.returncode == 2
     assert "unrecognized arguments: --frobnicate" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    result = _corral("serve", "--listen", "nonsense:port")
+    result = run_corral("serve", "--listen", "nonsense:port")
     assert result.returncode == 2
     assert "HOST:PORT" in result.stderr
 
@@ -54,7 +42,7 @@ def test_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
     holder.listen()
     port = holder.getsockname()[1]
     try:
-        result = _corral("serve", str(tmp_path), "--listen", f"127.0.0.1:{port}")
+        result = run_corral("serve", str(tmp_path), "--listen", f"127.0.0.1:{port}")
     finally:
         holder.close()
     assert result.returncode == 2

@@ -152,6 +152,19 @@ def request(
         return conn.response(head=method == "HEAD")
 
 
+def run_corral(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`corral ARGS` to completion (bounded by WAIT), its output captured as text; ``env`` is
+    added to this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "corral", *args],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+
+
 #: The test application: routes that exercise every path through the front.
 APP = textwrap.dedent(
     """

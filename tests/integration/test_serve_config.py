@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_front_harness import WAIT, Conn, CorralServer, Response, serve
+from test_front_harness import WAIT, Conn, CorralServer, Response, run_corral, serve
 
 __all__ = ["serve"]  # the shared server fixture
 
@@ -50,17 +50,6 @@ def get(
         if not deploying or time.monotonic() > deadline:
             return response
         time.sleep(0.2)
-
-
-def _corral(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "corral", *args],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )
 
 
 # -- two sites, three applications -------------------------------------------------------------
@@ -182,7 +171,7 @@ def test_a_broken_configuration_starts_nothing(fixture: str, expected: str, tmp_
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = _corral("serve", str(target), "--listen", f"127.0.0.1:{port}")
+    result = run_corral("serve", str(target), "--listen", f"127.0.0.1:{port}")
     assert result.returncode == 1, result.stderr
     assert "nothing started" in result.stderr.splitlines()[0]
     assert re.search(expected, result.stderr), result.stderr
@@ -212,7 +201,7 @@ def test_the_generic_http_engine_runs_app_command_on_its_port(tmp_path: Path, se
 
 
 def test_check_prints_the_model_and_exits_0() -> None:
-    result = _corral("check", str(SITES / "multi" / "server.toml"))
+    result = run_corral("check", str(SITES / "multi" / "server.toml"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Configuration OK.")
     assert "application 'blog' at /blog" in result.stdout
@@ -222,7 +211,7 @@ def test_check_sees_a_folder_as_serve_does_and_what_serve_would_refuse(tmp_path:
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "wsgi.py").write_text("application = None\n")
-    result = _corral("check", str(plain))
+    result = run_corral("check", str(plain))
     assert result.returncode == 0
     assert "application 'default' at /" in result.stdout  # not "static files"
     refused = tmp_path / "refused"
@@ -230,17 +219,17 @@ def test_check_sees_a_folder_as_serve_does_and_what_serve_would_refuse(tmp_path:
     (refused / "corral.toml").write_text(
         '[engines.python]\ntransport = "tcp"\n[apps.a]\nengine = "python"\n'
     )
-    result = _corral("check", str(refused))
+    result = run_corral("check", str(refused))
     assert result.returncode == 1
     assert "corral serve would refuse it" in result.stderr
     assert f"{refused / 'corral.toml'}:1: transport: " in result.stderr
 
 
 def test_check_reports_every_error_and_exits_1() -> None:
-    result = _corral("check", str(FIXTURES / "config-errors" / "unknown-engine"))
+    result = run_corral("check", str(FIXTURES / "config-errors" / "unknown-engine"))
     assert result.returncode == 1
     assert "unknown engine" in result.stderr
-    missing = _corral("check", "/nonexistent/folder")
+    missing = run_corral("check", "/nonexistent/folder")
     assert missing.returncode == 2
 
 
@@ -425,7 +414,7 @@ def test_an_application_host_config_with_engines_user_engines_and_switchboard(
     # Restricted Site: its switchboard disables everything but the python.2.7 engines.
     seed = get(server.port, "/", "restricted.example.test")
     assert (seed.status, seed.body) == (200, b"Hello from WSGI.project\n")
-    check = _corral("check", str(SITES / "apphost" / "server.toml"))
+    check = run_corral("check", str(SITES / "apphost" / "server.toml"))
     assert check.returncode == 0
     # <userEngines> replaced <engines>' python.2.7.pipe (its variables), the TOML amended it.
     assert "ENGINE_MARK=from-userEngines" in check.stdout

@@ -8,12 +8,12 @@ FastCGI backend (an asyncio server on a Unix socket) that echoes what it reads.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.backends import fastcgi
+from test_backend_faults import FakePool, Script
+
 from corral.front.routes import PrefixRouter, Route
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
@@ -25,29 +25,6 @@ UPGRADE = (
     b"GET /chat HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n"
     b"Sec-WebSocket-Key: abc\r\n\r\n"
 )
-
-Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@dataclass
-class Lease:
-    conn: fastcgi.FastCGIClientConnection
-
-
-@dataclass
-class FakePool:
-    path: str
-    released: list[bool] = field(default_factory=list)
-
-    async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
-        return Lease(await fastcgi.connect(self.path))
-
-    def try_acquire(self) -> None:
-        return None  # always the awaited path
-
-    def release(self, lease: Lease, reusable: bool) -> None:
-        self.released.append(reusable)
-        lease.conn.close()
 
 
 async def read_record(reader: asyncio.StreamReader) -> tuple[int, bytes]:
