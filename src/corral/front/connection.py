@@ -357,7 +357,10 @@ class HTTPConnection(asyncio.Protocol):
         try:
             path = decode_path(request.path)
         except BadTarget as exc:
-            self._request_error(400, str(exc))
+            if exc.status == 404:
+                self._respond_error(404)
+            else:
+                self._request_error(exc.status, str(exc))
             return
         params: list[tuple[bytes, bytes]] = []
         host, self._referer, self._agent, _ = header_params(request.headers, params)

@@ -18,7 +18,19 @@ from urllib.parse import unquote_to_bytes
 
 
 class BadTarget(ValueError):
-    """The request target cannot be turned into a path (answered with a 400)."""
+    """The request target cannot be turned into a path (answered with ``status``: 400)."""
+
+    status = 400
+
+
+class OutsideRoot(BadTarget):
+    """The path's ``..`` segments climb above ``/``: it names nothing this server has (404).
+
+    The request is well formed, so the connection stays usable; the answer is the one any
+    other missing resource gets, which tells a prober nothing about the file system.
+    """
+
+    status = 404
 
 
 def decode_path(raw_path: bytes) -> bytes:
@@ -44,7 +56,7 @@ def remove_dot_segments(path: bytes) -> bytes:
             continue
         if segment == b"..":
             if not out:
-                raise BadTarget("the path climbs above the root")
+                raise OutsideRoot("the path climbs above the root")
             out.pop()
             continue
         out.append(segment)

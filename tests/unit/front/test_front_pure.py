@@ -10,7 +10,7 @@ from corral.backends.fastcgi import encode_pairs
 from corral.front import accesslog, errorpages
 from corral.front.cgienv import header_params, script_params
 from corral.front.proxy import BadBackendHead, body_allowed, filter_headers, status_line
-from corral.front.target import BadTarget, decode_path, remove_dot_segments, split_host
+from corral.front.target import BadTarget, OutsideRoot, decode_path, remove_dot_segments, split_host
 from corral.protocol.fastcgi import records
 
 
@@ -37,6 +37,13 @@ def test_decode_path(raw: bytes, path: bytes) -> None:
 def test_decode_path_rejects(raw: bytes) -> None:
     with pytest.raises(BadTarget):
         decode_path(raw)
+
+
+@pytest.mark.parametrize("raw", [b"/..", b"/a/../..", b"/%2e%2e/x", b"/a/%2E%2E/../../b"])
+def test_climbing_above_the_root_is_a_404_not_a_malformed_request(raw: bytes) -> None:
+    with pytest.raises(OutsideRoot) as caught:
+        decode_path(raw)
+    assert caught.value.status == 404
 
 
 def test_remove_dot_segments_keeps_plain_dots_in_names() -> None:
