@@ -139,13 +139,19 @@ class Conn:
 
 
 def request(
-    port: int, method: str = "GET", path: str = "/", body: bytes = b"", headers: str = ""
+    port: int,
+    method: str = "GET",
+    path: str = "/",
+    body: bytes = b"",
+    headers: str = "",
+    *,
+    host: str = "localhost",
 ) -> Response:
     """One request on a fresh connection (Connection: close)."""
     with Conn(port) as conn:
         extra = f"Content-Length: {len(body)}\r\n" if body or method in ("POST", "PUT") else ""
         conn.send(
-            f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}{headers}"
+            f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}{headers}"
             "\r\n".encode("latin-1")
             + body
         )

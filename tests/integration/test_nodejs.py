@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_front_harness import WAIT, Conn, CorralServer
+from test_front_harness import WAIT, Conn, CorralServer, request
 from tests.conftest import require_program
 from tests.wsclient import TEXT, WebSocket
 
@@ -27,13 +27,8 @@ BACKEND = Path(__file__).resolve().parents[1] / "apps" / "http_backend.py"
 
 
 def get(port: int, path: str, host: str = "localhost") -> tuple[int, bytes]:
-    conn = Conn(port)
-    try:
-        conn.send(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        response = conn.response()
-        return response.status, response.body
-    finally:
-        conn.sock.close()
+    response = request(port, path=path, host=host)
+    return response.status, response.body
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_front_harness import Conn, CorralServer
+from test_front_harness import CorralServer, request
 
 HANGING_APP = """
 import os, time
@@ -46,13 +46,8 @@ def make_site(root: Path, app: str, variables: dict[str, str]) -> Path:
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:
-    conn = Conn(port)
-    try:
-        conn.send(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        response = conn.response()
-        return response.status, response.body
-    finally:
-        conn.close()
+    response = request(port, path=path, host="x")
+    return response.status, response.body
 
 
 def test_a_request_past_worker_request_timeout_is_a_504_and_the_stack_is_logged(
