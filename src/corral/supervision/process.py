@@ -450,19 +450,51 @@ _PORTS_HELD: set[int] = set()
 PORT_ATTEMPTS = 512
 
 
+#: Where Linux keeps the range it draws ephemeral (client) ports from.
+_EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def ephemeral_port_range(path: str = _EPHEMERAL_RANGE_FILE) -> tuple[int, int] | None:
+    """The kernel's ephemeral port range, or None where it cannot be read (macOS...)."""
+    try:
+        with open(path, encoding="ascii") as file:
+            low, high = (int(part) for part in file.read().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def port_candidates(
+    low: int, high: int, start: int, ephemeral: tuple[int, int] | None
+) -> list[int]:
+    """The ports of ``low..high`` in the order to try them, beginning at offset ``start``.
+
+    Ports outside the kernel's ephemeral range come first: a port inside it may be taken by any
+    outgoing connection between our check and the backend's own bind, which fails that start
+    (Zoo's default range, 49152-65535, overlaps Linux's 32768-60999 by 11,848 ports).
+    """
+    count = high - low + 1
+    ordered = [low + (start + step) % count for step in range(count)]
+    if ephemeral is None:
+        return ordered
+    first, last = ephemeral
+    outside = [port for port in ordered if not first <= port <= last]
+    inside = [port for port in ordered if first <= port <= last]
+    return outside + inside
+
+
 def _pick_port(host: str, low: int, high: int) -> int:
     """A port of ``low..high`` on ``host`` that is free now and not held by another worker.
 
-    Starts at a random offset (so that several hosts sharing a range rarely collide) and checks
-    each candidate by binding it (without SO_REUSEADDR, so a port in TIME_WAIT is skipped too).
+    Starts at a random offset (so that several hosts sharing a range rarely collide), prefers
+    ports outside the kernel's ephemeral range (see `port_candidates`) and checks each candidate
+    by binding it (without SO_REUSEADDR, so a port in TIME_WAIT is skipped too).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    count = high - low + 1
-    start = random.randrange(count)
+    start = random.randrange(high - low + 1)
     attempts = 0
     last_error: OSError | None = None
-    for step in range(count):
-        port = low + (start + step) % count
+    for port in port_candidates(low, high, start, ephemeral_port_range()):
         if port in _PORTS_HELD:
             continue
         attempts += 1
