@@ -23,6 +23,9 @@ def test_a_wsgi_app_reading_its_body_answers_an_upgrade_request(tmp_path: Path) 
             response = conn.response()
             assert response.status == 200
             assert response.body == b""  # /echo answers what it read of wsgi.input
+            # The bytes after an Upgrade head are not HTTP, so this answer ends the connection
+            # and says so (RFC 9112 9.6), even though the client asked for keep-alive.
+            assert response.header("connection") == "close"
             assert conn.closed_by_peer()
         # The worker is free again at once.
         with Conn(server.port) as conn:

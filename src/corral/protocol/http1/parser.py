@@ -587,7 +587,9 @@ class RequestParser:
         if len(headers) > self._max_count:
             raise self._error(431, "too many header fields")
         self._headers = None
-        self._keep_alive = keep_alive = hp.should_keep_alive()
+        # After an Upgrade (or CONNECT) request the bytes that follow are not HTTP: unless the
+        # front switches protocols, the connection ends with this request (and says so).
+        self._keep_alive = keep_alive = hp.should_keep_alive() and not self._switching
         self._events.append(
             Request(
                 method,
