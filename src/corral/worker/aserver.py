@@ -51,7 +51,7 @@ from corral.protocol.fastcgi.events import (
 from corral.protocol.websocket import DEFAULT_MAX_MESSAGE_SIZE, HandshakeError
 from corral.worker import asgi
 from corral.worker.asgi import ASGIApp
-from corral.worker.wsgi import ClientDisconnected
+from corral.worker.wsgi import ClientDisconnected, log_error
 
 #: Connections the host is told to open at most (FCGI_MAX_CONNS) by default.
 DEFAULT_MAX_CONNECTIONS = 100
@@ -231,7 +231,7 @@ class Connection(asyncio.Protocol):
                 event = fcgi.next_event()
             except RemoteProtocolError as exc:
                 if not fcgi.eof_received:
-                    asgi.log(
+                    log_error(
                         f"FastCGI protocol error from the front; closing its connection: {exc}"
                     )
                 self.transport.abort()
@@ -314,7 +314,7 @@ class Connection(asyncio.Protocol):
             try:
                 length = asgi.content_length(scope)
             except ValueError as exc:
-                asgi.log(f"bad request from the front: {exc}")
+                log_error(f"bad request from the front: {exc}")
                 channel.write(_BAD_LENGTH)
                 channel.end(0)
                 return
@@ -328,7 +328,7 @@ class Connection(asyncio.Protocol):
         try:
             await cycle.run(self.state.app)
         except Exception as exc:  # a bug here, not in the application
-            asgi.log("internal error serving a request", exc)
+            log_error("internal error serving a request", exc)
             cycle.channel.end(1, close=True)
         finally:
             if isinstance(cycle, asgi.WebSocketCycle):

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import http
 import re
-import sys
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -35,6 +34,7 @@ from typing import Any, Protocol
 
 from corral.protocol import websocket as ws
 from corral.worker.wsgi import ERROR_BODY, ERROR_HEAD, ClientDisconnected
+from corral.worker.wsgi import log_error as log  # one stderr writer for both interfaces
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -53,18 +53,6 @@ CLOSE_TIMEOUT = 5.0
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _FORBIDDEN_403 = b"Status: 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
-
-
-def log(message: str, exc: BaseException | None = None) -> None:
-    """A line (and a traceback) to stderr, which the host logs. Never raises."""
-    text = f"corral worker: {message}\n"
-    if exc is not None:
-        text += "".join(traceback.format_exception(exc))
-    try:
-        sys.stderr.write(text)
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
 
 
 class Channel(Protocol):
