@@ -3,6 +3,7 @@ Unix socket or TCP. Both implement ``BackendConnection`` and report to a ``Respo
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 
@@ -90,3 +91,34 @@ class BackendConnection(Protocol):
 
     @property
     def is_closed(self) -> bool: ...
+
+
+class SinkedProtocol(asyncio.Protocol):
+    """What both clients do the same way with the request they serve: pass the backend socket's
+    write pressure on to the sink, and fail the request when the connection is lost."""
+
+    name: str
+    _closed: bool
+    _transport: asyncio.Transport | None
+    _sink: ResponseSink | None
+    _paused_by_peer: bool
+
+    def _fail(self, exc: BackendError) -> None:
+        raise NotImplementedError
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._transport = None  # no transport <-> protocol cycle left for the GC to find
+        if self._sink is not None:
+            reason = f": {exc}" if exc else ""
+            self._fail(BackendClosed(f"lost the connection to {self.name}{reason}"))
+
+    def pause_writing(self) -> None:
+        self._paused_by_peer = True
+        if self._sink is not None:
+            self._sink.backend_pause_writing()
+
+    def resume_writing(self) -> None:
+        self._paused_by_peer = False
+        if self._sink is not None:
+            self._sink.backend_resume_writing()

@@ -19,7 +19,13 @@ import logging
 import socket
 from typing import cast
 
-from corral.backends import BackendClosed, BackendError, BackendProtocolError, ResponseSink
+from corral.backends import (
+    BackendClosed,
+    BackendError,
+    BackendProtocolError,
+    ResponseSink,
+    SinkedProtocol,
+)
 from corral.protocol.cgi import CGIResponseError, CGIResponseParser
 from corral.protocol.fastcgi import records
 from corral.protocol.fastcgi.constants import RecordType, Role
@@ -92,7 +98,7 @@ _PARAMS_END = records.encode_stream(RecordType.PARAMS, REQUEST_ID, b"")
 _STDIN_END = records.encode_stream(RecordType.STDIN, REQUEST_ID, b"")
 
 
-class FastCGIClientConnection(asyncio.Protocol):
+class FastCGIClientConnection(SinkedProtocol):
     """One connection to a FastCGI responder, serving one request at a time.
 
     The wire format comes from the sans-IO codec's pure functions (``protocol.fastcgi.records``);
@@ -237,23 +243,6 @@ class FastCGIClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         self._fail(BackendClosed(f"{self.name} closed the connection before ending the request"))
         return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self._transport = None  # no transport <-> protocol cycle left for the GC to find
-        if self._sink is not None:
-            reason = f": {exc}" if exc else ""
-            self._fail(BackendClosed(f"lost the connection to {self.name}{reason}"))
-
-    def pause_writing(self) -> None:
-        self._paused_by_peer = True
-        if self._sink is not None:
-            self._sink.backend_pause_writing()
-
-    def resume_writing(self) -> None:
-        self._paused_by_peer = False
-        if self._sink is not None:
-            self._sink.backend_resume_writing()
 
     # -- the response ------------------------------------------------------------------------
 

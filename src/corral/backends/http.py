@@ -35,6 +35,7 @@ from corral.backends import (
     BackendError,
     BackendProtocolError,
     ResponseSink,
+    SinkedProtocol,
 )
 from corral.protocol.http1.response import (
     CHUNKED,
@@ -79,7 +80,7 @@ async def connect(address: object, *, name: str = "") -> HTTPClientConnection:
     return protocol
 
 
-class HTTPClientConnection(asyncio.Protocol):
+class HTTPClientConnection(SinkedProtocol):
     """One connection to an HTTP backend, serving one request at a time."""
 
     def __init__(self, name: str) -> None:
@@ -247,23 +248,6 @@ class HTTPClientConnection(asyncio.Protocol):
         else:
             self._fail(BackendClosed(f"{self.name} closed the connection before the response"))
         return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self._transport = None
-        if self._sink is not None:
-            reason = f": {exc}" if exc else ""
-            self._fail(BackendClosed(f"lost the connection to {self.name}{reason}"))
-
-    def pause_writing(self) -> None:
-        self._paused_by_peer = True
-        if self._sink is not None:
-            self._sink.backend_pause_writing()
-
-    def resume_writing(self) -> None:
-        self._paused_by_peer = False
-        if self._sink is not None:
-            self._sink.backend_resume_writing()
 
     def _fail(self, exc: BackendError) -> None:
         sink = self._sink

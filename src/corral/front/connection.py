@@ -488,49 +488,40 @@ class HTTPConnection(asyncio.Protocol):
             return
         self._task = server.loop.create_task(self._acquire_special(route, static, params, body))
 
-    async def _acquire(self, route: Route, params: list[tuple[bytes, bytes]], body: bool) -> None:
+    async def _wait_lease(self, route: Route) -> Any:
+        """Wait for a lease from the route's pool (the queued path); None when the request was
+        answered instead (deploy page, 503) or the client left meanwhile."""
         try:
             lease = await route.pool.acquire(self._server.settings.acquire_timeout)
         except DeployInProgress as exc:
             if exc.output is not None and self._method != b"HEAD":
                 await self._stream_deploy(route, exc.output)
-                return
+                return None
             self._task = None
             self._lease_failed(route, exc)
-            return
+            return None
         except Exception as exc:
             self._task = None
             self._lease_failed(route, exc)
-            return
+            return None
         self._task = None
         if self._closed:
             route.pool.release(lease, True)
-            return
+            return None
         self._lease = lease
-        self._start_forwarding(lease.conn, params, body)
+        return lease
+
+    async def _acquire(self, route: Route, params: list[tuple[bytes, bytes]], body: bool) -> None:
+        lease = await self._wait_lease(route)
+        if lease is not None:
+            self._start_forwarding(lease.conn, params, body)
 
     async def _acquire_special(
         self, route: Route, static: bytes, params: list[tuple[bytes, bytes]], body: int
     ) -> None:
-        try:
-            lease = await route.pool.acquire(self._server.settings.acquire_timeout)
-        except DeployInProgress as exc:
-            if exc.output is not None and self._method != b"HEAD":
-                await self._stream_deploy(route, exc.output)
-                return
-            self._task = None
-            self._lease_failed(route, exc)
-            return
-        except Exception as exc:
-            self._task = None
-            self._lease_failed(route, exc)
-            return
-        self._task = None
-        if self._closed:
-            route.pool.release(lease, True)
-            return
-        self._lease = lease
-        self._start_special(lease.conn, static, params, body)
+        lease = await self._wait_lease(route)
+        if lease is not None:
+            self._start_special(lease.conn, static, params, body)
 
     def _start_special(
         self,
