@@ -95,7 +95,8 @@ class BackendConnection(Protocol):
 
 class SinkedProtocol(asyncio.Protocol):
     """What both clients do the same way with the request they serve: pass the backend socket's
-    write pressure on to the sink, and fail the request when the connection is lost."""
+    write pressure on to the sink, stop and resume reading for the front, fail the request when
+    the connection is lost, and drop the connection when the front gives up on it."""
 
     name: str
     _closed: bool
@@ -122,3 +123,21 @@ class SinkedProtocol(asyncio.Protocol):
         self._paused_by_peer = False
         if self._sink is not None:
             self._sink.backend_resume_writing()
+
+    def pause_reading(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.resume_reading()
+
+    def abort(self) -> None:
+        """Give up on the request in flight (the client went away): drop the connection."""
+        self._sink = None
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._transport is not None:
+            self._transport.close()

@@ -406,24 +406,6 @@ class FastCGIClientConnection(SinkedProtocol):
             return
         self._transport.write(_STDIN_END)
 
-    def pause_reading(self) -> None:
-        if self._transport is not None and not self._closed:
-            self._transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self._transport is not None and not self._closed:
-            self._transport.resume_reading()
-
-    def abort(self) -> None:
-        """Give up on the request in flight (the client went away): drop the connection."""
-        self._sink = None
-        self.close()
-
-    def close(self) -> None:
-        self._closed = True
-        if self._transport is not None:
-            self._transport.close()
-
     @property
     def stderr_tail(self) -> bytes:
         return self._stderr_tail

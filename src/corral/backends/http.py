@@ -319,22 +319,5 @@ class HTTPClientConnection(SinkedProtocol):
         ):
             transport.write_eof()
 
-    def pause_reading(self) -> None:
-        if self._transport is not None and not self._closed:
-            self._transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self._transport is not None and not self._closed:
-            self._transport.resume_reading()
-
-    def abort(self) -> None:
-        self._sink = None
-        self.close()
-
-    def close(self) -> None:
-        self._closed = True
-        if self._transport is not None:
-            self._transport.close()
-
 
 __all__ = ["IDLE_REUSE", "HTTPClientConnection", "connect"]
