@@ -105,7 +105,12 @@ class SinkedProtocol(asyncio.Protocol):
     _paused_by_peer: bool
 
     def _fail(self, exc: BackendError) -> None:
-        raise NotImplementedError
+        """End the request in flight with an error: the connection is dropped, the sink told."""
+        sink = self._sink
+        self._sink = None
+        self.close()
+        if sink is not None:
+            sink.backend_error(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True

@@ -294,13 +294,6 @@ class FastCGIClientConnection(SinkedProtocol):
             self.close()
         sink.backend_end(reusable)
 
-    def _fail(self, exc: BackendError) -> None:
-        sink = self._sink
-        self._sink = None
-        self.close()
-        if sink is not None:
-            sink.backend_error(exc)
-
     # -- the request -------------------------------------------------------------------------
 
     @property

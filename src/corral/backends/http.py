@@ -249,13 +249,6 @@ class HTTPClientConnection(SinkedProtocol):
             self._fail(BackendClosed(f"{self.name} closed the connection before the response"))
         return None
 
-    def _fail(self, exc: BackendError) -> None:
-        sink = self._sink
-        self._sink = None
-        self.close()
-        if sink is not None:
-            sink.backend_error(exc)
-
     # -- the request -------------------------------------------------------------------------
 
     @property
