@@ -163,9 +163,10 @@ def test_client_closing_mid_response_calls_close_and_worker_keeps_serving(
     assert get(worker, "/hello").body == b"Hello, world!"
 
 
-def test_second_concurrent_request_on_a_connection_gets_cant_mpx_conn(worker: str) -> None:
+def test_second_request_on_a_connection_waits_its_turn(worker: str) -> None:
     with Client(worker) as client:
-        # Request 1's app is reading its body when request 2 begins on the same connection.
+        # Request 1's app is reading its body when request 2 begins on the same connection:
+        # one request at a time (FCGI_MPXS_CONNS=0), so 2 is served once 1 has ended.
         body = b"x" * 10_000
         params = base_params("/input?op=read", "POST", CONTENT_LENGTH=str(len(body)))
         client.begin(params, rid=1, keep_conn=True, stdin=None)
@@ -173,15 +174,55 @@ def test_second_concurrent_request_on_a_connection_gets_cant_mpx_conn(worker: st
         client.begin(base_params("/hello"), rid=2, keep_conn=True)
         client.send_stdin(body[5000:], rid=1)
         client.send_stdin(b"", rid=1)
+        order: list[tuple[str, int]] = []
         ends: dict[int, EndRequest] = {}
+        out: dict[int, bytes] = {1: b"", 2: b""}
         while len(ends) < 2:
             event = client.next_event()
             assert event is not None
             if isinstance(event, EndRequest):
                 ends[event.request_id] = event
-        assert ends[2].protocol_status == ProtocolStatus.CANT_MPX_CONN
+                order.append(("end", event.request_id))
+            elif isinstance(event, Stdout) and event.data:
+                out[event.request_id] += event.data
+                order.append(("out", event.request_id))
         assert ends[1].protocol_status == ProtocolStatus.REQUEST_COMPLETE
+        assert ends[2].protocol_status == ProtocolStatus.REQUEST_COMPLETE
+        assert order.index(("end", 1)) < order.index(("out", 2))
+        assert out[1].startswith(b"Status: 200") and out[2].endswith(b"Hello, world!")
         assert client.request(base_params("/hello"), rid=3, keep_conn=True).status == "200 OK"
+
+
+def test_requests_queued_on_a_connection_are_served_in_order(worker: str) -> None:
+    # What Corral's front does under load: the next requests are written behind the one in
+    # progress, with other ids, all in one send; ids are reused once their request ended.
+    with Client(worker) as client:
+        values = client.get_values([b"CORRAL_PIPELINE"])
+        assert values == {b"CORRAL_PIPELINE": b"1"}
+        for round_ in range(3):
+            wire = b"".join(
+                client.conn.send_request(
+                    rid,
+                    fcgiclient.encode(base_params(f"/hello?n={rid}")),
+                    keep_conn=True,
+                    stdin=b"",
+                )
+                for rid in (1, 2, 3)
+            )
+            client.send(wire)
+            ends: list[int] = []
+            bodies: dict[int, bytes] = {1: b"", 2: b"", 3: b""}
+            while len(ends) < 3:
+                event = client.next_event()
+                assert event is not None
+                if isinstance(event, EndRequest):
+                    assert event.protocol_status == ProtocolStatus.REQUEST_COMPLETE
+                    ends.append(event.request_id)
+                elif isinstance(event, Stdout):
+                    assert not ends or ends[-1] != event.request_id
+                    bodies[event.request_id] += event.data
+            assert ends == [1, 2, 3], round_
+            assert all(body.endswith(b"Hello, world!") for body in bodies.values())
 
 
 def test_roles_other_than_responder_get_unknown_role(worker: str) -> None:

@@ -15,6 +15,16 @@ class BackendClosed(BackendError):
     """The backend closed its connection (or died) before it ended the request."""
 
 
+class BackendNotStarted(BackendError):
+    """The request never reached the application: it was queued on a connection behind
+    others (pipelining), and the connection closed first, or the request was withdrawn from
+    behind a slow one (``withdrawn``). The front may send it elsewhere."""
+
+    def __init__(self, message: str, *, withdrawn: bool = False) -> None:
+        super().__init__(message)
+        self.withdrawn = withdrawn
+
+
 class BackendProtocolError(BackendError):
     """The backend sent bytes that break the protocol (bad records, a bad CGI head...)."""
 
@@ -57,6 +67,9 @@ class ResponseSink(Protocol):
 
     def backend_resume_writing(self) -> None:
         """The backend drained its send buffer."""
+
+    def backend_started(self) -> None:
+        """A request queued behind others on its connection is now the one in progress."""
 
 
 class BackendConnection(Protocol):

@@ -17,11 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
+from collections import deque
 from typing import cast
 
 from corral.backends import (
+    BODY_NONE,
     BackendClosed,
     BackendError,
+    BackendNotStarted,
     BackendProtocolError,
     ResponseSink,
     SinkedProtocol,
@@ -93,9 +97,51 @@ _END_REQUEST = int(RecordType.END_REQUEST)
 _PARAMS = int(RecordType.PARAMS)
 _STDIN = int(RecordType.STDIN)
 _STDIN_PIECE = 0xFFF8
-_BEGIN_KEEP = records.encode_begin_request(REQUEST_ID, Role.RESPONDER, keep_conn=True)
-_PARAMS_END = records.encode_stream(RecordType.PARAMS, REQUEST_ID, b"")
-_STDIN_END = records.encode_stream(RecordType.STDIN, REQUEST_ID, b"")
+#: Most requests one connection carries at once when it queues them (see ``follower``).
+MAX_PIPELINE = 16
+#: Per request id (1..MAX_PIPELINE + 1): BEGIN_REQUEST (keep the connection), the end of PARAMS,
+#: the end of STDIN.
+_IDS = range(1, MAX_PIPELINE + 2)
+_BEGIN_KEEP_BY_ID = (
+    b"",
+    *(records.encode_begin_request(rid, Role.RESPONDER, keep_conn=True) for rid in _IDS),
+)
+_PARAMS_END_BY_ID = (b"", *(records.encode_stream(RecordType.PARAMS, rid, b"") for rid in _IDS))
+_STDIN_END_BY_ID = (b"", *(records.encode_stream(RecordType.STDIN, rid, b"") for rid in _IDS))
+_BEGIN_KEEP = _BEGIN_KEEP_BY_ID[REQUEST_ID]
+_PARAMS_END = _PARAMS_END_BY_ID[REQUEST_ID]
+_STDIN_END = _STDIN_END_BY_ID[REQUEST_ID]
+
+
+class _Discard:
+    """The sink of a queued request whose client went away: its answer is read and dropped."""
+
+    def backend_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        pass
+
+    def backend_body(self, data: bytes | memoryview) -> None:
+        pass
+
+    def backend_end(self, reusable: bool) -> None:
+        pass
+
+    def backend_error(self, exc: BackendError) -> None:
+        pass
+
+    def backend_flush(self) -> None:
+        pass
+
+    def backend_pause_writing(self) -> None:
+        pass
+
+    def backend_resume_writing(self) -> None:
+        pass
+
+    def backend_started(self) -> None:
+        pass
+
+
+_DISCARD = _Discard()
 
 
 class FastCGIClientConnection(SinkedProtocol):
@@ -121,6 +167,14 @@ class FastCGIClientConnection(SinkedProtocol):
         self._paused_by_peer = False
         self._closed = False
         self._stderr_tail = b""
+        #: The id of the request in progress; requests queued behind it (``follower``) and
+        #: when the one in progress began (``time.monotonic()``).
+        self._rid = REQUEST_ID
+        self._queue: deque[Follower] = deque()
+        self._current: Follower | None = None
+        self._began = 0.0
+        #: Handles given out by ``follower()`` whose request has not begun yet.
+        self._promised = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -158,9 +212,9 @@ class FastCGIClientConnection(SinkedProtocol):
                     raise BackendProtocolError(
                         f"{self.name} does not speak FastCGI (record version {version})"
                     )
-                if request_id != REQUEST_ID:
+                if request_id != self._rid:
                     raise BackendProtocolError(
-                        f"{self.name} sent a record for request {request_id}, not {REQUEST_ID}"
+                        f"{self.name} sent a record for request {request_id}, not {self._rid}"
                     )
                 start = pos + 8
                 end = start + length + padding
@@ -197,10 +251,11 @@ class FastCGIClientConnection(SinkedProtocol):
                     if length:
                         self._on_stdout(content)
                 elif kind == _END_REQUEST:
-                    if pos != size:
-                        raise BackendProtocolError(f"{self.name} sent records after END_REQUEST")
                     self._on_end(content)
-                    return
+                    if pos != size and self._sink is None:
+                        raise BackendProtocolError(f"{self.name} sent records after END_REQUEST")
+                    if self._closed:
+                        return
                 elif kind == _STDERR:
                     self._on_stderr(content)
                 else:
@@ -287,12 +342,30 @@ class FastCGIClientConnection(SinkedProtocol):
             except CGIResponseError as exc:
                 raise BackendProtocolError(f"{self.name}: {exc}") from exc
         self._sink = None
+        if self._current is not None:
+            self._current.state = Follower.ENDED
+            self._current = None
         # A request body we had not finished sending leaves STDIN records in flight that the
         # backend would read as belonging to no request: do not reuse the connection then.
         reusable = self._body_done and not self._closed
         if not reusable:
             self.close()
         sink.backend_end(reusable)
+        if self._queue and not self._closed:
+            self._promote()
+
+    def _promote(self) -> None:
+        """The next queued request is now the one in progress: its answer comes next."""
+        follower = self._queue.popleft()
+        self._current = follower
+        self._rid = follower.rid
+        self._head = CGIResponseParser()
+        self._began = time.monotonic()
+        sink = follower.sink
+        self._sink = sink
+        if follower.paused and self._transport is not None:
+            self._transport.pause_reading()
+        sink.backend_started()
 
     # -- the request -------------------------------------------------------------------------
 
@@ -304,13 +377,152 @@ class FastCGIClientConnection(SinkedProtocol):
     @property
     def usable(self) -> bool:
         """Whether this connection can take a new request."""
-        return not self._closed and self._sink is None
+        return not self._closed and self._sink is None and not self._queue
 
-    def _encode_params(self, static: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:
+    @property
+    def in_flight(self) -> int:
+        """Requests begun on this connection and not yet ended, the queued ones included, and
+        the ones ``follower()`` has promised a place to."""
+        return (self._sink is not None) + len(self._queue) + self._promised
+
+    def follower(self, depth: int, max_running: float) -> Follower | None:
+        """A handle for one more request queued behind those in flight (pipelining), when
+        the connection is busy with requests whose bodies are all sent, fewer than ``depth``
+        are in flight, and the one in progress began less than ``max_running`` s ago (a slow
+        request would hold the queued ones up). Only for a responder that queues requests on
+        a connection (Corral's worker advertises it: ``CORRAL_PIPELINE``). None otherwise."""
+        in_flight = (self._sink is not None) + len(self._queue) + self._promised
+        if (
+            not in_flight
+            or in_flight >= min(depth, MAX_PIPELINE)
+            or self._closed
+            or not self._body_done
+            or self._php_fpm
+            or (self._sink is not None and time.monotonic() - self._began > max_running)
+        ):
+            return None
+        self._promised += 1
+        return Follower(self)
+
+    def _enqueue(
+        self,
+        follower: Follower,
+        static: bytes,
+        params: list[tuple[bytes, bytes]],
+        sink: ResponseSink,
+    ) -> None:
+        """Write a queued request (``Follower.begin``) behind those in flight."""
+        self._promised -= 1
+        transport = self._transport
+        if self._closed or transport is None:
+            follower.state = Follower.ENDED
+            sink.backend_error(BackendNotStarted(f"the connection to {self.name} is closed"))
+            return
+        if self._sink is None and not self._queue:
+            # The requests before it ended meanwhile (the connection was kept for it): it is
+            # served at once.
+            follower.state = Follower.QUEUED
+            follower.sink = sink
+            follower.rid = REQUEST_ID
+            self._current = follower
+            self.begin(static, params, sink, BODY_NONE)
+            if self._sink is sink:
+                sink.backend_started()
+            return
+        used = {self._rid, *(queued.rid for queued in self._queue)}
+        rid = 1
+        while rid in used:
+            rid += 1
+        try:
+            encoded = self._encode_params(static, params, rid)
+        except FastCGIError as exc:
+            sink.backend_error(BackendProtocolError(f"cannot encode the request: {exc}"))
+            return
+        follower.rid = rid
+        follower.sink = sink
+        follower.state = Follower.QUEUED
+        self._queue.append(follower)
+        transport.write(b"".join((_BEGIN_KEEP_BY_ID[rid], encoded, _STDIN_END_BY_ID[rid])))
+
+    def withdraw_stuck(self, limit: float) -> int:
+        """Requests queued behind one that has run longer than ``limit`` s are withdrawn: the
+        responder is told (ABORT_REQUEST: Corral's worker then skips a request it has not
+        begun) and each one's sink hears ``BackendNotStarted``, so that the front serves it
+        elsewhere. (Only requests of safe methods are queued: if one began just as it was
+        withdrawn, running it twice is what RFC 9110 9.2.2 allows a retry of.) Their answers,
+        whatever comes, are dropped. Returns how many were withdrawn."""
+        queue = self._queue
+        transport = self._transport
+        if not queue or self._closed or transport is None or self._sink is None:
+            return 0
+        if time.monotonic() - self._began <= limit:
+            return 0
+        sinks: list[ResponseSink] = []
+        aborts: list[bytes] = []
+        for follower in queue:
+            if follower.state != Follower.QUEUED:
+                continue
+            follower.state = Follower.WITHDRAWN
+            aborts.append(records.encode_abort_request(follower.rid))
+            if follower.sink is not _DISCARD:
+                sinks.append(follower.sink)
+                follower.sink = _DISCARD
+        if aborts:
+            transport.write(b"".join(aborts))
+        if sinks:
+            asyncio.get_running_loop().call_soon(self._tell_not_started, sinks, "")
+        return len(aborts)
+
+    def _tell_not_started(self, sinks: list[ResponseSink], why: str) -> None:
+        """``why`` the requests never began; empty: they were withdrawn."""
+        for sink in sinks:
+            sink.backend_error(
+                BackendNotStarted(
+                    f"{self.name}: {why or 'withdrawn from behind a slow request'}",
+                    withdrawn=not why,
+                )
+            )
+
+    def _detach(self, follower: Follower) -> None:
+        """A queued request's client went away: its answer, when it comes, is dropped."""
+        follower.sink = _DISCARD
+
+    def _fail(self, exc: BackendError) -> None:
+        super()._fail(exc)
+        self._fail_queue()
+
+    def close(self) -> None:
+        super().close()
+        self._fail_queue()
+
+    def _fail_queue(self) -> None:
+        """The connection is gone with requests queued behind the one in progress: none of
+        them has started (the responder serves them in order), so each may go elsewhere."""
+        queue = self._queue
+        if not queue:
+            return
+        self._queue = deque()
+        sinks = []
+        for follower in queue:
+            follower.state = Follower.ENDED
+            if follower.sink is not _DISCARD:
+                sinks.append(follower.sink)
+        # Told from the event loop, not from inside whatever is closing the connection (the
+        # pool's release, another request's error handling): each goes back to the pool.
+        try:
+            asyncio.get_running_loop().call_soon(
+                self._tell_not_started, sinks, "the connection closed before the request began"
+            )
+        except RuntimeError:  # no loop runs (closing at exit): nobody is left to retry
+            pass
+
+    def _encode_params(
+        self, static: bytes, pairs: list[tuple[bytes, bytes]], rid: int = REQUEST_ID
+    ) -> bytes:
         if self._php_fpm:
             # php-fpm decodes PARAMS record by record: never split a pair across records.
             return records.encode_params(
-                REQUEST_ID,
+                rid,
                 records.decode_pairs(static) + pairs,
                 split_params=False,
                 pad_empty=False,
@@ -318,14 +530,14 @@ class FastCGIClientConnection(SinkedProtocol):
         body = static + encode_pairs(pairs)
         length = len(body)
         if length > 0xFFFF:
-            return records.encode_stream(RecordType.PARAMS, REQUEST_ID, body, end=True)
+            return records.encode_stream(RecordType.PARAMS, rid, body, end=True)
         padding = -length & 7
         return b"".join(
             (
-                _HEADER_PACK(1, _PARAMS, REQUEST_ID, length, padding),
+                _HEADER_PACK(1, _PARAMS, rid, length, padding),
                 body,
                 _ZEROS[padding],
-                _PARAMS_END,
+                _PARAMS_END_BY_ID[rid],
             )
         )
 
@@ -352,6 +564,8 @@ class FastCGIClientConnection(SinkedProtocol):
         self._head = CGIResponseParser()
         self._buffer = b""
         self._stdout_left = self._skip_left = 0
+        self._rid = REQUEST_ID
+        self._began = time.monotonic()
         try:
             encoded = self._encode_params(static, params)
         except FastCGIError as exc:
@@ -375,7 +589,7 @@ class FastCGIClientConnection(SinkedProtocol):
         if size <= 0xFFFF:
             padding = -size & 7
             self._transport.writelines(
-                (_HEADER_PACK(1, _STDIN, REQUEST_ID, size, padding), data, _ZEROS[padding])
+                (_HEADER_PACK(1, _STDIN, self._rid, size, padding), data, _ZEROS[padding])
             )
             return
         # Records of at most 65528 bytes (a multiple of 8: no padding), as views: no copy.
@@ -384,7 +598,7 @@ class FastCGIClientConnection(SinkedProtocol):
         for offset in range(0, size, _STDIN_PIECE):
             piece = view[offset : offset + _STDIN_PIECE]
             padding = -len(piece) & 7
-            parts.append(_HEADER_PACK(1, _STDIN, REQUEST_ID, len(piece), padding))
+            parts.append(_HEADER_PACK(1, _STDIN, self._rid, len(piece), padding))
             parts.append(piece)
             if padding:
                 parts.append(_ZEROS[padding])
@@ -397,16 +611,93 @@ class FastCGIClientConnection(SinkedProtocol):
         self._body_done = True
         if self._sink is None or self._transport is None:
             return
-        self._transport.write(_STDIN_END)
+        self._transport.write(_STDIN_END_BY_ID[self._rid])
 
     @property
     def stderr_tail(self) -> bytes:
         return self._stderr_tail
 
 
+class Follower:
+    """A request queued on a busy connection behind those in flight (``follower()``): the
+    ``BackendConnection`` the front drives for it. Until it is the connection's request in
+    progress, pausing is remembered and giving up (``abort``/``close``) only drops its
+    answer; after that, both act on the connection as for any request."""
+
+    NEW, QUEUED, WITHDRAWN, ENDED = 0, 1, 2, 3
+
+    __slots__ = ("conn", "paused", "rid", "sink", "state")
+
+    def __init__(self, conn: FastCGIClientConnection) -> None:
+        self.conn = conn
+        self.rid = 0
+        self.sink: ResponseSink = _DISCARD
+        self.paused = False
+        self.state = Follower.NEW
+
+    @property
+    def _in_progress(self) -> bool:
+        return self.conn._current is self
+
+    def begin(
+        self,
+        static: bytes,
+        params: list[tuple[bytes, bytes]],
+        sink: ResponseSink,
+        has_body: int,
+    ) -> None:
+        if has_body != BODY_NONE or self.state != Follower.NEW:
+            raise ValueError("a queued request has no body and begins once")
+        self.conn._enqueue(self, static, params, sink)
+
+    def send_body(self, data: bytes) -> None:
+        if self._in_progress:
+            self.conn.send_body(data)
+
+    def end_body(self) -> None:
+        pass  # (queued requests have no body)
+
+    def pause_reading(self) -> None:
+        self.paused = True
+        if self._in_progress:
+            self.conn.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.paused = False
+        if self._in_progress:
+            self.conn.resume_reading()
+
+    def abort(self) -> None:
+        if self._in_progress:
+            self.conn.abort()
+        else:
+            self.conn._detach(self)
+
+    def close(self) -> None:
+        """Give the handle back: a request never begun frees its place, a queued one's answer
+        will be dropped, and the one in progress closes the connection (as ``abort``)."""
+        state = self.state
+        if self._in_progress:
+            self.conn.close()
+        elif state == Follower.QUEUED:
+            self.conn._detach(self)
+        elif state == Follower.NEW:
+            self.conn._promised -= 1
+        self.state = Follower.ENDED
+
+    @property
+    def is_closed(self) -> bool:
+        return self.conn.is_closed
+
+    @property
+    def stderr_tail(self) -> bytes:
+        return self.conn.stderr_tail
+
+
 __all__ = [
     "Address",
     "FastCGIClientConnection",
+    "Follower",
     "ResponseSink",
     "connect",
     "encode_pairs",

@@ -40,6 +40,7 @@ from corral.backends import (
     BODY_TUNNEL,
     BackendConnection,
     BackendError,
+    BackendNotStarted,
 )
 from corral.front import accesslog, errorpages, forward, staticserve
 from corral.front.cgienv import header_params
@@ -97,6 +98,11 @@ _CHUNKED = b"Transfer-Encoding: chunked\r\n"
 _CONN_CLOSE = b"Connection: close\r\n"
 _CONN_KEEP = b"Connection: keep-alive\r\n"
 _HELD_PIPELINE_MAX = 64 * 1024
+#: How often a request that never reached the app (BackendNotStarted) is leased again.
+_NOT_STARTED_RETRIES = 3
+#: Methods whose requests (without a body) may be queued on a busy worker's connection: safe
+#: ones, which may run twice if one is withdrawn just as it begins (RFC 9110 9.2.2).
+_QUEUEABLE = frozenset((b"GET", b"HEAD", b"OPTIONS"))
 
 
 def unavailable_details(exc: PoolUnavailable) -> str:
@@ -150,6 +156,7 @@ class HTTPConnection(asyncio.Protocol):
         "_lease",
         "_method",
         "_out_length",
+        "_params",
         "_parser",
         "_paused",
         "_pending_body",
@@ -157,6 +164,7 @@ class HTTPConnection(asyncio.Protocol):
         "_referer",
         "_remaining",
         "_request",
+        "_retries",
         "_route",
         "_sent",
         "_server",
@@ -212,6 +220,10 @@ class HTTPConnection(asyncio.Protocol):
         self._sent = 0
         self._referer: bytes | None = None
         self._agent: bytes | None = None
+        #: A request queued on a busy worker connection is sent again when that connection
+        #: closes before serving it (BackendNotStarted): its CGI variables, and how often.
+        self._params: list[tuple[bytes, bytes]] | None = None
+        self._retries = 0
 
     # -- asyncio.Protocol: the client side ---------------------------------------------------
 
@@ -404,11 +416,25 @@ class HTTPConnection(asyncio.Protocol):
             # requests on the plain FastCGI path below.)
             self._special_request(request, route, params, has_body)
             return
+        self._lease_for(route, params, has_body)
+
+    def _lease_for(self, route: Route, params: list[tuple[bytes, bytes]], has_body: bool) -> None:
+        """Lease a backend for a plain request and start it (or queue for one)."""
+        server = self._server
         pool = route.pool
         if type(pool) is Pool:
-            # Leased by callback: no task, coroutine or timer per request (see _on_lease).
+            # Leased by callback: no task, coroutine or timer per request (see _on_lease). A
+            # request of a safe method without a body may be queued on a busy worker's
+            # connection (and withdrawn from it: then it is sent again, first in line).
+            queueable = not has_body and self._method in _QUEUEABLE
+            if queueable:
+                self._params = params
             try:
-                got = pool.lease_or_wait(partial(self._on_lease, pool, route, params, has_body))
+                got = pool.lease_or_wait(
+                    partial(self._on_lease, pool, route, params, has_body),
+                    queueable,
+                    self._retries > 0,
+                )
             except Exception as exc:
                 self._lease_failed(route, exc)
                 return
@@ -865,6 +891,14 @@ class HTTPConnection(asyncio.Protocol):
             self._close_after = True
         self._finish_request()
 
+    def backend_started(self) -> None:
+        """The request, queued behind others on its worker's connection, is now served."""
+        lease = self._lease
+        if lease is not None:
+            lease.began()
+        if self._kind == _BACKEND:
+            self._deadline = self._server.now + self._server.response_timeout
+
     def backend_error(self, exc: BackendError) -> None:
         lease = self._lease
         backend = self._backend
@@ -872,6 +906,20 @@ class HTTPConnection(asyncio.Protocol):
         if backend is not None:
             backend.abort()
         self._release(False)
+        if (
+            type(exc) is BackendNotStarted
+            and not self._closed
+            and self._params is not None
+            and self._route is not None
+            and self._status == 0
+            and (exc.withdrawn or self._retries < _NOT_STARTED_RETRIES)
+        ):
+            # Queued on a worker connection that closed before serving it, or withdrawn from
+            # behind a slow request: the app never saw it, so it goes to the pool again
+            # (first in line: another worker, or this one's replacement).
+            self._retries += 1
+            self._lease_for(self._route, self._params, False)
+            return
         name = self._route.name if self._route else "?"
         request = self._request
         what = f"{request.method.decode('latin-1')} {request.target[:200]!r}" if request else "-"
@@ -1222,3 +1270,6 @@ class _Tunnel:
 
     def backend_resume_writing(self) -> None:
         self._conn.backend_resume_writing()
+
+    def backend_started(self) -> None:
+        self._conn.backend_started()

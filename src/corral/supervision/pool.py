@@ -73,12 +73,12 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import psutil  # type: ignore[import-untyped]
 
 from corral.errors import CorralError, ExitCode
-from corral.protocol.fastcgi.constants import FCGI_MAX_CONNS
+from corral.protocol.fastcgi.constants import CORRAL_PIPELINE, FCGI_MAX_CONNS
 from corral.supervision.backoff import StartBackoff
 from corral.supervision.launch import Address, LaunchPlan, Transport
 from corral.supervision.lifecycle import WorkerState, check_transition
@@ -86,11 +86,13 @@ from corral.supervision.probe import ProbeFailed, fastcgi_probe
 from corral.supervision.process import SpawnError, WorkerProcess, describe_returncode
 from corral.supervision.scaling import (
     HELD_BY_MEMORY,
+    QUEUE_AHEAD_LIMIT,
     LoadSample,
     ScalingDecision,
     ScalingLimits,
     WorkerLoad,
     decide,
+    queue_depth,
 )
 
 _log = logging.getLogger("corral.supervision.pool")
@@ -112,6 +114,8 @@ _HELD_LOG_INTERVAL = 10.0
 _FINGERPRINT_INTERVAL = 1.0
 _FINGERPRINT_MAX_FILES = 20000
 _MIB = 1024 * 1024
+#: Most requests one worker connection may carry at once (pipeline_depth's upper bound).
+MAX_PIPELINE_DEPTH = 16
 
 
 # ------------------------------------------------------------------------------------ contracts
@@ -241,6 +245,11 @@ class PoolSettings:
     #: Suffixes of the application's files (under the plan's folder) whose change lets a failed
     #: application try to start again at once.
     source_suffixes: tuple[str, ...] = (".py",)
+    #: pipelineDepth: when every worker is busy, up to this many requests without a body go to
+    #: one worker's connection at once, queued behind the one it serves, for workers that
+    #: accept it (Corral's own: ``CORRAL_PIPELINE``), as deep as ``scaling.queue_depth``
+    #: allows for the app's service time; 1 = one at a time (no queueing).
+    pipeline_depth: int = 16
 
     def __post_init__(self) -> None:
         for name in (
@@ -253,6 +262,11 @@ class PoolSettings:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
+        if not 1 <= self.pipeline_depth <= MAX_PIPELINE_DEPTH:
+            raise ValueError(
+                f"pipeline_depth must be between 1 and {MAX_PIPELINE_DEPTH}, "
+                f"not {self.pipeline_depth}"
+            )
         if self.connections_per_worker < 1:
             raise ValueError(
                 f"connections_per_worker must be >= 1, not {self.connections_per_worker}"
@@ -306,6 +320,16 @@ class Lease(Generic[ConnT]):
     started: float = 0.0
     #: The request ran past ``request_timeout``: the pool closed its connection (answer 504).
     timed_out: bool = False
+    #: For a request queued behind others on a busy connection (pipelining): that connection
+    #: (``conn`` is then the request's own handle, ``follower()``'s), and whether the request
+    #: still waits its turn (the front calls ``started()`` when it becomes the one served).
+    base: ConnT | None = None
+    queued: bool = False
+
+    def began(self) -> None:
+        """A queued request is now served: its time (request timeout, service time) starts."""
+        self.queued = False
+        self.started = time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +394,10 @@ class _Worker(Generic[ConnT]):
     idle_since: float | None = None
     last_used: float = 0.0
     idle_conns: list[ConnT] = field(default_factory=list)
+    #: It serves requests queued on a connection (probe: CORRAL_PIPELINE), and its leased
+    #: connections (the ones such requests may queue on).
+    pipelining: bool = False
+    busy_conns: list[ConnT] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     spawned_at: float = 0.0
     #: The restart generation this worker belongs to (``Pool.restart`` starts a new one).
@@ -456,6 +484,11 @@ class Pool(Generic[ConnT]):
         self._emptied: asyncio.Event | None = None
         # What the scaling policy observes (see _sample).
         self._wait_started: dict[asyncio.Future[_Worker[ConnT]], float] = {}
+        #: Waiters from lease_or_wait(queueable=True): they may be queued on a busy connection.
+        self._queueable: set[asyncio.Future[_Worker[ConnT]]] = set()
+        #: Leases of requests queued on busy connections, and when to look for stuck ones next.
+        self._followers = 0
+        self._withdraw_at = 0.0
         self._arrivals = 0
         self._arrival_rate = 0.0
         self._rate_at = 0.0
@@ -474,6 +507,16 @@ class Pool(Generic[ConnT]):
         # Crash loops: the app's files when it last failed to start, and the last scan.
         self._fingerprint: asyncio.Future[object] | None = None
         self._fingerprint_checked = -1e9
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the pool runs on, looked up once: on Python 3.11 every
+        ``asyncio.get_running_loop()`` makes a getpid() system call, and the hot path asked
+        several times per request."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     # -------------------------------------------------------------------------------- public
 
@@ -493,7 +536,7 @@ class Pool(Generic[ConnT]):
             if self._closing:
                 raise PoolClosed(self.name)
         self._arrivals += 1
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         limit = self.settings.queue_timeout if timeout is None else timeout
         deadline = loop.time() + limit
         retry = False
@@ -525,15 +568,7 @@ class Pool(Generic[ConnT]):
                 conn.close()
                 self._unreserve(worker, served=False)
                 raise PoolClosed(self.name)
-            assert worker.process is not None
-            lease = Lease(
-                conn=conn,
-                worker_pid=worker.process.pid,
-                worker_id=worker.id,
-                started=time.monotonic(),
-            )
-            self._leases.add(lease)
-            return lease
+            return self._new_lease(worker, conn)
 
     def try_acquire(self) -> Lease[ConnT] | None:
         """``acquire()``'s fast path, without waiting: a lease at once when no request waits
@@ -550,16 +585,76 @@ class Pool(Generic[ConnT]):
             return None
         self._reserve(worker)
         self._arrivals += 1
+        return self._new_lease(worker, conn)
+
+    def _new_lease(self, worker: _Worker[ConnT], conn: ConnT) -> Lease[ConnT]:
+        assert worker.process is not None
         lease = Lease(
             conn=conn, worker_pid=worker.process.pid, worker_id=worker.id, started=time.monotonic()
         )
         self._leases.add(lease)
+        if worker.pipelining:
+            worker.busy_conns.append(conn)
+        return lease
+
+    def _withdraw_stuck(self) -> None:
+        """Requests queued behind one that has run past QUEUE_AHEAD_LIMIT go back to the queue
+        (``withdraw_stuck``), to the first worker free. Looked at, at most every
+        QUEUE_AHEAD_LIMIT s, as queued requests come and go."""
+        for worker in self._workers.values():
+            for conn in worker.busy_conns:
+                withdraw = getattr(conn, "withdraw_stuck", None)
+                if withdraw is not None:
+                    withdraw(QUEUE_AHEAD_LIMIT)
+
+    def _try_follow(self) -> Lease[ConnT] | None:
+        """When every worker is busy: a lease for a request (without a body) queued on a busy
+        connection of the least busy worker that takes such requests, as deep as the policy
+        allows (``queue_depth``: a few ms of work ahead at most, ``pipeline_depth`` requests
+        at most), and never behind a request that has run that long already. None when there
+        is no room."""
+        depth = queue_depth(self._service_time, self.settings.pipeline_depth)
+        if depth < 2 or self._closing:
+            return None
+        ready = [w for w in self._workers.values() if w.busy_conns and w.state.is_ready]
+        ready.sort(key=lambda w: w.active)
+        best: _Worker[ConnT] | None = None
+        handle: Any = None
+        base: ConnT | None = None
+        for worker in ready:  # the least busy first
+            for conn in worker.busy_conns:
+                follower = getattr(conn, "follower", None)
+                handle = None if follower is None else follower(depth, QUEUE_AHEAD_LIMIT)
+                if handle is not None:
+                    best, base = worker, conn
+                    break
+            if best is not None:
+                break
+        if best is None or best.process is None:
+            if handle is not None:
+                handle.close()
+            return None
+        self._reserve(best)
+        self._arrivals += 1
+        lease = Lease(
+            conn=cast(ConnT, handle),
+            worker_pid=best.process.pid,
+            worker_id=best.id,
+            started=time.monotonic(),
+            base=base,
+            queued=True,
+        )
+        self._leases.add(lease)
+        self._followers += 1
         return lease
 
     # ---------------------------------------------------------------- leasing by callback
 
     def lease_or_wait(
-        self, deliver: Callable[[Lease[ConnT] | PoolError | None], None]
+        self,
+        deliver: Callable[[Lease[ConnT] | PoolError | None], None],
+        queueable: bool = False,
+        first: bool = False,
     ) -> Lease[ConnT] | asyncio.Future[_Worker[ConnT]] | None:
         """``acquire()`` for a caller driven by callbacks (the front): no task, coroutine or
         timer per request, so that a request that has to queue costs little more than one
@@ -573,7 +668,12 @@ class Pool(Generic[ConnT]):
         ``acquire()`` instead" (a worker has room but first needs a connection, or the one
         handed over could not be reached). The caller times the wait itself and gives up
         with ``cancel_wait(waiter)``. Raises at once what ``acquire()`` raises at once
-        (``PoolClosed``, ``PoolUnavailable`` while starts back off, ``PoolOverloaded``)."""
+        (``PoolClosed``, ``PoolUnavailable`` while starts back off, ``PoolOverloaded``).
+
+        ``queueable``: the request has no body, so when every worker is busy it may be queued
+        on a busy worker's connection (``pipeline_depth``); its lease is then ``queued`` until
+        the front calls ``lease.began()``. ``first``: a request sent back (withdrawn from a
+        connection, see ``_withdraw_stuck``) waits at the head of the queue."""
         if self._closing:
             raise PoolClosed(self.name)
         if not self._active:
@@ -581,15 +681,27 @@ class Pool(Generic[ConnT]):
         lease = self.try_acquire()
         if lease is not None:
             return lease
-        if not self._waiters and self._pick() is not None:
-            return None
-        if len(self._waiters) >= self.settings.queue_size:
+        # Requests queued on busy connections count toward the queue's bound as waiting ones.
+        waiting = len(self._waiters) + self._followers
+        if not self._waiters:
+            if self._pick() is not None:
+                return None
+            if queueable and waiting < self.settings.queue_size:
+                lease = self._try_follow()
+                if lease is not None:
+                    return lease
+        if waiting >= self.settings.queue_size:
             raise PoolOverloaded(self.name, self.settings.queue_size)
         self._arrivals += 1
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         waiter: asyncio.Future[_Worker[ConnT]] = loop.create_future()
         self._wait_started[waiter] = loop.time()
-        self._waiters.append(waiter)
+        if first:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
+        if queueable:
+            self._queueable.add(waiter)
         waiter.add_done_callback(functools.partial(self._waited, deliver))
         self._evaluate()
         return waiter
@@ -600,6 +712,7 @@ class Pool(Generic[ConnT]):
         if waiter.done():
             return
         self._wait_started.pop(waiter, None)
+        self._queueable.discard(waiter)
         with contextlib.suppress(ValueError):
             self._waiters.remove(waiter)
         waiter.cancel()
@@ -610,6 +723,7 @@ class Pool(Generic[ConnT]):
         waiter: asyncio.Future[_Worker[ConnT]],
     ) -> None:
         self._wait_started.pop(waiter, None)
+        self._queueable.discard(waiter)
         if waiter.cancelled():
             return
         error = waiter.exception()
@@ -618,19 +732,19 @@ class Pool(Generic[ConnT]):
                 error = PoolUnavailable(self.name, str(error))
             deliver(error)
             return
-        worker = waiter.result()
+        result: Any = waiter.result()
+        if type(result) is Lease:  # queued on a busy connection (see _dispatch)
+            deliver(result)
+            return
+        worker = cast(_Worker[ConnT], result)
         conn = self._take_idle_connection(worker)
         if conn is None or self._closing or worker.process is None:
             # No kept-alive connection to this worker yet: connect, keeping its place.
-            task = asyncio.get_running_loop().create_task(self._lease_reserved(worker, deliver))
+            task = self._running_loop().create_task(self._lease_reserved(worker, deliver))
             self._connecting.add(task)
             task.add_done_callback(self._connecting.discard)
             return
-        lease = Lease(
-            conn=conn, worker_pid=worker.process.pid, worker_id=worker.id, started=time.monotonic()
-        )
-        self._leases.add(lease)
-        deliver(lease)
+        deliver(self._new_lease(worker, conn))
 
     async def _lease_reserved(
         self,
@@ -666,11 +780,7 @@ class Pool(Generic[ConnT]):
             deliver(PoolClosed(self.name))
             return
         assert worker.process is not None
-        lease = Lease(
-            conn=conn, worker_pid=worker.process.pid, worker_id=worker.id, started=time.monotonic()
-        )
-        self._leases.add(lease)
-        deliver(lease)
+        deliver(self._new_lease(worker, conn))
 
     def release(self, lease: Lease[ConnT], reusable: bool) -> None:
         """Give a worker back. ``reusable``: the connection is clean and may serve another
@@ -679,24 +789,43 @@ class Pool(Generic[ConnT]):
             return
         lease.released = True
         self._leases.discard(lease)
-        held = time.monotonic() - lease.started
+        now = time.monotonic()
+        held = now - lease.started
+        if lease.base is not None:
+            self._followers -= 1
+        if self._followers and now >= self._withdraw_at:
+            self._withdraw_at = now + QUEUE_AHEAD_LIMIT
+            self._withdraw_stuck()
         service = self._service_time
         self._service_time = (
             held if service is None else service + _SERVICE_WEIGHT * (held - service)
         )
         worker = self._workers.get(lease.worker_id)
         conn = lease.conn
-        if (
-            reusable
-            and worker is not None
-            and worker.state.is_ready
-            and not self._closing
-            and not conn.is_closed
-            and len(worker.idle_conns) < self._capacity
-        ):
-            worker.idle_conns.append(conn)
+        base = lease.base
+        if base is not None:  # a request that was queued on a busy connection
+            conn.close()  # its own handle: see Follower.close (the connection stays open
+            # unless the request was being served and is given up)
+            conn = base
+            reusable = not conn.is_closed
+        queued_on: int = getattr(conn, "in_flight", 0)
+        if reusable and queued_on and worker is not None and worker.pipelining:
+            pass  # requests queued on the connection are still to be served: it stays busy
         else:
-            conn.close()
+            if worker is not None and worker.busy_conns:
+                with contextlib.suppress(ValueError):
+                    worker.busy_conns.remove(conn)
+            if (
+                reusable
+                and worker is not None
+                and worker.state.is_ready
+                and not self._closing
+                and not conn.is_closed
+                and len(worker.idle_conns) < self._capacity
+            ):
+                worker.idle_conns.append(conn)
+            else:
+                conn.close()
         if worker is not None:
             self._unreserve(worker, served=True)
         if self._drained is not None and not self._leases:
@@ -705,7 +834,7 @@ class Pool(Generic[ConnT]):
     async def close(self, grace: float | None = None) -> None:
         """Stop handing out workers, wait up to ``grace`` s (default graceful_shutdown_timeout)
         for leases in flight, then stop every worker and remove the runtime directory."""
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         if self._closed is not None:
             await asyncio.shield(self._closed)
             return
@@ -780,7 +909,7 @@ class Pool(Generic[ConnT]):
         """
         if self._closing:
             raise PoolClosed(self.name)
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         self._generation += 1
         # The files changed: earlier start failures say nothing about the new code.
         self._start_failures = 0
@@ -859,7 +988,7 @@ class Pool(Generic[ConnT]):
     def snapshot(self) -> PoolSnapshot:
         """The pool's state as plain data (for a status page)."""
         try:
-            now = asyncio.get_running_loop().time()
+            now = self._running_loop().time()
         except RuntimeError:  # called outside the loop (a test, a status dump at exit)
             now = time.monotonic()
         workers = tuple(
@@ -918,7 +1047,7 @@ class Pool(Generic[ConnT]):
         backoff = self.settings.backoff
         last = self._last_error
         if last is not None and not backoff.retry_on_demand:
-            now = asyncio.get_running_loop().time()
+            now = self._running_loop().time()
             if now < self._next_start_at:
                 if not await self._sources_changed():
                     raise self._unavailable(last, now)
@@ -993,7 +1122,7 @@ class Pool(Generic[ConnT]):
             if worker.max_requests and worker.requests_served >= worker.max_requests:
                 self._recycle(worker, f"served {worker.requests_served} requests (maxRequests)")
         if worker.state is WorkerState.BUSY and worker.active == 0:
-            now = asyncio.get_running_loop().time()
+            now = self._running_loop().time()
             worker.last_used = now
             worker.idle_since = now
             self._set_state(worker, WorkerState.IDLE)
@@ -1010,8 +1139,8 @@ class Pool(Generic[ConnT]):
     async def _wait_for_worker(
         self, deadline: float, limit: float, *, front: bool
     ) -> _Worker[ConnT]:
-        waiter: asyncio.Future[_Worker[ConnT]] = asyncio.get_running_loop().create_future()
-        self._wait_started[waiter] = asyncio.get_running_loop().time()
+        waiter: asyncio.Future[_Worker[ConnT]] = self._running_loop().create_future()
+        self._wait_started[waiter] = self._running_loop().time()
         if front:
             self._waiters.appendleft(waiter)
         else:
@@ -1042,18 +1171,33 @@ class Pool(Generic[ConnT]):
 
     def _dispatch(self) -> None:
         """Hand free workers to waiting requests, first come first served."""
-        while self._waiters:
+        waiters = self._waiters
+        while waiters:
             worker = self._pick()
             if worker is None:
-                return
-            waiter = self._waiters.popleft()
+                # Every worker is busy: the first in line may queue on a busy connection.
+                head = waiters[0]
+                if head.done():
+                    waiters.popleft()
+                    self._queueable.discard(head)
+                    continue
+                if head not in self._queueable:
+                    return
+                lease = self._try_follow()
+                if lease is None:
+                    return
+                waiters.popleft()
+                self._queueable.discard(head)
+                head.set_result(cast(Any, lease))
+                continue
+            waiter = waiters.popleft()
             if waiter.done():
                 continue
             self._reserve(worker)
             waiter.set_result(worker)
 
     def _fail_waiters(self, error: PoolUnavailable) -> None:
-        now = asyncio.get_running_loop().time()
+        now = self._running_loop().time()
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -1097,7 +1241,7 @@ class Pool(Generic[ConnT]):
         """Sample the load, ask the policy, carry out its decision."""
         if self._closing:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         now = loop.time()
         sample = self._sample(now)
         decision = decide(sample, self._limits, now)
@@ -1220,7 +1364,7 @@ class Pool(Generic[ConnT]):
             if self._timer.when() <= when:
                 return
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+        self._timer = self._running_loop().call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -1246,7 +1390,7 @@ class Pool(Generic[ConnT]):
         worker: _Worker[ConnT] = _Worker(id=self._next_id, generation=self._generation)
         self._next_id += 1
         self._workers[worker.id] = worker
-        worker.task = asyncio.get_running_loop().create_task(
+        worker.task = self._running_loop().create_task(
             self._run_worker(worker), name=f"corral-worker-{self.name}-{worker.id}"
         )
 
@@ -1264,7 +1408,7 @@ class Pool(Generic[ConnT]):
                 self._start_failed(worker, str(exc), "")
                 return
             worker.process = process
-            worker.spawned_at = asyncio.get_running_loop().time()
+            worker.spawned_at = self._running_loop().time()
             _log.info(
                 "app %s: started worker pid %d on %s",
                 self.name,
@@ -1272,7 +1416,7 @@ class Pool(Generic[ConnT]):
                 _format_address(process.address),
                 extra={"app": self.name, "pid": process.pid},
             )
-            failure = await self._await_ready(process)
+            failure = await self._await_ready(worker, process)
             if failure is not None:
                 await process.close()
                 self._start_failed(worker, failure, process.stderr_tail())
@@ -1305,7 +1449,7 @@ class Pool(Generic[ConnT]):
                 self._forget(worker)
                 self._evaluate()
 
-    async def _await_ready(self, process: WorkerProcess) -> str | None:
+    async def _await_ready(self, worker: _Worker[ConnT], process: WorkerProcess) -> str | None:
         """None when the worker answered the probe in time; else why it did not."""
         timeout = self.settings.start_timeout
         probe = asyncio.ensure_future(self._probe(process.address, timeout))
@@ -1315,7 +1459,9 @@ class Pool(Generic[ConnT]):
                 {probe, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             if probe in done and probe.exception() is None and process.running:
-                self._learn_capacity(probe.result())
+                values = probe.result()
+                self._learn_capacity(values)
+                worker.pipelining = isinstance(values, dict) and values.get(CORRAL_PIPELINE) == b"1"
                 return None
             if probe in done and not exited.done():
                 # Prefer the exit status (and its traceback) to "connection reset".
@@ -1353,7 +1499,7 @@ class Pool(Generic[ConnT]):
     def _worker_ready(self, worker: _Worker[ConnT]) -> None:
         if worker.state is WorkerState.STOPPING:  # the pool closed meanwhile
             return
-        now = asyncio.get_running_loop().time()
+        now = self._running_loop().time()
         worker.idle_since = now
         worker.last_used = now
         worker.ready_at = now
@@ -1390,7 +1536,7 @@ class Pool(Generic[ConnT]):
             return
         self._set_state(worker, WorkerState.FAILED_TO_START)
         self._forget(worker)
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         now = loop.time()
         self._start_failures += 1
         error = PoolUnavailable(self.name, reason, stderr_tail)
@@ -1506,7 +1652,7 @@ class Pool(Generic[ConnT]):
             return
         self._set_state(worker, WorkerState.STOPPING)
         self._close_idle_connections(worker)
-        worker.draining = asyncio.get_running_loop().call_later(
+        worker.draining = self._running_loop().call_later(
             self.settings.graceful_shutdown_timeout, self._end_drain, worker
         )
 
@@ -1532,7 +1678,7 @@ class Pool(Generic[ConnT]):
                 if worker.kill_when_drained
                 else self._stop_process(worker.process)
             )
-            task = asyncio.get_running_loop().create_task(stop)
+            task = self._running_loop().create_task(stop)
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
 
@@ -1557,7 +1703,7 @@ class Pool(Generic[ConnT]):
 
     def _ensure_health_rounds(self) -> None:
         if self._health_task is None and not self._closing:
-            self._health_task = asyncio.get_running_loop().create_task(
+            self._health_task = self._running_loop().create_task(
                 self._health_rounds(), name=f"corral-health-{self.name}"
             )
 
@@ -1568,7 +1714,7 @@ class Pool(Generic[ConnT]):
         tick = settings.health_interval
         if settings.request_timeout is not None:
             tick = min(tick, max(settings.request_timeout / 4, 0.05))
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         while not self._closing:
             await asyncio.sleep(tick)
             try:
@@ -1587,7 +1733,9 @@ class Pool(Generic[ConnT]):
         if timeout is None or not self._leases:
             return
         now = time.monotonic()
-        for lease in [lease for lease in self._leases if now - lease.started > timeout]:
+        for lease in [
+            lease for lease in self._leases if now - lease.started > timeout and not lease.queued
+        ]:
             if not lease.timed_out:
                 self._request_timed_out(lease, now - lease.started)
 
@@ -1618,7 +1766,7 @@ class Pool(Generic[ConnT]):
         free, cpu_idle, rss = await asyncio.to_thread(_sample_machine, pids)
         if self._closing:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         now = loop.time()
         self._free_memory, self._cpu_idle = free, cpu_idle
         self._memory_at = now
@@ -1668,7 +1816,7 @@ class Pool(Generic[ConnT]):
                 failure = str(exc) or type(exc).__name__
             worker.probing = False
             if failure is None:
-                worker.last_probe = asyncio.get_running_loop().time()
+                worker.last_probe = self._running_loop().time()
                 return
             # Leased meanwhile: a busy worker answers late; that says nothing about its health.
             if worker.state is not WorkerState.IDLE or worker.last_used > now or self._closing:
@@ -1685,7 +1833,7 @@ class Pool(Generic[ConnT]):
             process.kill()  # its exit is reaped and logged by _run_worker, then replaced
             self._evaluate()
 
-        task = asyncio.get_running_loop().create_task(probe())
+        task = self._running_loop().create_task(probe())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -1723,7 +1871,7 @@ class Pool(Generic[ConnT]):
         self._close_idle_connections(worker)
         if worker.process is None:
             return
-        task = asyncio.get_running_loop().create_task(self._stop_process(worker.process))
+        task = self._running_loop().create_task(self._stop_process(worker.process))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
 

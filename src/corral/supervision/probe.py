@@ -2,7 +2,8 @@
 
 Any FastCGI responder answers GET_VALUES (the spec makes it part of every application), so the
 probe works for Corral's Python worker and for php-cgi alike. The probe opens its own connection,
-asks for ``FCGI_MAX_CONNS``, ``FCGI_MAX_REQS`` and ``FCGI_MPXS_CONNS``, waits for the
+asks for ``FCGI_MAX_CONNS``, ``FCGI_MAX_REQS``, ``FCGI_MPXS_CONNS`` and Corral's own
+``CORRAL_PIPELINE`` (which other responders leave out of their answer), waits for the
 GET_VALUES_RESULT and closes.
 
 Commands that listen on a port themselves (HTTP servers: ``Transport.PORT``) are ready when the
@@ -26,20 +27,21 @@ from corral.protocol.fastcgi import (
     RemoteProtocolError,
     records,
 )
-from corral.protocol.fastcgi.constants import RecordType
+from corral.protocol.fastcgi.constants import CORRAL_PIPELINE, RecordType
 from corral.supervision.launch import Address
 
 
 def _get_values_record() -> bytes:
-    """FCGI_GET_VALUES for the three limits, with padding that is never zero.
+    """FCGI_GET_VALUES for the three limits and CORRAL_PIPELINE, with padding that is never
+    zero.
 
     The FastCGI library inside Perl's FCGI.pm (`plackup -s FCGI`) never answers a management
-    record without padding: it waits for more bytes. These names encode to 48 bytes, which the
-    usual rule (pad to a multiple of 8) leaves unpadded, so a full 8 bytes are added; padding of
-    1..255 bytes is valid FastCGI that every responder skips.
+    record without padding: it waits for more bytes. When the names encode to a multiple of 8
+    bytes, which the usual rule (pad to a multiple of 8) leaves unpadded, a full 8 bytes are
+    added; padding of 1..255 bytes is valid FastCGI that every responder skips.
     """
     content = records.encode_pairs(
-        (name, b"") for name in (FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS)
+        (name, b"") for name in (FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS, CORRAL_PIPELINE)
     )
     padding = (-len(content) & 7) or 8
     header = records.pack_header(RecordType.GET_VALUES, 0, len(content), padding)

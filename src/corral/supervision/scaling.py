@@ -49,6 +49,10 @@ QUEUE_PATIENCE = 1.0
 #: must not keep a worker from scaling to zero while the smoothed rate decays).
 MIN_LOAD = 0.5
 
+#: Pipelining (``queue_depth``): requests are queued on a busy worker's connection only as deep
+#: as this much expected work (seconds) waits ahead of the last one.
+QUEUE_AHEAD_LIMIT = 0.005
+
 HELD_BY_MEMORY = "memory"
 HELD_BY_CPU = "cpu"
 
@@ -236,6 +240,19 @@ def decide(sample: LoadSample, limits: ScalingLimits, now: float) -> ScalingDeci
         if pending:
             recheck_at = min(pending)
     return ScalingDecision(stop=stop, recheck_at=recheck_at)
+
+
+def queue_depth(service_time: float | None, limit: int) -> int:
+    """How many requests one worker connection may carry at once when every worker is busy
+    (pipelining, up to ``limit``): as many as leave at most ``QUEUE_AHEAD_LIMIT`` s of expected
+    work (by the smoothed service time) ahead of the last. 1, nothing queued, while the service
+    time is unknown or longer than that: a slow app's requests wait in the pool's queue for
+    whichever worker is free first."""
+    if limit < 2 or service_time is None:
+        return 1
+    if service_time <= 0:
+        return limit
+    return max(1, min(limit, 1 + int(QUEUE_AHEAD_LIMIT / service_time)))
 
 
 def _ceil(value: float) -> int:

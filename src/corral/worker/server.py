@@ -25,6 +25,7 @@ from corral.errors import ExitCode
 from corral.protocol.fastcgi import records
 from corral.protocol.fastcgi.connection import SERVER, FastCGIConnection
 from corral.protocol.fastcgi.constants import (
+    CORRAL_PIPELINE,
     FCGI_MAX_CONNS,
     FCGI_MAX_REQS,
     FCGI_MPXS_CONNS,
@@ -71,6 +72,10 @@ _IDLE_TIMEVAL = struct.pack(
 POLL_INTERVAL = 0.005
 #: How long a closing connection waits for the front to finish sending a body nobody read.
 LINGER_SECONDS = 2.0
+#: A request that begins this long (seconds) after the previous one on its connection began
+#: may have been withdrawn while it waited (the front sends ABORT_REQUEST for requests queued
+#: behind a slow one and serves them elsewhere): the worker looks before it runs it.
+WITHDRAWN_CHECK_AFTER = 0.001
 
 _STDOUT = RecordType.STDOUT
 _BAD_LENGTH = (
@@ -132,6 +137,7 @@ class WorkerState:
             FCGI_MAX_CONNS: str(threads).encode(),
             FCGI_MAX_REQS: str(threads).encode(),
             FCGI_MPXS_CONNS: b"0",
+            CORRAL_PIPELINE: b"1",  # requests queued on a connection: see Connection.later
         }
         self.stopping = False
         #: The listening socket (non-blocking; threads wait on it with poll).
@@ -191,6 +197,13 @@ class Connection:
         self.next_poll = 0.0  # when poll_aborted may next look at the socket
         #: A request taken whole by the codec's fast path (see ``_idle_wait``).
         self.whole: tuple[int, bool, bytes] | None = None
+        #: Events of requests that began while another was in progress (FCGI_MPXS_CONNS=0: one
+        #: request at a time), served in turn. Corral's front queues short requests this way
+        #: so that the worker finds its next request waiting instead of sleeping for it.
+        self.later: deque[Any] = deque()
+        self.later_bytes = 0
+        #: When the request in progress (or the last one) began (``time.monotonic()``).
+        self.began = 0.0
 
     # ---------------------------------------------------------------- I/O
 
@@ -221,8 +234,13 @@ class Connection:
             raise ClientDisconnected(f"the front closed the connection ({exc})") from None
 
     def _event(self) -> Any:
-        """The codec's next event (or NEED_DATA); CLOSED when the front closed the connection,
-        even in the middle of a request (a disconnect, not a protocol error)."""
+        """The next event (or NEED_DATA): held ones first (see ``later``), then the codec's;
+        CLOSED when the front closed the connection, even in the middle of a request (a
+        disconnect, not a protocol error)."""
+        if self.later:
+            event = self._take_later()
+            if event is not None:
+                return event
         try:
             return self.fcgi.next_event()
         except RemoteProtocolError:
@@ -230,6 +248,29 @@ class Connection:
                 self.aborted = True
                 return CLOSED
             raise
+
+    def _take_later(self) -> Any:
+        """The oldest held event for the request in progress, or between requests the oldest
+        of all (a BEGIN_REQUEST); None when none applies."""
+        later = self.later
+        rid = self.rid
+        for index, event in enumerate(later):
+            if not rid or event.request_id == rid:
+                del later[index]
+                if type(event) is Stdin:
+                    self.later_bytes -= len(event.data)
+                return event
+        return None
+
+    def _hold(self, event: Any) -> None:
+        """Keep an event of a request that waits its turn."""
+        self.later.append(event)
+        if type(event) is Stdin:
+            self.later_bytes += len(event.data)
+            if self.later_bytes > MAX_LOOKAHEAD:
+                raise RemoteProtocolError(
+                    f"more than {MAX_LOOKAHEAD} bytes of body for requests waiting their turn"
+                )
 
     def _next(self) -> Any:
         """The next event, reading the socket as needed (blocking); CLOSED at EOF."""
@@ -268,12 +309,17 @@ class Connection:
                     self.stdin_held += len(event.data)
                 else:
                     self.stdin_done = True
+            else:
+                self._hold(event)
         elif kind is AbortRequest:
             if event.request_id == self.rid:
                 self.aborted = True
-        elif kind is BeginRequest:
-            # One request at a time per connection (FCGI_MPXS_CONNS=0).
-            self._send_event(EndRequest(event.request_id, 0, ProtocolStatus.CANT_MPX_CONN))
+            else:
+                self._hold(event)
+        elif kind is BeginRequest or kind is Params:
+            # Another request while one is in progress: one at a time per connection
+            # (FCGI_MPXS_CONNS=0), so it waits its turn (the codec has checked its id).
+            self._hold(event)
         elif kind is GetValues:
             values = self.state.values
             answer = [(name, values[name]) for name in event.names if name in values]
@@ -281,8 +327,8 @@ class Connection:
         elif kind is UnknownManagementRecord:
             self._send_event(UnknownType(event.record_type))
         else:
-            # Params for a request we do not serve, DATA (filter role only)...: the codec's
-            # state table already rejected what is illegal; nothing to do.
+            # DATA (filter role only)...: the codec's state table already rejected what is
+            # illegal; nothing to do.
             pass
 
     def _send_event(self, event: Any) -> None:
@@ -529,8 +575,23 @@ class Connection:
     def _run(self, rid: int, params: list[tuple[bytes, bytes]]) -> None:
         self._respond(rid, wsgi.build_environ(self.state.environ_base, params))
 
+    def _withdrawn(self, rid: int, look: bool) -> bool:
+        """Whether the front withdrew request ``rid`` (ABORT_REQUEST) while it waited its
+        turn: among the held events, and with ``look``, among what has arrived since."""
+        if look:
+            self.next_poll = 0.0
+            return self.poll_aborted()
+        return any(type(event) is AbortRequest and event.request_id == rid for event in self.later)
+
     def _respond(self, rid: int, environ: dict[str, Any]) -> None:
         state = self.state
+        now = time.monotonic()
+        look = now - self.began > WITHDRAWN_CHECK_AFTER
+        self.began = now
+        if (look or self.later) and self._withdrawn(rid, look):
+            # Served elsewhere by now: the app must not run it (an empty, aborted answer).
+            self._sendall(self.fcgi.send_response(rid, b"", app_status=1))
+            return
         try:
             length = wsgi.content_length(environ)
         except ValueError as exc:

@@ -27,6 +27,10 @@ FCGI_KEEP_CONN: Final = 1
 FCGI_MAX_CONNS: Final = b"FCGI_MAX_CONNS"
 FCGI_MAX_REQS: Final = b"FCGI_MAX_REQS"
 FCGI_MPXS_CONNS: Final = b"FCGI_MPXS_CONNS"
+#: Not FastCGI 1.0: the FCGI_GET_VALUES name by which Corral's worker says that it serves
+#: requests queued on one connection one after another (the front's pipelining). Other
+#: responders do not know the name and leave it out of their answer, as the spec says.
+CORRAL_PIPELINE = b"CORRAL_PIPELINE"
 
 
 class RecordType(enum.IntEnum):
