@@ -117,6 +117,7 @@ def pool_settings_for(app: AppConfig, overrides: Mapping[str, object] = _NONE) -
         "memory_limit_mb": engine.memory_limit,
         "time_limit": engine.time_limit * 60.0 if engine.time_limit else None,
         "memory_reserve_mb": engine.memory_reserve,
+        "pipeline_depth": engine.pipeline_depth,
         "request_timeout": (
             float(app.worker_request_timeout) if app.worker_request_timeout else None
         ),

@@ -225,6 +225,48 @@ def test_requests_queued_on_a_connection_are_served_in_order(worker: str) -> Non
             assert all(body.endswith(b"Hello, world!") for body in bodies.values())
 
 
+def test_a_queued_request_withdrawn_before_its_turn_is_not_run(worker: str, tmp_path: Path) -> None:
+    # The front withdraws requests queued behind a slow one (ABORT_REQUEST) and serves them
+    # elsewhere: the worker must answer them without running the app.
+    marker = tmp_path / "ran.txt"
+    with Client(worker) as client:
+        client.send(
+            client.conn.send_request(
+                1,
+                fcgiclient.encode(base_params("/sleep?seconds=0.3")),
+                keep_conn=True,
+                stdin=b"",
+            )
+            + client.conn.send_request(
+                2,
+                fcgiclient.encode(base_params(f"/closing?marker={marker}")),
+                keep_conn=True,
+                stdin=b"",
+            )
+        )
+        time.sleep(0.05)  # request 1 is running, request 2 waits its turn
+        client.abort(rid=2)
+        ends: dict[int, EndRequest] = {}
+        out: dict[int, bytes] = {1: b"", 2: b""}
+        while len(ends) < 2:
+            event = client.next_event()
+            assert event is not None
+            if isinstance(event, EndRequest):
+                ends[event.request_id] = event
+            elif isinstance(event, Stdout):
+                out[event.request_id] += event.data
+        assert b"slept in" in out[1]
+        assert out[2] == b""  # skipped: no head, no body
+        assert ends[2].protocol_status == ProtocolStatus.REQUEST_COMPLETE
+        assert not marker.exists()  # the app never ran it
+        # The same request not withdrawn runs (the marker works).
+        assert (
+            client.request(base_params(f"/closing?marker={marker}"), rid=1, keep_conn=True).status
+            == "200 OK"
+        )
+    assert marker.read_text() == "closed\n"
+
+
 def test_roles_other_than_responder_get_unknown_role(worker: str) -> None:
     with Client(worker) as client:
         client.send(client.conn.send(BeginRequest(1, Role.AUTHORIZER, keep_conn=True)))

@@ -359,9 +359,11 @@ class FastCGIClientConnection(SinkedProtocol):
         follower = self._queue.popleft()
         self._current = follower
         self._rid = follower.rid
-        self._head = CGIResponseParser()
-        self._began = time.monotonic()
         sink = follower.sink
+        # An answer nobody waits for (withdrawn, or its client gone) is dropped unparsed: a
+        # withdrawn request that was skipped has an empty one.
+        self._head = None if sink is _DISCARD else CGIResponseParser()
+        self._began = time.monotonic()
         self._sink = sink
         if follower.paused and self._transport is not None:
             self._transport.pause_reading()
@@ -484,8 +486,10 @@ class FastCGIClientConnection(SinkedProtocol):
             )
 
     def _detach(self, follower: Follower) -> None:
-        """A queued request's client went away: its answer, when it comes, is dropped."""
+        """A queued request's client went away: its answer, when it comes, is dropped (and
+        read at full speed: its client's pause no longer applies)."""
         follower.sink = _DISCARD
+        follower.paused = False
 
     def _fail(self, exc: BackendError) -> None:
         super()._fail(exc)

@@ -90,6 +90,7 @@ def declare_engine(
         max_requests=_int(get("engine.max_requests", base.max_requests)),
         max_requests_jitter=_int(get("engine.max_requests_jitter", base.max_requests_jitter)),
         memory_reserve=_int(get("engine.memory_reserve", base.memory_reserve)),
+        pipeline_depth=_int(get("engine.pipeline_depth", base.pipeline_depth)),
         graceful_shutdown_timeout=_int(
             get("engine.graceful_shutdown_timeout", base.graceful_shutdown_timeout)
         ),

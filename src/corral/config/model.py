@@ -101,6 +101,8 @@ class EngineConfig:
     max_requests_jitter: int = 10
     #: Megabytes of available memory below which no worker starts; 0 = no reserve.
     memory_reserve: int = 64
+    #: Python engines: requests one worker connection may carry at once when all are busy.
+    pipeline_depth: int = 16
     #: Seconds a stopping worker gets to finish its requests before it is killed.
     graceful_shutdown_timeout: int = 10
     enabled: bool = True

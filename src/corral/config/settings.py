@@ -265,6 +265,22 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=100,
     ),
     Setting(
+        "engine.pipeline_depth",
+        _E,
+        "pipeline_depth",
+        "pipelineDepth",
+        Kind.INT,
+        16,
+        "Python engines: when every worker is busy, how many requests (GET, HEAD or OPTIONS "
+        "without a body) one worker's connection may carry at once, queued behind the one it "
+        "serves, so that it finds its next request waiting instead of sleeping for it. Only "
+        "as deep as about 5 ms of the app's typical work, never behind a request that has run "
+        "that long (requests queued behind one that turns slow go to the next free worker); 1 "
+        "= one request at a time (see docs/scaling.md).",
+        minimum=1,
+        maximum=16,
+    ),
+    Setting(
         "engine.memory_reserve",
         _E,
         "memory_reserve",
