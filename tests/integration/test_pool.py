@@ -811,3 +811,32 @@ def test_worker_output_is_logged_line_by_line_with_app_and_pid(
     record = serving[0]
     assert (record.app, record.pid, record.stream) == ("testapp", pid, "stdout")  # type: ignore[attr-defined]
     assert record.levelno == logging.INFO
+
+
+def test_a_stream_of_queued_requests_is_served_in_order_on_either_loop(
+    run: Run[None], tmp_path: Path
+) -> None:
+    """Many requests queue within the same millisecond: the policy is asked at most every
+    EVALUATE_EVERY s, the look skipped is made up by a timer, and on uvloop a timer asked for
+    a time already past (a plain Handle, without when()) is handled."""
+
+    async def body(pool: Pool[TestConnection]) -> None:
+        held = await pool.acquire()
+        got: list[Any] = []
+        for n in range(30):
+            waiter = pool.lease_or_wait(lambda result, n=n: got.append((n, result)))
+            assert isinstance(waiter, asyncio.Future)
+        loop = asyncio.get_running_loop()
+        pool._wake_at(loop.time() - 1.0)  # already past, then another look, sooner
+        pool._wake_at(loop.time() - 2.0)
+        assert pool.snapshot().waiting == 30
+        pool.release(held, reusable=True)
+        while len(got) < 30:
+            await eventually(lambda: bool(got), what="a lease")
+            n, lease = got[-1]
+            assert isinstance(lease, Lease)
+            pool.release(lease, reusable=True)
+            await eventually(lambda n=n: len(got) > n + 1 or n == 29, what="the next lease")
+        assert [n for n, _ in got] == list(range(30))  # first come, first served
+
+    run(with_pool(responder_plan(tmp_path), settings(min_instances=1, max_instances=1), body))

@@ -114,6 +114,9 @@ _HELD_LOG_INTERVAL = 10.0
 _FINGERPRINT_INTERVAL = 1.0
 _FINGERPRINT_MAX_FILES = 20000
 _MIB = 1024 * 1024
+#: Under a stream of queued requests, the policy is asked at most this often (seconds): its
+#: decisions (start a worker) take far longer to carry out than this.
+EVALUATE_EVERY = 0.002
 #: Most requests one worker connection may carry at once (pipeline_depth's upper bound).
 MAX_PIPELINE_DEPTH = 16
 
@@ -473,7 +476,8 @@ class Pool(Generic[ConnT]):
         self._start_failures = 0
         self._next_start_at = 0.0
         self._last_error: PoolUnavailable | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
         self._stopping: set[asyncio.Task[None]] = set()
         #: Connections being opened for waiters served by callback (``lease_or_wait``).
         self._connecting: set[asyncio.Task[None]] = set()
@@ -489,6 +493,8 @@ class Pool(Generic[ConnT]):
         #: Leases of requests queued on busy connections, and when to look for stuck ones next.
         self._followers = 0
         self._withdraw_at = 0.0
+        #: When the policy was last asked (loop clock).
+        self._evaluated_at = -1e9
         self._arrivals = 0
         self._arrival_rate = 0.0
         self._rate_at = 0.0
@@ -616,12 +622,22 @@ class Pool(Generic[ConnT]):
         depth = queue_depth(self._service_time, self.settings.pipeline_depth)
         if depth < 2 or self._closing:
             return None
-        ready = [w for w in self._workers.values() if w.busy_conns and w.state.is_ready]
-        ready.sort(key=lambda w: w.active)
         best: _Worker[ConnT] | None = None
         handle: Any = None
         base: ConnT | None = None
-        for worker in ready:  # the least busy first
+        tried: list[_Worker[ConnT]] = []
+        while True:  # the least busy worker with room first
+            worker = None
+            for candidate in self._workers.values():
+                if (
+                    candidate.busy_conns
+                    and candidate.state.is_ready
+                    and (worker is None or candidate.active < worker.active)
+                    and candidate not in tried
+                ):
+                    worker = candidate
+            if worker is None:
+                break
             for conn in worker.busy_conns:
                 follower = getattr(conn, "follower", None)
                 handle = None if follower is None else follower(depth, QUEUE_AHEAD_LIMIT)
@@ -630,6 +646,7 @@ class Pool(Generic[ConnT]):
                     break
             if best is not None:
                 break
+            tried.append(worker)
         if best is None or best.process is None:
             if handle is not None:
                 handle.close()
@@ -703,7 +720,7 @@ class Pool(Generic[ConnT]):
         if queueable:
             self._queueable.add(waiter)
         waiter.add_done_callback(functools.partial(self._waited, deliver))
-        self._evaluate()
+        self._evaluate_on_arrival()
         return waiter
 
     def cancel_wait(self, waiter: asyncio.Future[_Worker[ConnT]]) -> None:
@@ -1237,12 +1254,22 @@ class Pool(Generic[ConnT]):
 
     # -------------------------------------------------------------------------------- scaling
 
+    def _evaluate_on_arrival(self) -> None:
+        """A request joined the queue: ask the policy, at most every EVALUATE_EVERY s while
+        requests pour in (a look skipped is made up by the timer, that much later)."""
+        now = self._running_loop().time()
+        if now - self._evaluated_at >= EVALUATE_EVERY:
+            self._evaluate()
+        else:
+            self._wake_at(self._evaluated_at + EVALUATE_EVERY)
+
     def _evaluate(self) -> None:
         """Sample the load, ask the policy, carry out its decision."""
         if self._closing:
             return
         loop = self._running_loop()
         now = loop.time()
+        self._evaluated_at = now
         sample = self._sample(now)
         decision = decide(sample, self._limits, now)
         self._note_held_back(decision, sample, now)
@@ -1361,9 +1388,12 @@ class Pool(Generic[ConnT]):
         if self._closing:
             return
         if self._timer is not None:
-            if self._timer.when() <= when:
+            # (Its time is kept here: uvloop's call_at of a time already past returns a plain
+            # Handle, which has no when().)
+            if self._timer_at <= when:
                 return
             self._timer.cancel()
+        self._timer_at = when
         self._timer = self._running_loop().call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
