@@ -372,6 +372,9 @@ class PoolSnapshot:
     #: or after the backoff ceiling), "closing".
     state: str = "running"
     retry_in: float | None = None
+    #: Requests queued on busy workers' connections, not yet begun (pipelining; not counted in
+    #: ``waiting``).
+    queued: int = 0
     #: Seconds the oldest waiting request has waited.
     oldest_wait: float = 0.0
     #: Recent requests per second, and seconds a request holds a worker (smoothed).
@@ -1037,6 +1040,7 @@ class Pool(Generic[ConnT]):
             workers=workers,
             waiting=len(self._waiters),
             in_flight=len(self._leases),
+            queued=sum(1 for lease in self._leases if lease.queued),
             start_failures=self._start_failures,
             last_error=None if self._last_error is None else str(self._last_error),
             closing=self._closing,
@@ -1318,8 +1322,10 @@ class Pool(Generic[ConnT]):
                 self._free_memory = int(psutil.virtual_memory().available)
             except (OSError, RuntimeError):  # pragma: no cover - /proc unreadable
                 self._free_memory = None
+        # Requests queued on busy workers' connections wait as much as those in the queue.
+        queued = sum(1 for lease in self._leases if lease.queued) if self._followers else 0
         return LoadSample(
-            waiting=len(self._waiters),
+            waiting=len(self._waiters) + queued,
             starting=starting,
             workers=tuple(ready),
             oldest_wait=self._oldest_wait(now),
