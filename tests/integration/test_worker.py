@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_worker_support import Workers, fcgiclient, workers_fixture
 
-from corral.protocol.fastcgi import ProtocolStatus, RecordType, Role
+from corral.protocol.fastcgi import ProtocolStatus, RecordType, Role, records
 from corral.protocol.fastcgi.events import BeginRequest, EndRequest, Stdout
 from corral.protocol.fastcgi.records import encode_pairs, encode_record
 
@@ -265,6 +265,39 @@ def test_a_queued_request_withdrawn_before_its_turn_is_not_run(worker: str, tmp_
             == "200 OK"
         )
     assert marker.read_text() == "closed\n"
+
+
+def test_a_withdrawn_request_held_behind_another_is_skipped_and_the_next_served(
+    worker: str,
+) -> None:
+    # Everything arrives in one read while request 1 runs: request 2 and its ABORT_REQUEST are
+    # held, and request 3 too. Request 2 must be skipped, what is left of it forgotten, and
+    # request 3 served (a leftover ABORT_REQUEST once had the worker spinning on it).
+    with Client(worker, timeout=5.0) as client:
+        wire = b"".join(
+            client.conn.send_request(
+                rid, fcgiclient.encode(base_params("/hello")), keep_conn=True, stdin=b""
+            )
+            for rid in (1, 2)
+        )
+        wire += records.encode_abort_request(2)
+        wire += client.conn.send_request(
+            3, fcgiclient.encode(base_params("/hello")), keep_conn=True, stdin=b""
+        )
+        client.send(wire)
+        ends: list[int] = []
+        out: dict[int, bytes] = {1: b"", 2: b"", 3: b""}
+        while len(ends) < 3:
+            event = client.next_event()
+            assert event is not None
+            if isinstance(event, EndRequest):
+                ends.append(event.request_id)
+            elif isinstance(event, Stdout):
+                out[event.request_id] += event.data
+        assert ends == [1, 2, 3]
+        assert out[2] == b""
+        assert out[1].endswith(b"Hello, world!") and out[3].endswith(b"Hello, world!")
+        assert client.request(base_params("/hello"), rid=2, keep_conn=True).status == "200 OK"
 
 
 def test_roles_other_than_responder_get_unknown_role(worker: str) -> None:

@@ -255,12 +255,23 @@ class Connection:
         later = self.later
         rid = self.rid
         for index, event in enumerate(later):
-            if not rid or event.request_id == rid:
+            if event.request_id == rid if rid else type(event) is BeginRequest:
                 del later[index]
                 if type(event) is Stdin:
                     self.later_bytes -= len(event.data)
                 return event
         return None
+
+    def _drop_held(self, rid: int) -> None:
+        """Request ``rid`` has ended: what is still held of it (the ABORT_REQUEST that withdrew
+        it, the end of its input) is dropped; the id may begin a new request next."""
+        kept: deque[Any] = deque()
+        for event in self.later:
+            if event.request_id != rid:
+                kept.append(event)
+            elif type(event) is Stdin:
+                self.later_bytes -= len(event.data)
+        self.later = kept
 
     def _hold(self, event: Any) -> None:
         """Keep an event of a request that waits its turn."""
@@ -543,6 +554,8 @@ class Connection:
             self.rid = 0
             self.stdin.clear()
             self.stdin_held = 0
+            if self.later:
+                self._drop_held(rid)
 
     def _request(self, begin: BeginRequest) -> None:
         rid = begin.request_id
@@ -571,6 +584,8 @@ class Connection:
             self.rid = 0
             self.stdin.clear()
             self.stdin_held = 0
+            if self.later:
+                self._drop_held(rid)
 
     def _run(self, rid: int, params: list[tuple[bytes, bytes]]) -> None:
         self._respond(rid, wsgi.build_environ(self.state.environ_base, params))
