@@ -13,6 +13,13 @@ import signal
 #: (``faulthandler``); the host sends it before replacing a worker whose request timed out.
 STACK_DUMP_SIGNAL = signal.SIGUSR1
 
+#: How Corral's worker starts its own lines on stderr (``corral worker[PID]: ...``), and the tag
+#: that marks a notice (news, not a problem: "serving ... on ...") in place of the colon: the
+#: host logs notices at INFO, every other stderr line (the app's output, tracebacks, the
+#: worker's errors) at WARNING.
+WORKER_LINE_START = "corral worker["
+WORKER_NOTICE_TAG = " notice: "
+
 
 class ExitCode(enum.IntEnum):
     """How a worker process says why it ended.

@@ -97,8 +97,13 @@ def test_a_wsgi_request_through_a_lease(
     pid = run(loop, pool, main())
     assert not pid_alive(pid)
     messages = [r.getMessage() for r in caplog.records]
-    # The worker's own stderr lines, tagged with the app and pid; then a graceful stop.
-    assert any(m.startswith(f"pyapp[{pid}] corral worker[{pid}]: serving") for m in messages)
+    # The worker's own stderr lines, tagged with the app and pid (its notice that it serves is
+    # news, logged at INFO, not a warning); then a graceful stop.
+    [banner] = [
+        r for r in caplog.records if r.getMessage().startswith(f"pyapp[{pid}] corral worker[{pid}]")
+    ]
+    assert banner.getMessage().startswith(f"pyapp[{pid}] corral worker[{pid}] notice: serving")
+    assert banner.levelno == logging.INFO
     assert f"app pyapp: worker pid {pid} stopped (exited with code 0)" in messages
 
 

@@ -43,7 +43,13 @@ import sys
 from collections.abc import Callable
 
 from corral.config.expand import finish
-from corral.errors import STACK_DUMP_SIGNAL, CorralError, ExitCode
+from corral.errors import (
+    STACK_DUMP_SIGNAL,
+    WORKER_LINE_START,
+    WORKER_NOTICE_TAG,
+    CorralError,
+    ExitCode,
+)
 from corral.supervision.launch import LIVENESS_FD, Address, LaunchPlan, Transport
 
 #: Longest line logged as one record; the rest of an overlong line is logged as more records.
@@ -405,6 +411,8 @@ class WorkerProcess:
         text = raw.rstrip(b"\r").decode("utf-8", "replace")
         if stream == "stderr":
             self._stderr_tail.append(text)
+            if text.startswith(WORKER_LINE_START) and WORKER_NOTICE_TAG in text[:40]:
+                level = logging.INFO  # Corral's worker saying what it serves: not a problem
         self._logger.log(
             level,
             "%s[%d] %s",

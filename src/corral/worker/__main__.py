@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         server.log(
             f"serving {loader.describe(source)} on {where} "
             f"({args.threads} thread{'s' if args.threads > 1 else ''}, "
-            f"Python {sys.version.split()[0]})"
+            f"Python {sys.version.split()[0]})",
+            notice=True,
         )
         return server.serve_forever(listener, state)
     finally:

@@ -420,7 +420,7 @@ async def serve(listener: socket.socket, state: ASGIState, ready: str | None = N
     else:
         server = await loop.create_server(lambda: Connection(state), sock=listener)
     if ready:
-        log(ready)
+        log(ready, notice=True)
     await stop.wait()
     state.stopping = True
     server.close()

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from corral.errors import ExitCode
+from corral.errors import WORKER_LINE_START, WORKER_NOTICE_TAG, ExitCode
 from corral.protocol.fastcgi import records
 from corral.protocol.fastcgi.connection import SERVER, FastCGIConnection
 from corral.protocol.fastcgi.constants import (
@@ -84,11 +84,13 @@ _BAD_LENGTH = (
 )
 
 
-def log(message: str) -> None:
-    """A line to stderr (the host logs it). Never raises: with the host gone, stderr may be a
-    pipe nobody reads, and logging must not stop what comes next."""
+def log(message: str, *, notice: bool = False) -> None:
+    """A line to stderr (the host logs it); ``notice``: news rather than a problem. Never
+    raises: with the host gone, stderr may be a pipe nobody reads, and logging must not stop
+    what comes next."""
+    tag = WORKER_NOTICE_TAG if notice else ": "
     try:
-        sys.stderr.write(f"corral worker[{os.getpid()}]: {message}\n")
+        sys.stderr.write(f"{WORKER_LINE_START}{os.getpid()}]{tag}{message}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
