@@ -9,7 +9,8 @@
 bindings and applications (``corral.config.load``). Command-line options win over the files:
 ``--listen`` serves every site on that one address instead of its bindings (sites are then told
 apart by host name only), ``--min``/``--max`` and ``--set`` pool settings apply to every
-application, ``--set`` front settings to the server.
+application, ``--set`` front settings to the server, over the configuration's ``[server]``
+values (``front_settings``).
 
 Life: start listening on every address (a busy port is a ``StartupError``), log "serving PATH on
 http://HOST:PORT" per address, serve until SIGTERM or SIGINT, then stop accepting, let requests
@@ -20,7 +21,8 @@ its deploy script, file-change restarts and error log. SIGHUP, or a change to a 
 file, reloads the configuration (``Host.reload``): unchanged applications are left alone,
 changed ones are started anew and take over once ready (then the old pool drains and stops),
 new ones are added, removed ones drained; a configuration with errors is refused and the
-running one kept.
+running one kept. Changed server settings (``[server]``: the front's limits and timeouts) are
+applied at once (``FrontServer.apply_settings``), except where a ``--set`` holds them.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ from corral.appsetup import (
     backend_for,
     pool_settings_for,
 )
-from corral.config import ConfigErrors, load, load_site
+from corral.config import ConfigErrors, convert, load, load_site
 from corral.config.engines import PYTHON
 from corral.config.model import AppConfig, ServerConfig
+from corral.config.settings import BY_NAME
 from corral.errors import CorralError
 from corral.front.routes import AppKey, ConfigRouter, Route
 from corral.front.server import FrontServer
@@ -71,7 +74,9 @@ class ServeOptions:
     path: Path
     #: ``--listen``: serve every site here instead of the configured bindings.
     listen: tuple[str, int] | None = None
-    front: FrontSettings = field(default_factory=FrontSettings)
+    #: Front settings from the command line (``--set``), by ``FrontSettings`` field: they win
+    #: over the configuration's (``front_settings``).
+    front_overrides: Mapping[str, object] = field(default_factory=dict)
     #: Pool settings from the command line (``--min``, ``--max``, ``--set``): they win.
     pool_overrides: Mapping[str, object] = field(default_factory=dict)
 
@@ -93,11 +98,16 @@ def load_config(path: Path) -> ServerConfig:
     return load(str(path))
 
 
+def front_settings(config: ServerConfig, options: ServeOptions) -> FrontSettings:
+    """The front server's settings: the configuration's, with the command line's on top."""
+    return replace(config.front, **options.front_overrides)  # type: ignore[arg-type]
+
+
 def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]:
     """One pool and one front route per application; ``ConfigErrors`` (every one) when some
     application asks for what this runtime cannot run."""
     overrides = dict(options.pool_overrides)
-    overrides.setdefault("queue_timeout", options.front.acquire_timeout)
+    overrides.setdefault("queue_timeout", front_settings(config, options).acquire_timeout)
     apps: list[Application] = []
     problems: list[ConfigErrors] = []
     for app in config.apps:
@@ -135,47 +145,39 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
 def _convert(kind: object, text: str) -> object:
     kind_text = str(kind)
     if "bool" in kind_text:
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"not a boolean: {text!r}")
+        return convert.to_bool(text)
     if "float" in kind_text:
-        return float(text)
+        return convert.to_number(text)
     if "int" in kind_text:
-        return int(text)
+        return convert.to_int(text)
     raise ValueError(f"cannot set a {kind_text} from the command line")
 
 
-def apply_overrides(values: dict[str, str]) -> tuple[FrontSettings, dict[str, object]]:
-    """Front settings and pool-setting overrides from ``NAME=VALUE`` (``corral serve --set``).
+def apply_overrides(values: dict[str, str]) -> tuple[dict[str, object], dict[str, object]]:
+    """Front-setting and pool-setting overrides from ``NAME=VALUE`` (``corral serve --set``).
 
-    Names are the fields of ``FrontSettings`` and ``PoolSettings``. The pool overrides apply to
-    every application, over the engine's values.
+    Names are the fields of ``FrontSettings`` (checked as the configuration's ``[server]``
+    values are: ``corral.config.settings``) and ``PoolSettings``. The pool overrides apply to
+    every application, over the engine's values. ``ValueError`` names the setting.
     """
-    front_fields = {f.name: f.type for f in fields(FrontSettings)}
+    front_fields = {f.name for f in fields(FrontSettings)}
     pool_fields = {f.name: f.type for f in fields(PoolSettings) if f.name in POOL_SETTING_NAMES}
     front_changes: dict[str, object] = {}
     pool_changes: dict[str, object] = {}
     for name, text in values.items():
+        if name not in front_fields and name not in pool_fields:
+            known = ", ".join(sorted({*front_fields, *pool_fields}))
+            raise ValueError(f"unknown setting {name!r} (known: {known})")
         try:
             if name in front_fields:
-                front_changes[name] = _convert(front_fields[name], text)
-            elif name in pool_fields:
-                pool_changes[name] = _convert(pool_fields[name], text)
+                front_changes[name] = BY_NAME[f"server.{name}"].convert(text)
             else:
-                known = ", ".join(sorted({*front_fields, *pool_fields}))
-                raise ValueError(f"unknown setting {name!r} (known: {known})")
+                pool_changes[name] = _convert(pool_fields[name], text)
         except ValueError as exc:
-            if "unknown setting" in str(exc):
-                raise
             raise ValueError(f"{name}: {exc}") from None
-    front = replace(FrontSettings(), **front_changes)  # type: ignore[arg-type]
-    if "acquire_timeout" in front_changes and "queue_timeout" not in pool_changes:
-        pool_changes["queue_timeout"] = front.acquire_timeout
     # Invalid values (negative sizes...) are refused now, not when the first app starts.
     replace(PoolSettings(min_instances=0), **pool_changes)  # type: ignore[arg-type]
-    return front, pool_changes
+    return front_changes, pool_changes
 
 
 def listen_plan(addresses: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -223,10 +225,7 @@ class Host:
         if not self.apps:
             self.apps = build_apps(config, options)
         router = self._router(config, self.apps)
-        front_settings = options.front
-        if config.trusted_proxies and not front_settings.trusted_proxies:
-            front_settings = replace(front_settings, trusted_proxies=config.trusted_proxies)
-        self.front = FrontServer(router, front_settings)
+        self.front = FrontServer(router, front_settings(config, options))
         wanted = [options.listen] if options.listen else listen_plan(config.listen_addresses())
         for host, port in wanted:
             try:
@@ -250,8 +249,16 @@ class Host:
             logger.info("serving %s on http://%s:%d", options.path, shown, port)
         return self.addresses
 
+    @property
+    def shutdown_grace(self) -> float:
+        if self.front is not None:
+            return self.front.settings.shutdown_grace
+        if self.config is not None:
+            return front_settings(self.config, self.options).shutdown_grace
+        return FrontSettings().shutdown_grace
+
     async def stop(self) -> None:
-        grace = self.options.front.shutdown_grace
+        grace = self.shutdown_grace
         logger.info("stopping: finishing requests in flight (up to %.0f s)", grace)
         if self._config_watcher is not None:
             await self._config_watcher.close()
@@ -310,7 +317,7 @@ class Host:
 
     async def _retire_app(self, app: Application, why: str) -> None:
         """Drain an application that the routing no longer reaches, then stop it."""
-        grace = self.options.front.shutdown_grace
+        grace = self.shutdown_grace
         loop = asyncio.get_running_loop()
         # Requests routed to it just before the new router took over still reach its pool.
         await asyncio.sleep(0.2)
@@ -380,6 +387,7 @@ class Host:
         for key in plan.removed:
             retire.append((running[key], "removed from the configuration"))
         apps = [keep[app_key(a)] for a in new.apps]
+        self._apply_front_settings(self.config, new)
         self.front.router = self._router(new, apps)
         self.config = new
         self.apps = apps
@@ -390,6 +398,35 @@ class Host:
         self._watch_config(new)
         logger.info("configuration reloaded: %s", plan.describe())
         return True
+
+    def _apply_front_settings(self, old: ServerConfig, new: ServerConfig) -> None:
+        """A reload's server settings: in effect at once (see ``FrontServer.apply_settings``).
+        Each change is logged, and so is a change that a ``--set`` overrides."""
+        assert self.front is not None
+        held = [
+            f"{name} (--set {name}={value})"
+            for name, value in sorted(self.options.front_overrides.items())
+            if getattr(old.front, name) != getattr(new.front, name)
+        ]
+        if held:
+            logger.warning(
+                "server settings changed in the configuration but the command line holds them: %s",
+                ", ".join(held),
+            )
+        settings = front_settings(new, self.options)
+        current = self.front.settings
+        changed = [
+            f"{item.name} {getattr(current, item.name)!r} -> {getattr(settings, item.name)!r}"
+            for item in fields(FrontSettings)
+            if getattr(current, item.name) != getattr(settings, item.name)
+        ]
+        if changed:
+            self.front.apply_settings(settings)
+            logger.info(
+                "server settings changed, in effect now (connections already open keep their "
+                "size limits): %s",
+                "; ".join(changed),
+            )
 
     async def _take_over(self, fresh: Application, old: Application) -> bool:
         """Start a changed application; True once it may take the old one's place. Without a

@@ -118,6 +118,9 @@ def pool_settings_for(app: AppConfig, overrides: Mapping[str, object] = _NONE) -
         "time_limit": engine.time_limit * 60.0 if engine.time_limit else None,
         "memory_reserve_mb": engine.memory_reserve,
         "pipeline_depth": engine.pipeline_depth,
+        "health_interval": engine.health_interval,
+        "probe_interval": engine.probe_interval,
+        "probe_timeout": engine.probe_timeout,
         "request_timeout": (
             float(app.worker_request_timeout) if app.worker_request_timeout else None
         ),

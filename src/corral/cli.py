@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=_setting,
         metavar="NAME=VALUE",
-        help="override a front or pool setting for every app (e.g. header_timeout=5, "
-        "queue_size=10); repeatable; wins over the configuration files",
+        help="override a server setting (e.g. header_timeout=5, max_body_size=1000000: the "
+        "server TOML's [server] keys) or a pool setting for every app (queue_size=10); "
+        "repeatable; wins over the configuration files",
     )
     check = commands.add_parser(
         "check", help="validate a configuration and print the resolved model"
@@ -167,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logs.setup(access_log=None if args.no_access_log else sys.stderr)
     try:
-        front, pool_overrides = app.apply_overrides(dict(args.set))
+        front_overrides, pool_overrides = app.apply_overrides(dict(args.set))
     except ValueError as exc:
         print(f"corral: --set: {exc}", file=sys.stderr)
         return ExitCode.USAGE
@@ -179,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     listen = args.listen
     if listen is None and path.is_dir():
         listen = parse_listen(DEFAULT_LISTEN)
-    options = app.ServeOptions(path=path, listen=listen, front=front, pool_overrides=pool_overrides)
+    options = app.ServeOptions(
+        path=path, listen=listen, front_overrides=front_overrides, pool_overrides=pool_overrides
+    )
     try:
         config = app.load_config(path)
         apps = app.build_apps(config, options)  # every problem now, before anything listens

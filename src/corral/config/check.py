@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import fields
 
 from corral.config.errors import ConfigErrors
 from corral.config.load import load, load_site
@@ -20,6 +21,7 @@ from corral.config.model import (
     Binding,
     EngineConfig,
     EngineKind,
+    FrontSettings,
     Mount,
     NotInEffect,
     ServerConfig,
@@ -141,11 +143,27 @@ def _not_in_effect(item: NotInEffect) -> str:
     return f"  {where}{item.setting}{value}"
 
 
+def _server_settings(front: FrontSettings) -> list[str]:
+    """The front server's settings that differ from their defaults (before `--set`)."""
+    default = FrontSettings()
+    lines: list[str] = []
+    for item in fields(FrontSettings):
+        value = getattr(front, item.name)
+        if value != getattr(default, item.name):
+            shown = ", ".join(value) if isinstance(value, tuple) else str(value).lower()
+            lines.append(f"  {item.name} = {shown}")
+    return lines
+
+
 def render(config: ServerConfig) -> str:
     lines = ["Configuration OK."]
     if config.sources:
         lines.append("Files read:")
         lines += [f"  {source}" for source in config.sources]
+    server = _server_settings(config.front)
+    if server:
+        lines.append("Server settings (others at their defaults):")
+        lines += server
     lines.append("Sites:")
     for site in config.sites:
         where = f"  ({site.location})" if site.location and site.location.line else ""

@@ -6,13 +6,15 @@ typed value or raises `ValueError` with a message fit for ``file:line: setting: 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
 _INT = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 
 
-def to_int(value: object, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def to_int(value: object, *, minimum: float | None = None, maximum: float | None = None) -> int:
     """An integer, from an int or a decimal string (Zoo reads every number attribute so)."""
     if isinstance(value, bool):
         raise ValueError(f"expected a whole number, got {value!r}")
@@ -23,10 +25,45 @@ def to_int(value: object, *, minimum: int | None = None, maximum: int | None = N
     else:
         raise ValueError(f"expected a whole number, got {value!r}")
     if minimum is not None and number < minimum:
-        raise ValueError(f"must be at least {minimum}, got {number}")
+        raise ValueError(f"must be at least {_show(minimum)}, got {number}")
     if maximum is not None and number > maximum:
-        raise ValueError(f"must be at most {maximum}, got {number}")
+        raise ValueError(f"must be at most {_show(maximum)}, got {number}")
     return number
+
+
+def to_number(
+    value: object,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: bool = False,
+) -> float:
+    """A decimal number (seconds...), from an int, a float or a string such as "2.5".
+
+    ``above``: the value must be greater than ``minimum``, not equal to it."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        number = float(value.strip())
+    else:
+        raise ValueError(f"expected a number, got {value!r}")
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    if minimum is not None:
+        if above and number <= minimum:
+            raise ValueError(f"must be more than {_show(minimum)}, got {_show(number)}")
+        if number < minimum:
+            raise ValueError(f"must be at least {_show(minimum)}, got {_show(number)}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"must be at most {_show(maximum)}, got {_show(number)}")
+    return number
+
+
+def _show(number: float) -> str:
+    """2.0 as "2", 2.5 as "2.5"."""
+    return str(int(number)) if float(number).is_integer() else str(number)
 
 
 _TRUE = {"true", "yes", "on", "1", "enabled"}

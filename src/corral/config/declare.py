@@ -1,4 +1,5 @@
-"""Turning an engine declaration (XML attributes or a TOML table) into an `EngineConfig`.
+"""Turning an engine declaration (XML attributes or a TOML table) into an `EngineConfig`, and
+the server settings into `FrontSettings`.
 
 Shared by `servercfg` (applicationHost.config) and `tomlfile` (Corral's TOML). Values not written
 come from `base` (the engine being overridden, if any) and then from the settings' defaults.
@@ -6,6 +7,7 @@ come from `base` (the engine being overridden, if any) and then from the setting
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from corral.config import engines
@@ -14,6 +16,7 @@ from corral.config.model import (
     EngineConfig,
     EngineKind,
     EnvVar,
+    FrontSettings,
     Location,
     Protocol,
     Transport,
@@ -94,6 +97,9 @@ def declare_engine(
         graceful_shutdown_timeout=_int(
             get("engine.graceful_shutdown_timeout", base.graceful_shutdown_timeout)
         ),
+        health_interval=_float(get("engine.health_interval", base.health_interval)),
+        probe_interval=_float(get("engine.probe_interval", base.probe_interval)),
+        probe_timeout=_float(get("engine.probe_timeout", base.probe_timeout)),
         enabled=bool(get("engine.enabled", base.enabled)),
         env=_merge_env(base.env, env, amend=origin == "toml"),
         origin=origin,
@@ -137,6 +143,11 @@ def _int(value: object) -> int:
     return value
 
 
+def _float(value: object) -> float:
+    assert isinstance(value, float | int)
+    return float(value)
+
+
 def _blank(name: str) -> EngineConfig:
     return EngineConfig(
         name=name,
@@ -144,3 +155,22 @@ def _blank(name: str) -> EngineConfig:
         transport=Transport(str(BY_NAME["engine.transport"].default)),
         protocol=Protocol(str(BY_NAME["engine.protocol"].default)),
     )
+
+
+def declare_server(
+    layers: Iterable[tuple[Written, str]], problems: Problems, base: FrontSettings | None = None
+) -> FrontSettings:
+    """The front server's settings: `base` (default: FrontSettings' defaults), then each layer
+    of written `server.*` values in order (a later layer wins). A layer's origin is "toml" or
+    the XML file's kind; errors are added to `problems` in that origin's spelling."""
+    values: dict[str, object] = {}
+    for written, origin in layers:
+        for setting_name, (raw, where) in written.items():
+            setting = BY_NAME[setting_name]
+            try:
+                values[setting_name.removeprefix("server.")] = setting.convert(raw)
+            except ValueError as error:
+                problems.add(
+                    where, setting.toml_key if origin == "toml" else setting.zoo_name, str(error)
+                )
+    return replace(base or FrontSettings(), **values)  # type: ignore[arg-type]

@@ -36,7 +36,17 @@ _TITLES = {
         "Applications at virtual paths",
         'In the server TOML, `[sites.NAME.apps."/virtual/path"]`.',
     ),
-    Scope.SERVER: ("Server", "In the server TOML, `[server]`."),
+    Scope.SERVER: (
+        "Server",
+        "In the server TOML's `[server]` table (TOML key), or as attributes of "
+        "applicationHost.config's `<heliconZooServer>` element, outside any `<location>` (Zoo / "
+        "IIS name; the TOML wins). A site folder served alone (`corral serve DIR`) may have a "
+        "`[server]` table in its corral.toml. `corral serve --set NAME=VALUE` (the TOML key) "
+        "wins over the files. A reload (SIGHUP, or a changed configuration file) applies changed "
+        "values at once, except the size limits of connections already open, which keep theirs "
+        "(`application_host` is read again too). Times are in seconds (fractions allowed), "
+        "sizes in bytes.",
+    ),
 }
 
 
@@ -89,7 +99,7 @@ def render() -> str:
             if setting.choices:
                 kind += ": " + ", ".join(f"`{c}`" for c in setting.choices)
             if setting.minimum is not None:
-                kind += f" ≥ {setting.minimum}"
+                kind += f" {'>' if setting.above else '≥'} {setting.minimum}"
             toml = f"`{setting.toml_key}`" if setting.toml_key else "—"
             lines.append(
                 f"| {setting.name} | {toml} | `{setting.zoo_name}` | {kind} | "

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from corral.config import engines as builtin_engines
 from corral.config import expand
+from corral.config.declare import Written, declare_server
 from corral.config.errors import Problems
 from corral.config.model import (
     DEFAULT_DOCUMENTS,
@@ -54,6 +55,7 @@ from corral.config.tomlfile import (
     SiteDecl,
     read_engines,
     read_server,
+    read_server_settings,
     read_toml,
     site_sections,
 )
@@ -105,14 +107,17 @@ def load_site(
     folder = os.path.abspath(folder)
     where = Location(folder)
     engines_toml: list[EngineConfig] = []
+    server_settings: Written = {}
     toml_path = os.path.join(folder, CORRAL_TOML)
     if os.path.isfile(toml_path):
         data = _read(toml_path, problems)
         source = None if data is None else read_toml(data, toml_path, problems)
         if source is not None:
             engines_toml = read_engines(source, problems)
+            server_settings = read_server_settings(source, problems, server_file=False)[0]
+    front = declare_server([(server_settings, "toml")], problems)
     site = SiteDecl("default", tuple(bindings), (), (MountDecl("/", folder, where),), where)
-    return _build(
+    config = _build(
         problems,
         None,
         engines_toml,
@@ -122,6 +127,7 @@ def load_site(
         site_engines_allowed=True,
         default_engine=default_engine,
     )
+    return dataclasses.replace(config, front=front)
 
 
 def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -145,10 +151,11 @@ def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> Serve
             if host_data is not None:
                 zoo = read_application_host(host_data, host_path, problems)
     engines = read_engines(source, problems, engine_table(zoo, ()))
+    # applicationHost.config's <heliconZooServer> attributes < the server TOML's [server].
+    layers = [(zoo.settings, "applicationHost")] if zoo is not None else []
+    front = declare_server([*layers, (server.settings, "toml")], problems)
     config = _build(problems, zoo, engines, list(server.sites), environ, sources)
-    if server.trusted_proxies:
-        config = dataclasses.replace(config, trusted_proxies=server.trusted_proxies)
-    return config
+    return dataclasses.replace(config, front=front)
 
 
 def _read(path: str, problems: Problems) -> bytes | None:
@@ -392,6 +399,14 @@ def _sections(
                             "[engines] in a site's corral.toml (declare them in the server file)",
                             "",
                             source.at("engines"),
+                        )
+                    )
+                if "server" in source.data and not ctx.site_engines_allowed:
+                    ctx.not_in_effect.append(
+                        NotInEffect(
+                            "[server] in a site's corral.toml (set it in the server file)",
+                            "",
+                            source.at("server"),
                         )
                     )
                 sections.extend(site_sections(source, ctx.problems))

@@ -105,6 +105,12 @@ class EngineConfig:
     pipeline_depth: int = 16
     #: Seconds a stopping worker gets to finish its requests before it is killed.
     graceful_shutdown_timeout: int = 10
+    #: Seconds between the pool's health rounds (memory, limits, idle probes).
+    health_interval: float = 5.0
+    #: Seconds an idle worker goes unprobed before a health round probes it.
+    probe_interval: float = 30.0
+    #: Seconds a probed idle worker has to answer before it is replaced.
+    probe_timeout: float = 10.0
     enabled: bool = True
     #: Variables set for every worker of this engine, as written (expanded per application).
     env: tuple[EnvVar, ...] = ()
@@ -288,6 +294,51 @@ class SiteConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FrontSettings:
+    """The front server's limits and timeouts, with their defaults (the `server.*` settings of
+    `corral.config.settings` read their defaults from here). Built by `corral.config.load`
+    from the files, with `corral serve --set` on top (`corral.app.front_settings`)."""
+
+    #: Seconds to receive a complete request head (from the first byte, or the connection's
+    #: start); past it: 408 when some bytes came, a silent close when none did.
+    header_timeout: float = 10.0
+    #: Seconds a kept-alive connection may stay idle between requests (closed silently).
+    keepalive_timeout: float = 5.0
+    #: Seconds without any request body bytes while the body is being read: 408.
+    body_timeout: float = 30.0
+    #: Seconds without any sign of the backend (waiting for its head, or between its body
+    #: pieces; also a client that reads nothing of the response): 504 (or the connection is
+    #: aborted once the response has started).
+    response_timeout: float = 60.0
+    #: Seconds to wait for a free backend worker before a 503.
+    acquire_timeout: float = 30.0
+    #: Largest request body accepted (413 past it). Default 4 GiB.
+    max_body_size: int = 4 * 1024**3
+    #: Largest request line (target included) accepted: 414 past it.
+    max_request_line: int = 8190
+    #: Largest request head (all fields) accepted: 431 past it.
+    max_header_size: int = 65536
+    #: Most header fields accepted: 431 past it.
+    max_header_count: int = 100
+    #: Largest single header field (name + value): 431 past it.
+    max_header_field: int = 8190
+    #: Retry-After seconds on a 503 (queue full, application unavailable).
+    retry_after: int = 5
+    #: Client transport write-buffer high-water mark: the backend is paused above it.
+    write_buffer_high: int = 256 * 1024
+    #: Seconds given to in-flight requests at shutdown (SIGTERM/SIGINT).
+    shutdown_grace: float = 30.0
+    #: Show a failing application's error output (traceback) on 503 pages to loopback clients.
+    show_errors_to_loopback: bool = True
+    #: Seconds a tunnel (a connection switched to another protocol, e.g. WebSocket, after 101)
+    #: may carry no bytes either way before both sides are closed.
+    tunnel_idle_timeout: float = 300.0
+    #: Client addresses or CIDR networks ("*": any) whose X-Forwarded-For/-Proto/-Host and
+    #: Forwarded fields HTTP backends may see; from anyone else those fields are dropped.
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     sites: tuple[SiteConfig, ...]
     #: Every engine known after built-ins < <engines> < <userEngines> < TOML.
@@ -296,8 +347,9 @@ class ServerConfig:
     sources: tuple[str, ...] = ()
     notices: tuple[str, ...] = ()
     not_in_effect: tuple[NotInEffect, ...] = field(default=())
-    #: `[server] trusted_proxies`: who may send X-Forwarded-* to HTTP backends (front setting).
-    trusted_proxies: tuple[str, ...] = ()
+    #: The front server's limits and timeouts (`[server]` in the server TOML, attributes of
+    #: `<heliconZooServer>`); the command line's `--set` is applied over them by `corral.app`.
+    front: FrontSettings = field(default_factory=FrontSettings)
 
     def engine(self, name: str) -> EngineConfig:
         for engine in self.engines:

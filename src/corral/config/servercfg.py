@@ -4,17 +4,21 @@
 same name and adds new ones. `<switchboard>` `add name="*|engine|console" value="Enabled|Disabled"`
 applies to every site, or to one site inside `<location path="SiteName">`. The rest of the file
 (IIS's own sites, bindings, modules) is not read: sites come from Corral's server TOML.
+
+The front server's settings (Corral's own; Zoo had none) are attributes of the section itself,
+outside any `<location>`: `<heliconZooServer maxBodySize="10000000" headerTimeout="10">`
+(`settings.SERVER_BY_ATTRIBUTE`). The server TOML's `[server]` wins over them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from corral.config import convert
 from corral.config.declare import Written, declare_engine
 from corral.config.errors import Problems
 from corral.config.model import EngineConfig, EnvVar, Location, NotInEffect
-from corral.config.settings import ENGINE_BY_ATTRIBUTE
+from corral.config.settings import ENGINE_BY_ATTRIBUTE, SERVER_BY_ATTRIBUTE
 from corral.config.webconfig import apply_env_ops, env_ops
 from corral.config.xmlfile import Element, parse_xml
 
@@ -35,6 +39,8 @@ class ZooServer:
     #: site name ("" = every site) -> entries in order.
     switchboard: dict[str, tuple[SwitchEntry, ...]]
     not_in_effect: tuple[NotInEffect, ...]
+    #: The front server's settings (`<heliconZooServer>` attributes), not yet converted.
+    settings: Written = field(default_factory=dict)
 
 
 def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServer | None:
@@ -45,9 +51,28 @@ def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServ
     user: list[EngineConfig] = []
     switchboard: dict[str, list[SwitchEntry]] = {}
     not_in_effect: list[NotInEffect] = []
+    settings: Written = {}
 
     def section(web_server: Element, site: str) -> None:
         for zoo in web_server.find_all("heliconZooServer"):
+            for attribute, value in zoo.attrs.items():
+                setting = SERVER_BY_ATTRIBUTE.get(attribute)
+                if setting is None:
+                    known = ", ".join(sorted(SERVER_BY_ATTRIBUTE))
+                    problems.add(
+                        zoo.location,
+                        attribute,
+                        f"unknown attribute of <heliconZooServer> (known: {known})",
+                    )
+                elif site:
+                    problems.add(
+                        zoo.location,
+                        attribute,
+                        "a server setting applies to the whole server: set it on the "
+                        "<heliconZooServer> outside <location>",
+                    )
+                else:
+                    settings[setting.name] = (value, zoo.location)
             for child in zoo.children:
                 if child.tag == "engines":
                     engines.extend(_engines(child, "engines", problems))
@@ -74,6 +99,7 @@ def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServ
         tuple(user),
         {site: tuple(entries) for site, entries in switchboard.items()},
         tuple(not_in_effect),
+        settings,
     )
 
 

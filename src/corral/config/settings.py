@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from corral.config import convert
-from corral.config.model import Protocol, Transport
+from corral.config.model import FrontSettings, Protocol, Transport
 
 
 class Scope(enum.StrEnum):
@@ -33,10 +33,14 @@ class Scope(enum.StrEnum):
 class Kind(enum.StrEnum):
     STR = "string"
     INT = "integer"
+    #: A decimal number (seconds): 2, 2.5 or "2.5".
+    NUMBER = "number"
     BOOL = "boolean"
     CHOICE = "choice"
     PATH = "path"
     PATH_LIST = "path list"
+    #: Addresses or CIDR networks (or *): a list, or a `;`/`,`-separated string.
+    ADDRESSES = "addresses"
     MASK = "file masks"
     VIRTUAL_PATH = "virtual path"
     BINDINGS = "bindings"
@@ -58,8 +62,10 @@ class Setting:
     #: Whether the runtime acts on it yet; set-but-not-in-effect values are listed by check.
     in_effect: bool = True
     choices: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    #: The value must be greater than `minimum` (a timeout of 0 makes no sense).
+    above: bool = False
 
     def convert(self, value: object) -> object:
         """The typed value, or ValueError with a message (the reader adds file, line, name)."""
@@ -68,6 +74,10 @@ class Setting:
             return convert.to_choice(value, self.choices)
         if self.kind is Kind.INT:
             return convert.to_int(value, minimum=self.minimum, maximum=self.maximum)
+        if self.kind is Kind.NUMBER:
+            return convert.to_number(
+                value, minimum=self.minimum, maximum=self.maximum, above=self.above
+            )
         if converter is None:
             raise ValueError(f"{self.name} is not a scalar setting")
         return converter(value)
@@ -78,12 +88,44 @@ _CONVERTERS: dict[Kind, Callable[[object], object]] = {
     Kind.BOOL: convert.to_bool,
     Kind.PATH: convert.to_str,
     Kind.PATH_LIST: convert.to_list,
+    Kind.ADDRESSES: convert.to_trusted_proxies,
     Kind.MASK: convert.to_mask,
     Kind.VIRTUAL_PATH: convert.to_virtual_path,
 }
 
 _E = Scope.ENGINE
 _A = Scope.APP
+
+#: The front server's defaults: the server settings' defaults are read from it, so that each
+#: default is written once (in `FrontSettings`).
+FRONT_DEFAULTS = FrontSettings()
+
+
+def _server(
+    field: str,
+    zoo_name: str,
+    kind: Kind,
+    doc: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: bool = False,
+) -> Setting:
+    """A front-server setting: `server.FIELD`, TOML key FIELD in `[server]`, the attribute
+    `zoo_name` on applicationHost.config's `<heliconZooServer>`, default `FrontSettings`'."""
+    return Setting(
+        f"server.{field}",
+        Scope.SERVER,
+        field,
+        zoo_name,
+        kind,
+        getattr(FRONT_DEFAULTS, field),
+        doc,
+        minimum=minimum,
+        maximum=maximum,
+        above=above,
+    )
+
 
 SETTINGS: tuple[Setting, ...] = (
     # --- engines ---------------------------------------------------------------------------
@@ -215,8 +257,8 @@ SETTINGS: tuple[Setting, ...] = (
         "memoryLimit",
         Kind.INT,
         0,
-        "Recycle a worker whose resident memory passes this many megabytes (checked every 5 s; "
-        "it finishes its requests first); 0 = unlimited.",
+        "Recycle a worker whose resident memory passes this many megabytes (checked every "
+        "healthInterval seconds; it finishes its requests first); 0 = unlimited.",
         minimum=0,
     ),
     Setting(
@@ -300,6 +342,41 @@ SETTINGS: tuple[Setting, ...] = (
         10,
         "Seconds a stopping worker may finish its requests before it is killed.",
         minimum=1,
+    ),
+    Setting(
+        "engine.health_interval",
+        _E,
+        "health_interval",
+        "healthInterval",
+        Kind.NUMBER,
+        5.0,
+        "Seconds between a pool's health rounds: the machine's available memory, each "
+        "worker's memory (memoryLimit), timeLimit, and probes of idle workers.",
+        minimum=0,
+        above=True,
+    ),
+    Setting(
+        "engine.probe_interval",
+        _E,
+        "probe_interval",
+        "probeInterval",
+        Kind.NUMBER,
+        30.0,
+        "Seconds a worker may sit idle (unused and unprobed) before a health round probes it "
+        "(FastCGI: FCGI_GET_VALUES; HTTP: a connection).",
+        minimum=0,
+        above=True,
+    ),
+    Setting(
+        "engine.probe_timeout",
+        _E,
+        "probe_timeout",
+        "probeTimeout",
+        Kind.NUMBER,
+        10.0,
+        "Seconds a probed idle worker has to answer; one that does not is killed and replaced.",
+        minimum=0,
+        above=True,
     ),
     Setting(
         "engine.enabled",
@@ -599,15 +676,134 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Helicon's applicationHost.config to read <heliconZooServer> from.",
     ),
-    Setting(
-        "server.trusted_proxies",
-        Scope.SERVER,
+    _server(
         "trusted_proxies",
         "trustedProxies",
-        Kind.PATH_LIST,
-        (),
+        Kind.ADDRESSES,
         "Client addresses or CIDR networks (* = any) whose X-Forwarded-For/-Proto/-Host and "
         "Forwarded fields reach HTTP backends; from other clients those fields are replaced.",
+    ),
+    # The front server's limits and timeouts (`corral.front.settings.FrontSettings`, whose
+    # defaults these are). `corral serve --set NAME=VALUE` overrides them.
+    _server(
+        "header_timeout",
+        "headerTimeout",
+        Kind.NUMBER,
+        "Seconds a client has to send a complete request head (from its first byte, or from "
+        "the connection's start); past it: 408 when some bytes came, a silent close when none "
+        "did.",
+        minimum=0,
+        above=True,
+    ),
+    _server(
+        "keepalive_timeout",
+        "keepaliveTimeout",
+        Kind.NUMBER,
+        "Seconds a kept-alive client connection may stay idle between requests before it is "
+        "closed (silently).",
+        minimum=0,
+        above=True,
+    ),
+    _server(
+        "body_timeout",
+        "bodyTimeout",
+        Kind.NUMBER,
+        "Seconds without any request body bytes while a body is being read: 408.",
+        minimum=0,
+        above=True,
+    ),
+    _server(
+        "response_timeout",
+        "responseTimeout",
+        Kind.NUMBER,
+        "Seconds without any sign of the backend (waiting for its response head, or between "
+        "its body pieces; also a client that reads nothing of the response): 504, or the "
+        "connection is aborted once the response has started.",
+        minimum=0,
+        above=True,
+    ),
+    _server(
+        "acquire_timeout",
+        "acquireTimeout",
+        Kind.NUMBER,
+        "Seconds a request may wait for a free backend worker before it gets 503.",
+        minimum=0,
+        above=True,
+    ),
+    _server(
+        "max_body_size",
+        "maxBodySize",
+        Kind.INT,
+        "Largest request body accepted, in bytes (default 4 GiB); a larger one gets 413.",
+        minimum=0,
+    ),
+    _server(
+        "max_request_line",
+        "maxRequestLine",
+        Kind.INT,
+        "Longest request target accepted, in bytes; a longer one gets 414.",
+        minimum=1,
+    ),
+    _server(
+        "max_header_size",
+        "maxHeaderSize",
+        Kind.INT,
+        "Largest request head accepted (all header fields, each counted as name + value + 4), "
+        "in bytes; a larger one gets 431.",
+        minimum=1,
+    ),
+    _server(
+        "max_header_count",
+        "maxHeaderCount",
+        Kind.INT,
+        "Most header fields accepted in a request; more get 431.",
+        minimum=1,
+    ),
+    _server(
+        "max_header_field",
+        "maxHeaderField",
+        Kind.INT,
+        "Largest single header field (name + value + 4), in bytes; a larger one gets 431.",
+        minimum=1,
+    ),
+    _server(
+        "retry_after",
+        "retryAfter",
+        Kind.INT,
+        "Seconds sent as Retry-After on a 503 (queue full, application unavailable or deploying).",
+        minimum=0,
+    ),
+    _server(
+        "write_buffer_high",
+        "writeBufferHigh",
+        Kind.INT,
+        "Bytes of response waiting to be sent to a slow client above which reading from the "
+        "backend pauses (the client connection's write-buffer high-water mark).",
+        minimum=1,
+    ),
+    _server(
+        "shutdown_grace",
+        "shutdownGrace",
+        Kind.NUMBER,
+        "Seconds requests in flight are given to finish when the server stops (SIGTERM, "
+        "SIGINT), and a removed application's pool when a reload drops it.",
+        minimum=0,
+    ),
+    _server(
+        "show_errors_to_loopback",
+        "showErrorsToLoopback",
+        Kind.BOOL,
+        "Show a failing application's error output (its traceback) on 503 pages to loopback "
+        "clients (127.0.0.1, ::1).",
+    ),
+    _server(
+        "tunnel_idle_timeout",
+        "tunnelIdleTimeout",
+        Kind.NUMBER,
+        "Seconds a tunnel (a connection switched to another protocol after 101, e.g. a "
+        "WebSocket) may carry no bytes either way before both sides are closed.",
+        minimum=0,
+        above=True,
     ),
 )
 
@@ -630,6 +826,12 @@ APP_BY_VARIABLE: dict[str, Setting] = {
     for s in by_scope(Scope.APP)
     if s.kind is not Kind.ENV and s.name not in ("app.engine", "app.paths")
 }
+#: Front-server settings (FrontSettings fields): `[server]` TOML key -> setting.
+SERVER_BY_TOML: dict[str, Setting] = {
+    s.toml_key: s for s in by_scope(Scope.SERVER) if s.name != "server.application_host"
+}
+#: Front-server settings: `<heliconZooServer>` attribute -> setting.
+SERVER_BY_ATTRIBUTE: dict[str, Setting] = {s.zoo_name: s for s in SERVER_BY_TOML.values()}
 #: Application TOML key -> setting.
 APP_BY_TOML: dict[str, Setting] = {s.toml_key: s for s in by_scope(Scope.APP) if s.toml_key}
 

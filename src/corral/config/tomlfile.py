@@ -22,6 +22,8 @@ The server file:
     [server]
     application_host = "applicationHost.config"    # optional <heliconZooServer> source
     trusted_proxies = ["127.0.0.1", "10.0.0.0/8"] # may send X-Forwarded-* (HTTP backends)
+    max_body_size = 10_000_000                      # the front's limits and timeouts
+    header_timeout = 10                             # (settings.SERVER_BY_TOML)
     [engines."python.3.x.wsgi"]                     # add or override engines
     max_instances = 4
     [sites.main]
@@ -47,7 +49,7 @@ from corral.config.declare import Written, declare_engine
 from corral.config.errors import Problems
 from corral.config.model import Binding, EngineConfig, EnvVar, Location
 from corral.config.servercfg import SwitchEntry
-from corral.config.settings import APP_BY_TOML, ENGINE_BY_TOML, Kind
+from corral.config.settings import APP_BY_TOML, ENGINE_BY_TOML, SERVER_BY_TOML, Kind
 from corral.config.webconfig import EnvOp, HandlerOp, Section, ZooAppOp
 
 KeyPath = tuple[str | int, ...]
@@ -273,7 +275,7 @@ def site_sections(source: TomlSource, problems: Problems) -> tuple[Section, ...]
     app_paths: dict[str, tuple[str, ...]] = {}
     app_engines: dict[str, str] = {}
     for key in source.data:
-        if key not in ("apps", "locations", "engines"):
+        if key not in ("apps", "locations", "engines", "server"):
             problems.add(source.at(key), key, "unknown table in corral.toml")
     apps = _table(source, source.data.get("apps", {}), ("apps",), problems)
     for name, table in apps.items():
@@ -379,7 +381,34 @@ class ServerToml:
     file: str
     application_host: tuple[str, Location] | None
     sites: tuple[SiteDecl, ...]
-    trusted_proxies: tuple[str, ...] = ()
+    #: The front server's settings written in `[server]`, not yet converted (`declare_server`).
+    settings: Written
+
+
+def read_server_settings(
+    source: TomlSource, problems: Problems, *, server_file: bool = True
+) -> tuple[Written, tuple[str, Location] | None]:
+    """`[server]`: the front server's settings as written, and `application_host` (the path
+    made absolute) when `server_file` (a site's corral.toml served alone has no such key)."""
+    base = os.path.dirname(os.path.abspath(source.file))
+    written: Written = {}
+    application_host: tuple[str, Location] | None = None
+    server = _table(source, source.data.get("server", {}), ("server",), problems)
+    for key, value in server.items():
+        where = source.at("server", key)
+        setting = SERVER_BY_TOML.get(key)
+        if setting is not None:
+            written[setting.name] = (value, where)
+        elif key == "application_host" and not server_file:
+            problems.add(where, key, "only a server file names an applicationHost.config")
+        elif key == "application_host" and isinstance(value, str):
+            application_host = (os.path.normpath(os.path.join(base, value)), where)
+        elif key == "application_host":
+            problems.add(where, key, "expected a path")
+        else:
+            known = ", ".join(["application_host"] * server_file + sorted(SERVER_BY_TOML))
+            problems.add(where, key, f"unknown server setting (known: {known})")
+    return written, application_host
 
 
 def read_server(source: TomlSource, problems: Problems) -> ServerToml:
@@ -389,24 +418,7 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
     for key in source.data:
         if key not in ("server", "engines", "sites"):
             problems.add(source.at(key), key, "unknown table in the server file")
-    application_host: tuple[str, Location] | None = None
-    trusted_proxies: tuple[str, ...] = ()
-    server = _table(source, source.data.get("server", {}), ("server",), problems)
-    for key, value in server.items():
-        where = source.at("server", key)
-        if key == "application_host" and isinstance(value, str):
-            application_host = (os.path.normpath(os.path.join(base, value)), where)
-        elif key == "trusted_proxies":
-            try:
-                trusted_proxies = convert.to_trusted_proxies(value)
-            except ValueError as error:
-                problems.add(where, key, str(error))
-        else:
-            problems.add(
-                where,
-                key,
-                "unknown server setting" if key != "application_host" else "expected a path",
-            )
+    settings, application_host = read_server_settings(source, problems)
     sites: list[SiteDecl] = []
     for name, table in _table(source, source.data.get("sites", {}), ("sites",), problems).items():
         table = _table(source, table, ("sites", name), problems)
@@ -442,7 +454,7 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
         )
     if not sites:
         problems.add(Location(source.file, 1), "sites", "the server file declares no site")
-    return ServerToml(source.file, application_host, tuple(sites), trusted_proxies)
+    return ServerToml(source.file, application_host, tuple(sites), settings)
 
 
 def _mounts(

@@ -7,5 +7,5 @@
 - ``target``: the request path (percent-decoding, dot segments, the ``%2F`` choice);
 - ``proxy``: the backend's CGI head -> the client's response head (framing, hop-by-hop);
 - ``errorpages``: the HTML error responses; ``accesslog``: Combined Log Format lines;
-- ``settings``: limits and timeouts.
+- ``settings``: limits and timeouts (``FrontSettings``, from the configuration model).
 """

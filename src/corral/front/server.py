@@ -36,16 +36,9 @@ class FrontServer:
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.router = router
-        self.settings = settings or FrontSettings()
         self.loop = loop or asyncio.get_running_loop()
         self.closing = False
-        # Read on every request: plain attributes rather than a chain through settings.
-        self.header_timeout = self.settings.header_timeout
-        self.keepalive_timeout = self.settings.keepalive_timeout
-        self.body_timeout = self.settings.body_timeout
-        self.response_timeout = self.settings.response_timeout
-        self.tunnel_idle_timeout = self.settings.tunnel_idle_timeout
-        self.trusted_proxies = TrustedProxies(self.settings.trusted_proxies)
+        self.apply_settings(settings or FrontSettings())
         self.access_log = accesslog.enabled()
         fast = accesslog.writer() if self.access_log else None
         self.access_write = fast[0] if fast else None
@@ -61,12 +54,27 @@ class FrontServer:
         self._sweeper: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
         self._loopback: dict[str, bool] = {}
+
+    def apply_settings(self, settings: FrontSettings) -> None:
+        """Use ``settings`` from now on (at start, and when a reload changes them).
+
+        Timeouts, Retry-After, trusted proxies and the error pages apply at once, to every
+        connection; the size limits (request line, head, body) and the write-buffer mark are
+        taken by a connection when it opens: connections already open keep theirs."""
+        self.settings = settings
+        # Read on every request: plain attributes rather than a chain through settings.
+        self.header_timeout = settings.header_timeout
+        self.keepalive_timeout = settings.keepalive_timeout
+        self.body_timeout = settings.body_timeout
+        self.response_timeout = settings.response_timeout
+        self.tunnel_idle_timeout = settings.tunnel_idle_timeout
+        self.trusted_proxies = TrustedProxies(settings.trusted_proxies)
         self._limits = Limits(
-            max_request_line=self.settings.max_request_line,
-            max_header_bytes=self.settings.max_header_size,
-            max_header_count=self.settings.max_header_count,
-            max_header_field=self.settings.max_header_field,
-            max_body_size=self.settings.max_body_size,
+            max_request_line=settings.max_request_line,
+            max_header_bytes=settings.max_header_size,
+            max_header_count=settings.max_header_count,
+            max_header_field=settings.max_header_field,
+            max_body_size=settings.max_body_size,
         )
 
     # -- used by connections -----------------------------------------------------------------
