@@ -125,7 +125,13 @@ class SinkedProtocol(asyncio.Protocol):
         if sink is not None:
             sink.backend_error(exc)
 
+    #: The backend closed the connection (or it broke), rather than the front: the pool asks
+    #: then whether the worker has died (``Pool.release``).
+    closed_by_peer = False
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._closed:
+            self.closed_by_peer = True
         self._closed = True
         self._transport = None  # no transport <-> protocol cycle left for the GC to find
         if self._sink is not None:

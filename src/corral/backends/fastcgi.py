@@ -19,6 +19,7 @@ import logging
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 
 from corral.backends import (
@@ -99,6 +100,8 @@ _STDIN = int(RecordType.STDIN)
 _STDIN_PIECE = 0xFFF8
 #: Most requests one connection carries at once when it queues them (see ``follower``).
 MAX_PIPELINE = 16
+#: Requests queued on a connection its responder closed are sent back this much later (s).
+PEER_CLOSE_RETRY_DELAY = 0.02
 #: Per request id (1..MAX_PIPELINE + 1): BEGIN_REQUEST (keep the connection), the end of PARAMS,
 #: the end of STDIN.
 _IDS = range(1, MAX_PIPELINE + 2)
@@ -175,6 +178,9 @@ class FastCGIClientConnection(SinkedProtocol):
         self._began = 0.0
         #: Handles given out by ``follower()`` whose request has not begun yet.
         self._promised = 0
+        #: Called when the connection is free again after answers nobody waited for (the pool
+        #: sets it: see ``Pool._drained``).
+        self.on_drained: Callable[[FastCGIClientConnection], None] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -296,6 +302,7 @@ class FastCGIClientConnection(SinkedProtocol):
             sink.backend_flush()
 
     def eof_received(self) -> bool | None:
+        self.closed_by_peer = True
         self._fail(BackendClosed(f"{self.name} closed the connection before ending the request"))
         return None
 
@@ -353,6 +360,12 @@ class FastCGIClientConnection(SinkedProtocol):
         sink.backend_end(reusable)
         if self._queue and not self._closed:
             self._promote()
+        elif sink is _DISCARD and not self._closed and self._sink is None and not self._promised:
+            # The last answer on the connection was one nobody waited for, so no lease is
+            # left to give the connection back: tell the pool it is free.
+            drained = self.on_drained
+            if drained is not None:
+                drained(self)
 
     def _promote(self) -> None:
         """The next queued request is now the one in progress: its answer comes next."""
@@ -512,13 +525,18 @@ class FastCGIClientConnection(SinkedProtocol):
             if follower.sink is not _DISCARD:
                 sinks.append(follower.sink)
         # Told from the event loop, not from inside whatever is closing the connection (the
-        # pool's release, another request's error handling): each goes back to the pool.
+        # pool's release, another request's error handling): each goes back to the pool. When
+        # the responder closed it (it may be dying), a moment later, so that the pool can see
+        # the process gone before it hands them a worker again.
+        why = "the connection closed before the request began"
         try:
-            asyncio.get_running_loop().call_soon(
-                self._tell_not_started, sinks, "the connection closed before the request began"
-            )
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop runs (closing at exit): nobody is left to retry
-            pass
+            return
+        if self.closed_by_peer:
+            loop.call_later(PEER_CLOSE_RETRY_DELAY, self._tell_not_started, sinks, why)
+        else:
+            loop.call_soon(self._tell_not_started, sinks, why)
 
     def _encode_params(
         self, static: bytes, pairs: list[tuple[bytes, bytes]], rid: int = REQUEST_ID

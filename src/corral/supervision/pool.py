@@ -404,6 +404,8 @@ class _Worker(Generic[ConnT]):
     #: connections (the ones such requests may queue on).
     pipelining: bool = False
     busy_conns: list[ConnT] = field(default_factory=list)
+    #: Seen dead (its connection closed, the process a zombie) before its exit was reaped.
+    died: bool = False
     task: asyncio.Task[None] | None = None
     spawned_at: float = 0.0
     #: The restart generation this worker belongs to (``Pool.restart`` starts a new one).
@@ -606,6 +608,25 @@ class Pool(Generic[ConnT]):
             worker.busy_conns.append(conn)
         return lease
 
+    def _drained_conn(self, conn: Any) -> None:
+        """A connection carried only answers nobody waited for (requests withdrawn, or whose
+        clients left) after its last lease was given back: it is free again."""
+        for worker in self._workers.values():
+            if conn in worker.busy_conns:
+                worker.busy_conns.remove(conn)
+                if (
+                    worker.state.is_ready
+                    and not self._closing
+                    and not conn.is_closed
+                    and len(worker.idle_conns) < self._capacity
+                ):
+                    worker.idle_conns.append(conn)
+                    self._dispatch()
+                else:
+                    conn.close()
+                return
+        conn.close()
+
     def _withdraw_stuck(self) -> None:
         """Requests queued behind one that has run past QUEUE_AHEAD_LIMIT go back to the queue
         (``withdraw_stuck``), to the first worker free. Looked at, at most every
@@ -656,6 +677,8 @@ class Pool(Generic[ConnT]):
             return None
         self._reserve(best)
         self._arrivals += 1
+        if getattr(base, "on_drained", True) is None:
+            cast(Any, base).on_drained = self._drained_conn
         lease = Lease(
             conn=cast(ConnT, handle),
             worker_pid=best.process.pid,
@@ -846,6 +869,20 @@ class Pool(Generic[ConnT]):
                 worker.idle_conns.append(conn)
             else:
                 conn.close()
+        if (
+            not reusable
+            and worker is not None
+            and worker.state.is_ready
+            and getattr(conn, "closed_by_peer", False)
+            and worker.process is not None
+            and worker.process.gone()
+        ):
+            # It died and is not reaped yet: no more requests for it meanwhile (those sent back
+            # from its connection would be handed to it again, and wait on its listening
+            # socket until the pool reaps it).
+            worker.died = True
+            self._set_state(worker, WorkerState.STOPPING)
+            self._close_idle_connections(worker)
         if worker is not None:
             self._unreserve(worker, served=True)
         if self._drained is not None and not self._leases:
@@ -1625,7 +1662,7 @@ class Pool(Generic[ConnT]):
         self._check_restart()
 
     def _worker_exited(self, worker: _Worker[ConnT], code: int) -> None:
-        expected = worker.state is WorkerState.STOPPING
+        expected = worker.state is WorkerState.STOPPING and not worker.died
         self._set_state(worker, WorkerState.EXITED)
         self._forget(worker)
         if expected:

@@ -42,6 +42,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+import psutil  # type: ignore[import-untyped]
+
 from corral.config.expand import finish
 from corral.errors import (
     STACK_DUMP_SIGNAL,
@@ -288,6 +290,18 @@ class WorkerProcess:
     @property
     def running(self) -> bool:
         return not self._exit.done()
+
+    def gone(self) -> bool:
+        """Whether the process has died even though it is not reaped yet (a zombie, or no such
+        process): what a connection it closed may mean, before ``wait()`` says so."""
+        if self._exit.done():
+            return True
+        try:
+            return bool(psutil.Process(self.pid).status() == psutil.STATUS_ZOMBIE)
+        except psutil.NoSuchProcess:
+            return True
+        except (psutil.Error, OSError):
+            return False
 
     async def wait(self) -> int:
         """Wait for the process to end (cancelling the caller does not disturb the watch)."""
