@@ -165,6 +165,31 @@ def test_a_reload_applies_changed_server_settings(
     assert "1 unchanged" in server.wait_log("configuration reloaded")
 
 
+def test_a_reload_keeps_what_the_command_line_holds_and_refuses_a_bad_value(
+    tmp_path: Path, servers: list[CorralServer]
+) -> None:
+    path = _server_toml(tmp_path, "max_body_size = 1000\nretry_after = 2\n")
+    server = _start(path, "--set", "max_body_size=10000")
+    servers.append(server)
+    path.write_text(
+        path.read_text()
+        .replace("max_body_size = 1000", "max_body_size = 10")
+        .replace("retry_after = 2", "retry_after = 3")
+    )
+    server.signal(signal.SIGHUP)
+    held = server.wait_log("the command line holds them")
+    assert "max_body_size (--set max_body_size=10000)" in held
+    assert "retry_after 2 -> 3" in server.wait_log("in effect now")
+    assert _post(server.port, 5000) == b"a" * 5000  # --set still wins
+    # A bad value on reload: every error logged, the running settings stay.
+    path.write_text(path.read_text().replace("retry_after = 3", 'retry_after = "soon"'))
+    server.signal(signal.SIGHUP)
+    error = server.wait_log("the configuration has errors")
+    assert error  # the errors follow on the next lines
+    assert server.wait_log(f"{path}:3: retry_after: expected a whole number")
+    assert _post(server.port, 5000) == b"a" * 5000
+
+
 @pytest.mark.parametrize(
     ("server_table", "line", "expected"),
     [
