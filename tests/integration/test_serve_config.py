@@ -236,14 +236,22 @@ def test_check_reports_every_error_and_exits_1() -> None:
 # -- the fixture sites -------------------------------------------------------------------------
 
 
-def test_the_seed_example_serves(serve: Any) -> None:
-    server = serve(SITES / "seed-wsgi")
+def site_copy(tmp_path: Path, name: str) -> Path:
+    """A fixture site copied out of the source tree: serving writes its error logs (the
+    site's ERROR_LOG_DIR) under the site's folder."""
+    target = tmp_path / name
+    shutil.copytree(SITES / name, target, ignore=shutil.ignore_patterns("*.log", "__pycache__"))
+    return target
+
+
+def test_the_seed_example_serves(serve: Any, tmp_path: Path) -> None:
+    server = serve(site_copy(tmp_path, "seed-wsgi"))
     response = get(server.port, "/anything")
     assert (response.status, response.body) == (200, b"Hello from WSGI.project\n")
 
 
-def test_the_static_subfolder_site_serves_its_folders_natively(serve: Any) -> None:
-    server = serve(SITES / "static-subfolder")
+def test_the_static_subfolder_site_serves_its_folders_natively(serve: Any, tmp_path: Path) -> None:
+    server = serve(site_copy(tmp_path, "static-subfolder"))
     # static/web.config removes the shop's handlers, media/web.config clears them, and an empty
     # assets/.zoo disables the application there (Zoo 4): the front serves those folders.
     for path, body in [
@@ -264,9 +272,9 @@ def test_the_static_subfolder_site_serves_its_folders_natively(serve: Any) -> No
     assert (cart.status, cart.body) == (200, b"shop /cart\n")
 
 
-def test_the_django_project_serves_with_its_settings_module(serve: Any) -> None:
+def test_the_django_project_serves_with_its_settings_module(serve: Any, tmp_path: Path) -> None:
     pytest.importorskip("django")
-    server = serve(SITES / "django-project")
+    server = serve(site_copy(tmp_path, "django-project"))
     response = get(server.port, "/")
     assert (response.status, response.body) == (200, b"django at / (script '')")
     # static/web.config removes the handlers: the front serves the folder itself.
@@ -281,7 +289,7 @@ def test_the_django_project_at_a_virtual_path_sees_its_script_name(
     pytest.importorskip("django")
     (tmp_path / "server.toml").write_text(
         f'[sites.s]\nbindings = ["127.0.0.1:8080:"]\n'
-        f'[sites.s.apps."/shop"]\nphysical_path = "{SITES / "django-project"}"\n'
+        f'[sites.s.apps."/shop"]\nphysical_path = "{site_copy(tmp_path, "django-project")}"\n'
     )
     server = serve(tmp_path / "server.toml")
     response = get(server.port, "/shop/")
@@ -398,12 +406,14 @@ def test_a_tcp_service_engine_connects_to_a_running_server(serve: Any, tmp_path:
 
 
 def test_an_application_host_config_with_engines_user_engines_and_switchboard(
-    serve: Any,
+    serve: Any, tmp_path: Path
 ) -> None:
     from conftest import require_program
 
     require_program("php-cgi")
-    server = serve(SITES / "apphost" / "server.toml")
+    for name in ("apphost", "php-site", "django-project", "seed-wsgi"):  # (its relative paths)
+        site_copy(tmp_path, name)
+    server = serve(tmp_path / "apphost" / "server.toml")
     # Default Web Site: PHP at / (php.5.4.pipe from <engines>), Django at /django
     # (python.2.7.pipe from <userEngines>, amended by the TOML).
     php = get(server.port, "/index.php", "www.example.test")

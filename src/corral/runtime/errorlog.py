@@ -19,6 +19,7 @@ import logging.handlers
 import os
 import queue
 import re
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ DEFAULT_BACKUPS = 5
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
 _DATEFMT = "%Y-%m-%d %H:%M:%S"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: Corral's own log (never tagged with an application, so never copied to an app's file).
+_log = logging.getLogger("corral.runtime.errorlog")
 
 
 def log_file_name(app: str) -> str:
@@ -61,14 +64,24 @@ class _AppFile(logging.handlers.RotatingFileHandler):
             delay=True,
         )
         self.setFormatter(logging.Formatter(_FORMAT, _DATEFMT))
+        self._reported = False
 
     def _open(self):  # type: ignore[no-untyped-def]  # typeshed: -> TextIOWrapper
         os.makedirs(self.spec.folder, exist_ok=True)
         return super()._open()
 
     def handleError(self, record: logging.LogRecord) -> None:
-        # A full disk or a removed folder must not spam the host's stderr once per line.
-        pass
+        # A full disk, a folder that cannot be made: said once in Corral's own log (where the
+        # application's lines still go), not once per line on stderr.
+        if self._reported:
+            return
+        self._reported = True
+        _log.warning(
+            "cannot write the error log %s (%s); the application's lines go to Corral's "
+            "own log only",
+            self.baseFilename,
+            sys.exc_info()[1],
+        )
 
 
 class _Dispatcher(logging.Handler):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pytest
+
 from corral.runtime.errorlog import ErrorLogs, ErrorLogSpec, log_file_name
 
 
@@ -40,3 +42,24 @@ def test_records_of_known_applications_reach_their_files(tmp_path: Path) -> None
     assert "ValueError: boom" in text and "Traceback (most recent call last)" in text
     assert " INFO after the reload" in text
     assert "after the last owner" not in text
+
+
+def test_an_error_log_that_cannot_be_written_is_reported_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "log"
+    blocked.write_text("a file where the folder should be\n")
+    logger = logging.getLogger("corral.test_errorlog_blocked")
+    logs = ErrorLogs(logger)
+    caplog.set_level(logging.WARNING, logger="corral.runtime.errorlog")
+    try:
+        logs.open("app", ErrorLogSpec(str(blocked)))
+        for n in range(3):
+            logger.warning("line %d", n, extra={"app": "app"})
+        assert logs.flush()
+    finally:
+        logs.close()
+    reports = [r for r in caplog.records if r.name == "corral.runtime.errorlog"]
+    assert len(reports) == 1, [r.getMessage() for r in reports]
+    assert "cannot write the error log" in reports[0].getMessage()
+    assert str(blocked) in reports[0].getMessage()
