@@ -163,6 +163,33 @@ def test_client_closing_mid_response_calls_close_and_worker_keeps_serving(
     assert get(worker, "/hello").body == b"Hello, world!"
 
 
+def queued(client: fcgiclient.Client, rid: int, path: str) -> bytes:
+    """A whole bodiless request with id ``rid``, to send behind others on one connection."""
+    return client.conn.send_request(
+        rid, fcgiclient.encode(base_params(path)), keep_conn=True, stdin=b""
+    )
+
+
+def answers(
+    client: fcgiclient.Client, count: int
+) -> tuple[list[EndRequest], dict[int, bytes], list[tuple[str, int]]]:
+    """Read until ``count`` requests have ended: their END_REQUESTs in order, each one's
+    STDOUT, and the order of events ("out"/"end", request id)."""
+    ends: list[EndRequest] = []
+    out: dict[int, bytes] = {}
+    order: list[tuple[str, int]] = []
+    while len(ends) < count:
+        event = client.next_event()
+        assert event is not None
+        if isinstance(event, EndRequest):
+            ends.append(event)
+            order.append(("end", event.request_id))
+        elif isinstance(event, Stdout) and event.data:
+            out[event.request_id] = out.get(event.request_id, b"") + event.data
+            order.append(("out", event.request_id))
+    return ends, out, order
+
+
 def test_second_request_on_a_connection_waits_its_turn(worker: str) -> None:
     with Client(worker) as client:
         # Request 1's app is reading its body when request 2 begins on the same connection:
@@ -174,20 +201,11 @@ def test_second_request_on_a_connection_waits_its_turn(worker: str) -> None:
         client.begin(base_params("/hello"), rid=2, keep_conn=True)
         client.send_stdin(body[5000:], rid=1)
         client.send_stdin(b"", rid=1)
-        order: list[tuple[str, int]] = []
-        ends: dict[int, EndRequest] = {}
-        out: dict[int, bytes] = {1: b"", 2: b""}
-        while len(ends) < 2:
-            event = client.next_event()
-            assert event is not None
-            if isinstance(event, EndRequest):
-                ends[event.request_id] = event
-                order.append(("end", event.request_id))
-            elif isinstance(event, Stdout) and event.data:
-                out[event.request_id] += event.data
-                order.append(("out", event.request_id))
-        assert ends[1].protocol_status == ProtocolStatus.REQUEST_COMPLETE
-        assert ends[2].protocol_status == ProtocolStatus.REQUEST_COMPLETE
+        ends, out, order = answers(client, 2)
+        assert [(end.request_id, end.protocol_status) for end in ends] == [
+            (1, ProtocolStatus.REQUEST_COMPLETE),
+            (2, ProtocolStatus.REQUEST_COMPLETE),
+        ]
         assert order.index(("end", 1)) < order.index(("out", 2))
         assert out[1].startswith(b"Status: 200") and out[2].endswith(b"Hello, world!")
         assert client.request(base_params("/hello"), rid=3, keep_conn=True).status == "200 OK"
@@ -200,29 +218,17 @@ def test_requests_queued_on_a_connection_are_served_in_order(worker: str) -> Non
         values = client.get_values([b"CORRAL_PIPELINE"])
         assert values == {b"CORRAL_PIPELINE": b"1"}
         for round_ in range(3):
-            wire = b"".join(
-                client.conn.send_request(
-                    rid,
-                    fcgiclient.encode(base_params(f"/hello?n={rid}")),
-                    keep_conn=True,
-                    stdin=b"",
+            client.send(b"".join(queued(client, rid, f"/hello?n={rid}") for rid in (1, 2, 3)))
+            ends, out, order = answers(client, 3)
+            assert [end.request_id for end in ends] == [1, 2, 3], round_
+            assert all(end.protocol_status == ProtocolStatus.REQUEST_COMPLETE for end in ends)
+            # One answer after the other: no STDOUT of a request after its END_REQUEST.
+            assert [rid for kind, rid in order if kind == "end"] == [1, 2, 3]
+            for rid in (1, 2, 3):
+                assert order.index(("end", rid)) > max(
+                    i for i, event in enumerate(order) if event == ("out", rid)
                 )
-                for rid in (1, 2, 3)
-            )
-            client.send(wire)
-            ends: list[int] = []
-            bodies: dict[int, bytes] = {1: b"", 2: b"", 3: b""}
-            while len(ends) < 3:
-                event = client.next_event()
-                assert event is not None
-                if isinstance(event, EndRequest):
-                    assert event.protocol_status == ProtocolStatus.REQUEST_COMPLETE
-                    ends.append(event.request_id)
-                elif isinstance(event, Stdout):
-                    assert not ends or ends[-1] != event.request_id
-                    bodies[event.request_id] += event.data
-            assert ends == [1, 2, 3], round_
-            assert all(body.endswith(b"Hello, world!") for body in bodies.values())
+            assert all(out[rid].endswith(b"Hello, world!") for rid in (1, 2, 3))
 
 
 def test_a_queued_request_withdrawn_before_its_turn_is_not_run(worker: str, tmp_path: Path) -> None:
@@ -231,33 +237,17 @@ def test_a_queued_request_withdrawn_before_its_turn_is_not_run(worker: str, tmp_
     marker = tmp_path / "ran.txt"
     with Client(worker) as client:
         client.send(
-            client.conn.send_request(
-                1,
-                fcgiclient.encode(base_params("/sleep?seconds=0.3")),
-                keep_conn=True,
-                stdin=b"",
-            )
-            + client.conn.send_request(
-                2,
-                fcgiclient.encode(base_params(f"/closing?marker={marker}")),
-                keep_conn=True,
-                stdin=b"",
-            )
+            queued(client, 1, "/sleep?seconds=0.3") + queued(client, 2, f"/closing?marker={marker}")
         )
         time.sleep(0.05)  # request 1 is running, request 2 waits its turn
         client.abort(rid=2)
-        ends: dict[int, EndRequest] = {}
-        out: dict[int, bytes] = {1: b"", 2: b""}
-        while len(ends) < 2:
-            event = client.next_event()
-            assert event is not None
-            if isinstance(event, EndRequest):
-                ends[event.request_id] = event
-            elif isinstance(event, Stdout):
-                out[event.request_id] += event.data
+        ends, out, _ = answers(client, 2)
         assert b"slept in" in out[1]
-        assert out[2] == b""  # skipped: no head, no body
-        assert ends[2].protocol_status == ProtocolStatus.REQUEST_COMPLETE
+        assert 2 not in out  # skipped: no head, no body
+        assert (ends[1].request_id, ends[1].protocol_status) == (
+            2,
+            ProtocolStatus.REQUEST_COMPLETE,
+        )
         assert not marker.exists()  # the app never ran it
         # The same request not withdrawn runs (the marker works).
         assert (
@@ -274,28 +264,15 @@ def test_a_withdrawn_request_held_behind_another_is_skipped_and_the_next_served(
     # held, and request 3 too. Request 2 must be skipped, what is left of it forgotten, and
     # request 3 served (a leftover ABORT_REQUEST once had the worker spinning on it).
     with Client(worker, timeout=5.0) as client:
-        wire = b"".join(
-            client.conn.send_request(
-                rid, fcgiclient.encode(base_params("/hello")), keep_conn=True, stdin=b""
-            )
-            for rid in (1, 2)
+        client.send(
+            queued(client, 1, "/hello")
+            + queued(client, 2, "/hello")
+            + records.encode_abort_request(2)
+            + queued(client, 3, "/hello")
         )
-        wire += records.encode_abort_request(2)
-        wire += client.conn.send_request(
-            3, fcgiclient.encode(base_params("/hello")), keep_conn=True, stdin=b""
-        )
-        client.send(wire)
-        ends: list[int] = []
-        out: dict[int, bytes] = {1: b"", 2: b"", 3: b""}
-        while len(ends) < 3:
-            event = client.next_event()
-            assert event is not None
-            if isinstance(event, EndRequest):
-                ends.append(event.request_id)
-            elif isinstance(event, Stdout):
-                out[event.request_id] += event.data
-        assert ends == [1, 2, 3]
-        assert out[2] == b""
+        ends, out, _ = answers(client, 3)
+        assert [end.request_id for end in ends] == [1, 2, 3]
+        assert 2 not in out
         assert out[1].endswith(b"Hello, world!") and out[3].endswith(b"Hello, world!")
         assert client.request(base_params("/hello"), rid=2, keep_conn=True).status == "200 OK"
 
