@@ -33,6 +33,13 @@ def _mark(environ: Environ, text: str) -> None:
             f.write(text + "\n")
 
 
+def mark(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Leaves its query string in the marker file: one line per run of the app."""
+    _mark(environ, environ.get("QUERY_STRING", ""))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"marked"]
+
+
 def _json(start_response: StartResponse, data: object, status: str = "200 OK") -> list[bytes]:
     body = json.dumps(data).encode()
     start_response(status, [("Content-Type", "application/json")])
@@ -309,6 +316,7 @@ def validated_file(environ: Environ, start_response: StartResponse) -> Any:
 
 ROUTES: dict[str, Callable[..., Any]] = {
     "/hello": hello,
+    "/mark": mark,
     "/environ": environ_dump,
     "/input": read_input,
     "/first-line": first_line,
