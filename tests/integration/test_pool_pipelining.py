@@ -504,6 +504,12 @@ def test_a_request_queued_behind_a_slow_one_is_withdrawn_and_served_elsewhere_on
     run_closing(loop, pool, main())
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: Pool.release keeps a connection busy while in_flight counts requests whose "
+    "answers nobody waits for (withdrawn, or their client gone: no lease left), so no later "
+    "release gives it back; it stays open in worker.busy_conns, owned by nobody",
+)
 def test_the_connection_of_a_withdrawn_request_is_kept_alive_for_the_next(tmp_path: Path) -> None:
     """After a withdrawal, the slow request's connection serves the worker's next request:
     the pool does not lose track of it (no new connection to the worker)."""
@@ -562,12 +568,6 @@ def test_the_connection_of_a_withdrawn_request_is_kept_alive_for_the_next(tmp_pa
     run_closing("asyncio", pool, main())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the worker's empty answer to a withdrawn request (app_status 1, no output) "
-    "is parsed as a response: 'the response is empty (no CGI header block)' closes the "
-    "connection (FastCGIClientConnection._promote keeps a CGIResponseParser for _DISCARD)",
-)
 def test_the_answer_to_a_withdrawn_request_is_dropped_and_the_connection_serves_on(
     tmp_path: Path,
 ) -> None:
