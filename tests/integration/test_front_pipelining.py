@@ -7,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from test_front_harness import Conn, serving
 
 #: The slow request (seconds), and the longest a /hello may take meanwhile: half of it. A
@@ -18,12 +17,6 @@ LATENCY_BOUND = 0.75
 CLIENTS = 6
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="BUG: after withdrawals the worker spins on their leftovers and stops answering "
-    "(see test_worker_pipelining): a /hello gets a 504, others wait out the sleep. Not strict: "
-    "the scenario does not withdraw two requests in a row on every run",
-)
 def test_hellos_queued_behind_a_slow_request_are_not_held_up_by_it(tmp_path: Path) -> None:
     with serving(
         tmp_path, "--min", "2", "--max", "2", "--no-access-log", "--set", "response_timeout=20"

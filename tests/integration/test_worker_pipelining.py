@@ -40,20 +40,7 @@ def _answers(client: fcgiclient.Client, rids: set[int]) -> dict[int, tuple[bytes
     return {rid: (out[rid], ends[rid]) for rid in rids}
 
 
-#: BUG in corral.worker.server: after skipping a withdrawn request, what is left of it (its
-#: empty STDIN, its ABORT_REQUEST) stays in ``Connection.later``; between requests the serve
-#: loop takes it (``_take_later`` with no request in progress) and ``_side_event`` holds it
-#: again, forever: the thread spins and never reads its socket. Shown by two withdrawn
-#: requests in a row (the second is skipped by the look at the held events alone).
-_LIVELOCK = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the worker spins on the leftovers of withdrawn requests (Connection.later)",
-)
-
-
-@pytest.mark.parametrize(
-    "withdrawn", [1, pytest.param(2, marks=_LIVELOCK), pytest.param(3, marks=_LIVELOCK)]
-)
+@pytest.mark.parametrize("withdrawn", [1, 2, 3])
 def test_withdrawn_requests_are_skipped_and_the_connection_serves_on(
     worker: fcgiclient.Address, tmp_path: Path, withdrawn: int
 ) -> None:
