@@ -497,7 +497,7 @@ class Pool(Generic[ConnT]):
         self._queueable: set[asyncio.Future[_Worker[ConnT]]] = set()
         #: Leases of requests queued on busy connections, and when to look for stuck ones next.
         self._followers = 0
-        self._withdraw_at = 0.0
+        self._withdraw_timer: asyncio.TimerHandle | None = None
         #: When the policy was last asked (loop clock).
         self._evaluated_at = -1e9
         self._arrivals = 0
@@ -627,11 +627,25 @@ class Pool(Generic[ConnT]):
                 return
         conn.close()
 
+    def _on_withdraw_timer(self) -> None:
+        """Every QUEUE_AHEAD_LIMIT s while requests are queued on busy connections: those
+        behind a request that has run longer go back to the queue (``_withdraw_stuck``)."""
+        self._withdraw_timer = None
+        if not self._followers or self._closing:
+            return
+        self._withdraw_stuck()
+        self._withdraw_timer = self._running_loop().call_later(
+            QUEUE_AHEAD_LIMIT, self._on_withdraw_timer
+        )
+
     def _withdraw_stuck(self) -> None:
         """Requests queued behind one that has run past QUEUE_AHEAD_LIMIT go back to the queue
-        (``withdraw_stuck``), to the first worker free. Looked at, at most every
-        QUEUE_AHEAD_LIMIT s, as queued requests come and go."""
-        for worker in self._workers.values():
+        (``withdraw_stuck``), when another worker may take them (with one worker and no room,
+        they are as well where they are)."""
+        ready = [w for w in self._workers.values() if w.state.is_ready]
+        if len(ready) < 2 and not any(w.active < self._capacity for w in ready):
+            return
+        for worker in ready:
             for conn in worker.busy_conns:
                 withdraw = getattr(conn, "withdraw_stuck", None)
                 if withdraw is not None:
@@ -689,6 +703,10 @@ class Pool(Generic[ConnT]):
         )
         self._leases.add(lease)
         self._followers += 1
+        if self._withdraw_timer is None:
+            self._withdraw_timer = self._running_loop().call_later(
+                QUEUE_AHEAD_LIMIT, self._on_withdraw_timer
+            )
         return lease
 
     # ---------------------------------------------------------------- leasing by callback
@@ -836,9 +854,6 @@ class Pool(Generic[ConnT]):
         held = now - lease.started
         if lease.base is not None:
             self._followers -= 1
-        if self._followers and now >= self._withdraw_at:
-            self._withdraw_at = now + QUEUE_AHEAD_LIMIT
-            self._withdraw_stuck()
         service = self._service_time
         self._service_time = (
             held if service is None else service + _SERVICE_WEIGHT * (held - service)
@@ -901,6 +916,9 @@ class Pool(Generic[ConnT]):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            if self._withdraw_timer is not None:
+                self._withdraw_timer.cancel()
+                self._withdraw_timer = None
             background = [t for t in (self._health_task, *self._tasks) if t is not None]
             self._health_task = None
             for task in background:
