@@ -250,7 +250,7 @@ def queue_depth(service_time: float | None, limit: int) -> int:
     whichever worker is free first."""
     if limit < 2 or service_time is None:
         return 1
-    if service_time <= 0:
+    if service_time * limit <= QUEUE_AHEAD_LIMIT:  # (also: no division by a tiny number)
         return limit
     return max(1, min(limit, 1 + int(QUEUE_AHEAD_LIMIT / service_time)))
 
