@@ -42,7 +42,10 @@ TARGET_HELLO_CPU_US = 70.0  # hello keep-alive server CPU per request, at most t
 #: The scenarios the issue names: ``--check`` needs every one measured, without errors.
 ISSUE_SCENARIOS = ("hello", "hello-close", "1mib", "upload", "sleep50")
 # Below this share of connections in service (see connections_in_service), connections went
-# unanswered: reported for every server, and counted against Corral as errors would be.
+# unanswered: reported for every server, and counted against Corral as errors would be. Not for
+# scenarios that open a connection per request (close.lua): there a connection is answered
+# before it closes, so none can sit unanswered in the accept queue, and the time wrk spends
+# connecting, outside its latencies, makes the estimate read low as the rate grows.
 STARVED_SHARE = 0.8
 
 
@@ -174,7 +177,7 @@ def measure(
     if statuses:
         counts = ", ".join(f"{code} x {n}" for code, n in statuses.items())
         notes.append(f"answers by status in a 2 s sample run after the measurement: {counts}")
-    if served < STARVED_SHARE * conns:
+    if served < STARVED_SHARE * conns and scenario.script != "close.lua":
         notes.append(
             f"only about {served:.0f} of {conns} connections got answers; the others waited for "
             "a first response for most of the run (Debian's wrk counts them neither as errors nor "
@@ -343,6 +346,8 @@ def acceptance(rows: list[dict[str, Any]], *, complete: bool = False) -> list[di
         worst = max(row.get("repeats", {}).get("error_count", [row["error_count"]]))
         checks.append({"check": f"{name}: zero errors", "value": worst, "ok": worst == 0})
     for name in scenarios:
+        if SCENARIOS[name].script == "close.lua":
+            continue  # (see STARVED_SHARE)
         row = mine.get(name)
         conns = SCENARIOS[name].connections if row is None else row["connections"]
         check = f"{name}: every connection answered (>= {STARVED_SHARE:.0%} of {conns} in service)"
