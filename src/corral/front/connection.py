@@ -154,6 +154,7 @@ class HTTPConnection(asyncio.Protocol):
         "_host_parts",
         "_kind",
         "_lease",
+        "_logged",
         "_method",
         "_out_length",
         "_params",
@@ -224,6 +225,7 @@ class HTTPConnection(asyncio.Protocol):
         #: closes before serving it (BackendNotStarted): its CGI variables, and how often.
         self._params: list[tuple[bytes, bytes]] | None = None
         self._retries = 0
+        self._logged = False
 
     # -- asyncio.Protocol: the client side ---------------------------------------------------
 
@@ -254,6 +256,8 @@ class HTTPConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._transport = None  # no transport <-> protocol cycle left for the GC to find
+        if self._kind == _TUNNEL:
+            self._log_access()  # (a tunnel the client closed ends here: 101, bytes sent)
         self._server.connection_closed(self)
         if self._task is not None:
             self._task.cancel()
@@ -1002,10 +1006,12 @@ class HTTPConnection(asyncio.Protocol):
             assert self._route is not None
             self._route.pool.release(lease, reusable)
 
-    def _finish_request(self) -> None:
+    def _log_access(self) -> None:
+        """The request's access-log line (once per request)."""
         server = self._server
         request = self._request
-        if server.access_log and request is not None:
+        if server.access_log and request is not None and not self._logged:
+            self._logged = True
             fields = (
                 self.remote_host,
                 request.method,
@@ -1020,6 +1026,10 @@ class HTTPConnection(asyncio.Protocol):
                 server.access_write(accesslog.format_line(*fields))
             else:
                 accesslog.log_request(*fields)
+
+    def _finish_request(self) -> None:
+        server = self._server
+        self._log_access()
         if not self._body_done:
             self._linger()
             return

@@ -8,6 +8,8 @@ FastCGI backend (an asyncio server on a Unix socket) that echoes what it reads.
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -245,3 +247,37 @@ def test_a_101_to_a_request_that_is_not_tunnelled_is_a_502(tmp_path: Path) -> No
             writer.close()
 
     asyncio.run(main())
+
+
+def test_a_tunnel_the_client_closes_still_gets_its_access_log_line(tmp_path: Path) -> None:
+    lines: list[str] = []
+
+    async def main() -> None:
+        path = str(tmp_path / "backend.sock")
+        server = await asyncio.start_unix_server(lambda r, w: echo_backend(r, w, []), path)
+        front = FrontServer(PrefixRouter([Route("app", FakePool(path), upgrade=True)]))
+        front.access_log = True
+        front.access_write = lines.append
+        [(_, port)] = await front.listen("127.0.0.1", 0)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(UPGRADE)
+            await read_head(reader)
+            writer.write(b"hello")
+            assert await asyncio.wait_for(reader.readexactly(5), WAIT) == b"hello"
+            # Gone with a reset, not a half-close: the front only sees the connection end
+            # (the backend is not told "end of input" and does not end the tunnel).
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()
+            for _ in range(100):
+                if lines:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await front.stop(1)
+            server.close()
+
+    asyncio.run(main())
+    assert len(lines) == 1, lines
+    assert '"GET /chat HTTP/1.1" 101 5 ' in lines[0], lines[0]  # (5 bytes: "hello" back)
