@@ -301,3 +301,39 @@ def test_nginx_websocket_recipe_reaches_an_asgi_app_under_corral_serve(tmp_path:
                 assert ws.recv(timeout=WAIT) == blob
     finally:
         corral.stop()
+
+
+def test_apache_websocket_recipe_reaches_an_asgi_app_under_corral_serve(tmp_path: Path) -> None:
+    from websockets.sync.client import connect
+
+    apache = require_program("apache2", "/usr/sbin/apache2")
+    assert APACHE_MODULES.is_dir(), f"no Apache modules at {APACHE_MODULES}"
+    corral = serve_asgi(tmp_path, "starlette_app:app").start()
+    try:
+        port = free_port()
+        site = substitute(
+            recipe("apache-websocket"),
+            {
+                "<VirtualHost *:80>": f"<VirtualHost 127.0.0.1:{port}>",
+                '"http://127.0.0.1:8080/"': f'"http://127.0.0.1:{corral.port}/"',
+            },
+        )
+        user = "User www-data\nGroup www-data" if os.geteuid() == 0 else ""
+        main = APACHE_MAIN + f"LoadModule proxy_http_module {APACHE_MODULES}/mod_proxy_http.so\n"
+        conf = tmp_path / "httpd.conf"
+        conf.write_text(
+            main.format(tmp=tmp_path, port=port, modules=APACHE_MODULES, user=user, site=site)
+        )
+        with running([apache, "-f", str(conf), "-DFOREGROUND"], port, tmp_path / "error.log") as (
+            httpd
+        ):
+            status, _, body = httpd.request("GET", "/hello")
+            assert (status, body) == (200, b"Hello, Starlette!"), httpd.log
+            with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=WAIT) as ws:
+                ws.send("through apache and corral")
+                assert ws.recv(timeout=WAIT) == "through apache and corral"
+                blob = os.urandom(300_000)
+                ws.send(blob)
+                assert ws.recv(timeout=WAIT) == blob
+    finally:
+        corral.stop()
