@@ -307,6 +307,24 @@ async def settle(requests: list[Request]) -> None:
     await asyncio.wait_for(asyncio.gather(*(r.done for r in requests)), WAIT)
 
 
+async def queue_behind(
+    pool: FCGIPool, order: list[tuple[str, str]], slow: str, n: int
+) -> tuple[Request, FCGILease, list[FCGILease]]:
+    """Begin ``slow`` (a path: its attempt number is appended) on a free worker and queue
+    ``n`` leases behind it at once, starting over (up to ATTEMPTS times) when the machine
+    stalled past the window. Returns without yielding to the loop after the queueing, so the
+    caller's next step comes right after it."""
+    for attempt in range(ATTEMPTS):
+        request = Request(pool, f"{slow}&{attempt}", order)
+        lease = await idle_lease(pool)
+        request.start(lease)
+        queued = queue_on(pool, n)
+        if queued is not None:
+            return request, lease, queued
+        await settle([request])
+    raise AssertionError("no request could be queued behind a fresh one")
+
+
 # ------------------------------------------------------------------------------------ a. queue
 
 
@@ -320,17 +338,7 @@ def test_requests_queue_on_the_busy_connection_and_are_answered_in_order(
         order: list[tuple[str, str]] = []
         await warm_up(pool, order)
         assert connector.opened == 1  # one kept-alive connection so far
-        for attempt in range(ATTEMPTS):
-            slow = Request(pool, f"/sleep?0.3&{attempt}", order)
-            slow_lease = await idle_lease(pool)
-            slow.start(slow_lease)
-            queued = queue_on(pool, 2)
-            if queued is None:
-                await settle([slow])
-                continue
-            break
-        else:
-            raise AssertionError("no request could be queued behind a fresh one")
+        slow, slow_lease, queued = await queue_behind(pool, order, "/sleep?0.3", 2)
         fast = [Request(pool, f"/fast?q{i}", order) for i in range(2)]
         for request, queued_lease in zip(fast, queued, strict=True):
             assert queued_lease.queued and queued_lease.base is slow_lease.conn
@@ -378,21 +386,12 @@ def test_requests_that_may_not_queue_wait_in_the_pool(tmp_path: Path) -> None:
     async def main() -> None:
         order: list[tuple[str, str]] = []
         await warm_up(pool, order)
-        for attempt in range(ATTEMPTS):
-            slow = Request(pool, f"/sleep?0.3&{attempt}", order)
-            slow.start(await idle_lease(pool))
-            # A queueable request is queued on that connection at once (so the pool would
-            # queue one now: no stall past the window)...
-            probe = queue_on(pool, 1)
-            if probe is None:
-                await settle([slow])
-                continue
-            # ... and right after it, one that may not queue waits in the pool (a future).
-            got: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-            waiter = pool.lease_or_wait(got.set_result, False)
-            break
-        else:
-            raise AssertionError("no request could be queued behind a fresh one")
+        # A queueable request is queued on that connection at once (so the pool would queue
+        # one now: no stall past the window)...
+        slow, _, probe = await queue_behind(pool, order, "/sleep?0.3", 1)
+        # ... and right after it, one that may not queue waits in the pool (a future).
+        got: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        waiter = pool.lease_or_wait(got.set_result, False)
         assert isinstance(waiter, asyncio.Future), waiter
         assert pool.snapshot().waiting == 1
         second = Request(pool, "/fast?queued", order)
@@ -675,17 +674,7 @@ def test_requests_queued_on_a_killed_worker_are_leased_again(tmp_path: Path, at_
         other_lease = await idle_lease(pool)
         other.start(other_lease)
         await asyncio.sleep(0.03)
-        for attempt in range(ATTEMPTS):
-            doomed = Request(pool, f"/sleep?2&{attempt}", order)
-            doomed_lease = await idle_lease(pool)
-            doomed.start(doomed_lease)
-            queued = queue_on(pool, 2)
-            if queued is None:
-                await settle([doomed])
-                continue
-            break
-        else:
-            raise AssertionError("no request could be queued behind a fresh one")
+        doomed, doomed_lease, queued = await queue_behind(pool, order, "/sleep?2", 2)
         victim = doomed_lease.worker_pid
         assert victim != other_lease.worker_pid
         assert all(q.queued and q.base is doomed_lease.conn for q in queued)
@@ -734,19 +723,9 @@ def test_pipeline_depth_bounds_the_requests_on_one_connection(tmp_path: Path) ->
         await warm_up(pool, order)
         service = pool.snapshot().service_time
         assert queue_depth(service, 3) == 3  # the policy allows the full depth here
-        for attempt in range(ATTEMPTS):
-            slow = Request(pool, f"/sleep?0.3&{attempt}", order)
-            slow_lease = await idle_lease(pool)
-            slow.start(slow_lease)
-            queued = queue_on(pool, 2)
-            if queued is None:
-                await settle([slow])
-                continue
-            got: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-            third = pool.lease_or_wait(got.set_result, True)
-            break
-        else:
-            raise AssertionError("no request could be queued behind a fresh one")
+        slow, slow_lease, queued = await queue_behind(pool, order, "/sleep?0.3", 2)
+        got: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        third = pool.lease_or_wait(got.set_result, True)
         # Three on the connection (pipeline_depth): the next one waits in the pool.
         assert isinstance(third, asyncio.Future), third
         assert pool.snapshot().waiting == 1
