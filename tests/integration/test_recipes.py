@@ -275,9 +275,20 @@ def test_apache_recipe_serves_apps_over_a_unix_socket_and_tcp(
 # -------------------------------------------------------------------------------- WebSocket
 
 
-def test_nginx_websocket_recipe_reaches_an_asgi_app_under_corral_serve(tmp_path: Path) -> None:
+def assert_echoes(port: int, text: str) -> None:
+    """A WebSocket to the Starlette app's /ws echo, through the proxy on ``port``: a text
+    message and a 300 kB binary one come back whole."""
     from websockets.sync.client import connect
 
+    with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=WAIT) as ws:
+        ws.send(text)
+        assert ws.recv(timeout=WAIT) == text
+        blob = os.urandom(300_000)
+        ws.send(blob)
+        assert ws.recv(timeout=WAIT) == blob
+
+
+def test_nginx_websocket_recipe_reaches_an_asgi_app_under_corral_serve(tmp_path: Path) -> None:
     corral = serve_asgi(tmp_path, "starlette_app:app").start()
     try:
         port = free_port()
@@ -293,19 +304,12 @@ def test_nginx_websocket_recipe_reaches_an_asgi_app_under_corral_serve(tmp_path:
         with nginx_server(nginx_dir, site, port) as nginx:
             status, _, body = nginx.request("GET", "/hello")
             assert (status, body) == (200, b"Hello, Starlette!"), nginx.log
-            with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=WAIT) as ws:
-                ws.send("through nginx and corral")
-                assert ws.recv(timeout=WAIT) == "through nginx and corral"
-                blob = os.urandom(300_000)
-                ws.send(blob)
-                assert ws.recv(timeout=WAIT) == blob
+            assert_echoes(port, "through nginx and corral")
     finally:
         corral.stop()
 
 
 def test_apache_websocket_recipe_reaches_an_asgi_app_under_corral_serve(tmp_path: Path) -> None:
-    from websockets.sync.client import connect
-
     apache = require_program("apache2", "/usr/sbin/apache2")
     assert APACHE_MODULES.is_dir(), f"no Apache modules at {APACHE_MODULES}"
     corral = serve_asgi(tmp_path, "starlette_app:app").start()
@@ -329,11 +333,6 @@ def test_apache_websocket_recipe_reaches_an_asgi_app_under_corral_serve(tmp_path
         ):
             status, _, body = httpd.request("GET", "/hello")
             assert (status, body) == (200, b"Hello, Starlette!"), httpd.log
-            with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=WAIT) as ws:
-                ws.send("through apache and corral")
-                assert ws.recv(timeout=WAIT) == "through apache and corral"
-                blob = os.urandom(300_000)
-                ws.send(blob)
-                assert ws.recv(timeout=WAIT) == blob
+            assert_echoes(port, "through apache and corral")
     finally:
         corral.stop()
