@@ -416,7 +416,7 @@ class FastCGIClientConnection(SinkedProtocol):
         are in flight, and the one in progress began less than ``max_running`` s ago (a slow
         request would hold the queued ones up). Only for a responder that queues requests on
         a connection (Corral's worker advertises it: ``CORRAL_PIPELINE``). None otherwise."""
-        in_flight = (self._sink is not None) + len(self._queue) + self._promised
+        in_flight = self.in_flight
         if (
             not in_flight
             or in_flight >= min(depth, MAX_PIPELINE)

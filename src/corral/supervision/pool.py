@@ -691,8 +691,8 @@ class Pool(Generic[ConnT]):
             return None
         self._reserve(best)
         self._arrivals += 1
-        if getattr(base, "on_drained", True) is None:
-            cast(Any, base).on_drained = self._drained_conn
+        # (A connection that gives out followers says when it is free again: _drained_conn.)
+        cast(Any, base).on_drained = self._drained_conn
         lease = Lease(
             conn=cast(ConnT, handle),
             worker_pid=best.process.pid,
@@ -850,8 +850,7 @@ class Pool(Generic[ConnT]):
             return
         lease.released = True
         self._leases.discard(lease)
-        now = time.monotonic()
-        held = now - lease.started
+        held = time.monotonic() - lease.started
         if lease.base is not None:
             self._followers -= 1
         service = self._service_time
