@@ -57,9 +57,11 @@ from corral.runtime.errorlog import ErrorLogs
 from corral.runtime.reload import AppKey as ReloadKey
 from corral.runtime.reload import ConfigFiles, app_key, config_files, plan_reload
 from corral.runtime.watch import Change, FileWatcher
-from corral.supervision.pool import Pool, PoolError, PoolSettings
+from corral.supervision.lease import PoolError
+from corral.supervision.pool import Pool
 from corral.supervision.probe import fastcgi_probe
 from corral.supervision.service import ServicePool
+from corral.supervision.settings import PoolSettings
 
 logger = logging.getLogger("corral")
 
@@ -84,7 +86,7 @@ class ServeOptions:
 @dataclass(slots=True)
 class Application:
     config: AppConfig
-    pool: Pool[Any] | ServicePool[Any]
+    pool: Pool | ServicePool
     route: Route
     #: Deploy script, file watching, error log (applications with workers of their own).
     controller: AppController | None = None
@@ -118,7 +120,7 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
             problems.append(exc)
             continue
         label = app_label(app)
-        pool: Pool[Any] | ServicePool[Any]
+        pool: Pool | ServicePool
         if backend.plan is None:
             assert backend.address is not None
             pool = ServicePool(label, backend.address, settings, backend.connect)

@@ -40,15 +40,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
 from types import MappingProxyType
 
-from corral.backends import BackendConnection, fastcgi
+from corral.backends import PooledUpstream, fastcgi
 from corral.backends import http as http_backend
 from corral.config.errors import ConfigError, ConfigErrors
 from corral.config.expand import finish_argv, finish_env
 from corral.config.model import AppConfig, EngineKind, Location, Protocol, Transport
 from corral.supervision.launch import Address, LaunchPlan, python_worker_plan
 from corral.supervision.launch import Transport as LaunchTransport
-from corral.supervision.pool import PoolSettings, Probe
+from corral.supervision.lease import Probe
 from corral.supervision.probe import fastcgi_port_probe, port_probe
+from corral.supervision.settings import PoolSettings
 
 #: Requests that may wait for a worker before the pool answers 503. The pool's own default (100)
 #: suits an application with its own limits; for `corral serve`, clients should rather wait (up
@@ -66,7 +67,7 @@ class Unsupported(ConfigErrors):
     """The configuration asks for something this runtime cannot run (yet)."""
 
 
-Connect = Callable[[Address], Awaitable[BackendConnection]]
+Connect = Callable[[Address], Awaitable[PooledUpstream]]
 
 #: Requests one HTTP backend process serves at once (one kept-alive connection each): HTTP
 #: servers such as Node.js are event-driven, and a WebSocket holds its connection for as long as

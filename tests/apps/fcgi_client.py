@@ -57,6 +57,20 @@ class TestConnection:
         self._closed = True
         self.writer.close()
 
+    # What the pool asks of a connection between requests (``PooledUpstream``): this client
+    # takes no requests queued behind another.
+    closed_by_peer = False
+    in_flight = 0
+
+    def follower(self, depth: int, max_running: float) -> None:
+        return None
+
+    def withdraw_stuck(self, limit: float) -> int:
+        return 0
+
+    def when_drained(self, callback: object) -> None:
+        return None
+
     async def request(self, params: Params, *, keep_conn: bool = True) -> tuple[bytes, bytes]:
         """Send one request without a body; return the CGI response head and body. Raises
         ConnectionError when the worker closes the connection before END_REQUEST."""

@@ -20,8 +20,8 @@ from fcgi_client import connect
 from pool_testkit import responder_plan, run_under
 
 import corral.supervision.process as process_module
+from corral.supervision import Pool, PoolSettings
 from corral.supervision.launch import LaunchPlan, python_worker_plan
-from corral.supervision.pool import Pool, PoolSettings
 
 
 async def main(count: int, plan: LaunchPlan) -> None:

@@ -13,18 +13,19 @@ from typing import Any, Protocol, TypeVar
 import psutil  # type: ignore[import-untyped]
 import uvloop
 
+from corral.backends import PooledUpstream
 from corral.supervision.launch import LaunchPlan, Transport
-from corral.supervision.pool import BackendConnection, Pool
+from corral.supervision.pool import Pool
 
 APPS = Path(__file__).resolve().parent
 RESPONDER = APPS / "fcgi_responder.py"
 LOOPS = ("asyncio", "uvloop")
 
 T = TypeVar("T")
-C = TypeVar("C", bound=BackendConnection)
+C = TypeVar("C", bound=PooledUpstream)
 
 
-class Getter(BackendConnection, Protocol):
+class Getter(PooledUpstream, Protocol):
     async def get(self, path: str) -> bytes: ...
 
 
@@ -51,7 +52,7 @@ def run_under(loop: str, main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-def run_closing(loop: str, pool: Pool[Any], main: Coroutine[Any, Any, T]) -> T:
+def run_closing(loop: str, pool: Pool, main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` under ``loop``, then close ``pool`` (2 s grace) whatever happened."""
 
     async def guarded() -> T:
@@ -63,7 +64,7 @@ def run_closing(loop: str, pool: Pool[Any], main: Coroutine[Any, Any, T]) -> T:
     return run_under(loop, guarded())
 
 
-async def with_lease(pool: Pool[C], use: Callable[[C], Awaitable[T]]) -> tuple[int, T]:
+async def with_lease(pool: Pool, use: Callable[[C], Awaitable[T]]) -> tuple[int, T]:
     """Lease a worker, ``use`` its connection, release it (kept alive unless ``use`` failed);
     return the worker's pid and what ``use`` returned."""
     lease = await pool.acquire()
@@ -76,7 +77,7 @@ async def with_lease(pool: Pool[C], use: Callable[[C], Awaitable[T]]) -> tuple[i
     return lease.worker_pid, result
 
 
-async def get(pool: Pool[G], path: str = "/pid") -> tuple[int, bytes]:
+async def get(pool: Pool, path: str = "/pid") -> tuple[int, bytes]:
     """One GET through the pool: (the pid of the worker that answered, the body)."""
     return await with_lease(pool, lambda conn: conn.get(path))
 

@@ -47,7 +47,7 @@ class RoutedConnection(TestConnection):
         return body
 
 
-def pool_for(app: AppConfig) -> Pool[RoutedConnection]:
+def pool_for(app: AppConfig) -> Pool:
     """What `corral serve` does per application (engine kind PYTHON_WORKER)."""
     assert app.engine.kind is EngineKind.PYTHON_WORKER
     env = finish_env(app.env, app.module_vars, port=None, host=None, instance_id=0, base={})
@@ -64,9 +64,7 @@ def pool_for(app: AppConfig) -> Pool[RoutedConnection]:
     return Pool(f"{app.site}:{app.virtual_path}:{app.name}", plan, settings, RoutedConnection.open)
 
 
-async def call(
-    pool: Pool[RoutedConnection], script_name: bytes, path_info: bytes, filename: bytes = b""
-) -> bytes:
+async def call(pool: Pool, script_name: bytes, path_info: bytes, filename: bytes = b"") -> bytes:
     _pid, body = await with_lease(pool, lambda conn: conn.call(script_name, path_info, filename))
     return body
 
@@ -92,7 +90,7 @@ def test_two_sites_three_applications_each_with_its_own_environment() -> None:
         ("x.other.test:8080", b"/api/v1/items"),
     ]
     routes = [router.match(host, path) for host, path in requests]
-    pools: dict[str, Pool[RoutedConnection]] = {}
+    pools: dict[str, Pool] = {}
     for route in routes:
         assert route is not None and route.app is not None
         pools[route.app.name] = pool_for(route.app)
@@ -189,7 +187,7 @@ def test_the_php_site_serves_php_through_php_cgi() -> None:
     assert app.argv == ("php-cgi", "-c", f"{app.physical_path}/php.ini")
     env = finish_env(app.env, app.module_vars, port=None, host=None, instance_id=0)
     plan = LaunchPlan(argv=(php_cgi, *app.argv[1:]), env=env, cwd=app.current_directory)
-    pool: Pool[RoutedConnection] = Pool(
+    pool: Pool = Pool(
         "php",
         plan,
         PoolSettings(min_instances=1, max_instances=1, idle_timeout=None),

@@ -299,13 +299,19 @@ def test_early_response_to_an_upload_reaches_the_client(corral: CorralServer) ->
     """The app answers without reading the body: the front closes after the response but drains
     what the client still sends (lingering close), so the client reads the answer, not a reset."""
     body = b"x" * (8 * 1024 * 1024)
+    first = 1024 * 1024
     conn = Conn(corral.port)
     errors: list[BaseException] = []
+    answered = threading.Event()
 
     def upload() -> None:
+        # The rest of the body only leaves once the answer is in: the front must have answered
+        # while the body was still coming (however fast it forwards what came before).
         try:
             conn.send(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
-            conn.send(body)
+            conn.send(body[:first])
+            answered.wait(WAIT)
+            conn.send(body[first:])
         except OSError as exc:
             errors.append(exc)
 
@@ -313,6 +319,7 @@ def test_early_response_to_an_upload_reaches_the_client(corral: CorralServer) ->
     sender.start()
     try:
         response = conn.response()
+        answered.set()
         assert response.status == 200
         assert response.body == b"Hello, world!\n"
         assert response.header("connection") == "close"

@@ -23,8 +23,8 @@ from corral.backends import fastcgi, http
 from corral.front.routes import PrefixRouter, Route
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
+from corral.supervision import Pool, PoolSettings
 from corral.supervision.launch import LaunchPlan, Transport
-from corral.supervision.pool import Pool, PoolSettings
 from corral.supervision.probe import fastcgi_port_probe, port_probe
 
 BACKEND = Path(__file__).resolve().parent.parent / "apps" / "http_backend.py"
@@ -66,8 +66,8 @@ def plan(
 @asynccontextmanager
 async def serving(
     launch: LaunchPlan, settings: PoolSettings | None = None
-) -> AsyncIterator[tuple[int, Pool[http.HTTPClientConnection]]]:
-    pool: Pool[http.HTTPClientConnection] = Pool(
+) -> AsyncIterator[tuple[int, Pool]]:
+    pool: Pool = Pool(
         "generic",
         launch,
         settings or PoolSettings(start_timeout=WAIT, connections_per_worker=8),
@@ -244,7 +244,7 @@ def test_a_fastcgi_command_on_its_own_port(tmp_path: Path) -> None:
     )
 
     async def main() -> None:
-        pool: Pool[fastcgi.FastCGIClientConnection] = Pool(
+        pool: Pool = Pool(
             "fcgi-port",
             launch,
             PoolSettings(start_timeout=WAIT),

@@ -69,7 +69,7 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
-def ready_pids(pool: Pool[TestConnection]) -> list[int]:
+def ready_pids(pool: Pool) -> list[int]:
     return [w.pid for w in pool.snapshot().workers if w.state in ("idle", "busy") and w.pid]
 
 
@@ -85,7 +85,7 @@ class _ListHandler(logging.Handler):
 async def with_pool(
     plan: LaunchPlan,
     pool_settings: PoolSettings,
-    body: Callable[[Pool[TestConnection]], Awaitable[T]],
+    body: Callable[[Pool], Awaitable[T]],
 ) -> T:
     """Run ``body`` against a fresh pool; always close it and check no worker survives."""
     pool = Pool("testapp", plan, pool_settings, connect)
@@ -112,7 +112,7 @@ async def with_pool(
 
 
 def test_workers_start_lazily_on_first_acquire(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         await asyncio.sleep(0.3)
         assert pool.snapshot().workers == ()  # nothing before the first request
         pid, answer = await request(pool)
@@ -126,7 +126,7 @@ def test_workers_start_lazily_on_first_acquire(run: Run[None], tmp_path: Path) -
 
 
 def test_min_instances_started_after_first_request_and_kept(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         await request(pool)
         await eventually(lambda: len(ready_pids(pool)) == 3, what="3 workers")
         first = sorted(ready_pids(pool))
@@ -138,7 +138,7 @@ def test_min_instances_started_after_first_request_and_kept(run: Run[None], tmp_
 
 
 def test_max_instances_caps_workers_and_requests_queue(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         results = await asyncio.gather(*(request(pool, "/sleep/0.2") for _ in range(6)))
         pids = {pid for pid, _ in results}
         assert len(pids) == 2
@@ -152,7 +152,7 @@ def test_max_instances_caps_workers_and_requests_queue(run: Run[None], tmp_path:
 def test_a_full_queue_raises_overloaded_and_waiters_are_served_in_order(
     run: Run[None], tmp_path: Path
 ) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         held = await pool.acquire()
         order: list[int] = []
 
@@ -180,7 +180,7 @@ def test_a_full_queue_raises_overloaded_and_waiters_are_served_in_order(
 def test_waiting_longer_than_the_timeout_raises_acquire_timeout(
     run: Run[None], tmp_path: Path
 ) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         # The first lease waits for the worker to start: not bounded by the 0.2 s under test
         # (a loaded machine takes longer than that to start Python).
         held = await pool.acquire(timeout=15.0)
@@ -203,7 +203,7 @@ def test_waiting_longer_than_the_timeout_raises_acquire_timeout(
 
 
 def test_a_cancelled_waiter_leaves_no_trace(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         held = await pool.acquire()
         waiting = asyncio.ensure_future(pool.acquire())
         await eventually(lambda: pool.snapshot().waiting == 1, what="1 waiting")
@@ -223,7 +223,7 @@ def test_a_cancelled_waiter_leaves_no_trace(run: Run[None], tmp_path: Path) -> N
 def test_kept_alive_connections_are_reused_and_unreusable_ones_closed(
     run: Run[None], tmp_path: Path
 ) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         first = await pool.acquire()
         await first.conn.get("/pid")
         pool.release(first, reusable=True)
@@ -247,7 +247,7 @@ def test_kept_alive_connections_are_reused_and_unreusable_ones_closed(
 def test_try_acquire_leases_an_idle_kept_alive_connection_at_once_and_nothing_else(
     run: Run[None], tmp_path: Path
 ) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         assert pool.try_acquire() is None  # dormant: only acquire() starts workers
         first = await pool.acquire()
         assert pool.try_acquire() is None  # the one worker is busy
@@ -284,7 +284,7 @@ def test_try_acquire_leases_an_idle_kept_alive_connection_at_once_and_nothing_el
 def test_lease_or_wait_queues_with_acquire_in_one_fifo_and_delivers_by_callback(
     run: Run[None], tmp_path: Path
 ) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         got: list[Any] = []
         # Dormant: waking the pool may wait, so that is acquire()'s job.
         assert pool.lease_or_wait(got.append) is None
@@ -331,7 +331,7 @@ def test_lease_or_wait_queues_with_acquire_in_one_fifo_and_delivers_by_callback(
 def test_lease_or_wait_refuses_at_once_or_delivers_the_error_acquire_would_raise(
     run: Run[None], tmp_path: Path
 ) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         held = await pool.acquire()
         got: list[Any] = []
         assert isinstance(pool.lease_or_wait(got.append), asyncio.Future)
@@ -350,7 +350,7 @@ def test_lease_or_wait_refuses_at_once_or_delivers_the_error_acquire_would_raise
 
 
 def test_lease_or_wait_delivers_an_app_that_cannot_start(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         got: list[Any] = []
         assert pool.lease_or_wait(got.append) is None  # dormant
         first = asyncio.ensure_future(pool.acquire())  # wakes the pool: a worker starts
@@ -367,7 +367,7 @@ def test_lease_or_wait_delivers_an_app_that_cannot_start(run: Run[None], tmp_pat
 
 
 def test_tcp_transport(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         pid, answer = await request(pool)
         assert answer == str(pid).encode()
         address = pool.snapshot().workers[0].address
@@ -380,7 +380,7 @@ def test_tcp_transport(run: Run[None], tmp_path: Path) -> None:
 def test_connections_per_worker_lets_one_worker_serve_several_requests(
     run: Run[None], tmp_path: Path
 ) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         # Each request waits inside the worker until all three are there at once.
         results = await asyncio.gather(*(request(pool, "/barrier/3") for _ in range(3)))
         assert [answer for _, answer in results] == [b"met"] * 3
@@ -395,7 +395,7 @@ def test_a_worker_advertising_more_connections_gets_them(run: Run[None], tmp_pat
     """FCGI_MAX_CONNS above connections_per_worker (an ASGI worker's event loop takes many
     connections) raises the pool's per-worker capacity: three requests meet in one worker."""
 
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         results = await asyncio.gather(*(request(pool, "/barrier/3") for _ in range(3)))
         assert [answer for _, answer in results] == [b"met"] * 3
         assert len({pid for pid, _ in results}) == 1
@@ -413,7 +413,7 @@ def test_a_worker_killed_is_replaced_and_others_are_unaffected(
 ) -> None:
     caplog.set_level(logging.INFO, logger="corral")
 
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         await request(pool)
         await eventually(lambda: len(ready_pids(pool)) == 2, what="2 workers")
         a = await pool.acquire()
@@ -446,7 +446,7 @@ def test_a_worker_exiting_mid_request_is_logged_with_its_code(
 ) -> None:
     caplog.set_level(logging.INFO, logger="corral")
 
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         lease = await pool.acquire()
         pid = lease.worker_pid
         with pytest.raises(ConnectionError):
@@ -467,7 +467,7 @@ def test_a_worker_exiting_mid_request_is_logged_with_its_code(
 def test_an_app_that_fails_to_import_makes_requests_fail_with_its_traceback(
     run: Run[None], tmp_path: Path
 ) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         results = await asyncio.gather(*(pool.acquire() for _ in range(3)), return_exceptions=True)
         for error in results:
             assert isinstance(error, PoolUnavailable), error
@@ -499,7 +499,7 @@ def test_an_app_that_fails_to_import_makes_requests_fail_with_its_traceback(
 def test_a_worker_that_exits_before_ready_makes_the_app_unavailable(
     run: Run[None], tmp_path: Path, code: str, reason: str
 ) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         with pytest.raises(PoolUnavailable) as info:
             await pool.acquire()
         assert info.value.reason == reason
@@ -512,7 +512,7 @@ def test_a_worker_that_never_answers_the_probe_times_out_and_is_killed(
 ) -> None:
     caplog.set_level(logging.INFO, logger="corral")
 
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         started = time.monotonic()
         with pytest.raises(PoolUnavailable) as info:
             await pool.acquire()
@@ -530,7 +530,7 @@ def test_a_worker_that_never_answers_the_probe_times_out_and_is_killed(
 def test_a_program_that_cannot_be_executed_makes_the_app_unavailable(
     run: Run[None], tmp_path: Path
 ) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         with pytest.raises(PoolUnavailable) as info:
             await pool.acquire()
         assert "no-such-program-for-corral" in info.value.reason
@@ -540,7 +540,7 @@ def test_a_program_that_cannot_be_executed_makes_the_app_unavailable(
 
 
 def test_a_slow_start_serves_the_requests_that_waited(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         results = await asyncio.gather(*(request(pool) for _ in range(3)))
         assert len({pid for pid, _ in results}) == 1
 
@@ -551,7 +551,7 @@ def test_a_slow_start_serves_the_requests_that_waited(run: Run[None], tmp_path: 
 def test_without_retry_on_demand_requests_fail_fast_during_the_backoff(
     run: Run[None], tmp_path: Path
 ) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         with pytest.raises(PoolUnavailable):
             await pool.acquire()
         assert pool.snapshot().start_failures == 1
@@ -569,7 +569,7 @@ def test_without_retry_on_demand_requests_fail_fast_during_the_backoff(
 def test_failed_starts_back_off_while_other_workers_serve(run: Run[None], tmp_path: Path) -> None:
     marker = tmp_path / "broken"
 
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         await request(pool)
         await eventually(lambda: len(ready_pids(pool)) == 2, what="2 workers")
         marker.write_text("")  # from now on, new workers cannot start
@@ -594,7 +594,7 @@ def test_a_worker_refusing_connections_is_replaced_and_the_request_served(
 ) -> None:
     caplog.set_level(logging.INFO, logger="corral")
 
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         lease = await pool.acquire()
         broken = lease.worker_pid
         assert await lease.conn.get("/close-listener") == b"closed"
@@ -616,7 +616,7 @@ def test_a_runtime_directory_removed_behind_the_pools_back_is_recreated(
     """A tmp cleaner deleting the sockets: the unreachable worker is replaced on the next
     request, in a fresh private directory."""
 
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         lease = await pool.acquire()
         old_pid = lease.worker_pid
         pool.release(lease, reusable=False)
@@ -637,7 +637,7 @@ def test_a_runtime_directory_removed_behind_the_pools_back_is_recreated(
 
 
 def test_idle_workers_are_stopped_down_to_min(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         await asyncio.gather(*(request(pool, "/sleep/0.3") for _ in range(3)))
         assert len(pool.snapshot().workers) == 3
         pids = ready_pids(pool)
@@ -650,7 +650,7 @@ def test_idle_workers_are_stopped_down_to_min(run: Run[None], tmp_path: Path) ->
 
 
 def test_min_zero_scales_to_zero_and_starts_again_on_demand(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         first, _ = await request(pool)
         await eventually(lambda: pool.snapshot().workers == (), what="scale to zero")
         second, _ = await request(pool)
@@ -664,7 +664,7 @@ def test_min_zero_scales_to_zero_and_starts_again_on_demand(run: Run[None], tmp_
 
 
 def test_close_waits_for_requests_in_flight_within_grace(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         lease = await pool.acquire()
         pid = lease.worker_pid
         runtime_dir = pool._runtime_dir
@@ -691,7 +691,7 @@ def test_close_waits_for_requests_in_flight_within_grace(run: Run[None], tmp_pat
 
 
 def test_close_fails_waiting_requests(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         held = await pool.acquire()
         waiting = asyncio.ensure_future(pool.acquire())
         await eventually(lambda: pool.snapshot().waiting == 1, what="1 waiting")
@@ -708,7 +708,7 @@ def test_close_fails_waiting_requests(run: Run[None], tmp_path: Path) -> None:
 def test_close_stops_workers_after_the_grace_even_with_leases_held(
     run: Run[None], tmp_path: Path
 ) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         lease: Lease[TestConnection] = await pool.acquire()
         started = time.monotonic()
         await pool.close(grace=0.3)
@@ -721,7 +721,7 @@ def test_close_stops_workers_after_the_grace_even_with_leases_held(
 
 
 def test_close_while_a_worker_is_starting_kills_it(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         waiting = asyncio.ensure_future(pool.acquire())
         await eventually(
             lambda: any(w.pid for w in pool.snapshot().workers), what="a worker spawned"
@@ -741,7 +741,7 @@ def test_a_worker_ignoring_sigterm_is_killed_after_the_shutdown_timeout(
 ) -> None:
     caplog.set_level(logging.INFO, logger="corral")
 
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         pid, _ = await request(pool)
         started = time.monotonic()
         await pool.close(grace=0.1)
@@ -754,7 +754,7 @@ def test_a_worker_ignoring_sigterm_is_killed_after_the_shutdown_timeout(
 
 
 def test_a_cancelled_close_still_kills_every_worker(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         pid, _ = await request(pool)
         closing = asyncio.ensure_future(pool.close(grace=0.1))
         await asyncio.sleep(0.3)  # SIGTERM sent and ignored; 30 s to go before SIGKILL
@@ -770,7 +770,7 @@ def test_a_cancelled_close_still_kills_every_worker(run: Run[None], tmp_path: Pa
 
 
 def test_stopping_a_worker_stops_its_process_group(run: Run[None], tmp_path: Path) -> None:
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         await request(pool)
         grandchild = None
         for record in caplog_records:
@@ -800,7 +800,7 @@ def test_worker_output_is_logged_line_by_line_with_app_and_pid(
 ) -> None:
     caplog.set_level(logging.INFO, logger="corral")
 
-    async def body(pool: Pool[TestConnection]) -> int:
+    async def body(pool: Pool) -> int:
         pid, _ = await request(pool)
         return pid
 
@@ -820,7 +820,7 @@ def test_a_stream_of_queued_requests_is_served_in_order_on_either_loop(
     EVALUATE_EVERY s, the look skipped is made up by a timer, and on uvloop a timer asked for
     a time already past (a plain Handle, without when()) is handled."""
 
-    async def body(pool: Pool[TestConnection]) -> None:
+    async def body(pool: Pool) -> None:
         held = await pool.acquire()
         got: list[Any] = []
         for n in range(30):

@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
 
-from fcgi_client import TestConnection, connect
+from fcgi_client import connect
 from pool_testkit import APPS, pid_alive, run_under
 
 from corral.supervision import (
@@ -73,7 +73,7 @@ class Records(logging.Handler):
 def run_pool(
     plan: Any,
     pool_settings: PoolSettings,
-    body: Callable[[Pool[TestConnection], Records], Awaitable[T]],
+    body: Callable[[Pool, Records], Awaitable[T]],
     loop: str = "uvloop",
 ) -> T:
     """Run ``body`` against a fresh pool; close it; check that no worker survived."""
@@ -109,7 +109,7 @@ async def eventually(predicate: Callable[[], bool], what: str, within: float = 2
         await asyncio.sleep(0.05)
 
 
-async def get(pool: Pool[TestConnection], path: str = "/pid") -> int:
+async def get(pool: Pool, path: str = "/pid") -> int:
     """One request; the pid that answered."""
     lease = await pool.acquire()
     try:
@@ -121,7 +121,7 @@ async def get(pool: Pool[TestConnection], path: str = "/pid") -> int:
     return int(body)
 
 
-def ready(pool: Pool[TestConnection]) -> list[int]:
+def ready(pool: Pool) -> list[int]:
     return [w.pid for w in pool.snapshot().workers if w.state in ("idle", "busy") and w.pid]
 
 
@@ -129,7 +129,7 @@ def ready(pool: Pool[TestConnection]) -> list[int]:
 
 
 def test_a_worker_takes_requests_only_after_its_readiness_handshake() -> None:
-    async def body(pool: Pool[TestConnection], records: Records) -> None:
+    async def body(pool: Pool, records: Records) -> None:
         task = asyncio.ensure_future(get(pool))
         await eventually(lambda: bool(pool.snapshot().workers), "a worker spawned")
         await asyncio.sleep(0.5)  # the app is still importing (IMPORT_DELAY)
@@ -147,7 +147,7 @@ def test_a_worker_takes_requests_only_after_its_readiness_handshake() -> None:
 
 
 def test_a_request_past_the_timeout_is_cut_its_stack_logged_and_the_worker_replaced() -> None:
-    async def body(pool: Pool[TestConnection], records: Records) -> None:
+    async def body(pool: Pool, records: Records) -> None:
         hung_pid = await get(pool)
         lease = pool.try_acquire()  # the fast path's leases are timed too
         assert lease is not None and lease.worker_pid == hung_pid
@@ -171,7 +171,7 @@ def test_a_request_past_the_timeout_is_cut_its_stack_logged_and_the_worker_repla
 def test_a_timeout_costs_only_the_request_that_timed_out() -> None:
     """Two threads per worker: the other request in flight on the hung worker finishes."""
 
-    async def body(pool: Pool[TestConnection], records: Records) -> None:
+    async def body(pool: Pool, records: Records) -> None:
         await get(pool)
         hung = await pool.acquire()
         other = await pool.acquire()
@@ -193,7 +193,7 @@ def test_a_timeout_costs_only_the_request_that_timed_out() -> None:
 
 
 def test_a_worker_past_its_memory_limit_is_recycled_after_its_request() -> None:
-    async def body(pool: Pool[TestConnection], records: Records) -> None:
+    async def body(pool: Pool, records: Records) -> None:
         first = await get(pool, "/leak/40")
         await get(pool, "/leak/40")
         await eventually(lambda: first not in ready(pool), "the leaky worker recycled")
@@ -208,7 +208,7 @@ def test_a_worker_past_its_memory_limit_is_recycled_after_its_request() -> None:
 
 
 def test_time_limit_recycles_workers_one_at_a_time_without_failing_requests() -> None:
-    async def body(pool: Pool[TestConnection], records: Records) -> None:
+    async def body(pool: Pool, records: Records) -> None:
         pids: set[int] = set()
         failures = 0
         deadline = time.monotonic() + 4.0
@@ -230,7 +230,7 @@ def test_time_limit_recycles_workers_one_at_a_time_without_failing_requests() ->
 
 
 def test_max_requests_recycles_a_worker_after_that_many_plus_jitter() -> None:
-    async def body(pool: Pool[TestConnection], records: Records) -> None:
+    async def body(pool: Pool, records: Records) -> None:
         served: list[int] = [await get(pool) for _ in range(24)]
         counts = [served.count(pid) for pid in dict.fromkeys(served)]
         # Each worker but the last served between 5 and 5 + 50 % (jitter) requests.
@@ -246,7 +246,7 @@ def test_max_requests_recycles_a_worker_after_that_many_plus_jitter() -> None:
 
 
 def test_an_idle_worker_that_stops_answering_is_replaced() -> None:
-    async def body(pool: Pool[TestConnection], records: Records) -> None:
+    async def body(pool: Pool, records: Records) -> None:
         frozen = await get(pool)
         os.kill(frozen, signal.SIGSTOP)  # alive, but answers nothing any more
         try:
@@ -277,7 +277,7 @@ def test_a_crash_loop_backs_off_fails_and_recovers_when_the_files_are_fixed(
 ) -> None:
     (tmp_path / "app.py").write_text(BROKEN)
 
-    async def body(pool: Pool[TestConnection], records: Records) -> None:
+    async def body(pool: Pool, records: Records) -> None:
         errors: list[PoolUnavailable] = []
         deadline = time.monotonic() + 20.0
         while time.monotonic() < deadline and not pool.settings.backoff.gave_up(
@@ -318,7 +318,7 @@ def test_a_crash_loop_backs_off_fails_and_recovers_when_the_files_are_fixed(
 
 
 def test_no_worker_starts_below_the_memory_reserve_and_the_status_says_why() -> None:
-    async def body(pool: Pool[TestConnection], records: Records) -> None:
+    async def body(pool: Pool, records: Records) -> None:
         with pytest.raises(PoolUnavailable) as info:
             await get(pool)
         assert "below the reserve" in info.value.reason
@@ -339,7 +339,7 @@ def test_no_worker_starts_below_the_memory_reserve_and_the_status_says_why() -> 
 def test_under_load_only_the_requests_held_by_crashing_workers_fail() -> None:
     """Every tenth request a worker serves kills it: exactly those requests fail."""
 
-    async def body(pool: Pool[TestConnection], records: Records) -> None:
+    async def body(pool: Pool, records: Records) -> None:
         ok = failed = 0
 
         async def client(n: int) -> None:
@@ -367,7 +367,7 @@ def test_under_load_only_the_requests_held_by_crashing_workers_fail() -> None:
 
 
 def test_a_burst_scales_up_and_its_end_scales_back_to_the_floor() -> None:
-    async def body(pool: Pool[TestConnection], records: Records) -> None:
+    async def body(pool: Pool, records: Records) -> None:
         await get(pool)
         assert len(ready(pool)) == 1
         burst = [asyncio.ensure_future(get(pool, "/sleep/1.0")) for _ in range(12)]

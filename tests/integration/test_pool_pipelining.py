@@ -33,15 +33,15 @@ from pool_testkit import LOOPS, pid_alive, run_closing
 
 from corral.backends import (
     BODY_NONE,
-    BackendConnection,
     BackendError,
     BackendNotStarted,
+    Upstream,
     fastcgi,
 )
 from corral.backends.fastcgi import FastCGIClientConnection, encode_pairs
 from corral.supervision import Pool, PoolSettings, python_worker_plan
 from corral.supervision.launch import Address
-from corral.supervision.pool import Lease
+from corral.supervision.lease import Lease
 from corral.supervision.scaling import queue_depth
 
 #: The app: ``/fast``; ``/sleep?S`` (or ``/sleep?S&TAG``) sleeps S seconds; ``/mark?X``
@@ -84,8 +84,8 @@ ATTEMPTS = 5
 #: Upper bound for any one wait (seconds).
 WAIT = 20.0
 
-FCGIPool = Pool[FastCGIClientConnection]
-FCGILease = Lease[FastCGIClientConnection]
+FCGIPool = Pool
+FCGILease = Lease
 
 
 class Connector:
@@ -116,7 +116,7 @@ class Request:
         self.reusable: bool | None = None
         self.error: BackendError | None = None
         self.lease: FCGILease | None = None
-        self.handle: BackendConnection | None = None
+        self.handle: Upstream | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.finished_at = 0.0
 
@@ -125,7 +125,7 @@ class Request:
         self.lease = lease
         self.start_on(lease.conn)
 
-    def start_on(self, handle: BackendConnection) -> None:
+    def start_on(self, handle: Upstream) -> None:
         """Begin the request on a connection (or a ``Follower``), without a lease."""
         self.handle = handle
         path, _, query = self.target.partition("?")
@@ -282,7 +282,7 @@ async def idle_lease(pool: FCGIPool) -> FCGILease:
     got = pool.lease_or_wait(lambda _: None, True)
     if got is None:
         got = await pool.acquire()
-    assert isinstance(got, Lease) and not got.queued and got.base is None, got
+    assert isinstance(got, Lease) and not got.queued and not got.follower, got
     return got
 
 
@@ -341,7 +341,7 @@ def test_requests_queue_on_the_busy_connection_and_are_answered_in_order(
         slow, slow_lease, queued = await queue_behind(pool, order, "/sleep?0.3", 2)
         fast = [Request(pool, f"/fast?q{i}", order) for i in range(2)]
         for request, queued_lease in zip(fast, queued, strict=True):
-            assert queued_lease.queued and queued_lease.base is slow_lease.conn
+            assert queued_lease.queued and queued_lease.pooled is slow_lease.conn
             assert queued_lease.worker_pid == slow_lease.worker_pid
             assert queued_lease.conn is not slow_lease.conn  # its own handle
             request.start(queued_lease)
@@ -425,7 +425,7 @@ def test_pipeline_depth_1_turns_queueing_off(tmp_path: Path) -> None:
         assert isinstance(waiter, asyncio.Future), waiter
         await settle([slow])
         result = await asyncio.wait_for(got, WAIT)
-        assert isinstance(result, Lease) and not result.queued and result.base is None
+        assert isinstance(result, Lease) and not result.queued and not result.follower
         waited = Request(pool, "/fast?waited", order)
         waited.start(result)
         await settle([waited])
@@ -468,7 +468,7 @@ def test_a_request_queued_behind_a_slow_one_is_withdrawn_and_served_elsewhere_on
         else:
             raise AssertionError("no request could be queued behind a fresh one")
         [queued_lease] = queued
-        assert queued_lease.queued and queued_lease.base is long_lease.conn
+        assert queued_lease.queued and queued_lease.pooled is long_lease.conn
         withdrawn = Request(pool, "/mark?once", order)
         withdrawn.start(queued_lease)
 
@@ -531,7 +531,7 @@ def test_a_request_queued_behind_a_slow_one_is_withdrawn_without_other_traffic(
             break
         else:
             raise AssertionError("no request could be queued behind a fresh one")
-        assert queued[0].base is slow_lease.conn
+        assert queued[0].pooled is slow_lease.conn
         waiting = Request(pool, "/mark?alone", order)
         waiting.start(queued[0])
         began = time.monotonic()
@@ -677,7 +677,7 @@ def test_requests_queued_on_a_killed_worker_are_leased_again(tmp_path: Path, at_
         doomed, doomed_lease, queued = await queue_behind(pool, order, "/sleep?2", 2)
         victim = doomed_lease.worker_pid
         assert victim != other_lease.worker_pid
-        assert all(q.queued and q.base is doomed_lease.conn for q in queued)
+        assert all(q.queued and q.pooled is doomed_lease.conn for q in queued)
         behind = [Request(pool, f"/fast?behind{i}", order) for i in range(2)]
         for request, queued_lease in zip(behind, queued, strict=True):
             request.start(queued_lease)

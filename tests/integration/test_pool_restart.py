@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
 
-from fcgi_client import TestConnection, connect
+from fcgi_client import connect
 from pool_testkit import LOOPS, get, pid_alive, responder_plan
 from pool_testkit import run_closing as run
 
@@ -58,7 +58,7 @@ def settings(**overrides: Any) -> PoolSettings:
 class Load:
     """``clients`` loops sending requests back to back until stopped; counts what happened."""
 
-    def __init__(self, pool: Pool[TestConnection], clients: int = 4) -> None:
+    def __init__(self, pool: Pool, clients: int = 4) -> None:
         self.pool = pool
         self.ok = 0
         self.errors: list[str] = []
@@ -81,7 +81,7 @@ class Load:
         await asyncio.gather(*self._tasks)
 
 
-async def ready_pids(pool: Pool[TestConnection], count: int) -> list[int]:
+async def ready_pids(pool: Pool, count: int) -> list[int]:
     for _ in range(600):
         workers = [w for w in pool.snapshot().workers if w.state in ("idle", "busy")]
         if len(workers) >= count:
@@ -141,7 +141,7 @@ def test_a_retired_worker_finishes_its_request_before_sigterm(loop: str, tmp_pat
     run(loop, pool, main())
 
 
-async def ready_pids_after_first(pool: Pool[TestConnection]) -> list[int]:
+async def ready_pids_after_first(pool: Pool) -> list[int]:
     await get(pool, "/pid")
     return await ready_pids(pool, 1)
 

@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
 
-from fcgi_client import TestConnection, connect
+from fcgi_client import connect
 from pool_testkit import LOOPS, get, pid_alive
 from pool_testkit import run_closing as run
 
@@ -61,7 +61,7 @@ def make_app(root: Path, source: str = WSGI_APP) -> Path:
 
 def make_pool(
     root: Path, *, threads: int = 1, python: str = sys.executable, **overrides: Any
-) -> Pool[TestConnection]:
+) -> Pool:
     plan = python_worker_plan(root, python=python, threads=threads, app_env={})
     values: dict[str, Any] = {
         "min_instances": 1,

@@ -23,7 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
 
-from fcgi_client import TestConnection, connect
+from fcgi_client import connect
 from pool_testkit import pid_alive, run_under
 
 from corral.config import load_site
@@ -70,7 +70,7 @@ class Harness:
             idle_timeout=None,
             queue_timeout=WAIT,
         )
-        self.pool: Pool[TestConnection] = Pool(app.name, plan, settings, connect)
+        self.pool: Pool = Pool(app.name, plan, settings, connect)
         self.route = FakeRoute(self.pool)
         self.controller = AppController(
             runtime_spec(app, plan, **spec), self.pool, self.route, error_logs=error_logs

@@ -1,9 +1,11 @@
 """Asyncio clients for backend processes: FastCGI (``fastcgi``) and HTTP/1.1 (``http``), over a
-Unix socket or TCP. Both implement ``BackendConnection`` and report to a ``ResponseSink``."""
+Unix socket or TCP. Both implement ``PooledUpstream`` (the pool keeps and leases them; the front
+drives each request through the ``Upstream`` part) and report to a ``ResponseSink``."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -72,8 +74,9 @@ class ResponseSink(Protocol):
         """A request queued behind others on its connection is now the one in progress."""
 
 
-class BackendConnection(Protocol):
-    """One leased connection to a backend, serving one request at a time (the front drives it).
+class Upstream(Protocol):
+    """One request's way to a backend, as the front drives it (a backend connection, a request
+    queued on one, the static-file responder).
 
     ``begin(static, params, sink, body)`` starts a request: for FastCGI ``static`` is encoded
     name-value pairs and ``params`` the per-request CGI variables; for HTTP ``static`` is the
@@ -104,6 +107,33 @@ class BackendConnection(Protocol):
 
     @property
     def is_closed(self) -> bool: ...
+
+
+class PooledUpstream(Upstream, Protocol):
+    """A kept-alive backend connection as a pool holds it: an ``Upstream`` for the request it
+    serves, and what the pool asks of it between requests. Capabilities are declared here,
+    not discovered: a connection that does not take queued requests answers ``follower()``
+    with None and has nothing to withdraw."""
+
+    @property
+    def closed_by_peer(self) -> bool:
+        """The backend closed it (or it broke), not the front: the worker may have died."""
+
+    @property
+    def in_flight(self) -> int:
+        """Requests begun on it and not yet ended, queued ones included."""
+
+    def follower(self, depth: int, max_running: float) -> Upstream | None:
+        """An ``Upstream`` for one more request queued behind those in flight (pipelining),
+        or None when it does not take one now (or ever)."""
+
+    def withdraw_stuck(self, limit: float) -> int:
+        """Send back the queued requests behind one that has run past ``limit`` seconds;
+        returns how many."""
+
+    def when_drained(self, callback: Callable[[PooledUpstream], None]) -> None:
+        """Call ``callback(self)`` when it has carried only answers nobody waited for after
+        its last lease was given back (it is free again)."""
 
 
 class SinkedProtocol(asyncio.Protocol):
@@ -165,3 +195,18 @@ class SinkedProtocol(asyncio.Protocol):
         self._closed = True
         if self._transport is not None:
             self._transport.close()
+
+    # -- what a connection that takes no queued requests answers the pool (PooledUpstream) ---
+
+    @property
+    def in_flight(self) -> int:
+        return int(self._sink is not None)
+
+    def follower(self, depth: int, max_running: float) -> Upstream | None:
+        return None
+
+    def withdraw_stuck(self, limit: float) -> int:
+        return 0
+
+    def when_drained(self, callback: Callable[[PooledUpstream], None]) -> None:
+        return None

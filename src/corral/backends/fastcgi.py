@@ -28,6 +28,7 @@ from corral.backends import (
     BackendError,
     BackendNotStarted,
     BackendProtocolError,
+    PooledUpstream,
     ResponseSink,
     SinkedProtocol,
 )
@@ -181,8 +182,8 @@ class FastCGIClientConnection(SinkedProtocol):
         #: Handles given out by ``follower()`` whose request has not begun yet.
         self._promised = 0
         #: Called when the connection is free again after answers nobody waited for (the pool
-        #: sets it: see ``Pool._drained``).
-        self.on_drained: Callable[[FastCGIClientConnection], None] | None = None
+        #: sets it through ``when_drained``).
+        self._on_drained: Callable[[PooledUpstream], None] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -373,7 +374,7 @@ class FastCGIClientConnection(SinkedProtocol):
         elif sink is _DISCARD and not self._closed and self._sink is None and not self._promised:
             # The last answer on the connection was one nobody waited for, so no lease is
             # left to give the connection back: tell the pool it is free.
-            drained = self.on_drained
+            drained = self._on_drained
             if drained is not None:
                 drained(self)
 
@@ -409,6 +410,9 @@ class FastCGIClientConnection(SinkedProtocol):
         """Requests begun on this connection and not yet ended, the queued ones included, and
         the ones ``follower()`` has promised a place to."""
         return (self._sink is not None) + len(self._queue) + self._promised
+
+    def when_drained(self, callback: Callable[[PooledUpstream], None]) -> None:
+        self._on_drained = callback
 
     def follower(self, depth: int, max_running: float) -> Follower | None:
         """A handle for one more request queued behind those in flight (pipelining), when
@@ -652,7 +656,7 @@ class FastCGIClientConnection(SinkedProtocol):
 
 class Follower:
     """A request queued on a busy connection behind those in flight (``follower()``): the
-    ``BackendConnection`` the front drives for it. Until it is the connection's request in
+    ``Upstream`` the front drives for it. Until it is the connection's request in
     progress, pausing is remembered and giving up (``abort``/``close``) only drops its
     answer; after that, both act on the connection as for any request."""
 

@@ -1,5 +1,5 @@
 """HTTP/1.1 client: an asyncio Protocol to a backend that speaks HTTP (Node.js, any server on a
-port), implementing the same lease contract as the FastCGI client (``BackendConnection``).
+port), implementing the same lease contract as the FastCGI client (``PooledUpstream``).
 
 One request at a time per connection, kept alive between requests unless the backend says
 otherwise (``Connection: close``, HTTP/1.0, a body delimited by the close). The front builds the

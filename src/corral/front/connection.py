@@ -31,16 +31,16 @@ import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from corral.backends import (
     BODY_CHUNKED,
     BODY_LENGTH,
     BODY_NONE,
     BODY_TUNNEL,
-    BackendConnection,
     BackendError,
     BackendNotStarted,
+    Upstream,
 )
 from corral.front import accesslog, errorpages, forward, staticserve
 from corral.front.cgienv import header_params
@@ -50,13 +50,14 @@ from corral.front.target import BadTarget, decode_path, split_host
 from corral.protocol.http1.errors import HTTPProtocolError
 from corral.protocol.http1.events import NEED_DATA, PAUSED, Body, EndOfMessage, Request
 from corral.runtime.gate import DeployFailed, DeployInProgress
-from corral.supervision.pool import (
+from corral.supervision.lease import (
     AcquireTimeout,
     Lease,
-    Pool,
+    LeaseSource,
     PoolError,
     PoolOverloaded,
     PoolUnavailable,
+    Waiter,
 )
 
 if TYPE_CHECKING:
@@ -200,11 +201,11 @@ class HTTPConnection(asyncio.Protocol):
     def _reset_request(self) -> None:
         self._request: Request | None = None
         self._route: Route | None = None
-        self._lease: Any = None
-        self._backend: BackendConnection | None = None
+        self._lease: Lease | None = None
+        self._backend: Upstream | None = None
         self._task: asyncio.Task[None] | None = None
-        #: The pool and waiter of a request queued by callback (Pool.lease_or_wait).
-        self._waiter: tuple[Pool[Any], asyncio.Future[Any]] | None = None
+        #: The source and waiter of a request queued by callback (``lease_or_wait``).
+        self._waiter: tuple[LeaseSource, Waiter] | None = None
         self._method = b""
         self._body_done = True
         self._body_received = 0
@@ -426,39 +427,38 @@ class HTTPConnection(asyncio.Protocol):
         """Lease a backend for a plain request and start it (or queue for one)."""
         server = self._server
         pool = route.pool
-        if type(pool) is Pool:
-            # Leased by callback: no task, coroutine or timer per request (see _on_lease). A
-            # request of a safe method without a body may be queued on a busy worker's
-            # connection (and withdrawn from it: then it is sent again, first in line).
-            queueable = not has_body and self._method in _QUEUEABLE
-            if queueable:
-                self._params = params
-            try:
-                got = pool.lease_or_wait(
-                    partial(self._on_lease, pool, route, params, has_body),
-                    queueable,
-                    self._retries > 0,
-                )
-            except Exception as exc:
-                self._lease_failed(route, exc)
-                return
-            if got is not None:
-                if isinstance(got, Lease):
-                    self._lease = got
-                    self._start_forwarding(got.conn, params, has_body)
-                else:  # queued: the sweep gives up after acquire_timeout
-                    self._waiter = (pool, got)
-                    self._set_deadline(_ACQUIRE, server.settings.acquire_timeout)
-                return
+        # Leased by callback: no task, coroutine or timer per request (see _on_lease). A
+        # request of a safe method without a body may be queued on a busy worker's
+        # connection (and withdrawn from it: then it is sent again, first in line).
+        queueable = not has_body and self._method in _QUEUEABLE
+        if queueable:
+            self._params = params
+        try:
+            got = pool.lease_or_wait(
+                partial(self._on_lease, pool, route, params, has_body),
+                queueable,
+                self._retries > 0,
+            )
+        except Exception as exc:
+            self._lease_failed(route, exc)
+            return
+        if got is not None:
+            if isinstance(got, Lease):
+                self._lease = got
+                self._start_forwarding(got.conn, params, has_body)
+            else:  # queued: the sweep gives up after acquire_timeout
+                self._waiter = (pool, got)
+                self._set_deadline(_ACQUIRE, server.settings.acquire_timeout)
+            return
         self._task = server.loop.create_task(self._acquire(route, params, has_body))
 
     def _on_lease(
         self,
-        pool: Pool[Any],
+        pool: LeaseSource,
         route: Route,
         params: list[tuple[bytes, bytes]],
         has_body: bool,
-        got: Lease[Any] | PoolError | None,
+        got: Lease | PoolError | None,
     ) -> None:
         """The pool's answer to a request that queued in ``Pool.lease_or_wait``."""
         self._waiter = None
@@ -518,7 +518,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         self._task = server.loop.create_task(self._acquire_special(route, static, params, body))
 
-    async def _wait_lease(self, route: Route) -> Any:
+    async def _wait_lease(self, route: Route) -> Lease | None:
         """Wait for a lease from the route's pool (the queued path); None when the request was
         answered instead (deploy page, 503) or the client left meanwhile."""
         try:
@@ -555,7 +555,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def _start_special(
         self,
-        backend: BackendConnection,
+        backend: Upstream,
         static: bytes,
         params: list[tuple[bytes, bytes]],
         body: int,
@@ -677,7 +677,7 @@ class HTTPConnection(asyncio.Protocol):
             await waiter
 
     def _start_forwarding(
-        self, backend: BackendConnection, params: list[tuple[bytes, bytes]], body: bool
+        self, backend: Upstream, params: list[tuple[bytes, bytes]], body: bool
     ) -> None:
         self._backend = backend
         assert self._route is not None
@@ -691,7 +691,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         self._send_pending_body(backend)
 
-    def _send_pending_body(self, backend: BackendConnection) -> None:
+    def _send_pending_body(self, backend: Upstream) -> None:
         """The backend is leased: send what body came meanwhile and read the rest."""
         pending = self._pending_body
         self._pending_body = None
@@ -930,7 +930,7 @@ class HTTPConnection(asyncio.Protocol):
         if self._closed:
             logger.error("%s: %s (client already gone): %s", name, what, exc)
             return
-        timed_out = lease is not None and getattr(lease, "timed_out", False)
+        timed_out = lease is not None and lease.timed_out
         if self._status == 0 or self._pending_head is not None:
             self._pending_head = None
             self._head_buffer = None

@@ -12,43 +12,37 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from corral.backends import BackendConnection
 from corral.backends.fastcgi import encode_pairs
 from corral.config.model import ServerConfig, StaticPolicy
 from corral.front.cgienv import Pairs, route_params, script_params
 from corral.routing import Router as ModelRouter
 from corral.routing import is_file_pattern
-from corral.supervision.pool import PoolUnavailable
-
-
-class Lease(Protocol):
-    @property
-    def conn(self) -> BackendConnection: ...
-
-
-class BackendPool(Protocol):
-    """What the front needs of ``corral.supervision.pool.Pool``."""
-
-    async def acquire(self, timeout: float | None = ...) -> Any: ...  # noqa: ASYNC109
-
-    def try_acquire(self) -> Any:
-        """A lease at once when one is free and nobody waits, else None (then ``acquire``)."""
-
-    def release(self, lease: Any, reusable: bool) -> None: ...
+from corral.supervision.lease import Deliver, Lease, LeaseSource, PoolUnavailable, Waiter
 
 
 class _NoPool:
-    """The pool of a static route: never asked (static routes are answered from disk)."""
+    """The lease source of a static route: never asked (static routes are answered from
+    disk)."""
 
-    async def acquire(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+    name = "static"
+
+    def lease_or_wait(
+        self, deliver: Deliver, queueable: bool = False, first: bool = False
+    ) -> Lease | Waiter | None:
         raise PoolUnavailable("static", "static files have no application")
 
-    def try_acquire(self) -> Any:
+    def cancel_wait(self, waiter: Waiter) -> None:
         return None
 
-    def release(self, lease: Any, reusable: bool) -> None:
+    def try_acquire(self) -> Lease | None:
+        return None
+
+    async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
+        raise PoolUnavailable("static", "static files have no application")
+
+    def release(self, lease: Lease, reusable: bool) -> None:
         return None
 
 
@@ -60,7 +54,7 @@ class Route:
     """One application (or, with ``static``, one static folder) as the front sees it."""
 
     name: str
-    pool: BackendPool
+    pool: LeaseSource
     #: The application's virtual path, without a trailing slash ("" for the root application).
     script_name: bytes = b""
     document_root: bytes = b""

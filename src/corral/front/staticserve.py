@@ -1,7 +1,7 @@
 """Static files for URLs that no handler maps, answered by the front from the mount's folder.
 
 A ``StaticResponse`` plays the part of a backend connection for one request
-(``corral.backends.BackendConnection``): it tells the connection (its ``ResponseSink``) a
+(``corral.backends.Upstream``): it tells the connection (its ``ResponseSink``) a
 response head, body pieces and the end, exactly as a FastCGI backend does, so that framing,
 keep-alive, HEAD, the access log, deadlines and back-pressure are the connection's own, shared
 with applications.
@@ -96,7 +96,7 @@ class StaticResponse:
         self._left = 0
         self._paused = False
 
-    # -- BackendConnection ---------------------------------------------------------------------
+    # -- Upstream ---------------------------------------------------------------------------
 
     def begin(
         self, static: bytes, params: list[tuple[bytes, bytes]], sink: ResponseSink, has_body: int

@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from corral.config.model import AppConfig
 from corral.runtime import policy
@@ -33,6 +33,7 @@ from corral.runtime.gate import DeployFailed, DeployGate, DeployInProgress
 from corral.runtime.policy import ChangeAction, Phase, RequestAction
 from corral.runtime.watch import Change, FileWatcher, WatchRules, find_virtualenvs
 from corral.supervision.launch import LaunchPlan
+from corral.supervision.lease import Lease, LeaseSource
 from corral.supervision.pool import Pool
 
 _log = logging.getLogger("corral.runtime")
@@ -42,7 +43,7 @@ class Routed(Protocol):
     """The front's route for the application: the controller points its ``pool`` at the gate
     while the application is held back, and back at the pool afterwards."""
 
-    pool: Any
+    pool: LeaseSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ class AppController:
     def __init__(
         self,
         spec: RuntimeSpec,
-        pool: Pool[Any],
+        pool: Pool,
         route: Routed,
         *,
         error_logs: ErrorLogs | None = None,
@@ -77,7 +78,7 @@ class AppController:
         self.phase = Phase.SERVING if spec.deploy is None else Phase.DEPLOY_NEEDED
         self.last_deploy: DeployResult | None = None
         self._error_logs = error_logs
-        self._gate = DeployGate(self._gated_acquire, pool.release)
+        self._gate = DeployGate(pool.name, self._gated_acquire, pool.release)
         self._watcher: FileWatcher | None = None
         self._deploy_task: asyncio.Task[None] | None = None
         self._restart_task: asyncio.Task[bool] | None = None
@@ -131,7 +132,7 @@ class AppController:
 
     # ------------------------------------------------------------------ requests
 
-    async def _gated_acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109
+    async def _gated_acquire(self, timeout: float | None) -> Lease:  # noqa: ASYNC109
         action = policy.on_request(self.phase)
         if action is RequestAction.SERVE:  # the gate was lifted while this request came in
             return await self.pool.acquire(timeout)

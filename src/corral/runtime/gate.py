@@ -18,9 +18,8 @@ went up finishes normally).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
-from corral.supervision.pool import PoolError, PoolUnavailable
+from corral.supervision.lease import Deliver, Lease, PoolError, PoolUnavailable, Waiter
 
 
 class DeployInProgress(PoolError):
@@ -42,22 +41,33 @@ class DeployFailed(PoolUnavailable):
 
 
 class DeployGate:
-    """Stands in for a pool on a route (the front's ``BackendPool``)."""
+    """Stands in for a pool on a route (a ``LeaseSource``)."""
 
     def __init__(
         self,
-        acquire: Callable[[float | None], Awaitable[Any]],
-        release: Callable[[Any, bool], None],
+        name: str,
+        acquire: Callable[[float | None], Awaitable[Lease]],
+        release: Callable[[Lease, bool], None],
     ) -> None:
+        self.name = name
         self._acquire = acquire
         self._release = release
 
-    def try_acquire(self) -> None:
+    def lease_or_wait(
+        self, deliver: Deliver, queueable: bool = False, first: bool = False
+    ) -> Lease | Waiter | None:
+        """No fast path while the application is held back: always ``acquire()`` (None)."""
+        return None
+
+    def cancel_wait(self, waiter: Waiter) -> None:
+        """(Nothing waits by callback here.)"""
+
+    def try_acquire(self) -> Lease | None:
         """No fast path while the application is held back: always ``acquire()``."""
         return None
 
-    async def acquire(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+    async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
         return await self._acquire(timeout)
 
-    def release(self, lease: Any, reusable: bool) -> None:
+    def release(self, lease: Lease, reusable: bool) -> None:
         self._release(lease, reusable)

@@ -14,6 +14,17 @@ from corral.supervision.launch import (
     corral_package_parent,
     python_worker_plan,
 )
+from corral.supervision.lease import (
+    AcquireTimeout,
+    Connect,
+    Lease,
+    LeaseSource,
+    PoolClosed,
+    PoolError,
+    PoolOverloaded,
+    PoolUnavailable,
+    Probe,
+)
 from corral.supervision.lifecycle import (
     READY_STATES,
     TERMINAL_STATES,
@@ -22,21 +33,7 @@ from corral.supervision.lifecycle import (
     WorkerState,
     check_transition,
 )
-from corral.supervision.pool import (
-    AcquireTimeout,
-    BackendConnection,
-    Connect,
-    Lease,
-    Pool,
-    PoolClosed,
-    PoolError,
-    PoolOverloaded,
-    PoolSettings,
-    PoolSnapshot,
-    PoolUnavailable,
-    Probe,
-    WorkerInfo,
-)
+from corral.supervision.pool import Pool, PoolSnapshot, WorkerInfo
 from corral.supervision.probe import ProbeFailed, fastcgi_probe, get_values
 from corral.supervision.process import SpawnError, WorkerProcess, describe_returncode
 from corral.supervision.scaling import (
@@ -46,6 +43,7 @@ from corral.supervision.scaling import (
     WorkerLoad,
     decide,
 )
+from corral.supervision.settings import PoolSettings
 
 __all__ = [
     "LIVENESS_FD",
@@ -54,11 +52,11 @@ __all__ = [
     "TRANSITIONS",
     "AcquireTimeout",
     "Address",
-    "BackendConnection",
     "Connect",
     "IllegalTransition",
     "LaunchPlan",
     "Lease",
+    "LeaseSource",
     "LoadSample",
     "Pool",
     "PoolClosed",

@@ -71,16 +71,27 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import cast
 
 import psutil  # type: ignore[import-untyped]
 
-from corral.errors import CorralError, ExitCode
+from corral.backends import PooledUpstream, Upstream
+from corral.errors import ExitCode
 from corral.protocol.fastcgi.constants import CORRAL_PIPELINE, FCGI_MAX_CONNS
-from corral.supervision.backoff import StartBackoff
 from corral.supervision.launch import Address, LaunchPlan, Transport
+from corral.supervision.lease import (
+    AcquireTimeout,
+    Connect,
+    Deliver,
+    Lease,
+    PoolClosed,
+    PoolError,
+    PoolOverloaded,
+    PoolUnavailable,
+    Probe,
+    Waiter,
+)
 from corral.supervision.lifecycle import WorkerState, check_transition
 from corral.supervision.probe import ProbeFailed, fastcgi_probe
 from corral.supervision.process import SpawnError, WorkerProcess, describe_returncode
@@ -89,11 +100,11 @@ from corral.supervision.scaling import (
     QUEUE_AHEAD_LIMIT,
     LoadSample,
     ScalingDecision,
-    ScalingLimits,
     WorkerLoad,
     decide,
     queue_depth,
 )
+from corral.supervision.settings import PoolSettings
 
 _log = logging.getLogger("corral.supervision.pool")
 
@@ -117,222 +128,9 @@ _MIB = 1024 * 1024
 #: Under a stream of queued requests, the policy is asked at most this often (seconds): its
 #: decisions (start a worker) take far longer to carry out than this.
 EVALUATE_EVERY = 0.002
-#: Most requests one worker connection may carry at once (pipeline_depth's upper bound).
-MAX_PIPELINE_DEPTH = 16
-
-
-# ------------------------------------------------------------------------------------ contracts
-
-
-class BackendConnection(Protocol):
-    """What the pool needs from the front's backend connection class."""
-
-    def close(self) -> None: ...
-
-    @property
-    def is_closed(self) -> bool: ...
-
-
-ConnT = TypeVar("ConnT", bound=BackendConnection)
-
-#: Opens a connection to a worker (the front's FastCGI client connection).
-Connect = Callable[[Address], Awaitable[ConnT]]
-#: Readiness check: returns when the worker at ``Address`` is ready; raises otherwise. The float
-#: is the time allowed, in seconds.
-#: What it returns may be the worker's FCGI_GET_VALUES answers (``fastcgi_probe`` does): a
-#: worker advertising a larger ``FCGI_MAX_CONNS`` than ``connections_per_worker`` (an ASGI
-#: worker serves many connections on one event loop) is given that many connections.
-Probe = Callable[[Address, float], Awaitable[object]]
-
-
-class PoolError(CorralError):
-    """A request could not be given a worker. Every subclass maps to 503 at the front."""
-
-    def __init__(self, app: str, message: str) -> None:
-        super().__init__(f"app {app}: {message}")
-        self.app = app
-
-
-class PoolOverloaded(PoolError):
-    """The wait queue is full (503 + Retry-After)."""
-
-    def __init__(self, app: str, queue_size: int) -> None:
-        super().__init__(app, f"overloaded: {queue_size} requests already wait for a worker")
-        self.queue_size = queue_size
-
-
-class AcquireTimeout(PoolError):
-    """The request waited longer than its timeout for a worker (503)."""
-
-    def __init__(self, app: str, waited: float) -> None:
-        super().__init__(app, f"no worker became free within {waited:g} s")
-        self.waited = waited
-
-
-class PoolUnavailable(PoolError):
-    """The application cannot start (503, with ``stderr_tail``, often a traceback, on the page).
-
-    ``failures`` counts the consecutive failed starts, ``retry_in`` says in how many seconds the
-    next one is due (None: the next request tries), ``gave_up``: the app is FAILED (see
-    ``backoff``)."""
-
-    def __init__(
-        self,
-        app: str,
-        reason: str,
-        stderr_tail: str = "",
-        *,
-        failures: int = 0,
-        retry_in: float | None = None,
-        gave_up: bool = False,
-    ) -> None:
-        super().__init__(app, f"cannot start: {reason}")
-        self.reason = reason
-        self.stderr_tail = stderr_tail
-        self.failures = failures
-        self.retry_in = retry_in
-        self.gave_up = gave_up
-
-
-class PoolClosed(PoolUnavailable):
-    """The pool is shutting down."""
-
-    def __init__(self, app: str) -> None:
-        super().__init__(app, "the application is shutting down")
-
-
-# ------------------------------------------------------------------------------------ settings
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSettings:
-    """How one application's pool behaves. Times are in seconds."""
-
-    #: Workers kept once the app has started (0: scale to zero when idle).
-    min_instances: int = 1
-    #: Most workers at once; 0 = as many as CPU cores.
-    max_instances: int = 0
-    #: Requests one worker serves at once (its threads); one FastCGI connection each.
-    connections_per_worker: int = 1
-    #: Requests that may wait for a worker; beyond that, PoolOverloaded.
-    queue_size: int = 100
-    #: How long a request may wait for a worker (default of ``acquire(timeout)``).
-    queue_timeout: float = 30.0
-    #: How long a new worker has to answer the readiness probe.
-    start_timeout: float = 30.0
-    #: Between SIGTERM and SIGKILL when a worker is stopped.
-    graceful_shutdown_timeout: float = 10.0
-    #: Idle time after which a worker above the floor is stopped; None = never.
-    idle_timeout: float | None = 300.0
-    #: Delays between failed starts (and when the app counts as FAILED).
-    backoff: StartBackoff = field(default_factory=StartBackoff)
-    #: WORKER_REQUEST_TIMEOUT: seconds a request may hold a worker; past it the request gets
-    #: 504 and the worker is replaced (after its stack is logged). None = no limit.
-    request_timeout: float | None = None
-    #: memoryLimit: recycle a worker whose resident memory passes this many MiB; 0 = no limit.
-    memory_limit_mb: int = 0
-    #: timeLimit: recycle a worker this many seconds after it became ready; None = never.
-    time_limit: float | None = None
-    #: maxRequests: recycle a worker after this many requests (plus jitter); 0 = never.
-    max_requests: int = 0
-    #: Each worker's request limit is ``max_requests`` plus up to this fraction more, at random.
-    max_requests_jitter: float = 0.1
-    #: memoryReserve: no worker starts while the machine's available memory is below this (MiB).
-    memory_reserve_mb: int = 64
-    #: Seconds between health rounds (machine and worker memory, limits, idle probes).
-    health_interval: float = 5.0
-    #: An idle worker not used or probed for this many seconds is probed.
-    probe_interval: float = 30.0
-    #: Seconds an idle worker has to answer the health probe before it is replaced.
-    probe_timeout: float = 10.0
-    #: Suffixes of the application's files (under the plan's folder) whose change lets a failed
-    #: application try to start again at once.
-    source_suffixes: tuple[str, ...] = (".py",)
-    #: pipelineDepth: when every worker is busy, up to this many requests without a body go to
-    #: one worker's connection at once, queued behind the one it serves, for workers that
-    #: accept it (Corral's own: ``CORRAL_PIPELINE``), as deep as ``scaling.queue_depth``
-    #: allows for the app's service time; 1 = one at a time (no queueing).
-    pipeline_depth: int = 16
-
-    def __post_init__(self) -> None:
-        for name in (
-            "min_instances",
-            "max_instances",
-            "queue_size",
-            "memory_limit_mb",
-            "max_requests",
-            "memory_reserve_mb",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
-        if not 1 <= self.pipeline_depth <= MAX_PIPELINE_DEPTH:
-            raise ValueError(
-                f"pipeline_depth must be between 1 and {MAX_PIPELINE_DEPTH}, "
-                f"not {self.pipeline_depth}"
-            )
-        if self.connections_per_worker < 1:
-            raise ValueError(
-                f"connections_per_worker must be >= 1, not {self.connections_per_worker}"
-            )
-        for name in ("queue_timeout", "start_timeout", "graceful_shutdown_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, not {getattr(self, name)}")
-        if self.idle_timeout is not None and self.idle_timeout < 0:
-            raise ValueError(f"idle_timeout must be >= 0 or None, not {self.idle_timeout}")
-        for name in ("health_interval", "probe_interval", "probe_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, not {getattr(self, name)}")
-        for name in ("request_timeout", "time_limit"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be > 0 or None, not {value}")
-        if not 0.0 <= self.max_requests_jitter <= 1.0:
-            raise ValueError(
-                f"max_requests_jitter must be between 0 and 1, not {self.max_requests_jitter}"
-            )
-        if 0 < self.max_instances < self.min_instances:
-            raise ValueError(
-                f"min_instances ({self.min_instances}) exceeds max_instances ({self.max_instances})"
-            )
-
-    def limits(self) -> ScalingLimits:
-        """The policy's limits, with ``max_instances == 0`` resolved to the CPU count."""
-        maximum = self.max_instances or max(os.cpu_count() or 1, self.min_instances, 1)
-        return ScalingLimits(
-            min_instances=self.min_instances,
-            max_instances=maximum,
-            idle_timeout=self.idle_timeout,
-            capacity=self.connections_per_worker,
-            memory_reserve=self.memory_reserve_mb * _MIB,
-            cpu_count=os.cpu_count() or 1,
-        )
 
 
 # ------------------------------------------------------------------------------------ data out
-
-
-@dataclass(eq=False, slots=True)
-class Lease(Generic[ConnT]):
-    """One request's hold on one worker. Give it back with ``pool.release``."""
-
-    conn: ConnT
-    worker_pid: int
-    worker_id: int
-    released: bool = False
-    #: When the lease was given (``time.monotonic()``).
-    started: float = 0.0
-    #: The request ran past ``request_timeout``: the pool closed its connection (answer 504).
-    timed_out: bool = False
-    #: For a request queued behind others on a busy connection (pipelining): that connection
-    #: (``conn`` is then the request's own handle, ``follower()``'s), and whether the request
-    #: still waits its turn (the front calls ``started()`` when it becomes the one served).
-    base: ConnT | None = None
-    queued: bool = False
-
-    def began(self) -> None:
-        """A queued request is now served: its time (request timeout, service time) starts."""
-        self.queued = False
-        self.started = time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,7 +189,7 @@ class PoolSnapshot:
 
 
 @dataclass(eq=False)
-class _Worker(Generic[ConnT]):
+class _Worker:
     id: int
     state: WorkerState = WorkerState.STARTING
     process: WorkerProcess | None = None
@@ -399,11 +197,11 @@ class _Worker(Generic[ConnT]):
     requests_served: int = 0
     idle_since: float | None = None
     last_used: float = 0.0
-    idle_conns: list[ConnT] = field(default_factory=list)
+    idle_conns: list[PooledUpstream] = field(default_factory=list)
     #: It serves requests queued on a connection (probe: CORRAL_PIPELINE), and its leased
     #: connections (the ones such requests may queue on).
     pipelining: bool = False
-    busy_conns: list[ConnT] = field(default_factory=list)
+    busy_conns: list[PooledUpstream] = field(default_factory=list)
     #: Seen dead (its connection closed, the process a zombie) before its exit was reaped.
     died: bool = False
     task: asyncio.Task[None] | None = None
@@ -435,7 +233,7 @@ def _format_address(address: Address) -> str:
 # ------------------------------------------------------------------------------------ the pool
 
 
-class Pool(Generic[ConnT]):
+class Pool:
     """The workers of one application."""
 
     def __init__(
@@ -443,7 +241,7 @@ class Pool(Generic[ConnT]):
         name: str,
         plan: LaunchPlan,
         settings: PoolSettings,
-        connect: Connect[ConnT],
+        connect: Connect,
         probe: Probe = fastcgi_probe,
         *,
         runtime_root: str | None = None,
@@ -469,10 +267,10 @@ class Pool(Generic[ConnT]):
         self._probe = probe
         self._runtime_root = runtime_root
         self._runtime_dir: str | None = None
-        self._workers: dict[int, _Worker[ConnT]] = {}
+        self._workers: dict[int, _Worker] = {}
         self._next_id = 1
-        self._waiters: collections.deque[asyncio.Future[_Worker[ConnT]]] = collections.deque()
-        self._leases: set[Lease[ConnT]] = set()
+        self._waiters: collections.deque[Waiter] = collections.deque()
+        self._leases: set[Lease] = set()
         self._drained: asyncio.Event | None = None
         # Dormant until the first acquire, and again after the app failed to start.
         self._active = False
@@ -492,9 +290,9 @@ class Pool(Generic[ConnT]):
         # Set when the last worker is gone (``stop_workers`` waits for it).
         self._emptied: asyncio.Event | None = None
         # What the scaling policy observes (see _sample).
-        self._wait_started: dict[asyncio.Future[_Worker[ConnT]], float] = {}
+        self._wait_started: dict[Waiter, float] = {}
         #: Waiters from lease_or_wait(queueable=True): they may be queued on a busy connection.
-        self._queueable: set[asyncio.Future[_Worker[ConnT]]] = set()
+        self._queueable: set[Waiter] = set()
         #: Leases of requests queued on busy connections, and when to look for stuck ones next.
         self._followers = 0
         self._withdraw_timer: asyncio.TimerHandle | None = None
@@ -531,7 +329,7 @@ class Pool(Generic[ConnT]):
 
     # -------------------------------------------------------------------------------- public
 
-    async def acquire(self, timeout: float | None = None) -> Lease[ConnT]:  # noqa: ASYNC109
+    async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
         """Lease a worker for one request, waiting up to ``timeout`` (default queue_timeout) s.
 
         Raises:
@@ -581,7 +379,7 @@ class Pool(Generic[ConnT]):
                 raise PoolClosed(self.name)
             return self._new_lease(worker, conn)
 
-    def try_acquire(self) -> Lease[ConnT] | None:
+    def try_acquire(self) -> Lease | None:
         """``acquire()``'s fast path, without waiting: a lease at once when no request waits
         and a ready worker with room has a kept-alive connection open; else None, and the
         caller awaits ``acquire()`` (which starts workers, queues, connects and raises).
@@ -598,17 +396,21 @@ class Pool(Generic[ConnT]):
         self._arrivals += 1
         return self._new_lease(worker, conn)
 
-    def _new_lease(self, worker: _Worker[ConnT], conn: ConnT) -> Lease[ConnT]:
+    def _new_lease(self, worker: _Worker, conn: PooledUpstream) -> Lease:
         assert worker.process is not None
         lease = Lease(
-            conn=conn, worker_pid=worker.process.pid, worker_id=worker.id, started=time.monotonic()
+            conn=conn,
+            pooled=conn,
+            worker_pid=worker.process.pid,
+            worker_id=worker.id,
+            started=time.monotonic(),
         )
         self._leases.add(lease)
         if worker.pipelining:
             worker.busy_conns.append(conn)
         return lease
 
-    def _drained_conn(self, conn: Any) -> None:
+    def _drained_conn(self, conn: PooledUpstream) -> None:
         """A connection carried only answers nobody waited for (requests withdrawn, or whose
         clients left) after its last lease was given back: it is free again."""
         for worker in self._workers.values():
@@ -647,11 +449,9 @@ class Pool(Generic[ConnT]):
             return
         for worker in ready:
             for conn in worker.busy_conns:
-                withdraw = getattr(conn, "withdraw_stuck", None)
-                if withdraw is not None:
-                    withdraw(QUEUE_AHEAD_LIMIT)
+                conn.withdraw_stuck(QUEUE_AHEAD_LIMIT)
 
-    def _try_follow(self) -> Lease[ConnT] | None:
+    def _try_follow(self) -> Lease | None:
         """When every worker is busy: a lease for a request (without a body) queued on a busy
         connection of the least busy worker that takes such requests, as deep as the policy
         allows (``queue_depth``: a few ms of work ahead at most, ``pipeline_depth`` requests
@@ -660,10 +460,10 @@ class Pool(Generic[ConnT]):
         depth = queue_depth(self._service_time, self.settings.pipeline_depth)
         if depth < 2 or self._closing:
             return None
-        best: _Worker[ConnT] | None = None
-        handle: Any = None
-        base: ConnT | None = None
-        tried: list[_Worker[ConnT]] = []
+        best: _Worker | None = None
+        handle: Upstream | None = None
+        base: PooledUpstream | None = None
+        tried: list[_Worker] = []
         while True:  # the least busy worker with room first
             worker = None
             for candidate in self._workers.values():
@@ -677,28 +477,28 @@ class Pool(Generic[ConnT]):
             if worker is None:
                 break
             for conn in worker.busy_conns:
-                follower = getattr(conn, "follower", None)
-                handle = None if follower is None else follower(depth, QUEUE_AHEAD_LIMIT)
+                handle = conn.follower(depth, QUEUE_AHEAD_LIMIT)
                 if handle is not None:
                     best, base = worker, conn
                     break
             if best is not None:
                 break
             tried.append(worker)
-        if best is None or best.process is None:
+        if best is None or best.process is None or base is None or handle is None:
             if handle is not None:
                 handle.close()
             return None
         self._reserve(best)
         self._arrivals += 1
         # (A connection that gives out followers says when it is free again: _drained_conn.)
-        cast(Any, base).on_drained = self._drained_conn
+        base.when_drained(self._drained_conn)
         lease = Lease(
-            conn=cast(ConnT, handle),
+            conn=handle,
+            pooled=base,
             worker_pid=best.process.pid,
             worker_id=best.id,
             started=time.monotonic(),
-            base=base,
+            follower=True,
             queued=True,
         )
         self._leases.add(lease)
@@ -713,10 +513,10 @@ class Pool(Generic[ConnT]):
 
     def lease_or_wait(
         self,
-        deliver: Callable[[Lease[ConnT] | PoolError | None], None],
+        deliver: Deliver,
         queueable: bool = False,
         first: bool = False,
-    ) -> Lease[ConnT] | asyncio.Future[_Worker[ConnT]] | None:
+    ) -> Lease | Waiter | None:
         """``acquire()`` for a caller driven by callbacks (the front): no task, coroutine or
         timer per request, so that a request that has to queue costs little more than one
         that does not.
@@ -755,7 +555,7 @@ class Pool(Generic[ConnT]):
             raise PoolOverloaded(self.name, self.settings.queue_size)
         self._arrivals += 1
         loop = self._running_loop()
-        waiter: asyncio.Future[_Worker[ConnT]] = loop.create_future()
+        waiter: Waiter = loop.create_future()
         self._wait_started[waiter] = loop.time()
         if first:
             self._waiters.appendleft(waiter)
@@ -767,7 +567,7 @@ class Pool(Generic[ConnT]):
         self._evaluate_on_arrival()
         return waiter
 
-    def cancel_wait(self, waiter: asyncio.Future[_Worker[ConnT]]) -> None:
+    def cancel_wait(self, waiter: Waiter) -> None:
         """Give up a wait begun by ``lease_or_wait``: its ``deliver`` is not called, unless a
         worker was already handed to it (then it gets the lease, to release)."""
         if waiter.done():
@@ -780,8 +580,8 @@ class Pool(Generic[ConnT]):
 
     def _waited(
         self,
-        deliver: Callable[[Lease[ConnT] | PoolError | None], None],
-        waiter: asyncio.Future[_Worker[ConnT]],
+        deliver: Deliver,
+        waiter: Waiter,
     ) -> None:
         self._wait_started.pop(waiter, None)
         self._queueable.discard(waiter)
@@ -793,11 +593,11 @@ class Pool(Generic[ConnT]):
                 error = PoolUnavailable(self.name, str(error))
             deliver(error)
             return
-        result: Any = waiter.result()
+        result = waiter.result()
         if type(result) is Lease:  # queued on a busy connection (see _dispatch)
             deliver(result)
             return
-        worker = cast(_Worker[ConnT], result)
+        worker = cast(_Worker, result)
         conn = self._take_idle_connection(worker)
         if conn is None or self._closing or worker.process is None:
             # No kept-alive connection to this worker yet: connect, keeping its place.
@@ -809,8 +609,8 @@ class Pool(Generic[ConnT]):
 
     async def _lease_reserved(
         self,
-        worker: _Worker[ConnT],
-        deliver: Callable[[Lease[ConnT] | PoolError | None], None],
+        worker: _Worker,
+        deliver: Deliver,
     ) -> None:
         """A waiter was handed ``worker``, which has no kept-alive connection: open one (as
         ``acquire()`` does), then deliver the lease."""
@@ -843,7 +643,7 @@ class Pool(Generic[ConnT]):
         assert worker.process is not None
         deliver(self._new_lease(worker, conn))
 
-    def release(self, lease: Lease[ConnT], reusable: bool) -> None:
+    def release(self, lease: Lease, reusable: bool) -> None:
         """Give a worker back. ``reusable``: the connection is clean and may serve another
         request (kept alive); otherwise it is closed. Releasing twice does nothing."""
         if lease.released:
@@ -851,21 +651,19 @@ class Pool(Generic[ConnT]):
         lease.released = True
         self._leases.discard(lease)
         held = time.monotonic() - lease.started
-        if lease.base is not None:
+        if lease.follower:
             self._followers -= 1
         service = self._service_time
         self._service_time = (
             held if service is None else service + _SERVICE_WEIGHT * (held - service)
         )
         worker = self._workers.get(lease.worker_id)
-        conn = lease.conn
-        base = lease.base
-        if base is not None:  # a request that was queued on a busy connection
-            conn.close()  # its own handle: see Follower.close (the connection stays open
-            # unless the request was being served and is given up)
-            conn = base
+        conn = lease.pooled
+        if lease.follower:  # a request that was queued on a busy connection
+            lease.conn.close()  # its own handle: see Follower.close (the connection stays
+            # open unless the request was being served and is given up)
             reusable = not conn.is_closed
-        queued_on: int = getattr(conn, "in_flight", 0)
+        queued_on = conn.in_flight
         if reusable and queued_on and worker is not None and worker.pipelining:
             pass  # requests queued on the connection are still to be served: it stays busy
         else:
@@ -887,7 +685,7 @@ class Pool(Generic[ConnT]):
             not reusable
             and worker is not None
             and worker.state.is_ready
-            and getattr(conn, "closed_by_peer", False)
+            and conn.closed_by_peer
             and worker.process is not None
             and worker.process.gone()
         ):
@@ -1170,9 +968,9 @@ class Pool(Generic[ConnT]):
             return False
         return current != before
 
-    def _pick(self) -> _Worker[ConnT] | None:
+    def _pick(self) -> _Worker | None:
         """The least busy ready worker with room; ties go to the most recently used."""
-        best: _Worker[ConnT] | None = None
+        best: _Worker | None = None
         capacity = self._capacity
         for worker in self._workers.values():
             if not worker.state.is_ready or worker.active >= capacity:
@@ -1184,13 +982,13 @@ class Pool(Generic[ConnT]):
                 best = worker
         return best
 
-    def _reserve(self, worker: _Worker[ConnT]) -> None:
+    def _reserve(self, worker: _Worker) -> None:
         worker.active += 1
         worker.idle_since = None
         if worker.state is WorkerState.IDLE:
             self._set_state(worker, WorkerState.BUSY)
 
-    def _unreserve(self, worker: _Worker[ConnT], *, served: bool) -> None:
+    def _unreserve(self, worker: _Worker, *, served: bool) -> None:
         worker.active -= 1
         if served:
             worker.requests_served += 1
@@ -1211,10 +1009,8 @@ class Pool(Generic[ConnT]):
         elif worker.draining is not None and worker.active <= 0:
             self._end_drain(worker)
 
-    async def _wait_for_worker(
-        self, deadline: float, limit: float, *, front: bool
-    ) -> _Worker[ConnT]:
-        waiter: asyncio.Future[_Worker[ConnT]] = self._running_loop().create_future()
+    async def _wait_for_worker(self, deadline: float, limit: float, *, front: bool) -> _Worker:
+        waiter: Waiter = self._running_loop().create_future()
         self._wait_started[waiter] = self._running_loop().time()
         if front:
             self._waiters.appendleft(waiter)
@@ -1223,11 +1019,12 @@ class Pool(Generic[ConnT]):
         try:
             self._evaluate()
             async with asyncio.timeout_at(deadline):
-                return await waiter
+                # (Only queueable waiters, from lease_or_wait, are handed leases.)
+                return cast(_Worker, await waiter)
         except BaseException as exc:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 # A worker was handed to us as we gave up: pass it on.
-                self._unreserve(waiter.result(), served=False)
+                self._unreserve(cast(_Worker, waiter.result()), served=False)
             else:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
@@ -1263,7 +1060,7 @@ class Pool(Generic[ConnT]):
                     return
                 waiters.popleft()
                 self._queueable.discard(head)
-                head.set_result(cast(Any, lease))
+                head.set_result(lease)
                 continue
             waiter = waiters.popleft()
             if waiter.done():
@@ -1283,7 +1080,7 @@ class Pool(Generic[ConnT]):
                     else self._unavailable(error, now)
                 )
 
-    def _take_idle_connection(self, worker: _Worker[ConnT]) -> ConnT | None:
+    def _take_idle_connection(self, worker: _Worker) -> PooledUpstream | None:
         """A kept-alive connection to ``worker`` that is still open, if any."""
         while worker.idle_conns:
             conn = worker.idle_conns.pop()
@@ -1291,7 +1088,7 @@ class Pool(Generic[ConnT]):
                 return conn
         return None
 
-    def _connect_failed(self, worker: _Worker[ConnT], exc: OSError) -> None:
+    def _connect_failed(self, worker: _Worker, exc: OSError) -> None:
         """A ready worker refused a connection: it is broken; kill it (the policy replaces it)."""
         pid = worker.pid
         _log.warning(
@@ -1462,7 +1259,7 @@ class Pool(Generic[ConnT]):
 
     # -------------------------------------------------------------------------------- workers
 
-    def _set_state(self, worker: _Worker[ConnT], state: WorkerState) -> None:
+    def _set_state(self, worker: _Worker, state: WorkerState) -> None:
         worker.state = check_transition(worker.state, state)
 
     def _socket_path(self, worker_id: int) -> str | None:
@@ -1477,14 +1274,14 @@ class Pool(Generic[ConnT]):
         return os.path.join(self._runtime_dir, f"{worker_id}.sock")
 
     def _start_worker(self) -> None:
-        worker: _Worker[ConnT] = _Worker(id=self._next_id, generation=self._generation)
+        worker: _Worker = _Worker(id=self._next_id, generation=self._generation)
         self._next_id += 1
         self._workers[worker.id] = worker
         worker.task = self._running_loop().create_task(
             self._run_worker(worker), name=f"corral-worker-{self.name}-{worker.id}"
         )
 
-    async def _run_worker(self, worker: _Worker[ConnT]) -> None:
+    async def _run_worker(self, worker: _Worker) -> None:
         """The whole life of one worker: spawn, readiness, serve until exit."""
         try:
             try:
@@ -1539,7 +1336,7 @@ class Pool(Generic[ConnT]):
                 self._forget(worker)
                 self._evaluate()
 
-    async def _await_ready(self, worker: _Worker[ConnT], process: WorkerProcess) -> str | None:
+    async def _await_ready(self, worker: _Worker, process: WorkerProcess) -> str | None:
         """None when the worker answered the probe in time; else why it did not."""
         timeout = self.settings.start_timeout
         probe = asyncio.ensure_future(self._probe(process.address, timeout))
@@ -1586,7 +1383,7 @@ class Pool(Generic[ConnT]):
             self._capacity = capacity
             self._limits = replace(self._limits, capacity=capacity)
 
-    def _worker_ready(self, worker: _Worker[ConnT]) -> None:
+    def _worker_ready(self, worker: _Worker) -> None:
         if worker.state is WorkerState.STOPPING:  # the pool closed meanwhile
             return
         now = self._running_loop().time()
@@ -1620,7 +1417,7 @@ class Pool(Generic[ConnT]):
         self._evaluate()
         self._check_restart()
 
-    def _start_failed(self, worker: _Worker[ConnT], reason: str, stderr_tail: str) -> None:
+    def _start_failed(self, worker: _Worker, reason: str, stderr_tail: str) -> None:
         if worker.state is WorkerState.STOPPING:  # the pool closed meanwhile
             self._forget(worker)
             return
@@ -1678,7 +1475,7 @@ class Pool(Generic[ConnT]):
         self._evaluate()
         self._check_restart()
 
-    def _worker_exited(self, worker: _Worker[ConnT], code: int) -> None:
+    def _worker_exited(self, worker: _Worker, code: int) -> None:
         expected = worker.state is WorkerState.STOPPING and not worker.died
         self._set_state(worker, WorkerState.EXITED)
         self._forget(worker)
@@ -1702,7 +1499,7 @@ class Pool(Generic[ConnT]):
         self._evaluate()
         self._check_restart()
 
-    def _forget(self, worker: _Worker[ConnT]) -> None:
+    def _forget(self, worker: _Worker) -> None:
         self._close_idle_connections(worker)
         if worker.draining is not None:
             worker.draining.cancel()
@@ -1723,7 +1520,7 @@ class Pool(Generic[ConnT]):
         if old:
             self._retire(min(old, key=lambda w: (w.active, w.id)), "rolling restart")
 
-    def _retire(self, worker: _Worker[ConnT], why: str) -> None:
+    def _retire(self, worker: _Worker, why: str) -> None:
         """Take a ready worker out of rotation now; stop it once its requests are done.
 
         It gets SIGTERM when its last lease is released, or after ``graceful_shutdown_timeout``
@@ -1746,7 +1543,7 @@ class Pool(Generic[ConnT]):
             self.settings.graceful_shutdown_timeout, self._end_drain, worker
         )
 
-    def _end_drain(self, worker: _Worker[ConnT]) -> None:
+    def _end_drain(self, worker: _Worker) -> None:
         """A draining worker's requests are done (or its time is up): SIGTERM it."""
         if worker.draining is None:
             return
@@ -1782,7 +1579,7 @@ class Pool(Generic[ConnT]):
 
     # -------------------------------------------------------------------------------- health
 
-    def _recycle(self, worker: _Worker[ConnT], why: str) -> None:
+    def _recycle(self, worker: _Worker, why: str) -> None:
         """Retire a ready worker (it finishes its requests first) and let the policy start its
         replacement at once (a retiring worker no longer counts toward the floor)."""
         if not worker.state.is_ready or self._closing:
@@ -1829,7 +1626,7 @@ class Pool(Generic[ConnT]):
             if not lease.timed_out:
                 self._request_timed_out(lease, now - lease.started)
 
-    def _request_timed_out(self, lease: Lease[ConnT], held: float) -> None:
+    def _request_timed_out(self, lease: Lease, held: float) -> None:
         """Cut the request (the front answers 504), log the worker's stack, replace it."""
         lease.timed_out = True
         worker = self._workers.get(lease.worker_id)
@@ -1889,7 +1686,7 @@ class Pool(Generic[ConnT]):
                 self._probe_idle(worker, now)
         self._evaluate()
 
-    def _probe_idle(self, worker: _Worker[ConnT], now: float) -> None:
+    def _probe_idle(self, worker: _Worker, now: float) -> None:
         """Check that an idle worker still answers; kill it (and let it be replaced) if not."""
         process = worker.process
         if process is None:
@@ -1954,7 +1751,7 @@ class Pool(Generic[ConnT]):
             if not waiter.done():
                 waiter.set_result(result)
 
-    def _stop_worker(self, worker: _Worker[ConnT]) -> None:
+    def _stop_worker(self, worker: _Worker) -> None:
         """STOPPING: close its idle connections, SIGTERM, grace, SIGKILL. ``_run_worker`` sees
         the exit and forgets it."""
         self._set_state(worker, WorkerState.STOPPING)
@@ -1968,7 +1765,7 @@ class Pool(Generic[ConnT]):
     async def _stop_process(self, process: WorkerProcess) -> None:
         await process.stop(self.settings.graceful_shutdown_timeout)
 
-    def _close_idle_connections(self, worker: _Worker[ConnT]) -> None:
+    def _close_idle_connections(self, worker: _Worker) -> None:
         for conn in worker.idle_conns:
             conn.close()
         worker.idle_conns.clear()

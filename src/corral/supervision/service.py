@@ -14,19 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Generic
 
+from corral.backends import PooledUpstream
 from corral.supervision.launch import Address
-from corral.supervision.pool import (
+from corral.supervision.lease import (
     AcquireTimeout,
     Connect,
-    ConnT,
+    Deliver,
     Lease,
     PoolClosed,
     PoolOverloaded,
-    PoolSettings,
     PoolUnavailable,
+    Waiter,
 )
+from corral.supervision.settings import PoolSettings
 
 _log = logging.getLogger("corral.supervision.service")
 
@@ -34,11 +35,11 @@ _log = logging.getLogger("corral.supervision.service")
 MAX_IDLE = 64
 
 
-class ServicePool(Generic[ConnT]):
+class ServicePool:
     """Connections to one running server, leased one request at a time."""
 
     def __init__(
-        self, name: str, address: Address, settings: PoolSettings, connect: Connect[ConnT]
+        self, name: str, address: Address, settings: PoolSettings, connect: Connect
     ) -> None:
         self.name = name
         self.address = address
@@ -47,8 +48,8 @@ class ServicePool(Generic[ConnT]):
         self._limit = settings.limits().max_instances
         self._slots = asyncio.Semaphore(self._limit)
         self._waiting = 0
-        self._idle: list[ConnT] = []
-        self._leases: set[Lease[ConnT]] = set()
+        self._idle: list[PooledUpstream] = []
+        self._leases: set[Lease] = set()
         self._closing = False
         self._drained: asyncio.Event | None = None
 
@@ -57,7 +58,7 @@ class ServicePool(Generic[ConnT]):
         address = self.address
         return address if isinstance(address, str) else f"{address[0]}:{address[1]}"
 
-    async def acquire(self, timeout: float | None = None) -> Lease[ConnT]:  # noqa: ASYNC109
+    async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
         if self._closing:
             raise PoolClosed(self.name)
         limit = self.settings.queue_timeout if timeout is None else timeout
@@ -87,21 +88,32 @@ class ServicePool(Generic[ConnT]):
         except BaseException:
             self._slots.release()
             raise
-        lease: Lease[ConnT] = Lease(conn, 0, 0)
+        lease = Lease(conn, conn, 0, 0)
         self._leases.add(lease)
         return lease
 
-    def try_acquire(self) -> Lease[ConnT] | None:
+    def try_acquire(self) -> Lease | None:
         """No lease without awaiting here (see ``Pool.try_acquire``): always ``acquire()``."""
         return None
 
-    def release(self, lease: Lease[ConnT], reusable: bool) -> None:
+    def lease_or_wait(
+        self, deliver: Deliver, queueable: bool = False, first: bool = False
+    ) -> Lease | Waiter | None:
+        """No callback leasing here: the front always awaits ``acquire()`` (None)."""
+        if self._closing:
+            raise PoolClosed(self.name)
+        return None
+
+    def cancel_wait(self, waiter: Waiter) -> None:
+        """(Nothing waits by callback here.)"""
+
+    def release(self, lease: Lease, reusable: bool) -> None:
         if lease.released:
             return
         lease.released = True
         self._leases.discard(lease)
         self._slots.release()
-        conn = lease.conn
+        conn = lease.pooled
         if reusable and not self._closing and not conn.is_closed and len(self._idle) < MAX_IDLE:
             self._idle.append(conn)
         else:
@@ -109,7 +121,7 @@ class ServicePool(Generic[ConnT]):
         if self._drained is not None and not self._leases:
             self._drained.set()
 
-    def _take_idle(self) -> ConnT | None:
+    def _take_idle(self) -> PooledUpstream | None:
         while self._idle:
             conn = self._idle.pop()
             if not conn.is_closed:

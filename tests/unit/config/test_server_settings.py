@@ -23,7 +23,7 @@ from corral.config.settings import (
     by_scope,
 )
 from corral.front.settings import FrontSettings
-from corral.supervision.pool import PoolSettings
+from corral.supervision.settings import PoolSettings
 
 APP_TOML = '[apps.main]\nengine = "python"\nwsgi_app = "wsgi:application"\n'
 

@@ -28,8 +28,10 @@ from corral.front.connection import HTTPConnection
 from corral.front.routes import PrefixRouter, Route
 from corral.front.server import FrontServer
 from corral.protocol.fastcgi import records
+from corral.supervision.lease import Lease
 from corral.supervision.lifecycle import WorkerState
-from corral.supervision.pool import Pool, PoolSettings, _Worker
+from corral.supervision.pool import Pool, _Worker
+from corral.supervision.settings import PoolSettings
 
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 RESPONSE = records.encode_response(
@@ -80,17 +82,18 @@ class FakeTransport:
         pass
 
 
-class Lease:
-    __slots__ = ("conn",)
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-
 class InstantPool:
     def __init__(self, conn: Any, awaited: bool) -> None:
-        self.lease = Lease(conn)
+        self.lease = Lease(conn, conn, 0, 0)
         self.awaited = awaited
+
+    name = "bench"
+
+    def lease_or_wait(self, deliver: object, queueable: bool = False, first: bool = False) -> None:
+        return None  # try_acquire, then acquire(), as for HTTP routes
+
+    def cancel_wait(self, waiter: object) -> None:
+        return None
 
     async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
         return self.lease
@@ -107,11 +110,11 @@ class _Process:
     address = "/nonexistent"
 
 
-def ready_pool(conn: FastCGIClientConnection) -> Pool[Any]:
+def ready_pool(conn: FastCGIClientConnection) -> Pool:
     """A real ``Pool`` with one ready worker whose kept-alive connection is ``conn``: the front
     leases it by ``Pool.lease_or_wait`` (no task), as when workers keep up."""
     settings = PoolSettings(min_instances=1, max_instances=1)
-    pool: Pool[Any] = Pool("bench", None, settings, None)  # type: ignore[arg-type]
+    pool: Pool = Pool("bench", None, settings, None)  # type: ignore[arg-type]
     worker: Any = _Worker(id=1)
     worker.process = _Process()
     worker.state = WorkerState.IDLE

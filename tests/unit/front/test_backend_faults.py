@@ -23,16 +23,12 @@ from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.protocol.fastcgi import records
 from corral.protocol.fastcgi.constants import RecordType
+from corral.supervision.lease import Lease
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK_RESPONSE = records.encode_response(
     1, b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 )
-
-
-@dataclass
-class Lease:
-    conn: fastcgi.FastCGIClientConnection
 
 
 @dataclass
@@ -43,8 +39,17 @@ class FakePool:
     php_fpm: bool = False
     released: list[bool] = field(default_factory=list)
 
+    name = "app"
+
+    def lease_or_wait(self, deliver: object, queueable: bool = False, first: bool = False) -> None:
+        return None  # always the awaited path
+
+    def cancel_wait(self, waiter: object) -> None:
+        return None
+
     async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
-        return Lease(await fastcgi.connect(self.path, php_fpm=self.php_fpm))
+        conn = await fastcgi.connect(self.path, php_fpm=self.php_fpm)
+        return Lease(conn, conn, 0, 0)
 
     def try_acquire(self) -> None:
         return None  # always the awaited path
@@ -269,6 +274,14 @@ def _non_loopback_address() -> str | None:
 class FailingPool:
     error: Exception
 
+    name = "app"
+
+    def lease_or_wait(self, deliver: object, queueable: bool = False, first: bool = False) -> None:
+        return None  # always the awaited path
+
+    def cancel_wait(self, waiter: object) -> None:
+        return None
+
     async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
         raise self.error
 
@@ -293,7 +306,7 @@ async def _ask(pool: object, listen: str, connect: str) -> bytes:
 
 
 def test_cannot_start_page_shows_the_traceback_to_loopback_clients_only() -> None:
-    from corral.supervision.pool import PoolUnavailable
+    from corral.supervision.lease import PoolUnavailable
 
     pool = FailingPool(PoolUnavailable("app", "exited with code 4", "Traceback: SECRET_DETAIL"))
     local = asyncio.run(_ask(pool, "127.0.0.1", "127.0.0.1"))
@@ -310,7 +323,7 @@ def test_cannot_start_page_shows_the_traceback_to_loopback_clients_only() -> Non
 
 
 def test_overload_and_unexpected_pool_failures_are_503s() -> None:
-    from corral.supervision.pool import PoolOverloaded
+    from corral.supervision.lease import PoolOverloaded
 
     data = asyncio.run(_ask(FailingPool(PoolOverloaded("app", 100)), "127.0.0.1", "127.0.0.1"))
     assert data.startswith(b"HTTP/1.1 503 ")

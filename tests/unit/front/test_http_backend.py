@@ -17,14 +17,10 @@ from corral.backends import http
 from corral.front.routes import PrefixRouter, Route
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
+from corral.supervision.lease import Lease
 
 WAIT = 10.0
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@dataclass
-class Lease:
-    conn: http.HTTPClientConnection
 
 
 @dataclass
@@ -36,20 +32,29 @@ class KeepAlivePool:
     idle: list[http.HTTPClientConnection] = field(default_factory=list)
     opened: int = 0
 
+    name = "app"
+
+    def lease_or_wait(self, deliver: object, queueable: bool = False, first: bool = False) -> None:
+        return None  # always the awaited path
+
+    def cancel_wait(self, waiter: object) -> None:
+        return None
+
     async def acquire(self, timeout: float | None = None) -> Lease:  # noqa: ASYNC109
         while self.idle:
             conn = self.idle.pop()
             if not conn.is_closed:
-                return Lease(conn)
+                return Lease(conn, conn, 0, 0)
         self.opened += 1
-        return Lease(await http.connect(self.address))
+        conn = await http.connect(self.address)
+        return Lease(conn, conn, 0, 0)
 
     def try_acquire(self) -> Lease | None:
         """A kept-alive connection at once (the front's fast path), else None."""
         while self.idle:
             conn = self.idle.pop()
             if not conn.is_closed:
-                return Lease(conn)
+                return Lease(conn, conn, 0, 0)
         return None
 
     def release(self, lease: Lease, reusable: bool) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from corral.supervision.pool import PoolSettings
 from corral.supervision.scaling import ScalingLimits
+from corral.supervision.settings import PoolSettings
 
 
 def test_defaults() -> None:
