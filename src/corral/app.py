@@ -56,7 +56,8 @@ from corral.runtime.controller import AppController, runtime_spec
 from corral.runtime.errorlog import ErrorLogs
 from corral.runtime.reload import AppKey as ReloadKey
 from corral.runtime.reload import ConfigFiles, app_key, config_files, plan_reload
-from corral.runtime.watch import Change, FileWatcher
+from corral.runtime.watch import FileWatcher
+from corral.runtime.watchrules import Change
 from corral.supervision.lease import PoolError
 from corral.supervision.pool import Pool
 from corral.supervision.probe import fastcgi_probe

@@ -31,7 +31,8 @@ from corral.runtime.deploy import DeployCommand, DeployResult, DeployRun
 from corral.runtime.errorlog import ErrorLogs, ErrorLogSpec
 from corral.runtime.gate import DeployFailed, DeployGate, DeployInProgress
 from corral.runtime.policy import ChangeAction, Phase, RequestAction
-from corral.runtime.watch import Change, FileWatcher, WatchRules, find_virtualenvs
+from corral.runtime.watch import FileWatcher, find_virtualenvs
+from corral.runtime.watchrules import Change, WatchRules
 from corral.supervision.launch import LaunchPlan
 from corral.supervision.lease import Lease, LeaseSource
 from corral.supervision.pool import Pool

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection
 
-from corral.runtime.watch import Change
+from corral.runtime.watchrules import Change
 
 
 class Phase(enum.Enum):

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from corral.config.model import AppConfig, EngineConfig, ServerConfig
-from corral.runtime.watch import Change
+from corral.runtime.watchrules import Change
 
 AppKey = tuple[str, str, str]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from corral.config import load_site
 from corral.config.model import ServerConfig
 from corral.runtime.reload import config_files, plan_reload
-from corral.runtime.watch import Change
+from corral.runtime.watchrules import Change
 
 CONFIG = """<?xml version="1.0" encoding="UTF-8"?>
 <configuration>{comment}

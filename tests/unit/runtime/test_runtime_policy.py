@@ -8,7 +8,7 @@ import os
 import pytest
 
 from corral.runtime.policy import ChangeAction, Phase, RequestAction, on_changes, on_request
-from corral.runtime.watch import Change, WatchRules
+from corral.runtime.watchrules import Change, WatchRules
 
 ROOT = "/srv/site"
 
