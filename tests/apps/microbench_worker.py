@@ -86,7 +86,7 @@ class FakeSocket:
         pass
 
 
-def serve(state: server.WorkerState, buffers: server.ThreadBuffers, count: int) -> None:
+def serve(state: server.ServeState, buffers: server.ThreadBuffers, count: int) -> None:
     sock = FakeSocket(count)
     conn = server.Connection(sock, state, buffers)  # type: ignore[arg-type]
     conn.serve()
@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50_000)
     parser.add_argument("--profile", action="store_true", help="also print a cProfile summary")
     args = parser.parse_args()
-    state = server.WorkerState(load_app(), 1, False)
+    state = server.ServeState(load_app(), 1, False)
     buffers = server.ThreadBuffers()
     serve(state, buffers, 2000)  # warm up
     profiler = cProfile.Profile() if args.profile else None

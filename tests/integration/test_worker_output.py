@@ -9,7 +9,7 @@ import socket
 from corral.protocol.fastcgi import CLIENT, NEED_DATA, FastCGIConnection
 from corral.protocol.fastcgi.events import BeginRequest, Stdout
 from corral.worker import wsgi
-from corral.worker.server import Connection, WorkerState
+from corral.worker.server import Connection, ServeState
 
 
 class StingySocket:
@@ -37,7 +37,7 @@ class StingySocket:
 
 def test_large_blocks_survive_partial_sends() -> None:
     stingy = StingySocket(limit=10_007)
-    conn = Connection(stingy, WorkerState(lambda e, s: [], 1, False))  # type: ignore[arg-type]
+    conn = Connection(stingy, ServeState(lambda e, s: [], 1, False))  # type: ignore[arg-type]
     # Start a request on both ends so that the codec lets STDOUT through.
     client = FastCGIConnection(CLIENT)
     conn.fcgi.receive_data(client.send(BeginRequest(1, keep_conn=True)))
@@ -57,7 +57,7 @@ def test_large_blocks_survive_partial_sends() -> None:
 def test_a_broken_connection_is_a_client_disconnect() -> None:
     left, right = socket.socketpair()
     right.close()
-    conn = Connection(left, WorkerState(lambda e, s: [], 1, False))
+    conn = Connection(left, ServeState(lambda e, s: [], 1, False))
     conn.fcgi.receive_data(FastCGIConnection(CLIENT).send(BeginRequest(1)))
     conn.fcgi.next_event()
     conn.rid = 1

@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Imported after argument parsing so that --help works even where the codec is missing.
-    from corral.worker import loader, server
+    from corral.worker import listen, loader, server
 
     if args.liveness_fd is not None:
         try:
@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Bind first: the host learns about a bad socket before the (maybe slow) app import.
     try:
-        listener, where = server.bind(args.bind)
-    except server.BindError as exc:
+        listener, where = listen.bind(args.bind)
+    except listen.BindError as exc:
         print(f"corral worker: {exc}", file=sys.stderr)
         return ExitCode.BIND_FAILED
 
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if interface == "asgi":
             return _serve_asgi(args, app, listener, f"{loader.describe(source)} on {where}")
-        state = server.WorkerState(app, args.threads, args.stderr_to_front)
+        state = server.ServeState(app, args.threads, args.stderr_to_front)
         server.log(
             f"serving {loader.describe(source)} on {where} "
             f"({args.threads} thread{'s' if args.threads > 1 else ''}, "

@@ -132,7 +132,7 @@ def environ_from_params(base: dict[str, Any], data: bytes) -> dict[str, Any]:
     return wsgi.build_environ(base, records.decode_pairs(data))
 
 
-class WorkerState:
+class ServeState:
     """What the threads share: the app, the settings, and the count of requests in flight."""
 
     def __init__(self, app: WSGIApp, threads: int, stderr_to_front: bool) -> None:
@@ -183,7 +183,7 @@ class Connection:
     """One FastCGI connection from the front; implements ``wsgi.Channel`` for its request."""
 
     def __init__(
-        self, sock: socket.socket, state: WorkerState, buffers: ThreadBuffers | None = None
+        self, sock: socket.socket, state: ServeState, buffers: ThreadBuffers | None = None
     ) -> None:
         self.sock = sock
         self.state = state
@@ -660,102 +660,10 @@ class Connection:
             sock.close()
 
 
-# -------------------------------------------------------------------- listening
-
-
-class BindError(Exception):
-    """The listening socket cannot be opened (or fd 0 is not one)."""
-
-
-def bind(spec: str | None) -> tuple[socket.socket, str]:
-    """Open the listening socket: ``unix:PATH``, ``HOST:PORT`` or (None) the one at fd 0."""
-    if spec is None:
-        return _inherited(), "the listening socket at fd 0"
-    if spec.startswith("unix:"):
-        path = spec[5:]
-        if not path:
-            raise BindError("--bind unix: needs a path")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            if os.path.exists(path) and _is_stale_socket(path):
-                os.unlink(path)
-            sock.bind(path)
-            sock.listen(socket.SOMAXCONN)
-        except OSError as exc:
-            sock.close()
-            raise BindError(f"cannot listen on unix:{path}: {exc.strerror or exc}") from None
-        return sock, f"unix:{path}"
-    host, sep, port_text = spec.rpartition(":")
-    if not sep or not port_text.isdigit() or not host:
-        raise BindError(f"--bind {spec!r}: expected unix:PATH or HOST:PORT")
-    host = host.strip("[]")
-    try:
-        infos = socket.getaddrinfo(
-            host, int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    except (OSError, OverflowError) as exc:
-        raise BindError(f"--bind {spec!r}: {exc}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(socket.SOMAXCONN)
-    except OSError as exc:
-        sock.close()
-        raise BindError(f"cannot listen on {spec}: {exc.strerror or exc}") from None
-    bound = sock.getsockname()
-    shown = f"[{bound[0]}]:{bound[1]}" if family == socket.AF_INET6 else f"{bound[0]}:{bound[1]}"
-    return sock, shown
-
-
-def _is_stale_socket(path: str) -> bool:
-    """A socket file nobody listens on (left by a dead worker) may be replaced."""
-    import stat
-
-    if not stat.S_ISSOCK(os.lstat(path).st_mode):
-        return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        return True
-    finally:
-        probe.close()
-    return False
-
-
-def _inherited() -> socket.socket:
-    """The FastCGI convention: the listening socket is fd 0. It moves to a new fd, and fd 0
-    becomes /dev/null so that the app reading its stdin cannot steal connections."""
-    try:
-        sock = socket.socket(fileno=os.dup(0))
-    except OSError as exc:
-        raise BindError(
-            f"fd 0 is not a socket ({exc.strerror or exc}); start the worker with --bind "
-            "unix:PATH or HOST:PORT, or from a host that passes a listening socket on fd 0"
-        ) from None
-    try:
-        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-    except OSError:
-        listening = 0
-    if not listening or sock.type != socket.SOCK_STREAM:
-        sock.close()
-        raise BindError(
-            "fd 0 is a socket but not a listening stream socket; start the worker with --bind, "
-            "or from a host that passes a listening socket on fd 0"
-        )
-    sock.setblocking(True)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    return sock
-
-
 # -------------------------------------------------------------------- threads and the process
 
 
-def accept_loop(listener: socket.socket, state: WorkerState, slot: int) -> None:
+def accept_loop(listener: socket.socket, state: ServeState, slot: int) -> None:
     """One thread: accept a connection, serve it to its end, repeat. The listening socket is
     non-blocking and shared by every thread (and watched by idle connections, which may take a
     new connection over: see ``Connection._idle_wait``)."""
@@ -831,7 +739,7 @@ def watch_liveness(fd: int) -> None:
     threading.Thread(target=watch, name="corral-liveness", daemon=True).start()
 
 
-def serve_forever(listener: socket.socket, state: WorkerState) -> int:
+def serve_forever(listener: socket.socket, state: ServeState) -> int:
     """Run ``state.threads`` accept loops; return the exit code after SIGTERM/SIGINT, once the
     requests in flight are answered."""
     stop = threading.Event()
