@@ -37,17 +37,17 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from corral.appsetup import (
+from corral.config import ConfigErrors, convert, load, load_site
+from corral.config.engines import PYTHON
+from corral.config.model import AppConfig, ServerConfig
+from corral.config.settings import BY_NAME
+from corral.engines import (
     POOL_SETTING_NAMES,
     Unsupported,
     app_label,
     backend_for,
     pool_settings_for,
 )
-from corral.config import ConfigErrors, convert, load, load_site
-from corral.config.engines import PYTHON
-from corral.config.model import AppConfig, ServerConfig
-from corral.config.settings import BY_NAME
 from corral.errors import CorralError
 from corral.front.routes import AppKey, ConfigRouter, Route
 from corral.front.server import FrontServer
@@ -59,7 +59,6 @@ from corral.runtime.reload import ConfigFiles, app_key, config_files, plan_reloa
 from corral.runtime.watch import Change, FileWatcher
 from corral.supervision.lease import PoolError
 from corral.supervision.pool import Pool
-from corral.supervision.probe import fastcgi_probe
 from corral.supervision.service import ServicePool
 from corral.supervision.settings import PoolSettings
 
@@ -125,9 +124,8 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
             assert backend.address is not None
             pool = ServicePool(label, backend.address, settings, backend.connect)
         else:
-            pool = Pool(
-                label, backend.plan, settings, backend.connect, backend.probe or fastcgi_probe
-            )
+            assert backend.probe is not None
+            pool = Pool(label, backend.plan, settings, backend.connect, backend.probe)
         root = os.fsencode(app.physical_path)
         route = Route(
             name=label,

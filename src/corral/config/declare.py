@@ -18,8 +18,8 @@ from corral.config.model import (
     EnvVar,
     FrontSettings,
     Location,
-    Protocol,
     Transport,
+    WireProtocol,
 )
 from corral.config.settings import BY_NAME
 
@@ -65,7 +65,7 @@ def declare_engine(
         builtin = engines.built_in(name)
         base = builtin if builtin is not None else _blank(name)
     transport = Transport(str(get("engine.transport", base.transport.value)))
-    protocol = Protocol(str(get("engine.protocol", base.protocol.value)))
+    protocol = WireProtocol(str(get("engine.protocol", base.protocol.value)))
     if transport is Transport.TCP_SERVICE:
         kind = EngineKind.SERVICE
     elif base.kind is EngineKind.PYTHON_WORKER or name == engines.PYTHON:
@@ -153,7 +153,7 @@ def _blank(name: str) -> EngineConfig:
         name=name,
         kind=EngineKind.COMMAND,
         transport=Transport(str(BY_NAME["engine.transport"].default)),
-        protocol=Protocol(str(BY_NAME["engine.protocol"].default)),
+        protocol=WireProtocol(str(BY_NAME["engine.protocol"].default)),
     )
 
 

@@ -34,10 +34,10 @@ from corral.config.model import (
     Location,
     Mount,
     NotInEffect,
-    Protocol,
     ServerConfig,
     SiteConfig,
     StaticPolicy,
+    WireProtocol,
 )
 from corral.config.servercfg import SwitchEntry, ZooServer, read_application_host
 from corral.config.settings import (
@@ -849,7 +849,7 @@ def _runs_php_cgi(engine: EngineConfig, argv: tuple[str, ...]) -> bool:
     if engine.kind is not EngineKind.COMMAND or not argv:
         return False
     program = os.path.basename(argv[0])
-    return engine.protocol is Protocol.FASTCGI_PHP or bool(_PHP_CGI.fullmatch(program))
+    return engine.protocol is WireProtocol.FASTCGI_PHP or bool(_PHP_CGI.fullmatch(program))
 
 
 def _php_argv(argv: tuple[str, ...], php_ini: str | None) -> tuple[str, ...]:

@@ -38,7 +38,7 @@ class Transport(enum.StrEnum):
     TCP_SERVICE = "tcp.service"
 
 
-class Protocol(enum.StrEnum):
+class WireProtocol(enum.StrEnum):
     """What the front speaks to a backend (Zoo's `protocol` attribute)."""
 
     FASTCGI = "fastcgi"
@@ -77,7 +77,7 @@ class EngineConfig:
     name: str
     kind: EngineKind
     transport: Transport
-    protocol: Protocol
+    protocol: WireProtocol
     full_path: str = ""
     arguments: str = ""
     display_name: str = ""

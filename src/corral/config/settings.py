@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from corral.config import convert
-from corral.config.model import FrontSettings, Protocol, Transport
+from corral.config.model import FrontSettings, Transport, WireProtocol
 
 
 class Scope(enum.StrEnum):
@@ -185,7 +185,7 @@ SETTINGS: tuple[Setting, ...] = (
         Kind.CHOICE,
         "fastcgi",
         "Protocol spoken to the backend: fastcgi, http or fastcgi-php (php-cgi).",
-        choices=tuple(p.value for p in Protocol),
+        choices=tuple(p.value for p in WireProtocol),
     ),
     Setting(
         "engine.host",
@@ -836,10 +836,10 @@ SERVER_BY_ATTRIBUTE: dict[str, Setting] = {s.zoo_name: s for s in SERVER_BY_TOML
 APP_BY_TOML: dict[str, Setting] = {s.toml_key: s for s in by_scope(Scope.APP) if s.toml_key}
 
 #: Values of engine settings the runtime implements (anything else is listed as not in effect).
-#: (`corral.appsetup.backend_for` is what runs them; it refuses the others with a clear error.)
+#: (`corral.engines.backend_for` is what runs them; it refuses the others with a clear error.)
 TRANSPORTS_IN_EFFECT: frozenset[Transport] = frozenset(
     {Transport.NAMED_PIPE, Transport.TCP, Transport.TCP_SERVICE}
 )
-PROTOCOLS_IN_EFFECT: frozenset[Protocol] = frozenset(
-    {Protocol.FASTCGI, Protocol.FASTCGI_PHP, Protocol.HTTP}
+PROTOCOLS_IN_EFFECT: frozenset[WireProtocol] = frozenset(
+    {WireProtocol.FASTCGI, WireProtocol.FASTCGI_PHP, WireProtocol.HTTP}
 )

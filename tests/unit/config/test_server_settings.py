@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from corral.app import ServeOptions, apply_overrides, build_apps, front_settings
-from corral.appsetup import pool_settings_for
 from corral.config import ConfigErrors, convert, load_server, load_site
 from corral.config.check import render
 from corral.config.settings import (
@@ -22,6 +21,7 @@ from corral.config.settings import (
     Scope,
     by_scope,
 )
+from corral.engines import pool_settings_for
 from corral.front.settings import FrontSettings
 from corral.supervision.settings import PoolSettings
 

@@ -1,4 +1,4 @@
-"""AppConfig -> pool settings and launch plans (corral.appsetup), and the front's adapter over
+"""AppConfig -> pool settings and launch plans (corral.engines), and the front's adapter over
 the configuration's router (corral.front.routes.ConfigRouter). Pure: nothing is started."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from corral.app import ServeOptions, build_apps
-from corral.appsetup import Unsupported, backend_for, pool_settings_for
 from corral.config import ConfigErrors, load, load_site
 from corral.config.engines import PYTHON
 from corral.config.model import EngineKind, Transport
+from corral.engines import Unsupported, backend_for, pool_settings_for
 from corral.front.routes import ConfigRouter
 from corral.supervision.launch import corral_package_parent
 
-SITES = Path(__file__).resolve().parents[1] / "fixtures" / "sites"
+SITES = Path(__file__).resolve().parents[2] / "fixtures" / "sites"
 
 
 def test_pool_settings_come_from_the_engine_and_the_command_line_wins() -> None:
