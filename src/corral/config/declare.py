@@ -21,10 +21,19 @@ from corral.config.model import (
     Transport,
     WireProtocol,
 )
-from corral.config.settings import BY_NAME
+from corral.config.settings import BY_NAME, Scope, by_scope
 
 #: setting name -> (value as written, where)
 Written = dict[str, tuple[object, Location]]
+
+#: The engine settings that fill an `EngineConfig` field of their name as they are converted
+#: (name, transport, protocol and env are set apart: the name is the table's, the kind follows
+#: the transport, and env is merged).
+_ENGINE_FIELDS = tuple(
+    setting
+    for setting in by_scope(Scope.ENGINE)
+    if setting.attribute not in ("name", "transport", "protocol", "env")
+)
 
 
 def declare_engine(
@@ -72,38 +81,24 @@ def declare_engine(
         kind = EngineKind.PYTHON_WORKER
     else:
         kind = EngineKind.COMMAND
+    # Every other engine setting fills the EngineConfig field of its name (`Setting.attribute`).
+    fields: dict[str, object] = {
+        setting.attribute: values[setting.name]
+        for setting in _ENGINE_FIELDS
+        if setting.name in values
+    }
     engine = replace(
         base,
         name=name,
         kind=kind,
         transport=transport,
         protocol=protocol,
-        full_path=str(get("engine.full_path", base.full_path)),
-        arguments=str(get("engine.arguments", base.arguments)),
-        display_name=str(get("engine.display_name", base.display_name)),
-        host=str(get("engine.host", base.host)),
-        port_lower=_int(get("engine.port_lower", base.port_lower)),
-        port_upper=_int(get("engine.port_upper", base.port_upper)),
-        min_instances=_int(get("engine.min_instances", base.min_instances)),
-        max_instances=_int(get("engine.max_instances", base.max_instances)),
-        time_limit=_int(get("engine.time_limit", base.time_limit)),
-        memory_limit=_int(get("engine.memory_limit", base.memory_limit)),
-        idle_timeout=_int(get("engine.idle_timeout", base.idle_timeout)),
-        threads=_int(get("engine.threads", base.threads)),
-        max_requests=_int(get("engine.max_requests", base.max_requests)),
-        max_requests_jitter=_int(get("engine.max_requests_jitter", base.max_requests_jitter)),
-        memory_reserve=_int(get("engine.memory_reserve", base.memory_reserve)),
-        pipeline_depth=_int(get("engine.pipeline_depth", base.pipeline_depth)),
-        graceful_shutdown_timeout=_int(
-            get("engine.graceful_shutdown_timeout", base.graceful_shutdown_timeout)
-        ),
-        health_interval=_float(get("engine.health_interval", base.health_interval)),
-        probe_interval=_float(get("engine.probe_interval", base.probe_interval)),
-        probe_timeout=_float(get("engine.probe_timeout", base.probe_timeout)),
-        enabled=bool(get("engine.enabled", base.enabled)),
         env=_merge_env(base.env, env, amend=origin == "toml"),
         origin=origin,
         location=location,
+        # Each value has its setting's kind (an INT setting converts to an int...), which is
+        # the field's type (tests/unit/config: test_engine_settings_fill_fields_of_their_type).
+        **fields,  # type: ignore[arg-type]
     )
     spell = "portLower" if origin != "toml" else "port_lower"
     if engine.port_lower > engine.port_upper:
@@ -136,16 +131,6 @@ def _merge_env(
         merged.pop(var.name, None)
         merged[var.name] = var
     return tuple(merged.values())
-
-
-def _int(value: object) -> int:
-    assert isinstance(value, int)
-    return value
-
-
-def _float(value: object) -> float:
-    assert isinstance(value, float | int)
-    return float(value)
 
 
 def _blank(name: str) -> EngineConfig:

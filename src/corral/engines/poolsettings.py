@@ -6,10 +6,10 @@ The one place where the configuration's settings become ``PoolSettings`` for ``c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
 from types import MappingProxyType
 
 from corral.config.model import AppConfig
+from corral.config.settings import POOL_BY_FIELD, Scope, Setting
 from corral.engines.registry import kind_for
 from corral.supervision.settings import PoolSettings
 
@@ -18,45 +18,46 @@ from corral.supervision.settings import PoolSettings
 #: to the acquire timeout) than be turned away while a few workers are busy: IIS queues 1000.
 SERVE_QUEUE_SIZE = 1000
 
-#: The names `--set` accepts for pools (PoolSettings fields that hold plain values).
-POOL_SETTING_NAMES = frozenset(f.name for f in fields(PoolSettings) if f.name != "backoff")
+#: The names `--set` accepts for pools: every declared setting's `PoolUse` field.
+POOL_SETTING_NAMES = frozenset(POOL_BY_FIELD)
+#: What an override may also name: fields derived from the engine, not settings.
+_DERIVED = frozenset({"source_suffixes"})
+
+#: The engine's and the application's settings a pool acts on (`Setting.pool`), with the model
+#: object each reads from.
+_ENGINE_USES = tuple(s for s in POOL_BY_FIELD.values() if s.scope is Scope.ENGINE)
+_APP_USES = tuple(s for s in POOL_BY_FIELD.values() if s.scope is Scope.APP)
 
 _NONE: Mapping[str, object] = MappingProxyType({})
+
+
+def _pool_value(setting: Setting, model: object) -> tuple[str, object]:
+    use = setting.pool
+    assert use is not None
+    return use.field, use.convert(getattr(model, setting.attribute))
 
 
 def pool_settings_for(app: AppConfig, overrides: Mapping[str, object] = _NONE) -> PoolSettings:
     """The pool settings of ``app``: engine values, then ``overrides`` (command line) on top.
 
-    ``overrides`` maps ``PoolSettings`` field names to values (``--min``/``--max`` arrive as
-    ``min_instances``/``max_instances``). A maximum below the minimum is raised to it. An
-    application with its own request limit (``AppConfig.max_requests``: PHP_FCGI_MAX_REQUESTS)
-    is recycled at that limit at the latest.
+    Every declared setting a pool acts on is mapped through its ``PoolUse`` (minutes to
+    seconds, 0 to "never"...). ``overrides`` maps ``PoolSettings`` field names to values
+    (``--min``/``--max`` arrive as ``min_instances``/``max_instances``). A maximum below the
+    minimum is raised to it. An application with its own request limit
+    (``AppConfig.max_requests``: PHP_FCGI_MAX_REQUESTS) is recycled at that limit at the latest.
     """
-    unknown = set(overrides) - POOL_SETTING_NAMES
+    unknown = set(overrides) - POOL_SETTING_NAMES - _DERIVED
     if unknown:
         raise ValueError(f"not pool settings: {', '.join(sorted(unknown))}")
     engine = app.engine
-    values: dict[str, object] = {
-        "min_instances": engine.min_instances,
-        "max_instances": engine.max_instances,
-        "queue_size": SERVE_QUEUE_SIZE,
-        "graceful_shutdown_timeout": float(engine.graceful_shutdown_timeout),
-        "idle_timeout": float(engine.idle_timeout) if engine.idle_timeout else None,
-        "memory_limit_mb": engine.memory_limit,
-        "time_limit": engine.time_limit * 60.0 if engine.time_limit else None,
-        "memory_reserve_mb": engine.memory_reserve,
-        "pipeline_depth": engine.pipeline_depth,
-        "health_interval": engine.health_interval,
-        "probe_interval": engine.probe_interval,
-        "probe_timeout": engine.probe_timeout,
-        "request_timeout": (
-            float(app.worker_request_timeout) if app.worker_request_timeout else None
-        ),
-        "source_suffixes": engine.source_suffixes or (".py",),
-    }
-    if engine.max_requests:
-        values["max_requests"] = engine.max_requests
-        values["max_requests_jitter"] = engine.max_requests_jitter / 100.0
+    values: dict[str, object] = dict(_pool_value(s, engine) for s in _ENGINE_USES)
+    values.update(_pool_value(s, app) for s in _APP_USES)
+    values["queue_size"] = SERVE_QUEUE_SIZE
+    values["source_suffixes"] = engine.source_suffixes or (".py",)
+    if not engine.max_requests:
+        # The engine's jitter goes with the engine's own request limit; a limit given on the
+        # command line alone gets the pool's default jitter.
+        del values["max_requests_jitter"]
     capacity = kind_for(engine).connections_per_worker(engine)
     if capacity is not None:
         values["connections_per_worker"] = capacity
