@@ -300,9 +300,6 @@ class Host:
                 runtime_spec(app.config, pool.plan), pool, app.route, error_logs=self.error_logs
             )
             await app.controller.start()
-        start = getattr(pool, "start", None)
-        if start is not None:
-            await start()
 
     async def _retire_app(self, app: Application, why: str) -> None:
         """Drain an application that the routing no longer reaches, then stop it."""
