@@ -59,9 +59,7 @@ def declare_engine(
         try:
             values[setting_name] = setting.convert(raw)
         except ValueError as error:
-            problems.add(
-                where, setting.zoo_name if origin != "toml" else setting.toml_key, str(error)
-            )
+            problems.add(where, _spelling(setting_name, origin), str(error))
             ok = False
             continue
     if not ok:
@@ -100,22 +98,29 @@ def declare_engine(
         # the field's type (tests/unit/config: test_engine_settings_fill_fields_of_their_type).
         **fields,  # type: ignore[arg-type]
     )
-    spell = "portLower" if origin != "toml" else "port_lower"
     if engine.port_lower > engine.port_upper:
         where = written.get("engine.port_lower", (None, location))[1]
         problems.add(
-            where, spell, f"portLower {engine.port_lower} is above portUpper {engine.port_upper}"
+            where,
+            _spelling("engine.port_lower", origin),
+            f"portLower {engine.port_lower} is above portUpper {engine.port_upper}",
         )
         return None
     if 0 < engine.max_instances < engine.min_instances:
         where = written.get("engine.min_instances", (None, location))[1]
         problems.add(
             where,
-            "minInstances" if origin != "toml" else "min_instances",
+            _spelling("engine.min_instances", origin),
             f"minInstances {engine.min_instances} is above maxInstances {engine.max_instances}",
         )
         return None
     return engine
+
+
+def _spelling(setting_name: str, origin: str) -> str:
+    """How the file the value came from spells the setting: its TOML key, or its Zoo name."""
+    setting = BY_NAME[setting_name]
+    return setting.toml_key if origin == "toml" else setting.zoo_name
 
 
 def _merge_env(
