@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.config import ConfigErrors, load, load_site
-from corral.config.engines import PYTHON
+from corral.config.builtin_engines import PYTHON
 from corral.config.model import AppConfig, ServerConfig
 from corral.config.settings import POOL_BY_FIELD, SERVER_BY_TOML
 from corral.engines import (

@@ -15,8 +15,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from corral.config import engines as builtin_engines
-from corral.config import expand
+from corral.config import builtin_engines, expand
 from corral.config.errors import Problems
 from corral.config.model import (
     AppConfig,

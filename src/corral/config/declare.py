@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from corral.config import engines
+from corral.config import builtin_engines
 from corral.config.errors import Problems
 from corral.config.model import (
     EngineConfig,
@@ -69,13 +69,13 @@ def declare_engine(
         return values.get(setting_name, fallback)
 
     if base is None:
-        builtin = engines.built_in(name)
+        builtin = builtin_engines.built_in(name)
         base = builtin if builtin is not None else _blank(name)
     transport = Transport(str(get("engine.transport", base.transport.value)))
     protocol = WireProtocol(str(get("engine.protocol", base.protocol.value)))
     if transport is Transport.TCP_SERVICE:
         kind = EngineKind.SERVICE
-    elif base.kind is EngineKind.PYTHON_WORKER or name == engines.PYTHON:
+    elif base.kind is EngineKind.PYTHON_WORKER or name == builtin_engines.PYTHON:
         kind = EngineKind.PYTHON_WORKER
     else:
         kind = EngineKind.COMMAND

@@ -15,8 +15,7 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 
-from corral.config import engines as builtin_engines
-from corral.config import expand
+from corral.config import builtin_engines, expand
 from corral.config.appbuild import BuildContext, build_app
 from corral.config.declare import Written, declare_server
 from corral.config.errors import Problems

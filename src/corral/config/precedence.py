@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from corral.config import engines as builtin_engines
+from corral.config import builtin_engines
 from corral.config.model import EngineConfig, EngineKind, NotInEffect
 from corral.config.servercfg import SwitchEntry, ZooServer
 from corral.config.settings import Scope, by_scope

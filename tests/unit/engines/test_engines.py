@@ -13,7 +13,7 @@ import pytest
 
 from corral.app import ServeOptions, build_apps
 from corral.config import ConfigErrors, load, load_site
-from corral.config.engines import BUILT_IN, PYTHON
+from corral.config.builtin_engines import BUILT_IN, PYTHON
 from corral.config.model import EngineKind, Transport
 from corral.engines import KINDS, Unsupported, backend_for, kind_for, pool_settings_for
 from corral.front.routes import ConfigRouter
