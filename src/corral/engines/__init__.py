@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from corral.config.model import AppConfig
 from corral.engines.base import Backend, EngineType, Unsupported, app_label
-from corral.engines.poolsettings import POOL_SETTING_NAMES, pool_settings_for
+from corral.engines.poolsettings import pool_settings_for
 from corral.engines.registry import KINDS, kind_for
 from corral.supervision.settings import PoolSettings
 
@@ -39,7 +39,6 @@ def backend_for(app: AppConfig, settings: PoolSettings) -> Backend:
 
 __all__ = [
     "KINDS",
-    "POOL_SETTING_NAMES",
     "Backend",
     "EngineType",
     "Unsupported",
