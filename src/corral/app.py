@@ -37,17 +37,16 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from corral.appsetup import (
-    POOL_SETTING_NAMES,
+from corral.config import ConfigErrors, load, load_site
+from corral.config.builtin_engines import PYTHON
+from corral.config.model import AppConfig, ServerConfig
+from corral.config.settings import POOL_BY_FIELD, SERVER_BY_TOML
+from corral.engines import (
     Unsupported,
     app_label,
     backend_for,
     pool_settings_for,
 )
-from corral.config import ConfigErrors, convert, load, load_site
-from corral.config.engines import PYTHON
-from corral.config.model import AppConfig, ServerConfig
-from corral.config.settings import BY_NAME
 from corral.errors import CorralError
 from corral.front.routes import AppKey, ConfigRouter, Route
 from corral.front.server import FrontServer
@@ -60,7 +59,6 @@ from corral.runtime.watch import FileWatcher
 from corral.runtime.watchrules import Change
 from corral.supervision.lease import PoolError
 from corral.supervision.pool import Pool
-from corral.supervision.probe import fastcgi_probe
 from corral.supervision.service import ServicePool
 from corral.supervision.settings import PoolSettings
 
@@ -126,9 +124,8 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
             assert backend.address is not None
             pool = ServicePool(label, backend.address, settings, backend.connect)
         else:
-            pool = Pool(
-                label, backend.plan, settings, backend.connect, backend.probe or fastcgi_probe
-            )
+            assert backend.probe is not None
+            pool = Pool(label, backend.plan, settings, backend.connect, backend.probe)
         root = os.fsencode(app.physical_path)
         route = Route(
             name=label,
@@ -145,37 +142,27 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
     return apps
 
 
-def _convert(kind: object, text: str) -> object:
-    kind_text = str(kind)
-    if "bool" in kind_text:
-        return convert.to_bool(text)
-    if "float" in kind_text:
-        return convert.to_number(text)
-    if "int" in kind_text:
-        return convert.to_int(text)
-    raise ValueError(f"cannot set a {kind_text} from the command line")
-
-
 def apply_overrides(values: dict[str, str]) -> tuple[dict[str, object], dict[str, object]]:
     """Front-setting and pool-setting overrides from ``NAME=VALUE`` (``corral serve --set``).
 
     Names are the fields of ``FrontSettings`` (checked as the configuration's ``[server]``
-    values are: ``corral.config.settings``) and ``PoolSettings``. The pool overrides apply to
-    every application, over the engine's values. ``ValueError`` names the setting.
+    values are) and of ``PoolSettings`` (converted as their declaration's ``PoolUse`` says),
+    both declared in ``corral.config.settings``. The pool overrides apply to every application,
+    over the engine's values. ``ValueError`` names the setting.
     """
-    front_fields = {f.name for f in fields(FrontSettings)}
-    pool_fields = {f.name: f.type for f in fields(PoolSettings) if f.name in POOL_SETTING_NAMES}
     front_changes: dict[str, object] = {}
     pool_changes: dict[str, object] = {}
     for name, text in values.items():
-        if name not in front_fields and name not in pool_fields:
-            known = ", ".join(sorted({*front_fields, *pool_fields}))
+        front = SERVER_BY_TOML.get(name)
+        pool = POOL_BY_FIELD.get(name)
+        if front is None and pool is None:
+            known = ", ".join(sorted({*SERVER_BY_TOML, *POOL_BY_FIELD}))
             raise ValueError(f"unknown setting {name!r} (known: {known})")
         try:
-            if name in front_fields:
-                front_changes[name] = BY_NAME[f"server.{name}"].convert(text)
-            else:
-                pool_changes[name] = _convert(pool_fields[name], text)
+            if front is not None:
+                front_changes[name] = front.convert(text)
+            elif pool is not None and pool.pool is not None:
+                pool_changes[name] = pool.pool.parse(text)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
     # Invalid values (negative sizes...) are refused now, not when the first app starts.
@@ -314,9 +301,6 @@ class Host:
                 runtime_spec(app.config, pool.plan), pool, app.route, error_logs=self.error_logs
             )
             await app.controller.start()
-        start = getattr(pool, "start", None)
-        if start is not None:
-            await start()
 
     async def _retire_app(self, app: Application, why: str) -> None:
         """Drain an application that the routing no longer reaches, then stop it."""

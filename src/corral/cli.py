@@ -123,8 +123,8 @@ def _print_config_errors(
 def _check(args: argparse.Namespace) -> int:
     """`corral check`: the model as `corral serve` would load it, and what it would refuse."""
     from corral import app
+    from corral.config.builtin_engines import PYTHON
     from corral.config.check import run_check
-    from corral.config.engines import PYTHON
     from corral.config.errors import ConfigErrors
 
     code, text = run_check(args.path, default_engine=PYTHON)

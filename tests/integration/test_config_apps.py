@@ -5,7 +5,7 @@ SCRIPT_NAME and PATH_INFO the router chose. Three applications of two sites run 
 sees another's variables.
 
 These drive the pieces directly (Router.match -> AppConfig -> a pool); the same sites through a
-real `corral serve` are in test_serve_config.py, and the composition is corral.appsetup.
+real `corral serve` are in test_serve_config.py, and the composition is corral.engines.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corral.config import load, load_site
-from corral.config.engines import built_in
+from corral.config.builtin_engines import built_in
 from corral.config.model import (
     AppConfig,
     Binding,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import fields
 
 from corral.config.errors import ConfigErrors
 from corral.config.load import load, load_site
@@ -26,6 +25,7 @@ from corral.config.model import (
     NotInEffect,
     ServerConfig,
 )
+from corral.config.settings import SERVER_BY_TOML
 from corral.errors import ExitCode
 
 MASK = "********"
@@ -144,14 +144,14 @@ def _not_in_effect(item: NotInEffect) -> str:
 
 
 def _server_settings(front: FrontSettings) -> list[str]:
-    """The front server's settings that differ from their defaults (before `--set`)."""
-    default = FrontSettings()
+    """The front server's settings that differ from their declared defaults (before `--set`),
+    by their TOML key."""
     lines: list[str] = []
-    for item in fields(FrontSettings):
-        value = getattr(front, item.name)
-        if value != getattr(default, item.name):
+    for key, setting in SERVER_BY_TOML.items():
+        value = getattr(front, setting.attribute)
+        if value != setting.default:
             shown = ", ".join(value) if isinstance(value, tuple) else str(value).lower()
-            lines.append(f"  {item.name} = {shown}")
+            lines.append(f"  {key} = {shown}")
     return lines
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from corral.config import engines
+from corral.config import builtin_engines
 from corral.config.errors import Problems
 from corral.config.model import (
     EngineConfig,
@@ -18,13 +18,22 @@ from corral.config.model import (
     EnvVar,
     FrontSettings,
     Location,
-    Protocol,
     Transport,
+    WireProtocol,
 )
-from corral.config.settings import BY_NAME
+from corral.config.settings import BY_NAME, Scope, by_scope
 
 #: setting name -> (value as written, where)
 Written = dict[str, tuple[object, Location]]
+
+#: The engine settings that fill an `EngineConfig` field of their name as they are converted
+#: (name, transport, protocol and env are set apart: the name is the table's, the kind follows
+#: the transport, and env is merged).
+_ENGINE_FIELDS = tuple(
+    setting
+    for setting in by_scope(Scope.ENGINE)
+    if setting.attribute not in ("name", "transport", "protocol", "env")
+)
 
 
 def declare_engine(
@@ -50,9 +59,7 @@ def declare_engine(
         try:
             values[setting_name] = setting.convert(raw)
         except ValueError as error:
-            problems.add(
-                where, setting.zoo_name if origin != "toml" else setting.toml_key, str(error)
-            )
+            problems.add(where, _spelling(setting_name, origin), str(error))
             ok = False
             continue
     if not ok:
@@ -62,65 +69,58 @@ def declare_engine(
         return values.get(setting_name, fallback)
 
     if base is None:
-        builtin = engines.built_in(name)
+        builtin = builtin_engines.built_in(name)
         base = builtin if builtin is not None else _blank(name)
     transport = Transport(str(get("engine.transport", base.transport.value)))
-    protocol = Protocol(str(get("engine.protocol", base.protocol.value)))
+    protocol = WireProtocol(str(get("engine.protocol", base.protocol.value)))
     if transport is Transport.TCP_SERVICE:
         kind = EngineKind.SERVICE
-    elif base.kind is EngineKind.PYTHON_WORKER or name == engines.PYTHON:
+    elif base.kind is EngineKind.PYTHON_WORKER or name == builtin_engines.PYTHON:
         kind = EngineKind.PYTHON_WORKER
     else:
         kind = EngineKind.COMMAND
+    # Every other engine setting fills the EngineConfig field of its name (`Setting.attribute`).
+    fields: dict[str, object] = {
+        setting.attribute: values[setting.name]
+        for setting in _ENGINE_FIELDS
+        if setting.name in values
+    }
     engine = replace(
         base,
         name=name,
         kind=kind,
         transport=transport,
         protocol=protocol,
-        full_path=str(get("engine.full_path", base.full_path)),
-        arguments=str(get("engine.arguments", base.arguments)),
-        display_name=str(get("engine.display_name", base.display_name)),
-        host=str(get("engine.host", base.host)),
-        port_lower=_int(get("engine.port_lower", base.port_lower)),
-        port_upper=_int(get("engine.port_upper", base.port_upper)),
-        min_instances=_int(get("engine.min_instances", base.min_instances)),
-        max_instances=_int(get("engine.max_instances", base.max_instances)),
-        time_limit=_int(get("engine.time_limit", base.time_limit)),
-        memory_limit=_int(get("engine.memory_limit", base.memory_limit)),
-        idle_timeout=_int(get("engine.idle_timeout", base.idle_timeout)),
-        threads=_int(get("engine.threads", base.threads)),
-        max_requests=_int(get("engine.max_requests", base.max_requests)),
-        max_requests_jitter=_int(get("engine.max_requests_jitter", base.max_requests_jitter)),
-        memory_reserve=_int(get("engine.memory_reserve", base.memory_reserve)),
-        pipeline_depth=_int(get("engine.pipeline_depth", base.pipeline_depth)),
-        graceful_shutdown_timeout=_int(
-            get("engine.graceful_shutdown_timeout", base.graceful_shutdown_timeout)
-        ),
-        health_interval=_float(get("engine.health_interval", base.health_interval)),
-        probe_interval=_float(get("engine.probe_interval", base.probe_interval)),
-        probe_timeout=_float(get("engine.probe_timeout", base.probe_timeout)),
-        enabled=bool(get("engine.enabled", base.enabled)),
         env=_merge_env(base.env, env, amend=origin == "toml"),
         origin=origin,
         location=location,
+        # Each value has its setting's kind (an INT setting converts to an int...), which is
+        # the field's type (tests/unit/config: test_engine_settings_fill_fields_of_their_type).
+        **fields,  # type: ignore[arg-type]
     )
-    spell = "portLower" if origin != "toml" else "port_lower"
     if engine.port_lower > engine.port_upper:
         where = written.get("engine.port_lower", (None, location))[1]
         problems.add(
-            where, spell, f"portLower {engine.port_lower} is above portUpper {engine.port_upper}"
+            where,
+            _spelling("engine.port_lower", origin),
+            f"portLower {engine.port_lower} is above portUpper {engine.port_upper}",
         )
         return None
     if 0 < engine.max_instances < engine.min_instances:
         where = written.get("engine.min_instances", (None, location))[1]
         problems.add(
             where,
-            "minInstances" if origin != "toml" else "min_instances",
+            _spelling("engine.min_instances", origin),
             f"minInstances {engine.min_instances} is above maxInstances {engine.max_instances}",
         )
         return None
     return engine
+
+
+def _spelling(setting_name: str, origin: str) -> str:
+    """How the file the value came from spells the setting: its TOML key, or its Zoo name."""
+    setting = BY_NAME[setting_name]
+    return setting.toml_key if origin == "toml" else setting.zoo_name
 
 
 def _merge_env(
@@ -138,22 +138,12 @@ def _merge_env(
     return tuple(merged.values())
 
 
-def _int(value: object) -> int:
-    assert isinstance(value, int)
-    return value
-
-
-def _float(value: object) -> float:
-    assert isinstance(value, float | int)
-    return float(value)
-
-
 def _blank(name: str) -> EngineConfig:
     return EngineConfig(
         name=name,
         kind=EngineKind.COMMAND,
         transport=Transport(str(BY_NAME["engine.transport"].default)),
-        protocol=Protocol(str(BY_NAME["engine.protocol"].default)),
+        protocol=WireProtocol(str(BY_NAME["engine.protocol"].default)),
     )
 
 

@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
-import stat
-import sys
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 
-from corral.config import engines as builtin_engines
-from corral.config import expand
+from corral.config import builtin_engines, expand
+from corral.config.appbuild import BuildContext, build_app
 from corral.config.declare import Written, declare_server
 from corral.config.errors import Problems
 from corral.config.model import (
@@ -28,27 +24,25 @@ from corral.config.model import (
     AppConfig,
     Binding,
     EngineConfig,
-    EngineKind,
     Handler,
     HandlerScope,
     Location,
     Mount,
     NotInEffect,
-    Protocol,
     ServerConfig,
     SiteConfig,
     StaticPolicy,
 )
+from corral.config.precedence import (
+    engine_not_in_effect,
+    engine_table,
+    resolve_engine,
+    switch_enabled,
+)
 from corral.config.servercfg import SwitchEntry, ZooServer, read_application_host
 from corral.config.settings import (
-    APP_BY_VARIABLE,
-    BY_NAME,
     PROTOCOLS_IN_EFFECT,
     TRANSPORTS_IN_EFFECT,
-    Kind,
-    Scope,
-    Setting,
-    by_scope,
 )
 from corral.config.tomlfile import (
     MountDecl,
@@ -167,81 +161,7 @@ def _read(path: str, problems: Problems) -> bytes | None:
         return None
 
 
-# --- precedence ---------------------------------------------------------------------------
-
-
-def engine_table(zoo: ZooServer | None, toml: Iterable[EngineConfig]) -> dict[str, EngineConfig]:
-    """Declared engines by name: <engines> < <userEngines> < TOML; built-ins fill the rest."""
-    table: dict[str, EngineConfig] = {}
-    layers: list[Iterable[EngineConfig]] = []
-    if zoo is not None:
-        layers += [zoo.engines, zoo.user_engines]
-    layers.append(toml)
-    for layer in layers:
-        for engine in layer:
-            table[engine.name] = engine
-    return table
-
-
-def resolve_engine(table: Mapping[str, EngineConfig], name: str) -> EngineConfig | None:
-    return table.get(name) or builtin_engines.built_in(name)
-
-
-def engine_not_in_effect(engine: EngineConfig) -> list[NotInEffect]:
-    """An engine's set values that the runtime does not act on yet."""
-    spelling = "toml_key" if engine.origin == "toml" else "zoo_name"
-    items: list[NotInEffect] = []
-    for setting in by_scope(Scope.ENGINE):
-        attribute = setting.name.removeprefix("engine.")
-        if setting.in_effect or not hasattr(engine, attribute):
-            continue
-        value = getattr(engine, attribute)
-        if value != setting.default:
-            items.append(
-                NotInEffect(
-                    f"engine {engine.name}: {getattr(setting, spelling)}",
-                    str(value),
-                    engine.location,
-                )
-            )
-    if engine.kind is EngineKind.PYTHON_WORKER and engine.arguments:
-        items.append(
-            NotInEffect(
-                f"engine {engine.name}: arguments (Corral runs its own Python worker)",
-                engine.arguments,
-                engine.location,
-            )
-        )
-    return items
-
-
-def switch_enabled(entries: Iterable[SwitchEntry], engine: str) -> bool:
-    """<switchboard>: the last entry naming the engine, else the last "*", else enabled."""
-    named: bool | None = None
-    default: bool | None = None
-    for entry in entries:
-        if entry.name == engine:
-            named = entry.enabled
-        elif entry.name == "*":
-            default = entry.enabled
-    if named is not None:
-        return named
-    return True if default is None else default
-
-
 # --- building -----------------------------------------------------------------------------
-
-
-@dataclass
-class _Context:
-    problems: Problems
-    engines: dict[str, EngineConfig]
-    environ: Mapping[str, str]
-    notices: list[str] = field(default_factory=list)
-    not_in_effect: list[NotInEffect] = field(default_factory=list)
-    used_engines: dict[str, EngineConfig] = field(default_factory=dict)
-    site_engines_allowed: bool = False
-    default_engine: str | None = None
 
 
 def _build(
@@ -255,7 +175,7 @@ def _build(
     site_engines_allowed: bool = False,
     default_engine: str | None = None,
 ) -> ServerConfig:
-    ctx = _Context(
+    ctx = BuildContext(
         problems, engine_table(zoo, toml_engines), dict(os.environ if environ is None else environ)
     )
     ctx.site_engines_allowed = site_engines_allowed
@@ -321,7 +241,7 @@ def _check_bindings(problems: Problems, sites: list[SiteConfig]) -> None:
 
 
 def _build_site(
-    ctx: _Context, decl: SiteDecl, switchboard: list[SwitchEntry], sources: list[str]
+    ctx: BuildContext, decl: SiteDecl, switchboard: list[SwitchEntry], sources: list[str]
 ) -> SiteConfig:
     mounts: list[Mount] = []
     apps: list[AppConfig] = []
@@ -373,7 +293,7 @@ def _config_files(root: str, others: frozenset[str] = frozenset()) -> list[tuple
 
 
 def _sections(
-    ctx: _Context, root: str, sources: list[str], others: frozenset[str]
+    ctx: BuildContext, root: str, sources: list[str], others: frozenset[str]
 ) -> list[Section]:
     sections: list[Section] = []
     for rel, path in _config_files(root, others):
@@ -433,7 +353,7 @@ def _parent_scope(folder: str, scopes: Mapping[str, list[HandlerOp]]) -> list[Ha
 
 
 def _apply_handlers(
-    ctx: _Context, current: list[HandlerOp], ops: tuple[HandlerOp, ...]
+    ctx: BuildContext, current: list[HandlerOp], ops: tuple[HandlerOp, ...]
 ) -> list[HandlerOp]:
     for op in ops:
         if op.action == "clear":
@@ -473,7 +393,7 @@ def _effective_handlers(ops: list[HandlerOp]) -> list[Handler]:
 
 
 def _build_mount(
-    ctx: _Context,
+    ctx: BuildContext,
     site: str,
     decl: MountDecl,
     switchboard: list[SwitchEntry],
@@ -526,7 +446,7 @@ def _build_mount(
                 used.append(handler)
     apps: list[AppConfig] = []
     for app_name, handlers in uses.items():
-        app = _build_app(
+        app = build_app(
             ctx,
             site,
             decl.virtual_path,
@@ -574,7 +494,7 @@ def _build_mount(
     return mount, apps
 
 
-def _default_documents(ctx: _Context, sections: Iterable[Section]) -> tuple[str, ...]:
+def _default_documents(ctx: BuildContext, sections: Iterable[Section]) -> tuple[str, ...]:
     """The mount's default documents: DEFAULT_DOCUMENTS changed by its own web.config's
     `<defaultDocument>` (IIS inheritance: `<add>` appends, `<remove>`, `<clear/>`). A sub-folder's
     list is not read (listed as not in effect)."""
@@ -606,7 +526,7 @@ def _default_documents(ctx: _Context, sections: Iterable[Section]) -> tuple[str,
 
 
 def _apply_zoo(
-    ctx: _Context,
+    ctx: BuildContext,
     app_env: dict[str, dict[str, tuple[str, Location]]],
     app_where: dict[str, Location],
     ops: tuple[ZooAppOp, ...],
@@ -622,289 +542,6 @@ def _apply_zoo(
             env = app_env.setdefault(op.name, {})
             apply_env_ops(env, op.env)
             app_where[op.name] = op.location
-
-
-_WINDOWS_EXE = re.compile(r"^([A-Za-z]:[\\/]|%[^%]+%[\\/])|\.exe$", re.IGNORECASE)
-
-
-def _build_app(
-    ctx: _Context,
-    site: str,
-    virtual_path: str,
-    root: str,
-    name: str,
-    handlers: list[Handler],
-    env_written: dict[str, tuple[str, Location]],
-    where: Location | None,
-    switchboard: list[SwitchEntry],
-) -> AppConfig | None:
-    problems = ctx.problems
-    first = handlers[0]
-    engine_name = first.engine
-    in_toml = first.location is not None and first.location.file.endswith(".toml")
-    engine_key = "engine" if in_toml else "scriptProcessor"
-    for handler in handlers[1:]:
-        if handler.engine != engine_name:
-            problems.add(
-                handler.location or Location("?"),
-                engine_key,
-                f"application {name!r} uses engine {handler.engine!r} here but "
-                f"{engine_name!r} at {first.location}",
-            )
-            return None
-    engine = resolve_engine(ctx.engines, engine_name)
-    if engine is None:
-        known = sorted(set(ctx.engines) | {e.name for e in builtin_engines.BUILT_IN})
-        problems.add(
-            first.location or Location("?"),
-            engine_key,
-            f"unknown engine {engine_name!r} (known: {', '.join(known)}; Zoo names "
-            "python.*, php.*.pipe, nodejs.http* and ruby.*.pipe also work)",
-        )
-        return None
-    if not switch_enabled(switchboard, engine_name) or not engine.enabled:
-        why = "by <switchboard>" if engine.enabled else "(enabled = false)"
-        problems.add(
-            first.location or Location("?"),
-            engine_key,
-            f"engine {engine_name!r} is disabled for site {site!r} {why}",
-        )
-        return None
-    ctx.used_engines[engine_name] = engine
-    app_where = where or first.location
-    module_vars = expand.module_variables(root, virtual_path)
-    fixed = {var.upper() for var, _ in module_vars}
-    for var, (_, loc) in env_written.items():
-        if var.upper() in fixed:
-            ctx.notices.append(f"{loc}: {var} is set by Corral; this value is ignored")
-    engine_layer = [(var.name, var.value) for var in engine.env if var.name.upper() not in fixed]
-    app_layer = [
-        (var, value) for var, (value, _) in env_written.items() if var.upper() not in fixed
-    ]
-    env = dict(
-        expand.layer_env(ctx.environ, module_vars, [engine_layer, app_layer], site_root=root)
-    )
-    where_of: dict[str, Location | None] = {var.name: var.location for var in engine.env}
-    where_of.update({var: loc for var, (_, loc) in env_written.items()})
-    notices: list[str] = []
-    not_in_effect: list[NotInEffect] = []
-    values: dict[str, object] = {}
-    ok = True
-    for variable, setting in APP_BY_VARIABLE.items():
-        if variable not in env:
-            continue
-        raw = env[variable]
-        loc = where_of.get(variable) or app_where or Location(root)
-        try:
-            values[setting.name] = _app_value(setting, raw)
-        except ValueError as error:
-            problems.add(loc, variable, str(error))
-            ok = False
-            continue
-        if not setting.in_effect and raw.strip():
-            not_in_effect.append(NotInEffect(f"{name}: {variable}", raw, loc))
-    if not ok:
-        return None
-
-    def path_value(key: str, default: str | None = None) -> str | None:
-        raw = values.get(key)
-        if not isinstance(raw, str) or not raw.strip():
-            return default
-        if raw.strip().upper() == "NULL":
-            return None
-        return expand.resolve_path(raw.strip(), root)
-
-    pythonpath: tuple[str, ...] = ()
-    raw_pythonpath = env.get("PYTHONPATH")
-    if raw_pythonpath is not None:
-        entries = [e for e in re.split(f"[{re.escape(os.pathsep)};]", raw_pythonpath) if e]
-        pythonpath = tuple(
-            dict.fromkeys(expand.resolve_path(e, root) for e in entries if not e.startswith("%"))
-        )
-        env["PYTHONPATH"] = os.pathsep.join(pythonpath)
-    current_directory = path_value("app.current_directory", root) or root
-    virtual_env = path_value("app.virtual_env")
-    if virtual_env is not None:
-        env["VIRTUAL_ENV"] = virtual_env
-        scripts, bin_dir = f"{virtual_env}/Scripts", f"{virtual_env}/bin"
-        if "PATH" in env and not os.path.isdir(scripts) and os.path.isdir(bin_dir):
-            # A Windows virtualenv's Scripts folder is bin/ in a POSIX one.
-            entries = env["PATH"].split(os.pathsep)
-            env["PATH"] = os.pathsep.join(bin_dir if e == scripts else e for e in entries)
-    lookup_env = {**ctx.environ, **dict(module_vars), **env}
-    folded = {key.upper(): value for key, value in lookup_env.items()}
-
-    def lookup(ref: str) -> str | None:
-        if ref.upper() in expand.INSTANCE_VARIABLES:
-            return None
-        return lookup_env.get(ref, folded.get(ref.upper()))
-
-    def expand_here(text: str) -> str:
-        return expand.expand(text, lookup)
-
-    interpreter = ""
-    argv: tuple[str, ...] = ()
-    if engine.kind is EngineKind.PYTHON_WORKER:
-        interpreter = _interpreter(engine, virtual_env, expand_here, notices)
-        argv = (interpreter, "-m", "corral.worker")
-        asked = re.match(r"python\.(\d+(?:\.\d+)?)", engine_name)
-        version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        detail = f" (Python {version})" if interpreter == sys.executable else ""
-        if builtin_engines.is_python_alias(engine_name) or engine.origin != "built-in":
-            asked_text = (
-                f"; the engine name asks for Python {asked.group(1)}"
-                if asked
-                and interpreter == sys.executable
-                and not f"{version}.".startswith(asked.group(1) + ".")
-                else ""
-            )
-            notices.append(
-                f"engine {engine_name!r} runs Corral's Python worker (WSGI or ASGI over "
-                f"FastCGI) under {interpreter}{detail}{asked_text}"
-            )
-    elif engine.kind is EngineKind.COMMAND:
-        command = env.get("APP_COMMAND", "").strip()
-        if engine.full_path:
-            full_path = expand_here(engine.full_path)
-            if _WINDOWS_EXE.search(full_path):
-                posix = re.split(r"[\\/]", full_path)[-1]
-                posix = re.sub(r"\.exe$", "", posix, flags=re.IGNORECASE)
-                notices.append(
-                    f"engine {engine_name!r}: Windows fullPath {full_path!r} runs as "
-                    f"{posix!r} from PATH"
-                )
-                full_path = posix
-            arguments = expand_here(engine.arguments)
-            if engine.origin != "toml":
-                arguments = arguments.replace("\\", "/")
-            try:
-                argv = (full_path, *expand.split_arguments(arguments))
-            except ValueError as error:
-                problems.add(
-                    engine.location or app_where or Location(root),
-                    "arguments",
-                    f"engine {engine_name!r}: {error}",
-                )
-                return None
-        elif command:
-            try:
-                argv = tuple(expand.split_arguments(command))
-            except ValueError as error:
-                problems.add(
-                    where_of.get("APP_COMMAND") or Location(root), "APP_COMMAND", str(error)
-                )
-                return None
-        else:
-            problems.add(
-                app_where or Location(root),
-                "APP_COMMAND",
-                f"application {name!r} uses engine {engine_name!r}, which has no "
-                "fullPath: set APP_COMMAND to the command that runs the backend",
-            )
-            return None
-    max_requests = 0
-    if _runs_php_cgi(engine, argv):
-        argv = _php_argv(argv, path_value("app.php_ini"))
-        limit = values.get("app.php_fcgi_max_requests")
-        max_requests = limit if isinstance(limit, int) else 0
-    timeout = values.get("app.worker_request_timeout")
-    mask = values.get("app.watch_file_changes_mask", ())
-    return AppConfig(
-        name=name,
-        site=site,
-        virtual_path=virtual_path,
-        physical_path=root,
-        engine=engine,
-        handlers=tuple(handlers),
-        env=tuple(env.items()),
-        module_vars=module_vars,
-        argv=argv,
-        current_directory=current_directory,
-        interpreter=interpreter,
-        pythonpath=pythonpath,
-        wsgi_app=_opt_str(values.get("app.wsgi_app")),
-        deploy_file=path_value("app.deploy_file"),
-        deploy_log=path_value("app.deploy_log"),
-        deploy_timeout=_int_value(values, "app.deploy_timeout"),
-        error_log_dir=path_value("app.error_log_dir"),
-        error_log_max_kb=_int_value(values, "app.error_log_max_kb"),
-        error_log_files=_int_value(values, "app.error_log_files"),
-        watch_file_changes_mask=tuple(str(m) for m in mask) if isinstance(mask, tuple) else (),
-        console_url=_opt_str(values.get("app.console_url")),
-        worker_request_timeout=timeout if isinstance(timeout, int) else None,
-        development_mode=values.get("app.development_mode") is True,
-        max_requests=max_requests,
-        notices=tuple(notices),
-        not_in_effect=tuple(not_in_effect),
-        location=app_where,
-    )
-
-
-_PHP_CGI = re.compile(r"php-?cgi[\d.]*", re.IGNORECASE)
-
-
-def _runs_php_cgi(engine: EngineConfig, argv: tuple[str, ...]) -> bool:
-    """A PHP engine: protocol fastcgi-php, or (Zoo's own declarations say protocol="fastcgi")
-    a command that is php-cgi."""
-    if engine.kind is not EngineKind.COMMAND or not argv:
-        return False
-    program = os.path.basename(argv[0])
-    return engine.protocol is Protocol.FASTCGI_PHP or bool(_PHP_CGI.fullmatch(program))
-
-
-def _php_argv(argv: tuple[str, ...], php_ini: str | None) -> tuple[str, ...]:
-    """php-cgi reads the application's PHP_INI: `-c FILE`, unless the command names one."""
-    if not php_ini or not argv or "-c" in argv[1:]:
-        return argv
-    return (*argv, "-c", php_ini)
-
-
-def _app_value(setting: Setting, raw: str) -> object:
-    if setting.kind is Kind.INT and not raw.strip():
-        return None
-    if setting.kind is Kind.PATH_LIST:
-        return raw
-    return setting.convert(raw)
-
-
-def _int_value(values: dict[str, object], name: str) -> int:
-    """An integer application setting's value, or its declared default."""
-    value = values.get(name)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    default = BY_NAME[name].default
-    assert isinstance(default, int)
-    return default
-
-
-def _opt_str(value: object) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def _interpreter(
-    engine: EngineConfig,
-    virtual_env: str | None,
-    expand_here: Callable[[str], str],
-    notices: list[str],
-) -> str:
-    if virtual_env is not None:
-        candidate = os.path.join(virtual_env, "bin", "python")
-        if _executable(candidate):
-            return candidate
-        notices.append(f"VIRTUAL_ENV {virtual_env} has no bin/python; using Corral's interpreter")
-    if engine.full_path:
-        path = expand_here(engine.full_path)
-        if path.startswith("/") and _executable(path):
-            return path
-    return sys.executable
-
-
-def _executable(path: str) -> bool:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and os.access(path, os.X_OK)
 
 
 __all__ = [

@@ -38,7 +38,7 @@ class Transport(enum.StrEnum):
     TCP_SERVICE = "tcp.service"
 
 
-class Protocol(enum.StrEnum):
+class WireProtocol(enum.StrEnum):
     """What the front speaks to a backend (Zoo's `protocol` attribute)."""
 
     FASTCGI = "fastcgi"
@@ -77,7 +77,7 @@ class EngineConfig:
     name: str
     kind: EngineKind
     transport: Transport
-    protocol: Protocol
+    protocol: WireProtocol
     full_path: str = ""
     arguments: str = ""
     display_name: str = ""
@@ -296,7 +296,7 @@ class SiteConfig:
 @dataclass(frozen=True, slots=True)
 class FrontSettings:
     """The front server's limits and timeouts, with their defaults (the `server.*` settings of
-    `corral.config.settings` read their defaults from here). Built by `corral.config.load`
+    `corral.config.settings_server` read their defaults from here). Built by `corral.config.load`
     from the files, with `corral serve --set` on top (`corral.app.front_settings`)."""
 
     #: Seconds to receive a complete request head (from the first byte, or the connection's

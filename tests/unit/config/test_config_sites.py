@@ -11,7 +11,7 @@ import pytest
 
 from corral.config import ConfigErrors, load, load_server, load_site
 from corral.config.expand import finish_argv, finish_env
-from corral.config.model import DEFAULT_DOCUMENTS, EngineKind, Protocol, Transport
+from corral.config.model import DEFAULT_DOCUMENTS, EngineKind, Transport, WireProtocol
 from corral.routing import Router
 
 SITES = Path(__file__).resolve().parents[2] / "fixtures" / "sites"
@@ -145,7 +145,7 @@ def test_php_site_maps_only_php_files() -> None:
     config = load_site(str(root), environ=ENV)
     (app,) = config.apps
     assert app.engine.name == "php.5.4.pipe"
-    assert app.engine.protocol is Protocol.FASTCGI_PHP
+    assert app.engine.protocol is WireProtocol.FASTCGI_PHP
     # PHP_INI: php-cgi runs with -c the application's php.ini.
     assert app.argv == ("php-cgi", "-c", f"{root}/php.ini")
     assert app.max_requests == 500  # PHP_FCGI_MAX_REQUESTS: the pool retires workers after
@@ -185,7 +185,7 @@ def test_application_host_engines_user_engines_and_switchboard() -> None:
     assert python.kind is EngineKind.PYTHON_WORKER
     node = config.engine("nodejs.http")
     assert node.origin == "engines"
-    assert (node.transport, node.protocol) == (Transport.TCP, Protocol.HTTP)
+    assert (node.transport, node.protocol) == (Transport.TCP, WireProtocol.HTTP)
     assert (node.port_lower, node.port_upper) == (49152, 65535)
     php52 = config.engine("php.5.2.pipe")
     assert php52.origin == "userEngines"

@@ -11,17 +11,19 @@ from pathlib import Path
 import pytest
 
 from corral.app import ServeOptions, apply_overrides, build_apps, front_settings
-from corral.appsetup import pool_settings_for
 from corral.config import ConfigErrors, convert, load_server, load_site
 from corral.config.check import render
 from corral.config.settings import (
     BY_NAME,
+    POOL_BY_FIELD,
     SERVER_BY_ATTRIBUTE,
     SERVER_BY_TOML,
     Kind,
     Scope,
     by_scope,
 )
+from corral.config.settings_engine import ENGINE_DEFAULTS
+from corral.engines import pool_settings_for
 from corral.front.settings import FrontSettings
 from corral.supervision.settings import PoolSettings
 
@@ -289,3 +291,61 @@ def test_engine_health_timing_from_application_host_config(tmp_path: Path) -> No
     (app,) = load_server(str(path)).apps
     assert app.engine.probe_interval == 12.0
     assert pool_settings_for(app).probe_interval == 12.0
+
+
+# -- declared once ------------------------------------------------------------------------
+
+
+def test_every_pool_setting_field_is_bound_to_one_declaration() -> None:
+    """PoolSettings' fields and the declarations' `PoolUse`s are the same set (but for the
+    fields derived from the engine rather than set), and each default is the declaration's."""
+    derived = {"backoff", "source_suffixes"}
+    assert {f.name for f in fields(PoolSettings)} - derived == set(POOL_BY_FIELD)
+    defaults = PoolSettings()
+    for name, setting in POOL_BY_FIELD.items():
+        assert setting.pool is not None and setting.pool.field == name
+        assert getattr(defaults, name) == setting.pool.convert(setting.default), name
+    # Bounds are the declaration's: PoolSettings refuses what PoolUse.check refuses.
+    with pytest.raises(ValueError, match="pipeline_depth must be between 1 and 16, not 17"):
+        PoolSettings(pipeline_depth=17)
+    with pytest.raises(ValueError, match="idle_timeout must be >= 0 or None, not -1"):
+        PoolSettings(idle_timeout=-1)
+    with pytest.raises(ValueError, match="request_timeout must be > 0 or None, not 0"):
+        PoolSettings(request_timeout=0)
+    assert PoolSettings(idle_timeout=None, request_timeout=None).idle_timeout is None
+
+
+def test_engine_settings_fill_fields_of_their_type(tmp_path: Path) -> None:
+    """Each engine setting fills the EngineConfig field of its name with its converted value
+    (`declare.declare_engine` relies on it), and the pool gets it in the pool's units."""
+    blank = ENGINE_DEFAULTS
+    for setting in by_scope(Scope.ENGINE):
+        if setting.attribute in ("name", "env", "transport", "protocol"):
+            continue  # set apart by declare_engine (the table's name, enums, merged variables)
+        value = getattr(blank, setting.attribute)
+        assert setting.convert(setting.default) == value, setting.name
+        assert isinstance(setting.convert(setting.default), type(value)), setting.name
+    (tmp_path / "corral.toml").write_text(
+        "[engines.python]\ntime_limit = 2\nmax_requests = 10\nmax_requests_jitter = 50\n"
+        "idle_timeout = 0\nmemory_limit = 99\n" + APP_TOML
+    )
+    (app,) = load_site(str(tmp_path)).apps
+    settings = pool_settings_for(app)
+    assert (settings.time_limit, settings.max_requests, settings.max_requests_jitter) == (
+        120.0,
+        10,
+        0.5,
+    )
+    assert (settings.idle_timeout, settings.memory_limit_mb) == (None, 99)
+
+
+def test_set_converts_pool_settings_as_declared() -> None:
+    front, pool = apply_overrides(
+        {"queue_size": "7", "time_limit": "1.5", "idle_timeout": "0", "pipeline_depth": "4"}
+    )
+    assert front == {}
+    assert pool == {"queue_size": 7, "time_limit": 1.5, "idle_timeout": 0.0, "pipeline_depth": 4}
+    with pytest.raises(ValueError, match="queue_size: expected a whole number"):
+        apply_overrides({"queue_size": "many"})
+    with pytest.raises(ValueError, match="pipeline_depth must be between 1 and 16, not 0"):
+        apply_overrides({"pipeline_depth": "0"})

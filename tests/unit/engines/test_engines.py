@@ -1,4 +1,4 @@
-"""AppConfig -> pool settings and launch plans (corral.appsetup), and the front's adapter over
+"""AppConfig -> pool settings and launch plans (corral.engines), and the front's adapter over
 the configuration's router (corral.front.routes.ConfigRouter). Pure: nothing is started."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from corral.app import ServeOptions, build_apps
-from corral.appsetup import Unsupported, backend_for, pool_settings_for
 from corral.config import ConfigErrors, load, load_site
-from corral.config.engines import PYTHON
+from corral.config.builtin_engines import BUILT_IN, PYTHON
 from corral.config.model import EngineKind, Transport
+from corral.engines import KINDS, Unsupported, backend_for, kind_for, pool_settings_for
 from corral.front.routes import ConfigRouter
 from corral.supervision.launch import corral_package_parent
 
-SITES = Path(__file__).resolve().parents[1] / "fixtures" / "sites"
+SITES = Path(__file__).resolve().parents[2] / "fixtures" / "sites"
 
 
 def test_pool_settings_come_from_the_engine_and_the_command_line_wins() -> None:
@@ -266,3 +266,46 @@ def test_php_max_requests_are_exact_without_jitter() -> None:
     settings = pool_settings_for(php)
     assert settings.max_requests == php.max_requests
     assert settings.max_requests_jitter == 0.0
+
+
+def test_each_built_in_engine_is_run_by_its_kind() -> None:
+    expected = {
+        "python": "python-worker",
+        "fastcgi": "fd0-command",
+        "http": "port-command",
+        "nodejs.http": "port-command",
+        "php.fastcgi": "fd0-command",
+        "ruby.rack": "port-command",
+        "ruby.puma": "port-command",
+        "perl.psgi": "port-command",
+        "perl.psgi.fastcgi": "fd0-command",
+    }
+    assert {engine.name: kind_for(engine).name for engine in BUILT_IN} == expected
+    assert [kind.name for kind in KINDS] == [
+        "service",
+        "port-command",
+        "python-worker",
+        "fd0-command",
+    ]
+    # tcp.service runs nothing, whatever else the declaration says.
+    python = next(engine for engine in BUILT_IN if engine.name == "python")
+    assert kind_for(replace(python, transport=Transport.TCP_SERVICE)).name == "service"
+    # Requests one worker takes at once: the Python worker's threads, 100 for HTTP backends,
+    # the pool's default (None) for other FastCGI backends.
+    assert kind_for(python).connections_per_worker(replace(python, threads=8)) == 8
+    node = next(engine for engine in BUILT_IN if engine.name == "nodejs.http")
+    assert kind_for(node).connections_per_worker(node) == 100
+    php = next(engine for engine in BUILT_IN if engine.name == "php.fastcgi")
+    assert kind_for(php).connections_per_worker(php) is None
+
+
+def test_the_python_worker_is_refused_over_http_with_the_engines_line(tmp_path: Path) -> None:
+    (tmp_path / "corral.toml").write_text(
+        '[engines.python]\nprotocol = "http"\n[apps.a]\nengine = "python"\n'
+    )
+    (app,) = load_site(str(tmp_path)).apps
+    with pytest.raises(Unsupported) as caught:
+        backend_for(app, pool_settings_for(app))
+    (error,) = caught.value.errors
+    assert str(error).startswith(f"{tmp_path / 'corral.toml'}:1: protocol: ")
+    assert "speaks FastCGI, not HTTP" in str(error)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from corral.config.model import EngineConfig, EngineKind, EnvVar, Protocol, Transport
+from corral.config.model import EngineConfig, EngineKind, EnvVar, Transport, WireProtocol
 
 #: The native name of Corral's Python worker engine.
 PYTHON = "python"
@@ -25,7 +25,7 @@ _PYTHON = EngineConfig(
     display_name="Corral Python worker (WSGI or ASGI over FastCGI)",
     kind=EngineKind.PYTHON_WORKER,
     transport=Transport.NAMED_PIPE,
-    protocol=Protocol.FASTCGI,
+    protocol=WireProtocol.FASTCGI,
     source_suffixes=(".py", ".pyc", ".pyo", ".pyd", ".pyw"),
 )
 
@@ -36,21 +36,21 @@ BUILT_IN: tuple[EngineConfig, ...] = (
         display_name="Any FastCGI responder on an fd-0 socket (APP_COMMAND)",
         kind=EngineKind.COMMAND,
         transport=Transport.NAMED_PIPE,
-        protocol=Protocol.FASTCGI,
+        protocol=WireProtocol.FASTCGI,
     ),
     EngineConfig(
         name="http",
         display_name="Any HTTP server listening on %PORT% (APP_COMMAND)",
         kind=EngineKind.COMMAND,
         transport=Transport.TCP,
-        protocol=Protocol.HTTP,
+        protocol=WireProtocol.HTTP,
     ),
     EngineConfig(
         name="nodejs.http",
         display_name="Node.js over HTTP",
         kind=EngineKind.COMMAND,
         transport=Transport.TCP,
-        protocol=Protocol.HTTP,
+        protocol=WireProtocol.HTTP,
         full_path="node",
         arguments='"%APP_WORKER%"',
         env=(
@@ -64,7 +64,7 @@ BUILT_IN: tuple[EngineConfig, ...] = (
         display_name="PHP (php-cgi over FastCGI)",
         kind=EngineKind.COMMAND,
         transport=Transport.NAMED_PIPE,
-        protocol=Protocol.FASTCGI_PHP,
+        protocol=WireProtocol.FASTCGI_PHP,
         full_path="php-cgi",
         env=(EnvVar("PHP_FCGI_MAX_REQUESTS", "10000"), EnvVar("PHP_FCGI_CHILDREN", "0")),
         source_suffixes=PHP_SOURCE_SUFFIXES,
@@ -76,7 +76,7 @@ BUILT_IN: tuple[EngineConfig, ...] = (
         display_name="Ruby Rack application over HTTP (rackup)",
         kind=EngineKind.COMMAND,
         transport=Transport.TCP,
-        protocol=Protocol.HTTP,
+        protocol=WireProtocol.HTTP,
         full_path="rackup",
         arguments='"%RACK_CONFIG%" --host %HOST% --port %PORT% --env %RACK_ENV%',
         env=(
@@ -90,7 +90,7 @@ BUILT_IN: tuple[EngineConfig, ...] = (
         display_name="Ruby Rack application over HTTP (puma)",
         kind=EngineKind.COMMAND,
         transport=Transport.TCP,
-        protocol=Protocol.HTTP,
+        protocol=WireProtocol.HTTP,
         full_path="puma",
         arguments='--bind tcp://%HOST%:%PORT% --environment %RACK_ENV% "%RACK_CONFIG%"',
         env=(
@@ -105,7 +105,7 @@ BUILT_IN: tuple[EngineConfig, ...] = (
         display_name="Perl PSGI application over HTTP (plackup)",
         kind=EngineKind.COMMAND,
         transport=Transport.TCP,
-        protocol=Protocol.HTTP,
+        protocol=WireProtocol.HTTP,
         full_path="plackup",
         arguments='--host %HOST% --port %PORT% --env %PLACK_ENV% "%PSGI_WORKER%"',
         env=(
@@ -119,7 +119,7 @@ BUILT_IN: tuple[EngineConfig, ...] = (
         display_name="Perl PSGI application over FastCGI (plackup -s FCGI)",
         kind=EngineKind.COMMAND,
         transport=Transport.NAMED_PIPE,
-        protocol=Protocol.FASTCGI,
+        protocol=WireProtocol.FASTCGI,
         full_path="plackup",
         # FCGI serves the socket at fd 0 itself; no process manager (the pool is one).
         arguments='-s FCGI --manager= --env %PLACK_ENV% "%PSGI_WORKER%"',
@@ -176,7 +176,7 @@ def _renamed(engine: EngineConfig, name: str) -> EngineConfig:
 def source_suffixes(engine: EngineConfig) -> tuple[str, ...]:
     """The files an engine executes: its declared ones; for a declared engine that speaks
     fastcgi-php (a php-fpm service) without any, PHP's."""
-    if not engine.source_suffixes and engine.protocol is Protocol.FASTCGI_PHP:
+    if not engine.source_suffixes and engine.protocol is WireProtocol.FASTCGI_PHP:
         return PHP_SOURCE_SUFFIXES
     return engine.source_suffixes
 

@@ -1,0 +1,220 @@
+"""The front server's settings (`[server]`, `<heliconZooServer>` attributes), and the pool
+settings only the command line sets (`corral serve --set NAME=VALUE`)."""
+
+from __future__ import annotations
+
+from corral.config.model import FrontSettings
+from corral.config.setting import Kind, PoolUse, Scope, Setting, to_float
+
+#: The front server's defaults: the server settings' defaults are read from it, so that each
+#: default is written once (in `FrontSettings`).
+FRONT_DEFAULTS = FrontSettings()
+
+
+def _server(
+    field: str,
+    zoo_name: str,
+    kind: Kind,
+    doc: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: bool = False,
+) -> Setting:
+    """A front-server setting: `server.FIELD`, TOML key FIELD in `[server]`, the attribute
+    `zoo_name` on applicationHost.config's `<heliconZooServer>`, default `FrontSettings`'."""
+    return Setting(
+        f"server.{field}",
+        Scope.SERVER,
+        field,
+        zoo_name,
+        kind,
+        getattr(FRONT_DEFAULTS, field),
+        doc,
+        minimum=minimum,
+        maximum=maximum,
+        above=above,
+    )
+
+
+def _pool(field: str, kind: Kind, default: object, doc: str, use: PoolUse) -> Setting:
+    """A pool setting that no file spells: `pool.FIELD`, set by `--set FIELD=VALUE` only."""
+    return Setting(f"pool.{field}", Scope.POOL, "", "", kind, default, doc, pool=use)
+
+
+SERVER_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "server.application_host",
+        Scope.SERVER,
+        "application_host",
+        "applicationHost.config",
+        Kind.PATH,
+        None,
+        "Helicon's applicationHost.config to read <heliconZooServer> from.",
+    ),
+    _server(
+        "trusted_proxies",
+        "trustedProxies",
+        Kind.ADDRESSES,
+        "Client addresses or CIDR networks (* = any) whose X-Forwarded-For/-Proto/-Host and "
+        "Forwarded fields reach HTTP backends; from other clients those fields are replaced.",
+    ),
+    # The front server's limits and timeouts (`corral.front.settings.FrontSettings`, whose
+    # defaults these are). `corral serve --set NAME=VALUE` overrides them.
+    _server(
+        "header_timeout",
+        "headerTimeout",
+        Kind.NUMBER,
+        "Seconds a client has to send a complete request head (from its first byte, or from "
+        "the connection's start); past it: 408 when some bytes came, a silent close when none "
+        "did.",
+        minimum=0,
+        above=True,
+    ),
+    _server(
+        "keepalive_timeout",
+        "keepaliveTimeout",
+        Kind.NUMBER,
+        "Seconds a kept-alive client connection may stay idle between requests before it is "
+        "closed (silently).",
+        minimum=0,
+        above=True,
+    ),
+    _server(
+        "body_timeout",
+        "bodyTimeout",
+        Kind.NUMBER,
+        "Seconds without any request body bytes while a body is being read: 408.",
+        minimum=0,
+        above=True,
+    ),
+    _server(
+        "response_timeout",
+        "responseTimeout",
+        Kind.NUMBER,
+        "Seconds without any sign of the backend (waiting for its response head, or between "
+        "its body pieces; also a client that reads nothing of the response): 504, or the "
+        "connection is aborted once the response has started.",
+        minimum=0,
+        above=True,
+    ),
+    _server(
+        "acquire_timeout",
+        "acquireTimeout",
+        Kind.NUMBER,
+        "Seconds a request may wait for a free backend worker before it gets 503.",
+        minimum=0,
+        above=True,
+    ),
+    _server(
+        "max_body_size",
+        "maxBodySize",
+        Kind.INT,
+        "Largest request body accepted, in bytes (default 4 GiB); a larger one gets 413.",
+        minimum=0,
+    ),
+    _server(
+        "max_request_line",
+        "maxRequestLine",
+        Kind.INT,
+        "Longest request target accepted, in bytes; a longer one gets 414.",
+        minimum=1,
+    ),
+    _server(
+        "max_header_size",
+        "maxHeaderSize",
+        Kind.INT,
+        "Largest request head accepted (all header fields, each counted as name + value + 4), "
+        "in bytes; a larger one gets 431.",
+        minimum=1,
+    ),
+    _server(
+        "max_header_count",
+        "maxHeaderCount",
+        Kind.INT,
+        "Most header fields accepted in a request; more get 431.",
+        minimum=1,
+    ),
+    _server(
+        "max_header_field",
+        "maxHeaderField",
+        Kind.INT,
+        "Largest single header field (name + value + 4), in bytes; a larger one gets 431.",
+        minimum=1,
+    ),
+    _server(
+        "retry_after",
+        "retryAfter",
+        Kind.INT,
+        "Seconds sent as Retry-After on a 503 (queue full, application unavailable or deploying).",
+        minimum=0,
+    ),
+    _server(
+        "write_buffer_high",
+        "writeBufferHigh",
+        Kind.INT,
+        "Bytes of response waiting to be sent to a slow client above which reading from the "
+        "backend pauses (the client connection's write-buffer high-water mark).",
+        minimum=1,
+    ),
+    _server(
+        "shutdown_grace",
+        "shutdownGrace",
+        Kind.NUMBER,
+        "Seconds requests in flight are given to finish when the server stops (SIGTERM, "
+        "SIGINT), and a removed application's pool when a reload drops it.",
+        minimum=0,
+    ),
+    _server(
+        "show_errors_to_loopback",
+        "showErrorsToLoopback",
+        Kind.BOOL,
+        "Show a failing application's error output (its traceback) on 503 pages to loopback "
+        "clients (127.0.0.1, ::1).",
+    ),
+    _server(
+        "tunnel_idle_timeout",
+        "tunnelIdleTimeout",
+        Kind.NUMBER,
+        "Seconds a tunnel (a connection switched to another protocol after 101, e.g. a "
+        "WebSocket) may carry no bytes either way before both sides are closed.",
+        minimum=0,
+        above=True,
+    ),
+)
+
+#: Pool settings no configuration file spells (the engines' are in `settings_engine`).
+POOL_SETTINGS: tuple[Setting, ...] = (
+    _pool(
+        "connections_per_worker",
+        Kind.INT,
+        1,
+        "Requests one worker serves at once (one connection each). By default an engine's "
+        "threads for Corral's Python worker (more when an ASGI worker advertises more), 100 for "
+        "HTTP backends, else 1.",
+        PoolUse("connections_per_worker", Kind.INT, minimum=1),
+    ),
+    _pool(
+        "queue_size",
+        Kind.INT,
+        100,
+        "Requests that may wait for a worker; more get 503 with Retry-After (corral serve "
+        "lets 1000 wait).",
+        PoolUse("queue_size", Kind.INT, minimum=0),
+    ),
+    _pool(
+        "queue_timeout",
+        Kind.NUMBER,
+        30.0,
+        "Seconds a request may wait for a worker before it gets 503 (corral serve: the "
+        "server's acquire_timeout).",
+        PoolUse("queue_timeout", Kind.NUMBER, to_float, minimum=0, above=True),
+    ),
+    _pool(
+        "start_timeout",
+        Kind.NUMBER,
+        30.0,
+        "Seconds a new worker has to answer the readiness probe.",
+        PoolUse("start_timeout", Kind.NUMBER, to_float, minimum=0, above=True),
+    ),
+)

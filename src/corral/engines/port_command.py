@@ -1,0 +1,64 @@
+"""Zoo's ``tcp`` transport: a command that listens itself on a port Corral picks per worker.
+
+Node.js, Rack (rackup, puma), PSGI (plackup) and the generic ``http`` engine: the port comes from
+portLower..portUpper and is given as PORT/HOST in the environment and ``%PORT%``/``%HOST%`` in the
+arguments (``supervision.launch.Transport.PORT``). Readiness is the port accepting a connection
+(HTTP) or answering FCGI_GET_VALUES (FastCGI).
+"""
+
+from __future__ import annotations
+
+import os
+
+from corral.config.model import AppConfig, EngineConfig, EngineKind, Transport
+from corral.engines.base import Backend, connect_for, http_capacity, speaks_http, unsupported
+from corral.supervision.launch import LaunchPlan
+from corral.supervision.launch import Transport as LaunchTransport
+from corral.supervision.probe import fastcgi_port_probe, port_probe
+from corral.supervision.settings import PoolSettings
+
+
+class PortCommandKind:
+    name = "port-command"
+
+    def handles(self, engine: EngineConfig) -> bool:
+        return engine.transport is Transport.TCP
+
+    def connections_per_worker(self, engine: EngineConfig) -> int | None:
+        return http_capacity(engine)
+
+    def backend(self, app: AppConfig, settings: PoolSettings) -> Backend:
+        engine = app.engine
+        if engine.kind is not EngineKind.COMMAND:
+            raise unsupported(
+                app,
+                "transport",
+                f"engine {engine.name!r}: Corral's Python worker takes its socket at fd 0; "
+                "use transport NamedPipe",
+            )
+        if engine.port_lower > engine.port_upper:
+            raise unsupported(
+                app,
+                "portLower",
+                f"engine {engine.name!r}: portLower {engine.port_lower} is above portUpper "
+                f"{engine.port_upper}",
+            )
+        # %PORT%, %HOST% and %INSTANCE_ID% stay as written: the process layer fills them in per
+        # worker (supervision.process), with PORT, HOST and INSTANCE_ID in the environment.
+        env = dict(os.environ)
+        env.update(app.module_vars)
+        env.update(app.env)
+        plan = LaunchPlan(
+            argv=app.argv,
+            env=env,
+            cwd=app.current_directory,
+            transport=LaunchTransport.PORT,
+            tcp_host=engine.host,
+            port_range=(engine.port_lower, engine.port_upper),
+        )
+        http = speaks_http(engine)
+        probe = port_probe if http else fastcgi_port_probe
+        return Backend(plan, connect_for(app), probe=probe, http=http, upgrade=http)
+
+
+KIND = PortCommandKind()

@@ -1,0 +1,47 @@
+"""Corral's own Python worker (``python -m corral.worker``) under the application's interpreter.
+
+FastCGI over the Unix socket at fd 0; PYTHONPATH is the application's entries and, last, Corral's
+package; ``threads`` requests at once per worker (``connections_per_worker``). It answers a
+WebSocket Upgrade with 101 when it serves an ASGI app (a WSGI app answers it as plain HTTP), so its
+routes may tunnel.
+"""
+
+from __future__ import annotations
+
+from corral.config.expand import finish_env
+from corral.config.model import AppConfig, EngineConfig, EngineKind
+from corral.engines.base import Backend, connect_for, http_capacity, speaks_http, unsupported
+from corral.supervision.launch import python_worker_plan
+from corral.supervision.probe import fastcgi_probe
+from corral.supervision.settings import PoolSettings
+
+
+class PythonWorkerKind:
+    name = "python-worker"
+
+    def handles(self, engine: EngineConfig) -> bool:
+        return engine.kind is EngineKind.PYTHON_WORKER
+
+    def connections_per_worker(self, engine: EngineConfig) -> int | None:
+        return http_capacity(engine) or engine.threads
+
+    def backend(self, app: AppConfig, settings: PoolSettings) -> Backend:
+        engine = app.engine
+        if speaks_http(engine):
+            raise unsupported(
+                app,
+                "protocol",
+                f"engine {engine.name!r}: Corral's Python worker speaks FastCGI, not HTTP",
+            )
+        env = finish_env(app.env, app.module_vars, port=None, host=None, instance_id=0)
+        plan = python_worker_plan(
+            app.current_directory,
+            python=app.interpreter,
+            threads=settings.connections_per_worker,
+            engine=engine.name,
+            base_env=env,
+        )
+        return Backend(plan, connect_for(app), probe=fastcgi_probe, upgrade=True)
+
+
+KIND = PythonWorkerKind()
