@@ -34,7 +34,7 @@ from corral.backends import (
 )
 from corral.protocol.cgi import CGIResponseError, CGIResponseParser
 from corral.protocol.fastcgi import records
-from corral.protocol.fastcgi.constants import RecordType, Role
+from corral.protocol.fastcgi.constants import MAX_PIPELINE_DEPTH, RecordType, Role
 from corral.protocol.fastcgi.errors import FastCGIError
 
 logger = logging.getLogger("corral.backend")
@@ -100,7 +100,7 @@ _PARAMS = int(RecordType.PARAMS)
 _STDIN = int(RecordType.STDIN)
 _STDIN_PIECE = 0xFFF8
 #: Most requests one connection carries at once when it queues them (see ``follower``).
-MAX_PIPELINE = 16
+MAX_PIPELINE = MAX_PIPELINE_DEPTH
 #: The send buffer asked for on each connection to a responder.
 SEND_BUFFER = 1024 * 1024
 #: Requests queued on a connection its responder closed are sent back this much later (s).

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from corral.protocol.fastcgi.constants import MAX_PIPELINE_DEPTH
 from corral.supervision.backoff import StartBackoff
 from corral.supervision.scaling import ScalingLimits
 
 _MIB = 1024 * 1024
-#: Most requests one worker connection may carry at once (pipeline_depth's upper bound).
-MAX_PIPELINE_DEPTH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +60,7 @@ class PoolSettings:
     #: one worker's connection at once, queued behind the one it serves, for workers that
     #: accept it (Corral's own: ``CORRAL_PIPELINE``), as deep as ``scaling.queue_depth``
     #: allows for the app's service time; 1 = one at a time (no queueing).
-    pipeline_depth: int = 16
+    pipeline_depth: int = MAX_PIPELINE_DEPTH
 
     def __post_init__(self) -> None:
         for name in (
