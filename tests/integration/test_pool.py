@@ -620,12 +620,12 @@ def test_a_runtime_directory_removed_behind_the_pools_back_is_recreated(
         lease = await pool.acquire()
         old_pid = lease.worker_pid
         pool.release(lease, reusable=False)
-        old_dir = pool._runtime_dir
+        old_dir = pool._workers.runtime_dir
         assert old_dir is not None
         shutil.rmtree(old_dir)
         pid, answer = await request(pool)
         assert pid != old_pid and answer == str(pid).encode()
-        new_dir = pool._runtime_dir
+        new_dir = pool._workers.runtime_dir
         assert new_dir is not None and new_dir != old_dir
         assert (os.stat(new_dir).st_mode & 0o777) == 0o700
 
@@ -667,7 +667,7 @@ def test_close_waits_for_requests_in_flight_within_grace(run: Run[None], tmp_pat
     async def body(pool: Pool) -> None:
         lease = await pool.acquire()
         pid = lease.worker_pid
-        runtime_dir = pool._runtime_dir
+        runtime_dir = pool._workers.runtime_dir
         assert runtime_dir is not None and (os.stat(runtime_dir).st_mode & 0o777) == 0o700
 
         async def in_flight() -> bytes:

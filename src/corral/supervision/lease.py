@@ -18,15 +18,16 @@ from typing import Protocol, TypeAlias
 from corral.backends import PooledUpstream, Upstream
 from corral.errors import CorralError
 from corral.supervision.launch import Address
+from corral.supervision.probe import WorkerTraits
 
 #: Opens a connection to a worker or a service (the front's FastCGI or HTTP client).
 Connect: TypeAlias = Callable[[Address], Awaitable[PooledUpstream]]
 #: Readiness check: returns when the worker at ``Address`` is ready; raises otherwise. The float
-#: is the time allowed, in seconds.
-#: What it returns may be the worker's FCGI_GET_VALUES answers (``fastcgi_probe`` does): a
-#: worker advertising a larger ``FCGI_MAX_CONNS`` than ``connections_per_worker`` (an ASGI
-#: worker serves many connections on one event loop) is given that many connections.
-Probe = Callable[[Address, float], Awaitable[object]]
+#: is the time allowed, in seconds. It returns what it learned of the worker (``WorkerTraits``:
+#: ``fastcgi_probe`` reads them from the FCGI_GET_VALUES answers; a port probe learns nothing):
+#: a worker advertising a larger ``max_conns`` than ``connections_per_worker`` (an ASGI worker
+#: serves many connections on one event loop) is given that many connections.
+Probe: TypeAlias = Callable[[Address, float], Awaitable[WorkerTraits]]
 
 
 class PoolError(CorralError):
