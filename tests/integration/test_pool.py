@@ -827,8 +827,8 @@ def test_a_stream_of_queued_requests_is_served_in_order_on_either_loop(
             waiter = pool.lease_or_wait(lambda result, n=n: got.append((n, result)))
             assert isinstance(waiter, asyncio.Future)
         loop = asyncio.get_running_loop()
-        pool._wake_at(loop.time() - 1.0)  # already past, then another look, sooner
-        pool._wake_at(loop.time() - 2.0)
+        pool._scaler.wake_at(loop.time() - 1.0)  # already past, then another look, sooner
+        pool._scaler.wake_at(loop.time() - 2.0)
         assert pool.snapshot().waiting == 30
         pool.release(held, reusable=True)
         while len(got) < 30:

@@ -19,8 +19,8 @@ How the pool works (each part is its own module):
   else over a new one from ``connect``; else it waits in a bounded FIFO queue (``queue_size``,
   ``PoolOverloaded`` beyond; ``queue_timeout``, ``AcquireTimeout``), or, without a body, is
   queued on a busy worker's connection (pipelining).
-* **Scaling** (``load.LoadMeter`` -> the pure ``scaling.decide``): the pool samples its load,
-  asks the policy and carries out its decision (start workers, stop idle ones).
+* **Scaling** (``load.LoadMeter`` samples, the pure ``scaling.decide`` decides,
+  ``scaler.Scaler`` carries it out: start workers, stop idle ones, look again later).
 * **Workers** (``workers.WorkerSet``, states in ``lifecycle``): spawn, readiness (the probe
   within ``start_timeout``), crashes (logged, the request in flight gets a 502, replaced if
   needed), rolling restart (``restart``: each new worker that becomes ready retires an old one,
@@ -65,7 +65,7 @@ from corral.supervision.lease import (
 from corral.supervision.lifecycle import PoolState, WorkerState, check_pool_transition
 from corral.supervision.load import MIB, LoadMeter
 from corral.supervision.probe import WorkerTraits, fastcgi_probe
-from corral.supervision.scaling import HELD_BY_MEMORY, decide
+from corral.supervision.scaler import EVALUATE_EVERY, Scaler
 from corral.supervision.settings import PoolSettings
 from corral.supervision.snapshot import PoolSnapshot, WorkerInfo
 from corral.supervision.workers import Spawn, Worker, WorkerSet, format_address, spawn_process
@@ -81,10 +81,6 @@ __all__ = [
 
 _log = logging.getLogger("corral.supervision.pool")
 
-#: Under a stream of queued requests, the policy is asked at most this often (seconds): its
-#: decisions (start a worker) take far longer to carry out than this.
-EVALUATE_EVERY = 0.002
-
 _RUNNING = PoolState.RUNNING
 _CLOSING = PoolState.CLOSING
 _STARTING = WorkerState.STARTING
@@ -92,8 +88,8 @@ _STARTING = WorkerState.STARTING
 
 class Pool:
     """The workers of one application: a facade over its parts (``WorkerSet``, ``Dispatcher``,
-    ``HealthMonitor``, ``LoadMeter``, ``CrashLoopTracker``). It carries out the scaling
-    policy's decisions, and is the ``LeaseSource`` the front leases from."""
+    ``HealthMonitor``, ``LoadMeter``, ``Scaler``, ``CrashLoopTracker``), and the
+    ``LeaseSource`` the front leases from."""
 
     def __init__(
         self,
@@ -120,7 +116,6 @@ class Pool:
         self.name = name
         self.plan = plan
         self.settings = settings
-        self._limits = settings.limits()
         self._connect = connect
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = PoolState.DORMANT
@@ -153,7 +148,7 @@ class Pool:
             self._load,
             clock=clock,
             call_later=call_later,
-            went_idle=self._went_idle,
+            went_idle=lambda worker, now: self._scaler.went_idle(worker, now),
             drained=self._workers.end_drain,
             worn_out=lambda worker: self._recycle(
                 worker, f"served {worker.requests_served} requests (maxRequests)"
@@ -170,14 +165,20 @@ class Pool:
             clock=clock,
             create_task=create_task,
             recycle=self._recycle,
-            evaluate=self._evaluate,
+            evaluate=lambda: self._scaler.evaluate(),
         )
         self._crash = CrashLoopTracker(name, settings, plan.cwd, clock=clock)
+        self._scaler = Scaler(
+            name,
+            settings,
+            self._workers,
+            self._dispatcher,
+            self._load,
+            self._crash,
+            clock=clock,
+            call_at=lambda when, callback: self._running_loop().call_at(when, callback),
+        )
         self._closed: asyncio.Future[None] | None = None
-        # The scaling timer: when the policy is asked next, and when it was last asked.
-        self._timer: asyncio.Handle | None = None
-        self._timer_at = 0.0
-        self._evaluated_at = -1e9
         #: Connections being opened for waiters served by callback (``lease_or_wait``).
         self._connecting: set[asyncio.Task[None]] = set()
         # Rolling restarts: the callers waiting for the current one, and how many completed.
@@ -203,6 +204,8 @@ class Pool:
     def _set_state(self, state: PoolState) -> None:
         if state is not self._state:
             self._state = check_pool_transition(self._state, state)
+            self._scaler.starting = state is _RUNNING
+            self._scaler.closed = state is _CLOSING
 
     @property
     def state(self) -> PoolState:
@@ -319,7 +322,7 @@ class Pool:
         waiter: Waiter = self._running_loop().create_future()
         dispatcher.enqueue(waiter, first=first, queueable=queueable)
         waiter.add_done_callback(functools.partial(self._waited, deliver))
-        self._evaluate_on_arrival()
+        self._scaler.on_arrival()
         return waiter
 
     def cancel_wait(self, waiter: Waiter) -> None:
@@ -388,7 +391,7 @@ class Pool:
         waiter: Waiter = self._running_loop().create_future()
         dispatcher.enqueue(waiter, first=front)
         try:
-            self._evaluate()
+            self._scaler.evaluate()
             async with asyncio.timeout_at(deadline):
                 # (Only queueable waiters, from lease_or_wait, are handed leases.)
                 worker = await waiter
@@ -438,7 +441,7 @@ class Pool:
         if worker.state.is_ready:
             # Out of rotation at once; its exit is reaped (and logged) by the worker set.
             self._workers.kill(worker)
-        self._evaluate()
+        self._scaler.evaluate()
 
     # -------------------------------------------------------------------------------- public
 
@@ -455,9 +458,7 @@ class Pool:
         workers = self._workers
         dispatcher.close()
         try:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._scaler.cancel()
             await self._health.stop()
             dispatcher.fail_waiters(lambda: PoolClosed(self.name))
             if grace is None:
@@ -525,7 +526,9 @@ class Pool:
                 ready += 1
         wanted = ready
         if self._state is _RUNNING:
-            wanted = max(wanted, self._limits.min_instances, 1 if self._dispatcher.waiters else 0)
+            wanted = max(
+                wanted, self._scaler.limits.min_instances, 1 if self._dispatcher.waiters else 0
+            )
         if wanted == 0:
             if self._state in (PoolState.BACKOFF, PoolState.FAILED):
                 self._set_state(PoolState.DORMANT)
@@ -564,9 +567,7 @@ class Pool:
             return
         if self._state is _RUNNING:
             self._set_state(PoolState.STOPPING)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._scaler.cancel()
         error = PoolUnavailable(self.name, reason)
         now = self._loop_time()
         self._dispatcher.fail_waiters(lambda: self._crash.unavailable(error, now))
@@ -623,8 +624,8 @@ class Pool:
             start_failures=crash.failures,
             last_error=None if crash.last_error is None else str(crash.last_error),
             closing=state is _CLOSING,
-            min_instances=self._limits.min_instances,
-            max_instances=self._limits.max_instances,
+            min_instances=self._scaler.limits.min_instances,
+            max_instances=self._scaler.limits.max_instances,
             state=state.value,
             retry_in=(
                 crash.retry_in(now) if state in (PoolState.BACKOFF, PoolState.FAILED) else None
@@ -644,85 +645,6 @@ class Pool:
             exits=tuple(replace(e, at=round(now - e.at, 3)) for e in self._workers.exits),
         )
 
-    # -------------------------------------------------------------------------------- scaling
-
-    def _evaluate_on_arrival(self) -> None:
-        """A request joined the queue: ask the policy, at most every EVALUATE_EVERY s while
-        requests pour in (a look skipped is made up by the timer, that much later)."""
-        now = self._loop_time()
-        if now - self._evaluated_at >= EVALUATE_EVERY:
-            self._evaluate()
-        else:
-            self._wake_at(self._evaluated_at + EVALUATE_EVERY)
-
-    def _evaluate(self) -> None:
-        """Sample the load, ask the policy, carry out its decision."""
-        if self._state is _CLOSING:
-            return
-        now = self._loop_time()
-        self._evaluated_at = now
-        dispatcher = self._dispatcher
-        workers = self._workers
-        limits = self._limits
-        sample = self._load.sample(
-            now,
-            workers.workers.values(),
-            limits,
-            waiting=len(dispatcher.waiters) + dispatcher.queued(),
-            oldest_wait=dispatcher.oldest_wait(now),
-        )
-        decision = decide(sample, limits, now)
-        self._load.note_held_back(decision, sample, now, limits.cpu_count)
-        start = decision.start if self._state is _RUNNING else 0
-        wake = decision.recheck_at
-        if decision.reason == HELD_BY_MEMORY and not sample.workers and not sample.starting:
-            # Nothing runs and nothing may start: the waiting requests would only time out.
-            error = PoolUnavailable(self.name, self._load.held_reason or "low memory")
-            dispatcher.fail_waiters(lambda: self._crash.unavailable(error, now))
-            wake = now + min(self.settings.health_interval, 1.0)
-        if start and not self._crash.due(now):
-            start = 0
-            due = self._crash.next_start_at
-            wake = due if wake is None else min(wake, due)
-        for _ in range(start):
-            workers.start()
-        for worker_id in decision.stop:
-            idle = workers.workers.get(worker_id)
-            if idle is not None and idle.state.is_idle and idle.active == 0:
-                _log.info(
-                    "app %s: stopping worker pid %s, idle for %.1f s",
-                    self.name,
-                    idle.pid,
-                    now - (idle.idle_since or now),
-                    extra={"app": self.name, "pid": idle.pid},
-                )
-                workers.stop(idle)
-        if wake is not None:
-            self._wake_at(wake)
-
-    def _wake_at(self, when: float) -> None:
-        if self._state is _CLOSING:
-            return
-        if self._timer is not None:
-            # (Its time is kept here: uvloop's call_at of a time already past returns a plain
-            # Handle, which has no when().)
-            if self._timer_at <= when:
-                return
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = self._running_loop().call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._evaluate()
-
-    def _went_idle(self, worker: Worker, now: float) -> None:
-        """A worker's last request ended: it may be stoppable once the idle timeout has
-        passed: look again then (the policy decides, see _evaluate)."""
-        idle_timeout = self._limits.idle_timeout
-        if idle_timeout is not None and len(self._workers.workers) > self._limits.min_instances:
-            self._wake_at(now + idle_timeout)
-
     def _recycle(self, worker: Worker, why: str, hung: bool = False) -> None:
         """Retire a ready worker (it finishes its requests first; ``hung``: then it is killed)
         and let the policy start its replacement at once (a retiring worker no longer counts
@@ -732,21 +654,22 @@ class Pool:
         worker.retiring = why
         self._workers.recycled += 1
         self._workers.retire(worker, why, hung=hung)
-        self._evaluate()
+        self._scaler.evaluate()
 
     # ------------------------------------------------------------------- worker events
 
     def worker_ready(self, worker: Worker, traits: WorkerTraits, took: float) -> None:
         """(``WorkerEvents``) A worker became ready: it takes the waiting requests."""
         if self._dispatcher.learn_capacity(traits.max_conns):
-            self._limits = replace(self._limits, capacity=self._dispatcher.capacity)
+            scaler = self._scaler
+            scaler.limits = replace(scaler.limits, capacity=self._dispatcher.capacity)
         self._load.spawned(took)
         self._crash.started()
         self._health.start()
         if worker.generation == self._workers.generation:
             self._workers.retire_one_old()
         self._dispatcher.dispatch()
-        self._evaluate()
+        self._scaler.evaluate()
         self._check_restart()
 
     def start_failed(self, worker: Worker, reason: str, stderr_tail: str) -> None:
@@ -763,18 +686,18 @@ class Pool:
             now = self._loop_time()
             self._dispatcher.fail_waiters(lambda: self._crash.unavailable(error, now))
             self._set_state(PoolState.FAILED if self._crash.gave_up else PoolState.BACKOFF)
-        self._evaluate()
+        self._scaler.evaluate()
         self._check_restart()
 
     def worker_exited(self, worker: Worker) -> None:
         """(``WorkerEvents``) A worker exited: the policy replaces it if needed."""
-        self._evaluate()
+        self._scaler.evaluate()
         self._check_restart()
 
     def worker_gone(self, worker: Worker, cancelled: bool) -> None:
         """(``WorkerEvents``) A worker's start was cancelled, or its supervision failed."""
         if not cancelled:
-            self._evaluate()
+            self._scaler.evaluate()
         elif self._state is not _CLOSING:  # cancelled by a rolling restart
             self._check_restart()
 
