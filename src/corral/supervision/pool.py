@@ -177,6 +177,7 @@ class Pool:
             self._crash,
             clock=clock,
             call_at=lambda when, callback: self._running_loop().call_at(when, callback),
+            pool_state=lambda: self._state,
         )
         self._closed: asyncio.Future[None] | None = None
         #: Connections being opened for waiters served by callback (``lease_or_wait``).
@@ -204,8 +205,6 @@ class Pool:
     def _set_state(self, state: PoolState) -> None:
         if state is not self._state:
             self._state = check_pool_transition(self._state, state)
-            self._scaler.starting = state is _RUNNING
-            self._scaler.closed = state is _CLOSING
 
     @property
     def state(self) -> PoolState:

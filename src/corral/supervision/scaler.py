@@ -14,6 +14,7 @@ from collections.abc import Callable
 from corral.supervision.crashloop import CrashLoopTracker
 from corral.supervision.dispatch import Dispatcher
 from corral.supervision.lease import PoolUnavailable
+from corral.supervision.lifecycle import PoolState
 from corral.supervision.load import LoadMeter
 from corral.supervision.scaling import HELD_BY_MEMORY, ScalingLimits, decide
 from corral.supervision.settings import PoolSettings
@@ -40,7 +41,14 @@ class Scaler:
         *,
         clock: Callable[[], float],
         call_at: Callable[[float, Callable[[], None]], asyncio.Handle],
+        pool_state: Callable[[], PoolState],
     ) -> None:
+        """
+        Args:
+            clock, call_at: the loop's.
+            pool_state: the pool's state: workers are started only while it runs, and nothing
+                is done once it closes.
+        """
         self.app = app
         self.settings = settings
         #: The policy's limits (the capacity follows what the workers advertise).
@@ -51,9 +59,7 @@ class Scaler:
         self._crash = crash
         self._clock = clock
         self._call_at = call_at
-        #: Workers may be started (the pool runs); nothing at all happens once it is closed.
-        self.starting = False
-        self.closed = False
+        self._pool_state = pool_state
         self._timer: asyncio.Handle | None = None
         self._timer_at = 0.0
         self._evaluated_at = -1e9
@@ -76,7 +82,8 @@ class Scaler:
 
     def evaluate(self) -> None:
         """Sample the load, ask the policy, carry out its decision."""
-        if self.closed:
+        state = self._pool_state()
+        if state is PoolState.CLOSING:
             return
         now = self._clock()
         self._evaluated_at = now
@@ -92,7 +99,7 @@ class Scaler:
         )
         decision = decide(sample, limits, now)
         self._load.note_held_back(decision, sample, now, limits.cpu_count)
-        start = decision.start if self.starting else 0
+        start = decision.start if state is PoolState.RUNNING else 0
         wake = decision.recheck_at
         if decision.reason == HELD_BY_MEMORY and not sample.workers and not sample.starting:
             # Nothing runs and nothing may start: the waiting requests would only time out.
@@ -121,7 +128,7 @@ class Scaler:
 
     def wake_at(self, when: float) -> None:
         """Ask the policy again at ``when`` (loop clock), unless a look is due sooner."""
-        if self.closed:
+        if self._pool_state() is PoolState.CLOSING:
             return
         if self._timer is not None:
             # (Its time is kept here: uvloop's call_at of a time already past returns a plain
