@@ -22,6 +22,7 @@ from corral.backends import PooledUpstream, Upstream
 from corral.supervision.lease import Lease, PoolError, Waiter
 from corral.supervision.lifecycle import WorkerState, check_transition
 from corral.supervision.load import SERVICE_WEIGHT, LoadMeter
+from corral.supervision.probe import WorkerTraits
 from corral.supervision.scaling import QUEUE_AHEAD_LIMIT, queue_depth
 from corral.supervision.settings import PoolSettings
 from corral.supervision.workers import Worker
@@ -89,13 +90,18 @@ class Dispatcher:
         #: Set when the last lease is released (``close`` waits for it).
         self.all_released: asyncio.Event | None = None
 
-    def learn_capacity(self, max_conns: int | None) -> bool:
-        """A worker said how many connections it serves at once (its probe's ``max_conns``):
-        take that as the per-worker capacity when it is larger than connections_per_worker
-        (never above MAX_LEARNED_CAPACITY). True when the capacity changed."""
-        if max_conns is None:
+    def learn(self, worker: Worker, traits: WorkerTraits) -> bool:
+        """A worker became ready and its probe said what it is: whether requests may be queued
+        on its connections (``pipelining``), and how many connections it serves at once
+        (``max_conns``), taken as the per-worker capacity when larger than
+        connections_per_worker (never above MAX_LEARNED_CAPACITY). True when the capacity
+        changed."""
+        worker.pipelining = traits.pipelining
+        if traits.max_conns is None:
             return False
-        capacity = max(self.settings.connections_per_worker, min(max_conns, MAX_LEARNED_CAPACITY))
+        capacity = max(
+            self.settings.connections_per_worker, min(traits.max_conns, MAX_LEARNED_CAPACITY)
+        )
         if capacity == self.capacity:
             return False
         self.capacity = capacity

@@ -659,7 +659,7 @@ class Pool:
 
     def worker_ready(self, worker: Worker, traits: WorkerTraits, took: float) -> None:
         """(``WorkerEvents``) A worker became ready: it takes the waiting requests."""
-        if self._dispatcher.learn_capacity(traits.max_conns):
+        if self._dispatcher.learn(worker, traits):
             scaler = self._scaler
             scaler.limits = replace(scaler.limits, capacity=self._dispatcher.capacity)
         self._load.spawned(took)

@@ -98,8 +98,8 @@ class Worker:
     idle_since: float | None = None
     last_used: float = 0.0
     idle_conns: list[PooledUpstream] = field(default_factory=list)
-    #: It serves requests queued on a connection (its probe said so), and its leased
-    #: connections (the ones such requests may queue on).
+    #: The dispatcher's: it serves requests queued on a connection (its probe said so), and
+    #: its leased connections (the ones such requests may queue on).
     pipelining: bool = False
     busy_conns: list[PooledUpstream] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
@@ -331,7 +331,6 @@ class WorkerSet:
         worker.last_used = now
         worker.ready_at = now
         worker.last_probe = now
-        worker.pipelining = traits.pipelining
         settings = self.settings
         if settings.max_requests:
             jitter = int(settings.max_requests * settings.max_requests_jitter)

@@ -14,6 +14,7 @@ from corral.supervision.dispatch import MAX_LEARNED_CAPACITY, Dispatcher
 from corral.supervision.lease import Lease, PoolOverloaded
 from corral.supervision.lifecycle import WorkerState
 from corral.supervision.load import LoadMeter
+from corral.supervision.probe import WorkerTraits
 from corral.supervision.scaling import QUEUE_AHEAD_LIMIT
 from corral.supervision.settings import PoolSettings
 from corral.supervision.workers import Worker
@@ -300,12 +301,15 @@ def test_max_requests_and_draining_are_reported() -> None:
     assert rig.drained == [1] and lease.pooled.is_closed  # not kept: out of rotation
 
 
-def test_the_learned_capacity_is_bounded() -> None:
+def test_the_probes_traits_set_pipelining_and_the_bounded_capacity() -> None:
     rig = Rig(connections_per_worker=4)
-    assert not rig.dispatcher.learn_capacity(None)
-    assert not rig.dispatcher.learn_capacity(2)  # smaller: connections_per_worker stays
-    assert rig.dispatcher.learn_capacity(100) and rig.dispatcher.capacity == 100
-    assert rig.dispatcher.learn_capacity(10**6)
+    worker = rig.worker(1)
+    assert not rig.dispatcher.learn(worker, WorkerTraits(None, pipelining=True))
+    assert worker.pipelining
+    assert not rig.dispatcher.learn(worker, WorkerTraits(2))  # smaller: the setting stays
+    assert not worker.pipelining and rig.dispatcher.capacity == 4
+    assert rig.dispatcher.learn(worker, WorkerTraits(100)) and rig.dispatcher.capacity == 100
+    assert rig.dispatcher.learn(worker, WorkerTraits(10**6))
     assert rig.dispatcher.capacity == MAX_LEARNED_CAPACITY
 
 

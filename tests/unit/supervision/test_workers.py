@@ -136,9 +136,9 @@ def test_a_worker_becomes_ready_then_crashes() -> None:
         worker = rig.set.start()
         assert worker.state is S.STARTING and rig.set.counts() == (1, 0)
         await rig.settle()
-        assert worker.state is S.IDLE and worker.pipelining and worker.ready_at == rig.now
+        assert worker.state is S.IDLE and worker.ready_at == rig.now
         ((kind, wid, (traits, took)),) = rig.events.log
-        assert (kind, wid, traits.max_conns) == ("ready", worker.id, 8)
+        assert (kind, wid, traits) == ("ready", worker.id, WorkerTraits(8, pipelining=True))
         assert took == 0.0  # the fake clock did not move between spawn and ready
         rig.processes[0].end(-11)
         await rig.settle()
