@@ -46,7 +46,7 @@ class Dispatcher:
         *,
         clock: Callable[[], float],
         call_later: Callable[[float, Callable[[], None]], asyncio.TimerHandle],
-        went_idle: Callable[[Worker, float], None],
+        look_again_at: Callable[[float], None],
         drained: Callable[[Worker], None],
         worn_out: Callable[[Worker], None],
         lost: Callable[[Worker], None],
@@ -58,7 +58,8 @@ class Dispatcher:
             load: where arrivals and service times are counted.
             clock: the loop's clock.
             call_later: the loop's ``call_later`` (the withdrawal timer).
-            went_idle: a worker's last request ended (it may be stoppable later).
+            look_again_at: have the scaling policy look again at this time (a worker went
+                idle: it may be stoppable once the idle timeout has passed).
             drained: a DRAINING or HUNG worker's last request ended.
             worn_out: a worker served its ``max_requests``.
             lost: a worker was seen dead (its connection closed by it, the process gone).
@@ -69,7 +70,9 @@ class Dispatcher:
         self._load = load
         self._clock = clock
         self._call_later = call_later
-        self._went_idle = went_idle
+        self._look_again_at = look_again_at
+        self._idle_timeout = settings.idle_timeout
+        self._min_instances = settings.min_instances
         self._drained = drained
         self._worn_out = worn_out
         self._lost = lost
@@ -141,7 +144,11 @@ class Dispatcher:
             worker.last_used = now
             worker.idle_since = now
             worker.state = check_transition(_BUSY, _IDLE)
-            self._went_idle(worker, now)
+            # A worker going idle never calls for a start; it may be stoppable once the idle
+            # timeout has passed: look again then (the policy decides).
+            idle_timeout = self._idle_timeout
+            if idle_timeout is not None and len(self.workers) > self._min_instances:
+                self._look_again_at(now + idle_timeout)
         if worker.state.is_ready:
             self.dispatch()
         elif worker.active <= 0 and worker.state.is_draining:

@@ -148,7 +148,7 @@ class Pool:
             self._load,
             clock=clock,
             call_later=call_later,
-            went_idle=lambda worker, now: self._scaler.went_idle(worker, now),
+            look_again_at=lambda when: self._scaler.wake_at(when),
             drained=self._workers.end_drain,
             worn_out=lambda worker: self._recycle(
                 worker, f"served {worker.requests_served} requests (maxRequests)"

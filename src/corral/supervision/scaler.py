@@ -18,7 +18,7 @@ from corral.supervision.lifecycle import PoolState
 from corral.supervision.load import LoadMeter
 from corral.supervision.scaling import HELD_BY_MEMORY, ScalingLimits, decide
 from corral.supervision.settings import PoolSettings
-from corral.supervision.workers import Worker, WorkerSet
+from corral.supervision.workers import WorkerSet
 
 _log = logging.getLogger("corral.supervision.pool")
 
@@ -72,13 +72,6 @@ class Scaler:
             self.evaluate()
         else:
             self.wake_at(self._evaluated_at + EVALUATE_EVERY)
-
-    def went_idle(self, worker: Worker, now: float) -> None:
-        """A worker's last request ended: it may be stoppable once the idle timeout has
-        passed: look again then (the policy decides)."""
-        idle_timeout = self.limits.idle_timeout
-        if idle_timeout is not None and len(self._workers.workers) > self.limits.min_instances:
-            self.wake_at(now + idle_timeout)
 
     def evaluate(self) -> None:
         """Sample the load, ask the policy, carry out its decision."""

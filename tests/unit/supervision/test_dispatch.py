@@ -93,7 +93,7 @@ class Rig:
         self.workers: dict[int, Worker] = {}
         self.load = LoadMeter("test", self.settings)
         self.timers = Timers()
-        self.idle: list[int] = []
+        self.looks: list[float] = []
         self.drained: list[int] = []
         self.worn: list[int] = []
         self.lost: list[int] = []
@@ -103,7 +103,7 @@ class Rig:
             self.load,
             clock=lambda: self.now,
             call_later=self.timers.call_later,
-            went_idle=lambda w, now: self.idle.append(w.id),
+            look_again_at=self.looks.append,
             drained=lambda w: self.drained.append(w.id),
             worn_out=lambda w: self.worn.append(w.id),
             lost=self.lose,
@@ -156,7 +156,8 @@ def test_try_acquire_leases_a_kept_alive_connection_and_release_keeps_it() -> No
     rig.dispatcher.release(lease, reusable=True)
     assert worker.idle_conns == [conn] and worker.state is WorkerState.IDLE
     assert worker.requests_served == 1 and worker.last_used == 200.0 == worker.idle_since
-    assert rig.load.service_time == 0.25 and rig.idle == [1]
+    assert rig.load.service_time == 0.25
+    assert rig.looks == []  # one worker, the floor: never stoppable
     rig.dispatcher.release(lease, reusable=True)  # twice: nothing
     assert worker.requests_served == 1
 
@@ -325,3 +326,14 @@ def test_the_last_release_sets_all_released(reusable: bool) -> None:
         assert rig.dispatcher.all_released.is_set()
 
     asyncio.run(main())
+
+
+def test_a_worker_going_idle_above_the_floor_asks_for_a_look_after_the_idle_timeout() -> None:
+    rig = Rig(min_instances=1, max_instances=2, idle_timeout=30.0)
+    rig.worker(1)
+    rig.worker(2)
+    lease = rig.dispatcher.try_acquire()
+    assert lease is not None
+    rig.now = 150.0
+    rig.dispatcher.release(lease, reusable=True)
+    assert rig.looks == [180.0]

@@ -76,7 +76,7 @@ class Rig:
             self.load,
             clock=clock,
             call_later=None,  # type: ignore[arg-type]
-            went_idle=lambda w, now: None,
+            look_again_at=lambda when: None,
             drained=lambda w: None,
             worn_out=lambda w: None,
             lost=lambda w: None,
@@ -161,8 +161,6 @@ def test_idle_workers_past_the_timeout_are_stopped_down_to_the_floor() -> None:
     rig = Rig(min_instances=1, max_instances=3, idle_timeout=5.0)
     for wid, idle_since in ((1, 1.0), (2, 2.0), (3, 9.0)):
         rig.workers.workers[wid] = Worker(id=wid, state=WorkerState.IDLE, idle_since=idle_since)
-    rig.scaler.went_idle(rig.workers.workers[3], 9.0)
-    assert [t.when for t in rig.timers] == [14.0]
     rig.now = 8.0
     rig.scaler.evaluate()
     assert sorted(rig.workers.stopped) == [1, 2]  # type: ignore[attr-defined]
