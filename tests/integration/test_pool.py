@@ -166,6 +166,7 @@ def test_a_full_queue_raises_overloaded_and_waiters_are_served_in_order(
             tasks.append(asyncio.ensure_future(waiter(n)))
             await asyncio.sleep(0.01)
         await eventually(lambda: pool.snapshot().waiting == 2, what="2 waiting")
+        assert pool.snapshot().queue_length == 2  # nothing queued on connections here
         with pytest.raises(PoolOverloaded) as info:
             await pool.acquire()
         assert info.value.queue_size == 2 and "overloaded" in str(info.value)

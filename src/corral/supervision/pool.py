@@ -614,12 +614,15 @@ class Pool:
         crash = self._crash
         load = self._load
         dispatcher = self._dispatcher
+        waiting = len(dispatcher.waiters)
+        queued = sum(1 for lease in dispatcher.leases if lease.queued)
         return PoolSnapshot(
             app=self.name,
             workers=workers,
-            waiting=len(dispatcher.waiters),
+            waiting=waiting,
             in_flight=len(dispatcher.leases),
-            queued=sum(1 for lease in dispatcher.leases if lease.queued),
+            queued=queued,
+            queue_length=waiting + queued,
             start_failures=crash.failures,
             last_error=None if crash.last_error is None else str(crash.last_error),
             closing=state is _CLOSING,

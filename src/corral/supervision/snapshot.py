@@ -102,8 +102,5 @@ class PoolSnapshot:
     crashed: int = 0
     #: The last workers that ended, oldest first (``at``: seconds ago).
     exits: tuple[ExitInfo, ...] = ()
-
-    @property
-    def queue_length(self) -> int:
-        """Every request not yet begun: waiting in the queue and queued on connections."""
-        return self.waiting + self.queued
+    #: Every request not yet begun: ``waiting`` in the queue plus ``queued`` on connections.
+    queue_length: int = 0
