@@ -25,6 +25,7 @@ from corral.supervision.lease import (
     PoolOverloaded,
     PoolUnavailable,
     Probe,
+    WorkerTraits,
 )
 from corral.supervision.lifecycle import (
     READY_STATES,
@@ -36,7 +37,7 @@ from corral.supervision.lifecycle import (
     check_transition,
 )
 from corral.supervision.pool import Pool
-from corral.supervision.probe import ProbeFailed, WorkerTraits, fastcgi_probe, get_values
+from corral.supervision.probe import ProbeFailed, fastcgi_probe, get_values
 from corral.supervision.process import SpawnError, WorkerProcess, describe_returncode
 from corral.supervision.scaling import (
     LoadSample,

@@ -19,10 +19,9 @@ import time
 from collections.abc import Callable
 
 from corral.backends import PooledUpstream, Upstream
-from corral.supervision.lease import Lease, PoolError, Waiter
+from corral.supervision.lease import Lease, PoolError, Waiter, WorkerTraits
 from corral.supervision.lifecycle import WorkerState, check_transition
 from corral.supervision.load import SERVICE_WEIGHT, LoadMeter
-from corral.supervision.probe import WorkerTraits
 from corral.supervision.scaling import QUEUE_AHEAD_LIMIT, queue_depth
 from corral.supervision.settings import PoolSettings
 from corral.supervision.workers import Worker

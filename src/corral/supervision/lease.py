@@ -18,7 +18,18 @@ from typing import Protocol, TypeAlias
 from corral.backends import PooledUpstream, Upstream
 from corral.errors import CorralError
 from corral.supervision.launch import Address
-from corral.supervision.probe import WorkerTraits
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTraits:
+    """What a readiness probe learned about a worker (``Probe``'s answer)."""
+
+    #: The connections it serves at once (FastCGI's ``FCGI_MAX_CONNS``), when it says.
+    max_conns: int | None = None
+    #: It serves requests queued on one connection one after another (Corral's worker:
+    #: ``CORRAL_PIPELINE``), so the pool may queue requests on its busy connections.
+    pipelining: bool = False
+
 
 #: Opens a connection to a worker or a service (the front's FastCGI or HTTP client).
 Connect: TypeAlias = Callable[[Address], Awaitable[PooledUpstream]]

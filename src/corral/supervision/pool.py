@@ -61,10 +61,11 @@ from corral.supervision.lease import (
     PoolUnavailable,
     Probe,
     Waiter,
+    WorkerTraits,
 )
 from corral.supervision.lifecycle import PoolState, WorkerState, check_pool_transition
 from corral.supervision.load import MIB, LoadMeter
-from corral.supervision.probe import WorkerTraits, fastcgi_probe
+from corral.supervision.probe import fastcgi_probe
 from corral.supervision.scaler import EVALUATE_EVERY, Scaler
 from corral.supervision.settings import PoolSettings
 from corral.supervision.snapshot import PoolSnapshot, WorkerInfo

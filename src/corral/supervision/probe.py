@@ -13,7 +13,6 @@ port accepts a connection (``port_probe``).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 from corral.errors import CorralError
 from corral.protocol.fastcgi import (
@@ -30,6 +29,7 @@ from corral.protocol.fastcgi import (
 )
 from corral.protocol.fastcgi.constants import CORRAL_PIPELINE, RecordType
 from corral.supervision.launch import Address
+from corral.supervision.lease import WorkerTraits
 
 
 def _get_values_record() -> bytes:
@@ -50,17 +50,6 @@ def _get_values_record() -> bytes:
 
 
 _GET_VALUES = _get_values_record()
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerTraits:
-    """What a readiness probe learned about a worker (``Probe``'s answer)."""
-
-    #: The connections it serves at once (FastCGI's ``FCGI_MAX_CONNS``), when it says.
-    max_conns: int | None = None
-    #: It serves requests queued on one connection one after another (Corral's worker:
-    #: ``CORRAL_PIPELINE``), so the pool may queue requests on its busy connections.
-    pipelining: bool = False
 
 
 #: What a probe that learns nothing (a port accepting a connection) answers.

@@ -23,9 +23,8 @@ from typing import Protocol, TypeAlias
 from corral.backends import PooledUpstream
 from corral.errors import ExitCode
 from corral.supervision.launch import Address, LaunchPlan, Transport
-from corral.supervision.lease import Probe
+from corral.supervision.lease import Probe, WorkerTraits
 from corral.supervision.lifecycle import EXPECTED_EXIT_STATES, WorkerState, check_transition
-from corral.supervision.probe import WorkerTraits
 from corral.supervision.process import SpawnError, WorkerProcess, describe_returncode
 from corral.supervision.settings import PoolSettings
 from corral.supervision.snapshot import ExitInfo

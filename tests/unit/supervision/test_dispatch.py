@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 
 from corral.supervision.dispatch import MAX_LEARNED_CAPACITY, Dispatcher
-from corral.supervision.lease import Lease, PoolOverloaded
+from corral.supervision.lease import Lease, PoolOverloaded, WorkerTraits
 from corral.supervision.lifecycle import WorkerState
 from corral.supervision.load import LoadMeter
-from corral.supervision.probe import WorkerTraits
 from corral.supervision.scaling import QUEUE_AHEAD_LIMIT
 from corral.supervision.settings import PoolSettings
 from corral.supervision.workers import Worker

@@ -10,10 +10,10 @@ from typing import Any
 
 from corral.supervision.health import HealthMonitor, MachineSample
 from corral.supervision.launch import LaunchPlan
-from corral.supervision.lease import Lease
+from corral.supervision.lease import Lease, WorkerTraits
 from corral.supervision.lifecycle import WorkerState
 from corral.supervision.load import MIB, LoadMeter
-from corral.supervision.probe import ProbeFailed, WorkerTraits
+from corral.supervision.probe import ProbeFailed
 from corral.supervision.settings import PoolSettings
 from corral.supervision.workers import Worker, WorkerSet
 

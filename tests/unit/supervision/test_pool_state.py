@@ -13,10 +13,9 @@ import pytest
 from corral.errors import ExitCode
 from corral.supervision.backoff import StartBackoff
 from corral.supervision.launch import Address, LaunchPlan
-from corral.supervision.lease import PoolClosed, PoolUnavailable
+from corral.supervision.lease import PoolClosed, PoolUnavailable, WorkerTraits
 from corral.supervision.lifecycle import PoolState
 from corral.supervision.pool import Pool
-from corral.supervision.probe import WorkerTraits
 from corral.supervision.settings import PoolSettings
 
 

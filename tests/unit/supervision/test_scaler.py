@@ -10,10 +10,9 @@ from typing import Any
 from corral.supervision.crashloop import CrashLoopTracker
 from corral.supervision.dispatch import Dispatcher
 from corral.supervision.launch import LaunchPlan
-from corral.supervision.lease import PoolUnavailable
+from corral.supervision.lease import PoolUnavailable, WorkerTraits
 from corral.supervision.lifecycle import PoolState, WorkerState
 from corral.supervision.load import LoadMeter
-from corral.supervision.probe import WorkerTraits
 from corral.supervision.scaler import EVALUATE_EVERY, Scaler
 from corral.supervision.settings import PoolSettings
 from corral.supervision.workers import Worker, WorkerSet

@@ -11,8 +11,9 @@ import pytest
 
 from corral.errors import ExitCode
 from corral.supervision.launch import LaunchPlan
+from corral.supervision.lease import WorkerTraits
 from corral.supervision.lifecycle import IllegalTransition, WorkerState
-from corral.supervision.probe import ProbeFailed, WorkerTraits
+from corral.supervision.probe import ProbeFailed
 from corral.supervision.settings import PoolSettings
 from corral.supervision.workers import Worker, WorkerSet
 
