@@ -166,6 +166,7 @@ def test_a_full_queue_raises_overloaded_and_waiters_are_served_in_order(
             tasks.append(asyncio.ensure_future(waiter(n)))
             await asyncio.sleep(0.01)
         await eventually(lambda: pool.snapshot().waiting == 2, what="2 waiting")
+        assert pool.snapshot().queue_length == 2  # nothing queued on connections here
         with pytest.raises(PoolOverloaded) as info:
             await pool.acquire()
         assert info.value.queue_size == 2 and "overloaded" in str(info.value)
@@ -620,12 +621,12 @@ def test_a_runtime_directory_removed_behind_the_pools_back_is_recreated(
         lease = await pool.acquire()
         old_pid = lease.worker_pid
         pool.release(lease, reusable=False)
-        old_dir = pool._runtime_dir
+        old_dir = pool._workers.runtime_dir
         assert old_dir is not None
         shutil.rmtree(old_dir)
         pid, answer = await request(pool)
         assert pid != old_pid and answer == str(pid).encode()
-        new_dir = pool._runtime_dir
+        new_dir = pool._workers.runtime_dir
         assert new_dir is not None and new_dir != old_dir
         assert (os.stat(new_dir).st_mode & 0o777) == 0o700
 
@@ -667,7 +668,7 @@ def test_close_waits_for_requests_in_flight_within_grace(run: Run[None], tmp_pat
     async def body(pool: Pool) -> None:
         lease = await pool.acquire()
         pid = lease.worker_pid
-        runtime_dir = pool._runtime_dir
+        runtime_dir = pool._workers.runtime_dir
         assert runtime_dir is not None and (os.stat(runtime_dir).st_mode & 0o777) == 0o700
 
         async def in_flight() -> bytes:
@@ -827,8 +828,8 @@ def test_a_stream_of_queued_requests_is_served_in_order_on_either_loop(
             waiter = pool.lease_or_wait(lambda result, n=n: got.append((n, result)))
             assert isinstance(waiter, asyncio.Future)
         loop = asyncio.get_running_loop()
-        pool._wake_at(loop.time() - 1.0)  # already past, then another look, sooner
-        pool._wake_at(loop.time() - 2.0)
+        pool._scaler.wake_at(loop.time() - 1.0)  # already past, then another look, sooner
+        pool._scaler.wake_at(loop.time() - 2.0)
         assert pool.snapshot().waiting == 30
         pool.release(held, reusable=True)
         while len(got) < 30:

@@ -143,6 +143,25 @@ def test_a_worker_takes_requests_only_after_its_readiness_handshake() -> None:
     run_pool(plan_for("misbehaving:slow_import", IMPORT_DELAY="1.5"), settings(), body)
 
 
+def test_health_rounds_sample_each_workers_memory_and_cpu_time_for_the_status() -> None:
+    async def body(pool: Pool, records: Records) -> None:
+        pid = await get(pool)
+        await eventually(
+            lambda: any(w.cpu_time is not None for w in pool.snapshot().workers),
+            "a health round's sample",
+        )
+        snap = pool.snapshot()
+        (worker,) = snap.workers
+        assert worker.pid == pid and worker.requests_served == 1
+        assert worker.memory_mb is not None and worker.memory_mb > 1.0
+        assert worker.cpu_time is not None and worker.cpu_time > 0.0
+        assert worker.age is not None and worker.age > 0.0
+        assert snap.free_memory_mb is not None and snap.free_memory_mb > 0
+        assert snap.cpu_idle is not None and 0.0 <= snap.cpu_idle <= 1.0
+
+    run_pool(plan_for("misbehaving:sleeps"), settings(max_instances=1), body)
+
+
 # ----------------------------------------------------------------------------- request timeout
 
 
@@ -202,6 +221,10 @@ def test_a_worker_past_its_memory_limit_is_recycled_after_its_request() -> None:
         # SIGTERM, graceful: "stopped", not "killed".
         await eventually(lambda: f"pid {first} stopped" in records.text(), "the stop logged")
         assert await get(pool) != first
+        snap = pool.snapshot()
+        assert snap.recycled >= 1 and snap.crashed == 0
+        (gone,) = [e for e in snap.exits if e.pid == first]
+        assert gone.expected and "memoryLimit" in (gone.retired_for or "")
 
     pool_settings = settings(max_instances=1, memory_limit_mb=60)
     run_pool(plan_for("misbehaving:leaks_memory"), pool_settings, body)

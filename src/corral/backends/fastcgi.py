@@ -34,7 +34,7 @@ from corral.backends import (
 )
 from corral.protocol.cgi import CGIResponseError, CGIResponseParser
 from corral.protocol.fastcgi import records
-from corral.protocol.fastcgi.constants import RecordType, Role
+from corral.protocol.fastcgi.constants import MAX_PIPELINE_DEPTH, RecordType, Role
 from corral.protocol.fastcgi.errors import FastCGIError
 
 logger = logging.getLogger("corral.backend")
@@ -99,15 +99,13 @@ _END_REQUEST = int(RecordType.END_REQUEST)
 _PARAMS = int(RecordType.PARAMS)
 _STDIN = int(RecordType.STDIN)
 _STDIN_PIECE = 0xFFF8
-#: Most requests one connection carries at once when it queues them (see ``follower``).
-MAX_PIPELINE = 16
 #: The send buffer asked for on each connection to a responder.
 SEND_BUFFER = 1024 * 1024
 #: Requests queued on a connection its responder closed are sent back this much later (s).
 PEER_CLOSE_RETRY_DELAY = 0.02
-#: Per request id (1..MAX_PIPELINE + 1): BEGIN_REQUEST (keep the connection), the end of PARAMS,
-#: the end of STDIN.
-_IDS = range(1, MAX_PIPELINE + 2)
+#: Per request id (1..MAX_PIPELINE_DEPTH + 1): BEGIN_REQUEST (keep the connection), the end
+#: of PARAMS, the end of STDIN.
+_IDS = range(1, MAX_PIPELINE_DEPTH + 2)
 _BEGIN_KEEP_BY_ID = (
     b"",
     *(records.encode_begin_request(rid, Role.RESPONDER, keep_conn=True) for rid in _IDS),
@@ -423,7 +421,7 @@ class FastCGIClientConnection(SinkedProtocol):
         in_flight = self.in_flight
         if (
             not in_flight
-            or in_flight >= min(depth, MAX_PIPELINE)
+            or in_flight >= min(depth, MAX_PIPELINE_DEPTH)
             or self._closed
             or not self._body_done
             or self._php_fpm

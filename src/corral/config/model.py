@@ -15,6 +15,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from corral.protocol.fastcgi.constants import MAX_PIPELINE_DEPTH
+
 
 @dataclass(frozen=True, slots=True)
 class Location:
@@ -102,7 +104,7 @@ class EngineConfig:
     #: Megabytes of available memory below which no worker starts; 0 = no reserve.
     memory_reserve: int = 64
     #: Python engines: requests one worker connection may carry at once when all are busy.
-    pipeline_depth: int = 16
+    pipeline_depth: int = MAX_PIPELINE_DEPTH
     #: Seconds a stopping worker gets to finish its requests before it is killed.
     graceful_shutdown_timeout: int = 10
     #: Seconds between the pool's health rounds (memory, limits, idle probes).

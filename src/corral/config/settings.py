@@ -20,7 +20,7 @@ from __future__ import annotations
 from corral.config.model import Transport, WireProtocol
 from corral.config.setting import Kind, PoolUse, Scope, Setting
 from corral.config.settings_app import APP_SETTINGS, SITE_SETTINGS
-from corral.config.settings_engine import ENGINE_SETTINGS, MAX_PIPELINE_DEPTH
+from corral.config.settings_engine import ENGINE_SETTINGS
 from corral.config.settings_server import FRONT_DEFAULTS, POOL_SETTINGS, SERVER_SETTINGS
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "ENGINE_BY_ATTRIBUTE",
     "ENGINE_BY_TOML",
     "FRONT_DEFAULTS",
-    "MAX_PIPELINE_DEPTH",
     "POOL_BY_FIELD",
     "PROTOCOLS_IN_EFFECT",
     "SERVER_BY_ATTRIBUTE",

@@ -19,9 +19,7 @@ from corral.config.setting import (
     seconds_or_never,
     to_float,
 )
-
-#: Most requests one worker connection may carry at once (pipelineDepth's upper bound).
-MAX_PIPELINE_DEPTH = 16
+from corral.protocol.fastcgi.constants import MAX_PIPELINE_DEPTH
 
 #: An engine with every default: the engine settings' defaults are read from it, so that each
 #: default is written once (in `EngineConfig`).

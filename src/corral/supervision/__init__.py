@@ -1,5 +1,6 @@
 """Backend worker supervision: pure policies (lifecycle, scaling, backoff) and the mechanisms that
-carry them out (process, probe, pool).
+carry them out (process, probe, and the pool's parts: workers, dispatch, health, load,
+crashloop).
 
 The front uses ``Pool``: ``lease = await pool.acquire()``, talk over ``lease.conn``, then
 ``pool.release(lease, reusable=...)``. See ``pool`` for the whole story.
@@ -24,16 +25,18 @@ from corral.supervision.lease import (
     PoolOverloaded,
     PoolUnavailable,
     Probe,
+    WorkerTraits,
 )
 from corral.supervision.lifecycle import (
     READY_STATES,
     TERMINAL_STATES,
     TRANSITIONS,
     IllegalTransition,
+    PoolState,
     WorkerState,
     check_transition,
 )
-from corral.supervision.pool import Pool, PoolSnapshot, WorkerInfo
+from corral.supervision.pool import Pool
 from corral.supervision.probe import ProbeFailed, fastcgi_probe, get_values
 from corral.supervision.process import SpawnError, WorkerProcess, describe_returncode
 from corral.supervision.scaling import (
@@ -44,6 +47,7 @@ from corral.supervision.scaling import (
     decide,
 )
 from corral.supervision.settings import PoolSettings
+from corral.supervision.snapshot import ExitInfo, PoolSnapshot, WorkerInfo
 
 __all__ = [
     "LIVENESS_FD",
@@ -53,6 +57,7 @@ __all__ = [
     "AcquireTimeout",
     "Address",
     "Connect",
+    "ExitInfo",
     "IllegalTransition",
     "LaunchPlan",
     "Lease",
@@ -64,6 +69,7 @@ __all__ = [
     "PoolOverloaded",
     "PoolSettings",
     "PoolSnapshot",
+    "PoolState",
     "PoolUnavailable",
     "Probe",
     "ProbeFailed",
@@ -76,6 +82,7 @@ __all__ = [
     "WorkerLoad",
     "WorkerProcess",
     "WorkerState",
+    "WorkerTraits",
     "check_transition",
     "corral_package_parent",
     "decide",

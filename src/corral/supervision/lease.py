@@ -19,14 +19,26 @@ from corral.backends import PooledUpstream, Upstream
 from corral.errors import CorralError
 from corral.supervision.launch import Address
 
+
+@dataclass(frozen=True, slots=True)
+class WorkerTraits:
+    """What a readiness probe learned about a worker (``Probe``'s answer)."""
+
+    #: The connections it serves at once (FastCGI's ``FCGI_MAX_CONNS``), when it says.
+    max_conns: int | None = None
+    #: It serves requests queued on one connection one after another (Corral's worker:
+    #: ``CORRAL_PIPELINE``), so the pool may queue requests on its busy connections.
+    pipelining: bool = False
+
+
 #: Opens a connection to a worker or a service (the front's FastCGI or HTTP client).
 Connect: TypeAlias = Callable[[Address], Awaitable[PooledUpstream]]
 #: Readiness check: returns when the worker at ``Address`` is ready; raises otherwise. The float
-#: is the time allowed, in seconds.
-#: What it returns may be the worker's FCGI_GET_VALUES answers (``fastcgi_probe`` does): a
-#: worker advertising a larger ``FCGI_MAX_CONNS`` than ``connections_per_worker`` (an ASGI
-#: worker serves many connections on one event loop) is given that many connections.
-Probe = Callable[[Address, float], Awaitable[object]]
+#: is the time allowed, in seconds. It returns what it learned of the worker (``WorkerTraits``:
+#: ``fastcgi_probe`` reads them from the FCGI_GET_VALUES answers; a port probe learns nothing):
+#: a worker advertising a larger ``max_conns`` than ``connections_per_worker`` (an ASGI worker
+#: serves many connections on one event loop) is given that many connections.
+Probe: TypeAlias = Callable[[Address, float], Awaitable[WorkerTraits]]
 
 
 class PoolError(CorralError):

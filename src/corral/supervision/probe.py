@@ -29,6 +29,7 @@ from corral.protocol.fastcgi import (
 )
 from corral.protocol.fastcgi.constants import CORRAL_PIPELINE, RecordType
 from corral.supervision.launch import Address
+from corral.supervision.lease import WorkerTraits
 
 
 def _get_values_record() -> bytes:
@@ -49,6 +50,17 @@ def _get_values_record() -> bytes:
 
 
 _GET_VALUES = _get_values_record()
+
+
+#: What a probe that learns nothing (a port accepting a connection) answers.
+NO_TRAITS = WorkerTraits()
+
+
+def traits_from_values(values: dict[bytes, bytes]) -> WorkerTraits:
+    """A worker's traits from its FCGI_GET_VALUES answers (names it left out: not known)."""
+    advertised = values.get(FCGI_MAX_CONNS)
+    max_conns = int(advertised) if advertised is not None and advertised.isdigit() else None
+    return WorkerTraits(max_conns=max_conns, pipelining=values.get(CORRAL_PIPELINE) == b"1")
 
 
 class ProbeFailed(CorralError):
@@ -100,17 +112,17 @@ async def _get_values(address: Address) -> dict[bytes, bytes]:
         writer.close()
 
 
-async def fastcgi_probe(address: Address, within: float) -> dict[bytes, bytes]:
+async def fastcgi_probe(address: Address, within: float) -> WorkerTraits:
     """The pool's default readiness probe (``Probe``): succeed when GET_VALUES is answered;
-    return the answers (the pool reads ``FCGI_MAX_CONNS``)."""
-    return await get_values(address, within)
+    return what the answers say (``FCGI_MAX_CONNS``, ``CORRAL_PIPELINE``)."""
+    return traits_from_values(await get_values(address, within))
 
 
 #: Pause between connection attempts while a command has not opened its port yet.
 _PORT_RETRY = 0.05
 
 
-async def port_probe(address: Address, within: float) -> None:
+async def port_probe(address: Address, within: float) -> WorkerTraits:
     """Readiness for a command that listens itself (``Transport.PORT``): its port accepts a
     connection. Refused connections are retried until ``within`` seconds have passed.
 
@@ -133,17 +145,17 @@ async def port_probe(address: Address, within: float) -> None:
             await asyncio.sleep(_PORT_RETRY)
             continue
         writer.close()
-        return
+        return NO_TRAITS
     where = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
     detail = f" (last: {last.strerror or last})" if last is not None else ""
     raise ProbeFailed(f"nothing accepted a connection on {where} within {within:g} s{detail}")
 
 
-async def fastcgi_port_probe(address: Address, within: float) -> dict[bytes, bytes]:
+async def fastcgi_port_probe(address: Address, within: float) -> WorkerTraits:
     """Readiness for a FastCGI command that listens itself on its port (``Transport.PORT``):
     the port accepts a connection (retried while refused), then FCGI_GET_VALUES is answered,
-    all within ``within`` seconds. Returns the answers, as ``fastcgi_probe`` does."""
+    all within ``within`` seconds. Returns its traits, as ``fastcgi_probe`` does."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     await port_probe(address, within)
-    return await get_values(address, max(deadline - loop.time(), 0.001))
+    return traits_from_values(await get_values(address, max(deadline - loop.time(), 0.001)))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
-from corral.config.settings import MAX_PIPELINE_DEPTH, POOL_BY_FIELD
+from corral.config.settings import POOL_BY_FIELD
+from corral.protocol.fastcgi.constants import MAX_PIPELINE_DEPTH
 from corral.supervision.backoff import StartBackoff
 from corral.supervision.scaling import ScalingLimits
 

@@ -28,10 +28,12 @@ from corral.front.connection import HTTPConnection
 from corral.front.routes import PrefixRouter, Route
 from corral.front.server import FrontServer
 from corral.protocol.fastcgi import records
+from corral.supervision.launch import LaunchPlan
 from corral.supervision.lease import Lease
-from corral.supervision.lifecycle import WorkerState
-from corral.supervision.pool import Pool, _Worker
+from corral.supervision.lifecycle import PoolState, WorkerState
+from corral.supervision.pool import Pool
 from corral.supervision.settings import PoolSettings
+from corral.supervision.workers import Worker
 
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 RESPONSE = records.encode_response(
@@ -114,13 +116,14 @@ def ready_pool(conn: FastCGIClientConnection) -> Pool:
     """A real ``Pool`` with one ready worker whose kept-alive connection is ``conn``: the front
     leases it by ``Pool.lease_or_wait`` (no task), as when workers keep up."""
     settings = PoolSettings(min_instances=1, max_instances=1)
-    pool: Pool = Pool("bench", None, settings, None)  # type: ignore[arg-type]
-    worker: Any = _Worker(id=1)
+    plan = LaunchPlan(argv=("bench",), env={}, cwd=".")
+    pool: Pool = Pool("bench", plan, settings, None)  # type: ignore[arg-type]
+    worker: Any = Worker(id=1)
     worker.process = _Process()
     worker.state = WorkerState.IDLE
     worker.idle_conns.append(conn)
-    pool._workers[1] = worker
-    pool._active = True
+    pool._workers.workers[1] = worker
+    pool._state = PoolState.RUNNING
     return pool
 
 

@@ -23,3 +23,17 @@ def test_get_values_asks_for_the_limits_and_is_always_padded() -> None:
         b"CORRAL_PIPELINE",
     ]
     assert data.endswith(bytes(header.padding_length))
+
+
+def test_the_answers_become_typed_traits() -> None:
+    """The probe reads FastCGI's names so the pool does not: Corral's worker (threads, and
+    CORRAL_PIPELINE), an ASGI worker's many connections, and a responder that says nothing."""
+    traits = probe.traits_from_values(
+        {b"FCGI_MAX_CONNS": b"4", b"FCGI_MPXS_CONNS": b"0", b"CORRAL_PIPELINE": b"1"}
+    )
+    assert traits == probe.WorkerTraits(max_conns=4, pipelining=True)
+    assert probe.traits_from_values({b"FCGI_MAX_CONNS": b"100"}).max_conns == 100
+    assert probe.traits_from_values({}) == probe.NO_TRAITS == probe.WorkerTraits(None, False)
+    # A value that is not a count is no count; only "1" turns pipelining on.
+    odd = probe.traits_from_values({b"FCGI_MAX_CONNS": b"-3", b"CORRAL_PIPELINE": b"yes"})
+    assert odd == probe.NO_TRAITS
