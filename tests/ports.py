@@ -15,6 +15,8 @@ test leases a block of ports that is
 
 ``lease(size)`` is a context manager; the ``ports`` fixture gives a test a 32-port lease. To run
 a site's engines on a lease, ``engine_ports_toml`` declares their ``port_lower..port_upper``.
+``port()`` is one port for a server a test starts itself (php-fpm, nginx, a worker on TCP): it
+comes from blocks this process leases for as long as it runs, and is never given twice.
 """
 
 from __future__ import annotations
@@ -123,3 +125,30 @@ def engine_ports_toml(engines: tuple[str, ...] | list[str], taken: Lease) -> str
         f'\n[engines."{name}"]\nport_lower = {taken.low}\nport_upper = {taken.high}\n'
         for name in engines
     )
+
+
+#: The blocks ``port()`` hands out, held until this process exits, and the ports still to give.
+_HELD: list[Lease] = []
+_SPARE: list[int] = []
+
+
+def port() -> int:
+    """A port no other process on this machine is given, for the rest of this process."""
+    if not _SPARE:
+        taken = take()
+        _HELD.append(taken)
+        _SPARE.extend(reversed(taken.ports))
+    return _SPARE.pop()
+
+
+def held(size: int = BLOCK) -> Lease:
+    """A lease of ``size`` ports held for the rest of this process (for helpers with no end)."""
+    taken = take(size)
+    _HELD.append(taken)
+    return taken
+
+
+def held_range(size: int) -> tuple[int, int]:
+    """``size`` consecutive ports no other process is given, for the rest of this process."""
+    taken = held(size)
+    return taken.low, taken.high

@@ -35,6 +35,7 @@ from test_front_harness import WAIT, Conn, CorralServer, Response, request
 
 from conftest import require_program
 from corral.protocol.fastcgi import records
+from ports import port
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "sites" / "php-site"
 
@@ -407,9 +408,8 @@ def test_the_php_example_serves(php_cgi: str, tmp_path: Path) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port leased machine-wide for the rest of this process (see tests/ports.py)."""
+    return port()
 
 
 def wait_listening(address: str | tuple[str, int], proc: subprocess.Popen[bytes]) -> None:
