@@ -4,12 +4,18 @@
 `StaticFile`, a `Redirect` (a folder asked for without its trailing slash) or a `Denied`:
 
 - 404 for anything that could reach outside the folder (`..`, an encoded or double-encoded
-  traversal, a backslash, NUL or control characters, a symlink leading out), for hidden and
-  configuration files (any dot segment such as `.env`, `.git`, `.zoo`; `web.config`,
-  `corral.toml`; `__pycache__`), for the ERROR_LOG_DIR folders, for the files the applications'
-  variables name (DEPLOY_FILE, DEPLOY_LOG, PHP_INI), for the engines' source files (`*.py` for
-  Python engines, `*.php` ...) and for what does not exist. 404 rather than 403 so
-  that a probe learns nothing.
+  traversal, a backslash, NUL or control characters, a symlink leading out: symlinks are
+  followed only inside the site's folder, and what they lead to is judged like the link) and
+  for what is never a public asset (the deny list, `docs/security.md`): hidden files and
+  folders (any dot segment: `.env`, `.git`, `.htaccess`), VCS folders (`CVS`, `_darcs`),
+  configuration files (`web.config`, `corral.toml`, `php.ini`, `*.ini`, `*.config`...) and
+  dependency manifests of server-side stacks, server-side source (`*.py`, `*.php`, `*.rb`,
+  `*.pl`, `*.cgi`, `*.asp`... whatever the site's engines, plus the engines' own suffixes, such
+  as `.js` for Node.js, where a static `.js` is otherwise a browser asset), backups and editor
+  files (`*.bak`, `*~`, `*.swp`, `*.orig`, `#*#`...), logs and databases, the ERROR_LOG_DIR and
+  DEPLOY_LOG folders, the files the applications' variables name (DEPLOY_FILE, DEPLOY_LOG,
+  PHP_INI), a file's URL with a trailing slash (`/file.txt/`), and what does not exist. 404
+  rather than 403 so that a probe learns nothing.
 - 403 for a folder with no index document (no directory listings).
 
 Everything else here is pure: `etag`, `http_date`/`parse_http_date`, `parse_range`,
@@ -33,8 +39,97 @@ from corral.config.model import StaticPolicy
 #: Default documents never served as files, whatever the list says: scripts (IIS answers 404.3
 #: for an extension it has no handler for, never the source).
 _SCRIPT_SUFFIXES = (".php", ".phtml", ".inc", ".asp", ".aspx", ".py", ".pl", ".rb", ".cgi")
-#: Names never served, compared case-insensitively (macOS file systems are case-insensitive).
-FORBIDDEN_NAMES = frozenset({"web.config", "corral.toml", "__pycache__", "applicationhost.config"})
+#: Names never served, at any depth, compared case-insensitively (macOS file systems are
+#: case-insensitive): configuration files, VCS and cache folders without a leading dot, and the
+#: dependency manifests of server-side stacks (they tell a probe which versions to attack).
+FORBIDDEN_NAMES = frozenset(
+    {
+        "web.config",
+        "corral.toml",
+        "applicationhost.config",
+        "php.ini",
+        "__pycache__",
+        "cvs",
+        "_darcs",
+        "requirements.txt",
+        "pipfile",
+        "pipfile.lock",
+        "pyproject.toml",
+        "poetry.lock",
+        "composer.json",
+        "composer.lock",
+        "gemfile",
+        "gemfile.lock",
+        "cpanfile",
+    }
+)
+#: Suffixes of files that are never public assets, whatever the site's engines (lower case):
+#: server-side source (not `.js`: in a static folder it is a browser asset; a Node.js site's
+#: engine adds it), configuration, logs and databases, backups and editor files.
+NEVER_SERVED_SUFFIXES = (
+    # server-side source: Python, PHP, Ruby, Perl, CGI, ASP/ASP.NET, JSP, ColdFusion
+    ".py",
+    ".pyc",
+    ".pyo",
+    ".pyd",
+    ".pyw",
+    ".php",
+    ".php3",
+    ".php4",
+    ".php5",
+    ".php7",
+    ".php8",
+    ".phtml",
+    ".phps",
+    ".phar",
+    ".inc",
+    ".rb",
+    ".ru",
+    ".erb",
+    ".rhtml",
+    ".pl",
+    ".pm",
+    ".plx",
+    ".psgi",
+    ".cgi",
+    ".fcgi",
+    ".asp",
+    ".aspx",
+    ".asa",
+    ".asax",
+    ".ascx",
+    ".ashx",
+    ".asmx",
+    ".cs",
+    ".vb",
+    ".jsp",
+    ".jspx",
+    ".cfm",
+    ".cfc",
+    # configuration, logs, databases
+    ".config",
+    ".ini",
+    ".env",
+    ".log",
+    ".sqlite",
+    ".sqlite3",
+    ".db",
+    ".sql",
+    # backups and editor files
+    "~",
+    ".bak",
+    ".backup",
+    ".bk",
+    ".old",
+    ".orig",
+    ".rej",
+    ".save",
+    ".sav",
+    ".swp",
+    ".swo",
+    ".swx",
+    ".tmp",
+)
 
 _DOUBLE_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -106,6 +201,8 @@ def _hidden(policy: StaticPolicy, segments: tuple[str, ...]) -> str | None:
             return "configuration file"
     if segments:
         name = segments[-1].lower().rstrip(". ")
+        if name.endswith(NEVER_SERVED_SUFFIXES) or name.startswith("#"):
+            return "never a public asset (source, configuration, log or backup)"
         for suffix in policy.source_suffixes:
             if name.endswith(suffix):
                 return "source file of the application's engine"
@@ -116,7 +213,7 @@ def _hidden(policy: StaticPolicy, segments: tuple[str, ...]) -> str | None:
     for folder in policy.hidden_dirs:
         folder = folder.lower().strip("/")
         if folder and (joined == folder or joined.startswith(folder + "/")):
-            return "error log folder"
+            return "log folder (ERROR_LOG_DIR or DEPLOY_LOG)"
     return None
 
 
@@ -157,6 +254,8 @@ def resolve(policy: StaticPolicy, path_info: str | bytes) -> StaticFile | Redire
         return Denied(403, "directory listing denied")
     if not stat.S_ISREG(st.st_mode):
         return Denied(404, "not a regular file")
+    if path_info.endswith("/"):
+        return Denied(404, "a file asked for as a folder")
     return StaticFile(
         real, st.st_size, st.st_mtime, etag(st.st_size, st.st_mtime_ns), content_type(real)
     )

@@ -29,6 +29,8 @@ from test_front_harness import WAIT, Conn, CorralServer, run_corral, serve
 from tests.conftest import require_program
 from tests.wsclient import TEXT, WebSocket
 
+from ports import engine_ports_toml, held
+
 __all__ = ["serve"]  # the shared server fixture
 
 NODE_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nodejs"
@@ -170,7 +172,8 @@ def make_server(root: Path) -> Path:
     for name, text in PHP_FILES.items():
         (root / "php" / name).write_text(text)
     server = root / "server.toml"
-    server.write_text(SERVER_TOML)
+    # Node's workers on ports leased for this process: no other test's backend shares them.
+    server.write_text(SERVER_TOML + engine_ports_toml(["nodejs.http"], held()))
     return server
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import socket
 import sys
@@ -26,23 +25,16 @@ from corral.front.settings import FrontSettings
 from corral.supervision import Pool, PoolSettings
 from corral.supervision.launch import LaunchPlan, Transport
 from corral.supervision.probe import fastcgi_port_probe, port_probe
+from ports import held_range
 
 BACKEND = Path(__file__).resolve().parent.parent / "apps" / "http_backend.py"
 WAIT = 20.0
 
 
 def free_range(size: int) -> tuple[int, int]:
-    """A range of ``size`` ports that are free now (loopback), somewhere in 20000..45000."""
-    for _ in range(200):
-        low = random.randrange(20000, 45000 - size)
-        try:
-            for port in range(low, low + size):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return low, low + size - 1
-    raise AssertionError("no free port range")
+    """A range of ``size`` ports leased machine-wide for the rest of this process (no other
+    process is given them: see tests/ports.py)."""
+    return held_range(size)
 
 
 def plan(

@@ -22,6 +22,10 @@ from test_front_harness import WAIT, Conn, CorralServer, request
 from tests.conftest import require_program
 from tests.wsclient import TEXT, WebSocket
 
+from ports import Lease, engine_ports_toml, lease, ports
+
+__all__ = ["ports"]  # the port-lease fixture
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nodejs"
 BACKEND = Path(__file__).resolve().parents[1] / "apps" / "http_backend.py"
 
@@ -33,14 +37,23 @@ def get(port: int, path: str, host: str = "localhost") -> tuple[int, bytes]:
 
 @pytest.fixture(scope="module")
 def node_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorralServer]:
+    """The example site (its web.config as is), mounted by a server TOML that gives the
+    nodejs.http engine a port range leased for this module (no other test's backend shares it)."""
     require_program("node", "nodejs")
-    site = tmp_path_factory.mktemp("node") / "site"
-    shutil.copytree(EXAMPLE, site)
-    server = CorralServer(site, args=("--no-access-log",))
-    try:
-        yield server.start(wait_ready=False)
-    finally:
-        server.stop()
+    folder = tmp_path_factory.mktemp("node")
+    shutil.copytree(EXAMPLE, folder / "site")
+    with lease() as taken:
+        server_toml = folder / "server.toml"
+        server_toml.write_text(
+            engine_ports_toml(["nodejs.http"], taken)
+            + '[sites.main]\nbindings = ["127.0.0.1:0"]\n'
+            + '[sites.main.apps."/"]\nphysical_path = "site"\n'
+        )
+        server = CorralServer(server_toml, args=("--no-access-log",))
+        try:
+            yield server.start(wait_ready=False)
+        finally:
+            server.stop()
 
 
 def test_node_serves_http_with_x_forwarded_fields(node_site: CorralServer) -> None:
@@ -114,7 +127,7 @@ def test_a_killed_node_process_is_started_again(node_site: CorralServer) -> None
         time.sleep(0.2)
 
 
-def test_a_generic_http_engine_from_a_server_toml(tmp_path: Path) -> None:
+def test_a_generic_http_engine_from_a_server_toml(tmp_path: Path, ports: Lease) -> None:
     """Any command speaking HTTP on %PORT%, declared as an engine in the server file, with a
     port range of its own; mounted at a virtual path."""
     site = tmp_path / "app"
@@ -129,8 +142,8 @@ def test_a_generic_http_engine_from_a_server_toml(tmp_path: Path) -> None:
             arguments = '{BACKEND} %HOST% %PORT%'
             transport = "tcp"
             protocol = "http"
-            port_lower = 41000
-            port_upper = 41999
+            port_lower = {ports.low}
+            port_upper = {ports.high}
             [engines."stdlib.http".env]
             GREETING = "hello from %APPL_VIRTUAL_PATH%"
 
@@ -146,7 +159,7 @@ def test_a_generic_http_engine_from_a_server_toml(tmp_path: Path) -> None:
     try:
         status, body = get(server.port, "/api/env/PORT")
         assert status == 200, server.text()
-        assert 41000 <= int(body) <= 41999
+        assert int(body) in ports.ports
         assert get(server.port, "/api/env/GREETING")[1] == b"hello from /api"
         status, body = get(server.port, "/api/some/where")
         assert body.endswith(b" GET /api/some/where")  # the whole path reaches the backend
@@ -155,7 +168,7 @@ def test_a_generic_http_engine_from_a_server_toml(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_a_fastcgi_engine_on_a_tcp_port_from_a_server_toml(tmp_path: Path) -> None:
+def test_a_fastcgi_engine_on_a_tcp_port_from_a_server_toml(tmp_path: Path, ports: Lease) -> None:
     """transport tcp with protocol fastcgi: the command listens on %PORT% itself; Corral waits
     for the port, asks FCGI_GET_VALUES, and speaks FastCGI to it."""
     responder = BACKEND.parent / "fcgi_responder.py"
@@ -171,8 +184,8 @@ def test_a_fastcgi_engine_on_a_tcp_port_from_a_server_toml(tmp_path: Path) -> No
             arguments = '{responder}'
             transport = "tcp"
             protocol = "fastcgi"
-            port_lower = 42000
-            port_upper = 42999
+            port_lower = {ports.low}
+            port_upper = {ports.high}
             [engines."fcgi.tcp".env]
             RESPONDER_LISTEN_ON_PORT = "1"
 
@@ -189,8 +202,8 @@ def test_a_fastcgi_engine_on_a_tcp_port_from_a_server_toml(tmp_path: Path) -> No
         status, body = get(server.port, "/pid")
         assert status == 200, server.text()
         assert body.strip().isdigit()
-        line = server.wait_log(r"started worker pid \d+ on 127\.0\.0\.1:42\d\d\d")
-        assert line
+        line = server.wait_log(r"started worker pid \d+ on 127\.0\.0\.1:\d+")
+        assert int(line.rsplit(":", 1)[1].split()[0]) in ports.ports, line
     finally:
         server.stop()
 

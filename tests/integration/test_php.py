@@ -35,6 +35,7 @@ from test_front_harness import WAIT, Conn, CorralServer, Response, request
 
 from conftest import require_program
 from corral.protocol.fastcgi import records
+from ports import port
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "sites" / "php-site"
 
@@ -311,6 +312,52 @@ def test_php_fcgi_max_requests_recycles_the_worker_before_php_cgi_quits(
     assert len({group[0] for group in groups}) == 4, pids
 
 
+def test_a_php_site_never_serves_what_is_not_a_public_asset(php_cgi: str, tmp_path: Path) -> None:
+    """Issue 10, item 5: in a PHP site, another stack's source, backups and editor files, VCS
+    folders, configuration, the log folders and symlinks to any of them are 404, and so is a
+    file's URL with a trailing slash; the site's pages and browser assets are served."""
+    root = php_site(tmp_path, error_log_dir="log")
+    config = root / "web.config"
+    limit = '<add name="PHP_FCGI_MAX_REQUESTS" value="500" />'
+    config.write_text(
+        config.read_text().replace(
+            limit, limit + '<add name="DEPLOY_LOG" value="deploylogs\\deploy.txt" />'
+        )
+    )
+    secret = b"TOP-SECRET"
+    planted = [
+        "settings.py",
+        "index.php.bak",
+        "index.php~",
+        "#index.php#",
+        "index.php.swp",
+        "wp-config.php.orig",
+        "composer.lock",
+        "config.ini",
+        ".env",
+        ".htaccess",
+        ".git/config",
+        "CVS/Entries",
+        "log/default_php.project.log",
+        "deploylogs/deploy.txt",
+        "deploylogs/deploy-earlier.txt",
+    ]
+    for name in planted:
+        (root / name).parent.mkdir(exist_ok=True)
+        (root / name).write_bytes(secret)
+    (root / "public.txt").symlink_to(root / ".env")
+    (root / "assets").symlink_to(root / ".git")
+    (root / "static-only" / "app.js").write_bytes(b"console.log(1)")
+    with serving(root) as server:
+        for name in [*planted, "public.txt", "assets/config", "about.html/", "docs/index.html/"]:
+            response = get(server, "/" + name.replace("#", "%23"))
+            assert response.status == 404, (name, response.status)
+            assert secret not in response.body, name
+        assert get(server, "/about.html").body == b"static page\n"
+        assert get(server, "/static-only/app.js").body == b"console.log(1)"
+        assert get(server, "/").body == b"hello from php 500\n"
+
+
 def test_a_php_site_under_a_virtual_path(php_cgi: str, tmp_path: Path) -> None:
     """The PHP site as the application at /blog of a server TOML: the script's URL path includes
     the virtual path; its file, DOCUMENT_ROOT and PATH_TRANSLATED are in the site's folder."""
@@ -361,9 +408,8 @@ def test_the_php_example_serves(php_cgi: str, tmp_path: Path) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port leased machine-wide for the rest of this process (see tests/ports.py)."""
+    return port()
 
 
 def wait_listening(address: str | tuple[str, int], proc: subprocess.Popen[bytes]) -> None:

@@ -14,24 +14,32 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from test_front_harness import WAIT, CorralServer, Response, request
 
 from conftest import require_program
+from ports import Lease, engine_ports_toml, ports
+
+__all__ = ["ports"]  # the port-lease fixture
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def example(name: str, root: Path, engine: str | None = None) -> Path:
-    """A copy of examples/NAME, run by `engine` instead of the one its corral.toml names."""
+def example(name: str, root: Path, taken: Lease, engine: str | None = None) -> Path:
+    """A copy of examples/NAME, run by `engine` instead of the one its corral.toml names, its
+    workers on the ports of `taken` (no other test's backend can answer in their place)."""
     site = Path(os.path.realpath(root)) / name
     shutil.copytree(EXAMPLES / name, site)
+    toml = site / "corral.toml"
+    text = toml.read_text()
+    lines = [line for line in text.splitlines() if line.startswith("engine = ")]
+    assert len(lines) == 1, text
     if engine is not None:
-        toml = site / "corral.toml"
-        text = toml.read_text()
-        lines = [line for line in text.splitlines() if line.startswith("engine = ")]
-        assert len(lines) == 1, text
-        toml.write_text(text.replace(lines[0], f'engine = "{engine}"'))
+        text = text.replace(lines[0], f'engine = "{engine}"')
+    else:
+        engine = lines[0].split('"')[1]
+    toml.write_text(text + engine_ports_toml([engine], taken))
     return site
 
 
@@ -75,11 +83,19 @@ def check_app(server: CorralServer, greeting: bytes, env_path: str, env_name: st
     assert seen["PATH_INFO"] == env_path
     assert seen["QUERY_STRING"] == "a=1&b=two"
     assert seen["body_bytes"] == "0"
+    assert_own_backend(server, int(seen["pid"]))
     assert seen[env_name] in ("production", "deployment")
     body = os.urandom(200_000)
     posted = env_of(server, env_path, body=body)
     assert posted["REQUEST_METHOD"] == "POST"
     assert posted["body_bytes"] == str(len(body))
+
+
+def assert_own_backend(server: CorralServer, pid: int) -> None:
+    """The process that answered is one this server started (not another test's backend)."""
+    assert server.proc is not None
+    ours = psutil.Process(server.proc.pid).children(recursive=True)
+    assert pid in {child.pid for child in ours}, (pid, server.text())
 
 
 def check_restart_after_kill(server: CorralServer, env_path: str) -> None:
@@ -97,23 +113,24 @@ def check_restart_after_kill(server: CorralServer, env_path: str) -> None:
         time.sleep(0.1)
     after = int(env_of(server, env_path)["pid"])
     assert after != before
+    assert_own_backend(server, after)
 
 
 # -- Perl / PSGI ---------------------------------------------------------------------------------
 
 
-def test_psgi_over_fastcgi_on_corrals_socket(tmp_path: Path) -> None:
+def test_psgi_over_fastcgi_on_corrals_socket(tmp_path: Path, ports: Lease) -> None:
     require_program("perl")
     require_program("plackup")
-    with serving(example("psgi", tmp_path, engine="perl.psgi.fastcgi")) as server:
+    with serving(example("psgi", tmp_path, ports, engine="perl.psgi.fastcgi")) as server:
         check_app(server, b"Hello from PSGI on Perl", "/env.txt", "PLACK_ENV")
         check_restart_after_kill(server, "/env.txt")
 
 
-def test_psgi_over_http_with_plackup(tmp_path: Path) -> None:
+def test_psgi_over_http_with_plackup(tmp_path: Path, ports: Lease) -> None:
     require_program("perl")
     require_program("plackup")
-    with serving(example("psgi", tmp_path)) as server:
+    with serving(example("psgi", tmp_path, ports)) as server:
         check_app(server, b"Hello from PSGI on Perl", "/env.txt", "PLACK_ENV")
         assert env_of(server, "/env.txt")["HTTP_X_FORWARDED_FOR"] == "127.0.0.1"
         check_restart_after_kill(server, "/env.txt")
@@ -125,11 +142,11 @@ def test_psgi_over_http_with_plackup(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("engine", "server_program"), [("ruby.rack", "rackup"), ("ruby.puma", "puma")]
 )
-def test_rack_over_http(tmp_path: Path, engine: str, server_program: str) -> None:
+def test_rack_over_http(tmp_path: Path, ports: Lease, engine: str, server_program: str) -> None:
     require_program("ruby")
     require_program(server_program)
     require_program("puma")  # rackup serves with puma (Debian's ruby has no WEBrick)
-    with serving(example("rack", tmp_path, engine=engine)) as server:
+    with serving(example("rack", tmp_path, ports, engine=engine)) as server:
         check_app(server, b"Hello from Rack on Ruby", "/env.json", "RACK_ENV")
         assert env_of(server, "/env.json")["HTTP_X_FORWARDED_FOR"] == "127.0.0.1"
         check_restart_after_kill(server, "/env.json")

@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 from test_front_harness import WAIT, Conn, CorralServer, Response, run_corral, serve
 
+from ports import engine_ports_toml, held, port
+
 __all__ = ["serve"]  # the shared server fixture
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -87,11 +89,7 @@ def test_two_sites_three_apps_each_with_its_own_environment_and_no_leak(serve: A
 
 
 def test_each_binding_is_listened_on_and_routes_by_its_port(serve: Any, tmp_path: Path) -> None:
-    ports = []
-    for _ in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
+    ports = [port(), port()]  # leased machine-wide: no other process listens there meanwhile
     for name in ("one", "two"):
         folder = tmp_path / name
         folder.mkdir()
@@ -168,25 +166,25 @@ def test_a_broken_configuration_starts_nothing(fixture: str, expected: str, tmp_
 
     path = FIXTURES / "config-errors" / fixture
     target = path.parent if path.name in ("web.config", "corral.toml") else path
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    result = run_corral("serve", str(target), "--listen", f"127.0.0.1:{port}")
+    free = port()
+    result = run_corral("serve", str(target), "--listen", f"127.0.0.1:{free}")
     assert result.returncode == 1, result.stderr
     assert "nothing started" in result.stderr.splitlines()[0]
     assert re.search(expected, result.stderr), result.stderr
     assert "serving" not in result.stderr + result.stdout
     # Nothing listened: the port is still free.
     with socket.socket() as again:
-        again.bind(("127.0.0.1", port))
+        again.bind(("127.0.0.1", free))
 
 
 def test_the_generic_http_engine_runs_app_command_on_its_port(tmp_path: Path, serve: Any) -> None:
     """engine = "http": APP_COMMAND is any HTTP server, given its port as %PORT%."""
     backend = Path(__file__).resolve().parents[1] / "apps" / "http_backend.py"
     command = f"{sys.executable} {backend} %HOST% %PORT%"
+    taken = held()
     (tmp_path / "corral.toml").write_text(
         f'[apps.node]\nengine = "http"\n[apps.node.env]\nAPP_COMMAND = "{command}"\n'
+        + engine_ports_toml(["http"], taken)
     )
     server = serve(tmp_path)
     conn = Conn(server.port)
@@ -194,7 +192,7 @@ def test_the_generic_http_engine_runs_app_command_on_its_port(tmp_path: Path, se
     response = conn.response()
     assert response.status == 200, server.text()
     argv = response.body.decode().split("\n")
-    assert argv[-2] == "127.0.0.1" and argv[-1].isdigit()
+    assert argv[-2] == "127.0.0.1" and int(argv[-1]) in taken.ports
 
 
 # -- corral check ------------------------------------------------------------------------------
@@ -354,11 +352,9 @@ def test_a_tcp_service_engine_connects_to_a_running_server(serve: Any, tmp_path:
         "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
         "    return [('service pid %d %s' % (os.getpid(), environ['SCRIPT_NAME'])).encode()]\n"
     )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    service_port = port()
     backend = subprocess.Popen(
-        [sys.executable, "-m", "corral.worker", "--bind", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "corral.worker", "--bind", f"127.0.0.1:{service_port}"],
         cwd=site,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -373,7 +369,7 @@ def test_a_tcp_service_engine_connects_to_a_running_server(serve: Any, tmp_path:
                 transport = "tcp.service"
                 protocol = "fastcgi"
                 host = "127.0.0.1"
-                port_lower = {port}
+                port_lower = {service_port}
 
                 [sites.s]
                 bindings = ["127.0.0.1:8080:"]
@@ -387,7 +383,7 @@ def test_a_tcp_service_engine_connects_to_a_running_server(serve: Any, tmp_path:
         assert server.workers() == []  # nothing started by Corral
         for _ in range(100):
             with socket.socket() as ready:
-                if ready.connect_ex(("127.0.0.1", port)) == 0:
+                if ready.connect_ex(("127.0.0.1", service_port)) == 0:
                     break
             time.sleep(0.1)
         first = get(server.port, "/svc/x")

@@ -20,6 +20,8 @@ import psutil
 import pytest
 from test_front_harness import APP, Conn, CorralServer, make_site, request, run_corral
 
+from ports import port as leased_port
+
 #: A 5000-byte POST, declared: the front answers before any of the body is sent.
 BIG_POST = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n"
 
@@ -207,9 +209,7 @@ def test_a_broken_value_is_refused_by_check_and_by_serve(
     check = run_corral("check", str(path))
     assert check.returncode == 1, check.stdout
     assert f"{path}:{line}: {expected}" in check.stderr, check.stderr
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = leased_port()
     serve = run_corral("serve", str(path), "--listen", f"127.0.0.1:{port}")
     assert serve.returncode == 1, serve.stderr
     assert "nothing started" in serve.stderr.splitlines()[0]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ports import port
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ROOT / "tests" / "apps"
@@ -157,9 +158,8 @@ def unix_address(tmp_path: Path, name: str = "w.sock") -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port leased machine-wide for the rest of this process (see tests/ports.py)."""
+    return port()
 
 
 def test_support_module_starts_and_stops_a_worker(tmp_path: Path) -> None:

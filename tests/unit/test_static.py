@@ -295,3 +295,130 @@ def test_plan_gives_status_headers_and_bytes(site: StaticPolicy) -> None:
     beyond = plan(found, "GET", range_header="bytes=10-")
     assert beyond.status == 416 and dict(beyond.headers)["Content-Range"] == "bytes */4"
     assert plan(found, "GET", if_match='"nope"').status == 412
+
+
+# -- the deny list in a site whose engine is not Python (issue 10, item 5) ----------------------
+
+
+@pytest.fixture
+def php_site(tmp_path: Path) -> StaticPolicy:
+    root = Path(os.path.realpath(tmp_path)) / "site"
+    (root / "js").mkdir(parents=True)
+    for name in (
+        "settings.py",
+        "index.php.bak",
+        "index.php~",
+        "#index.php#",
+        "index.php.swp",
+        "index.php.orig",
+        "config.php.save",
+        "old.php.old",
+        "app.rb",
+        "config.ru",
+        "lib.pm",
+        "run.cgi",
+        "default.aspx",
+        "config.ini",
+        "app.config",
+        "prod.env",
+        "db.sqlite3",
+        "dump.sql",
+        "access.log",
+        "composer.json",
+        "composer.lock",
+        "requirements.txt",
+        "Gemfile",
+        "js/app.js",
+        "about.html",
+        "readme.txt",
+        ".secret",
+    ):
+        (root / name).write_text("x")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref")
+    (root / "CVS").mkdir()
+    (root / "CVS" / "Entries").write_text("x")
+    (root / "deploylogs").mkdir()
+    (root / "deploylogs" / "deploy.txt").write_text("x")
+    (root / "public.txt").symlink_to(root / ".secret")
+    (root / "assets").symlink_to(root / ".git")
+    (root / "backup.txt").symlink_to(root / "index.php.bak")
+    (root / "js" / "lib.js").symlink_to(root / "js" / "app.js")
+    return StaticPolicy(
+        root=str(root),
+        hidden_dirs=("deploylogs",),
+        source_suffixes=(".php", ".phtml", ".inc"),
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/settings.py",  # source of another stack than the site's engine
+        "/index.php.bak",
+        "/index.php~",
+        "/#index.php#",
+        "/index.php.swp",
+        "/index.php.orig",
+        "/config.php.save",
+        "/old.php.old",
+        "/INDEX.PHP.BAK",
+        "/app.rb",
+        "/config.ru",
+        "/lib.pm",
+        "/run.cgi",
+        "/default.aspx",
+        "/config.ini",
+        "/app.config",
+        "/prod.env",
+        "/db.sqlite3",
+        "/dump.sql",
+        "/access.log",
+        "/composer.json",
+        "/composer.lock",
+        "/requirements.txt",
+        "/Gemfile",
+        "/.git/HEAD",
+        "/CVS/Entries",
+        "/cvs/Entries",
+        "/deploylogs/deploy.txt",
+        "/public.txt",  # a symlink to a hidden file
+        "/assets/HEAD",  # a symlink to a VCS folder
+        "/backup.txt",  # a symlink to a backup
+        "/about.html/",  # a file asked for as a folder
+        "/js/app.js/",
+        "/readme.txt/.",
+    ],
+)
+def test_never_a_public_asset_in_a_php_site(php_site: StaticPolicy, path: str) -> None:
+    result = resolve(php_site, path)
+    assert isinstance(result, Denied), path
+    assert result.status == 404
+
+
+@pytest.mark.parametrize("path", ["/about.html", "/readme.txt", "/js/app.js", "/js/lib.js"])
+def test_public_assets_of_a_php_site_are_served(php_site: StaticPolicy, path: str) -> None:
+    assert isinstance(resolve(php_site, path), StaticFile)
+
+
+def test_the_deploy_logs_folder_is_hidden_by_the_loaded_policy(tmp_path: Path) -> None:
+    root = Path(os.path.realpath(tmp_path))
+    (root / "deploylogs").mkdir()
+    (root / "deploylogs" / "deploy.txt").write_text("x")
+    (root / "deploylogs" / "deploy-before.txt").write_text("x")
+    (root / "web.config").write_text(
+        (SITES / "php-site" / "web.config")
+        .read_text()
+        .replace(
+            '<add name="PHP_FCGI_MAX_REQUESTS" value="500" />',
+            '<add name="DEPLOY_LOG" value="deploylogs\\deploy.txt" />'
+            '<add name="ERROR_LOG_DIR" value="errors" />',
+        )
+    )
+    config = load_site(str(root), environ={})
+    (mount,) = config.sites[0].mounts
+    assert set(mount.static.hidden_dirs) == {"errors", "deploylogs"}
+    assert isinstance(resolve(mount.static, "/deploylogs/deploy.txt"), Denied)
+    assert resolve(mount.static, "/deploylogs/deploy-before.txt") == Denied(
+        404, "log folder (ERROR_LOG_DIR or DEPLOY_LOG)"
+    )

@@ -475,6 +475,8 @@ def _build_mount(
     for app in apps:
         if app.error_log_dir is not None and (rel := inside(app.error_log_dir)):
             hidden.append(rel)
+        if app.deploy_log and (rel := inside(os.path.dirname(app.deploy_log))):
+            hidden.append(rel)  # the DEPLOY_LOG's folder, unless it is the site's own
         named = [app.deploy_file, app.deploy_log]
         php_ini = app.env_dict().get("PHP_INI")
         if php_ini:

@@ -187,7 +187,8 @@ class StaticPolicy:
     """What may be served from a mount's folder for URLs no handler maps."""
 
     root: str
-    #: Folders (relative, `/`-separated) never served: every app's ERROR_LOG_DIR inside the root.
+    #: Folders (relative, `/`-separated) never served: every app's ERROR_LOG_DIR and
+    #: DEPLOY_LOG folder inside the root (not the root itself).
     hidden_dirs: tuple[str, ...] = ()
     #: Lower-case suffixes never served: the source files of the mount's engines (`.py`, `.php`).
     source_suffixes: tuple[str, ...] = ()

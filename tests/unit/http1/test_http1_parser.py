@@ -74,30 +74,30 @@ def test_simple_get() -> None:
 
 
 def test_header_values_lose_trailing_whitespace_and_keep_inner() -> None:
-    (request, _) = parse(b"GET / HTTP/1.1\r\nX:  a  b \t\r\nY:\t\r\n\r\n")
-    assert request.headers == [(b"X", b"a  b"), (b"Y", b"")]
+    (request, _) = parse(b"GET / HTTP/1.1\r\nHost: h\r\nX:  a  b \t\r\nY:\t\r\n\r\n")
+    assert request.headers == [(b"Host", b"h"), (b"X", b"a  b"), (b"Y", b"")]
 
 
 def test_get_all_and_case_insensitive_lookup() -> None:
-    (request, _) = parse(b"GET / HTTP/1.1\r\nIf-Match: a\r\nif-match: b\r\n\r\n")
+    (request, _) = parse(b"GET / HTTP/1.1\r\nHost: h\r\nIf-Match: a\r\nif-match: b\r\n\r\n")
     assert request.get_all(b"if-match") == [b"a", b"b"]
 
 
 def test_fragment_and_query_split() -> None:
-    (request, _) = parse(b"GET /p?q=1#frag?x HTTP/1.1\r\n\r\n")
+    (request, _) = parse(b"GET /p?q=1#frag?x HTTP/1.1\r\nHost: h\r\n\r\n")
     assert (request.path, request.query) == (b"/p", b"q=1")
-    (request, _) = parse(b"GET /p#f?q HTTP/1.1\r\n\r\n")
+    (request, _) = parse(b"GET /p#f?q HTTP/1.1\r\nHost: h\r\n\r\n")
     assert (request.path, request.query) == (b"/p", b"")
 
 
 def test_absolute_form_and_asterisk_and_connect() -> None:
-    (request, _) = parse(b"GET http://u:p@example.com:8080/x?y HTTP/1.1\r\n\r\n")
+    (request, _) = parse(b"GET http://u:p@example.com:8080/x?y HTTP/1.1\r\nHost: h\r\n\r\n")
     assert (request.path, request.query) == (b"/x", b"y")
-    (request, _) = parse(b"GET http://[::1] HTTP/1.1\r\n\r\n")
+    (request, _) = parse(b"GET http://[::1] HTTP/1.1\r\nHost: h\r\n\r\n")
     assert request.path == b"/"
-    (request, _) = parse(b"OPTIONS * HTTP/1.1\r\n\r\n")
+    (request, _) = parse(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")
     assert request.path == b"*"
-    request, _end, closed = parse(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n")
+    request, _end, closed = parse(b"CONNECT example.com:443 HTTP/1.1\r\nHost: h\r\n\r\n")
     assert (request.path, request.query) == (b"", b"")
     assert isinstance(closed, ConnectionClosed)
 
@@ -119,7 +119,7 @@ def test_bad_target_forms(line: bytes) -> None:
 
 def test_content_length_body_in_pieces() -> None:
     parser = RequestParser()
-    parser.receive_data(b"POST /u HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123")
+    parser.receive_data(b"POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123")
     request, body = events(parser)
     assert request.content_length == 10 and body == Body(b"0123")
     parser.receive_data(b"456789")
@@ -128,7 +128,7 @@ def test_content_length_body_in_pieces() -> None:
 
 def test_chunked_body_and_trailers() -> None:
     data = (
-        b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\n\r\n"
     )
     request, *rest = parse(data)
@@ -139,20 +139,24 @@ def test_chunked_body_and_trailers() -> None:
 
 @pytest.mark.parametrize("name", [b"Content-Length", b"Transfer-Encoding", b"Host", b"Trailer"])
 def test_forbidden_trailers(name: bytes) -> None:
-    data = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + name + b": 1\r\n\r\n"
+    data = (
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+        + name
+        + b": 1\r\n\r\n"
+    )
     assert error_of(data).status_hint == 400
 
 
 def test_pipelining_pauses_until_start_next() -> None:
     parser = RequestParser()
-    parser.receive_data(GET + b"GET /second HTTP/1.1\r\n\r\n" + b"GET /thi")
+    parser.receive_data(GET + b"GET /second HTTP/1.1\r\nHost: h\r\n\r\n" + b"GET /thi")
     first = parser.next_event()
     assert isinstance(first, Request) and first.path == b"/a/b"
     assert isinstance(parser.next_event(), EndOfMessage)
     assert parser.next_event() is PAUSED
     # While paused, new bytes are held raw and not parsed.
-    parser.receive_data(b"rd HTTP/1.1\r\n\r\n")
-    assert parser.buffered_bytes == len(b"rd HTTP/1.1\r\n\r\n")
+    parser.receive_data(b"rd HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert parser.buffered_bytes == len(b"rd HTTP/1.1\r\nHost: h\r\n\r\n")
     assert parser.next_event() is PAUSED
     parser.start_next()
     second = parser.next_event()
@@ -176,7 +180,7 @@ def test_start_next_only_after_end_of_message() -> None:
 
 def test_error_in_pipelined_request_comes_after_the_first() -> None:
     parser = RequestParser()
-    parser.receive_data(GET + b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n")
+    parser.receive_data(GET + b"GET / HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n")
     assert isinstance(parser.next_event(), Request)
     assert isinstance(parser.next_event(), EndOfMessage)
     parser.start_next()
@@ -188,16 +192,18 @@ def test_error_in_pipelined_request_comes_after_the_first() -> None:
 
 
 def test_keep_alive_rules_and_close_ignores_later_bytes() -> None:
-    request, _, closed = parse(b"GET / HTTP/1.0\r\n\r\nGET /ignored HTTP/1.1\r\n\r\n")
+    request, _, closed = parse(b"GET / HTTP/1.0\r\n\r\nGET /ignored HTTP/1.1\r\nHost: h\r\n\r\n")
     assert not request.keep_alive and isinstance(closed, ConnectionClosed)
     request, _ = parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     assert request.keep_alive
-    request, _, closed = parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGARBAGE")
+    request, _, closed = parse(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\nGARBAGE")
     assert not request.keep_alive and isinstance(closed, ConnectionClosed)
 
 
 def test_expect_continue_only_for_http11() -> None:
-    (request, _) = parse(b"PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 0\r\n\r\n")
+    (request, _) = parse(
+        b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 0\r\n\r\n"
+    )
     assert request.expect_continue
     request = parse(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n")[0]
     assert not request.expect_continue  # RFC 9110 10.1.1: ignored in HTTP/1.0
@@ -207,7 +213,10 @@ def test_eof_between_requests_and_inside_one() -> None:
     assert parse(GET, eof=True)[-1] == ConnectionClosed()
     assert parse(b"\r\n", eof=True) == [ConnectionClosed()]
     assert error_of(b"GET / HTTP/1.1\r\nHost: a\r\n", eof=True).status_hint == 400
-    assert error_of(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", eof=True).status_hint == 400
+    assert (
+        error_of(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab", eof=True).status_hint
+        == 400
+    )
 
 
 def test_eof_while_paused_is_seen_after_start_next() -> None:
@@ -235,7 +244,8 @@ def test_upgrade_then_tunnel_bytes() -> None:
 def test_upgrade_request_body_is_delivered_before_the_switch() -> None:
     parser = RequestParser()
     parser.receive_data(
-        b"POST / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\nContent-Length: 6\r\n\r\nab"
+        b"POST / HTTP/1.1\r\n"
+        b"Host: h\r\nConnection: upgrade\r\nUpgrade: h2c\r\nContent-Length: 6\r\n\r\nab"
     )
     parser.receive_data(b"cdefNEW")
     got = events(parser, resume=False)
@@ -246,7 +256,8 @@ def test_upgrade_request_body_is_delivered_before_the_switch() -> None:
 def test_eof_inside_upgrade_body() -> None:
     parser = RequestParser()
     parser.receive_data(
-        b"POST / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\nContent-Length: 6\r\n\r\nab"
+        b"POST / HTTP/1.1\r\n"
+        b"Host: h\r\nConnection: upgrade\r\nUpgrade: h2c\r\nContent-Length: 6\r\n\r\nab"
     )
     parser.receive_data(b"")
     with pytest.raises(HTTPProtocolError):
@@ -312,7 +323,7 @@ def test_transfer_encoding_on_http10_is_refused() -> None:
     ],
 )
 def test_invalid_chunks(chunks: bytes) -> None:
-    data = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
+    data = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
     assert 400 <= error_of(data).status_hint <= 413
 
 
@@ -328,7 +339,7 @@ def test_bare_lf_line_endings_are_refused() -> None:
         (b"GET / HTTP/1.2", 505),
         (b"GET /", 505),
         (b"PRI * HTTP/2.0\r\n\r\nSM", 505),  # the HTTP/2 connection preface
-        (b"DESCRIBE rtsp://a/b RTSP/1.0", 505),
+        (b"DESCRIBE rtsp://a/b RTSP/1.0", 400),
         (b"GET / HTTP/1.10", 400),
         (b"GET / http/1.1", 400),
         (b"get / HTTP/1.1", 400),
@@ -346,7 +357,7 @@ def test_request_line_errors(line: bytes, status: int) -> None:
 
 def test_request_line_limit_is_414_even_when_incomplete() -> None:
     limits = Limits(max_request_line=100)
-    assert parse(b"GET /" + b"a" * 98 + b" HTTP/1.1\r\n\r\n", limits)
+    assert parse(b"GET /" + b"a" * 98 + b" HTTP/1.1\r\nHost: h\r\n\r\n", limits)
     parser = RequestParser(limits)
     parser.receive_data(b"GET /")
     for _ in range(20):
@@ -359,13 +370,13 @@ def test_request_line_limit_is_414_even_when_incomplete() -> None:
 def test_header_field_limit_counts_the_line() -> None:
     # name + value + 4 (": " and CRLF), like gunicorn's limit_request_field_size
     limits = Limits(max_header_field=22)
-    assert parse(b"GET / HTTP/1.1\r\nName: 12345678901234\r\n\r\n", limits)
-    error = error_of(b"GET / HTTP/1.1\r\nName: 123456789012345\r\n\r\n", limits)
+    assert parse(b"GET / HTTP/1.1\r\nHost: h\r\nName: 12345678901234\r\n\r\n", limits)
+    error = error_of(b"GET / HTTP/1.1\r\nHost: h\r\nName: 123456789012345\r\n\r\n", limits)
     assert error.status_hint == 431
 
 
 def test_header_limits_are_431() -> None:
-    head = b"GET / HTTP/1.1\r\n"
+    head = b"GET / HTTP/1.1\r\nHost: h\r\n"
     one = head + b"X: " + b"a" * 30 + b"\r\n\r\n"
     assert error_of(one, Limits(max_header_field=20)).status_hint == 431
     many = head + b"".join(b"X%d: a\r\n" % i for i in range(11)) + b"\r\n"
@@ -377,7 +388,7 @@ def test_header_limits_are_431() -> None:
 def test_partial_header_line_cannot_grow_without_bound() -> None:
     limits = Limits(max_request_line=100, max_header_bytes=1000, max_header_field=10**9)
     parser = RequestParser(limits)
-    parser.receive_data(b"GET / HTTP/1.1\r\nX: ")
+    parser.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\nX: ")
     for _ in range(50):
         parser.receive_data(b"a" * 100)
     with pytest.raises(HTTPProtocolError) as info:
@@ -387,11 +398,16 @@ def test_partial_header_line_cannot_grow_without_bound() -> None:
 
 def test_body_limits_are_413() -> None:
     limits = Limits(max_body_size=10)
-    assert error_of(b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", limits).status_hint == 413
-    _request, body, _end = parse(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789", limits)
+    assert (
+        error_of(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n", limits).status_hint
+        == 413
+    )
+    _request, body, _end = parse(
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789", limits
+    )
     assert body == Body(b"0123456789")
     chunked = (
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"6\r\n012345\r\n6\r\n012345\r\n0\r\n\r\n"
     )
     parser = RequestParser(limits)
@@ -401,7 +417,7 @@ def test_body_limits_are_413() -> None:
     with pytest.raises(HTTPProtocolError) as info:
         parser.next_event()
     assert info.value.status_hint == 413
-    huge = b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"
+    huge = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n"
     assert error_of(huge).status_hint == 413
 
 
@@ -478,7 +494,7 @@ def test_host_comes_from_an_absolute_target_or_connect() -> None:
     (request, _) = parse(b"GET http://user@real.example:81/x HTTP/1.1\r\nHost: other\r\n\r\n")
     assert request.host == b"real.example:81"
     assert request.get(b"host") == b"other"
-    request = parse(b"CONNECT tunnel.example:443 HTTP/1.1\r\n\r\n")[0]
+    request = parse(b"CONNECT tunnel.example:443 HTTP/1.1\r\nHost: h\r\n\r\n")[0]
     assert request.host == b"tunnel.example:443"
     (request, _) = parse(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n")
     assert request.host == b"[::1]:8080"
@@ -513,7 +529,7 @@ def test_eof_flushes_a_held_partial_line() -> None:
 def test_trailer_cannot_grow_without_bound_but_long_chunked_uploads_can() -> None:
     limits = Limits(max_request_line=100, max_header_bytes=1000)
     parser = RequestParser(limits)
-    parser.receive_data(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    parser.receive_data(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
     for _ in range(1000):  # 6 bytes of framing per body byte, 6000 bytes in all
         parser.receive_data(b"1\r\nx\r\n")
     parser.receive_data(b"0\r\nX-Trailer: ")
@@ -560,3 +576,120 @@ def test_a_failing_callback_is_a_500_not_a_400(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(parser_module, "Request", broken)
     error = error_of(GET)
     assert error.status_hint == 500 and "RuntimeError" in error.reason
+
+
+# -- RFC 9112 3.2: Host; 2.3: the protocol name; 5.6.3: OWS may be a tab ----------------------
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET http://example.com/ HTTP/1.1\r\n\r\n",  # the target's authority is no excuse
+        b"CONNECT example.com:443 HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n",
+    ],
+)
+def test_http11_without_host_or_with_two_is_400(head: bytes) -> None:
+    assert error_of(head).status_hint == 400
+
+
+def test_http10_without_host_is_served() -> None:
+    (request, _end, closed) = parse(b"GET / HTTP/1.0\r\n\r\n")
+    assert request.http_version == "1.0" and request.host is None
+    assert closed == ConnectionClosed()
+
+
+def test_a_pipelined_request_without_host_is_refused_after_the_first_is_served() -> None:
+    parser = RequestParser()
+    parser.receive_data(GET + b"GET /next HTTP/1.1\r\n\r\n")
+    request, end = events(parser, resume=False)[:2]
+    assert request.target == b"/a/b?x=1&y=2" and isinstance(end, EndOfMessage)
+    parser.start_next()
+    with pytest.raises(HTTPProtocolError) as info:
+        events(parser)
+    assert info.value.status_hint == 400
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"GET / RTSP/1.0",
+        b"GET / RTSP/1.1",
+        b"POST / RTSP/1.0",
+        b"OPTIONS * RTSP/1.0",
+        b"SOURCE / ICE/1.0",
+        b"DESCRIBE / RTSP/1.0",
+        b"GET /" + b"x" * 6000 + b" RTSP/1.0",  # given to llhttp in pieces (over 4 KiB)
+    ],
+)
+def test_a_protocol_other_than_http_is_400(line: bytes) -> None:
+    data = line + b"\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+    assert error_of(data).status_hint == 400
+    assert error_of(b"\r\n\r\n" + data).status_hint == 400  # blank lines first
+    parser = RequestParser()
+    for i in range(len(data)):  # whatever the split
+        parser.receive_data(data[i : i + 1])
+    with pytest.raises(HTTPProtocolError) as info:
+        parser.next_event()
+    assert info.value.status_hint == 400
+    # After a served request, started with start_next():
+    parser = RequestParser()
+    parser.receive_data(GET)
+    assert isinstance(events(parser, resume=False)[0], Request)
+    parser.receive_data(data)
+    parser.start_next()
+    with pytest.raises(HTTPProtocolError) as info:
+        events(parser)
+    assert info.value.status_hint == 400
+
+
+def test_http_in_a_target_or_a_field_does_not_make_a_request_line_look_wrong() -> None:
+    (request, _) = parse(b"GET /RTSP/1.0 HTTP/1.1\r\nHost: a\r\nX: GET / RTSP/1.0\r\n\r\n")
+    assert request.target == b"/RTSP/1.0"
+    long_target = b"/" + b"y" * 6000 + b"/ICE/1.0"
+    data = b"GET " + long_target + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+    parser = RequestParser()
+    for i in range(0, len(data), 7):
+        parser.receive_data(data[i : i + 7])
+    assert events(parser)[0].target == long_target
+
+
+CHUNKED_TAB = (
+    b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n"
+    b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("ows", [b"\t", b" \t", b"\t ", b"\t\t"])
+@pytest.mark.parametrize("step", [len(CHUNKED_TAB), 1, 3, 50])
+def test_chunked_followed_by_a_tab_is_dechunked(ows: bytes, step: int) -> None:
+    data = CHUNKED_TAB.replace(b"chunked\t", b"chunked" + ows) + GET
+    parser = RequestParser()
+    for i in range(0, len(data), step):
+        parser.receive_data(data[i : i + step])
+    out = events(parser)
+    request, end, following = out[0], out[-3], out[-2]
+    assert request.chunked and request.get(b"transfer-encoding") == b"chunked"
+    assert b"".join(e.data for e in out if isinstance(e, Body)) == b"hello world"
+    assert end == EndOfMessage(((b"X-Sum", b"11"),))
+    assert following.target == b"/a/b?x=1&y=2"  # the pipelined request after it
+    assert isinstance(out[-1], EndOfMessage)
+
+
+def test_chunked_followed_by_a_tab_keeps_every_check_on_the_body() -> None:
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n"
+    assert error_of(head + b"zz\r\nhello\r\n0\r\n\r\n").status_hint == 400  # chunk size
+    assert error_of(head + b"0\r\nHost: b\r\n\r\n").status_hint == 400  # forbidden trailer
+    assert error_of(head + b"5\r\nhello\r\n0\r\n\r\n", Limits(max_body_size=4)).status_hint == 413
+    assert error_of(head + b"5\r\nhel", eof=True).status_hint == 400  # cut short
+    with_length = head.replace(b"\r\n\r\n", b"\r\nContent-Length: 5\r\n\r\n")
+    assert error_of(with_length + b"5\r\nhello\r\n0\r\n\r\n").status_hint == 400
+    # Connection: close still ends the connection after the body; later bytes are ignored.
+    close = head.replace(b"Host: a", b"Host: a\r\nConnection: close")
+    out = parse(close + b"5\r\nhello\r\n0\r\n\r\nGARBAGE")
+    assert [type(e) for e in out] == [Request, Body, EndOfMessage, ConnectionClosed]
+    # The next request on the connection may use the same spelling.
+    out = parse(head + b"1\r\na\r\n0\r\n\r\n" + head + b"1\r\nb\r\n0\r\n\r\n")
+    assert [e.data for e in out if isinstance(e, Body)] == [b"a", b"b"]

@@ -30,8 +30,8 @@ class Request:
 
     ``host`` is where the request is going: the authority of an absolute-form target
     (RFC 9112 3.2.2: it overrides the Host header) or of a CONNECT target, else the (single,
-    syntax-checked) Host header, else ``None`` (HTTP/1.0, or HTTP/1.1 without Host, which
-    the parser does not refuse: the front decides).
+    syntax-checked) Host header, else ``None`` (HTTP/1.0 only: an HTTP/1.1 request without
+    Host is refused with 400, RFC 9112 3.2).
     """
 
     method: bytes

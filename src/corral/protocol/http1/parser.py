@@ -11,9 +11,15 @@ CL together with TE, chunk-size syntax); this module adds what llhttp leaves to 
   ``chunked`` is 400 (RFC 9112 6.3), ``gzip, chunked`` and friends 501 (RFC 9112 6.1),
   any Transfer-Encoding on HTTP/1.0 400 (RFC 9112 6.1);
 * versions other than 1.0 and 1.1 (llhttp lets 0.9 and 2.0 through) get 505;
-* more than one Host is 400 (RFC 9112 3.2); request-target form checks (RFC 9112 3.2):
-  origin-form, absolute-form, authority-form only with CONNECT, ``*`` only with OPTIONS;
-* trailing whitespace is trimmed from field values (llhttp keeps it);
+* a protocol name other than ``HTTP`` (llhttp also takes ``RTSP/1.0`` and ``ICE/1.0``) is
+  400: a request line is looked at before llhttp sees it (``_feed``; the RTSP-only methods
+  catch what that misses, see ``_check_request_line``);
+* an HTTP/1.1 request without Host, and any request with more than one, is 400 (RFC 9112
+  3.2); request-target form checks (RFC 9112 3.2): origin-form, absolute-form,
+  authority-form only with CONNECT, ``*`` only with OPTIONS;
+* trailing whitespace is trimmed from field values (llhttp keeps it); llhttp does not take
+  ``Transfer-Encoding: chunked`` followed by a tab as chunked, so such a body is handed to a
+  second llhttp parser that de-chunks it (``_rechunk``);
 * trailers that would change framing, routing or authentication are 400 (RFC 9110 6.5.1).
 
 Pipelining: llhttp parses the whole buffer it is given, so the bytes of one
@@ -85,6 +91,7 @@ _COALESCE: Final = 4096
 _IDLE: Final = 0  # between requests (only CRLFs seen)
 _HEAD: Final = 1  # request line / header fields
 _BODY: Final = 2  # after the head, until the end of the message
+_LINE: Final = 3  # a long request line given to llhttp in pieces, its end not seen yet
 
 #: The header names we act on; names of other lengths are not even lower-cased.
 _K_CONTENT_LENGTH, _K_TRANSFER_ENCODING, _K_HOST, _K_EXPECT, _K_UPGRADE, _K_CONTENT_TYPE = range(6)
@@ -116,7 +123,8 @@ _AUTHORITY_FORM: Final = re.compile(_HOST + rb":[0-9]+\Z")
 _HOST_FIELD: Final = re.compile(rb"(?:" + _HOST + rb"(?::[0-9]*)?)?\Z")
 
 #: Methods llhttp accepts only with the RTSP/1.0 protocol: seeing one means the request line
-#: said RTSP, not HTTP (httptools does not expose the protocol name).
+#: said RTSP, not HTTP (httptools does not expose the protocol name). A backstop for request
+#: lines the byte check in ``_feed`` does not see (pipelined behind another in one read).
 _RTSP_ONLY_METHODS: Final = frozenset(
     {
         b"DESCRIBE",
@@ -156,6 +164,15 @@ _FORBIDDEN_TRAILERS: Final = frozenset(
 )
 
 
+#: What ``_feed`` expects before the end of a request line: `` HTTP/1.1\r`` (10 bytes).
+_HTTP_TAIL: Final = b" HTTP/"
+#: Bytes of a long request line kept back (not given to llhttp) until its end comes, so that
+#: its protocol name is seen whole by ``_check_request_line``.
+_LINE_END: Final = 16
+#: The head given to the parser that de-chunks a body after ``chunked<TAB>`` (``_rechunk``).
+_RECHUNK_HEAD: Final = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+
+
 def _map_llhttp_error(exc: Exception) -> HTTPProtocolError:
     """Turn an httptools error (llhttp's static reason strings) into a status."""
     message = str(exc)
@@ -189,6 +206,7 @@ class RequestParser:
         "_events",
         "_expect",
         "_framing",
+        "_handover",
         "_head_budget",
         "_head_extra",
         "_header_bytes",
@@ -209,6 +227,7 @@ class RequestParser:
         "_state",
         "_switching",
         "_te",
+        "_te_tab_msg",
         "_trailers",
         "_trailing",
         "_unstarted",
@@ -242,6 +261,10 @@ class RequestParser:
         self._backlog_eof = False
         self._pending = bytearray()
         self._coalesce = min(_COALESCE, lim.max_request_line, lim.max_header_field)
+        #: The message whose Transfer-Encoding ended in a tab (see ``_rechunk``).
+        self._te_tab_msg = -1
+        #: While the first parser hands a tab-chunked body over to the second (``_rechunk``).
+        self._handover = False
         self._done = False
         self._switching = False
         self._trailing = bytearray()
@@ -355,11 +378,21 @@ class RequestParser:
         # Before the body, hold back pieces without a line end (up to _COALESCE bytes):
         # httptools joins the pieces of a field or URL with ``bytes +=``, so a client
         # trickling a head byte by byte would otherwise cost quadratic copying.
-        if self._state != _BODY:
+        # A request line's protocol name is looked at before llhttp parses it (see
+        # _check_request_line); a long one given to llhttp in pieces keeps its end back.
+        state = self._state
+        if state != _BODY:
             pending = self._pending
             if b"\n" not in data:
                 pending += data
                 if len(pending) < self._coalesce:
+                    return
+                if state != _HEAD:
+                    data = bytes(pending[:-_LINE_END])
+                    del pending[:-_LINE_END]
+                    self._feed_now(data)
+                    if self._state == _HEAD:
+                        self._state = _LINE
                     return
                 data = bytes(pending)
                 pending.clear()
@@ -367,7 +400,41 @@ class RequestParser:
                 pending += data
                 data = bytes(pending)
                 pending.clear()
+            if state != _HEAD:
+                end = data.find(b"\n")
+                if end < 10 or not data.startswith(_HTTP_TAIL, end - 10):
+                    checked = self._check_request_line(data, state == _IDLE)
+                    if checked is None:
+                        return
+                    data = checked
+                if state == _LINE:
+                    self._state = _HEAD
         self._feed_now(data)
+
+    def _check_request_line(self, data: bytes, at_start: bool) -> bytes | None:
+        """The request line that ends in ``data`` does not end in `` HTTP/x.y``.
+
+        ``data`` starts the request (``at_start``: after blank lines) or goes on with a long
+        request line (its end was kept back). Refuses a protocol name other than HTTP that
+        llhttp would take (``RTSP/1.0``, ``ICE/1.0``); anything else (HTTP/0.9, a two-digit
+        version, a bare LF) is llhttp's to judge. Returns the bytes to parse, or None when
+        they are held (blank lines before a request line not complete yet) or refused.
+        """
+        start = 0
+        size = len(data)
+        while at_start and start < size and data[start] in b"\r\n":
+            start += 1
+        end = data.find(b"\n", start)
+        if end < 0:
+            if start < size:
+                self._pending += data[start:]
+            return None
+        protocol = data[start:end].rstrip(b"\r").rpartition(b" ")[2]
+        name, slash, _ = protocol.partition(b"/")
+        if slash and name != b"HTTP" and name.isalpha():
+            self._fail(HTTPProtocolError(400, "not an HTTP request (protocol name)"))
+            return None
+        return data
 
     def _feed_now(self, data: bytes) -> None:
         msg_no = self._msg_no
@@ -466,7 +533,7 @@ class RequestParser:
         # The hot path: called once per field line. Locals via default arguments, one
         # running total, and names are only lower-cased when their length could be special.
         if value and value[-1] in _ows:
-            value = value.rstrip(_ows)
+            value = self._trim(name, value)
         size = len(name) + len(value) + 4
         if size > self._max_field:
             raise self._error(431, "header field too large")
@@ -482,6 +549,14 @@ class RequestParser:
             kind = _SPECIAL_NAMES.get(name.lower())
             if kind is not None:
                 self._on_special_header(kind, value)
+
+    def _trim(self, name: bytes, value: bytes) -> bytes:
+        """A field value with trailing whitespace: trimmed; a tab after a Transfer-Encoding
+        value is remembered, because llhttp then does not see ``chunked`` (``_rechunk``)."""
+        trimmed = value.rstrip(_OWS)
+        if b"\t" in value[len(trimmed) :] and name.lower() == b"transfer-encoding":
+            self._te_tab_msg = self._msg_no
+        return trimmed
 
     def _on_special_header(self, kind: int, value: bytes) -> None:
         if kind == _K_CONTENT_LENGTH:
@@ -523,10 +598,13 @@ class RequestParser:
             raise self._error(505, "HTTP version not supported")
         method: bytes = hp.get_method()
         if method in _RTSP_ONLY_METHODS:
-            raise self._error(505, "not an HTTP request (RTSP)")
+            raise self._error(400, "not an HTTP request (RTSP method)")
         target = self._url
         host = self._host
-        if host is not None and _HOST_FIELD.match(host) is None:
+        if host is None:
+            if version == "1.1":
+                raise self._error(400, "HTTP/1.1 request without Host")
+        elif _HOST_FIELD.match(host) is None:
             raise self._error(400, "invalid Host header")
         # Request-target forms (RFC 9112 3.2).
         if target[:1] == b"/":
@@ -607,10 +685,44 @@ class RequestParser:
             )
         )
         self._state = _BODY
+        if chunked and self._te_tab_msg == self._msg_no:
+            self._rechunk(keep_alive)
+
+    def _rechunk(self, keep_alive: bool) -> None:
+        """``Transfer-Encoding: chunked`` followed by a tab (valid OWS, RFC 9110 5.6.3), which
+        llhttp does not take as chunked: it would refuse the request after this callback.
+
+        llhttp is told to read the body raw (its transfer-encoding leniency: up to the end of
+        the connection), and a second llhttp parser, given a head that says chunked, de-chunks
+        it and parses whatever follows; it replaces the first for the rest of the connection.
+        The first parser's raw body bytes in this read reach ``_on_body`` once, routed to the
+        second parser through the body-limit branch (``_handover``), so the common path pays
+        nothing for this.
+        """
+        if self._length is not None:  # llhttp refuses this too, before this callback
+            raise self._error(400, "Content-Length together with Transfer-Encoding")
+        self._hp.set_dangerous_leniencies(lenient_transfer_encoding=True)
+        relay = _Relay(self)
+        second = relay.parser = httptools.HttpRequestParser(relay)
+        second.feed_data(_RECHUNK_HEAD + (b"\r\n" if keep_alive else b"Connection: close\r\n\r\n"))
+        relay.muted = False
+        self._hp = second
+        self._handover = True
+        self._max_body = -1
+
+    def _end_handover(self) -> None:
+        self._handover = False
+        self._max_body = self._limits.max_body_size
 
     def _on_body(self, data: bytes) -> None:
         seen = self._body_seen = self._body_seen + len(data)
         if self._max_body is not None and seen > self._max_body:
+            if self._handover:
+                # The first parser's raw (chunked) body bytes: to the second parser.
+                self._body_seen -= len(data)
+                self._end_handover()
+                self._feed_now(data)
+                return
             raise self._error(413, "request body too large")
         self._events.append(Body(data))
 
@@ -625,3 +737,48 @@ class RequestParser:
         if self._switching or not self._keep_alive:
             self._events.append(ConnectionClosed())
             self._done = True
+
+
+class _Relay:
+    """The callbacks of the parser that takes over after ``chunked<TAB>`` (``_rechunk``).
+
+    Quiet while it reads the head it is given, then the request parser's own callbacks. While
+    it is the current parser, its first body or end callback also ends the hand-over (when the
+    first parser had no body bytes to hand over); once another takes over from it in turn, its
+    raw body bytes go the hand-over way like the first parser's.
+    """
+
+    __slots__ = ("_owner", "muted", "parser")
+
+    def __init__(self, owner: RequestParser) -> None:
+        self._owner = owner
+        self.muted = True
+        self.parser: httptools.HttpRequestParser | None = None
+
+    def on_message_begin(self) -> None:
+        if not self.muted:
+            self._owner._on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if not self.muted:
+            self._owner._on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.muted:
+            self._owner._on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if not self.muted:
+            self._owner._on_headers_complete()
+
+    def on_body(self, data: bytes) -> None:
+        owner = self._owner
+        if owner._handover and owner._hp is self.parser:
+            owner._end_handover()
+        owner._on_body(data)
+
+    def on_message_complete(self) -> None:
+        owner = self._owner
+        if owner._handover and owner._hp is self.parser:
+            owner._end_handover()
+        owner._on_message_complete()
