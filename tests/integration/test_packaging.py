@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,39 @@ def test_an_apps_virtualenv_wins_over_corrals_own_packages(installed: Path, tmp_
         ]
     finally:
         server.stop()
+
+
+def test_the_installed_example_writes_its_logs_under_the_state_directory(
+    installed: Path, tmp_path: Path
+) -> None:
+    """The bundled example's ERROR_LOG_DIR ("log") is package data's neighbour: from a wheel it
+    goes to $XDG_STATE_HOME/corral/examples/hello/log, never into site-packages."""
+    venv = installed.parent.resolve()
+    state = tmp_path / "state"
+    server = CorralServer(
+        None,
+        args=("--no-access-log",),
+        command=(str(installed / "corral"),),
+        cwd=tmp_path,
+        env={"PYTHONPATH": "", "XDG_STATE_HOME": str(state)},
+    )
+    logs = state / "corral" / "examples" / "hello" / "log"
+    try:
+        server.start(wait_ready=False)
+        assert request(server.port, path="/").status == 200, server.text()
+        deadline = time.monotonic() + 10
+        while not any(logs.glob("*.log")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    example = Path(
+        _run(
+            installed / "python",
+            "-c",
+            "import corral.cli; print(corral.cli.default_site())",
+            cwd=tmp_path,
+        ).strip()
+    )
+    assert example.is_relative_to(venv)
+    assert not (example / "log").exists()
+    assert [p.name for p in logs.glob("*.log")], server.text()

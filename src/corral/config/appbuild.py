@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from corral.config import builtin_engines, expand
+from corral.config import builtin_engines, expand, statedir
 from corral.config.errors import Problems
 from corral.config.model import (
     AppConfig,
@@ -135,6 +135,13 @@ def build_app(
             return None
         return expand.resolve_path(raw.strip(), root)
 
+    def log_path(key: str) -> str | None:
+        """A path Corral writes to: under the state directory for a site that is Corral's own
+        package data (the bundled example), never into the installed package."""
+        path = path_value(key)
+        state = statedir.package_site_state(root, ctx.environ) if path else None
+        return statedir.relocate(path, root, state) if path and state else path
+
     pythonpath: tuple[str, ...] = ()
     raw_pythonpath = env.get("PYTHONPATH")
     if raw_pythonpath is not None:
@@ -245,9 +252,9 @@ def build_app(
         pythonpath=pythonpath,
         wsgi_app=_opt_str(values.get("app.wsgi_app")),
         deploy_file=path_value("app.deploy_file"),
-        deploy_log=path_value("app.deploy_log"),
+        deploy_log=log_path("app.deploy_log"),
         deploy_timeout=_int_value(values, "app.deploy_timeout"),
-        error_log_dir=path_value("app.error_log_dir"),
+        error_log_dir=log_path("app.error_log_dir"),
         error_log_max_kb=_int_value(values, "app.error_log_max_kb"),
         error_log_files=_int_value(values, "app.error_log_files"),
         watch_file_changes_mask=tuple(str(m) for m in mask) if isinstance(mask, tuple) else (),

@@ -136,7 +136,10 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "ERROR_LOG_DIR",
         Kind.PATH,
         None,
-        "Folder for the workers' error logs (NULL: none); never served as static files.",
+        "Folder for the workers' error logs (NULL: none); never served as static files. For "
+        "the bundled example (a site inside Corral's package), the folder is under the state "
+        "directory instead: $XDG_STATE_HOME/corral/examples/hello/log (~/.local/state/... by "
+        "default, else a corral-UID folder in the temp directory); DEPLOY_LOG likewise.",
     ),
     Setting(
         "app.error_log_max_kb",
