@@ -99,7 +99,8 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "VIRTUAL_ENV",
         Kind.PATH,
         None,
-        "Virtualenv whose bin/python runs the Python worker (else Corral's interpreter).",
+        "Virtualenv whose bin/python runs the Python worker (unset: Corral's interpreter); "
+        "one without bin/python (made on Windows) is an error.",
     ),
     Setting(
         "app.deploy_file",
@@ -108,7 +109,8 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "DEPLOY_FILE",
         Kind.PATH,
         None,
-        "Script run before the application serves (deploy.py...), relative to the app folder.",
+        "Script run before the application serves (deploy.py...), relative to the app folder; "
+        "a file that does not exist is an error.",
     ),
     Setting(
         "app.deploy_log",
