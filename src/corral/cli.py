@@ -125,16 +125,20 @@ def _check(args: argparse.Namespace) -> int:
     from corral import app
     from corral.config.builtin_engines import PYTHON
     from corral.config.check import run_check
-    from corral.config.errors import ConfigErrors
+    from corral.config.errors import ConfigError, ConfigErrors
+    from corral.config.model import ServerConfig
 
-    code, text = run_check(args.path, default_engine=PYTHON)
-    if code == 0:
-        path = Path(args.path or ".").resolve()
+    path = Path(args.path or ".").resolve()
+
+    def engine_errors(config: ServerConfig) -> list[ConfigError]:
+        """What `corral serve` would refuse once loaded (the engines' checks)."""
         try:
-            app.build_apps(app.load_config(path), app.ServeOptions(path=path))
+            app.build_apps(config, app.ServeOptions(path=path))
         except ConfigErrors as errors:
-            _print_config_errors(path, errors, "corral serve would refuse it")
-            return ExitCode.FAILURE
+            return list(errors.errors)
+        return []
+
+    code, text = run_check(args.path, default_engine=PYTHON, more_errors=engine_errors)
     (sys.stdout if code == 0 else sys.stderr).write(text)
     return code
 

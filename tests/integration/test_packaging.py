@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,171 @@ def test_installed_corral_serve_with_no_argument_serves_the_example(
         assert str(ROOT / "src") not in page  # nothing came from the checkout
     finally:
         server.stop()
+
+
+def _tiny_package(root: Path, version: str) -> Path:
+    """A source folder for ``corralpin`` at ``version`` (a stand-in for idna, psutil...: a
+    package both Corral's environment and an application's virtualenv have)."""
+    source = root / f"corralpin-{version}"
+    (source / "corralpin").mkdir(parents=True)
+    (source / "corralpin" / "__init__.py").write_text(f'__version__ = "{version}"\n')
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "corralpin"\nversion = "{version}"\n'
+        '[tool.setuptools]\npackages = ["corralpin"]\n'
+    )
+    return source
+
+
+def _pip_install(python: Path, source: Path, cwd: Path) -> None:
+    """Build ``source``'s wheel with this interpreter (offline), install it for ``python``."""
+    dist = source / "dist"
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "-q",
+        "-w",
+        dist,
+        source,
+        cwd=cwd,
+    )
+    (wheel,) = dist.glob("corralpin-*.whl")
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--no-deps",
+        "--no-index",
+        "-q",
+        wheel,
+        cwd=cwd,
+    )
+
+
+PIN_APP = """\
+import sys
+
+import corralpin
+
+
+def application(environ, start_response):
+    body = "\\n".join([corralpin.__version__, corralpin.__file__, *sys.path]).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+"""
+
+PIN_SITE = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<configuration>
+  <system.webServer>
+    <heliconZoo>
+      <application name="pinned">
+        <environmentVariables>
+          <add name="VIRTUAL_ENV" value="%APPL_PHYSICAL_PATH%\\venv" />
+          <add name="PYTHONPATH" value="%APPL_PHYSICAL_PATH%" />
+          <add name="WSGI_APP" value="pinned.application" />
+        </environmentVariables>
+      </application>
+    </heliconZoo>
+    <handlers>
+      <add name="pinned" scriptProcessor="python.3.x.wsgi" path="*" verb="*"
+           modules="HeliconZoo_x64" />
+    </handlers>
+  </system.webServer>
+</configuration>
+"""
+
+
+def test_an_apps_virtualenv_wins_over_corrals_own_packages(installed: Path, tmp_path: Path) -> None:
+    """Corral installed from a wheel has corralpin 2.0 next to it; the app's virtualenv pins
+    1.0. The worker sees the app's interpreter and paths plus Corral's worker modules only, so
+    the app imports its own 1.0, and nothing on its sys.path is Corral's site-packages."""
+    corral_python = installed / "python"
+    corral_site = Path(
+        _run(
+            corral_python,
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            cwd=tmp_path,
+        ).strip()
+    )
+    packages = tmp_path / "packages"
+    _pip_install(corral_python, _tiny_package(packages, "2.0"), tmp_path)
+    site = tmp_path / "site"
+    site.mkdir()
+    _run(sys.executable, "-m", "venv", "--without-pip", site / "venv", cwd=tmp_path)
+    _pip_install(site / "venv" / "bin" / "python", _tiny_package(packages, "1.0"), tmp_path)
+    (site / "pinned.py").write_text(PIN_APP)
+    (site / "web.config").write_text(PIN_SITE)
+
+    server = CorralServer(
+        site,
+        args=("--no-access-log",),
+        command=(str(installed / "corral"),),
+        cwd=tmp_path,
+        env={"PYTHONPATH": "", "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    try:
+        server.start()
+        response = request(server.port, path="/")
+        assert response.status == 200, server.text()
+        version, module, *path = response.body.decode().splitlines()
+        assert (version, module) == ("1.0", f"{site}/venv/{module.split('/venv/', 1)[1]}")
+        assert not any(entry.startswith(str(corral_site)) for entry in path), path
+        assert not any(entry.startswith(str(ROOT)) for entry in path), path  # nor the checkout
+        # Corral's worker came from its own small folder of pure modules.
+        staged = [entry for entry in path if entry.startswith(str(tmp_path / "cache"))]
+        assert len(staged) == 1, path
+        assert sorted(p.name for p in Path(staged[0]).iterdir()) == ["corral"]
+        assert sorted(p.name for p in Path(staged[0], "corral").iterdir()) == [
+            "__init__.py",
+            "errors.py",
+            "protocol",
+            "worker",
+        ]
+    finally:
+        server.stop()
+
+
+def test_the_installed_example_writes_its_logs_under_the_state_directory(
+    installed: Path, tmp_path: Path
+) -> None:
+    """The bundled example's ERROR_LOG_DIR ("log") is package data's neighbour: from a wheel it
+    goes to $XDG_STATE_HOME/corral/examples/hello/log, never into site-packages."""
+    venv = installed.parent.resolve()
+    state = tmp_path / "state"
+    server = CorralServer(
+        None,
+        args=("--no-access-log",),
+        command=(str(installed / "corral"),),
+        cwd=tmp_path,
+        env={"PYTHONPATH": "", "XDG_STATE_HOME": str(state)},
+    )
+    logs = state / "corral" / "examples" / "hello" / "log"
+    try:
+        server.start(wait_ready=False)
+        assert request(server.port, path="/").status == 200, server.text()
+        deadline = time.monotonic() + 10
+        while not any(logs.glob("*.log")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    example = Path(
+        _run(
+            installed / "python",
+            "-c",
+            "import corral.cli; print(corral.cli.default_site())",
+            cwd=tmp_path,
+        ).strip()
+    )
+    assert example.is_relative_to(venv)
+    assert not (example / "log").exists()
+    assert [p.name for p in logs.glob("*.log")], server.text()

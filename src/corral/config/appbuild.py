@@ -15,8 +15,8 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from corral.config import builtin_engines, expand
-from corral.config.errors import Problems
+from corral.config import builtin_engines, expand, statedir
+from corral.config.errors import Problems, did_you_mean
 from corral.config.model import (
     AppConfig,
     EngineConfig,
@@ -73,39 +73,50 @@ def build_app(
                 f"{engine_name!r} at {first.location}",
             )
             return None
+    # An engine that cannot run is an error, but the application's variables are still
+    # checked, so that one pass reports every error.
     engine = resolve_engine(ctx.engines, engine_name)
+    usable = engine is not None
     if engine is None:
         known = sorted(set(ctx.engines) | {e.name for e in builtin_engines.BUILT_IN})
         problems.add(
             first.location or Location("?"),
             engine_key,
-            f"unknown engine {engine_name!r} (known: {', '.join(known)}; Zoo names "
-            "python.*, php.*.pipe, nodejs.http* and ruby.*.pipe also work)",
+            f"unknown engine {engine_name!r}{did_you_mean(engine_name, known)} (known: "
+            f"{', '.join(known)}; Zoo names python.*, php.*.pipe, nodejs.http* and ruby.*.pipe "
+            "also work)",
         )
-        return None
-    if not switch_enabled(switchboard, engine_name) or not engine.enabled:
+    elif not switch_enabled(switchboard, engine_name) or not engine.enabled:
         why = "by <switchboard>" if engine.enabled else "(enabled = false)"
         problems.add(
             first.location or Location("?"),
             engine_key,
             f"engine {engine_name!r} is disabled for site {site!r} {why}",
         )
-        return None
-    ctx.used_engines[engine_name] = engine
+        usable = False
+    else:
+        ctx.used_engines[engine_name] = engine
     app_where = where or first.location
     module_vars = expand.module_variables(root, virtual_path)
     fixed = {var.upper() for var, _ in module_vars}
+    engine_vars = engine.env if engine is not None else ()
+    known_vars = {*APP_BY_VARIABLE, *(var.name.upper() for var in engine_vars)}
     for var, (_, loc) in env_written.items():
         if var.upper() in fixed:
             ctx.notices.append(f"{loc}: {var} is set by Corral; this value is ignored")
-    engine_layer = [(var.name, var.value) for var in engine.env if var.name.upper() not in fixed]
+        elif var.upper() not in known_vars and (hint := did_you_mean(var, known_vars)):
+            ctx.notices.append(
+                f"{loc}: {var} is not a Corral setting{hint} (it is passed to the application "
+                "as it is)"
+            )
+    engine_layer = [(var.name, var.value) for var in engine_vars if var.name.upper() not in fixed]
     app_layer = [
         (var, value) for var, (value, _) in env_written.items() if var.upper() not in fixed
     ]
     env = dict(
         expand.layer_env(ctx.environ, module_vars, [engine_layer, app_layer], site_root=root)
     )
-    where_of: dict[str, Location | None] = {var.name: var.location for var in engine.env}
+    where_of: dict[str, Location | None] = {var.name: var.location for var in engine_vars}
     where_of.update({var: loc for var, (_, loc) in env_written.items()})
     notices: list[str] = []
     not_in_effect: list[NotInEffect] = []
@@ -124,8 +135,6 @@ def build_app(
             continue
         if not setting.in_effect and raw.strip():
             not_in_effect.append(NotInEffect(f"{name}: {variable}", raw, loc))
-    if not ok:
-        return None
 
     def path_value(key: str, default: str | None = None) -> str | None:
         raw = values.get(key)
@@ -134,6 +143,21 @@ def build_app(
         if raw.strip().upper() == "NULL":
             return None
         return expand.resolve_path(raw.strip(), root)
+
+    deploy_file = path_value("app.deploy_file")
+    if deploy_file is not None and not os.path.isfile(deploy_file):
+        where_deploy = where_of.get("DEPLOY_FILE") or app_where or Location(root)
+        problems.add(where_deploy, "DEPLOY_FILE", f"no such file: {deploy_file}")
+        ok = False
+    if not ok or engine is None or not usable:
+        return None
+
+    def log_path(key: str) -> str | None:
+        """A path Corral writes to: under the state directory for a site that is Corral's own
+        package data (the bundled example), never into the installed package."""
+        path = path_value(key)
+        state = statedir.package_site_state(root, ctx.environ) if path else None
+        return statedir.relocate(path, root, state) if path and state else path
 
     pythonpath: tuple[str, ...] = ()
     raw_pythonpath = env.get("PYTHONPATH")
@@ -166,7 +190,15 @@ def build_app(
     interpreter = ""
     argv: tuple[str, ...] = ()
     if engine.kind is EngineKind.PYTHON_WORKER:
-        interpreter = _interpreter(engine, virtual_env, expand_here, notices)
+        if virtual_env is not None and not _executable(f"{virtual_env}/bin/python"):
+            problems.add(
+                where_of.get("VIRTUAL_ENV") or app_where or Location(root),
+                "VIRTUAL_ENV",
+                f"{virtual_env} has no bin/python (a virtualenv made on Windows has "
+                r"Scripts\python.exe instead: make one here with python3 -m venv)",
+            )
+            return None
+        interpreter = _interpreter(engine, virtual_env, expand_here)
         argv = (interpreter, "-m", "corral.worker")
         asked = re.match(r"python\.(\d+(?:\.\d+)?)", engine_name)
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -244,10 +276,10 @@ def build_app(
         interpreter=interpreter,
         pythonpath=pythonpath,
         wsgi_app=_opt_str(values.get("app.wsgi_app")),
-        deploy_file=path_value("app.deploy_file"),
-        deploy_log=path_value("app.deploy_log"),
+        deploy_file=deploy_file,
+        deploy_log=log_path("app.deploy_log"),
         deploy_timeout=_int_value(values, "app.deploy_timeout"),
-        error_log_dir=path_value("app.error_log_dir"),
+        error_log_dir=log_path("app.error_log_dir"),
         error_log_max_kb=_int_value(values, "app.error_log_max_kb"),
         error_log_files=_int_value(values, "app.error_log_files"),
         watch_file_changes_mask=tuple(str(m) for m in mask) if isinstance(mask, tuple) else (),
@@ -303,16 +335,12 @@ def _opt_str(value: object) -> str | None:
 
 
 def _interpreter(
-    engine: EngineConfig,
-    virtual_env: str | None,
-    expand_here: Callable[[str], str],
-    notices: list[str],
+    engine: EngineConfig, virtual_env: str | None, expand_here: Callable[[str], str]
 ) -> str:
+    """The Python worker's interpreter: the virtualenv's (checked to exist), else the engine's
+    fullPath when it is an absolute executable, else Corral's own."""
     if virtual_env is not None:
-        candidate = os.path.join(virtual_env, "bin", "python")
-        if _executable(candidate):
-            return candidate
-        notices.append(f"VIRTUAL_ENV {virtual_env} has no bin/python; using Corral's interpreter")
+        return os.path.join(virtual_env, "bin", "python")
     if engine.full_path:
         path = expand_here(engine.full_path)
         if path.startswith("/") and _executable(path):

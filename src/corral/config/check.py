@@ -4,16 +4,17 @@
 
 0: valid (the text shows sites, routes, engines, each application's environment after expansion
 with secret-looking values masked, and the settings accepted but not in effect yet); 1: the
-configuration has errors (every one, as ``file:line: setting: message``); 2: PATH does not exist.
+configuration has errors (every one, as ``file:line: setting: message``, in one pass: the
+files', the applications' and the engines'); 2: PATH does not exist.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
-from corral.config.errors import ConfigErrors
+from corral.config.errors import ConfigError, ConfigErrors, in_file_order
 from corral.config.load import load, load_site
 from corral.config.model import (
     AppConfig,
@@ -48,22 +49,37 @@ def run_check(
     *,
     environ: Mapping[str, str] | None = None,
     default_engine: str | None = None,
+    more_errors: Callable[[ServerConfig], Sequence[ConfigError]] | None = None,
 ) -> tuple[int, str]:
     """``default_engine``: as `load_site`'s, for a folder without any configuration file
-    (`corral check` passes "python", as `corral serve` does)."""
+    (`corral check` passes "python", as `corral serve` does). ``more_errors``: the checks after
+    loading (the engines': `corral serve` would refuse what they return), run on the model
+    even when loading found errors (on what loaded), so that one pass reports every error."""
     path = path or "."
     if not os.path.exists(path):
         return int(ExitCode.USAGE), f"corral check: no such file or folder: {path}\n"
+    config: ServerConfig | None
     try:
         if default_engine is not None and os.path.isdir(path):
             config = load_site(path, environ=environ, default_engine=default_engine)
         else:
             config = load(path, environ=environ)
-    except ConfigErrors as errors:
-        count = len(errors.errors)
-        lines = [f"{path}: {count} configuration error{'s' if count != 1 else ''}:"]
-        lines += [f"  {error}" for error in errors.errors]
+        errors: list[ConfigError] = []
+    except ConfigErrors as failed:
+        config, errors = failed.partial, list(failed.errors)
+    if config is not None and more_errors is not None:
+        errors += [error for error in more_errors(config) if error not in errors]
+    if errors:
+        count = len(errors)
+        s = "s" if count != 1 else ""
+        lines = [f"{path}: {count} configuration error{s}, corral serve would refuse it:"]
+        lines += [f"  {error}" for error in in_file_order(errors)]
+        notices = config.notices if config is not None else ()
+        if notices:
+            lines.append("Notices:")
+            lines += [f"  {notice}" for notice in notices]
         return int(ExitCode.FAILURE), "\n".join(lines) + "\n"
+    assert config is not None
     return int(ExitCode.OK), render(config)
 
 

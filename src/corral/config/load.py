@@ -197,7 +197,6 @@ def _build(
         switchboard += decl.switchboard
         built.append(_build_site(ctx, decl, switchboard, sources))
     _check_bindings(problems, built)
-    problems.raise_if_any()
     for name, engine in sorted(ctx.used_engines.items()):
         ctx.not_in_effect.extend(engine_not_in_effect(engine))
         if engine.transport not in TRANSPORTS_IN_EFFECT:
@@ -212,13 +211,15 @@ def _build(
     for engine in builtin_engines.BUILT_IN:
         all_engines.setdefault(engine.name, engine)
     all_engines.update(ctx.used_engines)
-    return ServerConfig(
+    config = ServerConfig(
         sites=tuple(built),
         engines=tuple(all_engines[name] for name in sorted(all_engines)),
         sources=tuple(dict.fromkeys(sources)),
         notices=tuple(ctx.notices),
         not_in_effect=tuple(ctx.not_in_effect),
     )
+    problems.raise_if_any(partial=config)
+    return config
 
 
 def _check_bindings(problems: Problems, sites: list[SiteConfig]) -> None:
@@ -392,6 +393,25 @@ def _effective_handlers(ops: list[HandlerOp]) -> list[Handler]:
     return result
 
 
+def _check_reachable(ctx: BuildContext, handlers: list[Handler]) -> None:
+    """A handler that can never match is an error: an earlier handler of another application
+    takes every URL it would (``*``, or the same path pattern). The first match wins."""
+    for index, handler in enumerate(handlers):
+        for earlier in handlers[:index]:
+            if earlier.app_name == handler.app_name:
+                continue
+            if earlier.path == "*" or earlier.path.lower() == handler.path.lower():
+                where = f" at {earlier.location}" if earlier.location else ""
+                ctx.problems.add(
+                    handler.location or Location("?"),
+                    "handlers",
+                    f"handler {handler.name!r} (path {handler.path!r}) can never match: "
+                    f"handler {earlier.name!r}{where} (path {earlier.path!r}) comes first and "
+                    "takes every URL it would",
+                )
+                break
+
+
 def _build_mount(
     ctx: BuildContext,
     site: str,
@@ -439,6 +459,7 @@ def _build_mount(
     uses: dict[str, list[Handler]] = {}
     for folder, ops in raw_scopes.items():
         handlers = _effective_handlers(ops)
+        _check_reachable(ctx, handlers)
         scopes.append(HandlerScope(folder, tuple(handlers), scope_where.get(folder)))
         for handler in handlers:
             used = uses.setdefault(handler.app_name, [])

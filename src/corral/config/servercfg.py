@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from corral.config import convert
 from corral.config.declare import Written, declare_engine
-from corral.config.errors import Problems
+from corral.config.errors import Problems, did_you_mean
 from corral.config.model import EngineConfig, EnvVar, Location, NotInEffect
 from corral.config.settings import ENGINE_BY_ATTRIBUTE, SERVER_BY_ATTRIBUTE
 from corral.config.webconfig import apply_env_ops, env_ops
@@ -62,7 +62,8 @@ def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServ
                     problems.add(
                         zoo.location,
                         attribute,
-                        f"unknown attribute of <heliconZooServer> (known: {known})",
+                        f"unknown attribute of <heliconZooServer>"
+                        f"{did_you_mean(attribute, SERVER_BY_ATTRIBUTE)} (known: {known})",
                     )
                 elif site:
                     problems.add(
@@ -136,8 +137,9 @@ def _engines(element: Element, origin: str, problems: Problems) -> list[EngineCo
                 continue
             setting = ENGINE_BY_ATTRIBUTE.get(attribute)
             if setting is None:
+                hint = did_you_mean(attribute, ENGINE_BY_ATTRIBUTE)
                 problems.add(
-                    child.location, attribute, f"unknown engine attribute on engine {name!r}"
+                    child.location, attribute, f"unknown engine attribute on engine {name!r}{hint}"
                 )
                 continue
             written[setting.name] = (value, child.location)

@@ -99,7 +99,8 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "VIRTUAL_ENV",
         Kind.PATH,
         None,
-        "Virtualenv whose bin/python runs the Python worker (else Corral's interpreter).",
+        "Virtualenv whose bin/python runs the Python worker (unset: Corral's interpreter); "
+        "one without bin/python (made on Windows) is an error.",
     ),
     Setting(
         "app.deploy_file",
@@ -108,7 +109,8 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "DEPLOY_FILE",
         Kind.PATH,
         None,
-        "Script run before the application serves (deploy.py...), relative to the app folder.",
+        "Script run before the application serves (deploy.py...), relative to the app folder; "
+        "a file that does not exist is an error.",
     ),
     Setting(
         "app.deploy_log",
@@ -136,7 +138,10 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "ERROR_LOG_DIR",
         Kind.PATH,
         None,
-        "Folder for the workers' error logs (NULL: none); never served as static files.",
+        "Folder for the workers' error logs (NULL: none); never served as static files. For "
+        "the bundled example (a site inside Corral's package), the folder is under the state "
+        "directory instead: $XDG_STATE_HOME/corral/examples/hello/log (~/.local/state/... by "
+        "default, else a corral-UID folder in the temp directory); DEPLOY_LOG likewise.",
     ),
     Setting(
         "app.error_log_max_kb",

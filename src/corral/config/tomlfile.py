@@ -46,7 +46,7 @@ from typing import Any
 
 from corral.config import convert
 from corral.config.declare import Written, declare_engine
-from corral.config.errors import Problems
+from corral.config.errors import Problems, did_you_mean
 from corral.config.model import Binding, EngineConfig, EnvVar, Location
 from corral.config.servercfg import SwitchEntry
 from corral.config.settings import APP_BY_TOML, ENGINE_BY_TOML, SERVER_BY_TOML, Kind
@@ -228,7 +228,8 @@ def read_engines(
                 continue
             setting = ENGINE_BY_TOML.get(key)
             if setting is None:
-                problems.add(where, key, f"unknown engine setting in engine {name!r}")
+                hint = did_you_mean(key, [*ENGINE_BY_TOML, "env"])
+                problems.add(where, key, f"unknown engine setting in engine {name!r}{hint}")
                 continue
             written[setting.name] = (value, where)
         engine = declare_engine(
@@ -294,7 +295,8 @@ def site_sections(source: TomlSource, problems: Problems) -> tuple[Section, ...]
                 continue
             setting = APP_BY_TOML.get(key)
             if setting is None:
-                problems.add(where, key, f"unknown application setting in app {name!r}")
+                hint = did_you_mean(key, [*APP_BY_TOML, "env"])
+                problems.add(where, key, f"unknown application setting in app {name!r}{hint}")
                 continue
             try:
                 typed = setting.convert(value)
@@ -407,7 +409,8 @@ def read_server_settings(
             problems.add(where, key, "expected a path")
         else:
             known = ", ".join(["application_host"] * server_file + sorted(SERVER_BY_TOML))
-            problems.add(where, key, f"unknown server setting (known: {known})")
+            hint = did_you_mean(key, ["application_host"] * server_file + list(SERVER_BY_TOML))
+            problems.add(where, key, f"unknown server setting{hint} (known: {known})")
     return written, application_host
 
 
@@ -440,7 +443,8 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
             elif key == "apps":
                 mounts.extend(_mounts(source, value, ("sites", name, key), base, problems))
             else:
-                problems.add(where, key, f"unknown site setting in site {name!r}")
+                hint = did_you_mean(key, ["bindings", "switchboard", "apps"])
+                problems.add(where, key, f"unknown site setting in site {name!r}{hint}")
         if not mounts:
             problems.add(
                 source.at("sites", name),
@@ -484,8 +488,8 @@ def _mounts(
                 problems.add(
                     source.at(*path, virtual, key),
                     key,
-                    "unknown setting (an application's own settings live in its "
-                    "folder's web.config or corral.toml)",
+                    f"unknown setting{did_you_mean(key, ['physical_path'])} (an application's "
+                    "own settings live in its folder's web.config or corral.toml)",
                 )
         if not isinstance(physical, str) or not physical:
             problems.add(where, "physical_path", f"{virtual_path} needs a physical_path")

@@ -8,7 +8,7 @@ module              transport     runs as
 ``port_command``    tcp           ``app.argv`` listening itself on a port picked per worker from
                                   portLower..portUpper: Node.js, Rack, PSGI, any HTTP server.
 ``python_worker``   NamedPipe     ``python -m corral.worker`` under ``app.interpreter``; the
-                                  socket at fd 0; PYTHONPATH = the app's + Corral's package.
+                                  socket at fd 0; PYTHONPATH = the app's + the worker's modules.
 ``fd0_command``     NamedPipe     ``app.argv`` (php-cgi, any FastCGI responder, or an HTTP
                                   server): the socket at fd 0 (the FastCGI convention).
 ==================  ============  ==========================================================

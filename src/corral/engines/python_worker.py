@@ -1,9 +1,10 @@
 """Corral's own Python worker (``python -m corral.worker``) under the application's interpreter.
 
-FastCGI over the Unix socket at fd 0; PYTHONPATH is the application's entries and, last, Corral's
-package; ``threads`` requests at once per worker (``connections_per_worker``). It answers a
-WebSocket Upgrade with 101 when it serves an ASGI app (a WSGI app answers it as plain HTTP), so its
-routes may tunnel.
+FastCGI over the Unix socket at fd 0; PYTHONPATH is the application's entries and, last, a folder
+of Corral's worker modules only (``launch.worker_import_dir``: never the site-packages of
+Corral's own dependencies, which would shadow the app's virtualenv); ``threads`` requests at once
+per worker (``connections_per_worker``). It answers a WebSocket Upgrade with 101 when it serves
+an ASGI app (a WSGI app answers it as plain HTTP), so its routes may tunnel.
 """
 
 from __future__ import annotations

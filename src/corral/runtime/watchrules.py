@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import fnmatch
 import os
+import re
 from dataclasses import dataclass
 
 #: Touching this file in the application's root restarts the application.
@@ -30,6 +31,27 @@ IGNORED_DIRS = frozenset(
 )
 #: File-name suffixes never watched (bytecode, editors' swap and backup files).
 IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp", ".swx", ".swo", "~", ".tmp")
+
+#: The temporary files common editors write beside the file being saved, by name: Emacs's lock
+#: (``.#app.py``) and auto-save (``#app.py#``) files; Vim's and nano's swap files (``.app.py.swp``
+#: ... ``.swa``); Kate's ``.kate-swp``; gedit's (GIO's) ``.goutputstream-*``; JetBrains' safe
+#: write (``app.py___jb_tmp___``, ``___jb_old___``, ``___jb_bak___``); LibreOffice's
+#: ``.~lock.*#``; macOS Finder's ``.DS_Store``.
+EDITOR_TEMPORARY = re.compile(
+    r"\.#.*|#.*#|.*\.sw[a-px]|.*\.kate-swp|\.goutputstream-.*|.*___jb_(?:tmp|old|bak)___"
+    r"|\.~lock\..*#|\.DS_Store"
+)
+#: Vim writes this file (then 5036, 5159...: 123 apart) to learn whether it may write in a folder.
+VIM_PROBE, VIM_PROBE_STEP = 4913, 123
+
+
+def editor_temporary(name: str) -> bool:
+    """Whether the file name ``name`` is an editor's temporary file (``EDITOR_TEMPORARY``, Vim's
+    write probe ``4913``), never the file the user saved."""
+    if name.isdigit():
+        number = int(name)
+        return number >= VIM_PROBE and (number - VIM_PROBE) % VIM_PROBE_STEP == 0
+    return EDITOR_TEMPORARY.fullmatch(name) is not None
 
 
 class Change(enum.Enum):
@@ -66,7 +88,7 @@ class WatchRules:
         if any(part in IGNORED_DIRS for part in parts[:-1]):
             return None
         name = parts[-1]
-        if name in IGNORED_DIRS or name.endswith(IGNORED_SUFFIXES):
+        if name in IGNORED_DIRS or name.endswith(IGNORED_SUFFIXES) or editor_temporary(name):
             return None
         if rel == self.trigger:
             return Change.TRIGGER

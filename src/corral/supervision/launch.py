@@ -9,9 +9,14 @@ it over as fd 0 (the FastCGI convention that nginx, mod_fcgid and spawn-fcgi fol
 from __future__ import annotations
 
 import enum
+import functools
+import hashlib
 import os
+import shutil
+import stat
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -74,6 +79,131 @@ def corral_package_parent() -> str:
     return str(Path(__file__).resolve().parent.parent.parent)
 
 
+#: What the worker imports of Corral (the import contract in pyproject.toml: the worker imports
+#: the stdlib, ``corral.errors``, ``corral.protocol.fastcgi`` and ``corral.protocol.websocket``),
+#: as paths relative to the ``corral`` package; a trailing ``/`` is a folder's ``*.py`` files.
+WORKER_MODULES = (
+    "__init__.py",
+    "errors.py",
+    "protocol/__init__.py",
+    "protocol/websocket.py",
+    "protocol/fastcgi/",
+    "worker/",
+)
+
+#: Entries next to ``corral`` that do not make a directory unsafe to put on a worker's path.
+_METADATA_SUFFIXES = (".egg-info", ".dist-info", ".egg-link", ".pth")
+
+
+def worker_module_files(package: str | os.PathLike[str] | None = None) -> list[str]:
+    """The files of ``WORKER_MODULES`` (relative to the package, sorted)."""
+    root = Path(package) if package is not None else Path(__file__).resolve().parent.parent
+    files: list[str] = []
+    for entry in WORKER_MODULES:
+        if entry.endswith("/"):
+            files += [f"{entry}{p.name}" for p in (root / entry).glob("*.py") if p.is_file()]
+        else:
+            files.append(entry)
+    return sorted(files)
+
+
+def _only_corral(parent: str) -> bool:
+    """Whether ``parent`` exposes nothing importable but ``corral`` (a checkout's ``src/``, an
+    editable install), so that it may be put on a foreign interpreter's path as it is."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return False
+    return all(
+        name in ("corral", "__pycache__") or name.endswith(_METADATA_SUFFIXES) for name in names
+    )
+
+
+def _private_dir(path: str) -> bool:
+    """``path`` is a directory of ours that no other user may write to."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _cache_roots() -> Iterator[str]:
+    """Where the worker's import directory may live: the user's cache, else the temp folder."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if xdg and os.path.isabs(xdg):
+        yield os.path.join(xdg, "corral")
+    home = os.path.expanduser("~")
+    if home != "~":
+        yield os.path.join(home, ".cache", "corral")
+    yield os.path.join(tempfile.gettempdir(), f"corral-{os.getuid()}")
+
+
+def _stage(package: Path, files: list[str], digest: str) -> str:
+    """Copy ``files`` of ``package`` into ``<cache>/worker-<digest>/corral/``; return the
+    directory that contains that ``corral`` (made once per distinct set of worker modules)."""
+    name = f"worker-{digest}"
+    for root in _cache_roots():
+        try:
+            os.makedirs(root, mode=0o700, exist_ok=True)
+        except OSError:
+            continue
+        if not _private_dir(root):
+            continue
+        final = os.path.join(root, name)
+        if os.path.isdir(final):
+            if os.path.isfile(os.path.join(final, "corral", "worker", "__main__.py")):
+                return final
+            continue
+        try:
+            building = tempfile.mkdtemp(prefix=f".{name}-", dir=root)
+        except OSError:
+            continue
+        try:
+            for rel in files:
+                target = Path(building, "corral", rel)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(package / rel, target)
+            os.chmod(building, 0o755)
+            try:
+                os.rename(building, final)
+            except OSError:  # another host made it meanwhile
+                if not os.path.isdir(final):
+                    raise
+        except OSError:
+            shutil.rmtree(building, ignore_errors=True)
+            continue
+        shutil.rmtree(building, ignore_errors=True)
+        return final
+    raise OSError("no writable cache folder for the Python worker's modules")
+
+
+@functools.cache
+def worker_import_dir() -> str:
+    """The directory a foreign interpreter gets on its path to import ``corral.worker``.
+
+    It exposes Corral's worker and its pure modules and nothing else: never Corral's other
+    dependencies, which would win over the application's own versions. A checkout's ``src/``
+    (or any folder holding only ``corral``) is used as it is; from an installed wheel, whose
+    ``corral`` sits in a ``site-packages`` next to uvloop, psutil, watchfiles..., the worker's
+    modules are copied once into ``$XDG_CACHE_HOME/corral/worker-<hash>/`` (``~/.cache`` by
+    default, else a private folder in the temp directory), named by a hash of their contents.
+    """
+    return import_dir_for(corral_package_parent())
+
+
+def import_dir_for(parent: str) -> str:
+    """``worker_import_dir`` for the ``corral`` package in the directory ``parent``."""
+    if _only_corral(parent):
+        return parent
+    package = Path(parent, "corral")
+    files = worker_module_files(package)
+    digest = hashlib.sha256()
+    for rel in files:
+        digest.update(rel.encode() + b"\0" + (package / rel).read_bytes() + b"\0")
+    return _stage(package, files, digest.hexdigest()[:16])
+
+
 def python_worker_plan(
     app_root: str | os.PathLike[str],
     *,
@@ -93,16 +223,17 @@ def python_worker_plan(
         engine: the engine's name, exported as ``CORRAL_ENGINE``.
         base_env: the environment the app's variables are laid over; ``os.environ`` if None.
 
-    ``PYTHONPATH`` is the app's entries followed, last, by the directory that contains the
-    ``corral`` package, so that an interpreter from another virtualenv (without Corral's
-    dependencies) can import ``corral.worker``, and the app's own modules win any name clash.
+    ``PYTHONPATH`` is the app's entries followed, last, by ``worker_import_dir()``, so that an
+    interpreter from another virtualenv (without Corral's dependencies) can import
+    ``corral.worker``, the app's own modules win any name clash, and none of Corral's own
+    dependencies shadows the app's (the app's virtualenv comes after PYTHONPATH).
     """
     if threads < 1:
         raise ValueError(f"threads must be >= 1, not {threads}")
     env = dict(os.environ if base_env is None else base_env)
     env.update(app_env or {})
     entries = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
-    corral_dir = corral_package_parent()
+    corral_dir = worker_import_dir()
     if corral_dir not in entries:
         entries.append(corral_dir)
     env["PYTHONPATH"] = os.pathsep.join(entries)

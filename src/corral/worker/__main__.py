@@ -10,7 +10,6 @@ import argparse
 import faulthandler
 import os
 import sys
-import traceback
 
 from corral.errors import STACK_DUMP_SIGNAL, ExitCode
 
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     except loader.AppLoadError as exc:
         lines = [f"corral worker: cannot load application {loader.describe(source)}: {exc}\n"]
         if exc.__cause__ is not None:
-            lines += traceback.format_exception(exc.__cause__)
+            lines += loader.format_app_error(exc.__cause__)
         sys.stderr.write("".join(lines))
         sys.stderr.flush()
         return ExitCode.APP_LOAD_FAILED

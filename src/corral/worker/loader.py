@@ -15,6 +15,7 @@ import importlib
 import inspect
 import os
 import sys
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,9 +166,46 @@ def resolve(parsed: ParsedSpec) -> Any:
 
 
 def ensure_app_root_on_path(cwd: str) -> None:
-    """Make the application root (the working directory) ``sys.path[0]``."""
-    if not sys.path or sys.path[0] not in (cwd, ""):
-        sys.path.insert(0, cwd)
+    """Make the application root (the working directory) ``sys.path[0]``, and the only entry
+    naming that folder (``python -m`` puts the working directory first; the app's PYTHONPATH,
+    ``%APPL_PHYSICAL_PATH%`` in Zoo's web.configs, names it again)."""
+    root = os.path.realpath(cwd)
+    rest = [entry for entry in sys.path if os.path.realpath(entry or cwd) != root]
+    sys.path[:] = [cwd, *rest]
+
+
+#: Where the frames of how an application was imported come from: Corral's worker package
+#: (this loader, ``__main__``) and the import system (``importlib``, frozen or not).
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_IMPORTLIB_DIR = os.path.dirname(os.path.abspath(importlib.__file__)) + os.sep
+
+
+def _loading_frame(filename: str) -> bool:
+    return (
+        filename.startswith("<frozen importlib")
+        or filename.startswith(_PACKAGE_DIR)
+        or filename.startswith(_IMPORTLIB_DIR)
+    )
+
+
+def _trim(summary: traceback.TracebackException, seen: set[int]) -> None:
+    if id(summary) in seen:
+        return
+    seen.add(id(summary))
+    frames = [frame for frame in summary.stack if not _loading_frame(frame.filename)]
+    summary.stack = traceback.StackSummary.from_list(frames)
+    for chained in (summary.__cause__, summary.__context__):
+        if chained is not None:
+            _trim(chained, seen)
+
+
+def format_app_error(exc: BaseException) -> list[str]:
+    """``exc``'s traceback as the application's author needs it: the exception and the app's
+    own frames (and those of the exceptions it chains), without the frames of Corral's loader
+    and of importlib that led to the app's code."""
+    summary = traceback.TracebackException.from_exception(exc)
+    _trim(summary, set())
+    return list(summary.format())
 
 
 def load(source: AppSource) -> WSGIApp:

@@ -93,8 +93,9 @@ def test_two_sites_cannot_share_a_catch_all_binding() -> None:
 def test_unknown_keys_and_missing_folders() -> None:
     server = FIXTURES / "toml-typos" / "server.toml"
     assert errors_of(server) == [
-        f"{server}:2: max_instance: unknown engine setting in engine 'python'",
-        f"{server}:6: bindigns: unknown site setting in site 'main'",
+        f"{server}:2: max_instance: unknown engine setting in engine 'python'; did you mean "
+        "'max_instances'?",
+        f"{server}:6: bindigns: unknown site setting in site 'main'; did you mean 'bindings'?",
         f"{server}:8: physical_path: no such folder: {server.parent}/missing-folder",
     ]
 

@@ -144,9 +144,8 @@ def test_bad_values_name_the_file_line_and_setting(tmp_path: Path) -> None:
         f"{path}:4: retry_after: expected a whole number, got 1.5",
         f"{path}:5: body_timeout: must be more than 0, got 0",
         f"{path}:6: trusted_proxies: not an address or network: 'nowhere'",
-        f"{path}:7: max_bodysize: unknown server setting (known: application_host, "
-        + ", ".join(sorted(SERVER_BY_TOML))
-        + ")",
+        f"{path}:7: max_bodysize: unknown server setting; did you mean 'max_body_size'? "
+        "(known: application_host, " + ", ".join(sorted(SERVER_BY_TOML)) + ")",
     ]
 
 
