@@ -49,7 +49,7 @@ from corral.config.engines import PYTHON
 from corral.config.model import AppConfig, ServerConfig
 from corral.config.settings import BY_NAME
 from corral.errors import CorralError
-from corral.front.routes import AppKey, ConfigRouter, Route
+from corral.front.routes import AppKey, AppRoute, ConfigRouter
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.runtime.controller import AppController, runtime_spec
@@ -87,7 +87,7 @@ class ServeOptions:
 class Application:
     config: AppConfig
     pool: Pool | ServicePool
-    route: Route
+    route: AppRoute
     #: Deploy script, file watching, error log (applications with workers of their own).
     controller: AppController | None = None
 
@@ -129,7 +129,7 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
                 label, backend.plan, settings, backend.connect, backend.probe or fastcgi_probe
             )
         root = os.fsencode(app.physical_path)
-        route = Route(
+        route = AppRoute(
             name=label,
             pool=pool,
             script_name=app.script_name.encode(),
@@ -300,7 +300,7 @@ class Host:
     # ---------------------------------------------------------------- applications
 
     def _router(self, config: ServerConfig, apps: list[Application]) -> ConfigRouter:
-        routes: dict[AppKey, Route] = {app_key(a.config): a.route for a in apps}
+        routes: dict[AppKey, AppRoute] = {app_key(a.config): a.route for a in apps}
         router = ConfigRouter(config, routes, by_port=self.options.listen is None)
         for actual, configured in self._ports:
             router.listening(actual, configured)

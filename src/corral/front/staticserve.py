@@ -34,7 +34,7 @@ from urllib.parse import quote
 from corral import static
 from corral.backends import BackendError, ResponseSink
 from corral.front.errorpages import error_body
-from corral.front.routes import Route
+from corral.front.routes import AppRoute
 from corral.protocol.http1.events import Request
 
 #: Bytes read from the file per piece.
@@ -63,7 +63,7 @@ _CONDITIONAL = {
 }
 
 
-def respond(route: Route, request: Request, path_info: bytes) -> StaticResponse:
+def respond(route: AppRoute, request: Request, path_info: bytes) -> StaticResponse:
     """The response to ``request`` for ``path_info`` (relative to the route's mount)."""
     return StaticResponse(route, request, path_info)
 
@@ -84,7 +84,7 @@ class StaticResponse:
         "_sink",
     )
 
-    def __init__(self, route: Route, request: Request, path_info: bytes) -> None:
+    def __init__(self, route: AppRoute, request: Request, path_info: bytes) -> None:
         self._route = route
         self._request = request
         self._path_info = path_info

@@ -24,14 +24,19 @@ from typing import Any
 
 from corral.backends.fastcgi import FastCGIClientConnection
 from corral.backends.http import HTTPClientConnection
-from corral.front.connection import HTTPConnection
-from corral.front.routes import PrefixRouter, Route
+from corral.front.http1 import HTTPConnection
+from corral.front.routes import AppRoute
 from corral.front.server import FrontServer
 from corral.protocol.fastcgi import records
 from corral.supervision.lease import Lease
 from corral.supervision.lifecycle import WorkerState
 from corral.supervision.pool import Pool, _Worker
 from corral.supervision.settings import PoolSettings
+
+try:
+    from tests.unit.front.prefix_router import PrefixRouter
+except ImportError:  # run as a script: this folder is on sys.path
+    from prefix_router import PrefixRouter  # type: ignore[no-redef]
 
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 RESPONSE = records.encode_response(
@@ -130,7 +135,7 @@ async def run(requests: int, profile: bool, awaited: bool, http: bool) -> None:
     backend_transport = FakeTransport()
     backend.connection_made(backend_transport)
     pool: Any = InstantPool(backend, awaited) if http or awaited else ready_pool(backend)
-    route = Route("bench", pool, http=http, upgrade=http)
+    route = AppRoute("bench", pool, http=http, upgrade=http)
     server = FrontServer(PrefixRouter([route]))
     conn = HTTPConnection(server)
     client = FakeTransport()

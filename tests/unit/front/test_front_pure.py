@@ -6,12 +6,14 @@ import logging
 
 import pytest
 
+from corral.backends import encode_params
 from corral.backends.fastcgi import encode_pairs
 from corral.front import accesslog, errorpages
 from corral.front.cgienv import header_params, script_params
-from corral.front.proxy import BadBackendHead, body_allowed, filter_headers, status_line
+from corral.front.proxy import BadBackendHead, body_allowed, filter_headers
 from corral.front.target import BadTarget, OutsideRoot, decode_path, remove_dot_segments, split_host
 from corral.protocol.fastcgi import records
+from corral.protocol.http1.writer import status_line
 
 
 @pytest.mark.parametrize(
@@ -153,6 +155,8 @@ def test_encode_pairs_is_the_codecs() -> None:
     pairs = [(b"A", b"1"), (b"B" * 200, b"x" * 300)]
     assert encode_pairs(pairs) == records.encode_pairs(pairs)
     assert records.decode_pairs(encode_pairs(pairs)) == pairs
+    # The front's neutral name for the same encoding (what it pre-encodes routes with).
+    assert encode_params(pairs) == records.encode_pairs(pairs)
 
 
 def test_script_params_name_the_script_file_and_its_path_info() -> None:
