@@ -31,7 +31,7 @@ import asyncio
 import codecs
 import html
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from functools import partial
 
 from corral.backends import (
@@ -110,6 +110,7 @@ class Exchange:
         "_method",
         "_params",
         "_pending_body",
+        "_response",
         "_retries",
         "_server",
         "_stream",
@@ -117,6 +118,8 @@ class Exchange:
         "_waiter",
         "agent",
         "backend",
+        "backend_body",
+        "backend_flush",
         "referer",
         "request",
         "route",
@@ -125,6 +128,11 @@ class Exchange:
     def __init__(self, server: FrontContext, stream: ClientStream) -> None:
         self._server = server
         self._stream = stream
+        self._response = response = stream.response
+        # ResponseSink: body pieces and the end of a read go straight to the response (bound
+        # once: no call of the exchange's own per piece on the hot path).
+        self.backend_body: Callable[[bytes | memoryview], None] = response.body
+        self.backend_flush: Callable[[], None] = response.flush
         #: The last Host seen and its (SERVER_NAME, SERVER_PORT): kept-alive clients send the
         #: same Host every time, so it is split once.
         self._host: bytes | None = None
@@ -187,7 +195,8 @@ class Exchange:
         script_name = route.script_name
         path_info = path[len(script_name) :] if script_name else path
         if route.static is not None:  # a static file: answered like a backend's response
-            self._start_forwarding(staticserve.respond(route, request, path_info), [], has_body)
+            static = staticserve.respond(route, request, path_info)
+            self._begin(static, route.encoded_params + stream.conn_params, [], has_body)
             return
         if host is None or host != self._host:
             self._host = host
@@ -289,12 +298,14 @@ class Exchange:
         if got is not None:
             if isinstance(got, Lease):
                 self._lease = got
-                self._start_forwarding(got.conn, params, has_body)
+                static = route.encoded_params + self._stream.conn_params
+                self._begin(got.conn, static, params, has_body)
             else:  # queued: the sweep gives up after acquire_timeout
                 self._waiter = (pool, got)
                 self._stream.set_deadline(_ACQUIRE, server.settings.acquire_timeout)
             return
-        self._task = server.loop.create_task(self._acquire(route, params, has_body))
+        static = route.encoded_params + self._stream.conn_params
+        self._task = server.loop.create_task(self._acquire(route, static, params, has_body))
 
     def _on_lease(
         self,
@@ -313,11 +324,14 @@ class Exchange:
             return
         if got is None:  # the pool could not hand over a kept-alive connection: the long way
             stream.set_deadline(_BACKEND, self._server.response_timeout)
-            self._task = self._server.loop.create_task(self._acquire(route, params, has_body))
+            static = route.encoded_params + stream.conn_params
+            self._task = self._server.loop.create_task(
+                self._acquire(route, static, params, has_body)
+            )
         elif isinstance(got, Lease):
             self._lease = got
             stream.set_deadline(_BACKEND, self._server.response_timeout)
-            self._start_forwarding(got.conn, params, has_body)
+            self._begin(got.conn, route.encoded_params + stream.conn_params, params, has_body)
         else:
             self.lease_failed(route, got)
 
@@ -359,9 +373,9 @@ class Exchange:
         lease = route.pool.try_acquire()
         if lease is not None:  # a worker was free: no task, no wait
             self._lease = lease
-            self._start_special(lease.conn, static, params, body)
+            self._begin(lease.conn, static, params, body)
             return
-        self._task = server.loop.create_task(self._acquire_special(route, static, params, body))
+        self._task = server.loop.create_task(self._acquire(route, static, params, body))
 
     async def _wait_lease(self, route: AppRoute) -> Lease | None:
         """Wait for a lease from the route's pool (the queued path); None when the request was
@@ -387,18 +401,11 @@ class Exchange:
         return lease
 
     async def _acquire(
-        self, route: AppRoute, params: list[tuple[bytes, bytes]], body: bool
-    ) -> None:
-        lease = await self._wait_lease(route)
-        if lease is not None:
-            self._start_forwarding(lease.conn, params, body)
-
-    async def _acquire_special(
         self, route: AppRoute, static: bytes, params: list[tuple[bytes, bytes]], body: int
     ) -> None:
         lease = await self._wait_lease(route)
         if lease is not None:
-            self._start_special(lease.conn, static, params, body)
+            self._begin(lease.conn, static, params, body)
 
     def lease_failed(self, route: AppRoute, exc: Exception) -> None:
         """No backend for this request: the 503 that says why."""
@@ -449,8 +456,9 @@ class Exchange:
         deadline aborts it)."""
         server = self._server
         stream = self._stream
+        response = self._response
         retry_after = server.settings.retry_after
-        stream.stream_head(
+        response.stream_head(
             503,
             [
                 (b"Server", b"Corral"),
@@ -464,19 +472,19 @@ class Exchange:
             "%s: streaming the deploy script's output to %s", route.name, stream.remote_host
         )
         try:
-            await stream.stream_piece(errorpages.deploy_stream_start(retry_after))
+            await response.stream_piece(errorpages.deploy_stream_start(retry_after))
             async for data in output:
                 if stream.closed:
                     return
                 stream.set_deadline(_BACKEND, server.response_timeout)
                 if data:
                     text = html.escape(decoder.decode(data), quote=False)
-                    await stream.stream_piece(text.encode("utf-8"))
+                    await response.stream_piece(text.encode("utf-8"))
             tail = html.escape(decoder.decode(b"", final=True), quote=False).encode("utf-8")
-            await stream.stream_piece(
+            await response.stream_piece(
                 tail + errorpages.deploy_stream_end("The deploy script has ended.")
             )
-            stream.stream_end()
+            response.stream_end()
         finally:
             if isinstance(output, AsyncGenerator):
                 await output.aclose()
@@ -486,29 +494,11 @@ class Exchange:
 
     # -- beginning -----------------------------------------------------------------------------
 
-    def _start_forwarding(
-        self, backend: Upstream, params: list[tuple[bytes, bytes]], body: bool
+    def _begin(
+        self, backend: Upstream, static: bytes, params: list[tuple[bytes, bytes]], body: int
     ) -> None:
-        stream = self._stream
-        self.backend = backend
-        assert self.route is not None
-        backend.begin(self.route.encoded_params + stream.conn_params, params, self, body)
-        if self.backend is None:  # begin() failed and reported it
-            return
-        if stream.writing_paused:
-            backend.pause_reading()
-        if not body:
-            stream.set_deadline(_BACKEND, self._server.response_timeout)
-            return
-        self._send_pending_body(backend)
-
-    def _start_special(
-        self,
-        backend: Upstream,
-        static: bytes,
-        params: list[tuple[bytes, bytes]],
-        body: int,
-    ) -> None:
+        """Begin the request on ``backend``, then pass it what body came meanwhile. ``body``
+        is a ``BODY_*`` value (a plain request's ``has_body``: BODY_NONE or BODY_LENGTH)."""
         stream = self._stream
         self.backend = backend
         sink = Tunnel(self, stream, backend) if body == BODY_TUNNEL else self
@@ -517,7 +507,7 @@ class Exchange:
             return
         if stream.writing_paused:
             backend.pause_reading()
-        if body in (BODY_NONE, BODY_TUNNEL):
+        if not body or body == BODY_TUNNEL:  # (BODY_NONE is 0)
             stream.set_deadline(_BACKEND, self._server.response_timeout)
             return
         self._send_pending_body(backend)
@@ -545,22 +535,23 @@ class Exchange:
             self.backend_error(BackendError("101 Switching Protocols without a tunnel"))
             return
         try:
-            self._stream.response_head(status, reason, headers)
+            self._response.head(status, reason, headers)
         except BadBackendHead as exc:
             self.backend_error(BackendError(f"bad response head: {exc}"))
-
-    def backend_body(self, data: bytes | memoryview) -> None:
-        self._stream.response_body(data)
-
-    def backend_flush(self) -> None:
-        self._stream.response_flush()
 
     def backend_end(self, reusable: bool) -> None:
         self.backend = None
         self._release(reusable)
         stream = self._stream
-        if not stream.closed:
-            stream.response_end()
+        if stream.closed:
+            return
+        short = self._response.end()
+        if short:
+            # The backend ended before sending what its Content-Length promised.
+            logger.warning(
+                "%s: response ended %d bytes short of its Content-Length", self.name, short
+            )
+        stream.finish(False)
 
     def backend_started(self) -> None:
         """The request, queued behind others on its worker's connection, is now served."""
@@ -582,7 +573,7 @@ class Exchange:
             and not stream.closed
             and self._params is not None
             and self.route is not None
-            and stream.status == 0
+            and self._response.status == 0
             and (exc.withdrawn or self._retries < _NOT_STARTED_RETRIES)
         ):
             # Queued on a worker connection that closed before serving it, or withdrawn from
@@ -597,7 +588,7 @@ class Exchange:
         if stream.closed:
             logger.error("%s: %s (client already gone): %s", name, what, exc)
             return
-        if not stream.head_sent:
+        if not self._response.head_sent:
             if lease is not None and lease.timed_out:
                 # The pool cut a request that ran past the app's request timeout.
                 logger.error("%s: %s answered 504: it ran past the request timeout", name, what)

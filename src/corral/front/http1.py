@@ -27,25 +27,13 @@ from collections.abc import Callable
 from typing import cast
 
 from corral.front import accesslog, errorpages
-from corral.front.cgienv import HOP_BY_HOP
 from corral.front.context import FrontContext
 from corral.front.exchange import Exchange
-from corral.front.proxy import body_allowed, filter_headers
+from corral.front.http1response import Http1Response
 from corral.front.stream import Deadline, TunnelPeer
 from corral.protocol.http1.errors import HTTPProtocolError
 from corral.protocol.http1.events import NEED_DATA, PAUSED, Body, EndOfMessage, Request
-from corral.protocol.http1.writer import (
-    CHUNKED,
-    CONN_CLOSE,
-    CONN_KEEP,
-    CONTINUE,
-    CRLF,
-    LAST_CHUNK,
-    chunk,
-    chunk_size,
-    status_line,
-    switching_head,
-)
+from corral.protocol.http1.writer import CONTINUE
 
 logger = logging.getLogger("corral.front")
 
@@ -69,50 +57,35 @@ LINGER_BYTES = 16 * 1024 * 1024
 _PAUSE_PIPELINE = 4
 _HELD_PIPELINE_MAX = 64 * 1024
 
-# Response framing (see proxy.py): plain ints, compared on the hot path.
-_NO_BODY = 0  # HEAD, 1xx, 204, 304
-_LENGTH = 1  # Content-Length
-_CHUNKED_OUT = 2  # Transfer-Encoding: chunked
-_CLOSE_DELIMITED = 3  # HTTP/1.0 without a length: the body ends with the connection
-
 
 class HTTPConnection(asyncio.Protocol):
-    """One client connection over HTTP/1.1; the ``ClientStream`` of its exchanges."""
+    """One client connection over HTTP/1.1; the ``ClientStream`` of its exchanges (one at a
+    time), whose ``response`` is its ``Http1Response``."""
 
     __slots__ = (
         "__weakref__",
-        "_body_done",
-        "_body_out",
         "_body_received",
-        "_close_after",
-        "_deadline",
         "_exchange",
         "_expect_continue",
-        "_framing",
         "_got_bytes",
-        "_head_buffer",
         "_held",
         "_kind",
         "_logged",
-        "_method",
-        "_out_length",
         "_parser",
         "_paused",
-        "_pending_head",
-        "_remaining",
         "_request",
-        "_sent",
         "_server",
         "_transport",
         "_tunnel",
-        "_write_resumed",
+        "body_complete",
         "closed",
         "conn_params",
+        "deadline",
         "loopback",
         "remote_host",
         "remote_port",
+        "response",
         "server_port",
-        "status",
         "writing_paused",
     )
 
@@ -123,37 +96,29 @@ class HTTPConnection(asyncio.Protocol):
         self.closed = False
         self._paused = 0
         self.writing_paused = False
-        self._write_resumed: asyncio.Future[None] | None = None
-        self._deadline = 0.0
+        #: When the current deadline (of kind ``_kind``) expires, on the server's clock.
+        self.deadline = 0.0
         self._kind = _NONE
         self._got_bytes = False
         self._held = 0
+        self.response = Http1Response(self, server)
         self._exchange = Exchange(server, self)
         self._reset_request()
 
     def _reset_request(self) -> None:
         self._request: Request | None = None
-        self._method = b""
-        self._body_done = True
+        self.body_complete = True
         self._body_received = 0
         self._expect_continue = False
-        self._pending_head: list[bytes | memoryview] | None = None
-        self._head_buffer: list[bytes | memoryview] | None = None
-        self._body_out: list[bytes | memoryview] | None = None
-        self._framing = _NO_BODY
-        self._out_length: int | None = None
-        self._remaining = 0
-        self._close_after = False
-        self.status = 0
-        self._sent = 0
         self._logged = False
         self._tunnel: TunnelPeer | None = None
 
-    # -- asyncio.Protocol: the client side -----------------------------------------------------
+    # -- asyncio.Protocol: the client side ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = transport = cast(asyncio.Transport, transport)
+        self.response.transport = transport
         server = self._server
         transport.set_write_buffer_limits(high=server.settings.write_buffer_high)
         peer = transport.get_extra_info("peername")
@@ -172,35 +137,40 @@ class HTTPConnection(asyncio.Protocol):
         self.conn_params = server.connection_params(
             self.remote_host, self.remote_port, server_addr, self.server_port
         )
-        self._set_deadline(_HEAD, server.header_timeout)
+        self.set_deadline(_HEAD, server.header_timeout)
         server.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._transport = None  # no transport <-> protocol cycle left for the GC to find
+        # No transport <-> protocol cycle left for the GC to find.
+        self._transport = self.response.transport = None
         if self._kind == _TUNNEL:
             self._log_access()  # (a tunnel the client closed ends here: 101, bytes sent)
         self._server.connection_closed(self)
         self._exchange.drop()
+        # The exchange and the response point back at this connection: let go of both, so that
+        # the three are freed by reference counting rather than left to the cycle collector.
+        # Nothing calls a connection once it is lost (its exchange has just been dropped).
+        del self._exchange, self.response
 
     def data_received(self, data: bytes) -> None:
         kind = self._kind
         if kind >= _LINGER:
             if kind == _TUNNEL:
-                self._deadline = self._server.now + self._server.tunnel_idle_timeout
+                self.deadline = self._server.now + self._server.tunnel_idle_timeout
                 if self._tunnel is not None:
                     self._tunnel.from_client(data)
                 return
             self._held += len(data)
             if self._held > LINGER_BYTES:
-                self._close()
+                self.close()
             return
         if kind == _IDLE:
-            self._set_deadline(_HEAD, self._server.header_timeout)
+            self.set_deadline(_HEAD, self._server.header_timeout)
         elif kind == _BODY:
-            self._deadline = self._server.now + self._server.body_timeout
+            self.deadline = self._server.now + self._server.body_timeout
         self._got_bytes = True
-        if self._request is not None and self._body_done:
+        if self._request is not None and self.body_complete:
             # Pipelined bytes behind a request in flight: the parser holds them. Bound that.
             self._held += len(data)
             if self._held > _HELD_PIPELINE_MAX:
@@ -212,7 +182,7 @@ class HTTPConnection(asyncio.Protocol):
         if self._kind >= _LINGER:
             if self._kind == _TUNNEL and self._tunnel is not None and self._tunnel.client_done():
                 return True
-            self._close()
+            self.close()
             return None
         self._parser.receive_data(b"")
         self._drain()
@@ -225,16 +195,17 @@ class HTTPConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
-        waiter = self._write_resumed
+        response = self.response
+        waiter = response.write_resumed
         if waiter is not None:
-            self._write_resumed = None
+            response.write_resumed = None
             if not waiter.done():
                 waiter.set_result(None)
         if self._kind == _BACKEND:
-            self._deadline = self._server.now + self._server.response_timeout
+            self.deadline = self._server.now + self._server.response_timeout
         self._exchange.client_resumed()
 
-    # -- requests ------------------------------------------------------------------------------
+    # -- requests ----------------------------------------------------------------------------
 
     def _drain(self) -> None:
         parser = self._parser
@@ -255,18 +226,20 @@ class HTTPConnection(asyncio.Protocol):
                 return
             else:  # ConnectionClosed: the client is done with this connection
                 if self._request is None:
-                    self._close()
+                    self.close()
                 return
 
     def _on_request(self, request: Request) -> None:
         server = self._server
         self._request = request
-        self._method = method = request.method
+        response = self.response
+        response.request = request
+        response.method = method = request.method
         self._held = 0
-        self._set_deadline(_BACKEND, server.response_timeout)
+        self.set_deadline(_BACKEND, server.response_timeout)
         length = request.content_length
         has_body = request.chunked or bool(length)
-        self._body_done = not has_body
+        self.body_complete = not has_body
         self._expect_continue = request.expect_continue and has_body
         if length is not None and length > server.settings.max_body_size:
             self.respond_error(413)
@@ -287,31 +260,21 @@ class HTTPConnection(asyncio.Protocol):
     def _on_body_end(self) -> None:
         if self._request is None:
             return
-        if not self._body_done:
-            self._body_done = True
+        if not self.body_complete:
+            self.body_complete = True
             self._exchange.body_end()
         if self._kind == _BODY:
-            self._set_deadline(_BACKEND, self._server.response_timeout)
+            self.set_deadline(_BACKEND, self._server.response_timeout)
 
-    # -- ClientStream: facts, deadlines, reading -----------------------------------------------
-
-    @property
-    def head_sent(self) -> bool:
-        return self.status != 0 and self._pending_head is None
-
-    @property
-    def body_complete(self) -> bool:
-        return self._body_done
+    # -- ClientStream: deadlines, reading --------------------------------------------------------
 
     def set_deadline(self, kind: Deadline, seconds: float) -> None:
         self._kind = kind
-        self._deadline = self._server.now + seconds
-
-    _set_deadline = set_deadline
+        self.deadline = self._server.now + seconds
 
     def extend_deadline(self, kind: Deadline, seconds: float) -> None:
         if self._kind == kind:
-            self._deadline = self._server.now + seconds
+            self.deadline = self._server.now + seconds
 
     def pause_reading(self, reason: int) -> None:
         if not self._paused and self._transport is not None and not self.closed:
@@ -325,226 +288,26 @@ class HTTPConnection(asyncio.Protocol):
                 self._transport.resume_reading()
 
     def want_body(self) -> None:
-        if self._expect_continue and not self._body_done:
+        if self._expect_continue and not self.body_complete:
             assert self._transport is not None
             self._transport.write(CONTINUE)
 
-    # -- ClientStream: the response, framed ----------------------------------------------------
-
-    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        request = self._request
-        assert request is not None
-        lines, length, has_date = filter_headers(headers)  # (raises BadBackendHead)
-        self.status = status
-        if not body_allowed(status, self._method):
-            framing = _NO_BODY
-            if status == 204 and length is not None:
-                # RFC 9110 8.6: no Content-Length in a 204 (304 and HEAD keep the app's).
-                lines = [line for line in lines if not line.startswith(b"Content-Length:")]
-                length = None
-        elif length is not None:
-            framing = _LENGTH
-            self._remaining = length
-        elif request.http_version == "1.1":
-            framing = _CHUNKED_OUT
-        else:
-            framing = _CLOSE_DELIMITED
-        self._framing = framing
-        self._out_length = length
-        head: list[bytes | memoryview] = [status_line(status, reason)]
-        head += lines
-        if not has_date:
-            head.append(self._server.date_header)
-        self._pending_head = head
-        self._head_buffer = []
-        self._deadline = self._server.now + self._server.response_timeout
-
-    def response_body(self, data: bytes | memoryview) -> None:
-        self._deadline = self._server.now + self._server.response_timeout
-        if not data:
-            return  # (an empty chunk would end a chunked body)
-        framing = self._framing
-        if framing == _NO_BODY:
-            if self._method == b"HEAD" and self._out_length is None:
-                self._sent += len(data)  # counted for a computed Content-Length
-            return
-        if framing == _LENGTH:
-            remaining = self._remaining
-            if len(data) > remaining:
-                data = data[:remaining]
-                self._close_after = True  # the backend sent more than it declared
-                if not data:
-                    return
-            self._remaining = remaining - len(data)
-        self._sent += len(data)
-        buffered = self._head_buffer
-        if buffered is not None:
-            buffered.append(data)
-            return
-        # Written out at the end of this read from the backend (response_flush): one system
-        # call for every piece that arrived together.
-        out = self._body_out
-        if out is None:
-            self._body_out = [data]
-        else:
-            out.append(data)
-
-    def response_flush(self) -> None:
-        if self.closed:
-            return
-        head = self._pending_head
-        if head is None:
-            if self._body_out is not None:
-                self._write_body_out(None)
-            return
-        if self._framing == _NO_BODY and self._method == b"HEAD":
-            return  # HEAD waits for the end, to count the body when no length was given
-        self._write_head(head, False)
-
-    def response_end(self) -> None:
-        head = self._pending_head
-        if head is not None:
-            self._write_head(head, True)
-        elif self._framing == _CHUNKED_OUT:
-            self._write_body_out(LAST_CHUNK)
-        elif self._body_out is not None:
-            self._write_body_out(None)
-        if self._framing == _LENGTH and self._remaining:
-            # The backend ended before sending what its Content-Length promised.
-            logger.warning(
-                "%s: response ended %d bytes short of its Content-Length",
-                self._exchange.name,
-                self._remaining,
-            )
-            self._close_after = True
-        self._finish_request()
-
-    def _write_body_out(self, tail: bytes | None) -> None:
-        """Write the body pieces gathered during one backend read (and ``tail``), at once."""
-        out = self._body_out or []
-        self._body_out = None
-        transport = self._transport
-        assert transport is not None
-        if out and self._framing == _CHUNKED_OUT:
-            size = 0
-            for piece in out:
-                size += len(piece)
-            if size:  # (a zero-size chunk would end the body)
-                out.insert(0, chunk_size(size))
-                out.append(CRLF)
-            else:
-                out.clear()
-        if tail is not None:
-            out.append(tail)
-        if len(out) == 1:
-            transport.write(out[0])
-        elif out:
-            transport.writelines(out)
-
-    def _write_head(self, head: list[bytes | memoryview], complete: bool) -> None:
-        """Write the head and what body is buffered; ``complete``: that is the whole body."""
-        transport = self._transport
-        assert transport is not None
-        buffered = self._head_buffer or []
-        self._pending_head = None
-        self._head_buffer = None
-        framing = self._framing
-        if complete and framing >= _CHUNKED_OUT:  # chunked or close-delimited
-            # The whole body is here: a Content-Length beats chunked or close framing.
-            framing = self._framing = _LENGTH
-            self._remaining = 0
-            head.append(b"Content-Length: %d\r\n" % self._sent)
-        request = self._request
-        assert request is not None
-        if (
-            self._close_after
-            or framing == _CLOSE_DELIMITED
-            or not request.keep_alive
-            or not self._body_done
-            or self._server.closing
-        ):
-            self._close_after = True
-            head.append(CONN_CLOSE)
-        elif request.http_version == "1.0":
-            head.append(CONN_KEEP)
-        if framing == _CHUNKED_OUT:
-            head.append(CHUNKED)
-            head.append(CRLF)
-            for data in buffered:
-                head += (chunk_size(len(data)), data, CRLF)
-        elif framing == _NO_BODY:
-            if self._method == b"HEAD" and self._out_length is None and self._sent:
-                head.append(b"Content-Length: %d\r\n" % self._sent)
-            head.append(CRLF)
-        else:
-            head.append(CRLF)
-            head += buffered
-        if self._sent > 65536:
-            transport.writelines(head)  # a large first piece: no copy into one buffer
-        else:
-            transport.write(b"".join(head))
-
-    # -- ClientStream: a response the front makes, piece by piece ------------------------------
-
-    def stream_head(self, status: int, fields: list[tuple[bytes, bytes]]) -> None:
-        request = self._request
-        assert request is not None and self._transport is not None
-        chunked = request.http_version != "1.0"
-        self._framing = _CHUNKED_OUT if chunked else _CLOSE_DELIMITED
-        head = [status_line(status, b"")]
-        head += (name + b": " + value + CRLF for name, value in fields)
-        head += (CHUNKED if chunked else b"", CONN_CLOSE, CRLF)
-        self.status = status
-        self._close_after = True
-        self._transport.write(b"".join(head))
-
-    async def stream_piece(self, data: bytes) -> None:
-        transport = self._transport
-        if self.closed or transport is None or not data:
-            return
-        if self._framing == _CHUNKED_OUT:
-            transport.write(chunk(data))
-        else:
-            transport.write(data)
-        self._sent += len(data)
-        if self.writing_paused and not self.closed:
-            waiter = asyncio.get_running_loop().create_future()
-            self._write_resumed = waiter
-            await waiter
-
-    def stream_end(self) -> None:
-        if self._framing == _CHUNKED_OUT and not self.closed and self._transport is not None:
-            self._transport.write(LAST_CHUNK)
-
-    # -- ClientStream: the tunnel after 101 Switching Protocols --------------------------------
+    # -- ClientStream: the tunnel after 101 Switching Protocols -------------------------------
 
     def switch_protocols(
         self, reason: bytes, headers: list[tuple[bytes, bytes]], tunnel: TunnelPeer
     ) -> bytes:
-        request = self._request
-        transport = self._transport
-        if self.closed or transport is None or request is None:
+        if self.closed or self._transport is None or self._request is None:
             return b""
-        server = self._server
-        transport.write(
-            switching_head(reason, headers, request.upgrade or b"", server.date_header, HOP_BY_HOP)
-        )
+        self.response.switching(reason, headers)
         self._tunnel = tunnel
-        self.status = 101
-        self._framing = _NO_BODY
-        self._set_deadline(_TUNNEL, server.tunnel_idle_timeout)
+        self.set_deadline(_TUNNEL, self._server.tunnel_idle_timeout)
         self._held = 0
         self.resume_reading(_PAUSE_PIPELINE)
         # What the client sent after its request head, before the 101 (held by the parser).
         return self._parser.trailing_data
 
-    def tunnel_write(self, data: bytes | memoryview) -> None:
-        self._deadline = self._server.now + self._server.tunnel_idle_timeout
-        self._sent += len(data)
-        if not self.closed and self._transport is not None:
-            self._transport.write(data)
-
-    # -- the end of a request ------------------------------------------------------------------
+    # -- the end of a request ----------------------------------------------------------------
 
     def _log_access(self) -> None:
         """The request's access-log line (once per request)."""
@@ -553,13 +316,14 @@ class HTTPConnection(asyncio.Protocol):
         if server.access_log and request is not None and not self._logged:
             self._logged = True
             exchange = self._exchange
+            response = self.response
             fields = (
                 self.remote_host,
                 request.method,
                 request.target,
                 request.http_version.encode("ascii"),
-                self.status,
-                self._sent,
+                response.status,
+                response.sent,
                 exchange.referer,
                 exchange.agent,
             )
@@ -569,27 +333,27 @@ class HTTPConnection(asyncio.Protocol):
                 accesslog.log_request(*fields)
 
     def finish(self, close: bool) -> None:
-        if close:
-            self._close_after = True
-        self._finish_request()
-
-    def _finish_request(self) -> None:
+        """The exchange is over: log it, then linger, close, or read the next request."""
         server = self._server
+        response = self.response
+        if close:
+            response.close_after = True
         self._log_access()
-        if not self._body_done:
+        if not self.body_complete:
             self._linger()
             return
-        if self._close_after:
-            self._close()
+        if response.close_after:
+            self.close()
             return
         self._reset_request()
+        response.reset()
         self._exchange.reset()
         self._held = 0
         self.resume_reading(_PAUSE_PIPELINE)
         self._got_bytes = False
-        self._set_deadline(_IDLE, server.keepalive_timeout)
+        self.set_deadline(_IDLE, server.keepalive_timeout)
         if server.closing:
-            self._close()
+            self.close()
             return
         self._parser.start_next()
         self._drain()
@@ -609,40 +373,13 @@ class HTTPConnection(asyncio.Protocol):
         When a response head has already left, the connection is cut instead."""
         if self.closed:
             return
-        if self.status and self._pending_head is None:
+        if self.response.head_sent:
             self._exchange.drop()
             self.abort()
             return
-        self._pending_head = None
-        self._head_buffer = None
-        transport = self._transport
-        assert transport is not None
-        head_only = self._method == b"HEAD"
-        extra: tuple[tuple[str, str], ...] = ()
-        if retry_after:
-            seconds = self._server.settings.retry_after
-            if retry_seconds is not None:
-                seconds = max(1, min(int(retry_seconds + 0.999), 3600))
-            extra = (("Retry-After", str(seconds)),)
-        if refresh is not None:
-            extra += (("Cache-Control", "no-store"),)
-        if message is None and details is None and not extra:
-            page = errorpages.canned(status, head_only=head_only)
-        else:
-            page = errorpages.error_response(
-                status,
-                message=message,
-                details=details,
-                extra_headers=extra,
-                head_only=head_only,
-                refresh=refresh,
-            )
-        transport.write(page)
-        self.status = status
-        self._sent = 0 if head_only else len(page) - page.index(b"\r\n\r\n") - 4
-        self._close_after = True
+        self.response.error_page(status, retry_after, retry_seconds, message, details, refresh)
         self._exchange.drop()
-        self._finish_request()
+        self.finish(True)
 
     def reject(self, status: int, reason: str) -> None:
         """The request could not be parsed: answer ``status`` (when nothing was sent yet)."""
@@ -657,54 +394,20 @@ class HTTPConnection(asyncio.Protocol):
         # left yet, else the connection is cut and the client sees an incomplete response.)
         self.respond_error(status)
 
-    # -- deadlines, shutting down and closing --------------------------------------------------
+    # -- deadlines, shutting down and closing -----------------------------------------------------
 
     def check_deadline(self, now: float) -> None:
         """Called by the server's sweep: act on an expired deadline (``_EXPIRED``)."""
-        if self.closed or now < self._deadline or self._kind == _NONE:
+        if self.closed or now < self.deadline or self._kind == _NONE:
             return
         _EXPIRED[self._kind](self)
-
-    def _head_expired(self) -> None:
-        if self._got_bytes:
-            self.reject(408, "request head not received in time")
-        else:
-            self._close()
-
-    def _body_expired(self) -> None:
-        self.respond_error(408, message="The request body was not received in time.")
-
-    def _acquire_expired(self) -> None:
-        self._exchange.give_up()
-
-    def _tunnel_expired(self) -> None:
-        logger.info(
-            "%s: tunnel idle for %g s: closed",
-            self._exchange.name,
-            self._server.tunnel_idle_timeout,
-        )
-        if self._tunnel is not None:
-            self._tunnel.end(None)
-
-    def _backend_expired(self) -> None:
-        if self.writing_paused and self.status:
-            logger.info("%s: client stopped reading the response", self.remote_host)
-            self.abort()
-            return
-        logger.error("%s: no response from the application in time", self._exchange.name)
-        if self.status and self._pending_head is None:
-            self.abort()
-        else:
-            self._pending_head = None
-            self.status = 0
-            self.respond_error(504)
 
     def shutdown(self) -> None:
         """The server is stopping: close now when idle, else after the request in flight. A
         tunnel has no end of its own to wait for: it ends now (its backend sees the connection
         close; a WebSocket app hears a disconnect)."""
         if self._request is None:
-            self._close()
+            self.close()
         elif self._kind == _TUNNEL and self._tunnel is not None:
             self._tunnel.end(None)
 
@@ -716,17 +419,17 @@ class HTTPConnection(asyncio.Protocol):
         if self.closed or transport is None:
             return
         if not transport.can_write_eof():
-            self._close()
+            self.close()
             return
         transport.write_eof()
         self._request = None
         self._held = 0
-        self._set_deadline(_LINGER, LINGER_SECONDS)
+        self.set_deadline(_LINGER, LINGER_SECONDS)
         if self._paused:
             self._paused = 0
             transport.resume_reading()
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if not self.closed:
             self.closed = True
             self._kind = _NONE
@@ -749,13 +452,55 @@ class HTTPConnection(asyncio.Protocol):
             self.abort()
 
 
-#: What an expired deadline does, by kind (NONE never gets here).
+# -- what an expired deadline does, by kind ---------------------------------------------------
+
+
+def _head_expired(conn: HTTPConnection) -> None:
+    if conn._got_bytes:
+        conn.reject(408, "request head not received in time")
+    else:
+        conn.close()  # nothing came: a silent close
+
+
+def _body_expired(conn: HTTPConnection) -> None:
+    conn.respond_error(408, message="The request body was not received in time.")
+
+
+def _backend_expired(conn: HTTPConnection) -> None:
+    response = conn.response
+    if conn.writing_paused and response.status:
+        logger.info("%s: client stopped reading the response", conn.remote_host)
+        conn.abort()
+        return
+    logger.error("%s: no response from the application in time", conn._exchange.name)
+    if response.head_sent:
+        conn.abort()
+    else:
+        conn.respond_error(504)
+
+
+def _tunnel_expired(conn: HTTPConnection) -> None:
+    logger.info(
+        "%s: tunnel idle for %g s: closed",
+        conn._exchange.name,
+        conn._server.tunnel_idle_timeout,
+    )
+    if conn._tunnel is not None:
+        conn._tunnel.end(None)
+
+
+def _acquire_expired(conn: HTTPConnection) -> None:
+    conn._exchange.give_up()  # (503: no worker was free in time)
+
+
+#: The deadline table: what the sweep does when a deadline of each kind has passed (NONE never
+#: gets here).
 _EXPIRED: dict[Deadline, Callable[[HTTPConnection], None]] = {
-    Deadline.HEAD: HTTPConnection._head_expired,
-    Deadline.IDLE: HTTPConnection._close,
-    Deadline.BODY: HTTPConnection._body_expired,
-    Deadline.BACKEND: HTTPConnection._backend_expired,
-    Deadline.LINGER: HTTPConnection._close,
-    Deadline.TUNNEL: HTTPConnection._tunnel_expired,
-    Deadline.ACQUIRE: HTTPConnection._acquire_expired,
+    Deadline.HEAD: _head_expired,
+    Deadline.IDLE: HTTPConnection.close,
+    Deadline.BODY: _body_expired,
+    Deadline.BACKEND: _backend_expired,
+    Deadline.LINGER: HTTPConnection.close,
+    Deadline.TUNNEL: _tunnel_expired,
+    Deadline.ACQUIRE: _acquire_expired,
 }

@@ -5,7 +5,7 @@ route, lease, begin, relay, release. It reaches the client only through this pro
 HTTP/1.1 connection (``front/http1.py``) implements it today, one exchange at a time; an HTTP/2
 stream is meant to implement it too. So nothing here says how a response is framed: chunking,
 ``Connection: close``, close-delimited bodies, ``100 Continue`` and ``HEAD`` are the protocol's
-business, behind ``response_head``/``response_body``/``response_end`` and ``want_body``.
+business, behind ``ResponseStream`` (``head``/``body``/``flush``/``end``) and ``want_body``.
 
 Deadlines: one per stream (or connection), of one ``Deadline`` kind, acted upon by the server's
 sweep. The exchange sets the kinds of its own phases (waiting for a worker, reading the body,
@@ -73,11 +73,52 @@ class TunnelPeer(Protocol):
         """End the tunnel (idle too long, the server stopping, or the backend failing)."""
 
 
+class ResponseStream(Protocol):
+    """Writing one response to the client, framed by the protocol (HTTP/1.1: Content-Length,
+    chunked or close-delimited, HEAD; HTTP/2 would make HEADERS and DATA frames of it)."""
+
+    @property
+    def status(self) -> int:
+        """The status of the response under way (0: none yet)."""
+
+    @property
+    def head_sent(self) -> bool:
+        """A response head has left: an error can no longer be answered, only cut."""
+
+    def head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """A backend's response head. Raises ``proxy.BadBackendHead`` when it cannot be
+        relayed. It may be held until ``flush`` (or the end)."""
+
+    def body(self, data: bytes | memoryview) -> None:
+        """A piece of the response body (gathered until ``flush``)."""
+
+    def flush(self) -> None:
+        """Write what the last backend read produced."""
+
+    def end(self) -> int:
+        """The backend's response is complete: write its end. Returns how many bytes it fell
+        short of its declared length (then the connection is not kept)."""
+
+    def stream_head(self, status: int, fields: list[tuple[bytes, bytes]]) -> None:
+        """A response the front makes itself, of unknown length, written piece by piece
+        (``stream_piece``); the connection does not outlive it."""
+
+    async def stream_piece(self, data: bytes) -> None:
+        """One piece of it; returns once the client may take more."""
+
+    def stream_end(self) -> None:
+        """The end of that response."""
+
+    def tunnel_write(self, data: bytes | memoryview) -> None:
+        """Tunnelled bytes from the backend, for the client (after ``switch_protocols``)."""
+
+
 class ClientStream(Protocol):
     """The client side of one exchange: the request's facts beyond the ``Request`` itself,
-    deadlines, reading the request body, and writing the response, framed by the protocol."""
+    deadlines, reading the request body, error pages, the end of the exchange; and its
+    ``response``."""
 
-    # -- facts ---------------------------------------------------------------------------------
+    # -- facts -----------------------------------------------------------------------------
 
     @property
     def remote_host(self) -> str:
@@ -104,18 +145,14 @@ class ClientStream(Protocol):
         """The client's send buffer is above its high-water mark."""
 
     @property
-    def status(self) -> int:
-        """The status of the response under way (0: none yet)."""
-
-    @property
-    def head_sent(self) -> bool:
-        """A response head has left: an error can no longer be answered, only cut."""
-
-    @property
     def body_complete(self) -> bool:
         """The whole request body has arrived (or there is none)."""
 
-    # -- deadlines and reading -----------------------------------------------------------------
+    @property
+    def response(self) -> ResponseStream:
+        """Where the response goes (an object of its own, or the stream itself)."""
+
+    # -- deadlines and reading -------------------------------------------------------------
 
     def set_deadline(self, kind: Deadline, seconds: float) -> None:
         """From now, ``kind`` expires in ``seconds``."""
@@ -132,20 +169,7 @@ class ClientStream(Protocol):
     def want_body(self) -> None:
         """The backend is ready for the body and none came yet (HTTP/1.1: ``100 Continue``)."""
 
-    # -- the response --------------------------------------------------------------------------
-
-    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        """A backend's response head. Raises ``proxy.BadBackendHead`` when it cannot be
-        relayed. It may be held until ``response_flush`` (or the end)."""
-
-    def response_body(self, data: bytes | memoryview) -> None:
-        """A piece of the response body (gathered until ``response_flush``)."""
-
-    def response_flush(self) -> None:
-        """Write what the last backend read produced."""
-
-    def response_end(self) -> None:
-        """The backend's response is complete: write its end, then finish the request."""
+    # -- answers and the end ---------------------------------------------------------------
 
     def reject(self, status: int, reason: str) -> None:
         """The request is malformed (``reason``, for the log): answer ``status`` and close."""
@@ -163,24 +187,11 @@ class ClientStream(Protocol):
         """Answer with an error page and end the exchange (its backend is dropped); when a head
         has already left, cut the response instead."""
 
-    def stream_head(self, status: int, fields: list[tuple[bytes, bytes]]) -> None:
-        """A response the front makes itself, of unknown length, written piece by piece
-        (``stream_piece``); the connection does not outlive it."""
-
-    async def stream_piece(self, data: bytes) -> None:
-        """One piece of it; returns once the client may take more."""
-
-    def stream_end(self) -> None:
-        """The end of that response (then ``finish``)."""
-
     def switch_protocols(
         self, reason: bytes, headers: list[tuple[bytes, bytes]], tunnel: TunnelPeer
     ) -> bytes:
         """The backend switched protocols: send the client the switch, pass its bytes to
         ``tunnel`` from now on; returns what the client sent early (before the switch)."""
-
-    def tunnel_write(self, data: bytes | memoryview) -> None:
-        """Tunnelled bytes from the backend, for the client."""
 
     def finish(self, close: bool) -> None:
         """The exchange is over (the access log, then the next request, or ``close``)."""

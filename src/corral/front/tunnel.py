@@ -68,7 +68,7 @@ class Tunnel:
 
     def backend_body(self, data: bytes | memoryview) -> None:
         if self._open:
-            self._stream.tunnel_write(data)
+            self._stream.response.tunnel_write(data)
         else:
             self._exchange.backend_body(data)
 
