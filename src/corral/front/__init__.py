@@ -1,8 +1,8 @@
 """The front server: HTTP/1.1 from clients, proxied to each application's backend pool.
 
 - ``server``: listening sockets, the shared per-server state, the deadline sweep, graceful stop;
-- ``http1``: one HTTP/1.1 client connection (asyncio Protocol): parsing, framing, keep-alive,
-  lingering, deadlines; the ``ClientStream`` of its exchanges;
+- ``http1``: one HTTP/1.1 client connection (asyncio Protocol): parsing, keep-alive, lingering,
+  deadlines; the ``ClientStream`` of its exchanges; ``http1response``: its response framing;
 - ``exchange``: one request's life, protocol-neutral: route, lease, begin, relay, release, the
   503/502/504 policy, deploy-output streaming; ``tunnel``: the Upgrade/WebSocket tunnel;
 - ``stream``: what an exchange needs of the client side (``ClientStream``, ``Deadline``);

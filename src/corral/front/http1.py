@@ -2,10 +2,11 @@
 
 ``HTTPConnection`` is an ``asyncio.Protocol``. It feeds the sans-IO request parser and hands each
 request (one at a time, in order: pipelined bytes wait in the parser) to its ``Exchange``
-(``front/exchange.py``: route, lease, relay), for which it is the ``ClientStream``: it frames the
-response the exchange relays (Content-Length, chunked, close-delimited, HEAD), answers
-``Expect: 100-continue`` when the body is wanted, writes error pages, switches to a tunnel after a
-101, and decides between keep-alive and close.
+(``front/exchange.py``: route, lease, relay), for which it is the ``ClientStream``: it answers
+``Expect: 100-continue`` when the body is wanted, answers errors, switches to a tunnel after a
+101, and decides between keep-alive and close. Its ``response`` (``Http1Response``,
+``front/http1response.py``) frames what the exchange relays (Content-Length, chunked,
+close-delimited, HEAD).
 
 Back-pressure both ways: the client transport stops reading while the backend's send buffer is
 full (and while no backend is leased yet), and the backend stops being read while the client's

@@ -1,9 +1,9 @@
 """Static files for URLs that no handler maps, answered by the front from the mount's folder.
 
 A ``StaticResponse`` plays the part of a backend connection for one request
-(``corral.backends.Upstream``): it tells the connection (its ``ResponseSink``) a
+(``corral.backends.Upstream``): it tells the exchange (its ``ResponseSink``) a
 response head, body pieces and the end, exactly as a FastCGI backend does, so that framing,
-keep-alive, HEAD, the access log, deadlines and back-pressure are the connection's own, shared
+keep-alive, HEAD, the access log, deadlines and back-pressure are the client stream's, shared
 with applications.
 
 What is answered (the rules themselves are ``corral.static``'s, pure):
@@ -101,7 +101,7 @@ class StaticResponse:
     def begin(
         self, static: bytes, params: list[tuple[bytes, bytes]], sink: ResponseSink, has_body: int
     ) -> None:
-        # Answered on the next loop turn: the connection finishes setting up this request first
+        # Answered on the next loop turn: the exchange finishes setting up this request first
         # (and a response that ends at once never re-enters it).
         self._sink = sink
         self._loop = loop = asyncio.get_running_loop()
