@@ -104,9 +104,7 @@ class HTTPConnection(asyncio.Protocol):
         self._held = 0
         self.response = Http1Response(self, server)
         self._exchange = Exchange(server, self)
-        self._reset_request()
-
-    def _reset_request(self) -> None:
+        # The request in progress; what is per request is set when its head arrives.
         self._request: Request | None = None
         self.body_complete = True
         self._body_received = 0
@@ -233,15 +231,18 @@ class HTTPConnection(asyncio.Protocol):
     def _on_request(self, request: Request) -> None:
         server = self._server
         self._request = request
-        response = self.response
-        response.request = request
-        response.method = method = request.method
+        self.response.begin(request)
+        method = request.method
         self._held = 0
-        self.set_deadline(_BACKEND, server.response_timeout)
+        self._kind = _BACKEND
+        self.deadline = server.now + server.response_timeout
         length = request.content_length
         has_body = request.chunked or bool(length)
         self.body_complete = not has_body
         self._expect_continue = request.expect_continue and has_body
+        self._body_received = 0
+        self._logged = False
+        self._tunnel = None
         if length is not None and length > server.settings.max_body_size:
             self.respond_error(413)
             return
@@ -346,13 +347,15 @@ class HTTPConnection(asyncio.Protocol):
         if response.close_after:
             self.close()
             return
-        self._reset_request()
-        response.reset()
+        self._request = None
+        self.body_complete = True
         self._exchange.reset()
         self._held = 0
-        self.resume_reading(_PAUSE_PIPELINE)
+        if self._paused & _PAUSE_PIPELINE:
+            self.resume_reading(_PAUSE_PIPELINE)
         self._got_bytes = False
-        self.set_deadline(_IDLE, server.keepalive_timeout)
+        self._kind = _IDLE
+        self.deadline = server.now + server.keepalive_timeout
         if server.closing:
             self.close()
             return

@@ -56,9 +56,8 @@ class ResponseConnection(Protocol):
 
 
 class Http1Response:
-    """The response to the request in progress on one HTTP/1.1 connection (reused, ``reset``
-    per request). The connection sets ``transport`` once and ``request``/``method`` per
-    request."""
+    """The response to the request in progress on one HTTP/1.1 connection (reused: ``begin``
+    per request). The connection sets ``transport`` once."""
 
     __slots__ = (
         "_body_out",
@@ -84,11 +83,15 @@ class Http1Response:
         self.transport: asyncio.Transport | None = None
         #: A ``stream_piece`` waiting for the client to drain (the connection completes it).
         self.write_resumed: asyncio.Future[None] | None = None
-        self.reset()
-
-    def reset(self) -> None:
         self.request: Request | None = None
         self.method = b""
+        self.begin(None)
+
+    def begin(self, request: Request | None) -> None:
+        """A new request's head arrived: its response starts from nothing."""
+        if request is not None:
+            self.request = request
+            self.method = request.method
         self._pending_head: list[bytes | memoryview] | None = None
         self._head_buffer: list[bytes | memoryview] | None = None
         self._body_out: list[bytes | memoryview] | None = None
