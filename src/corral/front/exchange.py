@@ -15,7 +15,7 @@ An ``Exchange`` takes a parsed ``Request`` from its ``ClientStream`` (``front/st
 It also owns what happens when that goes wrong: a request that never reached the application
 (``BackendNotStarted``: it was queued on a worker's connection that closed, or withdrawn from
 behind a slow request) is leased again, first in line; a lease that fails becomes the 503 that
-says why (``lease_failed``: details such as a traceback only for development applications or
+says why (``_lease_failed``: details such as a traceback only for development applications or
 loopback clients); a failing backend costs the request a 502 (504 past the app's request
 timeout), or a cut response once its head has left. While an application's deploy script runs,
 one request may watch its output (``stream_deploy``).
@@ -195,8 +195,8 @@ class Exchange:
         script_name = route.script_name
         path_info = path[len(script_name) :] if script_name else path
         if route.static is not None:  # a static file: answered like a backend's response
-            static = staticserve.respond(route, request, path_info)
-            self._begin(static, route.encoded_params + stream.conn_params, [], has_body)
+            responder = staticserve.respond(route, request, path_info)
+            self._begin(responder, route.encoded_params + stream.conn_params, [], has_body)
             return
         if host is None or host != self._host:
             self._host = host
@@ -293,7 +293,7 @@ class Exchange:
                 self._retries > 0,
             )
         except Exception as exc:
-            self.lease_failed(route, exc)
+            self._lease_failed(route, exc)
             return
         if got is not None:
             if isinstance(got, Lease):
@@ -333,7 +333,7 @@ class Exchange:
             stream.set_deadline(_BACKEND, self._server.response_timeout)
             self._begin(got.conn, route.encoded_params + stream.conn_params, params, has_body)
         else:
-            self.lease_failed(route, got)
+            self._lease_failed(route, got)
 
     def _give_up_waiting(self) -> None:
         waiting = self._waiter
@@ -387,11 +387,11 @@ class Exchange:
                 await self._stream_deploy(route, exc.output)
                 return None
             self._task = None
-            self.lease_failed(route, exc)
+            self._lease_failed(route, exc)
             return None
         except Exception as exc:
             self._task = None
-            self.lease_failed(route, exc)
+            self._lease_failed(route, exc)
             return None
         self._task = None
         if self._stream.closed:
@@ -407,7 +407,7 @@ class Exchange:
         if lease is not None:
             self._begin(lease.conn, static, params, body)
 
-    def lease_failed(self, route: AppRoute, exc: Exception) -> None:
+    def _lease_failed(self, route: AppRoute, exc: Exception) -> None:
         """No backend for this request: the 503 that says why."""
         stream = self._stream
         settings = self._server.settings
