@@ -31,7 +31,7 @@ import asyncio
 import codecs
 import html
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from functools import partial
 
 from corral.backends import (
@@ -118,8 +118,6 @@ class Exchange:
         "_waiter",
         "agent",
         "backend",
-        "backend_body",
-        "backend_flush",
         "referer",
         "request",
         "route",
@@ -128,11 +126,7 @@ class Exchange:
     def __init__(self, server: FrontContext, stream: ClientStream) -> None:
         self._server = server
         self._stream = stream
-        self._response = response = stream.response
-        # ResponseSink: body pieces and the end of a read go straight to the response (bound
-        # once: no call of the exchange's own per piece on the hot path).
-        self.backend_body: Callable[[bytes | memoryview], None] = response.body
-        self.backend_flush: Callable[[], None] = response.flush
+        self._response = stream.response
         #: The last Host seen and its (SERVER_NAME, SERVER_PORT): kept-alive clients send the
         #: same Host every time, so it is split once.
         self._host: bytes | None = None
@@ -538,6 +532,12 @@ class Exchange:
             self._response.head(status, reason, headers)
         except BadBackendHead as exc:
             self.backend_error(BackendError(f"bad response head: {exc}"))
+
+    def backend_body(self, data: bytes | memoryview) -> None:
+        self._response.body(data)
+
+    def backend_flush(self) -> None:
+        self._response.flush()
 
     def backend_end(self, reusable: bool) -> None:
         self.backend = None
