@@ -9,7 +9,7 @@ An ``Exchange`` takes a parsed ``Request`` from its ``ClientStream`` (``front/st
 3. begins the request on the lease's ``Upstream`` and passes the request body on as it comes
    (what came before the lease waits; the stream is not read meanwhile);
 4. relays the response: it is the backend's ``ResponseSink``, and hands head, body and end to
-   the stream, which frames them for its protocol;
+   the stream's ``ResponseStream``, which frames them for its protocol;
 5. releases the lease.
 
 It also owns what happens when that goes wrong: a request that never reached the application
@@ -18,7 +18,7 @@ behind a slow request) is leased again, first in line; a lease that fails become
 says why (``_lease_failed``: details such as a traceback only for development applications or
 loopback clients); a failing backend costs the request a 502 (504 past the app's request
 timeout), or a cut response once its head has left. While an application's deploy script runs,
-one request may watch its output (``stream_deploy``).
+one request may watch its output (``_stream_deploy``).
 
 An HTTP/1.1 connection keeps one ``Exchange`` and reuses it for each of its requests, in turn
 (``reset``): no object per request on the hot path. An Upgrade request that the route may
@@ -100,8 +100,9 @@ def unavailable_details(exc: PoolUnavailable) -> str:
 
 class Exchange:
     """One request at a time from one ``ClientStream``, to a backend and back (see the module
-    doc). The stream calls ``start``, ``body``, ``body_end``, ``give_up`` and ``drop``; the
-    backend calls the ``ResponseSink`` methods."""
+    doc). The stream calls ``start``, ``body``, ``body_end``, ``client_paused``/``_resumed``,
+    ``give_up``, ``drop`` and ``reset``; the backend calls the ``ResponseSink`` methods; a
+    ``Tunnel`` also ``end_backend``."""
 
     __slots__ = (
         "_host",
