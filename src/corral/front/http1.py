@@ -231,8 +231,9 @@ class HTTPConnection(asyncio.Protocol):
     def _on_request(self, request: Request) -> None:
         server = self._server
         self._request = request
-        self.response.begin(request)
-        method = request.method
+        response = self.response
+        response.request = request
+        response.method = method = request.method
         self._held = 0
         self._kind = _BACKEND
         self.deadline = server.now + server.response_timeout
@@ -349,6 +350,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         self._request = None
         self.body_complete = True
+        response.reset()
         self._exchange.reset()
         self._held = 0
         if self._paused & _PAUSE_PIPELINE:

@@ -56,8 +56,9 @@ class ResponseConnection(Protocol):
 
 
 class Http1Response:
-    """The response to the request in progress on one HTTP/1.1 connection (reused: ``begin``
-    per request). The connection sets ``transport`` once."""
+    """The response to the request in progress on one HTTP/1.1 connection (reused: ``reset``
+    after each kept-alive request). The connection sets ``transport`` once, ``request`` and
+    ``method`` per request."""
 
     __slots__ = (
         "_body_out",
@@ -85,13 +86,6 @@ class Http1Response:
         self.write_resumed: asyncio.Future[None] | None = None
         self.request: Request | None = None
         self.method = b""
-        self.begin(None)
-
-    def begin(self, request: Request | None) -> None:
-        """A new request's head arrived: its response starts from nothing."""
-        if request is not None:
-            self.request = request
-            self.method = request.method
         self._pending_head: list[bytes | memoryview] | None = None
         self._head_buffer: list[bytes | memoryview] | None = None
         self._body_out: list[bytes | memoryview] | None = None
@@ -102,6 +96,19 @@ class Http1Response:
         self.close_after = False
         self.status = 0
         #: Body bytes sent (the access log).
+        self.sent = 0
+
+    def reset(self) -> None:
+        """The response is over and the connection kept: the next starts from nothing (the
+        connection sets ``request`` and ``method`` when its head arrives)."""
+        self._pending_head = None
+        self._head_buffer = None
+        self._body_out = None
+        self._framing = _NO_BODY
+        self._out_length = None
+        self._remaining = 0
+        self.close_after = False
+        self.status = 0
         self.sent = 0
 
     @property
