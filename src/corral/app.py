@@ -48,7 +48,7 @@ from corral.engines import (
     pool_settings_for,
 )
 from corral.errors import CorralError
-from corral.front.routes import AppKey, ConfigRouter, Route
+from corral.front.routes import AppKey, AppRoute, ConfigRouter
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.runtime.controller import AppController, runtime_spec
@@ -86,7 +86,7 @@ class ServeOptions:
 class Application:
     config: AppConfig
     pool: Pool | ServicePool
-    route: Route
+    route: AppRoute
     #: Deploy script, file watching, error log (applications with workers of their own).
     controller: AppController | None = None
 
@@ -127,7 +127,7 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
             assert backend.probe is not None
             pool = Pool(label, backend.plan, settings, backend.connect, backend.probe)
         root = os.fsencode(app.physical_path)
-        route = Route(
+        route = AppRoute(
             name=label,
             pool=pool,
             script_name=app.script_name.encode(),
@@ -288,7 +288,7 @@ class Host:
     # ---------------------------------------------------------------- applications
 
     def _router(self, config: ServerConfig, apps: list[Application]) -> ConfigRouter:
-        routes: dict[AppKey, Route] = {app_key(a.config): a.route for a in apps}
+        routes: dict[AppKey, AppRoute] = {app_key(a.config): a.route for a in apps}
         router = ConfigRouter(config, routes, by_port=self.options.listen is None)
         for actual, configured in self._ports:
             router.listening(actual, configured)

@@ -18,8 +18,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from tests.unit.front.prefix_router import PrefixRouter
+
 from corral.backends import fastcgi, http
-from corral.front.routes import PrefixRouter, Route
+from corral.front.routes import AppRoute
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.supervision import Pool, PoolSettings
@@ -66,7 +68,7 @@ async def serving(
         http.connect,
         probe=port_probe,
     )
-    route = Route("generic", pool, http=True, upgrade=True)
+    route = AppRoute("generic", pool, http=True, upgrade=True)
     front = FrontServer(PrefixRouter([route]), FrontSettings(acquire_timeout=WAIT))
     [(_, port)] = await front.listen("127.0.0.1", 0)
     try:
@@ -243,7 +245,7 @@ def test_a_fastcgi_command_on_its_own_port(tmp_path: Path) -> None:
             fastcgi.connect,
             probe=fastcgi_port_probe,
         )
-        front = FrontServer(PrefixRouter([Route("fcgi-port", pool)]), FrontSettings())
+        front = FrontServer(PrefixRouter([AppRoute("fcgi-port", pool)]), FrontSettings())
         [(_, port)] = await front.listen("127.0.0.1", 0)
         try:
             status, _, body = await fetch(port, get("/pid"))

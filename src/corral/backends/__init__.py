@@ -5,8 +5,10 @@ drives each request through the ``Upstream`` part) and report to a ``ResponseSin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Final, Protocol
+
+from corral.protocol.fastcgi.records import encode_pairs
 
 
 class BackendError(Exception):
@@ -46,6 +48,12 @@ BODY_CHUNKED = 2
 BODY_TUNNEL = 3
 
 
+#: How CGI variables are encoded for ``Upstream.begin``'s ``static`` argument: the front encodes
+#: the variables fixed per application and per client connection once, with this, and never
+#: needs to know which wire format a backend speaks.
+encode_params: Final[Callable[[Iterable[tuple[bytes, bytes]]], bytes]] = encode_pairs
+
+
 class ResponseSink(Protocol):
     """What the front implements to receive one response."""
 
@@ -78,9 +86,10 @@ class Upstream(Protocol):
     """One request's way to a backend, as the front drives it (a backend connection, a request
     queued on one, the static-file responder).
 
-    ``begin(static, params, sink, body)`` starts a request: for FastCGI ``static`` is encoded
-    name-value pairs and ``params`` the per-request CGI variables; for HTTP ``static`` is the
-    complete request head the front built and ``params`` is empty. ``body`` is a ``BODY_*``
+    ``begin(static, params, sink, body)`` starts a request: for FastCGI ``static`` is CGI
+    variables already encoded (``encode_params``) and ``params`` the per-request CGI
+    variables; for HTTP ``static`` is the complete request head the front built and
+    ``params`` is empty. ``body`` is a ``BODY_*``
     value. Then ``send_body(data)`` any number of times and ``end_body()``; the response comes
     back through ``sink``. ``abort()`` gives up on the request (the connection is dropped).
     """

@@ -5,7 +5,7 @@ answers with on behalf of a healthy connection (none today): after an error the 
 trust the framing of what follows.
 
 Details (such as a failing application's traceback) are shown only when the caller passes them;
-the front passes them only to clients connecting from a loopback address (see ``connection.py``),
+the front passes them only to clients connecting from a loopback address (see ``exchange.py``),
 so that a production site does not hand its stack traces to the world.
 """
 
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import html
 from http import HTTPStatus
+
+from corral.protocol.http1.writer import response_head
 
 _TEMPLATE = (
     '<!DOCTYPE html>\n<html><head><meta charset="utf-8">{refresh}<title>{code} {reason}</title>'
@@ -101,19 +103,17 @@ def error_response(
 ) -> bytes:
     """A complete HTTP/1.1 error response (head and body, or only the head for HEAD)."""
     body = error_body(status, message, details, refresh=refresh)
-    lines = [
-        f"HTTP/1.1 {status} {reason_phrase(status)}",
-        "Server: Corral",
-        "Content-Type: text/html; charset=utf-8",
-        f"Content-Length: {len(body)}",
+    fields = [
+        (b"Server", b"Corral"),
+        (b"Content-Type", b"text/html; charset=utf-8"),
+        (b"Content-Length", b"%d" % len(body)),
     ]
     if close:
-        lines.append("Connection: close")
-    lines.extend(f"{name}: {value}" for name, value in extra_headers)
-    head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        fields.append((b"Connection", b"close"))
+    fields += ((name.encode("latin-1"), value.encode("latin-1")) for name, value in extra_headers)
     if date:
-        head += b"Date: " + date + b"\r\n"
-    head += b"\r\n"
+        fields.append((b"Date", date))
+    head = response_head(status, reason_phrase(status).encode("latin-1"), fields)
     return head if head_only else head + body
 
 

@@ -134,31 +134,3 @@ def request_head(
         lines.append(b"Content-Length: 0\r\n")
     lines.append(b"\r\n")
     return b"".join(lines)
-
-
-def switching_head(
-    reason: bytes, headers: list[tuple[bytes, bytes]], upgrade: bytes, date: bytes
-) -> bytes:
-    """The client's ``101 Switching Protocols`` head from the backend's 101 (pure).
-
-    The backend's fields pass (Sec-WebSocket-Accept...), except framing and hop-by-hop ones;
-    ``Connection: Upgrade`` and the ``Upgrade`` field (the backend's, else the request's) are
-    set by Corral.
-    """
-    lines = [b"HTTP/1.1 101 ", reason or b"Switching Protocols", b"\r\n"]
-    chosen = upgrade
-    has_date = False
-    for name, value in headers:
-        lower = name.lower()
-        if lower == b"upgrade":
-            chosen = value
-            continue
-        if lower in HOP_BY_HOP or lower == b"content-length":
-            continue
-        if lower == b"date":
-            has_date = True
-        lines += (name, b": ", value, b"\r\n")
-    if not has_date:
-        lines.append(date)
-    lines += (b"Connection: Upgrade\r\nUpgrade: ", chosen, b"\r\n\r\n")
-    return b"".join(lines)

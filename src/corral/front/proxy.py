@@ -10,35 +10,16 @@ Framing rules (RFC 9112 section 6.3):
 
 Hop-by-hop fields (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
 Upgrade) from the backend are dropped. A Date field is added unless the backend sent one.
+The bytes themselves are written by ``corral.protocol.http1.writer``.
 """
 
 from __future__ import annotations
-
-from http import HTTPStatus
 
 from corral.front.cgienv import HOP_BY_HOP
 
 
 class BadBackendHead(ValueError):
     """The backend's head cannot be relayed (for instance conflicting Content-Length values)."""
-
-
-_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
-
-
-def status_line(status: int, reason: bytes) -> bytes:
-    key = (status, reason)
-    line = _STATUS_LINES.get(key)
-    if line is None:
-        if not reason:
-            try:
-                reason = HTTPStatus(status).phrase.encode("ascii")
-            except ValueError:
-                reason = b"Unknown"
-        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
-        if len(_STATUS_LINES) < 512:
-            _STATUS_LINES[key] = line
-    return line
 
 
 def filter_headers(

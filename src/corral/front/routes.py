@@ -2,19 +2,19 @@
 
 This is the one place the front asks. ``ConfigRouter`` adapts the pure ``corral.routing.Router``
 (sites by Host and binding port, mounts by longest virtual path, handlers by pattern) to the
-front's ``Route`` objects, built once per application (with its pool and fixed CGI variables)
-and once per mount for static files. ``PrefixRouter`` is the minimal router that the front's own
-tests and micro-benchmark use (applications by path prefix, no configuration).
+front's ``AppRoute`` objects, built once per application (with its pool and fixed CGI
+variables) and once per mount for static files. (``corral.routing``'s ``Route`` is the pure
+answer of the configuration model; an ``AppRoute`` is what the front serves it with.)
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from corral.backends.fastcgi import encode_pairs
+from corral.backends import encode_params
 from corral.config.model import ServerConfig, StaticPolicy
 from corral.front.cgienv import Pairs, route_params, script_params
 from corral.routing import Router as ModelRouter
@@ -50,7 +50,7 @@ NO_POOL = _NoPool()
 
 
 @dataclass(eq=False, slots=True)
-class Route:
+class AppRoute:
     """One application (or, with ``static``, one static folder) as the front sees it."""
 
     name: str
@@ -60,7 +60,7 @@ class Route:
     document_root: bytes = b""
     #: CGI variables fixed for this application (built once).
     params: Pairs = field(default_factory=list)
-    #: The same, encoded as FastCGI name-value pairs.
+    #: The same, encoded once (``backends.encode_params``) for ``Upstream.begin``.
     encoded_params: bytes = b""
     #: The backend speaks HTTP/1.1 (``backends.http``), not FastCGI: the front forwards the
     #: request head itself (with X-Forwarded-*) instead of CGI variables.
@@ -84,12 +84,12 @@ class Route:
     def __post_init__(self) -> None:
         if not self.params:
             self.params = route_params(self.script_name, self.document_root)
-        self.encoded_params = encode_pairs(self.params)
+        self.encoded_params = encode_params(self.params)
         self.special = self.http or self.upgrade
 
 
-class Router(Protocol):
-    def match(self, host: bytes | None, path: bytes, port: int | None = None) -> Route | None:
+class AppRouter(Protocol):
+    def match(self, host: bytes | None, path: bytes, port: int | None = None) -> AppRoute | None:
         """The route for a request (``port``: the listener's local port), or None (404)."""
 
 
@@ -106,7 +106,7 @@ class ConfigRouter:
     def __init__(
         self,
         config: ServerConfig,
-        apps: Mapping[AppKey, Route],
+        apps: Mapping[AppKey, AppRoute],
         *,
         static_name: str = "static",
         by_port: bool = True,
@@ -123,11 +123,11 @@ class ConfigRouter:
         self._by_port = by_port
         #: Listener's actual port -> the configured port it serves (they differ for port 0).
         self._ports: dict[int, int] = {}
-        self._static: dict[tuple[str, str], Route] = {}
+        self._static: dict[tuple[str, str], AppRoute] = {}
         for site in config.sites:
             for mount in site.mounts:
                 script = b"" if mount.virtual_path == "/" else mount.virtual_path.encode()
-                self._static[(site.name, mount.virtual_path)] = Route(
+                self._static[(site.name, mount.virtual_path)] = AppRoute(
                     name=f"{static_name}:{site.name}:{mount.virtual_path}",
                     pool=NO_POOL,
                     script_name=script,
@@ -139,10 +139,10 @@ class ConfigRouter:
             raise ValueError(f"no route for applications {sorted(missing)}")
         #: (host, path, port) -> route, for the answers that depend on nothing else (whole
         #: applications; static files that are not folder URLs). Cleared when full.
-        self._cache: dict[tuple[bytes | None, bytes, int | None], Route] = {}
+        self._cache: dict[tuple[bytes | None, bytes, int | None], AppRoute] = {}
         # The common case of `corral serve SITE_DIR`: one site, every host, one application
         # taking every URL. Answered without routing at all.
-        self._only: Route | None = None
+        self._only: AppRoute | None = None
         if len(config.sites) == 1 and len(config.apps) == 1 and len(config.sites[0].mounts) == 1:
             site = config.sites[0]
             mount = site.mounts[0]
@@ -158,7 +158,7 @@ class ConfigRouter:
             ):
                 self._only = next(iter(self._apps.values()))
 
-    def _remember(self, key: tuple[bytes | None, bytes, int | None], route: Route) -> None:
+    def _remember(self, key: tuple[bytes | None, bytes, int | None], route: AppRoute) -> None:
         if len(self._cache) >= CACHE_SIZE:
             self._cache.clear()
         self._cache[key] = route
@@ -167,7 +167,7 @@ class ConfigRouter:
         """A listener for the bindings on ``configured_port`` got ``actual_port``."""
         self._ports[actual_port] = configured_port
 
-    def match(self, host: bytes | None, path: bytes, port: int | None = None) -> Route | None:
+    def match(self, host: bytes | None, path: bytes, port: int | None = None) -> AppRoute | None:
         only = self._only
         if only is not None:
             return only
@@ -197,7 +197,7 @@ class ConfigRouter:
         # remembered: the script may be created later.
         if not os.path.isfile(route.document_root + found.script_bytes):
             return self._static[(found.site.name, found.mount.virtual_path)]
-        return Route(
+        return AppRoute(
             name=route.name,
             pool=route.pool,
             script_name=route.script_name,
@@ -212,25 +212,3 @@ class ConfigRouter:
                 route.document_root,
             ),
         )
-
-
-class PrefixRouter:
-    """Routes by virtual path, longest prefix first, on segment boundaries; Host is ignored.
-
-    For the front's own tests and benchmarks, which run without a configuration."""
-
-    def __init__(self, routes: Sequence[Route]) -> None:
-        self.routes = sorted(routes, key=lambda r: len(r.script_name), reverse=True)
-        self._root = next((r for r in self.routes if not r.script_name), None)
-        self._only_root = len(self.routes) == 1 and self._root is not None
-
-    def match(self, host: bytes | None, path: bytes, port: int | None = None) -> Route | None:
-        if self._only_root:
-            return self._root
-        for route in self.routes:
-            prefix = route.script_name
-            if not prefix:
-                return route
-            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == 47):
-                return route
-        return None

@@ -5,19 +5,21 @@ a graceful stop.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import time
-from email.utils import formatdate
 
-from corral.backends.fastcgi import encode_pairs
+from corral.backends import encode_params
 from corral.front import accesslog
 from corral.front.cgienv import connection_params
-from corral.front.connection import HTTPConnection, is_loopback
+from corral.front.context import ClientConnection
 from corral.front.forward import TrustedProxies
-from corral.front.routes import Router
+from corral.front.http1 import HTTPConnection
+from corral.front.routes import AppRouter
 from corral.front.settings import FrontSettings
 from corral.protocol.http1.parser import Limits, RequestParser
+from corral.protocol.http1.writer import DateCache
 
 logger = logging.getLogger("corral.front")
 
@@ -25,12 +27,19 @@ logger = logging.getLogger("corral.front")
 SWEEP_INTERVAL = 0.5
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
 class FrontServer:
-    """Owns the listener and every client connection."""
+    """Owns the listener and every client connection; the ``FrontContext`` of its connections."""
 
     def __init__(
         self,
-        router: Router,
+        router: AppRouter,
         settings: FrontSettings | None = None,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
@@ -43,12 +52,11 @@ class FrontServer:
         fast = accesslog.writer() if self.access_log else None
         self.access_write = fast[0] if fast else None
         self._access_flush = fast[1] if fast else None
-        self.connections: set[HTTPConnection] = set()
+        self.connections: set[ClientConnection] = set()
         self.now = self.loop.time()
-        self.date_header = b""
         self.host_bytes = b"localhost"
-        self._date_second = -1
-        self._refresh_date()
+        self._dates = DateCache()
+        self.date_header = self._dates.field(time.time())
         self._port_cache: dict[int, bytes] = {}
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.TimerHandle | None = None
@@ -86,7 +94,7 @@ class FrontServer:
         self, remote_host: str, remote_port: int, server_addr: str, server_port: int
     ) -> bytes:
         """The CGI variables fixed for one client connection, encoded once."""
-        return encode_pairs(
+        return encode_params(
             connection_params(
                 remote_host.encode("ascii", "replace"),
                 self.port_bytes(remote_port),
@@ -106,10 +114,10 @@ class FrontServer:
     def protocol_bytes(version: str) -> bytes:
         return _PROTOCOLS.get(version) or b"HTTP/" + version.encode("ascii", "replace")
 
-    def connection_opened(self, conn: HTTPConnection) -> None:
+    def connection_opened(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
 
-    def connection_closed(self, conn: HTTPConnection) -> None:
+    def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
         if self.closing and not self.connections:
             self._idle.set()
@@ -147,16 +155,10 @@ class FrontServer:
             self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         return addresses
 
-    def _refresh_date(self) -> None:
-        second = int(time.time())
-        if second != self._date_second:
-            self._date_second = second
-            self.date_header = b"Date: " + formatdate(second, usegmt=True).encode() + b"\r\n"
-
     def _sweep(self) -> None:
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         self.now = now = self.loop.time()
-        self._refresh_date()
+        self.date_header = self._dates.field(time.time())
         if self._access_flush is not None:
             self._access_flush()
         for conn in list(self.connections):

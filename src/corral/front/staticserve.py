@@ -1,9 +1,9 @@
 """Static files for URLs that no handler maps, answered by the front from the mount's folder.
 
 A ``StaticResponse`` plays the part of a backend connection for one request
-(``corral.backends.Upstream``): it tells the connection (its ``ResponseSink``) a
+(``corral.backends.Upstream``): it tells the exchange (its ``ResponseSink``) a
 response head, body pieces and the end, exactly as a FastCGI backend does, so that framing,
-keep-alive, HEAD, the access log, deadlines and back-pressure are the connection's own, shared
+keep-alive, HEAD, the access log, deadlines and back-pressure are the client stream's, shared
 with applications.
 
 What is answered (the rules themselves are ``corral.static``'s, pure):
@@ -34,7 +34,7 @@ from urllib.parse import quote
 from corral import static
 from corral.backends import BackendError, ResponseSink
 from corral.front.errorpages import error_body
-from corral.front.routes import Route
+from corral.front.routes import AppRoute
 from corral.protocol.http1.events import Request
 
 #: Bytes read from the file per piece.
@@ -63,7 +63,7 @@ _CONDITIONAL = {
 }
 
 
-def respond(route: Route, request: Request, path_info: bytes) -> StaticResponse:
+def respond(route: AppRoute, request: Request, path_info: bytes) -> StaticResponse:
     """The response to ``request`` for ``path_info`` (relative to the route's mount)."""
     return StaticResponse(route, request, path_info)
 
@@ -84,7 +84,7 @@ class StaticResponse:
         "_sink",
     )
 
-    def __init__(self, route: Route, request: Request, path_info: bytes) -> None:
+    def __init__(self, route: AppRoute, request: Request, path_info: bytes) -> None:
         self._route = route
         self._request = request
         self._path_info = path_info
@@ -101,7 +101,7 @@ class StaticResponse:
     def begin(
         self, static: bytes, params: list[tuple[bytes, bytes]], sink: ResponseSink, has_body: int
     ) -> None:
-        # Answered on the next loop turn: the connection finishes setting up this request first
+        # Answered on the next loop turn: the exchange finishes setting up this request first
         # (and a response that ends at once never re-enters it).
         self._sink = sink
         self._loop = loop = asyncio.get_running_loop()

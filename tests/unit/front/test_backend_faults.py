@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.unit.front.prefix_router import PrefixRouter
 
 from corral.backends import fastcgi
-from corral.front.routes import PrefixRouter, Route
+from corral.front.routes import AppRoute
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.protocol.fastcgi import records
@@ -82,7 +83,7 @@ async def _exchange(
     path = str(tmp_path / "backend.sock")
     server = await asyncio.start_unix_server(script, path)
     pool = FakePool(path, php_fpm=php_fpm)
-    front = FrontServer(PrefixRouter([Route("app", pool)]), settings or FrontSettings())
+    front = FrontServer(PrefixRouter([AppRoute("app", pool)]), settings or FrontSettings())
     [(host, port)] = await front.listen("127.0.0.1", 0)
     try:
         reader, writer = await asyncio.open_connection(host, port)
@@ -233,7 +234,7 @@ def test_the_client_going_away_drops_the_backend_connection(tmp_path: Path) -> N
 
         server = await asyncio.start_unix_server(script, path)
         pool = FakePool(path)
-        front = FrontServer(PrefixRouter([Route("app", pool)]))
+        front = FrontServer(PrefixRouter([AppRoute("app", pool)]))
         [(host, port)] = await front.listen("127.0.0.1", 0)
         try:
             _, writer = await asyncio.open_connection(host, port)
@@ -293,7 +294,7 @@ class FailingPool:
 
 
 async def _ask(pool: object, listen: str, connect: str) -> bytes:
-    front = FrontServer(PrefixRouter([Route("app", pool)]))  # type: ignore[arg-type]
+    front = FrontServer(PrefixRouter([AppRoute("app", pool)]))  # type: ignore[arg-type]
     [(_, port)] = await front.listen(listen, 0)
     try:
         reader, writer = await asyncio.open_connection(connect, port)
@@ -413,7 +414,7 @@ def test_a_request_error_after_the_response_head_cuts_the_connection(tmp_path: P
 
         server = await asyncio.start_unix_server(script, path)
         pool = FakePool(path)
-        front = FrontServer(PrefixRouter([Route("app", pool)]))
+        front = FrontServer(PrefixRouter([AppRoute("app", pool)]))
         [(host, port)] = await front.listen("127.0.0.1", 0)
         try:
             reader, writer = await asyncio.open_connection(host, port)

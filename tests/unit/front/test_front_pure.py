@@ -6,12 +6,14 @@ import logging
 
 import pytest
 
+from corral.backends import encode_params
 from corral.backends.fastcgi import encode_pairs
 from corral.front import accesslog, errorpages
-from corral.front.cgienv import header_params, script_params
-from corral.front.proxy import BadBackendHead, body_allowed, filter_headers, status_line
+from corral.front.cgienv import HOP_BY_HOP, header_params, script_params
+from corral.front.proxy import BadBackendHead, body_allowed, filter_headers
 from corral.front.target import BadTarget, OutsideRoot, decode_path, remove_dot_segments, split_host
 from corral.protocol.fastcgi import records
+from corral.protocol.http1.writer import DateCache, chunk, chunk_size, status_line, switching_head
 
 
 @pytest.mark.parametrize(
@@ -125,6 +127,28 @@ def test_status_line_and_body_rules() -> None:
     assert body_allowed(200, b"GET")
 
 
+def test_the_writer_pieces_the_front_writes_with() -> None:
+    assert status_line(599, b"") == b"HTTP/1.1 599 Unknown\r\n"
+    assert chunk_size(255) == b"ff\r\n"
+    assert chunk(b"abc") == chunk_size(3) + b"abc\r\n"
+    dates = DateCache()
+    field = dates.field(784111777.5)
+    assert field == b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+    assert dates.field(784111777.9) is field  # the same second: the same bytes, not rebuilt
+    head = switching_head(
+        b"",
+        [(b"Upgrade", b"websocket"), (b"Sec-WebSocket-Accept", b"x"), (b"Keep-Alive", b"5")],
+        b"h2c",
+        field,
+        HOP_BY_HOP,
+    )
+    assert head == (
+        b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: x\r\n"
+        + field
+        + b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    )
+
+
 def test_error_page_escapes_details_and_sets_headers() -> None:
     page = errorpages.error_response(
         503, details="<script>boom</script>", extra_headers=(("Retry-After", "5"),)
@@ -137,6 +161,13 @@ def test_error_page_escapes_details_and_sets_headers() -> None:
     assert b"&lt;script&gt;" in body
     assert b"<script>" not in body
     assert errorpages.canned(400, head_only=True).endswith(b"\r\n\r\n")
+    # The head's fields, in order, as the front has always sent them (now through the writer).
+    dated = errorpages.error_response(404, date=b"Sun, 06 Nov 1994 08:49:37 GMT", head_only=True)
+    assert dated == (
+        b"HTTP/1.1 404 Not Found\r\nServer: Corral\r\nContent-Type: text/html; charset=utf-8\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n"
+        % len(errorpages.error_body(404))
+    )
 
 
 def test_access_log_line_is_combined_format_and_escaped(caplog: pytest.LogCaptureFixture) -> None:
@@ -153,6 +184,8 @@ def test_encode_pairs_is_the_codecs() -> None:
     pairs = [(b"A", b"1"), (b"B" * 200, b"x" * 300)]
     assert encode_pairs(pairs) == records.encode_pairs(pairs)
     assert records.decode_pairs(encode_pairs(pairs)) == pairs
+    # The front's neutral name for the same encoding (what it pre-encodes routes with).
+    assert encode_params(pairs) == records.encode_pairs(pairs)
 
 
 def test_script_params_name_the_script_file_and_its_path_info() -> None:

@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from tests.unit.front.prefix_router import PrefixRouter
+
 from corral.backends import http
-from corral.front.routes import PrefixRouter, Route
+from corral.front.routes import AppRoute
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.supervision.lease import Lease
@@ -96,7 +98,7 @@ async def front_with(
     server = await asyncio.start_server(script, "127.0.0.1", 0)
     address = server.sockets[0].getsockname()[:2]
     pool = KeepAlivePool((str(address[0]), int(address[1])))
-    route = Route("node", pool, script_name=script_name, http=True, upgrade=True)
+    route = AppRoute("node", pool, script_name=script_name, http=True, upgrade=True)
     front = FrontServer(PrefixRouter([route]), settings or FrontSettings())
     [(_, port)] = await front.listen("127.0.0.1", 0)
     try:

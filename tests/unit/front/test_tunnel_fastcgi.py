@@ -15,8 +15,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from test_backend_faults import FakePool, Script
+from tests.unit.front.prefix_router import PrefixRouter
 
-from corral.front.routes import PrefixRouter, Route
+from corral.front.routes import AppRoute
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.protocol.fastcgi import records
@@ -86,7 +87,7 @@ async def front_with(
     path = str(tmp_path / "backend.sock")
     server = await asyncio.start_unix_server(script, path)
     pool = FakePool(path)
-    route = Route("app", pool, upgrade=upgrade)
+    route = AppRoute("app", pool, upgrade=upgrade)
     front = FrontServer(PrefixRouter([route]), settings or FrontSettings())
     [(_, port)] = await front.listen("127.0.0.1", 0)
     try:
@@ -255,7 +256,7 @@ def test_a_tunnel_the_client_closes_still_gets_its_access_log_line(tmp_path: Pat
     async def main() -> None:
         path = str(tmp_path / "backend.sock")
         server = await asyncio.start_unix_server(lambda r, w: echo_backend(r, w, []), path)
-        front = FrontServer(PrefixRouter([Route("app", FakePool(path), upgrade=True)]))
+        front = FrontServer(PrefixRouter([AppRoute("app", FakePool(path), upgrade=True)]))
         front.access_log = True
         front.access_write = lines.append
         [(_, port)] = await front.listen("127.0.0.1", 0)

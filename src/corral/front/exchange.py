@@ -1,0 +1,626 @@
+"""One request's life, whatever the client's protocol: route -> lease -> begin -> relay -> release.
+
+An ``Exchange`` takes a parsed ``Request`` from its ``ClientStream`` (``front/stream.py``) and
+
+1. routes it (``AppRouter.match``) and builds its CGI variables (or, for an HTTP backend, the
+   request head; for a static folder, a ``StaticResponse``);
+2. leases a backend from the route's ``LeaseSource``: ``lease_or_wait`` (by callback: no task,
+   coroutine or timer per request), or ``try_acquire`` then, in a small task, ``acquire``;
+3. begins the request on the lease's ``Upstream`` and passes the request body on as it comes
+   (what came before the lease waits; the stream is not read meanwhile);
+4. relays the response: it is the backend's ``ResponseSink``, and hands head, body and end to
+   the stream's ``ResponseStream``, which frames them for its protocol;
+5. releases the lease.
+
+It also owns what happens when that goes wrong: a request that never reached the application
+(``BackendNotStarted``: it was queued on a worker's connection that closed, or withdrawn from
+behind a slow request) is leased again, first in line; a lease that fails becomes the 503 that
+says why (``_lease_failed``: details such as a traceback only for development applications or
+loopback clients); a failing backend costs the request a 502 (504 past the app's request
+timeout), or a cut response once its head has left. While an application's deploy script runs,
+one request may watch its output (``_stream_deploy``).
+
+An HTTP/1.1 connection keeps one ``Exchange`` and reuses it for each of its requests, in turn
+(``reset``): no object per request on the hot path. An Upgrade request that the route may
+tunnel gets a ``Tunnel`` (``front/tunnel.py``) as its sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import html
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from functools import partial
+
+from corral.backends import (
+    BODY_CHUNKED,
+    BODY_LENGTH,
+    BODY_NONE,
+    BODY_TUNNEL,
+    BackendError,
+    BackendNotStarted,
+    Upstream,
+)
+from corral.front import errorpages, forward, staticserve
+from corral.front.cgienv import header_params
+from corral.front.context import FrontContext
+from corral.front.proxy import BadBackendHead
+from corral.front.routes import AppRoute
+from corral.front.stream import PAUSE_BACKEND, PAUSE_LEASE, ClientStream, Deadline
+from corral.front.target import BadTarget, decode_path, split_host
+from corral.front.tunnel import Tunnel
+from corral.protocol.http1.events import Request
+from corral.runtime.gate import DeployFailed, DeployInProgress
+from corral.supervision.lease import (
+    AcquireTimeout,
+    Lease,
+    LeaseSource,
+    PoolError,
+    PoolOverloaded,
+    PoolUnavailable,
+    Waiter,
+)
+
+logger = logging.getLogger("corral.front")
+
+# Module constants: read on the hot path without an attribute look-up on the enum.
+_BODY = Deadline.BODY
+_BACKEND = Deadline.BACKEND
+_ACQUIRE = Deadline.ACQUIRE
+
+#: How often a request that never reached the app (BackendNotStarted) is leased again.
+_NOT_STARTED_RETRIES = 3
+#: Methods whose requests (without a body) may be queued on a busy worker's connection: safe
+#: ones, which may run twice if one is withdrawn just as it begins (RFC 9110 9.2.2).
+_QUEUEABLE = frozenset((b"GET", b"HEAD", b"OPTIONS"))
+
+
+def unavailable_details(exc: PoolUnavailable) -> str:
+    """What a developer needs on the "cannot start" page: why, the worker's error output
+    (the traceback), and when Corral tries again."""
+    lines = [exc.reason]
+    if exc.failures:
+        if exc.gave_up:
+            when = f"in {exc.retry_in:.0f} s" if exc.retry_in is not None else "on the next request"
+            lines.append(
+                f"The application failed to start {exc.failures} times in a row and is marked "
+                f"failed: Corral tries again {when}, or as soon as its files change."
+            )
+        elif exc.retry_in is not None:
+            lines.append(
+                f"Failed starts in a row: {exc.failures}. Corral tries again in "
+                f"{exc.retry_in:.0f} s, or as soon as the application's files change."
+            )
+    if exc.stderr_tail:
+        lines.append(f"The worker's error output (last lines):\n\n{exc.stderr_tail}")
+    return "\n\n".join(lines).strip()
+
+
+class Exchange:
+    """One request at a time from one ``ClientStream``, to a backend and back (see the module
+    doc). The stream calls ``start``, ``body``, ``body_end``, ``client_paused``/``_resumed``,
+    ``give_up``, ``drop`` and ``reset``; the backend calls the ``ResponseSink`` methods; a
+    ``Tunnel`` also ``end_backend``."""
+
+    __slots__ = (
+        "_host",
+        "_host_parts",
+        "_lease",
+        "_method",
+        "_params",
+        "_pending_body",
+        "_response",
+        "_retries",
+        "_server",
+        "_stream",
+        "_task",
+        "_waiter",
+        "agent",
+        "backend",
+        "referer",
+        "request",
+        "route",
+    )
+
+    def __init__(self, server: FrontContext, stream: ClientStream) -> None:
+        self._server = server
+        self._stream = stream
+        self._response = stream.response
+        #: The last Host seen and its (SERVER_NAME, SERVER_PORT): kept-alive clients send the
+        #: same Host every time, so it is split once.
+        self._host: bytes | None = None
+        self._host_parts = (b"", b"")
+        self.reset()
+
+    def reset(self) -> None:
+        """Ready for the next request (the previous one is over)."""
+        self.request: Request | None = None
+        self.route: AppRoute | None = None
+        #: The request's backend while it runs (the lease's ``conn``; a static response).
+        self.backend: Upstream | None = None
+        #: The Referer and User-Agent fields (for the access log).
+        self.referer: bytes | None = None
+        self.agent: bytes | None = None
+        self._lease: Lease | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: The source and waiter of a request queued by callback (``lease_or_wait``).
+        self._waiter: tuple[LeaseSource, Waiter] | None = None
+        self._method = b""
+        self._pending_body: list[bytes] | None = None
+        #: A request queued on a busy worker connection is sent again when that connection
+        #: closes before serving it (BackendNotStarted): its CGI variables, and how often.
+        self._params: list[tuple[bytes, bytes]] | None = None
+        self._retries = 0
+
+    @property
+    def name(self) -> str:
+        """The route's name, for logs ("?" before routing)."""
+        route = self.route
+        return route.name if route is not None else "?"
+
+    # -- from the client -----------------------------------------------------------------------
+
+    def start(self, request: Request, has_body: bool) -> None:
+        """A request head arrived (its limits already checked): route it and lease a backend."""
+        server = self._server
+        stream = self._stream
+        self.request = request
+        self._method = method = request.method
+        # An Upgrade request is served as plain HTTP/1.1 (Upgrade is hop-by-hop, not forwarded)
+        # unless the route's backend can switch protocols (see _special_request).
+        try:
+            path = decode_path(request.path)
+        except BadTarget as exc:
+            if exc.status == 404:
+                stream.respond_error(404)
+            else:
+                stream.reject(exc.status, str(exc))
+            return
+        params: list[tuple[bytes, bytes]] = []
+        host, self.referer, self.agent, _ = header_params(request.headers, params)
+        if request.host is not None:
+            host = request.host
+        route = server.router.match(host, path, stream.server_port)
+        if route is None:
+            stream.respond_error(404)
+            return
+        self.route = route
+        script_name = route.script_name
+        path_info = path[len(script_name) :] if script_name else path
+        if route.static is not None:  # a static file: answered like a backend's response
+            responder = staticserve.respond(route, request, path_info)
+            self._begin(responder, route.encoded_params + stream.conn_params, [], has_body)
+            return
+        if host is None or host != self._host:
+            self._host = host
+            if host:
+                self._host_parts = split_host(host, server.port_bytes(stream.server_port))
+            else:
+                self._host_parts = (server.host_bytes, server.port_bytes(stream.server_port))
+        server_name, server_port = self._host_parts
+        params.append((b"REQUEST_METHOD", method))
+        if route.script_params is None:
+            params.append((b"PATH_INFO", path_info))
+        else:
+            params += route.script_params  # a file handler's script (*.php)
+        params.append((b"QUERY_STRING", request.query))
+        params.append((b"REQUEST_URI", request.target))
+        params.append((b"SERVER_NAME", server_name))
+        params.append((b"SERVER_PORT", server_port))
+        params.append((b"SERVER_PROTOCOL", server.protocol_bytes(request.http_version)))
+        length = request.content_length
+        if length is not None and not request.chunked:
+            params.append((b"CONTENT_LENGTH", b"%d" % length))
+        if has_body:
+            stream.pause_reading(PAUSE_LEASE)
+            self._pending_body = []
+        if route.special and (route.http or request.upgrade is not None):
+            # (An upgrade-only route, such as Corral's Python worker's, keeps its ordinary
+            # requests on the plain FastCGI path below.)
+            self._special_request(request, route, params, has_body)
+            return
+        self._lease_for(route, params, has_body)
+
+    def body(self, data: bytes) -> None:
+        """A piece of the request body: to the backend, or kept until there is one."""
+        backend = self.backend
+        if backend is not None:
+            backend.send_body(data)
+        elif self._pending_body is not None:
+            self._pending_body.append(data)
+        # Else the request was already answered (an error): the body is dropped.
+
+    def body_end(self) -> None:
+        """The request body is complete."""
+        if self.backend is not None:
+            self.backend.end_body()
+
+    def client_paused(self) -> None:
+        """The client's send buffer is full: stop reading the backend."""
+        if self.backend is not None:
+            self.backend.pause_reading()
+
+    def client_resumed(self) -> None:
+        if self.backend is not None:
+            self.backend.resume_reading()
+
+    def give_up(self) -> None:
+        """Waiting for a worker took too long (the stream's ACQUIRE deadline): leave the queue
+        and answer 503."""
+        self._give_up_waiting()
+        self._stream.respond_error(503, retry_after=True, message="No application worker was free.")
+
+    def drop(self) -> None:
+        """The exchange ends early (the client left, or was answered with an error): stop
+        waiting, drop the backend and give its lease back, not reusable."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._give_up_waiting()
+        backend = self.backend
+        if backend is not None:
+            self.backend = None
+            backend.abort()
+            self._release(False)
+        elif self._lease is not None:
+            self._release(False)
+
+    # -- leasing -------------------------------------------------------------------------------
+
+    def _lease_for(
+        self, route: AppRoute, params: list[tuple[bytes, bytes]], has_body: bool
+    ) -> None:
+        """Lease a backend for a plain request and start it (or queue for one)."""
+        server = self._server
+        pool = route.pool
+        # Leased by callback: no task, coroutine or timer per request (see _on_lease). A
+        # request of a safe method without a body may be queued on a busy worker's
+        # connection (and withdrawn from it: then it is sent again, first in line).
+        queueable = not has_body and self._method in _QUEUEABLE
+        if queueable:
+            self._params = params
+        try:
+            got = pool.lease_or_wait(
+                partial(self._on_lease, pool, route, params, has_body),
+                queueable,
+                self._retries > 0,
+            )
+        except Exception as exc:
+            self._lease_failed(route, exc)
+            return
+        if got is not None:
+            if isinstance(got, Lease):
+                self._lease = got
+                static = route.encoded_params + self._stream.conn_params
+                self._begin(got.conn, static, params, has_body)
+            else:  # queued: the sweep gives up after acquire_timeout
+                self._waiter = (pool, got)
+                self._stream.set_deadline(_ACQUIRE, server.settings.acquire_timeout)
+            return
+        static = route.encoded_params + self._stream.conn_params
+        self._task = server.loop.create_task(self._acquire(route, static, params, has_body))
+
+    def _on_lease(
+        self,
+        pool: LeaseSource,
+        route: AppRoute,
+        params: list[tuple[bytes, bytes]],
+        has_body: bool,
+        got: Lease | PoolError | None,
+    ) -> None:
+        """The pool's answer to a request that queued in ``lease_or_wait``."""
+        self._waiter = None
+        stream = self._stream
+        if stream.closed or self.route is not route:  # gone, or given up (503) meanwhile
+            if isinstance(got, Lease):
+                pool.release(got, True)
+            return
+        if got is None:  # the pool could not hand over a kept-alive connection: the long way
+            stream.set_deadline(_BACKEND, self._server.response_timeout)
+            static = route.encoded_params + stream.conn_params
+            self._task = self._server.loop.create_task(
+                self._acquire(route, static, params, has_body)
+            )
+        elif isinstance(got, Lease):
+            self._lease = got
+            stream.set_deadline(_BACKEND, self._server.response_timeout)
+            self._begin(got.conn, route.encoded_params + stream.conn_params, params, has_body)
+        else:
+            self._lease_failed(route, got)
+
+    def _give_up_waiting(self) -> None:
+        waiting = self._waiter
+        if waiting is not None:
+            self._waiter = None
+            pool, waiter = waiting
+            pool.cancel_wait(waiter)
+
+    def _special_request(
+        self, request: Request, route: AppRoute, params: list[tuple[bytes, bytes]], has_body: bool
+    ) -> None:
+        """A request for a route whose backend speaks HTTP, or may switch protocols."""
+        server = self._server
+        stream = self._stream
+        if request.upgrade is not None and route.upgrade and not has_body:
+            body = BODY_TUNNEL
+        elif request.chunked:
+            body = BODY_CHUNKED
+        else:
+            body = BODY_LENGTH if has_body else BODY_NONE
+        if route.http:
+            host = self._host or b"%s:%s" % self._host_parts
+            static = forward.request_head(
+                request,
+                host=host,
+                client=stream.remote_host.encode("ascii", "replace"),
+                trusted=stream.remote_host in server.trusted_proxies,
+                body=body,
+            )
+            params = []
+        else:
+            static = route.encoded_params + stream.conn_params
+            if body == BODY_TUNNEL:
+                assert request.upgrade is not None
+                params.append((b"HTTP_UPGRADE", request.upgrade))
+                params.append((b"HTTP_CONNECTION", b"Upgrade"))
+        lease = route.pool.try_acquire()
+        if lease is not None:  # a worker was free: no task, no wait
+            self._lease = lease
+            self._begin(lease.conn, static, params, body)
+            return
+        self._task = server.loop.create_task(self._acquire(route, static, params, body))
+
+    async def _wait_lease(self, route: AppRoute) -> Lease | None:
+        """Wait for a lease from the route's pool (the queued path); None when the request was
+        answered instead (deploy page, 503) or the client left meanwhile."""
+        try:
+            lease = await route.pool.acquire(self._server.settings.acquire_timeout)
+        except DeployInProgress as exc:
+            if exc.output is not None and self._method != b"HEAD":
+                await self._stream_deploy(route, exc.output)
+                return None
+            self._task = None
+            self._lease_failed(route, exc)
+            return None
+        except Exception as exc:
+            self._task = None
+            self._lease_failed(route, exc)
+            return None
+        self._task = None
+        if self._stream.closed:
+            route.pool.release(lease, True)
+            return None
+        self._lease = lease
+        return lease
+
+    async def _acquire(
+        self, route: AppRoute, static: bytes, params: list[tuple[bytes, bytes]], body: int
+    ) -> None:
+        lease = await self._wait_lease(route)
+        if lease is not None:
+            self._begin(lease.conn, static, params, body)
+
+    def _lease_failed(self, route: AppRoute, exc: Exception) -> None:
+        """No backend for this request: the 503 that says why."""
+        stream = self._stream
+        settings = self._server.settings
+        if isinstance(exc, PoolOverloaded):
+            stream.respond_error(503, retry_after=True, message="The application is busy.")
+        elif isinstance(exc, DeployInProgress):
+            stream.respond_error(
+                503,
+                retry_after=True,
+                message=errorpages.DEPLOYING,
+                refresh=settings.retry_after,
+            )
+        elif isinstance(exc, DeployFailed):
+            details = None
+            if exc.public or (stream.loopback and settings.show_errors_to_loopback):
+                details = f"{exc.reason}\n\n{exc.stderr_tail}".strip()
+            stream.respond_error(
+                503,
+                retry_after=True,
+                message="The application's deploy script failed; the application is stopped "
+                "until its files change.",
+                details=details,
+            )
+        elif isinstance(exc, PoolUnavailable):
+            details = None
+            if route.development or (stream.loopback and settings.show_errors_to_loopback):
+                details = unavailable_details(exc)
+            stream.respond_error(
+                503,
+                retry_after=True,
+                retry_seconds=exc.retry_in,
+                message="The application cannot start.",
+                details=details,
+            )
+            logger.error("%s: answered 503: %s", route.name, exc.reason)
+        elif isinstance(exc, AcquireTimeout):
+            stream.respond_error(503, retry_after=True, message="No application worker was free.")
+        else:  # a bug or an unexpected failure below: this request only
+            logger.error("%s: cannot lease a worker", route.name, exc_info=exc)
+            stream.respond_error(503, retry_after=True)
+
+    async def _stream_deploy(self, route: AppRoute, output: AsyncIterator[bytes]) -> None:
+        """Answer with the deploy script's output as it comes (503, of unknown length), in a
+        page that reloads itself once the script has ended. Runs in the request's task: a
+        client that goes away cancels it, one that stops reading stalls it (and the response
+        deadline aborts it)."""
+        server = self._server
+        stream = self._stream
+        response = self._response
+        retry_after = server.settings.retry_after
+        response.stream_head(
+            503,
+            [
+                (b"Server", b"Corral"),
+                (b"Content-Type", b"text/html; charset=utf-8"),
+                (b"Cache-Control", b"no-store"),
+                (b"Retry-After", b"%d" % retry_after),
+            ],
+        )
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        logger.info(
+            "%s: streaming the deploy script's output to %s", route.name, stream.remote_host
+        )
+        try:
+            await response.stream_piece(errorpages.deploy_stream_start(retry_after))
+            async for data in output:
+                if stream.closed:
+                    return
+                stream.set_deadline(_BACKEND, server.response_timeout)
+                if data:
+                    text = html.escape(decoder.decode(data), quote=False)
+                    await response.stream_piece(text.encode("utf-8"))
+            tail = html.escape(decoder.decode(b"", final=True), quote=False).encode("utf-8")
+            await response.stream_piece(
+                tail + errorpages.deploy_stream_end("The deploy script has ended.")
+            )
+            response.stream_end()
+        finally:
+            if isinstance(output, AsyncGenerator):
+                await output.aclose()
+        self._task = None
+        if not stream.closed:
+            stream.finish(True)
+
+    # -- beginning -----------------------------------------------------------------------------
+
+    def _begin(
+        self, backend: Upstream, static: bytes, params: list[tuple[bytes, bytes]], body: int
+    ) -> None:
+        """Begin the request on ``backend``, then pass it what body came meanwhile. ``body``
+        is a ``BODY_*`` value (a plain request's ``has_body``: BODY_NONE or BODY_LENGTH)."""
+        stream = self._stream
+        self.backend = backend
+        sink = Tunnel(self, stream, backend) if body == BODY_TUNNEL else self
+        backend.begin(static, params, sink, body)
+        if self.backend is None:  # begin() failed and reported it
+            return
+        if stream.writing_paused:
+            backend.pause_reading()
+        if not body or body == BODY_TUNNEL:  # (BODY_NONE is 0)
+            stream.set_deadline(_BACKEND, self._server.response_timeout)
+            return
+        self._send_pending_body(backend)
+
+    def _send_pending_body(self, backend: Upstream) -> None:
+        """The backend is leased: send what body came meanwhile and read the rest."""
+        stream = self._stream
+        pending = self._pending_body
+        self._pending_body = None
+        if pending:
+            for data in pending:
+                backend.send_body(data)
+        else:
+            stream.want_body()
+        if stream.body_complete:
+            backend.end_body()
+        else:
+            stream.set_deadline(_BODY, self._server.body_timeout)
+        stream.resume_reading(PAUSE_LEASE)
+
+    # -- ResponseSink: the backend side --------------------------------------------------------
+
+    def backend_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        if status == 101:  # (a tunnel's 101 goes to the Tunnel, never here)
+            self.backend_error(BackendError("101 Switching Protocols without a tunnel"))
+            return
+        try:
+            self._response.head(status, reason, headers)
+        except BadBackendHead as exc:
+            self.backend_error(BackendError(f"bad response head: {exc}"))
+
+    def backend_body(self, data: bytes | memoryview) -> None:
+        self._response.body(data)
+
+    def backend_flush(self) -> None:
+        self._response.flush()
+
+    def backend_end(self, reusable: bool) -> None:
+        self.backend = None
+        self._release(reusable)
+        stream = self._stream
+        if stream.closed:
+            return
+        short = self._response.end()
+        if short:
+            # The backend ended before sending what its Content-Length promised.
+            logger.warning(
+                "%s: response ended %d bytes short of its Content-Length", self.name, short
+            )
+        stream.finish(False)
+
+    def backend_started(self) -> None:
+        """The request, queued behind others on its worker's connection, is now served."""
+        lease = self._lease
+        if lease is not None:
+            lease.began()
+        self._stream.extend_deadline(_BACKEND, self._server.response_timeout)
+
+    def backend_error(self, exc: BackendError) -> None:
+        stream = self._stream
+        lease = self._lease
+        backend = self.backend
+        self.backend = None
+        if backend is not None:
+            backend.abort()
+        self._release(False)
+        if (
+            isinstance(exc, BackendNotStarted)
+            and not stream.closed
+            and self._params is not None
+            and self.route is not None
+            and self._response.status == 0
+            and (exc.withdrawn or self._retries < _NOT_STARTED_RETRIES)
+        ):
+            # Queued on a worker connection that closed before serving it, or withdrawn from
+            # behind a slow request: the app never saw it, so it goes to the pool again
+            # (first in line: another worker, or this one's replacement).
+            self._retries += 1
+            self._lease_for(self.route, self._params, False)
+            return
+        name = self.name
+        request = self.request
+        what = f"{request.method.decode('latin-1')} {request.target[:200]!r}" if request else "-"
+        if stream.closed:
+            logger.error("%s: %s (client already gone): %s", name, what, exc)
+            return
+        if not self._response.head_sent:
+            if lease is not None and lease.timed_out:
+                # The pool cut a request that ran past the app's request timeout.
+                logger.error("%s: %s answered 504: it ran past the request timeout", name, what)
+                stream.respond_error(504)
+                return
+            logger.error("%s: %s answered 502: %s", name, what, exc)
+            stream.respond_error(502)
+        else:
+            logger.error("%s: %s response cut short: %s", name, what, exc)
+            stream.abort()
+
+    def backend_pause_writing(self) -> None:
+        self._stream.pause_reading(PAUSE_BACKEND)
+
+    def backend_resume_writing(self) -> None:
+        self._stream.resume_reading(PAUSE_BACKEND)
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def end_backend(self) -> None:
+        """The backend's part is over before its response ended (a tunnel closing): drop it
+        and give the lease back, not reusable."""
+        backend = self.backend
+        self.backend = None
+        if backend is not None:
+            backend.abort()
+        self._release(False)
+
+    def _release(self, reusable: bool) -> None:
+        lease = self._lease
+        if lease is not None:
+            self._lease = None
+            assert self.route is not None
+            self.route.pool.release(lease, reusable)

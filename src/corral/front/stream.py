@@ -1,0 +1,200 @@
+"""What an exchange needs of the client side: ``ClientStream``.
+
+An ``Exchange`` (``front/exchange.py``) is one request's life, whatever the client's protocol:
+route, lease, begin, relay, release. It reaches the client only through this protocol. The
+HTTP/1.1 connection (``front/http1.py``) implements it today, one exchange at a time; an HTTP/2
+stream is meant to implement it too. So nothing here says how a response is framed: chunking,
+``Connection: close``, close-delimited bodies, ``100 Continue`` and ``HEAD`` are the protocol's
+business, behind ``ResponseStream`` (``head``/``body``/``flush``/``end``) and ``want_body``.
+
+Deadlines: one per stream (or connection), of one ``Deadline`` kind, acted upon by the server's
+sweep. The exchange sets the kinds of its own phases (waiting for a worker, reading the body,
+waiting for the backend, tunnelling); the protocol keeps its own (head, idle, lingering).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Protocol
+
+from corral.backends import BackendError
+
+
+class Deadline(IntEnum):
+    """What a connection's one deadline is for, and what its expiry does.
+
+    ==========  ======================================================  =========================
+    kind        the connection is                                        on expiry
+    ==========  ======================================================  =========================
+    NONE        closed (or between states)                               nothing
+    HEAD        waiting for (the rest of) a request head                  408; silent close when
+                                                                          no byte came
+    IDLE        kept alive between requests                               silent close
+    BODY        reading a request body                                    408
+    BACKEND     waiting on the backend (or on a client that does not      504; an abort once the
+                read)                                                     response has started
+    LINGER      answered and closing: reading what the client still      close
+                sends, then closing
+    TUNNEL      switched protocols (101): a byte tunnel                   the tunnel ends
+    ACQUIRE     queued for a worker (``LeaseSource.lease_or_wait``)       503
+    ==========  ======================================================  =========================
+
+    The values are ordered as the HTTP/1.1 connection compares them (``kind >= LINGER``: the
+    bytes received are not a request's); that ACQUIRE sorts after LINGER is a known quirk, kept
+    as it is until the hardening item that fixes it.
+    """
+
+    NONE = 0
+    HEAD = 1
+    IDLE = 2
+    BODY = 3
+    BACKEND = 4
+    LINGER = 5
+    TUNNEL = 6
+    ACQUIRE = 7
+
+
+#: Why the client's request stream is not being read (a bit mask; the protocol adds its own).
+PAUSE_LEASE = 1  # no backend yet: what body came waits, the rest is not read
+PAUSE_BACKEND = 2  # the backend's send buffer is full
+
+
+class TunnelPeer(Protocol):
+    """The backend end of a tunnel, as the client side drives it after ``switch_protocols``."""
+
+    def from_client(self, data: bytes) -> None:
+        """Bytes from the client, for the backend."""
+
+    def client_done(self) -> bool:
+        """The client has nothing more to send (a half-close), passed on to the backend; False
+        when the tunnel has no backend left (then the client side closes)."""
+
+    def end(self, exc: BackendError | None) -> None:
+        """End the tunnel (idle too long, the server stopping, or the backend failing)."""
+
+
+class ResponseStream(Protocol):
+    """Writing one response to the client, framed by the protocol (HTTP/1.1: Content-Length,
+    chunked or close-delimited, HEAD; HTTP/2 would make HEADERS and DATA frames of it)."""
+
+    @property
+    def status(self) -> int:
+        """The status of the response under way (0: none yet)."""
+
+    @property
+    def head_sent(self) -> bool:
+        """A response head has left: an error can no longer be answered, only cut."""
+
+    def head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """A backend's response head. Raises ``proxy.BadBackendHead`` when it cannot be
+        relayed. It may be held until ``flush`` (or the end)."""
+
+    def body(self, data: bytes | memoryview) -> None:
+        """A piece of the response body (gathered until ``flush``)."""
+
+    def flush(self) -> None:
+        """Write what the last backend read produced."""
+
+    def end(self) -> int:
+        """The backend's response is complete: write its end. Returns how many bytes it fell
+        short of its declared length (then the connection is not kept)."""
+
+    def stream_head(self, status: int, fields: list[tuple[bytes, bytes]]) -> None:
+        """A response the front makes itself, of unknown length, written piece by piece
+        (``stream_piece``); the connection does not outlive it."""
+
+    async def stream_piece(self, data: bytes) -> None:
+        """One piece of it; returns once the client may take more."""
+
+    def stream_end(self) -> None:
+        """The end of that response."""
+
+    def tunnel_write(self, data: bytes | memoryview) -> None:
+        """Tunnelled bytes from the backend, for the client (after ``switch_protocols``)."""
+
+
+class ClientStream(Protocol):
+    """The client side of one exchange: the request's facts beyond the ``Request`` itself,
+    deadlines, reading the request body, error pages, the end of the exchange; and its
+    ``response``."""
+
+    # -- facts -----------------------------------------------------------------------------
+
+    @property
+    def remote_host(self) -> str:
+        """The client's address."""
+
+    @property
+    def server_port(self) -> int:
+        """The local port the request came in on (routing, SERVER_PORT)."""
+
+    @property
+    def loopback(self) -> bool:
+        """The client connects from a loopback address (may see error details)."""
+
+    @property
+    def conn_params(self) -> bytes:
+        """The CGI variables fixed for this client connection, already encoded."""
+
+    @property
+    def closed(self) -> bool:
+        """The client is gone (or the connection is being closed)."""
+
+    @property
+    def writing_paused(self) -> bool:
+        """The client's send buffer is above its high-water mark."""
+
+    @property
+    def body_complete(self) -> bool:
+        """The whole request body has arrived (or there is none)."""
+
+    @property
+    def response(self) -> ResponseStream:
+        """Where the response goes (an object of its own, or the stream itself)."""
+
+    # -- deadlines and reading -------------------------------------------------------------
+
+    def set_deadline(self, kind: Deadline, seconds: float) -> None:
+        """From now, ``kind`` expires in ``seconds``."""
+
+    def extend_deadline(self, kind: Deadline, seconds: float) -> None:
+        """When the current deadline is of ``kind``, it expires ``seconds`` from now."""
+
+    def pause_reading(self, reason: int) -> None:
+        """Stop reading the request (body) for ``reason`` (``PAUSE_*``)."""
+
+    def resume_reading(self, reason: int) -> None:
+        """``reason`` is over: read again when no other holds it."""
+
+    def want_body(self) -> None:
+        """The backend is ready for the body and none came yet (HTTP/1.1: ``100 Continue``)."""
+
+    # -- answers and the end ---------------------------------------------------------------
+
+    def reject(self, status: int, reason: str) -> None:
+        """The request is malformed (``reason``, for the log): answer ``status`` and close."""
+
+    def respond_error(
+        self,
+        status: int,
+        *,
+        retry_after: bool = False,
+        retry_seconds: float | None = None,
+        message: str | None = None,
+        details: str | None = None,
+        refresh: int | None = None,
+    ) -> None:
+        """Answer with an error page and end the exchange (its backend is dropped); when a head
+        has already left, cut the response instead."""
+
+    def switch_protocols(
+        self, reason: bytes, headers: list[tuple[bytes, bytes]], tunnel: TunnelPeer
+    ) -> bytes:
+        """The backend switched protocols: send the client the switch, pass its bytes to
+        ``tunnel`` from now on; returns what the client sent early (before the switch)."""
+
+    def finish(self, close: bool) -> None:
+        """The exchange is over (the access log, then the next request, or ``close``)."""
+
+    def abort(self) -> None:
+        """Cut the client off (a response that cannot be completed)."""
