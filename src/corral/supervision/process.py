@@ -13,6 +13,9 @@ How a worker is started (the same under asyncio's default loop and uvloop):
   fd 0 is /dev/null. Another program may still take the port between the check and the
   command's own bind: the readiness check (``probe.owned``) then finds that program's listener,
   the start fails naming it, and the port is not offered again for a while.
+* Or (``Transport.UNIX_PATH``) the command listens itself on a Unix socket at the path the host
+  gives it in the pool's private 0700 runtime directory (SOCKET, ``%SOCKET%``); the file is
+  removed when the worker exits. No TCP port is opened for it.
 * The read end of a *liveness pipe* is placed at fd 3. The host keeps the write end (close-on-
   exec, so no other child inherits it). When the host dies, even by SIGKILL, the kernel closes
   the write end and the worker reads EOF and exits. On Linux the child also asks the kernel for
@@ -178,8 +181,9 @@ class WorkerProcess:
         Args:
             plan: the command, environment, working directory and transport.
             app: the application's name (for log records).
-            socket_path: where to bind the Unix socket (``Transport.UNIX``); its directory should
-                be private (0700). Ignored for TCP.
+            socket_path: where to bind the Unix socket (``Transport.UNIX``), or where the
+                command binds it (``Transport.UNIX_PATH``); its directory should be private
+                (0700). Ignored for TCP.
             tail_lines: how many stderr lines to keep for error pages.
             instance_id: the worker's number in its pool (``%INSTANCE_ID%``).
 
@@ -187,8 +191,8 @@ class WorkerProcess:
             SpawnError: the socket could not be made or the program could not be executed.
         """
         _reserve_low_fds()
-        if plan.transport is Transport.PORT:
-            return await cls._spawn_on_port(plan, app, tail_lines, instance_id)
+        if plan.transport.command_listens:
+            return await cls._spawn_listening(plan, app, tail_lines, instance_id, socket_path)
         listener, address, bound_path = _listen(plan, socket_path)
         try:
             liveness_read, liveness_write = os.pipe()
@@ -234,25 +238,47 @@ class WorkerProcess:
         )
 
     @classmethod
-    async def _spawn_on_port(
-        cls, plan: LaunchPlan, app: str, tail_lines: int, instance_id: int
+    async def _spawn_listening(
+        cls,
+        plan: LaunchPlan,
+        app: str,
+        tail_lines: int,
+        instance_id: int,
+        socket_path: str | None,
     ) -> WorkerProcess:
-        host = plan.tcp_host
-        try:
-            port = PORTS.pick(host, *plan.port_range)
-        except NoFreePort as exc:
-            raise SpawnError(str(exc)) from None
-        argv = [finish(arg, port=port, host=host, instance_id=instance_id) for arg in plan.argv]
-        env = {
-            name: finish(value, port=port, host=host, instance_id=instance_id)
-            for name, value in plan.env.items()
-        }
-        env["PORT"] = str(port)
-        env["HOST"] = host
+        """A command that opens its listening socket itself: on a port picked from the plan's
+        range (``Transport.PORT``: PORT/HOST, %PORT%/%HOST%), or at ``socket_path``
+        (``Transport.UNIX_PATH``: SOCKET, %SOCKET%)."""
+        address: Address
+        port: int | None = None
+        if plan.transport is Transport.UNIX_PATH:
+            if socket_path is None:
+                raise SpawnError("a command on a Unix socket needs a socket path")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(socket_path)  # a dead worker's, in our private directory
+            address, host, fill = socket_path, None, {"SOCKET": socket_path}
+        else:
+            host = plan.tcp_host
+            try:
+                port = PORTS.pick(host, *plan.port_range)
+            except NoFreePort as exc:
+                raise SpawnError(str(exc)) from None
+            address, fill = (host, port), {"PORT": str(port), "HOST": host}
+            socket_path = None
+
+        def fill_in(value: str) -> str:
+            return finish(
+                value, port=port, host=host, instance_id=instance_id, socket=fill.get("SOCKET")
+            )
+
+        argv = [fill_in(arg) for arg in plan.argv]
+        env = {name: fill_in(value) for name, value in plan.env.items()}
+        env.update(fill)
         try:
             liveness_read, liveness_write = os.pipe()
         except OSError as exc:
-            PORTS.release(port)
+            if port is not None:
+                PORTS.release(port)
             raise SpawnError(f"cannot create the liveness pipe: {exc}") from exc
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -268,7 +294,8 @@ class WorkerProcess:
             )
         except BaseException as exc:
             os.close(liveness_write)
-            PORTS.release(port)
+            if port is not None:
+                PORTS.release(port)
             if isinstance(exc, OSError | ValueError | subprocess.SubprocessError):
                 raise SpawnError(f"cannot start {argv[0]!r} in {plan.cwd!r}: {exc}") from exc
             raise
@@ -277,8 +304,8 @@ class WorkerProcess:
         return cls(
             app=app,
             proc=proc,
-            address=(host, port),
-            socket_path=None,
+            address=address,
+            socket_path=socket_path,
             liveness_write=liveness_write,
             tail_lines=tail_lines,
             port=port,
