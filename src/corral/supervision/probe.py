@@ -231,6 +231,17 @@ async def owned_listener(address: Address, pid: int, within: float) -> None:
         await asyncio.sleep(_PORT_RETRY)
 
 
+async def lost_to_another(address: Address, pid: int) -> ListenerTaken | None:
+    """After worker ``pid`` failed to start: whether another program listens at its address
+    (its port was taken before it could bind it). The port is then remembered as taken."""
+    claim = await asyncio.to_thread(who_listens, address, pid)
+    if claim.verdict is not Verdict.OTHERS:
+        return None
+    if not isinstance(address, str):
+        PORTS.note_taken(address[1])
+    return ListenerTaken(address, claim.others)
+
+
 def owned(probe: Probe, pid: int) -> Probe:
     """``probe``, run once the worker's own process tree (process ``pid``) holds the listening
     socket at its address (``owned_listener``), within the same time."""

@@ -251,29 +251,28 @@ class WorkerProcess:
         (``Transport.UNIX_PATH``: SOCKET, %SOCKET%)."""
         address: Address
         port: int | None = None
+        host: str | None = None
         if plan.transport is Transport.UNIX_PATH:
             if socket_path is None:
                 raise SpawnError("a command on a Unix socket needs a socket path")
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(socket_path)  # a dead worker's, in our private directory
-            address, host, fill = socket_path, None, {"SOCKET": socket_path}
+            address, given = socket_path, {"SOCKET": socket_path}
         else:
             host = plan.tcp_host
             try:
                 port = PORTS.pick(host, *plan.port_range)
             except NoFreePort as exc:
                 raise SpawnError(str(exc)) from None
-            address, fill = (host, port), {"PORT": str(port), "HOST": host}
+            address, given = (host, port), {"PORT": str(port), "HOST": host}
             socket_path = None
 
         def fill_in(value: str) -> str:
-            return finish(
-                value, port=port, host=host, instance_id=instance_id, socket=fill.get("SOCKET")
-            )
+            return finish(value, port=port, host=host, instance_id=instance_id, socket=socket_path)
 
         argv = [fill_in(arg) for arg in plan.argv]
         env = {name: fill_in(value) for name, value in plan.env.items()}
-        env.update(fill)
+        env.update(given)
         try:
             liveness_read, liveness_write = os.pipe()
         except OSError as exc:

@@ -25,7 +25,7 @@ from corral.errors import ExitCode
 from corral.supervision.launch import Address, LaunchPlan
 from corral.supervision.lease import Probe, WorkerTraits
 from corral.supervision.lifecycle import EXPECTED_EXIT_STATES, WorkerState, check_transition
-from corral.supervision.probe import ListenerTaken, owned
+from corral.supervision.probe import ListenerTaken, lost_to_another, owned
 from corral.supervision.process import SpawnError, WorkerProcess, describe_returncode
 from corral.supervision.settings import PoolSettings
 from corral.supervision.snapshot import ExitInfo
@@ -314,7 +314,12 @@ class WorkerSet:
                 # Prefer the exit status (and its traceback) to "connection reset".
                 await asyncio.wait({exited}, timeout=_EXIT_AFTER_PROBE_FAILURE)
             if exited.done():
-                return exit_reason(exited.result())
+                reason = exit_reason(exited.result())
+                if check is not None:  # it may have died of a port another program took
+                    taken = await lost_to_another(process.address, process.pid)
+                    if taken is not None:
+                        return f"{taken} ({reason})"
+                return reason
             if probe in done:
                 return f"the readiness probe failed: {probe.exception()}"
             # Where is it stuck? Corral's worker writes its stack to stderr (the error page's

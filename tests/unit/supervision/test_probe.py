@@ -79,6 +79,10 @@ def test_owned_needs_the_workers_own_listener(tmp_path: Path) -> None:
             )
             assert PORTS.taken(address[1])
             assert asked == [address]  # the probe itself never ran
+            # A worker that died before its probe succeeded: was its port taken?
+            lost = await probe.lost_to_another(address, stranger.pid)
+            assert lost is not None and str(lost) == str(taken.value)
+            assert await probe.lost_to_another(address, os.getpid()) is None
         path = str(tmp_path / "w.sock")
         with pytest.raises(probe.ProbeFailed, match=r"within 0\.3 s"):
             await probe.owned(inner, os.getpid())(path, 0.3)
