@@ -34,7 +34,7 @@ from typing import IO
 
 import pytest
 
-from corral.supervision.process import ephemeral_port_range
+from corral.supervision.ports import ephemeral_port_range
 
 #: Every block starts at a multiple of BLOCK from FIRST; a lease takes one block.
 BLOCK = 32

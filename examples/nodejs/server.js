@@ -1,6 +1,7 @@
 // A Node.js application for Corral's built-in `nodejs.http` engine, using only Node's standard
-// library: an HTTP server on the port Corral gives it (PORT / HOST), and a WebSocket echo
-// endpoint (RFC 6455, written out here: no npm package needed).
+// library: an HTTP server on the port Corral gives it (PORT / HOST), or on the Unix socket it
+// gives it (SOCKET, when the engine's transport is "unix"), and a WebSocket echo endpoint
+// (RFC 6455, written out here: no npm package needed).
 //
 // Corral passes the whole URL path; APPL_VIRTUAL_PATH says where the application is mounted
 // ("/" or "/node"), so the routes below are relative to it.
@@ -18,6 +19,7 @@
 const http = require("http");
 const crypto = require("crypto");
 
+const SOCKET = process.env.SOCKET || "";
 const PORT = Number(process.env.PORT || 3000);
 const HOST = process.env.HOST || "127.0.0.1";
 const MOUNT = (process.env.APPL_VIRTUAL_PATH || "/").replace(/\/+$/, "");
@@ -205,6 +207,11 @@ server.on("upgrade", (req, socket, head) => {
   echoSocket(socket, head);
 });
 
-server.listen(PORT, HOST, () => {
-  console.log(`listening on http://${HOST}:${PORT}${MOUNT || "/"}`);
-});
+if (SOCKET) {
+  // transport="unix": a socket file in Corral's private runtime folder, out of other users' reach.
+  server.listen(SOCKET, () => console.log(`listening on ${SOCKET} (${MOUNT || "/"})`));
+} else {
+  server.listen(PORT, HOST, () => {
+    console.log(`listening on http://${HOST}:${PORT}${MOUNT || "/"}`);
+  });
+}

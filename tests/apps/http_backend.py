@@ -5,9 +5,13 @@ Listens on HOST:PORT from its environment, or on the address given as arguments
 (``http_backend.py HOST PORT``, for ``%HOST% %PORT%`` in an engine's arguments). Exits when fd 3
 (Corral's liveness pipe) reaches EOF, if it is open.
 
+Listens on the Unix socket at SOCKET instead when that variable is set (an engine with
+transport ``unix``).
+
 Behaviour by environment:
     BACKEND_EXIT=N        exit with code N at once, after printing a line to stderr
     BACKEND_NEVER_LISTEN=1  never open the port (the readiness check times out)
+    BACKEND_LISTEN_DELAY=S  open the port only after S seconds (a slow start)
 
 Requests, by path (the path is the whole URL path, virtual path included):
     /pid            -> "<pid>"
@@ -21,6 +25,7 @@ Requests, by path (the path is the whole URL path, virtual path included):
 
 import http.server
 import os
+import socketserver
 import sys
 import threading
 import time
@@ -78,6 +83,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_PUT = do_POST
 
 
+class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
 def watch_liveness():
     try:
         os.fstat(3)
@@ -100,11 +109,15 @@ def main():
     if os.environ.get("BACKEND_NEVER_LISTEN"):
         while True:
             time.sleep(1)
-    if len(sys.argv) >= 3:
-        host, port = sys.argv[1], int(sys.argv[2])
+    time.sleep(float(os.environ.get("BACKEND_LISTEN_DELAY", "0")))
+    if os.environ.get("SOCKET"):
+        server = UnixServer(os.environ["SOCKET"], Handler)
     else:
-        host, port = os.environ["HOST"], int(os.environ["PORT"])
-    server = http.server.ThreadingHTTPServer((host, port), Handler)
+        if len(sys.argv) >= 3:
+            host, port = sys.argv[1], int(sys.argv[2])
+        else:
+            host, port = os.environ["HOST"], int(os.environ["PORT"])
+        server = http.server.ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     server.serve_forever()
 

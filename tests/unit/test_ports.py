@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import ports
-from corral.supervision.process import ephemeral_port_range
+from corral.supervision.ports import ephemeral_port_range
 
 TESTS = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ from corral.config.model import Env
 _REFERENCE = re.compile(r"%([A-Za-z_][A-Za-z0-9_.()\-]*)%")
 
 #: Variables known only when a worker starts; kept as written until `finish_env`.
-INSTANCE_VARIABLES = ("PORT", "HOST", "INSTANCE_ID")
+INSTANCE_VARIABLES = ("PORT", "HOST", "SOCKET", "INSTANCE_ID")
 
 #: Variables that are path lists even when nothing in them points inside the site.
 PATH_LIST_VARIABLES = frozenset({"PYTHONPATH", "PATH", "NODE_PATH", "PERL5LIB", "GEM_PATH"})
@@ -171,13 +171,23 @@ def resolve_path(value: str, base: str) -> str:
     return posixpath.normpath(path)
 
 
-def finish(value: str, *, port: int | str | None, host: str | None, instance_id: int) -> str:
-    """Fill in %PORT%, %HOST% and %INSTANCE_ID% (case-insensitively) for one worker."""
+def finish(
+    value: str,
+    *,
+    port: int | str | None,
+    host: str | None,
+    instance_id: int,
+    socket: str | None = None,
+) -> str:
+    """Fill in %PORT%, %HOST%, %SOCKET% and %INSTANCE_ID% (case-insensitively) for one
+    worker."""
     values = {"INSTANCE_ID": str(instance_id)}
     if port is not None:
         values["PORT"] = str(port)
     if host is not None:
         values["HOST"] = host
+    if socket is not None:
+        values["SOCKET"] = socket
     return expand(value, lambda ref: values.get(ref.upper()))
 
 

@@ -38,6 +38,11 @@ class Transport(enum.StrEnum):
     TCP = "tcp"
     #: Connect to an already running server at host:port; nothing is started.
     TCP_SERVICE = "tcp.service"
+    #: Corral's own: the command listens itself on a Unix socket at a per-worker path in the
+    #: pool's private (0700) runtime directory, passed as SOCKET and %SOCKET%, so that no other
+    #: local user can reach the backend (Node.js `server.listen(path)`, puma `-b unix://`,
+    #: gunicorn `--bind unix:`).
+    UNIX = "unix"
 
 
 class WireProtocol(enum.StrEnum):

@@ -80,7 +80,7 @@ POOL_BY_FIELD: dict[str, Setting] = {s.pool.field: s for s in SETTINGS if s.pool
 #: Values of engine settings the runtime implements (anything else is listed as not in effect).
 #: (`corral.engines.backend_for` is what runs them; it refuses the others with a clear error.)
 TRANSPORTS_IN_EFFECT: frozenset[Transport] = frozenset(
-    {Transport.NAMED_PIPE, Transport.TCP, Transport.TCP_SERVICE}
+    {Transport.NAMED_PIPE, Transport.TCP, Transport.TCP_SERVICE, Transport.UNIX}
 )
 PROTOCOLS_IN_EFFECT: frozenset[WireProtocol] = frozenset(
     {WireProtocol.FASTCGI, WireProtocol.FASTCGI_PHP, WireProtocol.HTTP}

@@ -91,14 +91,16 @@ ENGINE_SETTINGS: tuple[Setting, ...] = (
         "arguments",
         "arguments",
         Kind.STR,
-        "Command-line arguments (shell-style quoting); %VAR% expanded, %PORT%/%HOST% per worker.",
+        "Command-line arguments (shell-style quoting); %VAR% expanded, %PORT%/%HOST%/%SOCKET% per "
+        "worker.",
     ),
     _engine(
         "transport",
         "transport",
         Kind.CHOICE,
-        "NamedPipe (a Unix socket at the worker's fd 0), tcp (a port from portLower..portUpper) "
-        "or tcp.service (connect to a running server at host:portLower).",
+        "NamedPipe (a Unix socket at the worker's fd 0), tcp (a port from portLower..portUpper), "
+        "unix (the command listens on a Unix socket at a private per-worker path: SOCKET / "
+        "%SOCKET%) or tcp.service (connect to a running server at host:portLower).",
         choices=tuple(t.value for t in Transport),
     ),
     _engine(

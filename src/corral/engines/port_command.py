@@ -1,9 +1,13 @@
-"""Zoo's ``tcp`` transport: a command that listens itself on a port Corral picks per worker.
+"""A command that listens itself: Zoo's ``tcp`` transport (a port Corral picks per worker), or
+Corral's ``unix`` transport (a Unix socket path Corral gives each worker).
 
-Node.js, Rack (rackup, puma), PSGI (plackup) and the generic ``http`` engine: the port comes from
-portLower..portUpper and is given as PORT/HOST in the environment and ``%PORT%``/``%HOST%`` in the
-arguments (``supervision.launch.Transport.PORT``). Readiness is the port accepting a connection
-(HTTP) or answering FCGI_GET_VALUES (FastCGI).
+Node.js, Rack (rackup, puma), PSGI (plackup) and the generic ``http`` engine: with ``tcp`` the
+port comes from portLower..portUpper and is given as PORT/HOST in the environment and
+``%PORT%``/``%HOST%`` in the arguments (``supervision.launch.Transport.PORT``); with ``unix`` the
+path (in the pool's private 0700 runtime directory, so no other local user can connect) is given
+as SOCKET and ``%SOCKET%`` (``Transport.UNIX_PATH``). Readiness: the listening socket there is
+the worker's own (``probe.owned``, applied by the worker set), then it accepts a connection
+(HTTP) or answers FCGI_GET_VALUES (FastCGI).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ class PortCommandKind:
     name = "port-command"
 
     def handles(self, engine: EngineConfig) -> bool:
-        return engine.transport is Transport.TCP
+        return engine.transport is Transport.TCP or engine.transport is Transport.UNIX
 
     def connections_per_worker(self, engine: EngineConfig) -> int | None:
         return http_capacity(engine)
@@ -36,15 +40,17 @@ class PortCommandKind:
                 f"engine {engine.name!r}: Corral's Python worker takes its socket at fd 0; "
                 "use transport NamedPipe",
             )
-        if engine.port_lower > engine.port_upper:
+        unix = engine.transport is Transport.UNIX
+        if not unix and engine.port_lower > engine.port_upper:
             raise unsupported(
                 app,
                 "portLower",
                 f"engine {engine.name!r}: portLower {engine.port_lower} is above portUpper "
                 f"{engine.port_upper}",
             )
-        # %PORT%, %HOST% and %INSTANCE_ID% stay as written: the process layer fills them in per
-        # worker (supervision.process), with PORT, HOST and INSTANCE_ID in the environment.
+        # %PORT%, %HOST%, %SOCKET% and %INSTANCE_ID% stay as written: the process layer fills
+        # them in per worker (supervision.process), with PORT and HOST (or SOCKET) and
+        # INSTANCE_ID in the environment.
         env = dict(os.environ)
         env.update(app.module_vars)
         env.update(app.env)
@@ -52,7 +58,7 @@ class PortCommandKind:
             argv=app.argv,
             env=env,
             cwd=app.current_directory,
-            transport=LaunchTransport.PORT,
+            transport=LaunchTransport.UNIX_PATH if unix else LaunchTransport.PORT,
             tcp_host=engine.host,
             port_range=(engine.port_lower, engine.port_upper),
         )

@@ -3,7 +3,9 @@
 A ``LaunchPlan`` is plain, frozen data. Engines (Python, PHP, any FastCGI command) build one; the
 process mechanism (``supervision.process``) carries it out for each worker it spawns. The plan
 says nothing about sockets' paths: the host creates a fresh listening socket per worker and hands
-it over as fd 0 (the FastCGI convention that nginx, mod_fcgid and spawn-fcgi follow).
+it over as fd 0 (the FastCGI convention that nginx, mod_fcgid and spawn-fcgi follow), or gives a
+command that listens itself a port (``Transport.PORT``) or a socket path in the pool's private
+runtime directory (``Transport.UNIX_PATH``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,22 @@ class Transport(enum.Enum):
     #: PORT and HOST and as ``%PORT%``/``%HOST%`` (and ``%INSTANCE_ID%``) in its arguments and
     #: variables (Helicon Zoo's ``tcp`` transport: Node.js, any HTTP server). Nothing is at fd 0.
     PORT = "port"
+    #: The command listens itself on a Unix socket at a path the host gives it per worker, in
+    #: the pool's private (0700) runtime directory, as the variable SOCKET and ``%SOCKET%`` (and
+    #: ``%INSTANCE_ID%``) in its arguments and variables: an HTTP server (Node.js, puma,
+    #: gunicorn) that no other local user can reach. Nothing is at fd 0.
+    UNIX_PATH = "unix-path"
+
+    @property
+    def command_listens(self) -> bool:
+        """The command opens its listening socket itself (not the host, at fd 0): readiness
+        must check that the socket at its address is the worker's (``probe.owned``)."""
+        return self is Transport.PORT or self is Transport.UNIX_PATH
+
+    @property
+    def socket_file(self) -> bool:
+        """The worker's address is a socket file in the pool's runtime directory."""
+        return self is Transport.UNIX or self is Transport.UNIX_PATH
 
 
 @dataclass(frozen=True, slots=True)

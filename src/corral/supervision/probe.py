@@ -7,12 +7,17 @@ asks for ``FCGI_MAX_CONNS``, ``FCGI_MAX_REQS``, ``FCGI_MPXS_CONNS`` and Corral's
 GET_VALUES_RESULT and closes.
 
 Commands that listen on a port themselves (HTTP servers: ``Transport.PORT``) are ready when the
-port accepts a connection (``port_probe``).
+port accepts a connection (``port_probe``). For such commands (and those listening on a Unix
+socket path themselves, ``Transport.UNIX_PATH``) the worker set wraps the probe in ``owned``:
+first, the listening socket at the worker's address must be held by the worker's own process
+tree (``supervision.listeners``), so that a port another program took is a failed start naming
+that program (``ListenerTaken``), never a worker whose requests a stranger answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from corral.errors import CorralError
 from corral.protocol.fastcgi import (
@@ -29,7 +34,11 @@ from corral.protocol.fastcgi import (
 )
 from corral.protocol.fastcgi.constants import CORRAL_PIPELINE, RecordType
 from corral.supervision.launch import Address
-from corral.supervision.lease import WorkerTraits
+from corral.supervision.lease import Probe, WorkerTraits
+from corral.supervision.listeners import Holder, Verdict, who_listens
+from corral.supervision.ports import PORTS
+
+_log = logging.getLogger("corral.supervision")
 
 
 def _get_values_record() -> bytes:
@@ -129,8 +138,14 @@ async def port_probe(address: Address, within: float) -> WorkerTraits:
     Raises:
         ProbeFailed: nothing accepted a connection in time.
     """
+    await _accepts(address, asyncio.get_running_loop().time() + within, within)
+    return NO_TRAITS
+
+
+async def _accepts(address: Address, deadline: float, within: float) -> None:
+    """Return once ``address`` accepts a connection (refusals retried until ``deadline``, on
+    the loop's clock); else ``ProbeFailed``, saying ``within`` seconds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
     last: OSError | None = None
     while True:
         try:
@@ -145,7 +160,7 @@ async def port_probe(address: Address, within: float) -> WorkerTraits:
             await asyncio.sleep(_PORT_RETRY)
             continue
         writer.close()
-        return NO_TRAITS
+        return
     where = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
     detail = f" (last: {last.strerror or last})" if last is not None else ""
     raise ProbeFailed(f"nothing accepted a connection on {where} within {within:g} s{detail}")
@@ -159,3 +174,82 @@ async def fastcgi_port_probe(address: Address, within: float) -> WorkerTraits:
     deadline = loop.time() + within
     await port_probe(address, within)
     return traits_from_values(await get_values(address, max(deadline - loop.time(), 0.001)))
+
+
+class ListenerTaken(ProbeFailed):
+    """Another program listens at a worker's address (its port was taken): a failed start."""
+
+    def __init__(self, address: Address, others: tuple[Holder, ...]) -> None:
+        self.address = address
+        self.others = others
+        where = (
+            f"socket {address}"
+            if isinstance(address, str)
+            else (f"port {address[1]} on {address[0]}")
+        )
+        holders = "; ".join(holder.describe() for holder in others) or "not visible to Corral"
+        super().__init__(f"{where} is held by another process ({holders}), not by the app's worker")
+
+
+_unknown_logged = False
+
+
+async def owned_listener(address: Address, pid: int, within: float) -> None:
+    """Wait until a connection to ``address`` is accepted by a socket that process ``pid`` or
+    one of its descendants holds (``listeners.who_listens``, in a thread: it reads /proc).
+
+    Raises:
+        ListenerTaken: another program listens there (a TCP port is then remembered as taken,
+            ``ports.PortBook.note_taken``, so that the next start picks another).
+        ProbeFailed: nothing of the worker's accepted a connection within ``within`` seconds.
+    """
+    global _unknown_logged
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        await _accepts(address, deadline, within)
+        claim = await asyncio.to_thread(who_listens, address, pid)
+        if claim.verdict is Verdict.OTHERS:
+            if not isinstance(address, str):
+                PORTS.note_taken(address[1])
+            raise ListenerTaken(address, claim.others)
+        if claim.verdict is Verdict.OURS:
+            return
+        if claim.verdict is Verdict.UNKNOWN:
+            if not _unknown_logged:
+                _unknown_logged = True
+                _log.warning(
+                    "cannot tell which process listens on a worker's address on this system "
+                    "(no /proc, and psutil cannot list sockets): a worker is ready when its "
+                    "address accepts a connection"
+                )
+            return
+        # NOT_LISTENING: the socket that accepted is gone already; look again.
+        if loop.time() + _PORT_RETRY >= deadline:
+            where = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
+            raise ProbeFailed(f"no socket of the worker listened on {where} within {within:g} s")
+        await asyncio.sleep(_PORT_RETRY)
+
+
+async def lost_to_another(address: Address, pid: int) -> ListenerTaken | None:
+    """After worker ``pid`` failed to start: whether another program listens at its address
+    (its port was taken before it could bind it). The port is then remembered as taken."""
+    claim = await asyncio.to_thread(who_listens, address, pid)
+    if claim.verdict is not Verdict.OTHERS:
+        return None
+    if not isinstance(address, str):
+        PORTS.note_taken(address[1])
+    return ListenerTaken(address, claim.others)
+
+
+def owned(probe: Probe, pid: int) -> Probe:
+    """``probe``, run once the worker's own process tree (process ``pid``) holds the listening
+    socket at its address (``owned_listener``), within the same time."""
+
+    async def checked(address: Address, within: float) -> WorkerTraits:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        await owned_listener(address, pid, within)
+        return await probe(address, max(deadline - loop.time(), 0.001))
+
+    return checked

@@ -7,11 +7,15 @@ How a worker is started (the same under asyncio's default loop and uvloop):
   fd 0, the FastCGI convention. The host closes its own copy once the child has it, so that a
   dead worker's socket refuses connections instead of queueing them.
 * Or (``Transport.PORT``) the command listens itself: the host picks a port that is free now
-  from the plan's range (starting at a random offset, skipping ports its own live workers hold,
-  checking each by binding it), and passes it as PORT/HOST and ``%PORT%``/``%HOST%``/
-  ``%INSTANCE_ID%`` in argv and environment values; fd 0 is /dev/null. Another program may still
-  take the port between the check and the command's own bind: the command then fails to start
-  and the pool's start-failure handling (retry with back-off) applies.
+  from the plan's range (``ports.PORTS``: a random start, skipping ports its own live workers
+  hold and ports lately found taken by other programs, checking each by binding it), and passes
+  it as PORT/HOST and ``%PORT%``/``%HOST%``/``%INSTANCE_ID%`` in argv and environment values;
+  fd 0 is /dev/null. Another program may still take the port between the check and the
+  command's own bind: the readiness check (``probe.owned``) then finds that program's listener,
+  the start fails naming it, and the port is not offered again for a while.
+* Or (``Transport.UNIX_PATH``) the command listens itself on a Unix socket at the path the host
+  gives it in the pool's private 0700 runtime directory (SOCKET, ``%SOCKET%``); the file is
+  removed when the worker exits. No TCP port is opened for it.
 * The read end of a *liveness pipe* is placed at fd 3. The host keeps the write end (close-on-
   exec, so no other child inherits it). When the host dies, even by SIGKILL, the kernel closes
   the write end and the worker reads EOF and exits. On Linux the child also asks the kernel for
@@ -35,7 +39,6 @@ import contextlib
 import ctypes
 import logging
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -53,6 +56,7 @@ from corral.errors import (
     ExitCode,
 )
 from corral.supervision.launch import LIVENESS_FD, Address, LaunchPlan, Transport
+from corral.supervision.ports import PORTS, NoFreePort
 
 #: Longest line logged as one record; the rest of an overlong line is logged as more records.
 MAX_LINE = 16 * 1024
@@ -177,8 +181,9 @@ class WorkerProcess:
         Args:
             plan: the command, environment, working directory and transport.
             app: the application's name (for log records).
-            socket_path: where to bind the Unix socket (``Transport.UNIX``); its directory should
-                be private (0700). Ignored for TCP.
+            socket_path: where to bind the Unix socket (``Transport.UNIX``), or where the
+                command binds it (``Transport.UNIX_PATH``); its directory should be private
+                (0700). Ignored for TCP.
             tail_lines: how many stderr lines to keep for error pages.
             instance_id: the worker's number in its pool (``%INSTANCE_ID%``).
 
@@ -186,8 +191,8 @@ class WorkerProcess:
             SpawnError: the socket could not be made or the program could not be executed.
         """
         _reserve_low_fds()
-        if plan.transport is Transport.PORT:
-            return await cls._spawn_on_port(plan, app, tail_lines, instance_id)
+        if plan.transport.command_listens:
+            return await cls._spawn_listening(plan, app, tail_lines, instance_id, socket_path)
         listener, address, bound_path = _listen(plan, socket_path)
         try:
             liveness_read, liveness_write = os.pipe()
@@ -233,22 +238,46 @@ class WorkerProcess:
         )
 
     @classmethod
-    async def _spawn_on_port(
-        cls, plan: LaunchPlan, app: str, tail_lines: int, instance_id: int
+    async def _spawn_listening(
+        cls,
+        plan: LaunchPlan,
+        app: str,
+        tail_lines: int,
+        instance_id: int,
+        socket_path: str | None,
     ) -> WorkerProcess:
-        host = plan.tcp_host
-        port = _pick_port(host, *plan.port_range)
-        argv = [finish(arg, port=port, host=host, instance_id=instance_id) for arg in plan.argv]
-        env = {
-            name: finish(value, port=port, host=host, instance_id=instance_id)
-            for name, value in plan.env.items()
-        }
-        env["PORT"] = str(port)
-        env["HOST"] = host
+        """A command that opens its listening socket itself: on a port picked from the plan's
+        range (``Transport.PORT``: PORT/HOST, %PORT%/%HOST%), or at ``socket_path``
+        (``Transport.UNIX_PATH``: SOCKET, %SOCKET%)."""
+        address: Address
+        port: int | None = None
+        host: str | None = None
+        if plan.transport is Transport.UNIX_PATH:
+            if socket_path is None:
+                raise SpawnError("a command on a Unix socket needs a socket path")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(socket_path)  # a dead worker's, in our private directory
+            address, given = socket_path, {"SOCKET": socket_path}
+        else:
+            host = plan.tcp_host
+            try:
+                port = PORTS.pick(host, *plan.port_range)
+            except NoFreePort as exc:
+                raise SpawnError(str(exc)) from None
+            address, given = (host, port), {"PORT": str(port), "HOST": host}
+            socket_path = None
+
+        def fill_in(value: str) -> str:
+            return finish(value, port=port, host=host, instance_id=instance_id, socket=socket_path)
+
+        argv = [fill_in(arg) for arg in plan.argv]
+        env = {name: fill_in(value) for name, value in plan.env.items()}
+        env.update(given)
         try:
             liveness_read, liveness_write = os.pipe()
         except OSError as exc:
-            _PORTS_HELD.discard(port)
+            if port is not None:
+                PORTS.release(port)
             raise SpawnError(f"cannot create the liveness pipe: {exc}") from exc
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -264,7 +293,8 @@ class WorkerProcess:
             )
         except BaseException as exc:
             os.close(liveness_write)
-            _PORTS_HELD.discard(port)
+            if port is not None:
+                PORTS.release(port)
             if isinstance(exc, OSError | ValueError | subprocess.SubprocessError):
                 raise SpawnError(f"cannot start {argv[0]!r} in {plan.cwd!r}: {exc}") from exc
             raise
@@ -273,8 +303,8 @@ class WorkerProcess:
         return cls(
             app=app,
             proc=proc,
-            address=(host, port),
-            socket_path=None,
+            address=address,
+            socket_path=socket_path,
             liveness_write=liveness_write,
             tail_lines=tail_lines,
             port=port,
@@ -399,7 +429,7 @@ class WorkerProcess:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._socket_path)
             if self._port is not None:
-                _PORTS_HELD.discard(self._port)
+                PORTS.release(self._port)
         return code
 
     async def _pump(self, reader: asyncio.StreamReader | None, stream: str, level: int) -> None:
@@ -464,71 +494,3 @@ def _listen(plan: LaunchPlan, socket_path: str | None) -> tuple[socket.socket, A
         return sock, (host, port), None
     except OSError as exc:
         raise SpawnError(f"cannot create the worker's listening socket: {exc}") from exc
-
-
-#: Ports handed to this host's live ``Transport.PORT`` workers (never handed out twice).
-_PORTS_HELD: set[int] = set()
-#: How many ports are tried (by binding them) before giving up on a range.
-PORT_ATTEMPTS = 512
-
-
-#: Where Linux keeps the range it draws ephemeral (client) ports from.
-_EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
-
-
-def ephemeral_port_range(path: str = _EPHEMERAL_RANGE_FILE) -> tuple[int, int] | None:
-    """The kernel's ephemeral port range, or None where it cannot be read (macOS...)."""
-    try:
-        with open(path, encoding="ascii") as file:
-            low, high = (int(part) for part in file.read().split())
-    except (OSError, ValueError):
-        return None
-    return low, high
-
-
-def port_candidates(
-    low: int, high: int, start: int, ephemeral: tuple[int, int] | None
-) -> list[int]:
-    """The ports of ``low..high`` in the order to try them, beginning at offset ``start``.
-
-    Ports outside the kernel's ephemeral range come first: a port inside it may be taken by any
-    outgoing connection between our check and the backend's own bind, which fails that start
-    (Zoo's default range, 49152-65535, overlaps Linux's 32768-60999 by 11,848 ports).
-    """
-    count = high - low + 1
-    ordered = [low + (start + step) % count for step in range(count)]
-    if ephemeral is None:
-        return ordered
-    first, last = ephemeral
-    outside = [port for port in ordered if not first <= port <= last]
-    inside = [port for port in ordered if first <= port <= last]
-    return outside + inside
-
-
-def _pick_port(host: str, low: int, high: int) -> int:
-    """A port of ``low..high`` on ``host`` that is free now and not held by another worker.
-
-    Starts at a random offset (so that several hosts sharing a range rarely collide), prefers
-    ports outside the kernel's ephemeral range (see `port_candidates`) and checks each candidate
-    by binding it (without SO_REUSEADDR, so a port in TIME_WAIT is skipped too).
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    start = random.randrange(high - low + 1)
-    attempts = 0
-    last_error: OSError | None = None
-    for port in port_candidates(low, high, start, ephemeral_port_range()):
-        if port in _PORTS_HELD:
-            continue
-        attempts += 1
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((host, port))
-            except OSError as exc:
-                last_error = exc
-                if attempts >= PORT_ATTEMPTS:
-                    break
-                continue
-        _PORTS_HELD.add(port)
-        return port
-    detail = f" (last: {last_error.strerror or last_error})" if last_error else ""
-    raise SpawnError(f"no free port in {low}..{high} on {host}{detail}")

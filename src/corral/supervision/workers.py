@@ -22,9 +22,10 @@ from typing import Protocol, TypeAlias
 
 from corral.backends import PooledUpstream
 from corral.errors import ExitCode
-from corral.supervision.launch import Address, LaunchPlan, Transport
+from corral.supervision.launch import Address, LaunchPlan
 from corral.supervision.lease import Probe, WorkerTraits
 from corral.supervision.lifecycle import EXPECTED_EXIT_STATES, WorkerState, check_transition
+from corral.supervision.probe import ListenerTaken, lost_to_another, owned
 from corral.supervision.process import SpawnError, WorkerProcess, describe_returncode
 from corral.supervision.settings import PoolSettings
 from corral.supervision.snapshot import ExitInfo
@@ -225,7 +226,7 @@ class WorkerSet:
     # ------------------------------------------------------------------------------- spawn
 
     def _socket_path(self, worker_id: int) -> str | None:
-        if self.plan.transport is not Transport.UNIX:
+        if not self.plan.transport.socket_file:
             return None
         if self.runtime_dir is None or not os.path.isdir(self.runtime_dir):
             # (Re)created on demand: a tmp cleaner may have removed it while the app was idle.
@@ -297,7 +298,8 @@ class WorkerSet:
     async def _await_ready(self, process: Process) -> WorkerTraits | str:
         """The worker's traits when it answered the probe in time; else why it did not."""
         timeout = self.settings.start_timeout
-        probe = asyncio.ensure_future(self._probe(process.address, timeout))
+        check = owned(self._probe, process.pid) if self.plan.transport.command_listens else None
+        probe = asyncio.ensure_future((check or self._probe)(process.address, timeout))
         exited = asyncio.ensure_future(process.wait())
         try:
             done, _ = await asyncio.wait(
@@ -305,11 +307,19 @@ class WorkerSet:
             )
             if probe in done and probe.exception() is None and process.running:
                 return probe.result()
+            taken = probe.exception() if probe in done else None
+            if isinstance(taken, ListenerTaken):
+                return str(taken)  # clearer than the exit its lost port is about to cause
             if probe in done and not exited.done():
                 # Prefer the exit status (and its traceback) to "connection reset".
                 await asyncio.wait({exited}, timeout=_EXIT_AFTER_PROBE_FAILURE)
             if exited.done():
-                return exit_reason(exited.result())
+                reason = exit_reason(exited.result())
+                if check is not None:  # it may have died of a port another program took
+                    taken = await lost_to_another(process.address, process.pid)
+                    if taken is not None:
+                        return f"{taken} ({reason})"
+                return reason
             if probe in done:
                 return f"the readiness probe failed: {probe.exception()}"
             # Where is it stuck? Corral's worker writes its stack to stderr (the error page's

@@ -10,6 +10,7 @@ HTTP server a user declares in an engine file; the FastCGI one ``tests/apps/fcgi
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from tests.unit.front.prefix_router import PrefixRouter
 
 from corral.backends import fastcgi, http
@@ -259,3 +261,61 @@ def test_a_fastcgi_command_on_its_own_port(tmp_path: Path) -> None:
             await pool.close(2)
 
     asyncio.run(main())
+
+
+def test_a_port_taken_by_another_program_is_a_failed_start_then_another_port(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10, item 1: the backend binds 1.5 s late, and meanwhile another program listens on
+    the port Corral gave it. That program's page never reaches the client: the start fails
+    naming it, and the next start (on another port) serves the app."""
+    low, high = free_range(2)
+    launch = plan(tmp_path, port_range=(low, high), BACKEND_LISTEN_DELAY="1.5")
+    foreign_page = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nforeign"
+
+    async def answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(foreign_page)
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        async with serving(launch) as (port, pool):
+            first = asyncio.ensure_future(fetch(port, get("/pid")))
+            address = None
+            for _ in range(1000):
+                starting = [w.address for w in pool.snapshot().workers if w.address]
+                if starting:
+                    address = starting[0]
+                    break
+                await asyncio.sleep(0.005)
+            assert address is not None
+            taken = int(address.rsplit(":", 1)[1])
+            foreign = await asyncio.start_server(answer, "127.0.0.1", taken)
+            try:
+                status, _, body = await first
+                assert b"foreign" not in body
+                assert status == 503
+                assert f"port {taken} on 127.0.0.1 is held by another process".encode() in body
+                assert f"(pid {os.getpid()}".encode() in body  # the foreign server: this test
+                # After the back-off, a start on the other port serves the app.
+                for _ in range(100):
+                    status, _, body = await fetch(port, get("/env/PORT"))
+                    assert b"foreign" not in body
+                    if status == 200:
+                        break
+                    await asyncio.sleep(0.2)
+                assert status == 200
+                assert int(body) == (high if taken == low else low)
+            finally:
+                foreign.close()
+                await foreign.wait_closed()
+
+    with caplog.at_level(logging.INFO, logger="corral"):
+        asyncio.run(main())
+    failures = [r.getMessage() for r in caplog.records if "cannot start" in r.getMessage()]
+    assert any(
+        f"port {taken_port} on 127.0.0.1 is held by another process" in message
+        and "not by the app's worker" in message
+        for message in failures
+        for taken_port in (low, high)
+    ), failures

@@ -1,7 +1,8 @@
 """Node.js through `corral serve`: the built-in `nodejs.http` engine runs examples/nodejs
 (`node server.js`, Node's standard library only) on a port Corral picks; HTTP requests, an
 upload, X-Forwarded-* and WebSocket round trips (the front's tunnel) reach it; Debian's nodejs.
-Also a generic engine declared in a server TOML (any command speaking HTTP on %PORT%).
+Also a generic engine declared in a server TOML (any command speaking HTTP on %PORT%), and the
+example on a private Unix socket (transport "unix").
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import json
 import os
 import shutil
 import signal
+import stat
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from tests.conftest import require_program
 from tests.harness import WAIT, Conn, CorralServer, request
@@ -219,3 +222,38 @@ def test_a_browser_websocket_through_corral(node_site: CorralServer) -> None:
     page = Page(dom)
     assert page.title == "WebSocket echo", dom[:500]
     assert "Echoed: hello from the browser" in page.text, dom[:2000]
+
+
+def test_node_on_a_private_unix_socket(tmp_path: Path) -> None:
+    """The example with the nodejs.http engine's transport set to "unix" (issue 10, item 1):
+    Node listens on the socket path Corral gives it (SOCKET), in a folder only this user may
+    enter; HTTP and WebSocket pass through it, and nothing of Node's listens on TCP."""
+    require_program("node", "nodejs")
+    shutil.copytree(EXAMPLE, tmp_path / "site")
+    server_toml = tmp_path / "server.toml"
+    server_toml.write_text(
+        '[engines."nodejs.http"]\ntransport = "unix"\n'
+        '[sites.main]\nbindings = ["127.0.0.1:0"]\n'
+        '[sites.main.apps."/"]\nphysical_path = "site"\n'
+    )
+    server = CorralServer(server_toml, args=("--no-access-log",))
+    server.start(wait_ready=False)
+    try:
+        status, body = get(server.port, "/")
+        assert status == 200, server.text()
+        assert body.startswith(b"Hello from Node.js v")
+        pid = int(get(server.port, "/pid")[1])
+        line = server.wait_log(rf"started worker pid {pid} on /")
+        path = line.split(f"started worker pid {pid} on ", 1)[1].split()[0]
+        assert stat.S_ISSOCK(os.stat(path).st_mode)
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+        node = psutil.Process(pid)
+        assert path in {c.laddr for c in node.net_connections(kind="unix")}
+        assert [c for c in node.net_connections(kind="inet") if c.status == "LISTEN"] == []
+        ws = WebSocket(server.port, "/ws")
+        try:
+            assert ws.echo("over a unix socket") == "over a unix socket"
+        finally:
+            ws.close()
+    finally:
+        server.stop()

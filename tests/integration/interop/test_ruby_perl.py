@@ -150,3 +150,36 @@ def test_rack_over_http(tmp_path: Path, ports: Lease, engine: str, server_progra
         check_app(server, b"Hello from Rack on Ruby", "/env.json", "RACK_ENV")
         assert env_of(server, "/env.json")["HTTP_X_FORWARDED_FOR"] == "127.0.0.1"
         check_restart_after_kill(server, "/env.json")
+
+
+def test_puma_on_a_private_unix_socket(tmp_path: Path) -> None:
+    """puma with the engine's transport "unix" (docs/engines.md's example): it binds the path
+    Corral gives it (`-b unix://%SOCKET%`), nothing of it listens on TCP, and a killed puma
+    is replaced by one on a socket of its own."""
+    require_program("ruby")
+    require_program("puma")
+    site = Path(os.path.realpath(tmp_path)) / "rack"
+    shutil.copytree(EXAMPLES / "rack", site)
+    toml = site / "corral.toml"
+    text = toml.read_text()
+    [line] = [line for line in text.splitlines() if line.startswith("engine = ")]
+    toml.write_text(
+        text.replace(line, 'engine = "ruby.puma"')
+        + '\n[engines."ruby.puma"]\ntransport = "unix"\n'
+        + 'arguments = \'-b "unix://%SOCKET%" --environment %RACK_ENV% "%RACK_CONFIG%"\'\n'
+    )
+    with serving(site) as server:
+        check_app(server, b"Hello from Rack on Ruby", "/env.json", "RACK_ENV")
+        pid = int(env_of(server, "/env.json")["pid"])
+        line = server.wait_log(r"started worker pid \d+ on /")
+        path = line.rsplit(" on ", 1)[1].split()[0]
+        assert path.endswith(".sock") and os.path.exists(path), line
+        tree = psutil.Process(pid)
+        listening = [
+            conn
+            for proc in (tree, *tree.children(recursive=True))
+            for conn in proc.net_connections(kind="inet")
+            if conn.status == psutil.CONN_LISTEN
+        ]
+        assert listening == []
+        check_restart_after_kill(server, "/env.json")

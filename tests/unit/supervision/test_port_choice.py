@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from corral.supervision.process import ephemeral_port_range, port_candidates
+from corral.supervision.ports import NoFreePort, PortBook, ephemeral_port_range, port_candidates
+from ports import held_range
 
 
 def test_ports_outside_the_ephemeral_range_come_first() -> None:
@@ -50,3 +52,23 @@ def test_the_kernel_range_is_read_or_none(tmp_path: Path) -> None:
     bad.write_text("nonsense\n")
     assert ephemeral_port_range(str(bad)) is None
     assert ephemeral_port_range(str(tmp_path / "missing")) is None
+
+
+def test_a_port_found_taken_is_not_offered_again_for_a_while() -> None:
+    """A port another program took (the readiness check saw its listener) is skipped by the
+    next starts although it is free again, until ``taken_for`` has passed."""
+    now = [0.0]
+    book = PortBook(clock=lambda: now[0], taken_for=60.0)
+    low, high = held_range(2)
+    book.note_taken(low)
+    picked = {book.pick("127.0.0.1", low, high)}
+    book.release(high)
+    for _ in range(10):
+        picked.add(book.pick("127.0.0.1", low, high))
+        book.release(high)
+    assert picked == {high}
+    book.held.add(high)  # now the only other port is held by a worker
+    with pytest.raises(NoFreePort, match="1 held by other programs lately"):
+        book.pick("127.0.0.1", low, high)
+    now[0] = 61.0
+    assert book.pick("127.0.0.1", low, high) == low
