@@ -14,46 +14,10 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import TextIO
+
+from corral.logs import AccessLogHandler
 
 logger = logging.getLogger("corral.access")
-
-
-class AccessLogHandler(logging.Handler):
-    """Writes access-log lines to a stream, buffered.
-
-    The front hands it finished lines (``write_line``) without building a LogRecord per request;
-    lines reach the stream when 256 are waiting, on the front's twice-a-second sweep, and at
-    exit (``flush``). Records logged the ordinary way are formatted and buffered the same way.
-    """
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__()
-        self.stream = stream
-        self._lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(message)s"))
-
-    def write_line(self, line: str) -> None:
-        self._lines.append(line)
-        if len(self._lines) >= 256:
-            self.flush()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.write_line(self.format(record))
-        except Exception:
-            self.handleError(record)
-
-    def flush(self) -> None:
-        lines = self._lines
-        if not lines:
-            return
-        self._lines = []
-        try:
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass  # stderr closed or broken: the access log is best effort
 
 
 _UNSAFE = re.compile(rb'[^\x20-\x7e]|["\\]')
