@@ -14,7 +14,7 @@ import psutil  # type: ignore[import-untyped]
 import uvloop
 
 from corral.backends import PooledUpstream
-from corral.supervision.launch import LaunchPlan, Transport
+from corral.supervision.launch import LaunchPlan, WorkerSocket
 from corral.supervision.pool import Pool
 
 APPS = Path(__file__).resolve().parent
@@ -33,7 +33,7 @@ G = TypeVar("G", bound=Getter)
 
 
 def responder_plan(
-    cwd: str | os.PathLike[str], *, transport: Transport = Transport.UNIX, **env: str
+    cwd: str | os.PathLike[str], *, transport: WorkerSocket = WorkerSocket.UNIX, **env: str
 ) -> LaunchPlan:
     """Start the stdlib FastCGI responder fixture, with RESPONDER_* switches from ``env``."""
     full_env = dict(os.environ)

@@ -3,9 +3,9 @@ Corral's ``unix`` transport (a Unix socket path Corral gives each worker).
 
 Node.js, Rack (rackup, puma), PSGI (plackup) and the generic ``http`` engine: with ``tcp`` the
 port comes from portLower..portUpper and is given as PORT/HOST in the environment and
-``%PORT%``/``%HOST%`` in the arguments (``supervision.launch.Transport.PORT``); with ``unix`` the
+``%PORT%``/``%HOST%`` in the arguments (``supervision.launch.WorkerSocket.PORT``); with ``unix`` the
 path (in the pool's private 0700 runtime directory, so no other local user can connect) is given
-as SOCKET and ``%SOCKET%`` (``Transport.UNIX_PATH``). Readiness: the listening socket there is
+as SOCKET and ``%SOCKET%`` (``WorkerSocket.UNIX_PATH``). Readiness: the listening socket there is
 the worker's own (``probe.owned``, applied by the worker set), then it accepts a connection
 (HTTP) or answers FCGI_GET_VALUES (FastCGI).
 """
@@ -16,8 +16,7 @@ import os
 
 from corral.config.model import AppConfig, EngineConfig, EngineKind, Transport
 from corral.engines.base import Backend, connect_for, http_capacity, speaks_http, unsupported
-from corral.supervision.launch import LaunchPlan
-from corral.supervision.launch import Transport as LaunchTransport
+from corral.supervision.launch import LaunchPlan, WorkerSocket
 from corral.supervision.probe import fastcgi_port_probe, port_probe
 from corral.supervision.settings import PoolSettings
 
@@ -58,7 +57,7 @@ class PortCommandKind:
             argv=app.argv,
             env=env,
             cwd=app.current_directory,
-            transport=LaunchTransport.UNIX_PATH if unix else LaunchTransport.PORT,
+            transport=WorkerSocket.UNIX_PATH if unix else WorkerSocket.PORT,
             tcp_host=engine.host,
             port_range=(engine.port_lower, engine.port_upper),
         )

@@ -4,8 +4,8 @@ A ``LaunchPlan`` is plain, frozen data. Engines (Python, PHP, any FastCGI comman
 process mechanism (``supervision.process``) carries it out for each worker it spawns. The plan
 says nothing about sockets' paths: the host creates a fresh listening socket per worker and hands
 it over as fd 0 (the FastCGI convention that nginx, mod_fcgid and spawn-fcgi follow), or gives a
-command that listens itself a port (``Transport.PORT``) or a socket path in the pool's private
-runtime directory (``Transport.UNIX_PATH``).
+command that listens itself a port (``WorkerSocket.PORT``) or a socket path in the pool's private
+runtime directory (``WorkerSocket.UNIX_PATH``).
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ Address: TypeAlias = str | tuple[str, int]
 LIVENESS_FD = 3
 
 
-class Transport(enum.Enum):
-    """How the host and a worker are connected."""
+class WorkerSocket(enum.Enum):
+    """How a worker gets its listening socket, and so how the host reaches it (not to be
+    confused with the configuration's ``config.model.Transport``, Zoo's attribute, which the
+    engines translate into one of these)."""
 
     #: A Unix listening socket, created by the host in its private (0700) runtime directory and
     #: passed to the worker as fd 0.
@@ -55,12 +57,12 @@ class Transport(enum.Enum):
     def command_listens(self) -> bool:
         """The command opens its listening socket itself (not the host, at fd 0): readiness
         must check that the socket at its address is the worker's (``probe.owned``)."""
-        return self is Transport.PORT or self is Transport.UNIX_PATH
+        return self is WorkerSocket.PORT or self is WorkerSocket.UNIX_PATH
 
     @property
     def socket_file(self) -> bool:
         """The worker's address is a socket file in the pool's runtime directory."""
-        return self is Transport.UNIX or self is Transport.UNIX_PATH
+        return self is WorkerSocket.UNIX or self is WorkerSocket.UNIX_PATH
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +77,11 @@ class LaunchPlan:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     cwd: str
-    transport: Transport = Transport.UNIX
-    #: Loopback address to bind for ``Transport.TCP``, or for the worker to listen on for
-    #: ``Transport.PORT``.
+    transport: WorkerSocket = WorkerSocket.UNIX
+    #: Loopback address to bind for ``WorkerSocket.TCP``, or for the worker to listen on for
+    #: ``WorkerSocket.PORT``.
     tcp_host: str = "127.0.0.1"
-    #: Ports (inclusive) that ``Transport.PORT`` picks from: one free port per worker.
+    #: Ports (inclusive) that ``WorkerSocket.PORT`` picks from: one free port per worker.
     port_range: tuple[int, int] = (49152, 65535)
 
     def __post_init__(self) -> None:

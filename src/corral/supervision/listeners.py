@@ -1,6 +1,6 @@
 """Whose is the listening socket at a worker's address: its own process tree's, or another's?
 
-A command that listens itself (``Transport.PORT``, ``Transport.UNIX_PATH``) is ready only when
+A command that listens itself (``WorkerSocket.PORT``, ``WorkerSocket.UNIX_PATH``) is ready only when
 the socket that accepts at its address belongs to it: a worker whose port was taken by another
 program (another Corral, a developer's server) would otherwise be declared ready and sent the
 users' requests, which that program would answer. ``who_listens(address, pid)`` answers with a

@@ -1,4 +1,4 @@
-"""Which port a worker that listens itself (``Transport.PORT``) is given, from its plan's range.
+"""Which port a worker that listens itself (``WorkerSocket.PORT``) is given, from its plan's range.
 
 A port is handed out when it is free now (bound once, without ``SO_REUSEADDR``, so a port in
 TIME_WAIT is skipped too), is not held by another live worker of this host, and was not found

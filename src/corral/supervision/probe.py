@@ -6,9 +6,9 @@ asks for ``FCGI_MAX_CONNS``, ``FCGI_MAX_REQS``, ``FCGI_MPXS_CONNS`` and Corral's
 ``CORRAL_PIPELINE`` (which other responders leave out of their answer), waits for the
 GET_VALUES_RESULT and closes.
 
-Commands that listen on a port themselves (HTTP servers: ``Transport.PORT``) are ready when the
+Commands that listen on a port themselves (HTTP servers: ``WorkerSocket.PORT``) are ready when the
 port accepts a connection (``port_probe``). For such commands (and those listening on a Unix
-socket path themselves, ``Transport.UNIX_PATH``) the worker set wraps the probe in ``owned``:
+socket path themselves, ``WorkerSocket.UNIX_PATH``) the worker set wraps the probe in ``owned``:
 first, the listening socket at the worker's address must be held by the worker's own process
 tree (``supervision.listeners``), so that a port another program took is a failed start naming
 that program (``ListenerTaken``), never a worker whose requests a stranger answers.
@@ -132,7 +132,7 @@ _PORT_RETRY = 0.05
 
 
 async def port_probe(address: Address, within: float) -> WorkerTraits:
-    """Readiness for a command that listens itself (``Transport.PORT``): its port accepts a
+    """Readiness for a command that listens itself (``WorkerSocket.PORT``): its port accepts a
     connection. Refused connections are retried until ``within`` seconds have passed.
 
     Raises:
@@ -167,7 +167,7 @@ async def _accepts(address: Address, deadline: float, within: float) -> None:
 
 
 async def fastcgi_port_probe(address: Address, within: float) -> WorkerTraits:
-    """Readiness for a FastCGI command that listens itself on its port (``Transport.PORT``):
+    """Readiness for a FastCGI command that listens itself on its port (``WorkerSocket.PORT``):
     the port accepts a connection (retried while refused), then FCGI_GET_VALUES is answered,
     all within ``within`` seconds. Returns its traits, as ``fastcgi_probe`` does."""
     loop = asyncio.get_running_loop()

@@ -6,14 +6,14 @@ How a worker is started (the same under asyncio's default loop and uvloop):
   0700 runtime directory, or loopback TCP on an ephemeral port) and passes it as the worker's
   fd 0, the FastCGI convention. The host closes its own copy once the child has it, so that a
   dead worker's socket refuses connections instead of queueing them.
-* Or (``Transport.PORT``) the command listens itself: the host picks a port that is free now
+* Or (``WorkerSocket.PORT``) the command listens itself: the host picks a port that is free now
   from the plan's range (``ports.PORTS``: a random start, skipping ports its own live workers
   hold and ports lately found taken by other programs, checking each by binding it), and passes
   it as PORT/HOST and ``%PORT%``/``%HOST%``/``%INSTANCE_ID%`` in argv and environment values;
   fd 0 is /dev/null. Another program may still take the port between the check and the
   command's own bind: the readiness check (``probe.owned``) then finds that program's listener,
   the start fails naming it, and the port is not offered again for a while.
-* Or (``Transport.UNIX_PATH``) the command listens itself on a Unix socket at the path the host
+* Or (``WorkerSocket.UNIX_PATH``) the command listens itself on a Unix socket at the path the host
   gives it in the pool's private 0700 runtime directory (SOCKET, ``%SOCKET%``); the file is
   removed when the worker exits. No TCP port is opened for it.
 * The read end of a *liveness pipe* is placed at fd 3. The host keeps the write end (close-on-
@@ -55,7 +55,7 @@ from corral.errors import (
     CorralError,
     ExitCode,
 )
-from corral.supervision.launch import LIVENESS_FD, Address, LaunchPlan, Transport
+from corral.supervision.launch import LIVENESS_FD, Address, LaunchPlan, WorkerSocket
 from corral.supervision.ports import PORTS, NoFreePort
 
 #: Longest line logged as one record; the rest of an overlong line is logged as more records.
@@ -181,8 +181,8 @@ class WorkerProcess:
         Args:
             plan: the command, environment, working directory and transport.
             app: the application's name (for log records).
-            socket_path: where to bind the Unix socket (``Transport.UNIX``), or where the
-                command binds it (``Transport.UNIX_PATH``); its directory should be private
+            socket_path: where to bind the Unix socket (``WorkerSocket.UNIX``), or where the
+                command binds it (``WorkerSocket.UNIX_PATH``); its directory should be private
                 (0700). Ignored for TCP.
             tail_lines: how many stderr lines to keep for error pages.
             instance_id: the worker's number in its pool (``%INSTANCE_ID%``).
@@ -247,12 +247,12 @@ class WorkerProcess:
         socket_path: str | None,
     ) -> WorkerProcess:
         """A command that opens its listening socket itself: on a port picked from the plan's
-        range (``Transport.PORT``: PORT/HOST, %PORT%/%HOST%), or at ``socket_path``
-        (``Transport.UNIX_PATH``: SOCKET, %SOCKET%)."""
+        range (``WorkerSocket.PORT``: PORT/HOST, %PORT%/%HOST%), or at ``socket_path``
+        (``WorkerSocket.UNIX_PATH``: SOCKET, %SOCKET%)."""
         address: Address
         port: int | None = None
         host: str | None = None
-        if plan.transport is Transport.UNIX_PATH:
+        if plan.transport is WorkerSocket.UNIX_PATH:
             if socket_path is None:
                 raise SpawnError("a command on a Unix socket needs a socket path")
             with contextlib.suppress(FileNotFoundError):
@@ -470,7 +470,7 @@ class WorkerProcess:
 def _listen(plan: LaunchPlan, socket_path: str | None) -> tuple[socket.socket, Address, str | None]:
     """Create the worker's listening socket; return it, its address and the file to remove."""
     try:
-        if plan.transport is Transport.UNIX:
+        if plan.transport is WorkerSocket.UNIX:
             if socket_path is None:
                 raise ValueError("a Unix transport needs a socket path")
             with contextlib.suppress(FileNotFoundError):

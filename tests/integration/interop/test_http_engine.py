@@ -1,5 +1,5 @@
 """Generic engines on Zoo's tcp transport end to end: a real Pool starting a real command that
-listens on the port Corral picks for it (``Transport.PORT``: PORT/HOST and %PORT%/%HOST% handed
+listens on the port Corral picks for it (``WorkerSocket.PORT``: PORT/HOST and %PORT%/%HOST% handed
 over), readiness when the port accepts a connection, and a real front proxying to it over
 kept-alive HTTP/1.1; and a FastCGI command on its own port.
 
@@ -27,7 +27,7 @@ from corral.front.routes import AppRoute
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.supervision import Pool, PoolSettings
-from corral.supervision.launch import LaunchPlan, Transport
+from corral.supervision.launch import LaunchPlan, WorkerSocket
 from corral.supervision.probe import fastcgi_port_probe, port_probe
 from ports import held_range
 
@@ -54,7 +54,7 @@ def plan(
         argv=tuple(argv),
         env=full_env,
         cwd=str(tmp_path),
-        transport=Transport.PORT,
+        transport=WorkerSocket.PORT,
         port_range=port_range or free_range(20),
     )
 
@@ -235,7 +235,7 @@ def test_a_fastcgi_command_on_its_own_port(tmp_path: Path) -> None:
         argv=(sys.executable, str(responder)),
         env=env,
         cwd=str(tmp_path),
-        transport=Transport.PORT,
+        transport=WorkerSocket.PORT,
         port_range=(low, high),
     )
 

@@ -33,7 +33,7 @@ from corral.supervision import (
     PoolSettings,
     PoolUnavailable,
     StartBackoff,
-    Transport,
+    WorkerSocket,
 )
 
 T = TypeVar("T")
@@ -374,7 +374,7 @@ def test_tcp_transport(run: Run[None], tmp_path: Path) -> None:
         address = pool.snapshot().workers[0].address
         assert address is not None and address.startswith("127.0.0.1:")
 
-    plan = responder_plan(tmp_path, transport=Transport.TCP)
+    plan = responder_plan(tmp_path, transport=WorkerSocket.TCP)
     run(with_pool(plan, settings(), body))
 
 

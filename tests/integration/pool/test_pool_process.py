@@ -23,8 +23,8 @@ from corral.supervision import (
     LIVENESS_FD,
     LaunchPlan,
     SpawnError,
-    Transport,
     WorkerProcess,
+    WorkerSocket,
     describe_returncode,
 )
 
@@ -75,7 +75,7 @@ def app_log() -> Any:
     logger.setLevel(saved)
 
 
-def plan(tmp_path: Path, code: str, transport: Transport = Transport.UNIX) -> LaunchPlan:
+def plan(tmp_path: Path, code: str, transport: WorkerSocket = WorkerSocket.UNIX) -> LaunchPlan:
     env = dict(os.environ, MARKER="from-the-plan")
     return LaunchPlan(
         argv=(sys.executable, "-c", code), env=env, cwd=str(tmp_path), transport=transport
@@ -117,7 +117,7 @@ def test_the_child_gets_its_socket_its_liveness_pipe_and_its_own_session(
 
 
 def test_tcp_transport_passes_a_loopback_listening_socket(loop: str, tmp_path: Path) -> None:
-    process = run_under(loop, spawn_and_wait(plan(tmp_path, REPORT, Transport.TCP), None))
+    process = run_under(loop, spawn_and_wait(plan(tmp_path, REPORT, WorkerSocket.TCP), None))
     address = process.address
     assert isinstance(address, tuple) and address[0] == "127.0.0.1" and address[1] > 0
     assert process.returncode == 0

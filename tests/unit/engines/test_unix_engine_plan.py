@@ -1,5 +1,5 @@
 """Engines with transport "unix" (issue 10, item 1): the command listens itself on a Unix
-socket at a path Corral gives each worker (``launch.Transport.UNIX_PATH``); %SOCKET% stays in
+socket at a path Corral gives each worker (``launch.WorkerSocket.UNIX_PATH``); %SOCKET% stays in
 the plan for the process layer to fill in; Corral's Python worker cannot be run that way."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from corral.config import load_site
 from corral.config.expand import finish
 from corral.config.model import Transport
 from corral.engines import Unsupported, backend_for, kind_for, pool_settings_for
-from corral.supervision.launch import Transport as LaunchTransport
+from corral.supervision.launch import WorkerSocket
 
 
 def test_a_command_engine_on_a_unix_socket(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_a_command_engine_on_a_unix_socket(tmp_path: Path) -> None:
     assert kind_for(app.engine).name == "port-command"
     backend = backend_for(app, pool_settings_for(app))
     assert backend.plan is not None
-    assert backend.plan.transport is LaunchTransport.UNIX_PATH
+    assert backend.plan.transport is WorkerSocket.UNIX_PATH
     assert backend.plan.transport.command_listens and backend.plan.transport.socket_file
     assert backend.plan.argv[-4:] == ("-b", "unix://%SOCKET%", "--tag", "app-%INSTANCE_ID%")
     assert backend.http and backend.upgrade

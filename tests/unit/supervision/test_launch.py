@@ -13,7 +13,7 @@ import corral
 from corral.supervision.launch import (
     LIVENESS_FD,
     LaunchPlan,
-    Transport,
+    WorkerSocket,
     corral_package_parent,
     python_worker_plan,
 )
@@ -25,7 +25,7 @@ def test_plan_is_frozen_and_copies_its_inputs() -> None:
     env["A"] = "2"
     assert plan.argv == ("prog", "x")
     assert plan.env["A"] == "1"
-    assert plan.transport is Transport.UNIX
+    assert plan.transport is WorkerSocket.UNIX
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.cwd = "/tmp"  # type: ignore[misc]
     with pytest.raises(TypeError):
@@ -57,7 +57,7 @@ def test_python_worker_plan(tmp_path: Path) -> None:
         "4",
     )
     assert plan.cwd == str(tmp_path)
-    assert plan.transport is Transport.UNIX
+    assert plan.transport is WorkerSocket.UNIX
     assert plan.env["PYTHONPATH"].split(os.pathsep) == [
         "venv/lib",
         "/abs/lib",
