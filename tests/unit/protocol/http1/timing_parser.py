@@ -1,6 +1,6 @@
 """Micro-timing of the request parser's hot path (not a test; run by hand).
 
-    .venv/bin/python tests/unit/http1/timing_parser.py
+    .venv/bin/python tests/unit/protocol/http1/timing_parser.py
 
 Prints µs per request for a typical browser GET with 10 header fields, fed whole, for
 httptools alone (callbacks that only append), for Corral's RequestParser (parse + drain
