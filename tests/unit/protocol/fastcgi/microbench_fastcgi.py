@@ -1,6 +1,6 @@
 """Micro-benchmark of the FastCGI codec and the CGI head parser (not a test; not collected).
 
-Run: .venv/bin/python tests/unit/protocol/microbench_fastcgi.py
+Run: .venv/bin/python tests/unit/protocol/fastcgi/microbench_fastcgi.py
 Prints the best of 5 repeats per case, in microseconds per call.
 """
 
