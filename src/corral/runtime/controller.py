@@ -8,9 +8,11 @@ The composition root builds, per application, a pool, a route for the front and 
   matches restart the workers rolling (``Pool.restart``); after a failed deploy, any change
   makes the next request run the script again;
 * holds the application behind a ``DeployGate`` (the route's ``pool`` attribute points at the
-  gate instead of the pool) from the start, and again after ``redeploy()`` (a configuration
-  change), until its deploy script has run: the first request stops the workers and starts the
-  script (``runtime.deploy``); success puts the pool back on the route;
+  gate instead of the pool) from the start, and again after ``redeploy()``, until its deploy
+  script has run: the first request stops the workers and starts the script
+  (``runtime.deploy``); success puts the pool back on the route. ``deploy_now()`` runs the
+  script with no request waiting (a changed configuration's application, built beside the old
+  one, which serves until this one's script has run and its first worker is ready);
 * opens the application's error log (``runtime.errorlog``) while it runs.
 """
 
@@ -122,6 +124,21 @@ class AppController:
             return
         self._set_phase(Phase.DEPLOY_NEEDED)
 
+    async def deploy_now(self) -> DeployResult:
+        """Run the deploy script at once, with no request waiting on it, and return its result
+        (the phase ends SERVING or FAILED). For a changed configuration whose old application
+        keeps serving meanwhile: nobody is shown the output, which goes to DEPLOY_LOG when it is
+        set and to the host's log (and ERROR_LOG_DIR) in any case."""
+        command = self.spec.deploy
+        assert command is not None
+        self._start_deploy(command, stream=False)
+        task = self._deploy_task
+        assert task is not None
+        await task
+        result = self.last_deploy
+        assert result is not None
+        return result
+
     @property
     def restarting(self) -> bool:
         """A rolling restart started by a file change is under way."""
@@ -153,10 +170,12 @@ class AppController:
             public=command.log_path is None,
         )
 
-    def _start_deploy(self, command: DeployCommand) -> AsyncIterator[bytes] | None:
+    def _start_deploy(
+        self, command: DeployCommand, *, stream: bool = True
+    ) -> AsyncIterator[bytes] | None:
         self._set_phase(Phase.DEPLOYING)
         run = DeployRun(command, app=self.name)
-        output = run.subscribe() if command.log_path is None else None
+        output = run.subscribe() if stream and command.log_path is None else None
         self._deploy_task = asyncio.get_running_loop().create_task(
             self._deploy(run), name=f"corral-deploy-{self.name}"
         )
