@@ -351,6 +351,64 @@ def test_a_failing_deploy_of_a_new_config_leaves_the_old_app_serving(
     assert request(server.port).body.endswith(b"|one|deployed")
 
 
+STAMPED_APP = """import os
+
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, "stamp.txt")) as f:
+    STAMP = f.read()  # read once, as the worker starts: a new worker shows a new stamp
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{os.getpid()}|{STAMP}".encode()]
+"""
+
+
+def stamping_deploy(stamp: str, code: int = 0) -> str:
+    """A deploy script that takes a second, then stamps the application (or fails)."""
+    return (
+        f"import sys, time\nprint('deploy {stamp}: starting', flush=True)\ntime.sleep(1.0)\n"
+        f"if {code}:\n    print('deploy {stamp}: failed', flush=True)\n    sys.exit({code})\n"
+        f"open('stamp.txt', 'w').write('{stamp}')\n"
+    )
+
+
+def test_a_changed_deploy_script_runs_again_while_the_workers_serve_then_they_restart(
+    tmp_path: Path, serve: Callable[..., CorralServer]
+) -> None:
+    root = make_site(
+        tmp_path / "site",
+        DEPLOY_FILE="deploy.py",
+        DEPLOY_LOG="log/deploy.log",
+        WATCH_FILE_CHANGES_MASK="*.py",
+    )
+    (root / "wsgi.py").write_text(STAMPED_APP)
+    (root / "deploy.py").write_text(stamping_deploy("v1"))
+    server = serve(root, "--min", "2", "--max", "2")
+    body = until(lambda: (r := request(server.port)).status == 200 and r.body, "the app", server)
+    assert body.endswith(b"|v1")
+    load = Load(server.port)
+    try:
+        until(lambda: len(load.bodies) > 5, "some requests", server)
+        # A new deploy script: it runs while the old workers serve, then they are replaced.
+        (root / "deploy.py").write_text(stamping_deploy("v2"))
+        until(lambda: load.last().endswith(b"|v2"), "the new deployment", server)
+        server.wait_log(r"deploy\.py changed; running the deploy script again")
+        # A failing one: the workers keep serving what they serve.
+        (root / "deploy.py").write_text(stamping_deploy("v3", code=3))
+        server.wait_log(r"it exited with code 3; the workers keep serving")
+        before = len(load.bodies)
+        until(lambda: len(load.bodies) > before + 5, "more requests", server)
+        # restart.txt restarts the workers rolling; the script does not run again.
+        pids = {pid_of(body) for body in load.bodies[-4:]}
+        (root / "restart.txt").write_text("now")
+        until(lambda: not ({pid_of(b) for b in load.bodies[-4:]} & pids), "new workers", server)
+    finally:
+        load.stop()
+    assert load.failures == []
+    assert {body.split(b"|")[1] for body in load.bodies[before:]} == {b"v2"}
+    assert "deploy v3: failed" in (root / "log" / "deploy.log").read_text()
+
+
 # ------------------------------------------------------------------------------------ browser
 
 
