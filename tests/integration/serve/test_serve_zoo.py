@@ -351,6 +351,23 @@ def test_a_failing_deploy_of_a_new_config_leaves_the_old_app_serving(
     assert request(server.port).body.endswith(b"|one|deployed")
 
 
+def test_a_config_change_to_an_app_that_never_served_deploys_on_its_first_request(
+    tmp_path: Path, serve: Callable[..., CorralServer]
+) -> None:
+    """Nothing old to keep serving (its first deploy failed): the new configuration takes over
+    at once, and its script runs on its first request, behind the deployment page."""
+    root = deploy_site(tmp_path / "site", "fail")
+    server = serve(root)
+    until(lambda: b"deploy script failed" in request(server.port).body, "the failure page", server)
+    (root / "web.config").write_text(deploy_config("two"))
+    server.wait_log(r"configuration reloaded: 1 changed")
+    assert "running the new configuration's deploy script" not in server.text()
+    first = request(server.port)
+    assert first.status == 503 and b"Application deployment in progress" in first.body
+    body = until(lambda: (r := request(server.port)).status == 200 and r.body, "the app", server)
+    assert body.endswith(b"|two|deployed")
+
+
 STAMPED_APP = """import os
 
 here = os.path.dirname(os.path.abspath(__file__))
