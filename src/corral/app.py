@@ -53,6 +53,7 @@ from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.runtime.controller import AppController, runtime_spec
 from corral.runtime.errorlog import ErrorLogs
+from corral.runtime.policy import Phase
 from corral.runtime.reload import AppKey as ReloadKey
 from corral.runtime.reload import ConfigFiles, app_key, config_files, plan_reload
 from corral.runtime.watch import FileWatcher
@@ -416,14 +417,46 @@ class Host:
             )
 
     async def _take_over(self, fresh: Application, old: Application) -> bool:
-        """Start a changed application; True once it may take the old one's place. Without a
-        deploy script its first worker must be ready first (so that no request waits on a
-        start); if it cannot start, the old one keeps serving."""
+        """Start a changed application; True once it may take the old one's place. Its first
+        worker must be ready first (so that no request waits on a start), and with a deploy
+        script, that script must have run and succeeded first (so that no request gets the
+        "deployment in progress" page while the old one could answer it). If it cannot start,
+        or its script fails, the old one keeps serving. An old application that is not serving
+        (its own script is due, runs or failed) has nothing to keep: the new one takes over at
+        once, and its script runs on its first request, as at start."""
         await self._start_app(fresh)
-        name = fresh.route.name
-        if fresh.controller is None or fresh.config.deploy_file is not None:
+        controller = fresh.controller
+        if controller is None:
             return True
+        try:
+            return await self._ready(fresh, controller, old)
+        except BaseException:  # the host stops meanwhile: the new one must not outlive it
+            await controller.close()
+            await fresh.pool.close(0.0)
+            raise
+
+    async def _ready(self, fresh: Application, controller: AppController, old: Application) -> bool:
+        name = fresh.route.name
         pool = fresh.pool
+        if controller.spec.deploy is not None:
+            if old.controller is not None and old.controller.phase is not Phase.SERVING:
+                return True
+            logger.info(
+                "app %s: running the new configuration's deploy script; the old one keeps serving",
+                name,
+                extra={"app": name},
+            )
+            result = await controller.deploy_now()
+            if not result.ok:
+                logger.error(
+                    "app %s: the new configuration's deploy failed (%s); the old one keeps serving",
+                    name,
+                    result.describe(),
+                    extra={"app": name},
+                )
+                await controller.close()
+                await pool.close(0.0)
+                return False
         try:
             lease = await pool.acquire()
         except PoolError as exc:
@@ -431,8 +464,9 @@ class Host:
                 "app %s: the new configuration cannot start (%s); the old one keeps serving",
                 name,
                 exc,
+                extra={"app": name},
             )
-            await fresh.controller.close()
+            await controller.close()
             await pool.close(0.0)
             return False
         pool.release(lease, True)

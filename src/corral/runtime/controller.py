@@ -5,12 +5,15 @@ The composition root builds, per application, a pool, a route for the front and 
 ``AppController`` (``await start()``, ``await close()``). The controller
 
 * watches the application's files (``runtime.watch``): restart.txt and WATCH_FILE_CHANGES_MASK
-  matches restart the workers rolling (``Pool.restart``); after a failed deploy, any change
-  makes the next request run the script again;
+  matches restart the workers rolling (``Pool.restart``); a change to the deploy script runs it
+  again while the workers serve, then restarts them rolling (not if it fails: they keep
+  serving); after a failed deploy, any change makes the next request run the script again;
 * holds the application behind a ``DeployGate`` (the route's ``pool`` attribute points at the
-  gate instead of the pool) from the start, and again after ``redeploy()`` (a configuration
-  change), until its deploy script has run: the first request stops the workers and starts the
-  script (``runtime.deploy``); success puts the pool back on the route;
+  gate instead of the pool) from the start, and again after ``redeploy()``, until its deploy
+  script has run: the first request stops the workers and starts the script
+  (``runtime.deploy``); success puts the pool back on the route. ``deploy_now()`` runs the
+  script with no request waiting (a changed configuration's application, built beside the old
+  one, which serves until this one's script has run and its first worker is ready);
 * opens the application's error log (``runtime.errorlog``) while it runs.
 """
 
@@ -83,6 +86,8 @@ class AppController:
         self._watcher: FileWatcher | None = None
         self._deploy_task: asyncio.Task[None] | None = None
         self._restart_task: asyncio.Task[bool] | None = None
+        #: The deploy script running again beside the serving workers (its file changed).
+        self._script_task: asyncio.Task[bool] | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ life
@@ -102,7 +107,7 @@ class AppController:
         self._closed = True
         if self._watcher is not None:
             await self._watcher.close()
-        for task in (self._deploy_task, self._restart_task):
+        for task in (self._deploy_task, self._restart_task, self._script_task):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -121,6 +126,21 @@ class AppController:
         if self.spec.deploy is None or self.phase is Phase.DEPLOYING:
             return
         self._set_phase(Phase.DEPLOY_NEEDED)
+
+    async def deploy_now(self) -> DeployResult:
+        """Run the deploy script at once, with no request waiting on it, and return its result
+        (the phase ends SERVING or FAILED). For a changed configuration whose old application
+        keeps serving meanwhile: nobody is shown the output, which goes to DEPLOY_LOG when it is
+        set and to the host's log (and ERROR_LOG_DIR) in any case."""
+        command = self.spec.deploy
+        assert command is not None
+        self._start_deploy(command, stream=False)
+        task = self._deploy_task
+        assert task is not None
+        await task
+        result = self.last_deploy
+        assert result is not None
+        return result
 
     @property
     def restarting(self) -> bool:
@@ -153,10 +173,12 @@ class AppController:
             public=command.log_path is None,
         )
 
-    def _start_deploy(self, command: DeployCommand) -> AsyncIterator[bytes] | None:
+    def _start_deploy(
+        self, command: DeployCommand, *, stream: bool = True
+    ) -> AsyncIterator[bytes] | None:
         self._set_phase(Phase.DEPLOYING)
         run = DeployRun(command, app=self.name)
-        output = run.subscribe() if command.log_path is None else None
+        output = run.subscribe() if stream and command.log_path is None else None
         self._deploy_task = asyncio.get_running_loop().create_task(
             self._deploy(run), name=f"corral-deploy-{self.name}"
         )
@@ -203,6 +225,7 @@ class AppController:
             excluded_dirs=tuple(dict.fromkeys(excluded)),
             excluded_files=tuple(dict.fromkeys(excluded_files)),
             watch_all=spec.deploy is not None,
+            deploy_script=spec.deploy.script if spec.deploy is not None else None,
         )
 
     def _on_changes(self, changes: list[tuple[Change, str]]) -> None:
@@ -222,6 +245,20 @@ class AppController:
             )
             self._set_phase(Phase.DEPLOY_NEEDED)
             return
+        if action is ChangeAction.DEPLOY_THEN_RESTART:
+            self._script_task = asyncio.get_running_loop().create_task(
+                self._deploy_then_restart(reason, self._script_task),
+                name=f"corral-redeploy-{self.name}",
+            )
+            return
+        if self._script_task is not None and not self._script_task.done():
+            _log.info(
+                "app %s: %s; the workers restart once the deploy script has run",
+                self.name,
+                reason,
+                extra={"app": self.name},
+            )
+            return
         previous = self._restart_task
         self._restart_task = asyncio.get_running_loop().create_task(
             self._restart(reason, previous), name=f"corral-restart-{self.name}"
@@ -232,6 +269,43 @@ class AppController:
         del previous
         try:
             return await self.restart(reason)
+        except Exception:
+            _log.exception("app %s: rolling restart failed", self.name)
+            return False
+
+    async def _deploy_then_restart(self, reason: str, previous: asyncio.Task[bool] | None) -> bool:
+        """The deploy script changed while the application serves: run it (after a run still
+        under way) with the workers serving, then restart them rolling, so that no request
+        waits on the script. A failing script leaves them serving the code they run."""
+        if previous is not None and not previous.done():
+            with contextlib.suppress(Exception):
+                await previous
+        command = self.spec.deploy
+        assert command is not None
+        _log.info(
+            "app %s: %s; running the deploy script again, the workers keep serving",
+            self.name,
+            reason,
+            extra={"app": self.name},
+        )
+        try:
+            result = await DeployRun(command, app=self.name).run()
+        except Exception as exc:
+            _log.exception("app %s: running the deploy script failed", self.name)
+            result = DeployResult(False, None, False, repr(exc), "", 0.0, time.time())
+        self.last_deploy = result
+        if self._closed or self.phase is not Phase.SERVING:
+            return False
+        if not result.ok:
+            _log.error(
+                "app %s: %s; the workers keep serving (saving the script runs it again)",
+                self.name,
+                result.describe(),
+                extra={"app": self.name},
+            )
+            return False
+        try:
+            return await self.pool.restart(f"{reason}, deploy script ran")
         except Exception:
             _log.exception("app %s: rolling restart failed", self.name)
             return False

@@ -58,6 +58,8 @@ class Change(enum.Enum):
     TRIGGER = "trigger"
     MASKED = "masked"
     OTHER = "other"
+    #: The application's deploy script (DEPLOY_FILE) itself.
+    DEPLOY_SCRIPT = "deploy script"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ class WatchRules:
     trigger: str = TRIGGER_FILE
     #: Watch every file under the root even without masks (a deploy script's retry needs it).
     watch_all: bool = False
+    #: The deploy script (DEPLOY_FILE), absolute: its changes are ``Change.DEPLOY_SCRIPT``.
+    deploy_script: str | None = None
 
     def classify(self, path: str) -> Change | None:
         """What a change to ``path`` (absolute) means; None when it does not matter."""
@@ -90,6 +94,8 @@ class WatchRules:
         name = parts[-1]
         if name in IGNORED_DIRS or name.endswith(IGNORED_SUFFIXES) or editor_temporary(name):
             return None
+        if path == self.deploy_script:
+            return Change.DEPLOY_SCRIPT
         if rel == self.trigger:
             return Change.TRIGGER
         if self.matches(rel):

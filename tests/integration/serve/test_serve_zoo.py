@@ -255,6 +255,177 @@ def test_sighup_and_web_config_changes_reload_without_failed_requests(
     server.wait_log(r"its configuration changed; stopping the old one")
 
 
+DEPLOYED_APP = """import os
+
+def application(environ, start_response):
+    greeting = os.environ.get("GREETING", "")
+    here = os.path.dirname(os.path.abspath(__file__))
+    deployed = os.path.exists(os.path.join(here, "deployed-" + greeting))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{os.getpid()}|{greeting}|{'deployed' if deployed else 'not deployed'}".encode()]
+"""
+
+#: Takes a second, then marks its configuration's GREETING as deployed; "fail" fails.
+SLOW_DEPLOY = """import os, sys, time
+
+greeting = os.environ["GREETING"]
+print(f"deploy {greeting}: starting", flush=True)
+time.sleep(1.0)
+if greeting == "fail":
+    print("deploy fail: the migration cannot run", flush=True)
+    sys.exit(3)
+with open(f"deployed-{greeting}", "w") as f:
+    f.write("ok")
+print(f"deploy {greeting}: done", flush=True)
+"""
+
+
+def deploy_site(root: Path, greeting: str) -> Path:
+    make_site(root, GREETING=greeting, DEPLOY_FILE="deploy.py", DEPLOY_LOG="log/deploy.log")
+    (root / "wsgi.py").write_text(DEPLOYED_APP)
+    (root / "deploy.py").write_text(SLOW_DEPLOY)
+    return root
+
+
+def deploy_config(greeting: str) -> str:
+    return WEB_CONFIG.format(
+        extra=variables(GREETING=greeting, DEPLOY_FILE="deploy.py", DEPLOY_LOG="log/deploy.log")
+    )
+
+
+def test_a_config_change_with_a_deploy_file_keeps_the_old_app_serving_until_the_new_is_ready(
+    tmp_path: Path, serve: Callable[..., CorralServer]
+) -> None:
+    root = deploy_site(tmp_path / "site", "one")
+    server = serve(root, "--min", "2", "--max", "2")
+    # The first deploy (nothing served before it): its page until it is done, as at start.
+    body = until(lambda: (r := request(server.port)).status == 200 and r.body, "the app", server)
+    assert body.endswith(b"|one|deployed")
+    load = Load(server.port)
+    try:
+        until(lambda: len(load.bodies) > 5, "some requests", server)
+        edited = len(load.bodies)
+        (root / "web.config").write_text(deploy_config("two"))
+        until(lambda: load.last().endswith(b"|two|deployed"), "the new configuration", server)
+        server.wait_log(r"configuration reloaded: 1 changed")
+        time.sleep(0.5)
+    finally:
+        load.stop()
+    assert load.failures == []
+    server.wait_log(r"running the new configuration's deploy script; the old one keeps serving")
+    # The old application answered while the script ran (about a second); then only the new.
+    answers = [body.split(b"|", 1)[1] for body in load.bodies[edited:]]
+    assert answers.count(b"one|deployed") > 5
+    switched = answers.index(b"two|deployed")
+    assert set(answers[switched:]) == {b"two|deployed"}
+    assert "deploy two: done" in (root / "log" / "deploy.log").read_text()
+    server.wait_log(r"its configuration changed; stopping the old one")
+
+
+def test_a_failing_deploy_of_a_new_config_leaves_the_old_app_serving(
+    tmp_path: Path, serve: Callable[..., CorralServer]
+) -> None:
+    root = deploy_site(tmp_path / "site", "one")
+    server = serve(root, "--min", "2", "--max", "2")
+    until(lambda: (r := request(server.port)).status == 200 and r.body, "the app", server)
+    workers = until(lambda: len(pids := worker_pids(server)) == 2 and pids, "two workers")
+    load = Load(server.port)
+    try:
+        until(lambda: len(load.bodies) > 5, "some requests", server)
+        (root / "web.config").write_text(deploy_config("fail"))
+        server.wait_log(r"deploy: deploy fail: the migration cannot run")
+        time.sleep(0.5)
+    finally:
+        load.stop()
+    assert load.failures == []
+    server.wait_log(
+        r"app \S+: the new configuration's deploy failed \(the deploy script failed: it "
+        r"exited with code 3\); the old one keeps serving"
+    )
+    assert {body.split(b"|", 1)[1] for body in load.bodies} == {b"one|deployed"}
+    assert worker_pids(server) == workers
+    assert "deploy fail: the migration cannot run" in (root / "log" / "deploy.log").read_text()
+    (log,) = set((root / "log").glob("*.log")) - {root / "log" / "deploy.log"}  # ERROR_LOG_DIR's
+    assert "the old one keeps serving" in log.read_text()
+    # Still the old configuration: a later reload tries the new one again.
+    assert request(server.port).body.endswith(b"|one|deployed")
+
+
+def test_a_config_change_to_an_app_that_never_served_deploys_on_its_first_request(
+    tmp_path: Path, serve: Callable[..., CorralServer]
+) -> None:
+    """Nothing old to keep serving (its first deploy failed): the new configuration takes over
+    at once, and its script runs on its first request, behind the deployment page."""
+    root = deploy_site(tmp_path / "site", "fail")
+    server = serve(root)
+    until(lambda: b"deploy script failed" in request(server.port).body, "the failure page", server)
+    (root / "web.config").write_text(deploy_config("two"))
+    server.wait_log(r"configuration reloaded: 1 changed")
+    assert "running the new configuration's deploy script" not in server.text()
+    first = request(server.port)
+    assert first.status == 503 and b"Application deployment in progress" in first.body
+    body = until(lambda: (r := request(server.port)).status == 200 and r.body, "the app", server)
+    assert body.endswith(b"|two|deployed")
+
+
+STAMPED_APP = """import os
+
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, "stamp.txt")) as f:
+    STAMP = f.read()  # read once, as the worker starts: a new worker shows a new stamp
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{os.getpid()}|{STAMP}".encode()]
+"""
+
+
+def stamping_deploy(stamp: str, code: int = 0) -> str:
+    """A deploy script that takes a second, then stamps the application (or fails)."""
+    return (
+        f"import sys, time\nprint('deploy {stamp}: starting', flush=True)\ntime.sleep(1.0)\n"
+        f"if {code}:\n    print('deploy {stamp}: failed', flush=True)\n    sys.exit({code})\n"
+        f"open('stamp.txt', 'w').write('{stamp}')\n"
+    )
+
+
+def test_a_changed_deploy_script_runs_again_while_the_workers_serve_then_they_restart(
+    tmp_path: Path, serve: Callable[..., CorralServer]
+) -> None:
+    root = make_site(
+        tmp_path / "site",
+        DEPLOY_FILE="deploy.py",
+        DEPLOY_LOG="log/deploy.log",
+        WATCH_FILE_CHANGES_MASK="*.py",
+    )
+    (root / "wsgi.py").write_text(STAMPED_APP)
+    (root / "deploy.py").write_text(stamping_deploy("v1"))
+    server = serve(root, "--min", "2", "--max", "2")
+    body = until(lambda: (r := request(server.port)).status == 200 and r.body, "the app", server)
+    assert body.endswith(b"|v1")
+    load = Load(server.port)
+    try:
+        until(lambda: len(load.bodies) > 5, "some requests", server)
+        # A new deploy script: it runs while the old workers serve, then they are replaced.
+        (root / "deploy.py").write_text(stamping_deploy("v2"))
+        until(lambda: load.last().endswith(b"|v2"), "the new deployment", server)
+        server.wait_log(r"deploy\.py changed; running the deploy script again")
+        # A failing one: the workers keep serving what they serve.
+        (root / "deploy.py").write_text(stamping_deploy("v3", code=3))
+        server.wait_log(r"it exited with code 3; the workers keep serving")
+        before = len(load.bodies)
+        until(lambda: len(load.bodies) > before + 5, "more requests", server)
+        # restart.txt restarts the workers rolling; the script does not run again.
+        pids = {pid_of(body) for body in load.bodies[-4:]}
+        (root / "restart.txt").write_text("now")
+        until(lambda: not ({pid_of(b) for b in load.bodies[-4:]} & pids), "new workers", server)
+    finally:
+        load.stop()
+    assert load.failures == []
+    assert {body.split(b"|")[1] for body in load.bodies[before:]} == {b"v2"}
+    assert "deploy v3: failed" in (root / "log" / "deploy.log").read_text()
+
+
 # ------------------------------------------------------------------------------------ browser
 
 

@@ -60,6 +60,14 @@ def test_excluded_folders_and_files_and_paths_outside_the_root() -> None:
     assert r.classify(ROOT) is None
 
 
+def test_the_deploy_script_is_its_own_kind_of_change() -> None:
+    r = WatchRules(root=ROOT, masks=("*.py",), watch_all=True, deploy_script=f"{ROOT}/deploy.py")
+    assert r.classify(f"{ROOT}/deploy.py") is Change.DEPLOY_SCRIPT  # though *.py matches it
+    assert r.classify(f"{ROOT}/sub/deploy.py") is Change.MASKED
+    assert r.classify(f"{ROOT}/deploy.py.swp") is None  # an editor's file is still nothing
+    assert rules("*.py").classify(f"{ROOT}/deploy.py") is Change.MASKED  # no DEPLOY_FILE
+
+
 def test_requests_by_phase() -> None:
     assert on_request(Phase.SERVING) is RequestAction.SERVE
     assert on_request(Phase.DEPLOY_NEEDED) is RequestAction.START_DEPLOY
@@ -74,6 +82,11 @@ def test_requests_by_phase() -> None:
         (Phase.SERVING, {Change.TRIGGER}, ChangeAction.RESTART),
         (Phase.SERVING, {Change.OTHER}, ChangeAction.NOTHING),
         (Phase.SERVING, set(), ChangeAction.NOTHING),
+        (Phase.SERVING, {Change.DEPLOY_SCRIPT}, ChangeAction.DEPLOY_THEN_RESTART),
+        (Phase.SERVING, {Change.DEPLOY_SCRIPT, Change.MASKED}, ChangeAction.DEPLOY_THEN_RESTART),
+        (Phase.FAILED, {Change.DEPLOY_SCRIPT}, ChangeAction.REDEPLOY),
+        (Phase.DEPLOYING, {Change.DEPLOY_SCRIPT}, ChangeAction.NOTHING),
+        (Phase.DEPLOY_NEEDED, {Change.DEPLOY_SCRIPT}, ChangeAction.NOTHING),
         (Phase.FAILED, {Change.OTHER}, ChangeAction.REDEPLOY),
         (Phase.FAILED, {Change.TRIGGER}, ChangeAction.REDEPLOY),
         (Phase.FAILED, set(), ChangeAction.NOTHING),
