@@ -1,7 +1,7 @@
 """HTTP/1.1 request corpora (gunicorn's and llhttp's) as replayable cases.
 
-Shared by the parser's unit tests (tests/unit/protocol/http1) and by end-to-end tests that replay the
-same bytes over a real socket against the front server. The corpora live outside the
+Shared by the parser's unit tests (tests/unit/protocol/http1) and by end-to-end tests that
+replay the same bytes over a real socket against the front server. The corpora live outside the
 repository, at ``../shared/corpus`` from the project root (or ``../../shared/corpus`` from a
 worktree; override with ``CORRAL_CORPUS_DIR``); ``corpus_available()`` says whether they are
 there.
