@@ -43,7 +43,7 @@ from corral.backends import (
     BackendNotStarted,
     Upstream,
 )
-from corral.front import errorpages, forward, staticserve
+from corral.front import accesslog, errorpages, forward, staticserve
 from corral.front.cgienv import header_params
 from corral.front.context import FrontContext
 from corral.front.proxy import BadBackendHead
@@ -119,6 +119,7 @@ class Exchange:
         "_waiter",
         "agent",
         "backend",
+        "client",
         "referer",
         "request",
         "route",
@@ -132,6 +133,9 @@ class Exchange:
         #: same Host every time, so it is split once.
         self._host: bytes | None = None
         self._host_parts = (b"", b"")
+        #: The client's address as a trusted proxy named it (None: it named none); set for
+        #: each request from a trusted proxy, unused otherwise.
+        self.client: str | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -168,6 +172,12 @@ class Exchange:
         stream = self._stream
         self.request = request
         self._method = method = request.method
+        # From a trusted proxy: what it says about the client (see the module doc).
+        view = (
+            forward.from_proxy(request.headers, server.trusted_proxies) if stream.trusted else None
+        )
+        if view is not None:
+            self.client = view.client
         # An Upgrade request is served as plain HTTP/1.1 (Upgrade is hop-by-hop, not forwarded)
         # unless the route's backend can switch protocols (see _special_request).
         try:
@@ -180,8 +190,12 @@ class Exchange:
             return
         params: list[tuple[bytes, bytes]] = []
         host, self.referer, self.agent, _ = header_params(request.headers, params)
-        if request.host is not None:
-            host = request.host
+        authority = request.host
+        if authority is not None:
+            if authority is not host and host is not None and authority != host:
+                # An absolute-form target: its authority is the host (RFC 9112 3.2.2).
+                _replace(params, b"HTTP_HOST", authority)
+            host = authority
         route = server.router.match(host, path, stream.server_port)
         if route is None:
             stream.respond_error(404)
@@ -200,6 +214,15 @@ class Exchange:
             else:
                 self._host_parts = (server.host_bytes, server.port_bytes(stream.server_port))
         server_name, server_port = self._host_parts
+        if view is not None:
+            server_name, server_port = forward.proxy_params(
+                view,
+                params,
+                stream.remote_host,
+                server.port_bytes(stream.remote_port),
+                server_name,
+                server_port,
+            )
         params.append((b"REQUEST_METHOD", method))
         if route.script_params is None:
             params.append((b"PATH_INFO", path_info))
@@ -355,7 +378,7 @@ class Exchange:
                 request,
                 host=host,
                 client=stream.remote_host.encode("ascii", "replace"),
-                trusted=stream.remote_host in server.trusted_proxies,
+                trusted=stream.trusted,
                 body=body,
             )
             params = []
@@ -585,9 +608,10 @@ class Exchange:
             return
         name = self.name
         request = self.request
-        what = f"{request.method.decode('latin-1')} {request.target[:200]!r}" if request else "-"
+        what = _what(request)
+        reason = _without_name(exc, name)
         if stream.closed:
-            logger.error("%s: %s (client already gone): %s", name, what, exc)
+            logger.error("%s: %s (client already gone): %s", name, what, reason)
             return
         if not self._response.head_sent:
             if lease is not None and lease.timed_out:
@@ -595,10 +619,10 @@ class Exchange:
                 logger.error("%s: %s answered 504: it ran past the request timeout", name, what)
                 stream.respond_error(504)
                 return
-            logger.error("%s: %s answered 502: %s", name, what, exc)
+            logger.error("%s: %s answered 502: %s", name, what, reason)
             stream.respond_error(502)
         else:
-            logger.error("%s: %s response cut short: %s", name, what, exc)
+            logger.error("%s: %s response cut short: %s", name, what, reason)
             stream.abort()
 
     def backend_pause_writing(self) -> None:
@@ -624,3 +648,28 @@ class Exchange:
             self._lease = None
             assert self.route is not None
             self.route.pool.release(lease, reusable)
+
+
+def _replace(params: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
+    """Set the CGI variable ``name`` (replaced where it is, else appended)."""
+    for index, (key, _) in enumerate(params):
+        if key == name:
+            params[index] = (name, value)
+            return
+    params.append((name, value))
+
+
+def _what(request: Request | None) -> str:
+    """A request as an operator's log names it: ``GET /path?query``, escaped like the access
+    log (quotes, backslashes and bytes outside printable ASCII as ``\\xhh``), so that a
+    target cannot forge a log line."""
+    if request is None:
+        return "-"
+    return f"{accesslog.escape(request.method)} {accesslog.escape(request.target[:200])}"
+
+
+def _without_name(exc: BackendError, name: str) -> str:
+    """A backend error's text without the application's name it may start with (the log
+    line names the application already)."""
+    text = str(exc)
+    return text[len(name) + 1 :] if text.startswith(name + " ") else text

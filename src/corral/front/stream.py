@@ -125,12 +125,21 @@ class ClientStream(Protocol):
         """The client's address."""
 
     @property
+    def remote_port(self) -> int:
+        """The client's port (0 on a Unix socket)."""
+
+    @property
     def server_port(self) -> int:
         """The local port the request came in on (routing, SERVER_PORT)."""
 
     @property
     def loopback(self) -> bool:
         """The client connects from a loopback address (may see error details)."""
+
+    @property
+    def trusted(self) -> bool:
+        """The client connects from a trusted proxy (``trusted_proxies``, when it connected):
+        its requests' forwarding fields are believed."""
 
     @property
     def conn_params(self) -> bytes:

@@ -102,8 +102,10 @@ class RecordingStream:
     """A ClientStream as an HTTP/2 stream would be one: facts, deadlines, answers."""
 
     remote_host: str = "192.0.2.7"
+    remote_port: int = 50000
     server_port: int = 8443
     loopback: bool = False
+    trusted: bool = False
     conn_params: bytes = encode_params([(b"REMOTE_ADDR", b"192.0.2.7")])
     closed: bool = False
     writing_paused: bool = False
