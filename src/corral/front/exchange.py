@@ -15,10 +15,16 @@ An ``Exchange`` takes a parsed ``Request`` from its ``ClientStream`` (``front/st
 It also owns what happens when that goes wrong: a request that never reached the application
 (``BackendNotStarted``: it was queued on a worker's connection that closed, or withdrawn from
 behind a slow request) is leased again, first in line; a lease that fails becomes the 503 that
-says why (``_lease_failed``: details such as a traceback only for development applications or
-loopback clients); a failing backend costs the request a 502 (504 past the app's request
-timeout), or a cut response once its head has left. While an application's deploy script runs,
-one request may watch its output (``_stream_deploy``).
+says why (``_lease_failed``: details such as a traceback only where ``details.allowed``
+says, else a reference id that is also in the log); a failing backend costs the request a 502
+(504 past the app's request timeout), or a cut response once its head has left. While an
+application's deploy script runs, one request may watch its output (``_stream_deploy``), if it
+may see details.
+
+Who the client is: from a trusted proxy (the stream's ``trusted``), what the proxy says
+(``forward.from_proxy``) becomes REMOTE_ADDR, HTTPS and the host for a FastCGI backend, and
+``client`` (the access log, the details rule); ``cgienv`` drops the forwarding fields from
+everyone else, so no app believes a client that claims to be a proxy.
 
 An HTTP/1.1 connection keeps one ``Exchange`` and reuses it for each of its requests, in turn
 (``reset``): no object per request on the hot path. An Upgrade request that the route may
@@ -43,7 +49,7 @@ from corral.backends import (
     BackendNotStarted,
     Upstream,
 )
-from corral.front import accesslog, errorpages, forward, staticserve
+from corral.front import accesslog, details, errorpages, forward, staticserve
 from corral.front.cgienv import header_params
 from corral.front.context import FrontContext
 from corral.front.proxy import BadBackendHead
@@ -401,7 +407,11 @@ class Exchange:
         try:
             lease = await route.pool.acquire(self._server.settings.acquire_timeout)
         except DeployInProgress as exc:
-            if exc.output is not None and self._method != b"HEAD":
+            if (
+                exc.output is not None
+                and self._method != b"HEAD"
+                and details.allowed(self._server, route, self._stream, self.client, self.request)
+            ):
                 await self._stream_deploy(route, exc.output)
                 return None
             self._task = None
@@ -439,28 +449,31 @@ class Exchange:
                 refresh=settings.retry_after,
             )
         elif isinstance(exc, DeployFailed):
-            details = None
-            if exc.public or (stream.loopback and settings.show_errors_to_loopback):
-                details = f"{exc.reason}\n\n{exc.stderr_tail}".strip()
+            text = f"{exc.reason}\n\n{exc.stderr_tail}".strip()
+            who = details.client(stream, self.client)
+            shown = details.allowed(self._server, route, stream, self.client, self.request)
+            reference = details.log_503(route.name, "the deploy script failed", text, shown, who)
             stream.respond_error(
                 503,
                 retry_after=True,
                 message="The application's deploy script failed; the application is stopped "
                 "until its files change.",
-                details=details,
+                details=text if shown else None,
+                reference=reference,
             )
         elif isinstance(exc, PoolUnavailable):
-            details = None
-            if route.development or (stream.loopback and settings.show_errors_to_loopback):
-                details = unavailable_details(exc)
+            text = unavailable_details(exc)
+            who = details.client(stream, self.client)
+            shown = details.allowed(self._server, route, stream, self.client, self.request)
+            reference = details.log_503(route.name, exc.reason, text, shown, who)
             stream.respond_error(
                 503,
                 retry_after=True,
                 retry_seconds=exc.retry_in,
                 message="The application cannot start.",
-                details=details,
+                details=text if shown else None,
+                reference=reference,
             )
-            logger.error("%s: answered 503: %s", route.name, exc.reason)
         elif isinstance(exc, AcquireTimeout):
             stream.respond_error(503, retry_after=True, message="No application worker was free.")
         else:  # a bug or an unexpected failure below: this request only

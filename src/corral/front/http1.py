@@ -375,6 +375,7 @@ class HTTPConnection(asyncio.Protocol):
         message: str | None = None,
         details: str | None = None,
         refresh: int | None = None,
+        reference: str | None = None,
     ) -> None:
         """Answer the current request with an error page, then close the connection.
 
@@ -385,7 +386,9 @@ class HTTPConnection(asyncio.Protocol):
             self._exchange.drop()
             self.abort()
             return
-        self.response.error_page(status, retry_after, retry_seconds, message, details, refresh)
+        self.response.error_page(
+            status, retry_after, retry_seconds, message, details, refresh, reference
+        )
         self._exchange.drop()
         self.finish(True)
 

@@ -192,9 +192,11 @@ class ClientStream(Protocol):
         message: str | None = None,
         details: str | None = None,
         refresh: int | None = None,
+        reference: str | None = None,
     ) -> None:
         """Answer with an error page and end the exchange (its backend is dropped); when a head
-        has already left, cut the response instead."""
+        has already left, cut the response instead. ``reference``: an id the server's log has
+        with this error, shown on the page."""
 
     def switch_protocols(
         self, reason: bytes, headers: list[tuple[bytes, bytes]], tunnel: TunnelPeer

@@ -14,9 +14,150 @@ real `corral serve`, real workers and loopback sockets.
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.harness import Conn, request, serving
+from tests.harness import WAIT, Conn, CorralServer, request, serve, serving
+
+__all__ = ["serve"]
+
+SITES = Path(__file__).resolve().parents[2] / "fixtures" / "sites"
+
+BROKEN = "import module_that_is_not_there_at_all  # the app's import fails\n"
+PROXY_CLIENT = "X-Forwarded-For: 203.0.113.9\r\n"
+
+
+def _reference(body: bytes) -> str:
+    match = re.search(rb"Reference: <code>([0-9a-f]{8,})", body)
+    assert match, body[:2000]
+    return match.group(1).decode()
+
+
+# -- 3: error details -----------------------------------------------------------------------
+
+
+def test_a_visitor_behind_a_trusted_proxy_gets_no_traceback_but_a_reference(
+    tmp_path: Path,
+) -> None:
+    with serving(
+        tmp_path,
+        "--no-access-log",
+        "--set",
+        "trusted_proxies=127.0.0.1",
+        app=BROKEN,
+        wait_ready=False,
+    ) as server:
+        stranger = request(server.port, headers=PROXY_CLIENT)
+        assert stranger.status == 503
+        assert b"The application cannot start." in stranger.body
+        assert b"module_that_is_not_there_at_all" not in stranger.body
+        assert b"Traceback" not in stranger.body
+        reference = _reference(stranger.body)
+        # The operator finds the traceback with the reference.
+        line = server.wait_log(rf"\b{reference}\b")
+        assert "answered 503" in line
+        server.wait_log("module_that_is_not_there_at_all")
+        # Through the trusted proxy, a client on the proxy's own host is local.
+        local = request(server.port, headers="X-Forwarded-For: 127.0.0.1\r\n")
+        assert local.status == 503
+        assert b"module_that_is_not_there_at_all" in local.body
+        # A trusted proxy that names no client hides who it is: not local.
+        unnamed = request(server.port)
+        assert b"module_that_is_not_there_at_all" not in unnamed.body
+
+
+def test_a_visitor_behind_an_untrusted_same_host_proxy_gets_no_traceback(tmp_path: Path) -> None:
+    with serving(tmp_path, "--no-access-log", app=BROKEN, wait_ready=False) as server:
+        proxied = request(server.port, headers=PROXY_CLIENT)
+        assert proxied.status == 503
+        assert b"module_that_is_not_there_at_all" not in proxied.body
+        _reference(proxied.body)
+        forwarded = request(server.port, headers="Forwarded: for=198.51.100.7\r\n")
+        assert b"module_that_is_not_there_at_all" not in forwarded.body
+        # The developer's own loopback request, straight to Corral, still sees it.
+        direct = request(server.port)
+        assert b"module_that_is_not_there_at_all" in direct.body
+
+
+def test_deploy_output_is_not_streamed_when_errors_are_not_shown_to_loopback(
+    tmp_path: Path, serve: Callable[..., CorralServer]
+) -> None:
+    root = tmp_path / "deploy-ok"
+    shutil.copytree(SITES / "deploy-ok", root)
+    server = serve(root, "--set", "show_errors_to_loopback=false", env={"DEPLOY_SLEEP": "2"})
+    first = request(server.port)
+    assert first.status == 503
+    assert first.header("content-length") is not None  # the page, not a stream
+    assert b"Application deployment in progress" in first.body
+    assert b'<meta http-equiv="refresh"' in first.body
+    assert b"deploy: starting" not in first.body
+
+
+def test_deploy_output_is_not_streamed_to_a_proxied_visitor(
+    tmp_path: Path, serve: Callable[..., CorralServer]
+) -> None:
+    root = tmp_path / "deploy-ok"
+    shutil.copytree(SITES / "deploy-ok", root)
+    server = serve(root, env={"DEPLOY_SLEEP": "2"})
+    first = request(server.port, headers=PROXY_CLIENT)
+    assert first.status == 503
+    assert b"Application deployment in progress" in first.body
+    assert b"deploy: starting" not in first.body
+
+
+def test_the_page_with_no_application_shows_no_environ_to_a_stranger(
+    tmp_path: Path, serve: Callable[..., CorralServer]
+) -> None:
+    site = tmp_path / "empty"
+    site.mkdir()
+    server = serve(site)
+    deadline = time.monotonic() + WAIT
+    while (page := request(server.port, path="/x?token=abc")).status != 200:
+        assert time.monotonic() < deadline, page
+        time.sleep(0.1)
+    assert b"no application configured" in page.body
+    for private in (b"sys.path", b"PATH_INFO", b"QUERY_STRING", b"Python executable", b"/x"):
+        assert private not in page.body, private
+    assert str(site).encode() not in page.body
+
+
+DEVELOPMENT_SITE = """<?xml version="1.0" encoding="UTF-8"?>
+<configuration>
+  <system.webServer>
+    <heliconZoo>
+      <application name="nothing.yet">
+        <environmentVariables>
+          <add name="DEVELOPMENT_MODE" value="true" />
+        </environmentVariables>
+      </application>
+    </heliconZoo>
+    <handlers>
+      <add name="nothing.yet#x64" scriptProcessor="python.3.wsgi" path="*" verb="*"
+           modules="HeliconZoo_x64" preCondition="bitness64" />
+    </handlers>
+  </system.webServer>
+</configuration>
+"""
+
+
+def test_the_page_with_no_application_shows_everything_in_development_mode(
+    tmp_path: Path, serve: Callable[..., CorralServer]
+) -> None:
+    site = tmp_path / "dev"
+    site.mkdir()
+    (site / "web.config").write_text(DEVELOPMENT_SITE)
+    server = serve(site)
+    deadline = time.monotonic() + WAIT
+    while (page := request(server.port, path="/x", headers=PROXY_CLIENT)).status != 200:
+        assert time.monotonic() < deadline, page
+        time.sleep(0.1)
+    assert b"no application configured" in page.body
+    for shown in (b"sys.path", b"PATH_INFO", b"Python executable", str(site).encode()):
+        assert shown in page.body, shown
+
 
 # -- 4 and 17: forwarded fields, the host -------------------------------------------------
 
