@@ -500,7 +500,9 @@ class Exchange:
         )
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         logger.info(
-            "%s: streaming the deploy script's output to %s", route.name, stream.remote_host
+            "%s: streaming the deploy script's output to %s",
+            route.name,
+            details.client(stream, self.client),
         )
         try:
             await response.stream_piece(errorpages.deploy_stream_start(retry_after))
@@ -586,7 +588,10 @@ class Exchange:
         if short:
             # The backend ended before sending what its Content-Length promised.
             logger.warning(
-                "%s: response ended %d bytes short of its Content-Length", self.name, short
+                "%s: %s response ended %d bytes short of its Content-Length",
+                self.name,
+                _what(self.request),
+                short,
             )
         stream.finish(False)
 
