@@ -208,8 +208,9 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "DEVELOPMENT_MODE",
         Kind.BOOL,
         False,
-        "Show the worker's traceback and log tail on the 'cannot start' page to every client "
-        "(otherwise to loopback clients only).",
+        "Show the worker's traceback and log tail on the 'cannot start' page, and a deploy "
+        "script's output, to every client (otherwise to local clients only), and the service "
+        "information on the page of a site with no application.",
     ),
     Setting(
         "app.django_root",

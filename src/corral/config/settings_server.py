@@ -57,7 +57,9 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         "trustedProxies",
         Kind.ADDRESSES,
         "Client addresses or CIDR networks (* = any) whose X-Forwarded-For/-Proto/-Host and "
-        "Forwarded fields reach HTTP backends; from other clients those fields are replaced.",
+        "Forwarded fields are believed: they become the client's address (REMOTE_ADDR, the "
+        "access log), scheme (HTTPS) and host for every backend kind; from other clients those "
+        "fields are dropped (FastCGI) or replaced (HTTP backends).",
     ),
     # The front server's limits and timeouts (`corral.front.settings.FrontSettings`, whose
     # defaults these are). `corral serve --set NAME=VALUE` overrides them.
@@ -169,8 +171,9 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         "show_errors_to_loopback",
         "showErrorsToLoopback",
         Kind.BOOL,
-        "Show a failing application's error output (its traceback) on 503 pages to loopback "
-        "clients (127.0.0.1, ::1).",
+        "Show a failing application's error output (its traceback) and a deploy script's "
+        "output to local clients: a loopback peer whose request carries no forwarding field, "
+        "or the loopback client a trusted proxy names. Others get a reference id.",
     ),
     _server(
         "tunnel_idle_timeout",

@@ -14,6 +14,11 @@ Header policy (RFC 9110 section 7.6.1, CGI RFC 3875 section 4.1.18):
   outgoing proxy);
 - a field name holding ``_`` is dropped: ``X_Forwarded_For`` would otherwise be indistinguishable
   from ``X-Forwarded-For`` once mapped to HTTP_X_FORWARDED_FOR (spoofing);
+- the forwarding fields (X-Forwarded-For, -Proto, -Host, ``Forwarded``: ``FORWARDING``) are
+  dropped here, from every client: a client that is no trusted proxy must not fool an app that
+  believes them (Django's ``SECURE_PROXY_SSL_HEADER``, werkzeug's ProxyFix). From a trusted
+  proxy the exchange adds them back, resolved (``forward.from_proxy``), as an HTTP backend gets
+  them;
 - Content-Type and Content-Length become CONTENT_TYPE and CONTENT_LENGTH (the latter only when the
   body length is known: a chunked body is sent without it);
 - repeated fields are joined with ", " (``; `` for Cookie), as RFC 9110 section 5.3 allows.
@@ -30,6 +35,9 @@ from collections.abc import Iterable
 Pairs = list[tuple[bytes, bytes]]
 
 SERVER_SOFTWARE = b"Corral"
+#: Sent with every request of an application in development mode (DEVELOPMENT_MODE), so that
+#: Corral's worker may show what only a developer should see (``corral.worker.info``).
+DEVELOPMENT_PARAM = b"CORRAL_DEVELOPMENT"
 
 HOP_BY_HOP = frozenset(
     {
@@ -43,6 +51,12 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+#: The fields by which a proxy says who the client is (lower-case): believed only from a trusted
+#: proxy (``FrontSettings.trusted_proxies``), never passed on as the client sent them.
+FORWARDING = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
+)
+
 #: Field name as received -> CGI variable name, or None to drop it. Bounded (hostile clients may
 #: send endless distinct names); past the bound names are mapped without being remembered.
 _NAME_CACHE: dict[bytes, bytes | None] = {}
@@ -51,7 +65,7 @@ _NAME_CACHE_MAX = 2048
 
 def _cgi_name(name: bytes) -> bytes | None:
     lower = name.lower()
-    if lower in HOP_BY_HOP or lower == b"proxy" or b"_" in name:
+    if lower in HOP_BY_HOP or lower == b"proxy" or b"_" in name or lower in FORWARDING:
         return None
     if lower == b"content-type":
         return b"CONTENT_TYPE"

@@ -46,9 +46,15 @@ class FrontContext(Protocol):
         """A request parser with the server's current limits."""
 
     def connection_params(
-        self, remote_host: str, remote_port: int, server_addr: str, server_port: int
+        self,
+        remote_host: str,
+        remote_port: int,
+        server_addr: str,
+        server_port: int,
+        trusted: bool = False,
     ) -> bytes:
-        """The CGI variables fixed for one client connection, encoded once."""
+        """The CGI variables fixed for one client connection, encoded once (for a trusted
+        proxy, without REMOTE_ADDR and REMOTE_PORT)."""
 
     def port_bytes(self, port: int) -> bytes:
         """``port`` as ASCII digits (cached)."""

@@ -5,8 +5,10 @@ answers with on behalf of a healthy connection (none today): after an error the 
 trust the framing of what follows.
 
 Details (such as a failing application's traceback) are shown only when the caller passes them;
-the front passes them only to clients connecting from a loopback address (see ``exchange.py``),
-so that a production site does not hand its stack traces to the world.
+the front passes them only to a development application's clients and to local clients that are
+not behind a proxy (``Exchange._may_see_details``), so that a production site does not hand its
+stack traces to the world. Everyone gets the page's ``reference``, an id that is also in the
+server's log line (with the details), so that an operator can find them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from corral.protocol.http1.writer import response_head
 
 _TEMPLATE = (
     '<!DOCTYPE html>\n<html><head><meta charset="utf-8">{refresh}<title>{code} {reason}</title>'
-    "</head>\n<body><h1>{code} {reason}</h1>\n<p>{message}</p>\n{details}"
+    "</head>\n<body><h1>{code} {reason}</h1>\n<p>{message}</p>\n{reference}{details}"
     "<hr><address>Corral</address></body></html>\n"
 )
 
@@ -56,6 +58,7 @@ def error_body(
     details: str | None = None,
     *,
     refresh: int | None = None,
+    reference: str | None = None,
 ) -> bytes:
     reason = reason_phrase(status)
     text = message if message is not None else MESSAGES.get(status, reason)
@@ -66,6 +69,11 @@ def error_body(
         message=html.escape(text),
         details=detail_html,
         refresh=refresh_meta(refresh),
+        reference=(
+            f"<p>Reference: <code>{html.escape(reference)}</code> (in the server's log)</p>\n"
+            if reference
+            else ""
+        ),
     ).encode("utf-8")
 
 
@@ -100,9 +108,10 @@ def error_response(
     date: bytes = b"",
     close: bool = True,
     refresh: int | None = None,
+    reference: str | None = None,
 ) -> bytes:
     """A complete HTTP/1.1 error response (head and body, or only the head for HEAD)."""
-    body = error_body(status, message, details, refresh=refresh)
+    body = error_body(status, message, details, refresh=refresh, reference=reference)
     fields = [
         (b"Server", b"Corral"),
         (b"Content-Type", b"text/html; charset=utf-8"),

@@ -15,10 +15,16 @@ An ``Exchange`` takes a parsed ``Request`` from its ``ClientStream`` (``front/st
 It also owns what happens when that goes wrong: a request that never reached the application
 (``BackendNotStarted``: it was queued on a worker's connection that closed, or withdrawn from
 behind a slow request) is leased again, first in line; a lease that fails becomes the 503 that
-says why (``_lease_failed``: details such as a traceback only for development applications or
-loopback clients); a failing backend costs the request a 502 (504 past the app's request
-timeout), or a cut response once its head has left. While an application's deploy script runs,
-one request may watch its output (``_stream_deploy``).
+says why (``_lease_failed``: details such as a traceback only where ``details.allowed``
+says, else a reference id that is also in the log); a failing backend costs the request a 502
+(504 past the app's request timeout), or a cut response once its head has left. While an
+application's deploy script runs, one request may watch its output (``_stream_deploy``), if it
+may see details.
+
+Who the client is: from a trusted proxy (the stream's ``trusted``), what the proxy says
+(``forward.from_proxy``) becomes REMOTE_ADDR, HTTPS and the host for a FastCGI backend, and
+``client`` (the access log, the details rule); ``cgienv`` drops the forwarding fields from
+everyone else, so no app believes a client that claims to be a proxy.
 
 An HTTP/1.1 connection keeps one ``Exchange`` and reuses it for each of its requests, in turn
 (``reset``): no object per request on the hot path. An Upgrade request that the route may
@@ -43,7 +49,7 @@ from corral.backends import (
     BackendNotStarted,
     Upstream,
 )
-from corral.front import errorpages, forward, staticserve
+from corral.front import accesslog, details, errorpages, forward, staticserve
 from corral.front.cgienv import header_params
 from corral.front.context import FrontContext
 from corral.front.proxy import BadBackendHead
@@ -119,6 +125,7 @@ class Exchange:
         "_waiter",
         "agent",
         "backend",
+        "client",
         "referer",
         "request",
         "route",
@@ -132,6 +139,9 @@ class Exchange:
         #: same Host every time, so it is split once.
         self._host: bytes | None = None
         self._host_parts = (b"", b"")
+        #: The client's address as a trusted proxy named it (None: it named none); set for
+        #: each request from a trusted proxy, unused otherwise.
+        self.client: str | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -168,6 +178,12 @@ class Exchange:
         stream = self._stream
         self.request = request
         self._method = method = request.method
+        # From a trusted proxy: what it says about the client (see the module doc).
+        view = (
+            forward.from_proxy(request.headers, server.trusted_proxies) if stream.trusted else None
+        )
+        if view is not None:
+            self.client = view.client
         # An Upgrade request is served as plain HTTP/1.1 (Upgrade is hop-by-hop, not forwarded)
         # unless the route's backend can switch protocols (see _special_request).
         try:
@@ -180,8 +196,12 @@ class Exchange:
             return
         params: list[tuple[bytes, bytes]] = []
         host, self.referer, self.agent, _ = header_params(request.headers, params)
-        if request.host is not None:
-            host = request.host
+        authority = request.host
+        if authority is not None:
+            if authority is not host and host is not None and authority != host:
+                # An absolute-form target: its authority is the host (RFC 9112 3.2.2).
+                _replace(params, b"HTTP_HOST", authority)
+            host = authority
         route = server.router.match(host, path, stream.server_port)
         if route is None:
             stream.respond_error(404)
@@ -200,6 +220,15 @@ class Exchange:
             else:
                 self._host_parts = (server.host_bytes, server.port_bytes(stream.server_port))
         server_name, server_port = self._host_parts
+        if view is not None:
+            server_name, server_port = forward.proxy_params(
+                view,
+                params,
+                stream.remote_host,
+                server.port_bytes(stream.remote_port),
+                server_name,
+                server_port,
+            )
         params.append((b"REQUEST_METHOD", method))
         if route.script_params is None:
             params.append((b"PATH_INFO", path_info))
@@ -355,7 +384,7 @@ class Exchange:
                 request,
                 host=host,
                 client=stream.remote_host.encode("ascii", "replace"),
-                trusted=stream.remote_host in server.trusted_proxies,
+                trusted=stream.trusted,
                 body=body,
             )
             params = []
@@ -378,7 +407,11 @@ class Exchange:
         try:
             lease = await route.pool.acquire(self._server.settings.acquire_timeout)
         except DeployInProgress as exc:
-            if exc.output is not None and self._method != b"HEAD":
+            if (
+                exc.output is not None
+                and self._method != b"HEAD"
+                and details.allowed(self._server, route, self._stream, self.client, self.request)
+            ):
                 await self._stream_deploy(route, exc.output)
                 return None
             self._task = None
@@ -416,28 +449,31 @@ class Exchange:
                 refresh=settings.retry_after,
             )
         elif isinstance(exc, DeployFailed):
-            details = None
-            if exc.public or (stream.loopback and settings.show_errors_to_loopback):
-                details = f"{exc.reason}\n\n{exc.stderr_tail}".strip()
+            text = f"{exc.reason}\n\n{exc.stderr_tail}".strip()
+            who = details.client(stream, self.client)
+            shown = details.allowed(self._server, route, stream, self.client, self.request)
+            reference = details.log_503(route.name, "the deploy script failed", text, shown, who)
             stream.respond_error(
                 503,
                 retry_after=True,
                 message="The application's deploy script failed; the application is stopped "
                 "until its files change.",
-                details=details,
+                details=text if shown else None,
+                reference=reference,
             )
         elif isinstance(exc, PoolUnavailable):
-            details = None
-            if route.development or (stream.loopback and settings.show_errors_to_loopback):
-                details = unavailable_details(exc)
+            text = unavailable_details(exc)
+            who = details.client(stream, self.client)
+            shown = details.allowed(self._server, route, stream, self.client, self.request)
+            reference = details.log_503(route.name, exc.reason, text, shown, who)
             stream.respond_error(
                 503,
                 retry_after=True,
                 retry_seconds=exc.retry_in,
                 message="The application cannot start.",
-                details=details,
+                details=text if shown else None,
+                reference=reference,
             )
-            logger.error("%s: answered 503: %s", route.name, exc.reason)
         elif isinstance(exc, AcquireTimeout):
             stream.respond_error(503, retry_after=True, message="No application worker was free.")
         else:  # a bug or an unexpected failure below: this request only
@@ -464,7 +500,9 @@ class Exchange:
         )
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         logger.info(
-            "%s: streaming the deploy script's output to %s", route.name, stream.remote_host
+            "%s: streaming the deploy script's output to %s",
+            route.name,
+            details.client(stream, self.client),
         )
         try:
             await response.stream_piece(errorpages.deploy_stream_start(retry_after))
@@ -550,7 +588,10 @@ class Exchange:
         if short:
             # The backend ended before sending what its Content-Length promised.
             logger.warning(
-                "%s: response ended %d bytes short of its Content-Length", self.name, short
+                "%s: %s response ended %d bytes short of its Content-Length",
+                self.name,
+                _what(self.request),
+                short,
             )
         stream.finish(False)
 
@@ -585,9 +626,10 @@ class Exchange:
             return
         name = self.name
         request = self.request
-        what = f"{request.method.decode('latin-1')} {request.target[:200]!r}" if request else "-"
+        what = _what(request)
+        reason = _without_name(exc, name)
         if stream.closed:
-            logger.error("%s: %s (client already gone): %s", name, what, exc)
+            logger.error("%s: %s (client already gone): %s", name, what, reason)
             return
         if not self._response.head_sent:
             if lease is not None and lease.timed_out:
@@ -595,10 +637,10 @@ class Exchange:
                 logger.error("%s: %s answered 504: it ran past the request timeout", name, what)
                 stream.respond_error(504)
                 return
-            logger.error("%s: %s answered 502: %s", name, what, exc)
+            logger.error("%s: %s answered 502: %s", name, what, reason)
             stream.respond_error(502)
         else:
-            logger.error("%s: %s response cut short: %s", name, what, exc)
+            logger.error("%s: %s response cut short: %s", name, what, reason)
             stream.abort()
 
     def backend_pause_writing(self) -> None:
@@ -624,3 +666,28 @@ class Exchange:
             self._lease = None
             assert self.route is not None
             self.route.pool.release(lease, reusable)
+
+
+def _replace(params: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
+    """Set the CGI variable ``name`` (replaced where it is, else appended)."""
+    for index, (key, _) in enumerate(params):
+        if key == name:
+            params[index] = (name, value)
+            return
+    params.append((name, value))
+
+
+def _what(request: Request | None) -> str:
+    """A request as an operator's log names it: ``GET /path?query``, escaped like the access
+    log (quotes, backslashes and bytes outside printable ASCII as ``\\xhh``), so that a
+    target cannot forge a log line."""
+    if request is None:
+        return "-"
+    return f"{accesslog.escape(request.method)} {accesslog.escape(request.target[:200])}"
+
+
+def _without_name(exc: BackendError, name: str) -> str:
+    """A backend error's text without the application's name it may start with (the log
+    line names the application already)."""
+    text = str(exc)
+    return text[len(name) + 1 :] if text.startswith(name + " ") else text

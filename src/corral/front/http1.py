@@ -87,6 +87,7 @@ class HTTPConnection(asyncio.Protocol):
         "remote_port",
         "response",
         "server_port",
+        "trusted",
         "writing_paused",
     )
 
@@ -129,12 +130,13 @@ class HTTPConnection(asyncio.Protocol):
             self.remote_host = "127.0.0.1"
             self.remote_port = 0
         self.loopback = server.is_loopback(self.remote_host)
+        self.trusted = self.remote_host in server.trusted_proxies
         if isinstance(sockname, tuple):
             server_addr, self.server_port = str(sockname[0]), int(sockname[1])
         else:
             server_addr, self.server_port = "127.0.0.1", 0
         self.conn_params = server.connection_params(
-            self.remote_host, self.remote_port, server_addr, self.server_port
+            self.remote_host, self.remote_port, server_addr, self.server_port, self.trusted
         )
         self.set_deadline(_HEAD, server.header_timeout)
         server.connection_opened(self)
@@ -321,7 +323,7 @@ class HTTPConnection(asyncio.Protocol):
             exchange = self._exchange
             response = self.response
             fields = (
-                self.remote_host,
+                (exchange.client or self.remote_host) if self.trusted else self.remote_host,
                 request.method,
                 request.target,
                 request.http_version.encode("ascii"),
@@ -373,6 +375,7 @@ class HTTPConnection(asyncio.Protocol):
         message: str | None = None,
         details: str | None = None,
         refresh: int | None = None,
+        reference: str | None = None,
     ) -> None:
         """Answer the current request with an error page, then close the connection.
 
@@ -383,7 +386,9 @@ class HTTPConnection(asyncio.Protocol):
             self._exchange.drop()
             self.abort()
             return
-        self.response.error_page(status, retry_after, retry_seconds, message, details, refresh)
+        self.response.error_page(
+            status, retry_after, retry_seconds, message, details, refresh, reference
+        )
         self._exchange.drop()
         self.finish(True)
 

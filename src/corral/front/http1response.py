@@ -309,6 +309,7 @@ class Http1Response:
         message: str | None,
         details: str | None,
         refresh: int | None,
+        reference: str | None = None,
     ) -> None:
         """Write an error page in place of the response (whose head has not left); the
         connection is not kept after it."""
@@ -335,6 +336,7 @@ class Http1Response:
                 extra_headers=extra,
                 head_only=head_only,
                 refresh=refresh,
+                reference=reference,
             )
         transport.write(page)
         self.status = status

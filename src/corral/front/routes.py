@@ -16,7 +16,7 @@ from typing import Protocol
 
 from corral.backends import encode_params
 from corral.config.model import ServerConfig, StaticPolicy
-from corral.front.cgienv import Pairs, route_params, script_params
+from corral.front.cgienv import DEVELOPMENT_PARAM, Pairs, route_params, script_params
 from corral.routing import Router as ModelRouter
 from corral.routing import is_file_pattern
 from corral.supervision.lease import Deliver, Lease, LeaseSource, PoolUnavailable, Waiter
@@ -70,7 +70,8 @@ class AppRoute:
     #: plain HTTP (Upgrade is hop-by-hop and not forwarded).
     upgrade: bool = False
     #: The application is in development mode (DEVELOPMENT_MODE): its "cannot start" page shows
-    #: the worker's traceback to every client, not only to loopback ones.
+    #: the worker's traceback to every client, not only to loopback ones, and its requests carry
+    #: ``CORRAL_DEVELOPMENT=1`` (the worker's service-information page then shows its details).
     development: bool = False
     #: ``http or upgrade``: the one test the front's hot path makes per request.
     special: bool = field(init=False, default=False)
@@ -84,6 +85,8 @@ class AppRoute:
     def __post_init__(self) -> None:
         if not self.params:
             self.params = route_params(self.script_name, self.document_root)
+        if self.development and (DEVELOPMENT_PARAM, b"1") not in self.params:
+            self.params = [*self.params, (DEVELOPMENT_PARAM, b"1")]
         self.encoded_params = encode_params(self.params)
         self.special = self.http or self.upgrade
 

@@ -91,16 +91,23 @@ class FrontServer:
         return RequestParser(self._limits)
 
     def connection_params(
-        self, remote_host: str, remote_port: int, server_addr: str, server_port: int
+        self,
+        remote_host: str,
+        remote_port: int,
+        server_addr: str,
+        server_port: int,
+        trusted: bool = False,
     ) -> bytes:
-        """The CGI variables fixed for one client connection, encoded once."""
-        return encode_params(
-            connection_params(
-                remote_host.encode("ascii", "replace"),
-                self.port_bytes(remote_port),
-                server_addr.encode("ascii", "replace"),
-            )
+        """The CGI variables fixed for one client connection, encoded once. For a trusted
+        proxy, without REMOTE_ADDR and REMOTE_PORT: each request names its own client."""
+        params = connection_params(
+            remote_host.encode("ascii", "replace"),
+            self.port_bytes(remote_port),
+            server_addr.encode("ascii", "replace"),
         )
+        if trusted:
+            params = params[2:]
+        return encode_params(params)
 
     def port_bytes(self, port: int) -> bytes:
         cached = self._port_cache.get(port)

@@ -125,12 +125,21 @@ class ClientStream(Protocol):
         """The client's address."""
 
     @property
+    def remote_port(self) -> int:
+        """The client's port (0 on a Unix socket)."""
+
+    @property
     def server_port(self) -> int:
         """The local port the request came in on (routing, SERVER_PORT)."""
 
     @property
     def loopback(self) -> bool:
         """The client connects from a loopback address (may see error details)."""
+
+    @property
+    def trusted(self) -> bool:
+        """The client connects from a trusted proxy (``trusted_proxies``, when it connected):
+        its requests' forwarding fields are believed."""
 
     @property
     def conn_params(self) -> bytes:
@@ -183,9 +192,11 @@ class ClientStream(Protocol):
         message: str | None = None,
         details: str | None = None,
         refresh: int | None = None,
+        reference: str | None = None,
     ) -> None:
         """Answer with an error page and end the exchange (its backend is dropped); when a head
-        has already left, cut the response instead."""
+        has already left, cut the response instead. ``reference``: an id the server's log has
+        with this error, shown on the page."""
 
     def switch_protocols(
         self, reason: bytes, headers: list[tuple[bytes, bytes]], tunnel: TunnelPeer

@@ -3,6 +3,14 @@
 Served when no application is configured (like Helicon Zoo's stub page on a fresh site), and
 reusable by applications: ``render(environ, ...)`` returns the HTML, ``application`` is a complete
 WSGI app. Values whose names look secret are masked, and everything is HTML-escaped.
+
+What ``application`` (the page of a site with no application) shows depends on who may see it:
+the whole page (interpreter, application root, ``sys.path``, the host's variables, the request's
+environ) only to an application in development mode (the front sends ``CORRAL_DEVELOPMENT=1``
+with its requests); anyone else gets the bare page: that the site is served and how to configure
+it, with nothing about the machine or the request. The worker cannot tell a local client from a
+visitor behind a proxy on the same host (both come from a loopback address), so locality is no
+criterion here; development mode is how a developer asks for the details.
 """
 
 from __future__ import annotations
@@ -128,6 +136,25 @@ td {{ font-family: ui-monospace, monospace; word-break: break-all; }}
 """
 
 
+def render_bare(title: str = "Corral: no application configured") -> str:
+    """The page without the service information (for anyone not in development mode)."""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{html.escape(title)}</title>
+</head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p>This site is served by Corral, but no application is configured for it.</p>
+<p>Its administrator configures one in the site's <code>web.config</code> (for example
+<code>WSGI_APP</code>), and may set <code>DEVELOPMENT_MODE</code> to see the service
+information on this page.</p>
+</body>
+</html>
+"""
+
+
 def page(
     environ: dict[str, Any],
     start_response: Callable[..., Any],
@@ -136,7 +163,11 @@ def page(
     intro_html: str | None = None,
 ) -> list[bytes]:
     """Answer a request with the page (a WSGI app with extra keyword arguments)."""
-    body = render(environ, title=title, intro_html=intro_html).encode("utf-8")
+    return _answer(environ, start_response, render(environ, title=title, intro_html=intro_html))
+
+
+def _answer(environ: dict[str, Any], start_response: Callable[..., Any], text: str) -> list[bytes]:
+    body = text.encode("utf-8")
     headers = [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Cache-Control", "no-store"),
@@ -149,5 +180,8 @@ def page(
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-    """The service-information page as a WSGI application."""
-    return page(environ, start_response)
+    """The page of a site with no application: whole in development mode, else bare (see the
+    module doc)."""
+    if environ.get("CORRAL_DEVELOPMENT") == "1":
+        return page(environ, start_response)
+    return _answer(environ, start_response, render_bare())

@@ -127,6 +127,7 @@ def test_without_any_app_the_service_information_page_is_served(
     )
     params = base_params(
         "/some/path",
+        CORRAL_DEVELOPMENT="1",
         SCRIPT_NAME="/virtual",
         HTTP_COOKIE="sessionid=abc123secret",
         HTTP_AUTHORIZATION="Bearer t0ps3cret",

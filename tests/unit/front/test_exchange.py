@@ -102,8 +102,10 @@ class RecordingStream:
     """A ClientStream as an HTTP/2 stream would be one: facts, deadlines, answers."""
 
     remote_host: str = "192.0.2.7"
+    remote_port: int = 50000
     server_port: int = 8443
     loopback: bool = False
+    trusted: bool = False
     conn_params: bytes = encode_params([(b"REMOTE_ADDR", b"192.0.2.7")])
     closed: bool = False
     writing_paused: bool = False
@@ -316,6 +318,7 @@ def test_a_pool_that_cannot_start_is_a_503_with_details_only_where_allowed(
         assert kw["retry_after"] is True
         assert kw["retry_seconds"] == 4.2
         assert kw["message"] == "The application cannot start."
+        assert len(kw["reference"]) == 8 and int(kw["reference"], 16) >= 0  # also in the log
         if details:
             assert "boom" in kw["details"] and "Traceback: ..." in kw["details"]
         else:
