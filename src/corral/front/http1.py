@@ -74,6 +74,8 @@ class HTTPConnection(asyncio.Protocol):
         "_logged",
         "_parser",
         "_paused",
+        "_rate_base",
+        "_rate_step",
         "_request",
         "_server",
         "_transport",
@@ -108,6 +110,10 @@ class HTTPConnection(asyncio.Protocol):
         self._request: Request | None = None
         self.body_complete = True
         self._body_received = 0
+        #: The body's minimum rate (``read_body``): by ``_rate_base + received * _rate_step``
+        #: (server clock) ``received`` body bytes must have come.
+        self._rate_base = 0.0
+        self._rate_step = 0.0
         self._expect_continue = False
         self._logged = False
         self._tunnel: TunnelPeer | None = None
@@ -167,7 +173,11 @@ class HTTPConnection(asyncio.Protocol):
         if kind == _IDLE:
             self.set_deadline(_HEAD, self._server.header_timeout)
         elif kind == _BODY:
-            self.deadline = self._server.now + self._server.body_timeout
+            # The next byte within body_timeout, and the body as a whole at min_body_rate.
+            server = self._server
+            gap = server.now + server.body_timeout
+            due = self._rate_base + (self._body_received + len(data)) * self._rate_step
+            self.deadline = due if due < gap else gap
         self._got_bytes = True
         if self._request is not None and self.body_complete:
             # Pipelined bytes behind a request in flight: the parser holds them. Bound that.
@@ -202,6 +212,14 @@ class HTTPConnection(asyncio.Protocol):
                 waiter.set_result(None)
         if self._kind == _BACKEND:
             self.deadline = self._server.now + self._server.response_timeout
+        if response.spill_file is not None:  # a spilled response: the client drains it
+            if not response.drain_spill():
+                return  # (slow again: the rest waits for the next resume)
+            close = response.finish_pending
+            if close is not None:  # the backend's part ended meanwhile: so does the exchange
+                response.finish_pending = None
+                self.finish(close)
+                return
         self._exchange.client_resumed()
 
     # -- requests ----------------------------------------------------------------------------
@@ -279,6 +297,22 @@ class HTTPConnection(asyncio.Protocol):
         if self._kind == kind:
             self.deadline = self._server.now + seconds
 
+    def read_body(self) -> None:
+        server = self._server
+        settings = server.settings
+        now = server.now
+        self._kind = _BODY
+        rate = settings.min_body_rate
+        if rate > 0:
+            self._rate_step = 1.0 / rate
+            self._rate_base = now + settings.body_rate_grace - self._body_received / rate
+        else:
+            self._rate_step = 0.0
+            self._rate_base = float("inf")
+        gap = now + server.body_timeout
+        due = self._rate_base + self._body_received * self._rate_step
+        self.deadline = due if due < gap else gap
+
     def pause_reading(self, reason: int) -> None:
         if not self._paused and self._transport is not None and not self.closed:
             self._transport.pause_reading()
@@ -339,6 +373,11 @@ class HTTPConnection(asyncio.Protocol):
         """The exchange is over: log it, then linger, close, or read the next request."""
         server = self._server
         response = self.response
+        if response.spill_file is not None:
+            # The response waits on disk for the client: the exchange ends once it is sent
+            # (``resume_writing``).
+            response.finish_pending = close
+            return
         if close:
             response.close_after = True
         self._log_access()
@@ -469,6 +508,12 @@ def _head_expired(conn: HTTPConnection) -> None:
 
 
 def _body_expired(conn: HTTPConnection) -> None:
+    logger.info(
+        "%s:%d: request body too slow (%d bytes received): 408",
+        conn.remote_host,
+        conn.remote_port,
+        conn._body_received,
+    )
     conn.respond_error(408, message="The request body was not received in time.")
 
 
