@@ -10,7 +10,9 @@ and sent once it is complete; a body over `max_body_size` is still a 413.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from tests.harness import Conn, CorralServer, Response
 from tests.integration.interop.test_php import fpm_site, php_site, running_php_fpm, serving
 
 from conftest import require_program
-from ports import port
+from ports import engine_ports_toml, lease, port
 
 ECHO_MD5 = (
     "<?php\n"
@@ -28,11 +30,13 @@ ECHO_MD5 = (
 )
 
 
-def chunked_post(server: CorralServer, path: str, body: bytes, piece: int = 65536) -> Response:
+def chunked_post(
+    server: CorralServer, path: str, body: bytes, piece: int = 65536, method: str = "POST"
+) -> Response:
     """POST ``body`` with Transfer-Encoding: chunked, in pieces of ``piece`` bytes."""
     with Conn(server.port) as conn:
         conn.send(
-            f"POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
             "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
         )
         for start in range(0, len(body), piece):
@@ -84,3 +88,84 @@ def test_php_fpm_gets_a_chunked_body_whole(fpm: tuple[Path, int]) -> None:
     site = with_md5_script(fpm_site(folder / "site", fpm_port))
     with serving(site) as server:
         check_bodies_arrive_whole(server)
+
+
+WSGI_ECHO = """
+import hashlib
+
+def application(environ, start_response):
+    body = environ["wsgi.input"].read()
+    length = environ.get("CONTENT_LENGTH") or "-"
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{len(body)} {hashlib.md5(body).hexdigest()} {length}".encode()]
+"""
+
+
+def python_site(root: Path, buffering: str) -> Path:
+    site = root / f"site-{buffering}"
+    site.mkdir()
+    (site / "wsgi.py").write_text(WSGI_ECHO)
+    (site / "web.config").write_text(
+        "<configuration><system.webServer>"
+        '<heliconZoo><application name="app"><environmentVariables>'
+        '<add name="WSGI_APP" value="wsgi.application"/>'
+        f'<add name="REQUEST_BUFFERING" value="{buffering}"/>'
+        "</environmentVariables></application></heliconZoo>"
+        '<handlers><add name="app" scriptProcessor="python" path="*" verb="*" '
+        'modules="HeliconZoo_x64"/></handlers>'
+        "</system.webServer></configuration>"
+    )
+    return site
+
+
+def test_request_buffering_is_a_setting_of_every_application(tmp_path: Path) -> None:
+    """REQUEST_BUFFERING=on gives Corral's Python worker (which streams bodies, so auto is
+    off for it) the body whole with its CONTENT_LENGTH; auto keeps it streamed."""
+    body = os.urandom(200_000)
+    digest = hashlib.md5(body).hexdigest()
+    server = CorralServer(python_site(tmp_path, "on"), args=("--no-access-log",))
+    server.start(wait_ready=False)
+    try:
+        answer = chunked_post(server, "/echo", body)
+        assert (answer.status, answer.body) == (200, f"200000 {digest} 200000".encode())
+    finally:
+        server.stop()
+    server = CorralServer(python_site(tmp_path, "auto"), args=("--no-access-log",))
+    server.start(wait_ready=False)
+    try:
+        answer = chunked_post(server, "/echo", body)
+        assert (answer.status, answer.body) == (200, f"200000 {digest} -".encode())
+    finally:
+        server.stop()
+
+
+def test_an_http_engine_with_request_buffering_gets_a_content_length(tmp_path: Path) -> None:
+    """Node.js (an HTTP backend) with requestBuffering on: a chunked upload is sent to it with
+    a Content-Length, once complete."""
+    require_program("node", "nodejs")
+    example = Path(__file__).resolve().parents[3] / "examples" / "nodejs"
+    shutil.copytree(example, tmp_path / "site")
+    with lease() as taken:
+        server_toml = tmp_path / "server.toml"
+        server_toml.write_text(
+            engine_ports_toml(["nodejs.http"], taken)
+            + 'request_buffering = "on"\n'
+            + '[sites.main]\nbindings = ["127.0.0.1:0"]\n'
+            + '[sites.main.apps."/"]\nphysical_path = "site"\n'
+        )
+        server = CorralServer(server_toml, args=("--no-access-log",))
+        server.start(wait_ready=False)
+        try:
+            body = os.urandom(1024 * 1024 + 3)
+            answer = chunked_post(server, "/upload", body)
+            assert answer.status == 200, answer
+            assert json.loads(answer.body) == {
+                "bytes": len(body),
+                "sha256": hashlib.sha256(body).hexdigest(),
+            }
+            # (the example's /headers answers a GET, whatever its body)
+            headers = json.loads(chunked_post(server, "/headers", b"abc", method="GET").body)
+            assert headers.get("content-length") == "3", headers
+            assert "transfer-encoding" not in headers, headers
+        finally:
+            server.stop()
