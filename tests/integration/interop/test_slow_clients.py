@@ -16,11 +16,14 @@ uploaders (for ever: body_timeout only counts gaps between bytes) or for respons
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.harness import Conn, CorralServer, request
@@ -133,3 +136,43 @@ def test_a_body_below_the_minimum_rate_gets_408(tmp_path: Path) -> None:
         body = b"y" * 100_000
         answer = request(server.port, "POST", "/md5.php", body=body)
         assert (answer.status, answer.body) == (200, hashlib.md5(body).hexdigest().encode())
+
+
+def spill_files(server: CorralServer) -> int:
+    """Temporary files of the front's spool folder open in the server process."""
+    assert server.proc is not None
+    folder = f"/proc/{server.proc.pid}/fd"
+    count = 0
+    for name in os.listdir(folder):
+        with contextlib.suppress(OSError):
+            count += "/corral-spool-" in os.readlink(f"{folder}/{name}")
+    return count
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_spilled_response_nobody_reads_is_dropped_after_response_timeout(
+    tmp_path: Path,
+) -> None:
+    """The spill frees the worker at once, but not the disk for ever: a client that reads
+    nothing for response_timeout is cut off (and its temporary file freed)."""
+    site = php_app(tmp_path)
+    with serving(site, *two_workers("--set", "response_timeout=1")) as server:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        try:
+            sock.sendall(b"GET /big.php HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert wait_for(lambda: spill_files(server) == 1)
+            server.wait_log("client stopped reading")
+            assert wait_for(lambda: spill_files(server) == 0)
+        finally:
+            sock.close()
+        assert request(server.port, path="/hello.php").body == b"hello"
