@@ -364,6 +364,9 @@ class FrontSettings:
     #: backend writes (past ``write_buffer_high``), so that the worker is released at once; 0 =
     #: no spill (the backend is paused instead).
     response_spill_max: int = 1024**3
+    #: Bytes of responses all spills together may hold on disk; past it responses are paused
+    #: (back-pressure) instead.
+    response_spill_total: int = 8 * 1024**3
 
 
 @dataclass(frozen=True, slots=True)

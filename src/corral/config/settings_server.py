@@ -218,6 +218,14 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         "client drains the file; past it the application is paused. 0 = no spill.",
         minimum=0,
     ),
+    _server(
+        "response_spill_total",
+        "responseSpillTotal",
+        Kind.INT,
+        "Bytes of responses that every spill together may hold on disk (default 8 GiB); past "
+        "it, slow clients' applications are paused (back-pressure) until spills drain.",
+        minimum=0,
+    ),
 )
 
 #: Pool settings no configuration file spells (the engines' are in `settings_engine`).

@@ -33,7 +33,7 @@ from corral.front import errorpages
 from corral.front.cgienv import HOP_BY_HOP
 from corral.front.context import FrontContext
 from corral.front.proxy import body_allowed, filter_headers
-from corral.front.spool import Spill
+from corral.front.spool import Spill, spilled_total
 from corral.protocol.http1.events import Request
 from corral.protocol.http1.writer import (
     CHUNKED,
@@ -298,13 +298,16 @@ class Http1Response:
     def spill(self, backend: Upstream) -> bool:
         if self.spill_file is not None:
             return True
-        limit = self._server.settings.response_spill_max
+        settings = self._server.settings
+        limit = settings.response_spill_max
         if limit <= 0 or self._pending_head is not None or self._framing == _NO_BODY:
             return False
         if self._conn.closed or self.status in (0, 101):
             return False
+        if spilled_total() >= settings.response_spill_total:
+            return False  # (the disk's share is taken: back-pressure, as without a spill)
         try:
-            self.spill_file = Spill(limit)
+            self.spill_file = Spill(limit, settings.response_spill_total)
         except OSError:
             return False  # (no temporary file: the backend is paused instead)
         self._spill_backend = backend

@@ -159,17 +159,28 @@ class BodySpool:
             self._file = None
 
 
+#: Bytes held by every response spill of this process (``response_spill_total`` bounds it).
+_spilled_total = 0
+
+
+def spilled_total() -> int:
+    """Bytes of responses waiting on disk for slow clients, in this process."""
+    return _spilled_total
+
+
 class Spill:
     """A response's bytes waiting on disk for a slow client: appended at the end, read from
-    the start, at most ``limit`` bytes held at once."""
+    the start; ``full`` past ``limit`` bytes held by this response, or ``total_limit`` held by
+    every spill of the process."""
 
-    __slots__ = ("_file", "_read", "_written", "limit")
+    __slots__ = ("_file", "_read", "_written", "limit", "total_limit")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, total_limit: int) -> None:
         self._file = _TempFile()
         self._written = 0
         self._read = 0
         self.limit = limit
+        self.total_limit = total_limit
 
     @property
     def held(self) -> int:
@@ -178,18 +189,23 @@ class Spill:
 
     @property
     def full(self) -> bool:
-        return self._written - self._read >= self.limit
+        return self._written - self._read >= self.limit or _spilled_total >= self.total_limit
 
     def add(self, pieces: list[bytes | memoryview]) -> None:
+        global _spilled_total
         fd = self._file.fd
         offset = self._written
-        for piece in pieces:
-            _pwrite_all(fd, piece, offset)
-            offset += len(piece)
-        self._written = offset
+        try:
+            for piece in pieces:
+                _pwrite_all(fd, piece, offset)
+                offset += len(piece)
+        finally:
+            _spilled_total += offset - self._written
+            self._written = offset
 
     def take(self) -> bytes:
         """The next piece for the client (empty once everything was read)."""
+        global _spilled_total
         size = min(PIECE, self._written - self._read)
         if size <= 0:
             return b""
@@ -197,7 +213,11 @@ class Spill:
         if not data:
             raise OSError("response spill file ended early")
         self._read += len(data)
+        _spilled_total -= len(data)
         return data
 
     def close(self) -> None:
+        global _spilled_total
+        _spilled_total -= self._written - self._read
+        self._read = self._written
         self._file.close()

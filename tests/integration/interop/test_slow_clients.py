@@ -176,3 +176,32 @@ def test_a_spilled_response_nobody_reads_is_dropped_after_response_timeout(
         finally:
             sock.close()
         assert request(server.port, path="/hello.php").body == b"hello"
+
+
+def spill_sizes(server: CorralServer) -> list[int]:
+    assert server.proc is not None
+    folder = f"/proc/{server.proc.pid}/fd"
+    sizes = []
+    for name in os.listdir(folder):
+        with contextlib.suppress(OSError):
+            if "/corral-spool-" in os.readlink(f"{folder}/{name}"):
+                sizes.append(os.stat(f"{folder}/{name}").st_size)
+    return sizes
+
+
+def test_spills_stay_within_response_spill_total(tmp_path: Path) -> None:
+    """Past response_spill_total the application is paused instead (back-pressure): the file
+    stops growing near the bound, and the slow reader still gets every byte."""
+    site = php_app(tmp_path)
+    bound = 2 * 1024 * 1024
+    with serving(site, *two_workers("--set", f"response_spill_total={bound}")) as server:
+        results: list[object] = []
+        reader = threading.Thread(target=slow_read, args=(server, 3.0, results))
+        reader.start()
+        assert wait_for(lambda: bool(spill_sizes(server)))
+        time.sleep(1.0)  # the application would have written all 16 MiB by now
+        sizes = spill_sizes(server)
+        reader.join(60)
+        # (one backend read may land past the bound before the pause)
+        assert sizes and max(sizes) <= bound + 1024 * 1024, sizes
+        assert results == [(200, BIG, BIG_MD5)], results

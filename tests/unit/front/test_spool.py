@@ -57,7 +57,7 @@ def test_a_closed_spool_stops_sending() -> None:
 
 
 def test_a_spill_gives_back_what_it_took_in_order_and_knows_when_it_is_full() -> None:
-    spill = Spill(limit=1000)
+    spill = Spill(limit=1000, total_limit=1 << 40)
     spill.add([b"head", memoryview(b"-body-"), b"x" * 500])
     assert spill.held == 510 and not spill.full
     assert spill.take() == b"head-body-" + b"x" * 500
@@ -66,3 +66,19 @@ def test_a_spill_gives_back_what_it_took_in_order_and_knows_when_it_is_full() ->
     assert spill.full
     assert len(spill.take()) == PIECE and len(spill.take()) == 10
     spill.close()
+
+
+def test_spills_together_are_bounded_and_give_their_share_back() -> None:
+    before = spool.spilled_total()
+    first = Spill(limit=1 << 30, total_limit=before + 1000)
+    second = Spill(limit=1 << 30, total_limit=before + 1000)
+    first.add([b"a" * 600])
+    second.add([b"b" * 300])
+    assert not second.full and spool.spilled_total() == before + 900
+    second.add([b"b" * 100])
+    assert first.full and second.full  # the process's share is taken
+    assert first.take() == b"a" * 600
+    assert not second.full and spool.spilled_total() == before + 400
+    second.close()
+    first.close()
+    assert spool.spilled_total() == before
