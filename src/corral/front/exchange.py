@@ -222,7 +222,7 @@ class Exchange:
         if length is not None and not request.chunked:
             params.append((b"CONTENT_LENGTH", b"%d" % length))
         if has_body:
-            if route.buffering:  # read the body whole first, then lease (_spooled)
+            if route.buffering:  # read the body whole first, then lease (body_end)
                 self._spool = BodySpool(server.settings.request_buffer_memory)
                 self._spool_params = params
                 stream.want_body()

@@ -30,7 +30,7 @@ class Deadline(IntEnum):
     HEAD        waiting for (the rest of) a request head                  408; silent close when
                                                                           no byte came
     IDLE        kept alive between requests                               silent close
-    BODY        reading a request body                                    408
+    BODY        reading a request body (gaps, and ``min_body_rate``)    408
     BACKEND     waiting on the backend (or on a client that does not      504; an abort once the
                 read)                                                     response has started
     LINGER      answered and closing: reading what the client still      close
