@@ -153,6 +153,8 @@ class HTTPConnection(asyncio.Protocol):
             self._log_access()  # (a tunnel the client closed ends here: 101, bytes sent)
         self._server.connection_closed(self)
         self._exchange.drop()
+        if self.response.spill_file is not None:  # (its file and share of the disk: now)
+            self.response.close_spill()
         # The exchange and the response point back at this connection: let go of both, so that
         # the three are freed by reference counting rather than left to the cycle collector.
         # Nothing calls a connection once it is lost (its exchange has just been dropped).

@@ -319,7 +319,7 @@ class Http1Response:
         except OSError as exc:
             # No room on disk: this response cannot be completed (the client sees it cut).
             logger.error("cannot spill a response for a slow client: %s", exc)
-            self._close_spill()
+            self.close_spill()
             self._conn.abort()
             return
         backend = self._spill_backend
@@ -336,17 +336,18 @@ class Http1Response:
         if spill is None:
             return True
         if transport is None or conn.closed:
-            self._close_spill()
+            self.close_spill()
             return False
         while not conn.writing_paused:
             data = spill.take()
             if not data:
-                self._close_spill()
+                self.close_spill()
                 return True
             transport.write(data)
         return False
 
-    def _close_spill(self) -> None:
+    def close_spill(self) -> None:
+        """Drop what waits on disk (the client is gone)."""
         spill = self.spill_file
         if spill is not None:
             self.spill_file = None

@@ -68,6 +68,7 @@ class _TempFile:
     __slots__ = ("fd",)
 
     def __init__(self) -> None:
+        self.fd = -1
         self.fd = temporary_file()
 
     def close(self) -> None:
@@ -176,9 +177,9 @@ class Spill:
     __slots__ = ("_file", "_read", "_written", "limit", "total_limit")
 
     def __init__(self, limit: int, total_limit: int) -> None:
-        self._file = _TempFile()
         self._written = 0
         self._read = 0
+        self._file = _TempFile()
         self.limit = limit
         self.total_limit = total_limit
 
@@ -217,7 +218,13 @@ class Spill:
         return data
 
     def close(self) -> None:
+        """Give the file and its share of ``response_spill_total`` back (again: nothing)."""
         global _spilled_total
         _spilled_total -= self._written - self._read
         self._read = self._written
         self._file.close()
+
+    def __del__(self) -> None:
+        # (A connection lost while its response waited on disk; or no file could be made.)
+        if hasattr(self, "_file"):
+            self.close()

@@ -82,3 +82,12 @@ def test_spills_together_are_bounded_and_give_their_share_back() -> None:
     second.close()
     first.close()
     assert spool.spilled_total() == before
+
+
+def test_a_spill_dropped_without_close_gives_its_share_back() -> None:
+    before = spool.spilled_total()
+    spill = Spill(limit=1 << 30, total_limit=1 << 40)
+    spill.add([b"z" * 5000])
+    assert spool.spilled_total() == before + 5000
+    del spill
+    assert spool.spilled_total() == before
