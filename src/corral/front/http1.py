@@ -53,6 +53,9 @@ _TUNNEL = Deadline.TUNNEL
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 16 * 1024 * 1024
 
+#: A deadline that never comes (``min_body_rate = 0``).
+_NEVER = float("inf")
+
 #: A reason of this protocol's own to stop reading (beside ``stream.PAUSE_*``): pipelined
 #: requests held past ``_HELD_PIPELINE_MAX`` bytes.
 _PAUSE_PIPELINE = 4
@@ -302,18 +305,19 @@ class HTTPConnection(asyncio.Protocol):
     def read_body(self) -> None:
         server = self._server
         settings = server.settings
-        now = server.now
         self._kind = _BODY
+        gap = server.now + server.body_timeout
         rate = settings.min_body_rate
-        if rate > 0:
-            self._rate_step = 1.0 / rate
-            self._rate_base = now + settings.body_rate_grace - self._body_received / rate
+        if rate:
+            # What came so far is on time: the grace starts now.
+            due = server.now + settings.body_rate_grace
+            step = self._rate_step = 1.0 / rate
+            self._rate_base = due - self._body_received * step
+            self.deadline = due if due < gap else gap
         else:
             self._rate_step = 0.0
-            self._rate_base = float("inf")
-        gap = now + server.body_timeout
-        due = self._rate_base + self._body_received * self._rate_step
-        self.deadline = due if due < gap else gap
+            self._rate_base = _NEVER
+            self.deadline = gap
 
     def pause_reading(self, reason: int) -> None:
         if not self._paused and self._transport is not None and not self.closed:
