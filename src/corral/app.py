@@ -136,6 +136,7 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
             http=backend.http,
             upgrade=backend.upgrade,
             development=app.development_mode,
+            buffering=app.request_buffering,
         )
         apps.append(Application(app, pool, route))
     if problems:

@@ -256,6 +256,12 @@ def build_app(
             )
             return None
     max_requests = 0
+    buffering = str(values.get("app.request_buffering") or "auto")
+    if buffering == "auto":
+        buffering = engine.request_buffering
+    if buffering == "auto":  # backends that read up to CONTENT_LENGTH: PHP's
+        php = engine.protocol is WireProtocol.FASTCGI_PHP or _runs_php_cgi(engine, argv)
+        buffering = "on" if php else "off"
     if _runs_php_cgi(engine, argv):
         argv = _php_argv(argv, path_value("app.php_ini"))
         limit = values.get("app.php_fcgi_max_requests")
@@ -287,6 +293,7 @@ def build_app(
         worker_request_timeout=timeout if isinstance(timeout, int) else None,
         development_mode=values.get("app.development_mode") is True,
         max_requests=max_requests,
+        request_buffering=buffering == "on",
         notices=tuple(notices),
         not_in_effect=tuple(not_in_effect),
         location=app_where,

@@ -118,6 +118,10 @@ class EngineConfig:
     probe_interval: float = 30.0
     #: Seconds a probed idle worker has to answer before it is replaced.
     probe_timeout: float = 10.0
+    #: Request buffering: "on" (read each request body whole, to memory then a temporary file,
+    #: before a worker is leased, and send it with its CONTENT_LENGTH), "off", or "auto": on
+    #: for backends that read up to CONTENT_LENGTH (protocol fastcgi-php: php-cgi, php-fpm).
+    request_buffering: str = "auto"
     enabled: bool = True
     #: Variables set for every worker of this engine, as written (expanded per application).
     env: tuple[EnvVar, ...] = ()
@@ -257,6 +261,10 @@ class AppConfig:
     #: Requests one worker serves before the pool replaces it; 0 = no limit. PHP engines:
     #: PHP_FCGI_MAX_REQUESTS (php-cgi exits after that many by itself).
     max_requests: int = 0
+    #: Request buffering in effect (REQUEST_BUFFERING, else the engine's requestBuffering,
+    #: where "auto" means PHP engines): each request body is read whole before a worker is
+    #: leased, and sent with its CONTENT_LENGTH.
+    request_buffering: bool = False
     #: Things `corral check` tells the user (engine aliasing, the interpreter used...).
     notices: tuple[str, ...] = ()
     not_in_effect: tuple[NotInEffect, ...] = ()
@@ -344,6 +352,21 @@ class FrontSettings:
     #: Client addresses or CIDR networks ("*": any) whose X-Forwarded-For/-Proto/-Host and
     #: Forwarded fields HTTP backends may see; from anyone else those fields are dropped.
     trusted_proxies: tuple[str, ...] = ()
+    #: Request buffering: bytes of one request body kept in memory before the rest goes to a
+    #: temporary file.
+    request_buffer_memory: int = 64 * 1024
+    #: Least average rate (bytes/s) at which a request body must arrive once
+    #: ``body_rate_grace`` has passed (408 below it); 0 = no minimum.
+    min_body_rate: int = 500
+    #: Seconds a request body is given before ``min_body_rate`` applies.
+    body_rate_grace: float = 20.0
+    #: Bytes of one response kept in a temporary file for a client that reads slower than the
+    #: backend writes (past ``write_buffer_high``), so that the worker is released at once; 0 =
+    #: no spill (the backend is paused instead).
+    response_spill_max: int = 1024**3
+    #: Bytes of responses all spills together may hold on disk; past it responses are paused
+    #: (back-pressure) instead.
+    response_spill_total: int = 8 * 1024**3
 
 
 @dataclass(frozen=True, slots=True)

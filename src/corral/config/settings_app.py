@@ -264,6 +264,18 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "(0: no limit).",
         minimum=0,
     ),
+    Setting(
+        "app.request_buffering",
+        _A,
+        "request_buffering",
+        "REQUEST_BUFFERING",
+        Kind.CHOICE,
+        "auto",
+        "Request buffering for this application: on, off, or auto (the engine's "
+        "requestBuffering): read each request body whole before a worker is leased and send "
+        "it with its CONTENT_LENGTH (see docs/buffering.md).",
+        choices=("auto", "on", "off"),
+    ),
 )
 
 #: Sites and mounts (server TOML).

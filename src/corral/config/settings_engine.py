@@ -279,6 +279,17 @@ ENGINE_SETTINGS: tuple[Setting, ...] = (
         pool=PoolUse("probe_timeout", Kind.NUMBER, to_float, minimum=0, above=True),
     ),
     _engine(
+        "request_buffering",
+        "requestBuffering",
+        Kind.CHOICE,
+        "Read each request body whole before a worker is leased (in memory up to the server's "
+        "request_buffer_memory, then in a temporary file) and send it with its CONTENT_LENGTH: "
+        "on, off, or auto (on for protocol fastcgi-php, php-cgi and php-fpm, which read up to "
+        "CONTENT_LENGTH and lose a chunked body without it; off for the others, which stream "
+        "the body). On, a slow uploader holds no worker.",
+        choices=("auto", "on", "off"),
+    ),
+    _engine(
         "enabled",
         "enabled",
         Kind.BOOL,

@@ -184,6 +184,51 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         minimum=0,
         above=True,
     ),
+    _server(
+        "request_buffer_memory",
+        "requestBufferMemory",
+        Kind.INT,
+        "Request buffering (an engine's requestBuffering): bytes of one request body kept in "
+        "memory; the rest goes to a temporary file (unlinked at once) in a private folder of "
+        "the temporary directory (TMPDIR).",
+        minimum=0,
+    ),
+    _server(
+        "min_body_rate",
+        "minBodyRate",
+        Kind.INT,
+        "Least average rate, in bytes per second, at which a request body must arrive once "
+        "body_rate_grace has passed (the allowance grows by one second per min_body_rate "
+        "bytes received); slower gets 408, so that a trickling upload cannot hold a worker or "
+        "a connection for ever. 0 = no minimum (body_timeout alone).",
+        minimum=0,
+    ),
+    _server(
+        "body_rate_grace",
+        "bodyRateGrace",
+        Kind.NUMBER,
+        "Seconds a request body is given, from when it is first wanted, before min_body_rate "
+        "applies.",
+        minimum=0,
+    ),
+    _server(
+        "response_spill_max",
+        "responseSpillMax",
+        Kind.INT,
+        "Bytes of one response kept in a temporary file (unlinked at once) for a client that "
+        "reads slower than the application writes (past write_buffer_high), so that the "
+        "worker is read at full speed and released at the end of its response while the "
+        "client drains the file; past it the application is paused. 0 = no spill.",
+        minimum=0,
+    ),
+    _server(
+        "response_spill_total",
+        "responseSpillTotal",
+        Kind.INT,
+        "Bytes of responses that every spill together may hold on disk (default 8 GiB); past "
+        "it, slow clients' applications are paused (back-pressure) until spills drain.",
+        minimum=0,
+    ),
 )
 
 #: Pool settings no configuration file spells (the engines' are in `settings_engine`).

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import dataclasses
 import html
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -54,6 +55,7 @@ from corral.front.cgienv import header_params
 from corral.front.context import FrontContext
 from corral.front.proxy import BadBackendHead
 from corral.front.routes import AppRoute
+from corral.front.spool import BodySpool
 from corral.front.stream import PAUSE_BACKEND, PAUSE_LEASE, ClientStream, Deadline
 from corral.front.target import BadTarget, decode_path, split_host
 from corral.front.tunnel import Tunnel
@@ -120,6 +122,8 @@ class Exchange:
         "_response",
         "_retries",
         "_server",
+        "_spool",
+        "_spool_params",
         "_stream",
         "_task",
         "_waiter",
@@ -163,6 +167,10 @@ class Exchange:
         #: closes before serving it (BackendNotStarted): its CGI variables, and how often.
         self._params: list[tuple[bytes, bytes]] | None = None
         self._retries = 0
+        #: Request buffering: the body read so far (before the lease), then what is left to
+        #: send of it; and the request's CGI variables while its body is read.
+        self._spool: BodySpool | None = None
+        self._spool_params: list[tuple[bytes, bytes]] | None = None
 
     @property
     def name(self) -> str:
@@ -243,6 +251,12 @@ class Exchange:
         if length is not None and not request.chunked:
             params.append((b"CONTENT_LENGTH", b"%d" % length))
         if has_body:
+            if route.buffering:  # read the body whole first, then lease (body_end)
+                self._spool = BodySpool(server.settings.request_buffer_memory)
+                self._spool_params = params
+                stream.want_body()
+                stream.read_body()
+                return
             stream.pause_reading(PAUSE_LEASE)
             self._pending_body = []
         if route.special and (route.http or request.upgrade is not None):
@@ -257,6 +271,8 @@ class Exchange:
         backend = self.backend
         if backend is not None:
             backend.send_body(data)
+        elif self._spool is not None:
+            self._spool.write(data)
         elif self._pending_body is not None:
             self._pending_body.append(data)
         # Else the request was already answered (an error): the body is dropped.
@@ -265,11 +281,36 @@ class Exchange:
         """The request body is complete."""
         if self.backend is not None:
             self.backend.end_body()
+            return
+        spool = self._spool
+        if spool is None:
+            return
+        # Request buffering: the whole body is here. Lease a backend, then send the body with
+        # its length (_begin).
+        request = self.request
+        route = self.route
+        params = self._spool_params
+        assert request is not None and route is not None and params is not None
+        self._spool_params = None
+        if request.chunked or request.content_length is None:
+            params.append((b"CONTENT_LENGTH", b"%d" % spool.size))
+            self.request = request = dataclasses.replace(
+                request, content_length=spool.size, chunked=False
+            )
+        if route.special and (route.http or request.upgrade is not None):
+            self._special_request(request, route, params, True)
+        else:
+            self._lease_for(route, params, True)
 
     def client_paused(self) -> None:
-        """The client's send buffer is full: stop reading the backend."""
-        if self.backend is not None:
-            self.backend.pause_reading()
+        """The client's send buffer is full: spill the response to disk (a leased worker's:
+        it is then read at full speed and released at its end), else stop reading the
+        backend."""
+        backend = self.backend
+        if backend is not None:
+            if self._lease is not None and self._response.spill(backend):
+                return
+            backend.pause_reading()
 
     def client_resumed(self) -> None:
         if self.backend is not None:
@@ -288,6 +329,10 @@ class Exchange:
             self._task.cancel()
             self._task = None
         self._give_up_waiting()
+        spool = self._spool
+        if spool is not None:
+            self._spool = None
+            spool.close()
         backend = self.backend
         if backend is not None:
             self.backend = None
@@ -543,6 +588,10 @@ class Exchange:
         if not body or body == BODY_TUNNEL:  # (BODY_NONE is 0)
             stream.set_deadline(_BACKEND, self._server.response_timeout)
             return
+        if self._spool is not None:  # request buffering: the whole body is here
+            stream.set_deadline(_BACKEND, self._server.response_timeout)
+            _send_spool(self, backend)
+            return
         self._send_pending_body(backend)
 
     def _send_pending_body(self, backend: Upstream) -> None:
@@ -558,7 +607,7 @@ class Exchange:
         if stream.body_complete:
             backend.end_body()
         else:
-            stream.set_deadline(_BODY, self._server.body_timeout)
+            stream.read_body()
         stream.resume_reading(PAUSE_LEASE)
 
     # -- ResponseSink: the backend side --------------------------------------------------------
@@ -644,9 +693,17 @@ class Exchange:
             stream.abort()
 
     def backend_pause_writing(self) -> None:
+        spool = self._spool
+        if spool is not None:  # sending a spooled body: wait for the backend to drain
+            spool.paused = True
+            return
         self._stream.pause_reading(PAUSE_BACKEND)
 
     def backend_resume_writing(self) -> None:
+        backend = self.backend
+        if self._spool is not None and backend is not None:
+            _send_spool(self, backend)
+            return
         self._stream.resume_reading(PAUSE_BACKEND)
 
     # -- the end -------------------------------------------------------------------------------
@@ -691,3 +748,18 @@ def _without_name(exc: BackendError, name: str) -> str:
     line names the application already)."""
     text = str(exc)
     return text[len(name) + 1 :] if text.startswith(name + " ") else text
+
+
+def _send_spool(exchange: Exchange, backend: Upstream) -> None:
+    """Request buffering: send the exchange's spooled body to its backend while the backend
+    takes it (again at each ``backend_resume_writing``), then end it."""
+    spool = exchange._spool
+    if spool is None:
+        return
+    try:
+        done = spool.send(backend)
+    except OSError as exc:
+        exchange.backend_error(BackendError(f"the spooled request body is unreadable: {exc}"))
+        return
+    if done and exchange._spool is spool:
+        exchange._spool = None

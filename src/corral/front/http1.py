@@ -53,6 +53,9 @@ _TUNNEL = Deadline.TUNNEL
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 16 * 1024 * 1024
 
+#: A deadline that never comes (``min_body_rate = 0``).
+_NEVER = float("inf")
+
 #: A reason of this protocol's own to stop reading (beside ``stream.PAUSE_*``): pipelined
 #: requests held past ``_HELD_PIPELINE_MAX`` bytes.
 _PAUSE_PIPELINE = 4
@@ -74,6 +77,8 @@ class HTTPConnection(asyncio.Protocol):
         "_logged",
         "_parser",
         "_paused",
+        "_rate_base",
+        "_rate_step",
         "_request",
         "_server",
         "_transport",
@@ -109,6 +114,10 @@ class HTTPConnection(asyncio.Protocol):
         self._request: Request | None = None
         self.body_complete = True
         self._body_received = 0
+        #: The body's minimum rate (``read_body``): by ``_rate_base + received * _rate_step``
+        #: (server clock) ``received`` body bytes must have come.
+        self._rate_base = 0.0
+        self._rate_step = 0.0
         self._expect_continue = False
         self._logged = False
         self._tunnel: TunnelPeer | None = None
@@ -149,6 +158,8 @@ class HTTPConnection(asyncio.Protocol):
             self._log_access()  # (a tunnel the client closed ends here: 101, bytes sent)
         self._server.connection_closed(self)
         self._exchange.drop()
+        if self.response.spill_file is not None:  # (its file and share of the disk: now)
+            self.response.close_spill()
         # The exchange and the response point back at this connection: let go of both, so that
         # the three are freed by reference counting rather than left to the cycle collector.
         # Nothing calls a connection once it is lost (its exchange has just been dropped).
@@ -169,7 +180,11 @@ class HTTPConnection(asyncio.Protocol):
         if kind == _IDLE:
             self.set_deadline(_HEAD, self._server.header_timeout)
         elif kind == _BODY:
-            self.deadline = self._server.now + self._server.body_timeout
+            # The next byte within body_timeout, and the body as a whole at min_body_rate.
+            server = self._server
+            gap = server.now + server.body_timeout
+            due = self._rate_base + (self._body_received + len(data)) * self._rate_step
+            self.deadline = due if due < gap else gap
         self._got_bytes = True
         if self._request is not None and self.body_complete:
             # Pipelined bytes behind a request in flight: the parser holds them. Bound that.
@@ -204,6 +219,14 @@ class HTTPConnection(asyncio.Protocol):
                 waiter.set_result(None)
         if self._kind == _BACKEND:
             self.deadline = self._server.now + self._server.response_timeout
+        if response.spill_file is not None:  # a spilled response: the client drains it
+            if not response.drain_spill():
+                return  # (slow again: the rest waits for the next resume)
+            close = response.finish_pending
+            if close is not None:  # the backend's part ended meanwhile: so does the exchange
+                response.finish_pending = None
+                self.finish(close)
+                return
         self._exchange.client_resumed()
 
     # -- requests ----------------------------------------------------------------------------
@@ -281,6 +304,23 @@ class HTTPConnection(asyncio.Protocol):
         if self._kind == kind:
             self.deadline = self._server.now + seconds
 
+    def read_body(self) -> None:
+        server = self._server
+        settings = server.settings
+        self._kind = _BODY
+        gap = server.now + server.body_timeout
+        rate = settings.min_body_rate
+        if rate:
+            # What came so far is on time: the grace starts now.
+            due = server.now + settings.body_rate_grace
+            step = self._rate_step = 1.0 / rate
+            self._rate_base = due - self._body_received * step
+            self.deadline = due if due < gap else gap
+        else:
+            self._rate_step = 0.0
+            self._rate_base = _NEVER
+            self.deadline = gap
+
     def pause_reading(self, reason: int) -> None:
         if not self._paused and self._transport is not None and not self.closed:
             self._transport.pause_reading()
@@ -341,6 +381,11 @@ class HTTPConnection(asyncio.Protocol):
         """The exchange is over: log it, then linger, close, or read the next request."""
         server = self._server
         response = self.response
+        if response.spill_file is not None:
+            # The response waits on disk for the client: the exchange ends once it is sent
+            # (``resume_writing``).
+            response.finish_pending = close
+            return
         if close:
             response.close_after = True
         self._log_access()
@@ -474,6 +519,12 @@ def _head_expired(conn: HTTPConnection) -> None:
 
 
 def _body_expired(conn: HTTPConnection) -> None:
+    logger.info(
+        "%s:%d: request body too slow (%d bytes received): 408",
+        conn.remote_host,
+        conn.remote_port,
+        conn._body_received,
+    )
     conn.respond_error(408, message="The request body was not received in time.")
 
 

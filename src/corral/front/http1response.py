@@ -14,17 +14,26 @@ themselves in ``proxy.py``):
 
 The head waits until the end of the backend's read that brought it (``flush``), so that it leaves
 with the first body pieces in one system call; body pieces of one read are written together.
+
+A client that reads slower than its backend writes (the transport above ``write_buffer_high``)
+gets the rest of the response through a ``spool.Spill``: the framed bytes go to a temporary file
+while the backend is read at full speed, and the connection drains the file as the client takes
+it (``drain_spill``); the exchange ends (the connection's ``finish``) once it is empty. Up to
+``response_spill_max`` bytes are held; past that the backend is paused until the file drains.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Protocol
 
+from corral.backends import Upstream
 from corral.front import errorpages
 from corral.front.cgienv import HOP_BY_HOP
 from corral.front.context import FrontContext
 from corral.front.proxy import body_allowed, filter_headers
+from corral.front.spool import Spill, spilled_total
 from corral.protocol.http1.events import Request
 from corral.protocol.http1.writer import (
     CHUNKED,
@@ -37,6 +46,8 @@ from corral.protocol.http1.writer import (
     status_line,
     switching_head,
 )
+
+logger = logging.getLogger("corral.front")
 
 # Response framing: plain ints, compared on the hot path.
 _NO_BODY = 0  # HEAD, 1xx, 204, 304
@@ -54,6 +65,9 @@ class ResponseConnection(Protocol):
     writing_paused: bool
     body_complete: bool
 
+    def abort(self) -> None:
+        """Cut the client off."""
+
 
 class Http1Response:
     """The response to the request in progress on one HTTP/1.1 connection (reused: ``reset``
@@ -69,10 +83,13 @@ class Http1Response:
         "_pending_head",
         "_remaining",
         "_server",
+        "_spill_backend",
         "close_after",
+        "finish_pending",
         "method",
         "request",
         "sent",
+        "spill_file",
         "status",
         "transport",
         "write_resumed",
@@ -97,6 +114,11 @@ class Http1Response:
         self.status = 0
         #: Body bytes sent (the access log).
         self.sent = 0
+        #: The response's bytes waiting on disk for a slow client (None: none are).
+        self.spill_file: Spill | None = None
+        self._spill_backend: Upstream | None = None
+        #: The exchange ended while the spill was not drained: ``finish(close)`` once it is.
+        self.finish_pending: bool | None = None
 
     def reset(self) -> None:
         """The response is over and the connection kept: the next starts from nothing (the
@@ -220,7 +242,10 @@ class Http1Response:
                 out.clear()
         if tail is not None:
             out.append(tail)
-        if len(out) == 1:
+        spill = self.spill_file
+        if spill is not None:  # a slow client: behind what already waits on disk
+            self._to_spill(spill, out)
+        elif len(out) == 1:
             transport.write(out[0])
         elif out:
             transport.writelines(out)
@@ -267,6 +292,67 @@ class Http1Response:
             transport.writelines(head)  # a large first piece: no copy into one buffer
         else:
             transport.write(b"".join(head))
+
+    # -- a slow client: the response spilled to disk ------------------------------------------
+
+    def spill(self, backend: Upstream) -> bool:
+        if self.spill_file is not None:
+            return True
+        settings = self._server.settings
+        limit = settings.response_spill_max
+        if limit <= 0 or self._pending_head is not None or self._framing == _NO_BODY:
+            return False
+        if self._conn.closed or self.status in (0, 101):
+            return False
+        if spilled_total() >= settings.response_spill_total:
+            return False  # (the disk's share is taken: back-pressure, as without a spill)
+        try:
+            self.spill_file = Spill(limit, settings.response_spill_total)
+        except OSError:
+            return False  # (no temporary file: the backend is paused instead)
+        self._spill_backend = backend
+        return True
+
+    def _to_spill(self, spill: Spill, out: list[bytes | memoryview]) -> None:
+        try:
+            spill.add(out)
+        except OSError as exc:
+            # No room on disk: this response cannot be completed (the client sees it cut).
+            logger.error("cannot spill a response for a slow client: %s", exc)
+            self.close_spill()
+            self._conn.abort()
+            return
+        backend = self._spill_backend
+        if spill.full and backend is not None:
+            self._spill_backend = None
+            backend.pause_reading()  # (resumed by the exchange once the spill has drained)
+
+    def drain_spill(self) -> bool:
+        """Write what waits on disk while the client takes it; True once it is all sent (the
+        spill is gone), False when the client is slow again."""
+        spill = self.spill_file
+        transport = self.transport
+        conn = self._conn
+        if spill is None:
+            return True
+        if transport is None or conn.closed:
+            self.close_spill()
+            return False
+        while not conn.writing_paused:
+            data = spill.take()
+            if not data:
+                self.close_spill()
+                return True
+            transport.write(data)
+        return False
+
+    def close_spill(self) -> None:
+        """Drop what waits on disk (the client is gone)."""
+        spill = self.spill_file
+        if spill is not None:
+            self.spill_file = None
+            self._spill_backend = None
+            spill.close()
 
     # -- the front's own responses -----------------------------------------------------------
 

@@ -73,6 +73,9 @@ class AppRoute:
     #: the worker's traceback to every client, not only to loopback ones, and its requests carry
     #: ``CORRAL_DEVELOPMENT=1`` (the worker's service-information page then shows its details).
     development: bool = False
+    #: Request buffering (``AppConfig.request_buffering``): a request body is read whole
+    #: (``front/spool.py``) before a backend is leased, then sent with its CONTENT_LENGTH.
+    buffering: bool = False
     #: ``http or upgrade``: the one test the front's hot path makes per request.
     special: bool = field(init=False, default=False)
     #: Set for a static route: what may be served from the mount's folder (no pool is used).
@@ -208,6 +211,7 @@ class ConfigRouter:
             params=[pair for pair in route.params if pair[0] != b"SCRIPT_NAME"],
             http=route.http,
             upgrade=route.upgrade,
+            buffering=route.buffering,
             script_params=script_params(
                 route.script_name,
                 found.script_bytes,

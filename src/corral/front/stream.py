@@ -17,7 +17,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Protocol
 
-from corral.backends import BackendError
+from corral.backends import BackendError, Upstream
 
 
 class Deadline(IntEnum):
@@ -30,7 +30,7 @@ class Deadline(IntEnum):
     HEAD        waiting for (the rest of) a request head                  408; silent close when
                                                                           no byte came
     IDLE        kept alive between requests                               silent close
-    BODY        reading a request body                                    408
+    BODY        reading a request body (gaps, and ``min_body_rate``)    408
     BACKEND     waiting on the backend (or on a client that does not      504; an abort once the
                 read)                                                     response has started
     LINGER      answered and closing: reading what the client still      close
@@ -94,6 +94,12 @@ class ResponseStream(Protocol):
 
     def flush(self) -> None:
         """Write what the last backend read produced."""
+
+    def spill(self, backend: Upstream) -> bool:
+        """The client reads slower than ``backend`` writes: keep taking the response into a
+        temporary file (``backend`` is paused once the spill is full). False when this
+        response is not spilled (no spill configured, a head not sent yet): pause the
+        backend instead."""
 
     def end(self) -> int:
         """The backend's response is complete: write its end. Returns how many bytes it fell
@@ -168,6 +174,11 @@ class ClientStream(Protocol):
 
     def extend_deadline(self, kind: Deadline, seconds: float) -> None:
         """When the current deadline is of ``kind``, it expires ``seconds`` from now."""
+
+    def read_body(self) -> None:
+        """The body is read from now: a ``Deadline.BODY`` deadline that expires after
+        ``body_timeout`` without a byte, or when the body falls below ``min_body_rate``
+        (averaged from now, after ``body_rate_grace``)."""
 
     def pause_reading(self, reason: int) -> None:
         """Stop reading the request (body) for ``reason`` (``PAUSE_*``)."""

@@ -11,7 +11,8 @@ request of everything Python does on the hot path (parser, routing, params, Fast
 CGI head, response framing, the lease task), without system calls, the kernel, or a real pool's
 queueing. Compare runs on the same machine only. ``--http``: the same through an HTTP backend
 route (``backends.http``: the front builds the request head, the client parses an HTTP response).
-``--close``: ``Connection: close``, a new client connection per request.
+``--close``: ``Connection: close``, a new client connection per request. ``--post``: a small
+POST with a Content-Length (its body in the same read as its head) instead of the GET.
 
 Figures for the reshape of issue 9 (the front split into Exchange, HTTPConnection,
 Http1Response and Tunnel), against the commit before it, same machine (2 cores shared with
@@ -51,6 +52,10 @@ except ImportError:  # run as a script: this folder is on sys.path
 
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 CLOSE_REQUEST = REQUEST[:-2] + b"Connection: close\r\n\r\n"
+POST_REQUEST = (
+    b"POST /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\n"
+    b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\nhello=world"
+)
 RESPONSE = records.encode_response(
     1,
     b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nHello, world!\n",
@@ -142,7 +147,14 @@ def ready_pool(conn: FastCGIClientConnection) -> Pool:
     return pool
 
 
-async def run(requests: int, profile: bool, awaited: bool, http: bool, close: bool = False) -> None:
+async def run(
+    requests: int,
+    profile: bool,
+    awaited: bool,
+    http: bool,
+    close: bool = False,
+    post: bool = False,
+) -> None:
     backend: Any = HTTPClientConnection("bench") if http else FastCGIClientConnection("bench")
     response = HTTP_RESPONSE if http else RESPONSE
     backend_transport = FakeTransport()
@@ -153,7 +165,7 @@ async def run(requests: int, profile: bool, awaited: bool, http: bool, close: bo
     conn = HTTPConnection(server)
     client = FakeTransport()
     conn.connection_made(client)  # type: ignore[arg-type]
-    request = CLOSE_REQUEST if close else REQUEST
+    request = CLOSE_REQUEST if close else POST_REQUEST if post else REQUEST
 
     async def rounds(n: int) -> None:
         nonlocal conn
@@ -197,6 +209,9 @@ def main() -> None:
         action="store_true",
         help="Connection: close: a new client connection per request (made and lost)",
     )
+    parser.add_argument(
+        "--post", action="store_true", help="a small POST with Content-Length, not a GET"
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -204,7 +219,7 @@ def main() -> None:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    runner(run(args.requests, args.profile, args.awaited, args.http, args.close))
+    runner(run(args.requests, args.profile, args.awaited, args.http, args.close, args.post))
 
 
 if __name__ == "__main__":
