@@ -154,7 +154,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         kind = self._kind
-        if kind >= _LINGER:
+        if kind >= _LINGER:  # (lingering or tunnelling: not HTTP; see the Deadline table)
             if kind == _TUNNEL:
                 self.deadline = self._server.now + self._server.tunnel_idle_timeout
                 if self._tunnel is not None:
