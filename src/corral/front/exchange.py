@@ -246,6 +246,22 @@ class Exchange:
         if self.backend is not None:
             self.backend.resume_reading()
 
+    def timed_out(self) -> None:
+        """No sign of the backend for the response timeout (the stream's BACKEND deadline): 504,
+        or a cut response; the lease goes back marked ``stuck``, so that the pool retires the
+        worker (its stack to the app's log first) rather than hand it the next request."""
+        lease = self._lease
+        if lease is not None:
+            lease.stuck = True
+        self._stream.respond_error(504)
+
+    def tunnelling(self) -> None:
+        """The request became a tunnel (101): it holds its worker as long as the client stays,
+        with no request timeout."""
+        lease = self._lease
+        if lease is not None:
+            lease.open_ended = True
+
     def give_up(self) -> None:
         """Waiting for a worker took too long (the stream's ACQUIRE deadline): leave the queue
         and answer 503."""

@@ -479,10 +479,7 @@ def _backend_expired(conn: HTTPConnection) -> None:
         conn.abort()
         return
     logger.error("%s: no response from the application in time", conn._exchange.name)
-    if response.head_sent:
-        conn.abort()
-    else:
-        conn.respond_error(504)
+    conn._exchange.timed_out()  # (504, or a cut response; the worker is retired)
 
 
 def _tunnel_expired(conn: HTTPConnection) -> None:

@@ -36,6 +36,9 @@ class TunnelOwner(ResponseSink, Protocol):
     def end_backend(self) -> None:
         """Drop the backend and give its lease back, not reusable."""
 
+    def tunnelling(self) -> None:
+        """The backend switched protocols: the request is now a tunnel (no request timeout)."""
+
 
 class Tunnel:
     """One Upgrade request's sink, then (after a 101) its tunnel. See the module doc."""
@@ -54,6 +57,7 @@ class Tunnel:
     def backend_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         if status == 101:
             self._open = True
+            self._exchange.tunnelling()
             if self._stream.closed:
                 return
             # What the client sent after its request head, before the 101.
