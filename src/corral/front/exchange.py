@@ -246,25 +246,18 @@ class Exchange:
         if self.backend is not None:
             self.backend.resume_reading()
 
-    def timed_out(self) -> None:
-        """No sign of the backend for the response timeout (the stream's BACKEND deadline): 504,
-        or a cut response; the lease goes back marked ``stuck``, so that the pool retires the
-        worker (its stack to the app's log first) rather than hand it the next request."""
-        lease = self._lease
-        if lease is not None:
-            lease.stuck = True
-        self._stream.respond_error(504)
-
-    def tunnelling(self) -> None:
-        """The request became a tunnel (101): it holds its worker as long as the client stays,
-        with no request timeout."""
-        lease = self._lease
-        if lease is not None:
-            lease.open_ended = True
-
-    def give_up(self) -> None:
-        """Waiting for a worker took too long (the stream's ACQUIRE deadline): leave the queue
-        and answer 503."""
+    def give_up(self, kind: Deadline = _ACQUIRE) -> None:
+        """A deadline of the exchange's own passed. ACQUIRE: waiting for a worker took too
+        long: leave the queue and answer 503. BACKEND: no sign of the backend for the response
+        timeout: 504, or a cut response; the lease goes back marked ``stuck``, so that the pool
+        retires the worker (its stack to the app's log first) rather than hand it the next
+        request."""
+        if kind == _BACKEND:
+            lease = self._lease
+            if lease is not None:
+                lease.stuck = True
+            self._stream.respond_error(504)
+            return
         self._give_up_waiting()
         self._stream.respond_error(503, retry_after=True, message="No application worker was free.")
 
@@ -512,7 +505,7 @@ class Exchange:
         is a ``BODY_*`` value (a plain request's ``has_body``: BODY_NONE or BODY_LENGTH)."""
         stream = self._stream
         self.backend = backend
-        sink = Tunnel(self, stream, backend) if body == BODY_TUNNEL else self
+        sink = Tunnel(self, stream, backend, self._lease) if body == BODY_TUNNEL else self
         backend.begin(static, params, sink, body)
         if self.backend is None:  # begin() failed and reported it
             return

@@ -479,7 +479,7 @@ def _backend_expired(conn: HTTPConnection) -> None:
         conn.abort()
         return
     logger.error("%s: no response from the application in time", conn._exchange.name)
-    conn._exchange.timed_out()  # (504, or a cut response; the worker is retired)
+    conn._exchange.give_up(_BACKEND)  # (504, or a cut response; the worker is retired)
 
 
 def _tunnel_expired(conn: HTTPConnection) -> None:
