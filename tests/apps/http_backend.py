@@ -20,7 +20,11 @@ Requests, by path (the path is the whole URL path, virtual path included):
     /headers        -> the request's header lines, as received
     /echo           -> the request body (POST/PUT), with X-Body-Length
     /exit           -> exit at once, no answer
+    /early          -> (POST/PUT) "early" without reading the body, then the connection closes
     anything else   -> "<pid> <method> <path>"
+
+BACKEND_KEEPALIVE=S closes a kept-alive connection idle for S seconds (like a server's
+keep-alive timeout).
 """
 
 import http.server
@@ -77,10 +81,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self):
+        if self.path.split("?")[0].endswith("/early"):
+            self.close_connection = True
+            self._answer(b"early", extra=[("Connection", "close")])
+            return
         body = self._body()
         self._answer(body, extra=[("X-Body-Length", str(len(body)))])
 
     do_PUT = do_POST
+
+
+if os.environ.get("BACKEND_KEEPALIVE"):
+    Handler.timeout = float(os.environ["BACKEND_KEEPALIVE"])
 
 
 class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

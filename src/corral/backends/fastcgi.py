@@ -190,6 +190,7 @@ class FastCGIClientConnection(SinkedProtocol):
         self._transport = transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
+            self._fd = sock.fileno()
             # Request bodies leave in fewer, larger writes (the kernel caps the buffer at
             # net.core.wmem_max): bench/run.py --scenarios upload, 1,666-1,734 -> 1,873-1,904
             # req/s where the cap allows it.
@@ -358,6 +359,8 @@ class FastCGIClientConnection(SinkedProtocol):
             except CGIResponseError as exc:
                 raise BackendProtocolError(f"{self.name}: {exc}") from exc
         self._sink = None
+        if self._held_fd >= 0:
+            self._release_answer()
         if self._current is not None:
             self._current.state = Follower.ENDED
             self._current = None
@@ -609,6 +612,7 @@ class FastCGIClientConnection(SinkedProtocol):
             return
         self._body_done = not has_body
         if has_body:
+            self._hold_answer()
             transport.write(_BEGIN_KEEP + encoded)
         else:
             transport.write(b"".join((_BEGIN_KEEP, encoded, _STDIN_END)))

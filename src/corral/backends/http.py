@@ -104,6 +104,8 @@ class HTTPClientConnection(SinkedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._fd = sock.fileno()
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -233,6 +235,8 @@ class HTTPClientConnection(SinkedProtocol):
         self._sink = None
         self._state = _IDLE
         self._chunks = None
+        if self._held_fd >= 0:
+            self._release_answer()
         reusable = self._keep_alive and self._body_done and not self._closed
         if reusable:
             self._idle_since = time.monotonic()
@@ -285,6 +289,8 @@ class HTTPClientConnection(SinkedProtocol):
         self._head_request = static.startswith(b"HEAD ")
         self._body_kind = has_body
         self._body_done = not has_body
+        if has_body:
+            self._hold_answer()
         transport.write(static)
         if self._paused_by_peer:
             sink.backend_pause_writing()
