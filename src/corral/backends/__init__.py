@@ -20,6 +20,18 @@ class BackendClosed(BackendError):
     """The backend closed its connection (or died) before it ended the request."""
 
 
+class BackendNotReached(BackendClosed):
+    """The backend closed the connection before sending anything back for the request (a server
+    closing a kept-alive connection it found idle, just as the request was sent on it), or the
+    request was not written at all (``written`` False): the application most likely never saw
+    it. The front may send it again on another connection when it has no body and is idempotent
+    (any request, when it was not written), as nginx does."""
+
+    def __init__(self, message: str, *, written: bool = True) -> None:
+        super().__init__(message)
+        self.written = written
+
+
 class BackendNotStarted(BackendError):
     """The request never reached the application: it was queued on a connection behind
     others (pipelining), and the connection closed first, or the request was withdrawn from
@@ -222,7 +234,18 @@ class SinkedProtocol(asyncio.Protocol):
                 os.close(fd)
         if self._sink is not None:
             reason = f": {exc}" if exc else ""
-            self._fail(BackendClosed(f"lost the connection to {self.name}{reason}"))
+            self._fail(self._closed_error(f"lost the connection to {self.name}{reason}"))
+
+    def _nothing_came(self) -> bool:
+        """No byte of the answer to the request in flight has come (each client knows)."""
+        return False
+
+    def _closed_error(self, message: str) -> BackendClosed:
+        """The error of a request whose connection the backend closed: ``BackendNotReached``
+        when nothing of its answer came."""
+        if self._nothing_came():
+            return BackendNotReached(message)
+        return BackendClosed(message)
 
     def pause_writing(self) -> None:
         self._paused_by_peer = True

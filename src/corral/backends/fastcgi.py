@@ -24,8 +24,8 @@ from typing import cast
 
 from corral.backends import (
     BODY_NONE,
-    BackendClosed,
     BackendError,
+    BackendNotReached,
     BackendNotStarted,
     BackendProtocolError,
     PooledUpstream,
@@ -313,8 +313,20 @@ class FastCGIClientConnection(SinkedProtocol):
 
     def eof_received(self) -> bool | None:
         self.closed_by_peer = True
-        self._fail(BackendClosed(f"{self.name} closed the connection before ending the request"))
+        self._fail(
+            self._closed_error(f"{self.name} closed the connection before ending the request")
+        )
         return None
+
+    def _nothing_came(self) -> bool:
+        head = self._head
+        return (
+            head is not None
+            and not head.started
+            and not self._buffer
+            and self._current is None
+            and not self._queue
+        )
 
     # -- the response ------------------------------------------------------------------------
 
@@ -595,7 +607,9 @@ class FastCGIClientConnection(SinkedProtocol):
         """
         transport = self._transport
         if self._closed or transport is None or transport.is_closing():
-            sink.backend_error(BackendClosed(f"the connection to {self.name} is closed"))
+            sink.backend_error(
+                BackendNotReached(f"the connection to {self.name} is closed", written=False)
+            )
             return
         self._sink = sink
         self._head = CGIResponseParser()

@@ -31,8 +31,8 @@ from typing import cast
 from corral.backends import (
     BODY_CHUNKED,
     BODY_TUNNEL,
-    BackendClosed,
     BackendError,
+    BackendNotReached,
     BackendProtocolError,
     ResponseSink,
     SinkedProtocol,
@@ -250,8 +250,12 @@ class HTTPClientConnection(SinkedProtocol):
             self._keep_alive = False
             self._finish(sink)
         else:
-            self._fail(BackendClosed(f"{self.name} closed the connection before the response"))
+            self.closed_by_peer = True  # (not the end of a body delimited by the close)
+            self._fail(self._closed_error(f"{self.name} closed the connection before the response"))
         return None
+
+    def _nothing_came(self) -> bool:
+        return self._state == _HEAD and not self._buffer
 
     # -- the request -------------------------------------------------------------------------
 
@@ -280,7 +284,9 @@ class HTTPClientConnection(SinkedProtocol):
         ``has_body``: a ``BODY_*`` value, saying how ``send_body`` pieces are framed."""
         transport = self._transport
         if self._closed or transport is None or transport.is_closing():
-            sink.backend_error(BackendClosed(f"the connection to {self.name} is closed"))
+            sink.backend_error(
+                BackendNotReached(f"the connection to {self.name} is closed", written=False)
+            )
             return
         self._sink = sink
         self._state = _HEAD

@@ -40,6 +40,7 @@ from corral.backends import (
     BODY_NONE,
     BODY_TUNNEL,
     BackendError,
+    BackendNotReached,
     BackendNotStarted,
     Upstream,
 )
@@ -75,6 +76,12 @@ _NOT_STARTED_RETRIES = 3
 #: Methods whose requests (without a body) may be queued on a busy worker's connection: safe
 #: ones, which may run twice if one is withdrawn just as it begins (RFC 9110 9.2.2).
 _QUEUEABLE = frozenset((b"GET", b"HEAD", b"OPTIONS"))
+#: Idempotent methods (RFC 9110 9.2.2): a request of one that the backend closed on before
+#: answering anything (``BackendNotReached``) is sent again once, as nginx does.
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+#: How long after such a close the request is sent again: time for the pool to see whether
+#: the worker died of it (then it is not sent again).
+_RESEND_DELAY = 0.02
 
 
 def unavailable_details(exc: PoolUnavailable) -> str:
@@ -577,6 +584,21 @@ class Exchange:
         self.backend = None
         if backend is not None:
             backend.abort()
+        request = self.request
+        if (
+            isinstance(exc, BackendNotReached)
+            and not self._retries
+            and request is not None
+            and not stream.closed
+            and self._response.status == 0
+            and not (request.chunked or request.content_length)
+            and (not exc.written or self._method in _IDEMPOTENT)
+        ):
+            # A kept-alive connection the backend closed just as the request was sent on it,
+            # before answering anything: the app most likely never saw the request. Once.
+            self._retries = 1
+            self._server.loop.call_later(_RESEND_DELAY, _resend, self, lease, exc)
+            return
         self._release(False)
         if (
             isinstance(exc, BackendNotStarted)
@@ -633,3 +655,21 @@ class Exchange:
             self._lease = None
             assert self.route is not None
             self.route.pool.release(lease, reusable)
+
+
+def _resend(exchange: Exchange, lease: Lease | None, exc: BackendNotReached) -> None:
+    """A moment after the backend closed on a request it answered nothing to: give the lease
+    back (the pool sees by now whether the worker died), then lease again and send the request
+    once more, unless the worker died (a request that kills its worker is not sent to
+    another) or the client has gone."""
+    if exchange._lease is not lease or exchange.request is None:
+        return  # the exchange ended meanwhile (the client left: its lease went back then)
+    exchange._release(False)
+    if exchange._stream.closed:
+        return
+    if lease is not None and lease.lost:
+        exchange._retries = _NOT_STARTED_RETRIES  # (no further retry either way)
+        exchange.backend_error(BackendError(f"{exc} (the worker died)"))
+        return
+    logger.info("%s: %s; sending the request again", exchange.name, exc)
+    exchange.start(exchange.request, False)

@@ -124,6 +124,9 @@ class Lease:
     #: The front saw no sign of the request in time (its ``response_timeout``: 504): the worker
     #: is taken for stuck when the lease is released, as past ``request_timeout``.
     stuck: bool = False
+    #: Its worker was found dead when the lease came back (a request it closed on may have
+    #: killed it: not one to send again).
+    lost: bool = False
     #: The request became a tunnel (101 Switching Protocols): it lasts as long as its client
     #: connection, with no request timeout.
     open_ended: bool = False

@@ -1,7 +1,11 @@
-"""A backend may answer before it has read the whole request body (a PHP script that ignores
-its input, a WSGI app that never reads ``wsgi.input``, an HTTP server that answers and closes):
-its complete answer is relayed, not replaced by a 502, and the client connection is closed
-after it. Real php-cgi, Corral's worker, and a real HTTP server."""
+"""Backends that close their connections: none of it costs a request that could be served.
+
+A backend may answer before it has read the whole request body (a PHP script that ignores its
+input, a WSGI app that never reads ``wsgi.input``, an HTTP server that answers and closes): its
+complete answer is relayed, not replaced by a 502, and the client connection is closed after it
+(real php-cgi, Corral's worker, a real HTTP server). A server that closes kept-alive connections
+after a short idle time, just as a request is sent on one, costs that request nothing: it is
+sent again on another connection."""
 
 from __future__ import annotations
 
@@ -10,9 +14,11 @@ import contextlib
 import os
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from tests.harness import Conn, CorralServer, Response, serving
 from tests.integration.interop.test_php import php_site
 from tests.unit.front.prefix_router import PrefixRouter
@@ -128,5 +134,39 @@ def test_an_http_backend_that_answers_and_closes_before_the_body(tmp_path: Path)
             for _ in range(ROUNDS):
                 response = await asyncio.to_thread(post_early, port, "/early", "/pid")
                 assert (response.status, response.body) == (200, b"early")
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"BACKEND_KEEPALIVE": "0.2"}, {"BACKEND_IDLE_DROP": "0.1"}],
+    ids=["keep-alive-timeout", "closed-as-the-request-comes"],
+)
+def test_kept_alive_connections_closed_by_the_backend_as_a_request_is_sent(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The backend closes kept-alive connections after a short idle time; clients send
+    requests after pauses around it (the front reuses connections idle up to
+    ``http.IDLE_REUSE``), so that requests are sent just as the backend closes the connection
+    (BACKEND_IDLE_DROP: every request after a pause is): none of them gets a 502."""
+    clients, rounds = 4, 25
+
+    async def main() -> None:
+        async with http_backend(tmp_path, **env) as port:
+            statuses: list[int] = []
+
+            def client(index: int) -> None:
+                for n in range(rounds):
+                    # Pauses from 0.17 to 0.23 s.
+                    time.sleep(0.2 + ((n * 7 + index * 3) % 13 - 6) * 0.005)
+                    with Conn(port) as conn:
+                        conn.send(
+                            b"GET /pid HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                        )
+                        statuses.append(conn.response().status)
+
+            await asyncio.gather(*(asyncio.to_thread(client, i) for i in range(clients)))
+            assert statuses.count(200) == clients * rounds, sorted(set(statuses))
 
     asyncio.run(main())
