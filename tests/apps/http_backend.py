@@ -20,7 +20,13 @@ Requests, by path (the path is the whole URL path, virtual path included):
     /headers        -> the request's header lines, as received
     /echo           -> the request body (POST/PUT), with X-Body-Length
     /exit           -> exit at once, no answer
+    /early          -> (POST/PUT) "early" without reading the body, then the connection closes
     anything else   -> "<pid> <method> <path>"
+
+BACKEND_KEEPALIVE=S closes a kept-alive connection idle for S seconds (like a server's
+keep-alive timeout). BACKEND_IDLE_DROP=S closes, unanswered, a kept-alive connection on which a
+request comes after S seconds idle: what a client sees when it sends a request just as the
+server closes an idle connection (the race of a keep-alive timeout, made certain).
 """
 
 import http.server
@@ -59,7 +65,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.rfile.readline()
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
+    def setup(self):
+        super().setup()
+        self.last_request = None
+
+    def dropped_as_idle(self):
+        """BACKEND_IDLE_DROP: a request after too long idle is dropped with the connection."""
+        now = time.monotonic()
+        last, self.last_request = self.last_request, now
+        if IDLE_DROP and last is not None and now - last > IDLE_DROP:
+            self.close_connection = True
+            return True
+        return False
+
     def do_GET(self):
+        if self.dropped_as_idle():
+            return
         path = self.path.split("?")[0]
         if path.endswith("/pid"):
             self._answer(str(os.getpid()).encode())
@@ -77,10 +98,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self):
+        if self.path.split("?")[0].endswith("/early"):
+            self.close_connection = True
+            self._answer(b"early", extra=[("Connection", "close")])
+            return
         body = self._body()
         self._answer(body, extra=[("X-Body-Length", str(len(body)))])
 
     do_PUT = do_POST
+
+
+IDLE_DROP = float(os.environ.get("BACKEND_IDLE_DROP") or 0)
+
+if os.environ.get("BACKEND_KEEPALIVE"):
+    Handler.timeout = float(os.environ["BACKEND_KEEPALIVE"])
 
 
 class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

@@ -5,6 +5,7 @@ drives each request through the ``Upstream`` part) and report to a ``ResponseSin
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
@@ -17,6 +18,18 @@ class BackendError(Exception):
 
 class BackendClosed(BackendError):
     """The backend closed its connection (or died) before it ended the request."""
+
+
+class BackendNotReached(BackendClosed):
+    """The backend closed the connection before sending anything back for the request (a server
+    closing a kept-alive connection it found idle, just as the request was sent on it), or the
+    request was not written at all (``written`` False): the application most likely never saw
+    it. The front may send it again on another connection when it has no body and is idempotent
+    (any request, when it was not written), as nginx does."""
+
+    def __init__(self, message: str, *, written: bool = True) -> None:
+        super().__init__(message)
+        self.written = written
 
 
 class BackendNotStarted(BackendError):
@@ -167,15 +180,72 @@ class SinkedProtocol(asyncio.Protocol):
     #: The backend closed the connection (or it broke), rather than the front: the pool asks
     #: then whether the worker has died (``Pool.release``).
     closed_by_peer = False
+    #: The socket's descriptor (-1: unknown), and a duplicate of it held while a request body
+    #: is being sent (``_hold_answer``).
+    _fd = -1
+    _held_fd = -1
+
+    def _hold_answer(self) -> None:
+        """A request body is about to be sent. A responder may answer and close before it has
+        read all of it (a PHP script that ignores its input): the next body write then fails
+        (EPIPE), and the transport closes the socket with the answer unread in it. A duplicate
+        of the descriptor keeps the socket open for ``connection_lost`` to read that answer.
+        (Two system calls per request with a body; none for the others.)"""
+        if self._fd >= 0 and self._held_fd < 0:
+            try:
+                self._held_fd = os.dup(self._fd)
+            except OSError:
+                self._held_fd = -1
+
+    def _release_answer(self) -> None:
+        """The request's answer is in (or lost): close the duplicate descriptor."""
+        fd = self._held_fd
+        if fd >= 0:
+            self._held_fd = -1
+            os.close(fd)
+
+    def _read_answer(self, fd: int) -> None:
+        """The transport is gone after a failed write: read what the backend sent before it
+        closed (its complete answer, when it answered early) straight from the socket."""
+        while self._sink is not None:
+            try:
+                data = os.read(fd, 262144)
+            except OSError:  # (EAGAIN: nothing more came; or the reset itself)
+                return
+            if not data:
+                self.eof_received()
+                return
+            self.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._closed:
             self.closed_by_peer = True
         self._closed = True
         self._transport = None  # no transport <-> protocol cycle left for the GC to find
+        fd = self._held_fd
+        if fd >= 0:
+            self._held_fd = -1
+            try:
+                if self._sink is not None and isinstance(
+                    exc, BrokenPipeError | ConnectionResetError
+                ):
+                    self._read_answer(fd)
+            finally:
+                os.close(fd)
         if self._sink is not None:
             reason = f": {exc}" if exc else ""
-            self._fail(BackendClosed(f"lost the connection to {self.name}{reason}"))
+            self._fail(self._closed_error(f"lost the connection to {self.name}{reason}"))
+
+    def _nothing_came(self) -> bool:
+        """No byte of the answer to the request in flight has come (each client knows)."""
+        return False
+
+    def _closed_error(self, message: str) -> BackendClosed:
+        """The error of a request whose connection the backend closed: ``BackendNotReached``
+        when nothing of its answer came."""
+        if self._nothing_came():
+            return BackendNotReached(message)
+        return BackendClosed(message)
 
     def pause_writing(self) -> None:
         self._paused_by_peer = True
@@ -202,6 +272,8 @@ class SinkedProtocol(asyncio.Protocol):
 
     def close(self) -> None:
         self._closed = True
+        if self._held_fd >= 0:
+            self._release_answer()
         if self._transport is not None:
             self._transport.close()
 

@@ -31,8 +31,8 @@ from typing import cast
 from corral.backends import (
     BODY_CHUNKED,
     BODY_TUNNEL,
-    BackendClosed,
     BackendError,
+    BackendNotReached,
     BackendProtocolError,
     ResponseSink,
     SinkedProtocol,
@@ -104,6 +104,8 @@ class HTTPClientConnection(SinkedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._fd = sock.fileno()
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -233,6 +235,8 @@ class HTTPClientConnection(SinkedProtocol):
         self._sink = None
         self._state = _IDLE
         self._chunks = None
+        if self._held_fd >= 0:
+            self._release_answer()
         reusable = self._keep_alive and self._body_done and not self._closed
         if reusable:
             self._idle_since = time.monotonic()
@@ -246,8 +250,12 @@ class HTTPClientConnection(SinkedProtocol):
             self._keep_alive = False
             self._finish(sink)
         else:
-            self._fail(BackendClosed(f"{self.name} closed the connection before the response"))
+            self.closed_by_peer = True  # (not the end of a body delimited by the close)
+            self._fail(self._closed_error(f"{self.name} closed the connection before the response"))
         return None
+
+    def _nothing_came(self) -> bool:
+        return self._state == _HEAD and not self._buffer
 
     # -- the request -------------------------------------------------------------------------
 
@@ -276,7 +284,9 @@ class HTTPClientConnection(SinkedProtocol):
         ``has_body``: a ``BODY_*`` value, saying how ``send_body`` pieces are framed."""
         transport = self._transport
         if self._closed or transport is None or transport.is_closing():
-            sink.backend_error(BackendClosed(f"the connection to {self.name} is closed"))
+            sink.backend_error(
+                BackendNotReached(f"the connection to {self.name} is closed", written=False)
+            )
             return
         self._sink = sink
         self._state = _HEAD
@@ -285,6 +295,8 @@ class HTTPClientConnection(SinkedProtocol):
         self._head_request = static.startswith(b"HEAD ")
         self._body_kind = has_body
         self._body_done = not has_body
+        if has_body:
+            self._hold_answer()
         transport.write(static)
         if self._paused_by_peer:
             sink.backend_pause_writing()

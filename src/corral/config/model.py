@@ -255,7 +255,8 @@ class AppConfig:
     error_log_files: int = 5
     watch_file_changes_mask: tuple[str, ...] = ()
     console_url: str | None = None
-    worker_request_timeout: int | None = None
+    #: WORKER_REQUEST_TIMEOUT (seconds; 0 or None: no limit), the declaration's default.
+    worker_request_timeout: int | None = 300
     #: DEVELOPMENT_MODE: error pages show the traceback to every client.
     development_mode: bool = False
     #: Requests one worker serves before the pool replaces it; 0 = no limit. PHP engines:

@@ -188,10 +188,12 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "worker_request_timeout",
         "WORKER_REQUEST_TIMEOUT",
         Kind.INT,
-        None,
+        300,
         "Seconds a request may hold a worker: past it the client gets 504, the worker's Python "
-        "stack goes to the app's log, and the worker is replaced.",
-        minimum=1,
+        "stack goes to the app's log, and the worker is replaced (as when the front's "
+        "response_timeout gives up on it). 0: no limit (an app that streams responses for "
+        "longer). A WebSocket (any 101 tunnel) has no request timeout.",
+        minimum=0,
         pool=PoolUse(
             "request_timeout",
             Kind.NUMBER,

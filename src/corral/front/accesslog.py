@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from corral.logs import AccessLogHandler
+from corral.protocol.http1.events import Request
 
 logger = logging.getLogger("corral.access")
 
@@ -104,3 +105,12 @@ def writer() -> tuple[Callable[[str], None], Callable[[], None]] | None:
     ):
         return handlers[0].write_line, handlers[0].flush
     return None
+
+
+def request_label(request: Request | None) -> str:
+    """A request as an operator's log names it: ``GET /path?query``, escaped like the access
+    log (quotes, backslashes and bytes outside printable ASCII as ``\\xhh``), so that a
+    target cannot forge a log line."""
+    if request is None:
+        return "-"
+    return f"{escape(request.method)} {escape(request.target[:200])}"

@@ -170,3 +170,12 @@ def script_params(
     if script_path_info:
         params.append((b"PATH_TRANSLATED", physical_path + script_path_info))
     return params
+
+
+def replace(params: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
+    """Set the CGI variable ``name`` (replaced where it is, else appended)."""
+    for index, (key, _) in enumerate(params):
+        if key == name:
+            params[index] = (name, value)
+            return
+    params.append((name, value))

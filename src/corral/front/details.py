@@ -27,6 +27,7 @@ from corral.front import forward
 from corral.front.context import FrontContext
 from corral.front.routes import AppRoute
 from corral.protocol.http1.events import Request
+from corral.supervision.lease import PoolUnavailable
 
 if TYPE_CHECKING:
     from corral.front.stream import ClientStream
@@ -73,3 +74,24 @@ def log_503(name: str, reason: str, text: str, shown: bool, who: str) -> str:
             text,
         )
     return reference
+
+
+def unavailable_details(exc: PoolUnavailable) -> str:
+    """What a developer needs on the "cannot start" page: why, the worker's error output
+    (the traceback), and when Corral tries again."""
+    lines = [exc.reason]
+    if exc.failures:
+        if exc.gave_up:
+            when = f"in {exc.retry_in:.0f} s" if exc.retry_in is not None else "on the next request"
+            lines.append(
+                f"The application failed to start {exc.failures} times in a row and is marked "
+                f"failed: Corral tries again {when}, or as soon as its files change."
+            )
+        elif exc.retry_in is not None:
+            lines.append(
+                f"Failed starts in a row: {exc.failures}. Corral tries again in "
+                f"{exc.retry_in:.0f} s, or as soon as the application's files change."
+            )
+    if exc.stderr_tail:
+        lines.append(f"The worker's error output (last lines):\n\n{exc.stderr_tail}")
+    return "\n\n".join(lines).strip()

@@ -47,11 +47,11 @@ from corral.backends import (
     BODY_NONE,
     BODY_TUNNEL,
     BackendError,
+    BackendNotReached,
     BackendNotStarted,
     Upstream,
 )
-from corral.front import accesslog, details, errorpages, forward, staticserve
-from corral.front.cgienv import header_params
+from corral.front import accesslog, cgienv, details, errorpages, forward, staticserve
 from corral.front.context import FrontContext
 from corral.front.proxy import BadBackendHead
 from corral.front.routes import AppRoute
@@ -83,27 +83,12 @@ _NOT_STARTED_RETRIES = 3
 #: Methods whose requests (without a body) may be queued on a busy worker's connection: safe
 #: ones, which may run twice if one is withdrawn just as it begins (RFC 9110 9.2.2).
 _QUEUEABLE = frozenset((b"GET", b"HEAD", b"OPTIONS"))
-
-
-def unavailable_details(exc: PoolUnavailable) -> str:
-    """What a developer needs on the "cannot start" page: why, the worker's error output
-    (the traceback), and when Corral tries again."""
-    lines = [exc.reason]
-    if exc.failures:
-        if exc.gave_up:
-            when = f"in {exc.retry_in:.0f} s" if exc.retry_in is not None else "on the next request"
-            lines.append(
-                f"The application failed to start {exc.failures} times in a row and is marked "
-                f"failed: Corral tries again {when}, or as soon as its files change."
-            )
-        elif exc.retry_in is not None:
-            lines.append(
-                f"Failed starts in a row: {exc.failures}. Corral tries again in "
-                f"{exc.retry_in:.0f} s, or as soon as the application's files change."
-            )
-    if exc.stderr_tail:
-        lines.append(f"The worker's error output (last lines):\n\n{exc.stderr_tail}")
-    return "\n\n".join(lines).strip()
+#: Idempotent methods (RFC 9110 9.2.2): a request of one that the backend closed on before
+#: answering anything (``BackendNotReached``) is sent again once, as nginx does.
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+#: How long after such a close the request is sent again: time for the pool to see whether
+#: the worker died of it (then it is not sent again).
+_RESEND_DELAY = 0.02
 
 
 class Exchange:
@@ -203,12 +188,12 @@ class Exchange:
                 stream.reject(exc.status, str(exc))
             return
         params: list[tuple[bytes, bytes]] = []
-        host, self.referer, self.agent, _ = header_params(request.headers, params)
+        host, self.referer, self.agent, _ = cgienv.header_params(request.headers, params)
         authority = request.host
         if authority is not None:
             if authority is not host and host is not None and authority != host:
                 # An absolute-form target: its authority is the host (RFC 9112 3.2.2).
-                _replace(params, b"HTTP_HOST", authority)
+                cgienv.replace(params, b"HTTP_HOST", authority)
             host = authority
         route = server.router.match(host, path, stream.server_port)
         if route is None:
@@ -316,9 +301,18 @@ class Exchange:
         if self.backend is not None:
             self.backend.resume_reading()
 
-    def give_up(self) -> None:
-        """Waiting for a worker took too long (the stream's ACQUIRE deadline): leave the queue
-        and answer 503."""
+    def give_up(self, kind: Deadline = _ACQUIRE) -> None:
+        """A deadline of the exchange's own passed. ACQUIRE: waiting for a worker took too
+        long: leave the queue and answer 503. BACKEND: no sign of the backend for the response
+        timeout: 504, or a cut response; the lease goes back marked ``stuck``, so that the pool
+        retires the worker (its stack to the app's log first) rather than hand it the next
+        request."""
+        if kind == _BACKEND:
+            lease = self._lease
+            if lease is not None:
+                lease.stuck = True
+            self._stream.respond_error(504)
+            return
         self._give_up_waiting()
         self._stream.respond_error(503, retry_after=True, message="No application worker was free.")
 
@@ -507,7 +501,7 @@ class Exchange:
                 reference=reference,
             )
         elif isinstance(exc, PoolUnavailable):
-            text = unavailable_details(exc)
+            text = details.unavailable_details(exc)
             who = details.client(stream, self.client)
             shown = details.allowed(self._server, route, stream, self.client, self.request)
             reference = details.log_503(route.name, exc.reason, text, shown, who)
@@ -579,7 +573,7 @@ class Exchange:
         is a ``BODY_*`` value (a plain request's ``has_body``: BODY_NONE or BODY_LENGTH)."""
         stream = self._stream
         self.backend = backend
-        sink = Tunnel(self, stream, backend) if body == BODY_TUNNEL else self
+        sink = Tunnel(self, stream, backend, self._lease) if body == BODY_TUNNEL else self
         backend.begin(static, params, sink, body)
         if self.backend is None:  # begin() failed and reported it
             return
@@ -639,7 +633,7 @@ class Exchange:
             logger.warning(
                 "%s: %s response ended %d bytes short of its Content-Length",
                 self.name,
-                _what(self.request),
+                accesslog.request_label(self.request),
                 short,
             )
         stream.finish(False)
@@ -658,6 +652,21 @@ class Exchange:
         self.backend = None
         if backend is not None:
             backend.abort()
+        request = self.request
+        if (
+            isinstance(exc, BackendNotReached)
+            and not self._retries
+            and request is not None
+            and not stream.closed
+            and self._response.status == 0
+            and not (request.chunked or request.content_length)
+            and (not exc.written or self._method in _IDEMPOTENT)
+        ):
+            # A kept-alive connection the backend closed just as the request was sent on it,
+            # before answering anything: the app most likely never saw the request. Once.
+            self._retries = 1
+            self._server.loop.call_later(_RESEND_DELAY, _resend, self, lease, exc)
+            return
         self._release(False)
         if (
             isinstance(exc, BackendNotStarted)
@@ -675,8 +684,8 @@ class Exchange:
             return
         name = self.name
         request = self.request
-        what = _what(request)
-        reason = _without_name(exc, name)
+        what = accesslog.request_label(request)
+        reason = backend_reason(exc, name)
         if stream.closed:
             logger.error("%s: %s (client already gone): %s", name, what, reason)
             return
@@ -725,31 +734,6 @@ class Exchange:
             self.route.pool.release(lease, reusable)
 
 
-def _replace(params: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
-    """Set the CGI variable ``name`` (replaced where it is, else appended)."""
-    for index, (key, _) in enumerate(params):
-        if key == name:
-            params[index] = (name, value)
-            return
-    params.append((name, value))
-
-
-def _what(request: Request | None) -> str:
-    """A request as an operator's log names it: ``GET /path?query``, escaped like the access
-    log (quotes, backslashes and bytes outside printable ASCII as ``\\xhh``), so that a
-    target cannot forge a log line."""
-    if request is None:
-        return "-"
-    return f"{accesslog.escape(request.method)} {accesslog.escape(request.target[:200])}"
-
-
-def _without_name(exc: BackendError, name: str) -> str:
-    """A backend error's text without the application's name it may start with (the log
-    line names the application already)."""
-    text = str(exc)
-    return text[len(name) + 1 :] if text.startswith(name + " ") else text
-
-
 def _send_spool(exchange: Exchange, backend: Upstream) -> None:
     """Request buffering: send the exchange's spooled body to its backend while the backend
     takes it (again at each ``backend_resume_writing``), then end it."""
@@ -763,3 +747,28 @@ def _send_spool(exchange: Exchange, backend: Upstream) -> None:
         return
     if done and exchange._spool is spool:
         exchange._spool = None
+
+
+def _resend(exchange: Exchange, lease: Lease | None, exc: BackendNotReached) -> None:
+    """A moment after the backend closed on a request it answered nothing to: give the lease
+    back (the pool sees by now whether the worker died), then lease again and send the request
+    once more, unless the worker died (a request that kills its worker is not sent to
+    another) or the client has gone."""
+    if exchange._lease is not lease or exchange.request is None:
+        return  # the exchange ended meanwhile (the client left: its lease went back then)
+    exchange._release(False)
+    if exchange._stream.closed:
+        return
+    if lease is not None and lease.lost:
+        exchange._retries = _NOT_STARTED_RETRIES  # (no further retry either way)
+        exchange.backend_error(BackendError(f"{exc} (the worker died)"))
+        return
+    logger.info("%s: %s; sending the request again", exchange.name, exc)
+    exchange.start(exchange.request, False)
+
+
+def backend_reason(exc: BackendError, name: str) -> str:
+    """A backend error's text without the application's name it may start with (the log
+    line names the application already)."""
+    text = str(exc)
+    return text[len(name) + 1 :] if text.startswith(name + " ") else text

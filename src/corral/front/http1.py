@@ -167,7 +167,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         kind = self._kind
-        if kind >= _LINGER:
+        if kind >= _LINGER:  # (lingering or tunnelling: not HTTP; see the Deadline table)
             if kind == _TUNNEL:
                 self.deadline = self._server.now + self._server.tunnel_idle_timeout
                 if self._tunnel is not None:
@@ -535,10 +535,7 @@ def _backend_expired(conn: HTTPConnection) -> None:
         conn.abort()
         return
     logger.error("%s: no response from the application in time", conn._exchange.name)
-    if response.head_sent:
-        conn.abort()
-    else:
-        conn.respond_error(504)
+    conn._exchange.give_up(_BACKEND)  # (504, or a cut response; the worker is retired)
 
 
 def _tunnel_expired(conn: HTTPConnection) -> None:

@@ -21,27 +21,36 @@ from corral.backends import BackendError, Upstream
 
 
 class Deadline(IntEnum):
-    """What a connection's one deadline is for, and what its expiry does.
+    """What a connection's one deadline is for, what its expiry does, and what the bytes and
+    the end of input (EOF) that the client sends meanwhile are.
 
-    ==========  ======================================================  =========================
-    kind        the connection is                                        on expiry
-    ==========  ======================================================  =========================
-    NONE        closed (or between states)                               nothing
-    HEAD        waiting for (the rest of) a request head                  408; silent close when
-                                                                          no byte came
-    IDLE        kept alive between requests                               silent close
-    BODY        reading a request body (gaps, and ``min_body_rate``)    408
-    BACKEND     waiting on the backend (or on a client that does not      504; an abort once the
-                read)                                                     response has started
-    LINGER      answered and closing: reading what the client still      close
-                sends, then closing
-    TUNNEL      switched protocols (101): a byte tunnel                   the tunnel ends
-    ACQUIRE     queued for a worker (``LeaseSource.lease_or_wait``)       503
-    ==========  ======================================================  =========================
+    ==========  ===============================================  ==============  ==============
+    kind        the connection is                                 on expiry       client bytes,
+                                                                                  EOF
+    ==========  ===============================================  ==============  ==============
+    NONE        closed (or between states)                        nothing         -
+    HEAD        waiting for (the rest of) a request head          408; silent     the request
+                                                                  close when no   (its head)
+                                                                  byte came
+    IDLE        kept alive between requests                       silent close    the next
+                                                                                  request
+    BODY        reading a request body (gaps, and                 408             its body
+                ``min_body_rate``)
+    BACKEND     waiting on the backend (or on a client that       504; an abort   pipelined
+                does not read)                                    once the        requests; EOF
+                                                                  response has    waits for the
+                                                                  started         response
+    ACQUIRE     queued for a worker (``LeaseSource.               503             as BACKEND
+                lease_or_wait``)
+    LINGER      answered and closing: reading what the client     close           dropped; EOF
+                still sends, then closing                                         closes
+    TUNNEL      switched protocols (101): a byte tunnel           the tunnel      to the
+                                                                  ends            backend
+    ==========  ===============================================  ==============  ==============
 
-    The values are ordered as the HTTP/1.1 connection compares them (``kind >= LINGER``: the
-    bytes received are not a request's); that ACQUIRE sorts after LINGER is a known quirk, kept
-    as it is until the hardening item that fixes it.
+    The values are ordered so that the HTTP/1.1 connection tells with one comparison whether
+    what the client sends is still HTTP (``kind < LINGER``: a request, its body, or pipelined
+    requests, whatever the exchange is waiting for) or not (lingering, tunnelling).
     """
 
     NONE = 0
@@ -49,9 +58,9 @@ class Deadline(IntEnum):
     IDLE = 2
     BODY = 3
     BACKEND = 4
-    LINGER = 5
-    TUNNEL = 6
-    ACQUIRE = 7
+    ACQUIRE = 5
+    LINGER = 6
+    TUNNEL = 7
 
 
 #: Why the client's request stream is not being read (a bit mask; the protocol adds its own).

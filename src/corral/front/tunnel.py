@@ -17,6 +17,7 @@ from typing import Protocol
 
 from corral.backends import BackendError, ResponseSink, Upstream
 from corral.front.stream import ClientStream
+from corral.supervision.lease import Lease
 
 logger = logging.getLogger("corral.front")
 
@@ -40,13 +41,20 @@ class TunnelOwner(ResponseSink, Protocol):
 class Tunnel:
     """One Upgrade request's sink, then (after a 101) its tunnel. See the module doc."""
 
-    __slots__ = ("_backend", "_exchange", "_open", "_stream")
+    __slots__ = ("_backend", "_exchange", "_lease", "_open", "_stream")
 
-    def __init__(self, exchange: TunnelOwner, stream: ClientStream, backend: Upstream) -> None:
+    def __init__(
+        self,
+        exchange: TunnelOwner,
+        stream: ClientStream,
+        backend: Upstream,
+        lease: Lease | None = None,
+    ) -> None:
         self._exchange = exchange
         self._stream = stream
-        #: The backend while the tunnel (or the request) lasts.
+        #: The backend while the tunnel (or the request) lasts, and its lease (when pooled).
         self._backend: Upstream | None = backend
+        self._lease = lease
         self._open = False
 
     # -- ResponseSink --------------------------------------------------------------------------
@@ -54,6 +62,9 @@ class Tunnel:
     def backend_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         if status == 101:
             self._open = True
+            if self._lease is not None:
+                # A tunnel lasts as long as its client: no request timeout for it.
+                self._lease.open_ended = True
             if self._stream.closed:
                 return
             # What the client sent after its request head, before the 101.

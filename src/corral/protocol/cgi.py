@@ -92,6 +92,11 @@ class CGIResponseParser:
     def complete(self) -> bool:
         return self._done
 
+    @property
+    def started(self) -> bool:
+        """Some of the response has been fed."""
+        return self._done or bool(self._buf)
+
     def feed(self, data: bytes) -> CGIResponseHead | None:
         """Feed STDOUT bytes; ``b""`` means the stream ended. Returns the head once complete,
         else ``None``. Raises ``CGIResponseError`` when the head is malformed or the stream

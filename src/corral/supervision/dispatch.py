@@ -313,7 +313,14 @@ class Dispatcher:
                 # It died and is not reaped yet: no more requests for it meanwhile (those sent
                 # back from its connection would be handed to it again, and wait on its
                 # listening socket until the pool reaps it).
+                lease.lost = True
                 self._lost(worker)
+            elif not reusable and conn.closed_by_peer and worker.idle_conns:
+                # It closed a connection itself (a keep-alive timeout?): those idle as long
+                # may be closing too, and a request sent on one would race that. Fresh ones.
+                for idle in worker.idle_conns:
+                    idle.close()
+                worker.idle_conns.clear()
             self.unreserve(worker, served=True)
         if self.all_released is not None and not self.leases:
             self.all_released.set()

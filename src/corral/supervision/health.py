@@ -159,23 +159,36 @@ class HealthMonitor:
             return
         now = self._monotonic()
         for lease in [
-            lease for lease in self._leases if now - lease.started > timeout and not lease.queued
+            lease
+            for lease in self._leases
+            if now - lease.started > timeout and not lease.queued and not lease.open_ended
         ]:
             if not lease.timed_out:
-                self._request_timed_out(lease, now - lease.started)
+                self._request_timed_out(
+                    lease,
+                    f"ran {now - lease.started:.1f} s, past the request timeout of {timeout:g} s "
+                    "(WORKER_REQUEST_TIMEOUT)",
+                )
 
-    def _request_timed_out(self, lease: Lease, held: float) -> None:
+    def stuck(self, lease: Lease) -> None:
+        """The front gave up on the lease's request (no sign of it for ``response_timeout``,
+        504): the worker is stuck in it, as past the request timeout."""
+        if not lease.timed_out:
+            held = self._monotonic() - lease.started
+            self._request_timed_out(
+                lease, f"gave no sign of life for the front's response_timeout ({held:.1f} s)"
+            )
+
+    def _request_timed_out(self, lease: Lease, why: str) -> None:
         """Cut the request (the front answers 504), log the worker's stack, replace it."""
         lease.timed_out = True
         worker = self._workers.workers.get(lease.worker_id)
         _log.error(
-            "app %s: a request on worker pid %s ran %.1f s, past the request timeout of %g s "
-            "(WORKER_REQUEST_TIMEOUT): answered 504; the worker's stack follows in its log, "
-            "and it is replaced",
+            "app %s: a request on worker pid %s %s: answered 504; the worker's stack follows "
+            "in its log, and it is replaced",
             self.app,
             lease.worker_pid,
-            held,
-            self.settings.request_timeout,
+            why,
             extra={"app": self.app, "pid": lease.worker_pid},
         )
         if worker is not None and worker.process is not None:

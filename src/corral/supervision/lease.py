@@ -121,6 +121,15 @@ class Lease:
     #: waits its turn (the front calls ``began()`` when it becomes the one served).
     follower: bool = False
     queued: bool = False
+    #: The front saw no sign of the request in time (its ``response_timeout``: 504): the worker
+    #: is taken for stuck when the lease is released, as past ``request_timeout``.
+    stuck: bool = False
+    #: Its worker was found dead when the lease came back (a request it closed on may have
+    #: killed it: not one to send again).
+    lost: bool = False
+    #: The request became a tunnel (101 Switching Protocols): it lasts as long as its client
+    #: connection, with no request timeout.
+    open_ended: bool = False
 
     def began(self) -> None:
         """A queued request is now served: its time (request timeout, service time) starts."""

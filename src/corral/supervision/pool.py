@@ -415,7 +415,10 @@ class Pool:
 
     def release(self, lease: Lease, reusable: bool) -> None:
         """Give a worker back. ``reusable``: the connection is clean and may serve another
-        request (kept alive); otherwise it is closed. Releasing twice does nothing."""
+        request (kept alive); otherwise it is closed. Releasing twice does nothing. A lease the
+        front gave up on (``stuck``: its 504) retires its worker, as past the request timeout."""
+        if lease.stuck and not lease.released:
+            self._health.stuck(lease)
         self._dispatcher.release(lease, reusable)
 
     async def _activate(self) -> None:

@@ -163,6 +163,7 @@ _STDIN_BIT: Final = 1 << _STDIN
 _RESPONDER: Final = int(Role.RESPONDER)
 _STREAM_EVENTS: Final = {Stdin: _STDIN, Stdout: _STDOUT, Stderr: _STDERR, Data: _DATA}
 _HEADER_UNPACK: Final = records.HEADER.unpack_from
+_HEADER_AT: Final = records.header_at
 _MAX_TYPE: Final = max(_T)
 
 
@@ -305,12 +306,7 @@ class FastCGIConnection:
                         )
                     self._check_eof()
                     return CLOSED
-                version, rtype, rid, clen, plen = _HEADER_UNPACK(buf, pos)
-                if version != FCGI_VERSION_1:
-                    raise RemoteProtocolError(
-                        f"record with FastCGI version {version} (only version 1 exists); "
-                        "the peer does not speak FastCGI"
-                    )
+                rtype, rid, clen, plen = _HEADER_AT(buf, pos)
                 start = pos + HEADER_LEN
                 stop = start + clen
                 end = stop + plen

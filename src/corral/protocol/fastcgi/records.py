@@ -54,6 +54,7 @@ __all__ = [
     "encode_response",
     "encode_stream",
     "encode_unknown_type",
+    "header_at",
     "pack_header",
     "padding_for",
     "unpack_header",
@@ -77,6 +78,7 @@ _LEN_1_4: Final = struct.Struct(">BI")
 _LEN_4_1: Final = struct.Struct(">IB")
 _LEN_4_4: Final = struct.Struct(">II")
 _HEADER_PACK: Final = HEADER.pack
+_HEADER_UNPACK: Final = HEADER.unpack_from
 _ZEROS: Final = tuple(bytes(n) for n in range(256))
 _MAX_PAIR_LEN: Final = 0x7FFFFFFF
 _LONG: Final = 0x80000000
@@ -110,6 +112,22 @@ def pack_header(
     if not 0 <= record_type <= 0xFF:
         raise LocalProtocolError(f"record type {record_type} is outside 0..255")
     return _HEADER_PACK(FCGI_VERSION_1, record_type, request_id, content_length, padding_length)
+
+
+def header_at(data: bytes | bytearray, pos: int) -> tuple[int, int, int, int]:
+    """The fast path of record parsing, for every reader of records (the codec's
+    ``FastCGIConnection`` and the front's client, ``backends.fastcgi``): the header at ``pos``
+    (the caller has checked that ``HEADER_LEN`` bytes are there) as ``(type, request id,
+    content length, padding length)``; the record's content is ``data[pos + HEADER_LEN:][:
+    content length]``. Raises ``RemoteProtocolError`` when the version is not 1 (the peer
+    does not speak FastCGI)."""
+    version, record_type, request_id, content_length, padding_length = _HEADER_UNPACK(data, pos)
+    if version != FCGI_VERSION_1:
+        raise RemoteProtocolError(
+            f"record with FastCGI version {version} (only version 1 exists); "
+            "the peer does not speak FastCGI"
+        )
+    return record_type, request_id, content_length, padding_length
 
 
 def unpack_header(data: bytes | bytearray | memoryview, offset: int = 0) -> RecordHeader:
