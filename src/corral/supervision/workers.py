@@ -123,6 +123,12 @@ class Worker:
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 
+    @property
+    def label(self) -> str:
+        """How the log names it: by pid once it has a process, else by its number."""
+        pid = self.pid
+        return f"worker #{self.id} (no process)" if pid is None else f"worker pid {pid}"
+
 
 class WorkerEvents(Protocol):
     """What the worker set tells its pool."""
@@ -282,9 +288,9 @@ class WorkerSet:
         except Exception as exc:
             # A bug here must not leave a worker STARTING forever and the pool wedged.
             _log.exception(
-                "app %s: internal error supervising worker pid %s",
+                "app %s: internal error supervising %s",
                 self.app,
-                worker.pid,
+                worker.label,
                 extra={"app": self.app, "pid": worker.pid},
             )
             if worker.process is not None:
@@ -362,9 +368,9 @@ class WorkerSet:
         self.set_state(worker, _S.FAILED_TO_START)
         self.forget(worker)
         _log.error(
-            "app %s: worker pid %s cannot start: %s%s",
+            "app %s: %s cannot start: %s%s",
             self.app,
-            worker.pid,
+            worker.label,
             reason,
             f"\n{stderr_tail}" if stderr_tail else "",
             extra={"app": self.app, "pid": worker.pid},

@@ -529,15 +529,20 @@ def test_a_worker_that_never_answers_the_probe_times_out_and_is_killed(
 
 
 def test_a_program_that_cannot_be_executed_makes_the_app_unavailable(
-    run: Run[None], tmp_path: Path
+    run: Run[None], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def body(pool: Pool) -> None:
         with pytest.raises(PoolUnavailable) as info:
             await pool.acquire()
         assert "no-such-program-for-corral" in info.value.reason
 
+    caplog.set_level(logging.INFO, logger="corral.supervision")
+
     plan = LaunchPlan(argv=(str(tmp_path / "no-such-program-for-corral"),), env={}, cwd="/")
     run(with_pool(plan, settings(), body))
+    # A worker that never got a process is named by its number, not as "worker pid None".
+    failed = [r.getMessage() for r in caplog.records if "cannot start" in r.getMessage()]
+    assert failed and all("pid None" not in m and "worker #" in m for m in failed), failed
 
 
 def test_a_slow_start_serves_the_requests_that_waited(run: Run[None], tmp_path: Path) -> None:
