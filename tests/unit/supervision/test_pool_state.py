@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from tests.unit.supervision.fakes import FakeProcess
 
 from corral.errors import ExitCode
 from corral.supervision.backoff import StartBackoff
@@ -17,46 +18,6 @@ from corral.supervision.lease import PoolClosed, PoolUnavailable, WorkerTraits
 from corral.supervision.lifecycle import PoolState
 from corral.supervision.pool import Pool
 from corral.supervision.settings import PoolSettings
-
-
-class FakeProcess:
-    def __init__(self, pid: int, exit_code: int | None) -> None:
-        self.pid = pid
-        self.address = f"/run/{pid}.sock"
-        self.exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        if exit_code is not None:
-            self.exit.set_result(exit_code)
-
-    @property
-    def running(self) -> bool:
-        return not self.exit.done()
-
-    def gone(self) -> bool:
-        return self.exit.done()
-
-    async def wait(self) -> int:
-        return await asyncio.shield(self.exit)
-
-    async def finish(self) -> None:
-        return None
-
-    def stderr_tail(self) -> str:
-        return "ImportError: no module named app"
-
-    def dump_stack(self) -> bool:
-        return False
-
-    def kill(self) -> None:
-        if not self.exit.done():
-            self.exit.set_result(-9)
-
-    async def stop(self, grace: float) -> int:
-        if not self.exit.done():
-            self.exit.set_result(0)
-        return 0
-
-    async def close(self) -> None:
-        self.kill()
 
 
 class Conn:
@@ -73,7 +34,11 @@ def make_pool(broken: Callable[[], bool], **settings: Any) -> tuple[Pool, list[F
     processes: list[FakeProcess] = []
 
     async def spawn(plan: LaunchPlan, app: str, path: str | None, wid: int) -> FakeProcess:
-        process = FakeProcess(6000 + wid, ExitCode.APP_LOAD_FAILED if broken() else None)
+        process = FakeProcess(
+            6000 + wid,
+            ExitCode.APP_LOAD_FAILED if broken() else None,
+            stderr="ImportError: no module named app",
+        )
         processes.append(process)
         return process
 

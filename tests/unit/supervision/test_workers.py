@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from tests.unit.supervision.fakes import FakeProcess
 
 from corral.errors import ExitCode
 from corral.supervision.launch import LaunchPlan
@@ -18,50 +19,6 @@ from corral.supervision.settings import PoolSettings
 from corral.supervision.workers import Worker, WorkerSet
 
 S = WorkerState
-
-
-class FakeProcess:
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.address = f"/run/{pid}.sock"
-        self.exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.signals: list[str] = []
-
-    @property
-    def running(self) -> bool:
-        return not self.exit.done()
-
-    def gone(self) -> bool:
-        return self.exit.done()
-
-    async def wait(self) -> int:
-        return await asyncio.shield(self.exit)
-
-    async def finish(self) -> None:
-        return None
-
-    def stderr_tail(self) -> str:
-        return "Traceback: boom"
-
-    def dump_stack(self) -> bool:
-        self.signals.append("USR1")
-        return True
-
-    def end(self, code: int) -> None:
-        if not self.exit.done():
-            self.exit.set_result(code)
-
-    def kill(self) -> None:
-        self.signals.append("KILL")
-        self.end(-9)
-
-    async def stop(self, grace: float) -> int:
-        self.signals.append("TERM")
-        self.end(0)
-        return 0
-
-    async def close(self) -> None:
-        self.end(-9)
 
 
 class Conn:
