@@ -118,6 +118,10 @@ class ServicePool:
             self._idle.append(conn)
         else:
             conn.close()
+            if conn.closed_by_peer:
+                # The server closed a connection: the other idle ones are as old and as likely
+                # closed (a keep-alive timeout), so a request sent again gets a fresh one.
+                self._close_idle()
         if self._drained is not None and not self._leases:
             self._drained.set()
 
@@ -128,12 +132,15 @@ class ServicePool:
                 return conn
         return None
 
-    async def close(self, grace: float) -> None:
-        """Refuse new requests, wait up to ``grace`` s for those in flight, close connections."""
-        self._closing = True
+    def _close_idle(self) -> None:
         for conn in self._idle:
             conn.close()
         self._idle.clear()
+
+    async def close(self, grace: float) -> None:
+        """Refuse new requests, wait up to ``grace`` s for those in flight, close connections."""
+        self._closing = True
+        self._close_idle()
         if self._leases:
             self._drained = asyncio.Event()
             with contextlib.suppress(TimeoutError):

@@ -31,7 +31,8 @@ from corral.front.settings import FrontSettings
 from corral.supervision import Pool, PoolSettings
 from corral.supervision.launch import LaunchPlan, WorkerSocket
 from corral.supervision.probe import port_probe
-from ports import held_range
+from corral.supervision.service import ServicePool
+from ports import held_range, port
 
 BACKEND = Path(__file__).resolve().parents[2] / "apps" / "http_backend.py"
 WAIT = 20.0
@@ -128,6 +129,49 @@ async def http_backend(tmp_path: Path, **env: str) -> AsyncIterator[int]:
         await pool.close(2)
 
 
+@contextlib.asynccontextmanager
+async def http_service(tmp_path: Path, **env: str) -> AsyncIterator[int]:
+    """A front on a loopback port over a ``tcp.service`` pool (``ServicePool``: a server Corral
+    does not start) of the stdlib HTTP server, which the test runs itself."""
+    backend_port = port()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(BACKEND),
+        "127.0.0.1",
+        str(backend_port),
+        env={**os.environ, **env},
+        cwd=str(tmp_path),
+    )
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", backend_port)
+            except OSError:
+                assert time.monotonic() < deadline, "the HTTP backend did not listen"
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            break
+        pool = ServicePool(
+            "early-service",
+            ("127.0.0.1", backend_port),
+            PoolSettings(max_instances=8),
+            http.connect,
+        )
+        route = AppRoute("early-service", pool, http=True)
+        front = FrontServer(PrefixRouter([route]), FrontSettings(acquire_timeout=WAIT))
+        [(_, front_port)] = await front.listen("127.0.0.1", 0)
+        try:
+            yield front_port
+        finally:
+            await front.stop(1)
+            await pool.close(2)
+    finally:
+        server.kill()
+        await server.wait()
+
+
 def test_an_http_backend_that_answers_and_closes_before_the_body(tmp_path: Path) -> None:
     async def main() -> None:
         async with http_backend(tmp_path) as port:
@@ -138,13 +182,14 @@ def test_an_http_backend_that_answers_and_closes_before_the_body(tmp_path: Path)
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("source", ["pool", "service"])
 @pytest.mark.parametrize(
     "env",
     [{"BACKEND_KEEPALIVE": "0.2"}, {"BACKEND_IDLE_DROP": "0.1"}],
     ids=["keep-alive-timeout", "closed-as-the-request-comes"],
 )
 def test_kept_alive_connections_closed_by_the_backend_as_a_request_is_sent(
-    tmp_path: Path, env: dict[str, str]
+    tmp_path: Path, env: dict[str, str], source: str
 ) -> None:
     """The backend closes kept-alive connections after a short idle time; clients send
     requests after pauses around it (the front reuses connections idle up to
@@ -152,8 +197,10 @@ def test_kept_alive_connections_closed_by_the_backend_as_a_request_is_sent(
     (BACKEND_IDLE_DROP: every request after a pause is): none of them gets a 502."""
     clients, rounds = 4, 25
 
+    backend = http_backend if source == "pool" else http_service
+
     async def main() -> None:
-        async with http_backend(tmp_path, **env) as port:
+        async with backend(tmp_path, **env) as port:
             statuses: list[int] = []
 
             def client(index: int) -> None:
