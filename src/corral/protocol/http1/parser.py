@@ -52,6 +52,7 @@ from .events import (
     Request,
     Sentinel,
 )
+from .relay import Relay
 
 Event: TypeAlias = Request | Body | EndOfMessage | ConnectionClosed | Sentinel
 
@@ -702,7 +703,7 @@ class RequestParser:
         if self._length is not None:  # llhttp refuses this too, before this callback
             raise self._error(400, "Content-Length together with Transfer-Encoding")
         self._hp.set_dangerous_leniencies(lenient_transfer_encoding=True)
-        relay = _Relay(self)
+        relay = Relay(self)
         second = relay.parser = httptools.HttpRequestParser(relay)
         second.feed_data(_RECHUNK_HEAD + (b"\r\n" if keep_alive else b"Connection: close\r\n\r\n"))
         relay.muted = False
@@ -737,48 +738,3 @@ class RequestParser:
         if self._switching or not self._keep_alive:
             self._events.append(ConnectionClosed())
             self._done = True
-
-
-class _Relay:
-    """The callbacks of the parser that takes over after ``chunked<TAB>`` (``_rechunk``).
-
-    Quiet while it reads the head it is given, then the request parser's own callbacks. While
-    it is the current parser, its first body or end callback also ends the hand-over (when the
-    first parser had no body bytes to hand over); once another takes over from it in turn, its
-    raw body bytes go the hand-over way like the first parser's.
-    """
-
-    __slots__ = ("_owner", "muted", "parser")
-
-    def __init__(self, owner: RequestParser) -> None:
-        self._owner = owner
-        self.muted = True
-        self.parser: httptools.HttpRequestParser | None = None
-
-    def on_message_begin(self) -> None:
-        if not self.muted:
-            self._owner._on_message_begin()
-
-    def on_url(self, url: bytes) -> None:
-        if not self.muted:
-            self._owner._on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.muted:
-            self._owner._on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        if not self.muted:
-            self._owner._on_headers_complete()
-
-    def on_body(self, data: bytes) -> None:
-        owner = self._owner
-        if owner._handover and owner._hp is self.parser:
-            owner._end_handover()
-        owner._on_body(data)
-
-    def on_message_complete(self) -> None:
-        owner = self._owner
-        if owner._handover and owner._hp is self.parser:
-            owner._end_handover()
-        owner._on_message_complete()
