@@ -34,7 +34,6 @@ chunk that started the request head plus ``max_request_line + max_header_bytes``
 
 from __future__ import annotations
 
-import re
 import types
 from collections import deque
 from dataclasses import dataclass
@@ -53,6 +52,14 @@ from .events import (
     Sentinel,
 )
 from .relay import Relay
+from .rules import (
+    _ABSOLUTE_FORM,
+    _AUTHORITY_FORM,
+    _FORBIDDEN_TRAILERS,
+    _HOST_FIELD,
+    _RTSP_ONLY_METHODS,
+    _map_llhttp_error,
+)
 
 Event: TypeAlias = Request | Body | EndOfMessage | ConnectionClosed | Sentinel
 
@@ -107,64 +114,6 @@ _SPECIAL_NAMES: Final = {
 _SPECIAL_LENGTHS: Final = frozenset(len(name) for name in _SPECIAL_NAMES)
 _OWS: Final = b" \t"
 
-# RFC 3986 authority: [ userinfo "@" ] host [ ":" port ], host a reg-name or an IP literal.
-_HOST: Final = (
-    rb"(?:\[[0-9A-Fa-f:.]+\]"  # IPv6
-    rb"|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]"  # IPvFuture
-    rb"|[A-Za-z0-9\-._~!$&'()*+,;=%]+)"  # reg-name / IPv4
-)
-_ABSOLUTE_FORM: Final = re.compile(
-    rb"[A-Za-z][A-Za-z0-9+.\-]*://(?:[A-Za-z0-9\-._~!$&'()*+,;=:%]*@)?"
-    + _HOST
-    + rb"(?::[0-9]*)?(?=[/?#]|\Z)"
-)
-_AUTHORITY_FORM: Final = re.compile(_HOST + rb":[0-9]+\Z")
-#: RFC 9110 7.2: Host = uri-host [ ":" port ] (empty allowed). Checked because the front
-#: routes on it: no "/", "\\", "@" or whitespace can reach a virtual-host lookup.
-_HOST_FIELD: Final = re.compile(rb"(?:" + _HOST + rb"(?::[0-9]*)?)?\Z")
-
-#: Methods llhttp accepts only with the RTSP/1.0 protocol: seeing one means the request line
-#: said RTSP, not HTTP (httptools does not expose the protocol name). A backstop for request
-#: lines the byte check in ``_feed`` does not see (pipelined behind another in one read).
-_RTSP_ONLY_METHODS: Final = frozenset(
-    {
-        b"DESCRIBE",
-        b"ANNOUNCE",
-        b"SETUP",
-        b"PLAY",
-        b"PAUSE",
-        b"TEARDOWN",
-        b"GET_PARAMETER",
-        b"SET_PARAMETER",
-        b"REDIRECT",
-        b"RECORD",
-        b"FLUSH",
-    }
-)
-
-#: RFC 9110 6.5.1: fields that cannot be processed outside the header section (framing,
-#: routing, connection control, request modifiers, authentication). We refuse them in
-#: trailers rather than risk a component merging them; other trailers are passed on.
-_FORBIDDEN_TRAILERS: Final = frozenset(
-    {
-        b"transfer-encoding",
-        b"content-length",
-        b"host",
-        b"trailer",
-        b"te",
-        b"connection",
-        b"keep-alive",
-        b"upgrade",
-        b"expect",
-        b"max-forwards",
-        b"authorization",
-        b"proxy-authorization",
-        b"content-encoding",
-        b"content-range",
-    }
-)
-
-
 #: What ``_feed`` expects before the end of a request line: `` HTTP/1.1\r`` (10 bytes).
 _HTTP_TAIL: Final = b" HTTP/"
 #: Bytes of a long request line kept back (not given to llhttp) until its end comes, so that
@@ -172,24 +121,6 @@ _HTTP_TAIL: Final = b" HTTP/"
 _LINE_END: Final = 16
 #: The head given to the parser that de-chunks a body after ``chunked<TAB>`` (``_rechunk``).
 _RECHUNK_HEAD: Final = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
-
-
-def _map_llhttp_error(exc: Exception) -> HTTPProtocolError:
-    """Turn an httptools error (llhttp's static reason strings) into a status."""
-    message = str(exc)
-    if isinstance(exc, httptools.HttpParserCallbackError):
-        # One of our callbacks failed without an HTTPProtocolError: a bug, not bad input.
-        cause = exc.__context__
-        return HTTPProtocolError(500, f"request parser failure ({type(cause).__name__})")
-    if isinstance(exc, httptools.HttpParserInvalidURLError):
-        return HTTPProtocolError(400, f"invalid request target ({message})")
-    if isinstance(exc, httptools.HttpParserInvalidMethodError):
-        return HTTPProtocolError(400, f"invalid or unknown method ({message})")
-    if message == "Invalid HTTP version" or message.startswith("Pause on PRI"):
-        return HTTPProtocolError(505, "HTTP version not supported")
-    if message in ("Content-Length overflow", "Chunk size overflow"):
-        return HTTPProtocolError(413, message)
-    return HTTPProtocolError(400, f"malformed request ({message})")
 
 
 class RequestParser:
