@@ -4,6 +4,8 @@ Host (3.2), the protocol name (2.3), and a tab as optional whitespace after a fi
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from tests.harness import Conn, CorralServer, corral
 
@@ -51,6 +53,24 @@ def test_a_protocol_other_than_http_is_400_and_a_close(corral: CorralServer, lin
         conn.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
         assert conn.response().status == 200
         conn.send(line + b"\r\nHost: x\r\n\r\n")
+        _refused(conn)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-read", "line-split"])
+def test_a_pipelined_request_with_another_protocol_is_400_after_the_first(
+    corral: CorralServer, split: bool
+) -> None:
+    first = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+    foreign = b"GET /hello RTSP/1.0\r\nHost: x\r\n\r\n"
+    with Conn(corral.port) as conn:
+        if split:  # the second request line begins in the read of the first request
+            conn.send(first + foreign[:9])
+            time.sleep(0.2)
+            conn.send(foreign[9:])
+        else:
+            conn.send(first + foreign)
+        response = conn.response()
+        assert response.status == 200 and response.body == b"Hello, world!\n"
         _refused(conn)
 
 

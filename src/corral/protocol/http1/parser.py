@@ -12,8 +12,10 @@ CL together with TE, chunk-size syntax); this module adds what llhttp leaves to 
   any Transfer-Encoding on HTTP/1.0 400 (RFC 9112 6.1);
 * versions other than 1.0 and 1.1 (llhttp lets 0.9 and 2.0 through) get 505;
 * a protocol name other than ``HTTP`` (llhttp also takes ``RTSP/1.0`` and ``ICE/1.0``) is
-  400: a request line is looked at before llhttp sees it (``_feed``; the RTSP-only methods
-  catch what that misses, see ``_check_request_line``);
+  400: the first request line of a read is looked at before llhttp sees it
+  (``_check_request_line``), one llhttp reaches after another request in the same read is
+  found where that request ends (``_check_pipelined``, ``pipelining.py``); the RTSP-only
+  methods are refused too;
 * an HTTP/1.1 request without Host, and any request with more than one, is 400 (RFC 9112
   3.2); request-target form checks (RFC 9112 3.2): origin-form, absolute-form,
   authority-form only with CONNECT, ``*`` only with OPTIONS;
@@ -51,6 +53,7 @@ from .events import (
     Request,
     Sentinel,
 )
+from .pipelining import chunks_end, foreign_protocol, head_end, next_chunk
 from .relay import Relay
 from .rules import (
     _ABSOLUTE_FORM,
@@ -131,16 +134,22 @@ class RequestParser:
         "_backlog_eof",
         "_body_seen",
         "_cb_error",
+        "_chunk_at",
+        "_chunk_in",
         "_chunked",
         "_coalesce",
         "_content_type_seen",
+        "_data",
         "_done",
         "_events",
         "_expect",
+        "_feed_body",
+        "_feed_msg",
         "_framing",
         "_handover",
         "_head_budget",
         "_head_extra",
+        "_head_tail",
         "_header_bytes",
         "_headers",
         "_host",
@@ -148,6 +157,9 @@ class RequestParser:
         "_keep_alive",
         "_length",
         "_limits",
+        "_line_part",
+        "_loc_data",
+        "_loc_start",
         "_max_body",
         "_max_count",
         "_max_field",
@@ -204,6 +216,21 @@ class RequestParser:
         self._upgrade_body_left = 0
         self._state = _IDLE
         self._msg_no = 0
+        # Where pipelined request lines are found (see _check_pipelined): the bytes being
+        # fed, the message number before them when they start a request (else -1), the body
+        # bytes already seen when they go on with a body, the end of the head before them.
+        self._data = b""
+        self._feed_msg = 0
+        self._feed_body = -1
+        self._head_tail = b""
+        self._loc_data = b""
+        self._loc_start = 0
+        #: A chunked body: the next chunk-size line is at ``_chunk_at`` in ``_chunk_in`` (the
+        #: bytes last fed, after any framing bytes carried from before); None: not known.
+        self._chunk_in: bytes | None = None
+        self._chunk_at = 0
+        #: The start of a pipelined request line whose end has not arrived yet.
+        self._line_part = b""
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -322,6 +349,7 @@ class RequestParser:
                 if state != _HEAD:
                     data = bytes(pending[:-_LINE_END])
                     del pending[:-_LINE_END]
+                    self._line_part = b""
                     self._feed_now(data)
                     if self._state == _HEAD:
                         self._state = _LINE
@@ -341,6 +369,7 @@ class RequestParser:
                     data = checked
                 if state == _LINE:
                     self._state = _HEAD
+                    self._line_part = b""
         self._feed_now(data)
 
     def _check_request_line(self, data: bytes, at_start: bool) -> bytes | None:
@@ -361,9 +390,11 @@ class RequestParser:
             if start < size:
                 self._pending += data[start:]
             return None
-        protocol = data[start:end].rstrip(b"\r").rpartition(b" ")[2]
-        name, slash, _ = protocol.partition(b"/")
-        if slash and name != b"HTTP" and name.isalpha():
+        line = data[start:end]
+        if self._line_part:  # a pipelined request line begun in an earlier read
+            line = self._line_part + line
+            self._line_part = b""
+        if foreign_protocol(line):
             self._fail(HTTPProtocolError(400, "not an HTTP request (protocol name)"))
             return None
         return data
@@ -372,6 +403,18 @@ class RequestParser:
         msg_no = self._msg_no
         state_before = self._state
         body_before = self._body_seen
+        if state_before == _IDLE:
+            self._feed_msg = msg_no  # its first request line was checked by _feed
+        else:
+            self._feed_msg = -1
+            if state_before == _BODY:
+                self._feed_body = body_before
+                if self._chunked:
+                    self._advance_chunks(data)
+            else:
+                self._feed_body = -1
+                self._head_tail = self._data[-3:]
+        self._data = data
         try:
             self._hp.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -385,6 +428,9 @@ class RequestParser:
             self._fail(self._cb_error or _map_llhttp_error(exc))
             return
         if self._msg_no != msg_no or self._state != state_before:
+            if self._state == _IDLE:  # between requests: hold no read (up to 256 KiB)
+                self._data = self._loc_data = b""
+                self._chunk_in = None
             return
         if state_before == _HEAD:
             # httptools buffers an incomplete header line internally; charge its bytes.
@@ -445,8 +491,68 @@ class RequestParser:
 
     def _on_message_begin(self) -> None:
         self._state = _HEAD
+        if self._msg_no != self._feed_msg:
+            self._check_pipelined()
         self._msg_no += 1
         self._reset_message()
+
+    def _check_pipelined(self) -> None:
+        """A request begins after another ended in the bytes being fed: its request line
+        was not seen by ``_feed``. Called before the reset, while the fields still describe
+        the request that ended; llhttp has checked its framing, so its end is found from
+        where it began: the end of its head (CRLF CRLF: llhttp takes no bare LF there), then
+        Content-Length bytes or the chunks. A line not ended yet is finished in ``_feed``.
+        """
+        data = self._data
+        if self._done:
+            return  # bytes after a request that closes the connection: ignored
+        if self._loc_data is data or self._feed_body < 0 or self._msg_no == self._feed_msg + 1:
+            end = self._body_end(data, self._head_end_here(data))
+        elif self._chunked:  # its chunked body began in an earlier read
+            chunks = self._chunk_in
+            if chunks is None:
+                return  # after chunked<TAB> (docs/security.md)
+            end = chunks_end(chunks, self._chunk_at) - (len(chunks) - len(data))
+        else:  # its Content-Length body began in an earlier read
+            end = (self._length or 0) - self._feed_body
+        size = len(data)
+        while 0 <= end < size and data[end] in b"\r\n":
+            end += 1
+        if not 0 <= end < size:
+            return
+        self._loc_data = data
+        self._loc_start = end
+        line_end = data.find(b"\n", end)
+        if line_end < 0:  # the line ends in a later read: checked there (_feed)
+            self._line_part = data[end:][-_LINE_END:]
+            self._state = _LINE
+        elif foreign_protocol(data[end:line_end]):
+            raise self._error(400, "not an HTTP request (protocol name)")
+
+    def _head_end_here(self, data: bytes) -> int:
+        """Where the head of the current request ends in ``data``, the bytes being fed."""
+        if self._loc_data is data:  # a pipelined request found here
+            return head_end(data, self._loc_start)
+        if self._msg_no == self._feed_msg + 1:  # the first request these bytes begin
+            return head_end(data, 0)
+        # A head begun in an earlier read (CRLF CRLF may straddle the reads).
+        tail = self._head_tail
+        end = (tail + data).find(b"\r\n\r\n")
+        return end + 4 - len(tail) if end >= 0 else -1
+
+    def _body_end(self, data: bytes, head_end: int) -> int:
+        """Where the current request (its head ending at ``head_end``) ends in ``data``."""
+        if head_end < 0:
+            return -1
+        if not self._chunked:
+            return head_end + (self._length or 0)
+        return chunks_end(data, head_end)
+
+    def _advance_chunks(self, data: bytes) -> None:
+        """Before ``data`` goes on with a chunked body: where its next chunk-size line is."""
+        chunks = self._chunk_in
+        if chunks is not None:
+            self._chunk_in, self._chunk_at = next_chunk(chunks, self._chunk_at, data)
 
     def _on_url(self, url: bytes) -> None:
         if self._url:
@@ -592,6 +698,10 @@ class RequestParser:
                 # (_switched_bytes). A CONNECT body has no meaning: the tunnel starts at once.
                 self._upgrade_body_left = self._length or 0
         self._chunked = chunked
+        if chunked:
+            head_end = self._head_end_here(self._data)
+            self._chunk_in = self._data if head_end >= 0 else None
+            self._chunk_at = head_end
         headers = self._headers
         assert headers is not None
         if len(headers) > self._max_count:
@@ -634,6 +744,7 @@ class RequestParser:
         if self._length is not None:  # llhttp refuses this too, before this callback
             raise self._error(400, "Content-Length together with Transfer-Encoding")
         self._hp.set_dangerous_leniencies(lenient_transfer_encoding=True)
+        self._chunk_in = None  # the raw body also goes through _feed_now: not followed
         relay = Relay(self)
         second = relay.parser = httptools.HttpRequestParser(relay)
         second.feed_data(_RECHUNK_HEAD + (b"\r\n" if keep_alive else b"Connection: close\r\n\r\n"))

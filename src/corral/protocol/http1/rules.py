@@ -28,7 +28,7 @@ _HOST_FIELD: Final = re.compile(rb"(?:" + _HOST + rb"(?::[0-9]*)?)?\Z")
 
 #: Methods llhttp accepts only with the RTSP/1.0 protocol: seeing one means the request line
 #: said RTSP, not HTTP (httptools does not expose the protocol name). A backstop for request
-#: lines the byte check in ``_feed`` does not see (pipelined behind another in one read).
+#: lines the byte checks do not see (pipelined after a ``chunked<TAB>`` body, see _rechunk).
 _RTSP_ONLY_METHODS: Final = frozenset(
     {
         b"DESCRIBE",

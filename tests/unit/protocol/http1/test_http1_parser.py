@@ -645,6 +645,112 @@ def test_a_protocol_other_than_http_is_400(line: bytes) -> None:
     assert info.value.status_hint == 400
 
 
+RTSP_GET = b"GET /x RTSP/1.0\r\nHost: a\r\n\r\n"
+GOOD_GET = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
+#: A request whose body is the text of a request line with another protocol name.
+POST_RTSP_TEXT = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(RTSP_GET),
+    RTSP_GET,
+)
+CHUNKED_RTSP_TEXT = (
+    b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"%x\r\n%s\r\n0\r\n\r\n" % (len(RTSP_GET), RTSP_GET)
+)
+
+
+def outcome(chunks: list[bytes]) -> list[Any]:
+    """What a connection sees, Body events joined (their split follows the reads)."""
+    parser = RequestParser()
+    for chunk in chunks:
+        parser.receive_data(chunk)
+    out: list[Any] = []
+    while True:
+        try:
+            event = parser.next_event()
+        except HTTPProtocolError as error:
+            return [*out, error.status_hint]
+        if event is NEED_DATA or isinstance(event, ConnectionClosed):
+            return out
+        if event is PAUSED:
+            parser.start_next()
+        elif isinstance(event, Body) and out and isinstance(out[-1], Body):
+            out[-1] = Body(out[-1].data + event.data)
+        else:
+            out.append(event)
+
+
+@pytest.mark.parametrize("line", [b"GET /x RTSP/1.0", b"SOURCE /x ICE/1.0", b"GET /x RTSP/1.1"])
+@pytest.mark.parametrize("before", [GET, GET + GET, b"\r\n" + GET + b"\r\n"])
+def test_a_pipelined_request_with_another_protocol_is_400(line: bytes, before: bytes) -> None:
+    out = outcome([before + line + b"\r\nHost: a\r\n\r\n"])
+    assert out[-1] == 400
+    assert [type(e) for e in out[:-1]] == [Request, EndOfMessage] * before.count(b"GET")
+
+
+@pytest.mark.parametrize(
+    "before",
+    [GET, POST_RTSP_TEXT, CHUNKED_RTSP_TEXT, GET + POST_RTSP_TEXT],
+    ids=["get", "post", "chunked", "get-post"],
+)
+def test_a_pipelined_request_line_split_across_reads_is_checked(before: bytes) -> None:
+    data = before + RTSP_GET
+    start = len(before)
+    for cut in range(start, start + RTSP_GET.index(b"\n") + 1):  # the line, at every byte
+        out = outcome([data[:cut], data[cut:]])
+        assert out[-1] == 400, cut
+        assert isinstance(out[-2], EndOfMessage), cut
+    for cut in range(1, len(data)):  # any split before it, too
+        assert outcome([data[:cut], data[cut:]])[-1] == 400, cut
+
+
+@pytest.mark.parametrize(
+    "body_first", [POST_RTSP_TEXT, CHUNKED_RTSP_TEXT], ids=["content-length", "chunked"]
+)
+def test_a_body_with_the_text_of_a_foreign_request_line_is_not_refused(
+    body_first: bytes,
+) -> None:
+    data = body_first + GOOD_GET
+    whole = outcome([data])
+    post, body, _end, following, end = whole
+    assert isinstance(post, Request) and body.data == RTSP_GET
+    assert following.target == b"/x" and isinstance(end, EndOfMessage)
+    for cut in range(1, len(data)):
+        assert outcome([data[:cut], data[cut:]]) == whole, cut
+
+
+_PIECES = [
+    GET,
+    GOOD_GET,
+    POST_RTSP_TEXT,
+    CHUNKED_RTSP_TEXT,
+    # Several chunks, an extension, a trailer field:
+    b"POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n",
+    b"\r\n" + GET,
+    b"GET /" + b"z" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from(_PIECES), min_size=1, max_size=4),
+    st.booleans(),
+    st.lists(st.integers(min_value=1, max_value=6000), max_size=6),
+)
+def test_pipelined_requests_are_judged_alike_whatever_the_reads(
+    pieces: list[bytes], foreign_last: bool, cuts: list[int]
+) -> None:
+    data = b"".join(pieces) + (RTSP_GET if foreign_last else GOOD_GET)
+    points = sorted({min(cut, len(data)) for cut in cuts})
+    chunks = [data[a:b] for a, b in itertools.pairwise([0, *points, len(data)]) if b > a]
+    whole = outcome([data])
+    assert outcome(chunks) == whole
+    if foreign_last:
+        assert whole[-1] == 400
+    else:
+        assert isinstance(whole[-1], EndOfMessage) and whole[-2].target == b"/x"
+
+
 def test_http_in_a_target_or_a_field_does_not_make_a_request_line_look_wrong() -> None:
     (request, _) = parse(b"GET /RTSP/1.0 HTTP/1.1\r\nHost: a\r\nX: GET / RTSP/1.0\r\n\r\n")
     assert request.target == b"/RTSP/1.0"
