@@ -65,39 +65,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv with Corral installed from a freshly built wheel; returns its bin/."""
     tmp = tmp_path_factory.mktemp("packaging")
     source = _source_copy(tmp / "source")
-    dist = tmp / "dist"
-    _run(
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "--no-index",
-        "-q",
-        "-w",
-        dist,
-        source,
-        cwd=tmp,
-    )
-    wheels = sorted(dist.glob("corral-*.whl"))
-    assert len(wheels) == 1, wheels
     venv = tmp / "venv"
     _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp)
     python = venv / "bin" / "python"
-    _run(
-        sys.executable,
-        "-m",
-        "pip",
-        "--python",
-        python,
-        "install",
-        "--no-deps",
-        "--no-index",
-        "-q",
-        wheels[0],
-        cwd=tmp,
-    )
+    _pip_install(python, source, tmp, dist=tmp / "dist", name="corral")
     # The dependencies: already installed for this interpreter. A plain path line (not the
     # directory's own .pth files, so not the checkout's editable install) makes them importable.
     site = Path(
@@ -167,9 +138,12 @@ def _tiny_package(root: Path, version: str) -> Path:
     return source
 
 
-def _pip_install(python: Path, source: Path, cwd: Path) -> None:
-    """Build ``source``'s wheel with this interpreter (offline), install it for ``python``."""
-    dist = source / "dist"
+def _pip_install(
+    python: Path, source: Path, cwd: Path, *, dist: Path | None = None, name: str = "corralpin"
+) -> None:
+    """Build ``source``'s wheel with this interpreter (offline, into ``dist``, by default
+    ``source/dist``) and install it for ``python``: the one wheel named ``name`` it makes."""
+    dist = source / "dist" if dist is None else dist
     _run(
         sys.executable,
         "-m",
@@ -184,7 +158,8 @@ def _pip_install(python: Path, source: Path, cwd: Path) -> None:
         source,
         cwd=cwd,
     )
-    (wheel,) = dist.glob("corralpin-*.whl")
+    wheels = sorted(dist.glob(f"{name}-*.whl"))
+    assert len(wheels) == 1, wheels
     _run(
         sys.executable,
         "-m",
@@ -195,7 +170,7 @@ def _pip_install(python: Path, source: Path, cwd: Path) -> None:
         "--no-deps",
         "--no-index",
         "-q",
-        wheel,
+        wheels[0],
         cwd=cwd,
     )
 
