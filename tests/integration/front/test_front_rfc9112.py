@@ -89,3 +89,14 @@ def test_chunked_followed_by_a_tab_is_dechunked(corral: CorralServer, ows: bytes
         assert response.status == 200, response
         assert response.body == b"hello " + b"tab" * 5000
         assert conn.response().body == b"Hello, world!\n"  # the request after it
+
+
+def test_a_foreign_request_pipelined_after_a_chunked_tab_body_is_400(corral: CorralServer) -> None:
+    with Conn(corral.port) as conn:
+        conn.send(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\t\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n\r\nGET /hello RTSP/1.0\r\nHost: x\r\n\r\n"
+        )
+        response = conn.response()
+        assert response.status == 200 and response.body == b"hello"
+        _refused(conn)

@@ -511,7 +511,7 @@ class RequestParser:
         elif self._chunked:  # its chunked body began in an earlier read
             chunks = self._chunk_in
             if chunks is None:
-                return  # after chunked<TAB> (docs/security.md)
+                return  # where its chunks began is not known (no such case is known)
             end = chunks_end(chunks, self._chunk_at) - (len(chunks) - len(data))
         else:  # its Content-Length body began in an earlier read
             end = (self._length or 0) - self._feed_body
@@ -744,7 +744,10 @@ class RequestParser:
         if self._length is not None:  # llhttp refuses this too, before this callback
             raise self._error(400, "Content-Length together with Transfer-Encoding")
         self._hp.set_dangerous_leniencies(lenient_transfer_encoding=True)
-        self._chunk_in = None  # the raw body also goes through _feed_now: not followed
+        # The raw body reaches the second parser through _feed_now, from its first chunk-size
+        # line: the chunks are followed from there, for the request line after them.
+        self._chunk_in = b""
+        self._chunk_at = 0
         relay = Relay(self)
         second = relay.parser = httptools.HttpRequestParser(relay)
         second.feed_data(_RECHUNK_HEAD + (b"\r\n" if keep_alive else b"Connection: close\r\n\r\n"))

@@ -27,8 +27,8 @@ _AUTHORITY_FORM: Final = re.compile(_HOST + rb":[0-9]+\Z")
 _HOST_FIELD: Final = re.compile(rb"(?:" + _HOST + rb"(?::[0-9]*)?)?\Z")
 
 #: Methods llhttp accepts only with the RTSP/1.0 protocol: seeing one means the request line
-#: said RTSP, not HTTP (httptools does not expose the protocol name). A backstop for request
-#: lines the byte checks do not see (pipelined after a ``chunked<TAB>`` body, see _rechunk).
+#: said RTSP, not HTTP (httptools does not expose the protocol name). A backstop behind the
+#: byte checks of ``_check_request_line`` and ``_check_pipelined``.
 _RTSP_ONLY_METHODS: Final = frozenset(
     {
         b"DESCRIBE",

@@ -728,6 +728,9 @@ _PIECES = [
     b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n",
     b"\r\n" + GET,
     b"GET /" + b"z" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+    # De-chunked by the second parser (see test_chunked_followed_by_a_tab_is_dechunked):
+    b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n"
+    b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n",
 ]
 
 
@@ -799,3 +802,21 @@ def test_chunked_followed_by_a_tab_keeps_every_check_on_the_body() -> None:
     # The next request on the connection may use the same spelling.
     out = parse(head + b"1\r\na\r\n0\r\n\r\n" + head + b"1\r\nb\r\n0\r\n\r\n")
     assert [e.data for e in out if isinstance(e, Body)] == [b"a", b"b"]
+
+
+@pytest.mark.parametrize("foreign_last", [True, False], ids=["foreign", "http"])
+def test_a_request_pipelined_after_a_chunked_tab_body_is_checked_whatever_the_reads(
+    foreign_last: bool,
+) -> None:
+    # The body is de-chunked by the second parser (_rechunk); the request line after it
+    # is found where its chunks end, in one read or split anywhere, as after plain chunked.
+    data = CHUNKED_TAB + CHUNKED_TAB + (RTSP_GET if foreign_last else GOOD_GET)
+    whole = outcome([data])
+    if foreign_last:
+        assert whole[-1] == 400 and isinstance(whole[-2], EndOfMessage)
+    else:
+        assert whole[-2].target == b"/x" and isinstance(whole[-1], EndOfMessage)
+    for cut in range(1, len(data)):
+        assert outcome([data[:cut], data[cut:]]) == whole, cut
+    for step in (1, 7):
+        assert outcome([data[i : i + step] for i in range(0, len(data), step)]) == whole
