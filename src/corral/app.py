@@ -32,11 +32,13 @@ import errno
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from corral import __version__
 from corral.config import ConfigErrors, load, load_site
 from corral.config.builtin_engines import PYTHON
 from corral.config.model import AppConfig, ServerConfig
@@ -51,6 +53,14 @@ from corral.errors import CorralError
 from corral.front.routes import AppKey, AppRoute, ConfigRouter
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
+from corral.ops.history import History
+from corral.ops.status import (
+    FrontStatus,
+    HostStatus,
+    app_ids,
+    build_app_status,
+    find_app,
+)
 from corral.runtime.controller import AppController, runtime_spec
 from corral.runtime.errorlog import ErrorLogs
 from corral.runtime.policy import Phase
@@ -209,6 +219,16 @@ class Host:
         self._config_files = ConfigFiles(frozenset(), ())
         self._reload_lock: asyncio.Lock | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        #: "starting", "serving", "reloading", "stopping" (``status``).
+        self.state = "starting"
+        self.started_at = time.time()
+        #: Every application's recent request figures, sampled once a second.
+        self.history = History()
+        self._sampler: asyncio.TimerHandle | None = None
+        #: Set to stop serving (SIGTERM, SIGINT, ``corral stop``).
+        self._stopping: asyncio.Event | None = None
+        #: Applications whose bounds ``corral scale`` changed (restored by a reload).
+        self._scaled: set[ReloadKey] = set()
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
@@ -236,6 +256,8 @@ class Host:
         for app in self.apps:
             await self._start_app(app)
         self._watch_config(config)
+        self._sample()
+        self.state = "serving"
         for host, port in self.addresses:
             shown = f"[{host}]" if ":" in host else host
             logger.info("serving %s on http://%s:%d", options.path, shown, port)
@@ -251,6 +273,9 @@ class Host:
 
     async def stop(self) -> None:
         grace = self.shutdown_grace
+        self.state = "stopping"
+        if self._sampler is not None:
+            self._sampler.cancel()
         logger.info("stopping: finishing requests in flight (up to %.0f s)", grace)
         if self._config_watcher is not None:
             await self._config_watcher.close()
@@ -274,7 +299,7 @@ class Host:
         """Start, serve until SIGTERM/SIGINT, stop gracefully; SIGHUP reloads the
         configuration. Returns the exit status."""
         loop = asyncio.get_running_loop()
-        stopping = asyncio.Event()
+        stopping = self._stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.schedule_reload, "SIGHUP")
@@ -286,6 +311,97 @@ class Host:
                 loop.remove_signal_handler(signum)
         await self.stop()
         return 0
+
+    # ---------------------------------------------------------------- status and control
+
+    def request_stop(self) -> None:
+        """Stop gracefully, as SIGTERM does."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    def _sample(self) -> None:
+        """Every application's request counters into the history, once a second."""
+        loop = asyncio.get_running_loop()
+        ids = app_ids([(a.config.site, a.config.name) for a in self.apps])
+        self.history.sample(
+            loop.time(), {i: a.route.stats for i, a in zip(ids, self.apps, strict=True)}
+        )
+        self._sampler = loop.call_later(1.0, self._sample)
+
+    def status(self) -> HostStatus:
+        """Every application's figures now (``corral.ops.status``)."""
+        now = asyncio.get_running_loop().time()
+        ids = app_ids([(a.config.site, a.config.name) for a in self.apps])
+        apps = []
+        for ident, app in zip(ids, self.apps, strict=True):
+            controller = app.controller
+            last = None if controller is None else controller.last_deploy
+            apps.append(
+                build_app_status(
+                    ident,
+                    app.config,
+                    app.pool.snapshot(),
+                    app.route.stats,
+                    self.history,
+                    now,
+                    phase=None
+                    if controller is None or controller.spec.deploy is None
+                    else controller.phase,
+                    last_deploy=None if last is None else last.describe(),
+                    service=isinstance(app.pool, ServicePool),
+                )
+            )
+        front = self.front
+        stats = None if front is None else front.stats
+        return HostStatus(
+            schema=1,
+            version=__version__,
+            pid=os.getpid(),
+            config=str(self.options.path),
+            started=round(self.started_at, 3),
+            uptime=round(time.time() - self.started_at, 3),
+            state=self.state,
+            listening=tuple(
+                f"http://[{h}]:{p}" if ":" in h else f"http://{h}:{p}" for h, p in self.addresses
+            ),
+            front=FrontStatus(
+                connections_open=0 if front is None else len(front.connections),
+                connections_opened=0 if stats is None else stats.connections_opened,
+                protocol_errors={}
+                if stats is None
+                else {str(k): v for k, v in sorted(stats.protocol_errors.items())},
+            ),
+            apps=tuple(apps),
+        )
+
+    def find_app(self, ident: str) -> Application:
+        """The application ``ident`` names (``NAME`` or ``SITE/NAME``); ``LookupError``."""
+        return self.apps[find_app(ident, [(a.config.site, a.config.name) for a in self.apps])]
+
+    async def restart_app(self, ident: str) -> str:
+        """A rolling restart of one application, as touching its restart.txt does.
+        ``LookupError``: no such application, or one whose server Corral does not start."""
+        app = self.find_app(ident)
+        if app.controller is None:
+            raise LookupError(f"{ident}: its server is not started by Corral; nothing to restart")
+        logger.info("app %s: restart asked for (corral restart)", app.route.name)
+        if await app.controller.restart("corral restart"):
+            return f"{ident}: restarted"
+        return f"{ident}: the new workers could not start; the old ones keep serving"
+
+    def scale_app(self, ident: str, min_workers: int | None, max_workers: int | None) -> str:
+        """New worker bounds for one application until the next reload. ``LookupError``,
+        ``ValueError`` (bounds the policy refuses)."""
+        app = self.find_app(ident)
+        pool = app.pool
+        if not isinstance(pool, Pool):
+            raise LookupError(f"{ident}: its server is not started by Corral; nothing to scale")
+        current = pool.snapshot()
+        low = current.min_instances if min_workers is None else min_workers
+        high = current.max_instances if max_workers is None else max_workers
+        pool.set_bounds(low, high)
+        self._scaled.add(app_key(app.config))
+        return f"{ident}: workers {low} to {high} (until the next reload)"
 
     # ---------------------------------------------------------------- applications
 
@@ -337,7 +453,12 @@ class Host:
         if self._reload_lock is None:
             self._reload_lock = asyncio.Lock()
         async with self._reload_lock:
-            return await self._reload(reason)
+            self.state = "reloading"
+            try:
+                return await self._reload(reason)
+            finally:
+                if self.state == "reloading":
+                    self.state = "serving"
 
     async def _reload(self, reason: str) -> bool:
         if self.config is None or self.front is None:
@@ -362,6 +483,10 @@ class Host:
             app = running[key]
             app.config = built[key].config
             keep[key] = app
+            if key in self._scaled and isinstance(app.pool, Pool):  # (corral scale: undone)
+                limits = app.pool.settings.limits()
+                app.pool.set_bounds(limits.min_instances, limits.max_instances)
+        self._scaled.clear()
         for key in plan.added:
             await self._start_app(built[key])
             keep[key] = built[key]

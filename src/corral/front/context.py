@@ -12,6 +12,7 @@ from typing import Protocol
 from corral.front.forward import TrustedProxies
 from corral.front.routes import AppRouter
 from corral.front.settings import FrontSettings
+from corral.front.stats import FrontStats
 from corral.protocol.http1.parser import RequestParser
 
 
@@ -41,6 +42,8 @@ class FrontContext(Protocol):
     #: ``accesslog.log_request``).
     access_log: bool
     access_write: Callable[[str], None] | None
+    #: What the server counts (``front/stats.py``).
+    stats: FrontStats
 
     def new_parser(self) -> RequestParser:
         """A request parser with the server's current limits."""

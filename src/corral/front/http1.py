@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from time import perf_counter
 from typing import cast
 
 from corral.front import accesslog, errorpages
@@ -81,6 +82,7 @@ class HTTPConnection(asyncio.Protocol):
         "_rate_step",
         "_request",
         "_server",
+        "_started",
         "_transport",
         "_tunnel",
         "body_complete",
@@ -120,6 +122,7 @@ class HTTPConnection(asyncio.Protocol):
         self._rate_step = 0.0
         self._expect_continue = False
         self._logged = False
+        self._started = 0.0
         self._tunnel: TunnelPeer | None = None
 
     # -- asyncio.Protocol: the client side ---------------------------------------------------
@@ -154,8 +157,10 @@ class HTTPConnection(asyncio.Protocol):
         self.closed = True
         # No transport <-> protocol cycle left for the GC to find.
         self._transport = self.response.transport = None
-        if self._kind == _TUNNEL:
-            self._log_access()  # (a tunnel the client closed ends here: 101, bytes sent)
+        if self._request is not None and not self._logged:
+            # A tunnel the client closed ends here (101, bytes sent: an access-log line too);
+            # a request cut short is counted (its status 0 if no head left).
+            self._request_done(access=self._kind == _TUNNEL)
         self._server.connection_closed(self)
         self._exchange.drop()
         if self.response.spill_file is not None:  # (its file and share of the disk: now)
@@ -268,6 +273,7 @@ class HTTPConnection(asyncio.Protocol):
         self._expect_continue = request.expect_continue and has_body
         self._body_received = 0
         self._logged = False
+        self._started = perf_counter()
         self._tunnel = None
         if length is not None and length > server.settings.max_body_size:
             self.respond_error(413)
@@ -354,14 +360,22 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- the end of a request ----------------------------------------------------------------
 
-    def _log_access(self) -> None:
-        """The request's access-log line (once per request)."""
-        server = self._server
+    def _request_done(self, access: bool = True) -> None:
+        """Once per request: count it (its application's ``RequestStats``, else the server's)
+        and write its access-log line."""
         request = self._request
-        if server.access_log and request is not None and not self._logged:
-            self._logged = True
-            exchange = self._exchange
-            response = self.response
+        if request is None or self._logged:
+            return
+        self._logged = True
+        server = self._server
+        exchange = self._exchange
+        response = self.response
+        route = exchange.route
+        stats = route.stats if route is not None else server.stats.unrouted
+        stats.record(
+            response.status, perf_counter() - self._started, response.sent, self._body_received
+        )
+        if server.access_log and access:
             fields = (
                 (exchange.client or self.remote_host) if self.trusted else self.remote_host,
                 request.method,
@@ -388,7 +402,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         if close:
             response.close_after = True
-        self._log_access()
+        self._request_done()
         if not self.body_complete:
             self._linger()
             return
@@ -440,6 +454,7 @@ class HTTPConnection(asyncio.Protocol):
     def reject(self, status: int, reason: str) -> None:
         """The request could not be parsed: answer ``status`` (when nothing was sent yet)."""
         logger.info("%s:%d: bad request: %s", self.remote_host, self.remote_port, reason)
+        self._server.stats.protocol_error(status)
         if self._request is None:
             # No request head: no access-log line with a request in it; answer and close.
             assert self._transport is not None

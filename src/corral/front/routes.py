@@ -17,6 +17,7 @@ from typing import Protocol
 from corral.backends import encode_params
 from corral.config.model import ServerConfig, StaticPolicy
 from corral.front.cgienv import DEVELOPMENT_PARAM, Pairs, route_params, script_params
+from corral.front.stats import RequestStats
 from corral.routing import Router as ModelRouter
 from corral.routing import is_file_pattern
 from corral.supervision.lease import Deliver, Lease, LeaseSource, PoolUnavailable, Waiter
@@ -76,6 +77,8 @@ class AppRoute:
     #: Request buffering (``AppConfig.request_buffering``): a request body is read whole
     #: (``front/spool.py``) before a backend is leased, then sent with its CONTENT_LENGTH.
     buffering: bool = False
+    #: Its requests so far (``front/stats.py``), counted by the front as each one ends.
+    stats: RequestStats = field(default_factory=RequestStats)
     #: ``http or upgrade``: the one test the front's hot path makes per request.
     special: bool = field(init=False, default=False)
     #: Set for a static route: what may be served from the mount's folder (no pool is used).

@@ -21,6 +21,7 @@ from corral.front.forward import TrustedProxies
 from corral.front.http1 import HTTPConnection
 from corral.front.routes import AppRouter
 from corral.front.settings import FrontSettings
+from corral.front.stats import FrontStats
 from corral.protocol.http1.parser import Limits, RequestParser
 from corral.protocol.http1.writer import DateCache
 
@@ -58,6 +59,7 @@ class FrontServer:
         self.access_write = fast[0] if fast else None
         self._access_flush = fast[1] if fast else None
         self.connections: set[ClientConnection] = set()
+        self.stats = FrontStats()
         self.now = self.loop.time()
         self.host_bytes = b"localhost"
         self._dates = DateCache()
@@ -129,6 +131,7 @@ class FrontServer:
 
     def connection_opened(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
+        self.stats.connections_opened += 1
 
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)

@@ -82,6 +82,8 @@ class CrashLoopTracker:
         self._scan = fingerprint
         #: Consecutive failed starts, when the next start is due (clock), the last error.
         self.failures = 0
+        #: Failed starts since the pool was made (``failures`` counts the consecutive ones).
+        self.failed_total = 0
         self.next_start_at = 0.0
         self.last_error: PoolUnavailable | None = None
         #: The app's files when it last failed to start with nothing running, and the last scan.
@@ -104,6 +106,7 @@ class CrashLoopTracker:
         """A worker failed to start; ``nothing_runs``: no other worker is starting or ready
         (the app is down: remember its files, so that a change lets the next request retry)."""
         self.failures += 1
+        self.failed_total += 1
         self.last_error = error
         backoff = self.backoff
         self.next_start_at = backoff.next_start_at(self.failures, self._clock())

@@ -71,7 +71,7 @@ class Dispatcher:
         self._call_later = call_later
         self._look_again_at = look_again_at
         self._idle_timeout = settings.idle_timeout
-        self._min_instances = settings.min_instances
+        self.min_instances = settings.min_instances
         self._drained = drained
         self._worn_out = worn_out
         self._lost = lost
@@ -146,7 +146,7 @@ class Dispatcher:
             # A worker going idle never calls for a start; it may be stoppable once the idle
             # timeout has passed: look again then (the policy decides).
             idle_timeout = self._idle_timeout
-            if idle_timeout is not None and len(self.workers) > self._min_instances:
+            if idle_timeout is not None and len(self.workers) > self.min_instances:
                 self._look_again_at(now + idle_timeout)
         if worker.state.is_ready:
             self.dispatch()

@@ -559,6 +559,37 @@ class Pool:
         self._check_restart()
         return await asyncio.shield(done)
 
+    def set_bounds(self, min_instances: int, max_instances: int) -> None:
+        """Keep at least ``min_instances`` workers and at most ``max_instances`` from now on
+        (``corral scale``; the configured ones return when the pool is made again). Workers
+        above the new ceiling finish their requests and stop, idle ones first; a new floor
+        starts workers at once (a dormant pool with a floor of zero stays dormant).
+        ``ValueError`` for bounds the policy refuses."""
+        limits = self._scaler.limits
+        self._scaler.limits = replace(
+            limits, min_instances=min_instances, max_instances=max_instances
+        )
+        self._dispatcher.min_instances = min_instances
+        surplus = sum(self._workers.counts()) - max_instances
+        if surplus > 0:
+            for worker in sorted(
+                (w for w in self._workers.workers.values() if w.state.is_ready and not w.retiring),
+                key=lambda w: (w.active, -w.id),
+            )[:surplus]:
+                worker.retiring = f"scaled down to {max_instances}"
+                self._workers.retire(worker, worker.retiring)
+        _log.info(
+            "app %s: workers now %d to %d",
+            self.name,
+            min_instances,
+            max_instances,
+            extra={"app": self.name},
+        )
+        if self._state is _RUNNING or min_instances:
+            if self._state is PoolState.DORMANT:
+                self._set_state(_RUNNING)
+            self._scaler.evaluate()
+
     async def stop_workers(self, reason: str) -> None:
         """Stop every worker and go dormant; the next ``acquire`` starts fresh ones.
 
@@ -628,6 +659,7 @@ class Pool:
             queued=queued,
             queue_length=waiting + queued,
             start_failures=crash.failures,
+            failed_starts=crash.failed_total,
             last_error=None if crash.last_error is None else str(crash.last_error),
             closing=state is _CLOSING,
             min_instances=self._scaler.limits.min_instances,

@@ -28,6 +28,7 @@ from corral.supervision.lease import (
     Waiter,
 )
 from corral.supervision.settings import PoolSettings
+from corral.supervision.snapshot import PoolSnapshot
 
 _log = logging.getLogger("corral.supervision.service")
 
@@ -52,6 +53,9 @@ class ServicePool:
         self._leases: set[Lease] = set()
         self._closing = False
         self._drained: asyncio.Event | None = None
+        #: Connections that failed, and the last reason (``snapshot``).
+        self._failures = 0
+        self._last_error: str | None = None
 
     @property
     def where(self) -> str:
@@ -84,6 +88,8 @@ class ServicePool:
                 except (OSError, TimeoutError) as exc:
                     reason = f"cannot connect to {self.where}: {_describe(exc)}"
                     _log.error("%s: %s", self.name, reason)
+                    self._failures += 1
+                    self._last_error = reason
                     raise PoolUnavailable(self.name, reason) from None
         except BaseException:
             self._slots.release()
@@ -91,6 +97,24 @@ class ServicePool:
         lease = Lease(conn, conn, 0, 0)
         self._leases.add(lease)
         return lease
+
+    def snapshot(self) -> PoolSnapshot:
+        """What ``Pool.snapshot`` shows, for a server Corral does not start: no workers; its
+        connections in use, the requests waiting for one, the failed connections."""
+        return PoolSnapshot(
+            app=self.name,
+            workers=(),
+            waiting=self._waiting,
+            in_flight=len(self._leases),
+            start_failures=0,
+            last_error=self._last_error,
+            closing=self._closing,
+            min_instances=0,
+            max_instances=self._limit,
+            state="closing" if self._closing else "running",
+            queue_length=self._waiting,
+            failed_starts=self._failures,
+        )
 
     def try_acquire(self) -> Lease | None:
         """No lease without awaiting here (see ``Pool.try_acquire``): always ``acquire()``."""

@@ -104,3 +104,5 @@ class PoolSnapshot:
     exits: tuple[ExitInfo, ...] = ()
     #: Every request not yet begun: ``waiting`` in the queue plus ``queued`` on connections.
     queue_length: int = 0
+    #: Failed starts since the pool was made (``start_failures`` counts the consecutive ones).
+    failed_starts: int = 0
