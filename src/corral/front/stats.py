@@ -56,8 +56,10 @@ class RequestStats:
 
     def record(self, status: int, seconds: float, sent: int, received: int) -> None:
         self.count += 1
-        status_class = status // 100
-        self.by_class[status_class if 0 < status_class < 6 else 0] += 1
+        try:
+            self.by_class[status // 100] += 1
+        except IndexError:  # (a status the front never sends: 600 and above)
+            self.by_class[0] += 1
         self.buckets[bisect_left(DURATION_BOUNDS, seconds)] += 1
         self.duration_sum += seconds
         self.bytes_sent += sent
