@@ -140,7 +140,7 @@ def choose(control: Path | None, environ: Mapping[str, str] | None = None) -> Pa
     lines = [f"{len(found)} corral servers are running; choose one with --control PATH:"]
     for path in found:
         try:
-            result = call(path, Request(proto.INFO), timeout=2.0)
+            result = call(path, Request(proto.INFO), timeout=1.0)
         except ClientError:
             lines.append(f"  {path}")
             continue
