@@ -91,10 +91,14 @@ def _request(args: argparse.Namespace) -> proto.Request:
     """``ProtocolError`` for arguments the protocol refuses (scale's bounds)."""
     command = args.command
     if command == "restart":
-        return proto.Request(proto.RESTART, args.app)
-    if command == "scale":
-        return proto.Request(proto.SCALE, args.app, args.min_workers, args.max_workers)
-    return proto.Request({"status": proto.STATUS, "reload": proto.RELOAD}.get(command, proto.STOP))
+        request = proto.Request(proto.RESTART, args.app)
+    elif command == "scale":
+        request = proto.Request(proto.SCALE, args.app, args.min_workers, args.max_workers)
+    else:
+        names = {"status": proto.STATUS, "reload": proto.RELOAD}
+        request = proto.Request(names.get(command, proto.STOP))
+    proto.check_request(request)
+    return request
 
 
 def _message(result: object) -> str:

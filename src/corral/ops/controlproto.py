@@ -16,14 +16,14 @@ Commands (``COMMANDS``): ``info`` (who is serving: pid, configuration, version),
 and ``min`` and/or ``max``). A request of another version, an unknown command, a missing or
 ill-typed field, or a line longer than ``MAX_REQUEST`` bytes is answered by an error reply.
 
-Pure and stdlib only: the ``corral`` client imports it, and must start fast.
+Pure and stdlib only: the ``corral`` client imports it, and must start fast (hence named
+tuples, not dataclasses, which import ``inspect``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 #: The protocol's version, in every request and reply.
 VERSION: Final = 1
@@ -51,8 +51,10 @@ class ProtocolError(ValueError):
     """A request or reply that does not follow the protocol (the message says how)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
+    """One request (``check_request`` says whether it is well formed; ``encode_request``
+    and ``decode_request`` check it)."""
+
     command: str
     #: The application (``NAME`` or ``SITE/NAME``): ``restart`` and ``scale``.
     app: str | None = None
@@ -60,12 +62,8 @@ class Request:
     min: int | None = None
     max: int | None = None
 
-    def __post_init__(self) -> None:
-        check_request(self)
 
-
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     ok: bool
     #: The command's result (``ok``): a JSON value (``status``: the status document).
     result: object = None
@@ -129,6 +127,8 @@ def _optional_int(document: dict[str, object], key: str) -> int | None:
 
 
 def encode_request(request: Request) -> bytes:
+    """The line for ``request``; ``ProtocolError`` when it is not well formed."""
+    check_request(request)
     document: dict[str, object] = {"version": VERSION, "command": request.command}
     for key, value in (("app", request.app), ("min", request.min), ("max", request.max)):
         if value is not None:
@@ -150,7 +150,9 @@ def decode_request(line: bytes) -> Request:
     app = document.get("app")
     if app is not None and not isinstance(app, str):
         raise ProtocolError(f"app must be a string, not {app!r}")
-    return Request(command, app, _optional_int(document, "min"), _optional_int(document, "max"))
+    request = Request(command, app, _optional_int(document, "min"), _optional_int(document, "max"))
+    check_request(request)
+    return request
 
 
 def encode_reply(reply: Reply) -> bytes:
