@@ -292,6 +292,8 @@ class Host:
         if self._sampler is not None:
             self._sampler.cancel()
         logger.info("stopping: finishing requests in flight (up to %.0f s)", grace)
+        if self.control is not None:
+            await self.control.cancel_commands()
         if self._config_watcher is not None:
             await self._config_watcher.close()
         for task in list(self._background):

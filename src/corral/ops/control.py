@@ -170,6 +170,15 @@ class ControlServer:
         logger.info("control socket: %s", path)
         return server
 
+    async def cancel_commands(self) -> None:
+        """End the commands under way (the host begins to stop: a reload or a restart must not
+        run on while it closes its pools). The socket keeps answering ``status``; other
+        commands are refused from now on (the host's state is "stopping")."""
+        running = [task for task in self._handlers if task is not asyncio.current_task()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
     async def close(self) -> None:
         """Stop answering and remove the socket (if it is still this server's)."""
         server = self._server
@@ -177,10 +186,7 @@ class ControlServer:
             return
         self._server = None
         server.close()
-        for task in list(self._handlers):
-            if task is not asyncio.current_task():
-                task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self.cancel_commands()
         await server.wait_closed()
         with contextlib.suppress(OSError):
             info = os.stat(self.path)
@@ -245,7 +251,7 @@ class ControlServer:
             return Reply(True, host.status().to_json()), None
         if host.state == "stopping":
             return Reply(False, error=f"the server is stopping; it does not {command} now"), None
-        if host.state == "starting":
+        if host.state == "starting" and command != proto.STOP:
             return Reply(False, error=f"the server is still starting; {command} later"), None
         try:
             if command == proto.RESTART:
