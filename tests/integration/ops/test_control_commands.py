@@ -42,7 +42,7 @@ def runtime() -> Iterator[dict[str, str]]:
 def server(
     site: Path, env: dict[str, str], *args: str, wait_ready: bool = True
 ) -> Iterator[CorralServer]:
-    corral = CorralServer(site, args=("--no-access-log", *args), env=env)
+    corral = CorralServer(site, args=("--no-access-log", *args), env=env, own_control=False)
     try:
         yield corral.start(wait_ready=wait_ready)
     finally:
@@ -211,7 +211,7 @@ def test_a_dead_servers_socket_is_replaced_a_live_one_refuses_and_stop_removes_i
 ) -> None:
     site = make_site(tmp_path)
     socket_path = default_path(site.resolve(), runtime)
-    first = CorralServer(site, args=("--no-access-log",), env=runtime).start()
+    first = CorralServer(site, args=("--no-access-log",), env=runtime, own_control=False).start()
     try:
         # A second server of the same configuration: refused, the first one untouched.
         second = corral(runtime, "serve", str(site), "--listen", "127.0.0.1:0")
