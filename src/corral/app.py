@@ -23,6 +23,10 @@ changed ones are started anew and take over once ready (then the old pool drains
 new ones are added, removed ones drained; a configuration with errors is refused and the
 running one kept. Changed server settings (``[server]``: the front's limits and timeouts) are
 applied at once (``FrontServer.apply_settings``), except where a ``--set`` holds them.
+
+The control socket (``corral.ops.control``, opened before listening, removed at the end of the
+stop) lets ``corral status|restart|reload|stop|scale`` reach the host's ``status``,
+``restart_app_outcome``, ``reload_outcome``, ``request_stop`` and ``scale_app``.
 """
 
 from __future__ import annotations

@@ -79,8 +79,16 @@ def add_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
         "scale", help="change an application's worker bounds until the next reload"
     )
     scale.add_argument("app", metavar="APP", help="the application: NAME or SITE/NAME")
-    scale.add_argument("--min", type=_bound, dest="min_workers", metavar="N")
-    scale.add_argument("--max", type=_bound, dest="max_workers", metavar="N")
+    scale.add_argument(
+        "--min", type=_bound, dest="min_workers", metavar="N", help="workers kept (started now)"
+    )
+    scale.add_argument(
+        "--max",
+        type=_bound,
+        dest="max_workers",
+        metavar="N",
+        help="most workers (the surplus finishes its requests and stops)",
+    )
     top = commands.add_parser("top", help="the status, refreshed in the terminal (q quits)")
     top.add_argument("--interval", type=_seconds, default=1.0, metavar="SECONDS", help="default: 1")
     for name in COMMANDS:
