@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
@@ -212,7 +213,9 @@ class ControlServer:
         if after is not None:
             after()
 
-    async def _serve_one(self, reader: asyncio.StreamReader) -> tuple[Reply | None, _After | None]:
+    async def _serve_one(
+        self, reader: asyncio.StreamReader
+    ) -> tuple[Reply | None, Callable[[], None] | None]:
         """The reply to the connection's request (None: the client left without one), and
         what to do once it is sent."""
         try:
@@ -231,7 +234,7 @@ class ControlServer:
             return Reply(False, error=str(exc)), None
         return await self.run(request)
 
-    async def run(self, request: Request) -> tuple[Reply, _After | None]:
+    async def run(self, request: Request) -> tuple[Reply, Callable[[], None] | None]:
         """Carry out one request."""
         host = self.host
         command = request.command
@@ -273,7 +276,3 @@ class ControlServer:
         if not ok:
             return Reply(False, error=message), None
         return Reply(True, {"message": message}), None
-
-
-class _After(Protocol):
-    def __call__(self) -> None: ...
