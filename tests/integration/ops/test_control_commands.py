@@ -430,8 +430,10 @@ def test_workers_show_their_site_app_and_engine_in_ps(
     )
     (site / "corral.toml").write_text('[apps.blog]\nengine = "python"\nvirtual_env = "venv"\n')
     with server(site, runtime, "--min", "2", "--max", "2") as host:
-        wait_for(lambda: len(live_workers(host)) == 2, "two workers")
+        # Ready workers (a worker sets its title first thing, so a ready one has it).
+        wait_for(lambda: len(ready_pids(app_status(runtime))) == 2, "two ready workers")
         title = "corral worker default/blog (python)"
+        assert ready_pids(app_status(runtime)) == live_workers(host)
         for pid in live_workers(host):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             assert cmdline.split(b"\0")[0].decode() == title, cmdline
