@@ -94,7 +94,8 @@ def workers_of(host: psutil.Process) -> int:
     count = 0
     for child in host.children(recursive=False):
         try:
-            if "corral.worker" in " ".join(child.cmdline()):
+            # "corral worker SITE/NAME (ENGINE)": the title the worker gives itself.
+            if child.cmdline()[:1] and child.cmdline()[0].startswith("corral worker "):
                 count += 1
         except psutil.Error:
             continue

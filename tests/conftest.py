@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -33,13 +34,20 @@ def require_program(name: str, *alternatives: str) -> str:
 @pytest.fixture(scope="session", autouse=True)
 def _private_state_and_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """What Corral writes outside site folders (the bundled example's logs under
-    $XDG_STATE_HOME, the worker's modules under $XDG_CACHE_HOME from a wheel) goes to this
-    session's temporary folder, never the user's home."""
-    saved = {name: os.environ.get(name) for name in ("XDG_STATE_HOME", "XDG_CACHE_HOME")}
+    $XDG_STATE_HOME, the worker's modules under $XDG_CACHE_HOME from a wheel, control sockets
+    under $XDG_RUNTIME_DIR) goes to this session's temporary folders, never the user's."""
+    names = ("XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR")
+    saved = {name: os.environ.get(name) for name in names}
     base = tmp_path_factory.mktemp("xdg")
     os.environ["XDG_STATE_HOME"] = str(base / "state")
     os.environ["XDG_CACHE_HOME"] = str(base / "cache")
+    # Control sockets (``corral serve``'s, in $XDG_RUNTIME_DIR/corral): one folder per test
+    # process, so that servers of the same configuration in parallel tests never meet; short
+    # (a Unix socket's path has at most 103 bytes), hence not under the pytest folder.
+    runtime = tempfile.mkdtemp(prefix="corral-test-run-")
+    os.environ["XDG_RUNTIME_DIR"] = runtime
     yield
+    shutil.rmtree(runtime, ignore_errors=True)
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)

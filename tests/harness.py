@@ -7,6 +7,7 @@ started in its own process group and killed in teardown by that group.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -24,6 +25,9 @@ import psutil
 import pytest
 
 WAIT = 20.0  # upper bound for any single wait in these tests (seconds)
+
+#: Numbers the control sockets of the servers started here (``CorralServer.own_control``).
+_CONTROL_NUMBERS = itertools.count()
 
 _SERVING = re.compile(r"serving .* on http://(?P<host>[^\s:]+|\[[^\]]+\]):(?P<port>\d+)")
 
@@ -264,6 +268,10 @@ class CorralServer:
     #: How to run Corral (default: this interpreter's ``-m corral``), e.g. an installed script.
     command: tuple[str, ...] = (sys.executable, "-m", "corral")
     cwd: Path | None = None
+    #: A control socket of its own (``--control``, a fresh name in the runtime folder), so that
+    #: servers of one configuration may run side by side (each with other settings); False:
+    #: the default place, named after the configuration (the control socket's own tests).
+    own_control: bool = True
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     log: list[str] = field(default_factory=list)
@@ -274,6 +282,12 @@ class CorralServer:
         env.update(self.env or {})
         env["PYTHONUNBUFFERED"] = "1"
         site = [] if self.site is None else [str(self.site)]
+        control: list[str] = []
+        if self.own_control and "--control" not in self.args:
+            # The tests' runtime folder (tests/conftest.py): short, as a socket path must be.
+            folder = Path(env.get("XDG_RUNTIME_DIR") or "/tmp")
+            number = next(_CONTROL_NUMBERS)
+            control = ["--control", str(folder / f"test-{os.getpid()}-{number}.sock")]
         self.proc = subprocess.Popen(
             [
                 *self.command,
@@ -281,6 +295,7 @@ class CorralServer:
                 *site,
                 "--listen",
                 "127.0.0.1:0",
+                *control,
                 *self.args,
             ],
             stdin=subprocess.DEVNULL,

@@ -23,6 +23,10 @@ changed ones are started anew and take over once ready (then the old pool drains
 new ones are added, removed ones drained; a configuration with errors is refused and the
 running one kept. Changed server settings (``[server]``: the front's limits and timeouts) are
 applied at once (``FrontServer.apply_settings``), except where a ``--set`` holds them.
+
+The control socket (``corral.ops.control``, opened before listening, removed at the end of the
+stop) lets ``corral status|restart|reload|stop|scale`` reach the host's ``status``,
+``restart_app_outcome``, ``reload_outcome``, ``request_stop`` and ``scale_app``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from corral.errors import CorralError
 from corral.front.routes import AppKey, AppRoute, ConfigRouter
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
+from corral.ops.control import ControlError, ControlServer
 from corral.ops.history import History
 from corral.ops.status import (
     FrontStatus,
@@ -91,6 +96,8 @@ class ServeOptions:
     front_overrides: Mapping[str, object] = field(default_factory=dict)
     #: Pool settings from the command line (``--min``, ``--max``, ``--set``): they win.
     pool_overrides: Mapping[str, object] = field(default_factory=dict)
+    #: ``--control``: the control socket's path (None: in the runtime folder, ``ops.control``).
+    control: Path | None = None
 
 
 @dataclass(slots=True)
@@ -229,6 +236,10 @@ class Host:
         self._stopping: asyncio.Event | None = None
         #: Applications whose bounds ``corral scale`` changed (restored by a reload).
         self._scaled: set[ReloadKey] = set()
+        #: The control socket (``corral status``...), open from start to the end of stop.
+        self.control: ControlServer | None = None
+        #: Why the last reload was refused (the configuration's errors), for ``corral reload``.
+        self._reload_problem = ""
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
@@ -236,6 +247,13 @@ class Host:
         self.config = config
         if not self.apps:
             self.apps = build_apps(config, options)
+        try:
+            self.control = await ControlServer.open(
+                self, options.control, options.path, self.started_at
+            )
+        except ControlError as exc:
+            await self._close_pools(0.0)
+            raise StartupError(str(exc)) from None
         router = self._router(config, self.apps)
         self.front = FrontServer(router, front_settings(config, options))
         wanted = [options.listen] if options.listen else listen_plan(config.listen_addresses())
@@ -245,6 +263,7 @@ class Host:
             except OSError as exc:
                 await self.front.stop(0.0)
                 await self._close_pools(0.0)
+                await self.control.close()
                 where = f"{host}:{port}"
                 if exc.errno == errno.EADDRINUSE:
                     raise StartupError(f"address already in use: {where}") from None
@@ -277,6 +296,8 @@ class Host:
         if self._sampler is not None:
             self._sampler.cancel()
         logger.info("stopping: finishing requests in flight (up to %.0f s)", grace)
+        if self.control is not None:
+            await self.control.cancel_commands()
         if self._config_watcher is not None:
             await self._config_watcher.close()
         for task in list(self._background):
@@ -285,6 +306,8 @@ class Host:
         if self.front is not None:
             await self.front.stop(grace)
         await self._close_pools(grace)
+        if self.control is not None:
+            await self.control.close()
         logger.info("stopped")
         await asyncio.get_running_loop().run_in_executor(None, self.error_logs.close)
 
@@ -381,13 +404,18 @@ class Host:
     async def restart_app(self, ident: str) -> str:
         """A rolling restart of one application, as touching its restart.txt does.
         ``LookupError``: no such application, or one whose server Corral does not start."""
+        return (await self.restart_app_outcome(ident))[1]
+
+    async def restart_app_outcome(self, ident: str) -> tuple[bool, str]:
+        """``restart_app``, and whether the new workers took over (False: they could not
+        start, and the old ones keep serving)."""
         app = self.find_app(ident)
         if app.controller is None:
             raise LookupError(f"{ident}: its server is not started by Corral; nothing to restart")
         logger.info("app %s: restart asked for (corral restart)", app.route.name)
         if await app.controller.restart("corral restart"):
-            return f"{ident}: restarted"
-        return f"{ident}: the new workers could not start; the old ones keep serving"
+            return True, f"{ident}: restarted"
+        return False, f"{ident}: the new workers could not start; the old ones keep serving"
 
     def scale_app(self, ident: str, min_workers: int | None, max_workers: int | None) -> str:
         """New worker bounds for one application until the next reload. ``LookupError``,
@@ -445,6 +473,13 @@ class Host:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def reload_outcome(self, reason: str) -> tuple[bool, str]:
+        """``reload``, and what happened: "reloaded", or why not (the configuration's
+        errors, one per line)."""
+        if await self.reload(reason):
+            return True, "configuration reloaded"
+        return False, self._reload_problem or "the configuration was not reloaded"
+
     async def reload(self, reason: str) -> bool:
         """Read the configuration again and apply what changed without dropping a request.
 
@@ -463,6 +498,7 @@ class Host:
     async def _reload(self, reason: str) -> bool:
         if self.config is None or self.front is None:
             logger.warning("%s: not serving yet; nothing to reload", reason)
+            self._reload_problem = "the server is not serving yet; nothing to reload"
             return False
         logger.info("reloading the configuration (%s)", reason)
         try:
@@ -470,6 +506,9 @@ class Host:
             built = {app_key(a.config): a for a in build_apps(new, self.options)}
         except ConfigErrors as exc:
             logger.error("the configuration has errors; the running one stays in force:\n%s", exc)
+            self._reload_problem = (
+                f"the configuration has errors; the running one stays in force:\n{exc}"
+            )
             return False
         running = {app_key(a.config): a for a in self.apps}
         plan = plan_reload(self.config, new, (a.config for a in self.apps))

@@ -2,6 +2,8 @@
 
 ``corral serve [PATH] [--listen HOST:PORT] [--min N] [--max N] [--no-access-log] [--set N=V]``
 ``corral check [PATH]``
+``corral status|restart APP|reload|stop|scale APP --min N --max N|top [--control PATH]``
+(``corral.ops.controlcli``: the running server, through its control socket)
 ``corral --version``
 
 Usage errors, a missing site folder and a busy port are one clear line on stderr and exit 2. A
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from corral import __version__
 from corral.errors import ExitCode
+from corral.ops import controlcli
 
 if TYPE_CHECKING:
     from corral.config.errors import ConfigErrors
@@ -99,12 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         "server TOML's [server] keys) or a pool setting for every app (queue_size=10); "
         "repeatable; wins over the configuration files",
     )
+    controlcli.add_control_option(serve, serving=True)
     check = commands.add_parser(
         "check", help="validate a configuration and print the resolved model"
     )
     check.add_argument(
         "path", nargs="?", metavar="PATH", help="a site folder or a server TOML file (default: .)"
     )
+    controlcli.add_commands(commands)
     return parser
 
 
@@ -148,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args)
+    if args.command in controlcli.COMMANDS:
+        return controlcli.run(args)
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
@@ -185,7 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if listen is None and path.is_dir():
         listen = parse_listen(DEFAULT_LISTEN)
     options = app.ServeOptions(
-        path=path, listen=listen, front_overrides=front_overrides, pool_overrides=pool_overrides
+        path=path,
+        listen=listen,
+        front_overrides=front_overrides,
+        pool_overrides=pool_overrides,
+        control=None if args.control is None else args.control.absolute(),
     )
     try:
         config = app.load_config(path)

@@ -41,8 +41,14 @@ class PythonWorkerKind:
             threads=settings.connections_per_worker,
             engine=engine.name,
             base_env=env,
+            title=worker_title(app),
         )
         return Backend(plan, connect_for(app), probe=fastcgi_probe, upgrade=True)
+
+
+def worker_title(app: AppConfig) -> str:
+    """What ``ps`` shows for one of the application's workers."""
+    return f"corral worker {app.site}/{app.name} ({app.engine.name})"
 
 
 KIND = PythonWorkerKind()

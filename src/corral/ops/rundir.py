@@ -10,9 +10,7 @@ folder's or server file's name, and a short hash of its absolute path so that tw
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import stat
 from pathlib import Path
 
@@ -51,6 +49,9 @@ def ensure(folder: Path) -> Path:
 
 def name_for(config_path: Path) -> str:
     """The base name of a server's runtime files: ``www-1a2b3c4d``."""
+    import hashlib  # here: the `corral status` client imports this module and must start fast
+    import re
+
     resolved = str(config_path.resolve())
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", config_path.resolve().name or "root").strip("-.")
     digest = hashlib.sha256(resolved.encode("utf-8", "surrogateescape")).hexdigest()[:8]

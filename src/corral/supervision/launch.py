@@ -232,6 +232,7 @@ def python_worker_plan(
     threads: int = 1,
     engine: str = "python",
     base_env: Mapping[str, str] | None = None,
+    title: str | None = None,
 ) -> LaunchPlan:
     """The plan for Corral's own Python worker (``python -m corral.worker``).
 
@@ -242,6 +243,7 @@ def python_worker_plan(
         threads: requests one worker serves at once.
         engine: the engine's name, exported as ``CORRAL_ENGINE``.
         base_env: the environment the app's variables are laid over; ``os.environ`` if None.
+        title: what ``ps`` shows for the worker (``--title``; ``corral.worker.proctitle``).
 
     ``PYTHONPATH`` is the app's entries followed, last, by ``worker_import_dir()``, so that an
     interpreter from another virtualenv (without Corral's dependencies) can import
@@ -266,5 +268,6 @@ def python_worker_plan(
         str(LIVENESS_FD),
         "--threads",
         str(threads),
+        *(() if title is None else ("--title", title)),
     )
     return LaunchPlan(argv=tuple(argv), env=env, cwd=os.fspath(app_root))

@@ -80,6 +80,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="ASGI: ping each WebSocket this often (default 20; 0: never); a client silent "
         "for a whole interval after a ping is disconnected (1006)",
     )
+    parser.add_argument(
+        "--title",
+        metavar="TEXT",
+        help="show TEXT as the process's command line in ps and top (Linux; ignored elsewhere)",
+    )
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
@@ -94,6 +99,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.title:  # first, while the worker has one thread (prctl names the calling thread)
+        from corral.worker.proctitle import set_title
+
+        set_title(args.title)
     # Imported after argument parsing so that --help works even where the codec is missing.
     from corral.worker import listen, loader, server
 

@@ -62,7 +62,10 @@ def test_a_python_app_runs_corrals_worker_under_its_interpreter_with_its_environ
     backend = backend_for(app, pool_settings_for(app, {"connections_per_worker": 4}))
     assert backend.plan is not None and backend.address is None
     assert backend.plan.argv[:3] == (sys.executable, "-m", "corral.worker")
-    assert backend.plan.argv[-2:] == ("--threads", "4")
+    assert backend.plan.argv[-4:-2] == ("--threads", "4")
+    # What ps shows for it: its site, its name and its engine.
+    title = f"corral worker {app.site}/{app.name} ({app.engine.name})"
+    assert backend.plan.argv[-2:] == ("--title", title)
     assert backend.plan.cwd == app.current_directory
     env = backend.plan.env
     assert env["WSGI_APP"] == "wsgi.application"
