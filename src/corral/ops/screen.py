@@ -215,6 +215,7 @@ def render(document: object) -> list[str]:
     front = doc.obj("front")
     refused = front.counts("protocol_errors")
     apps = doc.items("apps")
+    workers = sum(len(app.items("workers")) for app in apps)
     lines = [
         f"corral {doc.text('version')}  pid {doc.integer('pid')}  {doc.text('state')}  "
         f"up {duration(doc.number('uptime'))}  {doc.text('config')}",
@@ -227,7 +228,7 @@ def render(document: object) -> list[str]:
             else ""
         ),
         f"{len(apps)} application{'s' if len(apps) != 1 else ''}, "
-        f"{sum(len(app.items('workers')) for app in apps)} workers",
+        f"{workers} worker{'s' if workers != 1 else ''}",
     ]
     for app in apps:
         lines.append("")
