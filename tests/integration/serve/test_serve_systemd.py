@@ -81,8 +81,9 @@ def manager() -> Iterator[Manager]:
 def test_notifications_through_start_watchdog_reload_and_stop(
     tmp_path: Path, manager: Manager
 ) -> None:
+    site = make_site(tmp_path)
     server = CorralServer(
-        make_site(tmp_path),
+        site,
         args=("--no-access-log",),
         env={"NOTIFY_SOCKET": manager.path, "WATCHDOG_USEC": "300000"},
     )
@@ -113,6 +114,15 @@ def test_notifications_through_start_watchdog_reload_and_stop(
         assert lines[2] == "STATUS=reloading the configuration (SIGHUP)"
         again = manager.wait("READY=1", reloading)
         assert manager.texts()[again].startswith("READY=1\nSTATUS=serving 1 application")
+        # A reload refused (a broken configuration): READY=1 again, and the status says so.
+        count = len(manager.messages)
+        (site / "corral.toml").write_text("[apps.main\n")
+        server.signal(signal.SIGHUP)
+        refused = manager.wait("READY=1", count)
+        assert manager.texts()[refused].endswith(
+            "; the last reload was refused (configuration errors, see the log)"
+        )
+        assert request(server.port, path="/hello").status == 200
         # SIGTERM: STOPPING=1, and no watchdog ping once stopped.
         count = len(manager.messages)
         server.signal(signal.SIGTERM)
