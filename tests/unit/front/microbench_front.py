@@ -13,6 +13,8 @@ queueing. Compare runs on the same machine only. ``--http``: the same through an
 route (``backends.http``: the front builds the request head, the client parses an HTTP response).
 ``--close``: ``Connection: close``, a new client connection per request. ``--post``: a small
 POST with a Content-Length (its body in the same read as its head) instead of the GET.
+``--access-log FORMAT``: with the access log on, in that format, written to /dev/null (figures:
+bench/README.md, "Access log").
 
 Figures for the reshape of issue 9 (the front split into Exchange, HTTPConnection,
 Http1Response and Tunnel), against the commit before it, same machine (2 cores shared with
