@@ -139,7 +139,8 @@ class Notifier:
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        # (Not inherited by workers: Python's sockets are close-on-exec, PEP 446.)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._failed = False
 
