@@ -168,7 +168,8 @@ def _process_options(args: argparse.Namespace) -> dict[str, object]:
     if args.no_access_log:
         held["access_log"] = "off"
     elif args.access_log is not None:
-        held["access_log"] = "-" if args.access_log == "-" else os.path.abspath(args.access_log)
+        value = args.access_log
+        held["access_log"] = value if value in ("-", "off") else os.path.abspath(value)
     if args.log_level is not None:
         held["log_level"] = args.log_level
     if args.pid_file is not None:
