@@ -470,6 +470,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pass `--set NAME=VALUE` to corral serve (repeatable), e.g. "
         "connections_per_worker=64 for the threads docs/scaling.md recommends for I/O-bound apps",
     )
+    p.add_argument(
+        "--corral-access-log",
+        choices=("combined", "extended", "json"),
+        help="corral serve writes its access log in this format to a file in the run's "
+        "temporary folder (default: --no-access-log)",
+    )
     args = p.parse_args(argv)
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -507,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         "commit": git_commit(),
         "workers": args.workers,
         "corral_set": args.corral_set,
+        "corral_access_log": args.corral_access_log,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "wrk_threads": args.wrk_threads,
@@ -544,6 +551,13 @@ def main(argv: list[str] | None = None) -> int:
                     servers[name].extra_args = tuple(
                         arg for value in args.corral_set for arg in ("--set", value)
                     )
+                    if args.corral_access_log:
+                        servers[name].extra_args += (
+                            "--access-log",
+                            str(Path(log_dir) / "access.log"),
+                            "--set",
+                            f"access_log_format={args.corral_access_log}",
+                        )
                 try:
                     servers[name].start()
                     meta["servers"][name] = {

@@ -144,6 +144,8 @@ class Server:
         self.version = self.kind.version(exe)
         self.port = free_port()
         cmd = [*self.kind.command(exe, self.port, self.workers), *self.extra_args]
+        if "--access-log" in self.extra_args:  # (bench/run.py --corral-access-log)
+            cmd.remove("--no-access-log")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.log_path, "wb") as log:
             log.write(("$ " + " ".join(cmd) + "\n").encode())

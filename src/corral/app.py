@@ -58,6 +58,7 @@ from corral.front.routes import AppKey, AppRoute, ConfigRouter
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.ops.control import ControlError, ControlServer
+from corral.ops.duties import DutyError, HostDuties
 from corral.ops.history import History
 from corral.ops.status import (
     FrontStatus,
@@ -240,6 +241,8 @@ class Host:
         self.control: ControlServer | None = None
         #: Why the last reload was refused (the configuration's errors), for ``corral reload``.
         self._reload_problem = ""
+        #: Logs, pid file, systemd's notifications and passed sockets (``corral.ops.duties``).
+        self.duties = HostDuties()
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
@@ -247,6 +250,11 @@ class Host:
         self.config = config
         if not self.apps:
             self.apps = build_apps(config, options)
+        settings = front_settings(config, options)
+        try:
+            self.duties.begin(settings)
+        except DutyError as exc:
+            raise StartupError(str(exc)) from None
         try:
             self.control = await ControlServer.open(
                 self, options.control, options.path, self.started_at
@@ -255,11 +263,12 @@ class Host:
             await self._close_pools(0.0)
             raise StartupError(str(exc)) from None
         router = self._router(config, self.apps)
-        self.front = FrontServer(router, front_settings(config, options))
+        self.front = FrontServer(router, settings)
         wanted = [options.listen] if options.listen else listen_plan(config.listen_addresses())
-        for host, port in wanted:
+        passed = self.duties.passed_sockets(wanted)
+        for index, (host, port) in enumerate(wanted):
             try:
-                bound = await self.front.listen(host, port)
+                bound = await self.front.listen(host, port, sock=passed.pop(index, None))
             except OSError as exc:
                 await self.front.stop(0.0)
                 await self._close_pools(0.0)
@@ -280,6 +289,12 @@ class Host:
         for host, port in self.addresses:
             shown = f"[{host}]" if ":" in host else host
             logger.info("serving %s on http://%s:%d", options.path, shown, port)
+        try:
+            self.duties.serving(self.addresses, len(self.apps))
+        except DutyError as exc:
+            await self.front.stop(0.0)
+            await self._close_pools(0.0)
+            raise StartupError(str(exc)) from None
         return self.addresses
 
     @property
@@ -293,6 +308,7 @@ class Host:
     async def stop(self) -> None:
         grace = self.shutdown_grace
         self.state = "stopping"
+        self.duties.stopping(grace)
         if self._sampler is not None:
             self._sampler.cancel()
         logger.info("stopping: finishing requests in flight (up to %.0f s)", grace)
@@ -309,6 +325,7 @@ class Host:
         if self.control is not None:
             await self.control.close()
         logger.info("stopped")
+        self.duties.stopped()
         await asyncio.get_running_loop().run_in_executor(None, self.error_logs.close)
 
     async def _close_pools(self, grace: float) -> None:
@@ -320,17 +337,18 @@ class Host:
 
     async def serve(self) -> int:
         """Start, serve until SIGTERM/SIGINT, stop gracefully; SIGHUP reloads the
-        configuration. Returns the exit status."""
+        configuration, SIGUSR1 reopens the access log's file. Returns the exit status."""
         loop = asyncio.get_running_loop()
         stopping = self._stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.schedule_reload, "SIGHUP")
+        loop.add_signal_handler(signal.SIGUSR1, self.duties.reopen_logs)
         try:
             await self.start()
             await stopping.wait()
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(signum)
         await self.stop()
         return 0
@@ -489,11 +507,15 @@ class Host:
             self._reload_lock = asyncio.Lock()
         async with self._reload_lock:
             self.state = "reloading"
+            self.duties.reloading(reason)
+            ok = False
             try:
-                return await self._reload(reason)
+                ok = await self._reload(reason)
+                return ok
             finally:
                 if self.state == "reloading":
                     self.state = "serving"
+                    self.duties.reloaded(ok, self.addresses, len(self.apps))
 
     async def _reload(self, reason: str) -> bool:
         if self.config is None or self.front is None:
@@ -574,6 +596,7 @@ class Host:
             if getattr(current, item.name) != getattr(settings, item.name)
         ]
         if changed:
+            self.duties.settings_changed(current, settings)
             self.front.apply_settings(settings)
             logger.info(
                 "server settings changed, in effect now (connections already open keep their "

@@ -1,6 +1,7 @@
 """Command line: argv -> options, then the composition root does the work.
 
-``corral serve [PATH] [--listen HOST:PORT] [--min N] [--max N] [--no-access-log] [--set N=V]``
+``corral serve [PATH] [--listen HOST:PORT] [--min N] [--max N] [--set N=V]``
+``    [--access-log PATH|- | --no-access-log] [--log-level LEVEL] [--pid-file PATH]``
 ``corral check [PATH]``
 ``corral status|restart APP|reload|stop|scale APP --min N --max N|top [--control PATH]``
 (``corral.ops.controlcli``: the running server, through its control socket)
@@ -14,6 +15,7 @@ before anything listens or starts.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,8 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max", type=_count, dest="max_workers", metavar="N", help="most workers, every app"
     )
+    # -- logs and the process: [server] settings the command line holds (corral.ops.duties) --
+    access = serve.add_mutually_exclusive_group()
+    access.add_argument(
+        "--access-log",
+        metavar="PATH|-",
+        help="write the access log to this file (reopened on SIGUSR1) or - for stderr "
+        "(default: the access_log setting, stderr)",
+    )
+    access.add_argument("--no-access-log", action="store_true", help="write no access log")
     serve.add_argument(
-        "--no-access-log", action="store_true", help="do not write the access log (stderr)"
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="the server log's level (default: the log_level setting, info)",
+    )
+    serve.add_argument(
+        "--pid-file",
+        metavar="PATH",
+        help="write the host's process id here once it listens (removed at exit)",
     )
     serve.add_argument(
         "--set",
@@ -148,6 +166,22 @@ def _check(args: argparse.Namespace) -> int:
     return code
 
 
+def _process_options(args: argparse.Namespace) -> dict[str, object]:
+    """``--access-log``, ``--no-access-log``, ``--log-level`` and ``--pid-file`` as the server
+    settings they hold (over the configuration's, like ``--set``)."""
+    held: dict[str, object] = {}
+    if args.no_access_log:
+        held["access_log"] = "off"
+    elif args.access_log is not None:
+        value = args.access_log
+        held["access_log"] = value if value in ("-", "off") else os.path.abspath(value)
+    if args.log_level is not None:
+        held["log_level"] = args.log_level
+    if args.pid_file is not None:
+        held["pid_file"] = os.path.abspath(args.pid_file)
+    return held
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -177,12 +211,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from corral import app, logs
     from corral.config.errors import ConfigErrors
 
-    logs.setup(access_log=None if args.no_access_log else sys.stderr)
+    # (The access log is set up once the configuration is read: Host.start.)
+    logs.setup(level=args.log_level or "info", access_log=None)
     try:
         front_overrides, pool_overrides = app.apply_overrides(dict(args.set))
     except ValueError as exc:
         print(f"corral: --set: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    front_overrides.update(_process_options(args))
     if args.min_workers is not None:
         pool_overrides["min_instances"] = args.min_workers
     if args.max_workers is not None:

@@ -7,6 +7,7 @@ come from `base` (the engine being overridden, if any) and then from the setting
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -147,6 +148,17 @@ def _blank(name: str) -> EngineConfig:
     )
 
 
+#: Server settings naming a file: relative to the folder of the file that sets them.
+_SERVER_FILES = frozenset(("server.access_log", "server.pid_file"))
+
+
+def _beside(value: str, file: str) -> str:
+    """A file setting's path: as written when absolute (or "-", "off"), else beside ``file``."""
+    if value in ("-", "off") or os.path.isabs(value):
+        return value
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(file)), value))
+
+
 def declare_server(
     layers: Iterable[tuple[Written, str]], problems: Problems, base: FrontSettings | None = None
 ) -> FrontSettings:
@@ -158,7 +170,10 @@ def declare_server(
         for setting_name, (raw, where) in written.items():
             setting = BY_NAME[setting_name]
             try:
-                values[setting_name.removeprefix("server.")] = setting.convert(raw)
+                value = setting.convert(raw)
+                if setting_name in _SERVER_FILES and isinstance(value, str):
+                    value = _beside(value, where.file)
+                values[setting_name.removeprefix("server.")] = value
             except ValueError as error:
                 problems.add(
                     where, setting.toml_key if origin == "toml" else setting.zoo_name, str(error)

@@ -368,6 +368,16 @@ class FrontSettings:
     #: Bytes of responses all spills together may hold on disk; past it responses are paused
     #: (back-pressure) instead.
     response_spill_total: int = 8 * 1024**3
+    # -- logs and the process (corral.logs, corral.ops.service) --------------------------------
+    #: Where the access log goes: "-" (stderr), "off", or a file (appended to; reopened on
+    #: SIGUSR1).
+    access_log: str = "-"
+    #: The access log's format: "combined", "extended" or "json" (corral.front.accesslog).
+    access_log_format: str = "combined"
+    #: The server log's level: "debug", "info", "warning" or "error".
+    log_level: str = "info"
+    #: A file to write the host's process id to once it listens (removed at exit).
+    pid_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ def _server(
     minimum: float | None = None,
     maximum: float | None = None,
     above: bool = False,
+    choices: tuple[str, ...] = (),
 ) -> Setting:
     """A front-server setting: `server.FIELD`, TOML key FIELD in `[server]`, the attribute
     `zoo_name` on applicationHost.config's `<heliconZooServer>`, default `FrontSettings`'."""
@@ -34,6 +35,7 @@ def _server(
         minimum=minimum,
         maximum=maximum,
         above=above,
+        choices=choices,
     )
 
 
@@ -228,6 +230,39 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         "Bytes of responses that every spill together may hold on disk (default 8 GiB); past "
         "it, slow clients' applications are paused (back-pressure) until spills drain.",
         minimum=0,
+    ),
+    # -- logs and the process (corral.logs, corral.front.accesslog, corral.ops.service) ---------
+    _server(
+        "access_log",
+        "accessLog",
+        Kind.STR,
+        "Where the access log goes: - (stderr), off, or a file (relative to the folder of the "
+        "file that sets it), appended to and reopened on SIGUSR1 (logrotate). corral serve "
+        "--access-log PATH|-, --no-access-log.",
+    ),
+    _server(
+        "access_log_format",
+        "accessLogFormat",
+        Kind.CHOICE,
+        "The access log's format: combined (Apache's Combined Log Format), extended (combined, "
+        "then the Host, the application, the request's duration and the application's time) "
+        "or json (one JSON object per line); see docs/operating.md, Logs.",
+        choices=("combined", "extended", "json"),
+    ),
+    _server(
+        "log_level",
+        "logLevel",
+        Kind.CHOICE,
+        "The server log's level (stderr): debug, info, warning or error. corral serve --log-level.",
+        choices=("debug", "info", "warning", "error"),
+    ),
+    _server(
+        "pid_file",
+        "pidFile",
+        Kind.PATH,
+        "A file the host writes its process id to once it listens, removed at exit (relative "
+        "to the folder of the file that sets it). A stale one is replaced; one naming another "
+        "running Corral stops the start. corral serve --pid-file.",
     ),
 )
 

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from corral.front.accesslog import LineFormat
 from corral.front.forward import TrustedProxies
 from corral.front.routes import AppRouter
 from corral.front.settings import FrontSettings
@@ -38,10 +39,11 @@ class FrontContext(Protocol):
     response_timeout: float
     tunnel_idle_timeout: float
     trusted_proxies: TrustedProxies
-    #: Whether access-log lines are wanted, and the buffered way to write them (when None,
-    #: ``accesslog.log_request``).
+    #: Whether access-log lines are wanted, the way to write one, and their format
+    #: (``front/accesslog.py``).
     access_log: bool
-    access_write: Callable[[str], None] | None
+    access_write: Callable[[str], None]
+    access_format: LineFormat
     #: What the server counts (``front/stats.py``).
     stats: FrontStats
 

@@ -40,6 +40,7 @@ import html
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from functools import partial
+from time import perf_counter
 
 from corral.backends import (
     BODY_CHUNKED,
@@ -118,6 +119,8 @@ class Exchange:
         "referer",
         "request",
         "route",
+        "upstream_end",
+        "upstream_start",
     )
 
     def __init__(self, server: FrontContext, stream: ClientStream) -> None:
@@ -142,6 +145,10 @@ class Exchange:
         #: The Referer and User-Agent fields (for the access log).
         self.referer: bytes | None = None
         self.agent: bytes | None = None
+        #: When a backend was first leased for the request, and when that lease went back
+        #: (``perf_counter``; 0.0: not yet): the access log's upstream time.
+        self.upstream_start = 0.0
+        self.upstream_end = 0.0
         self._lease: Lease | None = None
         self._task: asyncio.Task[None] | None = None
         #: The source and waiter of a request queued by callback (``lease_or_wait``).
@@ -573,6 +580,8 @@ class Exchange:
         is a ``BODY_*`` value (a plain request's ``has_body``: BODY_NONE or BODY_LENGTH)."""
         stream = self._stream
         self.backend = backend
+        if self._lease is not None and not self.upstream_start:
+            self.upstream_start = perf_counter()
         sink = Tunnel(self, stream, backend, self._lease) if body == BODY_TUNNEL else self
         backend.begin(static, params, sink, body)
         if self.backend is None:  # begin() failed and reported it
@@ -730,6 +739,7 @@ class Exchange:
         lease = self._lease
         if lease is not None:
             self._lease = None
+            self.upstream_end = perf_counter()
             assert self.route is not None
             self.route.pool.release(lease, reusable)
 

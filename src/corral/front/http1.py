@@ -28,7 +28,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import cast
 
-from corral.front import accesslog, errorpages
+from corral.front import errorpages
 from corral.front.context import FrontContext
 from corral.front.exchange import Exchange
 from corral.front.http1response import Http1Response
@@ -372,24 +372,24 @@ class HTTPConnection(asyncio.Protocol):
         response = self.response
         route = exchange.route
         stats = route.stats if route is not None else server.stats.unrouted
-        stats.record(
-            response.status, perf_counter() - self._started, response.sent, self._body_received
-        )
+        now = perf_counter()
+        duration = now - self._started
+        stats.record(response.status, duration, response.sent, self._body_received)
         if server.access_log and access:
-            fields = (
-                (exchange.client or self.remote_host) if self.trusted else self.remote_host,
-                request.method,
-                request.target,
-                request.http_version.encode("ascii"),
-                response.status,
-                response.sent,
-                exchange.referer,
-                exchange.agent,
+            began = exchange.upstream_start
+            server.access_write(
+                server.access_format(
+                    (exchange.client or self.remote_host) if self.trusted else self.remote_host,
+                    request,
+                    response.status,
+                    response.sent,
+                    exchange.referer,
+                    exchange.agent,
+                    "" if route is None else route.name,
+                    duration,
+                    None if not began else (exchange.upstream_end or now) - began,
+                )
             )
-            if server.access_write is not None:
-                server.access_write(accesslog.format_line(*fields))
-            else:
-                accesslog.log_request(*fields)
 
     def finish(self, close: bool) -> None:
         """The exchange is over: log it, then linger, close, or read the next request."""

@@ -54,10 +54,6 @@ class FrontServer:
         self.loop = loop or asyncio.get_running_loop()
         self.closing = False
         self.apply_settings(settings or FrontSettings())
-        self.access_log = accesslog.enabled()
-        fast = accesslog.writer() if self.access_log else None
-        self.access_write = fast[0] if fast else None
-        self._access_flush = fast[1] if fast else None
         self.connections: set[ClientConnection] = set()
         self.stats = FrontStats()
         self.now = self.loop.time()
@@ -74,9 +70,10 @@ class FrontServer:
     def apply_settings(self, settings: FrontSettings) -> None:
         """Use ``settings`` from now on (at start, and when a reload changes them).
 
-        Timeouts, Retry-After, trusted proxies and the error pages apply at once, to every
-        connection; the size limits (request line, head, body) and the write-buffer mark are
-        taken by a connection when it opens: connections already open keep theirs."""
+        Timeouts, Retry-After, trusted proxies, the error pages and the access log's
+        destination and format apply at once, to every connection; the size limits (request
+        line, head, body) and the write-buffer mark are taken by a connection when it opens:
+        connections already open keep theirs."""
         self.settings = settings
         # Read on every request: plain attributes rather than a chain through settings.
         self.header_timeout = settings.header_timeout
@@ -85,6 +82,10 @@ class FrontServer:
         self.response_timeout = settings.response_timeout
         self.tunnel_idle_timeout = settings.tunnel_idle_timeout
         self.trusted_proxies = TrustedProxies(settings.trusted_proxies)
+        # The access log as ``corral.logs`` set it up (again, before a reload calls this).
+        self.access_log = accesslog.enabled()
+        self.access_write = accesslog.writer()
+        self.access_format = accesslog.format_for(settings.access_log_format)
         self._limits = Limits(
             max_request_line=settings.max_request_line,
             max_header_bytes=settings.max_header_size,
@@ -149,15 +150,23 @@ class FrontServer:
 
     # -- life --------------------------------------------------------------------------------
 
-    async def listen(self, host: str, port: int, *, backlog: int = 1024) -> list[tuple[str, int]]:
-        """Start listening; returns the bound addresses (port 0 picks a free port)."""
-        server = await self.loop.create_server(
-            lambda: HTTPConnection(self),
-            host,
-            port,
-            backlog=backlog,
-            reuse_address=True,
-        )
+    async def listen(
+        self, host: str, port: int, *, backlog: int = 1024, sock: socket.socket | None = None
+    ) -> list[tuple[str, int]]:
+        """Start listening; returns the bound addresses (port 0 picks a free port). ``sock``:
+        a listening socket to serve instead of binding ``host:port`` (socket activation)."""
+        if sock is not None:
+            server = await self.loop.create_server(
+                lambda: HTTPConnection(self), sock=sock, backlog=backlog
+            )
+        else:
+            server = await self.loop.create_server(
+                lambda: HTTPConnection(self),
+                host,
+                port,
+                backlog=backlog,
+                reuse_address=True,
+            )
         self._servers.append(server)
         addresses: list[tuple[str, int]] = []
         for sock in server.sockets:
@@ -175,8 +184,8 @@ class FrontServer:
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         self.now = now = self.loop.time()
         self.date_header = self._dates.field(time.time())
-        if self._access_flush is not None:
-            self._access_flush()
+        if self.access_log:
+            accesslog.flush()
         for conn in list(self.connections):
             try:
                 conn.check_deadline(now)
@@ -234,8 +243,8 @@ class FrontServer:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        if self._access_flush is not None:
-            self._access_flush()
+        if self.access_log:
+            accesslog.flush()
 
 
 _PROTOCOLS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}

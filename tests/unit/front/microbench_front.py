@@ -13,6 +13,8 @@ queueing. Compare runs on the same machine only. ``--http``: the same through an
 route (``backends.http``: the front builds the request head, the client parses an HTTP response).
 ``--close``: ``Connection: close``, a new client connection per request. ``--post``: a small
 POST with a Content-Length (its body in the same read as its head) instead of the GET.
+``--access-log FORMAT``: with the access log on, in that format, written to /dev/null (figures:
+bench/README.md, "Access log").
 
 Figures for the reshape of issue 9 (the front split into Exchange, HTTPConnection,
 Http1Response and Tunnel), against the commit before it, same machine (2 cores shared with
@@ -28,15 +30,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import time
 from typing import Any
 
+from corral import logs
 from corral.backends.fastcgi import FastCGIClientConnection
 from corral.backends.http import HTTPClientConnection
 from corral.front.http1 import HTTPConnection
 from corral.front.routes import AppRoute
 from corral.front.server import FrontServer
+from corral.front.settings import FrontSettings
 from corral.protocol.fastcgi import records
 from corral.supervision.launch import LaunchPlan
 from corral.supervision.lease import Lease
@@ -154,6 +159,7 @@ async def run(
     http: bool,
     close: bool = False,
     post: bool = False,
+    access_log: str | None = None,
 ) -> None:
     backend: Any = HTTPClientConnection("bench") if http else FastCGIClientConnection("bench")
     response = HTTP_RESPONSE if http else RESPONSE
@@ -161,7 +167,11 @@ async def run(
     backend.connection_made(backend_transport)
     pool: Any = InstantPool(backend, awaited) if http or awaited else ready_pool(backend)
     route = AppRoute("bench", pool, http=http, upgrade=http)
-    server = FrontServer(PrefixRouter([route]))
+    if access_log is not None:  # lines written (buffered) to /dev/null
+        logs.setup(access_log=os.devnull)
+    server = FrontServer(
+        PrefixRouter([route]), FrontSettings(access_log_format=access_log or "combined")
+    )
     conn = HTTPConnection(server)
     client = FakeTransport()
     conn.connection_made(client)  # type: ignore[arg-type]
@@ -212,6 +222,11 @@ def main() -> None:
     parser.add_argument(
         "--post", action="store_true", help="a small POST with Content-Length, not a GET"
     )
+    parser.add_argument(
+        "--access-log",
+        choices=("combined", "extended", "json"),
+        help="write the access log in this format (to /dev/null); default: no access log",
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -219,7 +234,17 @@ def main() -> None:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    runner(run(args.requests, args.profile, args.awaited, args.http, args.close, args.post))
+    runner(
+        run(
+            args.requests,
+            args.profile,
+            args.awaited,
+            args.http,
+            args.close,
+            args.post,
+            args.access_log,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from corral.backends import encode_params
@@ -13,6 +11,7 @@ from corral.front.cgienv import HOP_BY_HOP, header_params, script_params
 from corral.front.proxy import BadBackendHead, body_allowed, filter_headers
 from corral.front.target import BadTarget, OutsideRoot, decode_path, remove_dot_segments, split_host
 from corral.protocol.fastcgi import records
+from corral.protocol.http1.events import Request
 from corral.protocol.http1.writer import DateCache, chunk, chunk_size, status_line, switching_head
 
 
@@ -170,12 +169,11 @@ def test_error_page_escapes_details_and_sets_headers() -> None:
     )
 
 
-def test_access_log_line_is_combined_format_and_escaped(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="corral.access"):
-        accesslog.log_request(
-            "127.0.0.1", b"GET", b'/a"b\x01', b"1.1", 200, 14, None, b"curl/8 \xff"
-        )
-    line = caplog.records[-1].getMessage()
+def test_access_log_line_is_combined_format_and_escaped() -> None:
+    request = Request(
+        b"GET", b'/a"b\x01', b'/a"b\x01', b"", "1.1", [], True, False, None, False, None, b"h"
+    )
+    line = accesslog.combined("127.0.0.1", request, 200, 14, None, b"curl/8 \xff", "", 0.1, None)
     assert line.startswith("127.0.0.1 - - [")
     assert line.endswith('] "GET /a\\x22b\\x01 HTTP/1.1" 200 14 "-" "curl/8 \\xff"')
 
