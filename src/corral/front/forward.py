@@ -89,17 +89,26 @@ def request_head(
     trusted: bool,
     body: int,
     proto: bytes = b"http",
+    target: bytes | None = None,
 ) -> bytes:
     """The head to send to an HTTP backend for ``request``.
 
     ``host``: the authority to send (the request's, or the server's name when it had none);
     ``client``: the client's address; ``trusted``: it is a trusted proxy; ``body``: a
-    ``corral.backends.BODY_*`` value (``BODY_TUNNEL``: forward the Upgrade).
+    ``corral.backends.BODY_*`` value (``BODY_TUNNEL``: forward the Upgrade); ``target``: the
+    request target after URL Rewrite rules (``front/rewriting.py``): sent instead, with the
+    client's own as ``X-Original-URL`` (a client's X-Original-URL field is then dropped).
     """
-    target = request.target
-    if not target.startswith(b"/") and target != b"*":
-        target = request.path + (b"?" + request.query if request.query else b"")
-    lines = [request.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+    lines: list[bytes]
+    rewritten = target is not None
+    if target is not None:
+        lines = [request.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+        lines += (b"X-Original-URL: ", request.target, b"\r\n")
+    else:
+        target = request.target
+        if not target.startswith(b"/") and target != b"*":
+            target = request.path + (b"?" + request.query if request.query else b"")
+        lines = [request.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
     named: set[bytes] | None = None
     for name, value in request.headers:
         if len(name) == 10 and name.lower() == b"connection":
@@ -112,6 +121,8 @@ def request_head(
         lower = name.lower()
         if lower in _DROPPED or (named is not None and lower in named):
             continue
+        if rewritten and lower == b"x-original-url":
+            continue  # (set above)
         if lower in _FORWARDING:
             if not trusted:
                 continue
