@@ -149,13 +149,16 @@ _SAME_ESCAPES = frozenset("dDwWsSbBnrtfv")
 #: `.` of ECMAScript: anything but a line terminator.
 _DOT = "[^\\n\\r\\u2028\\u2029]"
 _NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+#: A quantifier ECMAScript reads as one; any other `{` is a literal brace.
+_QUANTIFIER = re.compile(r"\{\d+(,\d*)?\}")
 
 
 def translate_ecmascript(text: str) -> str:
     """An ECMAScript regular expression (IIS's `patternSyntax="ECMAScript"`) as Python `re`.
 
     Translated: `.` (no line terminators), `$` (end of input only), `(?<name>...)` and
-    `\\k<name>`, `\\cX`, `\\xHH`, `\\uHHHH`. Refused (`PatternError`): `\\u{...}` and `\\p{...}`
+    `\\k<name>`, `\\cX`, `\\xHH`, `\\uHHHH`, a `{` that starts no quantifier (`a{,3}` is
+    literal in ECMAScript). Refused (`PatternError`): `\\u{...}` and `\\p{...}`
     (the `u` flag's), escapes that mean something else in Python or nothing in ECMAScript
     (`\\A`, `\\Z`, `\\z`, `\\G`, `\\Q`...), group syntax ECMAScript does not have (`(?P`,
     `(?i)`, `(?#`, `(?>`...) and an empty class `[]`/`[^]`. What Python's compiler then
@@ -200,6 +203,14 @@ def translate_ecmascript(text: str) -> str:
             group, index = _group(text, index)
             out.append(group)
             continue
+        elif char == "{":
+            quantifier = _QUANTIFIER.match(text, index)
+            if quantifier is None:  # a literal brace (Python reads `{,n}` as a quantifier)
+                out.append("\\{")
+            else:
+                out.append(quantifier.group(0))
+                index = quantifier.end()
+                continue
         else:
             out.append(char)
         index += 1
@@ -309,7 +320,7 @@ class Template:
         return found
 
 
-_CAPTURE = re.compile(r"([RC]):(\d)")
+_CAPTURE = re.compile(r"([RCrc]):(\d)")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -351,7 +362,7 @@ def _reference(text: str, index: int) -> tuple[Piece, int]:
     inner = index + 1
     capture = _CAPTURE.match(text, inner)
     if capture is not None and text.startswith("}", capture.end()):
-        return Capture(capture.group(1) == "R", int(capture.group(2))), capture.end() + 1
+        return Capture(capture.group(1) in "Rr", int(capture.group(2))), capture.end() + 1
     name = _VARIABLE.match(text, inner)
     if name is None:
         raise PatternError(f"{text!r}: a {{ that starts no variable, back-reference or function")

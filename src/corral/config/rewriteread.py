@@ -27,6 +27,7 @@ The TOML form (documented in docs/webconfig-mapping.md, "URL Rewrite"):
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -54,6 +55,8 @@ from corral.config.rewrite import (
 from corral.config.xmlfile import Element
 
 SETTING = "rewrite"
+#: A substitution that starts with a scheme: another server.
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 _RULE_ATTRS = ("name", "enabled", "stopProcessing", "patternSyntax")
 _MATCH_ATTRS = ("url", "ignoreCase", "negate")
@@ -320,7 +323,7 @@ def _action(rule: str, attrs: Mapping[str, Any], where: Location) -> Action:
             raise _Refused(where, f"rule {rule!r}: a {kind} action needs a url")
         template = _template(url.strip(), where, f"rule {rule!r}: action url")
         first = template.pieces[0] if template.pieces else ""
-        if kind == "Rewrite" and isinstance(first, str) and "://" in first.split("/", 1)[0] + "/":
+        if kind == "Rewrite" and isinstance(first, str) and _ABSOLUTE.match(first):
             raise _Refused(
                 where,
                 f"rule {rule!r}: a Rewrite to another server ({url}) needs IIS's Application "
