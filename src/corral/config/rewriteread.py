@@ -575,13 +575,17 @@ def scopes(
     for folder, rules in effective.items():
         _check_reachable(folder, rules, problems)
         for rule in rules:
-            if rule.folder == folder and rule.match.syntax == "ECMAScript" and not rule.negate:
-                if rule.match.text.startswith(("^/", "^\\/")):
-                    notices.append(
-                        f"{rule.location}: rule {rule.name!r}: its pattern "
-                        f"{rule.match.text!r} starts with a slash, but the URL a rule sees has "
-                        "none (IIS strips it): it matches only URLs that start with //"
-                    )
+            if (
+                rule.folder == folder
+                and rule.match.syntax == "ECMAScript"
+                and not rule.negate
+                and rule.match.text.startswith(("^/", "^\\/"))
+            ):
+                notices.append(
+                    f"{rule.location}: rule {rule.name!r}: its pattern "
+                    f"{rule.match.text!r} starts with a slash, but the URL a rule sees has "
+                    "none (IIS strips it): it matches only URLs that start with //"
+                )
     return tuple(RewriteScope(folder, tuple(rules)) for folder, rules in effective.items() if rules)
 
 

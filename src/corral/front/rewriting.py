@@ -13,7 +13,7 @@ facts and turns their decision into what the exchange does next:
 - a Redirect or CustomResponse rule's answer, made by the front (``FixedResponse``, driven like
   a backend, counted on the mount's ``rewrite:`` route);
 - an AbortRequest rule drops the connection (logged);
-- a rewritten URL that leads nowhere (no site answers it) is a 404.
+- a rewritten URL that leads nowhere (no site answers it, or it holds a NUL byte) is a 404.
 
 The access log keeps the request line the client sent.
 
@@ -87,6 +87,9 @@ def apply(
         target = request.target
         if decision.changed:
             path = _bytes(decision.path)
+            if b"\x00" in path:  # ({UrlDecode:...} of a %00): no such file, as for a client
+                stream.respond_error(404)
+                return None
             query = _bytes(quote(decision.query, safe=_QUERY_SAFE))
             target = quote(path, safe=_PATH_SAFE).encode("ascii")
             if query:

@@ -26,7 +26,7 @@ import pytest
 from tests.harness import Conn, CorralServer, Response, request, run_corral
 
 from conftest import require_program
-from ports import Lease, ports  # noqa: F401 (the fixture)
+from ports import lease
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "sites"
 BACKEND = Path(__file__).resolve().parents[2] / "apps" / "http_backend.py"
@@ -287,7 +287,9 @@ def test_redirect_custom_response_abort_and_a_sub_folder(tmp_path: Path, php_cgi
             "script": "/shop/product.php",
         }
         assert get(server, "/p/42").status == 404  # shop's rules see only /shop/...
-        server.wait_log(r"rewrite:default:/: GET /wp-config\.php\.bak dropped by rule 'drop probes'")
+        server.wait_log(
+            r"rewrite:default:/: GET /wp-config\.php\.bak dropped by rule 'drop probes'"
+        )
 
 
 def test_a_php_star_handler_is_a_front_controller(tmp_path: Path, php_cgi: str) -> None:
@@ -319,36 +321,37 @@ def test_a_php_star_handler_is_a_front_controller(tmp_path: Path, php_cgi: str) 
         assert get(server, "/web.config").status == 404
 
 
-def test_an_http_backend_gets_the_rewritten_target(tmp_path: Path, ports: Lease) -> None:
+def test_an_http_backend_gets_the_rewritten_target(tmp_path: Path) -> None:
     site = tmp_path / "api"
     site.mkdir()
-    (site / "corral.toml").write_text(
-        textwrap.dedent(
-            f"""\
-            [engines."stdlib.http"]
-            full_path = {json.dumps(sys.executable)}
-            arguments = '{BACKEND} %HOST% %PORT%'
-            transport = "tcp"
-            protocol = "http"
-            port_lower = {ports.low}
-            port_upper = {ports.high}
+    with lease() as ports:
+        (site / "corral.toml").write_text(
+            textwrap.dedent(
+                f"""\
+                [engines."stdlib.http"]
+                full_path = {json.dumps(sys.executable)}
+                arguments = '{BACKEND} %HOST% %PORT%'
+                transport = "tcp"
+                protocol = "http"
+                port_lower = {ports.low}
+                port_upper = {ports.high}
 
-            [apps.api]
-            engine = "stdlib.http"
+                [apps.api]
+                engine = "stdlib.http"
 
-            [[rewrite]]
-            name = "versioned"
-            match = "^v1/(.*)"
-            action = {{ type = "Rewrite", url = "api/{{R:1}}" }}
-            """
+                [[rewrite]]
+                name = "versioned"
+                match = "^v1/(.*)"
+                action = {{ type = "Rewrite", url = "api/{{R:1}}" }}
+                """
+            )
         )
-    )
-    with serving(site, "--no-access-log") as server:
-        assert get(server, "/v1/items/3").body.endswith(b" GET /api/items/3")
-        headers = get(server, "/v1/x/headers?q=1", headers="X-Original-URL: /forged\r\n").body
-        assert b"X-Original-URL: /v1/x/headers?q=1\n" in headers
-        assert b"/forged" not in headers
-        assert get(server, "/plain").body.endswith(b" GET /plain")
+        with serving(site, "--no-access-log") as server:
+            assert get(server, "/v1/items/3").body.endswith(b" GET /api/items/3")
+            headers = get(server, "/v1/x/headers?q=1", headers="X-Original-URL: /forged\r\n").body
+            assert b"X-Original-URL: /v1/x/headers?q=1\n" in headers
+            assert b"/forged" not in headers
+            assert get(server, "/plain").body.endswith(b" GET /plain")
 
 
 def test_corral_check_names_a_rule_that_can_never_match(tmp_path: Path) -> None:

@@ -424,3 +424,17 @@ def test_templates() -> None:
 def test_translation_spells_dots_and_dollars_the_ecmascript_way() -> None:
     translated = translate_ecmascript("^a.b$|[.$]")
     assert re.fullmatch(r"\^a\[\^\\n\\r\\u2028\\u2029\]b\\Z\|\[\.\$\]", translated), translated
+
+
+def test_corral_check_lists_the_rules(tmp_path: Path) -> None:
+    from corral.config.check import run_check
+
+    (tmp_path / "web.config").write_text(WORDPRESS)
+    code, text = run_check(str(tmp_path))
+    assert code == 0, text
+    assert (
+        "      URL Rewrite rules (before the routes, in order):\n"
+        "        /  'WordPress: http://example.com': Wildcard '*' + 2 condition(s) -> Rewrite "
+        f"index.php  ({tmp_path}/web.config:6)\n"
+    ) in text
+    assert "<rewrite>" not in text  # no longer "accepted but not in effect"
