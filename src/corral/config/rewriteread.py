@@ -544,9 +544,10 @@ def _renamed(
 def scopes(
     ops_by_folder: Mapping[str, Iterable[RuleOp]], problems: Problems, notices: list[str]
 ) -> tuple[RewriteScope, ...]:
-    """The rules in effect for each folder that has rules of its own or inherits some (a
-    folder's rules come after its parent's), in folder order; errors for duplicate names and
-    for rules that can never match, notices for patterns that match no ordinary URL."""
+    """The rules in effect for each folder with rule operations (a folder's rules come after
+    its parent's), in folder order, or none at all when no folder has a rule; errors for
+    duplicate names and for rules that can never match, notices for patterns that match no
+    ordinary URL."""
     effective: dict[str, list[RewriteRule]] = {}
     for folder in sorted(ops_by_folder, key=lambda f: (f.count("/") + bool(f), f)):
         current = list(_parent(folder, effective))
@@ -586,7 +587,10 @@ def scopes(
                     f"{rule.match.text!r} starts with a slash, but the URL a rule sees has "
                     "none (IIS strips it): it matches only URLs that start with //"
                 )
-    return tuple(RewriteScope(folder, tuple(rules)) for folder, rules in effective.items() if rules)
+    if not any(effective.values()):
+        return ()
+    # (A folder whose rules are all cleared keeps its empty scope: its parent's do not apply.)
+    return tuple(RewriteScope(folder, tuple(rules)) for folder, rules in effective.items())
 
 
 def _parent(folder: str, effective: Mapping[str, list[RewriteRule]]) -> list[RewriteRule]:

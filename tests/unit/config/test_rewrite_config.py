@@ -267,6 +267,11 @@ def test_sub_folder_rules_inherit_and_see_their_folder(tmp_path: Path) -> None:
         ("blog", "blog"),
     ]
     assert [(r.name, r.folder) for r in by_folder["api"]] == [("api", "api")]
+    # A folder that clears them has none (its parent's do not apply there either).
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "web.config").write_text(rules_xml("<clear />"))
+    (mount,) = load_site(str(tmp_path)).sites[0].mounts
+    assert {scope.folder: scope.rules for scope in mount.rewrite}["static"] == ()
     assert "rewrite" not in {item.setting for item in config.not_in_effect}
 
 
