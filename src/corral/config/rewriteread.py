@@ -294,10 +294,8 @@ def _condition(
         raw_type if isinstance(raw_type, str) else None, MATCH_TYPES, "Pattern", where, "matchType"
     )
     match_type: MatchType = next(m for m in MATCH_TYPES if m == match_type_text)
-    raw_ignore = attrs.get("ignoreCase")
-    ignore_case = _bool(raw_ignore if raw_ignore is not None else None, True, where, "ignoreCase")
-    raw_negate = attrs.get("negate")
-    negate = _bool(raw_negate if raw_negate is not None else None, False, where, "negate")
+    ignore_case = _bool(attrs.get("ignoreCase"), True, where, "ignoreCase")
+    negate = _bool(attrs.get("negate"), False, where, "negate")
     pattern = None
     raw_pattern = attrs.get("pattern")
     if match_type == "Pattern":
