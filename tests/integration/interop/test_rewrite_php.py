@@ -229,6 +229,13 @@ RULES_SITE = """<?xml version="1.0" encoding="UTF-8"?>
           </conditions>
           <action type="Redirect" url="http://{{C:1}}/{{R:1}}" redirectType="308" />
         </rule>
+        <rule name="https only" stopProcessing="true">
+          <match url="^secure/(.*)" />
+          <conditions>
+            <add input="{{HTTPS}}" pattern="^OFF$" />
+          </conditions>
+          <action type="Redirect" url="https://{{HTTP_HOST}}/secure/{{R:1}}" />
+        </rule>
         <rule name="no dumps" stopProcessing="true">
           <match url="^(.*)\\.sql$" />
           <action type="CustomResponse" statusCode="403" statusReason="Forbidden by rule"
@@ -267,12 +274,23 @@ def rules_site(root: Path) -> Path:
 
 
 def test_redirect_custom_response_abort_and_a_sub_folder(tmp_path: Path, php_cgi: str) -> None:
-    with serving(rules_site(tmp_path), "--no-access-log") as server:
+    site = rules_site(tmp_path)
+    (site / "secure").mkdir()
+    (site / "secure" / "page.html").write_text("secret page\n")
+    with serving(site, "--no-access-log", "--set", "trusted_proxies=127.0.0.1") as server:
         moved = get(server, "/old-blog/2024/x?ref=feed")
         assert (moved.status, moved.header("Location")) == (302, "/blog/2024/x?ref=feed")
         assert moved.body == b"Moved to /blog/2024/x?ref=feed\n"
         canonical = request(server.port, path="/a/b", host="www.example.com")
         assert (canonical.status, canonical.header("Location")) == (308, "http://example.com/a/b")
+        # {HTTPS}: off for a plain client; on when a trusted proxy says https.
+        insecure = get(server, "/secure/page.html")
+        assert (insecure.status, insecure.header("Location")) == (
+            301,
+            "https://localhost/secure/page.html",
+        )
+        proxied = get(server, "/secure/page.html", headers="X-Forwarded-Proto: https\r\n")
+        assert (proxied.status, proxied.body) == (200, b"secret page\n")
         refused = get(server, "/backup/dump.sql")
         assert (refused.status, refused.reason) == (403, "Forbidden by rule")
         assert b"No database dumps here (backup/dump.sql)." in refused.body
