@@ -2,8 +2,9 @@
 
 An ``Exchange`` takes a parsed ``Request`` from its ``ClientStream`` (``front/stream.py``) and
 
-1. routes it (``AppRouter.match``) and builds its CGI variables (or, for an HTTP backend, the
-   request head; for a static folder, a ``StaticResponse``);
+1. routes it (``AppRouter.match``; a mount's URL Rewrite rules first: ``front/rewriting.py``)
+   and builds its CGI variables (or, for an HTTP backend, the request head; for a static
+   folder, a ``StaticResponse``);
 2. leases a backend from the route's ``LeaseSource``: ``lease_or_wait`` (by callback: no task,
    coroutine or timer per request), or ``try_acquire`` then, in a small task, ``acquire``;
 3. begins the request on the lease's ``Upstream`` and passes the request body on as it comes

@@ -8,6 +8,8 @@ What changes on the way (RFC 9110 section 7.6):
   Upgrade and any field named in Connection) are dropped, and so are Expect (the front answers
   ``100-continue`` itself), Content-Length and Proxy (httpoxy);
 - ``Host`` is the request's authority (the absolute-form target's, else the Host field);
+- after URL Rewrite rules (``front/rewriting.py``) the target is the rewritten path and query,
+  and ``X-Original-URL`` the client's target (a client's own X-Original-URL is dropped);
 - the body framing is Corral's own: ``Content-Length`` for a body of known length, chunked for
   a body the client sent chunked;
 - an Upgrade request that the route may tunnel carries ``Connection: Upgrade`` and its
