@@ -133,6 +133,27 @@ def _routes(mount: Mount) -> list[str]:
     return lines
 
 
+def _rewrite(mount: Mount) -> list[str]:
+    """A mount's URL Rewrite rules, each once, under the folder that declares it."""
+    lines: list[str] = []
+    base = mount.virtual_path.rstrip("/")
+    for scope in mount.rewrite:
+        for rule in scope.rules:
+            if rule.folder != scope.folder:
+                continue  # inherited: listed under its own folder
+            action = rule.action
+            target = f" {action.url.text}" if action.url is not None else ""
+            status = f" {action.status}" if action.status else ""
+            conditions = f" + {len(rule.conditions)} condition(s)" if rule.conditions else ""
+            lines.append(
+                f"        {base}/{rule.folder + '/' if rule.folder else ''}  {rule.name!r}: "
+                f"{'not ' if rule.negate else ''}{rule.match.syntax} {rule.match.text!r}"
+                f"{conditions} -> {action.type}{status}{target}"
+                f"{' (stop)' if rule.stop_processing else ''}  ({rule.location})"
+            )
+    return lines
+
+
 def _app(app: AppConfig) -> list[str]:
     where = f"  ({app.location})" if app.location else ""
     lines = [f"    application {app.name!r} at {app.virtual_path}{where}"]
@@ -192,6 +213,9 @@ def render(config: ServerConfig) -> str:
             lines.append(f"    {mount.virtual_path} -> {mount.physical_path}")
             lines.append("      routes:")
             lines += _routes(mount)
+            if mount.rewrite:
+                lines.append("      URL Rewrite rules (before the routes, in order):")
+                lines += _rewrite(mount)
             for app in site.apps:
                 if app.virtual_path == mount.virtual_path:
                     lines += _app(app)

@@ -15,7 +15,7 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 
-from corral.config import builtin_engines, expand
+from corral.config import builtin_engines, expand, rewriteread
 from corral.config.appbuild import BuildContext, build_app
 from corral.config.declare import Written, declare_server
 from corral.config.errors import Problems
@@ -39,6 +39,7 @@ from corral.config.precedence import (
     resolve_engine,
     switch_enabled,
 )
+from corral.config.rewrite import RuleOp
 from corral.config.servercfg import SwitchEntry, ZooServer, read_application_host
 from corral.config.settings import (
     PROTOCOLS_IN_EFFECT,
@@ -338,8 +339,18 @@ def _sections(
         ctx.not_in_effect.extend(webconfig.ignored)
         for section in webconfig.sections:
             folder = "/".join(part for part in (rel, section.folder) if part)
+            rewrite = section.rewrite
+            if rewrite is not None and rel:
+                rewrite = rewriteread.in_folder(rewrite, rel)
             sections.append(
-                Section(folder, section.handlers, section.zoo, section.location, section.documents)
+                Section(
+                    folder,
+                    section.handlers,
+                    section.zoo,
+                    section.location,
+                    section.documents,
+                    rewrite,
+                )
             )
     sections.sort(key=lambda section: section.folder.count("/") + bool(section.folder))
     return sections
@@ -437,7 +448,11 @@ def _build_mount(
     # <heliconZoo> applications (at the mount's root).
     app_env: dict[str, dict[str, tuple[str, Location]]] = {}
     app_where: dict[str, Location] = {}
+    # URL Rewrite rules, folder by folder (a sub-folder inherits its parent's).
+    rule_ops: dict[str, list[RuleOp]] = {}
     for section in sections:
+        if section.rewrite is not None:
+            rule_ops.setdefault(section.folder, []).extend(section.rewrite)
         if section.handlers is not None:
             base = raw_scopes.get(section.folder)
             if base is None:
@@ -512,7 +527,13 @@ def _build_mount(
         _default_documents(ctx, sections),
     )
     mount = Mount(
-        decl.virtual_path, root, tuple(scopes), tuple(a.name for a in apps), static, decl.location
+        decl.virtual_path,
+        root,
+        tuple(scopes),
+        tuple(a.name for a in apps),
+        static,
+        decl.location,
+        rewriteread.scopes(rule_ops, ctx.problems, ctx.notices),
     )
     return mount, apps
 

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from corral.protocol.fastcgi.constants import MAX_PIPELINE_DEPTH
+
+if TYPE_CHECKING:  # (corral.config.rewrite builds on Location, below)
+    from corral.config.rewrite import RewriteScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +295,9 @@ class Mount:
     app_names: tuple[str, ...]
     static: StaticPolicy
     location: Location | None = None
+    #: URL Rewrite rules (`<rewrite><rules>`, `[[rewrite]]`) in effect per folder; empty: none
+    #: (`corral.rewrite` applies them, `front/rewriting.py` before routing).
+    rewrite: tuple[RewriteScope, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

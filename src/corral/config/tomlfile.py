@@ -17,6 +17,11 @@ so both spellings go through one loader:
     [locations]                   # per sub-folder: "none" (static) or an application name
     static = "none"
 
+    [[rewrite]]                   # URL Rewrite rules (corral.config.rewriteread)
+    name = "front controller"
+    match = "^"
+    action = { type = "Rewrite", url = "index.php" }
+
 The server file:
 
     [server]
@@ -44,7 +49,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from corral.config import convert
+from corral.config import convert, rewriteread
 from corral.config.declare import Written, declare_engine
 from corral.config.errors import Problems, did_you_mean
 from corral.config.model import Binding, EngineConfig, EnvVar, Location
@@ -276,7 +281,7 @@ def site_sections(source: TomlSource, problems: Problems) -> tuple[Section, ...]
     app_paths: dict[str, tuple[str, ...]] = {}
     app_engines: dict[str, str] = {}
     for key in source.data:
-        if key not in ("apps", "locations", "engines", "server"):
+        if key not in ("apps", "locations", "engines", "server", "rewrite"):
             problems.add(source.at(key), key, "unknown table in corral.toml")
     apps = _table(source, source.data.get("apps", {}), ("apps",), problems)
     for name, table in apps.items():
@@ -356,6 +361,12 @@ def site_sections(source: TomlSource, problems: Problems) -> tuple[Section, ...]
                 for pattern in app_paths[target]
             )
         sections.append(Section(clean, tuple(ops), (), where))
+    if "rewrite" in source.data:
+        rules = rewriteread.read_toml(source.data["rewrite"], source.at, problems)
+        for folder, rule_ops in rules.items():
+            sections.append(
+                Section(folder, None, (), source.at("rewrite"), rewrite=tuple(rule_ops))
+            )
     return tuple(sections)
 
 

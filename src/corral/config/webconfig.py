@@ -3,10 +3,11 @@
 Read: `<system.webServer><handlers>` (`add`, `remove`, `clear`) and
 `<system.webServer><heliconZoo>` (`<application name>` with `<environmentVariables>` `add`,
 `remove`, `clear`; `<clear/>` and `<remove name>` of applications) and
-`<system.webServer><defaultDocument>` (`enabled`, `<files>` `add`/`remove`/`clear`), also inside
+`<system.webServer><defaultDocument>` (`enabled`, `<files>` `add`/`remove`/`clear`) and
+`<system.webServer><rewrite><rules>` (`corral.config.rewriteread`), also inside
 `<location path="sub/folder">`. Handlers whose `modules` is not a HeliconZoo module are IIS's own
 (StaticFile, aspnet...) and are listed as not in effect, like every other `system.webServer`
-section Corral does not implement (`rewrite`, `staticContent`...). `load` applies the
+section Corral does not implement (`staticContent`, `httpErrors`...). `load` applies the
 operations folder by folder.
 """
 
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from corral.config import rewriteread
 from corral.config.errors import Problems
 from corral.config.model import Location, NotInEffect
+from corral.config.rewrite import RuleOp
 from corral.config.xmlfile import Element, parse_xml
 
 
@@ -66,6 +69,8 @@ class Section:
     location: Location
     #: `<defaultDocument>` changes; None when the section has none.
     documents: tuple[DocumentOp, ...] | None = None
+    #: `<rewrite><rules>` changes (`corral.config.rewriteread`); None when the section has none.
+    rewrite: tuple[RuleOp, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,7 @@ def _section(
 ) -> Section:
     handlers: tuple[HandlerOp, ...] | None = None
     documents: tuple[DocumentOp, ...] | None = None
+    rewrite: tuple[RuleOp, ...] | None = None
     zoo: list[ZooAppOp] = []
     for child in element.children:
         if child.tag == "handlers":
@@ -118,9 +124,11 @@ def _section(
             zoo.extend(_zoo(child, problems))
         elif child.tag == "defaultDocument":
             documents = (documents or ()) + _documents(child, problems)
+        elif child.tag == "rewrite":
+            rewrite = (rewrite or ()) + rewriteread.read_xml(child, folder, problems)
         else:
             ignored.append(NotInEffect(f"<system.webServer><{child.tag}>", "", child.location))
-    return Section(folder, handlers, tuple(zoo), element.location, documents)
+    return Section(folder, handlers, tuple(zoo), element.location, documents, rewrite)
 
 
 def _documents(element: Element, problems: Problems) -> tuple[DocumentOp, ...]:

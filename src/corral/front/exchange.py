@@ -2,8 +2,9 @@
 
 An ``Exchange`` takes a parsed ``Request`` from its ``ClientStream`` (``front/stream.py``) and
 
-1. routes it (``AppRouter.match``) and builds its CGI variables (or, for an HTTP backend, the
-   request head; for a static folder, a ``StaticResponse``);
+1. routes it (``AppRouter.match``; a mount's URL Rewrite rules first: ``front/rewriting.py``)
+   and builds its CGI variables (or, for an HTTP backend, the request head; for a static
+   folder, a ``StaticResponse``);
 2. leases a backend from the route's ``LeaseSource``: ``lease_or_wait`` (by callback: no task,
    coroutine or timer per request), or ``try_acquire`` then, in a small task, ``acquire``;
 3. begins the request on the lease's ``Upstream`` and passes the request body on as it comes
@@ -52,7 +53,7 @@ from corral.backends import (
     BackendNotStarted,
     Upstream,
 )
-from corral.front import accesslog, cgienv, details, errorpages, forward, staticserve
+from corral.front import accesslog, cgienv, details, errorpages, forward, rewriting, staticserve
 from corral.front.context import FrontContext
 from corral.front.proxy import BadBackendHead
 from corral.front.routes import AppRoute
@@ -111,6 +112,7 @@ class Exchange:
         "_spool",
         "_spool_params",
         "_stream",
+        "_target",
         "_task",
         "_waiter",
         "agent",
@@ -163,6 +165,8 @@ class Exchange:
         #: send of it; and the request's CGI variables while its body is read.
         self._spool: BodySpool | None = None
         self._spool_params: list[tuple[bytes, bytes]] | None = None
+        #: An HTTP backend's request target when URL Rewrite rules applied (None: as sent).
+        self._target: bytes | None = None
 
     @property
     def name(self) -> str:
@@ -206,6 +210,16 @@ class Exchange:
         if route is None:
             stream.respond_error(404)
             return
+        query = request.query
+        if route.rewrite is not None:  # the mount's URL Rewrite rules (front/rewriting.py)
+            done = rewriting.apply(route.rewrite, request, host, path, view, stream, params)
+            if done is None:  # answered (404) or dropped (AbortRequest)
+                return
+            route, path, query, self._target = done.route, done.path, done.query, done.target
+            if done.answer is not None:  # a Redirect or CustomResponse rule's
+                self.route = route
+                self._begin(done.answer, route.encoded_params + stream.conn_params, [], has_body)
+                return
         self.route = route
         script_name = route.script_name
         path_info = path[len(script_name) :] if script_name else path
@@ -234,7 +248,7 @@ class Exchange:
             params.append((b"PATH_INFO", path_info))
         else:
             params += route.script_params  # a file handler's script (*.php)
-        params.append((b"QUERY_STRING", request.query))
+        params.append((b"QUERY_STRING", query))
         params.append((b"REQUEST_URI", request.target))
         params.append((b"SERVER_NAME", server_name))
         params.append((b"SERVER_PORT", server_port))
@@ -432,6 +446,7 @@ class Exchange:
                 client=stream.remote_host.encode("ascii", "replace"),
                 trusted=stream.trusted,
                 body=body,
+                target=self._target,
             )
             params = []
         else:

@@ -8,6 +8,8 @@ What changes on the way (RFC 9110 section 7.6):
   Upgrade and any field named in Connection) are dropped, and so are Expect (the front answers
   ``100-continue`` itself), Content-Length and Proxy (httpoxy);
 - ``Host`` is the request's authority (the absolute-form target's, else the Host field);
+- after URL Rewrite rules (``front/rewriting.py``) the target is the rewritten path and query,
+  and ``X-Original-URL`` the client's target (a client's own X-Original-URL is dropped);
 - the body framing is Corral's own: ``Content-Length`` for a body of known length, chunked for
   a body the client sent chunked;
 - an Upgrade request that the route may tunnel carries ``Connection: Upgrade`` and its
@@ -89,17 +91,26 @@ def request_head(
     trusted: bool,
     body: int,
     proto: bytes = b"http",
+    target: bytes | None = None,
 ) -> bytes:
     """The head to send to an HTTP backend for ``request``.
 
     ``host``: the authority to send (the request's, or the server's name when it had none);
     ``client``: the client's address; ``trusted``: it is a trusted proxy; ``body``: a
-    ``corral.backends.BODY_*`` value (``BODY_TUNNEL``: forward the Upgrade).
+    ``corral.backends.BODY_*`` value (``BODY_TUNNEL``: forward the Upgrade); ``target``: the
+    request target after URL Rewrite rules (``front/rewriting.py``): sent instead, with the
+    client's own as ``X-Original-URL`` (a client's X-Original-URL field is then dropped).
     """
-    target = request.target
-    if not target.startswith(b"/") and target != b"*":
-        target = request.path + (b"?" + request.query if request.query else b"")
-    lines = [request.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+    lines: list[bytes]
+    rewritten = target is not None
+    if target is not None:
+        lines = [request.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+        lines += (b"X-Original-URL: ", request.target, b"\r\n")
+    else:
+        target = request.target
+        if not target.startswith(b"/") and target != b"*":
+            target = request.path + (b"?" + request.query if request.query else b"")
+        lines = [request.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
     named: set[bytes] | None = None
     for name, value in request.headers:
         if len(name) == 10 and name.lower() == b"connection":
@@ -112,6 +123,8 @@ def request_head(
         lower = name.lower()
         if lower in _DROPPED or (named is not None and lower in named):
             continue
+        if rewritten and lower == b"x-original-url":
+            continue  # (set above)
         if lower in _FORWARDING:
             if not trusted:
                 continue

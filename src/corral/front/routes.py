@@ -5,6 +5,16 @@ This is the one place the front asks. ``ConfigRouter`` adapts the pure ``corral.
 front's ``AppRoute`` objects, built once per application (with its pool and fixed CGI
 variables) and once per mount for static files. (``corral.routing``'s ``Route`` is the pure
 answer of the configuration model; an ``AppRoute`` is what the front serves it with.)
+
+A mount with URL Rewrite rules answers ``match`` with its *rewrite route*: an ``AppRoute``
+whose ``rewrite`` (``MountRules``) the exchange hands to ``front/rewriting.py``, which applies
+the rules and routes the result with ``routed`` (the rules are not applied twice). Mounts
+without rules cost nothing more.
+
+A PHP application mapped with ``*`` (a front controller) runs the script a URL names when it
+exists (``/wp-login.php``, ``/a.php/extra``, a folder's ``index.php``), serves other existing
+files as static files, and sends everything else to the mount's first PHP default document
+(``index.php``), with the URL's path as its PATH_INFO.
 """
 
 from __future__ import annotations
@@ -15,11 +25,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from corral.backends import encode_params
-from corral.config.model import ServerConfig, StaticPolicy
+from corral.config.builtin_engines import source_suffixes
+from corral.config.model import Mount, ServerConfig, StaticPolicy
+from corral.config.rewrite import RewriteRule, RewriteScope
 from corral.front.cgienv import DEVELOPMENT_PARAM, Pairs, route_params, script_params
 from corral.front.stats import RequestStats
+from corral.routing import Route, is_file_pattern
 from corral.routing import Router as ModelRouter
-from corral.routing import is_file_pattern
 from corral.supervision.lease import Deliver, Lease, LeaseSource, PoolUnavailable, Waiter
 
 
@@ -87,6 +99,8 @@ class AppRoute:
     #: PATH_INFO...: ``cgienv.script_params``), sent instead of the front's PATH_INFO. Set on
     #: the per-request route ``ConfigRouter`` derives; ``params`` then leave SCRIPT_NAME out.
     script_params: Pairs | None = None
+    #: Set on a mount's rewrite route (see the module doc): its URL Rewrite rules.
+    rewrite: MountRules | None = None
 
     def __post_init__(self) -> None:
         if not self.params:
@@ -100,6 +114,38 @@ class AppRoute:
 class AppRouter(Protocol):
     def match(self, host: bytes | None, path: bytes, port: int | None = None) -> AppRoute | None:
         """The route for a request (``port``: the listener's local port), or None (404)."""
+
+
+@dataclass(eq=False, slots=True)
+class MountRules:
+    """A mount's URL Rewrite rules as the front applies them (``front/rewriting.py``)."""
+
+    router: ConfigRouter
+    #: The mount's virtual path as text, "" for the site's root.
+    base: str
+    #: The mount's folder (REQUEST_FILENAME is below it).
+    root: str
+    #: (folder URL below the mount, its rules), deepest folder first.
+    scopes: tuple[tuple[str, tuple[RewriteRule, ...]], ...]
+    #: The route redirects and custom responses of these rules are counted on.
+    answers: AppRoute
+
+    def rules_for(self, path: str) -> tuple[RewriteRule, ...]:
+        """The rules in effect for a (decoded) path below the mount: its deepest folder's."""
+        relative = path[len(self.base) :]
+        for folder, rules in self.scopes:
+            if not folder or relative == folder or relative.startswith(folder + "/"):
+                return rules
+        return ()
+
+
+def _folder_scopes(
+    scopes: tuple[RewriteScope, ...],
+) -> tuple[tuple[str, tuple[RewriteRule, ...]], ...]:
+    ordered = sorted(scopes, key=lambda scope: scope.folder.count("/") + bool(scope.folder))
+    return tuple(
+        ("/" + scope.folder if scope.folder else "", scope.rules) for scope in reversed(ordered)
+    )
 
 
 #: Routing answers remembered by ``ConfigRouter`` (kept-alive clients ask the same URLs again).
@@ -133,6 +179,8 @@ class ConfigRouter:
         #: Listener's actual port -> the configured port it serves (they differ for port 0).
         self._ports: dict[int, int] = {}
         self._static: dict[tuple[str, str], AppRoute] = {}
+        #: (site, virtual path) -> the mount's rewrite route, for mounts with rules.
+        self._rewriting: dict[tuple[str, str], AppRoute] = {}
         for site in config.sites:
             for mount in site.mounts:
                 script = b"" if mount.virtual_path == "/" else mount.virtual_path.encode()
@@ -143,12 +191,24 @@ class ConfigRouter:
                     document_root=mount.physical_path.encode(),
                     static=mount.static,
                 )
+                if mount.rewrite:
+                    self._rewriting[(site.name, mount.virtual_path)] = self._rules_route(
+                        site.name, mount, script
+                    )
+        #: PHP applications (their script suffixes): a ``*`` handler is a front controller.
+        self._php: dict[AppKey, tuple[str, ...]] = {
+            (app.site, app.virtual_path, app.name): suffixes
+            for app in config.apps
+            if ".php" in (suffixes := source_suffixes(app.engine))
+        }
         missing = {(a.site, a.virtual_path, a.name) for a in config.apps} - set(self._apps)
         if missing:
             raise ValueError(f"no route for applications {sorted(missing)}")
         #: (host, path, port) -> route, for the answers that depend on nothing else (whole
         #: applications; static files that are not folder URLs). Cleared when full.
         self._cache: dict[tuple[bytes | None, bytes, int | None], AppRoute] = {}
+        #: The same for rewritten requests (``routed``).
+        self._rewritten: dict[tuple[bytes | None, bytes, int | None], AppRoute] = {}
         # The common case of `corral serve SITE_DIR`: one site, every host, one application
         # taking every URL. Answered without routing at all.
         self._only: AppRoute | None = None
@@ -158,6 +218,8 @@ class ConfigRouter:
             scopes = mount.scopes
             if (
                 mount.virtual_path == "/"
+                and not mount.rewrite
+                and not self._php
                 and len(scopes) == 1
                 and scopes[0].folder == ""
                 and scopes[0].handlers
@@ -167,10 +229,26 @@ class ConfigRouter:
             ):
                 self._only = next(iter(self._apps.values()))
 
-    def _remember(self, key: tuple[bytes | None, bytes, int | None], route: AppRoute) -> None:
-        if len(self._cache) >= CACHE_SIZE:
-            self._cache.clear()
-        self._cache[key] = route
+    def _rules_route(self, site: str, mount: Mount, script: bytes) -> AppRoute:
+        answers = AppRoute(name=f"rewrite:{site}:{mount.virtual_path}", pool=NO_POOL)
+        rules = MountRules(
+            self,
+            "" if mount.virtual_path == "/" else mount.virtual_path,
+            mount.physical_path,
+            _folder_scopes(mount.rewrite),
+            answers,
+        )
+        return AppRoute(name=answers.name, pool=NO_POOL, script_name=script, rewrite=rules)
+
+    @staticmethod
+    def _remember(
+        cache: dict[tuple[bytes | None, bytes, int | None], AppRoute],
+        key: tuple[bytes | None, bytes, int | None],
+        route: AppRoute,
+    ) -> None:
+        if len(cache) >= CACHE_SIZE:
+            cache.clear()
+        cache[key] = route
 
     def listening(self, actual_port: int, configured_port: int) -> None:
         """A listener for the bindings on ``configured_port`` got ``actual_port``."""
@@ -188,16 +266,46 @@ class ConfigRouter:
         found = self._router.match(host, path, port=port)
         if found is None:
             return None
+        if self._rewriting:
+            rules = self._rewriting.get((found.site.name, found.mount.virtual_path))
+            if rules is not None:
+                self._remember(self._cache, key, rules)
+                return rules
+        return self._resolve(found, key, self._cache)
+
+    def routed(self, host: bytes | None, path: bytes, port: int | None = None) -> AppRoute | None:
+        """The route of a rewritten request (``front/rewriting.py``): as ``match``, without
+        applying the rules again."""
+        port = self._ports.get(port, port) if self._by_port and port is not None else None
+        key = (host, path, port)
+        cached = self._rewritten.get(key)
+        if cached is not None:
+            return cached
+        found = self._router.match(host, path, port=port)
+        if found is None:
+            return None
+        return self._resolve(found, key, self._rewritten)
+
+    def _resolve(
+        self,
+        found: Route,
+        key: tuple[bytes | None, bytes, int | None],
+        cache: dict[tuple[bytes | None, bytes, int | None], AppRoute],
+    ) -> AppRoute:
         app = found.app
         if app is None:
             route = self._static[(found.site.name, found.mount.virtual_path)]
             if found.path_info and not found.path_info.endswith("/"):
                 # (A folder URL may get a default document once one is created: not cached.)
-                self._remember(key, route)
+                self._remember(cache, key, route)
             return route
-        route = self._apps[(app.site, app.virtual_path, app.name)]
+        app_key = (app.site, app.virtual_path, app.name)
+        route = self._apps[app_key]
         if found.handler is None or not is_file_pattern(found.handler.path):
-            self._remember(key, route)
+            php = self._php.get(app_key) if self._php else None
+            if php is not None:
+                return self._front_controller(found, route, php)
+            self._remember(cache, key, route)
             return route
         # A file handler (*.php): this request's script, only when that file exists. php-cgi's
         # cgi.fix_pathinfo would otherwise run the longest existing prefix of a missing script:
@@ -206,19 +314,53 @@ class ConfigRouter:
         # remembered: the script may be created later.
         if not os.path.isfile(route.document_root + found.script_bytes):
             return self._static[(found.site.name, found.mount.virtual_path)]
-        return AppRoute(
-            name=route.name,
-            pool=route.pool,
-            script_name=route.script_name,
-            document_root=route.document_root,
-            params=[pair for pair in route.params if pair[0] != b"SCRIPT_NAME"],
-            http=route.http,
-            upgrade=route.upgrade,
-            buffering=route.buffering,
-            script_params=script_params(
-                route.script_name,
-                found.script_bytes,
-                found.script_path_info_bytes,
-                route.document_root,
-            ),
-        )
+        return _script_route(route, found.script_bytes, found.script_path_info_bytes)
+
+    def _front_controller(
+        self, found: Route, route: AppRoute, suffixes: tuple[str, ...]
+    ) -> AppRoute:
+        """A PHP application's ``*`` handler (see the module doc). Not remembered: files come
+        and go."""
+        root = route.document_root
+        path = found.path_info_bytes
+        static = self._static[(found.site.name, found.mount.virtual_path)]
+        php = tuple(suffix.encode() for suffix in suffixes)
+        start = 1
+        while start < len(path):  # the first segment that names an existing script
+            end = path.find(b"/", start)
+            end = len(path) if end < 0 else end
+            if path[start:end].lower().endswith(php) and os.path.isfile(root + path[:end]):
+                return _script_route(route, path[:end], path[end:])
+            start = end + 1
+        documents = [
+            name.encode()
+            for name in found.mount.static.default_documents
+            if name.lower().endswith(suffixes)
+        ]
+        if not path or path.endswith(b"/"):
+            folder = path or b"/"
+            for name in documents:
+                if os.path.isfile(root + folder + name):
+                    return _script_route(route, folder + name, b"")
+        elif os.path.isfile(root + path):
+            return static  # an existing file that is no script: the front serves it
+        for name in documents[:1]:
+            if os.path.isfile(root + b"/" + name):
+                return _script_route(route, b"/" + name, path)
+        return static
+
+
+def _script_route(route: AppRoute, script: bytes, path_info: bytes) -> AppRoute:
+    """``route`` for one request to the script ``script`` (a file handler's variables)."""
+    return AppRoute(
+        name=route.name,
+        pool=route.pool,
+        script_name=route.script_name,
+        document_root=route.document_root,
+        params=[pair for pair in route.params if pair[0] != b"SCRIPT_NAME"],
+        http=route.http,
+        upgrade=route.upgrade,
+        buffering=route.buffering,
+        stats=route.stats,
+        script_params=script_params(route.script_name, script, path_info, route.document_root),
+    )

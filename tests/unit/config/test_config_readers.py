@@ -22,7 +22,7 @@ WEB_CONFIG = b"""<?xml version="1.0"?>
         <add name="app#x86" scriptProcessor="python.2.7.pipe" path="*" modules="HeliconZoo_x86"
              preCondition="bitness32" />
       </handlers>
-      <rewrite />
+      <staticContent />
     </system.webServer>
   </location>
   <location path="static">
@@ -71,7 +71,7 @@ def test_web_config_operations_keep_their_lines() -> None:
         ("add", "A", "2", 27),
     ]
     ignored = {(item.setting, item.location and item.location.line) for item in config.ignored}
-    assert ignored == {("handler StaticFile", 7), ("<system.webServer><rewrite>", 11)}
+    assert ignored == {("handler StaticFile", 7), ("<system.webServer><staticContent>", 11)}
 
 
 def test_entity_expansion_and_external_entities_are_refused() -> None:

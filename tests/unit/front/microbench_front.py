@@ -23,6 +23,11 @@ keep-alive 34.8/35.3/34.9/35.0 -> 35.9/37.8/34.7/34.6; ``--http`` 26.0/26.3/25.8
 26.7/26.5/26.2; ``--close`` 44.4/45.0/44.4/44.5 -> 45.9/46.0/45.7/55.6; ``--awaited``
 31.1/31.1/30.1/30.4 -> 31.2/32.4/30.8/31.5. The split costs about one Python call per request
 (21 in the profile of the keep-alive round, 20 before) and two small objects per connection.
+
+URL Rewrite (issue 15) adds one attribute test per request for routes without rules
+(``route.rewrite``); interleaved keep-alive runs of 30000 requests, the commit before it (run
+from an unpacked copy with ``PYTHONPATH``) against it, load average 5-7: 37.8/36.4/38.5/38.0 ->
+36.8/37.7/37.5/36.9 µs per request: no difference above the noise.
 """
 
 from __future__ import annotations
