@@ -35,11 +35,9 @@ tunnel gets a ``Tunnel`` (``front/tunnel.py``) as its sink.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import dataclasses
-import html
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from functools import partial
 from time import perf_counter
 
@@ -53,7 +51,15 @@ from corral.backends import (
     BackendNotStarted,
     Upstream,
 )
-from corral.front import accesslog, cgienv, details, errorpages, forward, rewriting, staticserve
+from corral.front import (
+    accesslog,
+    cgienv,
+    details,
+    forward,
+    rewriting,
+    staticserve,
+    unavailable,
+)
 from corral.front.context import FrontContext
 from corral.front.proxy import BadBackendHead
 from corral.front.routes import AppRoute
@@ -62,14 +68,11 @@ from corral.front.stream import PAUSE_BACKEND, PAUSE_LEASE, ClientStream, Deadli
 from corral.front.target import BadTarget, decode_path, split_host
 from corral.front.tunnel import Tunnel
 from corral.protocol.http1.events import Request
-from corral.runtime.gate import DeployFailed, DeployInProgress
+from corral.runtime.gate import DeployInProgress
 from corral.supervision.lease import (
-    AcquireTimeout,
     Lease,
     LeaseSource,
     PoolError,
-    PoolOverloaded,
-    PoolUnavailable,
     Waiter,
 )
 
@@ -497,94 +500,16 @@ class Exchange:
             self._begin(lease.conn, static, params, body)
 
     def _lease_failed(self, route: AppRoute, exc: Exception) -> None:
-        """No backend for this request: the 503 that says why."""
-        stream = self._stream
-        settings = self._server.settings
-        if isinstance(exc, PoolOverloaded):
-            stream.respond_error(503, retry_after=True, message="The application is busy.")
-        elif isinstance(exc, DeployInProgress):
-            stream.respond_error(
-                503,
-                retry_after=True,
-                message=errorpages.DEPLOYING,
-                refresh=settings.retry_after,
-            )
-        elif isinstance(exc, DeployFailed):
-            text = f"{exc.reason}\n\n{exc.stderr_tail}".strip()
-            who = details.client(stream, self.client)
-            shown = details.allowed(self._server, route, stream, self.client, self.request)
-            reference = details.log_503(route.name, "the deploy script failed", text, shown, who)
-            stream.respond_error(
-                503,
-                retry_after=True,
-                message="The application's deploy script failed; the application is stopped "
-                "until its files change.",
-                details=text if shown else None,
-                reference=reference,
-            )
-        elif isinstance(exc, PoolUnavailable):
-            text = details.unavailable_details(exc)
-            who = details.client(stream, self.client)
-            shown = details.allowed(self._server, route, stream, self.client, self.request)
-            reference = details.log_503(route.name, exc.reason, text, shown, who)
-            stream.respond_error(
-                503,
-                retry_after=True,
-                retry_seconds=exc.retry_in,
-                message="The application cannot start.",
-                details=text if shown else None,
-                reference=reference,
-            )
-        elif isinstance(exc, AcquireTimeout):
-            stream.respond_error(503, retry_after=True, message="No application worker was free.")
-        else:  # a bug or an unexpected failure below: this request only
-            logger.error("%s: cannot lease a worker", route.name, exc_info=exc)
-            stream.respond_error(503, retry_after=True)
+        """No backend for this request: the 503 that says why (``unavailable.lease_failed``)."""
+        unavailable.lease_failed(self._server, self._stream, route, self.client, self.request, exc)
 
     async def _stream_deploy(self, route: AppRoute, output: AsyncIterator[bytes]) -> None:
-        """Answer with the deploy script's output as it comes (503, of unknown length), in a
-        page that reloads itself once the script has ended. Runs in the request's task: a
-        client that goes away cancels it, one that stops reading stalls it (and the response
-        deadline aborts it)."""
-        server = self._server
-        stream = self._stream
-        response = self._response
-        retry_after = server.settings.retry_after
-        response.stream_head(
-            503,
-            [
-                (b"Server", b"Corral"),
-                (b"Content-Type", b"text/html; charset=utf-8"),
-                (b"Cache-Control", b"no-store"),
-                (b"Retry-After", b"%d" % retry_after),
-            ],
-        )
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        logger.info(
-            "%s: streaming the deploy script's output to %s",
-            route.name,
-            details.client(stream, self.client),
-        )
-        try:
-            await response.stream_piece(errorpages.deploy_stream_start(retry_after))
-            async for data in output:
-                if stream.closed:
-                    return
-                stream.set_deadline(_BACKEND, server.response_timeout)
-                if data:
-                    text = html.escape(decoder.decode(data), quote=False)
-                    await response.stream_piece(text.encode("utf-8"))
-            tail = html.escape(decoder.decode(b"", final=True), quote=False).encode("utf-8")
-            await response.stream_piece(
-                tail + errorpages.deploy_stream_end("The deploy script has ended.")
-            )
-            response.stream_end()
-        finally:
-            if isinstance(output, AsyncGenerator):
-                await output.aclose()
+        """The deploy script's output as the answer (``unavailable.stream_deploy``); runs in
+        the request's task."""
+        await unavailable.stream_deploy(self._server, self._stream, route, self.client, output)
         self._task = None
-        if not stream.closed:
-            stream.finish(True)
+        if not self._stream.closed:
+            self._stream.finish(True)
 
     # -- beginning -----------------------------------------------------------------------------
 
