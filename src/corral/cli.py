@@ -1,6 +1,7 @@
 """Command line: argv -> options, then the composition root does the work.
 
 ``corral serve [PATH] [--listen HOST:PORT] [--min N] [--max N] [--no-access-log] [--set N=V]``
+``    [--admin HOST:PORT]``
 ``corral check [PATH]``
 ``corral --version``
 
@@ -47,6 +48,15 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _listen_text(value: str) -> str:
+    from corral.config.convert import to_listen
+
+    try:
+        return to_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _count(value: str) -> int:
     if not value.isdigit():
         raise argparse.ArgumentTypeError(f"not a whole number: {value!r}")
@@ -79,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help=f"serve every site here instead of the configured bindings (a site folder's "
         f"default: {DEFAULT_LISTEN}; port 0 picks a free port)",
+    )
+    serve.add_argument(
+        "--admin",
+        default=None,
+        type=_listen_text,
+        metavar="HOST:PORT",
+        help="open the admin listener here (/metrics, /healthz, /readyz, the dashboard; a port "
+        "alone means 127.0.0.1:PORT); wins over [server] admin",
     )
     serve.add_argument(
         "--min", type=_count, dest="min_workers", metavar="N", help="workers kept, every app"
@@ -176,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"corral: --set: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    if args.admin is not None:
+        front_overrides["admin"] = args.admin
     if args.min_workers is not None:
         pool_overrides["min_instances"] = args.min_workers
     if args.max_workers is not None:

@@ -368,6 +368,11 @@ class FrontSettings:
     #: Bytes of responses all spills together may hold on disk; past it responses are paused
     #: (back-pressure) instead.
     response_spill_total: int = 8 * 1024**3
+    # The admin listener (``corral.ops.admin``), read by the host, not the front:
+    #: Where it listens ("HOST:PORT"); None: no admin listener.
+    admin: str | None = None
+    #: The token ``/metrics`` asks for (Authorization: Bearer); None: ``/metrics`` is open.
+    metrics_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,8 @@ class Kind(enum.StrEnum):
     PATH_LIST = "path list"
     #: Addresses or CIDR networks (or *): a list, or a `;`/`,`-separated string.
     ADDRESSES = "addresses"
+    #: An address to listen on: HOST:PORT, or a port alone (on 127.0.0.1).
+    LISTEN = "host:port"
     MASK = "file masks"
     VIRTUAL_PATH = "virtual path"
     BINDINGS = "bindings"
@@ -188,6 +190,7 @@ _CONVERTERS: dict[Kind, Callable[[object], object]] = {
     Kind.PATH: convert.to_str,
     Kind.PATH_LIST: convert.to_list,
     Kind.ADDRESSES: convert.to_trusted_proxies,
+    Kind.LISTEN: convert.to_listen,
     Kind.MASK: convert.to_mask,
     Kind.VIRTUAL_PATH: convert.to_virtual_path,
 }

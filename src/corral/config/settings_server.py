@@ -229,6 +229,23 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         "it, slow clients' applications are paused (back-pressure) until spills drain.",
         minimum=0,
     ),
+    # The admin listener (corral.ops.admin: /metrics, /healthz, /readyz, the dashboard).
+    _server(
+        "admin",
+        "admin",
+        Kind.LISTEN,
+        "Where the admin listener (Prometheus /metrics, /healthz, /readyz, the dashboard) "
+        "listens: HOST:PORT, or a port alone for 127.0.0.1:PORT; unset: no admin listener. "
+        "Read at start (a change needs a restart); `corral serve --admin` wins.",
+    ),
+    _server(
+        "metrics_token",
+        "metricsToken",
+        Kind.STR,
+        "A token that /metrics asks for (Authorization: Bearer TOKEN); unset (and no "
+        "CORRAL_METRICS_TOKEN in the environment): /metrics is open to whoever reaches the "
+        "admin listener.",
+    ),
 )
 
 #: Pool settings no configuration file spells (the engines' are in `settings_engine`).

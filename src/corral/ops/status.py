@@ -118,6 +118,9 @@ class AppStatus:
     #: None without a deploy script; the last run, described.
     deploy_phase: str | None
     last_deploy: str | None
+    #: Deploy script runs since the application started, and how many of them failed.
+    deploy_runs: int = 0
+    deploy_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +261,7 @@ def build_app_status(
     phase: Phase | None = None,
     last_deploy: str | None = None,
     service: bool = False,
+    deploys: tuple[int, int] = (0, 0),
 ) -> AppStatus:
     state, reason = app_state(snapshot, phase, service)
     return AppStatus(
@@ -286,4 +290,6 @@ def build_app_status(
         last_exits=exit_status(snapshot),
         deploy_phase=None if phase is None else phase.value,
         last_deploy=last_deploy,
+        deploy_runs=deploys[0],
+        deploy_failures=deploys[1],
     )
