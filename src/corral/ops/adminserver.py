@@ -122,8 +122,10 @@ class AdminServer:
             writer.transport.abort()
             return
         self._tasks.add(task)
+        clean = False
         try:
             await self._serve(reader, writer)
+            clean = True
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
@@ -132,7 +134,10 @@ class AdminServer:
             _log.exception("admin listener: unexpected error on a connection")
         finally:
             self._tasks.discard(task)
-            writer.transport.abort()
+            if clean:  # what was written goes out, then the FIN
+                writer.close()
+            else:
+                writer.transport.abort()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         parser = RequestParser(LIMITS)

@@ -21,7 +21,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     InfoMetricFamily,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -40,7 +40,9 @@ from corral.ops.status import (
     FrontStatus,
 )
 
-CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+#: The classic text format (every name here is a legacy-valid one, so the body is the same in
+#: 0.0.4 and 1.0.0): what every Prometheus version reads.
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 #: Every worker state (``supervision.lifecycle.WorkerState``): each gets a series, 0 when no
 #: worker is in it, so that a state appearing is a change of value, not a new series.

@@ -164,7 +164,7 @@
     section.append(el("h3", { text: "Workers" }));
     const table = el("table", {}, el("thead", {}, el("tr", {},
       ...["id", "pid", "state", "up", "requests", "in flight", "memory", "CPU"].map((h, i) =>
-        el("th", { class: i > 3 ? "num" : "", text: h })))), el("tbody"));
+        el("th", { class: i > 3 ? "right" : "", text: h })))), el("tbody"));
     section.append(el("div", { class: "scroll" }, table));
     const log = el("pre", { class: "log", "data-role": "log" });
     section.append(el("details", { open: "" }, el("summary", { text: "Recent log lines" }), log));
