@@ -160,7 +160,10 @@ class AdminServer:
             keep = request.head.keep_alive and reply.stream is None
             await self._send(writer, reply, request.head.method == b"HEAD", keep)
             if reply.stream is not None:
-                await self._stream(writer, reply.stream)
+                if request.head.method == b"HEAD":
+                    await reply.stream.aclose()
+                else:
+                    await self._stream(writer, reply.stream)
                 return
             if not keep:
                 return

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import threading
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import require_program
-from tests.harness import WAIT, CorralServer, make_site, request, serving
+from tests.harness import WAIT, CorralServer, make_site, request, run_corral, serving
 
 TOKEN = "dashboard-token-0123456789abcdef"
 _ADMIN = re.compile(r"admin listener on http://127\.0\.0\.1:(\d+)")
@@ -193,3 +194,25 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
         if keep:  # how docs/dashboard.png is made
             for shot in (wide, phone):
                 shutil.copy(shot, Path(keep) / shot.name)
+
+
+def test_a_bad_or_busy_admin_address_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    bad = run_corral("serve", str(site), "--listen", "127.0.0.1:0", "--admin", "here:there")
+    assert bad.returncode == 2
+    assert "--admin: not HOST:PORT or PORT: 'here:there'" in bad.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run_corral(
+            "serve",
+            str(site),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            f"127.0.0.1:{port}",
+            env=_env(tmp_path, CORRAL_ADMIN_TOKEN=TOKEN),
+        )
+    assert busy.returncode == 2, busy.stderr
+    assert f"corral: admin listener: cannot listen on 127.0.0.1:{port}" in busy.stderr
