@@ -39,6 +39,7 @@ from corral.ops.status import (
     AppStatus,
     FrontStatus,
 )
+from corral.supervision.snapshot import RECYCLE_KINDS
 
 #: The classic text format (every name here is a legacy-valid one, so the body is the same in
 #: 0.0.4 and 1.0.0): what every Prometheus version reads.
@@ -170,6 +171,12 @@ def _app_metrics(apps: Iterable[AppStatus], live: Mapping[str, RequestStats]) ->
         ["reason"],
     )
     deploys = _counter("corral_app_deploy_runs", "Deploy script runs by outcome.", ["outcome"])
+    recycled = _counter(
+        "corral_app_recycled",
+        "Workers recycled, by the limit that retired them (memory, age, requests, "
+        "request_timeout, health_probe, other); their sum is restarts{reason=recycled}.",
+        ["limit"],
+    )
     rss = _gauge("corral_worker_rss_bytes", "A worker's resident memory.", ["worker", "pid"])
     cpu = _counter(
         "corral_worker_cpu_seconds", "A worker's CPU time (user + system).", ["worker", "pid"]
@@ -214,11 +221,13 @@ def _app_metrics(apps: Iterable[AppStatus], live: Mapping[str, RequestStats]) ->
         restarts.add_metric([*labels, "recycled"], float(app.recycled))
         restarts.add_metric([*labels, "rolling"], float(app.restarts))
         restarts.add_metric([*labels, "failed_start"], float(app.failed_starts))
+        for limit in RECYCLE_KINDS:
+            recycled.add_metric([*labels, limit], float(app.recycled_for.get(limit, 0)))
         if app.deploy_phase is not None:
             deploys.add_metric([*labels, "ok"], float(app.deploy_runs - app.deploy_failures))
             deploys.add_metric([*labels, "failed"], float(app.deploy_failures))
     yield from (requests, duration, moved, state, workers, bounds, queue, wait, in_flight)
-    yield from (service, restarts, deploys, rss, cpu, served)
+    yield from (service, restarts, recycled, deploys, rss, cpu, served)
 
 
 class Metrics:

@@ -42,6 +42,7 @@ def app(ident: str = "hello", **changes: object) -> AppStatus:
         requests=RequestFigures(0, {}, 60.0, 0.0, None, None),
         restarts=1,
         recycled=2,
+        recycled_for={"memory": 2},
         crashed=3,
         failed_starts=4,
         last_error=None,

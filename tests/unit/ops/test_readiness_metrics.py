@@ -78,6 +78,15 @@ def test_metrics_read_the_live_counters_at_scrape_time() -> None:
     assert count == [("corral_app_request_duration_seconds_count", labels, 3.0)]
     workers = {s[1]["state"]: s[2] for s in again["corral_app_workers"]}
     assert workers["busy"] == 1 and workers["idle"] == 1 and workers["hung"] == 0
+    limits = {s[1]["limit"]: s[2] for s in again["corral_app_recycled"]}
+    assert limits == {
+        "memory": 2,
+        "age": 0,
+        "requests": 0,
+        "request_timeout": 0,
+        "health_probe": 0,
+        "other": 0,
+    }
     reasons = {s[1]["reason"]: s[2] for s in again["corral_app_restarts"]}
     assert reasons == {"crash": 3, "recycled": 2, "rolling": 1, "failed_start": 4}
     rss = again["corral_worker_rss_bytes"]
@@ -97,3 +106,14 @@ def test_deploy_runs_only_for_apps_with_a_deploy_script() -> None:
         ("b", "failed", 1.0),
         ("b", "ok", 2.0),
     ]
+
+
+def test_each_recycle_reason_the_supervisor_writes_has_its_kind() -> None:
+    from corral.supervision.snapshot import recycle_kind
+
+    assert recycle_kind("memory 75 MiB is above the limit of 60 MiB (memoryLimit)") == "memory"
+    assert recycle_kind("ran 1.0 min (timeLimit)") == "age"
+    assert recycle_kind("served 5 requests (maxRequests)") == "requests"
+    assert recycle_kind("a request ran past the request timeout") == "request_timeout"
+    assert recycle_kind("it did not answer the health probe") == "health_probe"
+    assert recycle_kind("scaled down to 1") == "other"
