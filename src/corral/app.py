@@ -553,7 +553,7 @@ class Host:
         Each change is logged, and so is a change that a ``--set`` overrides."""
         assert self.front is not None
         held = [
-            f"{name} (--set {name}={value})"
+            f"{name} (--set {name}={SERVER_BY_TOML[name].shown(value)})"
             for name, value in sorted(self.options.front_overrides.items())
             if getattr(old.front, name) != getattr(new.front, name)
         ]
@@ -564,8 +564,10 @@ class Host:
             )
         settings = front_settings(new, self.options)
         current = self.front.settings
+        shown = {name: setting.shown for name, setting in SERVER_BY_TOML.items() if setting.secret}
         changed = [
-            f"{item.name} {getattr(current, item.name)!r} -> {getattr(settings, item.name)!r}"
+            f"{item.name} {shown.get(item.name, repr)(getattr(current, item.name))}"
+            f" -> {shown.get(item.name, repr)(getattr(settings, item.name))}"
             for item in fields(FrontSettings)
             if getattr(current, item.name) != getattr(settings, item.name)
         ]

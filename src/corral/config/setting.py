@@ -161,6 +161,14 @@ class Setting:
     above: bool = False
     #: The `PoolSettings` field this setting fills, if a pool acts on it.
     pool: PoolUse | None = None
+    #: A secret (a token): `corral check` and the reload log say it is set, never its value.
+    secret: bool = False
+
+    def shown(self, value: object) -> str:
+        """``value`` as logs and `corral check` show it (a secret is not shown)."""
+        if self.secret:
+            return "(set, not shown)" if value else "(none)"
+        return ", ".join(value) if isinstance(value, tuple) else str(value)
 
     @property
     def attribute(self) -> str:

@@ -20,6 +20,7 @@ def _server(
     minimum: float | None = None,
     maximum: float | None = None,
     above: bool = False,
+    secret: bool = False,
 ) -> Setting:
     """A front-server setting: `server.FIELD`, TOML key FIELD in `[server]`, the attribute
     `zoo_name` on applicationHost.config's `<heliconZooServer>`, default `FrontSettings`'."""
@@ -34,6 +35,7 @@ def _server(
         minimum=minimum,
         maximum=maximum,
         above=above,
+        secret=secret,
     )
 
 
@@ -245,6 +247,7 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         "A token that /metrics asks for (Authorization: Bearer TOKEN); unset (and no "
         "CORRAL_METRICS_TOKEN in the environment): /metrics is open to whoever reaches the "
         "admin listener.",
+        secret=True,
     ),
 )
 

@@ -120,6 +120,17 @@ def test_metrics_token_from_the_server_toml(tmp_path: Path) -> None:
         scrape = request(port, path="/metrics", headers="Authorization: Bearer scrape-me\r\n")
         assert scrape.status == 200 and b"corral_app_requests_total" in scrape.body
         assert request(port, path="/healthz").status == 200
+        # A reload applies a new metrics token at once, and never logs either token.
+        (site / "corral.toml").write_text(
+            (site / "corral.toml").read_text().replace("scrape-me", "scrape-me-too")
+        )
+        server.wait_log("configuration reloaded")
+        fresh = request(port, path="/metrics", headers="Authorization: Bearer scrape-me-too\r\n")
+        assert fresh.status == 200
+        old = request(port, path="/metrics", headers="Authorization: Bearer scrape-me\r\n")
+        assert old.status == 401
+        assert "metrics_token (set, not shown) -> (set, not shown)" in server.text()
+        assert "scrape-me" not in server.text()
     finally:
         server.stop()
 

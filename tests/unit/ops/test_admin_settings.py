@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tests.unit.config.test_server_settings import APPLICATION_HOST, _server
 
 from corral.config import ConfigErrors, convert, load_server
+from corral.config.check import render
 from corral.ops.admin import is_loopback
 
 
@@ -25,6 +26,9 @@ def test_toml_admin_and_metrics_token(tmp_path: Path) -> None:
     front = load_server(str(path)).front
     assert front.admin == "127.0.0.1:9100"  # a port alone: loopback
     assert front.metrics_token == "s3cret"
+    shown = render(load_server(str(path)))  # corral check
+    assert "admin = 127.0.0.1:9100" in shown and "metrics_token = (set, not shown)" in shown
+    assert "s3cret" not in shown
     path = _server(tmp_path, "admin = 9101\n")
     assert load_server(str(path)).front.admin == "127.0.0.1:9101"
     path = _server(tmp_path, 'admin = "[::1]:9102"\n')
