@@ -186,6 +186,26 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
                 f".every(r => {after}.includes(Number(r.dataset.pid)))"
             )
             assert request(server.port, path="/hello").status == 200
+            # The worker bounds: 1 to 1 from the page, until the next reload.
+            page.evaluate(
+                "(() => { const s = document.querySelector('[data-app=\"default\"]');"
+                " for (const [k, v] of [['min', 1], ['max', 1]]) {"
+                '  const i = s.querySelector(`[data-input="${k}"]`); i.value = v;'
+                "  i.dispatchEvent(new Event('input')); }"
+                " s.querySelector('button[data-action=\"scale\"]').click(); })()"
+            )
+            page.wait_for(
+                'document.querySelector(\'[data-app="default"] [data-role="message"]\')'
+                ".textContent == 'default: workers 1 to 1 (until the next reload)'"
+            )
+            deadline = time.monotonic() + WAIT
+            while len(server.workers()) != 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(server.workers()) == 1
+            page.wait_for(
+                'document.querySelector(\'[data-app="default"] [data-field="workers"]\')'
+                ".textContent == '1 / 1\u20131'"
+            )
             for _ in range(6):  # a few seconds of history for the charts
                 for _ in range(10):
                     request(server.port, path="/hello")
