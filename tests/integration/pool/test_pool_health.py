@@ -263,7 +263,9 @@ def test_max_requests_recycles_a_worker_after_that_many_plus_jitter() -> None:
         assert all(5 <= count <= 7 for count in counts[:-1]), counts
         assert "maxRequests" in records.text()
         recycled = dict(pool.snapshot().recycled_for)
-        assert recycled["requests"] == len(counts) - 1 and recycled["memory"] == 0
+        # Every worker but the last was recycled; the last too if it just reached its limit.
+        assert len(counts) - 1 <= recycled["requests"] <= len(counts), (recycled, counts)
+        assert recycled["memory"] == 0
 
     pool_settings = settings(max_instances=1, max_requests=5, max_requests_jitter=0.5)
     run_pool(plan_for("misbehaving:sleeps"), pool_settings, body)
