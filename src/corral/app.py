@@ -57,6 +57,8 @@ from corral.errors import CorralError
 from corral.front.routes import AppKey, AppRoute, ConfigRouter
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
+from corral.front.stats import FrontStats, RequestStats
+from corral.ops.admin import AdminError, AdminListener
 from corral.ops.control import ControlError, ControlServer
 from corral.ops.duties import DutyError, HostDuties
 from corral.ops.history import History
@@ -243,6 +245,8 @@ class Host:
         self._reload_problem = ""
         #: Logs, pid file, systemd's notifications and passed sockets (``corral.ops.duties``).
         self.duties = HostDuties()
+        #: The admin listener (``[server] admin`` / ``--admin``), when configured.
+        self.admin: AdminListener | None = None
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
@@ -281,6 +285,7 @@ class Host:
                 router.listening(actual, port)
                 self._ports.append((actual, port))
             self.addresses += bound
+        await self._open_admin(front_settings(config, options))
         for app in self.apps:
             await self._start_app(app)
         self._watch_config(config)
@@ -324,6 +329,8 @@ class Host:
         await self._close_pools(grace)
         if self.control is not None:
             await self.control.close()
+        if self.admin is not None:  # last: /readyz answers 503 all through the drain
+            await self.admin.close()
         logger.info("stopped")
         self.duties.stopped()
         await asyncio.get_running_loop().run_in_executor(None, self.error_logs.close)
@@ -390,6 +397,9 @@ class Host:
                     else controller.phase,
                     last_deploy=None if last is None else last.describe(),
                     service=isinstance(app.pool, ServicePool),
+                    deploys=(0, 0)
+                    if controller is None
+                    else (controller.deploy_runs, controller.deploy_failures),
                 )
             )
         front = self.front
@@ -414,6 +424,30 @@ class Host:
             ),
             apps=tuple(apps),
         )
+
+    def request_stats(self) -> dict[str, RequestStats]:
+        """Every application's live request counters, by status id (``/metrics``)."""
+        ids = app_ids([(a.config.site, a.config.name) for a in self.apps])
+        return {ident: app.route.stats for ident, app in zip(ids, self.apps, strict=True)}
+
+    def front_stats(self) -> FrontStats | None:
+        return None if self.front is None else self.front.stats
+
+    async def _open_admin(self, settings: FrontSettings) -> None:
+        """Open the admin listener when configured (``corral.ops.admin``)."""
+        if settings.admin is None:
+            return
+        try:
+            self.admin = await AdminListener.open(
+                self, settings.admin, settings.metrics_token, self.options.path
+            )
+        except AdminError as exc:
+            if self.front is not None:
+                await self.front.stop(0.0)
+            await self._close_pools(0.0)
+            if self.control is not None:
+                await self.control.close()
+            raise StartupError(str(exc)) from None
 
     def find_app(self, ident: str) -> Application:
         """The application ``ident`` names (``NAME`` or ``SITE/NAME``); ``LookupError``."""
@@ -563,6 +597,9 @@ class Host:
             retire.append((running[key], "removed from the configuration"))
         apps = [keep[app_key(a)] for a in new.apps]
         self._apply_front_settings(self.config, new)
+        if self.admin is not None:
+            admin = front_settings(new, self.options)
+            self.admin.reconfigure(admin.admin, admin.metrics_token)
         self.front.router = self._router(new, apps)
         self.config = new
         self.apps = apps
@@ -579,7 +616,7 @@ class Host:
         Each change is logged, and so is a change that a ``--set`` overrides."""
         assert self.front is not None
         held = [
-            f"{name} (--set {name}={value})"
+            f"{name} (--set {name}={SERVER_BY_TOML[name].shown(value)})"
             for name, value in sorted(self.options.front_overrides.items())
             if getattr(old.front, name) != getattr(new.front, name)
         ]
@@ -590,8 +627,10 @@ class Host:
             )
         settings = front_settings(new, self.options)
         current = self.front.settings
+        shown = {name: setting.shown for name, setting in SERVER_BY_TOML.items() if setting.secret}
         changed = [
-            f"{item.name} {getattr(current, item.name)!r} -> {getattr(settings, item.name)!r}"
+            f"{item.name} {shown.get(item.name, repr)(getattr(current, item.name))}"
+            f" -> {shown.get(item.name, repr)(getattr(settings, item.name))}"
             for item in fields(FrontSettings)
             if getattr(current, item.name) != getattr(settings, item.name)
         ]

@@ -2,6 +2,7 @@
 
 ``corral serve [PATH] [--listen HOST:PORT] [--min N] [--max N] [--set N=V]``
 ``    [--access-log PATH|- | --no-access-log] [--log-level LEVEL] [--pid-file PATH]``
+``    [--admin HOST:PORT] [--control PATH]``
 ``corral check [PATH]``
 ``corral status|restart APP|reload|stop|scale APP --min N --max N|top [--control PATH]``
 (``corral.ops.controlcli``: the running server, through its control socket)
@@ -52,6 +53,15 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _listen_text(value: str) -> str:
+    from corral.config.convert import to_listen
+
+    try:
+        return to_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _count(value: str) -> int:
     if not value.isdigit():
         raise argparse.ArgumentTypeError(f"not a whole number: {value!r}")
@@ -84,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help=f"serve every site here instead of the configured bindings (a site folder's "
         f"default: {DEFAULT_LISTEN}; port 0 picks a free port)",
+    )
+    serve.add_argument(
+        "--admin",
+        default=None,
+        type=_listen_text,
+        metavar="HOST:PORT",
+        help="open the admin listener here (/metrics, /healthz, /readyz, the dashboard; a port "
+        "alone means 127.0.0.1:PORT); wins over [server] admin",
     )
     serve.add_argument(
         "--min", type=_count, dest="min_workers", metavar="N", help="workers kept, every app"
@@ -219,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"corral: --set: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     front_overrides.update(_process_options(args))
+    if args.admin is not None:
+        front_overrides["admin"] = args.admin
     if args.min_workers is not None:
         pool_overrides["min_instances"] = args.min_workers
     if args.max_workers is not None:

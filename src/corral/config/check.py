@@ -187,7 +187,9 @@ def _server_settings(front: FrontSettings) -> list[str]:
     for key, setting in SERVER_BY_TOML.items():
         value = getattr(front, setting.attribute)
         if value != setting.default:
-            shown = ", ".join(value) if isinstance(value, tuple) else str(value).lower()
+            shown = setting.shown(value) if setting.secret else None
+            if shown is None:
+                shown = ", ".join(value) if isinstance(value, tuple) else str(value).lower()
             lines.append(f"  {key} = {shown}")
     return lines
 

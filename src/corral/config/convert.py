@@ -158,3 +158,27 @@ def to_host_name(value: object) -> str:
 
 def to_port(value: object) -> int:
     return to_int(value, minimum=0, maximum=65535)
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPV6]:PORT`` or a bare ``PORT`` (host 127.0.0.1) -> (host, port);
+    ValueError otherwise."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text.strip()
+    if host.startswith("[") != host.endswith("]"):
+        raise ValueError(f"not HOST:PORT: {text!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"not HOST:PORT or PORT: {text!r}")
+    if any(c.isspace() for c in host) or ("[" in host or "]" in host):
+        raise ValueError(f"not HOST:PORT: {text!r}")
+    return host, int(port)
+
+
+def to_listen(value: object) -> str:
+    """An address to listen on: ``HOST:PORT``, ``[IPV6]:PORT`` or a port alone (on 127.0.0.1),
+    given as a string or a whole number; the canonical ``HOST:PORT`` spelling."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else to_str(value)
+    host, port = split_listen(text)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

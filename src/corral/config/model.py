@@ -385,6 +385,11 @@ class FrontSettings:
     log_level: str = "info"
     #: A file to write the host's process id to once it listens (removed at exit).
     pid_file: str | None = None
+    # The admin listener (``corral.ops.admin``), read by the host, not the front:
+    #: Where it listens ("HOST:PORT"); None: no admin listener.
+    admin: str | None = None
+    #: The token ``/metrics`` asks for (Authorization: Bearer); None: ``/metrics`` is open.
+    metrics_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

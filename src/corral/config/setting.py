@@ -46,6 +46,8 @@ class Kind(enum.StrEnum):
     PATH_LIST = "path list"
     #: Addresses or CIDR networks (or *): a list, or a `;`/`,`-separated string.
     ADDRESSES = "addresses"
+    #: An address to listen on: HOST:PORT, or a port alone (on 127.0.0.1).
+    LISTEN = "host:port"
     MASK = "file masks"
     VIRTUAL_PATH = "virtual path"
     BINDINGS = "bindings"
@@ -159,6 +161,14 @@ class Setting:
     above: bool = False
     #: The `PoolSettings` field this setting fills, if a pool acts on it.
     pool: PoolUse | None = None
+    #: A secret (a token): `corral check` and the reload log say it is set, never its value.
+    secret: bool = False
+
+    def shown(self, value: object) -> str:
+        """``value`` as logs and `corral check` show it (a secret is not shown)."""
+        if self.secret:
+            return "(set, not shown)" if value else "(none)"
+        return ", ".join(value) if isinstance(value, tuple) else str(value)
 
     @property
     def attribute(self) -> str:
@@ -188,6 +198,7 @@ _CONVERTERS: dict[Kind, Callable[[object], object]] = {
     Kind.PATH: convert.to_str,
     Kind.PATH_LIST: convert.to_list,
     Kind.ADDRESSES: convert.to_trusted_proxies,
+    Kind.LISTEN: convert.to_listen,
     Kind.MASK: convert.to_mask,
     Kind.VIRTUAL_PATH: convert.to_virtual_path,
 }

@@ -21,6 +21,7 @@ def _server(
     maximum: float | None = None,
     above: bool = False,
     choices: tuple[str, ...] = (),
+    secret: bool = False,
 ) -> Setting:
     """A front-server setting: `server.FIELD`, TOML key FIELD in `[server]`, the attribute
     `zoo_name` on applicationHost.config's `<heliconZooServer>`, default `FrontSettings`'."""
@@ -36,6 +37,7 @@ def _server(
         maximum=maximum,
         above=above,
         choices=choices,
+        secret=secret,
     )
 
 
@@ -263,6 +265,24 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         "A file the host writes its process id to once it listens, removed at exit (relative "
         "to the folder of the file that sets it). A stale one is replaced; one naming another "
         "running Corral stops the start. corral serve --pid-file.",
+    ),
+    # The admin listener (corral.ops.admin: /metrics, /healthz, /readyz, the dashboard).
+    _server(
+        "admin",
+        "admin",
+        Kind.LISTEN,
+        "Where the admin listener (Prometheus /metrics, /healthz, /readyz, the dashboard) "
+        "listens: HOST:PORT, or a port alone for 127.0.0.1:PORT; unset: no admin listener. "
+        "Read at start (a change needs a restart); `corral serve --admin` wins.",
+    ),
+    _server(
+        "metrics_token",
+        "metricsToken",
+        Kind.STR,
+        "A token that /metrics asks for (Authorization: Bearer TOKEN); unset (and no "
+        "CORRAL_METRICS_TOKEN in the environment): /metrics is open to whoever reaches the "
+        "admin listener.",
+        secret=True,
     ),
 )
 

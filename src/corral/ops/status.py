@@ -11,7 +11,7 @@ Pure: no I/O, no clock of its own (``now`` is passed in).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Final
 
 from corral.config.model import AppConfig
@@ -118,6 +118,12 @@ class AppStatus:
     #: None without a deploy script; the last run, described.
     deploy_phase: str | None
     last_deploy: str | None
+    #: Deploy script runs since the application started, and how many of them failed.
+    deploy_runs: int = 0
+    deploy_failures: int = 0
+    #: ``recycled`` by the limit that retired them: memory, age, requests, request_timeout,
+    #: health_probe, other (``supervision.snapshot.RECYCLE_KINDS``).
+    recycled_for: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +264,7 @@ def build_app_status(
     phase: Phase | None = None,
     last_deploy: str | None = None,
     service: bool = False,
+    deploys: tuple[int, int] = (0, 0),
 ) -> AppStatus:
     state, reason = app_state(snapshot, phase, service)
     return AppStatus(
@@ -286,4 +293,7 @@ def build_app_status(
         last_exits=exit_status(snapshot),
         deploy_phase=None if phase is None else phase.value,
         last_deploy=last_deploy,
+        deploy_runs=deploys[0],
+        deploy_failures=deploys[1],
+        recycled_for=dict(snapshot.recycled_for),
     )

@@ -81,6 +81,9 @@ class AppController:
         self.name = pool.name
         self.phase = Phase.SERVING if spec.deploy is None else Phase.DEPLOY_NEEDED
         self.last_deploy: DeployResult | None = None
+        #: Deploy script runs so far, and how many failed (``/metrics``).
+        self.deploy_runs = 0
+        self.deploy_failures = 0
         self._error_logs = error_logs
         self._gate = DeployGate(pool.name, self._gated_acquire, pool.release)
         self._watcher: FileWatcher | None = None
@@ -89,6 +92,12 @@ class AppController:
         #: The deploy script running again beside the serving workers (its file changed).
         self._script_task: asyncio.Task[bool] | None = None
         self._closed = False
+
+    def _record(self, result: DeployResult) -> None:
+        self.last_deploy = result
+        self.deploy_runs += 1
+        if not result.ok:
+            self.deploy_failures += 1
 
     # ------------------------------------------------------------------ life
 
@@ -193,7 +202,7 @@ class AppController:
         except Exception as exc:
             _log.exception("app %s: running the deploy script failed", self.name)
             result = DeployResult(False, None, False, repr(exc), "", 0.0, time.time())
-        self.last_deploy = result
+        self._record(result)
         if self._closed:
             return
         if self.phase is not Phase.DEPLOYING:  # the configuration changed meanwhile
@@ -293,7 +302,7 @@ class AppController:
         except Exception as exc:
             _log.exception("app %s: running the deploy script failed", self.name)
             result = DeployResult(False, None, False, repr(exc), "", 0.0, time.time())
-        self.last_deploy = result
+        self._record(result)
         if self._closed or self.phase is not Phase.SERVING:
             return False
         if not result.ok:

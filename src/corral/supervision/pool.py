@@ -679,6 +679,7 @@ class Pool:
             capacity=dispatcher.capacity,
             restarts=self._restarts,
             recycled=self._workers.recycled,
+            recycled_for=tuple(self._workers.recycled_for.items()),
             crashed=self._workers.crashes,
             exits=tuple(replace(e, at=round(now - e.at, 3)) for e in self._workers.exits),
         )
@@ -690,7 +691,7 @@ class Pool:
         if not worker.state.is_ready or self._state is _CLOSING:
             return
         worker.retiring = why
-        self._workers.recycled += 1
+        self._workers.count_recycled(why)
         self._workers.retire(worker, why, hung=hung)
         self._scaler.evaluate()
 

@@ -106,3 +106,25 @@ class PoolSnapshot:
     queue_length: int = 0
     #: Failed starts since the pool was made (``start_failures`` counts the consecutive ones).
     failed_starts: int = 0
+    #: ``recycled`` by the limit that retired them (``RECYCLE_KINDS``), each kind listed.
+    recycled_for: tuple[tuple[str, int], ...] = ()
+
+
+#: Why workers are recycled: the limit (a Zoo setting, named in the reason) or the check.
+RECYCLE_KINDS = ("memory", "age", "requests", "request_timeout", "health_probe", "other")
+_RECYCLE_TAGS = (
+    ("(memoryLimit)", "memory"),
+    ("(timeLimit)", "age"),
+    ("(maxRequests)", "requests"),
+    ("request timeout", "request_timeout"),
+    ("health probe", "health_probe"),
+)
+
+
+def recycle_kind(why: str) -> str:
+    """The ``RECYCLE_KINDS`` entry for a recycled worker's reason (``Worker.retiring``): the
+    reasons the health monitor and the pool write name their limit's setting."""
+    for tag, kind in _RECYCLE_TAGS:
+        if tag in why:
+            return kind
+    return "other"

@@ -28,7 +28,7 @@ from corral.supervision.lifecycle import EXPECTED_EXIT_STATES, WorkerState, chec
 from corral.supervision.probe import ListenerTaken, lost_to_another, owned
 from corral.supervision.process import SpawnError, WorkerProcess, describe_returncode
 from corral.supervision.settings import PoolSettings
-from corral.supervision.snapshot import ExitInfo
+from corral.supervision.snapshot import RECYCLE_KINDS, ExitInfo, recycle_kind
 
 _log = logging.getLogger("corral.supervision.pool")
 
@@ -205,8 +205,15 @@ class WorkerSet:
         #: The last exits, newest last, and how many were unexpected.
         self.exits: collections.deque[ExitInfo] = collections.deque(maxlen=_EXITS_KEPT)
         self.crashes = 0
-        #: Workers retired for a limit or killed for failing a health probe.
+        #: Workers retired for a limit or killed for failing a health probe, in all and by
+        #: ``snapshot.recycle_kind``.
         self.recycled = 0
+        self.recycled_for: dict[str, int] = dict.fromkeys(RECYCLE_KINDS, 0)
+
+    def count_recycled(self, why: str) -> None:
+        self.recycled += 1
+        kind = recycle_kind(why)
+        self.recycled_for[kind] = self.recycled_for.get(kind, 0) + 1
 
     # ------------------------------------------------------------------------------- states
 
@@ -489,7 +496,7 @@ class WorkerSet:
         by ``_run``."""
         if why is not None:
             worker.retiring = why
-            self.recycled += 1
+            self.count_recycled(why)
         self.set_state(worker, _S.STOPPING)
         self.close_idle_connections(worker)
         if worker.process is not None:

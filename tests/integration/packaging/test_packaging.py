@@ -124,6 +124,38 @@ def test_installed_corral_serve_with_no_argument_serves_the_example(
         server.stop()
 
 
+def test_the_installed_admin_listener_serves_its_dashboard_from_the_wheel(
+    installed: Path, tmp_path: Path
+) -> None:
+    """The dashboard's files are package data: an installed Corral serves them, offline."""
+    server = CorralServer(
+        None,
+        args=("--no-access-log", "--admin", "127.0.0.1:0"),
+        command=(str(installed / "corral"),),
+        cwd=tmp_path,
+        env={
+            "PYTHONPATH": "",
+            "CORRAL_ADMIN_TOKEN": "wheel-token-0123456789",
+            "XDG_RUNTIME_DIR": str(tmp_path),
+        },
+    )
+    try:
+        server.start(wait_ready=False)
+        line = server.wait_log(r"admin listener on http://127\.0\.0\.1:\d+")
+        port = int(line.rsplit(":", 1)[1].split(" ", 1)[0])
+        page = request(port, path="/", headers="Authorization: Bearer wheel-token-0123456789\r\n")
+        assert page.status == 200 and b"/assets/dashboard.js" in page.body, server.text()
+        for asset, marker in (
+            ("dashboard.js", b"EventSource"),
+            ("dashboard.css", b"font-family"),
+            ("favicon.svg", b"<svg"),
+        ):
+            answer = request(port, path=f"/assets/{asset}")
+            assert answer.status == 200 and marker in answer.body, asset
+    finally:
+        server.stop()
+
+
 def _tiny_package(root: Path, version: str) -> Path:
     """A source folder for ``corralpin`` at ``version`` (a stand-in for idna, psutil...: a
     package both Corral's environment and an application's virtualenv have)."""

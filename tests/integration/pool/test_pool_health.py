@@ -223,6 +223,7 @@ def test_a_worker_past_its_memory_limit_is_recycled_after_its_request() -> None:
         assert await get(pool) != first
         snap = pool.snapshot()
         assert snap.recycled >= 1 and snap.crashed == 0
+        assert dict(snap.recycled_for)["memory"] == snap.recycled  # by its limit (/metrics)
         (gone,) = [e for e in snap.exits if e.pid == first]
         assert gone.expected and "memoryLimit" in (gone.retired_for or "")
 
@@ -247,6 +248,7 @@ def test_time_limit_recycles_workers_one_at_a_time_without_failing_requests() ->
         assert failures == 0
         assert len(pids) >= 3, pids  # two first workers, and their replacements
         assert "timeLimit" in records.text()
+        assert dict(pool.snapshot().recycled_for)["age"] >= 1
 
     pool_settings = settings(min_instances=2, max_instances=2, time_limit=1.0)
     run_pool(plan_for("misbehaving:sleeps"), pool_settings, body)
@@ -260,6 +262,10 @@ def test_max_requests_recycles_a_worker_after_that_many_plus_jitter() -> None:
         assert len(counts) >= 3, counts
         assert all(5 <= count <= 7 for count in counts[:-1]), counts
         assert "maxRequests" in records.text()
+        recycled = dict(pool.snapshot().recycled_for)
+        # Every worker but the last was recycled; the last too if it just reached its limit.
+        assert len(counts) - 1 <= recycled["requests"] <= len(counts), (recycled, counts)
+        assert recycled["memory"] == 0
 
     pool_settings = settings(max_instances=1, max_requests=5, max_requests_jitter=0.5)
     run_pool(plan_for("misbehaving:sleeps"), pool_settings, body)
