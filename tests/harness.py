@@ -286,6 +286,7 @@ class CorralServer:
         if self.own_control and "--control" not in self.args:
             # The tests' runtime folder (tests/conftest.py): short, as a socket path must be.
             folder = Path(env.get("XDG_RUNTIME_DIR") or "/tmp")
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             number = next(_CONTROL_NUMBERS)
             control = ["--control", str(folder / f"test-{os.getpid()}-{number}.sock")]
         self.proc = subprocess.Popen(
