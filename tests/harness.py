@@ -25,7 +25,7 @@ import pytest
 
 WAIT = 20.0  # upper bound for any single wait in these tests (seconds)
 
-_SERVING = re.compile(r"serving .* on http://(?P<host>[^\s:]+|\[[^\]]+\]):(?P<port>\d+)")
+_SERVING = re.compile(r"serving .* on https?://(?P<host>[^\s:]+|\[[^\]]+\]):(?P<port>\d+)")
 
 
 @dataclass

@@ -35,6 +35,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from corral.config import ConfigErrors, load, load_site
 from corral.config.builtin_engines import PYTHON
 from corral.config.model import AppConfig, ServerConfig
 from corral.config.settings import POOL_BY_FIELD, SERVER_BY_TOML
+from corral.config.tlsfiles import PairError
 from corral.engines import (
     Unsupported,
     app_label,
@@ -53,6 +55,7 @@ from corral.errors import CorralError
 from corral.front.routes import AppKey, AppRoute, ConfigRouter
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
+from corral.front.tls import TlsCertificates, https_certificates
 from corral.ops.history import History
 from corral.ops.status import (
     FrontStatus,
@@ -229,6 +232,8 @@ class Host:
         self._stopping: asyncio.Event | None = None
         #: Applications whose bounds ``corral scale`` changed (restored by a reload).
         self._scaled: set[ReloadKey] = set()
+        #: The https bindings' certificates (None: no https binding).
+        self.tls: TlsCertificates | None = None
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
@@ -239,9 +244,21 @@ class Host:
         router = self._router(config, self.apps)
         self.front = FrontServer(router, front_settings(config, options))
         wanted = [options.listen] if options.listen else listen_plan(config.listen_addresses())
+        # TLS (front/tls.py): the https bindings' certificates, read now (--listen: plain only).
+        try:
+            self.tls = None if options.listen else https_certificates(config)
+        except PairError as exc:
+            await self._close_pools(0.0)
+            raise StartupError(str(exc)) from None
+        https: set[tuple[str, int]] = set()
         for host, port in wanted:
             try:
-                bound = await self.front.listen(host, port)
+                if self.tls is not None and port in self.tls.ports:
+                    tls = partial(self.tls.listener_context, port)
+                    bound = await self.front.listen(host, port, tls=tls)
+                    https.update(bound)
+                else:
+                    bound = await self.front.listen(host, port)
             except OSError as exc:
                 await self.front.stop(0.0)
                 await self._close_pools(0.0)
@@ -256,11 +273,14 @@ class Host:
         for app in self.apps:
             await self._start_app(app)
         self._watch_config(config)
+        if self.tls is not None:
+            self.tls.watch()
         self._sample()
         self.state = "serving"
         for host, port in self.addresses:
             shown = f"[{host}]" if ":" in host else host
-            logger.info("serving %s on http://%s:%d", options.path, shown, port)
+            scheme = "https" if (host, port) in https else "http"
+            logger.info("serving %s on %s://%s:%d", options.path, scheme, shown, port)
         return self.addresses
 
     @property
@@ -279,6 +299,8 @@ class Host:
         logger.info("stopping: finishing requests in flight (up to %.0f s)", grace)
         if self._config_watcher is not None:
             await self._config_watcher.close()
+        if self.tls is not None:
+            await self.tls.close()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -407,7 +429,8 @@ class Host:
 
     def _router(self, config: ServerConfig, apps: list[Application]) -> ConfigRouter:
         routes: dict[AppKey, AppRoute] = {app_key(a.config): a.route for a in apps}
-        router = ConfigRouter(config, routes, by_port=self.options.listen is None)
+        hsts = front_settings(config, self.options).hsts
+        router = ConfigRouter(config, routes, by_port=self.options.listen is None, hsts=hsts)
         for actual, configured in self._ports:
             router.listening(actual, configured)
         return router
@@ -502,6 +525,8 @@ class Host:
             retire.append((running[key], "removed from the configuration"))
         apps = [keep[app_key(a)] for a in new.apps]
         self._apply_front_settings(self.config, new)
+        if self.tls is not None:
+            self.tls.update(new)  # (new handshakes use the new certificates)
         self.front.router = self._router(new, apps)
         self.config = new
         self.apps = apps
