@@ -265,6 +265,8 @@ class CorralServer:
     command: tuple[str, ...] = (sys.executable, "-m", "corral")
     cwd: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    #: ``--listen`` (every site on that one address); None: the configuration's bindings.
+    listen: str | None = "127.0.0.1:0"
     port: int = 0
     log: list[str] = field(default_factory=list)
     _reader: threading.Thread | None = None
@@ -279,8 +281,7 @@ class CorralServer:
                 *self.command,
                 "serve",
                 *site,
-                "--listen",
-                "127.0.0.1:0",
+                *(("--listen", self.listen) if self.listen is not None else ()),
                 *self.args,
             ],
             stdin=subprocess.DEVNULL,
