@@ -168,6 +168,8 @@ def _with_bindings(
                 problems.add(site.location, "bindings", f"site {site.name!r} has no binding")
             else:
                 site = dataclasses.replace(site, bindings=iis.bindings)
+                for where, setting, message in iis.errors:
+                    problems.add(where, setting, message)
         if iis is not None and site.https_redirect is None:
             site = dataclasses.replace(site, https_redirect=iis.https_redirect)
         if iis is not None and site.hsts is None:

@@ -48,6 +48,8 @@ class IisSite:
     https_redirect: bool | None = None
     #: The Strict-Transport-Security value `<hsts>` makes ("" when disabled); None: no `<hsts>`.
     hsts: str | None = None
+    #: Errors in its bindings, reported only when a server TOML site takes them.
+    errors: tuple[tuple[Location, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,7 @@ def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServ
                 section(inner, site)
         elif child.tag == "system.applicationHost":
             for element in child.find_all("sites"):
-                sites.update(_iis_sites(element, file, problems))
+                sites.update(_iis_sites(element, file))
     return ZooServer(
         file,
         tuple(engines),
@@ -136,13 +138,14 @@ CERTIFICATE_FILE = "certificateFile"
 CERTIFICATE_KEY_FILE = "certificateKeyFile"
 
 
-def _iis_sites(sites: Element, file: str, problems: Problems) -> dict[str, IisSite]:
+def _iis_sites(sites: Element, file: str) -> dict[str, IisSite]:
     """IIS `<sites><site name>`: each named site's `<bindings>` and `<hsts>`."""
     base = os.path.dirname(os.path.abspath(file))
     found: dict[str, IisSite] = {}
     for site in sites.find_all("site"):
         name = site.attrs.get("name", "").strip()
         result: list[Binding] = []
+        errors: list[tuple[Location, str, str]] = []
         for group in site.find_all("bindings"):
             for binding in group.find_all("binding"):
                 where = binding.location
@@ -156,17 +159,19 @@ def _iis_sites(sites: Element, file: str, problems: Problems) -> dict[str, IisSi
                     information = binding.attrs.get("bindingInformation", "")
                     result.append(parse_binding_information(information, where, *tls))
                 except ValueError as error:
-                    problems.add(where, "binding", str(error))
+                    errors.append((where, "binding", str(error)))
         redirect: bool | None = None
         hsts: str | None = None
         for element in site.find_all("hsts"):
-            redirect, hsts = _iis_hsts(element, problems)
+            redirect, hsts = _iis_hsts(element, errors)
         if name:
-            found[name] = IisSite(tuple(result), redirect, hsts)
+            found[name] = IisSite(tuple(result), redirect, hsts, tuple(errors))
     return found
 
 
-def _iis_hsts(element: Element, problems: Problems) -> tuple[bool | None, str | None]:
+def _iis_hsts(
+    element: Element, errors: list[tuple[Location, str, str]]
+) -> tuple[bool | None, str | None]:
     """IIS 10's `<hsts enabled max-age includeSubDomains preload redirectHttpToHttps>`."""
     attrs = element.attrs
     flags: dict[str, bool] = {}
@@ -175,14 +180,14 @@ def _iis_hsts(element: Element, problems: Problems) -> tuple[bool | None, str | 
             try:
                 flags[name] = convert.to_bool(attrs[name])
             except ValueError as error:
-                problems.add(element.location, f"hsts {name}", str(error))
+                errors.append((element.location, f"hsts {name}", str(error)))
     redirect = flags.get("redirectHttpToHttps")
     if not flags.get("enabled", False):
         return redirect, ""
     try:
         age = convert.to_int(attrs.get("max-age", "0"), minimum=0)
     except ValueError as error:
-        problems.add(element.location, "hsts max-age", str(error))
+        errors.append((element.location, "hsts max-age", str(error)))
         return redirect, None
     value = f"max-age={age}"
     if flags.get("includeSubDomains"):
