@@ -107,8 +107,8 @@ def measure(
     wrk: str, corral: Corral, url: str, script: str, args: argparse.Namespace
 ) -> tuple[wrkrun.WrkResult, float]:
     """wrk's result and Corral's CPU microseconds per request."""
-    wrkrun.run(wrk, url, script, connections=args.connections, duration=2, threads=1,
-               timeout=10)  # fmt: skip  (warm-up)
+    # A warm-up run, then the measured one.
+    wrkrun.run(wrk, url, script, connections=args.connections, duration=2, threads=1, timeout=10)
     time.sleep(0.5)
     before = tree_cpu_seconds(corral.proc.pid)
     result = wrkrun.run(wrk, url, script, connections=args.connections,
