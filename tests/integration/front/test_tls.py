@@ -217,6 +217,18 @@ def test_sni_picks_each_sites_certificate_and_the_default_serves_the_rest(tls: T
     # No SNI, or a name no binding has: the port's first https binding's certificate.
     assert presented(tls.https, None) == tls.a.der()
     assert presented(tls.https, "other.example") == tls.a.der()
+    # curl, trusting b's certificate alone, reaches b.example (and not a.example) by SNI.
+    for name, trusted, ok in (("b", tls.b, True), ("a", tls.b, False)):
+        done = curl(
+            "--cacert",
+            str(trusted.pem),
+            "--resolve",
+            f"{name}.example:{tls.https}:127.0.0.1",
+            f"https://{name}.example:{tls.https}/scheme",
+        )
+        assert (done.returncode == 0) is ok, done.stderr
+        if not ok:
+            assert done.returncode == 60, done.stderr  # (the peer's certificate: not trusted)
     # A client that checks the certificate against the name it asked for is satisfied.
     with tls_connect(tls.https, "b.example", client_context(tls.b)) as conn:
         status, _, body = https_request(conn, "/scheme", host="b.example")
