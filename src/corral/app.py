@@ -232,8 +232,10 @@ class Host:
         self._stopping: asyncio.Event | None = None
         #: Applications whose bounds ``corral scale`` changed (restored by a reload).
         self._scaled: set[ReloadKey] = set()
-        #: The https bindings' certificates (None: no https binding).
+        #: The https bindings' certificates (None: no https binding), and the addresses
+        #: listened on with TLS.
         self.tls: TlsCertificates | None = None
+        self._https: set[tuple[str, int]] = set()
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
@@ -250,7 +252,7 @@ class Host:
         except PairError as exc:
             await self._close_pools(0.0)
             raise StartupError(str(exc)) from None
-        https: set[tuple[str, int]] = set()
+        https = self._https
         for host, port in wanted:
             try:
                 if self.tls is not None and port in self.tls.ports:
@@ -384,7 +386,9 @@ class Host:
             uptime=round(time.time() - self.started_at, 3),
             state=self.state,
             listening=tuple(
-                f"http://[{h}]:{p}" if ":" in h else f"http://{h}:{p}" for h, p in self.addresses
+                f"{'https' if (h, p) in self._https else 'http'}://"
+                + (f"[{h}]:{p}" if ":" in h else f"{h}:{p}")
+                for h, p in self.addresses
             ),
             front=FrontStatus(
                 connections_open=0 if front is None else len(front.connections),
