@@ -11,8 +11,9 @@ connection to the context of the certificate for that name (``ssl_object.context
 - replacing a certificate means replacing the per-certificate context in the table the callback
   reads: new handshakes use the new one, connections already open keep theirs (nothing is
   dropped). ``update`` does it on a reload (SIGHUP, a configuration change) and ``refresh``
-  when a certificate or key file changes (``watch``); a pair that does not load is logged with
-  its file and reason, and the one in use stays;
+  when something changes in the folders of the certificate and key files (``watch``): a pair
+  whose files (symlinks followed) changed is loaded again; one that does not load is logged
+  with its file and reason, and the one in use stays;
 - session tickets are encrypted with keys OpenSSL draws at random for each context and never
   rotates (Python's ``ssl`` has no ticket-key API); the keys used are the listener context's
   (OpenSSL's ``session_ctx``: the SNI switch does not change it). So rotating them means a new
@@ -190,7 +191,7 @@ class TlsCertificates:
             for pair in sorted(ports.pairs()):
                 if pair not in self._loaded:
                     self._loaded[pair] = self._load(pair)
-        self._warn()
+        self._warn(set(self._loaded))
 
     def listener_context(self, port: int) -> ssl.SSLContext:
         """A new listener context for an https port (new session ticket keys)."""
@@ -233,6 +234,7 @@ class TlsCertificates:
 
     def _reload(self, ports: dict[int, PortCertificates]) -> None:
         loaded: dict[Pair, _Loaded] = {}
+        fresh: set[Pair] = set()
         keep = dict(ports)
         for port, certificates in ports.items():
             for pair in sorted(certificates.pairs()):
@@ -244,6 +246,7 @@ class TlsCertificates:
                     continue
                 try:
                     loaded[pair] = self._load(pair)
+                    fresh.add(pair)
                 except PairError as exc:
                     if old is not None:
                         logger.error(
@@ -272,7 +275,7 @@ class TlsCertificates:
                     loaded[pair] = self._loaded[pair]
         self.ports = keep
         self._loaded = loaded
-        self._warn()
+        self._warn(fresh)
 
     @staticmethod
     def _load(pair: Pair) -> _Loaded:
@@ -281,10 +284,13 @@ class TlsCertificates:
         info = load_pair(context, *pair)
         return _Loaded(context, info, signature)
 
-    def _warn(self) -> None:
+    def _warn(self, pairs: set[Pair]) -> None:
+        """The warnings (expiry, names, key permissions) of the bindings of newly loaded
+        pairs."""
         for binding in self._bindings:
-            loaded = self._loaded.get((binding.certificate, binding.key))
-            if loaded is not None:
+            pair = (binding.certificate, binding.key)
+            loaded = self._loaded.get(pair)
+            if loaded is not None and pair in pairs:
                 for warning in pair_warnings(binding, loaded.info):
                     logger.warning("%s", warning)
 
@@ -318,11 +324,12 @@ class TlsCertificates:
         self._watcher.start()
 
     def _classify(self, path: str) -> Change | None:
-        return Change.OTHER if path in self._files else None
+        # Any change in the files' folders: a certificate may be a symlink swapped elsewhere
+        # (certbot's live/, a Kubernetes secret's ..data); ``refresh`` reloads only the pairs
+        # whose files (followed) changed, so this costs a stat per pair.
+        return Change.OTHER
 
     def _on_change(self, changes: list[tuple[Change, str]]) -> None:
-        names = ", ".join(sorted({os.path.basename(path) for _, path in changes}))
-        logger.info("%s changed: loading the certificates again", names)
         self.refresh()
 
     async def close(self) -> None:
