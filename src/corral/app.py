@@ -55,7 +55,7 @@ from corral.errors import CorralError
 from corral.front.routes import AppKey, AppRoute, ConfigRouter
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
-from corral.front.tls import TlsCertificates, https_certificates
+from corral.front.tls import TlsCertificates, https_certificates, tls_ports
 from corral.ops.history import History
 from corral.ops.status import (
     FrontStatus,
@@ -247,6 +247,11 @@ class Host:
         self.front = FrontServer(router, front_settings(config, options))
         wanted = [options.listen] if options.listen else listen_plan(config.listen_addresses())
         # TLS (front/tls.py): the https bindings' certificates, read now (--listen: plain only).
+        if options.listen and tls_ports(config):
+            logger.warning(
+                "--listen serves plain HTTP only: the https bindings (ports %s) are not served",
+                ", ".join(map(str, sorted(tls_ports(config)))),
+            )
         try:
             self.tls = None if options.listen else https_certificates(config)
         except PairError as exc:

@@ -16,6 +16,7 @@ from tests.tlscerts import Certificate, make_certificate
 
 from corral.config import ConfigErrors, load_server
 from corral.config.bindings import parse_binding
+from corral.config.check import run_check
 from corral.config.convert import to_hsts
 from corral.config.model import Binding, Location
 from corral.config.tlsfiles import pair_warnings
@@ -324,3 +325,23 @@ def test_the_https_location_of_a_redirect() -> None:
     assert https_location(b"[::1]:80", 443, b"/p") == b"https://[::1]/p"
     assert https_location(b"evil.example/x", 443, b"/") is None
     assert https_location(b"a.example\r\nX: y", 443, b"/") is None
+
+
+def test_check_shows_https_bindings_the_redirect_hsts_and_warnings(
+    tmp_path: Path, certs: dict[str, Certificate]
+) -> None:
+    path = server(
+        tmp_path,
+        tls_site("a", 8443, "a", 'https_redirect = true\nhsts = ""\n')
+        .replace('hosts = ["a.example"]', 'hosts = ["a.example", "www.a.example"]')
+        .replace("}]", '}, "127.0.0.1:8080:a.example"]'),
+    )
+    code, text = run_check(str(path))
+    assert code == 0, text
+    assert (
+        f"bindings: https 127.0.0.1:8443 (a.example, www.a.example; certificate "
+        f"{certs['a'].pem}); 127.0.0.1:8080 (a.example)"
+    ) in text
+    assert "https_redirect: plain HTTP -> https port 8443" in text
+    assert "hsts: (none)" in text
+    assert f"certificate {certs['a'].pem} does not name www.a.example" in text
