@@ -183,6 +183,9 @@ class TlsCertificates:
         self._loaded: dict[Pair, _Loaded] = {}
         self._watcher: FileWatcher | None = None
         self._files: frozenset[str] = frozenset()
+        #: The files and the symlinks on their way (``links_to``): the paths whose changes
+        #: mean a refresh.
+        self._watched: frozenset[str] = frozenset()
         self._closing: set[asyncio.Task[None]] = set()
 
     def load(self) -> None:
@@ -231,6 +234,7 @@ class TlsCertificates:
     def refresh(self) -> None:
         """The certificate or key files changed: load the changed pairs again."""
         self._reload(self.ports)
+        self._watched = frozenset(link for path in self._files for link in links_to(path))
 
     def _reload(self, ports: dict[int, PortCertificates]) -> None:
         loaded: dict[Pair, _Loaded] = {}
@@ -302,6 +306,7 @@ class TlsCertificates:
 
     def _watch_files(self) -> None:
         files = frozenset(path for pair in self._loaded for path in pair)
+        self._watched = frozenset(link for path in files for link in links_to(path))
         if files == self._files and self._watcher is not None:
             return
         self._files = files
@@ -324,10 +329,11 @@ class TlsCertificates:
         self._watcher.start()
 
     def _classify(self, path: str) -> Change | None:
-        # Any change in the files' folders: a certificate may be a symlink swapped elsewhere
-        # (certbot's live/, a Kubernetes secret's ..data); ``refresh`` reloads only the pairs
-        # whose files (followed) changed, so this costs a stat per pair.
-        return Change.OTHER
+        # The files, and the symlinks they are reached through (certbot's live/ links, a
+        # Kubernetes secret's ..data folder link): ``refresh`` then reloads only the pairs
+        # whose files, followed, changed. Nothing else in those folders (a log file there
+        # would otherwise wake it up for ever).
+        return Change.OTHER if path in self._watched else None
 
     def _on_change(self, changes: list[tuple[Change, str]]) -> None:
         self.refresh()
@@ -357,6 +363,22 @@ class _Selector:
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
         ssl_object.context = chosen
         return None
+
+
+def links_to(path: str, limit: int = 40) -> set[str]:
+    """``path`` and every symlink met on the way to the file it names: the path's own links
+    and those of its folders, through each link's target in turn (at most ``limit`` links)."""
+    links: set[str] = set()
+    todo = [os.path.abspath(path)]
+    while todo and len(links) < limit:
+        parts = todo.pop().split(os.sep)
+        for end in range(len(parts), 1, -1):
+            prefix = os.sep.join(parts[:end])
+            if prefix not in links and os.path.islink(prefix):
+                links.add(prefix)
+                target = os.path.join(os.path.dirname(prefix), os.readlink(prefix))
+                todo.append(os.path.normpath(os.path.join(target, *parts[end:])))
+    return {path, *links}
 
 
 def _https_bindings(config: ServerConfig) -> list[Binding]:

@@ -378,6 +378,31 @@ def test_a_certificate_replaced_on_disk_serves_new_connections_and_spares_open_o
     assert "BEGIN PRIVATE KEY" not in setup.server.text()
 
 
+def test_certificates_behind_swapped_symlinks_are_followed(
+    tmp_path: Path, own_tls: list[TlsSetup]
+) -> None:
+    """certbot's layout: the configured files are symlinks into an archive, renewed by
+    pointing them at new files (the change is the links', in the watched folder)."""
+    setup = start_setup(tmp_path)
+    own_tls.append(setup)
+    (setup.a.pem.parent / "corral.log").write_text("")  # (changes beside them: ignored)
+    time.sleep(1.0)  # (the file watcher starts with the server: let it settle)
+    archive = tmp_path / "archive"
+    second = make_certificate(archive, "a2", ["a.example"])
+    for link, target in ((setup.a.pem, second.pem), (setup.a.key, second.key)):
+        temporary = link.with_suffix(".new")
+        temporary.symlink_to(target)
+        os.replace(temporary, link)
+    deadline = time.monotonic() + WAIT
+    while presented(setup.https, "a.example") != second.der():
+        assert time.monotonic() < deadline, setup.server.text()
+        with (setup.a.pem.parent / "corral.log").open("a") as log:
+            log.write("a line in a file beside the certificates\n")
+        time.sleep(0.1)
+    time.sleep(1.5)  # (what the log lines above would wake up: nothing)
+    assert setup.server.text().count("loaded again") <= 2, setup.server.text()
+
+
 def test_a_reload_takes_the_certificates_the_configuration_names_now(
     tmp_path: Path, own_tls: list[TlsSetup]
 ) -> None:

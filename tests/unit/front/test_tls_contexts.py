@@ -16,6 +16,7 @@ from corral.front.tls import (
     ALPN_PROTOCOLS,
     TlsCertificates,
     https_certificates,
+    links_to,
     negotiated_protocol,
     server_context,
 )
@@ -117,3 +118,26 @@ def test_a_changed_pair_is_loaded_again_and_a_broken_one_refused(
     loaded.refresh()
     client_side, _ = handshake(listener, client(), "a.example")
     assert client_side.getpeercert(binary_form=True) == fresh_der
+
+
+def test_the_symlinks_on_the_way_to_a_file(tmp_path: Path) -> None:
+    # certbot: live/NAME/fullchain.pem -> ../../archive/NAME/fullchain1.pem
+    archive = tmp_path / "archive" / "a"
+    archive.mkdir(parents=True)
+    (archive / "fullchain1.pem").write_text("x")
+    live = tmp_path / "live" / "a"
+    live.mkdir(parents=True)
+    (live / "fullchain.pem").symlink_to("../../archive/a/fullchain1.pem")
+    path = str(live / "fullchain.pem")
+    assert links_to(path) == {path}
+    # A Kubernetes secret: tls.crt -> ..data/tls.crt, ..data -> ..2026_01_01 (a folder).
+    secret = tmp_path / "secret"
+    (secret / "..2026_01_01").mkdir(parents=True)
+    (secret / "..2026_01_01" / "tls.crt").write_text("x")
+    (secret / "..data").symlink_to("..2026_01_01")
+    (secret / "tls.crt").symlink_to("..data/tls.crt")
+    path = str(secret / "tls.crt")
+    assert links_to(path) == {path, str(secret / "..data")}
+    plain = tmp_path / "plain.pem"
+    plain.write_text("x")
+    assert links_to(str(plain)) == {str(plain)}
