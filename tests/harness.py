@@ -29,7 +29,7 @@ WAIT = 20.0  # upper bound for any single wait in these tests (seconds)
 #: Numbers the control sockets of the servers started here (``CorralServer.own_control``).
 _CONTROL_NUMBERS = itertools.count()
 
-_SERVING = re.compile(r"serving .* on http://(?P<host>[^\s:]+|\[[^\]]+\]):(?P<port>\d+)")
+_SERVING = re.compile(r"serving .* on https?://(?P<host>[^\s:]+|\[[^\]]+\]):(?P<port>\d+)")
 
 
 @dataclass
@@ -273,6 +273,8 @@ class CorralServer:
     #: the default place, named after the configuration (the control socket's own tests).
     own_control: bool = True
     proc: subprocess.Popen[bytes] | None = None
+    #: ``--listen`` (every site on that one address); None: the configuration's bindings.
+    listen: str | None = "127.0.0.1:0"
     port: int = 0
     log: list[str] = field(default_factory=list)
     _reader: threading.Thread | None = None
@@ -294,8 +296,7 @@ class CorralServer:
                 *self.command,
                 "serve",
                 *site,
-                "--listen",
-                "127.0.0.1:0",
+                *(("--listen", self.listen) if self.listen is not None else ()),
                 *control,
                 *self.args,
             ],

@@ -39,6 +39,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from corral.config import ConfigErrors, load, load_site
 from corral.config.builtin_engines import PYTHON
 from corral.config.model import AppConfig, ServerConfig
 from corral.config.settings import POOL_BY_FIELD, SERVER_BY_TOML
+from corral.config.tlsfiles import PairError
 from corral.engines import (
     Unsupported,
     app_label,
@@ -58,6 +60,7 @@ from corral.front.routes import AppKey, AppRoute, ConfigRouter
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.front.stats import FrontStats, RequestStats
+from corral.front.tls import TlsCertificates, https_certificates, tls_ports
 from corral.ops.admin import AdminError, AdminListener
 from corral.ops.control import ControlError, ControlServer
 from corral.ops.duties import DutyError, HostDuties
@@ -247,6 +250,10 @@ class Host:
         self.duties = HostDuties()
         #: The admin listener (``[server] admin`` / ``--admin``), when configured.
         self.admin: AdminListener | None = None
+        #: The https bindings' certificates (None: no https binding), and the addresses
+        #: listened on with TLS.
+        self.tls: TlsCertificates | None = None
+        self._https: set[tuple[str, int]] = set()
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
@@ -269,10 +276,29 @@ class Host:
         router = self._router(config, self.apps)
         self.front = FrontServer(router, settings)
         wanted = [options.listen] if options.listen else listen_plan(config.listen_addresses())
+        # TLS (front/tls.py): the https bindings' certificates, read now (--listen: plain only).
+        if options.listen and tls_ports(config):
+            logger.warning(
+                "--listen serves plain HTTP only: the https bindings (ports %s) are not served",
+                ", ".join(map(str, sorted(tls_ports(config)))),
+            )
+        try:
+            self.tls = None if options.listen else https_certificates(config)
+        except PairError as exc:
+            await self._close_pools(0.0)
+            await self.control.close()
+            raise StartupError(str(exc)) from None
+        https = self._https
         passed = self.duties.passed_sockets(wanted)
         for index, (host, port) in enumerate(wanted):
+            sock = passed.pop(index, None)
             try:
-                bound = await self.front.listen(host, port, sock=passed.pop(index, None))
+                if self.tls is not None and port in self.tls.ports:
+                    tls = partial(self.tls.listener_context, port)
+                    bound = await self.front.listen(host, port, sock=sock, tls=tls)
+                    https.update(bound)
+                else:
+                    bound = await self.front.listen(host, port, sock=sock)
             except OSError as exc:
                 await self.front.stop(0.0)
                 await self._close_pools(0.0)
@@ -289,11 +315,14 @@ class Host:
         for app in self.apps:
             await self._start_app(app)
         self._watch_config(config)
+        if self.tls is not None:
+            self.tls.watch()
         self._sample()
         self.state = "serving"
         for host, port in self.addresses:
             shown = f"[{host}]" if ":" in host else host
-            logger.info("serving %s on http://%s:%d", options.path, shown, port)
+            scheme = "https" if (host, port) in https else "http"
+            logger.info("serving %s on %s://%s:%d", options.path, scheme, shown, port)
         try:
             self.duties.serving(self.addresses, len(self.apps))
         except DutyError as exc:
@@ -321,6 +350,8 @@ class Host:
             await self.control.cancel_commands()
         if self._config_watcher is not None:
             await self._config_watcher.close()
+        if self.tls is not None:
+            await self.tls.close()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -413,7 +444,9 @@ class Host:
             uptime=round(time.time() - self.started_at, 3),
             state=self.state,
             listening=tuple(
-                f"http://[{h}]:{p}" if ":" in h else f"http://{h}:{p}" for h, p in self.addresses
+                f"{'https' if (h, p) in self._https else 'http'}://"
+                + (f"[{h}]:{p}" if ":" in h else f"{h}:{p}")
+                for h, p in self.addresses
             ),
             front=FrontStatus(
                 connections_open=0 if front is None else len(front.connections),
@@ -487,7 +520,8 @@ class Host:
 
     def _router(self, config: ServerConfig, apps: list[Application]) -> ConfigRouter:
         routes: dict[AppKey, AppRoute] = {app_key(a.config): a.route for a in apps}
-        router = ConfigRouter(config, routes, by_port=self.options.listen is None)
+        hsts = front_settings(config, self.options).hsts
+        router = ConfigRouter(config, routes, by_port=self.options.listen is None, hsts=hsts)
         for actual, configured in self._ports:
             router.listening(actual, configured)
         return router
@@ -600,6 +634,8 @@ class Host:
         if self.admin is not None:
             admin = front_settings(new, self.options)
             self.admin.reconfigure(admin.admin, admin.metrics_token)
+        if self.tls is not None:
+            self.tls.update(new)  # (new handshakes use the new certificates)
         self.front.router = self._router(new, apps)
         self.config = new
         self.apps = apps

@@ -85,6 +85,10 @@ def run_check(
 
 def _binding(binding: Binding) -> str:
     hosts = ", ".join(binding.hosts) if binding.hosts else "every host"
+    if binding.tls:
+        return (
+            f"https {binding.address}:{binding.port} ({hosts}; certificate {binding.certificate})"
+        )
     return f"{binding.address}:{binding.port} ({hosts})"
 
 
@@ -208,6 +212,10 @@ def render(config: ServerConfig) -> str:
         where = f"  ({site.location})" if site.location and site.location.line else ""
         lines.append(f"  site {site.name!r}{where}")
         lines.append(f"    bindings: {'; '.join(_binding(b) for b in site.bindings)}")
+        if site.https_redirect:
+            lines.append(f"    https_redirect: plain HTTP -> https port {site.https_port()}")
+        if site.hsts is not None:
+            lines.append(f"    hsts: {site.hsts or '(none)'}")
         if site.switchboard:
             board = ", ".join(f"{n}={'on' if on else 'off'}" for n, on in site.switchboard)
             lines.append(f"    switchboard: {board}")

@@ -182,3 +182,28 @@ def to_listen(value: object) -> str:
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else to_str(value)
     host, port = split_listen(text)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_HSTS_DIRECTIVE = re.compile(r"[A-Za-z][A-Za-z0-9-]*(=([0-9]+|\"[^\"]*\"))?")
+
+
+def to_hsts(value: object) -> str:
+    """A Strict-Transport-Security value (RFC 6797 6.1): ``max-age=SECONDS`` with optional
+    ``includeSubDomains`` and ``preload``; "" means none."""
+    text = to_str(value).strip()
+    if not text:
+        return ""
+    names: list[str] = []
+    for part in text.split(";"):
+        directive = part.strip()
+        if not directive:
+            continue
+        if not _HSTS_DIRECTIVE.fullmatch(directive):
+            raise ValueError(f"not an HSTS directive: {directive!r}")
+        names.append(directive.partition("=")[0].lower())
+    ages = [d for d in text.split(";") if d.strip().lower().startswith("max-age=")]
+    if names.count("max-age") != 1 or len(ages) != 1 or not ages[0].strip()[8:].isdigit():
+        raise ValueError(f"an HSTS value needs one max-age=SECONDS, got {text!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a directive is repeated in {text!r}")
+    return "; ".join(part.strip() for part in text.split(";") if part.strip())

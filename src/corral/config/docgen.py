@@ -33,7 +33,12 @@ _TITLES = {
         "`[apps.NAME]` (the TOML key). Values are `%VAR%`-expanded; the application's "
         "variables override the engine's, which override the OS environment.",
     ),
-    Scope.SITE: ("Sites", "In the server TOML, `[sites.NAME]`."),
+    Scope.SITE: (
+        "Sites",
+        "In the server TOML, `[sites.NAME]`; a site without `bindings` takes those of the "
+        "applicationHost.config `<site>` of the same name. https bindings, SNI, certificate "
+        "reloads, the redirect and HSTS: docs/tls.md.",
+    ),
     Scope.MOUNT: (
         "Applications at virtual paths",
         'In the server TOML, `[sites.NAME.apps."/virtual/path"]`.',
@@ -85,7 +90,8 @@ def render() -> str:
         "",
         'Every setting Corral reads, under each spelling. "In effect: no" means the setting is '
         "accepted and validated, and `corral check` lists it, but the runtime does not act on it "
-        "yet. See docs/webconfig-mapping.md for how Helicon Zoo's web.config maps off Windows.",
+        "yet. See docs/webconfig-mapping.md for how Helicon Zoo's web.config maps off Windows, and "
+        "docs/tls.md for TLS (https bindings).",
         "",
     ]
     for scope in Scope:

@@ -45,6 +45,7 @@ from corral.config.settings import (
     PROTOCOLS_IN_EFFECT,
     TRANSPORTS_IN_EFFECT,
 )
+from corral.config.tlsfiles import check_tls
 from corral.config.tomlfile import (
     MountDecl,
     SiteDecl,
@@ -145,12 +146,37 @@ def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> Serve
             host_data = _read(host_path, problems)
             if host_data is not None:
                 zoo = read_application_host(host_data, host_path, problems)
+    sites = _with_bindings(server.sites, zoo, problems)
     engines = read_engines(source, problems, engine_table(zoo, ()))
     # applicationHost.config's <heliconZooServer> attributes < the server TOML's [server].
     layers = [(zoo.settings, "applicationHost")] if zoo is not None else []
     front = declare_server([*layers, (server.settings, "toml")], problems)
-    config = _build(problems, zoo, engines, list(server.sites), environ, sources)
+    config = _build(problems, zoo, engines, sites, environ, sources)
     return dataclasses.replace(config, front=front)
+
+
+def _with_bindings(
+    sites: Iterable[SiteDecl], zoo: ZooServer | None, problems: Problems
+) -> list[SiteDecl]:
+    """The sites with their bindings: a site's table without ``bindings`` takes those of the
+    applicationHost.config ``<site>`` of the same name (IIS's ``<bindings>``); a site with
+    neither is an error. Likewise ``https_redirect`` and ``hsts`` from that site's ``<hsts>``."""
+    result: list[SiteDecl] = []
+    for site in sites:
+        iis = zoo.sites.get(site.name) if zoo is not None else None
+        if not site.bindings_written:
+            if iis is None:
+                problems.add(site.location, "bindings", f"site {site.name!r} has no binding")
+            else:
+                site = dataclasses.replace(site, bindings=iis.bindings)
+                for where, setting, message in iis.errors:
+                    problems.add(where, setting, message)
+        if iis is not None and site.https_redirect is None:
+            site = dataclasses.replace(site, https_redirect=iis.https_redirect)
+        if iis is not None and site.hsts is None:
+            site = dataclasses.replace(site, hsts=iis.hsts)
+        result.append(site)
+    return result
 
 
 def _read(path: str, problems: Problems) -> bytes | None:
@@ -198,6 +224,7 @@ def _build(
         switchboard += decl.switchboard
         built.append(_build_site(ctx, decl, switchboard, sources))
     _check_bindings(problems, built)
+    check_tls(problems, built, ctx.notices)
     for name, engine in sorted(ctx.used_engines.items()):
         ctx.not_in_effect.extend(engine_not_in_effect(engine))
         if engine.transport not in TRANSPORTS_IN_EFFECT:
@@ -263,6 +290,8 @@ def _build_site(
         apps=tuple(apps),
         switchboard=tuple(board.items()),
         location=decl.location,
+        https_redirect=bool(decl.https_redirect),
+        hsts=decl.hsts,
     )
 
 

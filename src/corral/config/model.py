@@ -159,6 +159,16 @@ class Binding:
     #: A leading "*." is a wildcard for one or more labels.
     hosts: tuple[str, ...] = ()
     location: Location | None = None
+    #: "http", or "https": TLS with ``certificate`` and ``key`` (see docs/tls.md).
+    protocol: str = "http"
+    #: https: absolute paths of the PEM certificate (chain) and of its private key. The files
+    #: are read by the host process at start and reload (``corral.front.tls``), never stored.
+    certificate: str = ""
+    key: str = ""
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol == "https"
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +319,18 @@ class SiteConfig:
     #: Engines this site may use by <switchboard> (name -> enabled); "*" is the default.
     switchboard: tuple[tuple[str, bool], ...] = ()
     location: Location | None = None
+    #: Plain HTTP requests for this site get a 308 to https on its first https binding's port.
+    https_redirect: bool = False
+    #: The Strict-Transport-Security value sent on this site's TLS responses; None: the
+    #: server's (``FrontSettings.hsts``), "" for none.
+    hsts: str | None = None
+
+    def https_port(self) -> int | None:
+        """The port of the site's first https binding (None: it has none)."""
+        for binding in self.bindings:
+            if binding.tls:
+                return binding.port
+        return None
 
     def app(self, virtual_path: str, name: str) -> AppConfig:
         for app in self.apps:
@@ -390,6 +412,15 @@ class FrontSettings:
     admin: str | None = None
     #: The token ``/metrics`` asks for (Authorization: Bearer); None: ``/metrics`` is open.
     metrics_token: str | None = None
+    # --- TLS (docs/tls.md) ---
+    #: The Strict-Transport-Security value of every site's TLS responses (a site's ``hsts``
+    #: wins); "" sends none.
+    hsts: str = ""
+    #: Seconds a client has to complete the TLS handshake of an https binding.
+    tls_handshake_timeout: float = 10.0
+    #: Seconds after which each https listener takes fresh TLS contexts, and so fresh session
+    #: ticket keys (OpenSSL makes them per context and never rotates them); 0 = never.
+    tls_ticket_key_lifetime: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,14 @@
 `<engines>` holds the installer's engines; `<userEngines>` (same syntax) replaces an engine of the
 same name and adds new ones. `<switchboard>` `add name="*|engine|console" value="Enabled|Disabled"`
 applies to every site, or to one site inside `<location path="SiteName">`. The rest of the file
-(IIS's own sites, bindings, modules) is not read: sites come from Corral's server TOML.
+(IIS's modules, applications, virtual directories) is not read: sites come from Corral's server
+TOML.
+
+IIS's `<system.applicationHost><sites><site name="NAME"><bindings>` are read too: a server TOML
+site of the same name that writes no `bindings` takes them. `<binding protocol="https"
+bindingInformation="*:443:host" certificateFile="a.pem" certificateKeyFile="a.key"/>`: IIS's
+certificate store has no equivalent off Windows, so the PEM files are named by these two
+attributes of Corral's (relative to this file; docs/webconfig-mapping.md).
 
 The front server's settings (Corral's own; Zoo had none) are attributes of the section itself,
 outside any `<location>`: `<heliconZooServer maxBodySize="10000000" headerTimeout="10">`
@@ -12,12 +19,14 @@ outside any `<location>`: `<heliconZooServer maxBodySize="10000000" headerTimeou
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from corral.config import convert
+from corral.config.bindings import binding_tls, parse_binding_information
 from corral.config.declare import Written, declare_engine
 from corral.config.errors import Problems, did_you_mean
-from corral.config.model import EngineConfig, EnvVar, Location, NotInEffect
+from corral.config.model import Binding, EngineConfig, EnvVar, Location, NotInEffect
 from corral.config.settings import ENGINE_BY_ATTRIBUTE, SERVER_BY_ATTRIBUTE
 from corral.config.webconfig import apply_env_ops, env_ops
 from corral.config.xmlfile import Element, parse_xml
@@ -31,6 +40,19 @@ class SwitchEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class IisSite:
+    """What Corral reads of an IIS `<site>`: its `<bindings>` and its `<hsts>` (IIS 10)."""
+
+    bindings: tuple[Binding, ...]
+    #: `<hsts redirectHttpToHttps>`; None: not written.
+    https_redirect: bool | None = None
+    #: The Strict-Transport-Security value `<hsts>` makes ("" when disabled); None: no `<hsts>`.
+    hsts: str | None = None
+    #: Errors in its bindings, reported only when a server TOML site takes them.
+    errors: tuple[tuple[Location, str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ZooServer:
     file: str
     #: `<engines>` then `<userEngines>` entries, in file order, each with its origin.
@@ -41,6 +63,8 @@ class ZooServer:
     not_in_effect: tuple[NotInEffect, ...]
     #: The front server's settings (`<heliconZooServer>` attributes), not yet converted.
     settings: Written = field(default_factory=dict)
+    #: IIS `<sites>`: site name -> its bindings and HSTS.
+    sites: dict[str, IisSite] = field(default_factory=dict)
 
 
 def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServer | None:
@@ -87,6 +111,7 @@ def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServ
                         child.location, "heliconZooServer", f"unknown element <{child.tag}>"
                     )
 
+    sites: dict[str, IisSite] = {}
     for child in root.children:
         if child.tag == "system.webServer":
             section(child, "")
@@ -94,6 +119,9 @@ def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServ
             site = child.attrs.get("path", "").strip().strip("/")
             for inner in child.find_all("system.webServer"):
                 section(inner, site)
+        elif child.tag == "system.applicationHost":
+            for element in child.find_all("sites"):
+                sites.update(_iis_sites(element, file))
     return ZooServer(
         file,
         tuple(engines),
@@ -101,7 +129,72 @@ def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServ
         {site: tuple(entries) for site, entries in switchboard.items()},
         tuple(not_in_effect),
         settings,
+        sites,
     )
+
+
+#: Corral's own `<binding>` attributes naming an https binding's PEM files.
+CERTIFICATE_FILE = "certificateFile"
+CERTIFICATE_KEY_FILE = "certificateKeyFile"
+
+
+def _iis_sites(sites: Element, file: str) -> dict[str, IisSite]:
+    """IIS `<sites><site name>`: each named site's `<bindings>` and `<hsts>`."""
+    base = os.path.dirname(os.path.abspath(file))
+    found: dict[str, IisSite] = {}
+    for site in sites.find_all("site"):
+        name = site.attrs.get("name", "").strip()
+        result: list[Binding] = []
+        errors: list[tuple[Location, str, str]] = []
+        for group in site.find_all("bindings"):
+            for binding in group.find_all("binding"):
+                where = binding.location
+                protocol = binding.attrs.get("protocol", "http").strip().lower()
+                certificate = binding.attrs.get(CERTIFICATE_FILE)
+                key = binding.attrs.get(CERTIFICATE_KEY_FILE)
+                try:
+                    tls = binding_tls(
+                        protocol, certificate, key, base, (CERTIFICATE_FILE, CERTIFICATE_KEY_FILE)
+                    )
+                    information = binding.attrs.get("bindingInformation", "")
+                    result.append(parse_binding_information(information, where, *tls))
+                except ValueError as error:
+                    errors.append((where, "binding", str(error)))
+        redirect: bool | None = None
+        hsts: str | None = None
+        for element in site.find_all("hsts"):
+            redirect, hsts = _iis_hsts(element, errors)
+        if name:
+            found[name] = IisSite(tuple(result), redirect, hsts, tuple(errors))
+    return found
+
+
+def _iis_hsts(
+    element: Element, errors: list[tuple[Location, str, str]]
+) -> tuple[bool | None, str | None]:
+    """IIS 10's `<hsts enabled max-age includeSubDomains preload redirectHttpToHttps>`."""
+    attrs = element.attrs
+    flags: dict[str, bool] = {}
+    for name in ("enabled", "includeSubDomains", "preload", "redirectHttpToHttps"):
+        if name in attrs:
+            try:
+                flags[name] = convert.to_bool(attrs[name])
+            except ValueError as error:
+                errors.append((element.location, f"hsts {name}", str(error)))
+    redirect = flags.get("redirectHttpToHttps")
+    if not flags.get("enabled", False):
+        return redirect, ""
+    try:
+        age = convert.to_int(attrs.get("max-age", "0"), minimum=0)
+    except ValueError as error:
+        errors.append((element.location, "hsts max-age", str(error)))
+        return redirect, None
+    value = f"max-age={age}"
+    if flags.get("includeSubDomains"):
+        value += "; includeSubDomains"
+    if flags.get("preload"):
+        value += "; preload"
+    return redirect, value
 
 
 def _engines(element: Element, origin: str, problems: Problems) -> list[EngineConfig]:

@@ -53,6 +53,8 @@ class Kind(enum.StrEnum):
     BINDINGS = "bindings"
     ENV = "variables"
     SWITCHBOARD = "switchboard"
+    #: A Strict-Transport-Security value: max-age=SECONDS[; includeSubDomains][; preload].
+    HSTS = "HSTS policy"
 
 
 def _same(value: object) -> object:
@@ -201,4 +203,5 @@ _CONVERTERS: dict[Kind, Callable[[object], object]] = {
     Kind.LISTEN: convert.to_listen,
     Kind.MASK: convert.to_mask,
     Kind.VIRTUAL_PATH: convert.to_virtual_path,
+    Kind.HSTS: convert.to_hsts,
 }

@@ -35,6 +35,7 @@ __all__ = [
     "SERVER_BY_ATTRIBUTE",
     "SERVER_BY_TOML",
     "SETTINGS",
+    "SITE_BY_TOML",
     "TRANSPORTS_IN_EFFECT",
     "Kind",
     "PoolUse",
@@ -72,6 +73,10 @@ SERVER_BY_TOML: dict[str, Setting] = {
 }
 #: Front-server settings: `<heliconZooServer>` attribute -> setting.
 SERVER_BY_ATTRIBUTE: dict[str, Setting] = {s.zoo_name: s for s in SERVER_BY_TOML.values()}
+#: A site's own scalar settings in the server TOML (`[sites.NAME]`): TOML key -> setting.
+SITE_BY_TOML: dict[str, Setting] = {
+    s.toml_key: s for s in by_scope(Scope.SITE) if s.kind in (Kind.BOOL, Kind.HSTS)
+}
 #: Application TOML key -> setting.
 APP_BY_TOML: dict[str, Setting] = {s.toml_key: s for s in by_scope(Scope.APP) if s.toml_key}
 #: `PoolSettings` field (and `--set` name) -> the setting that fills it.

@@ -291,7 +291,31 @@ SITE_SETTINGS: tuple[Setting, ...] = (
         Kind.BINDINGS,
         (),
         'Where the site listens: "address:port:host" strings (IIS) or tables '
-        "{address, port, hosts}; no host = every host on that address and port.",
+        "{address, port, hosts, protocol, certificate, key}; no host = every host on that "
+        'address and port. protocol = "https" serves TLS with the PEM certificate (chain) and '
+        "key named (paths relative to the file; see docs/tls.md).",
+    ),
+    Setting(
+        "site.https_redirect",
+        Scope.SITE,
+        "https_redirect",
+        "hsts redirectHttpToHttps",
+        Kind.BOOL,
+        False,
+        "Answer the site's plain HTTP requests with a 308 to the same URL over https, on the "
+        "port of its first https binding (the site needs one). applicationHost.config: the "
+        'site\'s <hsts redirectHttpToHttps="true"/> (IIS 10).',
+    ),
+    Setting(
+        "site.hsts",
+        Scope.SITE,
+        "hsts",
+        "hsts max-age includeSubDomains preload",
+        Kind.HSTS,
+        None,
+        "Strict-Transport-Security for this site's TLS responses (default: the server's hsts); "
+        '"" = none. applicationHost.config: the site\'s <hsts enabled="true" max-age="N" '
+        'includeSubDomains="true" preload="true"/> (IIS 10).',
     ),
     Setting(
         "site.switchboard",

@@ -284,6 +284,33 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         "admin listener.",
         secret=True,
     ),
+    # --- TLS at the front (docs/tls.md) -------------------------------------------------------
+    _server(
+        "hsts",
+        "hsts",
+        Kind.HSTS,
+        "Strict-Transport-Security sent with every site's responses over TLS (never over plain "
+        'HTTP), e.g. "max-age=31536000; includeSubDomains"; a site\'s own hsts wins. "" = none.',
+    ),
+    _server(
+        "tls_handshake_timeout",
+        "tlsHandshakeTimeout",
+        Kind.NUMBER,
+        "Seconds a client of an https binding has to complete the TLS handshake; one that "
+        "does not is disconnected (other clients are not affected).",
+        minimum=0,
+        above=True,
+    ),
+    _server(
+        "tls_ticket_key_lifetime",
+        "tlsTicketKeyLifetime",
+        Kind.NUMBER,
+        "Seconds after which each https listener takes fresh TLS contexts, and so new session "
+        "ticket keys (OpenSSL keeps one random key per context and never rotates it): tickets "
+        "issued before then no longer resume a session. Connections are not affected. 0 = "
+        "never.",
+        minimum=0,
+    ),
 )
 
 #: Pool settings no configuration file spells (the engines' are in `settings_engine`).

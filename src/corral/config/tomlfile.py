@@ -50,16 +50,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.config import convert, rewriteread
+from corral.config.bindings import parse_binding
 from corral.config.declare import Written, declare_engine
 from corral.config.errors import Problems, did_you_mean
 from corral.config.model import Binding, EngineConfig, EnvVar, Location
 from corral.config.servercfg import SwitchEntry
-from corral.config.settings import APP_BY_TOML, ENGINE_BY_TOML, SERVER_BY_TOML, Kind
+from corral.config.settings import (
+    APP_BY_TOML,
+    ENGINE_BY_TOML,
+    SERVER_BY_TOML,
+    SITE_BY_TOML,
+    Kind,
+)
 from corral.config.webconfig import EnvOp, HandlerOp, Section, ZooAppOp
 
 KeyPath = tuple[str | int, ...]
 
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
+
+#: A site's own scalar settings (besides bindings, switchboard and apps).
+_SITE_SCALARS = ("https_redirect", "hsts")
 
 
 _ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
@@ -387,6 +397,11 @@ class SiteDecl:
     switchboard: tuple[SwitchEntry, ...]
     mounts: tuple[MountDecl, ...]
     location: Location
+    #: `https_redirect` and `hsts` as converted (`SiteConfig`'s fields); None: not written.
+    https_redirect: bool | None = None
+    hsts: str | None = None
+    #: The site's table has a `bindings` key (else applicationHost.config's may give them).
+    bindings_written: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +454,7 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
         bindings: tuple[Binding, ...] = ()
         switchboard: list[SwitchEntry] = []
         mounts: list[MountDecl] = []
+        scalars: dict[str, object] = {}
         for key, value in table.items():
             where = source.at("sites", name, key)
             if key == "bindings":
@@ -453,8 +469,13 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
                         problems.add(where, "switchboard", f"{engine}: {error}")
             elif key == "apps":
                 mounts.extend(_mounts(source, value, ("sites", name, key), base, problems))
+            elif key in _SITE_SCALARS:
+                try:
+                    scalars[key] = SITE_BY_TOML[key].convert(value)
+                except ValueError as error:
+                    problems.add(where, key, str(error))
             else:
-                hint = did_you_mean(key, ["bindings", "switchboard", "apps"])
+                hint = did_you_mean(key, ["bindings", "switchboard", "apps", *_SITE_SCALARS])
                 problems.add(where, key, f"unknown site setting in site {name!r}{hint}")
         if not mounts:
             problems.add(
@@ -462,10 +483,19 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
                 "apps",
                 f'site {name!r} has no application (add [sites.{name}.apps."/"])',
             )
-        if not bindings and "bindings" not in table:
-            problems.add(source.at("sites", name), "bindings", f"site {name!r} has no binding")
+        redirect = scalars.get("https_redirect")
+        hsts = scalars.get("hsts")
         sites.append(
-            SiteDecl(name, bindings, tuple(switchboard), tuple(mounts), source.at("sites", name))
+            SiteDecl(
+                name,
+                bindings,
+                tuple(switchboard),
+                tuple(mounts),
+                source.at("sites", name),
+                https_redirect=redirect if isinstance(redirect, bool) else None,
+                hsts=hsts if isinstance(hsts, str) else None,
+                bindings_written="bindings" in table,
+            )
         )
     if not sites:
         problems.add(Location(source.file, 1), "sites", "the server file declares no site")
@@ -524,44 +554,3 @@ def _bindings(
         except ValueError as error:
             problems.add(where, "bindings", str(error))
     return tuple(result)
-
-
-def parse_binding(item: object, where: Location) -> Binding:
-    """An IIS "address:port:host" string or a table {address, port, hosts}."""
-    if isinstance(item, str):
-        address, sep, rest = item.rpartition("]") if item.startswith("[") else ("", "", item)
-        if sep:
-            address = address + "]"
-            rest = rest.lstrip(":")
-            port_text, _, host = rest.partition(":")
-        else:
-            address, _, rest = item.partition(":")
-            port_text, _, host = rest.partition(":")
-        if not port_text:
-            raise ValueError(f'expected "address:port:host", got {item!r}')
-        address = address.strip("[]")
-        return Binding(
-            address="0.0.0.0" if address in ("*", "") else address,
-            port=convert.to_port(port_text),
-            hosts=(convert.to_host_name(host),) if host else (),
-            location=where,
-        )
-    if isinstance(item, dict):
-        unknown = set(item) - {"address", "port", "hosts"}
-        if unknown:
-            raise ValueError(f"unknown binding key(s): {', '.join(sorted(unknown))}")
-        hosts = item.get("hosts", [])
-        if isinstance(hosts, str):
-            hosts = [hosts]
-        if not isinstance(hosts, list):
-            raise ValueError("hosts is a list of host names")
-        address = item.get("address", "127.0.0.1")
-        if not isinstance(address, str):
-            raise ValueError("address is a string")
-        return Binding(
-            address="0.0.0.0" if address == "*" else address,
-            port=convert.to_port(item.get("port", 8080)),
-            hosts=tuple(convert.to_host_name(host) for host in hosts),
-            location=where,
-        )
-    raise ValueError(f"a binding is a string or a table, got {item!r}")

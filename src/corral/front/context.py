@@ -57,9 +57,10 @@ class FrontContext(Protocol):
         server_addr: str,
         server_port: int,
         trusted: bool = False,
+        tls: bool = False,
     ) -> bytes:
         """The CGI variables fixed for one client connection, encoded once (for a trusted
-        proxy, without REMOTE_ADDR and REMOTE_PORT)."""
+        proxy, without REMOTE_ADDR and REMOTE_PORT; over TLS, with HTTPS and REQUEST_SCHEME)."""
 
     def port_bytes(self, port: int) -> bytes:
         """``port`` as ASCII digits (cached)."""

@@ -61,6 +61,7 @@ from corral.front import (
     unavailable,
 )
 from corral.front.context import FrontContext
+from corral.front.httpspolicy import add_hsts, https_redirect
 from corral.front.proxy import BadBackendHead
 from corral.front.routes import AppRoute
 from corral.front.spool import BodySpool
@@ -105,6 +106,7 @@ class Exchange:
     __slots__ = (
         "_host",
         "_host_parts",
+        "_hsts",
         "_lease",
         "_method",
         "_params",
@@ -139,6 +141,9 @@ class Exchange:
         #: The client's address as a trusted proxy named it (None: it named none); set for
         #: each request from a trusted proxy, unused otherwise.
         self.client: str | None = None
+        #: The Strict-Transport-Security value for the request's responses: set per request
+        #: on a TLS connection only (``AppRoute.hsts``); always None over plain HTTP.
+        self._hsts: bytes | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -224,6 +229,15 @@ class Exchange:
                 self._begin(done.answer, route.encoded_params + stream.conn_params, [], has_body)
                 return
         self.route = route
+        if stream.tls:
+            self._hsts = route.hsts
+        elif route.https_port:  # the site wants https (https_redirect): a 308 there
+            redirect = https_redirect(request, route.https_port, host or server.host_bytes)
+            if redirect is None:
+                stream.reject(400, "a Host that cannot be redirected to https")
+            else:
+                self._begin(redirect, b"", [], has_body)
+            return
         script_name = route.script_name
         path_info = path[len(script_name) :] if script_name else path
         if route.static is not None:  # a static file: answered like a backend's response
@@ -450,6 +464,7 @@ class Exchange:
                 trusted=stream.trusted,
                 body=body,
                 target=self._target,
+                proto=b"https" if stream.tls else b"http",
             )
             params = []
         else:
@@ -559,6 +574,8 @@ class Exchange:
         if status == 101:  # (a tunnel's 101 goes to the Tunnel, never here)
             self.backend_error(BackendError("101 Switching Protocols without a tunnel"))
             return
+        if self._hsts is not None:  # (a TLS connection to a site with HSTS)
+            add_hsts(headers, self._hsts)
         try:
             self._response.head(status, reason, headers)
         except BadBackendHead as exc:

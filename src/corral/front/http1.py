@@ -94,6 +94,7 @@ class HTTPConnection(asyncio.Protocol):
         "remote_port",
         "response",
         "server_port",
+        "tls",
         "trusted",
         "writing_paused",
     )
@@ -143,12 +144,20 @@ class HTTPConnection(asyncio.Protocol):
             self.remote_port = 0
         self.loopback = server.is_loopback(self.remote_host)
         self.trusted = self.remote_host in server.trusted_proxies
+        # An https listener's connection (its handshake is done): the scheme its requests
+        # carry to the application (front/tls.py).
+        self.tls = transport.get_extra_info("sslcontext") is not None
         if isinstance(sockname, tuple):
             server_addr, self.server_port = str(sockname[0]), int(sockname[1])
         else:
             server_addr, self.server_port = "127.0.0.1", 0
         self.conn_params = server.connection_params(
-            self.remote_host, self.remote_port, server_addr, self.server_port, self.trusted
+            self.remote_host,
+            self.remote_port,
+            server_addr,
+            self.server_port,
+            self.trusted,
+            self.tls,
         )
         self.set_deadline(_HEAD, server.header_timeout)
         server.connection_opened(self)

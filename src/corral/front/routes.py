@@ -91,6 +91,11 @@ class AppRoute:
     buffering: bool = False
     #: Its requests so far (``front/stats.py``), counted by the front as each one ends.
     stats: RequestStats = field(default_factory=RequestStats)
+    #: Its site's Strict-Transport-Security value, sent on TLS responses only (None: none).
+    hsts: bytes | None = None
+    #: Its site redirects plain HTTP to https on this port (``https_redirect``; 0: it does
+    #: not).
+    https_port: int = 0
     #: ``http or upgrade``: the one test the front's hot path makes per request.
     special: bool = field(init=False, default=False)
     #: Set for a static route: what may be served from the mount's folder (no pool is used).
@@ -165,13 +170,17 @@ class ConfigRouter:
         *,
         static_name: str = "static",
         by_port: bool = True,
+        hsts: str | None = None,
     ) -> None:
         """
         Args:
             config: the loaded configuration.
             apps: the route of every application of ``config``.
             by_port: route by the listener's port (each binding's port); False when every
-                site is served on one address given on the command line (``--listen``).
+                site is served on one address given on the command line (``--listen``: plain
+                HTTP only, so no site redirects to https).
+            hsts: the server's Strict-Transport-Security value in force (default: the
+                configuration's ``[server] hsts``), for the sites that set none.
         """
         self._router = ModelRouter(config)
         self._apps = dict(apps)
@@ -204,6 +213,7 @@ class ConfigRouter:
         missing = {(a.site, a.virtual_path, a.name) for a in config.apps} - set(self._apps)
         if missing:
             raise ValueError(f"no route for applications {sorted(missing)}")
+        _site_tls_policy(config, self._apps, self._static, by_port, hsts)
         #: (host, path, port) -> route, for the answers that depend on nothing else (whole
         #: applications; static files that are not folder URLs). Cleared when full.
         self._cache: dict[tuple[bytes | None, bytes, int | None], AppRoute] = {}
@@ -361,6 +371,28 @@ def _script_route(route: AppRoute, script: bytes, path_info: bytes) -> AppRoute:
         http=route.http,
         upgrade=route.upgrade,
         buffering=route.buffering,
+        hsts=route.hsts,
+        https_port=route.https_port,
         stats=route.stats,
         script_params=script_params(route.script_name, script, path_info, route.document_root),
     )
+
+
+def _site_tls_policy(
+    config: ServerConfig,
+    apps: Mapping[AppKey, AppRoute],
+    static: Mapping[tuple[str, str], AppRoute],
+    by_port: bool,
+    hsts: str | None,
+) -> None:
+    """Each route's site's HSTS value and https redirect (set again by every reload's
+    router: an application's route outlives a reload that leaves it unchanged)."""
+    server_hsts = config.front.hsts if hsts is None else hsts
+    for site in config.sites:
+        value = server_hsts if site.hsts is None else site.hsts
+        port = site.https_port() if by_port and site.https_redirect else None
+        routes = [route for key, route in apps.items() if key[0] == site.name]
+        routes += [route for key, route in static.items() if key[0] == site.name]
+        for route in routes:
+            route.hsts = value.encode("latin-1") if value else None
+            route.https_port = port or 0

@@ -11,7 +11,9 @@ import logging
 import os
 import resource
 import socket
+import ssl
 import time
+from collections.abc import Callable
 
 from corral.backends import encode_params
 from corral.front import accesslog
@@ -22,6 +24,7 @@ from corral.front.http1 import HTTPConnection
 from corral.front.routes import AppRouter
 from corral.front.settings import FrontSettings
 from corral.front.stats import FrontStats
+from corral.front.tlsrenew import TlsRenewal
 from corral.protocol.http1.parser import Limits, RequestParser
 from corral.protocol.http1.writer import DateCache
 
@@ -53,6 +56,8 @@ class FrontServer:
         self.router = router
         self.loop = loop or asyncio.get_running_loop()
         self.closing = False
+        #: The https listeners, given fresh TLS contexts now and then (``front.tlsrenew``).
+        self.tls_renewal = TlsRenewal(self.loop)
         self.apply_settings(settings or FrontSettings())
         self.connections: set[ClientConnection] = set()
         self.stats = FrontStats()
@@ -86,6 +91,7 @@ class FrontServer:
         self.access_log = accesslog.enabled()
         self.access_write = accesslog.writer()
         self.access_format = accesslog.format_for(settings.access_log_format)
+        self.tls_renewal.configure(settings.tls_ticket_key_lifetime, settings.tls_handshake_timeout)
         self._limits = Limits(
             max_request_line=settings.max_request_line,
             max_header_bytes=settings.max_header_size,
@@ -106,9 +112,12 @@ class FrontServer:
         server_addr: str,
         server_port: int,
         trusted: bool = False,
+        tls: bool = False,
     ) -> bytes:
         """The CGI variables fixed for one client connection, encoded once. For a trusted
-        proxy, without REMOTE_ADDR and REMOTE_PORT: each request names its own client."""
+        proxy, without REMOTE_ADDR and REMOTE_PORT: each request names its own client. Over
+        TLS, HTTPS=on and REQUEST_SCHEME=https (a trusted proxy's X-Forwarded-Proto, sent
+        after them, still wins)."""
         params = connection_params(
             remote_host.encode("ascii", "replace"),
             self.port_bytes(remote_port),
@@ -116,6 +125,8 @@ class FrontServer:
         )
         if trusted:
             params = params[2:]
+        if tls:
+            params += TLS_PARAMS
         return encode_params(params)
 
     def port_bytes(self, port: int) -> bytes:
@@ -151,23 +162,42 @@ class FrontServer:
     # -- life --------------------------------------------------------------------------------
 
     async def listen(
-        self, host: str, port: int, *, backlog: int = 1024, sock: socket.socket | None = None
+        self,
+        host: str,
+        port: int,
+        *,
+        backlog: int = 1024,
+        sock: socket.socket | None = None,
+        tls: Callable[[], ssl.SSLContext] | None = None,
     ) -> list[tuple[str, int]]:
         """Start listening; returns the bound addresses (port 0 picks a free port). ``sock``:
-        a listening socket to serve instead of binding ``host:port`` (socket activation)."""
+        a listening socket to serve instead of binding ``host:port`` (socket activation).
+        ``tls``: an https listener, whose contexts that function makes (``front.tls``; a fresh
+        one at each renewal, see ``TlsRenewal``)."""
+
+        def connection() -> HTTPConnection:
+            return HTTPConnection(self)
+
+        context = tls() if tls is not None else None
+        handshake = self.settings.tls_handshake_timeout if tls is not None else None
         if sock is not None:
             server = await self.loop.create_server(
-                lambda: HTTPConnection(self), sock=sock, backlog=backlog
+                connection, sock=sock, backlog=backlog, ssl=context, ssl_handshake_timeout=handshake
             )
         else:
             server = await self.loop.create_server(
-                lambda: HTTPConnection(self),
+                connection,
                 host,
                 port,
                 backlog=backlog,
                 reuse_address=True,
+                ssl=context,
+                ssl_handshake_timeout=handshake,
             )
-        self._servers.append(server)
+        if tls is None:
+            self._servers.append(server)
+        else:
+            self.tls_renewal.add(server, tls, connection, backlog)
         addresses: list[tuple[str, int]] = []
         for sock in server.sockets:
             name = sock.getsockname()
@@ -183,6 +213,8 @@ class FrontServer:
     def _sweep(self) -> None:
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         self.now = now = self.loop.time()
+        if now >= self.tls_renewal.due:
+            self.tls_renewal.renew()
         self.date_header = self._dates.field(time.time())
         if self.access_log:
             accesslog.flush()
@@ -221,7 +253,9 @@ class FrontServer:
     async def stop(self, grace: float) -> None:
         """Stop accepting; let requests in flight finish within ``grace`` seconds; close all."""
         self.closing = True
-        for server in self._servers:
+        self.tls_renewal.stop()
+        servers = self._servers + self.tls_renewal.servers
+        for server in servers:
             server.close()
         for conn in list(self.connections):
             conn.shutdown()
@@ -238,7 +272,7 @@ class FrontServer:
                 )
                 for conn in list(self.connections):
                     conn.force_close()
-        for server in self._servers:
+        for server in servers:
             await server.wait_closed()
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -248,3 +282,5 @@ class FrontServer:
 
 
 _PROTOCOLS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
+#: The CGI variables of a connection over TLS.
+TLS_PARAMS = [(b"HTTPS", b"on"), (b"REQUEST_SCHEME", b"https")]

@@ -157,6 +157,10 @@ class ClientStream(Protocol):
         its requests' forwarding fields are believed."""
 
     @property
+    def tls(self) -> bool:
+        """The client connects over TLS (an https binding): the request's scheme is https."""
+
+    @property
     def conn_params(self) -> bytes:
         """The CGI variables fixed for this client connection, already encoded."""
 

@@ -106,6 +106,7 @@ class RecordingStream:
     server_port: int = 8443
     loopback: bool = False
     trusted: bool = False
+    tls: bool = False
     conn_params: bytes = encode_params([(b"REMOTE_ADDR", b"192.0.2.7")])
     closed: bool = False
     writing_paused: bool = False
