@@ -168,8 +168,10 @@ class _Facts:
     def variable(self, name: str) -> str:
         request = self._request
         view = self._view
-        if name == "HTTPS":
-            return "on" if view is not None and view.scheme == b"https" else "off"
+        if name == "HTTPS":  # what a trusted proxy says, else the connection's own TLS
+            if view is not None and view.scheme:
+                return "on" if view.scheme == b"https" else "off"
+            return "on" if self._stream.tls else "off"
         if name == "HTTP_HOST":
             host = view.host if view is not None and view.host else self._host
             return (host or b"").decode("latin-1")

@@ -491,3 +491,32 @@ def test_check_and_serve_name_the_file_line_and_setting_of_a_bad_certificate(
     assert checked.returncode == 1
     output = checked.stdout + checked.stderr
     assert f"key: {tmp_path}/certs/a.key: does not match the certificate" in output
+
+
+def test_a_rewrite_rule_sees_https_on_over_tls_and_off_over_plain_http(
+    own_tls: list[TlsSetup], tmp_path: Path
+) -> None:
+    setup = start_setup(tmp_path)
+    own_tls.append(setup)
+    (setup.root / "site" / "corral.toml").write_text(
+        '[apps.main]\nengine = "python"\nwsgi_app = "wsgi:application"\n\n'
+        "[[rewrite]]\n"
+        'name = "which scheme"\n'
+        'match = "^where$"\n'
+        'conditions = [{ input = "{HTTPS}", pattern = "^on$" }]\n'
+        'action = { type = "CustomResponse", status_code = 418, status_reason = "Over TLS" }\n'
+    )
+    assert setup.server.proc is not None
+    setup.server.proc.send_signal(signal.SIGHUP)  # (the file's change reloads it too)
+    args = ("--cacert", str(setup.b.pem), "--resolve", f"b.example:{setup.https}:127.0.0.1")
+    deadline = time.monotonic() + WAIT
+    while True:
+        code = curl(
+            *args, "-o", "/dev/null", "-w", "%{http_code}", f"https://b.example:{setup.https}/where"
+        ).stdout
+        if code == "418" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert code == "418", setup.server.text()
+    plain = request(setup.plain, "GET", "/where", host="b.example")
+    assert plain.status == 200  # the rule's condition fails: the application answers
