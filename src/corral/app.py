@@ -43,7 +43,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from corral import __version__
 from corral.config import ConfigErrors, load, load_site
 from corral.config.builtin_engines import PYTHON
 from corral.config.model import AppConfig, ServerConfig
@@ -61,16 +60,13 @@ from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.front.stats import FrontStats, RequestStats
 from corral.front.tls import TlsCertificates, https_certificates, tls_ports
+from corral.ops import hostapps
 from corral.ops.admin import AdminError, AdminListener
 from corral.ops.control import ControlError, ControlServer
 from corral.ops.duties import DutyError, HostDuties
 from corral.ops.history import History
 from corral.ops.status import (
-    FrontStatus,
     HostStatus,
-    app_ids,
-    build_app_status,
-    find_app,
 )
 from corral.runtime.controller import AppController, runtime_spec
 from corral.runtime.errorlog import ErrorLogs
@@ -401,67 +397,30 @@ class Host:
     def _sample(self) -> None:
         """Every application's request counters into the history, once a second."""
         loop = asyncio.get_running_loop()
-        ids = app_ids([(a.config.site, a.config.name) for a in self.apps])
-        self.history.sample(
-            loop.time(), {i: a.route.stats for i, a in zip(ids, self.apps, strict=True)}
-        )
+        self.history.sample(loop.time(), hostapps.request_stats(self.apps))
         self._sampler = loop.call_later(1.0, self._sample)
 
     def status(self) -> HostStatus:
         """Every application's figures now (``corral.ops.status``)."""
-        now = asyncio.get_running_loop().time()
-        ids = app_ids([(a.config.site, a.config.name) for a in self.apps])
-        apps = []
-        for ident, app in zip(ids, self.apps, strict=True):
-            controller = app.controller
-            last = None if controller is None else controller.last_deploy
-            apps.append(
-                build_app_status(
-                    ident,
-                    app.config,
-                    app.pool.snapshot(),
-                    app.route.stats,
-                    self.history,
-                    now,
-                    phase=None
-                    if controller is None or controller.spec.deploy is None
-                    else controller.phase,
-                    last_deploy=None if last is None else last.describe(),
-                    service=isinstance(app.pool, ServicePool),
-                    deploys=(0, 0)
-                    if controller is None
-                    else (controller.deploy_runs, controller.deploy_failures),
-                )
-            )
         front = self.front
-        stats = None if front is None else front.stats
-        return HostStatus(
-            schema=1,
-            version=__version__,
-            pid=os.getpid(),
-            config=str(self.options.path),
-            started=round(self.started_at, 3),
-            uptime=round(time.time() - self.started_at, 3),
+        facts = hostapps.HostFacts(
+            config_path=str(self.options.path),
+            started_at=self.started_at,
             state=self.state,
-            listening=tuple(
-                f"{'https' if (h, p) in self._https else 'http'}://"
-                + (f"[{h}]:{p}" if ":" in h else f"{h}:{p}")
-                for h, p in self.addresses
-            ),
-            front=FrontStatus(
-                connections_open=0 if front is None else len(front.connections),
-                connections_opened=0 if stats is None else stats.connections_opened,
-                protocol_errors={}
-                if stats is None
-                else {str(k): v for k, v in sorted(stats.protocol_errors.items())},
-            ),
-            apps=tuple(apps),
+            listening=tuple((h, p, (h, p) in self._https) for h, p in self.addresses),
+        )
+        return hostapps.host_status(
+            facts,
+            self.apps,
+            self.history,
+            None if front is None else front.stats,
+            0 if front is None else len(front.connections),
+            asyncio.get_running_loop().time(),
         )
 
     def request_stats(self) -> dict[str, RequestStats]:
         """Every application's live request counters, by status id (``/metrics``)."""
-        ids = app_ids([(a.config.site, a.config.name) for a in self.apps])
-        return {ident: app.route.stats for ident, app in zip(ids, self.apps, strict=True)}
+        return hostapps.request_stats(self.apps)
 
     def front_stats(self) -> FrontStats | None:
         return None if self.front is None else self.front.stats
@@ -484,7 +443,7 @@ class Host:
 
     def find_app(self, ident: str) -> Application:
         """The application ``ident`` names (``NAME`` or ``SITE/NAME``); ``LookupError``."""
-        return self.apps[find_app(ident, [(a.config.site, a.config.name) for a in self.apps])]
+        return hostapps.find(self.apps, ident)
 
     async def restart_app(self, ident: str) -> str:
         """A rolling restart of one application, as touching its restart.txt does.
@@ -494,27 +453,15 @@ class Host:
     async def restart_app_outcome(self, ident: str) -> tuple[bool, str]:
         """``restart_app``, and whether the new workers took over (False: they could not
         start, and the old ones keep serving)."""
-        app = self.find_app(ident)
-        if app.controller is None:
-            raise LookupError(f"{ident}: its server is not started by Corral; nothing to restart")
-        logger.info("app %s: restart asked for (corral restart)", app.route.name)
-        if await app.controller.restart("corral restart"):
-            return True, f"{ident}: restarted"
-        return False, f"{ident}: the new workers could not start; the old ones keep serving"
+        return await hostapps.restart(self.find_app(ident), ident)
 
     def scale_app(self, ident: str, min_workers: int | None, max_workers: int | None) -> str:
         """New worker bounds for one application until the next reload. ``LookupError``,
         ``ValueError`` (bounds the policy refuses)."""
         app = self.find_app(ident)
-        pool = app.pool
-        if not isinstance(pool, Pool):
-            raise LookupError(f"{ident}: its server is not started by Corral; nothing to scale")
-        current = pool.snapshot()
-        low = current.min_instances if min_workers is None else min_workers
-        high = current.max_instances if max_workers is None else max_workers
-        pool.set_bounds(low, high)
+        said = hostapps.scale(app, ident, min_workers, max_workers)
         self._scaled.add(app_key(app.config))
-        return f"{ident}: workers {low} to {high} (until the next reload)"
+        return said
 
     # ---------------------------------------------------------------- applications
 
