@@ -102,12 +102,27 @@ class Application:
     controller: AppController | None = None
 
 
-def load_config(path: Path) -> ServerConfig:
+def load_config(path: Path, previous: ServerConfig | None = None) -> ServerConfig:
     """The configuration at ``path``; a site folder without any configuration file is one
-    application at "/" run by Corral's Python worker. Raises ``ConfigErrors``."""
+    application at "/" run by Corral's Python worker. Raises ``ConfigErrors``. ``previous``:
+    the running configuration, whose sites a refused site file keeps (a reload)."""
     if path.is_dir():
         return load_site(str(path), default_engine=PYTHON)
-    return load(str(path))
+    config = load(str(path), previous=previous)
+    for item in config.included:
+        if item.errors:
+            names = ", ".join(repr(name) for name in item.sites)
+            logger.error(
+                "site file %s refused; %s:\n%s",
+                item.path,
+                f"its sites keep their previous state ({names})"
+                if item.kept
+                else "no site from it",
+                "\n".join(
+                    f"  {where}: {setting}: {message}" for where, setting, message in item.errors
+                ),
+            )
+    return config
 
 
 def front_settings(config: ServerConfig, options: ServeOptions) -> FrontSettings:
@@ -466,7 +481,7 @@ class Host:
             return False
         logger.info("reloading the configuration (%s)", reason)
         try:
-            new = await asyncio.to_thread(load_config, self.options.path)
+            new = await asyncio.to_thread(load_config, self.options.path, self.config)
             built = {app_key(a.config): a for a in build_apps(new, self.options)}
         except ConfigErrors as exc:
             logger.error("the configuration has errors; the running one stays in force:\n%s", exc)
@@ -474,9 +489,7 @@ class Host:
         running = {app_key(a.config): a for a in self.apps}
         plan = plan_reload(self.config, new, (a.config for a in self.apps))
         if plan.listen_changed:
-            logger.warning(
-                "the addresses to listen on changed: restart corral to listen on the new ones"
-            )
+            await self._listen_added(new)
         keep: dict[ReloadKey, Application] = {}
         retire: list[tuple[Application, str]] = []
         for key in plan.unchanged:
@@ -512,6 +525,34 @@ class Host:
         self._watch_config(new)
         logger.info("configuration reloaded: %s", plan.describe())
         return True
+
+    async def _listen_added(self, new: ServerConfig) -> None:
+        """Listen on the addresses a reload's new bindings need (a site added as a file on a
+        port of its own). Addresses no site binds any more keep listening (answering 404)."""
+        assert self.front is not None
+        if self.options.listen is not None:
+            return
+        ports = dict(self._ports)
+        have = {(host, ports.get(actual, actual)) for host, actual in self.addresses}
+        for host, port in listen_plan(new.listen_addresses()):
+            wildcard = "::" if ":" in host else "0.0.0.0"
+            if (host, port) in have or (wildcard, port) in have:
+                continue
+            try:
+                bound = await self.front.listen(host, port)
+            except OSError as exc:
+                logger.error(
+                    "cannot listen on %s:%d for the new configuration (%s): restart corral to "
+                    "listen there",
+                    host,
+                    port,
+                    exc.strerror or exc,
+                )
+                continue
+            for shown, actual in bound:
+                self._ports.append((actual, port))
+                logger.info("serving %s on http://%s:%d", self.options.path, shown, actual)
+            self.addresses += bound
 
     def _apply_front_settings(self, old: ServerConfig, new: ServerConfig) -> None:
         """A reload's server settings: in effect at once (see ``FrontServer.apply_settings``).

@@ -15,7 +15,7 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 
-from corral.config import builtin_engines, expand
+from corral.config import builtin_engines, expand, include
 from corral.config.appbuild import BuildContext, build_app
 from corral.config.declare import Written, declare_server
 from corral.config.errors import Problems
@@ -26,6 +26,7 @@ from corral.config.model import (
     EngineConfig,
     Handler,
     HandlerScope,
+    IncludedFile,
     Location,
     Mount,
     NotInEffect,
@@ -64,8 +65,14 @@ _SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
 DEFAULT_BINDING = Binding(address="127.0.0.1", port=8080)
 
 
-def load(path: str, *, environ: Mapping[str, str] | None = None) -> ServerConfig:
-    """A site folder (or its web.config / corral.toml), or a server TOML file."""
+def load(
+    path: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    previous: ServerConfig | None = None,
+) -> ServerConfig:
+    """A site folder (or its web.config / corral.toml), or a server TOML file. ``previous``:
+    the configuration this one replaces (a reload), whose sites a refused site file keeps."""
     if os.path.isdir(path):
         return load_site(path, environ=environ)
     name = os.path.basename(path).lower()
@@ -80,7 +87,7 @@ def load(path: str, *, environ: Mapping[str, str] | None = None) -> ServerConfig
             '[server] application_host = "applicationHost.config"',
         )
         problems.raise_if_any()
-    return load_server(path, environ=environ)
+    return load_server(path, environ=environ, previous=previous)
 
 
 def load_site(
@@ -124,7 +131,15 @@ def load_site(
     return dataclasses.replace(config, front=front)
 
 
-def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> ServerConfig:
+def load_server(
+    path: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    previous: ServerConfig | None = None,
+) -> ServerConfig:
+    """The server file and what its `include` patterns match (`corral.config.include`): an
+    error in the server file raises `ConfigErrors`; a site file or folder with errors is
+    refused alone (`ServerConfig.included`), keeping its sites of ``previous`` if given."""
     problems = Problems()
     path = os.path.abspath(path)
     data = _read(path, problems)
@@ -148,7 +163,12 @@ def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> Serve
     # applicationHost.config's <heliconZooServer> attributes < the server TOML's [server].
     layers = [(zoo.settings, "applicationHost")] if zoo is not None else []
     front = declare_server([*layers, (server.settings, "toml")], problems)
-    config = _build(problems, zoo, engines, list(server.sites), environ, sources)
+    included = None
+    if server.include is not None:
+        included = include.read(server.include, os.path.dirname(path), problems)
+    config = _build(
+        problems, zoo, engines, list(server.sites), environ, sources, included, previous
+    )
     return dataclasses.replace(config, front=front)
 
 
@@ -171,6 +191,8 @@ def _build(
     sites: list[SiteDecl],
     environ: Mapping[str, str] | None,
     sources: list[str],
+    included: include.Included | None = None,
+    previous: ServerConfig | None = None,
     *,
     site_engines_allowed: bool = False,
     default_engine: str | None = None,
@@ -189,14 +211,21 @@ def _build(
                     f"{entries[0].location}: switchboard for site {site_name!r}, which the "
                     "server file does not declare"
                 )
-    built: list[SiteConfig] = []
-    for decl in sites:
+
+    def build_site(ctx: BuildContext, decl: SiteDecl, sources: list[str]) -> SiteConfig:
         switchboard: list[SwitchEntry] = []
         if zoo is not None:
             switchboard += zoo.switchboard.get("", ()) + zoo.switchboard.get(decl.name, ())
         switchboard += decl.switchboard
-        built.append(_build_site(ctx, decl, switchboard, sources))
+        return _build_site(ctx, decl, switchboard, sources)
+
+    built = [build_site(ctx, decl, sources) for decl in sites]
     _check_bindings(problems, built)
+    files: list[IncludedFile] = []
+    if included is not None:
+        ctx.notices.extend(included.notices)
+        more, files = include.assemble(ctx, included, built, previous, build_site, sources)
+        built += more
     for name, engine in sorted(ctx.used_engines.items()):
         ctx.not_in_effect.extend(engine_not_in_effect(engine))
         if engine.transport not in TRANSPORTS_IN_EFFECT:
@@ -217,6 +246,8 @@ def _build(
         sources=tuple(dict.fromkeys(sources)),
         notices=tuple(ctx.notices),
         not_in_effect=tuple(ctx.not_in_effect),
+        included=tuple(files),
+        include_patterns=() if included is None else tuple(p.path for p in included.patterns),
     )
     problems.raise_if_any(partial=config)
     return config

@@ -379,12 +379,23 @@ class SiteDecl:
 
 
 @dataclass(frozen=True, slots=True)
+class IncludeDecl:
+    """`[server] include` and `include_bindings` as written (`corral.config.include`)."""
+
+    patterns: tuple[tuple[str, Location], ...]
+    #: The bindings of the site folders ("vhosts/*/"), without host names.
+    folder_bindings: tuple[Binding, ...]
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
 class ServerToml:
     file: str
     application_host: tuple[str, Location] | None
     sites: tuple[SiteDecl, ...]
     #: The front server's settings written in `[server]`, not yet converted (`declare_server`).
     settings: Written
+    include: IncludeDecl | None = None
 
 
 def read_server_settings(
@@ -401,6 +412,8 @@ def read_server_settings(
         setting = SERVER_BY_TOML.get(key)
         if setting is not None:
             written[setting.name] = (value, where)
+        elif key in ("include", "include_bindings") and server_file:
+            continue  # read by `read_include`
         elif key == "application_host" and not server_file:
             problems.add(where, key, "only a server file names an applicationHost.config")
         elif key == "application_host" and isinstance(value, str):
@@ -408,8 +421,9 @@ def read_server_settings(
         elif key == "application_host":
             problems.add(where, key, "expected a path")
         else:
-            known = ", ".join(["application_host"] * server_file + sorted(SERVER_BY_TOML))
-            hint = did_you_mean(key, ["application_host"] * server_file + list(SERVER_BY_TOML))
+            own = ["application_host", "include", "include_bindings"] * server_file
+            known = ", ".join(own + sorted(SERVER_BY_TOML))
+            hint = did_you_mean(key, own + list(SERVER_BY_TOML))
             problems.add(where, key, f"unknown server setting{hint} (known: {known})")
     return written, application_host
 
@@ -422,6 +436,51 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
         if key not in ("server", "engines", "sites"):
             problems.add(source.at(key), key, "unknown table in the server file")
     settings, application_host = read_server_settings(source, problems)
+    include = read_include(source, problems)
+    sites = read_sites(source, problems, base)
+    if not sites and include is None:
+        problems.add(Location(source.file, 1), "sites", "the server file declares no site")
+    return ServerToml(source.file, application_host, tuple(sites), settings, include)
+
+
+def read_include(source: TomlSource, problems: Problems) -> IncludeDecl | None:
+    """`[server] include` (a list of patterns, or one) and `include_bindings`."""
+    server = source.data.get("server", {})
+    if not isinstance(server, dict) or "include" not in server:
+        if isinstance(server, dict) and "include_bindings" in server:
+            problems.add(
+                source.at("server", "include_bindings"),
+                "include_bindings",
+                "set without include (it gives the bindings of included site folders)",
+            )
+        return None
+    where = source.at("server", "include")
+    value = server["include"]
+    items = [value] if isinstance(value, str) else value
+    patterns: list[tuple[str, Location]] = []
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        problems.add(where, "include", 'expected a list of patterns, such as ["sites.d/*.toml"]')
+    else:
+        patterns = [(item, where) for item in items]
+    bindings: tuple[Binding, ...] = ()
+    if "include_bindings" in server:
+        bindings = _bindings(
+            source, server["include_bindings"], ("server", "include_bindings"), problems
+        )
+        for binding in bindings:
+            if binding.hosts:
+                problems.add(
+                    binding.location or where,
+                    "include_bindings",
+                    "no host name here: each site folder's name is its host name",
+                )
+    else:
+        bindings = (parse_binding("127.0.0.1:8080", where),)
+    return IncludeDecl(tuple(patterns), bindings, where)
+
+
+def read_sites(source: TomlSource, problems: Problems, base: str) -> list[SiteDecl]:
+    """`[sites.NAME]` tables; relative physical paths from `base` (the file's folder)."""
     sites: list[SiteDecl] = []
     for name, table in _table(source, source.data.get("sites", {}), ("sites",), problems).items():
         table = _table(source, table, ("sites", name), problems)
@@ -456,9 +515,7 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
         sites.append(
             SiteDecl(name, bindings, tuple(switchboard), tuple(mounts), source.at("sites", name))
         )
-    if not sites:
-        problems.add(Location(source.file, 1), "sites", "the server file declares no site")
-    return ServerToml(source.file, application_host, tuple(sites), settings)
+    return sites
 
 
 def _mounts(
