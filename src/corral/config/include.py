@@ -146,8 +146,9 @@ def site_file(path: str, pattern: Pattern) -> Unit:
     if source is not None:
         for key in source.data:
             if key != "sites":
+                written = [n for path, n in source.lines.lines.items() if path[:1] == (key,)]
                 problems.add(
-                    source.at(key),
+                    Location(path, min(written, default=0)),
                     key,
                     f"[{key}] in an included site file (it holds [sites.NAME] tables only; "
                     f"[server] and [engines] belong in the server file, {pattern.location.file})",

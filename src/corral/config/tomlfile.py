@@ -192,6 +192,8 @@ def read_toml(data: bytes, file: str, problems: Problems) -> TomlSource | None:
         message = str(error)
         match = re.search(r"\(at line (\d+), column \d+\)", message)
         line = int(match.group(1)) if match else 0
+        if not match and "(at end of document)" in message:  # an unclosed array or string
+            line = max(1, len(text.splitlines()))
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
         problems.add(Location(file, line), "toml", f"malformed TOML: {message}")
         return None

@@ -126,12 +126,13 @@ class ConfigFiles:
 
 
 def included(path: str, pattern: str) -> bool:
-    """Whether an include pattern matches ``path`` (as ``glob`` does: not a hidden name)."""
-    name = os.path.basename(path)
+    """Whether an include pattern matches ``path`` as ``glob`` does (a hidden name only when
+    the pattern's own name starts with a dot)."""
+    name, wanted = os.path.basename(path), os.path.basename(pattern)
     return (
         os.path.dirname(path) == os.path.dirname(pattern)
-        and not name.startswith(".")
-        and fnmatch.fnmatchcase(name, os.path.basename(pattern))
+        and (not name.startswith(".") or wanted.startswith("."))
+        and fnmatch.fnmatchcase(name, wanted)
     )
 
 
