@@ -255,3 +255,24 @@ def test_site_folders_each_with_its_web_config_are_sites_named_after_them(
     wait_new(server, seen, r"configuration reloaded: 1 added")
     assert body(server.port, "one.example").startswith(b"one|")
     assert request(server.port, host="two.example").status == 404
+
+
+def test_a_broken_site_file_at_start_is_refused_alone_and_loads_once_fixed(
+    tmp_path: Path, serve: Callable[..., CorralServer]
+) -> None:
+    make_app(tmp_path / "apps" / "a", "a")
+    make_app(tmp_path / "apps" / "b", "b")
+    sites = tmp_path / "sites.d"
+    sites.mkdir()
+    (tmp_path / "server.toml").write_text('[server]\ninclude = ["sites.d/*.toml"]\n')
+    write(sites / "a.toml", site_toml("a", "a"))
+    write(sites / "b.toml", "[sites.b]\nbindings = [\n")
+    server = serve(tmp_path / "server.toml")
+    server.wait_log(rf"site file {sites / 'b.toml'} refused; no site from it")
+    server.wait_log(rf"{sites / 'b.toml'}:2: toml: malformed TOML")
+    assert until(lambda: body(server.port, "a.test").startswith(b"a|"), "site a", server)
+    assert request(server.port, host="b.test").status == 404
+    seen = len(server.log)
+    write(sites / "b.toml", site_toml("b", "b"))
+    wait_new(server, seen, r"configuration reloaded: 1 added, 1 unchanged")
+    assert body(server.port, "b.test").startswith(b"b|")
