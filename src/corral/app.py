@@ -21,8 +21,11 @@ its deploy script, file-change restarts and error log. SIGHUP, or a change to a 
 file, reloads the configuration (``Host.reload``): unchanged applications are left alone,
 changed ones are started anew and take over once ready (then the old pool drains and stops),
 new ones are added, removed ones drained; a configuration with errors is refused and the
-running one kept. Changed server settings (``[server]``: the front's limits and timeouts) are
-applied at once (``FrontServer.apply_settings``), except where a ``--set`` holds them.
+running one kept, except that a site file or folder of ``[server] include`` with errors is
+refused alone and keeps its sites' previous state (``config.include``; the watcher also watches
+the include folders, and new bindings' addresses are listened on). Changed server settings
+(``[server]``: the front's limits and timeouts) are applied at once
+(``FrontServer.apply_settings``), except where a ``--set`` holds them.
 """
 
 from __future__ import annotations
@@ -113,7 +116,8 @@ def load_config(path: Path, previous: ServerConfig | None = None) -> ServerConfi
         if item.errors:
             names = ", ".join(repr(name) for name in item.sites)
             logger.error(
-                "site file %s refused; %s:\n%s",
+                "site %s %s refused; %s:\n%s",
+                "folder" if item.pattern.endswith(("/", os.sep)) else "file",
                 item.path,
                 f"its sites keep their previous state ({names})"
                 if item.kept
@@ -549,8 +553,9 @@ class Host:
                     exc.strerror or exc,
                 )
                 continue
-            for shown, actual in bound:
+            for address, actual in bound:
                 self._ports.append((actual, port))
+                shown = f"[{address}]" if ":" in address else address
                 logger.info("serving %s on http://%s:%d", self.options.path, shown, actual)
             self.addresses += bound
 

@@ -2,7 +2,8 @@
 
     load(path)          a site folder, its web.config/corral.toml, or a server TOML file
     load_site(folder)   `corral serve SITE_DIR`: one site, one application at "/"
-    load_server(file)   a server TOML listing sites, bindings and applications at virtual paths
+    load_server(file)   a server TOML listing sites, bindings and applications at virtual paths,
+                        and the site files and folders its `include` patterns match (include.py)
 
 Precedence lives in `engine_table` (built-ins < applicationHost.config `<engines>` <
 `<userEngines>` < TOML `[engines]`), `switch_enabled` (site entry < global, a named engine beats

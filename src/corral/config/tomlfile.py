@@ -21,6 +21,7 @@ The server file:
 
     [server]
     application_host = "applicationHost.config"    # optional <heliconZooServer> source
+    include = ["sites.d/*.toml", "vhosts/*/"]       # site files and site folders (include.py)
     trusted_proxies = ["127.0.0.1", "10.0.0.0/8"] # may send X-Forwarded-* (HTTP backends)
     max_body_size = 10_000_000                      # the front's limits and timeouts
     header_timeout = 10                             # (settings.SERVER_BY_TOML)
