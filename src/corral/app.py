@@ -112,6 +112,8 @@ def load_config(path: Path, previous: ServerConfig | None = None) -> ServerConfi
     if path.is_dir():
         return load_site(str(path), default_engine=PYTHON)
     config = load(str(path), previous=previous)
+    if config.include_patterns and not config.sites:
+        logger.info("no site yet: each site file's bindings are listened on as it is added")
     for item in config.included:
         if item.errors:
             names = ", ".join(repr(name) for name in item.sites)

@@ -237,6 +237,8 @@ def assemble(
         _named(problems, ((decl.name, decl.location) for decl in unit.sites), names)
         built: list[SiteConfig] = []
         claims: dict[BindKey, str] = {}
+        if not unit.pattern.folders:
+            sources.append(unit.path)
         if not problems:
             sub = dataclasses.replace(
                 ctx,
@@ -253,8 +255,6 @@ def assemble(
                 ctx.notices.extend(sub.notices)
                 ctx.not_in_effect.extend(sub.not_in_effect)
                 ctx.used_engines.update(sub.used_engines)
-        if not unit.pattern.folders:
-            sources.append(unit.path)
         errors = tuple((e.location, e.setting, e.message) for e in in_file_order(problems.errors))
         kept = False
         if problems:

@@ -122,6 +122,8 @@ class ConfigFiles:
             return Change.OTHER
         if any(included(path, pattern) for pattern in self.patterns):
             return Change.OTHER
+        if any(path == os.path.dirname(pattern) for pattern in self.patterns):
+            return Change.OTHER  # the include folder itself appeared (then it is watched)
         return None
 
 

@@ -250,6 +250,16 @@ def test_the_watcher_watches_the_include_folder_for_new_matching_files(tree: Pat
     assert files.classify(str(tree / "other" / "new.toml")) is None
 
 
+def test_an_include_folder_that_appears_later_is_a_change_of_the_server_files_folder(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "server.toml").write_text('[server]\ninclude = ["sites.d/*.toml"]\n')
+    files = config_files(load(str(tmp_path / "server.toml")))
+    assert files.folders == (str(tmp_path),)  # sites.d does not exist yet
+    assert files.classify(str(tmp_path / "sites.d")) is Change.OTHER
+    assert files.classify(str(tmp_path / "other.d")) is None
+
+
 NAMES = st.text(alphabet="ab.*?[]-_~", min_size=1, max_size=6)
 
 
