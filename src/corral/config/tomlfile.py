@@ -417,6 +417,8 @@ def read_server_settings(
             written[setting.name] = (value, where)
         elif key in ("include", "include_bindings") and server_file:
             continue  # read by `read_include`
+        elif key in ("include", "include_bindings"):
+            problems.add(where, key, "only a server file includes site files")
         elif key == "application_host" and not server_file:
             problems.add(where, key, "only a server file names an applicationHost.config")
         elif key == "application_host" and isinstance(value, str):

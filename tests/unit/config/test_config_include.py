@@ -276,3 +276,9 @@ def test_the_watcher_sees_exactly_the_files_glob_matches(
     globbed = set(matches(Pattern(pattern, full, False, Location("x"))))
     seen = {str(path) for path in folder.iterdir() if included(str(path), full)}
     assert seen == globbed
+
+
+def test_a_site_folder_served_alone_includes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "corral.toml").write_text('[server]\ninclude = ["sites.d/*.toml"]\n')
+    with pytest.raises(ConfigErrors, match=r"corral\.toml:2: include: only a server file"):
+        load(str(tmp_path))
