@@ -17,10 +17,11 @@ matched (an editor's `.a.toml.swp`), nor is a file a pattern does not match (`a.
 
 `assemble` builds each match apart from the others: a match with errors is refused (every error
 with its file and line) and, when the configuration it replaces is given (a reload), keeps the
-sites it had there; the other matches load. Between matches, a site name already declared (by
-the server file or another match) or a binding (address, port, host) already bound refuses the
-later match; a match that already served before comes first, so that a new file never takes a
-running site's name or binding.
+sites it had there; the other matches load. Between matches, a site name or a binding (address,
+port, host) that two claim goes to the server file, else to the match that held it before, else
+to the first in include order; the other is refused. So a new or changed file never takes a
+name or a binding that another file's site holds: editing one customer's file cannot take
+another customer's site down.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import dataclasses
 import glob
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from corral.config import convert
@@ -42,7 +43,6 @@ _MAGIC = re.compile(r"[*?[]")
 
 #: Builds one site declaration into `ctx` (its problems, notices), adding the files it reads.
 BuildSite = Callable[[BuildContext, SiteDecl, list[str]], SiteConfig]
-BindKey = tuple[str, int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,42 +174,67 @@ def site_folder(path: str, pattern: Pattern, bindings: Iterable[Binding]) -> Uni
     return Unit(path, pattern, (decl,))
 
 
-def _keys(site: SiteConfig) -> Iterable[tuple[BindKey, Binding]]:
+#: What one site holds that no other may: its name ("site", NAME, 0, "") and each host on each
+#: address and port it binds ("binding", ADDRESS, PORT, HOST; "" for every host).
+Claim = tuple[str, str, int, str]
+
+
+def _claims(site: SiteConfig) -> Iterator[tuple[Claim, Location]]:
+    """Each claim of `site`, with where it is written."""
+    where = site.location or Location("?")
+    yield ("site", site.name, 0, ""), where
     for binding in site.bindings:
         for host in binding.hosts or ("",):
-            yield (binding.address, binding.port, host), binding
+            yield ("binding", binding.address, binding.port, host), binding.location or where
 
 
-def _claim(
-    problems: Problems, sites: Iterable[SiteConfig], bound: dict[BindKey, str]
-) -> dict[BindKey, str]:
-    """The bindings `sites` would take; an error for each one another site holds."""
-    claims: dict[BindKey, str] = {}
-    for site in sites:
-        for key, binding in _keys(site):
-            other = bound.get(key) or claims.get(key)
-            if other is not None and other != site.name:
-                what = f"host {key[2]}" if key[2] else "every host (no host name)"
-                problems.add(
-                    binding.location or site.location or Location("?"),
-                    "bindings",
-                    f"{what} on {key[0]}:{key[1]} is already bound by site {other!r}",
-                )
-            else:
-                claims[key] = site.name
-    return claims
+def _conflict(problems: Problems, claim: Claim, where: Location, holder: SiteConfig) -> None:
+    """The error of a site claiming what `holder` holds."""
+    held_at = f" ({holder.location})" if holder.location else ""
+    if claim[0] == "site":
+        problems.add(where, "sites", f"site {claim[1]!r} is already declared{held_at}")
+        return
+    what = f"host {claim[3]}" if claim[3] else "every host (no host name)"
+    problems.add(
+        where,
+        "bindings",
+        f"{what} on {claim[1]}:{claim[2]} is already bound by site {holder.name!r}{held_at}",
+    )
 
 
-def _named(
-    problems: Problems, sites: Iterable[tuple[str, Location | None]], names: dict[str, str]
-) -> None:
-    for name, where in sites:
-        if name in names:
-            problems.add(
-                where or Location("?"),
-                "sites",
-                f"site {name!r} is already declared ({names[name]})",
-            )
+@dataclass(slots=True)
+class _Match:
+    """One unit while `assemble` settles who holds what."""
+
+    unit: Unit
+    problems: Problems
+    #: Its sites built from its files (when it had no error of its own).
+    built: list[SiteConfig]
+    sub: BuildContext | None
+    #: Its sites now: the built ones, its previous ones when refused, or none.
+    sites: list[SiteConfig]
+    refused: bool = False
+
+
+def _build_match(ctx: BuildContext, unit: Unit, build: BuildSite, sources: list[str]) -> _Match:
+    """Build one unit on its own: its own errors, and conflicts between its own sites."""
+    problems = Problems()
+    problems.errors.extend(unit.errors)
+    if not unit.pattern.folders:
+        sources.append(unit.path)
+    if problems:
+        return _Match(unit, problems, [], None, [])
+    sub = dataclasses.replace(
+        ctx, problems=problems, notices=[], not_in_effect=[], used_engines=dict(ctx.used_engines)
+    )
+    built = [build(sub, decl, sources) for decl in unit.sites]
+    own: dict[Claim, SiteConfig] = {}
+    for site in built:
+        for claim, where in _claims(site):
+            holder = own.setdefault(claim, site)
+            if holder is not site:
+                _conflict(problems, claim, where, holder)
+    return _Match(unit, problems, built, sub, built)
 
 
 def assemble(
@@ -222,68 +247,83 @@ def assemble(
 ) -> tuple[list[SiteConfig], list[IncludedFile]]:
     """Build each match apart; the sites that load (or are kept) and each match's outcome.
 
-    Notices, settings not in effect and engines used of a match that loads join `ctx`'s; the
-    files every match read join `sources` (a refused file too: its fix must be seen)."""
+    Who holds a site name or a binding two matches claim: the server file; else the match that
+    held it in ``previous``; else the first in include order. The others are refused (and keep
+    their previous sites, unless those conflict too), until no conflict is left. Notices,
+    settings not in effect and engines used of a match that loads join `ctx`'s; the files every
+    match read join `sources` (a refused file too: its fix must be seen)."""
     before = {item.path: item for item in (previous.included if previous else ())}
     old_sites = {site.name: site for site in (previous.sites if previous else ())}
-    names = {site.name: str(site.location or "the server file") for site in main_sites}
-    bound = {key: site.name for site in main_sites for key, _ in _keys(site)}
-    units = included.units
-    outcome: dict[int, tuple[list[SiteConfig], IncludedFile]] = {}
-    for index in sorted(range(len(units)), key=lambda i: (units[i].path not in before, i)):
-        unit = units[index]
-        problems = Problems()
-        problems.errors.extend(unit.errors)
-        _named(problems, ((decl.name, decl.location) for decl in unit.sites), names)
-        built: list[SiteConfig] = []
-        claims: dict[BindKey, str] = {}
-        if not unit.pattern.folders:
-            sources.append(unit.path)
-        if not problems:
-            sub = dataclasses.replace(
-                ctx,
-                problems=problems,
-                notices=[],
-                not_in_effect=[],
-                used_engines=dict(ctx.used_engines),
-            )
-            read: list[str] = []
-            built = [build(sub, decl, read) for decl in unit.sites]
-            sources.extend(read)
-            claims = _claim(problems, built, bound)
-            if not problems:
-                ctx.notices.extend(sub.notices)
-                ctx.not_in_effect.extend(sub.not_in_effect)
-                ctx.used_engines.update(sub.used_engines)
-        errors = tuple((e.location, e.setting, e.message) for e in in_file_order(problems.errors))
-        kept = False
-        if problems:
-            built, claims = _keep(before.get(unit.path), old_sites, names, bound)
-            kept = bool(built)
-        for site in built:
-            names[site.name] = str(site.location or unit.path)
-        bound.update(claims)
-        record = IncludedFile(
-            unit.path, unit.pattern.written, tuple(s.name for s in built), errors, kept
+    owner: dict[Claim, str] = {}
+    for item in before.values():
+        for name in item.sites:
+            if name in old_sites:
+                owner.update((claim, item.path) for claim, _ in _claims(old_sites[name]))
+    server: dict[Claim, SiteConfig] = {c: s for s in main_sites for c, _ in _claims(s)}
+    matches = [_build_match(ctx, unit, build, sources) for unit in included.units]
+    for match in matches:
+        if match.problems:
+            _refuse(match, before, old_sites)
+    while _settle(matches, server, owner, before, old_sites):
+        pass
+    for match in matches:
+        if not match.refused and match.sub is not None:
+            ctx.notices.extend(match.sub.notices)
+            ctx.not_in_effect.extend(match.sub.not_in_effect)
+            ctx.used_engines.update(match.sub.used_engines)
+    records = [
+        IncludedFile(
+            m.unit.path,
+            m.unit.pattern.written,
+            tuple(site.name for site in m.sites),
+            tuple((e.location, e.setting, e.message) for e in in_file_order(m.problems.errors)),
+            kept=m.refused and bool(m.sites),
         )
-        outcome[index] = (built, record)
-    sites = [site for index in sorted(outcome) for site in outcome[index][0]]
-    return sites, [outcome[index][1] for index in sorted(outcome)]
+        for m in matches
+    ]
+    return [site for match in matches for site in match.sites], records
 
 
-def _keep(
-    old: IncludedFile | None,
-    old_sites: dict[str, SiteConfig],
-    names: dict[str, str],
-    bound: dict[BindKey, str],
-) -> tuple[list[SiteConfig], dict[BindKey, str]]:
-    """A refused match's sites as they were before, when it had any and they still fit."""
-    if old is None:
-        return [], {}
-    sites = [old_sites[name] for name in old.sites if name in old_sites]
-    check = Problems()
-    _named(check, ((site.name, site.location) for site in sites), names)
-    claims = _claim(check, sites, bound)
-    if check:
-        return [], {}
-    return sites, claims
+def _refuse(match: _Match, before: dict[str, IncludedFile], old: dict[str, SiteConfig]) -> None:
+    """Refuse a match: its sites are the ones it had before (none at start)."""
+    match.refused = True
+    item = before.get(match.unit.path)
+    match.sites = [] if item is None else [old[name] for name in item.sites if name in old]
+
+
+def _settle(
+    matches: list[_Match],
+    server: dict[Claim, SiteConfig],
+    owner: dict[Claim, str],
+    before: dict[str, IncludedFile],
+    old: dict[str, SiteConfig],
+) -> bool:
+    """One round: refuse each match that claims what another holds (a refused one's previous
+    sites are dropped then). True when something changed (another round is needed)."""
+    claimants: dict[Claim, list[tuple[int, SiteConfig, Location]]] = {}
+    for index, match in enumerate(matches):
+        for site in match.sites:
+            for claim, where in _claims(site):
+                claimants.setdefault(claim, []).append((index, site, where))
+    losers: dict[int, list[tuple[Claim, Location, SiteConfig]]] = {}
+    for claim, who in claimants.items():
+        holder = server.get(claim)
+        if holder is None and len(who) == 1:
+            continue
+        if holder is None:
+            first = who[0]
+            by_owner = [w for w in who if matches[w[0]].unit.path == owner.get(claim)]
+            winner = by_owner[0] if by_owner else first
+            holder = winner[1]
+            who = [w for w in who if w is not winner]
+        for index, _, where in who:
+            losers.setdefault(index, []).append((claim, where, holder))
+    for index, lost in losers.items():
+        match = matches[index]
+        for claim, where, holder in lost:
+            _conflict(match.problems, claim, where, holder)
+        if match.refused:
+            match.sites = []  # its previous sites do not fit any more
+        else:
+            _refuse(match, before, old)
+    return bool(losers)

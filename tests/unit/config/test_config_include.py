@@ -150,8 +150,12 @@ def test_a_site_of_the_server_file_cannot_be_declared_again_by_an_included_file(
     (tree / "sites.d" / "a.toml").write_text(site("a", "../www/b"))
     config = load(str(tree / "server.toml"))
     assert [m.physical_path for m in config.sites[0].mounts] == [str(tree / "www" / "a")]
-    (error,) = errors_of(config)
-    assert f"site 'a' is already declared ({tree / 'server.toml'}:4)" in error
+    a_toml = tree / "sites.d" / "a.toml"
+    assert errors_of(config) == [
+        f"{a_toml}:1: sites: site 'a' is already declared ({tree / 'server.toml'}:4)",
+        f"{a_toml}:2: bindings: host a.test on 127.0.0.1:8080 is already bound by site 'a' "
+        f"({tree / 'server.toml'}:4)",
+    ]
 
 
 def test_a_binding_taken_by_another_file_refuses_the_later_one_at_the_binding(
@@ -163,7 +167,7 @@ def test_a_binding_taken_by_another_file_refuses_the_later_one_at_the_binding(
     assert [s.name for s in config.sites] == ["a"]
     assert errors_of(config) == [
         f"{tree / 'sites.d' / 'b.toml'}:2: bindings: host x.test on 127.0.0.1:8080 is already "
-        "bound by site 'a'"
+        f"bound by site 'a' ({tree / 'sites.d' / 'a.toml'}:1)"
     ]
 
 
@@ -282,3 +286,84 @@ def test_a_site_folder_served_alone_includes_nothing(tmp_path: Path) -> None:
     (tmp_path / "corral.toml").write_text('[server]\ninclude = ["sites.d/*.toml"]\n')
     with pytest.raises(ConfigErrors, match=r"corral\.toml:2: include: only a server file"):
         load(str(tmp_path))
+
+
+def test_a_changed_file_cannot_take_what_an_unchanged_one_holds(tree: Path) -> None:
+    a, b = tree / "sites.d" / "a.toml", tree / "sites.d" / "b.toml"
+    a.write_text(site("a", binding="127.0.0.1:8080:a.test"))
+    b.write_text(site("b", "../www/b", "127.0.0.1:8080:b.test"))
+    before = load(str(tree / "server.toml"))
+    # a.toml (first in name order) now wants b.test too: it is refused and keeps its state.
+    a.write_text(site("a", binding="127.0.0.1:8080:b.test"))
+    after = load(str(tree / "server.toml"), previous=before)
+    assert after.sites == before.sites
+    assert [(i.kept, bool(i.errors)) for i in after.included] == [(True, True), (False, False)]
+    assert "host b.test on 127.0.0.1:8080 is already bound by site 'b'" in errors_of(after)[0]
+
+
+FILES = ("f0", "f1", "f2")
+CONTENT = st.one_of(
+    st.none(),
+    st.just("broken"),
+    st.lists(
+        st.tuples(st.sampled_from(["s0", "s1", "s2"]), st.sampled_from(["h0", "h1", "h2"])),
+        min_size=1,
+        max_size=2,
+        unique_by=lambda item: item[0],
+    ),
+)
+
+
+def _write_files(folder: Path, files: dict[str, object]) -> None:
+    for old in folder.glob("*.toml"):
+        old.unlink()
+    for name, content in files.items():
+        if content is None:
+            continue
+        if content == "broken":
+            text = "[sites.x]\nbindings = [\n"
+        else:
+            assert isinstance(content, list)
+            text = "".join(site(s, "../www/a", f"127.0.0.1:8080:{h}") for s, h in content)
+        (folder / f"{name}.toml").write_text(text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    first=st.fixed_dictionaries({name: CONTENT for name in FILES}),
+    second=st.fixed_dictionaries({name: CONTENT for name in FILES}),
+    changed=st.sets(st.sampled_from(FILES)),
+)
+def test_a_reload_never_touches_a_site_whose_file_did_not_change(
+    tmp_path_factory: pytest.TempPathFactory,
+    first: dict[str, object],
+    second: dict[str, object],
+    changed: set[str],
+) -> None:
+    root = tmp_path_factory.mktemp("reload")
+    (root / "www" / "a").mkdir(parents=True)
+    (root / "sites.d").mkdir()
+    (root / "server.toml").write_text('[server]\ninclude = ["sites.d/*.toml"]\n')
+    _write_files(root / "sites.d", first)
+    before = load(str(root / "server.toml"))
+    then = {name: second[name] if name in changed else first[name] for name in FILES}
+    _write_files(root / "sites.d", then)
+    after = load(str(root / "server.toml"), previous=before)
+    # No site name and no binding twice.
+    names = [s.name for s in after.sites]
+    assert len(names) == len(set(names))
+    keys = [(b.address, b.port, h) for s in after.sites for b in s.bindings for h in b.hosts]
+    assert len(keys) == len(set(keys))
+    old = {item.path: item for item in before.included}
+    new = {item.path: item for item in after.included}
+    by_name = {s.name: s for s in after.sites}
+    for name in FILES:
+        path = str(root / "sites.d" / f"{name}.toml")
+        was = old.get(path)
+        if was is None or not was.sites or then[name] is None:
+            continue
+        previous_sites = [s for s in before.sites if s.name in was.sites]
+        if name not in changed or then[name] == "broken":
+            # Unchanged, or broken now: exactly its sites as they were.
+            assert new[path].sites == was.sites
+            assert [by_name[n] for n in was.sites] == previous_sites
