@@ -255,6 +255,11 @@ def test_site_folders_each_with_its_web_config_are_sites_named_after_them(
     wait_new(server, seen, r"configuration reloaded: 1 added")
     assert body(server.port, "one.example").startswith(b"one|")
     assert request(server.port, host="two.example").status == 404
+    # Removed: moved out of the include folder (as a panel would before deleting it).
+    seen = len(server.log)
+    os.rename(vhosts / "one.example", tmp_path / "gone")
+    wait_new(server, seen, r"configuration reloaded: 1 removed")
+    assert request(server.port, host="one.example").status == 404
 
 
 def test_a_broken_site_file_at_start_is_refused_alone_and_loads_once_fixed(
