@@ -21,8 +21,11 @@ its deploy script, file-change restarts and error log. SIGHUP, or a change to a 
 file, reloads the configuration (``Host.reload``): unchanged applications are left alone,
 changed ones are started anew and take over once ready (then the old pool drains and stops),
 new ones are added, removed ones drained; a configuration with errors is refused and the
-running one kept. Changed server settings (``[server]``: the front's limits and timeouts) are
-applied at once (``FrontServer.apply_settings``), except where a ``--set`` holds them.
+running one kept, except that a site file or folder of ``[server] include`` with errors is
+refused alone and keeps its sites' previous state (``config.include``; the watcher also watches
+the include folders, and new bindings' addresses are listened on). Changed server settings
+(``[server]``: the front's limits and timeouts) are applied at once
+(``FrontServer.apply_settings``), except where a ``--set`` holds them.
 
 The control socket (``corral.ops.control``, opened before listening, removed at the end of the
 stop) lets ``corral status|restart|reload|stop|scale`` reach the host's ``status``,
@@ -111,12 +114,30 @@ class Application:
     controller: AppController | None = None
 
 
-def load_config(path: Path) -> ServerConfig:
+def load_config(path: Path, previous: ServerConfig | None = None) -> ServerConfig:
     """The configuration at ``path``; a site folder without any configuration file is one
-    application at "/" run by Corral's Python worker. Raises ``ConfigErrors``."""
+    application at "/" run by Corral's Python worker. Raises ``ConfigErrors``. ``previous``:
+    the running configuration, whose sites a refused site file keeps (a reload)."""
     if path.is_dir():
         return load_site(str(path), default_engine=PYTHON)
-    return load(str(path))
+    config = load(str(path), previous=previous)
+    if config.include_patterns and not config.sites:
+        logger.info("no site yet: each site file's bindings are listened on as it is added")
+    for item in config.included:
+        if item.errors:
+            names = ", ".join(repr(name) for name in item.sites)
+            logger.error(
+                "site %s %s refused; %s:\n%s",
+                "folder" if item.pattern.endswith(("/", os.sep)) else "file",
+                item.path,
+                f"its sites keep their previous state ({names})"
+                if item.kept
+                else "no site from it",
+                "\n".join(
+                    f"  {where}: {setting}: {message}" for where, setting, message in item.errors
+                ),
+            )
+    return config
 
 
 def front_settings(config: ServerConfig, options: ServeOptions) -> FrontSettings:
@@ -539,7 +560,7 @@ class Host:
             return False
         logger.info("reloading the configuration (%s)", reason)
         try:
-            new = await asyncio.to_thread(load_config, self.options.path)
+            new = await asyncio.to_thread(load_config, self.options.path, self.config)
             built = {app_key(a.config): a for a in build_apps(new, self.options)}
         except ConfigErrors as exc:
             logger.error("the configuration has errors; the running one stays in force:\n%s", exc)
@@ -550,9 +571,7 @@ class Host:
         running = {app_key(a.config): a for a in self.apps}
         plan = plan_reload(self.config, new, (a.config for a in self.apps))
         if plan.listen_changed:
-            logger.warning(
-                "the addresses to listen on changed: restart corral to listen on the new ones"
-            )
+            await self._listen_added(new)
         keep: dict[ReloadKey, Application] = {}
         retire: list[tuple[Application, str]] = []
         for key in plan.unchanged:
@@ -593,6 +612,43 @@ class Host:
         self._watch_config(new)
         logger.info("configuration reloaded: %s", plan.describe())
         return True
+
+    async def _listen_added(self, new: ServerConfig) -> None:
+        """Listen on the addresses a reload's new bindings need (a site added as a file on a
+        port of its own). Addresses no site binds any more keep listening (answering 404)."""
+        assert self.front is not None
+        if self.options.listen is not None:
+            return
+        ports = dict(self._ports)
+        have = {(host, ports.get(actual, actual)) for host, actual in self.addresses}
+        https = tls_ports(new)
+        for host, port in listen_plan(new.listen_addresses()):
+            wildcard = "::" if ":" in host else "0.0.0.0"
+            if (host, port) in have or (wildcard, port) in have:
+                continue
+            if port in https:  # (its certificates are read at start: front/tls.py)
+                logger.warning(
+                    "an https binding on a new port (%s:%d): restart corral to listen there",
+                    host,
+                    port,
+                )
+                continue
+            try:
+                bound = await self.front.listen(host, port)
+            except OSError as exc:
+                logger.error(
+                    "cannot listen on %s:%d for the new configuration (%s): restart corral to "
+                    "listen there",
+                    host,
+                    port,
+                    exc.strerror or exc,
+                )
+                continue
+            for address, actual in bound:
+                self._ports.append((actual, port))
+                shown = f"[{address}]" if ":" in address else address
+                logger.info("serving %s on http://%s:%d", self.options.path, shown, actual)
+            self.addresses += bound
 
     def _apply_front_settings(self, old: ServerConfig, new: ServerConfig) -> None:
         """A reload's server settings: in effect at once (see ``FrontServer.apply_settings``).

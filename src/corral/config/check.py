@@ -67,12 +67,19 @@ def run_check(
         errors: list[ConfigError] = []
     except ConfigErrors as failed:
         config, errors = failed.partial, list(failed.errors)
+    refused: list[ConfigError] = []
+    if config is not None:  # a refused site file: corral serve serves the others
+        refused = [ConfigError(*error) for item in config.included for error in item.errors]
+        errors += refused
     if config is not None and more_errors is not None:
         errors += [error for error in more_errors(config) if error not in errors]
     if errors:
         count = len(errors)
         s = "s" if count != 1 else ""
-        lines = [f"{path}: {count} configuration error{s}, corral serve would refuse it:"]
+        what = "it"
+        if len(refused) == count:
+            what = "the site files and folders named (and serve the others)"
+        lines = [f"{path}: {count} configuration error{s}, corral serve would refuse {what}:"]
         lines += [f"  {error}" for error in in_file_order(errors)]
         notices = config.notices if config is not None else ()
         if notices:
@@ -198,11 +205,25 @@ def _server_settings(front: FrontSettings) -> list[str]:
     return lines
 
 
+def _included(config: ServerConfig) -> list[str]:
+    """The site files and site folders the include patterns matched, and their sites."""
+    lines = ["Included site files and folders:"]
+    for item in config.included:
+        sites = ", ".join(repr(name) for name in item.sites) or "no site"
+        state = " (refused)" if item.errors else ""
+        lines.append(f"  {item.path}: {sites}{state}  (include {item.pattern!r})")
+    if not config.included:
+        lines.append("  (none yet)")
+    return lines
+
+
 def render(config: ServerConfig) -> str:
     lines = ["Configuration OK."]
     if config.sources:
         lines.append("Files read:")
         lines += [f"  {source}" for source in config.sources]
+    if config.include_patterns:
+        lines += _included(config)
     server = _server_settings(config.front)
     if server:
         lines.append("Server settings (others at their defaults):")

@@ -121,8 +121,9 @@ def render() -> str:
             if setting.minimum is not None:
                 kind += f" {'>' if setting.above else '≥'} {setting.minimum}"
             toml = f"`{setting.toml_key}`" if setting.toml_key else "—"
+            zoo = f"`{setting.zoo_name}`" if setting.zoo_name else "— (TOML only)"
             lines.append(
-                f"| {setting.name} | {toml} | `{setting.zoo_name}` | {kind} | "
+                f"| {setting.name} | {toml} | {zoo} | {kind} | "
                 f"{_default(setting)} | {'yes' if setting.in_effect else 'no'} | "
                 f"{_cell(setting.doc)} |"
             )

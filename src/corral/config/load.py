@@ -2,7 +2,8 @@
 
     load(path)          a site folder, its web.config/corral.toml, or a server TOML file
     load_site(folder)   `corral serve SITE_DIR`: one site, one application at "/"
-    load_server(file)   a server TOML listing sites, bindings and applications at virtual paths
+    load_server(file)   a server TOML listing sites, bindings and applications at virtual paths,
+                        and the site files and folders its `include` patterns match (include.py)
 
 Precedence lives in `engine_table` (built-ins < applicationHost.config `<engines>` <
 `<userEngines>` < TOML `[engines]`), `switch_enabled` (site entry < global, a named engine beats
@@ -15,7 +16,7 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 
-from corral.config import builtin_engines, expand, rewriteread
+from corral.config import builtin_engines, expand, include, rewriteread
 from corral.config.appbuild import BuildContext, build_app
 from corral.config.declare import Written, declare_server
 from corral.config.errors import Problems
@@ -26,6 +27,7 @@ from corral.config.model import (
     EngineConfig,
     Handler,
     HandlerScope,
+    IncludedFile,
     Location,
     Mount,
     NotInEffect,
@@ -66,8 +68,14 @@ _SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
 DEFAULT_BINDING = Binding(address="127.0.0.1", port=8080)
 
 
-def load(path: str, *, environ: Mapping[str, str] | None = None) -> ServerConfig:
-    """A site folder (or its web.config / corral.toml), or a server TOML file."""
+def load(
+    path: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    previous: ServerConfig | None = None,
+) -> ServerConfig:
+    """A site folder (or its web.config / corral.toml), or a server TOML file. ``previous``:
+    the configuration this one replaces (a reload), whose sites a refused site file keeps."""
     if os.path.isdir(path):
         return load_site(path, environ=environ)
     name = os.path.basename(path).lower()
@@ -82,7 +90,7 @@ def load(path: str, *, environ: Mapping[str, str] | None = None) -> ServerConfig
             '[server] application_host = "applicationHost.config"',
         )
         problems.raise_if_any()
-    return load_server(path, environ=environ)
+    return load_server(path, environ=environ, previous=previous)
 
 
 def load_site(
@@ -126,7 +134,15 @@ def load_site(
     return dataclasses.replace(config, front=front)
 
 
-def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> ServerConfig:
+def load_server(
+    path: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    previous: ServerConfig | None = None,
+) -> ServerConfig:
+    """The server file and what its `include` patterns match (`corral.config.include`): an
+    error in the server file raises `ConfigErrors`; a site file or folder with errors is
+    refused alone (`ServerConfig.included`), keeping its sites of ``previous`` if given."""
     problems = Problems()
     path = os.path.abspath(path)
     data = _read(path, problems)
@@ -151,7 +167,10 @@ def load_server(path: str, *, environ: Mapping[str, str] | None = None) -> Serve
     # applicationHost.config's <heliconZooServer> attributes < the server TOML's [server].
     layers = [(zoo.settings, "applicationHost")] if zoo is not None else []
     front = declare_server([*layers, (server.settings, "toml")], problems)
-    config = _build(problems, zoo, engines, sites, environ, sources)
+    included = None
+    if server.include is not None:
+        included = include.read(server.include, os.path.dirname(path), problems)
+    config = _build(problems, zoo, engines, sites, environ, sources, included, previous)
     return dataclasses.replace(config, front=front)
 
 
@@ -198,6 +217,8 @@ def _build(
     sites: list[SiteDecl],
     environ: Mapping[str, str] | None,
     sources: list[str],
+    included: include.Included | None = None,
+    previous: ServerConfig | None = None,
     *,
     site_engines_allowed: bool = False,
     default_engine: str | None = None,
@@ -216,14 +237,21 @@ def _build(
                     f"{entries[0].location}: switchboard for site {site_name!r}, which the "
                     "server file does not declare"
                 )
-    built: list[SiteConfig] = []
-    for decl in sites:
+
+    def build_site(ctx: BuildContext, decl: SiteDecl, sources: list[str]) -> SiteConfig:
         switchboard: list[SwitchEntry] = []
         if zoo is not None:
             switchboard += zoo.switchboard.get("", ()) + zoo.switchboard.get(decl.name, ())
         switchboard += decl.switchboard
-        built.append(_build_site(ctx, decl, switchboard, sources))
+        return _build_site(ctx, decl, switchboard, sources)
+
+    built = [build_site(ctx, decl, sources) for decl in sites]
     _check_bindings(problems, built)
+    files: list[IncludedFile] = []
+    if included is not None:
+        ctx.notices.extend(included.notices)
+        more, files = include.assemble(ctx, included, built, previous, build_site, sources)
+        built += more
     check_tls(problems, built, ctx.notices)
     for name, engine in sorted(ctx.used_engines.items()):
         ctx.not_in_effect.extend(engine_not_in_effect(engine))
@@ -245,6 +273,8 @@ def _build(
         sources=tuple(dict.fromkeys(sources)),
         notices=tuple(ctx.notices),
         not_in_effect=tuple(ctx.not_in_effect),
+        included=tuple(files),
+        include_patterns=() if included is None else tuple(p.path for p in included.patterns),
     )
     problems.raise_if_any(partial=config)
     return config

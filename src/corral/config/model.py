@@ -424,6 +424,22 @@ class FrontSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class IncludedFile:
+    """A site file or site folder that a `[server] include` pattern matched (`config.include`).
+
+    `errors` (location, setting, message): why it was refused; then `kept` says whether its
+    sites (`sites`) are the ones of the configuration before (a reload keeps a refused file's
+    previous state) or it serves none."""
+
+    path: str
+    #: The include pattern that matched it, as written.
+    pattern: str
+    sites: tuple[str, ...]
+    errors: tuple[tuple[Location, str, str], ...] = ()
+    kept: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     sites: tuple[SiteConfig, ...]
     #: Every engine known after built-ins < <engines> < <userEngines> < TOML.
@@ -435,6 +451,10 @@ class ServerConfig:
     #: The front server's limits and timeouts (`[server]` in the server TOML, attributes of
     #: `<heliconZooServer>`); the command line's `--set` is applied over them by `corral.app`.
     front: FrontSettings = field(default_factory=FrontSettings)
+    #: Every site file and site folder the include patterns matched, in their order.
+    included: tuple[IncludedFile, ...] = ()
+    #: The include patterns, absolute (a file appearing that one matches is a new site file).
+    include_patterns: tuple[str, ...] = ()
 
     def engine(self, name: str) -> EngineConfig:
         for engine in self.engines:

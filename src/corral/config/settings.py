@@ -30,6 +30,7 @@ __all__ = [
     "ENGINE_BY_ATTRIBUTE",
     "ENGINE_BY_TOML",
     "FRONT_DEFAULTS",
+    "NOT_FRONT",
     "POOL_BY_FIELD",
     "PROTOCOLS_IN_EFFECT",
     "SERVER_BY_ATTRIBUTE",
@@ -67,9 +68,11 @@ APP_BY_VARIABLE: dict[str, Setting] = {
     for s in by_scope(Scope.APP)
     if s.kind is not Kind.ENV and s.name not in ("app.engine", "app.paths")
 }
+#: `[server]` settings of the server file itself, not of the front (`FrontSettings`).
+NOT_FRONT = frozenset({"server.application_host", "server.include", "server.include_bindings"})
 #: Front-server settings (FrontSettings fields): `[server]` TOML key -> setting.
 SERVER_BY_TOML: dict[str, Setting] = {
-    s.toml_key: s for s in by_scope(Scope.SERVER) if s.name != "server.application_host"
+    s.toml_key: s for s in by_scope(Scope.SERVER) if s.name not in NOT_FRONT
 }
 #: Front-server settings: `<heliconZooServer>` attribute -> setting.
 SERVER_BY_ATTRIBUTE: dict[str, Setting] = {s.zoo_name: s for s in SERVER_BY_TOML.values()}

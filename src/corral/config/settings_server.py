@@ -56,6 +56,31 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         None,
         "Helicon's applicationHost.config to read <heliconZooServer> from.",
     ),
+    # --- sites as files (`corral.config.include`) ---
+    Setting(
+        "server.include",
+        Scope.SERVER,
+        "include",
+        "",
+        Kind.PATH_LIST,
+        (),
+        "Site files and site folders, relative to the server file: "
+        '["sites.d/*.toml"] (each file holds [sites.NAME] tables) and "vhosts/*/" (each folder '
+        "is a site named after it, with its web.config); a wildcard only in the last part. "
+        "Adding, changing or removing one adds, reloads or removes its sites alone; a broken one "
+        "is refused and its sites keep their previous state.",
+    ),
+    Setting(
+        "server.include_bindings",
+        Scope.SERVER,
+        "include_bindings",
+        "",
+        Kind.BINDINGS,
+        ("127.0.0.1:8080",),
+        'Where the site folders of an include pattern ending in "/" listen: "address:port" '
+        "strings or {address, port} tables; each folder's name is its site's host name.",
+    ),
+    # --- end of sites as files ---
     _server(
         "trusted_proxies",
         "trustedProxies",

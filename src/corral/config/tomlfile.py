@@ -26,6 +26,7 @@ The server file:
 
     [server]
     application_host = "applicationHost.config"    # optional <heliconZooServer> source
+    include = ["sites.d/*.toml", "vhosts/*/"]       # site files and site folders (include.py)
     trusted_proxies = ["127.0.0.1", "10.0.0.0/8"] # may send X-Forwarded-* (HTTP backends)
     max_body_size = 10_000_000                      # the front's limits and timeouts
     header_timeout = 10                             # (settings.SERVER_BY_TOML)
@@ -207,6 +208,8 @@ def read_toml(data: bytes, file: str, problems: Problems) -> TomlSource | None:
         message = str(error)
         match = re.search(r"\(at line (\d+), column \d+\)", message)
         line = int(match.group(1)) if match else 0
+        if not match and "(at end of document)" in message:  # an unclosed array or string
+            line = max(1, len(text.splitlines()))
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
         problems.add(Location(file, line), "toml", f"malformed TOML: {message}")
         return None
@@ -405,12 +408,23 @@ class SiteDecl:
 
 
 @dataclass(frozen=True, slots=True)
+class IncludeDecl:
+    """`[server] include` and `include_bindings` as written (`corral.config.include`)."""
+
+    patterns: tuple[tuple[str, Location], ...]
+    #: The bindings of the site folders ("vhosts/*/"), without host names.
+    folder_bindings: tuple[Binding, ...]
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
 class ServerToml:
     file: str
     application_host: tuple[str, Location] | None
     sites: tuple[SiteDecl, ...]
     #: The front server's settings written in `[server]`, not yet converted (`declare_server`).
     settings: Written
+    include: IncludeDecl | None = None
 
 
 def read_server_settings(
@@ -427,6 +441,10 @@ def read_server_settings(
         setting = SERVER_BY_TOML.get(key)
         if setting is not None:
             written[setting.name] = (value, where)
+        elif key in ("include", "include_bindings") and server_file:
+            continue  # read by `read_include`
+        elif key in ("include", "include_bindings"):
+            problems.add(where, key, "only a server file includes site files")
         elif key == "application_host" and not server_file:
             problems.add(where, key, "only a server file names an applicationHost.config")
         elif key == "application_host" and isinstance(value, str):
@@ -434,8 +452,9 @@ def read_server_settings(
         elif key == "application_host":
             problems.add(where, key, "expected a path")
         else:
-            known = ", ".join(["application_host"] * server_file + sorted(SERVER_BY_TOML))
-            hint = did_you_mean(key, ["application_host"] * server_file + list(SERVER_BY_TOML))
+            own = ["application_host", "include", "include_bindings"] * server_file
+            known = ", ".join(own + sorted(SERVER_BY_TOML))
+            hint = did_you_mean(key, own + list(SERVER_BY_TOML))
             problems.add(where, key, f"unknown server setting{hint} (known: {known})")
     return written, application_host
 
@@ -448,6 +467,51 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
         if key not in ("server", "engines", "sites"):
             problems.add(source.at(key), key, "unknown table in the server file")
     settings, application_host = read_server_settings(source, problems)
+    include = read_include(source, problems)
+    sites = read_sites(source, problems, base)
+    if not sites and include is None:
+        problems.add(Location(source.file, 1), "sites", "the server file declares no site")
+    return ServerToml(source.file, application_host, tuple(sites), settings, include)
+
+
+def read_include(source: TomlSource, problems: Problems) -> IncludeDecl | None:
+    """`[server] include` (a list of patterns, or one) and `include_bindings`."""
+    server = source.data.get("server", {})
+    if not isinstance(server, dict) or "include" not in server:
+        if isinstance(server, dict) and "include_bindings" in server:
+            problems.add(
+                source.at("server", "include_bindings"),
+                "include_bindings",
+                "set without include (it gives the bindings of included site folders)",
+            )
+        return None
+    where = source.at("server", "include")
+    value = server["include"]
+    items = [value] if isinstance(value, str) else value
+    patterns: list[tuple[str, Location]] = []
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        problems.add(where, "include", 'expected a list of patterns, such as ["sites.d/*.toml"]')
+    else:
+        patterns = [(item, where) for item in items]
+    bindings: tuple[Binding, ...] = ()
+    if "include_bindings" in server:
+        bindings = _bindings(
+            source, server["include_bindings"], ("server", "include_bindings"), problems
+        )
+        for binding in bindings:
+            if binding.hosts:
+                problems.add(
+                    binding.location or where,
+                    "include_bindings",
+                    "no host name here: each site folder's name is its host name",
+                )
+    else:
+        bindings = (parse_binding("127.0.0.1:8080", where),)
+    return IncludeDecl(tuple(patterns), bindings, where)
+
+
+def read_sites(source: TomlSource, problems: Problems, base: str) -> list[SiteDecl]:
+    """`[sites.NAME]` tables; relative physical paths from `base` (the file's folder)."""
     sites: list[SiteDecl] = []
     for name, table in _table(source, source.data.get("sites", {}), ("sites",), problems).items():
         table = _table(source, table, ("sites", name), problems)
@@ -497,9 +561,7 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
                 bindings_written="bindings" in table,
             )
         )
-    if not sites:
-        problems.add(Location(source.file, 1), "sites", "the server file declares no site")
-    return ServerToml(source.file, application_host, tuple(sites), settings)
+    return sites
 
 
 def _mounts(

@@ -9,6 +9,10 @@ On SIGHUP, or when a configuration file changes, the host reads its configuratio
   ready (the host carries this out: a rolling restart across the configuration change);
 * added: started; removed: drained, then stopped.
 
+Sites as files (``[server] include``): a site file or folder that appears, changes or goes
+reloads the configuration like any other file; ``corral.config.load`` keeps a refused file's
+sites as they were, so its applications come out unchanged here and are left alone.
+
 Where a value was written (file and line) is not a change: adding a comment to web.config
 restarts nothing. ``listen_changed`` tells the host that the addresses to listen on differ (it
 cannot rebind without a restart and says so).
@@ -16,6 +20,7 @@ cannot rebind without a restart and says so).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -108,20 +113,42 @@ class ConfigFiles:
 
     files: frozenset[str]
     folders: tuple[str, ...]
+    #: The include patterns (absolute): a file or folder one matches is a site file or folder.
+    patterns: tuple[str, ...] = ()
 
     def classify(self, path: str) -> Change | None:
         """A change that means the configuration may have changed, else None."""
         if path in self.files or os.path.basename(path).lower() in CONFIG_NAMES:
             return Change.OTHER
+        if any(included(path, pattern) for pattern in self.patterns):
+            return Change.OTHER
+        if any(path == os.path.dirname(pattern) for pattern in self.patterns):
+            return Change.OTHER  # the include folder itself appeared (then it is watched)
         return None
 
 
+def included(path: str, pattern: str) -> bool:
+    """Whether an include pattern matches ``path`` as ``glob`` does (a hidden name only when
+    the pattern's own name starts with a dot)."""
+    name, wanted = os.path.basename(path), os.path.basename(pattern)
+    return (
+        os.path.dirname(path) == os.path.dirname(pattern)
+        and (not name.startswith(".") or wanted.startswith("."))
+        and fnmatch.fnmatchcase(name, wanted)
+    )
+
+
 def config_files(config: ServerConfig) -> ConfigFiles:
-    """The files a configuration was read from, and every mount's folder (a web.config may
-    appear there)."""
+    """The files a configuration was read from, every mount's folder (a web.config may
+    appear there) and the folders of the include patterns (a site file may appear there)."""
     files = {os.path.abspath(path) for path in config.sources}
     folders = {os.path.dirname(path) for path in files}
     for site in config.sites:
         for mount in site.mounts:
             folders.add(mount.physical_path)
-    return ConfigFiles(frozenset(files), tuple(sorted(f for f in folders if os.path.isdir(f))))
+    folders.update(os.path.dirname(pattern) for pattern in config.include_patterns)
+    return ConfigFiles(
+        frozenset(files),
+        tuple(sorted(f for f in folders if os.path.isdir(f))),
+        config.include_patterns,
+    )

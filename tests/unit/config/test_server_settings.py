@@ -72,7 +72,11 @@ def test_every_front_setting_is_declared_with_front_settings_default() -> None:
         if setting.kind is not Kind.ADDRESSES and setting.default is not None:
             assert setting.convert(setting.default) == setting.default, item.name
     assert set(SERVER_BY_TOML) == {item.name for item in fields(FrontSettings)}
-    assert set(declared) - set(SERVER_BY_TOML) == {"application_host"}
+    assert set(declared) - set(SERVER_BY_TOML) == {
+        "application_host",
+        "include",
+        "include_bindings",
+    }
 
 
 def test_timeouts_are_numbers_above_zero_and_sizes_whole_numbers() -> None:
@@ -146,7 +150,9 @@ def test_bad_values_name_the_file_line_and_setting(tmp_path: Path) -> None:
         f"{path}:5: body_timeout: must be more than 0, got 0",
         f"{path}:6: trusted_proxies: not an address or network: 'nowhere'",
         f"{path}:7: max_bodysize: unknown server setting; did you mean 'max_body_size'? "
-        "(known: application_host, " + ", ".join(sorted(SERVER_BY_TOML)) + ")",
+        "(known: application_host, include, include_bindings, "
+        + ", ".join(sorted(SERVER_BY_TOML))
+        + ")",
     ]
 
 
