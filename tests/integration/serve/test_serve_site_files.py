@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests.harness import WAIT, CorralServer, request, serve
 from tests.ports import port
 
@@ -281,3 +282,31 @@ def test_a_broken_site_file_at_start_is_refused_alone_and_loads_once_fixed(
     write(sites / "b.toml", site_toml("b", "b"))
     wait_new(server, seen, r"configuration reloaded: 1 added, 1 unchanged")
     assert body(server.port, "b.test").startswith(b"b|")
+
+
+def test_a_site_file_with_https_on_a_new_port_is_not_served_as_plain_http(tmp_path: Path) -> None:
+    from tests.tlscerts import make_certificate
+
+    plain, https = port(), port()
+    make_app(tmp_path / "apps" / "a", "a")
+    make_app(tmp_path / "apps" / "b", "b")
+    sites = tmp_path / "sites.d"
+    sites.mkdir()
+    (tmp_path / "server.toml").write_text('[server]\ninclude = ["sites.d/*.toml"]\n')
+    write(sites / "a.toml", site_toml("a", "a", plain))
+    make_certificate(sites / "certs", "b", ["b.test"])
+    server = CorralServer(tmp_path / "server.toml", args=("--no-access-log",), listen=None)
+    server.start(wait_ready=False)
+    try:
+        assert until(lambda: body(plain, "a.test").startswith(b"a|"), "site a", server)
+        write(
+            sites / "b.toml",
+            f'[sites.b]\nbindings = [{{ address = "127.0.0.1", port = {https}, hosts = '
+            f'["b.test"], protocol = "https", certificate = "certs/b.pem", key = '
+            f'"certs/b.key" }}]\n[sites.b.apps."/"]\nphysical_path = "../apps/b"\n',
+        )
+        wait_new(server, 0, rf"https binding on a new port \(127\.0\.0\.1:{https}\): restart")
+        with pytest.raises(OSError):  # nothing listens there: never plain HTTP for https
+            request(https, host="b.test")
+    finally:
+        server.stop()
