@@ -13,10 +13,9 @@ HTTP, and it must not be sent there); an application's own Strict-Transport-Secu
 
 from __future__ import annotations
 
-import asyncio
 import re
 
-from corral.backends import ResponseSink
+from corral.front.fixed import FixedResponse
 from corral.front.target import split_host
 from corral.protocol.http1.events import Request
 
@@ -24,14 +23,22 @@ from corral.protocol.http1.events import Request
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?")
 
 
-def https_redirect(request: Request, port: int, host: bytes) -> HttpsRedirect | None:
+def https_redirect(request: Request, port: int, host: bytes) -> FixedResponse | None:
     """The 308 for a plain request to a site that wants https on ``port`` (None: ``host`` is
     not one to redirect to, a 400)."""
     target = request.target
     if not target.startswith(b"/"):  # (an absolute-form target: its path and query)
         target = request.path + (b"?" + request.query if request.query else b"")
     location = https_location(host, port, target)
-    return HttpsRedirect(location) if location is not None else None
+    if location is None:
+        return None
+    body = b"Moved to " + location + b"\n"
+    headers = [
+        (b"Location", location),
+        (b"Content-Type", b"text/plain; charset=utf-8"),
+        (b"Content-Length", b"%d" % len(body)),
+    ]
+    return FixedResponse(308, b"", headers, body)
 
 
 def add_hsts(headers: list[tuple[bytes, bytes]], value: bytes) -> None:
@@ -52,64 +59,3 @@ def https_location(host: bytes, port: int, target: bytes) -> bytes | None:
     if not target.startswith(b"/"):
         target = b"/"
     return b"https://" + authority + target
-
-
-class HttpsRedirect:
-    """The ``Upstream`` that answers one request with a 308 to ``location``."""
-
-    __slots__ = ("_handle", "_location", "_sink")
-
-    def __init__(self, location: bytes) -> None:
-        self._location = location
-        self._sink: ResponseSink | None = None
-        self._handle: asyncio.Handle | None = None
-
-    def begin(
-        self, static: bytes, params: list[tuple[bytes, bytes]], sink: ResponseSink, has_body: int
-    ) -> None:
-        # Answered on the next loop turn, once the exchange has finished setting up.
-        self._sink = sink
-        self._handle = asyncio.get_running_loop().call_soon(self._answer)
-
-    def _answer(self) -> None:
-        self._handle = None
-        sink, self._sink = self._sink, None
-        if sink is None:
-            return
-        body = b"Moved to " + self._location + b"\n"
-        sink.backend_head(
-            308,
-            b"",
-            [
-                (b"Location", self._location),
-                (b"Content-Type", b"text/plain; charset=utf-8"),
-                (b"Content-Length", b"%d" % len(body)),
-            ],
-        )
-        sink.backend_body(body)
-        sink.backend_flush()
-        sink.backend_end(True)
-
-    def send_body(self, data: bytes) -> None:
-        """The request body means nothing here: dropped."""
-
-    def end_body(self) -> None:
-        return None
-
-    def pause_reading(self) -> None:
-        return None
-
-    def resume_reading(self) -> None:
-        return None
-
-    def abort(self) -> None:
-        self._sink = None
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    close = abort
-
-    @property
-    def is_closed(self) -> bool:
-        return self._sink is None

@@ -24,17 +24,17 @@ cached inode costs microseconds, and only requests to mounts with such rules pay
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from corral import rewrite
-from corral.backends import ResponseSink, Upstream
+from corral.backends import Upstream
 from corral.front import cgienv
 from corral.front.accesslog import request_label
 from corral.front.errorpages import error_body
+from corral.front.fixed import FixedResponse
 from corral.front.forward import ProxyView
 from corral.front.routes import AppRoute, MountRules
 from corral.front.stream import ClientStream
@@ -202,62 +202,3 @@ class _Facts:
 
     def is_dir(self, filename: str) -> bool:
         return os.path.isdir(filename)
-
-
-class FixedResponse:
-    """A response the front makes itself (a rule's redirect or custom response), driven like a
-    backend (``corral.backends.Upstream``), so that framing, keep-alive, HEAD and the access
-    log are the client stream's."""
-
-    __slots__ = ("_body", "_handle", "_headers", "_reason", "_sink", "_status")
-
-    def __init__(
-        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> None:
-        self._status = status
-        self._reason = reason
-        self._headers = headers
-        self._body = body
-        self._sink: ResponseSink | None = None
-        self._handle: asyncio.Handle | None = None
-
-    def begin(
-        self, static: bytes, params: list[tuple[bytes, bytes]], sink: ResponseSink, has_body: int
-    ) -> None:
-        # Answered on the next loop turn: the exchange finishes setting up this request first.
-        self._sink = sink
-        self._handle = asyncio.get_running_loop().call_soon(self._answer)
-
-    def _answer(self) -> None:
-        self._handle = None
-        sink = self._sink
-        if sink is None:
-            return
-        self._sink = None
-        sink.backend_head(self._status, self._reason, self._headers)
-        sink.backend_body(self._body)
-        sink.backend_end(True)
-
-    def send_body(self, data: bytes) -> None:
-        """A request body means nothing to this answer: dropped."""
-
-    def end_body(self) -> None:
-        return None
-
-    def pause_reading(self) -> None:
-        return None
-
-    def resume_reading(self) -> None:
-        return None
-
-    def abort(self) -> None:
-        self._sink = None
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    close = abort
-
-    @property
-    def is_closed(self) -> bool:
-        return self._sink is None
