@@ -372,7 +372,8 @@ class CorralServer:
                 with contextlib.suppress(psutil.Error, OSError):
                     groups.add(os.getpgid(child.pid))
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            # SIGINT: as graceful as SIGTERM, without the drain delay of an admin listener.
+            self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:

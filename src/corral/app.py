@@ -35,6 +35,7 @@ stop) lets ``corral status|restart|reload|stop|scale`` reach the host's ``status
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -255,8 +256,10 @@ class Host:
         #: Every application's recent request figures, sampled once a second.
         self.history = History()
         self._sampler: asyncio.TimerHandle | None = None
-        #: Set to stop serving (SIGTERM, SIGINT, ``corral stop``).
+        #: Set to stop serving (SIGTERM, SIGINT, ``corral stop``); ``_hurry``: without the
+        #: drain delay (SIGINT, or asked twice).
         self._stopping: asyncio.Event | None = None
+        self._hurry = asyncio.Event()
         #: Applications whose bounds ``corral scale`` changed (restored by a reload).
         self._scaled: set[ReloadKey] = set()
         #: The control socket (``corral status``...), open from start to the end of stop.
@@ -348,6 +351,21 @@ class Host:
             raise StartupError(str(exc)) from None
         return self.addresses
 
+    async def _drain(self) -> None:
+        """Before a stop with an admin listener (whose /readyz now answers 503): keep serving
+        ``drain_delay`` seconds, every response ending its connection, so that balancers move
+        the traffic away first (``docs/production.md``)."""
+        front = self.front
+        if front is None or self.admin is None or self._hurry.is_set():
+            return
+        delay = front.settings.drain_delay
+        if delay <= 0:
+            return
+        front.drain()
+        logger.info("draining: not ready; serving for %.0f s more, then stopping", delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._hurry.wait(), delay)
+
     @property
     def shutdown_grace(self) -> float:
         if self.front is not None:
@@ -362,6 +380,7 @@ class Host:
         self.duties.stopping(grace)
         if self._sampler is not None:
             self._sampler.cancel()
+        await self._drain()
         logger.info("stopping: finishing requests in flight (up to %.0f s)", grace)
         if self.control is not None:
             await self.control.cancel_commands()
@@ -395,25 +414,33 @@ class Host:
         configuration, SIGUSR1 reopens the access log's file. Returns the exit status."""
         loop = asyncio.get_running_loop()
         stopping = self._stopping = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, False)
         loop.add_signal_handler(signal.SIGHUP, self.schedule_reload, "SIGHUP")
         loop.add_signal_handler(signal.SIGUSR1, self.duties.reopen_logs)
         try:
-            await self.start()
-            await stopping.wait()
+            try:
+                await self.start()
+                await stopping.wait()
+            finally:
+                for signum in (signal.SIGHUP, signal.SIGUSR1):
+                    loop.remove_signal_handler(signum)
+            await self.stop()  # (a second SIGTERM or SIGINT meanwhile cuts the drain short)
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
-        await self.stop()
         return 0
 
     # ---------------------------------------------------------------- status and control
 
-    def request_stop(self) -> None:
-        """Stop gracefully, as SIGTERM does."""
-        if self._stopping is not None:
-            self._stopping.set()
+    def request_stop(self, drain: bool = True) -> None:
+        """Stop gracefully, as SIGTERM does (``drain``: after ``drain_delay``, when an admin
+        listener shows readiness; SIGINT passes False). Asked again while draining: stop now."""
+        if self._stopping is None:
+            return
+        if self._stopping.is_set() or not drain:
+            self._hurry.set()
+        self._stopping.set()
 
     def _sample(self) -> None:
         """Every application's request counters into the history, once a second."""

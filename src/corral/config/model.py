@@ -374,6 +374,8 @@ class FrontSettings:
     write_buffer_high: int = 256 * 1024
     #: Seconds given to in-flight requests at shutdown (SIGTERM/SIGINT).
     shutdown_grace: float = 30.0
+    #: Seconds of serving with readiness false before a stop (with an admin listener).
+    drain_delay: float = 5.0
     #: Show a failing application's error output (traceback) on 503 pages to loopback clients.
     show_errors_to_loopback: bool = True
     #: Seconds a tunnel (a connection switched to another protocol, e.g. WebSocket, after 101)

@@ -197,6 +197,17 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     _server(
+        "drain_delay",
+        "drainDelay",
+        Kind.NUMBER,
+        "Seconds the server keeps serving after SIGTERM (or corral stop) with /readyz already "
+        "answering 503, so that load balancers and Kubernetes endpoints stop sending it new "
+        "requests before it stops accepting; during them every response says Connection: "
+        "close. Only with an admin listener (nothing else can see readiness); SIGINT (Ctrl-C) "
+        "and a second SIGTERM skip it. Then shutdown_grace applies to what is in flight.",
+        minimum=0,
+    ),
+    _server(
         "show_errors_to_loopback",
         "showErrorsToLoopback",
         Kind.BOOL,

@@ -250,9 +250,16 @@ class FrontServer:
                 soft,
             )
 
+    def drain(self) -> None:
+        """Keep accepting and serving, but end every connection after its next response
+        (``Connection: close``): clients reconnect, to another node once a balancer has seen
+        this one is not ready."""
+        self.closing = True
+
     async def stop(self, grace: float) -> None:
         """Stop accepting; let requests in flight finish within ``grace`` seconds; close all."""
         self.closing = True
+        self._idle.clear()  # (it may have been set while draining)
         self.tls_renewal.stop()
         servers = self._servers + self.tls_renewal.servers
         for server in servers:

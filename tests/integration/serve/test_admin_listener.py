@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import require_program
-from tests.harness import WAIT, CorralServer, make_site, request, run_corral, serving
+from tests.harness import WAIT, Conn, CorralServer, make_site, request, run_corral, serving
 
 TOKEN = "dashboard-token-0123456789abcdef"
 _ADMIN = re.compile(r"admin listener on http://127\.0\.0\.1:(\d+)")
@@ -84,6 +84,8 @@ def test_readyz_is_503_while_draining(tmp_path: Path) -> None:
         "--no-access-log",
         "--set",
         "shutdown_grace=20",
+        "--set",
+        "drain_delay=0",
         env=_env(tmp_path, CORRAL_ADMIN_TOKEN=TOKEN),
     ) as server:
         port = admin_port(server)
@@ -247,3 +249,57 @@ def test_a_bad_or_busy_admin_address_is_one_line_and_exit_2(tmp_path: Path) -> N
         )
     assert busy.returncode == 2, busy.stderr
     assert f"corral: admin listener: cannot listen on 127.0.0.1:{port}" in busy.stderr
+
+
+def test_a_stop_drains_first_serving_with_connection_close_while_readyz_says_no(
+    tmp_path: Path,
+) -> None:
+    with serving(
+        tmp_path,
+        "--admin",
+        "0",
+        "--no-access-log",
+        "--set",
+        "drain_delay=3",
+        env=_env(tmp_path, CORRAL_ADMIN_TOKEN=TOKEN),
+    ) as server:
+        port = admin_port(server)
+        with Conn(server.port) as kept:
+            kept.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = kept.response()
+            assert first.status == 200 and first.header("connection") != "close"
+            server.signal(signal.SIGTERM)
+            server.wait_log(r"draining: not ready; serving for 3 s more")
+            assert request(port, path="/readyz").status == 503
+            # Still served, on the kept-alive connection and on a new one, each told to close.
+            kept.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            again = kept.response()
+            assert again.status == 200 and again.header("connection") == "close"
+        fresh = request(server.port, path="/hello")
+        assert fresh.status == 200 and fresh.header("connection") == "close"
+        assert "stopping: finishing requests" not in server.text()  # not yet: still draining
+        server.wait_log("stopping: finishing requests in flight")
+        assert server.wait() == 0
+
+
+def test_sigint_or_a_second_sigterm_skips_the_drain(tmp_path: Path) -> None:
+    for second in (None, signal.SIGTERM):
+        with serving(
+            tmp_path,
+            "--admin",
+            "0",
+            "--no-access-log",
+            "--set",
+            "drain_delay=60",
+            env=_env(tmp_path, CORRAL_ADMIN_TOKEN=TOKEN),
+        ) as server:
+            admin_port(server)
+            began = time.monotonic()
+            if second is None:
+                server.signal(signal.SIGINT)
+            else:
+                server.signal(signal.SIGTERM)
+                server.wait_log(r"draining: not ready")
+                server.signal(second)
+            assert server.wait() == 0
+            assert time.monotonic() - began < 20
