@@ -99,8 +99,10 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "VIRTUAL_ENV",
         Kind.PATH,
         None,
-        "Virtualenv whose bin/python runs the Python worker (unset: Corral's interpreter); "
-        "one without bin/python (made on Windows) is an error.",
+        "Virtualenv whose bin/python runs the Python worker (unset: Corral's interpreter). "
+        "It may not exist yet when DEPLOY_FILE is set: the deploy script, run under the "
+        "engine's interpreter until then, is expected to make it, and the workers started "
+        "after it use it. One without bin/python otherwise (made on Windows) is an error.",
     ),
     Setting(
         "app.deploy_file",

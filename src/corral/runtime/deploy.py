@@ -61,10 +61,18 @@ class DeployCommand:
     log_path: str | None = None
     #: Seconds the script may run.
     timeout: float = 600.0
+    #: Runs the script while ``interpreter`` does not exist yet: the engine's own Python, when
+    #: the workers' is a virtualenv's that the script itself makes (None: no fallback).
+    fallback_interpreter: str | None = None
 
     @property
     def argv(self) -> tuple[str, str]:
-        return (self.interpreter, self.script)
+        """The command, resolved now (not when the configuration was loaded): a virtualenv
+        the previous run made is used as soon as it exists."""
+        interpreter = self.interpreter
+        if self.fallback_interpreter and not os.access(interpreter, os.X_OK):
+            interpreter = self.fallback_interpreter
+        return (interpreter, self.script)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,24 +156,25 @@ class DeployRun:
         command = self.command
         loop = asyncio.get_running_loop()
         started = loop.time()
+        argv = await loop.run_in_executor(None, lambda: command.argv)
         _log.info(
             "app %s: running deploy script %s with %s%s",
             self.app,
             command.script,
-            command.interpreter,
+            argv[0],
             f" (output to {command.log_path})" if command.log_path else "",
             extra={"app": self.app},
         )
         try:
             if command.log_path is not None:
                 self._log_file = await loop.run_in_executor(None, _open_log, command.log_path)
-                header = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command.argv)}\n"
+                header = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n"
                 await self._write_log(header.encode())
             if not await loop.run_in_executor(None, os.path.isfile, command.script):
                 return await self._finish(started, None, error=f"{command.script} does not exist")
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *command.argv,
+                    *argv,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.STDOUT,
