@@ -105,7 +105,45 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "path", nargs="?", metavar="PATH", help="a site folder or a server TOML file (default: .)"
     )
+    _add_new(commands)
     return parser
+
+
+# --- corral new (the logic: corral.scaffold) -------------------------------------------------
+def _add_new(commands: argparse._SubParsersAction[_Parser]) -> None:
+    new = commands.add_parser("new", help="create a site from a template (corral new --list)")
+    new.add_argument("template", nargs="?", metavar="TEMPLATE", help="wsgi, flask, django...")
+    new.add_argument("folder", nargs="?", metavar="DIR", help="the new site's folder")
+    new.add_argument("--list", action="store_true", help="list the templates")
+    new.add_argument("--toml", action="store_true", help="write corral.toml, not web.config")
+    new.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a folder that is not empty (same-named files are replaced, others kept)",
+    )
+
+
+def _new(args: argparse.Namespace) -> int:
+    from corral import scaffold
+
+    if args.list:
+        sys.stdout.write(scaffold.list_text())
+        return ExitCode.OK
+    if not args.template or not args.folder:
+        print("corral: new needs TEMPLATE and DIR (see corral new --list)", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        created = scaffold.create(
+            args.template, Path(args.folder).absolute(), toml=args.toml, force=args.force
+        )
+    except (scaffold.ScaffoldError, OSError) as exc:
+        print(f"corral: new: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    sys.stdout.write(scaffold.created_text(created))
+    return ExitCode.OK
+
+
+# --- end of corral new ------------------------------------------------------------------------
 
 
 def _print_config_errors(
@@ -148,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args)
+    if args.command == "new":
+        return _new(args)
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
