@@ -91,6 +91,9 @@ class ServeOptions:
     front_overrides: Mapping[str, object] = field(default_factory=dict)
     #: Pool settings from the command line (``--min``, ``--max``, ``--set``): they win.
     pool_overrides: Mapping[str, object] = field(default_factory=dict)
+    #: The one-line serve (``corral serve module:app``, ``app.py``: ``config.quickserve``):
+    #: the variables of the folder's one application (its WSGI_APP).
+    app_env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -102,11 +105,12 @@ class Application:
     controller: AppController | None = None
 
 
-def load_config(path: Path) -> ServerConfig:
+def load_config(path: Path, app_env: Mapping[str, str] | None = None) -> ServerConfig:
     """The configuration at ``path``; a site folder without any configuration file is one
-    application at "/" run by Corral's Python worker. Raises ``ConfigErrors``."""
+    application at "/" run by Corral's Python worker (with the variables ``app_env``: the
+    one-line serve's). Raises ``ConfigErrors``."""
     if path.is_dir():
-        return load_site(str(path), default_engine=PYTHON)
+        return load_site(str(path), default_engine=PYTHON, default_env=app_env)
     return load(str(path))
 
 
@@ -232,7 +236,9 @@ class Host:
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
-        config = self.config if self.config is not None else load_config(options.path)
+        config = self.config
+        if config is None:
+            config = load_config(options.path, options.app_env)
         self.config = config
         if not self.apps:
             self.apps = build_apps(config, options)
@@ -466,7 +472,7 @@ class Host:
             return False
         logger.info("reloading the configuration (%s)", reason)
         try:
-            new = await asyncio.to_thread(load_config, self.options.path)
+            new = await asyncio.to_thread(load_config, self.options.path, self.options.app_env)
             built = {app_key(a.config): a for a in build_apps(new, self.options)}
         except ConfigErrors as exc:
             logger.error("the configuration has errors; the running one stays in force:\n%s", exc)

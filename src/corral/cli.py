@@ -1,6 +1,8 @@
 """Command line: argv -> options, then the composition root does the work.
 
 ``corral serve [PATH] [--listen HOST:PORT] [--min N] [--max N] [--no-access-log] [--set N=V]``
+``corral serve module:app | app.py [--bind HOST:PORT] [--workers N]`` (the one-line serve)
+``corral new TEMPLATE DIR [--toml] [--force]``, ``corral new --list``
 ``corral check [PATH]``
 ``corral --version``
 
@@ -69,11 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         "path",
         nargs="?",
         metavar="PATH",
-        help="a site folder (web.config, corral.toml, or a wsgi.py alone) or a server TOML file "
+        help="a site folder (web.config, corral.toml, or a wsgi.py alone), a server TOML file, "
+        "or, as gunicorn takes it, module:app or a file.py (its application or app) "
         "(default: the bundled example, examples/hello)",
     )
     serve.add_argument(
         "--listen",
+        "--bind",
+        "-b",
         default=None,
         type=parse_listen,
         metavar="HOST:PORT",
@@ -85,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max", type=_count, dest="max_workers", metavar="N", help="most workers, every app"
+    )
+    serve.add_argument(
+        "--workers",
+        "-w",
+        type=_count,
+        metavar="N",
+        help="exactly N workers, every app (--min N --max N, as gunicorn's --workers)",
     )
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not write the access log (stderr)"
@@ -146,6 +158,24 @@ def _new(args: argparse.Namespace) -> int:
 # --- end of corral new ------------------------------------------------------------------------
 
 
+def _one_line(target: str | None) -> tuple[Path, dict[str, str]] | int | None:
+    """``corral serve module:app`` / ``app.py``: the folder to serve and its application's
+    variables (``config.quickserve``); None for a folder or a server file; an exit code when
+    the target cannot be served."""
+    if not target:
+        return None
+    import os
+
+    from corral.config.quickserve import QuickServeError, resolve
+
+    try:
+        quick = resolve(target, os.getcwd())
+    except QuickServeError as exc:
+        print(f"corral: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    return None if quick is None else (Path(quick.folder), quick.env())
+
+
 def _print_config_errors(
     path: Path, errors: ConfigErrors, outcome: str = "nothing started"
 ) -> None:
@@ -192,6 +222,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
     path = Path(args.path) if args.path else default_site()
+    quick = _one_line(args.path)
+    if isinstance(quick, int):
+        return quick
+    app_env: dict[str, str] = {}
+    if quick is not None:
+        path, app_env = quick
+    if args.workers is not None:
+        if args.min_workers is not None or args.max_workers is not None:
+            print("corral: --workers sets --min and --max: give one or the other", file=sys.stderr)
+            return ExitCode.USAGE
+        args.min_workers = args.max_workers = args.workers
     if not path.exists():
         print(f"corral: site folder or server file {str(path)!r} does not exist", file=sys.stderr)
         return ExitCode.USAGE
@@ -225,10 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if listen is None and path.is_dir():
         listen = parse_listen(DEFAULT_LISTEN)
     options = app.ServeOptions(
-        path=path, listen=listen, front_overrides=front_overrides, pool_overrides=pool_overrides
+        path=path,
+        listen=listen,
+        front_overrides=front_overrides,
+        pool_overrides=pool_overrides,
+        app_env=app_env,
     )
     try:
-        config = app.load_config(path)
+        config = app.load_config(path, app_env)
         apps = app.build_apps(config, options)  # every problem now, before anything listens
     except ConfigErrors as errors:
         _print_config_errors(path, errors)

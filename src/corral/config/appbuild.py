@@ -43,6 +43,8 @@ class BuildContext:
     used_engines: dict[str, EngineConfig] = field(default_factory=dict)
     site_engines_allowed: bool = False
     default_engine: str | None = None
+    #: The variables of that default application (the one-line serve's WSGI_APP).
+    default_env: Mapping[str, str] = field(default_factory=dict)
 
 
 _WINDOWS_EXE = re.compile(r"^([A-Za-z]:[\\/]|%[^%]+%[\\/])|\.exe$", re.IGNORECASE)
