@@ -214,7 +214,10 @@ APP_SETTINGS: tuple[Setting, ...] = (
         False,
         "Show the worker's traceback and log tail on the 'cannot start' page, and a deploy "
         "script's output, to every client (otherwise to local clients only), and the service "
-        "information on the page of a site with no application.",
+        "information on the page of a site with no application; and answer an exception "
+        "raised during a request from a local client (loopback, not forwarded) with Corral's "
+        "Python worker's development page (the traceback with each frame's local variables) "
+        "instead of the plain 500. Never in production.",
     ),
     Setting(
         "app.django_root",
