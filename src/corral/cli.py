@@ -14,6 +14,7 @@ before anything listens or starts.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -164,8 +165,6 @@ def _one_line(target: str | None) -> tuple[Path, dict[str, str]] | int | None:
     the target cannot be served."""
     if not target:
         return None
-    import os
-
     from corral.config.quickserve import QuickServeError, resolve
 
     try:
