@@ -88,12 +88,20 @@ class DeployResult:
     duration: float
     #: time.time() when it ended (files it wrote are older than this).
     finished_at: float
+    #: The interpreter the workers run, which the script exited 0 without making (the
+    #: virtualenv VIRTUAL_ENV names): the run has failed.
+    missing: str | None = None
 
     def describe(self) -> str:
         if self.error is not None:
             return f"the deploy script could not run: {self.error}"
         if self.timed_out:
             return f"the deploy script did not finish within its time limit ({self.duration:.0f} s)"
+        if self.missing is not None:
+            return (
+                f"the deploy script exited 0 without making {self.missing}, which the workers "
+                "run (the virtualenv VIRTUAL_ENV names: make it in the script)"
+            )
         assert self.returncode is not None
         if self.ok:
             return f"the deploy script succeeded in {self.duration:.1f} s"
@@ -279,14 +287,22 @@ class DeployRun:
             # Where the output would have gone (the page, the log) explains it.
             await self._output(f"the deploy script could not run: {error}\n".encode())
         loop = asyncio.get_running_loop()
+        ok = code == 0 and not timed_out and error is None
+        missing = None
+        command = self.command
+        if ok and command.fallback_interpreter:
+            # The script was to make the workers' interpreter (their virtualenv): did it?
+            made = await loop.run_in_executor(None, os.access, command.interpreter, os.X_OK)
+            missing = None if made else command.interpreter
         result = DeployResult(
-            ok=code == 0 and not timed_out and error is None,
+            ok=ok and missing is None,
             returncode=code,
             timed_out=timed_out,
             error=error,
             tail=self._tail,
             duration=loop.time() - started,
             finished_at=time.time(),
+            missing=missing,
         )
         if error is None:
             summary = f"--- {result.describe()}\n".encode()
