@@ -101,8 +101,9 @@ APP_SETTINGS: tuple[Setting, ...] = (
         None,
         "Virtualenv whose bin/python runs the Python worker (unset: Corral's interpreter). "
         "It may not exist yet when DEPLOY_FILE is set: the deploy script, run under the "
-        "engine's interpreter until then, is expected to make it, and the workers started "
-        "after it use it. One without bin/python otherwise (made on Windows) is an error.",
+        "engine's interpreter until then, must make it (a run that exits 0 without it has "
+        "failed), and the workers started after it use it. One without bin/python otherwise "
+        "(made on Windows) is an error.",
     ),
     Setting(
         "app.deploy_file",
