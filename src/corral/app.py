@@ -104,6 +104,9 @@ class ServeOptions:
     pool_overrides: Mapping[str, object] = field(default_factory=dict)
     #: ``--control``: the control socket's path (None: in the runtime folder, ``ops.control``).
     control: Path | None = None
+    #: The one-line serve (``corral serve module:app``, ``app.py``: ``config.quickserve``):
+    #: the variables of the folder's one application (its WSGI_APP).
+    app_env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -115,12 +118,17 @@ class Application:
     controller: AppController | None = None
 
 
-def load_config(path: Path, previous: ServerConfig | None = None) -> ServerConfig:
+def load_config(
+    path: Path,
+    previous: ServerConfig | None = None,
+    app_env: Mapping[str, str] | None = None,
+) -> ServerConfig:
     """The configuration at ``path``; a site folder without any configuration file is one
-    application at "/" run by Corral's Python worker. Raises ``ConfigErrors``. ``previous``:
-    the running configuration, whose sites a refused site file keeps (a reload)."""
+    application at "/" run by Corral's Python worker (with the variables ``app_env``: the
+    one-line serve's). Raises ``ConfigErrors``. ``previous``: the running configuration, whose
+    sites a refused site file keeps (a reload)."""
     if path.is_dir():
-        return load_site(str(path), default_engine=PYTHON)
+        return load_site(str(path), default_engine=PYTHON, default_env=app_env)
     config = load(str(path), previous=previous)
     if config.include_patterns and not config.sites:
         logger.info("no site yet: each site file's bindings are listened on as it is added")
@@ -277,7 +285,9 @@ class Host:
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
-        config = self.config if self.config is not None else load_config(options.path)
+        config = self.config
+        if config is None:
+            config = load_config(options.path, app_env=options.app_env)
         self.config = config
         if not self.apps:
             self.apps = build_apps(config, options)
@@ -587,7 +597,9 @@ class Host:
             return False
         logger.info("reloading the configuration (%s)", reason)
         try:
-            new = await asyncio.to_thread(load_config, self.options.path, self.config)
+            new = await asyncio.to_thread(
+                load_config, self.options.path, self.config, self.options.app_env
+            )
             built = {app_key(a.config): a for a in build_apps(new, self.options)}
         except ConfigErrors as exc:
             logger.error("the configuration has errors; the running one stays in force:\n%s", exc)

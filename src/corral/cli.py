@@ -3,6 +3,8 @@
 ``corral serve [PATH] [--listen HOST:PORT] [--min N] [--max N] [--set N=V]``
 ``    [--access-log PATH|- | --no-access-log] [--log-level LEVEL] [--pid-file PATH]``
 ``    [--admin HOST:PORT] [--control PATH]``
+``corral serve module:app | app.py [--bind HOST:PORT] [--workers N]`` (the one-line serve)
+``corral new TEMPLATE DIR [--toml] [--force]``, ``corral new --list``
 ``corral check [PATH]``
 ``corral status|restart APP|reload|stop|scale APP --min N --max N|top [--control PATH]``
 (``corral.ops.controlcli``: the running server, through its control socket)
@@ -84,11 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
         "path",
         nargs="?",
         metavar="PATH",
-        help="a site folder (web.config, corral.toml, or a wsgi.py alone) or a server TOML file "
+        help="a site folder (web.config, corral.toml, or a wsgi.py alone), a server TOML file, "
+        "or, as gunicorn takes it, module:app or a file.py (its application or app) "
         "(default: the bundled example, examples/hello)",
     )
     serve.add_argument(
         "--listen",
+        "--bind",
+        "-b",
         default=None,
         type=parse_listen,
         metavar="HOST:PORT",
@@ -129,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the host's process id here once it listens (removed at exit)",
     )
     serve.add_argument(
+        "--workers",
+        "-w",
+        type=_count,
+        metavar="N",
+        help="exactly N workers, every app (--min N --max N, as gunicorn's --workers)",
+    )
+    serve.add_argument(
         "--set",
         action="append",
         default=[],
@@ -146,7 +158,61 @@ def build_parser() -> argparse.ArgumentParser:
         "path", nargs="?", metavar="PATH", help="a site folder or a server TOML file (default: .)"
     )
     controlcli.add_commands(commands)
+    _add_new(commands)
     return parser
+
+
+# --- corral new (the logic: corral.scaffold) -------------------------------------------------
+def _add_new(commands: argparse._SubParsersAction[_Parser]) -> None:
+    new = commands.add_parser("new", help="create a site from a template (corral new --list)")
+    new.add_argument("template", nargs="?", metavar="TEMPLATE", help="wsgi, flask, django...")
+    new.add_argument("folder", nargs="?", metavar="DIR", help="the new site's folder")
+    new.add_argument("--list", action="store_true", help="list the templates")
+    new.add_argument("--toml", action="store_true", help="write corral.toml, not web.config")
+    new.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a folder that is not empty (same-named files are replaced, others kept)",
+    )
+
+
+def _new(args: argparse.Namespace) -> int:
+    from corral import scaffold
+
+    if args.list:
+        sys.stdout.write(scaffold.list_text())
+        return ExitCode.OK
+    if not args.template or not args.folder:
+        print("corral: new needs TEMPLATE and DIR (see corral new --list)", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        created = scaffold.create(
+            args.template, Path(args.folder).absolute(), toml=args.toml, force=args.force
+        )
+    except (scaffold.ScaffoldError, OSError) as exc:
+        print(f"corral: new: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    sys.stdout.write(scaffold.created_text(created))
+    return ExitCode.OK
+
+
+# --- end of corral new ------------------------------------------------------------------------
+
+
+def _one_line(target: str | None) -> tuple[Path, dict[str, str]] | int | None:
+    """``corral serve module:app`` / ``app.py``: the folder to serve and its application's
+    variables (``config.quickserve``); None for a folder or a server file; an exit code when
+    the target cannot be served."""
+    if not target:
+        return None
+    from corral.config.quickserve import QuickServeError, resolve
+
+    try:
+        quick = resolve(target, os.getcwd())
+    except QuickServeError as exc:
+        print(f"corral: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    return None if quick is None else (Path(quick.folder), quick.env())
 
 
 def _print_config_errors(
@@ -207,10 +273,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     if args.command in controlcli.COMMANDS:
         return controlcli.run(args)
+    if args.command == "new":
+        return _new(args)
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
     path = Path(args.path) if args.path else default_site()
+    quick = _one_line(args.path)
+    if isinstance(quick, int):
+        return quick
+    app_env: dict[str, str] = {}
+    if quick is not None:
+        path, app_env = quick
+    if args.workers is not None:
+        if args.min_workers is not None or args.max_workers is not None:
+            print("corral: --workers sets --min and --max: give one or the other", file=sys.stderr)
+            return ExitCode.USAGE
+        args.min_workers = args.max_workers = args.workers
     if not path.exists():
         print(f"corral: site folder or server file {str(path)!r} does not exist", file=sys.stderr)
         return ExitCode.USAGE
@@ -253,9 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         front_overrides=front_overrides,
         pool_overrides=pool_overrides,
         control=None if args.control is None else args.control.absolute(),
+        app_env=app_env,
     )
     try:
-        config = app.load_config(path)
+        config = app.load_config(path, app_env=app_env)
         apps = app.build_apps(config, options)  # every problem now, before anything listens
     except ConfigErrors as errors:
         _print_config_errors(path, errors)

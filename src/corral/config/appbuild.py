@@ -43,6 +43,8 @@ class BuildContext:
     used_engines: dict[str, EngineConfig] = field(default_factory=dict)
     site_engines_allowed: bool = False
     default_engine: str | None = None
+    #: The variables of that default application (the one-line serve's WSGI_APP).
+    default_env: Mapping[str, str] = field(default_factory=dict)
 
 
 _WINDOWS_EXE = re.compile(r"^([A-Za-z]:[\\/]|%[^%]+%[\\/])|\.exe$", re.IGNORECASE)
@@ -172,8 +174,9 @@ def build_app(
     if virtual_env is not None:
         env["VIRTUAL_ENV"] = virtual_env
         scripts, bin_dir = f"{virtual_env}/Scripts", f"{virtual_env}/bin"
-        if "PATH" in env and not os.path.isdir(scripts) and os.path.isdir(bin_dir):
-            # A Windows virtualenv's Scripts folder is bin/ in a POSIX one.
+        if "PATH" in env and not os.path.isdir(scripts):
+            # A Windows virtualenv's Scripts folder is bin/ in a POSIX one (also when the
+            # virtualenv does not exist yet: the deploy script makes a POSIX one).
             entries = env["PATH"].split(os.pathsep)
             env["PATH"] = os.pathsep.join(bin_dir if e == scripts else e for e in entries)
     lookup_env = {**ctx.environ, **dict(module_vars), **env}
@@ -188,16 +191,26 @@ def build_app(
         return expand.expand(text, lookup)
 
     interpreter = ""
+    base_interpreter = ""
     argv: tuple[str, ...] = ()
     if engine.kind is EngineKind.PYTHON_WORKER:
+        base_interpreter = _interpreter(engine, None, expand_here)
         if virtual_env is not None and not _executable(f"{virtual_env}/bin/python"):
-            problems.add(
-                where_of.get("VIRTUAL_ENV") or app_where or Location(root),
-                "VIRTUAL_ENV",
-                f"{virtual_env} has no bin/python (a virtualenv made on Windows has "
-                r"Scripts\python.exe instead: make one here with python3 -m venv)",
+            if deploy_file is None or os.path.isdir(f"{virtual_env}/Scripts"):
+                problems.add(
+                    where_of.get("VIRTUAL_ENV") or app_where or Location(root),
+                    "VIRTUAL_ENV",
+                    f"{virtual_env} has no bin/python (a virtualenv made on Windows has "
+                    r"Scripts\python.exe instead: make one here with python3 -m venv)",
+                )
+                return None
+            # The deploy script makes it: it runs under the engine's interpreter until the
+            # virtualenv exists, and the workers, started after it, run its bin/python.
+            notices.append(
+                f"application {name!r}: VIRTUAL_ENV {virtual_env} has no bin/python yet; the "
+                f"deploy script is expected to make it (it runs under {base_interpreter} "
+                "until then)"
             )
-            return None
         interpreter = _interpreter(engine, virtual_env, expand_here)
         argv = (interpreter, "-m", "corral.worker")
         asked = re.match(r"python\.(\d+(?:\.\d+)?)", engine_name)
@@ -280,6 +293,7 @@ def build_app(
         argv=argv,
         current_directory=current_directory,
         interpreter=interpreter,
+        base_interpreter=base_interpreter,
         pythonpath=pythonpath,
         wsgi_app=_opt_str(values.get("app.wsgi_app")),
         deploy_file=deploy_file,

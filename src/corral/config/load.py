@@ -57,7 +57,14 @@ from corral.config.tomlfile import (
     read_toml,
     site_sections,
 )
-from corral.config.webconfig import HandlerOp, Section, ZooAppOp, apply_env_ops, read_webconfig
+from corral.config.webconfig import (
+    EnvOp,
+    HandlerOp,
+    Section,
+    ZooAppOp,
+    apply_env_ops,
+    read_webconfig,
+)
 
 WEB_CONFIG = "web.config"
 CORRAL_TOML = "corral.toml"
@@ -99,13 +106,15 @@ def load_site(
     bindings: Iterable[Binding] = (DEFAULT_BINDING,),
     environ: Mapping[str, str] | None = None,
     default_engine: str | None = None,
+    default_env: Mapping[str, str] | None = None,
 ) -> ServerConfig:
     """One site answering every host on `bindings`, with one application at "/" in `folder`.
 
     The folder's corral.toml may declare `[engines]` here (it is the whole server). A folder with
     no web.config, corral.toml or .zoo at all is a static site, unless `default_engine` is given
     (`corral serve DIR` passes "python"): then every URL goes to one application named "default"
-    on that engine (for Python: wsgi.py, WSGI_APP from the OS, or the service-information page).
+    on that engine (for Python: wsgi.py, WSGI_APP from the OS, or the service-information page),
+    with the variables `default_env` (the one-line serve's WSGI_APP: `config.quickserve`).
     """
     problems = Problems()
     folder = os.path.abspath(folder)
@@ -130,6 +139,7 @@ def load_site(
         [],
         site_engines_allowed=True,
         default_engine=default_engine,
+        default_env=default_env,
     )
     return dataclasses.replace(config, front=front)
 
@@ -222,12 +232,14 @@ def _build(
     *,
     site_engines_allowed: bool = False,
     default_engine: str | None = None,
+    default_env: Mapping[str, str] | None = None,
 ) -> ServerConfig:
     ctx = BuildContext(
         problems, engine_table(zoo, toml_engines), dict(os.environ if environ is None else environ)
     )
     ctx.site_engines_allowed = site_engines_allowed
     ctx.default_engine = default_engine
+    ctx.default_env = dict(default_env or {})
     if zoo is not None:
         ctx.not_in_effect.extend(zoo.not_in_effect)
         known = {site.name for site in sites}
@@ -500,7 +512,9 @@ def _build_mount(
     if not sections and ctx.default_engine is not None:
         where = Location(root)
         add = HandlerOp("add", "default", where, "*", ctx.default_engine)
-        sections = [Section("", (add,), (), where)]
+        env = tuple(EnvOp("add", name, value, where) for name, value in ctx.default_env.items())
+        zoo = (ZooAppOp("application", "default", env, where),) if env else ()
+        sections = [Section("", (add,), zoo, where)]
     # Handlers, folder by folder (a sub-folder starts from its nearest configured ancestor).
     raw_scopes: dict[str, list[HandlerOp]] = {}
     scope_where: dict[str, Location] = {}

@@ -255,6 +255,9 @@ class AppConfig:
     current_directory: str
     #: Python engines: the interpreter that runs `corral.worker` ("" for other engines).
     interpreter: str = ""
+    #: Python engines: the engine's own interpreter (its fullPath, else Corral's), which runs
+    #: the deploy script while VIRTUAL_ENV has no bin/python yet (the script makes it).
+    base_interpreter: str = ""
     #: Absolute PYTHONPATH entries (already in `env` as PYTHONPATH, os.pathsep-joined).
     pythonpath: tuple[str, ...] = ()
     wsgi_app: str | None = None

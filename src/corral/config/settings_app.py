@@ -99,8 +99,11 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "VIRTUAL_ENV",
         Kind.PATH,
         None,
-        "Virtualenv whose bin/python runs the Python worker (unset: Corral's interpreter); "
-        "one without bin/python (made on Windows) is an error.",
+        "Virtualenv whose bin/python runs the Python worker (unset: Corral's interpreter). "
+        "It may not exist yet when DEPLOY_FILE is set: the deploy script, run under the "
+        "engine's interpreter until then, must make it (a run that exits 0 without it has "
+        "failed), and the workers started after it use it. One without bin/python otherwise "
+        "(made on Windows) is an error.",
     ),
     Setting(
         "app.deploy_file",
@@ -212,7 +215,10 @@ APP_SETTINGS: tuple[Setting, ...] = (
         False,
         "Show the worker's traceback and log tail on the 'cannot start' page, and a deploy "
         "script's output, to every client (otherwise to local clients only), and the service "
-        "information on the page of a site with no application.",
+        "information on the page of a site with no application; and answer an exception "
+        "raised during a request from a local client (loopback, not forwarded) with Corral's "
+        "Python worker's development page (the traceback with each frame's local variables) "
+        "instead of the plain 500. Never in production.",
     ),
     Setting(
         "app.django_root",

@@ -38,6 +38,9 @@ SERVER_SOFTWARE = b"Corral"
 #: Sent with every request of an application in development mode (DEVELOPMENT_MODE), so that
 #: Corral's worker may show what only a developer should see (``corral.worker.info``).
 DEVELOPMENT_PARAM = b"CORRAL_DEVELOPMENT"
+#: Sent, with a development application's requests only, when the client is local
+#: (``details.local``): the worker may then answer an exception with its traceback page.
+LOCAL_PARAM = b"CORRAL_LOCAL_CLIENT"
 
 HOP_BY_HOP = frozenset(
     {

@@ -53,6 +53,14 @@ def allowed(
         return True
     if not server.settings.show_errors_to_loopback:
         return False
+    return local(server, stream, named, request)
+
+
+def local(
+    server: FrontContext, stream: ClientStream, named: str | None, request: Request | None
+) -> bool:
+    """Whether the client is on this machine (see the module doc), whatever the settings: the
+    rule for error details, and for the worker's development page (``cgienv.LOCAL_PARAM``)."""
     if stream.trusted:
         return named is not None and server.is_loopback(named)
     return stream.loopback and request is not None and not forward.proxied(request.headers)

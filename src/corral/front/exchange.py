@@ -273,6 +273,8 @@ class Exchange:
         length = request.content_length
         if length is not None and not request.chunked:
             params.append((b"CONTENT_LENGTH", b"%d" % length))
+        if route.development and details.local(server, stream, self.client, request):
+            params.append((cgienv.LOCAL_PARAM, b"1"))  # the worker's development page
         if has_body:
             if route.buffering:  # read the body whole first, then lease (body_end)
                 self._spool = BodySpool(server.settings.request_buffer_memory)

@@ -351,7 +351,9 @@ def runtime_spec(
 
     The deploy script runs with the program the workers run (``plan.argv[0]``: the app's Python
     for Corral's worker, node or php for theirs) in the workers' environment and working
-    directory. An application with no process of its own (tcp.service) has no deploy script.
+    directory; while that is a virtualenv's Python that does not exist yet (the script makes
+    it), with the engine's own interpreter (``AppConfig.base_interpreter``). An application
+    with no process of its own (tcp.service) has no deploy script.
     """
     deploy = None
     if app.deploy_file is not None and plan is not None:
@@ -362,6 +364,11 @@ def runtime_spec(
             cwd=plan.cwd,
             log_path=app.deploy_log,
             timeout=float(deploy_timeout if deploy_timeout is not None else app.deploy_timeout),
+            fallback_interpreter=(
+                app.base_interpreter
+                if app.base_interpreter and app.base_interpreter != plan.argv[0]
+                else None
+            ),
         )
     error_log = None
     if app.error_log_dir is not None:

@@ -61,10 +61,18 @@ class DeployCommand:
     log_path: str | None = None
     #: Seconds the script may run.
     timeout: float = 600.0
+    #: Runs the script while ``interpreter`` does not exist yet: the engine's own Python, when
+    #: the workers' is a virtualenv's that the script itself makes (None: no fallback).
+    fallback_interpreter: str | None = None
 
     @property
     def argv(self) -> tuple[str, str]:
-        return (self.interpreter, self.script)
+        """The command, resolved now (not when the configuration was loaded): a virtualenv
+        the previous run made is used as soon as it exists."""
+        interpreter = self.interpreter
+        if self.fallback_interpreter and not os.access(interpreter, os.X_OK):
+            interpreter = self.fallback_interpreter
+        return (interpreter, self.script)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +88,20 @@ class DeployResult:
     duration: float
     #: time.time() when it ended (files it wrote are older than this).
     finished_at: float
+    #: The interpreter the workers run, which the script exited 0 without making (the
+    #: virtualenv VIRTUAL_ENV names): the run has failed.
+    missing: str | None = None
 
     def describe(self) -> str:
         if self.error is not None:
             return f"the deploy script could not run: {self.error}"
         if self.timed_out:
             return f"the deploy script did not finish within its time limit ({self.duration:.0f} s)"
+        if self.missing is not None:
+            return (
+                f"the deploy script exited 0 without making {self.missing}, which the workers "
+                "run (the virtualenv VIRTUAL_ENV names: make it in the script)"
+            )
         assert self.returncode is not None
         if self.ok:
             return f"the deploy script succeeded in {self.duration:.1f} s"
@@ -148,24 +164,25 @@ class DeployRun:
         command = self.command
         loop = asyncio.get_running_loop()
         started = loop.time()
+        argv = await loop.run_in_executor(None, lambda: command.argv)
         _log.info(
             "app %s: running deploy script %s with %s%s",
             self.app,
             command.script,
-            command.interpreter,
+            argv[0],
             f" (output to {command.log_path})" if command.log_path else "",
             extra={"app": self.app},
         )
         try:
             if command.log_path is not None:
                 self._log_file = await loop.run_in_executor(None, _open_log, command.log_path)
-                header = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command.argv)}\n"
+                header = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n"
                 await self._write_log(header.encode())
             if not await loop.run_in_executor(None, os.path.isfile, command.script):
                 return await self._finish(started, None, error=f"{command.script} does not exist")
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *command.argv,
+                    *argv,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.STDOUT,
@@ -270,14 +287,22 @@ class DeployRun:
             # Where the output would have gone (the page, the log) explains it.
             await self._output(f"the deploy script could not run: {error}\n".encode())
         loop = asyncio.get_running_loop()
+        ok = code == 0 and not timed_out and error is None
+        missing = None
+        command = self.command
+        if ok and command.fallback_interpreter:
+            # The script was to make the workers' interpreter (their virtualenv): did it?
+            made = await loop.run_in_executor(None, os.access, command.interpreter, os.X_OK)
+            missing = None if made else command.interpreter
         result = DeployResult(
-            ok=code == 0 and not timed_out and error is None,
+            ok=ok and missing is None,
             returncode=code,
             timed_out=timed_out,
             error=error,
             tail=self._tail,
             duration=loop.time() - started,
             finished_at=time.time(),
+            missing=missing,
         )
         if error is None:
             summary = f"--- {result.describe()}\n".encode()

@@ -49,7 +49,7 @@ from corral.protocol.fastcgi.events import (
     UnknownType,
 )
 from corral.protocol.websocket import DEFAULT_MAX_MESSAGE_SIZE, HandshakeError
-from corral.worker import asgi
+from corral.worker import asgi, debugpage
 from corral.worker.asgi import ASGIApp
 from corral.worker.wsgi import ClientDisconnected, log_error
 
@@ -318,7 +318,8 @@ class Connection(asyncio.Protocol):
                 channel.write(_BAD_LENGTH)
                 channel.end(0)
                 return
-            cycle = asgi.HTTPCycle(scope, channel, length)
+            debug = debugpage.wanted_params(params)
+            cycle = asgi.HTTPCycle(scope, channel, length, debug=debug)
         self.cycle = cycle
         task = asyncio.get_running_loop().create_task(self._run(cycle))
         state.tasks.add(task)

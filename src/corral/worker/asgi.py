@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Protocol
 
 from corral.protocol import websocket as ws
-from corral.worker.wsgi import ERROR_BODY, ERROR_HEAD, ClientDisconnected
+from corral.worker.wsgi import ERROR_BODY, ERROR_HEAD, ClientDisconnected, development_page
 from corral.worker.wsgi import log_error as log  # one stderr writer for both interfaces
 
 Scope = MutableMapping[str, Any]
@@ -212,10 +212,14 @@ def _has_length(headers: object) -> bool:
 class HTTPCycle:
     """One ``http`` request: its ``receive`` and ``send`` (see the module docstring)."""
 
-    def __init__(self, scope: Scope, channel: Channel, length: int | None) -> None:
+    def __init__(
+        self, scope: Scope, channel: Channel, length: int | None, *, debug: bool = False
+    ) -> None:
         self.scope = scope
         self.channel = channel
         self.head_only = scope["method"] == "HEAD"
+        #: An exception gets the development page (``debugpage.wanted_params``).
+        self.debug = debug
         self._body: deque[bytes] = deque()
         self._queued = 0
         self._paused = False
@@ -333,7 +337,15 @@ class HTTPCycle:
                 return
             if not self.started:
                 log(f"{where}: the application failed; answering 500", exc)
-                self.channel.write(ERROR_HEAD if self.head_only else ERROR_HEAD + ERROR_BODY)
+                page = None
+                if self.debug:
+                    page = development_page(exc, self.scope["method"], self.scope["path"])
+                if page is not None:
+                    self.channel.write(
+                        page[: page.index(b"\r\n\r\n") + 4] if self.head_only else page
+                    )
+                else:
+                    self.channel.write(ERROR_HEAD if self.head_only else ERROR_HEAD + ERROR_BODY)
                 self.complete = True
                 self.channel.end(0)
             elif not self.complete:

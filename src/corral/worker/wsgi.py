@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, BinaryIO, Protocol
 
+from corral.worker import debugpage
+
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], None]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -345,6 +347,16 @@ ERROR_HEAD = (
 )
 
 
+def development_page(exc: BaseException, method: str, path: str) -> bytes | None:
+    """The development page's response (``debugpage``), or None if it cannot be made (then
+    the plain 500 goes out: the failure is logged, never a reason to fail the request)."""
+    try:
+        return debugpage.response(exc, method, path)
+    except Exception as failure:
+        log_error("the development page could not be made", failure)
+        return None
+
+
 def log_error(message: str, exc: BaseException | None = None) -> None:
     """A line (and a traceback) to the worker's stderr, which the host logs."""
     text = f"corral worker: {message}\n"
@@ -664,6 +676,10 @@ def run(app: WSGIApp, environ: dict[str, Any], channel: Channel) -> tuple[int, b
             log_error(f"{where}: the application failed after its response began", exc)
             return 1, response.take_pending()
         log_error(f"{where}: the application failed; answering 500", exc)
+        if debugpage.wanted(environ):  # DEVELOPMENT_MODE, a local client: the traceback page
+            page = development_page(exc, environ.get("REQUEST_METHOD", ""), _path(environ))
+            if page is not None:
+                return 0, page[: page.index(b"\r\n\r\n") + 4] if response.head_only else page
         return 0, ERROR_HEAD if response.head_only else ERROR_HEAD + ERROR_BODY
     if response.short:
         log_error(

@@ -98,6 +98,33 @@ def test_the_wheel_ships_the_example_site(installed: Path) -> None:
     ]
 
 
+def test_the_wheel_ships_every_template_of_corral_new(installed: Path, tmp_path: Path) -> None:
+    """Every file of ``corral new``'s templates is package data, and ``corral new`` works from
+    the wheel."""
+    venv = installed.parent.resolve()
+    out = _run(
+        installed / "python",
+        "-c",
+        "from corral.templates import files_root; print(files_root())",
+        cwd=venv,
+    )
+    shipped = Path(out.strip())
+    assert shipped.resolve().is_relative_to(venv), shipped
+    source = ROOT / "src" / "corral" / "templates" / "files"
+
+    def files(root: Path) -> list[str]:
+        return sorted(
+            str(p.relative_to(root))
+            for p in root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        )
+
+    assert files(shipped) == files(source)
+    _run(installed / "corral", "new", "django", tmp_path / "site", cwd=tmp_path)
+    assert (tmp_path / "site" / "mysite" / "settings.py").is_file()
+    assert (tmp_path / "site" / "static" / "web.config").is_file()
+
+
 def test_installed_corral_serve_with_no_argument_serves_the_example(
     installed: Path, tmp_path: Path
 ) -> None:

@@ -24,9 +24,9 @@ print("three", flush=True)
 def command(tmp_path: Path, source: str, **kw: object) -> DeployCommand:
     script = tmp_path / "deploy.py"
     script.write_text(source)
+    kw.setdefault("interpreter", sys.executable)
     return DeployCommand(
         script=str(script),
-        interpreter=sys.executable,
         env={"PATH": "/usr/bin:/bin"},
         cwd=str(tmp_path),
         **kw,  # type: ignore[arg-type]
@@ -70,3 +70,29 @@ def test_the_time_limit_kills_the_script_and_its_children(tmp_path: Path) -> Non
     child = int(result.tail.split()[0])
     assert "did not finish within its time limit" in result.describe()
     assert wait_gone([child], within=10.0) == []  # the group was signalled, not only the script
+
+
+def test_a_script_that_was_to_make_the_virtualenv_and_did_not_has_failed(tmp_path: Path) -> None:
+    """With a fallback interpreter (the workers' is a virtualenv's Python the script makes), a
+    script that exits 0 without making it has failed: the workers could not start."""
+    venv_python = tmp_path / "venv" / "bin" / "python"
+    lazy = command(
+        tmp_path,
+        'print("did nothing")\n',
+        interpreter=str(venv_python),
+        fallback_interpreter=sys.executable,
+    )
+    result = asyncio.run(DeployRun(lazy, app="t").run())
+    assert result.returncode == 0 and not result.ok
+    assert result.missing == str(venv_python)
+    assert "without making" in result.describe() and "VIRTUAL_ENV" in result.describe()
+
+    maker = f"""import os
+os.makedirs({str(venv_python.parent)!r})
+os.symlink({sys.executable!r}, {str(venv_python)!r})
+"""
+    (tmp_path / "deploy.py").write_text(maker)
+    result = asyncio.run(DeployRun(lazy, app="t").run())
+    assert result.ok and result.missing is None, result.describe()
+    # The next run uses the virtualenv it made.
+    assert lazy.argv == (str(venv_python), lazy.script)
