@@ -37,6 +37,7 @@ from corral.config import convert
 from corral.config.appbuild import BuildContext
 from corral.config.errors import ConfigError, Problems, in_file_order
 from corral.config.model import Binding, IncludedFile, Location, ServerConfig, SiteConfig
+from corral.config.sitebindings import with_bindings
 from corral.config.tomlfile import IncludeDecl, MountDecl, SiteDecl, read_sites, read_toml
 
 _MAGIC = re.compile(r"[*?[]")
@@ -153,7 +154,7 @@ def site_file(path: str, pattern: Pattern) -> Unit:
                     f"[{key}] in an included site file (it holds [sites.NAME] tables only; "
                     f"[server] and [engines] belong in the server file, {pattern.location.file})",
                 )
-        sites = read_sites(source, problems, os.path.dirname(path))
+        sites = with_bindings(read_sites(source, problems, os.path.dirname(path)), None, problems)
         if not sites and "sites" not in source.data:
             problems.add(Location(path, 1), "sites", "the site file declares no site")
     return Unit(path, pattern, tuple(sites), tuple(problems.errors))

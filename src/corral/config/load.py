@@ -47,6 +47,7 @@ from corral.config.settings import (
     PROTOCOLS_IN_EFFECT,
     TRANSPORTS_IN_EFFECT,
 )
+from corral.config.sitebindings import with_bindings
 from corral.config.tlsfiles import check_tls
 from corral.config.tomlfile import (
     MountDecl,
@@ -172,7 +173,7 @@ def load_server(
             host_data = _read(host_path, problems)
             if host_data is not None:
                 zoo = read_application_host(host_data, host_path, problems)
-    sites = _with_bindings(server.sites, zoo, problems)
+    sites = with_bindings(server.sites, zoo, problems)
     engines = read_engines(source, problems, engine_table(zoo, ()))
     # applicationHost.config's <heliconZooServer> attributes < the server TOML's [server].
     layers = [(zoo.settings, "applicationHost")] if zoo is not None else []
@@ -182,30 +183,6 @@ def load_server(
         included = include.read(server.include, os.path.dirname(path), problems)
     config = _build(problems, zoo, engines, sites, environ, sources, included, previous)
     return dataclasses.replace(config, front=front)
-
-
-def _with_bindings(
-    sites: Iterable[SiteDecl], zoo: ZooServer | None, problems: Problems
-) -> list[SiteDecl]:
-    """The sites with their bindings: a site's table without ``bindings`` takes those of the
-    applicationHost.config ``<site>`` of the same name (IIS's ``<bindings>``); a site with
-    neither is an error. Likewise ``https_redirect`` and ``hsts`` from that site's ``<hsts>``."""
-    result: list[SiteDecl] = []
-    for site in sites:
-        iis = zoo.sites.get(site.name) if zoo is not None else None
-        if not site.bindings_written:
-            if iis is None:
-                problems.add(site.location, "bindings", f"site {site.name!r} has no binding")
-            else:
-                site = dataclasses.replace(site, bindings=iis.bindings)
-                for where, setting, message in iis.errors:
-                    problems.add(where, setting, message)
-        if iis is not None and site.https_redirect is None:
-            site = dataclasses.replace(site, https_redirect=iis.https_redirect)
-        if iis is not None and site.hsts is None:
-            site = dataclasses.replace(site, hsts=iis.hsts)
-        result.append(site)
-    return result
 
 
 def _read(path: str, problems: Problems) -> bytes | None:
