@@ -11,6 +11,7 @@ folder shared by the xdist workers).
 from __future__ import annotations
 
 import html
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -82,8 +83,13 @@ def first_page(server: CorralServer, path: str, marker: str) -> tuple[list[str],
 
 
 def _workers_run(server: CorralServer, python: Path) -> None:
-    commands = [worker.cmdline() for worker in server.workers()]
-    assert commands and all(command[0] == str(python) for command in commands), commands
+    """The workers run the site's virtualenv (their command line shows their process title,
+    not the interpreter: the kernel's executable and the virtualenv in their environment)."""
+    workers = server.workers()
+    assert workers
+    for worker in workers:
+        assert worker.exe() == os.path.realpath(python), (worker.exe(), python)
+        assert worker.environ().get("VIRTUAL_ENV") == str(python.parent.parent)
 
 
 def _deployed_with_pip(pages: list[str], requirement: str) -> None:
