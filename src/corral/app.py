@@ -54,6 +54,7 @@ from corral.front.routes import AppKey, AppRoute, ConfigRouter
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
 from corral.ops.history import History
+from corral.ops.rundir import name_for
 from corral.ops.status import (
     FrontStatus,
     HostStatus,
@@ -61,6 +62,7 @@ from corral.ops.status import (
     build_app_status,
     find_app,
 )
+from corral.ops.tenants import Tenants
 from corral.runtime.controller import AppController, runtime_spec
 from corral.runtime.errorlog import ErrorLogs
 from corral.runtime.policy import Phase
@@ -115,13 +117,32 @@ def front_settings(config: ServerConfig, options: ServeOptions) -> FrontSettings
     return replace(config.front, **options.front_overrides)  # type: ignore[arg-type]
 
 
-def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]:
+def tenants_for(
+    config: ServerConfig, options: ServeOptions, running: Tenants | None = None
+) -> Tenants:
+    """Every application's user and limits (``corral.ops.tenants``; docs/tenants.md). A
+    reload keeps the cgroups found at start (``running``): after its privilege drop the front
+    could not tell them from none."""
+    hierarchy = running.hierarchy if running is not None else None
+    return Tenants(
+        config, front_settings(config, options), name_for(options.path), hierarchy=hierarchy
+    )
+
+
+def build_apps(
+    config: ServerConfig, options: ServeOptions, tenants: Tenants | None = None
+) -> list[Application]:
     """One pool and one front route per application; ``ConfigErrors`` (every one) when some
-    application asks for what this runtime cannot run."""
+    application asks for what this runtime cannot run, or would run as a user it may not
+    (``Tenants.problems``)."""
     overrides = dict(options.pool_overrides)
     overrides.setdefault("queue_timeout", front_settings(config, options).acquire_timeout)
     apps: list[Application] = []
     problems: list[ConfigErrors] = []
+    tenants = tenants or tenants_for(config, options)
+    refused = tenants.problems()[0]
+    if refused:
+        problems.append(ConfigErrors(refused))
     for app in config.apps:
         settings = pool_settings_for(app, overrides)
         try:
@@ -136,7 +157,10 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
             pool = ServicePool(label, backend.address, settings, backend.connect)
         else:
             assert backend.probe is not None
-            pool = Pool(label, backend.plan, settings, backend.connect, backend.probe)
+            confiner = tenants.confiner_for(app)
+            pool = Pool(
+                label, backend.plan, settings, backend.connect, backend.probe, confiner=confiner
+            )
         root = os.fsencode(app.physical_path)
         route = AppRoute(
             name=label,
@@ -229,13 +253,22 @@ class Host:
         self._stopping: asyncio.Event | None = None
         #: Applications whose bounds ``corral scale`` changed (restored by a reload).
         self._scaled: set[ReloadKey] = set()
+        #: Users and limits (docs/tenants.md); made at start.
+        self.tenants: Tenants | None = None
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
         config = self.config if self.config is not None else load_config(options.path)
         self.config = config
+        # --- tenants (issue 13): say who runs what, and how limits are enforced ---------
+        self.tenants = tenants = tenants_for(config, options)
+        for warning in tenants.problems()[1]:
+            logger.warning("%s", warning)
+        for line in tenants.report():
+            logger.info("%s", line)
+        # --- end of tenants ----------------------------------------------------------------
         if not self.apps:
-            self.apps = build_apps(config, options)
+            self.apps = build_apps(config, options, tenants)
         router = self._router(config, self.apps)
         self.front = FrontServer(router, front_settings(config, options))
         wanted = [options.listen] if options.listen else listen_plan(config.listen_addresses())
@@ -253,6 +286,14 @@ class Host:
                 router.listening(actual, port)
                 self._ports.append((actual, port))
             self.addresses += bound
+        # --- tenants (issue 13): the front drops to its user once its ports are bound ------
+        try:
+            tenants.before_serving()
+        except CorralError as exc:
+            await self.front.stop(0.0)
+            await self._close_pools(0.0)
+            raise StartupError(str(exc)) from None
+        # --- end of tenants ----------------------------------------------------------------
         for app in self.apps:
             await self._start_app(app)
         self._watch_config(config)
@@ -285,6 +326,8 @@ class Host:
         if self.front is not None:
             await self.front.stop(grace)
         await self._close_pools(grace)
+        if self.tenants is not None:
+            self.tenants.cleanup()
         logger.info("stopped")
         await asyncio.get_running_loop().run_in_executor(None, self.error_logs.close)
 
@@ -416,7 +459,10 @@ class Host:
         pool = app.pool
         if isinstance(pool, Pool) and app.controller is None:
             app.controller = AppController(
-                runtime_spec(app.config, pool.plan), pool, app.route, error_logs=self.error_logs
+                runtime_spec(app.config, pool.plan, confiner=pool.confiner),
+                pool,
+                app.route,
+                error_logs=self.error_logs,
             )
             await app.controller.start()
 
@@ -467,7 +513,10 @@ class Host:
         logger.info("reloading the configuration (%s)", reason)
         try:
             new = await asyncio.to_thread(load_config, self.options.path)
-            built = {app_key(a.config): a for a in build_apps(new, self.options)}
+            built = {
+                app_key(a.config): a
+                for a in build_apps(new, self.options, tenants_for(new, self.options, self.tenants))
+            }
         except ConfigErrors as exc:
             logger.error("the configuration has errors; the running one stays in force:\n%s", exc)
             return False

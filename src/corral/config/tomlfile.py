@@ -41,7 +41,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from corral.config import convert
@@ -49,7 +49,13 @@ from corral.config.declare import Written, declare_engine
 from corral.config.errors import Problems, did_you_mean
 from corral.config.model import Binding, EngineConfig, EnvVar, Location
 from corral.config.servercfg import SwitchEntry
-from corral.config.settings import APP_BY_TOML, ENGINE_BY_TOML, SERVER_BY_TOML, Kind
+from corral.config.settings import (
+    APP_BY_TOML,
+    ENGINE_BY_TOML,
+    SERVER_BY_TOML,
+    TENANT_BY_TOML,
+    Kind,
+)
 from corral.config.webconfig import EnvOp, HandlerOp, Section, ZooAppOp
 
 KeyPath = tuple[str | int, ...]
@@ -367,6 +373,8 @@ class MountDecl:
     virtual_path: str
     physical_path: str
     location: Location
+    #: The mount's users and limits (`tenant.*`), as written.
+    tenancy: Written = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +384,8 @@ class SiteDecl:
     switchboard: tuple[SwitchEntry, ...]
     mounts: tuple[MountDecl, ...]
     location: Location
+    #: The site's users and limits (`tenant.*`), as written.
+    tenancy: Written = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,9 +438,12 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
         bindings: tuple[Binding, ...] = ()
         switchboard: list[SwitchEntry] = []
         mounts: list[MountDecl] = []
+        tenancy: Written = {}
         for key, value in table.items():
             where = source.at("sites", name, key)
-            if key == "bindings":
+            if key in TENANT_BY_TOML:
+                tenancy[TENANT_BY_TOML[key].name] = (value, where)
+            elif key == "bindings":
                 bindings = _bindings(source, value, ("sites", name, key), problems)
             elif key == "switchboard":
                 for engine, enabled in _table(
@@ -443,7 +456,7 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
             elif key == "apps":
                 mounts.extend(_mounts(source, value, ("sites", name, key), base, problems))
             else:
-                hint = did_you_mean(key, ["bindings", "switchboard", "apps"])
+                hint = did_you_mean(key, ["bindings", "switchboard", "apps", *TENANT_BY_TOML])
                 problems.add(where, key, f"unknown site setting in site {name!r}{hint}")
         if not mounts:
             problems.add(
@@ -454,7 +467,14 @@ def read_server(source: TomlSource, problems: Problems) -> ServerToml:
         if not bindings and "bindings" not in table:
             problems.add(source.at("sites", name), "bindings", f"site {name!r} has no binding")
         sites.append(
-            SiteDecl(name, bindings, tuple(switchboard), tuple(mounts), source.at("sites", name))
+            SiteDecl(
+                name,
+                bindings,
+                tuple(switchboard),
+                tuple(mounts),
+                source.at("sites", name),
+                tenancy,
+            )
         )
     if not sites:
         problems.add(Location(source.file, 1), "sites", "the server file declares no site")
@@ -483,19 +503,23 @@ def _mounts(
         seen[virtual_path] = where
         table = _table(source, table, (*path, virtual), problems)
         physical = table.get("physical_path")
+        tenancy: Written = {}
         for key in table:
-            if key != "physical_path":
+            if key in TENANT_BY_TOML:
+                tenancy[TENANT_BY_TOML[key].name] = (table[key], source.at(*path, virtual, key))
+            elif key != "physical_path":
+                known = ["physical_path", *TENANT_BY_TOML]
                 problems.add(
                     source.at(*path, virtual, key),
                     key,
-                    f"unknown setting{did_you_mean(key, ['physical_path'])} (an application's "
+                    f"unknown setting{did_you_mean(key, known)} (an application's "
                     "own settings live in its folder's web.config or corral.toml)",
                 )
         if not isinstance(physical, str) or not physical:
             problems.add(where, "physical_path", f"{virtual_path} needs a physical_path")
             continue
         folder = os.path.normpath(os.path.join(base, os.path.expanduser(physical)))
-        result.append(MountDecl(virtual_path, folder, where))
+        result.append(MountDecl(virtual_path, folder, where, tenancy))
     return result
 
 

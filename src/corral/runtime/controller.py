@@ -36,6 +36,7 @@ from corral.runtime.gate import DeployFailed, DeployGate, DeployInProgress
 from corral.runtime.policy import ChangeAction, Phase, RequestAction
 from corral.runtime.watch import FileWatcher, find_virtualenvs
 from corral.runtime.watchrules import Change, WatchRules
+from corral.supervision.confine import Confiner
 from corral.supervision.launch import LaunchPlan
 from corral.supervision.lease import Lease, LeaseSource
 from corral.supervision.pool import Pool
@@ -337,6 +338,7 @@ def runtime_spec(
     deploy_timeout: float | None = None,
     error_log_max_bytes: int | None = None,
     error_log_files: int | None = None,
+    confiner: Confiner | None = None,
 ) -> RuntimeSpec:
     """The controller's view of one application's configuration.
 
@@ -353,6 +355,7 @@ def runtime_spec(
             cwd=plan.cwd,
             log_path=app.deploy_log,
             timeout=float(deploy_timeout if deploy_timeout is not None else app.deploy_timeout),
+            confiner=confiner,
         )
     error_log = None
     if app.error_log_dir is not None:

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeAlias
 
+from corral.supervision.tenancy import Confinement
+
 #: Where a worker listens: a Unix socket path, or a (host, port) pair.
 Address: TypeAlias = str | tuple[str, int]
 
@@ -83,6 +85,9 @@ class LaunchPlan:
     tcp_host: str = "127.0.0.1"
     #: Ports (inclusive) that ``WorkerSocket.PORT`` picks from: one free port per worker.
     port_range: tuple[int, int] = (49152, 65535)
+    #: The user, groups, cgroup, rlimits and TMPDIR the worker runs under (None: Corral's own
+    #: user, no limits); filled in by the pool for each spawn (``confine.Confiner.ready``).
+    confinement: Confinement | None = None
 
     def __post_init__(self) -> None:
         if not self.argv:
