@@ -255,6 +255,13 @@ def _free_low_port() -> int:
     raise AssertionError("no free port below 1024")
 
 
+def _status_field(pid: int, name: str) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(rf"^{name}:\s+(\S+)$", text, re.M)
+    assert found, text
+    return int(found.group(1), 16 if name.startswith("Cap") else 10)
+
+
 def _status_ids(pid: int) -> tuple[list[int], list[int]]:
     text = Path(f"/proc/{pid}/status").read_text()
     uid = re.search(r"^Uid:\s+(.*)$", text, re.M)
@@ -286,10 +293,17 @@ def test_front_drops_to_its_user_after_binding_a_low_port_and_still_manages_apps
         _ready(server, "alpha", "beta")
         uids, gids = _status_ids(server.proc.pid)
         assert uids == [front.uid] * 4 and gids == [front.gid] * 4
+        # It keeps CAP_CHOWN, CAP_KILL, CAP_SETGID and CAP_SETUID, nothing else.
+        assert _status_field(server.proc.pid, "CapEff") == 0xE1
+        assert _status_field(server.proc.pid, "CapBnd") == 0xE1
         # It starts its applications as their users...
         assert _json(_get(server, "alpha", "/whoami"))["uid"] == a.uid
         assert _json(_get(server, "beta", "/whoami"))["uid"] == b.uid
         workers = [_worker_of(server, a.uid), _worker_of(server, b.uid)]
+        for worker in workers:  # which inherit none of the front's capabilities
+            assert _status_field(worker.pid, "CapEff") == 0
+            assert _status_field(worker.pid, "CapPrm") == 0
+            assert _status_field(worker.pid, "NoNewPrivs") == 1
         # ...and stops them (signals to other users' process groups).
         server.signal(15)
         assert server.wait(30) == 0
