@@ -82,9 +82,9 @@ def _worker_of(server: CorralServer, uid: int) -> psutil.Process:
     raise AssertionError(f"no worker of uid {uid}:\n{server.text()}")
 
 
-def _socket_dir_of(uid: int) -> Path:
-    """The pool socket folder handed to ``uid`` (in the system's temporary folder)."""
-    for entry in Path("/tmp").glob("corral-*"):
+def _socket_dir_of(base: Path, uid: int) -> Path:
+    """The pool socket folder handed to ``uid`` (in Corral's tenant folder)."""
+    for entry in (base / "tenants").glob("*/run/corral-*"):
         try:
             info = entry.lstat()
         except OSError:
@@ -151,7 +151,7 @@ def test_two_apps_run_as_their_users_and_cannot_reach_each_other(
         # A cannot signal B's worker, read its memory, connect to its socket, or list its
         # folder (0700); B's socket folder is B's, group the front's, 0770.
         b_worker = _worker_of(server, b.uid)
-        b_sockets = _socket_dir_of(b.uid)
+        b_sockets = _socket_dir_of(base, b.uid)
         assert stat.S_IMODE(b_sockets.stat().st_mode) == 0o770
         b_socket = next(b_sockets.glob("*.sock"))
         probe = _json(
@@ -169,7 +169,7 @@ def test_two_apps_run_as_their_users_and_cannot_reach_each_other(
         }
         # The same probes of its own worker succeed (the probe can tell success from failure).
         a_worker = _worker_of(server, a.uid)
-        a_socket = next(_socket_dir_of(a.uid).glob("*.sock"))
+        a_socket = next(_socket_dir_of(base, a.uid).glob("*.sock"))
         own = _json(
             _get(server, "alpha", f"/probe?pid={a_worker.pid}&sock={a_socket}&dir={folder_a}")
         )

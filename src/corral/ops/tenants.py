@@ -182,7 +182,8 @@ class Tenants:
             if needs_groups and self.hierarchy.mechanism is not Mechanism.RLIMITS:
                 cgroups.prepare(self.hierarchy, self.server, owner)
             if any(entry.run_as is not None for entry in self._apps.values()):
-                identity.tmp_parent(self.server, owner)
+                identity.tenant_folder(self.server, "tmp", owner)
+                identity.tenant_folder(self.server, "run", owner)
         except OSError as exc:
             raise TenantError(f"cannot prepare the applications' folders: {exc}") from None
         if self.front_user is not None:

@@ -72,6 +72,16 @@ class Confiner:
             raise ConfineError(f"cannot confine {self.label}: {exc}") from None
         return self._data
 
+    def socket_parent(self) -> str | None:
+        """Where the pool's socket folder goes: under Corral's tenant folder for an application
+        with a user (a folder the front owns, so that it can remove what it gave away)."""
+        if self.run_as is None:
+            return None
+        try:
+            return identity.tenant_folder(self._server, "run")
+        except (IdentityError, OSError) as exc:
+            raise ConfineError(f"cannot make the socket folder of {self.label}: {exc}") from None
+
     def hand_over(self, socket_dir: str) -> None:
         """Give the pool's socket folder to the application's user (group: the front's)."""
         if self.run_as is not None:

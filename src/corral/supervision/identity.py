@@ -4,13 +4,13 @@ use (its private TMPDIR, the pool's socket folder) with the right owner and mode
 Folders (docs/tenants.md, docs/security.md):
 
 * The private TMPDIR of one pool of an application: ``<tenant root>/<server>/tmp/<app>-XXXX``,
-  owned by the application's user, mode 0700; its parents are root's, mode 0711 (traversable,
-  not listable). The tenant root is ``/var/lib/corral`` (``CORRAL_TENANT_DIR`` overrides it).
-  Removed when the pool closes.
-* The pool's socket folder (``WorkerSet``): owned by the application's user, group the front's
-  own group, mode 0770: the front (by its group) creates and connects to the workers' sockets,
-  the application's user may bind its own (transport ``unix``), and no other user may even
-  traverse it.
+  owned by the application's user, mode 0700; its parents are root's (the last two: the
+  front's user's), mode 0711 (traversable, not listable). The tenant root is
+  ``/var/lib/corral`` (``CORRAL_TENANT_DIR`` overrides it). Removed when the pool closes.
+* The pool's socket folder (``WorkerSet``), ``<tenant root>/<server>/run/corral-XXXX``: owned
+  by the application's user, group the front's own group, mode 0770: the front (by its group)
+  creates and connects to the workers' sockets, the application's user may bind its own
+  (transport ``unix``), and no other user may even traverse it.
 """
 
 from __future__ import annotations
@@ -77,22 +77,24 @@ def _safe_dir(path: str, mode: int, owner: tuple[int, int] | None = None) -> Non
         os.chown(path, *owner)
 
 
-def tmp_parent(server: str, owner: tuple[int, int] | None = None) -> str:
-    """``<tenant root>/<server>/tmp``, made (mode 0711) if needed; with ``owner``, the last two
-    levels are given to that (uid, gid): the user the front drops to."""
+def tenant_folder(server: str, leaf: str, owner: tuple[int, int] | None = None) -> str:
+    """``<tenant root>/<server>/<leaf>`` (``tmp``: the TMPDIRs, ``run``: the socket folders),
+    made (mode 0711) if needed; with ``owner``, the last two levels are given to that (uid,
+    gid): the user the front drops to, who must go on making and removing folders in them (not
+    in /tmp, whose sticky bit would keep it from removing a folder it gave away)."""
     root = tenant_root()
     os.makedirs(os.path.dirname(root), exist_ok=True)
     _safe_dir(root, 0o711)
     folder = os.path.join(root, server)
     _safe_dir(folder, 0o711, owner)
-    folder = os.path.join(folder, "tmp")
+    folder = os.path.join(folder, leaf)
     _safe_dir(folder, 0o711, owner)
     return folder
 
 
 def make_tmpdir(server: str, app: str, run_as: RunAs) -> str:
     """A fresh private TMPDIR for one pool of ``app``, owned by ``run_as``, mode 0700."""
-    folder = tmp_parent(server)
+    folder = tenant_folder(server, "tmp")
     try:
         path = tempfile.mkdtemp(prefix=f"{app}-", dir=folder)  # mode 0700
         os.chown(path, run_as.uid, run_as.gid)

@@ -241,6 +241,8 @@ class WorkerSet:
         if self.runtime_dir is None or not os.path.isdir(self.runtime_dir):
             # (Re)created on demand: a tmp cleaner may have removed it while the app was idle.
             root = self._runtime_root or os.environ.get("XDG_RUNTIME_DIR") or None
+            if self.confiner is not None:
+                root = self.confiner.socket_parent() or root
             if root is not None and not os.path.isdir(root):
                 root = None
             self.runtime_dir = tempfile.mkdtemp(prefix="corral-", dir=root)  # mode 0700
