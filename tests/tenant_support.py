@@ -14,6 +14,8 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import textwrap
 import uuid
@@ -22,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.conftest import REQUIRE_EXTERNAL, require_program
+
+from conftest import REQUIRE_EXTERNAL, require_program
+from corral.supervision.launch import corral_package_parent
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -93,6 +97,39 @@ def make_venv(base: Path) -> Path:
     venv = base / "venv"
     subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
     return venv
+
+
+PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+
+
+def make_front_venv(base: Path) -> Path:
+    """An interpreter for Corral itself that every user can read (for a front that drops to
+    its own user and goes on importing modules): a virtualenv from /usr/bin/python3 that sees
+    this interpreter's packages and Corral's source (same Python minor version: the compiled
+    packages fit)."""
+    venv = base / "front-venv"
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sys; print(sys.version_info[:2])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if found != str(sys.version_info[:2]):
+        pytest.skip(f"{SYSTEM_PYTHON} is Python {found}, not this interpreter's version")
+    purelib = sysconfig.get_paths()["purelib"]
+    target = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    Path(target, "corral-tests.pth").write_text(f"{corral_package_parent()}\n{purelib}\n")
+    return venv / "bin" / "python"
 
 
 #: A WSGI application that reports who it runs as and tries to reach other applications.
@@ -189,20 +226,21 @@ def make_app(
     mode: int = 0o700,
     group: int | None = None,
     deploy: bool = False,
+    settings: str | None = None,
 ) -> Path:
     """An application folder ``base/name`` owned by ``owner`` (mode ``mode``)."""
     folder = base / name
     folder.mkdir()
     (folder / "wsgi.py").write_text(TENANT_APP)
-    settings = (
+    toml = settings or (
         f'[apps.{name}]\nengine = "python"\nvirtual_env = "{venv}"\nwsgi_app = "wsgi:application"\n'
     )
     if deploy:
         (folder / "deploy.py").write_text(
             "import os\nopen('marker.txt', 'w').write(f'{os.getuid()} {os.environ[\"HOME\"]}')\n"
         )
-        settings += 'deploy_file = "deploy.py"\n'
-    (folder / "corral.toml").write_text(settings)
+        toml += 'deploy_file = "deploy.py"\n'
+    (folder / "corral.toml").write_text(toml)
     for path in (folder, *folder.iterdir()):
         os.chown(path, owner.uid, owner.gid if group is None else group)
     os.chmod(folder, mode)

@@ -24,6 +24,7 @@ from tests.harness import CorralServer, Response, request, run_corral
 from tests.tenant_support import (
     User,
     make_app,
+    make_front_venv,
     make_venv,
     require_root,
     tenant_base,
@@ -31,6 +32,9 @@ from tests.tenant_support import (
 )
 
 from corral.ops.rundir import name_for
+from ports import Lease, engine_ports_toml, ports
+
+__all__ = ["ports"]  # the port-lease fixture
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -42,7 +46,9 @@ def _json(response: Response) -> dict[str, object]:
     return result
 
 
-def _server_toml(base: Path, sites: dict[str, tuple[Path, str]], server: str = "") -> Path:
+def _server_toml(
+    base: Path, sites: dict[str, tuple[Path, str]], server: str = "", engines: str = ""
+) -> Path:
     """One site per application, told apart by host name (``NAME.test``); ``sites`` maps the
     name to (folder, extra TOML lines of the site table)."""
     lines = [server]
@@ -56,7 +62,7 @@ def _server_toml(base: Path, sites: dict[str, tuple[Path, str]], server: str = "
             "",
         ]
     path = base / "server.toml"
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + engines)
     os.chmod(path, 0o644)
     return path
 
@@ -113,9 +119,12 @@ def tenants() -> Iterator[tuple[Path, list[User], Path]]:
                     folder.rmdir()
 
 
-def _serve(base: Path, config: Path, *args: str) -> CorralServer:
+def _serve(base: Path, config: Path, *args: str, python: Path | None = None) -> CorralServer:
     env = {"CORRAL_TENANT_DIR": str(base / "tenants")}
-    return CorralServer(config, args=("--no-access-log", *args), env=env).start(wait_ready=False)
+    server = CorralServer(config, args=("--no-access-log", *args), env=env)
+    if python is not None:
+        server.command = (str(python), "-m", "corral")
+    return server.start(wait_ready=False)
 
 
 def test_two_apps_run_as_their_users_and_cannot_reach_each_other(
@@ -271,21 +280,38 @@ def _status_ids(pid: int) -> tuple[list[int], list[int]]:
 
 
 def test_front_drops_to_its_user_after_binding_a_low_port_and_still_manages_apps(
-    tenants: tuple[Path, list[User], Path],
+    tenants: tuple[Path, list[User], Path], ports: Lease
 ) -> None:
     base, (a, b, front), venv = tenants
     # The front reads and serves the applications' folders: group = the front's group.
     folder_a = make_app(base, "alpha", a, venv, mode=0o750, group=front.gid)
     folder_b = make_app(base, "beta", b, venv, mode=0o750, group=front.gid)
+    # And an HTTP server that listens on a port itself (its readiness check cannot read the
+    # descriptors of another user's process after the drop: it keeps to the connection test).
+    command = f"{venv}/bin/python -m http.server %PORT% --bind 127.0.0.1"
+    folder_c = make_app(
+        base,
+        "gamma",
+        a,
+        venv,
+        mode=0o750,
+        group=front.gid,
+        settings=f'[apps.gamma]\nengine = "http"\napp_command = "{command}"\n',
+    )
     config = _server_toml(
         base,
         {
             "alpha": (folder_a, f'user = "{a.name}"\nmax_processes = 64'),
             "beta": (folder_b, f'user = "{b.name}"'),
+            "gamma": (folder_c, f'user = "{a.name}"'),
         },
+        engine_ports_toml(["http"], ports),
     )
     port = _free_low_port()
-    server = _serve(base, config, "--listen", f"127.0.0.1:{port}", "--user", front.name)
+    python = make_front_venv(base)  # this interpreter may live where the front cannot read
+    server = _serve(
+        base, config, "--listen", f"127.0.0.1:{port}", "--user", front.name, python=python
+    )
     try:
         assert server.port == port
         assert server.proc is not None
@@ -299,6 +325,8 @@ def test_front_drops_to_its_user_after_binding_a_low_port_and_still_manages_apps
         # It starts its applications as their users...
         assert _json(_get(server, "alpha", "/whoami"))["uid"] == a.uid
         assert _json(_get(server, "beta", "/whoami"))["uid"] == b.uid
+        _ready(server, "gamma")
+        assert b"wsgi.py" in _get(server, "gamma", "/").body
         workers = [_worker_of(server, a.uid), _worker_of(server, b.uid)]
         for worker in workers:  # which inherit none of the front's capabilities
             assert _status_field(worker.pid, "CapEff") == 0

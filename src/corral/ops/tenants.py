@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sysconfig
 from dataclasses import dataclass
 
+import corral
 from corral.config.errors import ConfigError
 from corral.config.model import AppConfig, FrontSettings, Location, ServerConfig
 from corral.engines import app_label
@@ -51,6 +53,18 @@ def _can_switch_users() -> bool:
         return False
     needed = (1 << privileges.CAP_SETUID) | (1 << privileges.CAP_SETGID)
     return effective & needed == needed
+
+
+def _unreadable_code() -> list[str]:
+    """The folders of Corral's interpreter and packages this process cannot read."""
+    paths = sysconfig.get_paths()
+    wanted = [paths["stdlib"], paths["platstdlib"], paths["purelib"], paths["platlib"]]
+    wanted.append(os.path.dirname(os.path.dirname(os.path.abspath(corral.__file__))))
+    return [
+        path
+        for path in dict.fromkeys(wanted)
+        if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +206,13 @@ class Tenants:
             except IdentityError as exc:
                 raise TenantError(str(exc)) from None
             self.can_switch = _can_switch_users()
+            unreadable = _unreadable_code()
+            if unreadable:
+                raise TenantError(
+                    f"user {self.front_user.user} cannot read {', '.join(unreadable)}: the "
+                    "front imports modules as it goes, so Corral and its interpreter must be "
+                    "installed where its user can read them (not under /root)"
+                )
             logger.info(
                 "dropped privileges to %s (uid %d, gid %d), keeping %s",
                 self.front_user.user,
