@@ -305,7 +305,7 @@ def test_front_drops_to_its_user_after_binding_a_low_port_and_still_manages_apps
             "beta": (folder_b, f'user = "{b.name}"'),
             "gamma": (folder_c, f'user = "{a.name}"'),
         },
-        engine_ports_toml(["http"], ports),
+        engines=engine_ports_toml(["http"], ports),
     )
     port = _free_low_port()
     python = make_front_venv(base)  # this interpreter may live where the front cannot read
@@ -326,7 +326,18 @@ def test_front_drops_to_its_user_after_binding_a_low_port_and_still_manages_apps
         assert _json(_get(server, "alpha", "/whoami"))["uid"] == a.uid
         assert _json(_get(server, "beta", "/whoami"))["uid"] == b.uid
         _ready(server, "gamma")
+        first_alpha = int(str(_json(_get(server, "alpha", "/whoami"))["pid"]))
         assert b"wsgi.py" in _get(server, "gamma", "/").body
+        # A reload after the drop changes a limit and starts the changed application anew,
+        # as its user, in its group (the cgroups found at start are kept).
+        config.write_text(config.read_text().replace("max_processes = 64", "max_processes = 65"))
+        server.signal(1)
+        server.wait_log(r"configuration reloaded: 1 changed")
+        deadline = time.monotonic() + 30
+        while _worker_of(server, a.uid).pid == first_alpha:
+            assert time.monotonic() < deadline, server.text()
+            time.sleep(0.2)
+        assert _json(_get(server, "alpha", "/whoami"))["uid"] == a.uid
         workers = [_worker_of(server, a.uid), _worker_of(server, b.uid)]
         for worker in workers:  # which inherit none of the front's capabilities
             assert _status_field(worker.pid, "CapEff") == 0
