@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import corral
 from corral.config.errors import ConfigError
-from corral.config.model import AppConfig, FrontSettings, Location, ServerConfig
+from corral.config.model import AppConfig, EngineKind, FrontSettings, Location, ServerConfig
 from corral.engines import app_label
 from corral.errors import CorralError
 from corral.supervision import cgroups, identity, privileges
@@ -127,6 +127,8 @@ class Tenants:
         warnings: list[str] = []
         for entry in self._apps.values():
             app, run_as = entry.config, entry.run_as
+            if app.engine.kind is EngineKind.SERVICE:
+                continue  # nothing of it runs here (tcp.service: a server Corral connects to)
             label = app_label(app)
             as_root = run_as.uid == 0 if run_as is not None else self.runs_as_uid == 0
             if run_as is not None and not self.can_switch and run_as.uid != os.geteuid():
