@@ -144,6 +144,11 @@ class AppCgroup:
         for controller, folder in self.dirs.items():
             try:
                 os.makedirs(folder, exist_ok=True)
+                memsw = os.path.join(folder, "memory.memsw.limit_in_bytes")
+                if os.path.exists(memsw):
+                    # v1 keeps memory+swap >= memory: lift it first, so that the memory limit
+                    # may go up as well as down (a reload), then set it again below.
+                    _write(memsw, "-1")
                 for name, value in values.get(controller, ()):
                     path = os.path.join(folder, name)
                     if os.path.exists(path):

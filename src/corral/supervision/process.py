@@ -23,6 +23,13 @@ How a worker is started (the same under asyncio's default loop and uvloop):
   ignore fd 3.
 * The worker gets its own session and process group (``start_new_session``): stopping it
   signals the whole group, so whatever the app spawned goes too.
+* With a ``Confinement`` in the plan (an application with a user or limits, docs/tenants.md),
+  the child moves itself into its application's cgroups, takes its rlimits and switches to its
+  user's groups, gid and uid, with ``PR_SET_NO_NEW_PRIVS``, before exec (``confine_child``);
+  its environment gets the user's HOME and a private TMPDIR (``tenancy.worker_env``). This is
+  done in the child rather than with ``subprocess``'s ``user=``/``group=``, because the cgroup
+  must be entered before the uid changes (cgroup v1 lets a non-root writer move only its own
+  user's processes), and ``subprocess`` applies ``user=`` before ``preexec_fn``.
 * stdout and stderr are pipes; a task per stream logs each line to ``corral.app.<name>`` tagged
   with the app and pid (``extra={"app", "pid", "stream"}``), without ever blocking the loop. The
   last ``tail_lines`` stderr lines are kept for error pages ("cannot start: <traceback>").

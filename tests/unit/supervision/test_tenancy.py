@@ -185,3 +185,37 @@ def test_no_confiner_work_without_cgroups() -> None:
     data = confiner.ready()
     assert data.cgroup_dirs == () and data.mechanism is Mechanism.RLIMITS
     assert not confiner.killed_by_limit(-9)
+
+
+def test_v1_memory_and_swap_limits_can_go_up_as_well_as_down(tmp_path: Path) -> None:
+    root = tmp_path / "cg"
+    (root / "memory").mkdir(parents=True)
+    hierarchy = Hierarchy(Mechanism.CGROUP_V1, (("memory", str(root / "memory")),))
+    group = AppCgroup(hierarchy, "www", "app")
+    folder = root / "memory" / "corral" / "www" / "app"
+    folder.mkdir(parents=True)
+    written: list[tuple[str, str]] = []
+    for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):
+        (folder / name).write_text("-1")
+    real_write = cgroups._write
+
+    def record(path: str, value: str) -> None:
+        written.append((os.path.basename(path), value))
+        real_write(path, value)
+
+    cgroups._write = record  # type: ignore[assignment]
+    try:
+        group.apply(Limits(memory_mb=100))
+        group.apply(Limits(memory_mb=200))
+    finally:
+        cgroups._write = real_write  # type: ignore[assignment]
+    mib = 1024 * 1024
+    # The kernel refuses memory > memory+swap: memsw is lifted before each memory write.
+    assert written == [
+        ("memory.memsw.limit_in_bytes", "-1"),
+        ("memory.limit_in_bytes", str(100 * mib)),
+        ("memory.memsw.limit_in_bytes", str(100 * mib)),
+        ("memory.memsw.limit_in_bytes", "-1"),
+        ("memory.limit_in_bytes", str(200 * mib)),
+        ("memory.memsw.limit_in_bytes", str(200 * mib)),
+    ]
