@@ -187,7 +187,9 @@ def test_no_confiner_work_without_cgroups() -> None:
     assert not confiner.killed_by_limit(-9)
 
 
-def test_v1_memory_and_swap_limits_can_go_up_as_well_as_down(tmp_path: Path) -> None:
+def test_v1_memory_and_swap_limits_can_go_up_as_well_as_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "cg"
     (root / "memory").mkdir(parents=True)
     hierarchy = Hierarchy(Mechanism.CGROUP_V1, (("memory", str(root / "memory")),))
@@ -203,12 +205,9 @@ def test_v1_memory_and_swap_limits_can_go_up_as_well_as_down(tmp_path: Path) -> 
         written.append((os.path.basename(path), value))
         real_write(path, value)
 
-    cgroups._write = record  # type: ignore[assignment]
-    try:
-        group.apply(Limits(memory_mb=100))
-        group.apply(Limits(memory_mb=200))
-    finally:
-        cgroups._write = real_write  # type: ignore[assignment]
+    monkeypatch.setattr(cgroups, "_write", record)
+    group.apply(Limits(memory_mb=100))
+    group.apply(Limits(memory_mb=200))
     mib = 1024 * 1024
     # The kernel refuses memory > memory+swap: memsw is lifted before each memory write.
     assert written == [
