@@ -206,6 +206,12 @@ TENANT_APP = textwrap.dedent(
                 for i in range(0, len(chunks[-1]), 4096):
                     chunks[-1][i] = 1
             body = {"survived": len(chunks) * 10}
+        elif path == "/spin":
+            wall = float(query.get("seconds", "2"))
+            start, cpu = time.monotonic(), time.process_time()
+            while time.monotonic() - start < wall:
+                pass
+            body = {"cpu": time.process_time() - cpu, "wall": time.monotonic() - start}
         elif path == "/bomb":
             body = _bomb(int(query.get("limit", "200")), float(query.get("seconds", "5")))
         else:

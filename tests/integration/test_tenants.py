@@ -235,12 +235,13 @@ def test_memory_hog_is_stopped_at_its_hard_limit_and_its_neighbour_serves_on(
         server.stop()
 
 
-def test_fork_bomb_is_stopped_at_its_process_limit(
+def test_fork_bomb_is_stopped_at_its_process_limit_and_cpu_at_its_quota(
     tenants: tuple[Path, list[User], Path],
 ) -> None:
     base, (a, _, _), venv = tenants
     bomb = make_app(base, "bomb", a, venv)
-    config = _server_toml(base, {"bomb": (bomb, f'user = "{a.name}"\nmax_processes = 24')})
+    limits = f'user = "{a.name}"\nmax_processes = 24\ncpu_quota = 20'
+    config = _server_toml(base, {"bomb": (bomb, limits)})
     server = _serve(base, config, "--min", "1", "--max", "1")
     try:
         _ready(server, "bomb")
@@ -248,6 +249,9 @@ def test_fork_bomb_is_stopped_at_its_process_limit(
         assert result["refused"] is True
         assert 0 < int(str(result["forked"])) < 24
         assert _get(server, "bomb", "/").status == 200  # and it still serves
+        # A busy loop gets a fifth of a core (cgroup cpu quota), however idle the machine.
+        spun = _json(_get(server, "bomb", "/spin?seconds=2"))
+        assert float(str(spun["cpu"])) <= 0.3 * float(str(spun["wall"])), spun
     finally:
         server.stop()
 
