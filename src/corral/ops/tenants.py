@@ -130,6 +130,13 @@ class Tenants:
             if app.engine.kind is EngineKind.SERVICE:
                 continue  # nothing of it runs here (tcp.service: a server Corral connects to)
             label = app_label(app)
+            if app.tenancy.group and not app.tenancy.user:
+                errors.append(
+                    ConfigError(
+                        entry.where, "group", f"{label} has a group but no user (set user too)"
+                    )
+                )
+                continue
             as_root = run_as.uid == 0 if run_as is not None else self.runs_as_uid == 0
             if run_as is not None and not self.can_switch and run_as.uid != os.geteuid():
                 errors.append(

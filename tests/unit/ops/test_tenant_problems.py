@@ -105,3 +105,13 @@ def test_report_and_confiner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     confiner = found.confiner_for(config.apps[0])
     assert confiner is not None and confiner.run_as is not None
     assert confiner.run_as.user == "nobody" and confiner.limits.memory_mb == 64
+
+
+def test_a_group_without_a_user_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path, 'group = "nogroup"')
+    errors, _ = _tenants(config, euid=0, monkeypatch=monkeypatch).problems()
+    assert [str(e) for e in errors] == [
+        f"{tmp_path / 'server.toml'}:1: group: main:/:main has a group but no user (set user too)"
+    ]
