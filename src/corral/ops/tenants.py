@@ -29,6 +29,7 @@ from corral.supervision import cgroups, identity, privileges
 from corral.supervision.cgroups import Hierarchy
 from corral.supervision.confine import Confiner
 from corral.supervision.identity import IdentityError
+from corral.supervision.launch import worker_import_dir
 from corral.supervision.tenancy import Limits, Mechanism, RunAs, enforcement
 
 logger = logging.getLogger("corral")
@@ -156,12 +157,32 @@ class Tenants:
                         "its site or mount a user",
                     )
                 )
+            elif run_as is not None:
+                warnings += self._reach(app, run_as, label)
             elif as_root:
                 warnings.append(
                     f"{label} has no user of its own and runs as root (set user in its site's "
                     "or mount's table; [server] allow_root_apps = false refuses this)"
                 )
         return errors, warnings
+
+    @staticmethod
+    def _reach(app: AppConfig, run_as: RunAs, label: str) -> list[str]:
+        """What the application's user must reach and cannot (a parent folder closed to it)."""
+        needed = [("its folder", app.physical_path), ("its working folder", app.current_directory)]
+        if app.interpreter:
+            needed.append(("its interpreter", app.interpreter))
+        if app.engine.kind is EngineKind.PYTHON_WORKER:
+            needed.append(("Corral's worker modules", worker_import_dir()))
+        said = []
+        for what, path in dict.fromkeys(needed):
+            blocked = identity.unreachable(path, run_as)
+            if blocked is not None:
+                said.append(
+                    f"{label} runs as {run_as.user}, who cannot reach {blocked} on the way to "
+                    f"{what} ({path}): its workers cannot start"
+                )
+        return said
 
     def confiner_for(self, app: AppConfig) -> Confiner | None:
         """The pool's confiner; None for an application with neither a user nor limits."""

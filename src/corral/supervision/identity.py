@@ -112,3 +112,39 @@ def hand_over_socket_dir(path: str, run_as: RunAs) -> None:
     (the mode first: once the folder is not ours, we could not change it any more)."""
     os.chmod(path, 0o770)
     os.chown(path, run_as.uid, os.getegid())
+
+
+def unreachable(path: str, run_as: RunAs, *, write: bool = False) -> str | None:
+    """The first folder on the way to ``path`` that ``run_as`` may not traverse (or ``path``
+    itself, when it may not read it, or with ``write`` write it), from the mode bits; None when
+    it may. The usual trap of running applications as their own users: a parent folder of the
+    application (or of its interpreter, under /root) closed to them."""
+    target = os.path.abspath(path)
+    real = os.path.realpath(target)
+    if real != target:  # a symlink (a virtualenv's python): its target's folders count too
+        blocked = unreachable(real, run_as, write=write)
+        if blocked is not None:
+            return blocked
+    parts = target.split(os.sep)[1:]
+    current = os.sep
+    for index, part in enumerate(["", *parts]):
+        current = os.path.join(current, part) if part else current
+        try:
+            info = os.stat(current)
+        except OSError:
+            return None  # does not exist (yet): not a permission problem
+        last = index == len(parts)
+        if info.st_uid == run_as.uid:
+            shift = 6
+        elif info.st_gid in run_as.groups or info.st_gid == run_as.gid:
+            shift = 3
+        else:
+            shift = 0
+        bits = (info.st_mode >> shift) & 0o7
+        if stat.S_ISDIR(info.st_mode) and not bits & 0o1:
+            return current
+        if last and not bits & 0o4 and not stat.S_ISDIR(info.st_mode):
+            return current
+        if last and write and not bits & 0o2:
+            return current
+    return None

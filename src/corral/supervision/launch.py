@@ -170,7 +170,9 @@ def _stage(package: Path, files: list[str], digest: str) -> str:
     name = f"worker-{digest}"
     for root in _cache_roots():
         try:
-            os.makedirs(root, mode=0o700, exist_ok=True)
+            # 0711: other users may reach the (public) modules by name, as applications run
+            # as their own users do (docs/tenants.md), but not list or change the folder.
+            os.makedirs(root, mode=0o711, exist_ok=True)
         except OSError:
             continue
         if not _private_dir(root):

@@ -3,6 +3,9 @@ users, and the report of what enforces the limits."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,8 +15,9 @@ from corral.config import load_server
 from corral.config.model import FrontSettings, ServerConfig
 from corral.ops import tenants as tenants_module
 from corral.ops.tenants import Tenants
+from corral.supervision import identity
 from corral.supervision.cgroups import Hierarchy
-from corral.supervision.tenancy import Mechanism
+from corral.supervision.tenancy import Mechanism, RunAs
 
 APP_TOML = '[apps.main]\nengine = "python"\nwsgi_app = "wsgi:application"\n'
 
@@ -95,7 +99,7 @@ def test_an_unknown_user_is_an_error_at_its_line(
 def test_report_and_confiner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = _config(tmp_path, 'user = "nobody"\nmemory_hard_limit = 64\ncpu_quota = 150')
     found = _tenants(config, euid=0, monkeypatch=monkeypatch, mechanism=Mechanism.RLIMITS)
-    assert found.problems() == ([], [])
+    assert found.problems()[0] == []
     assert found.report() == [
         "limits enforced by: rlimits",
         "main:/:main: runs as nobody",
@@ -115,3 +119,48 @@ def test_a_group_without_a_user_is_an_error(
     assert [str(e) for e in errors] == [
         f"{tmp_path / 'server.toml'}:1: group: main:/:main has a group but no user (set user too)"
     ]
+
+
+@pytest.fixture
+def open_path() -> Iterator[Path]:
+    """A fresh folder every user may traverse (pytest's own are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="corral-reach-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_folder_the_user_cannot_reach_is_a_warning(
+    open_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp_path = open_path
+    config = _config(tmp_path, 'user = "nobody"')
+    tmp_path.chmod(0o700)  # the site's parent: closed to nobody
+    try:
+        _, warnings = _tenants(config, euid=0, monkeypatch=monkeypatch).problems()
+    finally:
+        tmp_path.chmod(0o755)
+    assert f"main:/:main runs as nobody, who cannot reach {tmp_path} on the way to its folder" in (
+        "\n".join(warnings)
+    )
+    _, warnings = _tenants(config, euid=0, monkeypatch=monkeypatch).problems()
+    assert not any(f"reach {tmp_path}" in warning for warning in warnings), warnings
+
+
+def test_unreachable_follows_symlinks_and_reads_mode_bits(open_path: Path) -> None:
+    tmp_path = open_path
+    nobody = RunAs("nobody", 65534, 65534, (65534,), "/nonexistent")
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    target = closed / "python"
+    target.write_text("")
+    target.chmod(0o755)
+    link = tmp_path / "python"
+    link.symlink_to(target)
+    tmp_path.chmod(0o755)
+    assert identity.unreachable(str(link), nobody) == str(closed)
+    closed.chmod(0o711)
+    assert identity.unreachable(str(link), nobody) is None
+    target.chmod(0o700)
+    assert identity.unreachable(str(link), nobody) == str(target)
+    assert identity.unreachable(str(tmp_path / "missing"), nobody) is None
