@@ -55,11 +55,13 @@ from corral.assembly import (
     front_settings,
     listen_plan,
     load_config,
+    tenants_for,
 )
 from corral.config import ConfigErrors
 from corral.config.model import ServerConfig
 from corral.config.settings import SERVER_BY_TOML
 from corral.config.tlsfiles import PairError
+from corral.errors import CorralError
 from corral.front.routes import AppKey, AppRoute, ConfigRouter
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
@@ -73,6 +75,7 @@ from corral.ops.history import History
 from corral.ops.status import (
     HostStatus,
 )
+from corral.ops.tenants import Tenants
 from corral.runtime.controller import AppController, runtime_spec
 from corral.runtime.errorlog import ErrorLogs
 from corral.runtime.policy import Phase
@@ -99,6 +102,7 @@ __all__ = [
     "load_config",
     "loop_factory",
     "run",
+    "tenants_for",
 ]
 
 
@@ -147,6 +151,8 @@ class Host:
         #: listened on with TLS.
         self.tls: TlsCertificates | None = None
         self._https: set[tuple[str, int]] = set()
+        #: Users and limits (docs/tenants.md); made at start.
+        self.tenants: Tenants | None = None
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
@@ -154,8 +160,15 @@ class Host:
         if config is None:
             config = load_config(options.path, app_env=options.app_env)
         self.config = config
+        # --- tenants (issue 13): say who runs what, and how limits are enforced ---------
+        self.tenants = tenants = tenants_for(config, options)
+        for warning in tenants.problems()[1]:
+            logger.warning("%s", warning)
+        for line in tenants.report():
+            logger.info("%s", line)
+        # --- end of tenants ----------------------------------------------------------------
         if not self.apps:
-            self.apps = build_apps(config, options)
+            self.apps = build_apps(config, options, tenants)
         settings = front_settings(config, options)
         try:
             self.duties.begin(settings)
@@ -207,6 +220,14 @@ class Host:
                 self._ports.append((actual, port))
             self.addresses += bound
         await self._open_admin(front_settings(config, options))
+        # --- tenants (issue 13): the front drops to its user once its ports are bound ------
+        try:
+            tenants.before_serving()
+        except CorralError as exc:
+            await self.front.stop(0.0)
+            await self._close_pools(0.0)
+            raise StartupError(str(exc)) from None
+        # --- end of tenants ----------------------------------------------------------------
         for app in self.apps:
             await self._start_app(app)
         self._watch_config(config)
@@ -273,6 +294,8 @@ class Host:
             await self.control.close()
         if self.admin is not None:  # last: /readyz answers 503 all through the drain
             await self.admin.close()
+        if self.tenants is not None:
+            self.tenants.cleanup()
         logger.info("stopped")
         self.duties.stopped()
         await asyncio.get_running_loop().run_in_executor(None, self.error_logs.close)
@@ -400,7 +423,10 @@ class Host:
         pool = app.pool
         if isinstance(pool, Pool) and app.controller is None:
             app.controller = AppController(
-                runtime_spec(app.config, pool.plan), pool, app.route, error_logs=self.error_logs
+                runtime_spec(app.config, pool.plan, confiner=pool.confiner),
+                pool,
+                app.route,
+                error_logs=self.error_logs,
             )
             await app.controller.start()
 
@@ -465,7 +491,8 @@ class Host:
             new = await asyncio.to_thread(
                 load_config, self.options.path, self.config, self.options.app_env
             )
-            built = {app_key(a.config): a for a in build_apps(new, self.options)}
+            tenants = tenants_for(new, self.options, self.tenants)
+            built = {app_key(a.config): a for a in build_apps(new, self.options, tenants)}
         except ConfigErrors as exc:
             logger.error("the configuration has errors; the running one stays in force:\n%s", exc)
             self._reload_problem = (

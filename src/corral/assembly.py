@@ -27,6 +27,8 @@ from corral.engines import (
 from corral.errors import CorralError
 from corral.front.routes import AppRoute
 from corral.front.settings import FrontSettings
+from corral.ops.rundir import name_for
+from corral.ops.tenants import Tenants
 from corral.runtime.controller import AppController
 from corral.supervision.pool import Pool
 from corral.supervision.service import ServicePool
@@ -102,13 +104,32 @@ def front_settings(config: ServerConfig, options: ServeOptions) -> FrontSettings
     return replace(config.front, **options.front_overrides)  # type: ignore[arg-type]
 
 
-def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]:
+def tenants_for(
+    config: ServerConfig, options: ServeOptions, running: Tenants | None = None
+) -> Tenants:
+    """Every application's user and limits (``corral.ops.tenants``; docs/tenants.md). A
+    reload keeps the cgroups found at start (``running``): after its privilege drop the front
+    could not tell them from none."""
+    hierarchy = running.hierarchy if running is not None else None
+    return Tenants(
+        config, front_settings(config, options), name_for(options.path), hierarchy=hierarchy
+    )
+
+
+def build_apps(
+    config: ServerConfig, options: ServeOptions, tenants: Tenants | None = None
+) -> list[Application]:
     """One pool and one front route per application; ``ConfigErrors`` (every one) when some
-    application asks for what this runtime cannot run."""
+    application asks for what this runtime cannot run, or would run as a user it may not
+    (``Tenants.problems``)."""
     overrides = dict(options.pool_overrides)
     overrides.setdefault("queue_timeout", front_settings(config, options).acquire_timeout)
     apps: list[Application] = []
     problems: list[ConfigErrors] = []
+    tenants = tenants or tenants_for(config, options)
+    refused = tenants.problems()[0]
+    if refused:
+        problems.append(ConfigErrors(refused))
     for app in config.apps:
         settings = pool_settings_for(app, overrides)
         try:
@@ -123,7 +144,10 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
             pool = ServicePool(label, backend.address, settings, backend.connect)
         else:
             assert backend.probe is not None
-            pool = Pool(label, backend.plan, settings, backend.connect, backend.probe)
+            confiner = tenants.confiner_for(app)
+            pool = Pool(
+                label, backend.plan, settings, backend.connect, backend.probe, confiner=confiner
+            )
         root = os.fsencode(app.physical_path)
         route = AppRoute(
             name=label,

@@ -151,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
         "repeatable; wins over the configuration files",
     )
     controlcli.add_control_option(serve, serving=True)
+    # --- users (issue 13, docs/tenants.md) ---
+    serve.add_argument(
+        "--user",
+        metavar="USER",
+        help="started as root: drop to USER once the ports are bound ([server] user)",
+    )
+    serve.add_argument(
+        "--group", metavar="GROUP", help="the group to drop to with --user ([server] group)"
+    )
+    # --- end of users ---
     check = commands.add_parser(
         "check", help="validate a configuration and print the resolved model"
     )
@@ -246,6 +256,11 @@ def _check(args: argparse.Namespace) -> int:
         return []
 
     code, text = run_check(args.path, default_engine=PYTHON, more_errors=engine_errors)
+    if code == 0:  # users and limits (issue 13): who runs what, and what enforces the limits
+        tenants = app.tenants_for(app.load_config(path), app.ServeOptions(path=path))
+        warnings = tenants.problems()[1]
+        text += "Users and limits:\n" + "".join(f"  {line}\n" for line in tenants.report())
+        text += "".join(f"warning: {warning}\n" for warning in warnings)
     (sys.stdout if code == 0 else sys.stderr).write(text)
     return code
 
@@ -322,6 +337,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         pool_overrides["min_instances"] = args.min_workers
     if args.max_workers is not None:
         pool_overrides["max_instances"] = args.max_workers
+    if args.user is not None:  # issue 13: the user the front drops to
+        front_overrides["user"] = args.user
+    if args.group is not None:
+        front_overrides["group"] = args.group
     path = path.resolve()
     listen = args.listen
     if listen is None and path.is_dir():

@@ -19,6 +19,7 @@ from corral.config.model import (
     EnvVar,
     FrontSettings,
     Location,
+    Tenancy,
     Transport,
     WireProtocol,
 )
@@ -179,3 +180,25 @@ def declare_server(
                     where, setting.toml_key if origin == "toml" else setting.zoo_name, str(error)
                 )
     return replace(base or FrontSettings(), **values)  # type: ignore[arg-type]
+
+
+def declare_tenancy(
+    layers: Iterable[tuple[Written, str]], problems: Problems, base: Tenancy | None = None
+) -> Tenancy:
+    """An application's user and limits: `base`, then each layer of written `tenant.*` values
+    in order (a later layer wins: the site's pool, the mount's pool, the TOML site table, the
+    TOML mount table). The user's location is kept for refusals naming file and line."""
+    values: dict[str, object] = {}
+    for written, origin in layers:
+        for setting_name, (raw, where) in written.items():
+            setting = BY_NAME[setting_name]
+            try:
+                values[setting.attribute] = setting.convert(raw)
+            except ValueError as error:
+                problems.add(
+                    where, setting.toml_key if origin == "toml" else setting.zoo_name, str(error)
+                )
+                continue
+            if setting_name == "tenant.user":
+                values["location"] = where
+    return replace(base or Tenancy(), **values)  # type: ignore[arg-type]

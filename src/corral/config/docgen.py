@@ -43,6 +43,17 @@ _TITLES = {
         "Applications at virtual paths",
         'In the server TOML, `[sites.NAME.apps."/virtual/path"]`.',
     ),
+    Scope.TENANT: (
+        "Users and limits (multi-tenant hosting)",
+        "Set by the server's administrator, never by an application's own web.config or "
+        "corral.toml: in the server TOML's `[sites.NAME]` (every application of the site) or "
+        '`[sites.NAME.apps."/path"]` (the applications of that mount, over the site\'s values), '
+        "or in applicationHost.config on the site's application pool (`<applicationPools><add "
+        'name="P" memoryHardLimit=...><processModel userName="u"/>`, used by `<site name="S">'
+        '<application path="/" applicationPool="P">`; the TOML wins). Limits cover all of the '
+        "application's processes together where cgroups are used (see docs/tenants.md); 0 = no "
+        "limit.",
+    ),
     Scope.SERVER: (
         "Server",
         "In the server TOML's `[server]` table (TOML key), or as attributes of "

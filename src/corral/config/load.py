@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 
 from corral.config import builtin_engines, expand, include, rewriteread
 from corral.config.appbuild import BuildContext, build_app
-from corral.config.declare import Written, declare_server
+from corral.config.declare import Written, declare_server, declare_tenancy
 from corral.config.errors import Problems
 from corral.config.model import (
     DEFAULT_DOCUMENTS,
@@ -232,7 +232,8 @@ def _build(
         if zoo is not None:
             switchboard += zoo.switchboard.get("", ()) + zoo.switchboard.get(decl.name, ())
         switchboard += decl.switchboard
-        return _build_site(ctx, decl, switchboard, sources)
+        pools = zoo.pools if zoo is not None else {}
+        return _build_site(ctx, decl, switchboard, sources, pools)
 
     built = [build_site(ctx, decl, sources) for decl in sites]
     _check_bindings(problems, built)
@@ -289,7 +290,11 @@ def _check_bindings(problems: Problems, sites: list[SiteConfig]) -> None:
 
 
 def _build_site(
-    ctx: BuildContext, decl: SiteDecl, switchboard: list[SwitchEntry], sources: list[str]
+    ctx: BuildContext,
+    decl: SiteDecl,
+    switchboard: list[SwitchEntry],
+    sources: list[str],
+    pools: Mapping[tuple[str, str], Written],
 ) -> SiteConfig:
     mounts: list[Mount] = []
     apps: list[AppConfig] = []
@@ -298,7 +303,20 @@ def _build_site(
         built = _build_mount(ctx, decl.name, mount_decl, switchboard, sources, other_roots)
         if built is not None:
             mounts.append(built[0])
-            apps.extend(built[1])
+            # Users and limits: the site's pool < the mount's pool < the site's TOML table <
+            # the mount's TOML table.
+            site_pool = pools.get((decl.name, "/"), {})
+            mount_pool = pools.get((decl.name, mount_decl.virtual_path), {})
+            tenancy = declare_tenancy(
+                [
+                    (site_pool, "applicationHost"),
+                    (mount_pool if mount_pool is not site_pool else {}, "applicationHost"),
+                    (decl.tenancy, "toml"),
+                    (mount_decl.tenancy, "toml"),
+                ],
+                ctx.problems,
+            )
+            apps.extend(dataclasses.replace(app, tenancy=tenancy) for app in built[1])
     board: dict[str, bool] = {}
     for entry in switchboard:
         board[entry.name] = entry.enabled

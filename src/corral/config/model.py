@@ -232,6 +232,22 @@ class NotInEffect:
 
 
 @dataclass(frozen=True, slots=True)
+class Tenancy:
+    """Who an application runs as and its hard limits (the `tenant.*` settings; 0 = none)."""
+
+    user: str | None = None
+    group: str | None = None
+    #: Megabytes for all of the application's processes together.
+    memory_hard_limit: int = 0
+    #: Percent of one core.
+    cpu_quota: int = 0
+    max_processes: int = 0
+    max_open_files: int = 0
+    #: Where the user was set (for refusals naming file and line).
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AppConfig:
     """One Zoo application (`<application name>` bound by handlers) at a mount's virtual path."""
 
@@ -283,6 +299,8 @@ class AppConfig:
     #: where "auto" means PHP engines): each request body is read whole before a worker is
     #: leased, and sent with its CONTENT_LENGTH.
     request_buffering: bool = False
+    #: Its user and limits (the site's and mount's `tenant.*` settings).
+    tenancy: Tenancy = Tenancy()
     #: Things `corral check` tells the user (engine aliasing, the interpreter used...).
     notices: tuple[str, ...] = ()
     not_in_effect: tuple[NotInEffect, ...] = ()
@@ -426,6 +444,11 @@ class FrontSettings:
     #: Seconds after which each https listener takes fresh TLS contexts, and so fresh session
     #: ticket keys (OpenSSL makes them per context and never rotates them); 0 = never.
     tls_ticket_key_lifetime: float = 3600.0
+    #: The user (and group) the front drops to after binding, when started as root.
+    user: str | None = None
+    group: str | None = None
+    #: Whether an application without a user may run as root (else a refusal).
+    allow_root_apps: bool = True
 
 
 @dataclass(frozen=True, slots=True)

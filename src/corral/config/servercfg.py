@@ -12,6 +12,12 @@ bindingInformation="*:443:host" certificateFile="a.pem" certificateKeyFile="a.ke
 certificate store has no equivalent off Windows, so the PEM files are named by these two
 attributes of Corral's (relative to this file; docs/webconfig-mapping.md).
 
+What is read of `<system.applicationHost>` besides: each site's application pool identity and
+limits, `<applicationPools><add name="P" memoryHardLimit cpuQuota maxProcesses maxOpenFiles>
+<processModel userName groupName/>` and `<sites><site name="S"><application path="/blog"
+applicationPool="P">`: the `tenant.*` settings of the applications at that virtual path of site
+S (`ZooServer.pools`).
+
 The front server's settings (Corral's own; Zoo had none) are attributes of the section itself,
 outside any `<location>`: `<heliconZooServer maxBodySize="10000000" headerTimeout="10">`
 (`settings.SERVER_BY_ATTRIBUTE`). The server TOML's `[server]` wins over them.
@@ -27,7 +33,7 @@ from corral.config.bindings import binding_tls, parse_binding_information
 from corral.config.declare import Written, declare_engine
 from corral.config.errors import Problems, did_you_mean
 from corral.config.model import Binding, EngineConfig, EnvVar, Location, NotInEffect
-from corral.config.settings import ENGINE_BY_ATTRIBUTE, SERVER_BY_ATTRIBUTE
+from corral.config.settings import ENGINE_BY_ATTRIBUTE, SERVER_BY_ATTRIBUTE, TENANT_BY_ATTRIBUTE
 from corral.config.webconfig import apply_env_ops, env_ops
 from corral.config.xmlfile import Element, parse_xml
 
@@ -65,6 +71,8 @@ class ZooServer:
     settings: Written = field(default_factory=dict)
     #: IIS `<sites>`: site name -> its bindings and HSTS.
     sites: dict[str, IisSite] = field(default_factory=dict)
+    #: (site, virtual path) -> the `tenant.*` settings of its application pool, as written.
+    pools: dict[tuple[str, str], Written] = field(default_factory=dict)
 
 
 def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServer | None:
@@ -112,16 +120,18 @@ def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServ
                     )
 
     sites: dict[str, IisSite] = {}
+    pools: dict[tuple[str, str], Written] = {}
     for child in root.children:
-        if child.tag == "system.webServer":
+        if child.tag == "system.applicationHost":
+            pools.update(_application_pools(child, problems))
+            for element in child.find_all("sites"):
+                sites.update(_iis_sites(element, file))
+        elif child.tag == "system.webServer":
             section(child, "")
         elif child.tag == "location":
             site = child.attrs.get("path", "").strip().strip("/")
             for inner in child.find_all("system.webServer"):
                 section(inner, site)
-        elif child.tag == "system.applicationHost":
-            for element in child.find_all("sites"):
-                sites.update(_iis_sites(element, file))
     return ZooServer(
         file,
         tuple(engines),
@@ -130,6 +140,7 @@ def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServ
         tuple(not_in_effect),
         settings,
         sites,
+        pools,
     )
 
 
@@ -195,6 +206,45 @@ def _iis_hsts(
     if flags.get("preload"):
         value += "; preload"
     return redirect, value
+
+
+def _application_pools(host: Element, problems: Problems) -> dict[tuple[str, str], Written]:
+    """(site, virtual path) -> its application pool's `tenant.*` settings (IIS attributes other
+    than Corral's are left alone: an applicationHost.config from IIS has many)."""
+    declared: dict[str, Written] = {}
+    for pools in host.find_all("applicationPools"):
+        for add in pools.find_all("add"):
+            name = add.attrs.get("name", "").strip()
+            written: Written = {}
+            for attribute, value in add.attrs.items():
+                setting = TENANT_BY_ATTRIBUTE.get(attribute)
+                if setting is not None:
+                    written[setting.name] = (value, add.location)
+            for model in add.find_all("processModel"):
+                for attribute in ("userName", "groupName"):
+                    setting = TENANT_BY_ATTRIBUTE[f"processModel {attribute}"]
+                    if model.attrs.get(attribute, "").strip():
+                        written[setting.name] = (model.attrs[attribute].strip(), model.location)
+            if name:
+                declared[name] = written
+    used: dict[tuple[str, str], Written] = {}
+    for sites in host.find_all("sites"):
+        for site in sites.find_all("site"):
+            site_name = site.attrs.get("name", "").strip()
+            for application in site.find_all("application"):
+                pool = application.attrs.get("applicationPool", "").strip()
+                if not pool:
+                    continue
+                if pool not in declared:
+                    problems.add(
+                        application.location,
+                        "applicationPool",
+                        f"no application pool named {pool!r}{did_you_mean(pool, list(declared))}",
+                    )
+                    continue
+                path = "/" + application.attrs.get("path", "/").strip().strip("/")
+                used[(site_name, path)] = declared[pool]
+    return used
 
 
 def _engines(element: Element, origin: str, problems: Problems) -> list[EngineConfig]:

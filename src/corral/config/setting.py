@@ -29,6 +29,9 @@ class Scope(enum.StrEnum):
     SITE = "site"
     #: A mount (IIS application) of a site: `[sites.NAME.apps."/path"]`.
     MOUNT = "mount"
+    #: Who an application runs as and what it may use: the server TOML's `[sites.NAME]` or
+    #: `[sites.NAME.apps."/path"]`, or the site's application pool in applicationHost.config.
+    TENANT = "tenant"
     #: The server TOML's `[server]` table.
     SERVER = "server"
     #: A pool setting no file spells: only `corral serve --set NAME=VALUE` sets it.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from corral.config.model import Transport, WireProtocol
 from corral.config.setting import Kind, PoolUse, Scope, Setting
-from corral.config.settings_app import APP_SETTINGS, SITE_SETTINGS
+from corral.config.settings_app import APP_SETTINGS, SITE_SETTINGS, TENANT_SETTINGS
 from corral.config.settings_engine import ENGINE_SETTINGS
 from corral.config.settings_server import FRONT_DEFAULTS, POOL_SETTINGS, SERVER_SETTINGS
 
@@ -37,6 +37,8 @@ __all__ = [
     "SERVER_BY_TOML",
     "SETTINGS",
     "SITE_BY_TOML",
+    "TENANT_BY_ATTRIBUTE",
+    "TENANT_BY_TOML",
     "TRANSPORTS_IN_EFFECT",
     "Kind",
     "PoolUse",
@@ -46,7 +48,12 @@ __all__ = [
 ]
 
 SETTINGS: tuple[Setting, ...] = (
-    ENGINE_SETTINGS + APP_SETTINGS + SITE_SETTINGS + SERVER_SETTINGS + POOL_SETTINGS
+    ENGINE_SETTINGS
+    + APP_SETTINGS
+    + SITE_SETTINGS
+    + TENANT_SETTINGS
+    + SERVER_SETTINGS
+    + POOL_SETTINGS
 )
 
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
@@ -82,6 +89,11 @@ SITE_BY_TOML: dict[str, Setting] = {
 }
 #: Application TOML key -> setting.
 APP_BY_TOML: dict[str, Setting] = {s.toml_key: s for s in by_scope(Scope.APP) if s.toml_key}
+#: Users and limits: TOML key (site and mount tables) -> setting.
+TENANT_BY_TOML: dict[str, Setting] = {s.toml_key: s for s in by_scope(Scope.TENANT)}
+#: Users and limits: applicationHost.config attribute of an application pool's `<add>` (or,
+#: for `processModel userName`/`groupName`, of its `<processModel>`) -> setting.
+TENANT_BY_ATTRIBUTE: dict[str, Setting] = {s.zoo_name: s for s in by_scope(Scope.TENANT)}
 #: `PoolSettings` field (and `--set` name) -> the setting that fills it.
 POOL_BY_FIELD: dict[str, Setting] = {s.pool.field: s for s in SETTINGS if s.pool is not None}
 

@@ -342,3 +342,79 @@ SITE_SETTINGS: tuple[Setting, ...] = (
         "Folder of the application at this virtual path (holds its web.config/corral.toml).",
     ),
 )
+
+_T = Scope.TENANT
+
+#: Who an application runs as and the hard limits on what it may use (docs/tenants.md). Only the
+#: administrator's files spell them (the server TOML's site and mount tables, applicationHost.
+#: config's application pools): an application's own web.config cannot choose its user or
+#: raise its limits. Each fills the `Tenancy` field of its name.
+TENANT_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "tenant.user",
+        _T,
+        "user",
+        "processModel userName",
+        Kind.STR,
+        None,
+        "User the application's workers and deploy script run as (needs Corral started as "
+        "root): its supplementary groups, HOME from its passwd entry, and a private TMPDIR. "
+        "Unset: the user Corral runs as (a warning when that is root, a refusal with "
+        "[server] allow_root_apps = false).",
+    ),
+    Setting(
+        "tenant.group",
+        _T,
+        "group",
+        "processModel groupName",
+        Kind.STR,
+        None,
+        "Primary group of the application's processes; default the user's own primary group.",
+    ),
+    Setting(
+        "tenant.memory_hard_limit",
+        _T,
+        "memory_hard_limit",
+        "memoryHardLimit",
+        Kind.INT,
+        0,
+        "Megabytes of memory for all of the application's processes together (cgroup "
+        "memory.max / memory.limit_in_bytes); past it the kernel kills a worker, which the pool "
+        "replaces like a crash ('killed by the memory limit'). Without cgroups: an address-space "
+        "limit per process (RLIMIT_AS). memoryLimit (engine) stays the soft, recycling limit "
+        "per worker.",
+        minimum=0,
+    ),
+    Setting(
+        "tenant.cpu_quota",
+        _T,
+        "cpu_quota",
+        "cpuQuota",
+        Kind.INT,
+        0,
+        "CPU time for all of the application's processes together, in percent of one core "
+        "(200 = two cores; cgroup cpu.max / cpu.cfs_quota_us). Needs cgroups.",
+        minimum=0,
+    ),
+    Setting(
+        "tenant.max_processes",
+        _T,
+        "max_processes",
+        "maxProcesses",
+        Kind.INT,
+        0,
+        "Processes and threads the application may have at once (cgroup pids.max): a fork "
+        "bomb stops there. Without cgroups: RLIMIT_NPROC of the application's user.",
+        minimum=0,
+    ),
+    Setting(
+        "tenant.max_open_files",
+        _T,
+        "max_open_files",
+        "maxOpenFiles",
+        Kind.INT,
+        0,
+        "Open files per process of the application (RLIMIT_NOFILE, soft and hard).",
+        minimum=0,
+    ),
+)

@@ -347,6 +347,29 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         "never.",
         minimum=0,
     ),
+    # --- users (issue 13, docs/tenants.md) ---------------------------------------------------
+    _server(
+        "user",
+        "user",
+        Kind.STR,
+        "User the front drops to once it has bound its ports, when started as root "
+        "(`corral serve --user`); it keeps only CAP_SETUID, CAP_SETGID, CAP_KILL and CAP_CHOWN, "
+        "to start and stop applications as their own users (docs/security.md). Read at start.",
+    ),
+    _server(
+        "group",
+        "group",
+        Kind.STR,
+        "Group the front drops to with `user` (default: that user's primary group).",
+    ),
+    _server(
+        "allow_root_apps",
+        "allowRootApps",
+        Kind.BOOL,
+        "When Corral runs as root, let an application without a user run as root (with a "
+        "warning at start and in corral check); false: refuse such an application.",
+    ),
+    # --- end of users ------------------------------------------------------------------------
 )
 
 #: Pool settings no configuration file spells (the engines' are in `settings_engine`).

@@ -47,7 +47,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from corral.config import convert, rewriteread
@@ -61,6 +61,7 @@ from corral.config.settings import (
     ENGINE_BY_TOML,
     SERVER_BY_TOML,
     SITE_BY_TOML,
+    TENANT_BY_TOML,
     Kind,
 )
 from corral.config.webconfig import EnvOp, HandlerOp, Section, ZooAppOp
@@ -391,6 +392,8 @@ class MountDecl:
     virtual_path: str
     physical_path: str
     location: Location
+    #: The mount's users and limits (`tenant.*`), as written.
+    tenancy: Written = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,6 +408,8 @@ class SiteDecl:
     hsts: str | None = None
     #: The site's table has a `bindings` key (else applicationHost.config's may give them).
     bindings_written: bool = True
+    #: The site's users and limits (`tenant.*`), as written.
+    tenancy: Written = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,9 +524,12 @@ def read_sites(source: TomlSource, problems: Problems, base: str) -> list[SiteDe
         switchboard: list[SwitchEntry] = []
         mounts: list[MountDecl] = []
         scalars: dict[str, object] = {}
+        tenancy: Written = {}
         for key, value in table.items():
             where = source.at("sites", name, key)
-            if key == "bindings":
+            if key in TENANT_BY_TOML:
+                tenancy[TENANT_BY_TOML[key].name] = (value, where)
+            elif key == "bindings":
                 bindings = _bindings(source, value, ("sites", name, key), problems)
             elif key == "switchboard":
                 for engine, enabled in _table(
@@ -539,7 +547,9 @@ def read_sites(source: TomlSource, problems: Problems, base: str) -> list[SiteDe
                 except ValueError as error:
                     problems.add(where, key, str(error))
             else:
-                hint = did_you_mean(key, ["bindings", "switchboard", "apps", *_SITE_SCALARS])
+                hint = did_you_mean(
+                    key, ["bindings", "switchboard", "apps", *_SITE_SCALARS, *TENANT_BY_TOML]
+                )
                 problems.add(where, key, f"unknown site setting in site {name!r}{hint}")
         if not mounts:
             problems.add(
@@ -559,6 +569,7 @@ def read_sites(source: TomlSource, problems: Problems, base: str) -> list[SiteDe
                 https_redirect=redirect if isinstance(redirect, bool) else None,
                 hsts=hsts if isinstance(hsts, str) else None,
                 bindings_written="bindings" in table,
+                tenancy=tenancy,
             )
         )
     return sites
@@ -586,19 +597,23 @@ def _mounts(
         seen[virtual_path] = where
         table = _table(source, table, (*path, virtual), problems)
         physical = table.get("physical_path")
+        tenancy: Written = {}
         for key in table:
-            if key != "physical_path":
+            if key in TENANT_BY_TOML:
+                tenancy[TENANT_BY_TOML[key].name] = (table[key], source.at(*path, virtual, key))
+            elif key != "physical_path":
+                known = ["physical_path", *TENANT_BY_TOML]
                 problems.add(
                     source.at(*path, virtual, key),
                     key,
-                    f"unknown setting{did_you_mean(key, ['physical_path'])} (an application's "
+                    f"unknown setting{did_you_mean(key, known)} (an application's "
                     "own settings live in its folder's web.config or corral.toml)",
                 )
         if not isinstance(physical, str) or not physical:
             problems.add(where, "physical_path", f"{virtual_path} needs a physical_path")
             continue
         folder = os.path.normpath(os.path.join(base, os.path.expanduser(physical)))
-        result.append(MountDecl(virtual_path, folder, where))
+        result.append(MountDecl(virtual_path, folder, where, tenancy))
     return result
 
 

@@ -12,6 +12,7 @@ the worker's own (``probe.owned``, applied by the worker set), then it accepts a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 from corral.config.model import AppConfig, EngineConfig, EngineKind, Transport
@@ -47,6 +48,14 @@ class PortCommandKind:
                 f"engine {engine.name!r}: portLower {engine.port_lower} is above portUpper "
                 f"{engine.port_upper}",
             )
+        if not unix and not _loopback(engine.host):
+            raise unsupported(
+                app,
+                "host",
+                f"engine {engine.name!r}: a backend Corral starts listens on loopback only "
+                f"(127.0.0.1 or ::1), not {engine.host!r}: other machines and other local "
+                "networks must not reach it past the front (or use transport unix)",
+            )
         # %PORT%, %HOST%, %SOCKET% and %INSTANCE_ID% stay as written: the process layer fills
         # them in per worker (supervision.process), with PORT and HOST (or SOCKET) and
         # INSTANCE_ID in the environment.
@@ -64,6 +73,15 @@ class PortCommandKind:
         http = speaks_http(engine)
         probe = port_probe if http else fastcgi_port_probe
         return Backend(plan, connect_for(app), probe=probe, http=http, upgrade=http)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 KIND = PortCommandKind()

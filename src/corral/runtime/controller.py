@@ -36,6 +36,7 @@ from corral.runtime.gate import DeployFailed, DeployGate, DeployInProgress
 from corral.runtime.policy import ChangeAction, Phase, RequestAction
 from corral.runtime.watch import FileWatcher, find_virtualenvs
 from corral.runtime.watchrules import Change, WatchRules
+from corral.supervision.confine import Confiner
 from corral.supervision.launch import LaunchPlan
 from corral.supervision.lease import Lease, LeaseSource
 from corral.supervision.pool import Pool
@@ -346,6 +347,7 @@ def runtime_spec(
     deploy_timeout: float | None = None,
     error_log_max_bytes: int | None = None,
     error_log_files: int | None = None,
+    confiner: Confiner | None = None,
 ) -> RuntimeSpec:
     """The controller's view of one application's configuration.
 
@@ -369,6 +371,7 @@ def runtime_spec(
                 if app.base_interpreter and app.base_interpreter != plan.argv[0]
                 else None
             ),
+            confiner=confiner,
         )
     error_log = None
     if app.error_log_dir is not None:

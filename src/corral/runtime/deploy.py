@@ -2,7 +2,8 @@
 
 ``DeployRun(command)`` runs the script once: ``run()`` spawns it in its own process group with
 the engine's interpreter, the application's environment and working directory (and the host's
-identity, which is the workers' identity), reads its output (stdout and stderr merged, in order)
+identity, or the application's user, groups, cgroup and limits when it has them: the workers'
+``Confinement``), reads its output (stdout and stderr merged, in order)
 asynchronously, and returns a ``DeployResult``. The output goes
 
 * to DEPLOY_LOG when it is set (appended; written by the default executor's threads, so the
@@ -26,12 +27,15 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import IO
 
-from corral.supervision.process import describe_returncode
+from corral.supervision.confine import Confiner
+from corral.supervision.process import confine_child, describe_returncode
+from corral.supervision.tenancy import worker_env
 
 _log = logging.getLogger("corral.runtime.deploy")
 
@@ -64,6 +68,8 @@ class DeployCommand:
     #: Runs the script while ``interpreter`` does not exist yet: the engine's own Python, when
     #: the workers' is a virtualenv's that the script itself makes (None: no fallback).
     fallback_interpreter: str | None = None
+    #: The application's user, cgroup and limits (the workers'); None: the host's identity.
+    confiner: Confiner | None = None
 
     @property
     def argv(self) -> tuple[str, str]:
@@ -181,16 +187,18 @@ class DeployRun:
             if not await loop.run_in_executor(None, os.path.isfile, command.script):
                 return await self._finish(started, None, error=f"{command.script} does not exist")
             try:
+                confinement = command.confiner.ready() if command.confiner is not None else None
                 proc = await asyncio.create_subprocess_exec(
                     *argv,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.STDOUT,
-                    env=dict(command.env),
+                    env=worker_env(command.env, confinement),
                     cwd=command.cwd,
                     start_new_session=True,
+                    preexec_fn=confine_child(confinement) if confinement is not None else None,
                 )
-            except OSError as exc:
+            except (OSError, subprocess.SubprocessError) as exc:
                 return await self._finish(started, None, error=str(exc))
             timed_out = False
             try:

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeAlias
 
+from corral.supervision.tenancy import Confinement
+
 #: Where a worker listens: a Unix socket path, or a (host, port) pair.
 Address: TypeAlias = str | tuple[str, int]
 
@@ -83,6 +85,9 @@ class LaunchPlan:
     tcp_host: str = "127.0.0.1"
     #: Ports (inclusive) that ``WorkerSocket.PORT`` picks from: one free port per worker.
     port_range: tuple[int, int] = (49152, 65535)
+    #: The user, groups, cgroup, rlimits and TMPDIR the worker runs under (None: Corral's own
+    #: user, no limits); filled in by the pool for each spawn (``confine.Confiner.ready``).
+    confinement: Confinement | None = None
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -165,7 +170,9 @@ def _stage(package: Path, files: list[str], digest: str) -> str:
     name = f"worker-{digest}"
     for root in _cache_roots():
         try:
-            os.makedirs(root, mode=0o700, exist_ok=True)
+            # 0711: other users may reach the (public) modules by name, as applications run
+            # as their own users do (docs/tenants.md), but not list or change the folder.
+            os.makedirs(root, mode=0o711, exist_ok=True)
         except OSError:
             continue
         if not _private_dir(root):

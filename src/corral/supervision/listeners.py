@@ -185,6 +185,17 @@ def _socket_inodes(pid: int) -> Iterator[int]:
             yield inode
 
 
+def _fds_visible(pid: int) -> bool:
+    """Whether this process may read ``pid``'s descriptors (its own user's, or root)."""
+    try:
+        os.listdir(f"{_PROC}/{pid}/fd")
+    except PermissionError:
+        return False
+    except OSError:
+        return True  # gone: nothing hidden
+    return True
+
+
 def _tree(pid: int) -> list[int]:
     """``pid`` and its descendants (just ``pid`` when psutil cannot list them)."""
     try:
@@ -231,6 +242,10 @@ def _claim_proc(address: Address, pid: int) -> Claim:
         left.difference_update(_socket_inodes(member))
         if not left:
             return Claim(Verdict.OURS)
+    if not _fds_visible(pid):
+        # A worker of another user, seen by a front that dropped root (docs/tenants.md): its
+        # descriptors are not ours to read, so whose listener this is cannot be told.
+        return Claim(Verdict.UNKNOWN)
     # Listeners the tree does not hold: whose are they? (Only now: this scans every process.)
     holders = _holders(left, tree)
     others: list[Holder] = []

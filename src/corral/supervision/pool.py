@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 
+from corral.supervision.confine import Confiner
 from corral.supervision.crashloop import CrashLoopTracker, source_fingerprint
 from corral.supervision.dispatch import MAX_LEARNED_CAPACITY, Dispatcher
 from corral.supervision.health import HealthMonitor
@@ -102,6 +103,7 @@ class Pool:
         *,
         runtime_root: str | None = None,
         spawn: Spawn = spawn_process,
+        confiner: Confiner | None = None,
     ) -> None:
         """
         Args:
@@ -113,10 +115,13 @@ class Pool:
             runtime_root: where the pool makes its private (0700) directory for Unix sockets;
                 default ``$XDG_RUNTIME_DIR`` if set, else the system temporary directory.
             spawn: starts one worker process (tests pass a fake).
+            confiner: the application's user, cgroup and limits (docs/tenants.md).
         """
         self.name = name
         self.plan = plan
         self.settings = settings
+        #: The application's user, cgroup and limits (also its deploy script's).
+        self.confiner = confiner
         self._connect = connect
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = PoolState.DORMANT
@@ -142,6 +147,7 @@ class Pool:
             create_task=create_task,
             spawn=spawn,
             runtime_root=runtime_root,
+            confiner=confiner,
         )
         self._dispatcher = Dispatcher(
             settings,

@@ -219,9 +219,10 @@ async def owned_listener(address: Address, pid: int, within: float) -> None:
             if not _unknown_logged:
                 _unknown_logged = True
                 _log.warning(
-                    "cannot tell which process listens on a worker's address on this system "
-                    "(no /proc, and psutil cannot list sockets): a worker is ready when its "
-                    "address accepts a connection"
+                    "cannot tell which process listens on a worker's address (no /proc and "
+                    "psutil cannot list sockets, or the worker is another user's, whose "
+                    "descriptors a front that dropped root may not read): a worker is ready "
+                    "when its address accepts a connection"
                 )
             return
         # NOT_LISTENING: the socket that accepted is gone already; look again.

@@ -23,6 +23,13 @@ How a worker is started (the same under asyncio's default loop and uvloop):
   ignore fd 3.
 * The worker gets its own session and process group (``start_new_session``): stopping it
   signals the whole group, so whatever the app spawned goes too.
+* With a ``Confinement`` in the plan (an application with a user or limits, docs/tenants.md),
+  the child moves itself into its application's cgroups, takes its rlimits and switches to its
+  user's groups, gid and uid, with ``PR_SET_NO_NEW_PRIVS``, before exec (``confine_child``);
+  its environment gets the user's HOME and a private TMPDIR (``tenancy.worker_env``). This is
+  done in the child rather than with ``subprocess``'s ``user=``/``group=``, because the cgroup
+  must be entered before the uid changes (cgroup v1 lets a non-root writer move only its own
+  user's processes), and ``subprocess`` applies ``user=`` before ``preexec_fn``.
 * stdout and stderr are pipes; a task per stream logs each line to ``corral.app.<name>`` tagged
   with the app and pid (``extra={"app", "pid", "stream"}``), without ever blocking the loop. The
   last ``tail_lines`` stderr lines are kept for error pages ("cannot start: <traceback>").
@@ -39,6 +46,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -57,6 +65,7 @@ from corral.errors import (
 )
 from corral.supervision.launch import LIVENESS_FD, Address, LaunchPlan, WorkerSocket
 from corral.supervision.ports import PORTS, NoFreePort
+from corral.supervision.tenancy import Confinement, rlimits, worker_env
 
 #: Longest line logged as one record; the rest of an overlong line is logged as more records.
 MAX_LINE = 16 * 1024
@@ -64,6 +73,7 @@ MAX_LINE = 16 * 1024
 DRAIN_TIMEOUT = 2.0
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NO_NEW_PRIVS = 38
 _log = logging.getLogger("corral.supervision")
 
 
@@ -109,12 +119,57 @@ def _reserve_low_fds() -> None:
     _low_fds_reserved = True
 
 
-def _child_setup(liveness_read: int, host_pid: int) -> Callable[[], None]:
+def confine_child(confinement: Confinement | None) -> Callable[[], None]:
+    """What a child runs between fork and exec to enter its ``confinement`` (docs/tenants.md),
+    in this order: move itself into its application's cgroups (writing "0", itself, to each
+    ``cgroup.procs``: no code of the application ever runs outside them, and the write is made
+    with the front's credentials, which cgroup v1 requires), set its rlimits (before the uid
+    change, which could not raise them any more), then the user's supplementary groups, gid and
+    uid (real, effective and saved), and ``PR_SET_NO_NEW_PRIVS`` (no setuid program or file
+    capability can raise it again). A failure is written to the child's stderr (the pool logs
+    it) and aborts the spawn."""
+    prctl = _prctl
+    procs: tuple[str, ...] = ()
+    limits: tuple[tuple[int, int], ...] = ()
+    run_as = None
+    if confinement is not None:
+        procs = tuple(os.path.join(d, "cgroup.procs") for d in confinement.cgroup_dirs)
+        limits = rlimits(confinement.limits, confinement.mechanism)
+        run_as = confinement.run_as
+
+    def confine() -> None:
+        try:
+            for path in procs:
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    os.write(fd, b"0")
+                finally:
+                    os.close(fd)
+            for which, value in limits:
+                resource.setrlimit(which, (value, value))
+            if run_as is not None:
+                os.setgroups(list(run_as.groups))
+                os.setresgid(run_as.gid, run_as.gid, run_as.gid)
+                os.setresuid(run_as.uid, run_as.uid, run_as.uid)
+                if prctl is not None:
+                    prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        except OSError as exc:
+            os.write(2, f"corral: cannot confine the process: {exc}\n".encode())
+            raise
+
+    return confine
+
+
+def _child_setup(
+    liveness_read: int, host_pid: int, confinement: Confinement | None = None
+) -> Callable[[], None]:
     """The function the child runs between fork and exec (async-signal-light: no imports)."""
     prctl = _prctl
+    confine = confine_child(confinement)
 
     def setup() -> None:
         os.dup2(liveness_read, LIVENESS_FD, inheritable=True)
+        confine()
         if prctl is not None:
             prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             # The host may have died between fork and prctl: then nobody will signal us.
@@ -208,10 +263,10 @@ class WorkerProcess:
                 stdin=listener.fileno(),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=dict(plan.env),
+                env=worker_env(plan.env, plan.confinement),
                 cwd=plan.cwd,
                 start_new_session=True,
-                preexec_fn=_child_setup(liveness_read, os.getpid()),
+                preexec_fn=_child_setup(liveness_read, os.getpid(), plan.confinement),
                 # The child dup2()s the liveness pipe onto fd 3 in preexec_fn; listing fd 3 here
                 # keeps it across the stdlib's close_fds sweep, which runs after preexec_fn.
                 # (The host's own fd 3 is always open, see _reserve_low_fds.)
@@ -273,6 +328,7 @@ class WorkerProcess:
         argv = [fill_in(arg) for arg in plan.argv]
         env = {name: fill_in(value) for name, value in plan.env.items()}
         env.update(given)
+        env = worker_env(env, plan.confinement)
         try:
             liveness_read, liveness_write = os.pipe()
         except OSError as exc:
@@ -288,7 +344,7 @@ class WorkerProcess:
                 env=env,
                 cwd=plan.cwd,
                 start_new_session=True,
-                preexec_fn=_child_setup(liveness_read, os.getpid()),
+                preexec_fn=_child_setup(liveness_read, os.getpid(), plan.confinement),
                 pass_fds=(LIVENESS_FD,),
             )
         except BaseException as exc:
@@ -479,6 +535,10 @@ def _listen(plan: LaunchPlan, socket_path: str | None) -> tuple[socket.socket, A
             try:
                 sock.bind(socket_path)
                 sock.listen(socket.SOMAXCONN)
+                run_as = plan.confinement.run_as if plan.confinement is not None else None
+                if run_as is not None:  # the app's user and the front's group; nobody else
+                    os.chmod(socket_path, 0o660)
+                    os.chown(socket_path, run_as.uid, os.getegid())
             except BaseException:
                 sock.close()
                 raise

@@ -17,11 +17,12 @@ import random
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeAlias
 
 from corral.backends import PooledUpstream
 from corral.errors import ExitCode
+from corral.supervision.confine import OOM_REASON, Confiner
 from corral.supervision.launch import Address, LaunchPlan
 from corral.supervision.lease import Probe, WorkerTraits
 from corral.supervision.lifecycle import EXPECTED_EXIT_STATES, WorkerState, check_transition
@@ -182,6 +183,7 @@ class WorkerSet:
         create_task: Callable[[Coroutine[object, object, None], str | None], asyncio.Task[None]],
         spawn: Spawn = spawn_process,
         runtime_root: str | None = None,
+        confiner: Confiner | None = None,
     ) -> None:
         self.app = app
         self.plan = plan
@@ -193,6 +195,8 @@ class WorkerSet:
         self._create_task = create_task
         self._spawn = spawn
         self._runtime_root = runtime_root
+        #: The application's user, cgroup and limits (None: Corral's own user, no limits).
+        self.confiner = confiner
         self.runtime_dir: str | None = None
         self.workers: dict[int, Worker] = {}
         self._next_id = 1
@@ -244,9 +248,13 @@ class WorkerSet:
         if self.runtime_dir is None or not os.path.isdir(self.runtime_dir):
             # (Re)created on demand: a tmp cleaner may have removed it while the app was idle.
             root = self._runtime_root or os.environ.get("XDG_RUNTIME_DIR") or None
+            if self.confiner is not None:
+                root = self.confiner.socket_parent() or root
             if root is not None and not os.path.isdir(root):
                 root = None
             self.runtime_dir = tempfile.mkdtemp(prefix="corral-", dir=root)  # mode 0700
+            if self.confiner is not None:
+                self.confiner.hand_over(self.runtime_dir)  # its user's, group ours, 0770
         return os.path.join(self.runtime_dir, f"{worker_id}.sock")
 
     def start(self) -> Worker:
@@ -261,9 +269,10 @@ class WorkerSet:
         """The whole life of one worker: spawn, readiness, serve until exit."""
         try:
             try:
-                process = await self._spawn(
-                    self.plan, self.app, self._socket_path(worker.id), worker.id
-                )
+                plan = self.plan
+                if self.confiner is not None:
+                    plan = replace(plan, confinement=self.confiner.ready())
+                process = await self._spawn(plan, self.app, self._socket_path(worker.id), worker.id)
             except (SpawnError, OSError) as exc:
                 self._start_failed(worker, str(exc), "")
                 return
@@ -327,7 +336,7 @@ class WorkerSet:
                 # Prefer the exit status (and its traceback) to "connection reset".
                 await asyncio.wait({exited}, timeout=_EXIT_AFTER_PROBE_FAILURE)
             if exited.done():
-                reason = exit_reason(exited.result())
+                reason = self._exit_reason(exited.result())
                 if check is not None:  # it may have died of a port another program took
                     taken = await lost_to_another(process.address, process.pid)
                     if taken is not None:
@@ -389,6 +398,8 @@ class WorkerSet:
         self.set_state(worker, _S.EXITED)
         self.forget(worker)
         described = describe_returncode(code)
+        if self.confiner is not None and self.confiner.killed_by_limit(code):
+            described = OOM_REASON
         self.exits.append(
             ExitInfo(worker.id, worker.pid, described, expected, self._clock(), worker.retiring)
         )
@@ -513,10 +524,18 @@ class WorkerSet:
             if worker.process is not None:
                 worker.process.kill()
 
+    def _exit_reason(self, code: int) -> str:
+        if self.confiner is not None and self.confiner.killed_by_limit(code):
+            return f"the worker was {OOM_REASON} before it was ready"
+        return exit_reason(code)
+
     def remove_runtime_dir(self) -> None:
+        """Remove the socket folder, and the confinement's TMPDIR and cgroup."""
         if self.runtime_dir is not None:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
             self.runtime_dir = None
+        if self.confiner is not None:
+            self.confiner.close()
 
     def _track(self, stop: Coroutine[object, object, None]) -> None:
         task = self._create_task(stop, None)
