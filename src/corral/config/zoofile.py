@@ -22,11 +22,13 @@ web.config wins over a `.zoo`) is documented in docs/webconfig-mapping.md (".zoo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from corral.config import builtin_engines
 from corral.config.errors import Problems
 from corral.config.model import Location, NotInEffect
 from corral.config.webconfig import EnvOp, HandlerOp, Section, ZooAppOp
@@ -88,6 +90,8 @@ PARAMETER_KEYS = frozenset(
         "db-name",
     }
 )
+#: A file suffix written for its pattern (`.php` for `*.php`), as engine filters are.
+_SUFFIX = re.compile(r"\.[A-Za-z0-9_]+")
 _ENGINE_KEYS = frozenset({"engine", "path", "environment_variables"})
 _LOCATION_KEYS = frozenset({"path", "engine"})
 
@@ -242,6 +246,13 @@ def _application(reader: _Reader, node: Node) -> tuple[str, tuple[Section, ...]]
             "variables of its own"
         )
     env, filter_path = preset if preset is not None else ((), "")
+    worker = next((op for op in env if op.name.upper() == "HTTP_WORKER"), None)
+    if worker is not None and builtin_engines.is_python_alias(engine):
+        reader.notices.append(
+            f"{worker.location}: HTTP_WORKER ({worker.value}) is not run: engine {engine!r} "
+            "runs Corral's Python worker, which serves the WSGI application named by "
+            "WSGI_HANDLER or WSGI_APP (else wsgi.py)"
+        )
     if "locations" in record:
         routes = _locations(reader, record["locations"][1], engine, engine_node)
     else:
@@ -384,7 +395,7 @@ def _sections(
         where = reader.at(route.node)
         if raw.startswith("/") and raw.strip("/") == "":
             raw = "*"
-        if raw == "*" or raw.startswith("*.") or raw.startswith("."):
+        if raw == "*" or raw.startswith("*.") or _SUFFIX.fullmatch(raw):
             pattern = _pattern(raw, filter_path)
             if "/" in pattern or "?" in pattern or pattern.count("*") > 1:
                 reader.error(
