@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -274,3 +275,26 @@ def test_a_broken_zoo_file_is_refused_with_file_line_and_setting(tmp_path: Path)
                 command,
                 result.stderr,
             )
+
+
+def test_a_changed_zoo_file_is_reloaded(tmp_path: Path, serve: Any) -> None:
+    (tmp_path / ".zoo").write_text(PYTHON_ZOO)
+    (tmp_path / "welcome.py").write_text(WELCOME)
+    server = serve(tmp_path)
+    assert get(server.port, "/").body == b"preset of -less Python34.FCGI", server.text()
+    # Zoo's Manager switched engines by editing selected-engine: the other preset applies.
+    (tmp_path / ".zoo").write_text(
+        PYTHON_ZOO.replace(
+            "selected-engine: Python34.FCGI.Engine", "selected-engine: Python34.HTTP.Engine"
+        ).replace("HTTP_WORKER: 'tornado_worker.py'", 'WSGI_HANDLER: "welcome.application"')
+    )
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + WAIT
+    body = b""
+    while time.monotonic() < deadline:
+        body = get(server.port, "/").body
+        if body == b"the other preset":
+            break
+        time.sleep(0.2)
+    assert body == b"the other preset", server.text()
