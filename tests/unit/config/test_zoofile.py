@@ -421,8 +421,28 @@ def test_any_preset_round_trips_with_its_lines(env: dict[str, str]) -> None:
         )
 
 
-@settings(max_examples=150)
-@given(data=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+_KEYS = st.sampled_from(
+    [
+        "application",
+        "parameters",
+        "selected-engine",
+        "engines",
+        "locations",
+        "engine",
+        "path",
+        "environment_variables",
+        "X",
+    ]
+)
+#: Documents of .zoo's own keys nested any which way: every branch of the walker.
+_DOCUMENTS = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+).map(lambda document: yaml.safe_dump(document).encode())
+
+
+@settings(max_examples=300)
+@given(data=st.binary(max_size=200) | st.text(max_size=200).map(str.encode) | _DOCUMENTS)
 def test_any_bytes_give_a_file_or_located_problems(data: bytes) -> None:
     problems = Problems()
     zoo = read_zoofile(data, ".zoo", problems)
