@@ -188,6 +188,4 @@ def source_suffixes(engine: EngineConfig) -> tuple[str, ...]:
 
 
 def is_python_alias(name: str) -> bool:
-    return name != PYTHON and bool(
-        _PYTHON_ALIAS.fullmatch(name) or _ZOO4_PYTHON.fullmatch(name)
-    )
+    return name != PYTHON and bool(_PYTHON_ALIAS.fullmatch(name) or _ZOO4_PYTHON.fullmatch(name))

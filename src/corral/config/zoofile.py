@@ -90,6 +90,8 @@ PARAMETER_KEYS = frozenset(
         "db-name",
     }
 )
+#: An application id: the application's name in logs, status and the control commands.
+_APP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 #: A file suffix written for its pattern (`.php` for `*.php`), as engine filters are.
 _SUFFIX = re.compile(r"\.[A-Za-z0-9_]+")
 _ENGINE_KEYS = frozenset({"engine", "path", "environment_variables"})
@@ -226,9 +228,17 @@ def _application(reader: _Reader, node: Node) -> tuple[str, tuple[Section, ...]]
             reader.ignored.append(NotInEffect(f"application.{key} (unknown key)", "", where))
     name = DEFAULT_APP
     if "application" in record:
-        written = reader.text(record["application"][1], "application.application")
+        id_node = record["application"][1]
+        written = reader.text(id_node, "application.application")
         if written is not None and written.strip():
             name = written.strip()
+            if not _APP_ID.fullmatch(name):
+                reader.error(
+                    id_node,
+                    "application.application",
+                    f"{name!r} is no application id (letters, digits, . _ -)",
+                )
+                return None
     if "parameters" not in record:
         reader.error(node, "application.parameters", "missing (it names the selected-engine)")
         return None

@@ -357,6 +357,12 @@ def test_an_unknown_engine_names_the_selected_engine_line(tmp_path: Path) -> Non
             "a second preset",
         ),
         (
+            ("application: PythonProject", "application: Python Project/1"),
+            2,
+            "application.application",
+            "no application id",
+        ),
+        (
             ('ERROR_LOG_DIR: "log"', "ERROR_LOG_LEVEL: loud"),
             14,
             "ERROR_LOG_LEVEL",
