@@ -158,6 +158,7 @@ def build_apps(
             upgrade=backend.upgrade,
             development=app.development_mode,
             buffering=app.request_buffering,
+            backend_host=(app.zoo_substitute_host or "").encode("ascii") or None,
         )
         apps.append(Application(app, pool, route))
     if problems:

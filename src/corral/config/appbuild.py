@@ -65,7 +65,8 @@ def build_app(
     first = handlers[0]
     engine_name = first.engine
     in_toml = first.location is not None and first.location.file.endswith(".toml")
-    engine_key = "engine" if in_toml else "scriptProcessor"
+    in_zoo = first.location is not None and first.location.file.endswith(".zoo")
+    engine_key = "engine" if in_toml else "selected-engine" if in_zoo else "scriptProcessor"
     for handler in handlers[1:]:
         if handler.engine != engine_name:
             problems.add(
@@ -135,7 +136,9 @@ def build_app(
             problems.add(loc, variable, str(error))
             ok = False
             continue
-        if not setting.in_effect and raw.strip():
+        if setting.name == "app.django_root" and raw.strip():
+            _django_root(raw.strip(), virtual_path, name, loc, notices, not_in_effect)
+        elif not setting.in_effect and raw.strip():
             not_in_effect.append(NotInEffect(f"{name}: {variable}", raw, loc))
 
     def path_value(key: str, default: str | None = None) -> str | None:
@@ -279,6 +282,12 @@ def build_app(
         argv = _php_argv(argv, path_value("app.php_ini"))
         limit = values.get("app.php_fcgi_max_requests")
         max_requests = limit if isinstance(limit, int) else 0
+    host_ok, substitute_host = _substitute_host(
+        ctx, name, engine, values, where_of, app_where, root
+    )
+    if not host_ok:
+        return None
+    _python_only(name, engine, values, where_of, not_in_effect)
     timeout = values.get("app.worker_request_timeout")
     mask = values.get("app.watch_file_changes_mask", ())
     return AppConfig(
@@ -304,6 +313,7 @@ def build_app(
         error_log_files=_int_value(values, "app.error_log_files"),
         watch_file_changes_mask=tuple(str(m) for m in mask) if isinstance(mask, tuple) else (),
         console_url=_opt_str(values.get("app.console_url")),
+        zoo_substitute_host=substitute_host,
         worker_request_timeout=timeout if isinstance(timeout, int) else None,
         development_mode=values.get("app.development_mode") is True,
         max_requests=max_requests,
@@ -312,6 +322,91 @@ def build_app(
         not_in_effect=tuple(not_in_effect),
         location=app_where,
     )
+
+
+#: A Host header value: a name or an address, an optional port.
+_HOST_VALUE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
+
+
+def _substitute_host(
+    ctx: BuildContext,
+    name: str,
+    engine: EngineConfig,
+    values: Mapping[str, object],
+    where_of: Mapping[str, Location | None],
+    app_where: Location | None,
+    root: str,
+) -> tuple[bool, str | None]:
+    """(valid, ZOO_SUBSTITUTE_HOST with %INSTANCE_ID% filled in: one shared backend, 0); the
+    value is None when unset or not in effect (FastCGI); not valid (an error is reported) when
+    it is no host name."""
+    raw = _opt_str(values.get("app.zoo_substitute_host"))
+    if raw is None:
+        return True, None
+    where = where_of.get("ZOO_SUBSTITUTE_HOST") or app_where or Location(root)
+    if engine.protocol is not WireProtocol.HTTP:
+        ctx.not_in_effect.append(
+            NotInEffect(
+                f"{name}: ZOO_SUBSTITUTE_HOST (a FastCGI backend gets the client's HTTP_HOST; "
+                "it applies to http engines)",
+                raw,
+                where,
+            )
+        )
+        return True, None
+    value = re.sub("%INSTANCE_ID%", "0", raw, flags=re.IGNORECASE)
+    if not _HOST_VALUE.fullmatch(value):
+        ctx.problems.add(where, "ZOO_SUBSTITUTE_HOST", f"{value!r} is not a host name[:port]")
+        return False, None
+    return True, value
+
+
+def _django_root(
+    value: str,
+    virtual_path: str,
+    name: str,
+    where: Location,
+    notices: list[str],
+    not_in_effect: list[NotInEffect],
+) -> None:
+    """django.root: zoofcgi stripped it from PATH_INFO (SCRIPT_NAME was always ""). Corral's
+    SCRIPT_NAME is the virtual path and PATH_INFO the rest: the same for the usual
+    %APPL_VIRTUAL_PATH%; any other prefix is not stripped (listed as not in effect)."""
+    if value.rstrip("/") == virtual_path.rstrip("/"):
+        notices.append(
+            f"django.root = {value}: Corral already serves the application with SCRIPT_NAME "
+            f"{virtual_path.rstrip('/') or '(empty)'} and PATH_INFO below it, as zoofcgi's "
+            "stripping did"
+        )
+        return
+    not_in_effect.append(
+        NotInEffect(
+            f"{name}: django.root (only the virtual path {virtual_path} is stripped from "
+            "PATH_INFO: it becomes SCRIPT_NAME)",
+            value,
+            where,
+        )
+    )
+
+
+def _python_only(
+    name: str,
+    engine: EngineConfig,
+    values: Mapping[str, object],
+    where_of: Mapping[str, Location | None],
+    not_in_effect: list[NotInEffect],
+) -> None:
+    """ERROR_LOG_LEVEL is read by Corral's Python worker: listed as not in effect elsewhere."""
+    level = values.get("app.error_log_level")
+    if level and engine.kind is not EngineKind.PYTHON_WORKER:
+        not_in_effect.append(
+            NotInEffect(
+                f"{name}: ERROR_LOG_LEVEL (read by Corral's Python worker; this engine's "
+                "backend configures its own logging)",
+                str(level),
+                where_of.get("ERROR_LOG_LEVEL"),
+            )
+        )
 
 
 _PHP_CGI = re.compile(r"php-?cgi[\d.]*", re.IGNORECASE)

@@ -139,6 +139,12 @@ _PHP_ALIAS = re.compile(r"php(\.\d+(\.\d+|\.x)?)?\.(pipe|fastcgi|cgi)", re.IGNOR
 _RUBY_ALIAS = re.compile(r"ruby(\.\d+(\.\d+|\.x)?)?\.(pipe|rack|http)\d*", re.IGNORECASE)
 #: Zoo engine names that mean "Node.js over HTTP" (nodejs.http4...).
 _NODE_ALIAS = re.compile(r"node(js)?(\.\d+(\.\d+|\.x)?)?\.http\d*", re.IGNORECASE)
+#: Zoo 4's engine ids (a `.zoo` file's selected-engine, its repository's engine feeds):
+#: Python34.FCGI.Engine, Python27.HTTP.Engine, Php55Engine, NodejsEngine, Ruby.2.3.FCGI.Engine.
+_ZOO4_PYTHON = re.compile(r"python\d*\.(fcgi|http)\.engine", re.IGNORECASE)
+_ZOO4_PHP = re.compile(r"php\d*\.?engine", re.IGNORECASE)
+_ZOO4_NODE = re.compile(r"node(js)?\.?(http\.)?engine", re.IGNORECASE)
+_ZOO4_RUBY = re.compile(r"ruby(\.\d+)*\.(fcgi|http)\.engine", re.IGNORECASE)
 
 
 def built_in(name: str) -> EngineConfig | None:
@@ -151,13 +157,13 @@ def built_in(name: str) -> EngineConfig | None:
         if engine.name == name:
             return engine
     target: str | None = None
-    if _PYTHON_ALIAS.fullmatch(name):
+    if _PYTHON_ALIAS.fullmatch(name) or _ZOO4_PYTHON.fullmatch(name):
         target = PYTHON
-    elif _PHP_ALIAS.fullmatch(name):
+    elif _PHP_ALIAS.fullmatch(name) or _ZOO4_PHP.fullmatch(name):
         target = "php.fastcgi"
-    elif _NODE_ALIAS.fullmatch(name):
+    elif _NODE_ALIAS.fullmatch(name) or _ZOO4_NODE.fullmatch(name):
         target = "nodejs.http"
-    elif _RUBY_ALIAS.fullmatch(name):
+    elif _RUBY_ALIAS.fullmatch(name) or _ZOO4_RUBY.fullmatch(name):
         target = "ruby.rack"
     if target is None:
         return None
@@ -182,4 +188,4 @@ def source_suffixes(engine: EngineConfig) -> tuple[str, ...]:
 
 
 def is_python_alias(name: str) -> bool:
-    return name != PYTHON and bool(_PYTHON_ALIAS.fullmatch(name))
+    return name != PYTHON and bool(_PYTHON_ALIAS.fullmatch(name) or _ZOO4_PYTHON.fullmatch(name))

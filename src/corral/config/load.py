@@ -66,6 +66,7 @@ from corral.config.webconfig import (
     apply_env_ops,
     read_webconfig,
 )
+from corral.config.zoofile import read_zoofile
 
 WEB_CONFIG = "web.config"
 CORRAL_TOML = "corral.toml"
@@ -87,7 +88,7 @@ def load(
     if os.path.isdir(path):
         return load_site(path, environ=environ)
     name = os.path.basename(path).lower()
-    if name in (WEB_CONFIG, CORRAL_TOML):
+    if name in (WEB_CONFIG, CORRAL_TOML, ZOO_FILE):
         return load_site(os.path.dirname(os.path.abspath(path)), environ=environ)
     if name.endswith(".config"):
         problems = Problems()
@@ -371,12 +372,7 @@ def _sections(
             continue
         name = os.path.basename(path)
         if name == ZOO_FILE:
-            where = Location(path, 1)
-            if data.strip():
-                ctx.not_in_effect.append(NotInEffect("Zoo 4 .zoo file (YAML)", rel, where))
-            elif rel:
-                # Zoo 4: an empty .zoo in a sub-folder disables the parent's application there.
-                sections.append(Section(rel, (HandlerOp("clear", "", where),), (), where))
+            sections.extend(_zoo_sections(ctx, rel, path, data, sections))
             continue
         if name == CORRAL_TOML:
             source = read_toml(data, path, ctx.problems)
@@ -420,6 +416,42 @@ def _sections(
             )
     sections.sort(key=lambda section: section.folder.count("/") + bool(section.folder))
     return sections
+
+
+# --- Zoo 4 .zoo files (docs/webconfig-mapping.md, ".zoo files") -------------------------------
+def _zoo_sections(
+    ctx: BuildContext, rel: str, path: str, data: bytes, read: list[Section]
+) -> list[Section]:
+    """A `.zoo` at folder `rel`: its application at the mount's root; an empty one in a
+    sub-folder disables the parent's application there. A web.config or corral.toml of the
+    same folder that maps handlers or declares applications wins (the .zoo is not read)."""
+    where = Location(path, 1)
+    zoo = read_zoofile(data, path, ctx.problems)
+    if zoo is None:
+        return []
+    if zoo.empty:
+        # Zoo 4: an empty .zoo in a sub-folder disables the parent's application there.
+        return [Section(rel, (HandlerOp("clear", "", where),), (), where)] if rel else []
+    if rel:
+        ctx.not_in_effect.append(
+            NotInEffect(
+                "a .zoo application in a sub-folder (serve that folder as its own "
+                "application: a mount in a server TOML)",
+                rel,
+                where,
+            )
+        )
+        return []
+    others = [s.location for s in read if s.folder == rel and (s.handlers is not None or s.zoo)]
+    if others:
+        ctx.notices.append(
+            f"{path} is not read: {others[0].file} maps this folder's handlers "
+            "(a web.config or corral.toml wins over a .zoo)"
+        )
+        return []
+    ctx.not_in_effect.extend(zoo.ignored)
+    ctx.notices.extend(zoo.notices)
+    return list(zoo.sections)
 
 
 def _parent_scope(folder: str, scopes: Mapping[str, list[HandlerOp]]) -> list[HandlerOp]:

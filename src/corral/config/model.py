@@ -288,6 +288,9 @@ class AppConfig:
     error_log_files: int = 5
     watch_file_changes_mask: tuple[str, ...] = ()
     console_url: str | None = None
+    #: HTTP engines: the Host header sent to the backend (ZOO_SUBSTITUTE_HOST); None: the
+    #: client's.
+    zoo_substitute_host: str | None = None
     #: WORKER_REQUEST_TIMEOUT (seconds; 0 or None: no limit), the declaration's default.
     worker_request_timeout: int | None = 300
     #: DEVELOPMENT_MODE: error pages show the traceback to every client.

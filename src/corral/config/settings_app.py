@@ -227,9 +227,10 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "django.root",
         Kind.STR,
         None,
-        "URL prefix zoofcgi stripped for Django; Corral sets SCRIPT_NAME to the virtual path "
-        "instead, so it is passed through but changes nothing.",
-        in_effect=False,
+        "URL prefix zoofcgi stripped from PATH_INFO for Django. Corral sets SCRIPT_NAME to the "
+        "virtual path and PATH_INFO to the rest, which is what the usual %APPL_VIRTUAL_PATH% "
+        "asked for (corral check says so); another value is passed through but strips "
+        "nothing (listed as not in effect).",
     ),
     Setting(
         "app.zoo_substitute_host",
@@ -238,8 +239,24 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "ZOO_SUBSTITUTE_HOST",
         Kind.STR,
         None,
-        "Host header sent to a shared tcp.service backend.",
-        in_effect=False,
+        "HTTP engines: the Host header sent to the backend instead of the client's (which "
+        "goes in X-Forwarded-Host), as Zoo 4 did for a shared tcp.service server (Tomcat) that "
+        "picks the application by host name; %INSTANCE_ID% in it is 0. FastCGI engines: not "
+        "in effect (listed by corral check).",
+    ),
+    Setting(
+        "app.error_log_level",
+        _A,
+        "error_log_level",
+        "ERROR_LOG_LEVEL",
+        Kind.CHOICE,
+        None,
+        "Python engines: the level from which the application's logging records go to the "
+        "worker's stderr, hence the application's log (ERROR_LOG_DIR) and the host's: Corral's "
+        "worker sets the root logger's level and a stderr handler before it imports the "
+        "application (an application that configures logging itself decides). Other engines: "
+        "not in effect (listed by corral check).",
+        choices=("debug", "info", "warning", "error", "critical"),
     ),
     Setting(
         "app.app_command",

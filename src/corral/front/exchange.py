@@ -467,6 +467,7 @@ class Exchange:
                 body=body,
                 target=self._target,
                 proto=b"https" if stream.tls else b"http",
+                backend_host=route.backend_host,
             )
             params = []
         else:

@@ -92,6 +92,7 @@ def request_head(
     body: int,
     proto: bytes = b"http",
     target: bytes | None = None,
+    backend_host: bytes | None = None,
 ) -> bytes:
     """The head to send to an HTTP backend for ``request``.
 
@@ -99,18 +100,21 @@ def request_head(
     ``client``: the client's address; ``trusted``: it is a trusted proxy; ``body``: a
     ``corral.backends.BODY_*`` value (``BODY_TUNNEL``: forward the Upgrade); ``target``: the
     request target after URL Rewrite rules (``front/rewriting.py``): sent instead, with the
-    client's own as ``X-Original-URL`` (a client's X-Original-URL field is then dropped).
+    client's own as ``X-Original-URL`` (a client's X-Original-URL field is then dropped);
+    ``backend_host``: the Host to send instead (ZOO_SUBSTITUTE_HOST), ``host`` then going in
+    X-Forwarded-Host.
     """
     lines: list[bytes]
     rewritten = target is not None
+    sent_host = backend_host or host
     if target is not None:
-        lines = [request.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+        lines = [request.method, b" ", target, b" HTTP/1.1\r\nHost: ", sent_host, b"\r\n"]
         lines += (b"X-Original-URL: ", request.target, b"\r\n")
     else:
         target = request.target
         if not target.startswith(b"/") and target != b"*":
             target = request.path + (b"?" + request.query if request.query else b"")
-        lines = [request.method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+        lines = [request.method, b" ", target, b" HTTP/1.1\r\nHost: ", sent_host, b"\r\n"]
     named: set[bytes] | None = None
     for name, value in request.headers:
         if len(name) == 10 and name.lower() == b"connection":

@@ -96,6 +96,9 @@ class AppRoute:
     #: Its site redirects plain HTTP to https on this port (``https_redirect``; 0: it does
     #: not).
     https_port: int = 0
+    #: HTTP backends: the Host header sent instead of the client's (ZOO_SUBSTITUTE_HOST; the
+    #: client's goes in X-Forwarded-Host); None: the client's.
+    backend_host: bytes | None = None
     #: ``http or upgrade``: the one test the front's hot path makes per request.
     special: bool = field(init=False, default=False)
     #: Set for a static route: what may be served from the mount's folder (no pool is used).

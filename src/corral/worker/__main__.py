@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"corral worker: {exc}", file=sys.stderr)
         return ExitCode.BIND_FAILED
 
+    _error_log_level(os.environ.get("ERROR_LOG_LEVEL", ""))
     cwd = os.getcwd()
     loader.ensure_app_root_on_path(cwd)
     source = loader.choose_source(args.app, os.environ, cwd)
@@ -161,6 +162,26 @@ def main(argv: list[str] | None = None) -> int:
                 os.unlink(args.bind[5:])
             except OSError:
                 pass
+
+
+#: ERROR_LOG_LEVEL's values (checked by the host when it loads the configuration).
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _error_log_level(level: str) -> None:
+    """ERROR_LOG_LEVEL: the application's logging records from that level go to stderr (the
+    application's log), set up before the application is imported so that its own logging
+    configuration, if any, decides over this one."""
+    level = level.strip().lower()
+    if level not in _LEVELS:
+        return
+    import logging
+
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _serve_asgi(args: argparse.Namespace, app: object, listener: object, what: str) -> int:
