@@ -302,3 +302,44 @@ def test_a_console_below_an_apps_virtual_path(tmp_path: Path, venv: Path) -> Non
         assert request(server.port, path="/blog/tools").body == b"the app: /tools"
     finally:
         server.stop()
+
+
+#: The terminal's text in the page (xterm.js's buffer).
+SCREEN = """(() => {
+  const buffer = window.corralTerminal.buffer.active;
+  const lines = [];
+  for (let i = 0; i < buffer.length; i++) lines.push(buffer.getLine(i).translateToString(true));
+  return lines.join("\\n");
+})()"""
+
+
+def test_chromium_types_into_the_console_page_and_reads_the_output(
+    tmp_path: Path, venv: Path
+) -> None:
+    """The page as a browser runs it: the ?token= login (cookie), xterm.js from the package, the
+    WebSocket with the page's own Origin, keystrokes in, output on the screen."""
+    from tests.cdp import Browser
+
+    with console_server(tmp_path, venv) as server:
+        with Browser(f"http://127.0.0.1:{server.port}/console?token={TOKEN}") as page:
+            page.wait_for("document.getElementById('state').textContent === 'connected'")
+            assert page.evaluate("location.search") == ""  # the token left the address bar
+            page.wait_for(f"{SCREEN}.includes('(app) ')")  # the prompt
+            page.call(
+                "Input.insertText",
+                text='python -c \'import sys; print("PRE" + "FIX=" + sys.prefix)\'',
+            )
+            page.call(
+                "Input.dispatchKeyEvent",
+                type="keyDown",
+                key="Enter",
+                code="Enter",
+                windowsVirtualKeyCode=13,
+                text="\r",
+            )
+            page.call("Input.dispatchKeyEvent", type="keyUp", key="Enter", code="Enter")
+            screen = page.wait_for(f"{SCREEN}.includes('PREFIX={venv}') && {SCREEN}")
+            assert isinstance(screen, str) and f"PREFIX={venv}" in screen
+            shot = page.screenshot(tmp_path / "console.png", width=1000, height=500)
+            assert shot.stat().st_size > 5000
+        server.wait_log(r"console session of 127\.0\.0\.1 ended after")

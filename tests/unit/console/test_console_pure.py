@@ -145,4 +145,3 @@ def test_the_login_cookie_can_be_limited_to_the_consoles_path() -> None:
     guard = TokenGuard("t" * 20)
     assert b"; Path=/blog/console;" in guard.login_cookie(path="/blog/console")
     assert b"; Path=/;" in guard.login_cookie()
-
