@@ -145,3 +145,15 @@ def test_the_login_cookie_can_be_limited_to_the_consoles_path() -> None:
     guard = TokenGuard("t" * 20)
     assert b"; Path=/blog/console;" in guard.login_cookie(path="/blog/console")
     assert b"; Path=/;" in guard.login_cookie()
+
+
+def test_corral_check_shows_the_console(tmp_path: Path) -> None:
+    from corral.config.check import render
+
+    (tmp_path / "web.config").write_text(
+        web_config(
+            {"WSGI_APP": "wsgi.application", "CONSOLE_URL": "/sh", "CONSOLE_IDLE_TIMEOUT": "60"}
+        )
+    )
+    text = render(load_site(str(tmp_path)))
+    assert "web console: /sh (admin token; idle timeout 60 s)" in text
