@@ -113,7 +113,6 @@ class ShellSession:
         self._pending = bytearray()
         self._input_paused = False
         self._reading = False
-        self._output_paused = False
         self._ended = False
         self._idle = self._loop.call_later(idle_timeout, self._check_idle)
         self._reaper = self._loop.create_task(proc.wait())
@@ -211,11 +210,9 @@ class ShellSession:
     # -- output --------------------------------------------------------------------------------
 
     def pause_output(self) -> None:
-        self._output_paused = True
         self._read_off()
 
     def resume_output(self) -> None:
-        self._output_paused = False
         if not self._ended:
             self._read_on()
 

@@ -343,3 +343,30 @@ def test_chromium_types_into_the_console_page_and_reads_the_output(
             shot = page.screenshot(tmp_path / "console.png", width=1000, height=500)
             assert shot.stat().st_size > 5000
         server.wait_log(r"console session of 127\.0\.0\.1 ended after")
+
+
+def test_a_client_that_does_not_read_stops_the_shell_not_corrals_memory(
+    tmp_path: Path, venv: Path
+) -> None:
+    """Back-pressure: 300 MB of output to a client that reads nothing for a while leave
+    Corral's memory as it was (the PTY is not read while the client is slow), and the output
+    is all there once the client reads."""
+    with console_server(tmp_path, venv) as server:
+        assert server.proc is not None
+        host = psutil.Process(server.proc.pid)
+        with open_console(server) as socket:
+            run(socket, "stty -echo; echo RE\\ADY", r"READY")
+            before = host.memory_info().rss
+            socket.send(b"head -c 300000000 /dev/zero | tr '\\0' x; echo; echo FINI\\SHED\r")
+            time.sleep(3)
+            grown = host.memory_info().rss - before
+            assert grown < 40 * 1024 * 1024, f"Corral grew by {grown} bytes"
+            received = 0
+            tail = ""
+            deadline = time.monotonic() + 120
+            while "FINISHED" not in tail and time.monotonic() < deadline:
+                message = socket.recv(timeout=30)
+                assert isinstance(message, bytes)
+                received += message.count(b"x")
+                tail = (tail + message[-64:].decode("latin-1"))[-128:]
+            assert received == 300_000_000 and "FINISHED" in tail
