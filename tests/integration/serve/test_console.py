@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -370,3 +371,17 @@ def test_a_client_that_does_not_read_stops_the_shell_not_corrals_memory(
                 received += message.count(b"x")
                 tail = (tail + message[-64:].decode("latin-1"))[-128:]
             assert received == 300_000_000 and "FINISHED" in tail
+
+
+def test_a_reload_moves_the_console_and_an_open_session_goes_on(tmp_path: Path, venv: Path) -> None:
+    with console_server(tmp_path, venv) as server, open_console(server) as socket:
+        assert "BEFORE" in run(socket, "echo BEF\\ORE", "BEFORE")
+        site = tmp_path / "site"
+        settings = {"WSGI_APP": "wsgi.application", "VIRTUAL_ENV": str(venv)}
+        (site / "web.config").write_text(web_config({**settings, "CONSOLE_URL": "shell"}))
+        server.signal(signal.SIGHUP)
+        server.wait_log(r"configuration reloaded: 1 changed")
+        auth = f"Authorization: Bearer {TOKEN}\r\n"
+        assert request(server.port, path="/console", headers=auth).body == b"the app: /console"
+        assert request(server.port, path="/shell", headers=auth).status == 200
+        assert "AFTER" in run(socket, "echo AF\\TER", "AFTER")  # (the session is untouched)
