@@ -14,9 +14,9 @@ must carry the admin token (``ops.token.TokenGuard``: ``Authorization: Bearer``,
 ``?token=`` login sets, here for the console's path only, so that the token never reaches the
 application itself). Otherwise 403. A switchboard that disables ``console`` refuses every
 request (403) whatever the token. The WebSocket handshake must also come from the console's
-own origin (``Origin`` is the request's own scheme and host, when sent: browsers always send
-it), so that no other site's page can drive a browser that holds the cookie
-(cross-site WebSocket hijacking).
+own origin (``Origin`` is the request's own scheme and host, as a trusted proxy reports them
+when there is one; browsers always send it), so that no other site's page can drive a browser
+that holds the cookie (cross-site WebSocket hijacking).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from corral.backends import ResponseSink, Upstream
 from corral.console.page import Assets
 from corral.console.terminal import SessionSpec, TerminalSocket
 from corral.front.errorpages import error_body
-from corral.ops.token import TokenGuard, without_param
+from corral.ops.token import TokenGuard, query_param, without_param
 from corral.protocol import websocket as ws
 from corral.protocol.http1.events import Request
 
@@ -110,14 +110,12 @@ def page_answer(status: int, message: str) -> Answer:
     return Answer(status, [(b"Content-Type", _HTML), _NO_STORE], body)
 
 
-def same_origin(origin: bytes | None, host: bytes | None, tls: bool) -> bool:
-    """An ``Origin`` field (when sent) names the request's own scheme and host."""
+def same_origin(origin: bytes | None, own: bytes) -> bool:
+    """An ``Origin`` field (when sent) is the request's own origin (``forward.origin``: the
+    scheme and host its client used, a trusted proxy's word included)."""
     if origin is None:
         return True  # not a browser (browsers always send it on a WebSocket handshake)
-    if host is None:
-        return False
-    scheme = b"https://" if tls else b"http://"
-    return origin.lower() == scheme + host.lower()
+    return bool(own) and origin.lower() == own.lower()
 
 
 class Console:
@@ -150,13 +148,14 @@ class Console:
         self._spec = spec
         self._assets = assets
 
-    def respond(self, request: Request, path_info: bytes, client: str, tls: bool) -> Upstream:
+    def respond(self, request: Request, path_info: bytes, client: str, origin: bytes) -> Upstream:
+        tls = origin.startswith(b"https:")
         if not self._allowed:
             return page_answer(403, DISABLED)
         guard = self._guard
         if guard is None:
             return page_answer(503, "The console has no admin token to check (see the log).")
-        if request.query and b"token=" in request.query:
+        if request.query and query_param(request.query, "token") is not None:
             return self._login(guard, request, tls)
         if not guard.authenticated(request.get(b"authorization"), request.get_all(b"cookie")):
             logger.warning(
@@ -167,7 +166,7 @@ class Console:
             )
             return page_answer(403, NO_TOKEN)
         if path_info == b"/ws":
-            return self._socket(request, client, tls)
+            return self._socket(request, client, origin)
         if request.method not in (b"GET", b"HEAD"):
             return Answer(405, [(b"Allow", b"GET, HEAD"), (b"Content-Type", _HTML)], b"")
         if path_info in (b"", b"/"):
@@ -204,11 +203,10 @@ class Console:
         ]
         return Answer(303, headers, body.encode())
 
-    def _socket(self, request: Request, client: str, tls: bool) -> Upstream:
+    def _socket(self, request: Request, client: str, own: bytes) -> Upstream:
         if request.upgrade is None:
             return page_answer(400, "This is the console's WebSocket: ask for an Upgrade.")
-        host = request.host or request.get(b"host")
-        if not same_origin(request.get(b"origin"), host, tls):
+        if not same_origin(request.get(b"origin"), own):
             logger.warning(
                 "app %s: console WebSocket from %s with a foreign Origin %r: 403",
                 self._spec.app,

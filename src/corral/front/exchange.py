@@ -241,8 +241,9 @@ class Exchange:
         script_name = route.script_name
         path_info = path[len(script_name) :] if script_name else path
         if route.console is not None:  # an app's web console (corral.console): in-process
+            own = forward.origin(view, stream.tls, host)
             responder = route.console.respond(
-                request, path_info, self.client or stream.remote_host, stream.tls
+                request, path_info, self.client or stream.remote_host, own
             )
             upgrade = request.upgrade is not None and not has_body
             self._begin(responder, b"", [], BODY_TUNNEL if upgrade else int(has_body))

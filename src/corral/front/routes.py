@@ -67,9 +67,10 @@ class InProcess(Protocol):
     """What answers a route in the server's own process, without a pool (an application's web
     console, ``corral.console``)."""
 
-    def respond(self, request: Request, path_info: bytes, client: str, tls: bool) -> Upstream:
+    def respond(self, request: Request, path_info: bytes, client: str, origin: bytes) -> Upstream:
         """The responder of one request (``path_info``: below the route's ``script_name``;
-        ``client``: the client's address; ``tls``: it came over TLS)."""
+        ``client``: the client's address; ``origin``: the request's own origin as its client
+        sees it, ``forward.origin``)."""
 
 
 @dataclass(eq=False, slots=True)

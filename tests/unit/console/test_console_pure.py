@@ -17,6 +17,7 @@ from corral.console.build import ConsoleRoutes
 from corral.console.endpoint import same_origin
 from corral.console.shell import shell_plan
 from corral.console.terminal import parse_resize
+from corral.front.forward import ProxyView, origin
 from corral.front.routes import ConfigRouter
 from corral.front.settings import FrontSettings
 from corral.ops.token import TokenGuard
@@ -133,12 +134,21 @@ def test_any_text_is_a_resize_or_nothing(text: str) -> None:
 
 
 def test_the_origin_must_be_the_consoles_own() -> None:
-    assert same_origin(None, b"h:1", False)  # not a browser
-    assert same_origin(b"http://H:1", b"h:1", False)
-    assert not same_origin(b"http://h:1", b"h:1", True)  # the scheme counts
-    assert not same_origin(b"http://evil.example", b"h:1", False)
-    assert not same_origin(b"null", b"h:1", False)
-    assert not same_origin(b"http://h:1", None, False)
+    assert same_origin(None, b"http://h:1")  # not a browser
+    assert same_origin(b"http://H:1", b"http://h:1")
+    assert not same_origin(b"http://h:1", b"https://h:1")  # the scheme counts
+    assert not same_origin(b"http://evil.example", b"http://h:1")
+    assert not same_origin(b"null", b"http://h:1")
+    assert not same_origin(b"http://h:1", b"")  # no host: no origin to compare with
+
+
+def test_the_requests_own_origin_is_a_trusted_proxys_word_else_the_connections() -> None:
+    view = ProxyView(client="203.0.113.7", scheme=b"https", host=b"example.com", chain=None)
+    assert origin(view, False, b"127.0.0.1:8080") == b"https://example.com"
+    assert origin(None, True, b"h:8443") == b"https://h:8443"
+    assert origin(None, False, b"h") == b"http://h"
+    assert origin(ProxyView(None, None, None, None), False, b"h") == b"http://h"
+    assert origin(None, False, None) == b""
 
 
 def test_the_login_cookie_can_be_limited_to_the_consoles_path() -> None:
