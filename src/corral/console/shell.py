@@ -16,7 +16,8 @@ virtualenv is put first again *after* them:
   ``--rcfile``), then prepends the virtualenv's ``bin`` to ``PATH``, sets ``VIRTUAL_ENV``,
   prefixes the prompt with the application's name, and closes fd N;
 - sh, dash, ksh, mksh: the same script through ``ENV`` (which such shells read when
-  interactive), after the user's own ``ENV`` file if one was set;
+  interactive), after the user's own ``ENV`` file if one was set (they can only name fds 0-9
+  in a redirection: a higher N is left open, the read end of an empty pipe);
 - any other shell (zsh, fish...): the environment only; its start-up files run after and win
   (documented in docs/console.md).
 """
@@ -72,10 +73,18 @@ def bin_folder(env: Mapping[str, str], interpreter: str) -> str | None:
 
 
 def rc_script(
-    first: str | None, venv: str | None, name: str, rc_fd: int, sources: str, after: str = ""
+    first: str | None,
+    venv: str | None,
+    name: str,
+    rc_fd: int,
+    sources: str,
+    after: str = "",
+    *,
+    bash: bool = False,
 ) -> bytes:
     """The start-up script run after the shell's own (see the module doc). ``sources``: the
-    shell code that runs the user's own start-up files first; ``after``: code run last."""
+    shell code that runs the user's own start-up files first; ``after``: code run last; it
+    closes ``rc_fd`` at its end where the shell can say so (bash, or a single-digit fd)."""
     lines = [sources]
     if first is not None:
         lines.append(f'PATH={shlex.quote(first)}:"$PATH"; export PATH')
@@ -83,7 +92,8 @@ def rc_script(
         lines.append(f"VIRTUAL_ENV={shlex.quote(venv)}; export VIRTUAL_ENV")
     lines.append(f'PS1={shlex.quote(f"({name}) ")}"${{PS1:-\\$ }}"')
     lines.append(after)
-    lines.append(f"exec {rc_fd}<&-")
+    if rc_fd < 10 or bash:  # (POSIX shells redirect single-digit fds only: left open then)
+        lines.append(f"exec {rc_fd}<&-")
     return ("\n".join(line for line in lines if line) + "\n").encode("utf-8", "surrogateescape")
 
 
@@ -113,7 +123,7 @@ def shell_plan(
             "[ -f /etc/bash.bashrc ] && . /etc/bash.bashrc\n"
             '[ -f "$HOME/.bashrc" ] && . "$HOME/.bashrc"'
         )
-        script = rc_script(first, venv, name, rc_fd, sources)
+        script = rc_script(first, venv, name, rc_fd, sources, bash=True)
         return ShellPlan((shell, "--rcfile", f"/dev/fd/{rc_fd}", "-i"), env, cwd, script, rc_fd)
     if kind in _ENV_SHELLS:
         own = env.get("ENV")

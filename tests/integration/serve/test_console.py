@@ -385,3 +385,74 @@ def test_a_reload_moves_the_console_and_an_open_session_goes_on(tmp_path: Path, 
         assert request(server.port, path="/console", headers=auth).body == b"the app: /console"
         assert request(server.port, path="/shell", headers=auth).status == 200
         assert "AFTER" in run(socket, "echo AF\\TER", "AFTER")  # (the session is untouched)
+
+
+class _Collect:
+    """A ShellPeer that keeps what the shell writes."""
+
+    def __init__(self) -> None:
+        self.seen = b""
+        self.why: str | None = None
+
+    def output(self, data: bytes) -> None:
+        self.seen += data
+
+    def pause_input(self) -> None:
+        return None
+
+    def resume_input(self) -> None:
+        return None
+
+    def ended(self, why: str) -> None:
+        self.why = why
+
+
+@pytest.mark.parametrize("program", ["bash", "dash"])
+def test_bash_and_posix_shells_put_the_venv_first_again_after_their_startup_files(
+    tmp_path: Path, program: str
+) -> None:
+    """The start-up script of ``console.shell`` through a real PTY: bash's ~/.bashrc and dash's
+    $ENV file both put /usr/bin first; the console's script runs after them."""
+    import asyncio
+
+    from tests.conftest import require_program
+
+    from corral.console.session import ShellSession
+    from corral.console.shell import shell_plan
+
+    shell = require_program(program)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text('PATH=/usr/bin:"$PATH"; export PATH; STARTUP=ran\n')
+    (home / ".shrc").write_text('PATH=/usr/bin:"$PATH"; export PATH; STARTUP=ran\n')
+    venv = tmp_path / "venv"
+    env = {
+        "HOME": str(home),
+        "PATH": "/usr/bin:/bin",
+        "VIRTUAL_ENV": str(venv),
+        "ENV": str(home / ".shrc"),
+    }
+
+    async def session() -> str:
+        peer = _Collect()
+        started = await ShellSession.start(
+            lambda fd: shell_plan(
+                env, str(tmp_path), interpreter="", name="demo", shell=shell, rc_fd=fd
+            ),
+            peer,
+            30.0,
+        )
+        started.write(b'echo "S=$STARTUP P=$PATH E=${ENV:-unset}"; exit 0\n')
+        await asyncio.wait_for(started.proc.wait(), WAIT)
+        for _ in range(100):  # the session's end (its reaper task) follows the exit
+            if peer.why is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert peer.why == "the shell exited with status 0", peer.why
+        return peer.seen.decode("utf-8", "replace")
+
+    out = asyncio.run(session())
+    assert f"S=ran P={venv}/bin:/usr/bin" in out, out
+    assert "(demo) " in out, out  # the prompt names the application
+    if program == "dash":  # (restored for the shells started from the console)
+        assert f"E={home / '.shrc'}" in out, out

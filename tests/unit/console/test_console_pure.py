@@ -107,6 +107,9 @@ def test_posix_shells_get_the_script_through_env_and_others_the_environment_only
     assert plan.argv == ("/bin/dash", "-i") and plan.env["ENV"] == "/dev/fd/5"
     assert b". /home/u/.shrc" in plan.rc_script and b"ENV=/home/u/.shrc" in plan.rc_script
     assert plan.env["PATH"] == "/opt/py/bin:/bin"
+    assert plan.rc_script.rstrip().endswith(b"exec 5<&-")
+    high = shell_plan(env, "/", interpreter="", name="a", shell="/bin/dash", rc_fd=12)
+    assert b"exec 12" not in high.rc_script  # (dash would run a command named 12)
     zsh = shell_plan({"PATH": "/bin"}, "/", interpreter="", name="a", shell="/bin/zsh", rc_fd=5)
     assert zsh.argv == ("/bin/zsh", "-i") and zsh.rc_script == b"" and zsh.env["PATH"] == "/bin"
 
