@@ -456,3 +456,16 @@ def test_bash_and_posix_shells_put_the_venv_first_again_after_their_startup_file
     assert "(demo) " in out, out  # the prompt names the application
     if program == "dash":  # (restored for the shells started from the console)
         assert f"E={home / '.shrc'}" in out, out
+
+
+def test_stopping_corral_ends_open_sessions_and_their_shells(tmp_path: Path, venv: Path) -> None:
+    with console_server(tmp_path, venv) as server, open_console(server) as socket:
+        out = run(socket, "echo SHELL=$$", r"SHELL=\d+")
+        match = re.search(r"SHELL=(\d+)", out)
+        assert match is not None
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+        assert wait_gone(int(match.group(1)), 5.0)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                socket.recv(timeout=WAIT)
