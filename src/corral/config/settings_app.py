@@ -192,7 +192,7 @@ APP_SETTINGS: tuple[Setting, ...] = (
         Kind.NUMBER,
         900,
         "Seconds a web console session may pass with no terminal input or output before its "
-        "shell (its whole process group) is killed and the session closed.",
+        "shell and every process of its session are killed and the session closed.",
         minimum=0,
         above=True,
     ),
