@@ -103,7 +103,7 @@ class TerminalSocket:
             return
         self._ws.receive_data(data)
         try:
-            while True:
+            while not self._closed:
                 event = self._ws.next_event()
                 if event is ws.NEED_DATA or event is ws.CLOSED:
                     return
