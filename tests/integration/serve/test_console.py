@@ -138,7 +138,7 @@ def wait_gone(pid: int, timeout: float = WAIT) -> bool:
 def test_the_console_runs_a_shell_in_the_apps_virtualenv_environment_and_folder(
     tmp_path: Path, venv: Path
 ) -> None:
-    with console_server(tmp_path, venv) as server:
+    with console_server(tmp_path, venv, ERROR_LOG_DIR="logs") as server:
         with open_console(server) as socket:
             socket.send('{"resize": [132, 40]}')
             out = run(
@@ -156,6 +156,13 @@ def test_the_console_runs_a_shell_in_the_apps_virtualenv_environment_and_folder(
             # The session is in the app's log, with the client's address.
             server.wait_log(r"console session of 127\.0\.0\.1 started: .* \(pid \d+\) in ")
         server.wait_log(r"console session of 127\.0\.0\.1 ended after \d+ s")
+        # ... and in its ERROR_LOG_DIR file (written by a thread: soon).
+        log = tmp_path / "site" / "logs" / "default_app.log"
+        deadline = time.monotonic() + WAIT
+        while "console session of 127.0.0.1 ended" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, sorted(log.parent.glob("*"))
+            time.sleep(0.1)
+        assert "console session of 127.0.0.1 started" in log.read_text()
         # The application itself still answers its own URLs.
         assert request(server.port, path="/consolex").body == b"the app: /consolex"
 
