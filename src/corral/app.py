@@ -61,6 +61,7 @@ from corral.config import ConfigErrors
 from corral.config.model import ServerConfig
 from corral.config.settings import SERVER_BY_TOML
 from corral.config.tlsfiles import PairError
+from corral.console.build import ConsoleRoutes
 from corral.errors import CorralError
 from corral.front.routes import AppKey, AppRoute, ConfigRouter
 from corral.front.server import FrontServer
@@ -121,6 +122,7 @@ class Host:
         self.front: FrontServer | None = None
         self.addresses: list[tuple[str, int]] = []
         self.error_logs = ErrorLogs()
+        self._consoles = ConsoleRoutes(options.path)  # CONSOLE_URL (corral.console)
         #: (actual port, configured port) of every listener, replayed on a reloaded router.
         self._ports: list[tuple[int, int]] = []
         self._config_watcher: FileWatcher | None = None
@@ -413,8 +415,10 @@ class Host:
 
     def _router(self, config: ServerConfig, apps: list[Application]) -> ConfigRouter:
         routes: dict[AppKey, AppRoute] = {app_key(a.config): a.route for a in apps}
-        hsts = front_settings(config, self.options).hsts
-        router = ConfigRouter(config, routes, by_port=self.options.listen is None, hsts=hsts)
+        settings = front_settings(config, self.options)
+        consoles = self._consoles.routes([(a.config, a.route) for a in apps], settings)
+        by_port, hsts = self.options.listen is None, settings.hsts
+        router = ConfigRouter(config, routes, by_port=by_port, hsts=hsts, consoles=consoles)
         for actual, configured in self._ports:
             router.listening(actual, configured)
         return router

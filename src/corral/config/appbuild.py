@@ -26,7 +26,7 @@ from corral.config.model import (
     NotInEffect,
     WireProtocol,
 )
-from corral.config.precedence import resolve_engine, switch_enabled
+from corral.config.precedence import console_allowed, resolve_engine, switch_enabled
 from corral.config.servercfg import SwitchEntry
 from corral.config.settings import APP_BY_VARIABLE, BY_NAME, Kind, Setting
 
@@ -290,6 +290,15 @@ def build_app(
     _python_only(name, engine, values, where_of, not_in_effect)
     timeout = values.get("app.worker_request_timeout")
     mask = values.get("app.watch_file_changes_mask", ())
+    console_url = _opt_str(values.get("app.console_url"))
+    if console_url is not None:
+        console_url, console_error = console_path(console_url)
+        if console_error:
+            where = where_of.get("CONSOLE_URL") or app_where or Location(root)
+            problems.add(where, "CONSOLE_URL", console_error)
+            return None
+    idle = values.get("app.console_idle_timeout", BY_NAME["app.console_idle_timeout"].default)
+    assert isinstance(idle, int | float)
     return AppConfig(
         name=name,
         site=site,
@@ -312,7 +321,9 @@ def build_app(
         error_log_max_kb=_int_value(values, "app.error_log_max_kb"),
         error_log_files=_int_value(values, "app.error_log_files"),
         watch_file_changes_mask=tuple(str(m) for m in mask) if isinstance(mask, tuple) else (),
-        console_url=_opt_str(values.get("app.console_url")),
+        console_url=console_url,
+        console_allowed=console_allowed(switchboard),
+        console_idle_timeout=float(idle),
         zoo_substitute_host=substitute_host,
         worker_request_timeout=timeout if isinstance(timeout, int) else None,
         development_mode=values.get("app.development_mode") is True,
@@ -444,6 +455,18 @@ def _int_value(values: dict[str, object], name: str) -> int:
     default = BY_NAME[name].default
     assert isinstance(default, int)
     return default
+
+
+def console_path(value: str) -> tuple[str | None, str]:
+    """CONSOLE_URL below the app's virtual path: (its segments joined by "/", "") or (None,
+    why it cannot be one). A leading slash is tolerated, as in Zoo."""
+    stripped = value.strip().strip("/")
+    segments = stripped.split("/")
+    if not stripped or any(part in ("", ".", "..") for part in segments):
+        return None, f"{value!r} is not a URL path below the application (such as console)"
+    if any(char in stripped for char in "?#%\\") or any(ord(char) <= 32 for char in stripped):
+        return None, f"{value!r}: a console URL has no query, fragment, escapes or spaces"
+    return stripped, ""
 
 
 def _opt_str(value: object) -> str | None:

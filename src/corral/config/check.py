@@ -176,6 +176,14 @@ def _app(app: AppConfig) -> list[str]:
         lines.append(f"      WSGI_APP: {app.wsgi_app}")
     if app.pythonpath:
         lines.append(f"      PYTHONPATH: {os.pathsep.join(app.pythonpath)}")
+    if app.console_url is not None:
+        url = f"{app.script_name}/{app.console_url}"
+        state = (
+            f"admin token; idle timeout {app.console_idle_timeout:g} s"
+            if app.console_allowed
+            else "refused by the switchboard"
+        )
+        lines.append(f"      web console: {url} ({state})")
     lines.append("      environment (after expansion; %PORT%, %HOST%, %INSTANCE_ID% per worker):")
     for name, value in (*app.module_vars, *app.env):
         lines.append(f"        {name}={mask_value(name, value)}")

@@ -287,10 +287,16 @@ class AppConfig:
     error_log_max_kb: int = 10240
     error_log_files: int = 5
     watch_file_changes_mask: tuple[str, ...] = ()
+    #: CONSOLE_URL below the virtual path, without slashes at its ends ("console", "tools/sh");
+    #: None: no web console.
     console_url: str | None = None
     #: HTTP engines: the Host header sent to the backend (ZOO_SUBSTITUTE_HOST); None: the
     #: client's.
     zoo_substitute_host: str | None = None
+    #: The site's switchboard allows the web console (its ``console`` entry; default allowed).
+    console_allowed: bool = True
+    #: CONSOLE_IDLE_TIMEOUT: seconds a console session may pass with no input or output.
+    console_idle_timeout: float = 900.0
     #: WORKER_REQUEST_TIMEOUT (seconds; 0 or None: no limit), the declaration's default.
     worker_request_timeout: int | None = 300
     #: DEVELOPMENT_MODE: error pages show the traceback to every client.

@@ -69,3 +69,14 @@ def switch_enabled(entries: Iterable[SwitchEntry], engine: str) -> bool:
     if named is not None:
         return named
     return True if default is None else default
+
+
+def console_allowed(entries: Iterable[SwitchEntry]) -> bool:
+    """<switchboard>'s ``console`` entry (the last one): the web console is allowed; no entry:
+    allowed (CONSOLE_URL still has to be set). ``*`` is the engines' default, not the
+    console's."""
+    allowed = True
+    for entry in entries:
+        if entry.name == "console":
+            allowed = entry.enabled
+    return allowed

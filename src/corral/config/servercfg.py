@@ -2,9 +2,10 @@
 
 `<engines>` holds the installer's engines; `<userEngines>` (same syntax) replaces an engine of the
 same name and adds new ones. `<switchboard>` `add name="*|engine|console" value="Enabled|Disabled"`
-applies to every site, or to one site inside `<location path="SiteName">`. The rest of the file
-(IIS's modules, applications, virtual directories) is not read: sites come from Corral's server
-TOML.
+applies to every site, or to one site inside `<location path="SiteName">` (the `console` entry
+allows or refuses the applications' web consoles; `*` does not cover it: it is no engine). The
+rest of the file (IIS's modules, applications, virtual directories) is not read: sites come from
+Corral's server TOML.
 
 IIS's `<system.applicationHost><sites><site name="NAME"><bindings>` are read too: a server TOML
 site of the same name that writes no `bindings` takes them. `<binding protocol="https"
@@ -113,7 +114,7 @@ def read_application_host(data: bytes, file: str, problems: Problems) -> ZooServ
                     user.extend(_engines(child, "userEngines", problems))
                 elif child.tag == "switchboard":
                     entries = switchboard.setdefault(site, [])
-                    entries.extend(_switchboard(child, problems, not_in_effect))
+                    entries.extend(_switchboard(child, problems))
                 else:
                     problems.add(
                         child.location, "heliconZooServer", f"unknown element <{child.tag}>"
@@ -309,9 +310,7 @@ def _engines(element: Element, origin: str, problems: Problems) -> list[EngineCo
     return list(declared.values())
 
 
-def _switchboard(
-    element: Element, problems: Problems, not_in_effect: list[NotInEffect]
-) -> list[SwitchEntry]:
+def _switchboard(element: Element, problems: Problems) -> list[SwitchEntry]:
     entries: list[SwitchEntry] = []
     for child in element.children:
         if child.tag == "clear":
@@ -328,15 +327,6 @@ def _switchboard(
             enabled = convert.to_bool(child.attrs.get("value", ""))
         except ValueError as error:
             problems.add(child.location, "switchboard", f"{name}: {error}")
-            continue
-        if name == "console":
-            not_in_effect.append(
-                NotInEffect(
-                    "switchboard console (web console)",
-                    child.attrs.get("value", ""),
-                    child.location,
-                )
-            )
             continue
         entries.append(SwitchEntry(name, enabled, child.location))
     return entries

@@ -182,8 +182,22 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "CONSOLE_URL",
         Kind.STR,
         None,
-        "Zoo's web console at <virtual path>/<value>.",
-        in_effect=False,
+        "The application's web console (docs/console.md): a terminal in the browser running "
+        "a shell with the app's environment, at <virtual path>/<value> (a leading slash is "
+        "tolerated); only for clients with the admin token, and not where the switchboard's "
+        "console entry is Disabled. Unset: no console.",
+    ),
+    Setting(
+        "app.console_idle_timeout",
+        _A,
+        "console_idle_timeout",
+        "CONSOLE_IDLE_TIMEOUT",
+        Kind.NUMBER,
+        900,
+        "Seconds a web console session may pass with no terminal input or output before its "
+        "shell and every process of its session are killed and the session closed.",
+        minimum=0,
+        above=True,
     ),
     Setting(
         "app.worker_request_timeout",

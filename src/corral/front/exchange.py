@@ -240,6 +240,14 @@ class Exchange:
             return
         script_name = route.script_name
         path_info = path[len(script_name) :] if script_name else path
+        if route.console is not None:  # an app's web console (corral.console): in-process
+            own = forward.origin(view, stream.tls, host)
+            responder = route.console.respond(
+                request, path_info, self.client or stream.remote_host, own
+            )
+            upgrade = request.upgrade is not None and not has_body
+            self._begin(responder, b"", [], BODY_TUNNEL if upgrade else int(has_body))
+            return
         if route.static is not None:  # a static file: answered like a backend's response
             responder = staticserve.respond(route, request, path_info)
             self._begin(responder, route.encoded_params + stream.conn_params, [], has_body)

@@ -306,3 +306,11 @@ def proxied(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Whether a request carries a field that shows it came through a proxy (X-Forwarded-*,
     Forwarded, X-Real-IP): its TCP peer is then not its client."""
     return any(name.lower() in _PROXIED for name, _ in headers)
+
+
+def origin(view: ProxyView | None, tls: bool, host: bytes | None) -> bytes:
+    """The request's own origin as its client sees it (``scheme://host[:port]``): what a
+    trusted proxy says, else this connection's scheme and the request's host (b"" for none)."""
+    scheme = view.scheme if view is not None and view.scheme else b"https" if tls else b"http"
+    where = view.host if view is not None and view.host else host
+    return scheme + b"://" + where if where else b""

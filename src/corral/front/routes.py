@@ -24,12 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from corral.backends import encode_params
+from corral.backends import Upstream, encode_params
 from corral.config.builtin_engines import source_suffixes
 from corral.config.model import Mount, ServerConfig, StaticPolicy
 from corral.config.rewrite import RewriteRule, RewriteScope
 from corral.front.cgienv import DEVELOPMENT_PARAM, Pairs, route_params, script_params
 from corral.front.stats import RequestStats
+from corral.protocol.http1.events import Request
 from corral.routing import Route, is_file_pattern
 from corral.routing import Router as ModelRouter
 from corral.supervision.lease import Deliver, Lease, LeaseSource, PoolUnavailable, Waiter
@@ -60,6 +61,16 @@ class _NoPool:
 
 
 NO_POOL = _NoPool()
+
+
+class InProcess(Protocol):
+    """What answers a route in the server's own process, without a pool (an application's web
+    console, ``corral.console``)."""
+
+    def respond(self, request: Request, path_info: bytes, client: str, origin: bytes) -> Upstream:
+        """The responder of one request (``path_info``: below the route's ``script_name``;
+        ``client``: the client's address; ``origin``: the request's own origin as its client
+        sees it, ``forward.origin``)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -109,6 +120,8 @@ class AppRoute:
     script_params: Pairs | None = None
     #: Set on a mount's rewrite route (see the module doc): its URL Rewrite rules.
     rewrite: MountRules | None = None
+    #: Set on an application's console route (CONSOLE_URL): answered in-process, by this.
+    console: InProcess | None = None
 
     def __post_init__(self) -> None:
         if not self.params:
@@ -174,6 +187,7 @@ class ConfigRouter:
         static_name: str = "static",
         by_port: bool = True,
         hsts: str | None = None,
+        consoles: Mapping[AppKey, AppRoute] | None = None,
     ) -> None:
         """
         Args:
@@ -184,6 +198,9 @@ class ConfigRouter:
                 HTTP only, so no site redirects to https).
             hsts: the server's Strict-Transport-Security value in force (default: the
                 configuration's ``[server] hsts``), for the sites that set none.
+            consoles: the console route (``AppRoute.console``) of applications with a web
+                console, answered for the URLs at and below its ``script_name`` before the
+                mount's URL Rewrite rules and handlers.
         """
         self._router = ModelRouter(config)
         self._apps = dict(apps)
@@ -216,7 +233,17 @@ class ConfigRouter:
         missing = {(a.site, a.virtual_path, a.name) for a in config.apps} - set(self._apps)
         if missing:
             raise ValueError(f"no route for applications {sorted(missing)}")
+        #: (site, mount's virtual path) -> (console URL prefix, its route), longest first.
+        self._consoles: dict[tuple[str, str], list[tuple[bytes, AppRoute]]] = {}
+        for app in config.apps:
+            console = (consoles or {}).get((app.site, app.virtual_path, app.name))
+            if console is not None:
+                found = self._consoles.setdefault((app.site, app.virtual_path), [])
+                found.append((console.script_name, console))
+                found.sort(key=lambda item: -len(item[0]))
         _site_tls_policy(config, self._apps, self._static, by_port, hsts)
+        if consoles:
+            _site_tls_policy(config, consoles, {}, by_port, hsts)
         #: (host, path, port) -> route, for the answers that depend on nothing else (whole
         #: applications; static files that are not folder URLs). Cleared when full.
         self._cache: dict[tuple[bytes | None, bytes, int | None], AppRoute] = {}
@@ -225,7 +252,12 @@ class ConfigRouter:
         # The common case of `corral serve SITE_DIR`: one site, every host, one application
         # taking every URL. Answered without routing at all.
         self._only: AppRoute | None = None
-        if len(config.sites) == 1 and len(config.apps) == 1 and len(config.sites[0].mounts) == 1:
+        if (
+            len(config.sites) == 1
+            and len(config.apps) == 1
+            and len(config.sites[0].mounts) == 1
+            and not self._consoles
+        ):
             site = config.sites[0]
             mount = site.mounts[0]
             scopes = mount.scopes
@@ -279,6 +311,13 @@ class ConfigRouter:
         found = self._router.match(host, path, port=port)
         if found is None:
             return None
+        if self._consoles:
+            for prefix, console in self._consoles.get(
+                (found.site.name, found.mount.virtual_path), ()
+            ):
+                if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in (b"", b"/"):
+                    self._remember(self._cache, key, console)
+                    return console
         if self._rewriting:
             rules = self._rewriting.get((found.site.name, found.mount.virtual_path))
             if rules is not None:

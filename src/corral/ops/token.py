@@ -20,7 +20,8 @@ sends one, must be the admin listener's own origin (``action_refusal``). A cross
 thus neither read the CSRF value nor make the browser send it.
 
 Pure apart from ``admin_token`` (which reads the environment and the runtime folder). The web
-console of a later issue reuses ``TokenGuard`` as it is.
+console (``corral.console``) uses ``TokenGuard`` too, with its login cookie limited to the
+console's path.
 """
 
 from __future__ import annotations
@@ -159,10 +160,11 @@ class TokenGuard:
         redirect without it)."""
         return same(query_param(query, "token"), self._token)
 
-    def login_cookie(self, secure: bool = False) -> bytes:
-        """The ``Set-Cookie`` value after a ``?token=`` login."""
+    def login_cookie(self, secure: bool = False, path: str = "/") -> bytes:
+        """The ``Set-Cookie`` value after a ``?token=`` login, for the URLs at and below
+        ``path`` (the web console's: the token is then never sent to the application)."""
         flags = "; Secure" if secure else ""
-        return f"{COOKIE}={self._token}; Path=/; HttpOnly; SameSite=Strict{flags}".encode()
+        return f"{COOKIE}={self._token}; Path={path}; HttpOnly; SameSite=Strict{flags}".encode()
 
     def action_refusal(
         self,

@@ -183,6 +183,23 @@ def test_the_installed_admin_listener_serves_its_dashboard_from_the_wheel(
         server.stop()
 
 
+def test_the_wheel_ships_the_web_consoles_page_and_xterm_js(installed: Path) -> None:
+    """The console's files are package data (it works offline): xterm.js with its licence."""
+    out = _run(
+        installed / "python",
+        "-c",
+        "from importlib import resources; folder = resources.files('corral.console') / 'assets'"
+        "; print(sorted(p.name for p in folder.iterdir()))"
+        "; from corral.console.page import Assets; a = Assets()"
+        "; print(b'Terminal' in a.file('xterm.js').body, b'/c/ws' in a.page('/c', 'x', '/'))",
+        cwd=installed.parent,
+    )
+    listing, loaded = out.splitlines()
+    for name in ("xterm.js", "xterm.css", "addon-fit.js", "LICENSE.xterm", "console.js"):
+        assert f"'{name}'" in listing, listing
+    assert loaded == "True True"
+
+
 def _tiny_package(root: Path, version: str) -> Path:
     """A source folder for ``corralpin`` at ``version`` (a stand-in for idna, psutil...: a
     package both Corral's environment and an application's virtualenv have)."""

@@ -106,9 +106,9 @@ def test_flask_in_a_virtualenv(tmp_path: Path) -> None:
     assert app.watch_file_changes_mask == ("*.py",)
     assert app.console_url == "console"
     assert app.error_log_dir == f"{root}/logs"
-    settings = {item.setting for item in app.not_in_effect}
-    # WATCH_FILE_CHANGES_MASK and ERROR_LOG_DIR are in effect; the web console is not.
-    assert settings == {"flask.project: CONSOLE_URL"}
+    # WATCH_FILE_CHANGES_MASK, ERROR_LOG_DIR and the web console are in effect.
+    assert app.not_in_effect == ()
+    assert app.console_allowed and app.console_idle_timeout == 900.0
 
 
 def test_a_virtualenv_without_bin_python_is_an_error() -> None:
@@ -198,6 +198,7 @@ def test_application_host_engines_user_engines_and_switchboard() -> None:
     restricted = next(s for s in config.sites if s.name == "Restricted Site")
     assert dict(restricted.switchboard) == {
         "*": False,
+        "console": False,  # (from the server-wide <switchboard>)
         "python.2.7.pipe": True,
         "python.2.7.wsgi": True,
     }
@@ -217,7 +218,9 @@ def test_application_host_engines_user_engines_and_switchboard() -> None:
     assert any("php-cgi" in n for n in php.notices)
     not_in_effect = {item.setting for item in config.not_in_effect}
     assert "engine python.2.7.pipe: time_limit" not in not_in_effect  # in effect now
-    assert "switchboard console (web console)" in not_in_effect
+    # The switchboard's console entry is in effect: every app of these sites is refused one.
+    assert "switchboard console (web console)" not in not_in_effect
+    assert not any(app.console_allowed for app in config.apps)
 
 
 def test_a_command_engine_from_application_host_expands_its_arguments(tmp_path: Path) -> None:
