@@ -376,3 +376,47 @@ def test_root_apps_warn_and_refuse_with_allow_root_apps_false(
     ), refused.stderr
     served = run_corral("serve", str(refusing), "--listen", "127.0.0.1:0")
     assert served.returncode != 0 and "would run as root" in served.stderr
+
+
+def test_an_apps_web_console_runs_its_shell_as_the_apps_user(
+    tenants: tuple[Path, list[User], Path],
+) -> None:
+    from websockets.sync.client import connect
+
+    base, (a, _, _), venv = tenants
+    folder = make_app(
+        base,
+        "gamma",
+        a,
+        venv,
+        settings=(
+            f'[apps.gamma]\nengine = "python"\nvirtual_env = "{venv}"\n'
+            'wsgi_app = "wsgi:application"\nconsole_url = "console"\n'
+        ),
+    )
+    config = _server_toml(base, {"gamma": (folder, f'user = "{a.name}"')})
+    env = {"CORRAL_TENANT_DIR": str(base / "tenants"), "CORRAL_ADMIN_TOKEN": "tenant-console-token"}
+    server = CorralServer(config, args=("--no-access-log",), env=env).start(wait_ready=False)
+    try:
+        _ready(server, "gamma")
+        with connect(
+            f"ws://gamma.test:{server.port}/console/ws",  # (routed by its Host)
+            sock=socket.create_connection(("127.0.0.1", server.port)),
+            additional_headers={"Authorization": "Bearer tenant-console-token"},
+            open_timeout=20,
+        ) as console:
+            console.send(b"echo ID=$(id -u):$(id -g):$HOME:$TMPDIR:END\r")
+            seen = ""
+            deadline = time.monotonic() + 20
+            while not re.search(r"ID=\d+:\d+:[^:]*:[^:]*:END", seen):
+                assert time.monotonic() < deadline, seen
+                with contextlib.suppress(TimeoutError):
+                    data = console.recv(timeout=1)
+                    seen += data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        match = re.search(r"ID=(\d+):(\d+):([^:]*):([^:]*):END", seen)
+        assert match, seen
+        uid, gid, home, tmpdir = match.groups()
+        assert (int(uid), int(gid), home) == (a.uid, a.gid, a.home)
+        assert tmpdir and Path(tmpdir).stat().st_uid == a.uid
+    finally:
+        server.stop()

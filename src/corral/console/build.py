@@ -4,7 +4,7 @@ The shell's environment and folder are the application's workers' own: the ``Lau
 engine built for them (``engines``; ``supervision.launch``), or, for an application whose
 backend Corral does not start (a ``tcp.service`` engine), the same variables finished the same
 way (``config.expand.finish_env``) in its CURRENT_DIRECTORY. (Running the shell as the
-application's user, once workers run as one, takes the same identity from the same plan.)
+application's user: the shell enters the pool's confinement, its user, cgroup and limits.)
 
 The admin token is the admin listener's (``ops.token.admin_token``: ``CORRAL_ADMIN_TOKEN`` or the
 0600 file in the runtime folder); ``console_guard`` reads (or makes) it once per start or reload.
@@ -12,6 +12,7 @@ The admin token is the admin listener's (``ops.token.admin_token``: ``CORRAL_ADM
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from pathlib import Path
@@ -26,8 +27,10 @@ from corral.front.routes import NO_POOL, AppRoute
 from corral.front.settings import FrontSettings
 from corral.ops.rundir import ensure, name_for, runtime_dir
 from corral.ops.token import TokenGuard, admin_token
+from corral.supervision.confine import Confiner
 from corral.supervision.launch import LaunchPlan
 from corral.supervision.pool import Pool
+from corral.supervision.tenancy import worker_env
 
 logger = logging.getLogger("corral.console")
 
@@ -48,14 +51,23 @@ def console_guard(config_path: Path) -> TokenGuard | None:
 
 
 def _plan(
-    app: AppConfig, workers: LaunchPlan | None, name: str, shell: str, rc_fd: int
+    app: AppConfig,
+    workers: LaunchPlan | None,
+    confiner: Confiner | None,
+    name: str,
+    shell: str,
+    rc_fd: int,
 ) -> ShellPlan:
     if workers is not None:
         env, cwd = dict(workers.env), workers.cwd
     else:
         env = finish_env(app.env, app.module_vars, port=None, host=None, instance_id=0)
         cwd = app.current_directory
-    return shell_plan(env, cwd, interpreter=app.interpreter, name=name, shell=shell, rc_fd=rc_fd)
+    # The application's user (HOME, USER, its private TMPDIR), cgroup and limits: the workers'.
+    confinement = confiner.ready() if confiner is not None else None
+    env = worker_env(env, confinement)
+    plan = shell_plan(env, cwd, interpreter=app.interpreter, name=name, shell=shell, rc_fd=rc_fd)
+    return dataclasses.replace(plan, confinement=confinement)
 
 
 def console_route(
@@ -63,6 +75,7 @@ def console_route(
     label: str,
     workers: LaunchPlan | None,
     *,
+    confiner: Confiner | None = None,
     guard: TokenGuard | None,
     assets: Assets,
     tunnel_idle_timeout: float,
@@ -71,10 +84,11 @@ def console_route(
     if app.console_url is None:
         return None
     base = f"{app.script_name}/{app.console_url}".encode()
-    shell = login_shell()
+    run_as = confiner.run_as if confiner is not None else None
+    shell = login_shell(run_as.uid if run_as is not None else None)
     spec = SessionSpec(
         app=label,
-        plan_for=functools.partial(_plan, app, workers, app.name, shell),
+        plan_for=functools.partial(_plan, app, workers, confiner, app.name, shell),
         idle_timeout=app.console_idle_timeout,
         keepalive=min(KEEPALIVE, tunnel_idle_timeout / 2),
     )
@@ -111,7 +125,9 @@ class ConsoleRoutes:
             if app.console_url is None:
                 continue
             label = app_route.name
-            workers = app_route.pool.plan if isinstance(app_route.pool, Pool) else None
+            pool = app_route.pool
+            workers = pool.plan if isinstance(pool, Pool) else None
+            confiner = pool.confiner if isinstance(pool, Pool) else None
             if not self._tried:
                 self._tried = True
                 self._guard = console_guard(self._config_path)
@@ -121,6 +137,7 @@ class ConsoleRoutes:
                 app,
                 label,
                 workers,
+                confiner=confiner,
                 guard=self._guard,
                 assets=self._assets,
                 tunnel_idle_timeout=settings.tunnel_idle_timeout,

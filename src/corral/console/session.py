@@ -21,9 +21,8 @@ signalled (their session id is the shell's pid; the shell's process group is the
 process that left the session with ``setsid`` escapes it. The peer's ``ended`` is called once,
 with why.
 
-Identity: the shell runs as Corral's user. Running it as the application's user (once workers
-do) is one change in ``_child_setup``, which would take the same identity the workers' launch
-takes.
+Identity: the shell enters the application's confinement (``ShellPlan.confinement``: its user,
+groups, cgroup and limits, as its workers do; ``_child_setup``), else runs as Corral's user.
 """
 
 from __future__ import annotations
@@ -44,6 +43,8 @@ from typing import Protocol
 import psutil  # type: ignore[import-untyped]
 
 from corral.console.shell import ShellPlan
+from corral.supervision.process import confine_child
+from corral.supervision.tenancy import Confinement
 
 logger = logging.getLogger("corral.console")
 
@@ -76,15 +77,19 @@ class ConsoleError(OSError):
     """The shell could not be started."""
 
 
-def _child_setup(terminal: int) -> Callable[[], None]:
+def _child_setup(terminal: int, confinement: Confinement | None) -> Callable[[], None]:
     """What the child runs before exec: a session of its own, whose controlling terminal is
     the PTY's slave (fd ``terminal``: under uvloop this runs before stdin becomes a copy of
-    it)."""
+    it); then, for an application with a user, its confinement (cgroup, limits, user), as a
+    worker's child enters it (``confine_child``)."""
+    confine = confine_child(confinement) if confinement is not None else None
 
     def setup() -> None:
         if os.getsid(0) != os.getpid():
             os.setsid()
         fcntl.ioctl(terminal, termios.TIOCSCTTY, 0)
+        if confine is not None:
+            confine()
 
     return setup
 
@@ -133,6 +138,9 @@ class ShellSession:
         rc_read, rc_write = os.pipe()
         try:
             plan = plan_for(rc_read)
+            run_as = plan.confinement.run_as if plan.confinement is not None else None
+            if run_as is not None:  # its terminal is its own (/dev/tty, a password prompt)
+                os.fchown(slave, run_as.uid, -1)
             if plan.rc_script:
                 os.set_blocking(rc_write, False)
                 if os.write(rc_write, plan.rc_script) != len(plan.rc_script):
@@ -148,7 +156,7 @@ class ShellSession:
                 stderr=slave,
                 env=dict(plan.env),
                 cwd=plan.cwd,
-                preexec_fn=_child_setup(slave),
+                preexec_fn=_child_setup(slave, plan.confinement),
                 pass_fds=(rc_read,) if plan.rc_script else (),
             )
         except BaseException as exc:

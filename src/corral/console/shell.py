@@ -30,11 +30,15 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from corral.supervision.tenancy import Confinement
+
 #: The terminal the browser's xterm.js emulates.
 TERM = "xterm-256color"
 #: Shells that read ``$ENV`` when interactive (POSIX sh and its kin).
 _ENV_SHELLS = frozenset(("sh", "dash", "ksh", "mksh", "ash"))
 FALLBACK_SHELL = "/bin/sh"
+#: Login shells that refuse a login: the console runs ``FALLBACK_SHELL`` instead.
+NO_LOGIN = frozenset({"nologin", "false"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,9 @@ class ShellPlan:
     rc_script: bytes
     #: The child's fd number for ``rc_script`` (-1: none).
     rc_fd: int
+    #: The application's user, cgroup and limits, which the shell enters as its workers do
+    #: (``supervision.process.confine_child``); None: Corral's own identity.
+    confinement: Confinement | None = None
 
 
 def login_shell(uid: int | None = None) -> str:
@@ -55,6 +62,10 @@ def login_shell(uid: int | None = None) -> str:
     try:
         shell = pwd.getpwuid(os.getuid() if uid is None else uid).pw_shell
     except KeyError:
+        return FALLBACK_SHELL
+    if os.path.basename(shell) in NO_LOGIN:
+        # An application's user that may not log in still gets the administrator's console
+        # (it is opened with the admin token, not by the user): a plain shell.
         return FALLBACK_SHELL
     if shell and os.path.isabs(shell) and os.access(shell, os.X_OK):
         return shell
