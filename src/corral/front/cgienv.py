@@ -107,6 +107,23 @@ def connection_params(remote_addr: bytes, remote_port: bytes, server_addr: bytes
     ]
 
 
+#: Corral's own cookie (the admin token after a dashboard or console login: ``ops.token``).
+#: Cookies ignore ports, so a browser logged in to the admin listener on ``localhost`` sends it
+#: to every application on ``localhost`` too: the front never passes it on.
+ADMIN_COOKIE = b"corral_admin"
+
+
+def without_admin_cookie(value: bytes) -> bytes:
+    """A Cookie field's value without Corral's own cookie (``ADMIN_COOKIE``); b"" when it
+    held nothing else. Only called when the value contains the name."""
+    kept = [
+        pair
+        for pair in value.split(b";")
+        if pair.strip().partition(b"=")[0].strip() != ADMIN_COOKIE
+    ]
+    return b";".join(kept).strip()
+
+
 def header_params(
     headers: Iterable[tuple[bytes, bytes]], out: Pairs
 ) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
@@ -136,6 +153,10 @@ def header_params(
             referer = value
         elif key == b"HTTP_USER_AGENT":
             agent = value
+        elif key == b"HTTP_COOKIE" and ADMIN_COOKIE in value:
+            value = without_admin_cookie(value)
+            if not value:
+                continue
         if named_in_connection and name.lower() in named_in_connection:
             continue
         if seen is None:

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from corral.backends import BODY_CHUNKED, BODY_LENGTH, BODY_TUNNEL
-from corral.front.cgienv import FORWARDING, HOP_BY_HOP
+from corral.front.cgienv import ADMIN_COOKIE, FORWARDING, HOP_BY_HOP, without_admin_cookie
 from corral.front.target import split_host
 from corral.protocol.http1.events import Request
 
@@ -129,6 +129,10 @@ def request_head(
             continue
         if rewritten and lower == b"x-original-url":
             continue  # (set above)
+        if lower == b"cookie" and ADMIN_COOKIE in value:
+            value = without_admin_cookie(value)
+            if not value:
+                continue
         if lower in _FORWARDING:
             if not trusted:
                 continue

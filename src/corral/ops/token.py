@@ -35,11 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
+from corral.front.cgienv import ADMIN_COOKIE
+
 #: The environment variables that set the tokens.
 ADMIN_TOKEN_ENV = "CORRAL_ADMIN_TOKEN"
 METRICS_TOKEN_ENV = "CORRAL_METRICS_TOKEN"
 #: The cookie that carries the admin token after a ``?token=`` login.
-COOKIE = "corral_admin"
+COOKIE = ADMIN_COOKIE.decode()  # (the front never passes it on to applications)
 #: The header field an action's CSRF value comes in.
 CSRF_FIELD = b"x-corral-csrf"
 
