@@ -166,7 +166,14 @@ def build_apps(config: ServerConfig, options: ServeOptions) -> list[Application]
             pool = ServicePool(label, backend.address, settings, backend.connect)
         else:
             assert backend.probe is not None
-            pool = Pool(label, backend.plan, settings, backend.connect, backend.probe)
+            pool = Pool(
+                label,
+                backend.plan,
+                settings,
+                backend.connect,
+                backend.probe,
+                spawner=backend.spawner,
+            )
         root = os.fsencode(app.physical_path)
         route = AppRoute(
             name=label,

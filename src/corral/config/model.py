@@ -280,6 +280,12 @@ class AppConfig:
     #: where "auto" means PHP engines): each request body is read whole before a worker is
     #: leased, and sent with its CONTENT_LENGTH.
     request_buffering: bool = False
+    #: PRELOAD: "auto", "on" or "off" (Corral's Python worker: workers forked from a template).
+    preload: str = "auto"
+    #: Server hooks (module:function): app start, after fork, worker exit.
+    hook_app_start: str | None = None
+    hook_after_fork: str | None = None
+    hook_worker_exit: str | None = None
     #: Things `corral check` tells the user (engine aliasing, the interpreter used...).
     notices: tuple[str, ...] = ()
     not_in_effect: tuple[NotInEffect, ...] = ()

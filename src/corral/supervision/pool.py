@@ -69,7 +69,14 @@ from corral.supervision.probe import fastcgi_probe
 from corral.supervision.scaler import EVALUATE_EVERY, Scaler
 from corral.supervision.settings import PoolSettings
 from corral.supervision.snapshot import PoolSnapshot, WorkerInfo
-from corral.supervision.workers import Spawn, Worker, WorkerSet, format_address, spawn_process
+from corral.supervision.workers import (
+    Spawn,
+    Spawner,
+    Worker,
+    WorkerSet,
+    format_address,
+    spawn_process,
+)
 
 __all__ = [
     "EVALUATE_EVERY",
@@ -102,6 +109,7 @@ class Pool:
         *,
         runtime_root: str | None = None,
         spawn: Spawn = spawn_process,
+        spawner: Spawner | None = None,
     ) -> None:
         """
         Args:
@@ -113,6 +121,8 @@ class Pool:
             runtime_root: where the pool makes its private (0700) directory for Unix sockets;
                 default ``$XDG_RUNTIME_DIR`` if set, else the system temporary directory.
             spawn: starts one worker process (tests pass a fake).
+            spawner: starts the workers instead of ``spawn``, and is told of restarts and of
+                the close (preloaded workers: ``template.TemplateSpawner``).
         """
         self.name = name
         self.plan = plan
@@ -130,6 +140,9 @@ class Pool:
             return self._running_loop().create_task(coro, name=name)
 
         clock = self._loop_time
+        self._spawner = spawner
+        if spawner is not None:
+            spawn = spawner
         self._load = LoadMeter(name, settings)
         self._workers = WorkerSet(
             name,
@@ -489,9 +502,13 @@ class Pool:
             tasks.extend(workers.stopping)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            if self._spawner is not None:
+                await self._spawner.close()
         finally:
             # Even if this close was cancelled half-way: no worker outlives it.
             workers.kill_all()
+            if self._spawner is not None:
+                self._spawner.kill()
             workers.remove_runtime_dir()
             waiters, self._restart_waiters = self._restart_waiters, []
             for waiter in waiters:
@@ -519,6 +536,8 @@ class Pool:
             raise PoolClosed(self.name)
         workers = self._workers
         workers.generation += 1
+        if self._spawner is not None:
+            self._spawner.renew()  # a new template imports the new code first
         # The files changed: earlier start failures say nothing about the new code.
         self._crash.forget()
         ready = 0
@@ -601,6 +620,8 @@ class Pool:
             return
         if self._state is _RUNNING:
             self._set_state(PoolState.STOPPING)
+        if self._spawner is not None:
+            self._spawner.renew()
         self._scaler.cancel()
         error = PoolUnavailable(self.name, reason)
         now = self._loop_time()
