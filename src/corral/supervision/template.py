@@ -191,6 +191,8 @@ class Template:
         self._early_exits: dict[int, int] = {}
         self.alive = True
         self.retired = False
+        #: It said ``ready``: its end, unless retired, is news for the log.
+        self.loaded = False
         ctrl.setblocking(False)
         self._loop.add_reader(ctrl.fileno(), self._readable)
 
@@ -225,6 +227,7 @@ class Template:
     def _handle(self, message: spawnctl.Message) -> None:
         kind, numbers = message.kind, message.numbers
         if kind in ("ready", "nofork"):
+            self.loaded = kind == "ready"
             if not self.hello.done():
                 self.hello.set_result(message)
         elif kind == "spawned":
@@ -270,7 +273,7 @@ class Template:
         for child in self._children.values():
             child.template_gone()
         self._children.clear()
-        if not self.retired:
+        if self.loaded and not self.retired:
             _log.warning(
                 "app %s: template pid %d ended; the next worker starts a new one",
                 self.app,
@@ -298,42 +301,54 @@ class Template:
             raise SpawnError(f"cannot create a worker's pipes: {exc}") from exc
         worker_id = self._next_id
         self._next_id += 1
-        try:
-            socket.send_fds(
-                self._ctrl,
-                [spawnctl.encode("spawn", worker_id)],
-                [listener.fileno(), live_r, out_w, err_w],
-            )
-        except OSError as exc:
-            for fd in (live_w, out_r, err_r):
-                os.close(fd)
-            self._unlink(bound_path)
-            raise SpawnError(f"cannot ask the template for a worker: {exc}") from exc
-        finally:
-            listener.close()
-            for fd in (live_r, out_w, err_w):
-                os.close(fd)
         transports: list[asyncio.BaseTransport] = []
         readers: list[asyncio.StreamReader] = []
-        for fd in (out_r, err_r):
-            reader = asyncio.StreamReader()
-            transport, _ = await self._loop.connect_read_pipe(
-                lambda reader=reader: asyncio.StreamReaderProtocol(reader),  # type: ignore[misc]
-                os.fdopen(fd, "rb", buffering=0),
-            )
-            transports.append(transport)
-            readers.append(reader)
-        child = ForkedChild(self, readers[0], readers[1], transports)
-        self._forking[worker_id] = child
+        handed = False
         try:
-            await asyncio.wait_for(asyncio.shield(child.started), min(start_timeout, _FORK_TIMEOUT))
-        except (SpawnError, TimeoutError) as exc:
+            for fd in (out_r, err_r):
+                reader = asyncio.StreamReader()
+                transport, _ = await self._loop.connect_read_pipe(
+                    lambda reader=reader: asyncio.StreamReaderProtocol(reader),  # type: ignore[misc]
+                    os.fdopen(fd, "rb", buffering=0),
+                )
+                transports.append(transport)
+                readers.append(reader)
+            child = ForkedChild(self, readers[0], readers[1], transports)
+            # Known before the request goes: the template's answer may come at the next await.
+            self._forking[worker_id] = child
+            try:
+                socket.send_fds(
+                    self._ctrl,
+                    [spawnctl.encode("spawn", worker_id)],
+                    [listener.fileno(), live_r, out_w, err_w],
+                )
+            except OSError as exc:
+                raise SpawnError(f"cannot ask the template for a worker: {exc}") from exc
+            finally:
+                handed = True
+                listener.close()
+                for fd in (live_r, out_w, err_w):
+                    os.close(fd)
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(child.started), min(start_timeout, _FORK_TIMEOUT)
+                )
+            except TimeoutError:
+                raise SpawnError("the template did not fork the worker in time") from None
+        except BaseException:
+            # Without its liveness pipe's writer, a worker forked after all ends at once.
             self._forking.pop(worker_id, None)
             os.close(live_w)
             for pipe in transports:
                 pipe.close()
+            if not handed:
+                listener.close()
+                for fd in (live_r, out_w, err_w, out_r, err_r)[3 + len(transports) :]:
+                    os.close(fd)
+                for fd in (live_r, out_w, err_w):
+                    os.close(fd)
             self._unlink(bound_path)
-            raise SpawnError(str(exc) or "the template did not fork the worker in time") from None
+            raise
         return WorkerProcess(
             app=app,
             proc=child,

@@ -49,7 +49,8 @@ def _send(ctrl: socket.socket, line: bytes) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The template's life: import, hooks, then fork on request until the host goes away."""
-    from corral.worker import hooks
+    # What a forked worker needs is imported here, once, and shared.
+    from corral.worker import hooks, listen, server  # noqa: F401
     from corral.worker.serving import load_app
 
     ctrl = socket.socket(fileno=args.template_fd)
@@ -150,6 +151,9 @@ def _spawn(
             _send(ctrl, spawnctl.encode("failed", worker_id, text=f"fork: {exc}"))
             return
         if pid == 0:
+            # First of all, out of the template's process group: when the template ends, the
+            # host kills what is left in its group.
+            os.setsid()
             code: int = ExitCode.FAILURE
             try:
                 code = _become_worker(args, loaded, ctrl, fds, wake)
@@ -186,7 +190,6 @@ def _become_worker(
 
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    os.setsid()
     for fd, target in zip(fds, _TARGETS, strict=True):
         os.dup2(fd, target)
     for fd in (*fds, *wake):
