@@ -16,7 +16,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from tests.harness import WAIT, CorralServer, request
 
 pytestmark = pytest.mark.skipif(
@@ -124,7 +123,8 @@ def test_workers_are_forked_from_one_template(tmp_path: Path) -> None:
         answer(server)
         wait_for(lambda: len(worker_pids(server)) == 2, "two workers", server)
         [template] = server.templates()
-        assert psutil.Process(template).cmdline()[0] == "corral template default/pre.app (python.3.wsgi)"
+        title = psutil.Process(template).cmdline()[0]
+        assert title == "corral template default/pre.app (python.3.wsgi)"
         for pid in worker_pids(server):
             worker = psutil.Process(pid)
             assert worker.ppid() == template
@@ -153,7 +153,7 @@ def test_a_broken_import_at_a_restart_leaves_the_old_workers_serving(tmp_path: P
     site = make_site(tmp_path)
     server = start(site)
     try:
-        old_pid, version = answer(server)
+        _old_pid, version = answer(server)
         assert version == 1
         wait_for(lambda: len(worker_pids(server)) == 2, "two workers", server)
         old_workers = worker_pids(server)
