@@ -8,7 +8,8 @@ of its liveness pipe (fd 3), and its own stdout and stderr pipes (fds 1 and 2, l
 host under the worker's pid). It starts a new session (so the host signals its process group,
 and stopping the template does not stop it), calls the after-fork hook and serves.
 
-Before forking, the template collects and freezes its heap (``gc.freeze()``): the objects of
+Before forking, the template freezes its heap (``gc.freeze()``; no collection runs while the
+app imports, so that no hole is left for the workers to fill): the objects of
 the import are moved out of the collector's reach, so that a worker's collections do not
 write to (and so copy) the pages they live on. An app whose import started threads is not
 forked (a fork copies only the calling thread: a lock another thread held stays locked in the
@@ -61,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     faulthandler.register(STACK_DUMP_SIGNAL, file=2, all_threads=True, chain=False)
     # A forked worker must not inherit the control socket, whatever the app execs later.
     os.set_inheritable(ctrl.fileno(), False)
+    # No collection while the app imports: a collection frees objects in the middle of pages
+    # that the workers would then fill with their own (and so copy). Frozen before the forks.
+    gc.disable()
     loaded = load_app(args)
     if isinstance(loaded, int):
         return loaded
@@ -74,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
         )
         _send(ctrl, spawnctl.encode("nofork", text=reason))
         return ExitCode.OK
-    gc.collect()
     gc.freeze()
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
@@ -190,6 +193,7 @@ def _become_worker(
 
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    gc.enable()
     for fd, target in zip(fds, _TARGETS, strict=True):
         os.dup2(fd, target)
     for fd in (*fds, *wake):
