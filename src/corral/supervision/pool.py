@@ -703,6 +703,7 @@ class Pool:
             recycled_for=tuple(self._workers.recycled_for.items()),
             crashed=self._workers.crashes,
             exits=tuple(replace(e, at=round(now - e.at, 3)) for e in self._workers.exits),
+            template_pid=None if self._spawner is None else self._spawner.template_pid,
         )
 
     def _recycle(self, worker: Worker, why: str, hung: bool = False) -> None:

@@ -8,6 +8,7 @@ started directly; a template that dies is replaced, and its workers go on servin
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from tests.harness import WAIT, CorralServer, request
+from tests.harness import WAIT, CorralServer, request, run_corral
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="preloaded workers need Linux (pidfd)"
@@ -118,7 +119,8 @@ def worker_pids(server: CorralServer) -> set[int]:
 
 
 def test_workers_are_forked_from_one_template(tmp_path: Path) -> None:
-    server = start(make_site(tmp_path))
+    control = str(Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / f"pre-{os.getpid()}.sock")
+    server = start(make_site(tmp_path), "--control", control)
     try:
         answer(server)
         wait_for(lambda: len(worker_pids(server)) == 2, "two workers", server)
@@ -132,6 +134,10 @@ def test_workers_are_forked_from_one_template(tmp_path: Path) -> None:
             assert worker.cmdline()[0] == "corral worker default/pre.app (python.3.wsgi)"
         server.wait_log(rf"template pid {template} has loaded the app")
         assert "forked from the template" in server.text()
+        status = json.loads(run_corral("status", "--json", "--control", control).stdout)
+        [app] = status["apps"]
+        assert app["template_pid"] == template
+        assert {w["pid"] for w in app["workers"]} == worker_pids(server)
     finally:
         server.stop()
 
