@@ -54,6 +54,14 @@ def run(args: argparse.Namespace) -> int:
     from corral.worker import hooks, listen, server  # noqa: F401
     from corral.worker.serving import load_app
 
+    # Whatever else the template inherited (descriptors its starter leaked) would be inherited
+    # by every worker, holding the template's own pipes open: before the app opens anything,
+    # keep only stdio, the liveness pipe and the control socket.
+    keep = sorted(
+        {0, 1, 2, args.template_fd, *(() if args.liveness_fd is None else (args.liveness_fd,))}
+    )
+    for low, high in zip(keep, [*keep[1:], os.sysconf("SC_OPEN_MAX")], strict=True):
+        os.closerange(low + 1, high)
     ctrl = socket.socket(fileno=args.template_fd)
     if args.template_title:
         from corral.worker.proctitle import set_title
