@@ -138,6 +138,8 @@ def test_workers_are_forked_from_one_template(tmp_path: Path) -> None:
         [app] = status["apps"]
         assert app["template_pid"] == template
         assert {w["pid"] for w in app["workers"]} == worker_pids(server)
+        for pid in worker_pids(server):  # each worker's output is logged under its own pid
+            server.wait_log(rf"\[{pid}\] corral worker\[{pid}\] notice: serving")
     finally:
         server.stop()
 
@@ -211,6 +213,8 @@ def test_hooks_run_in_the_template_and_in_each_forked_worker(tmp_path: Path) -> 
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
     server.stop()
+    for pid in (template, *workers):  # a clean stop leaves nothing behind
+        assert not psutil.pid_exists(pid)
     lines = hook_lines(site)
     assert lines[0] == ("app-start", template), lines
     assert [w for w, _ in lines].count("app-start") == 1  # once, in the template
@@ -301,5 +305,29 @@ def test_crashes_of_workers_and_of_the_template(tmp_path: Path) -> None:
             server,
         )
         answer(server)
+    finally:
+        server.stop()
+
+
+def test_nothing_outlives_a_killed_host(tmp_path: Path) -> None:
+    """The template and its workers each read EOF on their own liveness pipe."""
+    server = start(make_site(tmp_path))
+    try:
+        answer(server)
+        wait_for(lambda: len(worker_pids(server)) == 2, "two workers", server)
+        left = [server.templates()[0], *worker_pids(server)]
+        server.signal(signal.SIGKILL)
+        server.wait()
+
+        def gone() -> bool:
+            for pid in left:
+                try:
+                    if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                        return False
+                except psutil.NoSuchProcess:
+                    pass
+            return True
+
+        wait_for(gone, "the template and workers gone with their host", server)
     finally:
         server.stop()
