@@ -80,6 +80,11 @@ def _title_of(argv: tuple[str, ...]) -> str | None:
     return None
 
 
+def _retrieve(future: asyncio.Future[Template | None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class ForkedChild:
     """A worker forked by a template, seen as ``process.ChildProcess``: its pid, its output
     pipes, and its exit (the template's report, or its pidfd when the template is gone)."""
@@ -183,8 +188,8 @@ class Template:
         self._ctrl = ctrl
         self._loop = asyncio.get_running_loop()
         self._decoder = spawnctl.Decoder()
-        #: Resolved by ``ready`` or ``nofork``.
-        self.hello: asyncio.Future[spawnctl.Message] = self._loop.create_future()
+        #: Resolved by ``ready`` or ``nofork``; None if it ended first.
+        self.hello: asyncio.Future[spawnctl.Message | None] = self._loop.create_future()
         self._next_id = 1
         self._forking: dict[int, ForkedChild] = {}
         self._children: dict[int, ForkedChild] = {}
@@ -212,14 +217,14 @@ class Template:
         except OSError:
             data = b""
         if not data:
-            self._lost()
+            self.ended()
             return
         try:
             messages = self._decoder.feed(data)
         except spawnctl.ProtocolError as exc:
             _log.error("app %s: template pid %d: %s", self.app, self.pid, exc)
             self.process.kill()
-            self._lost()
+            self.ended()
             return
         for message in messages:
             self._handle(message)
@@ -257,7 +262,7 @@ class Template:
         if self.retired and not self.workers:
             self.stop()
 
-    def _lost(self) -> None:
+    def ended(self) -> None:
         """The control socket closed: the template is gone (or going)."""
         if not self.alive:
             return
@@ -265,7 +270,7 @@ class Template:
         self._loop.remove_reader(self._ctrl.fileno())
         self._ctrl.close()
         if not self.hello.done():
-            self.hello.set_exception(SpawnError("the template ended"))
+            self.hello.set_result(None)
         for child in self._forking.values():
             if not child.started.done():
                 child.started.set_exception(SpawnError("the template ended"))
@@ -375,13 +380,13 @@ class Template:
 
     async def _stop(self) -> None:
         await self.process.stop(_STOP_GRACE)
-        self._lost()
+        self.ended()
 
     async def close(self) -> None:
         """Stop the template now (its workers are stopped by the pool)."""
         self.retired = True
         await self.process.stop(_STOP_GRACE)
-        self._lost()
+        self.ended()
 
 
 class TemplateSpawner:
@@ -395,6 +400,8 @@ class TemplateSpawner:
         self._starting: asyncio.Future[Template | None] | None = None
         #: Why the current code is started directly (its template said ``nofork``).
         self._direct: str | None = None
+        #: Counts ``renew``s: a template started before the latest one has the old code.
+        self._epoch = 0
 
     @property
     def template_pid(self) -> int | None:
@@ -415,7 +422,10 @@ class TemplateSpawner:
         if current is not None and current.alive:
             return current
         if self._starting is None:
-            self._starting = asyncio.ensure_future(self._start(plan))
+            self._starting = asyncio.ensure_future(self._start(plan, self._epoch))
+            # Its waiters may all be gone (cancelled by a restart): its failure is logged by
+            # whoever waits, or by nobody, but never as "exception never retrieved".
+            self._starting.add_done_callback(_retrieve)
         starting = self._starting
         try:
             return await asyncio.shield(starting)
@@ -423,7 +433,7 @@ class TemplateSpawner:
             if self._starting is starting and starting.done():
                 self._starting = None
 
-    async def _start(self, plan: LaunchPlan) -> Template | None:
+    async def _start(self, plan: LaunchPlan, epoch: int) -> Template | None:
         if self._current is not None:
             self._current.retire()
             self._current = None
@@ -453,8 +463,11 @@ class TemplateSpawner:
                 timeout=self._start_timeout,
                 return_when=asyncio.FIRST_COMPLETED,
             )
-            if template.hello in done and template.hello.exception() is None:
-                hello = template.hello.result()
+            hello = template.hello.result() if template.hello in done else None
+            if hello is not None:
+                if epoch != self._epoch:  # a restart came while it imported: maybe old code
+                    template.retire()
+                    raise SpawnError("a restart superseded this template")
                 if hello.kind == "ready":
                     _log.info(
                         "app %s: template pid %d has loaded the app; workers are forked from it",
@@ -489,7 +502,7 @@ class TemplateSpawner:
         except BaseException:
             template.retired = True
             await process.close()
-            template._lost()
+            template.ended()
             raise
         finally:
             exited.cancel()
@@ -497,6 +510,8 @@ class TemplateSpawner:
     def renew(self) -> None:
         """The app's code changed (or is about to): the next worker starts a new template."""
         self._direct = None
+        self._epoch += 1
+        self._starting = None  # one still importing may have read the old code
         if self._current is not None:
             self._current.retire()
             self._retired.append(self._current)
