@@ -48,6 +48,23 @@ def _send(ctrl: socket.socket, line: bytes) -> None:
         pass
 
 
+def _close_others(keep: set[int]) -> None:
+    """Close every open descriptor not in ``keep`` (the open ones, as /proc lists them)."""
+    try:
+        opened = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: close the ranges between the kept ones
+        bounds = sorted(keep)
+        for low, high in zip(bounds, [*bounds[1:], os.sysconf("SC_OPEN_MAX")], strict=True):
+            os.closerange(low + 1, high)
+        return
+    for fd in opened:
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:  # the listing's own descriptor, already closed
+                pass
+
+
 def run(args: argparse.Namespace) -> int:
     """The template's life: import, hooks, then fork on request until the host goes away."""
     # What a forked worker needs is imported here, once, and shared.
@@ -57,11 +74,10 @@ def run(args: argparse.Namespace) -> int:
     # Whatever else the template inherited (descriptors its starter leaked) would be inherited
     # by every worker, holding the template's own pipes open: before the app opens anything,
     # keep only stdio, the liveness pipe and the control socket.
-    keep = sorted(
-        {0, 1, 2, args.template_fd, *(() if args.liveness_fd is None else (args.liveness_fd,))}
-    )
-    for low, high in zip(keep, [*keep[1:], os.sysconf("SC_OPEN_MAX")], strict=True):
-        os.closerange(low + 1, high)
+    keep = {0, 1, 2, args.template_fd}
+    if args.liveness_fd is not None:
+        keep.add(args.liveness_fd)
+    _close_others(keep)
     ctrl = socket.socket(fileno=args.template_fd)
     if args.template_title:
         from corral.worker.proctitle import set_title

@@ -138,6 +138,11 @@ def test_workers_are_forked_from_one_template(tmp_path: Path) -> None:
         [app] = status["apps"]
         assert app["template_pid"] == template
         assert {w["pid"] for w in app["workers"]} == worker_pids(server)
+        # A worker holds its own output pipes, never the template's (nor the control socket).
+        template_ends = {os.readlink(f"/proc/{template}/fd/{fd}") for fd in (1, 2)}
+        for pid in worker_pids(server):
+            held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+            assert not held & template_ends
         for pid in worker_pids(server):  # each worker's output is logged under its own pid
             server.wait_log(rf"\[{pid}\] corral worker\[{pid}\] notice: serving")
     finally:
