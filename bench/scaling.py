@@ -92,7 +92,8 @@ async def trickle(port: int, path: str, until: float, counters: Counters) -> Non
 
 def workers_of(host: psutil.Process) -> int:
     count = 0
-    for child in host.children(recursive=False):
+    # Workers forked by a template (preloaded workers) are the template's children.
+    for child in host.children(recursive=True):
         try:
             # "corral worker SITE/NAME (ENGINE)": the title the worker gives itself.
             if child.cmdline()[:1] and child.cmdline()[0].startswith("corral worker "):

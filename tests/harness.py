@@ -348,11 +348,32 @@ class CorralServer:
         raise AssertionError(f"no log line matching {pattern!r}:\n{self.text()}")
 
     def workers(self) -> list[psutil.Process]:
+        """The host's workers: its children, and those forked by its templates (preloaded
+        workers), never the templates themselves."""
         assert self.proc is not None
+        found: list[psutil.Process] = []
         try:
-            return psutil.Process(self.proc.pid).children(recursive=False)
+            children = psutil.Process(self.proc.pid).children(recursive=False)
         except psutil.NoSuchProcess:
             return []
+        for child in children:
+            if child.pid in set(self.templates()):
+                with contextlib.suppress(psutil.Error):
+                    found += child.children(recursive=False)
+            else:
+                found.append(child)
+        return found
+
+    def templates(self) -> list[int]:
+        """The pids of the host's templates (``corral template ...`` in ``ps``)."""
+        assert self.proc is not None
+        pids: list[int] = []
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.proc.pid).children(recursive=False):
+                with contextlib.suppress(psutil.Error):
+                    if child.cmdline()[:1] and child.cmdline()[0].startswith("corral template"):
+                        pids.append(child.pid)
+        return pids
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None

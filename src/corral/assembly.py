@@ -146,7 +146,13 @@ def build_apps(
             assert backend.probe is not None
             confiner = tenants.confiner_for(app)
             pool = Pool(
-                label, backend.plan, settings, backend.connect, backend.probe, confiner=confiner
+                label,
+                backend.plan,
+                settings,
+                backend.connect,
+                backend.probe,
+                confiner=confiner,
+                spawner=backend.spawner,
             )
         root = os.fsencode(app.physical_path)
         route = AppRoute(

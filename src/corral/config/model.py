@@ -310,6 +310,12 @@ class AppConfig:
     request_buffering: bool = False
     #: Its user and limits (the site's and mount's `tenant.*` settings).
     tenancy: Tenancy = Tenancy()
+    #: PRELOAD: "auto", "on" or "off" (Corral's Python worker: workers forked from a template).
+    preload: str = "auto"
+    #: Server hooks (module:function): app start, after fork, worker exit.
+    hook_app_start: str | None = None
+    hook_after_fork: str | None = None
+    hook_worker_exit: str | None = None
     #: Things `corral check` tells the user (engine aliasing, the interpreter used...).
     notices: tuple[str, ...] = ()
     not_in_effect: tuple[NotInEffect, ...] = ()

@@ -315,6 +315,50 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "it with its CONTENT_LENGTH (see docs/buffering.md).",
         choices=("auto", "on", "off"),
     ),
+    Setting(
+        "app.preload",
+        _A,
+        "preload",
+        "PRELOAD",
+        Kind.CHOICE,
+        "auto",
+        "Corral's Python worker: import the application once in a template process and fork "
+        "its workers from it (copy-on-write memory, a new worker in milliseconds; "
+        'docs/scaling.md, "Preloaded workers"). auto: when the app may run more than one '
+        "worker (maxInstances other than 1) on Linux; on; off: start each worker with its own "
+        "import. An app whose import starts threads is never forked.",
+        choices=("auto", "on", "off"),
+    ),
+    Setting(
+        "app.hook_app_start",
+        _A,
+        "hook_app_start",
+        "HOOK_APP_START",
+        Kind.STR,
+        None,
+        "Server hook (module:function, called with no arguments) run once the app is "
+        "imported: in the template with preloading (once), else in each worker.",
+    ),
+    Setting(
+        "app.hook_after_fork",
+        _A,
+        "hook_after_fork",
+        "HOOK_AFTER_FORK",
+        Kind.STR,
+        None,
+        "Server hook (module:function) run in each worker forked from the template, before it "
+        "serves: close connections the template opened, reseed generators.",
+    ),
+    Setting(
+        "app.hook_worker_exit",
+        _A,
+        "hook_worker_exit",
+        "HOOK_WORKER_EXIT",
+        Kind.STR,
+        None,
+        "Server hook (module:function) run in a worker that is stopped (retired, restarted, "
+        "scaled down, shut down), after its last request.",
+    ),
 )
 
 #: Sites and mounts (server TOML).

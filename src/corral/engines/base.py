@@ -21,6 +21,7 @@ from corral.config.model import AppConfig, EngineConfig, Location, WireProtocol
 from corral.supervision.launch import Address, LaunchPlan
 from corral.supervision.lease import Connect, Probe
 from corral.supervision.settings import PoolSettings
+from corral.supervision.workers import Spawner
 
 #: Requests one HTTP backend process serves at once (one kept-alive connection each): HTTP
 #: servers such as Node.js are event-driven, and a WebSocket holds its connection for as long as
@@ -47,6 +48,8 @@ class Backend:
     http: bool = False
     #: The backend may answer Upgrade requests with 101 (``Route.upgrade``: WebSocket tunnel).
     upgrade: bool = False
+    #: Starts the workers instead of a plain spawn (preloaded workers: a template forks them).
+    spawner: Spawner | None = None
 
 
 class EngineType(Protocol):

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 from corral.config.expand import finish_env
 from corral.config.model import AppConfig, EngineConfig, EngineKind
-from corral.engines.base import Backend, connect_for, http_capacity, speaks_http, unsupported
+from corral.engines.base import (
+    Backend,
+    app_label,
+    connect_for,
+    http_capacity,
+    speaks_http,
+    unsupported,
+)
 from corral.supervision.launch import python_worker_plan
 from corral.supervision.probe import fastcgi_probe
 from corral.supervision.settings import PoolSettings
+from corral.supervision.template import TemplateSpawner
+from corral.supervision.template import supported as template_supported
 
 
 class PythonWorkerKind:
@@ -42,8 +51,26 @@ class PythonWorkerKind:
             engine=engine.name,
             base_env=env,
             title=worker_title(app),
+            hooks={
+                "app-start": app.hook_app_start,
+                "after-fork": app.hook_after_fork,
+                "worker-exit": app.hook_worker_exit,
+            },
         )
-        return Backend(plan, connect_for(app), probe=fastcgi_probe, upgrade=True)
+        spawner = (
+            TemplateSpawner(app_label(app), start_timeout=settings.start_timeout)
+            if preloads(app.preload, settings.max_instances)
+            else None
+        )
+        return Backend(plan, connect_for(app), probe=fastcgi_probe, upgrade=True, spawner=spawner)
+
+
+def preloads(preload: str, max_instances: int) -> bool:
+    """Whether the app's workers are forked from a template: ``preload`` on, or auto and the
+    app may run more than one worker; and the host can watch forked workers (Linux)."""
+    if preload == "off" or (preload == "auto" and max_instances == 1):
+        return False
+    return template_supported()
 
 
 def worker_title(app: AppConfig) -> str:

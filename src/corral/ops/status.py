@@ -124,6 +124,8 @@ class AppStatus:
     #: ``recycled`` by the limit that retired them: memory, age, requests, request_timeout,
     #: health_probe, other (``supervision.snapshot.RECYCLE_KINDS``).
     recycled_for: dict[str, int] = field(default_factory=dict)
+    #: The process its workers are forked from (preloaded workers), while one runs.
+    template_pid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,4 +298,5 @@ def build_app_status(
         deploy_runs=deploys[0],
         deploy_failures=deploys[1],
         recycled_for=dict(snapshot.recycled_for),
+        template_pid=snapshot.template_pid,
     )

@@ -111,6 +111,7 @@ WORKER_MODULES = (
     "__init__.py",
     "errors.py",
     "protocol/__init__.py",
+    "protocol/spawnctl.py",
     "protocol/websocket.py",
     "protocol/fastcgi/",
     "worker/",
@@ -240,6 +241,7 @@ def python_worker_plan(
     engine: str = "python",
     base_env: Mapping[str, str] | None = None,
     title: str | None = None,
+    hooks: Mapping[str, str | None] | None = None,
 ) -> LaunchPlan:
     """The plan for Corral's own Python worker (``python -m corral.worker``).
 
@@ -251,6 +253,8 @@ def python_worker_plan(
         engine: the engine's name, exported as ``CORRAL_ENGINE``.
         base_env: the environment the app's variables are laid over; ``os.environ`` if None.
         title: what ``ps`` shows for the worker (``--title``; ``corral.worker.proctitle``).
+        hooks: server hooks by name (``app-start``, ``after-fork``, ``worker-exit``) to
+            ``module:function`` (``--hook-NAME``; ``corral.worker.hooks``).
 
     ``PYTHONPATH`` is the app's entries followed, last, by ``worker_import_dir()``, so that an
     interpreter from another virtualenv (without Corral's dependencies) can import
@@ -276,5 +280,11 @@ def python_worker_plan(
         "--threads",
         str(threads),
         *(() if title is None else ("--title", title)),
+        *(
+            arg
+            for name, spec in sorted((hooks or {}).items())
+            if spec
+            for arg in (f"--hook-{name}", spec)
+        ),
     )
     return LaunchPlan(argv=tuple(argv), env=env, cwd=os.fspath(app_root))

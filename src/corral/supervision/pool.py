@@ -70,7 +70,14 @@ from corral.supervision.probe import fastcgi_probe
 from corral.supervision.scaler import EVALUATE_EVERY, Scaler
 from corral.supervision.settings import PoolSettings
 from corral.supervision.snapshot import PoolSnapshot, WorkerInfo
-from corral.supervision.workers import Spawn, Worker, WorkerSet, format_address, spawn_process
+from corral.supervision.workers import (
+    Spawn,
+    Spawner,
+    Worker,
+    WorkerSet,
+    format_address,
+    spawn_process,
+)
 
 __all__ = [
     "EVALUATE_EVERY",
@@ -104,6 +111,7 @@ class Pool:
         runtime_root: str | None = None,
         spawn: Spawn = spawn_process,
         confiner: Confiner | None = None,
+        spawner: Spawner | None = None,
     ) -> None:
         """
         Args:
@@ -116,6 +124,8 @@ class Pool:
                 default ``$XDG_RUNTIME_DIR`` if set, else the system temporary directory.
             spawn: starts one worker process (tests pass a fake).
             confiner: the application's user, cgroup and limits (docs/tenants.md).
+            spawner: starts the workers instead of ``spawn``, and is told of restarts and of
+                the close (preloaded workers: ``template.TemplateSpawner``).
         """
         self.name = name
         self.plan = plan
@@ -135,6 +145,9 @@ class Pool:
             return self._running_loop().create_task(coro, name=name)
 
         clock = self._loop_time
+        self._spawner = spawner
+        if spawner is not None:
+            spawn = spawner
         self._load = LoadMeter(name, settings)
         self._workers = WorkerSet(
             name,
@@ -495,9 +508,13 @@ class Pool:
             tasks.extend(workers.stopping)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            if self._spawner is not None:
+                await self._spawner.close()
         finally:
             # Even if this close was cancelled half-way: no worker outlives it.
             workers.kill_all()
+            if self._spawner is not None:
+                self._spawner.kill()
             workers.remove_runtime_dir()
             waiters, self._restart_waiters = self._restart_waiters, []
             for waiter in waiters:
@@ -525,6 +542,8 @@ class Pool:
             raise PoolClosed(self.name)
         workers = self._workers
         workers.generation += 1
+        if self._spawner is not None:
+            self._spawner.renew()  # a new template imports the new code first
         # The files changed: earlier start failures say nothing about the new code.
         self._crash.forget()
         ready = 0
@@ -607,6 +626,8 @@ class Pool:
             return
         if self._state is _RUNNING:
             self._set_state(PoolState.STOPPING)
+        if self._spawner is not None:
+            self._spawner.renew()
         self._scaler.cancel()
         error = PoolUnavailable(self.name, reason)
         now = self._loop_time()
@@ -688,6 +709,7 @@ class Pool:
             recycled_for=tuple(self._workers.recycled_for.items()),
             crashed=self._workers.crashes,
             exits=tuple(replace(e, at=round(now - e.at, 3)) for e in self._workers.exits),
+            template_pid=None if self._spawner is None else self._spawner.template_pid,
         )
 
     def _recycle(self, worker: Worker, why: str, hung: bool = False) -> None:

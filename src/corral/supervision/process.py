@@ -52,6 +52,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Protocol
 
 import psutil  # type: ignore[import-untyped]
 
@@ -79,6 +80,30 @@ _log = logging.getLogger("corral.supervision")
 
 class SpawnError(CorralError):
     """The worker could not be started at all (no such program, bad cwd, socket failure...)."""
+
+    def __init__(self, message: str, stderr_tail: str = "") -> None:
+        super().__init__(message)
+        #: What the process wrote to stderr before it failed (a template's traceback), if any.
+        self.stderr_tail = stderr_tail
+
+
+class ChildProcess(Protocol):
+    """What ``WorkerProcess`` watches: ``asyncio.subprocess.Process``, or a worker forked by an
+    application's template (``supervision.template``)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+
+    @property
+    def stderr(self) -> asyncio.StreamReader | None: ...
+
+    async def wait(self) -> int: ...
 
 
 def _load_prctl() -> Callable[..., int] | None:
@@ -197,7 +222,7 @@ class WorkerProcess:
         self,
         *,
         app: str,
-        proc: asyncio.subprocess.Process,
+        proc: ChildProcess,
         address: Address,
         socket_path: str | None,
         liveness_write: int,
@@ -248,7 +273,7 @@ class WorkerProcess:
         _reserve_low_fds()
         if plan.transport.command_listens:
             return await cls._spawn_listening(plan, app, tail_lines, instance_id, socket_path)
-        listener, address, bound_path = _listen(plan, socket_path)
+        listener, address, bound_path = listen_socket(plan, socket_path)
         try:
             liveness_read, liveness_write = os.pipe()
         except OSError as exc:
@@ -288,6 +313,52 @@ class WorkerProcess:
             proc=proc,
             address=address,
             socket_path=bound_path,
+            liveness_write=liveness_write,
+            tail_lines=tail_lines,
+        )
+
+    @classmethod
+    async def spawn_template(
+        cls, plan: LaunchPlan, *, app: str, control_fd: int, tail_lines: int = 200
+    ) -> WorkerProcess:
+        """Start an application's template (``supervision.template``): ``plan``'s command with
+        fd 0 on /dev/null, the liveness pipe at fd 3 and ``control_fd`` kept open (it says its
+        number on its command line), in a session of its own, as a worker is started. The
+        workers it forks inherit its user, limits and groups: whatever a worker's start sets up
+        here (``_child_setup``) is set up for them too.
+
+        Raises:
+            SpawnError: the program could not be executed.
+        """
+        _reserve_low_fds()
+        try:
+            liveness_read, liveness_write = os.pipe()
+        except OSError as exc:
+            raise SpawnError(f"cannot create the liveness pipe: {exc}") from exc
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *plan.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=worker_env(plan.env, plan.confinement),
+                cwd=plan.cwd,
+                start_new_session=True,
+                preexec_fn=_child_setup(liveness_read, os.getpid(), plan.confinement),
+                pass_fds=(LIVENESS_FD, control_fd),
+            )
+        except BaseException as exc:
+            os.close(liveness_write)
+            if isinstance(exc, OSError | ValueError | subprocess.SubprocessError):
+                raise SpawnError(f"cannot start {plan.argv[0]!r} in {plan.cwd!r}: {exc}") from exc
+            raise
+        finally:
+            os.close(liveness_read)
+        return cls(
+            app=app,
+            proc=proc,
+            address="(template)",
+            socket_path=None,
             liveness_write=liveness_write,
             tail_lines=tail_lines,
         )
@@ -523,7 +594,9 @@ class WorkerProcess:
         )
 
 
-def _listen(plan: LaunchPlan, socket_path: str | None) -> tuple[socket.socket, Address, str | None]:
+def listen_socket(
+    plan: LaunchPlan, socket_path: str | None
+) -> tuple[socket.socket, Address, str | None]:
     """Create the worker's listening socket; return it, its address and the file to remove."""
     try:
         if plan.transport is WorkerSocket.UNIX:

@@ -108,6 +108,8 @@ class PoolSnapshot:
     failed_starts: int = 0
     #: ``recycled`` by the limit that retired them (``RECYCLE_KINDS``), each kind listed.
     recycled_for: tuple[tuple[str, int], ...] = ()
+    #: The template its workers are forked from (preloaded workers), while one runs.
+    template_pid: int | None = None
 
 
 #: Why workers are recycled: the limit (a Zoo setting, named in the reason) or the check.

@@ -77,6 +77,28 @@ class Process(Protocol):
 Spawn: TypeAlias = Callable[[LaunchPlan, str, "str | None", int], Awaitable[Process]]
 
 
+class Spawner(Protocol):
+    """A ``Spawn`` that keeps something across workers (an application's template,
+    ``template.TemplateSpawner``): the pool tells it when the code changes and when it closes."""
+
+    async def __call__(
+        self, plan: LaunchPlan, app: str, socket_path: str | None, instance_id: int
+    ) -> Process: ...
+
+    @property
+    def template_pid(self) -> int | None:
+        """The process the workers are forked from, if any."""
+
+    def renew(self) -> None:
+        """The next worker runs the application's current code (a restart, a deploy)."""
+
+    async def close(self) -> None:
+        """The pool's workers are stopped: stop whatever the spawner runs."""
+
+    def kill(self) -> None:
+        """Kill whatever the spawner runs, now."""
+
+
 async def spawn_process(
     plan: LaunchPlan, app: str, socket_path: str | None, instance_id: int
 ) -> Process:
@@ -274,7 +296,8 @@ class WorkerSet:
                     plan = replace(plan, confinement=self.confiner.ready())
                 process = await self._spawn(plan, self.app, self._socket_path(worker.id), worker.id)
             except (SpawnError, OSError) as exc:
-                self._start_failed(worker, str(exc), "")
+                tail = exc.stderr_tail if isinstance(exc, SpawnError) else ""
+                self._start_failed(worker, str(exc), tail)
                 return
             worker.process = process
             worker.spawned_at = self._clock()

@@ -85,6 +85,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="TEXT",
         help="show TEXT as the process's command line in ps and top (Linux; ignored elsewhere)",
     )
+    parser.add_argument(
+        "--template-fd",
+        type=int,
+        metavar="N",
+        help="run as the app's template (preloaded workers): import the app once, then fork a "
+        "worker for each request of the host on the control socket at fd N",
+    )
+    parser.add_argument("--template-title", metavar="TEXT", help="the template's own process title")
+    parser.add_argument(
+        "--hook-app-start",
+        metavar="MODULE:FUNCTION",
+        help="call this once the app is imported (in the template, else in each worker)",
+    )
+    parser.add_argument(
+        "--hook-after-fork",
+        metavar="MODULE:FUNCTION",
+        help="call this in each worker forked from the template, before it serves",
+    )
+    parser.add_argument(
+        "--hook-worker-exit",
+        metavar="MODULE:FUNCTION",
+        help="call this in a worker that stops when asked, after its last request",
+    )
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
@@ -99,12 +122,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.template_fd is not None:
+        from corral.worker import template
+
+        return template.run(args)
     if args.title:  # first, while the worker has one thread (prctl names the calling thread)
         from corral.worker.proctitle import set_title
 
         set_title(args.title)
     # Imported after argument parsing so that --help works even where the codec is missing.
-    from corral.worker import listen, loader, server
+    from corral.worker import hooks, listen, server
+    from corral.worker.serving import load_app, serve
 
     if args.liveness_fd is not None:
         try:
@@ -128,76 +156,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"corral worker: {exc}", file=sys.stderr)
         return ExitCode.BIND_FAILED
 
-    _error_log_level(os.environ.get("ERROR_LOG_LEVEL", ""))
-    cwd = os.getcwd()
-    loader.ensure_app_root_on_path(cwd)
-    source = loader.choose_source(args.app, os.environ, cwd)
     try:
-        app = loader.load(source)
-    except loader.AppLoadError as exc:
-        lines = [f"corral worker: cannot load application {loader.describe(source)}: {exc}\n"]
-        if exc.__cause__ is not None:
-            lines += loader.format_app_error(exc.__cause__)
-        sys.stderr.write("".join(lines))
-        sys.stderr.flush()
-        return ExitCode.APP_LOAD_FAILED
-
-    interface = args.interface
-    if interface == "auto":
-        interface = "asgi" if source.kind == "ASGI_APP" or loader.is_asgi(app) else "wsgi"
-    try:
-        if interface == "asgi":
-            return _serve_asgi(args, app, listener, f"{loader.describe(source)} on {where}")
-        state = server.ServeState(app, args.threads, args.stderr_to_front)
-        server.log(
-            f"serving {loader.describe(source)} on {where} "
-            f"({args.threads} thread{'s' if args.threads > 1 else ''}, "
-            f"Python {sys.version.split()[0]})",
-            notice=True,
-        )
-        return server.serve_forever(listener, state)
+        loaded = load_app(args)
+        if isinstance(loaded, int):
+            return loaded
+        if not hooks.run(args.hook_app_start, "app start"):
+            return ExitCode.APP_LOAD_FAILED
+        return serve(args, loaded, listener, where)
     finally:
         if args.bind and args.bind.startswith("unix:"):
             try:
                 os.unlink(args.bind[5:])
             except OSError:
                 pass
-
-
-#: ERROR_LOG_LEVEL's values (checked by the host when it loads the configuration).
-_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-def _error_log_level(level: str) -> None:
-    """ERROR_LOG_LEVEL: the application's logging records from that level go to stderr (the
-    application's log), set up before the application is imported so that its own logging
-    configuration, if any, decides over this one."""
-    level = level.strip().lower()
-    if level not in _LEVELS:
-        return
-    import logging
-
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-
-
-def _serve_asgi(args: argparse.Namespace, app: object, listener: object, what: str) -> int:
-    """ASGI 3 on one asyncio loop (imported only here: a WSGI worker never loads asyncio)."""
-    from corral.worker import aserver
-
-    state = aserver.ASGIState(
-        app,  # type: ignore[arg-type]
-        max_connections=args.max_connections or aserver.DEFAULT_MAX_CONNECTIONS,
-        max_message_size=args.ws_max_size or aserver.DEFAULT_WS_MAX_SIZE,
-        ping_interval=aserver.DEFAULT_PING_INTERVAL
-        if args.ws_ping_interval is None
-        else args.ws_ping_interval,
-    )
-    ready = f"serving {what} (ASGI, Python {sys.version.split()[0]})"
-    return aserver.serve_forever(listener, state, ready)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

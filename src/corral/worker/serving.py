@@ -1,0 +1,101 @@
+"""How a worker loads its application and serves it: shared by a directly started worker
+(``corral.worker.__main__``) and one forked from a template (``corral.worker.template``).
+Stdlib only: this runs in the application's interpreter."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+from corral.errors import ExitCode
+
+
+class Loaded:
+    """The application, imported, and where it came from."""
+
+    def __init__(self, app: object, description: str, asgi: bool) -> None:
+        self.app = app
+        self.description = description
+        self.asgi = asgi
+
+
+def load_app(args: argparse.Namespace) -> Loaded | int:
+    """Import the application (from the working directory); the exit code if it fails, its
+    traceback written to stderr."""
+    from corral.worker import loader
+
+    cwd = os.getcwd()
+    _error_log_level(os.environ.get("ERROR_LOG_LEVEL", ""))
+    loader.ensure_app_root_on_path(cwd)
+    source = loader.choose_source(args.app, os.environ, cwd)
+    try:
+        app = loader.load(source)
+    except loader.AppLoadError as exc:
+        lines = [f"corral worker: cannot load application {loader.describe(source)}: {exc}\n"]
+        if exc.__cause__ is not None:
+            lines += loader.format_app_error(exc.__cause__)
+        sys.stderr.write("".join(lines))
+        sys.stderr.flush()
+        return ExitCode.APP_LOAD_FAILED
+    interface = args.interface
+    if interface == "auto":
+        interface = "asgi" if source.kind == "ASGI_APP" or loader.is_asgi(app) else "wsgi"
+    return Loaded(app, loader.describe(source), interface == "asgi")
+
+
+def serve(args: argparse.Namespace, loaded: Loaded, listener: socket.socket, where: str) -> int:
+    """Serve ``loaded`` on ``listener`` until SIGTERM; then the worker-exit hook."""
+    from corral.worker import hooks, server
+
+    if loaded.asgi:
+        code = _serve_asgi(args, loaded.app, listener, f"{loaded.description} on {where}")
+    else:
+        state = server.ServeState(loaded.app, args.threads, args.stderr_to_front)  # type: ignore[arg-type]
+        server.log(
+            f"serving {loaded.description} on {where} "
+            f"({args.threads} thread{'s' if args.threads > 1 else ''}, "
+            f"Python {sys.version.split()[0]})",
+            notice=True,
+        )
+        code = server.serve_forever(listener, state)
+    if not hooks.run(args.hook_worker_exit, "worker exit"):
+        return ExitCode.FAILURE
+    return code
+
+
+def _serve_asgi(args: argparse.Namespace, app: object, listener: socket.socket, what: str) -> int:
+    """ASGI 3 on one asyncio loop (imported only here: a WSGI worker never loads asyncio)."""
+    from corral.worker import aserver
+
+    state = aserver.ASGIState(
+        app,  # type: ignore[arg-type]
+        max_connections=args.max_connections or aserver.DEFAULT_MAX_CONNECTIONS,
+        max_message_size=args.ws_max_size or aserver.DEFAULT_WS_MAX_SIZE,
+        ping_interval=aserver.DEFAULT_PING_INTERVAL
+        if args.ws_ping_interval is None
+        else args.ws_ping_interval,
+    )
+    ready = f"serving {what} (ASGI, Python {sys.version.split()[0]})"
+    return aserver.serve_forever(listener, state, ready)
+
+
+#: ERROR_LOG_LEVEL's values (checked by the host when it loads the configuration).
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _error_log_level(level: str) -> None:
+    """ERROR_LOG_LEVEL: the application's logging records from that level go to stderr (the
+    application's log), set up before the application is imported so that its own logging
+    configuration, if any, decides over this one."""
+    level = level.strip().lower()
+    if level not in _LEVELS:
+        return
+    import logging
+
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
