@@ -83,7 +83,8 @@ def _ready(server: CorralServer, *sites: str) -> None:
 def _worker_of(server: CorralServer, uid: int) -> psutil.Process:
     assert server.proc is not None
     for child in psutil.Process(server.proc.pid).children(recursive=True):
-        if child.uids().real == uid:
+        # (A preloaded app's template runs as its user too: a worker is one it forked.)
+        if child.uids().real == uid and not child.cmdline()[0].startswith("corral template"):
             return child
     raise AssertionError(f"no worker of uid {uid}:\n{server.text()}")
 
@@ -155,8 +156,12 @@ def test_two_apps_run_as_their_users_and_cannot_reach_each_other(
             assert me["tmp_uid"] == user.uid and me["tmp_mode"] == 0o700
             assert me["tempfile"] == me["tmpdir"]
         assert me_a["nofile"] == [512, 512]
-        # The deploy script ran as its application's user.
+        # The deploy script ran as its application's user; so do the apps' templates (the
+        # preloaded workers' parents), so that what they fork is the user's too.
         assert me_a["marker"] == f"{a.uid} {a.home}"
+        templates = server.templates()
+        uids = {psutil.Process(pid).uids().real for pid in templates}
+        assert templates and uids <= {a.uid, b.uid}
         # A cannot signal B's worker, read its memory, connect to its socket, or list its
         # folder (0700); B's socket folder is B's, group the front's, 0770.
         b_worker = _worker_of(server, b.uid)
