@@ -33,6 +33,12 @@ _HOST = re.compile(
 )
 
 
+#: Fields that make an HTTP/2 request malformed (RFC 9113 8.2.2): Upgrade stays on HTTP/1.1.
+_CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"upgrade", b"keep-alive", b"proxy-connection", b"transfer-encoding")
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Refused:
     """A request that cannot be served: the status to answer and why (for the log)."""
@@ -64,6 +70,8 @@ def request_from_fields(
             elif name == b":authority":
                 authority = value
             continue
+        if name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
+            return Refused(400, "a connection-specific field (RFC 9113 8.2.2)")
         if name == b"cookie":
             cookies.append(value)
             continue

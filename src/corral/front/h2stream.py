@@ -203,10 +203,18 @@ class Http2Stream:
             else:
                 queue[0] = piece[room:]
                 piece = piece[:room]
-            conn.send_data(self.stream_id, piece, False)
             self.queued -= len(piece)
+            if not queue and self._end_pending and not self._short:
+                # The last piece carries END_STREAM (no empty frame of its own).
+                self._end_pending = False
+                conn.send_data(self.stream_id, piece, True)
+                if self.writing_paused:
+                    _writable(self)
+                self._sent_all()
+                return True
+            conn.send_data(self.stream_id, piece, False)
         if self.writing_paused and self.queued <= self._server.settings.write_buffer_high >> 1:
-            self._writable()
+            _writable(self)
         if queue or self.closed:
             return self.closed
         if self._end_pending:
@@ -217,23 +225,6 @@ class Http2Stream:
                 conn.send_data(self.stream_id, b"", True)
                 self._sent_all()
         return True
-
-    def _writable(self) -> None:
-        self.writing_paused = False
-        waiter = self.write_resumed
-        if waiter is not None:
-            self.write_resumed = None
-            if not waiter.done():
-                waiter.set_result(None)
-        if self._kind == _BACKEND:
-            self.deadline = self._server.now + self._server.response_timeout
-        if not self._finished:
-            self._exchange.client_resumed()
-
-    def _queue_body(self, data: bytes | memoryview) -> None:
-        # (A backend's piece may be a view of its reused read buffer: copied as it is kept.)
-        self._queue.append(bytes(data))
-        self.queued += len(data)
 
     def _after_queue(self) -> None:
         self._conn.schedule(self)
@@ -256,45 +247,17 @@ class Http2Stream:
             self._kind = _NONE
             self._conn.stream_done(self)
 
-    def reset_by_client(self) -> None:
-        """RST_STREAM from the client: the exchange ends here."""
+    def cancel(self, forget: bool) -> None:
+        """The client reset the stream (``forget``: the connection drops it from its table),
+        or the connection is gone: the exchange ends here."""
         if self.closed:
             return
         self.closed = True
         self._kind = _NONE
         self._exchange.drop()
-        self._request_done(access=False)
-        self._conn.stream_done(self)
-
-    def lost(self) -> None:
-        """The connection is gone."""
-        if not self.closed:
-            self.closed = True
-            self._kind = _NONE
-            self._exchange.drop()
-            self._request_done(access=False)
-
-    def expire(self) -> None:
-        """The sweep found this stream's deadline passed."""
-        kind = self._kind
-        if kind == _NONE:
-            return
-        if self._finished or (kind == _BACKEND and self.writing_paused and self.status):
-            logger.info("%s: HTTP/2 client stopped reading a response", self.remote_host)
-            self.abort()
-        elif kind == _BODY:
-            logger.info(
-                "%s:%d: request body too slow (%d bytes received): 408",
-                self.remote_host,
-                self.remote_port,
-                self._body_received,
-            )
-            self.respond_error(408, message="The request body was not received in time.")
-        elif kind == _BACKEND:
-            logger.error("%s: no response from the application in time", self._exchange.name)
-            self._exchange.give_up(_BACKEND)
-        else:
-            self._exchange.give_up()
+        _log_request(self, access=False)
+        if forget:
+            self._conn.stream_done(self)
 
     # -- ClientStream: deadlines and reading ---------------------------------------------------
 
@@ -371,7 +334,7 @@ class Http2Stream:
                 if not data:
                     return
         self.sent += len(data)
-        self._queue_body(data)
+        _enqueue(self, data)
 
     def flush(self) -> None:
         if self.closed:
@@ -417,7 +380,7 @@ class Http2Stream:
         if self.closed or not data:
             return
         self.sent += len(data)
-        self._queue_body(data)
+        _enqueue(self, data)
         self._after_queue()
         if self.writing_paused and not self.closed:
             waiter = asyncio.get_running_loop().create_future()
@@ -485,7 +448,7 @@ class Http2Stream:
             return
         self.sent = len(body)
         self._conn.send_head(self.stream_id, head, False)
-        self._queue_body(body)
+        _enqueue(self, body)
         self._end_pending = True
         self.finish(True)
         self._after_queue()
@@ -503,7 +466,7 @@ class Http2Stream:
         if self._finished:
             return
         self._finished = True
-        self._request_done()
+        _log_request(self)
         if not self._queue and not self._end_pending and not self.closed and self.head_sent:
             self._sent_all()
 
@@ -513,7 +476,7 @@ class Http2Stream:
             return
         self._reset(INTERNAL_ERROR)
         self._exchange.drop()
-        self._request_done(access=False)
+        _log_request(self, access=False)
 
     def _reset(self, code: int) -> None:
         self.closed = True
@@ -522,33 +485,78 @@ class Http2Stream:
         self.queued = 0
         self._conn.reset_stream(self, code)
 
-    # -- the end of a request ------------------------------------------------------------------
 
-    def _request_done(self, access: bool = True) -> None:
-        """Once per stream: count it and write its access-log line."""
-        request = self.request
-        if request is None or self._logged:
-            return
-        self._logged = True
-        server = self._server
-        exchange = self._exchange
-        route = exchange.route
-        stats = route.stats if route is not None else server.stats.unrouted
-        now = perf_counter()
-        duration = now - self._started
-        stats.record(self.status, duration, self.sent, self._body_received)
-        if server.access_log and access:
-            began = exchange.upstream_start
-            server.access_write(
-                server.access_format(
-                    (exchange.client or self.remote_host) if self.trusted else self.remote_host,
-                    request,
-                    self.status,
-                    self.sent,
-                    exchange.referer,
-                    exchange.agent,
-                    "" if route is None else route.name,
-                    duration,
-                    None if not began else (exchange.upstream_end or now) - began,
-                )
+# -- what the stream does that is not part of its interface ----------------------------------
+
+
+def expire(stream: Http2Stream) -> None:
+    """The sweep found this stream's deadline passed."""
+    kind = stream._kind
+    if kind == _NONE:
+        return
+    if stream._finished or (kind == _BACKEND and stream.writing_paused and stream.status):
+        logger.info("%s: HTTP/2 client stopped reading a response", stream.remote_host)
+        stream.abort()
+    elif kind == _BODY:
+        logger.info(
+            "%s:%d: request body too slow (%d bytes received): 408",
+            stream.remote_host,
+            stream.remote_port,
+            stream._body_received,
+        )
+        stream.respond_error(408, message="The request body was not received in time.")
+    elif kind == _BACKEND:
+        logger.error("%s: no response from the application in time", stream._exchange.name)
+        stream._exchange.give_up(_BACKEND)
+    else:
+        stream._exchange.give_up()
+
+
+def _writable(stream: Http2Stream) -> None:
+    """Below half of write_buffer_high again: the backend may go on."""
+    stream.writing_paused = False
+    waiter = stream.write_resumed
+    if waiter is not None:
+        stream.write_resumed = None
+        if not waiter.done():
+            waiter.set_result(None)
+    if stream._kind == _BACKEND:
+        stream.deadline = stream._server.now + stream._server.response_timeout
+    if not stream._finished:
+        stream._exchange.client_resumed()
+
+
+def _enqueue(stream: Http2Stream, data: bytes | memoryview) -> None:
+    # (A backend's piece may be a view of its reused read buffer: copied as it is kept.)
+    stream._queue.append(bytes(data))
+    stream.queued += len(data)
+
+
+def _log_request(stream: Http2Stream, access: bool = True) -> None:
+    """Once per stream: count it and write its access-log line."""
+    request = stream.request
+    if request is None or stream._logged:
+        return
+    stream._logged = True
+    server = stream._server
+    exchange = stream._exchange
+    route = exchange.route
+    stats = route.stats if route is not None else server.stats.unrouted
+    now = perf_counter()
+    duration = now - stream._started
+    stats.record(stream.status, duration, stream.sent, stream._body_received)
+    if server.access_log and access:
+        began = exchange.upstream_start
+        server.access_write(
+            server.access_format(
+                (exchange.client or stream.remote_host) if stream.trusted else stream.remote_host,
+                request,
+                stream.status,
+                stream.sent,
+                exchange.referer,
+                exchange.agent,
+                "" if route is None else route.name,
+                duration,
+                None if not began else (exchange.upstream_end or now) - began,
             )
+        )

@@ -21,7 +21,7 @@ to send when, and how much to take in, is decided here:
   by the client within ``RESET_PERIOD`` seconds and the connection is closed with GOAWAY
   ENHANCE_YOUR_CALM. A client that breaks the protocol gets h2's GOAWAY and the connection
   closes; the output held for a client that does not read is capped (``OUTPUT_CAP``).
-- Deadlines: per stream (``Http2Stream.expire``), and the connection's own while it has no
+- Deadlines: per stream (``h2stream.expire``), and the connection's own while it has no
   stream: ``header_timeout`` for the first request, then ``keepalive_timeout`` between requests,
   then a GOAWAY and close.
 - A graceful stop (``shutdown``) sends GOAWAY NO_ERROR naming the last stream taken; the streams
@@ -54,7 +54,7 @@ from hyperframe.frame import GoAwayFrame
 
 from corral.front.context import FrontContext
 from corral.front.h2fields import Refused, request_from_fields
-from corral.front.h2stream import Http2Stream
+from corral.front.h2stream import Http2Stream, expire
 from corral.protocol.http1.parser import Limits
 
 logger = logging.getLogger("corral.front")
@@ -157,7 +157,7 @@ class Http2Connection(asyncio.Protocol):
         self.streams.clear()
         self._blocked.clear()
         for stream in streams:
-            stream.lost()
+            stream.cancel(False)
         self._server.connection_closed(self)
 
     def eof_received(self) -> bool | None:
@@ -235,7 +235,7 @@ class Http2Connection(asyncio.Protocol):
         stream = self.streams.get(event.stream_id)
         if not event.remote_reset:  # (h2 reset it for a stream error of the client's)
             if stream is not None:
-                stream.reset_by_client()
+                stream.cancel(True)
             return
         server = self._server
         if server.now - self._reset_since > RESET_PERIOD:
@@ -243,7 +243,7 @@ class Http2Connection(asyncio.Protocol):
             self._resets = 0
         self._resets += 1
         if stream is not None:
-            stream.reset_by_client()
+            stream.cancel(True)
         if self._resets > self._max_resets:
             logger.warning(
                 "%s:%d: HTTP/2 client reset %d streams within %g s: GOAWAY ENHANCE_YOUR_CALM",
@@ -357,7 +357,7 @@ class Http2Connection(asyncio.Protocol):
         for stream in list(self.streams.values()):
             if now >= stream.deadline and not stream.closed:
                 try:
-                    stream.expire()
+                    expire(stream)
                 except Exception:  # a bug: contain it to that one stream
                     logger.exception("HTTP/2 stream deadline handling failed; stream reset")
                     stream.abort()
