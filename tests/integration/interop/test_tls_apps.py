@@ -92,7 +92,9 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
         )
     with lease() as taken:
         path = root / "server.toml"
-        path.write_text(engine_ports_toml(["nodejs.http"], taken) + sites)
+        path.write_text(
+            "[server]\nhttp2_cleartext = true\n" + engine_ports_toml(["nodejs.http"], taken) + sites
+        )
         server = CorralServer(path, args=("--no-access-log",), listen=None)
         try:
             server.start(wait_ready=False)
@@ -167,6 +169,29 @@ def h2_curl(apps: Apps, host: str, path: str) -> dict[str, object]:
     return result
 
 
+def h2_prior_knowledge(apps: Apps, host: str, path: str) -> dict[str, object]:
+    """``curl --http2-prior-knowledge`` on the plain binding (``http2_cleartext``)."""
+    done = subprocess.run(
+        [
+            require_program("curl"),
+            "-sS",
+            "-v",
+            "--http2-prior-knowledge",
+            "--max-time",
+            "20",
+            "-H",
+            f"Host: {host}",
+            f"http://127.0.0.1:{apps.plain}{path}",
+        ],
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"< HTTP/2 200" in done.stderr, done.stderr.decode()
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
 def h2_nghttp(apps: Apps, host: str, path: str, count: int = 20) -> None:
     """``count`` concurrent streams of ``nghttp`` on one TLS connection (ALPN h2), all 200
     (the port's default certificate: nghttp sends no SNI for an address)."""
@@ -189,17 +214,23 @@ def h2_nghttp(apps: Apps, host: str, path: str, count: int = 20) -> None:
 
 
 @pytest.mark.parametrize(
-    ("host", "path", "expected"),
+    ("host", "path", "expected", "plain"),
     [
-        ("asgi.example", "/", {"scheme": "https"}),
-        ("php.example", "/scheme.php", {"HTTPS": "on", "REQUEST_SCHEME": "https"}),
+        ("asgi.example", "/", {"scheme": "https"}, {"scheme": "http"}),
+        (
+            "php.example",
+            "/scheme.php",
+            {"HTTPS": "on", "REQUEST_SCHEME": "https"},
+            {"HTTPS": None, "REQUEST_SCHEME": None},
+        ),
     ],
 )
 def test_fastcgi_apps_over_http2(
-    apps: Apps, host: str, path: str, expected: dict[str, object]
+    apps: Apps, host: str, path: str, expected: dict[str, object], plain: dict[str, object]
 ) -> None:
     assert h2_curl(apps, host, path) == expected
     h2_nghttp(apps, host, path)
+    assert h2_prior_knowledge(apps, host, path) == plain
 
 
 def test_a_node_app_over_http2_gets_http11_from_the_front(apps: Apps) -> None:
@@ -208,3 +239,4 @@ def test_a_node_app_over_http2_gets_http11_from_the_front(apps: Apps) -> None:
     assert headers["x-forwarded-proto"] == "https"
     assert headers["host"] == f"node.example:{apps.https}"
     h2_nghttp(apps, "node.example", "/headers")
+    assert h2_prior_knowledge(apps, "node.example", "/headers")["x-forwarded-proto"] == "http"
