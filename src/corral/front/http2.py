@@ -104,6 +104,7 @@ class Http2Connection(asyncio.Protocol):
         self._blocked: dict[int, Http2Stream] = {}
         self._transport: asyncio.Transport | None = None
         self._write_paused = False
+        self._flush_pending = False
         self.closed = False
         self._stopping = False
         self._conn_unacked = 0
@@ -336,7 +337,14 @@ class Http2Connection(asyncio.Protocol):
         self.flush()
 
     def flush(self) -> None:
-        """Write what h2 has to send."""
+        """Write what h2 has to send, once the event loop's current round is over: what every
+        stream of the connection produced in it leaves in one write (one system call)."""
+        if not self._flush_pending and not self.closed:
+            self._flush_pending = True
+            self._server.loop.call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        self._flush_pending = False
         transport = self._transport
         data = self._h2.data_to_send()
         if data and transport is not None and not self.closed:
@@ -378,7 +386,7 @@ class Http2Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self.closed:
             return
-        self.flush()
+        self._write_out()
         frame = GoAwayFrame(0)
         frame.last_stream_id = self._h2.highest_inbound_stream_id
         frame.error_code = code
@@ -386,6 +394,7 @@ class Http2Connection(asyncio.Protocol):
 
     def close(self) -> None:
         if not self.closed:
+            self._write_out()  # (what h2 still has: a GOAWAY, the last frames)
             self.closed = True
             if self._transport is not None:
                 self._transport.close()
