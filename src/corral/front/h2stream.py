@@ -10,7 +10,9 @@ an ``Exchange`` exactly as an HTTP/1.1 request does, and goes when its response 
   stream's and the connection's) allow (``pump``); past ``write_buffer_high`` queued bytes the
   stream is ``writing_paused`` and its exchange pauses its backend (the calls a slow HTTP/1.1
   client causes), below half of it the backend is resumed. A slow stream pauses its own backend
-  only: the others on the connection go on. Responses are not spilled to disk over HTTP/2.
+  only: the others on the connection go on. As over HTTP/1.1, a leased worker's response is
+  spilled to a temporary file instead (``spill``, ``response_spill_max``), so that the worker is
+  released at its end; the stream's queue is refilled from the file as the windows open.
 - The request body comes in DATA frames within the stream's receive window
   (``http2_stream_window``). The window is re-opened (WINDOW_UPDATE) as the body is passed on,
   except while the exchange holds reading (no backend yet, or the backend's send buffer full):
@@ -36,6 +38,7 @@ from corral.front.context import FrontContext
 from corral.front.exchange import Exchange
 from corral.front.h2fields import response_fields
 from corral.front.proxy import body_allowed
+from corral.front.spool import Spill, spilled_total
 from corral.front.stream import Deadline, TunnelPeer
 from corral.protocol.http1.events import Request
 
@@ -75,6 +78,8 @@ class Http2Stream:
         "_rate_step",
         "_server",
         "_short",
+        "_spill",
+        "_spill_backend",
         "_started",
         "_unacked",
         "body_complete",
@@ -125,6 +130,10 @@ class Http2Stream:
         self._no_body = False
         self._end_pending = False
         self._short = False
+        #: The rest of a response waiting on disk for a slow client (``spill``), and the
+        #: backend to pause if that file is full.
+        self._spill: Spill | None = None
+        self._spill_backend: Upstream | None = None
         self._finished = False
         self._logged = False
         self._paused = 0
@@ -193,10 +202,15 @@ class Http2Stream:
         """Send queued body (and the end) as the windows allow; True when nothing is left."""
         conn = self._conn
         queue = self._queue
-        while queue and not self.closed:
+        server = self._server
+        sent = False
+        while not self.closed:
+            if not queue and (self._spill is None or not _refill(self)):
+                break
             room = conn.room(self.stream_id)
             if room <= 0:
                 break
+            sent = True
             piece = queue[0]
             if len(piece) <= room:
                 queue.popleft()
@@ -204,7 +218,7 @@ class Http2Stream:
                 queue[0] = piece[room:]
                 piece = piece[:room]
             self.queued -= len(piece)
-            if not queue and self._end_pending and not self._short:
+            if not queue and self._end_pending and not self._short and self._spill is None:
                 # The last piece carries END_STREAM (no empty frame of its own).
                 self._end_pending = False
                 conn.send_data(self.stream_id, piece, True)
@@ -213,9 +227,15 @@ class Http2Stream:
                 self._sent_all()
                 return True
             conn.send_data(self.stream_id, piece, False)
-        if self.writing_paused and self.queued <= self._server.settings.write_buffer_high >> 1:
+        if sent and self._kind == _BACKEND:  # (a client that reads: the response goes on)
+            self.deadline = server.now + server.response_timeout
+        if (
+            self.writing_paused
+            and self._spill is None
+            and self.queued <= server.settings.write_buffer_high >> 1
+        ):
             _writable(self)
-        if queue or self.closed:
+        if queue or self._spill is not None or self.closed:
             return self.closed
         if self._end_pending:
             self._end_pending = False
@@ -254,6 +274,7 @@ class Http2Stream:
             return
         self.closed = True
         self._kind = _NONE
+        _drop_spill(self)
         self._exchange.drop()
         _log_request(self, access=False)
         if forget:
@@ -349,7 +370,27 @@ class Http2Stream:
             self._after_queue()
 
     def spill(self, backend: Upstream) -> bool:
-        return False  # (over HTTP/2 the stream's backend is paused instead)
+        """The client reads this stream slower than its backend writes: the rest of the body
+        goes to a temporary file (``spool.Spill``, ``response_spill_max``), so that the worker
+        is released at its end; ``pump`` takes it back a piece at a time."""
+        if self._spill is not None:
+            return True
+        settings = self._server.settings
+        if (
+            settings.response_spill_max <= 0
+            or self._head is not None
+            or self._no_body
+            or self.closed
+            or not self.status
+            or spilled_total() >= settings.response_spill_total
+        ):
+            return False
+        try:
+            self._spill = Spill(settings.response_spill_max, settings.response_spill_total)
+        except OSError:
+            return False  # (no temporary file: the backend is paused instead)
+        self._spill_backend = backend
+        return True
 
     def end(self) -> int:
         if self.closed:
@@ -438,6 +479,7 @@ class Http2Stream:
         self._head = None
         self._queue.clear()
         self.queued = 0
+        _drop_spill(self)
         self.status = status
         self._no_body = False
         request = self.request
@@ -483,6 +525,7 @@ class Http2Stream:
         self._kind = _NONE
         self._queue.clear()
         self.queued = 0
+        _drop_spill(self)
         self._conn.reset_stream(self, code)
 
 
@@ -527,9 +570,48 @@ def _writable(stream: Http2Stream) -> None:
 
 
 def _enqueue(stream: Http2Stream, data: bytes | memoryview) -> None:
+    spill = stream._spill
+    if spill is not None:  # a slow client: behind what already waits on disk
+        try:
+            spill.add([data])
+        except OSError as exc:
+            logger.error("cannot spill an HTTP/2 response for a slow client: %s", exc)
+            stream.abort()
+            return
+        backend = stream._spill_backend
+        if spill.full and backend is not None:
+            stream._spill_backend = None
+            backend.pause_reading()  # (resumed once the spill has drained: ``_writable``)
+        return
     # (A backend's piece may be a view of its reused read buffer: copied as it is kept.)
     stream._queue.append(bytes(data))
     stream.queued += len(data)
+
+
+def _refill(stream: Http2Stream) -> bool:
+    """Take the next piece of a spilled response into the (empty) queue; False once the spill
+    is drained (then it is gone)."""
+    spill = stream._spill
+    assert spill is not None
+    try:
+        data = spill.take()
+    except OSError as exc:
+        logger.error("an HTTP/2 response's spill file is unreadable: %s", exc)
+        data = b""
+    if not data:
+        _drop_spill(stream)
+        return False
+    stream._queue.append(data)
+    stream.queued += len(data)
+    return True
+
+
+def _drop_spill(stream: Http2Stream) -> None:
+    spill = stream._spill
+    if spill is not None:
+        stream._spill = None
+        stream._spill_backend = None
+        spill.close()
 
 
 def _log_request(stream: Http2Stream, access: bool = True) -> None:

@@ -354,6 +354,13 @@ def test_a_stream_that_never_opens_its_window_stalls_alone(h2: H2Setup) -> None:
         assert reply.status == 200 and json.loads(reply.body)["SERVER_PROTOCOL"] == "HTTP/2.0"
         for stream in stalled:
             assert client.replies[stream].body == b""
+        # Their workers were released all the same: the responses went on into spill files
+        # (the access log's line is written when the application's response ends).
+        line = '"GET /big?33554432 HTTP/2.0" 200 33554432'
+        deadline = time.monotonic() + WAIT
+        while h2.server.text().count(line) < len(stalled):
+            assert time.monotonic() < deadline, h2.server.text()[-3000:]
+            time.sleep(0.1)
         # Other clients are served meanwhile, and the stalled responses (96 MiB) are not
         # taken into the front's memory.
         other_clients_served(h2)
