@@ -50,7 +50,9 @@ APP = textwrap.dedent(
                                       ("Content-Length", str(size))])
             piece = b"x" * 65536
             return (piece[: min(65536, size - sent)] for sent in range(0, size, 65536))
-        if path == "/upload":
+        if path == "/slowread":
+            time.sleep(3)  # the body waits meanwhile: flow control holds the client
+        if path in ("/upload", "/slowread"):
             total = 0
             while True:
                 got = environ["wsgi.input"].read(65536)
@@ -98,6 +100,10 @@ def start(root: Path, server_table: str = "", *args: str) -> H2Setup:
     (site / "corral.toml").write_text(
         '[apps.main]\nengine = "python"\nwsgi_app = "wsgi:application"\n'
     )
+    binding = (
+        f'{{ address = "127.0.0.1", port = {https}, hosts = ["a.example"], protocol = "https", '
+        'certificate = "certs/a.pem", key = "certs/a.key" }'
+    )
     path = root / "server.toml"
     path.write_text(
         "[server]\nhttp2_cleartext = true\n"
@@ -106,7 +112,7 @@ def start(root: Path, server_table: str = "", *args: str) -> H2Setup:
             f"""
             [sites.a]
             bindings = [
-                {{ address = "127.0.0.1", port = {https}, hosts = ["a.example"], protocol = "https", certificate = "certs/a.pem", key = "certs/a.key" }},
+                {binding},
                 "127.0.0.1:{plain}:",
             ]
             [sites.a.apps."/"]
@@ -259,6 +265,41 @@ def test_a_large_upload_and_download_are_streamed(h2: H2Setup) -> None:
     assert reply.body == str(len(body)).encode()
     # Neither was held whole by the front (a body passes through in windows and pieces).
     assert server_rss(h2) - before < 40 * MIB
+
+
+def test_an_upload_faster_than_its_application_reads_is_held_by_flow_control(
+    h2: H2Setup,
+) -> None:
+    total = 16 * MIB
+    body = memoryview(b"s" * total)
+    with H2Client(h2.plain) as client:
+        length = [(b"content-length", str(total).encode())]
+        stream = client.request("/slowread", method="POST", extra=length, end=False)
+        sent = 0
+        client.sock.settimeout(0.2)
+        until = time.monotonic() + 2.0  # (the application reads nothing for 3 s)
+        while time.monotonic() < until and sent < total:
+            room = min(
+                client.conn.local_flow_control_window(stream), client.conn.max_outbound_frame_size
+            )
+            if room > 0:
+                client.conn.send_data(stream, bytes(body[sent : sent + room]))
+                client.flush()
+                sent += room
+                continue
+            try:
+                client.read_some()
+            except TimeoutError:
+                pass
+        # The front took a window's worth and what the worker's socket holds, no more: no
+        # WINDOW_UPDATE while the application does not read.
+        assert sent < 4 * MIB, sent
+        client.sock.settimeout(WAIT)
+        # Another stream on the same connection is served meanwhile.
+        assert client.get("/info").status == 200
+        client.send_body(stream, bytes(body[sent:]))
+        reply = client.wait(stream)
+        assert reply.status == 200 and reply.body == str(total).encode()
 
 
 def test_a_backend_failing_mid_response_resets_that_stream_only(h2: H2Setup) -> None:
