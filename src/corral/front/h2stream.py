@@ -179,7 +179,7 @@ class Http2Stream:
         if data:
             self._exchange.body(data)
         if not self._paused:
-            self._give_window()
+            _give_window(self)
 
     def data_end(self) -> None:
         """The client's END_STREAM: the request body is complete."""
@@ -191,12 +191,6 @@ class Http2Stream:
             self._exchange.body_end()
             if self._kind == _BODY:
                 self.set_deadline(_BACKEND, self._server.response_timeout)
-
-    def _give_window(self) -> None:
-        """Re-open the stream's receive window once half of it is spent."""
-        if self._unacked >= self._conn.stream_window >> 1 and not self.body_complete:
-            self._conn.open_window(self.stream_id, self._unacked)
-            self._unacked = 0
 
     def pump(self) -> bool:
         """Send queued body (and the end) as the windows allow; True when nothing is left."""
@@ -313,7 +307,7 @@ class Http2Stream:
         if self._paused & reason:
             self._paused &= ~reason
             if not self._paused and not self.closed:
-                self._give_window()
+                _give_window(self)
                 self._conn.flush()
 
     def want_body(self) -> None:
@@ -567,6 +561,13 @@ def _writable(stream: Http2Stream) -> None:
         stream.deadline = stream._server.now + stream._server.response_timeout
     if not stream._finished:
         stream._exchange.client_resumed()
+
+
+def _give_window(stream: Http2Stream) -> None:
+    """Re-open the stream's receive window once half of it is spent."""
+    if stream._unacked >= stream._conn.stream_window >> 1 and not stream.body_complete:
+        stream._conn.open_window(stream.stream_id, stream._unacked)
+        stream._unacked = 0
 
 
 def _enqueue(stream: Http2Stream, data: bytes | memoryview) -> None:
