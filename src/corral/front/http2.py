@@ -42,6 +42,7 @@ from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    Event,
     RemoteSettingsChanged,
     RequestReceived,
     StreamEnded,
@@ -182,24 +183,14 @@ class Http2Connection(asyncio.Protocol):
             self.flush()  # (h2's GOAWAY)
             self.close()
             return
-        for event in events:
-            kind = type(event)
-            if kind is DataReceived:
-                self._on_data(event)  # type: ignore[arg-type]
-            elif kind is RequestReceived:
-                self._on_request(event)  # type: ignore[arg-type]
-            elif kind is StreamEnded:
-                stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
-                if stream is not None:
-                    stream.data_end()
-            elif kind is StreamReset:
-                self._on_reset(event)  # type: ignore[arg-type]
-            elif kind is WindowUpdated or kind is RemoteSettingsChanged:
-                self._pump_blocked()
-            elif kind is ConnectionTerminated:
-                self._stopping = True  # the client's GOAWAY: the streams in flight finish
-            if self.closed:
-                return
+        try:
+            self._dispatch(events)
+        except Exception:  # a bug: contain it to this connection
+            logger.exception("HTTP/2 event handling failed; dropping the connection")
+            self.force_close()
+            return
+        if self.closed:
+            return
         if self._conn_unacked >= CONNECTION_WINDOW >> 1:
             self._h2.increment_flow_control_window(self._conn_unacked)
             self._conn_unacked = 0
@@ -208,6 +199,25 @@ class Http2Connection(asyncio.Protocol):
             self.close()
 
     # -- events ----------------------------------------------------------------------------------
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, DataReceived):
+                self._on_data(event)
+            elif isinstance(event, RequestReceived):
+                self._on_request(event)
+            elif isinstance(event, StreamEnded):
+                stream = self.streams.get(event.stream_id or 0)
+                if stream is not None:
+                    stream.data_end()
+            elif isinstance(event, StreamReset):
+                self._on_reset(event)
+            elif isinstance(event, WindowUpdated | RemoteSettingsChanged):
+                self._pump_blocked()
+            elif isinstance(event, ConnectionTerminated):
+                self._stopping = True  # the client's GOAWAY: the streams in flight finish
+            if self.closed:
+                return
 
     def _on_request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
