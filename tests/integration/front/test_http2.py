@@ -7,10 +7,11 @@ PROTOCOL HTTP/2.0, :authority as the Host, cookies joined, the scheme), the acce
 HTTP/2.0; HTTP/1.1 still served on the same ports; many concurrent streams on one connection; a
 large upload and download streamed; an application failing mid-response costing its stream only
 (RST_STREAM, the connection goes on); an Upgrade request refused; and the defences: rapid
-reset (GOAWAY ENHANCE_YOUR_CALM), a CONTINUATION flood, a stream that never opens its window and
-a client that opens the most streams and stalls, each while other streams and clients are
-served with the server's memory bounded; GOAWAY on a graceful stop with the streams in flight
-finishing. (ASGI, PHP and Node apps: tests/integration/interop/test_tls_apps.py.)
+reset (GOAWAY ENHANCE_YOUR_CALM), a CONTINUATION flood, a stream that never opens its window (its
+response spilled, its worker released), an upload faster than its application reads (held by
+flow control), a client that opens the most streams and stalls (then one more: GOAWAY), each
+while other streams and clients are served with the server's memory bounded; GOAWAY on a
+graceful stop with the streams in flight finishing; a silent client closed. (ASGI, PHP and Node apps: tests/integration/interop/test_tls_apps.py.)
 """
 
 from __future__ import annotations
@@ -431,6 +432,21 @@ def test_a_client_that_opens_the_most_streams_and_stalls(h2: H2Setup) -> None:
             assert time.monotonic() < deadline, "not every stream got its head"
             client.read_some()
         other_clients_served(h2)
+        # One stream more than the server allows (written past the client's h2, which would
+        # refuse to): the connection is closed with a GOAWAY.
+        block = client.conn.encoder.encode(
+            [
+                (b":method", b"GET"),
+                (b":path", b"/info"),
+                (b":scheme", b"http"),
+                (b":authority", b"x"),
+            ]
+        )
+        extra = HeadersFrame(streams[-1] + 2, data=block, flags=["END_HEADERS", "END_STREAM"])
+        client.sock.sendall(extra.serialize())
+        client.read_until_closed()
+        assert client.goaway is not None and client.goaway[0] == 1  # PROTOCOL_ERROR
+    other_clients_served(h2)
 
 
 def test_graceful_stop_sends_goaway_and_finishes_streams_in_flight(tmp_path: Path) -> None:
