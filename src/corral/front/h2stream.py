@@ -76,6 +76,7 @@ class Http2Stream:
         "_queue",
         "_rate_base",
         "_rate_step",
+        "_released",
         "_server",
         "_short",
         "_spill",
@@ -136,6 +137,7 @@ class Http2Stream:
         self._spill_backend: Upstream | None = None
         self._finished = False
         self._logged = False
+        self._released = False
         self._paused = 0
         #: Request body bytes received and not yet given back to the stream's window.
         self._unacked = 0
@@ -260,6 +262,8 @@ class Http2Stream:
             self.closed = True
             self._kind = _NONE
             self._conn.stream_done(self)
+        if self._finished and self.closed:
+            _release(self)
 
     def cancel(self, forget: bool) -> None:
         """The client reset the stream (``forget``: the connection drops it from its table),
@@ -273,6 +277,7 @@ class Http2Stream:
         _log_request(self, access=False)
         if forget:
             self._conn.stream_done(self)
+        _release(self)
 
     # -- ClientStream: deadlines and reading ---------------------------------------------------
 
@@ -505,6 +510,8 @@ class Http2Stream:
         _log_request(self)
         if not self._queue and not self._end_pending and not self.closed and self.head_sent:
             self._sent_all()
+        if self.closed:
+            _release(self)
 
     def abort(self) -> None:
         """Cut the response: RST_STREAM INTERNAL_ERROR; the connection goes on."""
@@ -513,6 +520,7 @@ class Http2Stream:
         self._reset(INTERNAL_ERROR)
         self._exchange.drop()
         _log_request(self, access=False)
+        _release(self)
 
     def _reset(self, code: int) -> None:
         self.closed = True
@@ -559,7 +567,7 @@ def _writable(stream: Http2Stream) -> None:
             waiter.set_result(None)
     if stream._kind == _BACKEND:
         stream.deadline = stream._server.now + stream._server.response_timeout
-    if not stream._finished:
+    if not stream._finished and not stream.closed:
         stream._exchange.client_resumed()
 
 
@@ -643,3 +651,14 @@ def _log_request(stream: Http2Stream, access: bool = True) -> None:
                 None if not began else (exchange.upstream_end or now) - began,
             )
         )
+
+
+def _release(stream: Http2Stream) -> None:
+    """The stream is over (closed, counted and logged): let go of its exchange and of itself
+    (``response``), so that both are freed by reference counting when the last call returns,
+    rather than left to the cycle collector. Nothing calls a stream's exchange after this: the
+    connection has forgotten the stream, the exchange is over."""
+    if stream._released or not (stream._logged or stream.request is None):
+        return
+    stream._released = True
+    del stream._exchange, stream.response
