@@ -11,7 +11,8 @@ reset (GOAWAY ENHANCE_YOUR_CALM), a CONTINUATION flood, a stream that never open
 response spilled, its worker released), an upload faster than its application reads (held by
 flow control), a client that opens the most streams and stalls (then one more: GOAWAY), each
 while other streams and clients are served with the server's memory bounded; GOAWAY on a
-graceful stop with the streams in flight finishing; a silent client closed. (ASGI, PHP and Node apps: tests/integration/interop/test_tls_apps.py.)
+graceful stop with the streams in flight finishing; a silent client closed. (ASGI, PHP and
+Node apps: tests/integration/interop/test_tls_apps.py.)
 """
 
 from __future__ import annotations
