@@ -465,6 +465,19 @@ class FrontSettings:
     #: Whether an application without a user may run as root (else a refusal).
     allow_root_apps: bool = True
 
+    # --- HTTP/2 (docs/http2.md) ---
+    #: Serve HTTP/2 with prior knowledge on plain bindings (a connection opening with the h2
+    #: preface); https bindings offer h2 through ALPN whatever this says.
+    http2_cleartext: bool = False
+    #: Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    http2_max_streams: int = 100
+    #: Bytes of request body one HTTP/2 stream may send ahead of the application
+    #: (SETTINGS_INITIAL_WINDOW_SIZE): held back while the backend does not read.
+    http2_stream_window: int = 256 * 1024
+    #: Streams an HTTP/2 client may reset (RST_STREAM) within 10 seconds before the connection
+    #: is closed with GOAWAY ENHANCE_YOUR_CALM (the rapid-reset attack, CVE-2023-44487).
+    http2_max_resets: int = 200
+
 
 @dataclass(frozen=True, slots=True)
 class IncludedFile:

@@ -370,6 +370,43 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         "warning at start and in corral check); false: refuse such an application.",
     ),
     # --- end of users ------------------------------------------------------------------------
+    # --- HTTP/2 at the front (docs/http2.md) ------------------------------------------------
+    _server(
+        "http2_cleartext",
+        "http2Cleartext",
+        Kind.BOOL,
+        "Serve HTTP/2 with prior knowledge on plain (http) bindings: a connection that opens "
+        "with the HTTP/2 preface is served as HTTP/2, any other as HTTP/1.1. https bindings "
+        "offer HTTP/2 through ALPN (h2) whatever this says.",
+    ),
+    _server(
+        "http2_max_streams",
+        "http2MaxStreams",
+        Kind.INT,
+        "Requests (streams) one HTTP/2 connection may have in flight at once "
+        "(SETTINGS_MAX_CONCURRENT_STREAMS); a client that opens more loses the connection.",
+        minimum=1,
+    ),
+    _server(
+        "http2_stream_window",
+        "http2StreamWindow",
+        Kind.INT,
+        "Bytes of request body one HTTP/2 stream may send ahead of its application "
+        "(SETTINGS_INITIAL_WINDOW_SIZE): more is held back (no WINDOW_UPDATE) while the "
+        "application does not read. Bounds the memory of uploads: streams x window per "
+        "connection at most.",
+        minimum=65535,
+        maximum=2**31 - 1,
+    ),
+    _server(
+        "http2_max_resets",
+        "http2MaxResets",
+        Kind.INT,
+        "Streams an HTTP/2 client may cancel (RST_STREAM) within 10 seconds; past it the "
+        "connection is closed with GOAWAY ENHANCE_YOUR_CALM (the rapid-reset attack, "
+        "CVE-2023-44487).",
+        minimum=1,
+    ),
 )
 
 #: Pool settings no configuration file spells (the engines' are in `settings_engine`).

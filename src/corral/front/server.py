@@ -21,6 +21,7 @@ from corral.front.cgienv import connection_params
 from corral.front.context import ClientConnection
 from corral.front.forward import TrustedProxies
 from corral.front.http1 import HTTPConnection
+from corral.front.negotiate import ProtocolChooser
 from corral.front.routes import AppRouter
 from corral.front.settings import FrontSettings
 from corral.front.stats import FrontStats
@@ -175,7 +176,10 @@ class FrontServer:
         ``tls``: an https listener, whose contexts that function makes (``front.tls``; a fresh
         one at each renewal, see ``TlsRenewal``)."""
 
-        def connection() -> HTTPConnection:
+        def connection() -> asyncio.Protocol:
+            # HTTP/1.1, or the protocol ALPN or the first bytes choose (front/negotiate.py).
+            if tls is not None or self.settings.http2_cleartext:
+                return ProtocolChooser(self, tls is None)
             return HTTPConnection(self)
 
         context = tls() if tls is not None else None
@@ -288,6 +292,6 @@ class FrontServer:
             accesslog.flush()
 
 
-_PROTOCOLS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
+_PROTOCOLS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "2.0": b"HTTP/2.0"}
 #: The CGI variables of a connection over TLS.
 TLS_PARAMS = [(b"HTTPS", b"on"), (b"REQUEST_SCHEME", b"https")]

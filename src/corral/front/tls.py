@@ -46,10 +46,9 @@ from corral.runtime.watchrules import Change
 
 logger = logging.getLogger("corral.front.tls")
 
-#: The application protocols offered by ALPN, preferred first. HTTP/2 is added here ("h2"
-#: first) once the front speaks it; the connection learns the choice from
-#: ``negotiated_protocol``.
-ALPN_PROTOCOLS: tuple[str, ...] = ("http/1.1",)
+#: The application protocols offered by ALPN, preferred first (HTTP/2: docs/http2.md); the
+#: connection learns the choice from ``negotiated_protocol`` (``front/negotiate.py``).
+ALPN_PROTOCOLS: tuple[str, ...] = ("h2", "http/1.1")
 
 #: TLS 1.2 cipher suites: ECDHE key exchange (forward secrecy) with AEAD ciphers only. TLS 1.3
 #: suites are not set by this string (OpenSSL's defaults: all AEAD).

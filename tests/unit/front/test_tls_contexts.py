@@ -83,7 +83,7 @@ def test_the_defaults_are_tls_1_2_and_up_with_ecdhe_and_aead_only() -> None:
     tls12 = [c for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
     assert tls12
     assert all(c["kea"] == "kx-ecdhe" and c["aead"] for c in tls12), tls12
-    assert ALPN_PROTOCOLS == ("http/1.1",)
+    assert ALPN_PROTOCOLS == ("h2", "http/1.1")
 
 
 def test_sni_alpn_and_versions_in_a_handshake(
@@ -94,9 +94,20 @@ def test_sni_alpn_and_versions_in_a_handshake(
     for name, expected in (("a.example", a), ("b.example", b), (None, a), ("c.example", a)):
         client_side, server_side = handshake(listener, client(), name)
         assert client_side.getpeercert(binary_form=True) == expected.der()
-        # Offered h2 and http/1.1: http/1.1 is chosen (HTTP/2 is not served yet).
-        assert negotiated_protocol(server_side) == "http/1.1"
-        assert client_side.selected_alpn_protocol() == "http/1.1"
+        # Offered h2 and http/1.1: h2 is chosen, with every certificate's context (the SNI
+        # callback switches contexts: each must offer it).
+        assert negotiated_protocol(server_side) == "h2"
+        assert client_side.selected_alpn_protocol() == "h2"
+    # A client offering http/1.1 only gets it; one offering nothing: http/1.1 too.
+    only = client()
+    only.set_alpn_protocols(["http/1.1"])
+    _, server_side = handshake(listener, only, "a.example")
+    assert negotiated_protocol(server_side) == "http/1.1"
+    plain = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    plain.check_hostname = False
+    plain.verify_mode = ssl.CERT_NONE
+    _, server_side = handshake(listener, plain, "a.example")
+    assert negotiated_protocol(server_side) == "http/1.1"
     client_side, _ = handshake(listener, client(ssl.TLSVersion.TLSv1_2), "a.example")
     assert client_side.version() == "TLSv1.2"
     assert negotiated_protocol(None) == "http/1.1"
