@@ -94,8 +94,8 @@ def test_check_renders_the_resolved_model() -> None:
     assert f"        SECRET_KEY={MASK}" in text
     assert "not-for-production-1234" not in text
     assert "hunter2" not in text
-    assert "Accepted but not in effect yet:" in text
-    # DEPLOY_FILE, WORKER_REQUEST_TIMEOUT and timeLimit are in effect: not listed.
+    # DEPLOY_FILE, WORKER_REQUEST_TIMEOUT and timeLimit are in effect: not listed (and since the
+    # switchboard's console took effect, this fixture has nothing left that is not).
     not_in_effect = text.partition("Accepted but not in effect yet:")[2].partition("Engines used:")[
         0
     ]
