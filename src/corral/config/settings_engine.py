@@ -140,8 +140,10 @@ ENGINE_SETTINGS: tuple[Setting, ...] = (
         "healthCheck",
         Kind.STR,
         'Active check of each tcp.service server every healthInterval seconds: "fastcgi" '
-        "(FCGI_GET_VALUES answered) or an HTTP path such as /readyz (2xx or 3xx wanted); "
-        "empty: none (failures of requests alone take a server out).",
+        "(FCGI_GET_VALUES answered), an HTTP path such as /healthz (2xx or 3xx wanted), or "
+        ":PORT/path, that path on another port of each server's host (another Corral node's "
+        "admin listener: :9100/readyz); empty: none (failures of requests alone take a server "
+        "out).",
     ),
     _engine(
         "slow_start",

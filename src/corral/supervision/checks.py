@@ -30,10 +30,13 @@ async def fastcgi_check(address: Address, within: float) -> None:
     await get_values(address, within)
 
 
-def http_check(path: str) -> Check:
-    """A check that sends ``GET path`` (HTTP/1.1, ``Connection: close``) and wants 2xx or 3xx."""
+def http_check(path: str, port: int | None = None) -> Check:
+    """A check that sends ``GET path`` (HTTP/1.1, ``Connection: close``) and wants 2xx or 3xx;
+    to ``port`` on the server's host when given (another Corral node's admin listener)."""
 
     async def check(address: Address, within: float) -> None:
+        if port is not None and not isinstance(address, str):
+            address = (address[0], port)
         try:
             async with asyncio.timeout(within):
                 status = await _http_status(address, path)
@@ -78,11 +81,17 @@ def _host_header(address: tuple[str, int]) -> str:
 
 
 def check_for(spec: str) -> Check | None:
-    """The check an engine's ``healthCheck`` names: "" none, "fastcgi", or an HTTP path."""
+    """The check an engine's ``healthCheck`` names: "" none, "fastcgi", an HTTP path, or
+    ``:PORT/path`` (the path on another port of each server's host)."""
     if not spec:
         return None
     if spec == "fastcgi":
         return fastcgi_check
     if spec.startswith("/"):
         return http_check(spec)
-    raise ValueError(f'a health check is "fastcgi" or an HTTP path starting with /, not {spec!r}')
+    number, slash, path = spec[1:].partition("/")
+    if spec.startswith(":") and slash and number.isdigit() and 1 <= int(number) <= 65535:
+        return http_check("/" + path, int(number))
+    raise ValueError(
+        f'a health check is "fastcgi", an HTTP path starting with /, or :PORT/path, not {spec!r}'
+    )
