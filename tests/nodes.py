@@ -13,10 +13,11 @@ from pathlib import Path
 from tests.harness import WAIT, CorralServer, request
 from tests.ports import port as free_port
 
-#: Answers "node PORT" (the node's listening port: SERVER_PORT), whatever the path.
+#: Answers "node ADDRESS:PORT PATH" (the node's listening address), whatever the path.
 NODE_APP = """
 def application(environ, start_response):
-    body = ("node %s %s\\n" % (environ["SERVER_PORT"], environ.get("PATH_INFO", ""))).encode()
+    where = "%s:%s" % (environ["SERVER_ADDR"], environ["SERVER_PORT"])
+    body = ("node %s %s\\n" % (where, environ.get("PATH_INFO", ""))).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 """
@@ -30,28 +31,30 @@ class Node:
 
     site: Path
     settings: tuple[str, ...] = ()
+    #: A loopback address of its own (127.0.0.2...) stands for a machine of its own.
+    host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     admin: int = field(default_factory=free_port)
     server: CorralServer | None = None
     starts: int = 0
 
     @property
-    def answer(self) -> bytes:
-        return f"node {self.port} ".encode()
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
 
     def start(self) -> Node:
         sets = [arg for item in self.settings for arg in ("--set", item)]
         self.starts += 1
         self.server = CorralServer(
             self.site,
-            args=("--no-access-log", "--admin", f"127.0.0.1:{self.admin}", *sets),
+            args=("--no-access-log", "--admin", f"{self.host}:{self.admin}", *sets),
             env={"CORRAL_ADMIN_TOKEN": TOKEN},
-            listen=f"127.0.0.1:{self.port}",
+            listen=self.where,
         ).start(wait_ready=False)
         deadline = time.monotonic() + WAIT
         while True:
             try:
-                if request(self.port, path="/hello").status == 200:
+                if request(self.port, path="/hello", address=self.host).status == 200:
                     return self
             except OSError:
                 pass
@@ -80,10 +83,10 @@ def make_node_site(root: Path, name: str) -> Path:
     return site
 
 
-_NODE = re.compile(rb"node (\d+) ")
+_NODE = re.compile(rb"node (\S+) ")
 
 
-def node_of(body: bytes) -> int | None:
-    """The port of the node that answered ``body``."""
+def node_of(body: bytes) -> str | None:
+    """Where the node that answered ``body`` listens (ADDRESS:PORT)."""
     match = _NODE.match(body)
-    return int(match.group(1)) if match else None
+    return match.group(1).decode() if match else None

@@ -85,9 +85,9 @@ def cluster(tmp_path: Path) -> Iterator[tuple[list[Node], int, int]]:
             start_new_session=True,
         )
         deadline = time.monotonic() + WAIT
-        seen: set[int | None] = set()
+        seen: set[str | None] = set()
         for front in (strict, retrying):
-            seen: set[int | None] = set()
+            seen: set[str | None] = set()
             while len(seen - {None}) < 3:  # every node up behind HAProxy
                 assert proc.poll() is None, "haproxy exited"
                 assert time.monotonic() < deadline, f"only {seen} answer behind haproxy"
@@ -115,9 +115,9 @@ def test_rolling_restarts_behind_haproxy_lose_nothing_and_a_kill_only_its_in_fli
             assert node.stop() == 0
             node.start()
             # Back behind HAProxy (rise 2: two checks) and given requests again.
-            assert load.wait_for(f"node {node.port} /roll", 10, time.monotonic())
+            assert load.wait_for(f"node {node.where} /roll", 10, time.monotonic())
             answered = {node_of(o.body) for o in load.since(stopped) if o.ok}
-            assert answered >= {other.port for other in nodes if other is not node}
+            assert answered >= {other.where for other in nodes if other is not node}
     roll_outcomes = load.outcomes
     rolling_failures = [o for o in roll_outcomes if not o.ok]
     assert rolling_failures == [], rolling_failures[:5]
@@ -137,7 +137,7 @@ def test_rolling_restarts_behind_haproxy_lose_nothing_and_a_kill_only_its_in_fli
     assert all(o.started < dead_at for o in kill_failures), (kill_at, dead_at, kill_failures)
     assert len(kill_failures) <= load.clients
     assert after_kill and all(o.ok for o in after_kill)
-    assert not any(node_of(o.body) == killed.port for o in after_kill)
+    assert not any(node_of(o.body) == killed.where for o in after_kill)
     _report(roll_outcomes, kill_failures)
 
 
