@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import require_program
 from tests.harness import WAIT, request
 from tests.loadgen import Load, Outcome, p99
 from tests.nodes import Node, make_node_site, node_of
 from tests.ports import port
+
+from conftest import require_program
 
 pytestmark = pytest.mark.external("haproxy")
 
