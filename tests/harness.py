@@ -51,8 +51,8 @@ class Response:
 class Conn:
     """A raw client connection with a byte buffer and a tiny HTTP/1.1 response reader."""
 
-    def __init__(self, port: int, timeout: float = WAIT) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = WAIT, address: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((address, port), timeout=timeout)
         self.buf = b""
 
     def send(self, data: bytes) -> None:
@@ -150,9 +150,10 @@ def request(
     headers: str = "",
     *,
     host: str = "localhost",
+    address: str = "127.0.0.1",
 ) -> Response:
-    """One request on a fresh connection (Connection: close)."""
-    with Conn(port) as conn:
+    """One request on a fresh connection (Connection: close), to ``address``:``port``."""
+    with Conn(port, address=address) as conn:
         extra = f"Content-Length: {len(body)}\r\n" if body or method in ("POST", "PUT") else ""
         conn.send(
             f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}{headers}"

@@ -86,6 +86,7 @@ from corral.runtime.watch import FileWatcher
 from corral.runtime.watchrules import Change
 from corral.supervision.lease import PoolError
 from corral.supervision.pool import Pool
+from corral.supervision.service import ServicePool
 
 logger = logging.getLogger("corral")
 
@@ -425,6 +426,8 @@ class Host:
 
     async def _start_app(self, app: Application) -> None:
         pool = app.pool
+        if isinstance(pool, ServicePool):
+            pool.start()  # (its servers' active health checks, if any)
         if isinstance(pool, Pool) and app.controller is None:
             app.controller = AppController(
                 runtime_spec(app.config, pool.plan, confiner=pool.confiner),

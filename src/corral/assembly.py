@@ -140,8 +140,14 @@ def build_apps(
         label = app_label(app)
         pool: Pool | ServicePool
         if backend.plan is None:
-            assert backend.address is not None
-            pool = ServicePool(label, backend.address, settings, backend.connect)
+            pool = ServicePool(
+                label,
+                backend.addresses,
+                settings,
+                backend.connect,
+                balance=backend.balance,
+                check=backend.check,
+            )
         else:
             assert backend.probe is not None
             confiner = tenants.confiner_for(app)

@@ -105,8 +105,14 @@ def _instances(engine: EngineConfig) -> str:
 
 
 def _service(engine: EngineConfig) -> str:
-    address = engine.service_address()
-    return address if isinstance(address, str) else f"{address[0]}:{address[1]}"
+    try:
+        addresses = engine.service_addresses()
+    except ValueError as exc:
+        return f"(bad servers: {exc})"
+    return ", ".join(
+        address if isinstance(address, str) else f"{address[0]}:{address[1]}"
+        for address in addresses
+    )
 
 
 def _engine_line(engine: EngineConfig) -> str:

@@ -129,6 +129,12 @@ class EngineConfig:
     enabled: bool = True
     #: Variables set for every worker of this engine, as written (expanded per application).
     env: tuple[EnvVar, ...] = ()
+    #: tcp.service: several servers, "host:port" or "unix:/path", separated by spaces or commas
+    #: (empty: the one at host:portLower); their active check ("" none, "fastcgi", or an HTTP
+    #: path); the seconds a returning server's share ramps up over.
+    servers: str = ""
+    health_check: str = ""
+    slow_start: float = 10.0
     #: "built-in", "engines", "userEngines" or "toml": which declaration won.
     origin: str = "built-in"
     #: Source extensions this engine executes (never served as static files).
@@ -142,11 +148,33 @@ class EngineConfig:
             return self.host[len("unix:") :]
         return (self.host, self.port_lower)
 
+    def service_addresses(self) -> tuple[str | tuple[str, int], ...]:
+        """tcp.service: every server, from `servers` when set (else `service_address()`).
+        ValueError names a malformed address."""
+        if not self.servers.strip():
+            return (self.service_address(),)
+        return tuple(parse_server(item) for item in self.servers.replace(",", " ").split() if item)
+
     def max_workers(self, cpu_count: int | None) -> int:
         """maxInstances with Zoo's 0 = "as many as CPU cores" resolved."""
         if self.max_instances > 0:
             return self.max_instances
         return max(1, cpu_count or 1)
+
+
+def parse_server(text: str) -> str | tuple[str, int]:
+    """One server of a tcp.service `servers` list: `unix:/path`, `host:port` or `[v6]:port`."""
+    if text.startswith("unix:"):
+        path = text[len("unix:") :]
+        if not path.startswith("/"):
+            raise ValueError(f"{text!r}: a Unix socket is written unix:/absolute/path")
+        return path
+    host, colon, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not host:port (port 1..65535) nor unix:/path")
+    return (host, int(port))
 
 
 @dataclass(frozen=True, slots=True)

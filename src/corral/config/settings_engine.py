@@ -126,6 +126,34 @@ ENGINE_SETTINGS: tuple[Setting, ...] = (
         maximum=65535,
     ),
     _engine(
+        "servers",
+        "servers",
+        Kind.STR,
+        "Several running servers sharing a tcp.service's requests, host:port or unix:/path, "
+        "separated by spaces or commas (replaces host/portLower). Least outstanding requests "
+        "first; a server refusing connections, resetting them, or answering 5xx to idempotent "
+        "requests twice in a row is taken out (a request that never reached it goes to another) "
+        "and tried again after healthInterval seconds; maxInstances counts per server.",
+    ),
+    _engine(
+        "health_check",
+        "healthCheck",
+        Kind.STR,
+        'Active check of each tcp.service server every healthInterval seconds: "fastcgi" '
+        "(FCGI_GET_VALUES answered), an HTTP path such as /healthz (2xx or 3xx wanted), or "
+        ":PORT/path, that path on another port of each server's host (another Corral node's "
+        "admin listener: :9100/readyz); empty: none (failures of requests alone take a server "
+        "out).",
+    ),
+    _engine(
+        "slow_start",
+        "slowStart",
+        Kind.NUMBER,
+        "Seconds over which a tcp.service server that comes back gets from a tenth to its full "
+        "share of requests (0: at once).",
+        minimum=0,
+    ),
+    _engine(
         "port_upper",
         "portUpper",
         Kind.INT,

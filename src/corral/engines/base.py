@@ -18,6 +18,8 @@ from corral.backends import fastcgi
 from corral.backends import http as http_backend
 from corral.config.errors import ConfigError, ConfigErrors
 from corral.config.model import AppConfig, EngineConfig, Location, WireProtocol
+from corral.supervision.balance import BalanceSettings
+from corral.supervision.checks import Check
 from corral.supervision.launch import Address, LaunchPlan
 from corral.supervision.lease import Connect, Probe
 from corral.supervision.settings import PoolSettings
@@ -40,8 +42,12 @@ class Backend:
     #: What one worker runs; None when nothing is started (a tcp.service engine).
     plan: LaunchPlan | None
     connect: Connect
-    #: A running server to connect to (tcp.service); None when Corral starts the workers.
-    address: Address | None = None
+    #: Running servers to connect to (tcp.service); empty when Corral starts the workers.
+    addresses: tuple[Address, ...] = ()
+    #: tcp.service: the active health check of each server (healthCheck), and the balancing
+    #: policy's settings (slowStart...).
+    check: Check | None = None
+    balance: BalanceSettings | None = None
     #: Readiness check of a started worker (the pool's); None for a service.
     probe: Probe | None = None
     #: The backend speaks HTTP/1.1 (``Route.http``).

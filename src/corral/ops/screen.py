@@ -79,6 +79,12 @@ class Fields:
             raise self._bad(key, "a list")
         return [Fields(item, f"{self._where}.{key}[{i}]") for i, item in enumerate(value)]
 
+    def opt_items(self, key: str) -> list[Fields]:
+        """``items``, or none when the document has no such key (an older server's)."""
+        if key not in self._data:
+            return []
+        return self.items(key)
+
     def texts(self, key: str) -> list[str]:
         value = self._get(key)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -135,6 +141,10 @@ _WORKER_HEAD: Final = (
     f"    {'PID':>8}  {'STATE':<9} {'AGE':>7} {'REQUESTS':>9} {'IN FLIGHT':>9} "
     f"{'RSS MB':>8} {'CPU s':>8}  NOTE"
 )
+_SERVER_HEAD: Final = (
+    f"    {'SERVER':<28} {'STATE':<10} {'WEIGHT':>6} {'IN FLIGHT':>9} {'REQUESTS':>9} "
+    f"{'FAILURES':>8}"
+)
 
 
 def _worker(worker: Fields) -> str:
@@ -146,6 +156,16 @@ def _worker(worker: Fields) -> str:
         f"{worker.integer('in_flight'):>9} {_number(worker.opt_number('rss_mb')):>8} "
         f"{_number(worker.opt_number('cpu_seconds'), 2):>8}  {note}"
     ).rstrip()
+
+
+def _server(server: Fields) -> str:
+    error = server.opt_text("last_error") if server.text("state") != "up" else None
+    return (
+        f"    {server.text('address'):<28} {server.text('state'):<10} "
+        f"{server.number('weight'):>6.2f} {server.integer('in_flight'):>9} "
+        f"{server.integer('requests'):>9} {server.integer('failures'):>8}"
+        + (f"  {error}" if error else "")
+    )
 
 
 def _exit(last: Fields) -> str:
@@ -201,6 +221,10 @@ def render_app(app: Fields) -> list[str]:
     if workers:
         lines.append(_WORKER_HEAD)
         lines += [_worker(worker) for worker in workers]
+    servers = app.opt_items("servers")
+    if servers:
+        lines.append(_SERVER_HEAD)
+        lines += [_server(server) for server in servers]
     lines += [_exit(last) for last in app.items("last_exits")[-3:]]
     return lines
 

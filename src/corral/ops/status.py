@@ -66,6 +66,22 @@ class ExitStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerStatus:
+    """One server of a service application (``tcp.service`` with ``servers``)."""
+
+    address: str
+    #: "up", "down" or "slow-start".
+    state: str
+    in_flight: int
+    requests: int
+    #: Connections refused, resets, 5xx to idempotent requests, failed health checks.
+    failures: int
+    #: Its share of requests (0..1: below 1 in slow start, 0 when down).
+    weight: float
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class RequestFigures:
     """An application's requests: totals since it started, and the last ``WINDOW`` seconds."""
 
@@ -126,6 +142,8 @@ class AppStatus:
     recycled_for: dict[str, int] = field(default_factory=dict)
     #: The process its workers are forked from (preloaded workers), while one runs.
     template_pid: int | None = None
+    #: A service application's servers (``tcp.service``): empty for an app with workers.
+    servers: tuple[ServerStatus, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,4 +317,10 @@ def build_app_status(
         deploy_failures=deploys[1],
         recycled_for=dict(snapshot.recycled_for),
         template_pid=snapshot.template_pid,
+        servers=tuple(
+            ServerStatus(
+                s.address, s.state, s.in_flight, s.requests, s.failures, s.weight, s.last_error
+            )
+            for s in snapshot.servers
+        ),
     )

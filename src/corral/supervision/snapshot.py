@@ -55,6 +55,24 @@ class ExitInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerSnapshot:
+    """One server of a service (``tcp.service``; ``ServicePool.servers``)."""
+
+    #: "host:port" or "unix:/path".
+    address: str
+    #: ``balance.ServerState`` value: "up", "down", "slow-start".
+    state: str
+    #: Requests on it now, requests given to it, failures seen (connections refused, resets,
+    #: 5xx to idempotent requests, failed health checks).
+    in_flight: int
+    requests: int
+    failures: int
+    #: Its share while in slow start (0..1; 0 when down).
+    weight: float
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class PoolSnapshot:
     """One application's pool."""
 
@@ -110,6 +128,8 @@ class PoolSnapshot:
     recycled_for: tuple[tuple[str, int], ...] = ()
     #: The template its workers are forked from (preloaded workers), while one runs.
     template_pid: int | None = None
+    #: A service's servers (``tcp.service``); empty for a pool of workers.
+    servers: tuple[ServerSnapshot, ...] = ()
 
 
 #: Why workers are recycled: the limit (a Zoo setting, named in the reason) or the check.

@@ -155,7 +155,7 @@ async def http_service(tmp_path: Path, **env: str) -> AsyncIterator[int]:
             break
         pool = ServicePool(
             "early-service",
-            ("127.0.0.1", backend_port),
+            (("127.0.0.1", backend_port),),
             PoolSettings(max_instances=8),
             http.connect,
         )

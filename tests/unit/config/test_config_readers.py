@@ -232,3 +232,23 @@ def test_converters() -> None:
             convert.to_int(bad_int)
     with pytest.raises(ValueError):
         convert.to_host_name("bad_host!")
+
+
+def test_application_host_service_engine_with_several_servers() -> None:
+    problems = Problems()
+    server = read_application_host(
+        b"""<configuration>
+  <system.webServer><heliconZooServer>
+    <engines>
+      <add name="tier" transport="tcp.service" protocol="http"
+           servers="10.0.0.1:8080 10.0.0.2:8080" healthCheck=":9100/readyz" slowStart="5" />
+    </engines>
+  </heliconZooServer></system.webServer>
+</configuration>""",
+        "applicationHost.config",
+        problems,
+    )
+    assert server is not None and not problems.errors
+    (tier,) = server.engines
+    assert tier.service_addresses() == (("10.0.0.1", 8080), ("10.0.0.2", 8080))
+    assert (tier.health_check, tier.slow_start) == (":9100/readyz", 5.0)

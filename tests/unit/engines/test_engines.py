@@ -60,7 +60,7 @@ def test_a_python_app_runs_corrals_worker_under_its_interpreter_with_its_environ
     config = load_site(str(SITES / "seed-wsgi"), environ={"PATH": "/usr/bin", "HOME": "/h"})
     (app,) = config.apps
     backend = backend_for(app, pool_settings_for(app, {"connections_per_worker": 4}))
-    assert backend.plan is not None and backend.address is None
+    assert backend.plan is not None and backend.addresses == ()
     assert backend.plan.argv[:3] == (sys.executable, "-m", "corral.worker")
     assert backend.plan.argv[-4:-2] == ("--threads", "4")
     # What ps shows for it: its site, its name and its engine.
@@ -90,7 +90,52 @@ def test_a_command_engine_runs_its_argv_and_a_service_starts_nothing(tmp_path: P
         ),
     )
     backend = backend_for(service, pool_settings_for(service))
-    assert (backend.plan, backend.address) == (None, ("127.0.0.1", 9000))
+    assert (backend.plan, backend.addresses) == (None, (("127.0.0.1", 9000),))
+
+
+def test_a_service_with_several_servers_and_a_health_check(tmp_path: Path) -> None:
+    (tmp_path / "corral.toml").write_text(
+        '[engines.tier]\ntransport = "tcp.service"\nprotocol = "http"\n'
+        'servers = "127.0.0.1:8001, [::1]:8002 unix:/run/app.sock"\n'
+        'health_check = "/readyz"\nslow_start = 4\nhealth_interval = 2\n'
+        '[apps.a]\nengine = "tier"\n'
+    )
+    (app,) = load_site(str(tmp_path)).apps
+    backend = backend_for(app, pool_settings_for(app))
+    assert backend.addresses == (("127.0.0.1", 8001), ("::1", 8002), "/run/app.sock")
+    assert backend.check is not None and backend.balance is not None
+    assert (backend.balance.slow_start, backend.balance.retry_after) == (4.0, 2.0)
+    (built,) = build_apps(load_site(str(tmp_path)), ServeOptions(path=tmp_path))
+    snapshot = built.pool.snapshot()
+    assert [server.address for server in snapshot.servers] == [
+        "127.0.0.1:8001",
+        "::1:8002",
+        "unix:/run/app.sock",
+    ]
+    assert {server.state for server in snapshot.servers} == {"up"}
+
+
+@pytest.mark.parametrize(
+    ("line", "setting", "message"),
+    [
+        ('servers = "127.0.0.1"', "servers", "is not host:port"),
+        ('servers = "a:1 b:99999"', "servers", "is not host:port"),
+        ('servers = "unix:relative.sock"', "servers", "unix:/absolute/path"),
+        ('health_check = "readyz"', "health_check", "an HTTP path starting with /"),
+    ],
+)
+def test_a_bad_service_server_or_check_is_refused_with_the_engines_line(
+    tmp_path: Path, line: str, setting: str, message: str
+) -> None:
+    (tmp_path / "corral.toml").write_text(
+        f'[engines.tier]\ntransport = "tcp.service"\n{line}\n[apps.a]\nengine = "tier"\n'
+    )
+    with pytest.raises(Unsupported) as caught:
+        build_apps(load_site(str(tmp_path)), ServeOptions(path=tmp_path))
+    (error,) = caught.value.errors
+    assert error.setting == setting
+    assert str(error).startswith(f"{tmp_path / 'corral.toml'}:1: {setting}: ")
+    assert message in str(error)
 
 
 def test_what_is_not_implemented_is_refused_with_the_engines_line(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from corral.ops.status import (
     FrontStatus,
     HostStatus,
     RequestFigures,
+    ServerStatus,
     WorkerStatus,
 )
 from corral.ops.top import CLEAR_BELOW, CLEAR_LINE, HOME, frame
@@ -195,3 +196,26 @@ def test_a_top_frame_fits_the_terminal() -> None:
         short
         == HOME + "header" + CLEAR_LINE + "\r\na" + CLEAR_LINE + "\r\nb" + CLEAR_LINE + CLEAR_BELOW
     )
+
+
+def test_a_service_shows_each_server_and_an_older_document_without_servers_still_renders() -> None:
+    servers = (
+        ServerStatus("10.0.0.1:8080", "up", 2, 900, 0, 1.0, None),
+        ServerStatus("10.0.0.2:8080", "down", 0, 450, 3, 0.0, "health check: GET /readyz 503"),
+        ServerStatus("unix:/run/app.sock", "slow-start", 1, 12, 1, 0.35, "refused"),
+    )
+    text = "\n".join(render(wire(host(app("tier", workers=(), servers=servers)))))
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if "SERVER" in line)
+    assert lines[head].split() == ["SERVER", "STATE", "WEIGHT", "IN", "FLIGHT", "REQUESTS",
+                                   "FAILURES"]  # fmt: skip
+    assert lines[head + 1].split() == ["10.0.0.1:8080", "up", "1.00", "2", "900", "0"]
+    assert lines[head + 2].split()[:6] == ["10.0.0.2:8080", "down", "0.00", "0", "450", "3"]
+    assert lines[head + 2].endswith("health check: GET /readyz 503")
+    assert lines[head + 3].split() == ["unix:/run/app.sock", "slow-start", "0.35", "1", "12", "1",
+                                       "refused"]  # fmt: skip
+    document = wire(host(app("blog")))
+    assert isinstance(document, dict)
+    for shown in document["apps"]:
+        del shown["servers"]
+    assert "SERVER" not in "\n".join(render(document))
