@@ -58,7 +58,8 @@ RECV_SIZE = 256 * 1024
 MAX_LOOKAHEAD = 1 << 20
 #: File blocks: a multiple of 8 that fits one record, so full blocks need no padding.
 FILE_BLOCK = 65528
-#: Response blocks at least this long are framed without copying (sendmsg of slices).
+#: Output at least this long (the pieces of one flush together) is framed without copying or
+#: joining its pieces (sendmsg of record headers and slices of each piece).
 ZERO_COPY_MIN = 128 * 1024
 #: Buffers per sendmsg call (Linux and macOS allow 1024).
 IOV_BATCH = 512

@@ -14,9 +14,10 @@ route (``backends.http``: the front builds the request head, the client parses a
 ``--close``: ``Connection: close``, a new client connection per request. ``--post``: a small
 POST with a Content-Length (its body in the same read as its head) instead of the GET.
 ``--access-log FORMAT``: with the access log on, in that format, written to /dev/null (figures:
-bench/README.md, "Access log"). ``--mib``: a 1 MiB response (FastCGI STDOUT records of
-65,528 bytes, as the worker frames them) fed to the backend connection in 256 KiB reads, as
-uvloop reads a socket (figures: bench/README.md, "Performance II").
+bench/README.md, "Access log"). ``--mib``: a 1 MiB response (its head in a FastCGI STDOUT
+record of its own, then the body in records of up to 65,535 bytes) fed to the backend
+connection in 256 KiB reads, as uvloop reads a socket (figures: bench/README.md,
+"Performance II").
 
 Figures for the reshape of issue 9 (the front split into Exchange, HTTPConnection,
 Http1Response and Tunnel), against the commit before it, same machine (2 cores shared with
@@ -72,11 +73,11 @@ RESPONSE = records.encode_response(
     1,
     b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nHello, world!\n",
 )
-MIB_RESPONSE = records.encode_response(
+MIB_RESPONSE = records.encode_response(  # the head in a record of its own, as the worker sends it
     1,
-    b"Status: 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n"
-    + bytes(1 << 20),
-)
+    b"Status: 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n",
+    end=False,
+) + records.encode_response(1, bytes(1 << 20))
 #: How much one read from a socket hands over under uvloop.
 READ_SIZE = 256 * 1024
 HTTP_RESPONSE = (

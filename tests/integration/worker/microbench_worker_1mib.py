@@ -1,6 +1,6 @@
 """The worker's CPU cost of sending a 1 MiB response (not a test; not collected by pytest).
 
-    .venv/bin/python tests/integration/worker/microbench_worker.py [--responses N] [--profile]
+    .venv/bin/python tests/integration/worker/microbench_worker_1mib.py [--responses N] [--profile]
 
 A WSGI app that returns one 1 MiB bytes object with its Content-Length (bench/app.py's
 ``/1mib``) is run by ``wsgi.run`` over the worker's ``Connection`` on one end of a Unix socket
