@@ -18,7 +18,9 @@ with the first body pieces in one system call; body pieces of one read are writt
 A client that reads slower than its backend writes (the transport above ``write_buffer_high``)
 gets the rest of the response through a ``spool.Spill``: the framed bytes go to a temporary file
 while the backend is read at full speed, and the connection drains the file as the client takes
-it (``drain_spill``); the exchange ends (the connection's ``finish``) once it is empty. Up to
+it (``drain_spill``: with ``os.sendfile`` from the file to the socket, for a plain socket,
+whenever the transport holds nothing); the exchange ends (the connection's ``finish``) once it
+is empty. Up to
 ``response_spill_max`` bytes are held; past that the backend is paused until the file drains.
 """
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Protocol
 
 from corral.backends import Upstream
@@ -33,7 +36,7 @@ from corral.front import errorpages
 from corral.front.cgienv import HOP_BY_HOP
 from corral.front.context import FrontContext
 from corral.front.proxy import body_allowed, filter_headers
-from corral.front.spool import Spill, spilled_total
+from corral.front.spool import NOTIFY_PIECE, PIECE, Spill, spilled_total
 from corral.protocol.http1.events import Request
 from corral.protocol.http1.writer import (
     CHUNKED,
@@ -48,6 +51,8 @@ from corral.protocol.http1.writer import (
 )
 
 logger = logging.getLogger("corral.front")
+#: ``os.sendfile`` where the system has it (spilled responses go out with it).
+_SENDFILE = hasattr(os, "sendfile")
 
 # Response framing: plain ints, compared on the hot path.
 _NO_BODY = 0  # HEAD, 1xx, 204, 304
@@ -84,6 +89,7 @@ class Http1Response:
         "_remaining",
         "_server",
         "_spill_backend",
+        "_spill_fd",
         "close_after",
         "finish_pending",
         "method",
@@ -117,6 +123,8 @@ class Http1Response:
         #: The response's bytes waiting on disk for a slow client (None: none are).
         self.spill_file: Spill | None = None
         self._spill_backend: Upstream | None = None
+        #: The client's socket, for the spill to be sent with sendfile (-1: read and written).
+        self._spill_fd = -1
         #: The exchange ended while the spill was not drained: ``finish(close)`` once it is.
         self.finish_pending: bool | None = None
 
@@ -311,7 +319,28 @@ class Http1Response:
         except OSError:
             return False  # (no temporary file: the backend is paused instead)
         self._spill_backend = backend
+        self._spill_fd = self._sendfile_fd()
+        if self._spill_fd >= 0:
+            # Sendfile writes behind the transport's back, so only when the transport holds
+            # nothing: with a high-water mark of 0 (until the spill is gone) it says so, by
+            # resume_writing, once everything it holds is sent.
+            self._set_write_limit(0)
         return True
+
+    def _sendfile_fd(self) -> int:
+        """The client's socket when the spill can go out with sendfile (not over TLS), else -1."""
+        transport = self.transport
+        if not _SENDFILE or transport is None:
+            return -1
+        if transport.get_extra_info("sslcontext") is not None:
+            return -1
+        sock = transport.get_extra_info("socket")
+        return -1 if sock is None else int(sock.fileno())
+
+    def _set_write_limit(self, high: int) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.set_write_buffer_limits(high=high)
 
     def _to_spill(self, spill: Spill, out: list[bytes | memoryview]) -> None:
         try:
@@ -338,8 +367,21 @@ class Http1Response:
         if transport is None or conn.closed:
             self.close_spill()
             return False
+        most = PIECE
         while not conn.writing_paused:
-            data = spill.take()
+            if self._spill_fd >= 0 and not transport.get_write_buffer_size():
+                try:
+                    spill.send_to(self._spill_fd)
+                except OSError:
+                    # (A broken socket is the transport's to report; a file sendfile cannot
+                    # send from: read and write from now on.)
+                    self._spill_fd = -1
+                    self._set_write_limit(self._server.settings.write_buffer_high)
+                else:
+                    # The socket is full (or the spill is empty): a small piece through the
+                    # transport, which resumes writing once the client has taken it.
+                    most = NOTIFY_PIECE
+            data = spill.take(most)
             if not data:
                 self.close_spill()
                 return True
@@ -353,6 +395,9 @@ class Http1Response:
             self.spill_file = None
             self._spill_backend = None
             spill.close()
+            if self._spill_fd >= 0:
+                self._spill_fd = -1
+                self._set_write_limit(self._server.settings.write_buffer_high)
 
     # -- the front's own responses -----------------------------------------------------------
 

@@ -10,6 +10,8 @@ then from the file.
 ``Spill``: a response's framed bytes that the client's transport has no room for (it is above
 ``write_buffer_high``), appended to a temporary file and read back as the client drains; the
 backend is read at full speed meanwhile and its worker released at the end of its response.
+Where the client's socket is a plain one (not TLS), the file goes back out with ``os.sendfile``
+(``send_to``), not through this process's memory.
 
 Temporary files are made in a private folder (mode 0700) of the system's temporary directory
 (TMPDIR), created once per process, and unlinked at once: nothing is left on disk by a crash,
@@ -29,6 +31,9 @@ from corral.backends import Upstream
 
 #: How much one read from a spool or a spill hands out (the static files' piece size).
 PIECE = 256 * 1024
+#: What a spill drained with ``send_to`` writes through the transport when the socket is full:
+#: just enough for the transport to say when the client has taken it (see Http1Response).
+NOTIFY_PIECE = 16 * 1024
 
 _folder: str | None = None
 
@@ -204,10 +209,11 @@ class Spill:
             _spilled_total += offset - self._written
             self._written = offset
 
-    def take(self) -> bytes:
-        """The next piece for the client (empty once everything was read)."""
+    def take(self, most: int = PIECE) -> bytes:
+        """The next piece for the client, at most ``most`` bytes (empty once everything was
+        read)."""
         global _spilled_total
-        size = min(PIECE, self._written - self._read)
+        size = min(most, self._written - self._read)
         if size <= 0:
             return b""
         data = os.pread(self._file.fd, size, self._read)
@@ -216,6 +222,25 @@ class Spill:
         self._read += len(data)
         _spilled_total -= len(data)
         return data
+
+    def send_to(self, out_fd: int) -> int:
+        """Send what waits straight from the file to the non-blocking socket ``out_fd``
+        (``os.sendfile``: the bytes do not pass through this process) until it is all sent or
+        the socket is full; the bytes sent. ``OSError`` when the socket fails or the system
+        cannot send from this file (the caller then reads and writes instead)."""
+        global _spilled_total
+        sent_total = 0
+        while self._read < self._written:
+            try:
+                sent = os.sendfile(out_fd, self._file.fd, self._read, self._written - self._read)
+            except BlockingIOError:
+                break
+            if not sent:
+                raise OSError("response spill file ended early")
+            self._read += sent
+            _spilled_total -= sent
+            sent_total += sent
+        return sent_total
 
     def close(self) -> None:
         """Give the file and its share of ``response_spill_total`` back (again: nothing)."""

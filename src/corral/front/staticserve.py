@@ -21,8 +21,10 @@ high-water mark pauses the pump (``pause_reading``, via the connection's ``pause
 its drain resumes it; at most ``TURN_BUDGET`` bytes are read per event-loop turn, so a fast
 client on a large file never holds the loop for long (other connections get their turn). Not
 ``sendfile``: uvloop (the production loop) has no ``loop.sendfile``, and writing to the socket
-behind the transport's back would break its buffering. A page-cache read of ``CHUNK`` bytes
-costs tens of microseconds (see docs/architecture.md for the measurement).
+behind the transport's back is safe only while the transport holds nothing (how a spilled
+response is sent: ``Http1Response.drain_spill``), which would need a file region passed through
+the exchange instead of pieces. A page-cache read of ``CHUNK`` bytes costs tens of
+microseconds (see docs/architecture.md for the measurement).
 """
 
 from __future__ import annotations

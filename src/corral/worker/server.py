@@ -58,7 +58,8 @@ RECV_SIZE = 256 * 1024
 MAX_LOOKAHEAD = 1 << 20
 #: File blocks: a multiple of 8 that fits one record, so full blocks need no padding.
 FILE_BLOCK = 65528
-#: Response blocks at least this long are framed without copying (sendmsg of slices).
+#: Output at least this long (the pieces of one flush together) is framed without copying or
+#: joining its pieces (sendmsg of record headers and slices of each piece).
 ZERO_COPY_MIN = 128 * 1024
 #: Buffers per sendmsg call (Linux and macOS allow 1024).
 IOV_BATCH = 512
@@ -83,6 +84,7 @@ LINGER_SECONDS = 2.0
 WITHDRAWN_CHECK_AFTER = 0.001
 
 _STDOUT = RecordType.STDOUT
+_PADDING = tuple(bytes(n) for n in range(8))
 _BAD_LENGTH = (
     b"Status: 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: 26\r\n\r\nmalformed Content-Length.\n"
@@ -380,25 +382,31 @@ class Connection:
                 return b""
             self._side_event(event)
 
-    def send_stdout(self, data: bytes) -> None:
+    def send_stdout(self, pieces: list[bytes]) -> None:
         if self.aborted:
             raise ClientDisconnected("the request was aborted")
-        if len(data) < ZERO_COPY_MIN:
+        total = 0
+        for piece in pieces:
+            total += len(piece)
+        if total < ZERO_COPY_MIN:
+            data = b"".join(pieces) if len(pieces) > 1 else pieces[0]
             self._sendall(self.fcgi.send_response(self.rid, data, end=False))
             return
-        # A large block: record headers and slices of the block go out with sendmsg, so the
-        # body is not copied into a framed buffer first.
-        view = memoryview(data)
+        # Large output: record headers and slices of each piece go out with sendmsg, so the
+        # body is neither joined to the head nor copied into a framed buffer first (a small
+        # piece, such as the head, is a record of its own).
         rid = self.rid
         parts: list[bytes | memoryview] = []
-        for start in range(0, len(data), FILE_BLOCK):
-            chunk = view[start : start + FILE_BLOCK]
-            size = len(chunk)
-            pad = -size & 7
-            parts.append(records.pack_header(_STDOUT, rid, size, pad))
-            parts.append(chunk)
-            if pad:
-                parts.append(bytes(pad))
+        for piece in pieces:
+            view = memoryview(piece)
+            for start in range(0, len(piece), FILE_BLOCK):
+                chunk = view[start : start + FILE_BLOCK]
+                size = len(chunk)
+                pad = -size & 7
+                parts.append(records.pack_header(_STDOUT, rid, size, pad))
+                parts.append(chunk)
+                if pad:
+                    parts.append(_PADDING[pad])
         self._sendmsg_all(parts)
 
     def _sendmsg_all(self, parts: list[bytes | memoryview]) -> None:

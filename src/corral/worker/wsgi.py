@@ -65,8 +65,9 @@ class Channel(Protocol):
         Raises ClientDisconnected when the request is aborted or the connection closes.
         """
 
-    def send_stdout(self, data: bytes) -> None:
-        """Send response bytes now. Raises ClientDisconnected when the connection is gone."""
+    def send_stdout(self, pieces: list[bytes]) -> None:
+        """Send these response bytes, in order, now (a large piece is not copied to join it
+        to the others). Raises ClientDisconnected when the connection is gone."""
 
     def send_file(self, readinto: Callable[[memoryview], int | None], limit: int | None) -> int:
         """Send a file's content read with ``readinto`` (at most ``limit`` bytes); return the
@@ -558,11 +559,10 @@ class Response:
     def flush(self) -> None:
         pending = self.pending
         if pending:
-            data = b"".join(pending) if len(pending) > 1 else pending[0]
             self.pending = []
             self.pending_len = 0
             self.committed = True
-            self.channel.send_stdout(data)
+            self.channel.send_stdout(pending)
 
     def take_pending(self) -> bytes:
         """The output not yet sent (for the caller to send with the end of the request)."""

@@ -14,7 +14,10 @@ route (``backends.http``: the front builds the request head, the client parses a
 ``--close``: ``Connection: close``, a new client connection per request. ``--post``: a small
 POST with a Content-Length (its body in the same read as its head) instead of the GET.
 ``--access-log FORMAT``: with the access log on, in that format, written to /dev/null (figures:
-bench/README.md, "Access log").
+bench/README.md, "Access log"). ``--mib``: a 1 MiB response (its head in a FastCGI STDOUT
+record of its own, then the body in records of up to 65,535 bytes) fed to the backend
+connection in 256 KiB reads, as uvloop reads a socket (figures: bench/README.md,
+"Performance II").
 
 Figures for the reshape of issue 9 (the front split into Exchange, HTTPConnection,
 Http1Response and Tunnel), against the commit before it, same machine (2 cores shared with
@@ -70,6 +73,13 @@ RESPONSE = records.encode_response(
     1,
     b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nHello, world!\n",
 )
+MIB_RESPONSE = records.encode_response(  # the head in a record of its own, as the worker sends it
+    1,
+    b"Status: 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n",
+    end=False,
+) + records.encode_response(1, bytes(1 << 20))
+#: How much one read from a socket hands over under uvloop.
+READ_SIZE = 256 * 1024
 HTTP_RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n"
     b"Date: Thu, 26 Nov 2026 01:00:00 GMT\r\nConnection: keep-alive\r\n\r\nHello, world!\n"
@@ -165,9 +175,13 @@ async def run(
     close: bool = False,
     post: bool = False,
     access_log: str | None = None,
+    mib: bool = False,
 ) -> None:
     backend: Any = HTTPClientConnection("bench") if http else FastCGIClientConnection("bench")
     response = HTTP_RESPONSE if http else RESPONSE
+    reads = [response]
+    if mib:
+        reads = [MIB_RESPONSE[i : i + READ_SIZE] for i in range(0, len(MIB_RESPONSE), READ_SIZE)]
     backend_transport = FakeTransport()
     backend.connection_made(backend_transport)
     pool: Any = InstantPool(backend, awaited) if http or awaited else ready_pool(backend)
@@ -190,7 +204,8 @@ async def run(
                 conn.connection_made(client)  # type: ignore[arg-type]
             conn.data_received(request)
             await asyncio.sleep(0)  # the lease task runs (--awaited)
-            backend.data_received(response)
+            for data in reads:
+                backend.data_received(data)
             if close:
                 conn.connection_lost(None)
             client.out.clear()
@@ -232,6 +247,9 @@ def main() -> None:
         choices=("combined", "extended", "json"),
         help="write the access log in this format (to /dev/null); default: no access log",
     )
+    parser.add_argument(
+        "--mib", action="store_true", help="a 1 MiB response from a FastCGI backend"
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -248,6 +266,7 @@ def main() -> None:
             args.close,
             args.post,
             args.access_log,
+            args.mib,
         )
     )
 
