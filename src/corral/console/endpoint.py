@@ -21,14 +21,14 @@ that holds the cookie (cross-site WebSocket hijacking).
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 
-from corral.backends import ResponseSink, Upstream
+from corral.backends import Upstream
 from corral.console.page import Assets
 from corral.console.terminal import SessionSpec, TerminalSocket
 from corral.front.errorpages import error_body
+from corral.front.fixed import FixedResponse
 from corral.ops.token import TokenGuard, query_param, without_param
 from corral.protocol import websocket as ws
 from corral.protocol.http1.events import Request
@@ -51,63 +51,14 @@ NO_TOKEN = (
 )
 
 
-class Answer:
-    """A whole response known in advance, as an ``Upstream`` (pages, files, refusals)."""
-
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self._status = status
-        self._headers = headers
-        self._body = body
-        self._sink: ResponseSink | None = None
-        self._handle: asyncio.Handle | None = None
-
-    def begin(
-        self, static: bytes, params: list[tuple[bytes, bytes]], sink: ResponseSink, has_body: int
-    ) -> None:
-        # On the next loop turn: the exchange finishes setting up the request first.
-        self._sink = sink
-        self._handle = asyncio.get_running_loop().call_soon(self._answer)
-
-    def _answer(self) -> None:
-        self._handle = None
-        sink = self._sink
-        if sink is None:
-            return
-        headers = [*self._headers, (b"Content-Length", b"%d" % len(self._body))]
-        sink.backend_head(self._status, b"", headers)
-        if self._body:
-            sink.backend_body(self._body)
-        self._sink = None
-        sink.backend_end(True)
-
-    def send_body(self, data: bytes) -> None:
-        """A request body means nothing here: dropped."""
-
-    def end_body(self) -> None:
-        return None
-
-    def pause_reading(self) -> None:
-        return None
-
-    def resume_reading(self) -> None:
-        return None
-
-    def abort(self) -> None:
-        self._sink = None
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    close = abort
-
-    @property
-    def is_closed(self) -> bool:
-        return self._sink is None
+def answer(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> FixedResponse:
+    """A whole response known in advance (pages, files, refusals), with its Content-Length."""
+    return FixedResponse(status, b"", [*headers, (b"Content-Length", b"%d" % len(body))], body)
 
 
-def page_answer(status: int, message: str) -> Answer:
+def page_answer(status: int, message: str) -> FixedResponse:
     body = error_body(status, message)
-    return Answer(status, [(b"Content-Type", _HTML), _NO_STORE], body)
+    return answer(status, [(b"Content-Type", _HTML), _NO_STORE], body)
 
 
 def same_origin(origin: bytes | None, own: bytes) -> bool:
@@ -168,17 +119,17 @@ class Console:
         if path_info == b"/ws":
             return self._socket(request, client, origin)
         if request.method not in (b"GET", b"HEAD"):
-            return Answer(405, [(b"Allow", b"GET, HEAD"), (b"Content-Type", _HTML)], b"")
+            return answer(405, [(b"Allow", b"GET, HEAD"), (b"Content-Type", _HTML)], b"")
         if path_info in (b"", b"/"):
             base = self.base.decode("utf-8", "surrogateescape")
             body = self._assets.page(base, self._title, self._folder)
             headers = [(b"Content-Type", _HTML), _NO_STORE, _PAGE_POLICY, _NO_REFERRER]
-            return Answer(200, headers, body)
+            return answer(200, headers, body)
         if path_info.startswith(b"/assets/"):
             asset = self._assets.file(path_info[len(b"/assets/") :].decode("latin-1"))
             if asset is not None:
                 headers = [(b"Content-Type", asset.content_type), (b"Cache-Control", b"private")]
-                return Answer(200, headers, asset.body)
+                return answer(200, headers, asset.body)
         return page_answer(404, "No such page in the console.")
 
     def _login(self, guard: TokenGuard, request: Request, tls: bool) -> Upstream:
@@ -201,7 +152,7 @@ class Console:
             _NO_STORE,
             _NO_REFERRER,
         ]
-        return Answer(303, headers, body.encode())
+        return answer(303, headers, body.encode())
 
     def _socket(self, request: Request, client: str, own: bytes) -> Upstream:
         if request.upgrade is None:
@@ -229,8 +180,7 @@ class Console:
                 text(b"sec-websocket-version"),
             )
         except ws.HandshakeError as exc:
-            answer = page_answer(exc.status, str(exc))
             if exc.status == 426:
-                return Answer(426, [(b"Sec-WebSocket-Version", b"13")], b"")
-            return answer
+                return answer(426, [(b"Sec-WebSocket-Version", b"13")], b"")
+            return page_answer(exc.status, str(exc))
         return TerminalSocket(self._spec, accept, client)

@@ -41,7 +41,8 @@ class FixedResponse:
             return
         self._sink = None
         sink.backend_head(self._status, self._reason, self._headers)
-        sink.backend_body(self._body)
+        if self._body:
+            sink.backend_body(self._body)
         sink.backend_end(True)
 
     def send_body(self, data: bytes) -> None:
