@@ -12,6 +12,9 @@ front, HTTP/1.1 kept alive on the plain port (``h2load --h1``: one request at a 
 connection). Prints req/s, the mean time per request, failures and the CPU time of Corral's
 whole process tree per request. Loopback only; every process started here is stopped at the
 end. Compare figures within one run (see bench/README.md, "HTTP/2").
+
+``--nginx`` adds nginx terminating TLS with HTTP/2 in front of the same number of Corral's
+Python workers over FastCGI (``tls.NginxTls``), in the same run.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from proctree import tree_cpu_seconds
 from servers import free_port
-from tls import Corral, make_certificate, server_toml
+from tls import Corral, NginxTls, make_certificate, server_toml
 
 _FINISHED = re.compile(r"finished in [\d.]+\w+, ([\d.]+) req/s")
 _REQUESTS = re.compile(
@@ -53,6 +56,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--streams", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--nginx", action="store_true", help="also nginx (TLS, h2) + FastCGI")
     args = parser.parse_args()
     program = shutil.which("h2load")
     if program is None:
@@ -67,21 +71,25 @@ def main() -> int:
         config = server_toml(folder, free_port(), free_port())
         config.write_text("[server]\nhttp2_cleartext = true\n" + config.read_text())
         corral = Corral(config, args.workers)
+        nginx = NginxTls(folder, args.workers, http2=True) if args.nginx else None
         try:
             print(f"{'scenario':<22} {'req/s':>9} {'mean':>10} {'failed':>7} {'CPU µs/req':>11}")
-            scenarios = (
-                ("h2 over TLS (ALPN)", corral.urls["https"], False),
-                ("h2c prior knowledge", corral.urls["http"], False),
-                ("HTTP/1.1 kept alive", corral.urls["http"], True),
-            )
+            pids = [corral.proc.pid]
+            scenarios = [
+                ("h2 over TLS (ALPN)", corral.urls["https"], False, pids),
+                ("h2c prior knowledge", corral.urls["http"], False, pids),
+                ("HTTP/1.1 kept alive", corral.urls["http"], True, pids),
+            ]
+            if nginx is not None:
+                scenarios.append(("nginx h2 + workers", nginx.url, False, nginx.pids))
             for _ in range(args.repeat):
-                for name, base, h1 in scenarios:
+                for name, base, h1, tree in scenarios:
                     url = base + "/hello"
                     h2load(program, url, args, h1, 2)  # warm-up
                     time.sleep(0.5)
-                    before = tree_cpu_seconds(corral.proc.pid)
+                    before = sum(tree_cpu_seconds(pid).total for pid in tree)
                     out = h2load(program, url, args, h1, args.duration)
-                    spent = (tree_cpu_seconds(corral.proc.pid) - before).total
+                    spent = sum(tree_cpu_seconds(pid).total for pid in tree) - before
                     finished = _FINISHED.search(out)
                     counts = _REQUESTS.search(out)
                     mean = _MEAN.search(out)
@@ -95,6 +103,8 @@ def main() -> int:
                           f"{per:>10} {failed:>7} {cpu:>11.0f}")  # fmt: skip
         finally:
             corral.stop()
+            if nginx is not None:
+                nginx.stop()
     return 0
 
 

@@ -11,6 +11,12 @@ request) and with `Connection: close` (`hello-close`: a TCP connection and a ful
 per request). Prints req/s, p50/p99 latency, errors and the CPU time of Corral's whole process
 tree per request. Loopback only; every process started here is stopped at the end. Compare
 figures within one run (see bench/README.md, "TLS").
+
+``--nginx`` adds the reference of issue 12 to the same run: nginx (Debian's) terminating TLS with
+the same certificate and passing each request over FastCGI (a connection per request, the usual
+nginx set-up: a WSGI worker serves one connection at a time) to the same number of Corral's Python
+workers, started directly (``python -m corral.worker --bind``);
+its CPU is nginx's processes plus those workers'.
 """
 
 from __future__ import annotations
@@ -103,17 +109,76 @@ class Corral:
                 self.proc.wait(5)
 
 
+class NginxTls:
+    """nginx terminating TLS in front of ``workers`` of Corral's Python worker over FastCGI."""
+
+    def __init__(self, folder: Path, workers: int, *, http2: bool = False) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        ports = [free_port() for _ in range(workers)]
+        for port in ports:
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "corral.worker", "--bind", f"127.0.0.1:{port}"],
+                    cwd=SITE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )  # fmt: skip
+        self.port = free_port()
+        servers = "".join(f"    server 127.0.0.1:{port};\n" for port in ports)
+        (folder / "nginx.conf").write_text(
+            "daemon off;\nworker_processes 1;\npid nginx.pid;\nerror_log nginx-error.log;\n"
+            "events { worker_connections 1024; }\n"
+            "http {\n  access_log off;\n"
+            "  client_body_temp_path tmp-body; fastcgi_temp_path tmp-fastcgi;\n"
+            "  proxy_temp_path tmp-proxy; uwsgi_temp_path tmp-uwsgi; scgi_temp_path tmp-scgi;\n"
+            f"  upstream workers {{\n{servers}  }}\n"
+            f"  server {{\n    listen 127.0.0.1:{self.port} ssl{' http2' if http2 else ''};\n"
+            f"    ssl_certificate {folder}/bench.pem;\n"
+            f"    ssl_certificate_key {folder}/bench.key;\n"
+            "    ssl_protocols TLSv1.2 TLSv1.3;\n"
+            "    location / {\n      include /etc/nginx/fastcgi_params;\n"
+            "      fastcgi_param PATH_INFO $uri;\n      fastcgi_param SCRIPT_NAME '';\n"
+            "      fastcgi_pass workers;\n    }\n  }\n}\n"
+        )
+        self.procs.append(
+            subprocess.Popen(
+                ["nginx", "-p", str(folder), "-c", str(folder / "nginx.conf")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            )
+        )  # fmt: skip
+        self.url = f"https://127.0.0.1:{self.port}"
+        time.sleep(1.5)  # (the workers import the app; nginx binds)
+        if any(proc.poll() is not None for proc in self.procs):
+            self.stop()
+            raise SystemExit("nginx or a worker did not start (see nginx-error.log)")
+
+    @property
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
 def measure(
-    wrk: str, corral: Corral, url: str, script: str, args: argparse.Namespace
+    wrk: str, pids: list[int], url: str, script: str, args: argparse.Namespace
 ) -> tuple[wrkrun.WrkResult, float]:
-    """wrk's result and Corral's CPU microseconds per request."""
+    """wrk's result and the CPU microseconds per request of the process trees ``pids``."""
     # A warm-up run, then the measured one.
     wrkrun.run(wrk, url, script, connections=args.connections, duration=2, threads=1, timeout=10)
     time.sleep(0.5)
-    before = tree_cpu_seconds(corral.proc.pid)
+    before = sum(tree_cpu_seconds(pid).total for pid in pids)
     result = wrkrun.run(wrk, url, script, connections=args.connections,
                         duration=args.duration, threads=1, timeout=10)  # fmt: skip
-    spent = (tree_cpu_seconds(corral.proc.pid) - before).total
+    spent = sum(tree_cpu_seconds(pid).total for pid in pids) - before
     return result, spent / max(result.requests, 1) * 1e6
 
 
@@ -123,6 +188,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--nginx", action="store_true", help="also nginx terminating TLS, FastCGI to the workers"
+    )
     args = parser.parse_args()
     try:
         wrk = wrkrun.find_wrk()
@@ -136,14 +204,19 @@ def main() -> int:
         folder = Path(tmp)
         make_certificate(folder)
         corral = Corral(server_toml(folder, free_port(), free_port()), args.workers)
+        nginx = NginxTls(folder, args.workers) if args.nginx else None
         try:
             print(f"{'scenario':<12} {'scheme':<6} {'req/s':>9} {'p50':>9} {'p99':>9} "
                   f"{'errors':>7} {'CPU µs/req':>11}")  # fmt: skip
             for _ in range(args.repeat):
                 for scenario, script in SCENARIOS:
-                    for scheme in ("http", "https"):
-                        url = corral.urls[scheme] + "/hello"
-                        result, cpu = measure(wrk, corral, url, script, args)
+                    targets = [(scheme, corral.urls[scheme], [corral.proc.pid])
+                               for scheme in ("http", "https")]  # fmt: skip
+                    if nginx is not None:
+                        targets.append(("nginx", nginx.url, nginx.pids))
+                    for scheme, base, pids in targets:
+                        url = base + "/hello"
+                        result, cpu = measure(wrk, pids, url, script, args)
                         p50 = result.latency_us.get("p50", 0) / 1000
                         p99 = result.latency_us.get("p99", 0) / 1000
                         print(f"{scenario:<12} {scheme:<6} {result.req_per_s:>9.0f} "
@@ -151,6 +224,8 @@ def main() -> int:
                               f"{cpu:>11.0f}")  # fmt: skip
         finally:
             corral.stop()
+            if nginx is not None:
+                nginx.stop()
     return 0
 
 
