@@ -39,7 +39,7 @@ from corral.front.exchange import Exchange
 from corral.front.h2fields import response_fields
 from corral.front.proxy import body_allowed
 from corral.front.spool import Spill, spilled_total
-from corral.front.stream import Deadline, TunnelPeer
+from corral.front.stream import Deadline, TunnelPeer, body_rate_deadline
 from corral.protocol.http1.events import Request
 
 if TYPE_CHECKING:
@@ -293,17 +293,13 @@ class Http2Stream:
         server = self._server
         settings = server.settings
         self._kind = _BODY
-        gap = server.now + server.body_timeout
-        rate = settings.min_body_rate
-        if rate:
-            due = server.now + settings.body_rate_grace
-            step = self._rate_step = 1.0 / rate
-            self._rate_base = due - self._body_received * step
-            self.deadline = due if due < gap else gap
-        else:
-            self._rate_step = 0.0
-            self._rate_base = _NEVER
-            self.deadline = gap
+        self._rate_base, self._rate_step, self.deadline = body_rate_deadline(
+            server.now,
+            server.body_timeout,
+            settings.min_body_rate,
+            settings.body_rate_grace,
+            self._body_received,
+        )
 
     def pause_reading(self, reason: int) -> None:
         self._paused |= reason

@@ -32,7 +32,7 @@ from corral.front import errorpages
 from corral.front.context import FrontContext
 from corral.front.exchange import Exchange
 from corral.front.http1response import Http1Response
-from corral.front.stream import Deadline, TunnelPeer
+from corral.front.stream import Deadline, TunnelPeer, body_rate_deadline
 from corral.protocol.http1.errors import HTTPProtocolError
 from corral.protocol.http1.events import NEED_DATA, PAUSED, Body, EndOfMessage, Request
 from corral.protocol.http1.writer import CONTINUE
@@ -53,9 +53,6 @@ _TUNNEL = Deadline.TUNNEL
 #: response instead of a reset, like nginx's lingering_close).
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 16 * 1024 * 1024
-
-#: A deadline that never comes (``min_body_rate = 0``).
-_NEVER = float("inf")
 
 #: A reason of this protocol's own to stop reading (beside ``stream.PAUSE_*``): pipelined
 #: requests held past ``_HELD_PIPELINE_MAX`` bytes.
@@ -323,18 +320,13 @@ class HTTPConnection(asyncio.Protocol):
         server = self._server
         settings = server.settings
         self._kind = _BODY
-        gap = server.now + server.body_timeout
-        rate = settings.min_body_rate
-        if rate:
-            # What came so far is on time: the grace starts now.
-            due = server.now + settings.body_rate_grace
-            step = self._rate_step = 1.0 / rate
-            self._rate_base = due - self._body_received * step
-            self.deadline = due if due < gap else gap
-        else:
-            self._rate_step = 0.0
-            self._rate_base = _NEVER
-            self.deadline = gap
+        self._rate_base, self._rate_step, self.deadline = body_rate_deadline(
+            server.now,
+            server.body_timeout,
+            settings.min_body_rate,
+            settings.body_rate_grace,
+            self._body_received,
+        )
 
     def pause_reading(self, reason: int) -> None:
         if not self._paused and self._transport is not None and not self.closed:

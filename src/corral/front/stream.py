@@ -233,3 +233,18 @@ class ClientStream(Protocol):
 
     def abort(self) -> None:
         """Cut the client off (a response that cannot be completed)."""
+
+
+def body_rate_deadline(
+    now: float, body_timeout: float, rate: float, grace: float, received: int
+) -> tuple[float, float, float]:
+    """When a request body being read (``received`` bytes so far) is late: ``(base, step,
+    deadline)``. With a minimum rate, ``received`` bytes are due by ``base + received * step``
+    (what came so far is on time: the grace starts now); the deadline is the sooner of that
+    and the next byte's ``body_timeout``. Without one, ``base`` is never."""
+    gap = now + body_timeout
+    if not rate:
+        return float("inf"), 0.0, gap
+    due = now + grace
+    step = 1.0 / rate
+    return due - received * step, step, due if due < gap else gap
