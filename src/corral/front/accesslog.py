@@ -139,10 +139,9 @@ def extended(
     upstream: float | None,
 ) -> str:
     """Combined, then ``"host" "app" duration upstream``."""
+    line = combined(remote, request, status, sent, referer, agent, app, duration, upstream)
     return (
-        f'{remote} - - {_clock.now()} "{escape(request.method)} {escape(request.target)} '
-        f'HTTP/{request.http_version}" {status} {sent if sent else "-"} "{escape(referer)}" '
-        f'"{escape(agent)}" "{escape(request.host)}" "{_label(app)}" {duration:.6f} '
+        f'{line} "{escape(request.host)}" "{_label(app)}" {duration:.6f} '
         f"{'-' if upstream is None else f'{upstream:.6f}'}"
     )
 
