@@ -597,11 +597,15 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers.values():
                 server.stop()
     all_runs = rows
+    # The machine is shared: its load at the end says how much of the run the others took too.
+    meta["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     rows = median_rows(rows)
     rows.sort(
         key=lambda r: (args.scenario_list.index(r["scenario"]), args.server_list.index(r["server"]))
     )
-    print()
+    print(
+        f"\nload average at the end: {' / '.join(map(str, meta['loadavg_at_end']))} (1/5/15 min)\n"
+    )
     if rows:
         print_table(rows)
     if args.workers is None:  # servers with their defaults: issue 14's targets
