@@ -436,8 +436,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--workers",
         type=int,
-        help="worker processes per server, e.g. the cores: "
-        f"{cores} (default: none, each server with its own defaults, as issue 14 compares them)",
+        help="worker processes per server, e.g. the cores (here "
+        f"{cores}); default: each server with its own defaults, as issue 14 compares them",
     )
     p.add_argument(
         "--wrk-threads",
