@@ -409,7 +409,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         cores = os.cpu_count() or 2
     p = argparse.ArgumentParser(
         prog="bench/run.py",
-        description="wrk benchmark of Corral against gunicorn (sync) and uWSGI.",
+        description="wrk benchmark of Corral against gunicorn (sync), granian and uWSGI.",
     )
     p.add_argument(
         "--servers",
