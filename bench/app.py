@@ -9,6 +9,8 @@ Routes (anything else is a 404, which wrk counts as an error):
 - ``/sleep50``  sleeps 50 ms, then answers like ``/hello``: a slow app, where concurrency matters.
 - ``/cpu10``    burns 10 ms of CPU (its thread's CPU time), then answers like ``/hello``: a
                 CPU-bound app, where more processes than cores only add waiting.
+- ``/cpu5``     the same with 5 ms (issue 14's CPU-bound app); bench/lua/mixed.lua sends half
+                of its requests here and half to ``/sleep50`` (the ``mixed`` scenario).
 
 Stdlib only, so it runs unchanged under Corral's worker, gunicorn and uWSGI.
 """
@@ -79,6 +81,9 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         return _answer(start_response, "200 OK", HELLO)
     if path == "/cpu10":
         burn_cpu(0.010)
+        return _answer(start_response, "200 OK", HELLO)
+    if path == "/cpu5":
+        burn_cpu(0.005)
         return _answer(start_response, "200 OK", HELLO)
     return _answer(start_response, "404 Not Found", b"no such route\n")
 

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Corral's benchmark: wrk against Corral, gunicorn (sync) and uWSGI, measured in the same run.
+"""Corral's benchmark: wrk against Corral, gunicorn (sync), granian and uWSGI, in the same run.
 
-    python bench/run.py [--servers corral,gunicorn,uwsgi] [--scenarios hello,...]
+    python bench/run.py [--servers corral,gunicorn,granian,uwsgi] [--scenarios hello,...]
                         [--duration 10] [--workers N] [--json out.json] [--check]
 
-For each server: start it (own process group, free loopback port, N worker processes), check
-every route answers correctly, then for each scenario: warm up with wrk, wait until the server
-has drained the warm-up's queue, sample the CPU time of the server's whole process tree, run wrk,
-sample again. Prints req/s, p50/p99 latency, errors and server CPU time per request. See
-bench/README.md.
+For each server: start it (own process group, free loopback port; with its own defaults, or with
+N worker processes with --workers N), check every route answers correctly, then for each
+scenario: warm up with wrk, wait until the server has drained the warm-up's queue, sample the CPU
+time of the server's whole process tree, run wrk, sample again. Prints req/s, p50/p99 latency,
+errors and server CPU time per request; judges issue 14's targets (targets.py), or with
+--workers the first benchmark's. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import targets
 import wrkrun
 from proctree import tree_cpu_seconds
 from servers import KINDS, Server, ServerError, request
@@ -67,6 +69,8 @@ SCENARIOS = {
         Scenario("upload", "/upload", 64, "upload.lua", "1 MiB upload read by the app"),
         Scenario("sleep50", "/sleep50", 200, "get.lua", "app sleeps 50 ms, keep-alive"),
         Scenario("cpu10", "/cpu10", 16, "get.lua", "app burns 10 ms of CPU, keep-alive"),
+        Scenario("cpu5", "/cpu5", 16, "get.lua", "app burns 5 ms of CPU, keep-alive"),
+        Scenario("mixed", "/", 64, "mixed.lua", "half /sleep50, half /cpu5, keep-alive"),
     )
 }
 
@@ -87,6 +91,7 @@ def preflight(server: Server) -> None:
         ("POST", "/upload", b"x" * len(mib), f"{len(mib)}\n".encode()),
         ("GET", "/sleep50", None, hello),
         ("GET", "/cpu10", None, hello),
+        ("GET", "/cpu5", None, hello),
     ]
     for method, path, body, expected in checks:
         status, _, got = request(port, method, path, body=body, timeout=30.0)
@@ -404,11 +409,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         cores = os.cpu_count() or 2
     p = argparse.ArgumentParser(
         prog="bench/run.py",
-        description="wrk benchmark of Corral against gunicorn (sync) and uWSGI.",
+        description="wrk benchmark of Corral against gunicorn (sync), granian and uWSGI.",
     )
     p.add_argument(
         "--servers",
-        default="corral,gunicorn,uwsgi",
+        default="corral,gunicorn,granian,uwsgi",
         help="comma-separated, from: " + ", ".join(KINDS) + " (default: all)",
     )
     p.add_argument(
@@ -431,8 +436,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--workers",
         type=int,
-        default=cores,
-        help=f"worker processes per server (default: cores = {cores})",
+        help="worker processes per server, e.g. the cores (here "
+        f"{cores}); default: each server with its own defaults, as issue 14 compares them",
     )
     p.add_argument(
         "--wrk-threads",
@@ -458,8 +463,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--check",
         action="store_true",
-        help="exit with status 3 when Corral misses a target, or the run leaves one unmeasured "
-        "(every scenario, and gunicorn for hello: see bench/README.md)",
+        help="exit with status 3 when Corral misses a target, or the run leaves one unmeasured: "
+        "issue 14's with the servers' defaults, issue 2's with --workers (see bench/README.md)",
     )
     p.add_argument("--verbose", action="store_true", help="keep wrk's own output in the JSON")
     p.add_argument(
@@ -485,7 +490,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in args.scenario_list:
         if name not in SCENARIOS:
             p.error(f"unknown scenario {name!r} (choose from {', '.join(SCENARIOS)})")
-    if min(args.workers, args.wrk_threads, args.repeat) < 1 or args.duration < 1:
+    if min(args.workers or 1, args.wrk_threads, args.repeat) < 1 or args.duration < 1:
         p.error("--workers, --wrk-threads and --repeat must be >= 1, and --duration >= 1")
     return args
 
@@ -521,9 +526,10 @@ def main(argv: list[str] | None = None) -> int:
         "wrk_timeout_s": args.timeout,
         "servers": {},
     }
+    each = "its own defaults" if args.workers is None else f"{args.workers} workers"
     print(
         f"bench: {', '.join(args.server_list)} x {', '.join(args.scenario_list)}; "
-        f"{args.workers} workers each, {args.duration:g} s per run "
+        f"each with {each}, {args.duration:g} s per run "
         f"after {args.warmup:g} s warm-up, {args.repeat} run(s) each, "
         f"wrk {args.wrk_threads} thread(s); load average {load1:.2f} on {os.cpu_count()} CPUs",
         flush=True,
@@ -563,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                     meta["servers"][name] = {
                         "version": servers[name].version,
                         "command": servers[name].exe,
+                        "argv": servers[name].argv,
                     }
                     preflight(servers[name])
                 except errors as exc:
@@ -590,14 +597,21 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers.values():
                 server.stop()
     all_runs = rows
+    # The machine is shared: its load at the end says how much of the run the others took too.
+    meta["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     rows = median_rows(rows)
     rows.sort(
         key=lambda r: (args.scenario_list.index(r["scenario"]), args.server_list.index(r["server"]))
     )
-    print()
+    print(
+        f"\nload average at the end: {' / '.join(map(str, meta['loadavg_at_end']))} (1/5/15 min)\n"
+    )
     if rows:
         print_table(rows)
-    checks = acceptance(rows, complete=args.check)
+    if args.workers is None:  # servers with their defaults: issue 14's targets
+        checks = targets.judge(rows, SCENARIOS, starved_share=STARVED_SHARE, complete=args.check)
+    else:  # N workers each: the first benchmark's (issue 2)
+        checks = acceptance(rows, complete=args.check)
     if checks:
         print("\nCorral's targets:")
         for c in checks:

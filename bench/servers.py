@@ -1,8 +1,9 @@
 """The servers under test: how each one is started, checked and stopped.
 
 Every server is a subprocess in a process group of its own, listening on a free loopback port,
-running bench/site/wsgi.py with the same number of worker processes. Its output goes to a log
-file that is shown when it fails to start.
+running bench/site/wsgi.py, either with its own defaults (workers None: defaults.py) or with the
+same number of worker processes. Its output goes to a log file that is shown when it fails to
+start.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import defaults
 import psutil
 from proctree import tree_pids
 
@@ -62,7 +64,9 @@ class ServerKind:
     description: str
     program: str  # the executable looked up next to sys.executable, then on PATH
 
-    def command(self, exe: str, port: int, workers: int) -> list[str]:
+    def command(self, exe: str, port: int, workers: int | None) -> list[str]:
+        if workers is None:
+            return defaults.command(self.name, exe, port, SITE_DIR)
         listen = f"127.0.0.1:{port}"
         site = str(SITE_DIR)
         if self.name == "corral":
@@ -71,6 +75,10 @@ class ServerKind:
         if self.name == "gunicorn":
             return [exe, "--worker-class", "sync", "--workers", str(workers), "--bind", listen,
                     "--backlog", str(BACKLOG), "--chdir", site, "--log-level", "warning",
+                    "wsgi:application"]  # fmt: skip
+        if self.name == "granian":
+            return [exe, "--interface", "wsgi", "--workers", str(workers), "--host", "127.0.0.1",
+                    "--port", str(port), "--backlog", str(BACKLOG), "--working-dir", site,
                     "wsgi:application"]  # fmt: skip
         if self.name == "uwsgi":
             return [exe, "--master", "--processes", str(workers), "--http11-socket", listen,
@@ -95,6 +103,7 @@ class ServerKind:
 KINDS = {
     "corral": ServerKind("corral", "Corral: front + N FastCGI workers", "corral"),
     "gunicorn": ServerKind("gunicorn", "gunicorn, sync workers", "gunicorn"),
+    "granian": ServerKind("granian", "granian, WSGI interface", "granian"),
     "uwsgi": ServerKind("uwsgi", "uWSGI, prefork, --http11-socket", "uwsgi"),
 }
 
@@ -102,7 +111,7 @@ KINDS = {
 @dataclass
 class Server:
     kind: ServerKind
-    workers: int
+    workers: int | None  # None: the server's own defaults (defaults.py)
     log_dir: Path
     port: int = 0
     exe: str = ""
@@ -114,6 +123,7 @@ class Server:
     close_notes: list[str] = field(default_factory=list)
     #: More arguments for the server's command line (bench/run.py --corral-set).
     extra_args: tuple[str, ...] = ()
+    argv: list[str] = field(default_factory=list)  # the command line it was started with
 
     @property
     def pid(self) -> int:
@@ -146,7 +156,8 @@ class Server:
         cmd = [*self.kind.command(exe, self.port, self.workers), *self.extra_args]
         if "--access-log" in self.extra_args:  # (bench/run.py --corral-access-log)
             cmd.remove("--no-access-log")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.argv = cmd
+        env = dict(defaults.clean_environment(os.environ), PYTHONUNBUFFERED="1")
         with open(self.log_path, "wb") as log:
             log.write(("$ " + " ".join(cmd) + "\n").encode())
             log.flush()
