@@ -86,10 +86,12 @@ def test_rolling_restarts_behind_haproxy_lose_nothing_and_a_kill_only_its_in_fli
     cluster: Cluster,
 ) -> None:
     nodes, balancer = cluster.nodes, cluster.balancer
+    stops: list[tuple[str, float]] = []
     with balancer.load("strict", path="/roll", clients=4) as load:
         time.sleep(0.5)
         for node in nodes:
             stopped = time.monotonic()
+            stops.append((node.where, stopped))
             assert node.stop() == 0
             node.start()
             # Back behind HAProxy (rise 2: two checks) and given requests again.
@@ -98,7 +100,7 @@ def test_rolling_restarts_behind_haproxy_lose_nothing_and_a_kill_only_its_in_fli
             assert answered >= {other.where for other in nodes if other is not node}
     roll_outcomes = load.outcomes
     rolling_failures = [o for o in roll_outcomes if not o.ok]
-    assert rolling_failures == [], rolling_failures[:5]
+    assert rolling_failures == [], _described(rolling_failures, stops)
     assert len(roll_outcomes) > 300, len(roll_outcomes)
 
     # The kill: requests that take 200 ms, so that some are on the node when it dies.
@@ -134,6 +136,20 @@ def test_rolling_restarts_behind_haproxy_lose_nothing_and_a_kill_only_its_in_fli
     assert len(kill_failures) <= bound, (on, outstanding, begun, kill_failures)
     assert len(load.since(dead_at)) > 20
     _report(roll_outcomes, on["n0"], bound, kill_failures)
+
+
+def _described(failures: list[Outcome], stops: list[tuple[str, float]]) -> str:
+    """The failed requests, each with when it began and ended after each SIGTERM."""
+    lines = [f"{len(failures)} failed:"]
+    for o in failures[:10]:
+        since = ", ".join(
+            f"{where} +{(o.started - at) * 1000:.0f}..{(o.ended - at) * 1000:.0f} ms"
+            for where, at in stops
+            if at <= o.ended
+        )
+        reason = o.error or o.body.split(b"</h1>")[-1].strip()[:80].decode(errors="replace")
+        lines.append(f"  {o.status} {reason!r} after SIGTERM to {since}")
+    return "\n".join(lines)
 
 
 def _report(outcomes: list[Outcome], on_node: int, bound: int, killed: list[Outcome]) -> None:
