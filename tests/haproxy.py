@@ -2,7 +2,8 @@
 machine's loopback or in a network namespace of its own (tests/netns.py).
 
 HAProxy checks every node's /readyz on its admin listener and takes it out at the first failed
-check. Two ways through it to the same nodes:
+check (a check may take a second: a node is not taken out because this shared machine stalled
+for a moment, which would take out every node at once). Two ways through it to the same nodes:
 
 - "strict" (``retries 0``) checks every 200 ms (it notices a draining node within ~0.3 s, well
   inside the nodes' drain_delay) and never sends a request again: what the rolling stops are
@@ -43,6 +44,7 @@ defaults
     timeout connect 1s
     timeout client 10s
     timeout server 10s
+    timeout check 1s
     option httpchk GET /readyz
     http-check expect status 200
     default-server inter 200ms fall 1 rise 2
@@ -103,15 +105,28 @@ class Balancer:
                 retrying=self.retrying,
             )
         )
-        self.proc = subprocess.Popen(
-            [*self.launcher, self.haproxy, "-db", "-f", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*self.launcher, self.haproxy, "-db", "-f", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         call_in(self.netns, lambda: self._wait_for(len(nodes)))
         return self
+
+    @property
+    def log(self) -> Path:
+        """HAProxy's own messages (a server going DOWN or UP, and why)."""
+        return self.folder / "haproxy.log"
+
+    def servers_changes(self) -> list[str]:
+        """The lines of its log where a server went DOWN or UP."""
+        if not self.log.exists():
+            return []
+        lines = self.log.read_text().splitlines()
+        return [line for line in lines if " is DOWN" in line or " is UP" in line]
 
     def _wait_for(self, count: int) -> None:
         deadline = time.monotonic() + WAIT

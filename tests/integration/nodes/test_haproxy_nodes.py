@@ -100,7 +100,7 @@ def test_rolling_restarts_behind_haproxy_lose_nothing_and_a_kill_only_its_in_fli
             assert answered >= {other.where for other in nodes if other is not node}
     roll_outcomes = load.outcomes
     rolling_failures = [o for o in roll_outcomes if not o.ok]
-    assert rolling_failures == [], _described(rolling_failures, stops)
+    assert rolling_failures == [], _described(rolling_failures, stops, balancer)
     assert len(roll_outcomes) > 300, len(roll_outcomes)
 
     # The kill: requests that take 200 ms, so that some are on the node when it dies.
@@ -138,8 +138,9 @@ def test_rolling_restarts_behind_haproxy_lose_nothing_and_a_kill_only_its_in_fli
     _report(roll_outcomes, on["n0"], bound, kill_failures)
 
 
-def _described(failures: list[Outcome], stops: list[tuple[str, float]]) -> str:
-    """The failed requests, each with when it began and ended after each SIGTERM."""
+def _described(failures: list[Outcome], stops: list[tuple[str, float]], lb: Balancer) -> str:
+    """The failed requests, each with when it began and ended after each SIGTERM, and what
+    HAProxy saw of the servers."""
     lines = [f"{len(failures)} failed:"]
     for o in failures[:10]:
         since = ", ".join(
@@ -149,7 +150,7 @@ def _described(failures: list[Outcome], stops: list[tuple[str, float]]) -> str:
         )
         reason = o.error or o.body.split(b"</h1>")[-1].strip()[:80].decode(errors="replace")
         lines.append(f"  {o.status} {reason!r} after SIGTERM to {since}")
-    return "\n".join(lines)
+    return "\n".join([*lines, "haproxy:", *lb.servers_changes()])
 
 
 def _report(outcomes: list[Outcome], on_node: int, bound: int, killed: list[Outcome]) -> None:
