@@ -28,7 +28,8 @@ from tests.ports import port
 
 from conftest import require_program
 
-pytestmark = pytest.mark.external("haproxy")
+#: About 20 s alone; up to a minute when this 2-core machine runs other suites (load average 18).
+pytestmark = [pytest.mark.external("haproxy"), pytest.mark.timeout(240)]
 
 DRAIN = "drain_delay=1.5"
 SETTINGS = (DRAIN, "shutdown_grace=5")
