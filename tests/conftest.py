@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 
@@ -25,7 +26,12 @@ def require_program(name: str, *alternatives: str) -> str:
         )
         if path:
             return path
-    message = f"external program {name!r} is not installed"
+    unavailable(f"external program {name!r} is not installed")
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip with ``message`` for what this machine lacks (a program, root, a kernel feature),
+    or fail under CORRAL_REQUIRE_EXTERNAL=1."""
     if REQUIRE_EXTERNAL:
         pytest.fail(message + " (CORRAL_REQUIRE_EXTERNAL=1 forbids skipping)")
     pytest.skip(message)

@@ -1,5 +1,6 @@
 """Steady load for the many-nodes tests: a few client threads sending GETs one after another,
-each on a fresh connection, every outcome recorded with its start and end time."""
+each on a fresh connection, every outcome recorded with its start and end time. The threads may
+run in a network namespace (tests/netns.py): then ``address`` is on that host's network."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from tests.harness import request
+from tests.netns import enter
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class Load:
     path: str = "/"
     clients: int = 4
     pause: float = 0.005
+    address: str = "127.0.0.1"
+    #: The network namespace the client threads enter first (None: this machine's network).
+    netns: str | None = None
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -53,10 +58,12 @@ class Load:
             thread.join(30)
 
     def _run(self) -> None:
+        if self.netns is not None:
+            enter(self.netns)
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                response = request(self.port, path=self.path)
+                response = request(self.port, path=self.path, address=self.address)
                 outcome = Outcome(started, time.monotonic(), response.status, response.body)
             except (OSError, AssertionError, ValueError) as exc:
                 outcome = Outcome(started, time.monotonic(), 0, b"", f"{type(exc).__name__}: {exc}")
