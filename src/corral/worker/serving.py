@@ -63,8 +63,7 @@ def serve(args: argparse.Namespace, loaded: Loaded, listener: socket.socket, whe
         if state.max_threads > args.threads:
             count = f"{args.threads} to {state.max_threads} threads, on demand"
         server.log(
-            f"serving {loaded.description} on {where} "
-            f"({count}, Python {sys.version.split()[0]})",
+            f"serving {loaded.description} on {where} ({count}, Python {sys.version.split()[0]})",
             notice=True,
         )
         code = threads.serve_forever(listener, state)
