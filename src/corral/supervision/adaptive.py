@@ -262,7 +262,7 @@ class ConcurrencyTuner:
                 per_request if known is None else known + CPU_WEIGHT * (per_request - known)
             )
             self._cpu_sum, self._requests = 0.0, 0
-        service = self._load.service_time
+        smoothed = service = self._load.service_time
         if service is not None and self.cpu_wait is not None:
             # A request's wait for a core is the machine's, not the app's.
             service = max(service - self.cpu_wait, self.cpu_per_request or 0.0)
@@ -273,9 +273,10 @@ class ConcurrencyTuner:
             in_flight=len(self._dispatcher.leases),
             workers=sum(1 for w in self._workers.values() if w.state.is_ready),
             settled=now - self.changed_at >= BASE_SETTLE,
+            smoothed=smoothed,
             previous=self._previous_service,
         )
-        self._previous_service = service
+        self._previous_service = smoothed
 
     # ------------------------------------------------------------------- deciding
 

@@ -134,17 +134,22 @@ def next_base(
     in_flight: int,
     workers: int,
     settled: bool,
+    smoothed: float | None = None,
     previous: float | None = None,
 ) -> Base | None:
     """The base after a sample: the sample's figures when they are clean (both known, at most
-    ``BASE_IN_FLIGHT`` requests in flight per worker, the capacity ``settled``, the service
-    time within ``STEADY`` of the ``previous`` sample's), else the base as it was, or None once
-    the CPU per request has moved away from it (``stale``)."""
+    ``BASE_IN_FLIGHT`` requests in flight per worker, the capacity ``settled``, the smoothed
+    service time within ``STEADY`` of the ``previous`` sample's), else the base as it was, or
+    None once the CPU per request has moved away from it (``stale``). ``service`` is the app's
+    own part of the ``smoothed`` service time (without its waits for a core; the same by
+    default)."""
     if base is not None and cpu is not None and stale(base, cpu):
         base = None
-    if service is None or cpu is None or previous is None or not settled:
+    if smoothed is None:
+        smoothed = service
+    if service is None or cpu is None or smoothed is None or previous is None or not settled:
         return base
-    if abs(service - previous) > STEADY * max(service, previous):
+    if abs(smoothed - previous) > STEADY * max(smoothed, previous):
         return base
     if in_flight > BASE_IN_FLIGHT * max(workers, 1):
         return base
