@@ -1,7 +1,8 @@
 """Adaptive concurrency end to end, through `corral serve` and real workers: without any setting,
 an app whose requests sleep gets more connections (threads) per worker than its initial one
 under concurrent load, and serves as many concurrent slow requests as there are connections in
-about one service time; with an explicit connections_per_worker it keeps that."""
+about one service time; an app that burns CPU keeps one per worker; with an explicit
+connections_per_worker it keeps that."""
 
 from __future__ import annotations
 
@@ -124,5 +125,42 @@ def test_an_explicit_connections_per_worker_stays_fixed(tmp_path: Path) -> None:
         fixed = status(control)
         assert fixed["capacity"] == 2 and fixed["thread_ceiling"] == 0
         assert "connections per worker" not in server.text()
+    finally:
+        server.stop()
+
+
+#: An app whose requests burn 20 ms of CPU each.
+BURNING_APP = """
+import time
+
+def application(environ, start_response):
+    end = time.thread_time() + 0.02
+    while time.thread_time() < end:
+        pass
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"burnt"]
+"""
+
+
+def test_a_cpu_bound_app_keeps_one_connection_per_worker(tmp_path: Path) -> None:
+    control = control_path("burn")
+    server = CorralServer(
+        make_site(tmp_path, BURNING_APP), args=("--no-access-log", "--control", control)
+    )
+    server.start()
+    try:
+        assert request(server.port, path="/burn").status == 200
+
+        def measured() -> bool:
+            cpu = status(control)["cpu_per_request"]
+            return cpu is not None and float(cpu) >= 0.015  # type: ignore[arg-type]
+
+        # It measures the CPU each request burns (20 ms)...
+        assert load_until(server.port, measured, path="/burn", seconds=20.0), status(control)
+        # ...and under more load, still gives each worker one request at a time.
+        load_until(server.port, lambda: False, path="/burn", seconds=3.0)
+        burnt = status(control)
+        assert burnt["capacity"] == 1, burnt
+        assert "(was 1, grow)" not in server.text()
     finally:
         server.stop()
