@@ -23,7 +23,7 @@ from corral.supervision.concurrency import (
     next_base,
     waits,
 )
-from corral.supervision.scaling import ScalingLimits
+from corral.supervision.scaling import LoadSample, ScalingLimits, WorkerLoad, decide
 
 NOW = 1000.0
 LONG_AGO = NOW - 60.0
@@ -352,3 +352,20 @@ def test_the_capacity_stays_within_one_and_the_ceiling(
     elif decision.capacity < capacity:
         assert decision.reason in (SHRINK, CPU_BOUND)
         assert decision.capacity >= capacity // 2 or decision.reason == CPU_BOUND
+
+
+def test_threads_first_then_workers_within_max_instances() -> None:
+    """With the capacity this policy chose, ``scaling.decide`` sizes the workers: a load the
+    threads carry asks for no more workers, a larger one for more, never past max_instances."""
+    chosen = decide_capacity(sample(in_flight=2, waiting=198), LIMITS, LONG_AGO, NOW).capacity
+    assert chosen == 125
+    limits = ScalingLimits(max_instances=2, cpu_count=2, capacity=chosen)
+    two = (WorkerLoad(1, 100, None), WorkerLoad(2, 100, None))
+    assert (
+        decide(LoadSample(workers=two, arrival_rate=4000.0, service_time=0.05), limits, NOW).start
+        == 0
+    )
+    one = (WorkerLoad(1, 125, None),)
+    assert decide(LoadSample(waiting=75, workers=one), limits, NOW).start == 1
+    full = (WorkerLoad(1, 125, None), WorkerLoad(2, 125, None))
+    assert decide(LoadSample(waiting=500, workers=full), limits, NOW).start == 0
