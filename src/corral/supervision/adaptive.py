@@ -275,6 +275,7 @@ class ConcurrencyTuner:
             settled=now - self.changed_at >= BASE_SETTLE,
             smoothed=smoothed,
             previous=self._previous_service,
+            net=service is not None and self.cpu_wait is not None,
         )
         self._previous_service = smoothed
 

@@ -36,9 +36,9 @@ The rules, in order:
    requests of a busy worker queue on its connection instead (pipelining,
    ``scaling.queue_depth``), and its service time is mostly the front's and the machine's.
    On a saturated machine (idle CPU below ``cpu_saturated_below``), where a request also
-   waits for a core (more than the base can take off where that is not measured), the ratio
-   asked is ``WAIT_RATIO_SATURATED``. Until the CPU per request is known, nothing changes;
-   without a valid base, the app does not count as waiting.
+   waits for a core, the ratio asked of a base whose waits for a core were not measured (no
+   schedstat: not Linux) is ``WAIT_RATIO_SATURATED``. Until the CPU per request is known,
+   nothing changes; without a valid base, the app does not count as waiting.
 2. **Enough for the load.** The requests present now (in flight and waiting) and Little's law
    (``arrival rate x service time``), shared by the ready workers at ``target_utilisation``.
 3. **No more than one core per worker.** A worker's threads share one core at most (the GIL):
@@ -116,6 +116,8 @@ class Base:
 
     service: float
     cpu: float
+    #: Its waits for a core were measured and taken off ``service`` (Linux's schedstat).
+    net: bool = False
 
 
 def stale(base: Base, cpu: float) -> bool:
@@ -136,13 +138,14 @@ def next_base(
     settled: bool,
     smoothed: float | None = None,
     previous: float | None = None,
+    net: bool = False,
 ) -> Base | None:
     """The base after a sample: the sample's figures when they are clean (both known, at most
     ``BASE_IN_FLIGHT`` requests in flight per worker, the capacity ``settled``, the smoothed
     service time within ``STEADY`` of the ``previous`` sample's), else the base as it was, or
     None once the CPU per request has moved away from it (``stale``). ``service`` is the app's
-    own part of the ``smoothed`` service time (without its waits for a core; the same by
-    default)."""
+    own part of the ``smoothed`` service time (``net``: without its waits for a core, which
+    were measured; the same by default)."""
     if base is not None and cpu is not None and stale(base, cpu):
         base = None
     if smoothed is None:
@@ -153,7 +156,7 @@ def next_base(
         return base
     if in_flight > BASE_IN_FLIGHT * max(workers, 1):
         return base
-    return Base(service, cpu)
+    return Base(service, cpu, net)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +219,9 @@ def waits(sample: ConcurrencySample, limits: ScalingLimits) -> bool:
     base = sample.own()
     if base is None or base.service < MIN_SERVICE:
         return False
-    return base.service >= (WAIT_RATIO_SATURATED if _saturated(sample, limits) else WAIT_RATIO) * (
-        base.cpu
-    )
+    # On a saturated machine, a base whose waits for a core could not be measured asks more.
+    saturated = _saturated(sample, limits) and not base.net
+    return base.service >= (WAIT_RATIO_SATURATED if saturated else WAIT_RATIO) * base.cpu
 
 
 def cpu_cap(sample: ConcurrencySample) -> int:

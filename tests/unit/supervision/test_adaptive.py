@@ -87,7 +87,7 @@ def test_the_base_leaves_out_the_wait_for_a_core() -> None:
     # 10 ms of CPU and 30 ms in the run queue per request: a CPU-bound app on a busy machine.
     tuned.read({1: 1.5, 2: 2.5}, waited={1: 1.5, 2: 1.5})
     assert tuned.tuner.cpu_wait == pytest.approx(0.030)
-    assert tuned.tuner.base == Base(pytest.approx(0.010), pytest.approx(0.010))  # type: ignore[arg-type]
+    assert tuned.tuner.base == Base(pytest.approx(0.010), pytest.approx(0.010), net=True)  # type: ignore[arg-type]
 
 
 def test_a_decision_reaches_the_dispatcher_and_the_scaler() -> None:

@@ -119,6 +119,13 @@ CASES = [
         ConcurrencyDecision(1),
     ),
     (
+        "... unless its waits for a core were measured and taken off its base (Linux)",
+        sample(Base(0.020, 0.004, net=True), in_flight=2, waiting=100, cpu_idle=0.01),
+        LONG_AGO,
+        LIMITS,
+        ConcurrencyDecision(4, GROW),
+    ),
+    (
         "... which the sleeping app does",
         sample(in_flight=2, waiting=100, cpu_idle=0.01),
         LONG_AGO,
