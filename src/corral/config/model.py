@@ -104,8 +104,11 @@ class EngineConfig:
     memory_limit: int = 0
     #: Seconds a worker above the floor may stay idle before it is stopped; 0 = never.
     idle_timeout: int = 300
-    #: Python engines: requests one worker serves at once (threads).
-    threads: int = 1
+    #: Python engines: requests one worker serves at once (threads); 0 = as many as the load
+    #: needs, up to max_threads (adaptive concurrency).
+    threads: int = 0
+    #: Python engines with threads = 0: the most threads one worker starts on demand.
+    max_threads: int = 128
     #: Requests after which a worker is recycled (plus jitter); 0 = never.
     max_requests: int = 0
     #: Percent of max_requests added at random per worker.

@@ -216,10 +216,23 @@ ENGINE_SETTINGS: tuple[Setting, ...] = (
         "threads",
         "threads",
         Kind.INT,
-        "Python engines: requests one worker serves at once, in threads. 1 suits CPU-bound "
-        "apps; I/O-bound apps (waiting on databases, APIs) want 16-64 (see docs/scaling.md).",
+        "Python engines: requests one worker serves at once, in threads. 0 (the default): as "
+        "many as the load needs, found by Corral for each app (up to maxThreads; one for a "
+        "CPU-bound app, many for an app that waits on databases or APIs: docs/scaling.md, "
+        "Adaptive concurrency); a number fixes it.",
+        minimum=0,
+        maximum=1000,
+    ),
+    _engine(
+        "max_threads",
+        "maxThreads",
+        Kind.INT,
+        "Python engines with threads = 0: the most requests (threads) one worker serves at "
+        "once; the worker starts them on demand and lets idle ones go. Ignored when threads "
+        "is set.",
         minimum=1,
         maximum=1000,
+        pool=PoolUse("max_threads_per_worker", Kind.INT, minimum=0, maximum=1000),
     ),
     _engine(
         "max_requests",

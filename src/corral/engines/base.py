@@ -74,6 +74,12 @@ class EngineType(Protocol):
         """Requests one worker serves at once, or None for the pool's default."""
         ...
 
+    def elastic(self, engine: EngineConfig) -> bool:
+        """Whether its workers can grow and shrink their concurrency on demand (Corral's
+        Python worker with ``threads`` unset): the pool then adapts it (adaptive concurrency);
+        otherwise only the number of workers adapts."""
+        ...
+
     def backend(self, app: AppConfig, settings: PoolSettings) -> Backend:
         """What runs ``app`` and how to reach it; ``Unsupported`` when it cannot run."""
         ...

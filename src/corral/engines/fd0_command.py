@@ -24,6 +24,9 @@ class Fd0CommandKind:
     def connections_per_worker(self, engine: EngineConfig) -> int | None:
         return http_capacity(engine)
 
+    def elastic(self, engine: EngineConfig) -> bool:
+        return False
+
     def backend(self, app: AppConfig, settings: PoolSettings) -> Backend:
         env = finish_env(app.env, app.module_vars, port=None, host=None, instance_id=0)
         argv = finish_argv(app.argv, port=None, host=None, instance_id=0)

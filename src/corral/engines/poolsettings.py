@@ -58,10 +58,15 @@ def pool_settings_for(app: AppConfig, overrides: Mapping[str, object] = _NONE) -
         # The engine's jitter goes with the engine's own request limit; a limit given on the
         # command line alone gets the pool's default jitter.
         del values["max_requests_jitter"]
-    capacity = kind_for(engine).connections_per_worker(engine)
+    kind = kind_for(engine)
+    capacity = kind.connections_per_worker(engine)
     if capacity is not None:
         values["connections_per_worker"] = capacity
+    if not kind.elastic(engine):
+        values["max_threads_per_worker"] = 0  # fixed: threads set, or an engine that cannot grow
     values.update(overrides)
+    if "connections_per_worker" in overrides and "max_threads_per_worker" not in overrides:
+        values["max_threads_per_worker"] = 0  # an explicit concurrency stays fixed
     if app.max_requests:
         # php-cgi quits by itself after PHP_FCGI_MAX_REQUESTS: the pool retires it after that
         # many (or fewer, when the command line asks), never later, and without jitter, which

@@ -31,6 +31,9 @@ class PortCommandKind:
     def connections_per_worker(self, engine: EngineConfig) -> int | None:
         return http_capacity(engine)
 
+    def elastic(self, engine: EngineConfig) -> bool:
+        return False
+
     def backend(self, app: AppConfig, settings: PoolSettings) -> Backend:
         engine = app.engine
         if engine.kind is not EngineKind.COMMAND:

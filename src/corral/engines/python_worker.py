@@ -3,8 +3,10 @@
 FastCGI over the Unix socket at fd 0; PYTHONPATH is the application's entries and, last, a folder
 of Corral's worker modules only (``launch.worker_import_dir``: never the site-packages of
 Corral's own dependencies, which would shadow the app's virtualenv); ``threads`` requests at once
-per worker (``connections_per_worker``). It answers a WebSocket Upgrade with 101 when it serves
-an ASGI app (a WSGI app answers it as plain HTTP), so its routes may tunnel.
+per worker (``connections_per_worker``), or, with ``threads`` unset, a thread per connection on
+demand up to ``maxThreads`` (``max_threads_per_worker``), as many as the pool's concurrency
+policy opens connections (``supervision/concurrency.py``). It answers a WebSocket Upgrade with
+101 when it serves an ASGI app (a WSGI app answers it as plain HTTP), so its routes may tunnel.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ class PythonWorkerKind:
         return engine.kind is EngineKind.PYTHON_WORKER
 
     def connections_per_worker(self, engine: EngineConfig) -> int | None:
-        return http_capacity(engine) or engine.threads
+        return http_capacity(engine) or engine.threads or 1
+
+    def elastic(self, engine: EngineConfig) -> bool:
+        return engine.threads == 0 and not speaks_http(engine)
 
     def backend(self, app: AppConfig, settings: PoolSettings) -> Backend:
         engine = app.engine
@@ -48,6 +53,7 @@ class PythonWorkerKind:
             app.current_directory,
             python=app.interpreter,
             threads=settings.connections_per_worker,
+            max_threads=settings.max_threads_per_worker,
             engine=engine.name,
             base_env=env,
             title=worker_title(app),

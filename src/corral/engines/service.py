@@ -23,6 +23,9 @@ class ServiceKind:
     def connections_per_worker(self, engine: EngineConfig) -> int | None:
         return http_capacity(engine)
 
+    def elastic(self, engine: EngineConfig) -> bool:
+        return False
+
     def backend(self, app: AppConfig, settings: PoolSettings) -> Backend:
         engine = app.engine
         http = speaks_http(engine)

@@ -137,6 +137,11 @@ class AppStatus:
     #: Deploy script runs since the application started, and how many of them failed.
     deploy_runs: int = 0
     deploy_failures: int = 0
+    #: Connections (requests at once) per worker: fixed, or, up to ``thread_ceiling`` (0: not
+    #: adaptive), the concurrency policy's; the CPU seconds a request costs the workers.
+    capacity: int = 0
+    thread_ceiling: int = 0
+    cpu_per_request: float | None = None
     #: ``recycled`` by the limit that retired them: memory, age, requests, request_timeout,
     #: health_probe, other (``supervision.snapshot.RECYCLE_KINDS``).
     recycled_for: dict[str, int] = field(default_factory=dict)
@@ -317,6 +322,11 @@ def build_app_status(
         deploy_failures=deploys[1],
         recycled_for=dict(snapshot.recycled_for),
         template_pid=snapshot.template_pid,
+        capacity=snapshot.capacity,
+        thread_ceiling=snapshot.thread_ceiling,
+        cpu_per_request=None
+        if snapshot.cpu_per_request is None
+        else round(snapshot.cpu_per_request, 6),
         servers=tuple(
             ServerStatus(
                 s.address, s.state, s.in_flight, s.requests, s.failures, s.weight, s.last_error

@@ -79,6 +79,11 @@ class Dispatcher:
         #: Connections one worker takes at once: connections_per_worker, or more when the
         #: workers advertise more (their probe's ``max_conns``).
         self.capacity = settings.connections_per_worker
+        #: The most connections the elastic workers take (their FCGI_MAX_CONNS, when they
+        #: start threads on demand: ``WorkerTraits.elastic``); 0: the workers are not elastic
+        #: and ``capacity`` is fixed. Between 1 and this, ``capacity`` is the concurrency
+        #: policy's (``adaptive.ConcurrencyTuner``).
+        self.ceiling = 0
         #: No more connections are kept or requests queued on connections (the pool closes).
         self.closing = False
         self.waiters: collections.deque[Waiter] = collections.deque()
@@ -101,6 +106,9 @@ class Dispatcher:
         worker.pipelining = traits.pipelining
         if traits.max_conns is None:
             return False
+        if traits.elastic:  # its threads follow the connections: the policy sets capacity
+            self.ceiling = max(self.ceiling, min(traits.max_conns, MAX_LEARNED_CAPACITY))
+            return False
         capacity = max(
             self.settings.connections_per_worker, min(traits.max_conns, MAX_LEARNED_CAPACITY)
         )
@@ -108,6 +116,15 @@ class Dispatcher:
             return False
         self.capacity = capacity
         return True
+
+    def set_capacity(self, capacity: int) -> None:
+        """The concurrency policy's connections per worker: more lets waiting requests go at
+        once; fewer closes the idle connections above it (their worker threads end)."""
+        self.capacity = capacity
+        for worker in self.workers.values():
+            while len(worker.idle_conns) > capacity:
+                worker.idle_conns.pop(0).close()
+        self.dispatch()
 
     # ---------------------------------------------------------------------- choosing
 

@@ -238,6 +238,7 @@ def python_worker_plan(
     python: str = sys.executable,
     app_env: Mapping[str, str] | None = None,
     threads: int = 1,
+    max_threads: int = 0,
     engine: str = "python",
     base_env: Mapping[str, str] | None = None,
     title: str | None = None,
@@ -249,7 +250,11 @@ def python_worker_plan(
         app_root: the application's folder; the worker's working directory.
         python: the interpreter to run, possibly another virtualenv's.
         app_env: the application's variables (engine and app settings, already expanded).
-        threads: requests one worker serves at once.
+        threads: requests one worker serves at once (its threads; with ``max_threads``, the
+            threads it always keeps).
+        max_threads: above ``threads``: the worker starts a thread per connection on demand up
+            to this many (``--max-threads``), and the pool opens as many connections as its
+            concurrency policy wants; 0 (or not above ``threads``): fixed.
         engine: the engine's name, exported as ``CORRAL_ENGINE``.
         base_env: the environment the app's variables are laid over; ``os.environ`` if None.
         title: what ``ps`` shows for the worker (``--title``; ``corral.worker.proctitle``).
@@ -279,6 +284,7 @@ def python_worker_plan(
         str(LIVENESS_FD),
         "--threads",
         str(threads),
+        *(("--max-threads", str(max_threads)) if max_threads > threads else ()),
         *(() if title is None else ("--title", title)),
         *(
             arg

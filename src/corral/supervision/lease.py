@@ -29,6 +29,10 @@ class WorkerTraits:
     #: It serves requests queued on one connection one after another (Corral's worker:
     #: ``CORRAL_PIPELINE``), so the pool may queue requests on its busy connections.
     pipelining: bool = False
+    #: It starts a thread per connection on demand up to ``max_conns`` (Corral's WSGI worker
+    #: with ``--max-threads``: ``CORRAL_ELASTIC``), so the pool may open as few connections as
+    #: the load needs (``concurrency.decide_capacity``).
+    elastic: bool = False
 
 
 #: Opens a connection to a worker or a service (the front's FastCGI or HTTP client).

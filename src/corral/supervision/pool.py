@@ -704,6 +704,8 @@ class Pool:
             held_back=load.held_back,
             held_reason=load.held_reason,
             capacity=dispatcher.capacity,
+            thread_ceiling=dispatcher.ceiling,
+            cpu_per_request=self._scaler.tuner.cpu_per_request,
             restarts=self._restarts,
             recycled=self._workers.recycled,
             recycled_for=tuple(self._workers.recycled_for.items()),

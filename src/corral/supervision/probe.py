@@ -32,7 +32,7 @@ from corral.protocol.fastcgi import (
     RemoteProtocolError,
     records,
 )
-from corral.protocol.fastcgi.constants import CORRAL_PIPELINE, RecordType
+from corral.protocol.fastcgi.constants import CORRAL_ELASTIC, CORRAL_PIPELINE, RecordType
 from corral.supervision.launch import Address
 from corral.supervision.lease import Probe, WorkerTraits
 from corral.supervision.listeners import Holder, Verdict, who_listens
@@ -42,8 +42,8 @@ _log = logging.getLogger("corral.supervision")
 
 
 def _get_values_record() -> bytes:
-    """FCGI_GET_VALUES for the three limits and CORRAL_PIPELINE, with padding that is never
-    zero.
+    """FCGI_GET_VALUES for the three limits, CORRAL_PIPELINE and CORRAL_ELASTIC, with padding
+    that is never zero.
 
     The FastCGI library inside Perl's FCGI.pm (`plackup -s FCGI`) never answers a management
     record without padding: it waits for more bytes. When the names encode to a multiple of 8
@@ -51,7 +51,14 @@ def _get_values_record() -> bytes:
     added; padding of 1..255 bytes is valid FastCGI that every responder skips.
     """
     content = records.encode_pairs(
-        (name, b"") for name in (FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS, CORRAL_PIPELINE)
+        (name, b"")
+        for name in (
+            FCGI_MAX_CONNS,
+            FCGI_MAX_REQS,
+            FCGI_MPXS_CONNS,
+            CORRAL_PIPELINE,
+            CORRAL_ELASTIC,
+        )
     )
     padding = (-len(content) & 7) or 8
     header = records.pack_header(RecordType.GET_VALUES, 0, len(content), padding)
@@ -69,7 +76,11 @@ def traits_from_values(values: dict[bytes, bytes]) -> WorkerTraits:
     """A worker's traits from its FCGI_GET_VALUES answers (names it left out: not known)."""
     advertised = values.get(FCGI_MAX_CONNS)
     max_conns = int(advertised) if advertised is not None and advertised.isdigit() else None
-    return WorkerTraits(max_conns=max_conns, pipelining=values.get(CORRAL_PIPELINE) == b"1")
+    return WorkerTraits(
+        max_conns=max_conns,
+        pipelining=values.get(CORRAL_PIPELINE) == b"1",
+        elastic=values.get(CORRAL_ELASTIC) == b"1",
+    )
 
 
 class ProbeFailed(CorralError):

@@ -2,7 +2,8 @@
 the load the ``LoadMeter`` samples, starts workers (unless the crash-loop back-off says wait),
 stops idle ones, fails the waiting requests when nothing may start for lack of memory, and keeps
 one timer for the policy's next look. Under a stream of queued requests it asks at most every
-``EVALUATE_EVERY`` s.
+``EVALUATE_EVERY`` s. For elastic workers it also runs the pool's ``adaptive.ConcurrencyTuner``
+(connections per worker), whose changes of ``capacity`` it takes into its limits.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
+from corral.supervision.adaptive import ConcurrencyTuner
 from corral.supervision.crashloop import CrashLoopTracker
 from corral.supervision.dispatch import Dispatcher
 from corral.supervision.lease import PoolUnavailable
@@ -63,6 +66,21 @@ class Scaler:
         self._timer: asyncio.Handle | None = None
         self._timer_at = 0.0
         self._evaluated_at = -1e9
+        #: Adaptive concurrency (elastic workers only): connections per worker.
+        self.tuner = ConcurrencyTuner(
+            app,
+            dispatcher,
+            workers.workers,
+            load,
+            limits=lambda: self.limits,
+            clock=clock,
+            changed=self._capacity_changed,
+        )
+
+    def _capacity_changed(self, capacity: int) -> None:
+        """The tuner changed the connections per worker: the worker count follows."""
+        self.limits = replace(self.limits, capacity=capacity)
+        self.evaluate()
 
     def on_arrival(self) -> None:
         """A request joined the queue: ask the policy, at most every EVALUATE_EVERY s while
@@ -118,6 +136,8 @@ class Scaler:
                 workers.stop(idle)
         if wake is not None:
             self.wake_at(wake)
+        if state is PoolState.RUNNING:
+            self.tuner.wake()
 
     def wake_at(self, when: float) -> None:
         """Ask the policy again at ``when`` (loop clock), unless a look is due sooner."""
@@ -138,6 +158,7 @@ class Scaler:
 
     def cancel(self) -> None:
         """No look is due any more (the pool stops its workers, or closes)."""
+        self.tuner.stop()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -59,6 +59,11 @@ class PoolSettings:
     max_instances: int = _int("max_instances")
     #: Requests one worker serves at once (its threads); one FastCGI connection each.
     connections_per_worker: int = _int("connections_per_worker")
+    #: Adaptive concurrency: the most connections (threads) one worker takes, for a worker
+    #: that starts threads on demand (``WorkerTraits.elastic``); the pool uses between 1 and
+    #: this many, as ``concurrency.decide_capacity`` says. 0: ``connections_per_worker``,
+    #: fixed (an explicit setting, or an engine that cannot grow).
+    max_threads_per_worker: int = _int("max_threads_per_worker")
     #: Requests that may wait for a worker; beyond that, PoolOverloaded.
     queue_size: int = _int("queue_size")
     #: How long a request may wait for a worker (default of ``acquire(timeout)``).

@@ -111,8 +111,13 @@ class PoolSnapshot:
     #: Starts the policy wanted but held back, and why ("free memory 40 MiB is below...").
     held_back: int = 0
     held_reason: str | None = None
-    #: Connections one worker takes at once (connections_per_worker, or its FCGI_MAX_CONNS).
+    #: Connections one worker takes at once (connections_per_worker, or its FCGI_MAX_CONNS;
+    #: for elastic workers, the concurrency policy's choice up to ``thread_ceiling``).
     capacity: int = 0
+    #: Elastic workers: the most connections (threads) one takes; 0: not elastic (fixed).
+    thread_ceiling: int = 0
+    #: Elastic workers: the CPU seconds they burn per request (smoothed; None: not measured).
+    cpu_per_request: float | None = None
     #: Rolling restarts completed; workers retired for a limit (memory, time, requests, the
     #: request timeout, a failed health probe); workers that crashed.
     restarts: int = 0

@@ -32,6 +32,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="WSGI: requests served at once, one connection per thread (default 1)",
     )
     parser.add_argument(
+        "--max-threads",
+        type=int,
+        default=None,
+        metavar="M",
+        help="WSGI: start a thread per connection on demand, up to M (the host opens as many "
+        "connections as the load needs); threads above --threads that wait for a connection "
+        "longer than --thread-idle-timeout end (default: --threads, fixed)",
+    )
+    parser.add_argument(
+        "--thread-idle-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --max-threads: how long a thread above --threads waits for a connection "
+        "before it ends (default 10)",
+    )
+    parser.add_argument(
         "--interface",
         choices=("auto", "wsgi", "asgi"),
         default="auto",
@@ -111,6 +128,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
+    if args.max_threads is not None and args.max_threads < 1:
+        parser.error("--max-threads must be at least 1")
+    if args.thread_idle_timeout <= 0:
+        parser.error("--thread-idle-timeout must be more than 0")
     if args.max_connections is not None and args.max_connections < 1:
         parser.error("--max-connections must be at least 1")
     if args.ws_max_size is not None and args.ws_max_size < 125:

@@ -1,5 +1,6 @@
-"""The worker's FastCGI server: listening socket, accept loop, one connection at a time per
-thread, the per-connection event loop, graceful stop and the liveness watch.
+"""The worker's FastCGI server: one connection from the front (``Connection``, served by one
+thread at a time), what the threads share (``ServeState``), and the liveness watch. The threads
+themselves, their accept loop and the graceful stop are ``corral.worker.threads``.
 
 Blocking sockets, one ``recv_into`` buffer per connection, and one ``sendall`` per response
 when it is small (head + body + END_REQUEST leave together).
@@ -7,16 +8,12 @@ when it is small (head + body + END_REQUEST leave together).
 
 from __future__ import annotations
 
-import errno
 import os
-import select
-import signal
 import socket
 import struct
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +22,7 @@ from corral.errors import WORKER_LINE_START, WORKER_NOTICE_TAG, ExitCode
 from corral.protocol.fastcgi import records
 from corral.protocol.fastcgi.connection import SERVER, FastCGIConnection
 from corral.protocol.fastcgi.constants import (
+    CORRAL_ELASTIC,
     CORRAL_PIPELINE,
     FCGI_MAX_CONNS,
     FCGI_MAX_REQS,
@@ -66,7 +64,7 @@ IOV_BATCH = 512
 #: How often a thread waiting on an idle kept-alive connection checks for a new connection
 #: that no free thread takes (seconds): the longest such a connection waits.
 IDLE_CHECK = 0.05
-_IDLE_TIMEVAL = struct.pack(
+IDLE_TIMEVAL = struct.pack(
     "@li4x" if sys.platform == "darwin" else "@ll", 0, int(IDLE_CHECK * 1_000_000)
 )
 #: While a response streams, how often the worker looks for ABORT_REQUEST (seconds).
@@ -135,29 +133,45 @@ def environ_from_params(base: dict[str, Any], data: bytes) -> dict[str, Any]:
 
 
 class ServeState:
-    """What the threads share: the app, the settings, and the count of requests in flight."""
+    """What the threads share: the app, the settings, the count of requests in flight, and the
+    threads' own bookkeeping (``corral.worker.threads``)."""
 
-    def __init__(self, app: WSGIApp, threads: int, stderr_to_front: bool) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        threads: int,
+        stderr_to_front: bool,
+        max_threads: int | None = None,
+        thread_idle_timeout: float = 10.0,
+    ) -> None:
         self.app = app
+        #: Threads always kept; and at most (``max_threads`` above ``threads``: elastic, a
+        #: thread per connection started on demand, see ``corral.worker.threads``).
         self.threads = threads
+        self.max_threads = max(threads, max_threads or threads)
+        self.thread_idle_timeout = thread_idle_timeout
         self.stderr_to_front = stderr_to_front
-        self.environ_base = wsgi.environ_base(multithread=threads > 1)
+        self.environ_base = wsgi.environ_base(multithread=self.max_threads > 1)
         self.values = {
-            FCGI_MAX_CONNS: str(threads).encode(),
-            FCGI_MAX_REQS: str(threads).encode(),
+            FCGI_MAX_CONNS: str(self.max_threads).encode(),
+            FCGI_MAX_REQS: str(self.max_threads).encode(),
             FCGI_MPXS_CONNS: b"0",
             CORRAL_PIPELINE: b"1",  # requests queued on a connection: see Connection.later
+            CORRAL_ELASTIC: b"1" if self.max_threads > threads else b"0",
         }
         self.stopping = False
         #: The listening socket (non-blocking; threads wait on it with poll).
         self.listener: socket.socket | None = None
-        #: Threads waiting in accept (a hint for idle connections).
+        #: Threads waiting in accept (a hint for idle connections), threads alive, and the
+        #: slots of ``current`` no thread holds; all under ``free_lock``.
         self.free_threads = 0
+        self.alive = 0
+        self.free_slots = list(range(self.max_threads - 1, -1, -1))
         self.free_lock = threading.Lock()
         #: The connection each serving thread is on (None between connections); a connection
         #: with a request in progress has a non-zero ``rid``. Read when stopping, without a
         #: lock: each thread writes only its own slot.
-        self.current: list[Connection | None] = [None] * threads
+        self.current: list[Connection | None] = [None] * self.max_threads
 
     def busy(self) -> bool:
         return any(conn is not None and conn.rid for conn in self.current)
@@ -671,62 +685,6 @@ class Connection:
 # -------------------------------------------------------------------- threads and the process
 
 
-def accept_loop(listener: socket.socket, state: ServeState, slot: int) -> None:
-    """One thread: accept a connection, serve it to its end, repeat. The listening socket is
-    non-blocking and shared by every thread (and watched by idle connections, which may take a
-    new connection over: see ``Connection._idle_wait``)."""
-    tcp = listener.family in (socket.AF_INET, socket.AF_INET6)
-    buffers = ThreadBuffers()
-    poller = select.poll()
-    poller.register(listener, select.POLLIN)
-    while not state.stopping:
-        try:
-            sock: socket.socket | None = listener.accept()[0]
-        except (BlockingIOError, InterruptedError):
-            with state.free_lock:
-                state.free_threads += 1
-            try:
-                poller.poll()
-            finally:
-                with state.free_lock:
-                    state.free_threads -= 1
-            continue
-        except OSError as exc:
-            if state.stopping:
-                return
-            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                log(f"accept failed ({exc.strerror}); retrying")
-                time.sleep(0.1)
-            elif exc.errno in (errno.EBADF, errno.EINVAL):
-                return
-            continue
-        while sock is not None:
-            sock.setblocking(True)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _IDLE_TIMEVAL)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
-            except OSError:
-                pass
-            if tcp:
-                try:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError:
-                    pass
-            try:
-                conn = Connection(sock, state, buffers)
-                state.current[slot] = conn
-                sock = conn.serve()
-            except Exception as exc:
-                sock = None
-                log(
-                    "internal error serving a connection:\n"
-                    + "".join(traceback.format_exception(exc))
-                )
-            except BaseException as exc:  # the app raised SystemExit (or worse) in a request
-                log(f"the application ended the worker ({type(exc).__name__}: {exc})")
-                os._exit(ExitCode.FAILURE)
-
-
 def watch_liveness(fd: int) -> None:
     """Block on the host's liveness pipe; at EOF the host is gone, and so are we."""
 
@@ -745,30 +703,3 @@ def watch_liveness(fd: int) -> None:
                     os._exit(ExitCode.ORPHANED)
 
     threading.Thread(target=watch, name="corral-liveness", daemon=True).start()
-
-
-def serve_forever(listener: socket.socket, state: ServeState) -> int:
-    """Run ``state.threads`` accept loops; return the exit code after SIGTERM/SIGINT, once the
-    requests in flight are answered."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        if state.stopping:
-            return
-        state.stopping = True
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    listener.setblocking(False)
-    state.listener = listener
-    for n in range(state.threads):
-        threading.Thread(
-            target=accept_loop, args=(listener, state, n), name=f"corral-worker-{n}", daemon=True
-        ).start()
-    while not stop.wait(3600):
-        pass
-    # Let the requests in flight finish (the host's grace period bounds this wait).
-    while state.busy():
-        time.sleep(0.02)
-    return ExitCode.OK

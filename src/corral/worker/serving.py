@@ -47,19 +47,26 @@ def load_app(args: argparse.Namespace) -> Loaded | int:
 
 def serve(args: argparse.Namespace, loaded: Loaded, listener: socket.socket, where: str) -> int:
     """Serve ``loaded`` on ``listener`` until SIGTERM; then the worker-exit hook."""
-    from corral.worker import hooks, server
+    from corral.worker import hooks, server, threads
 
     if loaded.asgi:
         code = _serve_asgi(args, loaded.app, listener, f"{loaded.description} on {where}")
     else:
-        state = server.ServeState(loaded.app, args.threads, args.stderr_to_front)  # type: ignore[arg-type]
+        state = server.ServeState(
+            loaded.app,  # type: ignore[arg-type]
+            args.threads,
+            args.stderr_to_front,
+            max_threads=args.max_threads,
+            thread_idle_timeout=args.thread_idle_timeout,
+        )
+        count = f"{args.threads} thread{'s' if args.threads > 1 else ''}"
+        if state.max_threads > args.threads:
+            count = f"{args.threads} to {state.max_threads} threads, on demand"
         server.log(
-            f"serving {loaded.description} on {where} "
-            f"({args.threads} thread{'s' if args.threads > 1 else ''}, "
-            f"Python {sys.version.split()[0]})",
+            f"serving {loaded.description} on {where} ({count}, Python {sys.version.split()[0]})",
             notice=True,
         )
-        code = server.serve_forever(listener, state)
+        code = threads.serve_forever(listener, state)
     if not hooks.run(args.hook_worker_exit, "worker exit"):
         return ExitCode.FAILURE
     return code

@@ -34,6 +34,7 @@ def test_get_values_asks_for_the_limits_and_is_always_padded() -> None:
         b"FCGI_MAX_REQS",
         b"FCGI_MPXS_CONNS",
         b"CORRAL_PIPELINE",
+        b"CORRAL_ELASTIC",
     ]
     assert data.endswith(bytes(header.padding_length))
 

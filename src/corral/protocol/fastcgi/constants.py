@@ -31,6 +31,10 @@ FCGI_MPXS_CONNS: Final = b"FCGI_MPXS_CONNS"
 #: requests queued on one connection one after another (the front's pipelining). Other
 #: responders do not know the name and leave it out of their answer, as the spec says.
 CORRAL_PIPELINE = b"CORRAL_PIPELINE"
+#: Not FastCGI 1.0 either: Corral's worker answers "1" when it starts a thread per connection on
+#: demand, up to FCGI_MAX_CONNS, and lets idle ones go: the host may then open as few of those
+#: connections as the load needs (adaptive concurrency, ``supervision/concurrency.py``).
+CORRAL_ELASTIC = b"CORRAL_ELASTIC"
 #: Most requests one connection carries at once when requests queue on it (Corral's
 #: pipelining): the bound of ``pipeline_depth``, and the size of the FastCGI client's tables of
 #: request ids. One number, here, where the worker can import it too.
