@@ -68,6 +68,9 @@ AUTO_MAX = 8
 CORES_PER_FRONT = 4
 #: Seconds a new front is given to say it listens.
 START_TIMEOUT = 30.0
+#: One listening socket per front (SO_REUSEPORT balances connections among them on Linux;
+#: elsewhere, macOS included, the fronts share one socket).
+REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 #: The longest pause before starting again a front that keeps dying (seconds).
 RESPAWN_MAX = 5.0
 
@@ -184,6 +187,8 @@ class Listener:
     #: The port the configuration names (0 with --listen HOST:0: the port bound).
     port: int
     tls: bool
+    #: The front (by position) that accepts on it; None: every front (one shared socket).
+    front: int | None = None
 
 
 class _Link(asyncio.Protocol):
@@ -219,6 +224,8 @@ class Front:
     """One front process."""
 
     ident: int
+    #: Its place among the fronts (its own sockets with SO_REUSEPORT; kept by a replacement).
+    position: int
     proc: subprocess.Popen[bytes]
     owner: FrontSet
     link: _Link | None = None
@@ -309,11 +316,22 @@ class FrontSet:
     ) -> list[tuple[str, int]]:
         """Bind (or take, socket activation) the sockets for ``host:port`` that the fronts
         will accept on; returns the addresses bound, as ``FrontServer.listen`` does."""
-        socks = [sock] if sock is not None else _bind(host, port, backlog)
+        if sock is not None or not REUSE_PORT:
+            socks = [sock] if sock is not None else _bind(host, port, backlog)
+            for each in socks:
+                each.set_inheritable(True)
+                self.listeners.append(Listener(each, port, tls is not None))
+        else:
+            # One socket per front, on the same port (SO_REUSEPORT): the kernel spreads the
+            # connections evenly; a shared socket would wake one front for most of them.
+            socks = _bind(host, port, backlog, reuse_port=True)
+            for position in range(self.count):
+                own = socks if position == 0 else _bind_again(socks, backlog)
+                for each in own:
+                    each.set_inheritable(True)
+                    self.listeners.append(Listener(each, port, tls is not None, position))
         bound: list[tuple[str, int]] = []
         for each in socks:
-            each.set_inheritable(True)
-            self.listeners.append(Listener(each, port, tls is not None))
             name = each.getsockname()
             bound.append((str(name[0]), int(name[1])))
         return bound
@@ -352,16 +370,16 @@ class FrontSet:
     async def start(self, routes: Sequence[HostedRoute]) -> None:
         """Start every front; returns once each listens."""
         self.set_routes(routes, reload=False)
-        fronts = [await self._spawn() for _ in range(self.count)]
+        fronts = [await self._spawn(position) for position in range(self.count)]
         await asyncio.gather(*(self._wait_ready(front) for front in fronts))
 
-    async def _spawn(self) -> Front:
+    async def _spawn(self, position: int) -> Front:
         loop = asyncio.get_running_loop()
         parent, child = socket.socketpair()
-        fds = [child.fileno(), *(listener.sock.fileno() for listener in self.listeners)]
+        mine = [each for each in self.listeners if each.front in (None, position)]
+        fds = [child.fileno(), *(listener.sock.fileno() for listener in mine)]
         sockets = ",".join(
-            f"{listener.sock.fileno()}:{listener.port}:{int(listener.tls)}"
-            for listener in self.listeners
+            f"{listener.sock.fileno()}:{listener.port}:{int(listener.tls)}" for listener in mine
         )
         proc = _start(
             [*self._command, "--link", str(child.fileno()), "--sockets", sockets],
@@ -371,7 +389,7 @@ class FrontSet:
         child.close()
         ident = self._next
         self._next += 1
-        front = Front(ident, proc, self, ready=loop.create_future())
+        front = Front(ident, position, proc, self, ready=loop.create_future())
         front.link = _Link(front)
         self.fronts[ident] = front
         self.broker.add_front(ident, front)
@@ -427,7 +445,7 @@ class FrontSet:
         if pause:
             await asyncio.sleep(pause)
         if not self._stopping:
-            await self._wait_ready(await self._spawn())
+            await self._wait_ready(await self._spawn(front.position))
 
     # ------------------------------------------------------------------ figures
 
@@ -524,9 +542,11 @@ def _start(argv: list[str], fds: list[int], options: bytes) -> subprocess.Popen[
     return proc
 
 
-def _bind(host: str, port: int, backlog: int) -> list[socket.socket]:
+def _bind(
+    host: str, port: int, backlog: int, *, reuse_port: bool = False
+) -> list[socket.socket]:
     """Listening sockets for ``host:port`` (each address it resolves to), as asyncio's
-    ``create_server`` binds them."""
+    ``create_server`` binds them; ``reuse_port``: with SO_REUSEPORT, for ``_bind_again``."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     socks: list[socket.socket] = []
     chosen = 0
@@ -535,6 +555,8 @@ def _bind(host: str, port: int, backlog: int) -> list[socket.socket]:
             sock = socket.socket(family, kind, proto)
             socks.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if chosen and address[1] == 0:
@@ -547,3 +569,23 @@ def _bind(host: str, port: int, backlog: int) -> list[socket.socket]:
             sock.close()
         raise
     return socks
+
+
+def _bind_again(socks: list[socket.socket], backlog: int) -> list[socket.socket]:
+    """More listening sockets on the very addresses of ``socks`` (SO_REUSEPORT)."""
+    again: list[socket.socket] = []
+    try:
+        for bound in socks:
+            sock = socket.socket(bound.family, bound.type, bound.proto)
+            again.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if bound.family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(bound.getsockname())
+            sock.listen(backlog)
+    except OSError:
+        for sock in again:
+            sock.close()
+        raise
+    return again
