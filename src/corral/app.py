@@ -338,7 +338,7 @@ class Host:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop, False)
         loop.add_signal_handler(signal.SIGHUP, self.schedule_reload, "SIGHUP")
-        loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
+        loop.add_signal_handler(signal.SIGUSR1, _reopen_logs, self)
         try:
             try:
                 await self.start()
@@ -351,12 +351,6 @@ class Host:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
         return 0
-
-    def _reopen_logs(self) -> None:
-        """SIGUSR1: this process's logs, and every front's."""
-        self.duties.reopen_logs()
-        if self.fronts is not None:
-            self.fronts.reopen_logs()
 
     # ---------------------------------------------------------------- status and control
 
@@ -739,6 +733,13 @@ class Host:
     def _on_config_change(self, changes: list[tuple[Change, str]]) -> None:
         names = ", ".join(sorted({os.path.basename(path) for _, path in changes}))
         self.schedule_reload(f"{names} changed")
+
+
+def _reopen_logs(host: Host) -> None:
+    """SIGUSR1: this process's logs, and every front's (front_processes > 1)."""
+    host.duties.reopen_logs()
+    if host.fronts is not None:
+        host.fronts.reopen_logs()
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

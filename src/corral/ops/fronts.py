@@ -542,9 +542,7 @@ def _start(argv: list[str], fds: list[int], options: bytes) -> subprocess.Popen[
     return proc
 
 
-def _bind(
-    host: str, port: int, backlog: int, *, reuse_port: bool = False
-) -> list[socket.socket]:
+def _bind(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> list[socket.socket]:
     """Listening sockets for ``host:port`` (each address it resolves to), as asyncio's
     ``create_server`` binds them; ``reuse_port``: with SO_REUSEPORT, for ``_bind_again``."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)

@@ -198,17 +198,25 @@ class SlotBroker:
         if front not in self._ports or app not in self.apps or self.closed:
             return
         share = self._share(front, app)
-        share.want = want = max(want, 0)
+        share.want = max(want, 0)
+        self._fill_asks(front, app, share)
+        self._schedule()
+
+    def _fill_asks(self, front: int, app: int, share: _Share) -> None:
+        """As many asks in the pool's queue as the front wants slots, within its limit (a
+        front limited to its share asks for no more: the slots others give back are theirs)."""
+        wanted = share.want
+        if share.limit != NO_LIMIT:
+            wanted = min(wanted, max(share.limit - len(share.slots), 0))
         loop = asyncio.get_running_loop()
-        while len(share.asks) < want:
+        while len(share.asks) < wanted:
             task = loop.create_task(self._ask(front, app, share))
             share.asks.add(task)
             task.add_done_callback(share.asks.discard)
-        surplus = len(share.asks) - want
+        surplus = len(share.asks) - wanted
         for task in list(share.asks)[:surplus] if surplus > 0 else ():
             task.cancel()
             share.asks.discard(task)
-        self._schedule()
 
     def give(self, front: int, app: int, slot: int, lost: bool) -> None:
         """A front gives a slot back (``lost``: its worker closed the connection)."""
@@ -311,3 +319,4 @@ class SlotBroker:
                 port = self._ports.get(front)
                 if port is not None:
                     port.send(Limit(app.ident, keep))
+                self._fill_asks(front, app.ident, share)

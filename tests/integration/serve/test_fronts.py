@@ -18,7 +18,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from tests.harness import WAIT, Conn, CorralServer, make_site, request, run_corral
 from tests.loadgen import Load
 
@@ -227,9 +226,7 @@ def test_a_killed_front_is_replaced_and_loses_only_its_requests(
         server.stop()
 
 
-def test_reload_and_rolling_restart_under_load_drop_nothing(
-    tmp_path: Path, control: Path
-) -> None:
+def test_reload_and_rolling_restart_under_load_drop_nothing(tmp_path: Path, control: Path) -> None:
     server = start(tmp_path, control, "--min", "2", "--max", "2")
     try:
         old = set(workers(server))
