@@ -190,6 +190,9 @@ class RemotePool:
             lost = conn.closed_by_peer
             conn.close()
             slot.conn = None
+        if lease.stuck:  # (the front's 504: the supervisor retires the worker as hung)
+            self._give_back(slot, lost, stuck=True)
+            return
         self._slot_free(slot, lost)
 
     # ---------------------------------------------------------------- waiting
@@ -301,7 +304,7 @@ class RemotePool:
         if self._hold is None:
             self._hold = self._loop.call_later(SLOT_HOLD, self._on_hold)
 
-    def _give_back(self, slot: Slot, lost: bool = False) -> None:
+    def _give_back(self, slot: Slot, lost: bool = False, stuck: bool = False) -> None:
         if slot.conn is not None:
             slot.conn.close()
             slot.conn = None
@@ -311,7 +314,7 @@ class RemotePool:
             self._free.remove(slot)
         except ValueError:
             pass
-        self._send(Give(self.app, slot.ident, lost))
+        self._send(Give(self.app, slot.ident, lost, stuck))
 
     def _on_hold(self) -> None:
         """Slots idle for SLOT_HOLD go back to the supervisor."""

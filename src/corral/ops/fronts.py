@@ -247,7 +247,7 @@ class Front:
         if isinstance(message, Demand):
             owner.broker.demand(self.ident, message.app, message.want)
         elif isinstance(message, Give):
-            owner.broker.give(self.ident, message.app, message.slot, message.lost)
+            owner.broker.give(self.ident, message.app, message.slot, message.lost, message.stuck)
         elif isinstance(message, Stats):
             self.last = message
             owner.sum_stats()

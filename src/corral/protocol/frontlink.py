@@ -19,7 +19,8 @@ From a front to the supervisor::
 
     Hello(pid, version)
     Demand(app, want)       how many of its requests wait for a slot now (absolute)
-    Give(app, slot, lost)   a slot back; ``lost``: its worker closed the connection (dead?)
+    Give(app, slot, lost, stuck)  a slot back; ``lost``: its worker closed the connection
+                            (dead?); ``stuck``: its request got no answer in time (504)
     Stats(...)              its counters (totals), about once a second
 """
 
@@ -138,6 +139,9 @@ class Give:
     app: int
     slot: int
     lost: bool = False
+    #: The request on it got no sign of life in time (the front's 504): its worker is taken
+    #: for stuck, as past the request timeout.
+    stuck: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +211,13 @@ def _body(message: Message) -> dict[str, object]:
     if isinstance(message, Demand):
         return {"t": "demand", "app": message.app, "want": message.want}
     if isinstance(message, Give):
-        return {"t": "give", "app": message.app, "slot": message.slot, "lost": message.lost}
+        return {
+            "t": "give",
+            "app": message.app,
+            "slot": message.slot,
+            "lost": message.lost,
+            "stuck": message.stuck,
+        }
     return {
         "t": "stats",
         "apps": [[app, _figures(f)] for app, f in message.apps],
@@ -358,7 +368,9 @@ def decode(data: bytes) -> Message:
     if kind == "demand":
         return Demand(_int(body, "app"), _int(body, "want"))
     if kind == "give":
-        return Give(_int(body, "app"), _int(body, "slot"), _bool(body, "lost"))
+        return Give(
+            _int(body, "app"), _int(body, "slot"), _bool(body, "lost"), _bool(body, "stuck")
+        )
     if kind == "stats":
         errors: list[tuple[int, int]] = []
         for pair in _list(body.get("errors"), "errors"):

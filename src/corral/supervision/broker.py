@@ -218,8 +218,9 @@ class SlotBroker:
             task.cancel()
             share.asks.discard(task)
 
-    def give(self, front: int, app: int, slot: int, lost: bool) -> None:
-        """A front gives a slot back (``lost``: its worker closed the connection)."""
+    def give(self, front: int, app: int, slot: int, lost: bool, stuck: bool = False) -> None:
+        """A front gives a slot back (``lost``: its worker closed the connection; ``stuck``:
+        its request got no answer in time, and the pool retires the worker as hung)."""
         share = self._shares.get((front, app))
         if share is None:
             return
@@ -231,7 +232,8 @@ class SlotBroker:
         upstream = lease.pooled
         if lost and isinstance(upstream, SlotUpstream):
             upstream.lost = True
-        source.release(lease, not lost)
+        lease.stuck = stuck
+        source.release(lease, not lost and not stuck)
 
     async def _ask(self, front: int, ident: int, share: _Share) -> None:
         while True:

@@ -138,6 +138,15 @@ def test_a_worker_that_closed_the_connection_is_reported_lost() -> None:
         conn.lost = True  # (closed by its peer)
         pool.release(lease, False)
         assert sent[-1] == Give(7, 1, True)
+        # A request the front gave up on (its 504): the slot goes back marked stuck.
+        pool.lease_or_wait(deliver)
+        pool.granted(2, 3, 300, "/a.sock")
+        await turn()
+        stuck = got[-1]
+        assert isinstance(stuck, Lease)
+        stuck.stuck = True
+        pool.release(stuck, False)
+        assert sent[-1] == Give(7, 2, False, True)
 
     asyncio.run(main())
 

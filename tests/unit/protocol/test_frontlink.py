@@ -45,7 +45,7 @@ messages = st.one_of(
     st.builds(fl.Stop, st.floats(0, 1e4, allow_nan=False)),
     st.just(fl.Reopen()),
     st.builds(fl.Demand, ints, ints),
-    st.builds(fl.Give, ints, ints, st.booleans()),
+    st.builds(fl.Give, ints, ints, st.booleans(), st.booleans()),
     st.builds(
         fl.Stats,
         st.lists(st.tuples(ints, figures), max_size=3).map(tuple),
