@@ -39,7 +39,7 @@ from corral.supervision.lease import (
     PoolUnavailable,
     Waiter,
 )
-from corral.supervision.shares import NO_LIMIT, SLOT_HOLD
+from corral.supervision.shares import DEMAND_INTERVAL, NO_LIMIT, SLOT_HOLD
 
 
 class Slot:
@@ -97,6 +97,7 @@ class RemotePool:
         self.closed = False
         self._hold: asyncio.TimerHandle | None = None
         self._want_sent = 0
+        self._sent_at = -1e9
         self._want_due = False
 
     # ---------------------------------------------------------------- LeaseSource
@@ -328,15 +329,24 @@ class RemotePool:
             self._hold = self._loop.call_later(SLOT_HOLD, self._on_hold)
 
     def _demand_changed(self) -> None:
-        if not self._want_due:
-            self._want_due = True
+        """Tell the supervisor how many requests wait: at the end of this loop turn when one
+        has to wait and none did (or the front holds no slot), else at most every
+        ``DEMAND_INTERVAL`` (under load the count changes with every request)."""
+        if self._want_due:
+            return
+        self._want_due = True
+        now = self._loop.time()
+        if self._want_sent <= 0 or not self.slots or now - self._sent_at >= DEMAND_INTERVAL:
             self._loop.call_soon(self._send_demand)
+        else:
+            self._loop.call_at(self._sent_at + DEMAND_INTERVAL, self._send_demand)
 
     def _send_demand(self) -> None:
         self._want_due = False
         want = sum(1 for waiter in self._waiters if not waiter.done())
         if want != self._want_sent and not self.closed:
             self._want_sent = want
+            self._sent_at = self._loop.time()
             self._send(Demand(self.app, want))
 
     # ---------------------------------------------------------------- from the supervisor

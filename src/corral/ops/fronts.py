@@ -151,6 +151,12 @@ def ready_workers(snapshot: PoolSnapshot) -> dict[int, Address]:
     }
 
 
+def most_slots(snapshot: PoolSnapshot) -> int:
+    """The most slots an application can have: its worker ceiling times a worker's
+    connections."""
+    return max(snapshot.max_instances, 1) * max(snapshot.capacity, 1)
+
+
 def add_figures(into: RequestStats, figures: Figures) -> None:
     into.count += figures.count
     into.duration_sum += figures.duration_sum
@@ -344,7 +350,12 @@ class FrontSet:
             ident = self._ids[route.identity] = self._next_app()
             self._routes[ident] = route
             self.broker.add_app(
-                BrokeredApp(ident, route.source, lambda: ready_workers(route.snapshot()))
+                BrokeredApp(
+                    ident,
+                    route.source,
+                    lambda: ready_workers(route.snapshot()),
+                    lambda: most_slots(route.snapshot()),
+                )
             )
         return ident
 

@@ -116,6 +116,11 @@ class BrokeredApp:
     source: Callable[[], LeaseSource]
     #: Its ready workers (their slots may be used): id -> address.
     ready: Callable[[], dict[int, Address]]
+    #: The most slots it can ever have (max_instances x a worker's connections): a front
+    #: asks for no more at once, however many of its requests wait.
+    most: Callable[[], int] = lambda: 1 << 30
+    #: ``most()``, as of the last look.
+    cap: int = 1 << 30
 
 
 @dataclass(eq=False)
@@ -149,6 +154,7 @@ class SlotBroker:
     # -------------------------------------------------------------------------- membership
 
     def add_app(self, app: BrokeredApp) -> None:
+        app.cap = app.most()
         self.apps[app.ident] = app
 
     def remove_app(self, ident: int) -> None:
@@ -206,6 +212,9 @@ class SlotBroker:
         """As many asks in the pool's queue as the front wants slots, within its limit (a
         front limited to its share asks for no more: the slots others give back are theirs)."""
         wanted = share.want
+        app_ = self.apps.get(app)
+        if app_ is not None:
+            wanted = min(wanted, app_.cap)
         if share.limit != NO_LIMIT:
             wanted = min(wanted, max(share.limit - len(share.slots), 0))
         loop = asyncio.get_running_loop()
@@ -303,6 +312,7 @@ class SlotBroker:
     def rebalance(self, app: BrokeredApp, fronts: dict[tuple[int, int], _Share]) -> None:
         """Revoke the slots of workers no longer ready; limit fronts above their share."""
         ready = app.ready()
+        app.cap = app.most()
         self._note(app, ready)
         needs: dict[int, FrontNeed] = {}
         for (front, _), share in fronts.items():

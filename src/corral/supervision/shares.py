@@ -28,6 +28,9 @@ SLOT_HOLD = 0.005
 #: Seconds between two looks of the broker at the fronts' shares while a front waits for a
 #: slot (and at the workers that stopped being ready: their slots are revoked).
 REBALANCE_INTERVAL = 0.02
+#: Under load a front tells the supervisor its waiting count at most this often (seconds); at
+#: once when a request has to wait and none did.
+DEMAND_INTERVAL = 0.01
 #: ``Limit.keep`` meaning "no limit".
 NO_LIMIT = -1
 

@@ -16,7 +16,7 @@ from corral.runtime.gate import DeployFailed
 from corral.supervision.broker import BrokeredApp, SlotBroker, SlotUpstream
 from corral.supervision.launch import Address
 from corral.supervision.lease import Lease, PoolError, PoolOverloaded, PoolUnavailable
-from corral.supervision.shares import SLOT_HOLD
+from corral.supervision.shares import DEMAND_INTERVAL, SLOT_HOLD
 
 
 class Conn(SlotUpstream):
@@ -63,6 +63,8 @@ def test_a_request_waits_asks_the_supervisor_and_gets_the_granted_slot() -> None
         pool.granted(1, worker_id=3, pid=300, address="/w.sock")
         await turn()
         assert len(got) == 1 and isinstance(got[0], Lease) and got[0].worker_pid == 300
+        assert sent[-1] == Demand(7, 1)  # (no more than one Demand per DEMAND_INTERVAL)
+        await asyncio.sleep(DEMAND_INTERVAL * 2)
         assert sent[-1] == Demand(7, 0)
         # Released with a waiter behind it: handed over, no message.
         got2, deliver2 = deliveries()
@@ -163,7 +165,7 @@ def test_a_refusal_answers_the_waiting_requests_as_a_single_host_would() -> None
         await turn()
         assert len(got) == 1 and isinstance(got[0], PoolOverloaded)
         pool.refused(ErrorInfo("unavailable", "boom", "Traceback..."))
-        await turn()
+        await asyncio.sleep(DEMAND_INTERVAL * 2)
         assert len(got) == 3 and all(isinstance(e, PoolUnavailable) for e in got[1:])
         assert sent[-1] == Demand(7, 0)
 
