@@ -31,7 +31,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from wrkrun import find_wrk, run  # noqa: E402
+from wrkrun import find_wrk, run
 
 HERE = Path(__file__).resolve().parent
 SITE = HERE / "site"
