@@ -265,6 +265,7 @@ class FrontProcess:
                     queue_timeout=local.settings.queue_timeout,
                     errors=pool_error,
                     loop=loop,
+                    request_timeout=local.settings.request_timeout,
                 )
             route.pool = pool
         for ident in [i for i in self.pools if i not in ids.values()]:

@@ -22,8 +22,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import logging
 import time
 from collections.abc import Callable
+
+import psutil  # type: ignore[import-untyped]
 
 from corral.backends import PooledUpstream
 from corral.protocol.frontlink import Demand, ErrorInfo, Give, Message
@@ -40,6 +43,22 @@ from corral.supervision.lease import (
     Waiter,
 )
 from corral.supervision.shares import DEMAND_INTERVAL, NO_LIMIT, SLOT_HOLD
+
+
+def worker_gone(pid: int) -> bool:
+    """Whether a worker has died, though the supervisor may not have reaped it yet."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+    except (psutil.Error, OSError):
+        return False
+
+
+_log = logging.getLogger("corral.front")
+
+#: How often requests are checked against the request timeout (seconds), as the pool does.
+SWEEP_INTERVAL = 0.5
 
 
 class Slot:
@@ -72,12 +91,16 @@ class RemotePool:
         queue_timeout: float,
         errors: Callable[[str, ErrorInfo], PoolError],
         loop: asyncio.AbstractEventLoop,
+        request_timeout: float | None = None,
     ) -> None:
         """
         Args:
             app: the application's id on the link.
             send: writes a message to the supervisor.
             errors: an ``ErrorInfo`` from the supervisor as the exception to answer with.
+            request_timeout: the app's WORKER_REQUEST_TIMEOUT, enforced here (the supervisor
+                sees slots, not requests): a request past it is cut (504) and its slot goes
+                back marked stuck, so that the supervisor replaces the worker.
         """
         self.name = name
         self.app = app
@@ -96,6 +119,8 @@ class RemotePool:
         self.keep = NO_LIMIT
         self.closed = False
         self._hold: asyncio.TimerHandle | None = None
+        self.request_timeout = request_timeout
+        self._sweep: asyncio.TimerHandle | None = None
         self._want_sent = 0
         self._sent_at = -1e9
         self._want_due = False
@@ -191,6 +216,10 @@ class RemotePool:
             lost = conn.closed_by_peer
             conn.close()
             slot.conn = None
+            if lost and worker_gone(slot.pid):
+                # It died (a request it closed on may have killed it: not one to send again,
+                # see Exchange's _resend), as a single host's pool marks it.
+                lease.lost = True
         if lease.stuck:  # (the front's 504: the supervisor retires the worker as hung)
             self._give_back(slot, lost, stuck=True)
             return
@@ -278,7 +307,38 @@ class RemotePool:
             started=time.monotonic(),
         )
         self._leased[lease] = slot
+        if self.request_timeout is not None and self._sweep is None:
+            self._sweep = self._loop.call_later(SWEEP_INTERVAL, self._cut_late)
         return lease
+
+    def _cut_late(self) -> None:
+        """Every SWEEP_INTERVAL while requests run: cut those past the request timeout."""
+        self._sweep = None
+        timeout = self.request_timeout
+        if timeout is None or not self._leased:
+            return
+        now = time.monotonic()
+        for lease in list(self._leased):
+            if (
+                now - lease.started > timeout
+                and not lease.queued
+                and not lease.open_ended
+                and not lease.timed_out
+            ):
+                _log.error(
+                    "app %s: a request on worker pid %s ran %.1f s, past the request timeout "
+                    "of %g s (WORKER_REQUEST_TIMEOUT): answered 504; the worker is replaced",
+                    self.name,
+                    lease.worker_pid,
+                    now - lease.started,
+                    timeout,
+                    extra={"app": self.name, "pid": lease.worker_pid},
+                )
+                lease.timed_out = True
+                lease.stuck = True  # (its slot goes back marked stuck: see release)
+                lease.conn.close()
+        if self._leased:
+            self._sweep = self._loop.call_later(SWEEP_INTERVAL, self._cut_late)
 
     # ---------------------------------------------------------------- slots
 
