@@ -412,6 +412,9 @@ class RemotePool:
     # ---------------------------------------------------------------- from the supervisor
 
     def granted(self, slot: int, worker_id: int, pid: int, address: Address) -> None:
+        # The supervisor counted this grant against the demand it was told: so does the front
+        # (else a demand equal to the last one sent would never be sent again).
+        self._want_sent = max(self._want_sent - 1, 0)
         given = self.slots[slot] = Slot(slot, worker_id, pid, address)
         self._slot_free(given)
 

@@ -63,9 +63,9 @@ def test_a_request_waits_asks_the_supervisor_and_gets_the_granted_slot() -> None
         pool.granted(1, worker_id=3, pid=300, address="/w.sock")
         await turn()
         assert len(got) == 1 and isinstance(got[0], Lease) and got[0].worker_pid == 300
-        assert sent[-1] == Demand(7, 1)  # (no more than one Demand per DEMAND_INTERVAL)
+        # (The grant answered the demand: nothing more to say.)
         await asyncio.sleep(DEMAND_INTERVAL * 2)
-        assert sent[-1] == Demand(7, 0)
+        assert sent == [Demand(7, 1)]
         # Released with a waiter behind it: handed over, no message.
         got2, deliver2 = deliveries()
         pool.lease_or_wait(deliver2)
@@ -293,5 +293,25 @@ def test_a_pool_error_becomes_a_refusal() -> None:
         assert refusals and refusals[0].error.kind == "unavailable"
         assert refusals[0].error.stderr_tail == "Traceback"
         broker.close()
+
+    asyncio.run(main())
+
+
+def test_a_request_waiting_right_after_a_grant_is_asked_for_again() -> None:
+    """The supervisor counts a grant against the demand: a new waiter after it, with the same
+    count as the last Demand sent, is still told (else it would wait for nothing)."""
+
+    async def main() -> None:
+        sent: list[Message] = []
+        pool = remote(sent)
+        got, deliver = deliveries()
+        pool.lease_or_wait(deliver)
+        await turn()
+        pool.granted(1, 3, 300, "/w.sock")
+        await turn()
+        assert isinstance(got[0], Lease)
+        pool.lease_or_wait(deliver)  # (the first still holds the only slot)
+        await asyncio.sleep(DEMAND_INTERVAL * 3)
+        assert [m for m in sent if isinstance(m, Demand)] == [Demand(7, 1), Demand(7, 1)]
 
     asyncio.run(main())
