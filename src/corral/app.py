@@ -377,6 +377,7 @@ class Host:
             started_at=self.started_at,
             state=self.state,
             listening=tuple((h, p, (h, p) in self._https) for h, p in self.addresses),
+            fronts=() if self.fronts is None else tuple(self.fronts.pids()),
         )
         return hostapps.host_status(
             facts,

@@ -143,6 +143,8 @@ def test_two_fronts_accept_and_share_the_same_workers(tmp_path: Path, control: P
         for front, seen in by_front.items():
             assert seen == set(pool), (front, seen, pool)
         document = status(control)
+        front = document["front"]
+        assert isinstance(front, dict) and sorted(front["processes"]) == front_pids
         apps = document["apps"]
         assert isinstance(apps, list)
         assert len([w for w in apps[0]["workers"] if w["pid"]]) == 2
