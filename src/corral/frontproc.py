@@ -72,6 +72,7 @@ from corral.protocol.frontlink import (
 )
 from corral.runtime.reload import app_key
 from corral.supervision.pool import Pool
+from corral.supervision.service import ServicePool
 
 logger = logging.getLogger("corral")
 
@@ -126,6 +127,7 @@ class FrontProcess:
         self._ports: list[tuple[int, int]] = []
         #: The applications' lease sources and counters, by id on the link.
         self.pools: dict[int, RemotePool] = {}
+        self.services: dict[int, ServicePool] = {}
         self.stats: dict[int, RequestStats] = {}
         self._table: Routes | None = None
         self._routed: asyncio.Future[None] | None = None
@@ -252,8 +254,17 @@ class FrontProcess:
             route = app.route
             route.stats = self.stats.setdefault(ident, route.stats)
             local = app.pool
+            if isinstance(local, ServicePool):
+                # A tcp.service: each front balances over its servers itself, with its own
+                # active checks (kept across a reload while the app is unchanged).
+                kept = self.services.get(ident)
+                if kept is None:
+                    kept = self.services[ident] = local
+                    kept.start()
+                route.pool = kept
+                continue
             if not isinstance(local, Pool) or app.connect is None:
-                continue  # (a tcp.service: each front balances over its servers itself)
+                continue
             pool = self.pools.get(ident)
             if pool is None:
                 pool = self.pools[ident] = RemotePool(
@@ -270,6 +281,11 @@ class FrontProcess:
             route.pool = pool
         for ident in [i for i in self.pools if i not in ids.values()]:
             self.pools.pop(ident).retire()
+        for ident in [i for i in self.services if i not in ids.values()]:
+            grace = 0.0 if self.front is None else self.front.settings.shutdown_grace
+            task = loop.create_task(self.services.pop(ident).close(grace))
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
         for ident in [i for i in self.stats if i not in ids.values()]:
             del self.stats[ident]
         return apps

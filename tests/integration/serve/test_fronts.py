@@ -248,3 +248,40 @@ def test_reload_and_rolling_restart_under_load_drop_nothing(tmp_path: Path, cont
         assert int(request(server.port, path="/pid").body) in new
     finally:
         server.stop()
+
+
+def test_a_tcp_service_through_two_fronts_comes_back_after_a_stop(tmp_path: Path) -> None:
+    """Each front balances a ``tcp.service`` over its servers with its own active checks: a
+    stopped server costs no request, and gets traffic again once it is back."""
+    from tests.integration.nodes.test_service_servers import Backends
+
+    backends = Backends(2)
+    try:
+        pids = [backends.start(index) for index in range(2)]
+        site = tmp_path / "front"
+        site.mkdir()
+        servers = " ".join(f"127.0.0.1:{number}" for number in backends.ports)
+        (site / "corral.toml").write_text(
+            '[engines.tier]\ntransport = "tcp.service"\nprotocol = "http"\n'
+            f'servers = "{servers}"\nhealth_check = "/pid"\nhealth_interval = 0.3\n'
+            "slow_start = 1\nmax_instances = 8\n"
+            '[apps.tier]\nengine = "tier"\n'
+        )
+        server = CorralServer(
+            site, args=("--no-access-log", "--front-processes", "2"), listen="127.0.0.1:0"
+        ).start(wait_ready=False)
+        try:
+            with Load(server.port, path="/x", clients=4) as load:
+                began = time.monotonic()
+                for pid in pids:
+                    assert load.wait_for(f"{pid} GET /x", 10, began), server.text()
+                backends.stop(1)
+                time.sleep(1.0)
+                back = backends.start(1)
+                back_at = time.monotonic()
+                assert load.wait_for(f"{back} GET /x", 10, back_at), server.text()[-2000:]
+            assert load.failures() == [], load.failures()[:3]
+        finally:
+            server.stop()
+    finally:
+        backends.close()
