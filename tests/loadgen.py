@@ -65,7 +65,7 @@ class Load:
             try:
                 response = request(self.port, path=self.path, address=self.address)
                 outcome = Outcome(started, time.monotonic(), response.status, response.body)
-            except (OSError, AssertionError, ValueError) as exc:
+            except (OSError, EOFError, AssertionError, ValueError) as exc:
                 outcome = Outcome(started, time.monotonic(), 0, b"", f"{type(exc).__name__}: {exc}")
             with self._lock:
                 self.outcomes.append(outcome)

@@ -72,6 +72,7 @@ from corral.ops import hostapps
 from corral.ops.admin import AdminError, AdminListener
 from corral.ops.control import ControlError, ControlServer
 from corral.ops.duties import DutyError, HostDuties
+from corral.ops.fronts import FrontSet, front_count, hosted
 from corral.ops.history import History
 from corral.ops.status import (
     HostStatus,
@@ -156,6 +157,8 @@ class Host:
         self._https: set[tuple[str, int]] = set()
         #: Users and limits (docs/tenants.md); made at start.
         self.tenants: Tenants | None = None
+        #: front_processes > 1 (issue 16): this process supervises, the fronts serve HTTP.
+        self.fronts: FrontSet | None = None
 
     async def start(self) -> list[tuple[str, int]]:
         options = self.options
@@ -170,9 +173,16 @@ class Host:
         for line in tenants.report():
             logger.info("%s", line)
         # --- end of tenants ----------------------------------------------------------------
+        settings = front_settings(config, options)
+        # --- the front across cores (issue 16): N fronts, this process their supervisor ---
+        count = front_count(settings.front_processes, os.cpu_count())
+        if count > 1:
+            self.fronts = FrontSet(count, options)
+            # (Apps built by the command line to check them lease connections: slots here.)
+            self.apps = build_apps(config, options, tenants, slots=True)
+        # --- end of the front across cores ---
         if not self.apps:
             self.apps = build_apps(config, options, tenants)
-        settings = front_settings(config, options)
         try:
             self.duties.begin(settings)
         except DutyError as exc:
@@ -186,6 +196,10 @@ class Host:
             raise StartupError(str(exc)) from None
         router = self._router(config, self.apps)
         self.front = FrontServer(router, settings)
+        listener: FrontServer | FrontSet = self.front
+        if self.fronts is not None:
+            self.fronts.front_stats = self.front.stats  # (the fronts' sum)
+            listener = self.fronts
         wanted = [options.listen] if options.listen else listen_plan(config.listen_addresses())
         # TLS (front/tls.py): the https bindings' certificates, read now (--listen: plain only).
         if options.listen and tls_ports(config):
@@ -206,10 +220,10 @@ class Host:
             try:
                 if self.tls is not None and port in self.tls.ports:
                     tls = partial(self.tls.listener_context, port)
-                    bound = await self.front.listen(host, port, sock=sock, tls=tls)
+                    bound = await listener.listen(host, port, sock=sock, tls=tls)
                     https.update(bound)
                 else:
-                    bound = await self.front.listen(host, port, sock=sock)
+                    bound = await listener.listen(host, port, sock=sock)
             except OSError as exc:
                 await self.front.stop(0.0)
                 await self._close_pools(0.0)
@@ -233,6 +247,8 @@ class Host:
         # --- end of tenants ----------------------------------------------------------------
         for app in self.apps:
             await self._start_app(app)
+        if self.fronts is not None:
+            await self.fronts.start(hosted(self.apps))
         self._watch_config(config)
         if self.tls is not None:
             self.tls.watch()
@@ -261,6 +277,8 @@ class Host:
         if delay <= 0:
             return
         front.drain()
+        if self.fronts is not None:
+            self.fronts.drain()
         logger.info("draining: not ready; serving for %.0f s more, then stopping", delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._hurry.wait(), delay)
@@ -290,6 +308,8 @@ class Host:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.fronts is not None:
+            await self.fronts.stop(grace)
         if self.front is not None:
             await self.front.stop(grace)
         await self._close_pools(grace)
@@ -318,7 +338,7 @@ class Host:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop, False)
         loop.add_signal_handler(signal.SIGHUP, self.schedule_reload, "SIGHUP")
-        loop.add_signal_handler(signal.SIGUSR1, self.duties.reopen_logs)
+        loop.add_signal_handler(signal.SIGUSR1, _reopen_logs, self)
         try:
             try:
                 await self.start()
@@ -357,13 +377,15 @@ class Host:
             started_at=self.started_at,
             state=self.state,
             listening=tuple((h, p, (h, p) in self._https) for h, p in self.addresses),
+            fronts=() if self.fronts is None else tuple(self.fronts.pids()),
         )
         return hostapps.host_status(
             facts,
             self.apps,
             self.history,
             None if front is None else front.stats,
-            0 if front is None else len(front.connections),
+            (0 if front is None else len(front.connections))
+            + (0 if self.fronts is None else self.fronts.connections),
             asyncio.get_running_loop().time(),
         )
 
@@ -499,7 +521,10 @@ class Host:
                 load_config, self.options.path, self.config, self.options.app_env
             )
             tenants = tenants_for(new, self.options, self.tenants)
-            built = {app_key(a.config): a for a in build_apps(new, self.options, tenants)}
+            slots = self.fronts is not None
+            built = {
+                app_key(a.config): a for a in build_apps(new, self.options, tenants, slots=slots)
+            }
         except ConfigErrors as exc:
             logger.error("the configuration has errors; the running one stays in force:\n%s", exc)
             self._reload_problem = (
@@ -543,6 +568,8 @@ class Host:
         self.front.router = self._router(new, apps)
         self.config = new
         self.apps = apps
+        if self.fronts is not None:
+            self.fronts.set_routes(hosted(apps), reload=True)
         for app, why in retire:
             task = asyncio.get_running_loop().create_task(self._retire_app(app, why))
             self._background.add(task)
@@ -556,6 +583,9 @@ class Host:
         port of its own). Addresses no site binds any more keep listening (answering 404)."""
         assert self.front is not None
         if self.options.listen is not None:
+            return
+        if self.fronts is not None:  # (the fronts' sockets are passed when they start)
+            logger.warning("new bindings with front_processes > 1: restart corral to listen")
             return
         ports = dict(self._ports)
         have = {(host, ports.get(actual, actual)) for host, actual in self.addresses}
@@ -704,6 +734,13 @@ class Host:
     def _on_config_change(self, changes: list[tuple[Change, str]]) -> None:
         names = ", ".join(sorted({os.path.basename(path) for _, path in changes}))
         self.schedule_reload(f"{names} changed")
+
+
+def _reopen_logs(host: Host) -> None:
+    """SIGUSR1: this process's logs, and every front's (front_processes > 1)."""
+    host.duties.reopen_logs()
+    if host.fronts is not None:
+        host.fronts.reopen_logs()
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

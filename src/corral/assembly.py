@@ -30,6 +30,8 @@ from corral.front.settings import FrontSettings
 from corral.ops.rundir import name_for
 from corral.ops.tenants import Tenants
 from corral.runtime.controller import AppController
+from corral.supervision.broker import slot_connect
+from corral.supervision.lease import Connect
 from corral.supervision.pool import Pool
 from corral.supervision.service import ServicePool
 from corral.supervision.settings import PoolSettings
@@ -66,6 +68,9 @@ class Application:
     route: AppRoute
     #: Deploy script, file watching, error log (applications with workers of their own).
     controller: AppController | None = None
+    #: How the front connects to its workers (a front process of ``front_processes`` > 1
+    #: opens its own connections: ``front.remote``).
+    connect: Connect | None = None
 
 
 def load_config(
@@ -117,11 +122,16 @@ def tenants_for(
 
 
 def build_apps(
-    config: ServerConfig, options: ServeOptions, tenants: Tenants | None = None
+    config: ServerConfig,
+    options: ServeOptions,
+    tenants: Tenants | None = None,
+    *,
+    slots: bool = False,
 ) -> list[Application]:
     """One pool and one front route per application; ``ConfigErrors`` (every one) when some
     application asks for what this runtime cannot run, or would run as a user it may not
-    (``Tenants.problems``)."""
+    (``Tenants.problems``). ``slots``: the pools of a supervisor of front processes, which
+    lease worker slots, not connections (``supervision.broker``)."""
     overrides = dict(options.pool_overrides)
     overrides.setdefault("queue_timeout", front_settings(config, options).acquire_timeout)
     apps: list[Application] = []
@@ -155,7 +165,7 @@ def build_apps(
                 label,
                 backend.plan,
                 settings,
-                backend.connect,
+                slot_connect if slots else backend.connect,
                 backend.probe,
                 confiner=confiner,
                 spawner=backend.spawner,
@@ -172,7 +182,7 @@ def build_apps(
             buffering=app.request_buffering,
             backend_host=(app.zoo_substitute_host or "").encode("ascii") or None,
         )
-        apps.append(Application(app, pool, route))
+        apps.append(Application(app, pool, route, connect=backend.connect))
     if problems:
         raise Unsupported([error for exc in problems for error in exc.errors])
     return apps

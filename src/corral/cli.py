@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the host's process id here once it listens (removed at exit)",
     )
+    serve.add_argument(  # issue 16: the front across cores (--set front_processes=N)
+        "--front-processes",
+        type=_count,
+        metavar="N",
+        help="N front processes sharing the bindings and the workers (0: auto, one per 4 "
+        "cores up to 8; default: the front_processes setting)",
+    )
     serve.add_argument(
         "--workers",
         "-w",
@@ -278,6 +285,8 @@ def _process_options(args: argparse.Namespace) -> dict[str, object]:
         held["log_level"] = args.log_level
     if args.pid_file is not None:
         held["pid_file"] = os.path.abspath(args.pid_file)
+    if args.front_processes is not None:
+        held["front_processes"] = args.front_processes
     return held
 
 

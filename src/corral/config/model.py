@@ -443,6 +443,9 @@ class FrontSettings:
     shutdown_grace: float = 30.0
     #: Seconds of serving with readiness false before a stop (with an admin listener).
     drain_delay: float = 5.0
+    #: Front processes sharing the bindings and one supervisor of the workers (issue 16);
+    #: 0 = auto: max(1, min(8, cpu_count // 4)) (``corral.ops.fronts.front_count``).
+    front_processes: int = 0
     #: Show a failing application's error output (traceback) on 503 pages to loopback clients.
     show_errors_to_loopback: bool = True
     #: Seconds a tunnel (a connection switched to another protocol, e.g. WebSocket, after 101)

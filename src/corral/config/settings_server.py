@@ -207,6 +207,20 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         "and a second SIGTERM skip it. Then shutdown_grace applies to what is in flight.",
         minimum=0,
     ),
+    # --- the front across cores (issue 16, docs/scaling.md) ---
+    _server(
+        "front_processes",
+        "frontProcesses",
+        Kind.INT,
+        "Front processes that accept on the same bindings and share one supervisor of the "
+        "workers (one set of workers and one max_instances per application, whatever the "
+        "number). 0 = auto: one per 4 CPU cores, at least 1, at most 8 (the fronts share the "
+        "cores with the applications' workers; docs/scaling.md). 1 = the single-process host. "
+        "Read at start: a reload does not change it.",
+        minimum=0,
+        maximum=64,
+    ),
+    # --- end of the front across cores ---
     _server(
         "show_errors_to_loopback",
         "showErrorsToLoopback",

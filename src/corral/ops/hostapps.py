@@ -54,6 +54,8 @@ class HostFacts:
     state: str
     #: (address, port, whether it is an https listener).
     listening: tuple[tuple[str, int, bool], ...]
+    #: The front processes' pids (``front_processes`` > 1).
+    fronts: tuple[int, ...] = ()
 
 
 def ids(apps: Sequence[HostedApp]) -> list[str]:
@@ -114,6 +116,7 @@ def host_status(
             protocol_errors={}
             if front is None
             else {str(k): v for k, v in sorted(front.protocol_errors.items())},
+            processes=facts.fronts,
         ),
         apps=tuple(shown),
     )

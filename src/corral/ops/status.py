@@ -157,6 +157,8 @@ class FrontStatus:
     connections_opened: int
     #: Requests refused before reaching an application, by status code.
     protocol_errors: dict[str, int]
+    #: The front processes' pids (``front_processes`` > 1); empty: this process is the front.
+    processes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
