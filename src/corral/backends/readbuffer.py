@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import threading
 
-#: Bytes per read: the larger, the fewer reads (and client writes) per large response. A
-#: worker's 1 MiB response then arrives in one to three reads rather than five or six.
+#: Bytes per read, as uvloop's own buffer. 1 MiB reads (a worker's 1 MiB answer in one or two
+#: reads, one client write) measured no better in bench/run.py's 1mib: the copies into and out
+#: of a buffer larger than the CPU's cache then miss it (bench/README.md, "Performance II
+#: (continued)").
 READ_SIZE = 256 * 1024
 #: Buffers still held elsewhere that are looked at again for reuse; past this many, the oldest
 #: is left to its holders (the garbage collector frees it with them).
