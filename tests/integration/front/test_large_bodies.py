@@ -8,6 +8,7 @@ every answer must be its own."""
 from __future__ import annotations
 
 import hashlib
+import select
 import socket
 import threading
 import time
@@ -38,7 +39,9 @@ DIGEST = {
 }
 
 
-def stalled_read(port: int, stall: float, results: list[object]) -> None:
+def stalled_read(
+    port: int, stuck: threading.Event, go: threading.Event, results: list[object]
+) -> None:
     try:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -48,11 +51,16 @@ def stalled_read(port: int, stall: float, results: list[object]) -> None:
         conn.sock, conn.buf = sock, b""
         with conn:
             conn.send(b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            time.sleep(stall)  # reads nothing meanwhile
+            # The answer has begun to arrive (and fills this socket): it is stuck in the front.
+            select.select([sock], [], [], 60)
+            stuck.set()
+            go.wait(60)  # reads nothing meanwhile
             answer = conn.response()
             results.append((answer.status, hashlib.sha256(answer.body).hexdigest()))
     except Exception as exc:  # reported by the test
         results.append(exc)
+    finally:
+        stuck.set()
 
 
 @pytest.mark.parametrize(
@@ -65,9 +73,11 @@ def test_a_stalled_reader_and_fast_readers_each_get_their_own_bytes(
 ) -> None:
     with serving(tmp_path, "--min", "2", "--max", "2", *settings, app=APP) as server:
         results: list[object] = []
-        stalled = threading.Thread(target=stalled_read, args=(server.port, 2.0, results))
+        stuck, go = threading.Event(), threading.Event()
+        stalled = threading.Thread(target=stalled_read, args=(server.port, stuck, go, results))
         stalled.start()
-        time.sleep(0.5)  # its answer is under way, and stuck in the front
+        assert stuck.wait(60)
+        time.sleep(0.3)  # the front has read on and holds what the client does not take
         with Conn(server.port, timeout=30) as conn:
             for _ in range(4):  # kept alive: the same connection to a worker, read after read
                 conn.send(b"GET /b HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -75,6 +85,7 @@ def test_a_stalled_reader_and_fast_readers_each_get_their_own_bytes(
                 assert answer.status == 200
                 assert hashlib.sha256(answer.body).hexdigest() == DIGEST["/b"]
         assert not results  # the stalled client is still stalled
+        go.set()
         stalled.join(60)
         assert results == [(200, DIGEST["/a"])], results
         assert request(server.port, path="/a").status == 200
