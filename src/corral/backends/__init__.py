@@ -158,7 +158,7 @@ class PooledUpstream(Upstream, Protocol):
         its last lease was given back (it is free again)."""
 
 
-class SinkedProtocol(asyncio.Protocol):
+class SinkedProtocol(asyncio.BaseProtocol):
     """What both clients do the same way with the request they serve: pass the backend socket's
     write pressure on to the sink, stop and resume reading for the front, fail the request when
     the connection is lost, and drop the connection when the front gives up on it."""
@@ -168,6 +168,13 @@ class SinkedProtocol(asyncio.Protocol):
     _transport: asyncio.Transport | None
     _sink: ResponseSink | None
     _paused_by_peer: bool
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from the backend (each client parses its protocol)."""
+        raise NotImplementedError
+
+    def eof_received(self) -> bool | None:
+        return None
 
     def _fail(self, exc: BackendError) -> None:
         """End the request in flight with an error: the connection is dropped, the sink told."""

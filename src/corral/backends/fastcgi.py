@@ -32,6 +32,7 @@ from corral.backends import (
     ResponseSink,
     SinkedProtocol,
 )
+from corral.backends.readbuffer import read_buffers
 from corral.protocol.cgi import CGIResponseError, CGIResponseParser
 from corral.protocol.fastcgi import records
 from corral.protocol.fastcgi.constants import HEADER_LEN, MAX_PIPELINE_DEPTH, RecordType, Role
@@ -148,9 +149,11 @@ class _Discard:
 
 
 _DISCARD = _Discard()
+#: No read in progress.
+_NO_BUFFER = bytearray()
 
 
-class FastCGIClientConnection(SinkedProtocol):
+class FastCGIClientConnection(SinkedProtocol, asyncio.BufferedProtocol):
     """One connection to a FastCGI responder, serving one request at a time.
 
     The wire format comes from the sans-IO codec's pure functions (``protocol.fastcgi.records``):
@@ -159,6 +162,10 @@ class FastCGIClientConnection(SinkedProtocol):
     state is trivial here (one request id, one request at a time; body STDOUT passed on as views,
     across reads), so the records are then handled in this loop instead of going through
     ``FastCGIConnection``'s general state table: this is the front's hot path.
+
+    The answer is read into the loop's shared read buffer (``readbuffer``: a
+    ``BufferedProtocol``, 1 MiB reads, no copy into a ``bytes`` per read), and body pieces go
+    to the sink as views of it.
     """
 
     def __init__(self, name: str, *, php_fpm: bool = False) -> None:
@@ -186,6 +193,8 @@ class FastCGIClientConnection(SinkedProtocol):
         #: Called when the connection is free again after answers nobody waited for (the pool
         #: sets it through ``when_drained``).
         self._on_drained: Callable[[PooledUpstream], None] | None = None
+        self._buffers = read_buffers()
+        self._read_into = _NO_BUFFER
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -208,10 +217,23 @@ class FastCGIClientConnection(SinkedProtocol):
             except OSError:
                 pass
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> bytearray:
+        buffer = self._read_into = self._buffers.get()
+        return buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        view = memoryview(self._read_into)
+        self._read_into = _NO_BUFFER
+        self.data_received(view[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        """Records read from the responder: ``bytes``, or a view of the read buffer that may
+        be overwritten after this call (what is kept is copied: the start of a record cut by
+        the end of the read; body pieces passed on are views, which the read buffer's
+        ``ReadBuffers`` never overwrites while they are alive)."""
         size = len(data)
         pos = 0
-        view: memoryview | None = None
+        view: memoryview | None = data if type(data) is memoryview else None
         if self._stdout_left or self._skip_left:
             # The rest of a body STDOUT record that started in an earlier read.
             view = memoryview(data)
@@ -220,7 +242,7 @@ class FastCGIClientConnection(SinkedProtocol):
                 self._flush()
                 return
         if self._buffer:
-            data = self._buffer + data[pos:]
+            data = self._buffer + data[pos:]  # (bytes: a copy)
             self._buffer = b""
             size = len(data)
             pos = 0
@@ -261,7 +283,7 @@ class FastCGIClientConnection(SinkedProtocol):
                     continue
                 if end > size:
                     break
-                content = data[start : start + length]
+                content = bytes(data[start : start + length])
                 pos = end
                 if kind == _STDOUT:
                     if length:
@@ -285,7 +307,7 @@ class FastCGIClientConnection(SinkedProtocol):
             self._fail(BackendProtocolError(f"{self.name}: {exc}"))
             return
         if pos < size:
-            self._buffer = data[pos:]
+            self._buffer = bytes(data[pos:])
         self._flush()
 
     def _continue_stdout(self, view: memoryview) -> int:

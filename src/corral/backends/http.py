@@ -80,7 +80,7 @@ async def connect(address: object, *, name: str = "") -> HTTPClientConnection:
     return protocol
 
 
-class HTTPClientConnection(SinkedProtocol):
+class HTTPClientConnection(SinkedProtocol, asyncio.Protocol):
     """One connection to an HTTP backend, serving one request at a time."""
 
     def __init__(self, name: str) -> None:

@@ -244,7 +244,10 @@ class Connection:
             self.gone = True
             self.fcgi.receive_data(b"")
             return
-        self.fcgi.receive_data(self.view[:n].tobytes())
+        # Parsed in place: the codec copies each record's content out once, and lets go of
+        # the buffer before it asks for more (a request body is not copied into a bytes per
+        # read first).
+        self.fcgi.receive_view(self.view[:n])
 
     def _sendall(self, data: bytes | memoryview) -> None:
         if self.gone:
@@ -328,7 +331,7 @@ class Connection:
             self.gone = True
             self.fcgi.receive_data(b"")
             return True
-        self.fcgi.receive_data(self.view[:n].tobytes())
+        self.fcgi.receive_view(self.view[:n])
         return True
 
     # ---------------------------------------------------------------- events

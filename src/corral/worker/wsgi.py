@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import sys
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, BinaryIO, Protocol
@@ -87,18 +88,27 @@ class InputStream:
     Never holds more than what the app asked for plus one STDIN record. With CONTENT_LENGTH, it
     ends after that many bytes (an early end of the stream raises ClientDisconnected); without,
     it ends with the STDIN stream (``wsgi.input_terminated``).
+
+    The chunks are kept as they came (only the first may be partly read): a read that is
+    exactly the next chunk returns it as it is, any other is one copy of what it returns (a
+    1 MiB upload read 64 KiB at a time was copied three times, into one growing buffer, out
+    of it and into ``bytes``).
     """
 
-    __slots__ = ("_buf", "_eof", "_read_chunk", "_remaining")
+    __slots__ = ("_chunks", "_eof", "_held", "_read_chunk", "_remaining", "_start")
 
     def __init__(self, read_chunk: Callable[[], bytes], content_length: int | None) -> None:
         self._read_chunk = read_chunk
-        self._buf = bytearray()
+        #: The chunks not yet read; ``_start`` bytes of the first are read already.
+        self._chunks: deque[bytes] = deque()
+        self._start = 0
+        #: Bytes held, not yet read.
+        self._held = 0
         self._remaining = content_length
         self._eof = content_length == 0
 
     def _fill(self) -> bool:
-        """Append the next chunk to the buffer; False at the end of the body."""
+        """Append the next chunk; False at the end of the body."""
         if self._eof:
             return False
         chunk = self._read_chunk()
@@ -115,44 +125,68 @@ class InputStream:
                 chunk = chunk[:remaining]
                 self._eof = True
             self._remaining = remaining - len(chunk)
-        self._buf += chunk
+        if chunk:
+            self._chunks.append(chunk)
+            self._held += len(chunk)
         return True
 
+    def _take(self, size: int) -> bytes:
+        """The next ``size`` bytes held (``size`` <= ``_held``)."""
+        if size <= 0:
+            return b""
+        chunks = self._chunks
+        start = self._start
+        first = chunks[0]
+        available = len(first) - start
+        self._held -= size
+        if size < available:
+            self._start = start + size
+            return first[start : start + size]
+        chunks.popleft()
+        self._start = 0
+        if size == available:
+            return first[start:] if start else first
+        parts: list[bytes | memoryview] = [memoryview(first)[start:] if start else first]
+        need = size - available
+        while need:
+            chunk = chunks[0]
+            if len(chunk) <= need:
+                parts.append(chunks.popleft())
+                need -= len(chunk)
+            else:
+                parts.append(memoryview(chunk)[:need])
+                self._start = need
+                need = 0
+        return b"".join(parts)
+
     def read(self, size: int | None = -1, /) -> bytes:
-        buf = self._buf
         if size is None or size < 0:
             while self._fill():
                 pass
-            data = bytes(buf)
-            buf.clear()
-            return data
-        while len(buf) < size and self._fill():
+            return self._take(self._held)
+        while self._held < size and self._fill():
             pass
-        data = bytes(buf[:size])
-        del buf[:size]
-        return data
+        return self._take(min(size, self._held))
 
     def readline(self, size: int | None = -1, /) -> bytes:
-        buf = self._buf
         limit = -1 if size is None or size < 0 else size
-        scanned = 0
+        chunks = self._chunks
+        scanned = 0  # bytes held before chunk ``index``, searched without a newline
+        index = 0
         while True:
-            end = buf.find(b"\n", scanned)
-            if end >= 0:
-                cut = end + 1
-                if 0 <= limit < cut:
-                    cut = limit
-                break
-            if 0 <= limit <= len(buf):
-                cut = limit
-                break
-            scanned = len(buf)
+            while index < len(chunks):
+                chunk = chunks[index]
+                base = self._start if index == 0 else 0
+                end = chunk.find(b"\n", base)
+                if end >= 0:
+                    cut = scanned + end - base + 1
+                    return self._take(cut if limit < 0 else min(cut, limit))
+                scanned += len(chunk) - base
+                index += 1
+            if 0 <= limit <= scanned:
+                return self._take(limit)
             if not self._fill():
-                cut = len(buf)
-                break
-        data = bytes(buf[:cut])
-        del buf[:cut]
-        return data
+                return self._take(scanned)
 
     def readlines(self, hint: int | None = -1, /) -> list[bytes]:
         lines = []

@@ -37,6 +37,7 @@ Decisions where FastCGI 1.0 is silent or loose:
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -164,6 +165,8 @@ _RESPONDER: Final = int(Role.RESPONDER)
 _STREAM_EVENTS: Final = {Stdin: _STDIN, Stdout: _STDOUT, Stderr: _STDERR, Data: _DATA}
 _HEADER_UNPACK: Final = records.HEADER.unpack_from
 _HEADER_AT: Final = records.header_at
+#: A record header's content and padding lengths (at its offset 4).
+_LENGTHS: Final = struct.Struct(">HB").unpack_from
 _MAX_TYPE: Final = max(_T)
 
 
@@ -191,6 +194,7 @@ class FastCGIConnection:
         "_buf",
         "_eof",
         "_error",
+        "_lent",
         "_must_close",
         "_pad",
         "_pad_empty",
@@ -221,8 +225,11 @@ class FastCGIConnection:
         self._split_params = split_params
         self._pad_empty = pad_empty_records
         self._pad = pad
-        self._buf: bytes | bytearray = b""
+        self._buf: bytes | bytearray | memoryview = b""
         self._pos = 0
+        #: ``receive_view``: the part of the caller's buffer still to parse after ``_buf``
+        #: (which then holds the record that began in an earlier read), else None.
+        self._lent: memoryview | None = None
         self._eof = False
         self._error: RemoteProtocolError | None = None
         self._must_close = False
@@ -256,6 +263,8 @@ class FastCGIConnection:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the peer; ``b""`` means the peer closed the connection."""
+        if self._lent is not None or type(self._buf) is memoryview:
+            raise LocalProtocolError("receive_data() before next_event() gave NEED_DATA")
         if self._eof:
             if data:
                 raise RemoteProtocolError("data received after the connection was closed")
@@ -287,6 +296,46 @@ class FastCGIConnection:
                 self._pos = 0
             buf += data
 
+    def receive_view(self, view: memoryview) -> None:
+        """Feed bytes read into a buffer the caller reuses (``receive_data`` for large input,
+        such as a request body, without copying each read into ``bytes`` first).
+
+        ``view`` is parsed in place until ``next_event`` returns NEED_DATA (or CLOSED, or
+        raises); from then on nothing of it is kept and the caller may overwrite the buffer.
+        Each record's content is copied out once (the event's bytes); only the part of a
+        record that the end of ``view`` cuts is kept as a copy, and completed with the start
+        of the next ``view``. An empty ``view`` is the end of the input, as ``b""``."""
+        if not view or self._eof:
+            self.receive_data(b"" if not view else view.tobytes())
+            return
+        if self._lent is not None or type(self._buf) is memoryview:
+            raise LocalProtocolError("receive_view() before next_event() gave NEED_DATA")
+        buf = self._buf
+        pos = self._pos
+        pending = len(buf) - pos
+        if pending <= 0:
+            self._buf = view
+            self._pos = 0
+            return
+        # A record began in an earlier read: complete it with what it needs of ``view``, then
+        # parse the rest of ``view`` in place.
+        if pending >= HEADER_LEN:
+            length, padding = _LENGTHS(buf, pos + 4)
+            need = HEADER_LEN + length + padding - pending
+        elif pending + len(view) >= HEADER_LEN:
+            head = bytes(memoryview(buf)[pos:]) + view[: HEADER_LEN - pending].tobytes()
+            length, padding = _LENGTHS(head, 4)
+            need = HEADER_LEN + length + padding - pending
+        else:
+            need = len(view) + 1  # not even a whole header: keep it all
+        self._pos = 0
+        if not 0 < need <= len(view):  # (or complete records still pending: copy it all)
+            self._buf = b"".join((memoryview(buf)[pos:], view))
+            return
+        self._buf = b"".join((memoryview(buf)[pos:], view[:need]))
+        if need < len(view):
+            self._lent = view[need:]
+
     def next_event(self) -> NextEvent:
         """The next event, ``NEED_DATA`` or ``CLOSED``; raises ``RemoteProtocolError`` on bad
         input (and again on every later call: the connection is dead)."""
@@ -298,6 +347,15 @@ class FastCGIConnection:
                 pos = self._pos
                 size = len(buf)
                 if size - pos < HEADER_LEN:
+                    lent = self._lent
+                    if lent is not None:
+                        # (``_buf`` held one whole record: the rest of the lent view.)
+                        self._lent = None
+                        self._buf = lent
+                        self._pos = 0
+                        continue
+                    if type(buf) is memoryview:
+                        self._own_rest(buf, pos)
                     if not self._eof:
                         return NEED_DATA
                     if size > pos:
@@ -316,6 +374,8 @@ class FastCGIConnection:
                             f"connection closed inside a {_type_name(rtype)} record for request "
                             f"{rid} ({size - pos} of {end - pos} bytes)"
                         )
+                    if type(buf) is memoryview:
+                        self._own_rest(buf, pos)
                     return NEED_DATA
                 if isinstance(buf, bytes):
                     content = buf[start:stop]
@@ -331,7 +391,15 @@ class FastCGIConnection:
                     return event
         except RemoteProtocolError as exc:
             self._error = exc
+            if type(self._buf) is memoryview:  # (nothing more is parsed: let go of it)
+                self._buf = b""
+                self._lent = None
             raise
+
+    def _own_rest(self, buf: memoryview, pos: int) -> None:
+        """NEED_DATA with a lent view: keep a copy of its unparsed end, let go of the view."""
+        self._buf = buf[pos:].tobytes()
+        self._pos = 0
 
     def receive_whole_request(self, data: bytes) -> tuple[int, bool, bytes] | None:
         """Responder fast path for the common case: ``data`` is exactly one whole request
@@ -348,6 +416,7 @@ class FastCGIConnection:
             or self._eof
             or self._error is not None
             or len(self._buf) != self._pos
+            or self._lent is not None
         ):
             return None
         size = len(data)

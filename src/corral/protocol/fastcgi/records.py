@@ -114,7 +114,7 @@ def pack_header(
     return _HEADER_PACK(FCGI_VERSION_1, record_type, request_id, content_length, padding_length)
 
 
-def header_at(data: bytes | bytearray, pos: int) -> tuple[int, int, int, int]:
+def header_at(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int, int, int]:
     """The fast path of record parsing, for every reader of records (the codec's
     ``FastCGIConnection`` and the front's client, ``backends.fastcgi``): the header at ``pos``
     (the caller has checked that ``HEADER_LEN`` bytes are there) as ``(type, request id,

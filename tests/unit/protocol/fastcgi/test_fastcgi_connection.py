@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -90,11 +91,43 @@ def feed_in_thirds(conn: FastCGIConnection, data: bytes) -> list[NextEvent]:
     return out
 
 
+def lend(
+    conn: FastCGIConnection, pieces: Sequence[bytes], use_view: Sequence[bool] = ()
+) -> list[NextEvent]:
+    """Each piece read into one reused buffer and fed with ``receive_view`` (or, where
+    ``use_view`` says False, ``receive_data``), drained to NEED_DATA, then the buffer is
+    scribbled over: the events must not depend on what the buffer held before."""
+    size = max((len(p) for p in pieces), default=1)
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    out: list[NextEvent] = []
+    for index, piece in enumerate(pieces):
+        if index < len(use_view) and not use_view[index]:
+            conn.receive_data(piece)
+        else:
+            buffer[: len(piece)] = piece
+            conn.receive_view(view[: len(piece)])
+        out += events_only(drain(conn))
+        buffer[:] = b"\xa5" * size
+    return out
+
+
+def feed_lent_bytewise(conn: FastCGIConnection, data: bytes) -> list[NextEvent]:
+    return lend(conn, [data[i : i + 1] for i in range(len(data))])
+
+
+def feed_lent_in_thirds(conn: FastCGIConnection, data: bytes) -> list[NextEvent]:
+    third = max(len(data) // 3, 1)
+    return lend(conn, [data[i : i + third] for i in range(0, len(data), third)])
+
+
 FEEDERS: list[Callable[[FastCGIConnection, bytes], list[NextEvent]]] = [
     feed_whole,
     feed_bytewise,
     feed_with_trailing,
     feed_in_thirds,
+    feed_lent_bytewise,
+    feed_lent_in_thirds,
 ]
 feeders = pytest.mark.parametrize("feed", FEEDERS, ids=lambda f: f.__name__)
 Feed = Callable[[FastCGIConnection, bytes], list[NextEvent]]
@@ -770,6 +803,58 @@ def test_any_chunking_of_a_conversation_yields_the_same_events(
         pieces += events_only(drain(server))
     assert pieces == whole
     assert [e for e in whole if isinstance(e, Stdin)] == [Stdin(1, b) for b in [*bodies, b""]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 70_000), max_size=4),
+    st.lists(st.integers(1, 140_000), min_size=1, max_size=12),
+    st.lists(st.booleans(), max_size=12),
+)
+def test_a_lent_buffer_in_any_reads_yields_the_events_of_the_whole_stream(
+    sizes: list[int], cuts: list[int], use_view: list[bool]
+) -> None:
+    """``receive_view``: large STDIN records (split at 65,535 bytes) cut anywhere, header
+    included, in reads of a buffer overwritten after each, mixed with ``receive_data``."""
+    client = FastCGIConnection(CLIENT)
+    bodies = [bytes([n % 251]) * n for n in sizes if n]
+    data = client.send_request(1, PARAMS, keep_conn=True)
+    data += b"".join(client.send(Stdin(1, b)) for b in bodies) + client.send(Stdin(1, b""))
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    pieces = [data[a:b] for a, b in itertools.pairwise(points) if b > a]
+    got = lend(FastCGIConnection(SERVER), pieces, use_view)
+    assert got == feed_whole(FastCGIConnection(SERVER), data)
+    stdin = b"".join(e.data for e in got if isinstance(e, Stdin))
+    assert stdin == b"".join(bodies)
+    assert all(type(e.data) is bytes for e in got if isinstance(e, Stdin))
+
+
+@settings(max_examples=300)
+@given(st.sampled_from([CLIENT, SERVER]), st.lists(st.binary(max_size=64), max_size=8))
+def test_arbitrary_lent_bytes_only_ever_raise_remote_protocol_error(
+    role: object, chunks: list[bytes]
+) -> None:
+    conn = FastCGIConnection(role)  # type: ignore[arg-type]
+    try:
+        lend(conn, [c for c in chunks if c])
+    except RemoteProtocolError:
+        pass
+
+
+def test_feeding_before_need_data_is_a_local_error_with_a_lent_buffer() -> None:
+    client = FastCGIConnection(CLIENT)
+    data = client.send_request(1, PARAMS, keep_conn=True, stdin=b"body")
+    server = FastCGIConnection(SERVER)
+    server.receive_view(memoryview(bytearray(data)))
+    assert isinstance(server.next_event(), BeginRequest)
+    with pytest.raises(LocalProtocolError, match="NEED_DATA"):
+        server.receive_view(memoryview(bytearray(b"more")))
+    with pytest.raises(LocalProtocolError, match="NEED_DATA"):
+        server.receive_data(b"more")
+    events = events_only(drain(server))
+    assert [type(e) for e in events] == [Params, Stdin, Stdin]
+    server.receive_view(memoryview(b""))
+    assert server.next_event() is CLOSED
 
 
 # --------------------------------------------------------------------------------------------
