@@ -32,7 +32,13 @@ from corral.front import errorpages
 from corral.front.context import FrontContext
 from corral.front.exchange import Exchange
 from corral.front.http1response import Http1Response
-from corral.front.stream import Deadline, TunnelPeer, body_rate_deadline
+from corral.front.stream import (
+    LINGER_BYTES,
+    LINGER_SECONDS,
+    Deadline,
+    TunnelPeer,
+    body_rate_deadline,
+)
 from corral.protocol.http1.errors import HTTPProtocolError
 from corral.protocol.http1.events import NEED_DATA, PAUSED, Body, EndOfMessage, Request
 from corral.protocol.http1.writer import CONTINUE
@@ -47,12 +53,6 @@ _BODY = Deadline.BODY
 _BACKEND = Deadline.BACKEND
 _LINGER = Deadline.LINGER
 _TUNNEL = Deadline.TUNNEL
-
-#: Lingering close: how long, and how many bytes at most, to read and drop after a response
-#: that ends a connection while the client may still be sending (so that the client reads the
-#: response instead of a reset, like nginx's lingering_close).
-LINGER_SECONDS = 2.0
-LINGER_BYTES = 16 * 1024 * 1024
 
 #: A reason of this protocol's own to stop reading (beside ``stream.PAUSE_*``): pipelined
 #: requests held past ``_HELD_PIPELINE_MAX`` bytes.

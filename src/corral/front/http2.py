@@ -56,6 +56,7 @@ from hyperframe.frame import GoAwayFrame
 from corral.front.context import FrontContext
 from corral.front.h2fields import Refused, request_from_fields
 from corral.front.h2stream import Http2Stream, expire
+from corral.front.stream import LINGER_BYTES, LINGER_SECONDS
 from corral.protocol.http1.parser import Limits
 
 logger = logging.getLogger("corral.front")
@@ -108,6 +109,9 @@ class Http2Connection(asyncio.Protocol):
         self._flush_pending = False
         self.closed = False
         self._stopping = False
+        #: Closed, lingering: bytes still to drop before closing, and the timer that closes.
+        self._lingering = 0
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._conn_unacked = 0
         self._resets = 0
         self._reset_since = 0.0
@@ -154,6 +158,9 @@ class Http2Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         self._transport = None
         streams = list(self.streams.values())
         self.streams.clear()
@@ -174,6 +181,9 @@ class Http2Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
+            self._lingering -= len(data)  # (read and dropped: see close)
+            if self._lingering < 0 and self._transport is not None:
+                self._transport.close()
             return
         try:
             events = self._h2.receive_data(data)
@@ -403,11 +413,23 @@ class Http2Connection(asyncio.Protocol):
         transport.write(frame.serialize())
 
     def close(self) -> None:
-        if not self.closed:
-            self._write_out()  # (what h2 still has: a GOAWAY, the last frames)
-            self.closed = True
-            if self._transport is not None:
-                self._transport.close()
+        """Close after the last frames (a GOAWAY), lingering: the client's writes are read and
+        dropped for up to ``LINGER_SECONDS`` / ``LINGER_BYTES`` after our end of output, since
+        closing with unread input makes the kernel send a reset, which can destroy the GOAWAY
+        before the client reads it (a client being told ENHANCE_YOUR_CALM is still writing)."""
+        if self.closed:
+            return
+        self._write_out()  # (what h2 still has: a GOAWAY, the last frames)
+        self.closed = True
+        transport = self._transport
+        if transport is None:
+            return
+        if not transport.can_write_eof():  # (TLS: no half-close)
+            transport.close()
+            return
+        transport.write_eof()
+        self._lingering = LINGER_BYTES
+        self._linger_timer = asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
 
     def force_close(self) -> None:
         self.closed = True

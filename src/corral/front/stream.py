@@ -19,6 +19,12 @@ from typing import Protocol
 
 from corral.backends import BackendError, Upstream
 
+#: Lingering close (HTTP/1.1 and HTTP/2): how long, and how many bytes at most, to read and drop
+#: after the last bytes of a connection that ends while the client may still be sending, so
+#: that the client reads them instead of a reset (like nginx's lingering_close).
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 16 * 1024 * 1024
+
 
 class Deadline(IntEnum):
     """What a connection's one deadline is for, what its expiry does, and what the bytes and
