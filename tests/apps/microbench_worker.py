@@ -16,6 +16,7 @@ import argparse
 import cProfile
 import importlib.util
 import pstats
+import socket
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ PARAMS = [
     (b"SERVER_PROTOCOL", b"HTTP/1.1"),
 ]
 REQUEST = records.encode_request(1, PARAMS, keep_conn=True, stdin=b"")
+_DONTWAIT = int(socket.MSG_DONTWAIT)
 
 
 def load_app() -> Any:
@@ -63,6 +65,8 @@ class FakeSocket:
         self.sent = 0
 
     def recv_into(self, buffer: Any, size: int = 0, flags: int = 0) -> int:
+        if flags & _DONTWAIT:  # a look for an ABORT_REQUEST: nothing is waiting
+            raise BlockingIOError
         if self.left <= 0:
             return 0
         self.left -= 1
