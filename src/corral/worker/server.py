@@ -492,6 +492,15 @@ class Connection:
         handoff: socket.socket | None = None
         try:
             while True:
+                if not self.later:
+                    # The next of several requests that came in one read, taken whole (as
+                    # _idle_wait takes a lone one) when it has no body.
+                    whole = self.fcgi.next_whole_request()
+                    if whole is not None:
+                        self._whole_request(whole[0], whole[2])
+                        if self.gone or self.broken or self.fcgi.must_close or self.state.stopping:
+                            return None
+                        continue
                 event = self._event()
                 if event is NEED_DATA:
                     handoff = self._idle_wait()
