@@ -1,13 +1,15 @@
 """The worker's own CPU cost per request, without sockets (not collected by pytest).
 
-    .venv/bin/python tests/apps/microbench_worker.py [--requests N] [--profile]
+    .venv/bin/python tests/apps/microbench_worker.py [--requests N] [--pipelined K] [--profile]
 
 One ``corral.worker.server.Connection`` over a fake socket that hands it, read after read, the
 bytes the front sends for a kept-alive ``GET /hello`` (the same FastCGI params as the front
 builds), and drops what the worker sends. The app is the benchmark's (bench/app.py). The figure
 is CPU time (process time) per request of everything Python does in the worker on the hot path
 (FastCGI records, the environ, start_response, the response records), without system calls or
-the kernel. Compare runs on the same machine only.
+the kernel. Compare runs on the same machine only. ``--pipelined K``: each read hands over K
+requests (ids 1..K), as the front's pipelining to a busy worker does under load (figures:
+bench/README.md, "Performance II (continued)").
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import cProfile
 import importlib.util
 import pstats
+import socket
 import sys
 import time
 from pathlib import Path
@@ -43,7 +46,7 @@ PARAMS = [
     (b"SERVER_PORT", b"8080"),
     (b"SERVER_PROTOCOL", b"HTTP/1.1"),
 ]
-REQUEST = records.encode_request(1, PARAMS, keep_conn=True, stdin=b"")
+_DONTWAIT = int(socket.MSG_DONTWAIT)
 
 
 def load_app() -> Any:
@@ -56,18 +59,26 @@ def load_app() -> Any:
 
 
 class FakeSocket:
-    """Gives the worker one request per read, ``count`` times, then the end of the stream."""
+    """Gives the worker ``batch`` requests per read, ``count`` times, then the end of the
+    stream."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, batch: int = 1) -> None:
         self.left = count
         self.sent = 0
+        self.data = b"".join(
+            records.encode_request(rid, PARAMS, keep_conn=True, stdin=b"")
+            for rid in range(1, batch + 1)
+        )
 
     def recv_into(self, buffer: Any, size: int = 0, flags: int = 0) -> int:
+        if flags & _DONTWAIT:  # a look for an ABORT_REQUEST: nothing is waiting
+            raise BlockingIOError
         if self.left <= 0:
             return 0
         self.left -= 1
-        buffer[: len(REQUEST)] = REQUEST
-        return len(REQUEST)
+        data = self.data
+        buffer[: len(data)] = data
+        return len(data)
 
     def sendall(self, data: Any) -> None:
         self.sent += 1
@@ -86,26 +97,35 @@ class FakeSocket:
         pass
 
 
-def serve(state: server.ServeState, buffers: server.ThreadBuffers, count: int) -> None:
-    sock = FakeSocket(count)
+def serve(
+    state: server.ServeState, buffers: server.ThreadBuffers, count: int, batch: int = 1
+) -> None:
+    sock = FakeSocket(count // batch, batch)
     conn = server.Connection(sock, state, buffers)  # type: ignore[arg-type]
     conn.serve()
-    assert sock.sent >= count, f"{sock.sent} responses for {count} requests"
+    assert sock.sent >= count // batch * batch, f"{sock.sent} responses for {count} requests"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=50_000)
+    parser.add_argument(
+        "--pipelined", type=int, default=1, help="requests per read (ids 1..K, default 1)"
+    )
     parser.add_argument("--profile", action="store_true", help="also print a cProfile summary")
     args = parser.parse_args()
+    # Requests that begin within WITHDRAWN_CHECK_AFTER of each other, as under load: none is
+    # first looked at for a withdrawal (which the slowness of a profiler or of callgrind would
+    # otherwise cause for every one, and a real worker does only after a pause).
+    server.WITHDRAWN_CHECK_AFTER = float("inf")
     state = server.ServeState(load_app(), 1, False)
     buffers = server.ThreadBuffers()
-    serve(state, buffers, 2000)  # warm up
+    serve(state, buffers, 2000, args.pipelined)  # warm up
     profiler = cProfile.Profile() if args.profile else None
     if profiler is not None:
         profiler.enable()
     started = time.process_time()
-    serve(state, buffers, args.requests)
+    serve(state, buffers, args.requests, args.pipelined)
     elapsed = time.process_time() - started
     if profiler is not None:
         profiler.disable()

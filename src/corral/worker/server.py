@@ -104,9 +104,13 @@ def log(message: str, *, notice: bool = False) -> None:
 def environ_from_params(base: dict[str, Any], data: bytes) -> dict[str, Any]:
     """``wsgi.build_environ`` for a whole PARAMS stream, decoded straight into the environ
     (pairs with 1-byte lengths, the usual kind; a stream with any other goes through the
-    codec's ``records.decode_pairs``, which also reports a malformed one)."""
+    codec's ``records.decode_pairs``, which also reports a malformed one).
+
+    The stream is decoded as latin-1 once, and names and values are slices of that text (a
+    latin-1 text has one character per byte, so the lengths read from ``data`` index it too):
+    no decode call per name and per value."""
     environ = base.copy()
-    names = wsgi.PARAM_NAMES
+    text = data.decode("latin-1")
     pos = 0
     end = len(data)
     while pos < end:
@@ -121,11 +125,7 @@ def environ_from_params(base: dict[str, Any], data: bytes) -> dict[str, Any]:
         stop = mid + v
         if stop > end:
             break
-        name = data[start:mid]
-        key = names.get(name)
-        if key is None:
-            key = wsgi.param_name(name)
-        environ[key] = data[mid:stop].decode("latin-1")
+        environ[text[start:mid]] = text[mid:stop]
         pos = stop
     else:
         return wsgi.finish_environ(environ)
@@ -509,6 +509,15 @@ class Connection:
         handoff: socket.socket | None = None
         try:
             while True:
+                if not self.later:
+                    # The next of several requests that came in one read, taken whole (as
+                    # _idle_wait takes a lone one) when it has no body.
+                    whole = self.fcgi.next_whole_request()
+                    if whole is not None:
+                        self._whole_request(whole[0], whole[2])
+                        if self.gone or self.broken or self.fcgi.must_close or self.state.stopping:
+                            return None
+                        continue
                 event = self._event()
                 if event is NEED_DATA:
                     handoff = self._idle_wait()

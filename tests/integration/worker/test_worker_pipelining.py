@@ -72,3 +72,35 @@ def test_withdrawn_requests_are_skipped_and_the_connection_serves_on(
         response = client.request(base_params("/hello"), rid=2, keep_conn=True)
         assert response.status == "200 OK" and response.body == b"Hello, world!"
     assert not marker.exists(), marker.read_text()
+
+
+def test_requests_written_together_are_each_served_in_turn(worker: fcgiclient.Address) -> None:
+    """Several requests in one write, as the front queues them on a busy worker: the bodiless
+    ones are taken whole by the codec's fast path one after the other (``next_whole_request``),
+    the one with a body through the general path between them; each gets its own answer with
+    its own environ, in order, and the last (without FCGI_KEEP_CONN) closes the connection."""
+    import json
+
+    with Client(worker, timeout=5.0) as client:
+        conn = client.conn
+        wire = b""
+        for rid in (1, 2):
+            params = base_params(f"/environ?rid={rid}", HTTP_X_RID=f"r\xe9{rid}")
+            wire += conn.send_request(rid, fcgiclient.encode(params), keep_conn=True, stdin=b"")
+        wire += conn.send_request(
+            3, fcgiclient.encode(base_params("/input", "POST")), keep_conn=True, stdin=b"abc"
+        )
+        for rid in (4, 5):
+            params = base_params(f"/environ?rid={rid}", HTTP_X_RID=f"r\xe9{rid}")
+            wire += conn.send_request(rid, fcgiclient.encode(params), keep_conn=rid == 4, stdin=b"")
+        client.send(wire)
+        answers = _answers(client, {1, 2, 3, 4, 5})
+        for rid in (1, 2, 4, 5):
+            out, end = answers[rid]
+            assert end.app_status == 0 and out.startswith(b"Status: 200"), rid
+            environ = json.loads(out.split(b"\r\n\r\n", 1)[1])
+            assert environ["QUERY_STRING"] == f"rid={rid}"
+            assert environ["HTTP_X_RID"] == f"r\xe9{rid}"
+        out, end = answers[3]
+        assert end.app_status == 0 and b'"length": 3' in out, out
+        assert client.next_event() is None  # request 5 had no FCGI_KEEP_CONN

@@ -168,6 +168,8 @@ _HEADER_AT: Final = records.header_at
 #: A record header's content and padding lengths (at its offset 4).
 _LENGTHS: Final = struct.Struct(">HB").unpack_from
 _MAX_TYPE: Final = max(_T)
+#: The shortest whole request: BEGIN_REQUEST (16 bytes), the empty PARAMS and STDIN records.
+_WHOLE_MIN: Final = 32
 
 
 def _type_name(record_type: int) -> str:
@@ -410,23 +412,54 @@ class FastCGIConnection:
         ended), and ``(request_id, keep_conn, params)`` is returned, ``params`` being the
         PARAMS stream's bytes (``records.decode_pairs`` decodes them). Otherwise nothing is
         consumed and None is returned: feed ``data`` to ``receive_data`` as usual."""
-        if (
-            self.role is not SERVER
-            or self._requests
-            or self._eof
-            or self._error is not None
-            or len(self._buf) != self._pos
-            or self._lent is not None
-        ):
+        if not self._may_take_whole() or len(self._buf) != self._pos:
             return None
+        found = self._whole_request_at(data, 0)
+        if found is None or found[3] != len(data):
+            return None
+        return self._take_whole(found)
+
+    def next_whole_request(self) -> tuple[int, bool, bytes] | None:
+        """The same fast path for what was received and not yet read: when it starts with one
+        whole request without a body (say the next of several that a front queued on this
+        connection and that came in one read) and nothing is active, that request is taken
+        (consumed) and returned as by ``receive_whole_request``; the bytes after it stay
+        unread. Otherwise nothing is consumed and None is returned: ``next_event`` as usual."""
+        buf = self._buf
+        pos = self._pos
+        if len(buf) - pos < _WHOLE_MIN or type(buf) is not bytes or not self._may_take_whole():
+            return None
+        found = self._whole_request_at(buf, pos)
+        if found is None:
+            return None
+        end = found[3]
+        if end >= len(buf):
+            self._buf = b""
+            self._pos = 0
+        else:
+            self._pos = end
+        return self._take_whole(found)
+
+    def _may_take_whole(self) -> bool:
+        return (
+            self.role is SERVER
+            and not self._requests
+            and not self._eof
+            and self._error is None
+            and self._lent is None  # (not in the middle of a ``receive_view``)
+        )
+
+    def _whole_request_at(self, data: bytes, pos: int) -> tuple[int, bool, bytes, int] | None:
+        """``(request_id, keep_conn, params, end)`` when ``data[pos:end]`` is one whole request
+        without a body (see ``receive_whole_request``), else None."""
         size = len(data)
-        if size < 32 or data[0] != FCGI_VERSION_1 or data[1] != _BEGIN:
+        if size - pos < _WHOLE_MIN or data[pos] != FCGI_VERSION_1 or data[pos + 1] != _BEGIN:
             return None
-        _, _, rid, clen, plen = _HEADER_UNPACK(data, 0)
-        if not rid or clen != 8 or data[8] or data[9] != _RESPONDER:
+        _, _, rid, clen, plen = _HEADER_UNPACK(data, pos)
+        if not rid or clen != 8 or data[pos + 8] or data[pos + 9] != _RESPONDER:
             return None
-        keep_conn = bool(data[10] & FCGI_KEEP_CONN)
-        pos = 16 + plen
+        keep_conn = bool(data[pos + 10] & FCGI_KEEP_CONN)
+        pos += 16 + plen
         chunks: list[bytes] = []
         while True:
             if size - pos < HEADER_LEN:
@@ -439,21 +472,20 @@ class FastCGIConnection:
             if not clen:
                 break
             chunks.append(data[start : start + clen])
-        # The empty STDIN record, and nothing after it.
+        # The empty STDIN record.
         if size - pos < HEADER_LEN:
             return None
         version, rtype, record_id, clen, plen = _HEADER_UNPACK(data, pos)
-        if (
-            version != FCGI_VERSION_1
-            or rtype != _STDIN
-            or record_id != rid
-            or clen
-            or pos + HEADER_LEN + plen != size
-        ):
+        end = pos + HEADER_LEN + plen
+        if version != FCGI_VERSION_1 or rtype != _STDIN or record_id != rid or clen or end > size:
             return None
         params = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if len(params) > self.max_params_size:
             return None  # the general path reports it
+        return rid, keep_conn, params, end
+
+    def _take_whole(self, found: tuple[int, bool, bytes, int]) -> tuple[int, bool, bytes]:
+        rid, keep_conn, params, _ = found
         req = _Request(Role.RESPONDER, keep_conn)
         req.closed = _PARAMS_BIT | _STDIN_BIT
         self._requests[rid] = req

@@ -933,6 +933,81 @@ def test_anything_but_one_whole_bodiless_responder_request_is_left_to_the_genera
     assert server.receive_whole_request(whole) is None
 
 
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.lists(st.tuples(st.binary(max_size=200), st.binary(max_size=200)), max_size=4),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(1, 64),
+)
+def test_requests_received_together_are_taken_whole_one_after_the_other(
+    requests: list[tuple[bool, list[tuple[bytes, bytes]]]], cut: int
+) -> None:
+    # Several bodiless requests in one read (a front's queue on this connection), the last one
+    # cut short: each whole one is taken in turn once the one before has been answered, as
+    # its events would say; the cut one is left to the general path.
+    encoded = [
+        records.encode_request(rid, pairs, keep_conn=True, stdin=b"", pad_empty=padded)
+        for rid, (padded, pairs) in enumerate(requests, 1)
+    ]
+    last = len(requests)
+    data = b"".join(encoded)
+    data = data[: len(data) - min(cut, len(encoded[-1]) - 1)]
+    server = FastCGIConnection(SERVER)
+    server.receive_data(data)
+    taken: list[tuple[int, bool, list[tuple[bytes, bytes]]]] = []
+    while (whole := server.next_whole_request()) is not None:
+        rid, keep, params = whole
+        taken.append((rid, keep, records.decode_pairs(params)))
+        # Not before the one taken is answered: one at a time.
+        assert server.next_whole_request() is None
+        server.send_response(rid, b"Status: 200 OK\r\n\r\n")
+    assert taken == [(rid, True, pairs) for rid, (_, pairs) in enumerate(requests[:-1], 1)]
+    # What is left starts with the cut request, for the general path.
+    event = server.next_event()
+    assert event is NEED_DATA or (isinstance(event, BeginRequest) and event.request_id == last)
+
+
+def test_next_whole_request_leaves_anything_else_to_the_general_path() -> None:
+    pairs = [(b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", b"/")]
+    whole = records.encode_request(1, pairs, keep_conn=True, stdin=b"")
+    cases = {
+        "with a body": records.encode_request(1, pairs, keep_conn=True, stdin=b"body"),
+        "no end of stdin": records.encode_request(1, pairs, keep_conn=True),
+        "a management record first": records.encode_get_values([b"FCGI_MAX_CONNS"]) + whole,
+        "an abort first": records.encode_abort_request(1) + whole,
+    }
+    for what, data in cases.items():
+        server = FastCGIConnection(SERVER)
+        server.receive_data(data)
+        assert server.next_whole_request() is None, what
+        # Nothing was consumed: the general path sees all of it, from its first record.
+        assert isinstance(server.next_event(), BeginRequest | GetValues | AbortRequest), what
+    # Behind a request in progress (its events read), after the end of the stream, and on
+    # the client side: no.
+    server = FastCGIConnection(SERVER)
+    server.receive_data(whole + records.encode_request(2, pairs, keep_conn=True, stdin=b""))
+    assert isinstance(server.next_event(), BeginRequest)
+    assert server.next_whole_request() is None
+    server = FastCGIConnection(SERVER)
+    server.receive_data(whole)
+    server.receive_data(b"")
+    assert server.next_whole_request() is None
+    client = FastCGIConnection(CLIENT)
+    client.receive_data(whole)
+    assert client.next_whole_request() is None
+    # Pieces that arrived one by one (held in a bytearray) are left to the general path too.
+    server = FastCGIConnection(SERVER)
+    server.receive_data(whole[:40])
+    server.receive_data(whole[40:41])
+    server.receive_data(whole[41:])
+    assert server.next_whole_request() is None or server.next_event() is NEED_DATA
+
+
 def test_records_after_a_whole_request_follow_the_state_table() -> None:
     pairs = [(b"REQUEST_METHOD", b"GET")]
     server = FastCGIConnection(SERVER)
