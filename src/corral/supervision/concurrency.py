@@ -230,9 +230,9 @@ def cpu_cap(sample: ConcurrencySample) -> int:
     base = sample.own()
     if base is None:
         return 1
-    if base.cpu <= 0:
-        return sample.ceiling
-    return max(1, min(sample.ceiling, int(GIL_SHARE * base.service / base.cpu)))
+    if GIL_SHARE * base.service >= sample.ceiling * base.cpu:  # (no or next to no CPU: the
+        return sample.ceiling  # quotient could be too large for an int, even infinite)
+    return max(1, int(GIL_SHARE * base.service / base.cpu))
 
 
 def load_capacity(sample: ConcurrencySample, limits: ScalingLimits) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from corral.supervision.concurrency import (
@@ -320,6 +320,21 @@ def test_next_base(base: Base | None, fields: dict[str, object], expected: Base 
     idle=st.none() | st.floats(0, 1),
     free=st.none() | st.integers(0, 1 << 34),
     since=st.floats(0, 100),
+)
+@example(  # (a base of next to no CPU: the quotient of rule 3 was infinite)
+    capacity=1,
+    ceiling=64,
+    workers=0,
+    in_flight=0,
+    waiting=0,
+    rate=0.0,
+    service=None,
+    cpu=0.0,
+    base=Base(1.0, 5e-324),
+    worker_cpu=None,
+    idle=None,
+    free=None,
+    since=0.0,
 )
 def test_the_capacity_stays_within_one_and_the_ceiling(
     capacity: int,
