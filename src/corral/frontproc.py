@@ -29,7 +29,6 @@ import socket
 import sys
 from collections.abc import Sequence
 from functools import partial
-from typing import cast
 
 from corral import logs
 from corral.app import loop_factory
@@ -51,10 +50,9 @@ from corral.front.server import FrontServer
 from corral.front.stats import RequestStats
 from corral.front.tls import TlsCertificates, https_certificates
 from corral.ops.duties import configure_logs
-from corral.ops.fronts import figures_of
+from corral.ops.fronts import LinkEnd, figures_of
 from corral.ops.tenants import Tenants
 from corral.protocol.frontlink import (
-    Decoder,
     Drain,
     Give,
     Grant,
@@ -68,7 +66,6 @@ from corral.protocol.frontlink import (
     Routes,
     Stats,
     Stop,
-    encode,
 )
 from corral.runtime.reload import app_key
 from corral.supervision.pool import Pool
@@ -80,35 +77,6 @@ logger = logging.getLogger("corral")
 STATS_INTERVAL = 1.0
 
 
-class _Link(asyncio.Protocol):
-    def __init__(self, front: FrontProcess) -> None:
-        self.front = front
-        self.transport: asyncio.Transport | None = None
-        self._decoder = Decoder()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            messages = self._decoder.feed(data)
-        except LinkError as exc:
-            logger.error("front: broken link to the supervisor (%s): stopping", exc)
-            self.front.stop(0.0)
-            return
-        for message in messages:
-            self.front.received(message)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        self.front.stop(1.0)
-
-    def send(self, message: Message) -> None:
-        if self.transport is not None:
-            self.transport.write(encode(message))
-
-
 class FrontProcess:
     """The front's life: configuration, routes over remote pools, serving, reloads, stop."""
 
@@ -118,7 +86,7 @@ class FrontProcess:
         self.options = options
         self._link_fd = link_fd
         self._sockets = sockets
-        self.link = _Link(self)
+        self.link = LinkEnd(self)
         self.front: FrontServer | None = None
         self.config: ServerConfig | None = None
         self.tenants: Tenants | None = None
@@ -200,6 +168,13 @@ class FrontProcess:
         self._stats_timer = asyncio.get_running_loop().call_later(STATS_INTERVAL, self._send_stats)
 
     # ------------------------------------------------------------------ the link
+
+    def link_broken(self, exc: LinkError) -> None:
+        logger.error("front: broken link to the supervisor (%s): stopping", exc)
+        self.stop(0.0)
+
+    def link_lost(self) -> None:
+        self.stop(1.0)
 
     def received(self, message: Message) -> None:
         if isinstance(message, Grant):

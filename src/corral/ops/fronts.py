@@ -197,11 +197,23 @@ class Listener:
     front: int | None = None
 
 
-class _Link(asyncio.Protocol):
-    """The supervisor's end of one front's link."""
+class LinkPeer(Protocol):
+    """What one end of a link serves: the supervisor's ``Front``, or the front's process."""
 
-    def __init__(self, front: Front) -> None:
-        self.front = front
+    def received(self, message: Message) -> None: ...
+
+    def link_broken(self, exc: LinkError) -> None:
+        """The other end sent bytes that are no message: the link is useless."""
+
+    def link_lost(self) -> None: ...
+
+
+class LinkEnd(asyncio.Protocol):
+    """One end of a front's link (the supervisor's or the front's): decodes the messages for
+    its peer, encodes what the peer sends."""
+
+    def __init__(self, peer: LinkPeer) -> None:
+        self.peer = peer
         self.transport: asyncio.Transport | None = None
         self._decoder = Decoder()
 
@@ -213,16 +225,18 @@ class _Link(asyncio.Protocol):
         try:
             messages = self._decoder.feed(data)
         except LinkError as exc:
-            logger.error("front pid %s: broken link (%s): stopping it", self.front.pid, exc)
-            if self.transport is not None:
-                self.transport.close()
+            self.peer.link_broken(exc)
             return
         for message in messages:
-            self.front.received(message)
+            self.peer.received(message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        self.front.link_lost()
+        self.peer.link_lost()
+
+    def send(self, message: Message) -> None:
+        if self.transport is not None:
+            self.transport.write(encode(message))
 
 
 @dataclass(eq=False)
@@ -234,7 +248,7 @@ class Front:
     position: int
     proc: subprocess.Popen[bytes]
     owner: FrontSet
-    link: _Link | None = None
+    link: LinkEnd | None = None
     ready: asyncio.Future[None] | None = None
     last: Stats = field(default_factory=Stats)
     gone: bool = False
@@ -244,9 +258,8 @@ class Front:
         return self.proc.pid
 
     def send(self, message: Message) -> None:
-        link = self.link
-        if link is not None and link.transport is not None:
-            link.transport.write(encode(message))
+        if self.link is not None:
+            self.link.send(message)
 
     def received(self, message: Message) -> None:
         owner = self.owner
@@ -265,6 +278,11 @@ class Front:
                 return
             if self.ready is not None and not self.ready.done():
                 self.ready.set_result(None)
+
+    def link_broken(self, exc: LinkError) -> None:
+        logger.error("front pid %s: broken link (%s): stopping it", self.pid, exc)
+        if self.link is not None and self.link.transport is not None:
+            self.link.transport.close()
 
     def link_lost(self) -> None:
         self.owner.front_lost(self)
@@ -401,7 +419,7 @@ class FrontSet:
         ident = self._next
         self._next += 1
         front = Front(ident, position, proc, self, ready=loop.create_future())
-        front.link = _Link(front)
+        front.link = LinkEnd(front)
         self.fronts[ident] = front
         self.broker.add_front(ident, front)
         link = front.link
