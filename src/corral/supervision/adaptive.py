@@ -237,9 +237,14 @@ class ConcurrencyTuner:
             )
             if spent < 0 or served < 0 or elapsed <= 0:
                 continue
+            used.append(spent / elapsed)
+            if not served:
+                # An idle worker's CPU (its waiting threads' wake-ups) is no request's: counted
+                # into the next requests' it made a burst after a quiet spell read as CPU-bound
+                # (the base thrown away, the capacity cut to 1 at the start of the burst).
+                continue
             self._cpu_sum += spent
             self._requests += served
-            used.append(spent / elapsed)
             waited = reading.waited.get(worker_id)
             waited_before = self._waited.get(worker_id)
             if waited is not None and waited_before is not None and waited >= waited_before[0]:

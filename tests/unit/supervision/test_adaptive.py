@@ -77,6 +77,22 @@ def test_a_few_cheap_requests_wait_for_a_precise_reading() -> None:
     assert tuned.tuner.cpu_per_request == pytest.approx(0.01 / 34)
 
 
+def test_an_idle_workers_cpu_is_no_requests() -> None:
+    # Between two bursts the workers' waiting threads burn a little CPU and serve nothing:
+    # counted into the next burst's first requests, it read as a CPU-bound app.
+    tuned = Tuned()
+    tuned.read({1: 1.0, 2: 2.0})
+    for step in range(1, 41):  # 10 s of quiet, 10 ms of CPU a second each
+        tuned.rig.now += 0.25
+        tuned.read({1: 1.0 + step * 0.0025, 2: 2.0 + step * 0.0025})
+    assert tuned.tuner.cpu_per_request is None
+    tuned.rig.now += 0.25
+    tuned.serve(tuned.a, 20)
+    tuned.serve(tuned.b, 20)
+    tuned.read({1: 1.1 + 0.002, 2: 2.1 + 0.002})
+    assert tuned.tuner.cpu_per_request == pytest.approx(0.002 * 2 / 40)
+
+
 def test_the_base_leaves_out_the_wait_for_a_core() -> None:
     tuned = Tuned()
     tuned.rig.load.service_time = 0.040
