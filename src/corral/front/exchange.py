@@ -750,3 +750,39 @@ def backend_reason(exc: BackendError, name: str) -> str:
     line names the application already)."""
     text = str(exc)
     return text[len(name) + 1 :] if text.startswith(name + " ") else text
+
+
+def record_request(
+    server: FrontContext,
+    exchange: Exchange,
+    request: Request,
+    status: int,
+    sent: int,
+    body_received: int,
+    started: float,
+    peer: str,
+    access: bool,
+) -> None:
+    """A request ended (HTTP/1.1 or an HTTP/2 stream): count it (its application's
+    ``RequestStats``, else the server's unrouted ones) and, with ``access``, write its
+    access-log line. ``peer`` is the client's address as the connection trusts it."""
+    route = exchange.route
+    stats = route.stats if route is not None else server.stats.unrouted
+    now = perf_counter()
+    duration = now - started
+    stats.record(status, duration, sent, body_received)
+    if server.access_log and access:
+        began = exchange.upstream_start
+        server.access_write(
+            server.access_format(
+                peer,
+                request,
+                status,
+                sent,
+                exchange.referer,
+                exchange.agent,
+                "" if route is None else route.name,
+                duration,
+                None if not began else (exchange.upstream_end or now) - began,
+            )
+        )

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from corral.backends import Upstream
 from corral.front import errorpages
 from corral.front.context import FrontContext
-from corral.front.exchange import Exchange
+from corral.front.exchange import Exchange, record_request
 from corral.front.h2fields import response_fields
 from corral.front.proxy import body_allowed
 from corral.front.spool import Spill, spilled_total
@@ -625,28 +625,18 @@ def _log_request(stream: Http2Stream, access: bool = True) -> None:
     if request is None or stream._logged:
         return
     stream._logged = True
-    server = stream._server
     exchange = stream._exchange
-    route = exchange.route
-    stats = route.stats if route is not None else server.stats.unrouted
-    now = perf_counter()
-    duration = now - stream._started
-    stats.record(stream.status, duration, stream.sent, stream._body_received)
-    if server.access_log and access:
-        began = exchange.upstream_start
-        server.access_write(
-            server.access_format(
-                (exchange.client or stream.remote_host) if stream.trusted else stream.remote_host,
-                request,
-                stream.status,
-                stream.sent,
-                exchange.referer,
-                exchange.agent,
-                "" if route is None else route.name,
-                duration,
-                None if not began else (exchange.upstream_end or now) - began,
-            )
-        )
+    record_request(
+        stream._server,
+        exchange,
+        request,
+        stream.status,
+        stream.sent,
+        stream._body_received,
+        stream._started,
+        (exchange.client or stream.remote_host) if stream.trusted else stream.remote_host,
+        access,
+    )
 
 
 def _release(stream: Http2Stream) -> None:

@@ -30,7 +30,7 @@ from typing import cast
 
 from corral.front import errorpages
 from corral.front.context import FrontContext
-from corral.front.exchange import Exchange
+from corral.front.exchange import Exchange, record_request
 from corral.front.http1response import Http1Response
 from corral.front.stream import (
     LINGER_BYTES,
@@ -368,29 +368,19 @@ class HTTPConnection(asyncio.Protocol):
         if request is None or self._logged:
             return
         self._logged = True
-        server = self._server
         exchange = self._exchange
         response = self.response
-        route = exchange.route
-        stats = route.stats if route is not None else server.stats.unrouted
-        now = perf_counter()
-        duration = now - self._started
-        stats.record(response.status, duration, response.sent, self._body_received)
-        if server.access_log and access:
-            began = exchange.upstream_start
-            server.access_write(
-                server.access_format(
-                    (exchange.client or self.remote_host) if self.trusted else self.remote_host,
-                    request,
-                    response.status,
-                    response.sent,
-                    exchange.referer,
-                    exchange.agent,
-                    "" if route is None else route.name,
-                    duration,
-                    None if not began else (exchange.upstream_end or now) - began,
-                )
-            )
+        record_request(
+            self._server,
+            exchange,
+            request,
+            response.status,
+            response.sent,
+            self._body_received,
+            self._started,
+            (exchange.client or self.remote_host) if self.trusted else self.remote_host,
+            access,
+        )
 
     def finish(self, close: bool) -> None:
         """The exchange is over: log it, then linger, close, or read the next request."""
