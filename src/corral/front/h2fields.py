@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from corral.front.cgienv import HOP_BY_HOP
-from corral.front.proxy import BadBackendHead
+from corral.front.proxy import content_length
 from corral.protocol.http1.events import Request
 from corral.protocol.http1.parser import Limits
 
@@ -139,12 +139,7 @@ def response_fields(
     for name, value in headers:
         lower = name.lower()
         if lower == b"content-length":
-            value = value.strip()
-            if not value.isdigit():
-                raise BadBackendHead(f"invalid Content-Length {value[:40]!r}")
-            number = int(value)
-            if length is not None and length != number:
-                raise BadBackendHead("conflicting Content-Length values")
+            value, number = content_length(value, length)
             if length is None:
                 out.append((lower, value))
             length = number

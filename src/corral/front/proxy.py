@@ -35,12 +35,7 @@ def filter_headers(
     for name, value in headers:
         lower = name.lower()
         if lower == b"content-length":
-            value = value.strip()
-            if not value.isdigit():
-                raise BadBackendHead(f"invalid Content-Length {value[:40]!r}")
-            number = int(value)
-            if length is not None and length != number:
-                raise BadBackendHead("conflicting Content-Length values")
+            value, number = content_length(value, length)
             if length is None:
                 lines.append(b"Content-Length: " + value + b"\r\n")
             length = number
@@ -51,6 +46,18 @@ def filter_headers(
             has_date = True
         lines.append(name + b": " + value + b"\r\n")
     return lines, length, has_date
+
+
+def content_length(value: bytes, known: int | None) -> tuple[bytes, int]:
+    """A backend's Content-Length value, stripped, and its number; ``known``: the one an
+    earlier field gave (None). Raises ``BadBackendHead`` if invalid or conflicting."""
+    value = value.strip()
+    if not value.isdigit():
+        raise BadBackendHead(f"invalid Content-Length {value[:40]!r}")
+    number = int(value)
+    if known is not None and known != number:
+        raise BadBackendHead("conflicting Content-Length values")
+    return value, number
 
 
 def body_allowed(status: int, method: bytes) -> bool:
