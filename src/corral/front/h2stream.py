@@ -39,7 +39,7 @@ from corral.front.exchange import Exchange, record_request
 from corral.front.h2fields import response_fields
 from corral.front.proxy import body_allowed
 from corral.front.spool import Spill, spilled_total
-from corral.front.stream import Deadline, TunnelPeer, body_rate_deadline
+from corral.front.stream import Deadline, StreamDeadlines, TunnelPeer
 from corral.protocol.http1.events import Request
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ INTERNAL_ERROR = 2
 CANCEL = 8
 
 
-class Http2Stream:
+class Http2Stream(StreamDeadlines):
     """One request and its response on an HTTP/2 connection (see the module doc)."""
 
     __slots__ = (
@@ -68,14 +68,11 @@ class Http2Stream:
         "_exchange",
         "_finished",
         "_head",
-        "_kind",
         "_length",
         "_logged",
         "_no_body",
         "_paused",
         "_queue",
-        "_rate_base",
-        "_rate_step",
         "_released",
         "_server",
         "_short",
@@ -86,7 +83,6 @@ class Http2Stream:
         "body_complete",
         "closed",
         "conn_params",
-        "deadline",
         "loopback",
         "queued",
         "remote_host",
@@ -280,26 +276,6 @@ class Http2Stream:
         _release(self)
 
     # -- ClientStream: deadlines and reading ---------------------------------------------------
-
-    def set_deadline(self, kind: Deadline, seconds: float) -> None:
-        self._kind = kind
-        self.deadline = self._server.now + seconds
-
-    def extend_deadline(self, kind: Deadline, seconds: float) -> None:
-        if self._kind == kind:
-            self.deadline = self._server.now + seconds
-
-    def read_body(self) -> None:
-        server = self._server
-        settings = server.settings
-        self._kind = _BODY
-        self._rate_base, self._rate_step, self.deadline = body_rate_deadline(
-            server.now,
-            server.body_timeout,
-            settings.min_body_rate,
-            settings.body_rate_grace,
-            self._body_received,
-        )
 
     def pause_reading(self, reason: int) -> None:
         self._paused |= reason

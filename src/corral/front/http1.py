@@ -36,8 +36,8 @@ from corral.front.stream import (
     LINGER_BYTES,
     LINGER_SECONDS,
     Deadline,
+    StreamDeadlines,
     TunnelPeer,
-    body_rate_deadline,
 )
 from corral.protocol.http1.errors import HTTPProtocolError
 from corral.protocol.http1.events import NEED_DATA, PAUSED, Body, EndOfMessage, Request
@@ -60,7 +60,7 @@ _PAUSE_PIPELINE = 4
 _HELD_PIPELINE_MAX = 64 * 1024
 
 
-class HTTPConnection(asyncio.Protocol):
+class HTTPConnection(StreamDeadlines, asyncio.Protocol):
     """One client connection over HTTP/1.1; the ``ClientStream`` of its exchanges (one at a
     time), whose ``response`` is its ``Http1Response``."""
 
@@ -71,12 +71,9 @@ class HTTPConnection(asyncio.Protocol):
         "_expect_continue",
         "_got_bytes",
         "_held",
-        "_kind",
         "_logged",
         "_parser",
         "_paused",
-        "_rate_base",
-        "_rate_step",
         "_request",
         "_server",
         "_started",
@@ -85,7 +82,6 @@ class HTTPConnection(asyncio.Protocol):
         "body_complete",
         "closed",
         "conn_params",
-        "deadline",
         "loopback",
         "remote_host",
         "remote_port",
@@ -307,26 +303,6 @@ class HTTPConnection(asyncio.Protocol):
             self.set_deadline(_BACKEND, self._server.response_timeout)
 
     # -- ClientStream: deadlines, reading --------------------------------------------------------
-
-    def set_deadline(self, kind: Deadline, seconds: float) -> None:
-        self._kind = kind
-        self.deadline = self._server.now + seconds
-
-    def extend_deadline(self, kind: Deadline, seconds: float) -> None:
-        if self._kind == kind:
-            self.deadline = self._server.now + seconds
-
-    def read_body(self) -> None:
-        server = self._server
-        settings = server.settings
-        self._kind = _BODY
-        self._rate_base, self._rate_step, self.deadline = body_rate_deadline(
-            server.now,
-            server.body_timeout,
-            settings.min_body_rate,
-            settings.body_rate_grace,
-            self._body_received,
-        )
 
     def pause_reading(self, reason: int) -> None:
         if not self._paused and self._transport is not None and not self.closed:

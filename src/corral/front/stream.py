@@ -15,9 +15,12 @@ waiting for the backend, tunnelling); the protocol keeps its own (head, idle, li
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from corral.backends import BackendError, Upstream
+
+if TYPE_CHECKING:
+    from corral.front.context import FrontContext
 
 #: Lingering close (HTTP/1.1 and HTTP/2): how long, and how many bytes at most, to read and drop
 #: after the last bytes of a connection that ends while the client may still be sending, so
@@ -254,3 +257,38 @@ def body_rate_deadline(
     due = now + grace
     step = 1.0 / rate
     return due - received * step, step, due if due < gap else gap
+
+
+class StreamDeadlines:
+    """The deadlines of ``ClientStream`` as an HTTP/1.1 connection and an HTTP/2 stream both
+    keep them: one deadline of one ``Deadline`` kind, and while a request body is read, the
+    body-rate deadline (``body_rate_deadline``)."""
+
+    __slots__ = ("_kind", "_rate_base", "_rate_step", "deadline")
+
+    _server: FrontContext
+    _kind: Deadline
+    deadline: float
+    _body_received: int
+    _rate_base: float
+    _rate_step: float
+
+    def set_deadline(self, kind: Deadline, seconds: float) -> None:
+        self._kind = kind
+        self.deadline = self._server.now + seconds
+
+    def extend_deadline(self, kind: Deadline, seconds: float) -> None:
+        if self._kind == kind:
+            self.deadline = self._server.now + seconds
+
+    def read_body(self) -> None:
+        server = self._server
+        settings = server.settings
+        self._kind = Deadline.BODY
+        self._rate_base, self._rate_step, self.deadline = body_rate_deadline(
+            server.now,
+            server.body_timeout,
+            settings.min_body_rate,
+            settings.body_rate_grace,
+            self._body_received,
+        )
