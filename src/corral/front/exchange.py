@@ -375,12 +375,15 @@ class Exchange:
         if spool is not None:
             self._spool = None
             spool.close()
+        lease = self._lease
+        if lease is not None:
+            lease.abandoned = True
         backend = self.backend
         if backend is not None:
             self.backend = None
             backend.abort()
             self._release(False)
-        elif self._lease is not None:
+        elif lease is not None:
             self._release(False)
 
     # -- leasing -------------------------------------------------------------------------------

@@ -222,6 +222,7 @@ class ConcurrencyTuner:
         for worker_id in [w for w in last if w not in times]:
             del last[worker_id]
         waited_now = {w: (value, now) for w, value in reading.waited.items()}
+        completed = 0
         for worker_id, cpu in times.items():
             worker = self._workers.get(worker_id)
             if worker is None:
@@ -237,6 +238,7 @@ class ConcurrencyTuner:
             )
             if spent < 0 or served < 0 or elapsed <= 0:
                 continue
+            completed += served
             used.append(spent / elapsed)
             if not served:
                 # An idle worker's CPU (its waiting threads' wake-ups) is no request's: counted
@@ -278,6 +280,7 @@ class ConcurrencyTuner:
             in_flight=len(self._dispatcher.leases),
             workers=sum(1 for w in self._workers.values() if w.state.is_ready),
             settled=now - self.changed_at >= BASE_SETTLE,
+            completed=completed,
             smoothed=smoothed,
             previous=self._previous_service,
             net=service is not None and self.cpu_wait is not None,

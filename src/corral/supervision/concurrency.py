@@ -19,8 +19,10 @@ Why a base: a request's service time also counts its wait for the GIL behind the
 requests. With k requests in flight in a worker of a CPU-bound app it is about k times the CPU
 per request, which would read as an app that waits, and ask for more threads. So the service
 time and the CPU per request are taken as the app's own (``next_base``) only when they were
-measured with at most one request in flight per worker, once the smoothed service time has
-settled after the last change of capacity and holds steady from one sample to the next; the
+measured with at most one request in flight per worker, during a sample in which requests
+completed, once the smoothed service time has settled after the last change of capacity and
+holds steady from one sample to the next (a request abandoned by its client, or a tunnel, is
+no service time: ``Dispatcher.release``); the
 time its threads waited for a core (Linux's schedstat, measured by the pool) is taken off it:
 the machine's wait, not the app's. Under a steady load with many requests per worker the base
 is kept; when the CPU per request moves away from the base's by more than ``STALE_FACTOR`` and
@@ -136,13 +138,16 @@ def next_base(
     in_flight: int,
     workers: int,
     settled: bool,
+    completed: int,
     smoothed: float | None = None,
     previous: float | None = None,
     net: bool = False,
 ) -> Base | None:
     """The base after a sample: the sample's figures when they are clean (both known, at most
-    ``BASE_IN_FLIGHT`` requests in flight per worker, the capacity ``settled``, the smoothed
-    service time within ``STEADY`` of the ``previous`` sample's), else the base as it was, or
+    ``BASE_IN_FLIGHT`` requests in flight per worker, some requests ``completed`` during the
+    sample (an idle sample's smoothed service time is an old one), the capacity ``settled``,
+    the smoothed service time within ``STEADY`` of the ``previous`` sample's), else the base
+    as it was, or
     None once the CPU per request has moved away from it (``stale``). ``service`` is the app's
     own part of the ``smoothed`` service time (``net``: without its waits for a core, which
     were measured; the same by default)."""
@@ -151,6 +156,8 @@ def next_base(
     if smoothed is None:
         smoothed = service
     if service is None or cpu is None or smoothed is None or previous is None or not settled:
+        return base
+    if completed < 1:
         return base
     if abs(smoothed - previous) > STEADY * max(smoothed, previous):
         return base

@@ -291,10 +291,16 @@ class Dispatcher:
             return
         lease.released = True
         self.leases.discard(lease)
-        held = self._monotonic() - lease.started
-        load = self._load
-        service = load.service_time
-        load.service_time = held if service is None else service + SERVICE_WEIGHT * (held - service)
+        if not (lease.abandoned or lease.open_ended):
+            # Only answers that ended count: a request cut short when its client left (wrk's
+            # last requests as it stops) or a tunnel (a WebSocket's minutes) would make the
+            # app's service time read shorter or longer than its requests take.
+            held = self._monotonic() - lease.started
+            load = self._load
+            service = load.service_time
+            load.service_time = (
+                held if service is None else service + SERVICE_WEIGHT * (held - service)
+            )
         worker = self.workers.get(lease.worker_id)
         conn = lease.pooled
         if lease.follower:  # a request that was queued on a busy connection

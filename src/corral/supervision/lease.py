@@ -134,6 +134,9 @@ class Lease:
     #: The request became a tunnel (101 Switching Protocols): it lasts as long as its client
     #: connection, with no request timeout.
     open_ended: bool = False
+    #: The client left (or was answered with an error) before the worker's answer ended: the
+    #: time it held the worker is no measure of the app's service time.
+    abandoned: bool = False
 
     def began(self) -> None:
         """A queued request is now served: its time (request timeout, service time) starts."""

@@ -106,6 +106,26 @@ def test_the_base_leaves_out_the_wait_for_a_core() -> None:
     assert tuned.tuner.base == Base(pytest.approx(0.010), pytest.approx(0.010), net=True)  # type: ignore[arg-type]
 
 
+def test_an_idle_sample_measures_no_base() -> None:
+    # The requests stopped (the end of a burst): the smoothed service time is an old one
+    # (here cut short by the last, cheap requests), and no request completes to correct it.
+    tuned = Tuned()
+    tuned.rig.load.service_time = 0.050
+    tuned.read({1: 1.0, 2: 2.0})
+    tuned.rig.now += 1.0
+    tuned.serve(tuned.a, 20)
+    tuned.serve(tuned.b, 20)
+    tuned.read({1: 1.004, 2: 2.004})
+    tuned.rig.now += 0.25
+    tuned.read({1: 1.004, 2: 2.004})
+    assert tuned.tuner.base == Base(pytest.approx(0.050), pytest.approx(0.0002))  # type: ignore[arg-type]
+    tuned.rig.load.service_time = 0.010
+    for _ in range(4):
+        tuned.rig.now += 0.25
+        tuned.read({1: 1.004, 2: 2.004})
+    assert tuned.tuner.base == Base(pytest.approx(0.050), pytest.approx(0.0002))  # type: ignore[arg-type]
+
+
 def test_a_decision_reaches_the_dispatcher_and_the_scaler() -> None:
     tuned = Tuned()
     tuned.tuner.cpu_per_request = 0.0002

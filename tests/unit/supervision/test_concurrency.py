@@ -269,6 +269,19 @@ BASE_CASES = [
         SLEEPER,
     ),
     (
+        "not from a sample in which no request completed (its service time is an old one)",
+        SLEEPER,
+        {
+            "service": 0.01,
+            "cpu": 0.0002,
+            "in_flight": 0,
+            "workers": 2,
+            "previous": 0.01,
+            "completed": 0,
+        },
+        SLEEPER,
+    ),
+    (
         "not right after a change of capacity",
         SLEEPER,
         {
@@ -302,7 +315,7 @@ BASE_CASES = [
     ids=[case[0] for case in BASE_CASES],
 )
 def test_next_base(base: Base | None, fields: dict[str, object], expected: Base | None) -> None:
-    arguments: dict[str, object] = {"settled": True, **fields}
+    arguments: dict[str, object] = {"settled": True, "completed": 4, **fields}
     assert next_base(base, **arguments) == expected  # type: ignore[arg-type]
 
 

@@ -161,6 +161,24 @@ def test_try_acquire_leases_a_kept_alive_connection_and_release_keeps_it() -> No
     assert worker.requests_served == 1
 
 
+@pytest.mark.parametrize("kind", ["abandoned", "open_ended"])
+def test_an_abandoned_request_or_a_tunnel_is_no_service_time(kind: str) -> None:
+    rig = Rig()
+    rig.worker(1)
+    lease = rig.dispatcher.try_acquire()
+    assert lease is not None
+    rig.mono += 0.05
+    rig.dispatcher.release(lease, reusable=True)
+    measured = rig.load.service_time
+    assert measured == pytest.approx(0.05)
+    other = rig.dispatcher.try_acquire()
+    assert other is not None
+    setattr(other, kind, True)  # the client left at once / a WebSocket that lasted minutes
+    rig.mono += 0.001 if kind == "abandoned" else 300.0
+    rig.dispatcher.release(other, reusable=False)
+    assert rig.load.service_time == measured
+
+
 def test_a_connection_released_unusable_is_closed_and_a_dead_worker_is_lost() -> None:
     rig = Rig()
     worker = rig.worker(1)
