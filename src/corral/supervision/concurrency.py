@@ -81,8 +81,9 @@ WAIT_RATIO = 4.0
 WAIT_RATIO_SATURATED = 8.0
 #: Rule 3: the share of one core a worker's threads are sized to keep busy at most.
 GIL_SHARE = 0.8
-#: Rule 4: what one more thread may cost the machine, at most (bytes: its stack pages, its
-#: 256 KiB receive buffer, the frames of a request).
+#: Rule 4: what one more thread may cost the machine, at most (bytes: its stack pages, the
+#: pages of its 256 KiB receive buffer that its requests wrote (all of them for a large
+#: upload), the frames of a request; a thread of small requests costs about 64 KiB).
 THREAD_MEMORY = 1024 * 1024
 #: Rule 5: seconds between two back-downs to the CPU cap.
 CAP_SHRINK_AFTER = 1.0

@@ -8,6 +8,7 @@ when it is small (head + body + END_REQUEST leave together).
 
 from __future__ import annotations
 
+import mmap
 import os
 import socket
 import struct
@@ -51,6 +52,9 @@ from corral.worker import wsgi
 from corral.worker.wsgi import ClientDisconnected, WSGIApp
 
 RECV_SIZE = 256 * 1024
+#: Bytes of a thread's receive buffer kept when its connection ends (ThreadBuffers.shrink).
+KEEP_PAGES = 64 * 1024
+MADV_DONTNEED: int | None = getattr(mmap, "MADV_DONTNEED", None)
 #: STDIN bytes held for an app that streams its response without reading its body: past this,
 #: the worker stops looking ahead for ABORT_REQUEST (the front's data waits in the socket).
 MAX_LOOKAHEAD = 1 << 20
@@ -179,14 +183,25 @@ class ServeState:
 
 class ThreadBuffers:
     """A serving thread's I/O buffers, reused by each connection it serves (allocating and
-    zeroing 256 KiB per connection would cost more than a small request)."""
+    zeroing 256 KiB per connection would cost more than a small request).
+
+    The receive buffer is an anonymous mapping, not a ``bytearray``: the kernel gives it pages
+    only where a read wrote, so a thread that serves small requests holds a page or two of it
+    rather than 256 KiB zeroed up front (with adaptive concurrency a worker may run a hundred
+    threads: 25 MiB of zeros). ``shrink`` gives back the pages a large upload touched."""
 
     __slots__ = ("_file", "recv", "recv_view")
 
     def __init__(self) -> None:
-        self.recv = bytearray(RECV_SIZE)
+        self.recv = mmap.mmap(-1, RECV_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.recv_view = memoryview(self.recv)
         self._file: memoryview | None = None
+
+    def shrink(self) -> None:
+        """Return the receive buffer's pages past the first KEEP_PAGES bytes to the kernel (a
+        connection ended: the next one may never need them). They read as zeros again."""
+        if MADV_DONTNEED is not None:
+            self.recv.madvise(MADV_DONTNEED, KEEP_PAGES, RECV_SIZE - KEEP_PAGES)
 
     def file_view(self) -> memoryview:
         """The buffer file_wrapper blocks are read into: a record header, then the block."""

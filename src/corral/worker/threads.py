@@ -132,6 +132,7 @@ def accept_loop(listener: socket.socket, state: ServeState, slot: int) -> None:
             except BaseException as exc:  # the app raised SystemExit (or worse) in a request
                 log(f"the application ended the worker ({type(exc).__name__}: {exc})")
                 os._exit(ExitCode.FAILURE)
+            buffers.shrink()
 
 
 def serve_forever(listener: socket.socket, state: ServeState) -> int:

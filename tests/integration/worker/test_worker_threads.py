@@ -106,3 +106,31 @@ def test_without_max_threads_the_worker_is_fixed(workers: Workers) -> None:
     with Client(worker.address) as client:
         values = client.get_values([b"FCGI_MAX_CONNS", b"CORRAL_ELASTIC"])
     assert values == {b"FCGI_MAX_CONNS": b"2", b"CORRAL_ELASTIC": b"0"}
+
+
+def private_kib(pid: int) -> int:
+    """The process's own memory (Private_Clean + Private_Dirty of smaps_rollup), KiB."""
+    total = 0
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/smaps_rollup"), reason="reads private memory from /proc"
+)
+def test_a_thread_holds_only_the_buffer_pages_its_requests_used(workers: Workers) -> None:
+    # 40 threads that each served a small request: each holds a page or two of its 256 KiB
+    # receive buffer, not all of it (before: a zeroed bytearray, 10 MiB for the 40).
+    worker = workers.unix("--threads", "1", "--max-threads", "48", "--thread-idle-timeout", "60")
+    assert worker.address is not None
+    _, statuses = slow_requests(worker.address, 1)
+    assert statuses == ["200 OK"]
+    before = private_kib(worker.proc.pid)
+    _, statuses = slow_requests(worker.address, 40)
+    assert statuses == ["200 OK"] * 40
+    assert thread_count(worker.proc.pid) >= 40
+    grown = private_kib(worker.proc.pid) - before
+    assert grown < 40 * 64, f"40 more threads hold {grown} KiB"
