@@ -67,8 +67,10 @@ def _close_others(keep: set[int]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The template's life: import, hooks, then fork on request until the host goes away."""
-    # What a forked worker needs is imported here, once, and shared.
-    from corral.worker import hooks, listen, server  # noqa: F401
+    # What a forked worker needs is imported here, once, and shared (a module each worker
+    # imported for itself would be that worker's own memory: threads alone was 0.8 MB of a
+    # forked worker's 3.3 MB, bench/preload.py --apps plain).
+    from corral.worker import hooks, listen, server, threads  # noqa: F401
     from corral.worker.serving import load_app
 
     # Whatever else the template inherited (descriptors its starter leaked) would be inherited
@@ -92,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_app(args)
     if isinstance(loaded, int):
         return loaded
+    if loaded.asgi:
+        from corral.worker import aserver  # noqa: F401 - the workers' serving loop, shared
     if not hooks.run(args.hook_app_start, "app start"):
         return ExitCode.APP_LOAD_FAILED
     others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
