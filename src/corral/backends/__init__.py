@@ -67,25 +67,6 @@ BODY_TUNNEL = 3
 encode_params: Final[Callable[[Iterable[tuple[bytes, bytes]]], bytes]] = encode_pairs
 
 
-class SpliceTarget(Protocol):
-    """A response that can take body bytes straight into its client's socket (the front's
-    plain-TCP HTTP/1.1 response with a Content-Length, while its transport holds nothing):
-    what ``ResponseSink.backend_flush`` may offer a backend that can splice (``splice``)."""
-
-    def splice_fd(self) -> int:
-        """The client's socket, while bytes may be written to it behind the transport's back;
-        -1 once not (the connection closes, or the transport holds bytes)."""
-
-    def splice_room(self) -> int:
-        """How many body bytes the response still takes (what is left of its Content-Length)."""
-
-    def spliced(self, count: int) -> None:
-        """``count`` body bytes went to the client."""
-
-    def splice_broken(self, exc: OSError) -> None:
-        """Writing to the client's socket failed: cut the client off."""
-
-
 class ResponseSink(Protocol):
     """What the front implements to receive one response."""
 
@@ -101,10 +82,8 @@ class ResponseSink(Protocol):
     def backend_error(self, exc: BackendError) -> None:
         """The request failed (protocol error, EOF, connection lost). Connection unusable."""
 
-    def backend_flush(self) -> SpliceTarget | None:
-        """The events of one read have been delivered (a good time to write them out).
-        Returns the response when the rest of its body may go straight to the client's socket
-        (``SpliceTarget``), which a backend that can splice may then do; None otherwise."""
+    def backend_flush(self) -> None:
+        """The events of one read have been delivered (a good time to write them out)."""
 
     def backend_pause_writing(self) -> None:
         """The backend's send buffer is full: stop reading the request body for a while."""

@@ -30,7 +30,7 @@ from corral.backends import (
     BackendProtocolError,
     PooledUpstream,
     ResponseSink,
-    splice,
+    SinkedProtocol,
 )
 from corral.backends.readbuffer import read_buffers
 from corral.protocol.cgi import CGIResponseError, CGIResponseParser
@@ -153,7 +153,7 @@ _DISCARD = _Discard()
 _NO_BUFFER = bytearray()
 
 
-class FastCGIClientConnection(splice.SplicingReader, asyncio.BufferedProtocol):
+class FastCGIClientConnection(SinkedProtocol, asyncio.BufferedProtocol):
     """One connection to a FastCGI responder, serving one request at a time.
 
     The wire format comes from the sans-IO codec's pure functions (``protocol.fastcgi.records``):
@@ -164,9 +164,8 @@ class FastCGIClientConnection(splice.SplicingReader, asyncio.BufferedProtocol):
     ``FastCGIConnection``'s general state table: this is the front's hot path.
 
     The answer is read into the loop's shared read buffer (``readbuffer``: a
-    ``BufferedProtocol``, 256 KiB reads, no copy into a ``bytes`` per read), and body pieces go
-    to the sink as views of it. From a Unix socket, the rest of a large body may go to the
-    client's socket by ``splice`` instead (``backends.splice``), when the response offers it.
+    ``BufferedProtocol``, 1 MiB reads, no copy into a ``bytes`` per read), and body pieces go
+    to the sink as views of it.
     """
 
     def __init__(self, name: str, *, php_fpm: bool = False) -> None:
@@ -205,8 +204,6 @@ class FastCGIClientConnection(splice.SplicingReader, asyncio.BufferedProtocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self._fd = sock.fileno()
-            if splice.AVAILABLE and sock.family == socket.AF_UNIX:
-                self._splice_fd = self._fd
             # Request bodies leave in fewer, larger writes (the kernel caps the buffer at
             # net.core.wmem_max): bench/run.py --scenarios upload, 1,666-1,734 -> 1,873-1,904
             # req/s where the cap allows it.
@@ -334,7 +331,7 @@ class FastCGIClientConnection(splice.SplicingReader, asyncio.BufferedProtocol):
     def _flush(self) -> None:
         sink = self._sink
         if sink is not None:
-            self._offer_splice(sink.backend_flush())
+            sink.backend_flush()
 
     def eof_received(self) -> bool | None:
         self.closed_by_peer = True
@@ -561,7 +558,6 @@ class FastCGIClientConnection(splice.SplicingReader, asyncio.BufferedProtocol):
         self._fail_queue()
 
     def close(self) -> None:
-        self._cancel_splice()
         super().close()
         self._fail_queue()
 

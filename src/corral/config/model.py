@@ -469,9 +469,6 @@ class FrontSettings:
     #: Bytes of responses all spills together may hold on disk; past it responses are paused
     #: (back-pressure) instead.
     response_spill_total: int = 8 * 1024**3
-    #: Body bytes left (after the first read) from which a plain-TCP HTTP/1.1 response with a
-    #: Content-Length goes from a FastCGI worker's Unix socket to the client by splice; 0 = never.
-    response_splice_min: int = 128 * 1024
     # -- logs and the process (corral.logs, corral.ops.service) --------------------------------
     #: Where the access log goes: "-" (stderr), "off", or a file (appended to; reopened on
     #: SIGUSR1).

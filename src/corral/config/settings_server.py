@@ -283,18 +283,6 @@ SERVER_SETTINGS: tuple[Setting, ...] = (
         "it, slow clients' applications are paused (back-pressure) until spills drain.",
         minimum=0,
     ),
-    _server(
-        "response_splice_min",
-        "responseSpliceMin",
-        Kind.INT,
-        "An HTTP/1.1 response over plain TCP with a Content-Length, from a FastCGI worker on a "
-        "Unix socket, whose body has at least this many bytes left after the front's first "
-        "read goes from the worker's socket to the client's with splice (Linux: through a "
-        "pipe, never copied into the front's memory) while the client keeps up; a slower "
-        "client gets the rest the usual way (write_buffer_high, then the spill). TLS and "
-        "HTTP/2 responses are always copied. 0 = never splice.",
-        minimum=0,
-    ),
     # -- logs and the process (corral.logs, corral.front.accesslog, corral.ops.service) ---------
     _server(
         "access_log",

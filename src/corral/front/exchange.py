@@ -49,7 +49,6 @@ from corral.backends import (
     BackendError,
     BackendNotReached,
     BackendNotStarted,
-    SpliceTarget,
     Upstream,
 )
 from corral.front import (
@@ -596,8 +595,8 @@ class Exchange:
     def backend_body(self, data: bytes | memoryview) -> None:
         self._response.body(data)
 
-    def backend_flush(self) -> SpliceTarget | None:
-        return self._response.flush()
+    def backend_flush(self) -> None:
+        self._response.flush()
 
     def backend_end(self, reusable: bool) -> None:
         self.backend = None

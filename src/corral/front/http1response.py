@@ -31,7 +31,7 @@ import logging
 import os
 from typing import Protocol
 
-from corral.backends import SpliceTarget, Upstream
+from corral.backends import Upstream
 from corral.front import errorpages
 from corral.front.cgienv import HOP_BY_HOP
 from corral.front.context import FrontContext
@@ -86,7 +86,6 @@ class Http1Response:
         "_head_buffer",
         "_out_length",
         "_pending_head",
-        "_plain_fd",
         "_remaining",
         "_server",
         "_spill_backend",
@@ -128,9 +127,6 @@ class Http1Response:
         self._spill_fd = -1
         #: The exchange ended while the spill was not drained: ``finish(close)`` once it is.
         self.finish_pending: bool | None = None
-        #: The client's socket when it is plain TCP (a splice may write to it), -1 when not,
-        #: -2 until looked at.
-        self._plain_fd = -2
 
     def reset(self) -> None:
         """The response is over and the connection kept: the next starts from nothing (the
@@ -211,24 +207,17 @@ class Http1Response:
         else:
             out.append(data)
 
-    def flush(self) -> SpliceTarget | None:
+    def flush(self) -> None:
         if self._conn.closed:
-            return None
+            return
         head = self._pending_head
         if head is None:
             if self._body_out is not None:
                 self._write_body_out(None)
-        elif self._framing == _NO_BODY and self.method == b"HEAD":
-            return None  # HEAD waits for the end, to count the body when no length was given
-        else:
-            self._write_head(head, False)
-        # A large body with a length, all written so far: the rest may be spliced.
-        if (
-            self._framing == _LENGTH
-            and self._remaining >= self._server.settings.response_splice_min > 0
-        ):
-            return self if self.splice_fd() >= 0 else None
-        return None
+            return
+        if self._framing == _NO_BODY and self.method == b"HEAD":
+            return  # HEAD waits for the end, to count the body when no length was given
+        self._write_head(head, False)
 
     def end(self) -> int:
         head = self._pending_head
@@ -311,36 +300,6 @@ class Http1Response:
             transport.writelines(head)  # a large first piece: no copy into one buffer
         else:
             transport.write(b"".join(head))
-
-    # -- SpliceTarget: body bytes written straight into the client's socket -------------------
-
-    def splice_fd(self) -> int:
-        transport = self.transport
-        if (
-            transport is None
-            or self._conn.closed
-            or self.spill_file is not None
-            or transport.is_closing()
-            or transport.get_write_buffer_size()
-        ):
-            return -1
-        fd = self._plain_fd
-        if fd == -2:
-            fd = self._plain_fd = self._sendfile_fd()
-        return fd
-
-    def splice_room(self) -> int:
-        return self._remaining
-
-    def spliced(self, count: int) -> None:
-        self._remaining -= count
-        self.sent += count
-        server = self._server
-        self._conn.deadline = server.now + server.response_timeout
-
-    def splice_broken(self, exc: OSError) -> None:
-        logger.debug("the client's socket broke during a splice: %s", exc)
-        self._conn.abort()
 
     # -- a slow client: the response spilled to disk ------------------------------------------
 

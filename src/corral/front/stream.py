@@ -17,7 +17,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import TYPE_CHECKING, Protocol
 
-from corral.backends import BackendError, SpliceTarget, Upstream
+from corral.backends import BackendError, Upstream
 
 if TYPE_CHECKING:
     from corral.front.context import FrontContext
@@ -110,9 +110,8 @@ class ResponseStream(Protocol):
     def body(self, data: bytes | memoryview) -> None:
         """A piece of the response body (gathered until ``flush``)."""
 
-    def flush(self) -> SpliceTarget | None:
-        """Write what the last backend read produced; return where the rest of the body may
-        be spliced to (``corral.backends.SpliceTarget``), if anywhere."""
+    def flush(self) -> None:
+        """Write what the last backend read produced."""
 
     def spill(self, backend: Upstream) -> bool:
         """The client reads slower than ``backend`` writes: keep taking the response into a
