@@ -7,13 +7,14 @@ import os
 import socket
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corral.backends.readbuffer import READ_SIZE
 from corral.protocol.fastcgi import CLIENT, NEED_DATA, FastCGIConnection
 from corral.protocol.fastcgi.events import BeginRequest, Stdout
-from corral.worker import wsgi
+from corral.worker import server, wsgi
 from corral.worker.server import FILE_BLOCK, ZERO_COPY_MIN, Connection, ServeState
 
 
@@ -172,3 +173,21 @@ def test_a_1mib_answer_fits_the_fronts_four_reads() -> None:
     status, tail = wsgi.run(app, environ, conn)
     stingy.out += conn.fcgi.send_response(1, tail, app_status=status)
     assert len(body) < len(stingy.out) <= 4 * READ_SIZE
+
+
+@pytest.mark.parametrize("limit", [1 << 22, 50_001])
+def test_more_buffers_than_one_sendmsg_takes_go_out_in_batches(
+    limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "IOV_BATCH", 3)
+    stingy = StingySocket(limit=limit)
+    conn, client = _started(stingy)
+    body = os.urandom(5 * FILE_BLOCK + 3)  # 6 records: 13 buffers with the last one's padding
+    conn.send_stdout([body])
+    assert stingy.calls >= 5
+    client.receive_data(bytes(stingy.out))
+    received = bytearray()
+    while (event := client.next_event()) is not NEED_DATA:
+        assert isinstance(event, Stdout)
+        received += event.data
+    assert bytes(received) == body
