@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import threading
 
-#: Bytes per read, as uvloop's own buffer. 1 MiB reads (a worker's 1 MiB answer in one or two
-#: reads, one client write) measured no better in bench/run.py's 1mib: the copies into and out
-#: of a buffer larger than the CPU's cache then miss it (bench/README.md, "Performance II
-#: (continued)").
-READ_SIZE = 256 * 1024
+#: Bytes per read: uvloop's own 256 KiB, and 4 KiB more for the FastCGI framing around a body
+#: (a record header per 64 KiB, the head's record, END_REQUEST), so that a body of a power of
+#: two (1 MiB: four reads and four client writes) does not leave a read and a write of a few
+#: hundred bytes at its end (bench/README.md, "Performance II (session 7)"). 1 MiB reads (a
+#: worker's 1 MiB answer in one or two reads, one client write) measured no better in
+#: bench/run.py's 1mib: the copies into and out of a buffer larger than the CPU's cache then
+#: miss it (bench/README.md, "Performance II (continued)").
+READ_SIZE = 260 * 1024
 #: Buffers still held elsewhere that are looked at again for reuse; past this many, the oldest
 #: is left to its holders (the garbage collector frees it with them).
 KEEP_LENT = 4

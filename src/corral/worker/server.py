@@ -428,15 +428,19 @@ class Connection:
         # body is neither joined to the head nor copied into a framed buffer first (a small
         # piece, such as the head, is a record of its own).
         rid = self.rid
+        # Full records (FILE_BLOCK, a multiple of 8: no padding) share one header.
+        full = records.pack_header(_STDOUT, rid, FILE_BLOCK)
         parts: list[bytes | memoryview] = []
         for piece in pieces:
             view = memoryview(piece)
-            for start in range(0, len(piece), FILE_BLOCK):
-                chunk = view[start : start + FILE_BLOCK]
-                size = len(chunk)
+            size = len(piece)
+            whole = size - size % FILE_BLOCK
+            for start in range(0, whole, FILE_BLOCK):
+                parts += (full, view[start : start + FILE_BLOCK])
+            if whole < size:
+                size -= whole
                 pad = -size & 7
-                parts.append(records.pack_header(_STDOUT, rid, size, pad))
-                parts.append(chunk)
+                parts += (records.pack_header(_STDOUT, rid, size, pad), view[whole:])
                 if pad:
                     parts.append(_PADDING[pad])
         self._sendmsg_all(parts)
@@ -446,10 +450,19 @@ class Connection:
         if self.gone:
             raise ClientDisconnected("the front closed the connection")
         sendmsg = self.sock.sendmsg
+        left = sum(map(len, parts))
         index = 0
         try:
-            while index < len(parts):
-                sent = sendmsg(parts[index : index + IOV_BATCH])
+            while True:
+                batch = (
+                    parts
+                    if not index and len(parts) <= IOV_BATCH
+                    else parts[index : index + IOV_BATCH]
+                )
+                sent = sendmsg(batch)
+                left -= sent
+                if not left:
+                    return  # (usually at once: the send buffer holds a MiB)
                 while sent:
                     size = len(parts[index])
                     if sent >= size:

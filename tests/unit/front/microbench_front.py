@@ -44,6 +44,7 @@ import time
 from typing import Any
 
 from corral import logs
+from corral.backends import readbuffer
 from corral.backends.fastcgi import FastCGIClientConnection
 from corral.backends.http import HTTPClientConnection
 from corral.front.http1 import HTTPConnection
@@ -78,8 +79,8 @@ MIB_RESPONSE = records.encode_response(  # the head in a record of its own, as t
     b"Status: 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n",
     end=False,
 ) + records.encode_response(1, bytes(1 << 20))
-#: How much one read from a socket hands over under uvloop.
-READ_SIZE = 256 * 1024
+#: How much one read from a worker's socket hands over (the FastCGI client's read buffer).
+READ_SIZE = readbuffer.READ_SIZE
 HTTP_RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n"
     b"Date: Thu, 26 Nov 2026 01:00:00 GMT\r\nConnection: keep-alive\r\n\r\nHello, world!\n"
