@@ -14,8 +14,15 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
+from hypothesis import settings
 
 REQUIRE_EXTERNAL = os.environ.get("CORRAL_REQUIRE_EXTERNAL") == "1"
+
+# No time limit per example: a property is about what the code does, and the suite runs in
+# parallel on busy machines (hypothesis's 200 ms default is a timed test in disguise; speed is
+# measured in bench/). A test's own @settings still sets its number of examples.
+settings.register_profile("corral", deadline=None)
+settings.load_profile("corral")
 
 
 def require_program(name: str, *alternatives: str) -> str:
