@@ -49,7 +49,8 @@ def serve(args: argparse.Namespace, loaded: Loaded, listener: socket.socket, whe
     """Serve ``loaded`` on ``listener`` until SIGTERM; then the worker-exit hook."""
     from corral.worker import hooks, server, threads
 
-    batch_scheduling()
+    if args.scheduling == "batch":
+        batch_scheduling()
     if loaded.asgi:
         code = _serve_asgi(args, loaded.app, listener, f"{loaded.description} on {where}")
     else:

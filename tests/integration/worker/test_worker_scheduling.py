@@ -2,7 +2,8 @@
 worker the front wakes for a request does not preempt the front in the middle of a turn of its
 event loop. Through a real ``corral serve``: a worker forked from its template (the default with
 more than one worker) and one started with its own import (a single worker), WSGI and ASGI; the
-app reports the policy of the thread that runs it."""
+app reports the policy of the thread that runs it. ``WORKER_SCHEDULING=normal`` keeps the
+default policy."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.harness import request, serve_asgi, serving
+from tests.harness import CorralServer, request, serve_asgi, serving
+
+from corral.supervision.launch import python_worker_plan
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="SCHED_BATCH is Linux's"
@@ -68,3 +71,42 @@ def test_the_front_keeps_the_default_policy(tmp_path: Path) -> None:
         request(server.port, path="/")
         assert server.proc is not None
         assert os.sched_getscheduler(server.proc.pid) == os.SCHED_OTHER
+
+
+WEB_CONFIG = """<?xml version="1.0" encoding="UTF-8"?>
+<configuration>
+  <system.webServer>
+    <heliconZoo>
+      <application name="sched.app">
+        <environmentVariables>
+          <add name="WSGI_APP" value="wsgi.application" />
+          <add name="WORKER_SCHEDULING" value="normal" />
+        </environmentVariables>
+      </application>
+    </heliconZoo>
+    <handlers>
+      <add name="sched.app#x64" scriptProcessor="python.3.wsgi" path="*" verb="*"
+           modules="HeliconZoo_x64" preCondition="bitness64" />
+    </handlers>
+  </system.webServer>
+</configuration>
+"""
+
+
+def test_worker_scheduling_normal_keeps_the_default_policy(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "web.config").write_text(WEB_CONFIG)
+    (site / "wsgi.py").write_text(WSGI_APP)
+    server = CorralServer(site, args=("--no-access-log", "--min", "1", "--max", "2")).start()
+    try:
+        answers = {request(server.port, path="/").body for _ in range(4)}
+    finally:
+        server.stop()
+    assert answers == {str(os.SCHED_OTHER).encode()}
+
+
+def test_the_launch_plan_names_the_policy_only_when_not_the_default(tmp_path: Path) -> None:
+    assert "--scheduling" not in python_worker_plan(tmp_path).argv
+    argv = python_worker_plan(tmp_path, scheduling="normal").argv
+    assert argv[argv.index("--scheduling") + 1] == "normal"
