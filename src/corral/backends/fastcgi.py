@@ -33,6 +33,7 @@ from corral.backends import (
     SinkedProtocol,
 )
 from corral.backends.readbuffer import read_buffers
+from corral.backends.writebatch import BatchedWriter, write_batch
 from corral.protocol.cgi import CGIResponseError, CGIResponseParser
 from corral.protocol.fastcgi import records
 from corral.protocol.fastcgi.constants import HEADER_LEN, MAX_PIPELINE_DEPTH, RecordType, Role
@@ -153,7 +154,7 @@ _DISCARD = _Discard()
 _NO_BUFFER = bytearray()
 
 
-class FastCGIClientConnection(SinkedProtocol, asyncio.BufferedProtocol):
+class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedProtocol):
     """One connection to a FastCGI responder, serving one request at a time.
 
     The wire format comes from the sans-IO codec's pure functions (``protocol.fastcgi.records``):
@@ -201,6 +202,8 @@ class FastCGIClientConnection(SinkedProtocol, asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = transport = cast(asyncio.Transport, transport)
+        # Bodiless requests leave at the end of the loop's turn, together (backends/writebatch).
+        self._batch = write_batch(asyncio.get_running_loop())
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self._fd = sock.fileno()
@@ -506,7 +509,7 @@ class FastCGIClientConnection(SinkedProtocol, asyncio.BufferedProtocol):
         follower.sink = sink
         follower.state = Follower.QUEUED
         self._queue.append(follower)
-        transport.write(b"".join((_BEGIN_KEEP_BY_ID[rid], encoded, _STDIN_END_BY_ID[rid])))
+        self.write_soon(b"".join((_BEGIN_KEEP_BY_ID[rid], encoded, _STDIN_END_BY_ID[rid])))
 
     def withdraw_stuck(self, limit: float) -> int:
         """Requests queued behind one that has run longer than ``limit`` s are withdrawn: the
@@ -532,7 +535,7 @@ class FastCGIClientConnection(SinkedProtocol, asyncio.BufferedProtocol):
                 sinks.append(follower.sink)
                 follower.sink = _DISCARD
         if aborts:
-            transport.write(b"".join(aborts))
+            self.write_now(b"".join(aborts))
         if sinks:
             asyncio.get_running_loop().call_soon(self._tell_not_started, sinks, "")
         return len(aborts)
@@ -558,6 +561,7 @@ class FastCGIClientConnection(SinkedProtocol, asyncio.BufferedProtocol):
         self._fail_queue()
 
     def close(self) -> None:
+        self.flush_writes()
         super().close()
         self._fail_queue()
 
@@ -649,9 +653,9 @@ class FastCGIClientConnection(SinkedProtocol, asyncio.BufferedProtocol):
         self._body_done = not has_body
         if has_body:
             self._hold_answer()
-            transport.write(_BEGIN_KEEP + encoded)
+            self.write_now(_BEGIN_KEEP + encoded)
         else:
-            transport.write(b"".join((_BEGIN_KEEP, encoded, _STDIN_END)))
+            self.write_soon(b"".join((_BEGIN_KEEP, encoded, _STDIN_END)))
         if self._paused_by_peer:
             sink.backend_pause_writing()
 
@@ -659,6 +663,8 @@ class FastCGIClientConnection(SinkedProtocol, asyncio.BufferedProtocol):
         """Send a piece of the request body as STDIN records."""
         if not data or self._sink is None or self._transport is None:
             return
+        if self._held is not None:
+            self.flush_writes()  # (what waited for the turn's end goes first)
         size = len(data)
         if size <= 0xFFFF:
             padding = -size & 7
@@ -685,7 +691,7 @@ class FastCGIClientConnection(SinkedProtocol, asyncio.BufferedProtocol):
         self._body_done = True
         if self._sink is None or self._transport is None:
             return
-        self._transport.write(_STDIN_END_BY_ID[self._rid])
+        self.write_now(_STDIN_END_BY_ID[self._rid])
 
     @property
     def stderr_tail(self) -> bytes:

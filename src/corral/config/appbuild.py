@@ -330,6 +330,7 @@ def build_app(
         max_requests=max_requests,
         request_buffering=buffering == "on",
         preload=str(values.get("app.preload") or "auto"),
+        worker_scheduling=str(values.get("app.worker_scheduling") or "batch"),
         hook_app_start=_opt_str(values.get("app.hook_app_start")),
         hook_after_fork=_opt_str(values.get("app.hook_after_fork")),
         hook_worker_exit=_opt_str(values.get("app.hook_worker_exit")),

@@ -343,6 +343,8 @@ class AppConfig:
     tenancy: Tenancy = Tenancy()
     #: PRELOAD: "auto", "on" or "off" (Corral's Python worker: workers forked from a template).
     preload: str = "auto"
+    #: WORKER_SCHEDULING: "batch" or "normal" (Corral's Python worker's threads, Linux).
+    worker_scheduling: str = "batch"
     #: Server hooks (module:function): app start, after fork, worker exit.
     hook_app_start: str | None = None
     hook_after_fork: str | None = None

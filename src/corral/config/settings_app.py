@@ -330,6 +330,19 @@ APP_SETTINGS: tuple[Setting, ...] = (
         choices=("auto", "on", "off"),
     ),
     Setting(
+        "app.worker_scheduling",
+        _A,
+        "worker_scheduling",
+        "WORKER_SCHEDULING",
+        Kind.CHOICE,
+        "batch",
+        "Corral's Python worker, Linux: batch runs its threads under SCHED_BATCH, so that a "
+        "worker woken for a request does not preempt the front (less CPU per request when the "
+        "cores are busy, a longer tail of latency when they are full: bench/README.md, "
+        '"Performance II (session 7)"); normal keeps the default policy.',
+        choices=("batch", "normal"),
+    ),
+    Setting(
         "app.hook_app_start",
         _A,
         "hook_app_start",

@@ -57,6 +57,7 @@ class PythonWorkerKind:
             engine=engine.name,
             base_env=env,
             title=worker_title(app),
+            scheduling=app.worker_scheduling,
             hooks={
                 "app-start": app.hook_app_start,
                 "after-fork": app.hook_after_fork,

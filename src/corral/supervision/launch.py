@@ -243,6 +243,7 @@ def python_worker_plan(
     base_env: Mapping[str, str] | None = None,
     title: str | None = None,
     hooks: Mapping[str, str | None] | None = None,
+    scheduling: str = "batch",
 ) -> LaunchPlan:
     """The plan for Corral's own Python worker (``python -m corral.worker``).
 
@@ -260,6 +261,8 @@ def python_worker_plan(
         title: what ``ps`` shows for the worker (``--title``; ``corral.worker.proctitle``).
         hooks: server hooks by name (``app-start``, ``after-fork``, ``worker-exit``) to
             ``module:function`` (``--hook-NAME``; ``corral.worker.hooks``).
+        scheduling: the worker's threads' policy on Linux, ``batch`` (the worker's default)
+            or ``normal`` (``--scheduling``; ``corral.worker.serving.batch_scheduling``).
 
     ``PYTHONPATH`` is the app's entries followed, last, by ``worker_import_dir()``, so that an
     interpreter from another virtualenv (without Corral's dependencies) can import
@@ -286,6 +289,7 @@ def python_worker_plan(
         str(threads),
         *(("--max-threads", str(max_threads)) if max_threads > threads else ()),
         *(() if title is None else ("--title", title)),
+        *(() if scheduling == "batch" else ("--scheduling", scheduling)),
         *(
             arg
             for name, spec in sorted((hooks or {}).items())

@@ -49,6 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "before it ends (default 10)",
     )
     parser.add_argument(
+        "--scheduling",
+        choices=("batch", "normal"),
+        default="batch",
+        help="Linux: batch (default) serves under SCHED_BATCH, so that a worker woken for a "
+        "request does not preempt the front; normal keeps the default policy",
+    )
+    parser.add_argument(
         "--interface",
         choices=("auto", "wsgi", "asgi"),
         default="auto",

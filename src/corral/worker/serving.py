@@ -49,6 +49,8 @@ def serve(args: argparse.Namespace, loaded: Loaded, listener: socket.socket, whe
     """Serve ``loaded`` on ``listener`` until SIGTERM; then the worker-exit hook."""
     from corral.worker import hooks, server, threads
 
+    if args.scheduling == "batch":
+        batch_scheduling()
     if loaded.asgi:
         code = _serve_asgi(args, loaded.app, listener, f"{loaded.description} on {where}")
     else:
@@ -86,6 +88,26 @@ def _serve_asgi(args: argparse.Namespace, app: object, listener: socket.socket, 
     )
     ready = f"serving {what} (ASGI, Python {sys.version.split()[0]})"
     return aserver.serve_forever(listener, state, ready)
+
+
+def batch_scheduling() -> None:
+    """Linux: this thread, and the threads it starts from now on, run under ``SCHED_BATCH``.
+
+    The front wakes a worker for each request that finds it idle. A woken thread of the
+    default policy preempts what runs on its CPU, most often the front itself in the middle of
+    a turn of its event loop (on a machine with fewer cores than the front, its workers and
+    the clients need): two context switches for each request, and a front that then handles
+    fewer events per turn. A ``SCHED_BATCH`` thread is not given the CPU on a wake-up: it runs
+    on an idle core at once, else when the running task sleeps or its slice ends. Its share of
+    the CPU is unchanged (same weight, same nice value). Measured in bench/README.md,
+    "Performance II (session 7)". An unprivileged process may make this change; where it is
+    refused (a sandbox), the worker serves as it is."""
+    if sys.platform != "linux":
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError:
+        pass
 
 
 #: ERROR_LOG_LEVEL's values (checked by the host when it loads the configuration).
