@@ -115,6 +115,11 @@ _SPECIAL_NAMES: Final = {
     b"content-type": _K_CONTENT_TYPE,
 }
 _SPECIAL_LENGTHS: Final = frozenset(len(name) for name in _SPECIAL_NAMES)
+#: Host field values already found valid (``_HOST_FIELD``): a client sends the same Host with
+#: every request, so the regular expression runs once per distinct value. Bounded (hostile
+#: clients may send endless distinct ones); past the bound values are checked each time.
+_GOOD_HOSTS: set[bytes] = set()
+_GOOD_HOSTS_MAX: Final = 1024
 _OWS: Final = b" \t"
 
 #: What ``_feed`` expects before the end of a request line: `` HTTP/1.1\r`` (10 bytes).
@@ -642,8 +647,11 @@ class RequestParser:
         if host is None:
             if version == "1.1":
                 raise self._error(400, "HTTP/1.1 request without Host")
-        elif _HOST_FIELD.match(host) is None:
-            raise self._error(400, "invalid Host header")
+        elif host not in _GOOD_HOSTS:
+            if _HOST_FIELD.match(host) is None:
+                raise self._error(400, "invalid Host header")
+            if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX:
+                _GOOD_HOSTS.add(host)
         # Request-target forms (RFC 9112 3.2).
         if target[:1] == b"/":
             if method == b"CONNECT":
