@@ -89,6 +89,7 @@ async def connect(
 
 #: FastCGI name-value pairs encoder (the codec's).
 encode_pairs = records.encode_pairs
+_encode_pairs_remembered = records.encode_pairs_remembered
 
 _HEADER = records.HEADER
 _HEADER_LEN = HEADER_LEN
@@ -598,15 +599,16 @@ class FastCGIClientConnection(SinkedProtocol, asyncio.BufferedProtocol):
                 split_params=False,
                 pad_empty=False,
             )
-        body = static + encode_pairs(pairs)
-        length = len(body)
+        encoded = _encode_pairs_remembered(pairs)
+        length = len(static) + len(encoded)
         if length > 0xFFFF:
-            return records.encode_stream(RecordType.PARAMS, rid, body, end=True)
+            return records.encode_stream(RecordType.PARAMS, rid, static + encoded, end=True)
         padding = -length & 7
         return b"".join(
             (
                 _HEADER_PACK(1, _PARAMS, rid, length, padding),
-                body,
+                static,
+                encoded,
                 _ZEROS[padding],
                 _PARAMS_END_BY_ID[rid],
             )
