@@ -842,3 +842,22 @@ def test_host_values_found_valid_are_remembered_within_a_bound() -> None:
     finally:
         module._GOOD_HOSTS.clear()
         module._GOOD_HOSTS.update(saved)
+
+
+def test_field_names_kinds_are_remembered_within_a_bound() -> None:
+    """A field name is lower-cased once (``_KINDS``); past the bound names are still
+    recognised: a second Host spelled another way is refused either way."""
+    from corral.protocol.http1 import parser as module
+
+    saved = dict(module._KINDS)
+    try:
+        module._KINDS.clear()
+        (request, _) = parse(b"GET / HTTP/1.1\r\nHOST: h\r\nX-Other: 1\r\n\r\n")
+        assert request.host == b"h"
+        assert module._KINDS == {b"HOST": module._K_HOST, b"X-Other": module._NOT_SPECIAL}
+        module._KINDS.update({b"x-%d" % i: module._NOT_SPECIAL for i in range(module._KINDS_MAX)})
+        assert error_of(b"GET / HTTP/1.1\r\nhOsT: a\r\nHoSt: b\r\n\r\n").status_hint == 400
+        assert b"hOsT" not in module._KINDS
+    finally:
+        module._KINDS.clear()
+        module._KINDS.update(saved)
