@@ -45,7 +45,6 @@ __all__ = [
 
 DEFAULT_MAX_HEAD_SIZE: Final = 64 * 1024
 
-_END_OF_HEAD: Final = re.compile(rb"\n\r?\n")
 _TOKEN_RE: Final = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _TOKEN: Final = re.compile(_TOKEN_RE)
 # A well-formed field line: token ":" OWS value OWS (CR)LF, where the value holds no control
@@ -131,8 +130,14 @@ class CGIResponseParser:
             start = 0
         if buf[0] == 0x0A or buf[:2] == b"\r\n":
             raise CGIResponseError("the CGI response has no header fields (RFC 3875 6.2)")
-        match = _END_OF_HEAD.search(buf, start)
-        if match is None:
+        # The first blank line: LF CR LF, or a bare LF LF before it (two finds, no regex).
+        cut = buf.find(b"\n\r\n", start)
+        bare = buf.find(b"\n\n", start, len(buf) if cut < 0 else cut + 2)
+        if bare >= 0:
+            cut, after = bare, bare + 2
+        else:
+            after = cut + 3
+        if cut < 0:
             if len(buf) > self.max_head_size:
                 raise CGIResponseError(
                     f"CGI response head exceeds {self.max_head_size} bytes without ending"
@@ -141,13 +146,13 @@ class CGIResponseParser:
                 self._buf += data
             self._scanned = len(buf)
             return None
-        cut = match.start()
         if cut > self.max_head_size:
             raise CGIResponseError(f"CGI response head exceeds {self.max_head_size} bytes")
         self._done = True
         head = bytes(buf[: cut + 1])  # with the last field's LF
-        body = bytes(buf[match.end() :])
-        self._buf = bytearray()
+        body = bytes(buf[after:])
+        if buf is not data:
+            self._buf = bytearray()
         lines = head.split(b"\n")
         lines.pop()  # (after the last LF)
         result = _fields(lines, body)

@@ -316,8 +316,10 @@ class Dispatcher:
             pass  # requests queued on the connection are still to be served: it stays busy
         else:
             if worker is not None and worker.busy_conns:
-                with contextlib.suppress(ValueError):
+                try:  # (not contextlib.suppress: no object per request)
                     worker.busy_conns.remove(conn)
+                except ValueError:
+                    pass
             if (
                 reusable
                 and worker is not None
