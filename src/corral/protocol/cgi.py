@@ -149,14 +149,15 @@ class CGIResponseParser:
         if cut > self.max_head_size:
             raise CGIResponseError(f"CGI response head exceeds {self.max_head_size} bytes")
         self._done = True
-        head = bytes(buf[: cut + 1])  # with the last field's LF
-        body = bytes(buf[after:])
-        if buf is not data:
+        if buf is data:
+            head = data[:cut]  # (without the last field's LF)
+            body = data[after:]
+        else:
+            head = bytes(buf[:cut])
+            body = bytes(buf[after:])
             self._buf = bytearray()
-        lines = head.split(b"\n")
-        lines.pop()  # (after the last LF)
-        result = _fields(lines, body)
-        return _parse_head_slowly(head[:-1], body) if result is None else result
+        result = _fields(head.split(b"\n"), body)
+        return _parse_head_slowly(head, body) if result is None else result
 
 
 def _fields(lines: list[bytes], body: bytes) -> CGIResponseHead | None:
