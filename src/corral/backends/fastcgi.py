@@ -90,12 +90,15 @@ async def connect(
 
 #: FastCGI name-value pairs encoder (the codec's).
 encode_pairs = records.encode_pairs
+_encode_pairs_remembered = records.encode_pairs_remembered
 
 _HEADER = records.HEADER
 _HEADER_LEN = HEADER_LEN
 #: The codec's record-header fast path (one format, one validation, for every reader).
 _HEADER_AT = records.header_at
 _HEADER_PACK = records.HEADER.pack
+_HEADER_UNPACK = records.HEADER.unpack_from
+_END_REQUEST_UNPACK = records.END_REQUEST_BODY.unpack
 _ZEROS = tuple(bytes(n) for n in range(8))
 _STDOUT = int(RecordType.STDOUT)
 _STDERR = int(RecordType.STDERR)
@@ -252,7 +255,10 @@ class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedPro
             view = None
         try:
             while size - pos >= _HEADER_LEN:
-                kind, request_id, length, padding = _HEADER_AT(data, pos)
+                # (records.header_at, inlined: a Python call less per record)
+                version, kind, request_id, length, padding = _HEADER_UNPACK(data, pos)
+                if version != 1:
+                    _HEADER_AT(data, pos)  # raises: the peer does not speak FastCGI
                 if request_id != self._rid:
                     raise BackendProtocolError(
                         f"{self.name} sent a record for request {request_id}, not {self._rid}"
@@ -385,7 +391,10 @@ class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedPro
         sink = self._sink
         if sink is None:
             raise BackendProtocolError(f"{self.name} sent END_REQUEST with no request in flight")
-        _, protocol_status = records.decode_end_request(content)
+        if len(content) == 8:  # (records.decode_end_request, inlined: its usual case)
+            protocol_status = _END_REQUEST_UNPACK(content)[1]
+        else:
+            _, protocol_status = records.decode_end_request(content)  # raises
         if protocol_status != 0:
             raise BackendProtocolError(
                 f"{self.name} refused the request (protocol status {protocol_status})"
@@ -602,15 +611,16 @@ class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedPro
                 split_params=False,
                 pad_empty=False,
             )
-        body = static + encode_pairs(pairs)
-        length = len(body)
+        encoded = _encode_pairs_remembered(pairs)
+        length = len(static) + len(encoded)
         if length > 0xFFFF:
-            return records.encode_stream(RecordType.PARAMS, rid, body, end=True)
+            return records.encode_stream(RecordType.PARAMS, rid, static + encoded, end=True)
         padding = -length & 7
         return b"".join(
             (
                 _HEADER_PACK(1, _PARAMS, rid, length, padding),
-                body,
+                static,
+                encoded,
                 _ZEROS[padding],
                 _PARAMS_END_BY_ID[rid],
             )

@@ -60,10 +60,18 @@ FORWARDING = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
 )
 
-#: Field name as received -> CGI variable name, or None to drop it. Bounded (hostile clients may
-#: send endless distinct names); past the bound names are mapped without being remembered.
-_NAME_CACHE: dict[bytes, bytes | None] = {}
+#: Field name as received -> (CGI variable name, what the caller wants of it: ``_ROLES``), or
+#: None to drop it. Bounded (hostile clients may send endless distinct names); past the bound
+#: names are mapped without being remembered.
+_NAME_CACHE: dict[bytes, tuple[bytes, int] | None] = {}
 _NAME_CACHE_MAX = 2048
+_PLAIN, _HOST, _REFERER, _AGENT, _COOKIE = range(5)
+_ROLES: dict[bytes, int] = {
+    b"HTTP_HOST": _HOST,
+    b"HTTP_REFERER": _REFERER,
+    b"HTTP_USER_AGENT": _AGENT,
+    b"HTTP_COOKIE": _COOKIE,
+}
 
 
 def _cgi_name(name: bytes) -> bytes | None:
@@ -77,15 +85,22 @@ def _cgi_name(name: bytes) -> bytes | None:
     return b"HTTP_" + name.upper().replace(b"-", b"_")
 
 
-def cgi_name(name: bytes) -> bytes | None:
-    """Map a request field name to its CGI variable (None: not forwarded)."""
+def _mapped(name: bytes) -> tuple[bytes, int] | None:
+    """``_NAME_CACHE``'s entry for ``name`` (made, and kept while there is room)."""
     try:
         return _NAME_CACHE[name]
     except KeyError:
-        mapped = _cgi_name(name)
+        key = _cgi_name(name)
+        mapped = None if key is None else (key, _ROLES.get(key, _PLAIN))
         if len(_NAME_CACHE) < _NAME_CACHE_MAX:
             _NAME_CACHE[name] = mapped
         return mapped
+
+
+def cgi_name(name: bytes) -> bytes | None:
+    """Map a request field name to its CGI variable (None: not forwarded)."""
+    mapped = _mapped(name)
+    return None if mapped is None else mapped[0]
 
 
 def route_params(script_name: bytes, document_root: bytes) -> Pairs:
@@ -134,41 +149,56 @@ def header_params(
     """
     host = referer = agent = connection = None
     seen: dict[bytes, int] | None = None
-    named_in_connection: frozenset[bytes] = frozenset()
-    # Pass 1 is only needed when Connection names extra hop-by-hop fields.
+    first = len(out)
+    names = _NAME_CACHE
     for name, value in headers:
-        if len(name) == 10 and name.lower() == b"connection":
-            connection = value if connection is None else connection + b", " + value
-    if connection is not None:
-        named = {token.strip().lower() for token in connection.split(b",")}
-        named.discard(b"")
-        named_in_connection = frozenset(named - {b"close", b"keep-alive"})
-    for name, value in headers:
-        key = cgi_name(name)
-        if key is None:
+        mapped = names.get(name) or _mapped(name)
+        if mapped is None:
+            # Dropped; Connection (hop-by-hop) may name more fields to drop (below).
+            if len(name) == 10 and name.lower() == b"connection":
+                connection = value if connection is None else connection + b", " + value
             continue
-        if key == b"HTTP_HOST":
-            host = value if host is None else host
-        elif key == b"HTTP_REFERER":
-            referer = value
-        elif key == b"HTTP_USER_AGENT":
-            agent = value
-        elif key == b"HTTP_COOKIE" and ADMIN_COOKIE in value:
-            value = without_admin_cookie(value)
-            if not value:
-                continue
-        if named_in_connection and name.lower() in named_in_connection:
-            continue
+        key, role = mapped
+        if role:
+            if role == _HOST:
+                if host is None:
+                    host = value
+            elif role == _REFERER:
+                referer = value
+            elif role == _AGENT:
+                agent = value
+            elif ADMIN_COOKIE in value:
+                value = without_admin_cookie(value)
+                if not value:
+                    continue
         if seen is None:
-            seen = {}
+            seen = {key: len(out)}
+            out.append((key, value))
+            continue
         index = seen.get(key)
         if index is None:
             seen[key] = len(out)
             out.append((key, value))
         else:
-            joiner = b"; " if key == b"HTTP_COOKIE" else b", "
+            joiner = b"; " if role == _COOKIE else b", "
             out[index] = (key, out[index][1] + joiner + value)
+    if connection is not None and seen is not None:
+        _drop_named(connection, out, first)
     return host, referer, agent, connection
+
+
+def _drop_named(connection: bytes, out: Pairs, first: int) -> None:
+    """Remove from ``out[first:]`` the variables of the fields that ``connection`` (the
+    Connection field's value) names as hop-by-hop, besides close and keep-alive."""
+    dropped = set()
+    for token in connection.split(b","):
+        token = token.strip().lower()
+        if token and token != b"close" and token != b"keep-alive":
+            key = cgi_name(token)
+            if key is not None:
+                dropped.add(key)
+    if dropped:
+        out[first:] = [pair for pair in out[first:] if pair[0] not in dropped]
 
 
 def script_params(

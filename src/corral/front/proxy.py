@@ -22,6 +22,19 @@ class BadBackendHead(ValueError):
     """The backend's head cannot be relayed (for instance conflicting Content-Length values)."""
 
 
+#: What a backend's field is to ``filter_headers``: a line passed on, the Content-Length, the
+#: Date (passed on), a hop-by-hop field (dropped).
+_PLAIN, _LENGTH, _DATE, _HOP = range(4)
+#: A backend's field -> (kind, its line for the client, its length for a Content-Length).
+#: Backends send the same fields with every response (the CGI parser hands out the same tuples
+#: for lines it has seen: ``corral.protocol.cgi``), so one look-up replaces the lower-casing,
+#: the comparisons and the line's concatenation. Short fields only; emptied when full, so that
+#: it follows what is sent lately.
+_FIELDS: dict[tuple[bytes, bytes], tuple[int, bytes, int]] = {}
+_FIELDS_MAX = 1024
+_FIELD_KEPT_MAX = 128
+
+
 def filter_headers(
     headers: list[tuple[bytes, bytes]],
 ) -> tuple[list[bytes], int | None, bool]:
@@ -32,20 +45,45 @@ def filter_headers(
     lines: list[bytes] = []
     length: int | None = None
     has_date = False
-    for name, value in headers:
-        lower = name.lower()
-        if lower == b"content-length":
-            value, number = content_length(value, length)
+    known = _FIELDS
+    for field in headers:
+        entry = known.get(field)
+        if entry is None:
+            entry = _field(field)
+        kind, line, number = entry
+        if kind == _PLAIN:
+            lines.append(line)
+        elif kind == _LENGTH:
             if length is None:
-                lines.append(b"Content-Length: " + value + b"\r\n")
-            length = number
-            continue
-        if lower in HOP_BY_HOP:
-            continue
-        if lower == b"date":
+                lines.append(line)
+                length = number
+            elif number != length:
+                raise BadBackendHead("conflicting Content-Length values")
+        elif kind == _DATE:
             has_date = True
-        lines.append(name + b": " + value + b"\r\n")
+            lines.append(line)
     return lines, length, has_date
+
+
+def _field(field: tuple[bytes, bytes]) -> tuple[int, bytes, int]:
+    """``_FIELDS``'s entry for a field (raises ``BadBackendHead`` for an invalid
+    Content-Length, which is never remembered)."""
+    name, value = field
+    lower = name.lower()
+    number = 0
+    if lower == b"content-length":
+        value, number = content_length(value, None)
+        entry = (_LENGTH, b"Content-Length: " + value + b"\r\n", number)
+    elif lower in HOP_BY_HOP:
+        entry = (_HOP, b"", 0)
+    else:
+        line = name + b": " + value + b"\r\n"
+        entry = (_DATE if lower == b"date" else _PLAIN, line, 0)
+    if len(name) + len(value) <= _FIELD_KEPT_MAX:
+        if len(_FIELDS) >= _FIELDS_MAX:
+            _FIELDS.clear()
+        _FIELDS[field] = entry
+    return entry
 
 
 def content_length(value: bytes, known: int | None) -> tuple[bytes, int]:

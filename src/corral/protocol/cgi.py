@@ -45,19 +45,31 @@ __all__ = [
 
 DEFAULT_MAX_HEAD_SIZE: Final = 64 * 1024
 
-_END_OF_HEAD: Final = re.compile(rb"\n\r?\n")
 _TOKEN_RE: Final = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _TOKEN: Final = re.compile(_TOKEN_RE)
 # A well-formed field line: token ":" OWS value OWS (CR)LF, where the value holds no control
 # character but HTAB and neither starts nor ends with whitespace. The fast path validates
-# the whole head with one fullmatch and splits it with one findall; anything else goes to
-# the line-by-line path, which says precisely what is wrong.
+# each line (``_FIELD_LINE``, once per distinct line: ``_LINES``); anything else goes to the
+# line-by-line path, which says precisely what is wrong.
 _VALUE_RE: Final = rb"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
 _FIELD_RE: Final = rb":[ \t]*(" + _VALUE_RE + rb")[ \t]*\r?\n"
-_FIELD: Final = re.compile(rb"(" + _TOKEN_RE + rb")" + _FIELD_RE)
-_WELL_FORMED_HEAD: Final = re.compile(
-    rb"(?:" + _TOKEN_RE + _FIELD_RE.replace(b"(", b"(?:", 1) + rb")+"
-)
+#: One field line without its LF (the head is split at LF first): the fast path's check.
+_FIELD_LINE: Final = re.compile(rb"(" + _TOKEN_RE + rb")" + _FIELD_RE[:-2])
+#: What a field line is for the Status/Location rules (``_LINES``).
+_PLAIN: Final = 0
+_STATUS: Final = 1
+_LOCATION: Final = 2
+#: A well-formed field line as sent (without its LF) -> its field and kind. Applications send
+#: the same lines again and again (Content-Type, Status, a Content-Length of a fixed page), so
+#: the head of most responses is split and checked by dictionary look-ups: no regular
+#: expression runs. Bounded: past the bound lines are checked without being remembered;
+#: long lines (cookies, tokens) are never remembered.
+_LINES: dict[bytes, tuple[tuple[bytes, bytes], int]] = {}
+_LINES_MAX: Final = 1024
+_LINE_KEPT_MAX: Final = 128
+#: A Status value -> (status, reason), remembered for the common ones (bounded like _LINES).
+_STATUSES: dict[bytes, tuple[int, bytes]] = {}
+_STATUSES_MAX: Final = 128
 #: Control characters other than HTAB, CR and LF (CR is checked per line).
 _BAD_CTL: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _REASONS: Final[dict[int, bytes]] = {s.value: s.phrase.encode("ascii") for s in http.HTTPStatus}
@@ -68,7 +80,7 @@ class CGIResponseError(CorralError):
     """The application's CGI response head is malformed (the front answers 502)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CGIResponseHead:
     status: int
     reason: bytes
@@ -118,8 +130,14 @@ class CGIResponseParser:
             start = 0
         if buf[0] == 0x0A or buf[:2] == b"\r\n":
             raise CGIResponseError("the CGI response has no header fields (RFC 3875 6.2)")
-        match = _END_OF_HEAD.search(buf, start)
-        if match is None:
+        # The first blank line: LF CR LF, or a bare LF LF before it (two finds, no regex).
+        cut = buf.find(b"\n\r\n", start)
+        bare = buf.find(b"\n\n", start, len(buf) if cut < 0 else cut + 2)
+        if bare >= 0:
+            cut, after = bare, bare + 2
+        else:
+            after = cut + 3
+        if cut < 0:
             if len(buf) > self.max_head_size:
                 raise CGIResponseError(
                     f"CGI response head exceeds {self.max_head_size} bytes without ending"
@@ -128,37 +146,72 @@ class CGIResponseParser:
                 self._buf += data
             self._scanned = len(buf)
             return None
-        cut = match.start()
         if cut > self.max_head_size:
             raise CGIResponseError(f"CGI response head exceeds {self.max_head_size} bytes")
         self._done = True
-        head = bytes(buf[: cut + 1])  # with the last field's LF
-        body = bytes(buf[match.end() :])
-        self._buf = bytearray()
-        if _WELL_FORMED_HEAD.fullmatch(head) is None:
-            return _parse_head_slowly(head[:-1], body)
-        return _finish(_FIELD.findall(head), body)
+        if buf is data:
+            head = data[:cut]  # (without the last field's LF)
+            body = data[after:]
+        else:
+            head = bytes(buf[:cut])
+            body = bytes(buf[after:])
+            self._buf = bytearray()
+        result = _fields(head.split(b"\n"), body)
+        return _parse_head_slowly(head, body) if result is None else result
 
 
-def _finish(fields: list[tuple[bytes, bytes]], body: bytes) -> CGIResponseHead:
-    """Apply the Status/Location rules to well-formed fields."""
+def _fields(lines: list[bytes], body: bytes) -> CGIResponseHead | None:
+    """The fast path: every line a well-formed field (else None: the slow path says what is
+    wrong), the Status/Location rules applied."""
+    headers: list[tuple[bytes, bytes]] = []
     status_value: bytes | None = None
     location = False
-    headers = fields
-    for index, (name, value) in enumerate(fields):
-        size = len(name)
-        if size == 6 and name.lower() == b"status":
+    known = _LINES
+    for line in lines:
+        entry = known.get(line)
+        if entry is None:
+            entry = _field_line(line)
+            if entry is None:
+                return None
+        field, kind = entry
+        if kind == _PLAIN:
+            headers.append(field)
+        elif kind == _STATUS:
             if status_value is not None:
                 raise CGIResponseError("two Status fields in the CGI response")
-            status_value = value
-            if headers is fields:
-                headers = fields[:index]
-            continue
-        if size == 8 and name.lower() == b"location":
+            status_value = field[1]
+        else:
             location = True
-        if headers is not fields:
-            headers.append((name, value))
-    return _with_status(status_value, location, headers, body)
+            headers.append(field)
+    if status_value is None:
+        if location:
+            return CGIResponseHead(302, _FOUND, headers, body)
+        return CGIResponseHead(200, b"OK", headers, body)
+    status = _STATUSES.get(status_value)
+    if status is None:
+        status = _status(status_value)
+        if len(_STATUSES) < _STATUSES_MAX:
+            _STATUSES[status_value] = status
+    return CGIResponseHead(status[0], status[1], headers, body)
+
+
+def _field_line(line: bytes) -> tuple[tuple[bytes, bytes], int] | None:
+    """A field line not seen before: checked, split, and remembered when short."""
+    match = _FIELD_LINE.fullmatch(line)
+    if match is None:
+        return None
+    name: bytes = match.group(1)
+    field = (name, match.group(2))
+    size = len(name)
+    kind = _PLAIN
+    if size == 6 and name.lower() == b"status":
+        kind = _STATUS
+    elif size == 8 and name.lower() == b"location":
+        kind = _LOCATION
+    entry = (field, kind)
+    if len(line) <= _LINE_KEPT_MAX and len(_LINES) < _LINES_MAX:
+        _LINES[line] = entry
+    return entry
 
 
 def _parse_head_slowly(head: bytes, body: bytes) -> CGIResponseHead:
@@ -199,6 +252,12 @@ def _with_status(
         if location:
             return CGIResponseHead(302, _FOUND, headers, body)
         return CGIResponseHead(200, b"OK", headers, body)
+    status, reason = _status(status_value)
+    return CGIResponseHead(status, reason, headers, body)
+
+
+def _status(status_value: bytes) -> tuple[int, bytes]:
+    """A Status field's value -> (status, reason); raises ``CGIResponseError``."""
     code = status_value[:3]
     if len(code) != 3 or not code.isdigit() or status_value[3:4] not in (b"", b" ", b"\t"):
         raise CGIResponseError(f"invalid CGI Status {status_value[:80]!r}")
@@ -206,4 +265,4 @@ def _with_status(
     if not 200 <= status <= 599 and status != 101:
         raise CGIResponseError(f"CGI Status {status} is outside 200..599 (and not 101)")
     reason = status_value[4:].strip(b" \t") or _REASONS.get(status, b"")
-    return CGIResponseHead(status, reason, headers, body)
+    return status, reason

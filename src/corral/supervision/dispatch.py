@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from corral.backends import PooledUpstream, Upstream
 from corral.supervision.lease import Lease, PoolError, Waiter, WorkerTraits
-from corral.supervision.lifecycle import WorkerState, check_transition
+from corral.supervision.lifecycle import WorkerState
 from corral.supervision.load import SERVICE_WEIGHT, LoadMeter
 from corral.supervision.scaling import QUEUE_AHEAD_LIMIT, queue_depth
 from corral.supervision.settings import PoolSettings
@@ -32,6 +32,9 @@ MAX_LEARNED_CAPACITY = 1000
 _IDLE = WorkerState.IDLE
 _BUSY = WorkerState.BUSY
 _PROBING = WorkerState.PROBING
+#: ``WorkerState.is_ready`` as a set: on the request path a membership test in C, not a
+#: property's Python call (three per request).
+_READY = frozenset(state for state in WorkerState if state.is_ready)
 
 
 class Dispatcher:
@@ -133,7 +136,7 @@ class Dispatcher:
         best: Worker | None = None
         capacity = self.capacity
         for worker in self.workers.values():
-            if not worker.state.is_ready or worker.active >= capacity:
+            if worker.state not in _READY or worker.active >= capacity:
                 continue
             if best is None or (worker.active, -worker.last_used) < (
                 best.active,
@@ -147,7 +150,7 @@ class Dispatcher:
         worker.idle_since = None
         state = worker.state
         if state is _IDLE or state is _PROBING:
-            worker.state = check_transition(state, _BUSY)
+            worker.state = _BUSY  # (both moves are in lifecycle.TRANSITIONS: a test says so)
 
     def unreserve(self, worker: Worker, *, served: bool) -> None:
         worker.active -= 1
@@ -159,14 +162,15 @@ class Dispatcher:
             now = self._clock()
             worker.last_used = now
             worker.idle_since = now
-            worker.state = check_transition(_BUSY, _IDLE)
+            worker.state = _IDLE  # (in lifecycle.TRANSITIONS: a test says so)
             # A worker going idle never calls for a start; it may be stoppable once the idle
             # timeout has passed: look again then (the policy decides).
             idle_timeout = self._idle_timeout
             if idle_timeout is not None and len(self.workers) > self.min_instances:
                 self._look_again_at(now + idle_timeout)
-        if worker.state.is_ready:
-            self.dispatch()
+        if worker.state in _READY:
+            if self.waiters:
+                self.dispatch()
         elif worker.active <= 0 and worker.state.is_draining:
             self._drained(worker)
 
@@ -312,12 +316,14 @@ class Dispatcher:
             pass  # requests queued on the connection are still to be served: it stays busy
         else:
             if worker is not None and worker.busy_conns:
-                with contextlib.suppress(ValueError):
+                try:  # (not contextlib.suppress: no object per request)
                     worker.busy_conns.remove(conn)
+                except ValueError:
+                    pass
             if (
                 reusable
                 and worker is not None
-                and worker.state.is_ready
+                and worker.state in _READY
                 and not self.closing
                 and not conn.is_closed
                 and len(worker.idle_conns) < self.capacity

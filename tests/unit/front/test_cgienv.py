@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from corral.backends import BODY_NONE
 from corral.front.cgienv import header_params
@@ -51,3 +53,90 @@ def test_an_http_backend_does_not_get_corrals_admin_cookie_either() -> None:
     )
     assert b"secret" not in head
     assert head.count(b"Cookie: ") == 1 and b"Cookie: sid=1\r\n" in head
+
+
+def _reference_header_params(
+    headers: list[tuple[bytes, bytes]], out: list[tuple[bytes, bytes]]
+) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
+    """The policy spelled out plainly, in two passes (as ``header_params`` was before it
+    became one pass over a table of names): what the fast version must match."""
+    from corral.front.cgienv import ADMIN_COOKIE, _cgi_name, without_admin_cookie
+
+    host = referer = agent = connection = None
+    for name, value in headers:
+        if name.lower() == b"connection":
+            connection = value if connection is None else connection + b", " + value
+    named: set[bytes] = set()
+    if connection is not None:
+        named = {token.strip().lower() for token in connection.split(b",")}
+        named -= {b"", b"close", b"keep-alive"}
+    seen: dict[bytes, int] = {}
+    for name, value in headers:
+        key = _cgi_name(name)
+        if key is None:
+            continue
+        if key == b"HTTP_HOST":
+            host = value if host is None else host
+        elif key == b"HTTP_REFERER":
+            referer = value
+        elif key == b"HTTP_USER_AGENT":
+            agent = value
+        elif key == b"HTTP_COOKIE" and ADMIN_COOKIE in value:
+            value = without_admin_cookie(value)
+            if not value:
+                continue
+        if name.lower() in named:
+            continue
+        if key in seen:
+            joiner = b"; " if key == b"HTTP_COOKIE" else b", "
+            out[seen[key]] = (key, out[seen[key]][1] + joiner + value)
+        else:
+            seen[key] = len(out)
+            out.append((key, value))
+    return host, referer, agent, connection
+
+
+_NAMES = st.sampled_from(
+    [
+        b"Host",
+        b"host",
+        b"Referer",
+        b"User-Agent",
+        b"Cookie",
+        b"cookie",
+        b"Connection",
+        b"CONNECTION",
+        b"Accept",
+        b"X-Private",
+        b"x-private",
+        b"X_Private",
+        b"Content-Type",
+        b"Content-Length",
+        b"Proxy",
+        b"X-Forwarded-For",
+        b"Keep-Alive",
+        b"TE",
+    ]
+)
+_VALUES = st.sampled_from(
+    [
+        b"a",
+        b"",
+        b"close",
+        b"keep-alive, X-Private",
+        b"x-private,  Accept",
+        b"Host",
+        b"cookie, referer",
+        b"corral_admin=t",
+        b"x=1; corral_admin=t",
+        b"content-type",
+    ]
+)
+
+
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=12))
+def test_header_params_matches_the_plain_policy(headers: list[tuple[bytes, bytes]]) -> None:
+    expected: list[tuple[bytes, bytes]] = [(b"BEFORE", b"1")]
+    got: list[tuple[bytes, bytes]] = [(b"BEFORE", b"1")]
+    assert header_params(headers, got) == _reference_header_params(headers, expected)
+    assert got == expected

@@ -254,10 +254,41 @@ def test_the_fast_path_and_the_line_by_line_path_agree(pieces: list[bytes]) -> N
         except CGIResponseError as exc:
             return str(exc)
 
-    if cgi._WELL_FORMED_HEAD.fullmatch(head) is not None:
-        fast = outcome(lambda: cgi._finish(cgi._FIELD.findall(head), b""))
+    lines = head.split(b"\n")
+    lines.pop()
+    fast = outcome(lambda: cgi._fields(lines, b"") or "refused")
+    if fast != "refused":
         assert fast == outcome(lambda: cgi._parse_head_slowly(head[:-1], b""))
+        # Again, from the lines it remembered (``_LINES``): the same answer.
+        assert outcome(lambda: cgi._fields(lines, b"") or "refused") == fast
     elif b"\n\n" not in head and b"\n\r\n" not in head and not head.startswith((b"\n", b"\r\n")):
         # ...and what the fast path rejects, the careful path rejects too.
         with pytest.raises(CGIResponseError):
             cgi._parse_head_slowly(head[:-1], b"")
+
+
+def test_remembered_lines_are_bounded_and_short() -> None:
+    """The fast path remembers short well-formed lines only, and only up to its bound; a line
+    past the bound is still parsed and checked."""
+    from corral.protocol import cgi
+
+    long_value = b"x" * 200
+    head = b"Status: 201 Created\r\nX-Long: " + long_value + b"\r\nX-Short: 1\r\n\r\n"
+    parsed = CGIResponseParser().feed(head)
+    assert parsed is not None
+    assert (parsed.status, parsed.reason) == (201, b"Created")
+    assert parsed.headers == [(b"X-Long", long_value), (b"X-Short", b"1")]
+    assert b"X-Short: 1\r" in cgi._LINES
+    assert b"X-Long: " + long_value + b"\r" not in cgi._LINES
+    saved = dict(cgi._LINES)
+    try:
+        cgi._LINES.clear()
+        cgi._LINES.update({b"k%d: v" % i: ((b"k%d" % i, b"v"), cgi._PLAIN) for i in range(1024)})
+        parsed = CGIResponseParser().feed(b"X-New: 2\n\n")
+        assert parsed is not None and parsed.headers == [(b"X-New", b"2")]
+        assert b"X-New: 2" not in cgi._LINES
+        with pytest.raises(CGIResponseError, match="header name"):
+            CGIResponseParser().feed(b"X-Bad : 3\n\n")
+    finally:
+        cgi._LINES.clear()
+        cgi._LINES.update(saved)

@@ -354,3 +354,16 @@ def test_a_worker_going_idle_above_the_floor_asks_for_a_look_after_the_idle_time
     rig.now = 150.0
     rig.dispatcher.release(lease, reusable=True)
     assert rig.looks == [180.0]
+
+
+def test_the_moves_the_request_path_makes_unchecked_are_legal() -> None:
+    """``Dispatcher.reserve``/``unreserve`` set IDLE/PROBING -> BUSY -> IDLE without asking
+    ``check_transition`` (per request), and test readiness with a set: both must agree with
+    the lifecycle's table and property."""
+    from corral.supervision import dispatch
+    from corral.supervision.lifecycle import TRANSITIONS, WorkerState
+
+    assert WorkerState.BUSY in TRANSITIONS[WorkerState.IDLE]
+    assert WorkerState.BUSY in TRANSITIONS[WorkerState.PROBING]
+    assert WorkerState.IDLE in TRANSITIONS[WorkerState.BUSY]
+    assert {s for s in WorkerState if s.is_ready} == dispatch._READY

@@ -104,7 +104,7 @@ _HEAD: Final = 1  # request line / header fields
 _BODY: Final = 2  # after the head, until the end of the message
 _LINE: Final = 3  # a long request line given to llhttp in pieces, its end not seen yet
 
-#: The header names we act on; names of other lengths are not even lower-cased.
+#: The header names we act on (a name is lower-cased once: ``_KINDS``).
 _K_CONTENT_LENGTH, _K_TRANSFER_ENCODING, _K_HOST, _K_EXPECT, _K_UPGRADE, _K_CONTENT_TYPE = range(6)
 _SPECIAL_NAMES: Final = {
     b"content-length": _K_CONTENT_LENGTH,
@@ -114,7 +114,16 @@ _SPECIAL_NAMES: Final = {
     b"upgrade": _K_UPGRADE,
     b"content-type": _K_CONTENT_TYPE,
 }
-_SPECIAL_LENGTHS: Final = frozenset(len(name) for name in _SPECIAL_NAMES)
+_NOT_SPECIAL: Final = -1
+#: Field name as received -> its ``_K_*`` kind, or ``_NOT_SPECIAL``: one look-up per field line
+#: instead of lower-casing. Bounded like ``_GOOD_HOSTS``; past the bound names are lower-cased.
+_KINDS: dict[bytes, int] = {}
+_KINDS_MAX: Final = 1024
+#: Host field values already found valid (``_HOST_FIELD``): a client sends the same Host with
+#: every request, so the regular expression runs once per distinct value. Bounded (hostile
+#: clients may send endless distinct ones); past the bound values are checked each time.
+_GOOD_HOSTS: set[bytes] = set()
+_GOOD_HOSTS_MAX: Final = 1024
 _OWS: Final = b" \t"
 
 #: What ``_feed`` expects before the end of a request line: `` HTTP/1.1\r`` (10 bytes).
@@ -561,15 +570,9 @@ class RequestParser:
         if len(url) > self._max_line:
             raise self._error(414, "request target too long")
 
-    def _on_header(
-        self,
-        name: bytes,
-        value: bytes,
-        _ows: bytes = _OWS,
-        _special_lengths: frozenset[int] = _SPECIAL_LENGTHS,
-    ) -> None:
-        # The hot path: called once per field line. Locals via default arguments, one
-        # running total, and names are only lower-cased when their length could be special.
+    def _on_header(self, name: bytes, value: bytes, _ows: bytes = _OWS) -> None:
+        # The hot path: called once per field line. One running total, and the name's kind
+        # from a table (``_KINDS``); the Host field handled here, the other special ones below.
         if value and value[-1] in _ows:
             value = self._trim(name, value)
         size = len(name) + len(value) + 4
@@ -583,10 +586,19 @@ class RequestParser:
             self._on_trailer(name, value)
             return
         headers.append((name, value))
-        if len(name) in _special_lengths:
-            kind = _SPECIAL_NAMES.get(name.lower())
-            if kind is not None:
-                self._on_special_header(kind, value)
+        kind = _KINDS.get(name)
+        if kind is None:
+            kind = _SPECIAL_NAMES.get(name.lower(), _NOT_SPECIAL)
+            if len(_KINDS) < _KINDS_MAX:
+                _KINDS[name] = kind
+        if kind == _NOT_SPECIAL:
+            return
+        if kind == _K_HOST:
+            if self._host is not None:
+                raise self._error(400, "more than one Host header")
+            self._host = value
+            return
+        self._on_special_header(kind, value)
 
     def _trim(self, name: bytes, value: bytes) -> bytes:
         """A field value with trailing whitespace: trimmed; a tab after a Transfer-Encoding
@@ -606,10 +618,6 @@ class RequestParser:
                 raise self._error(413, "declared request body too large")
         elif kind == _K_TRANSFER_ENCODING:
             self._te = value if self._te is None else self._te + b"," + value
-        elif kind == _K_HOST:
-            if self._host is not None:
-                raise self._error(400, "more than one Host header")
-            self._host = value
         elif kind == _K_EXPECT:
             self._expect = value.lower() == b"100-continue"
         elif kind == _K_UPGRADE:
@@ -642,8 +650,11 @@ class RequestParser:
         if host is None:
             if version == "1.1":
                 raise self._error(400, "HTTP/1.1 request without Host")
-        elif _HOST_FIELD.match(host) is None:
-            raise self._error(400, "invalid Host header")
+        elif host not in _GOOD_HOSTS:
+            if _HOST_FIELD.match(host) is None:
+                raise self._error(400, "invalid Host header")
+            if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX:
+                _GOOD_HOSTS.add(host)
         # Request-target forms (RFC 9112 3.2).
         if target[:1] == b"/":
             if method == b"CONNECT":

@@ -78,3 +78,24 @@ def test_the_client_and_the_codec_refuse_a_bad_version_for_the_same_reason() -> 
     [error] = asyncio.run(client())
     assert isinstance(error, BackendProtocolError)
     assert str(codec_error.value) in str(error)
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"\x00" * 7, "END_REQUEST body is 7 bytes"),
+        (records.END_REQUEST_BODY.pack(0, 3), "refused the request (protocol status 3)"),
+    ],
+)
+def test_the_client_reads_a_bad_end_request_as_the_codec_does(content: bytes, why: str) -> None:
+    async def client() -> list[BackendError]:
+        conn = fastcgi.FastCGIClientConnection("app")
+        conn.connection_made(_Transport())  # type: ignore[arg-type]
+        sink = _Sink()
+        conn.begin(b"", [], sink, 0)  # type: ignore[arg-type]
+        conn.data_received(records.HEADER.pack(1, 3, 1, len(content), 0) + content)
+        return sink.errors
+
+    [error] = asyncio.run(client())
+    assert isinstance(error, BackendProtocolError)
+    assert why in str(error)

@@ -234,3 +234,28 @@ def test_request_records_need_a_request_id_in_1_to_65535(request_id: int) -> Non
         records.encode_request(request_id, [], keep_conn=False)
     with pytest.raises(LocalProtocolError):
         records.encode_response(request_id, b"x")
+
+
+_PAIR_BYTES = st.binary(max_size=200) | st.sampled_from([b"", b"GET", b"HTTP_HOST", b"x" * 127])
+
+
+@given(st.lists(st.tuples(_PAIR_BYTES, _PAIR_BYTES), max_size=8))
+def test_remembered_pair_encoding_is_the_plain_one(pairs: list[tuple[bytes, bytes]]) -> None:
+    expected = records.encode_pairs(pairs)
+    assert records.encode_pairs_remembered(pairs) == expected
+    assert records.encode_pairs_remembered(pairs) == expected  # (now from the table)
+
+
+def test_remembered_pairs_are_short_and_bounded() -> None:
+    saved = dict(records._ENCODED)
+    try:
+        records._ENCODED.clear()
+        long_pair = (b"HTTP_COOKIE", b"c" * 200)
+        records.encode_pairs_remembered([(b"REQUEST_METHOD", b"GET"), long_pair])
+        assert list(records._ENCODED) == [(b"REQUEST_METHOD", b"GET")]
+        records._ENCODED.update({(b"N%d" % i, b"v"): b"" for i in range(records._ENCODED_MAX)})
+        assert records.encode_pairs_remembered([(b"A", b"b")]) == b"\x01\x01Ab"
+        assert list(records._ENCODED) == [(b"A", b"b")]  # full: emptied, then this one
+    finally:
+        records._ENCODED.clear()
+        records._ENCODED.update(saved)

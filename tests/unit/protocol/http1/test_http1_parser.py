@@ -820,3 +820,44 @@ def test_a_request_pipelined_after_a_chunked_tab_body_is_checked_whatever_the_re
         assert outcome([data[:cut], data[cut:]]) == whole, cut
     for step in (1, 7):
         assert outcome([data[i : i + step] for i in range(0, len(data), step)]) == whole
+
+
+def test_host_values_found_valid_are_remembered_within_a_bound() -> None:
+    """A Host value checked once is looked up afterwards (no regular expression per request);
+    an invalid one is never remembered, and past the bound values are still checked."""
+    from corral.protocol.http1 import parser as module
+
+    saved = set(module._GOOD_HOSTS)
+    try:
+        module._GOOD_HOSTS.clear()
+        parse(b"GET / HTTP/1.1\r\nHost: remembered.example:81\r\n\r\n")
+        assert b"remembered.example:81" in module._GOOD_HOSTS
+        assert len(module._GOOD_HOSTS) == 1
+        assert error_of(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n").status_hint == 400
+        assert b"a b" not in module._GOOD_HOSTS
+        module._GOOD_HOSTS.update(b"h%d" % i for i in range(module._GOOD_HOSTS_MAX))
+        parse(b"GET / HTTP/1.1\r\nHost: late.example\r\n\r\n")
+        assert b"late.example" not in module._GOOD_HOSTS
+        assert error_of(b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n").status_hint == 400
+    finally:
+        module._GOOD_HOSTS.clear()
+        module._GOOD_HOSTS.update(saved)
+
+
+def test_field_names_kinds_are_remembered_within_a_bound() -> None:
+    """A field name is lower-cased once (``_KINDS``); past the bound names are still
+    recognised: a second Host spelled another way is refused either way."""
+    from corral.protocol.http1 import parser as module
+
+    saved = dict(module._KINDS)
+    try:
+        module._KINDS.clear()
+        (request, _) = parse(b"GET / HTTP/1.1\r\nHOST: h\r\nX-Other: 1\r\n\r\n")
+        assert request.host == b"h"
+        assert module._KINDS == {b"HOST": module._K_HOST, b"X-Other": module._NOT_SPECIAL}
+        module._KINDS.update({b"x-%d" % i: module._NOT_SPECIAL for i in range(module._KINDS_MAX)})
+        assert error_of(b"GET / HTTP/1.1\r\nhOsT: a\r\nHoSt: b\r\n\r\n").status_hint == 400
+        assert b"hOsT" not in module._KINDS
+    finally:
+        module._KINDS.clear()
+        module._KINDS.update(saved)
