@@ -47,6 +47,17 @@ CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\n" + 
 MODES = ("direct", "direct-close", "relay", "relay-close")
 
 
+def accept(listener: socket.socket, sel: selectors.BaseSelector) -> socket.socket | None:
+    """A new client connection, registered as a client (data True); None if none was there."""
+    try:
+        conn, _ = listener.accept()
+    except BlockingIOError:
+        return None
+    conn.setblocking(False)
+    sel.register(conn, selectors.EVENT_READ, True)
+    return conn
+
+
 def answer_loop(listener: socket.socket, answer: bytes, close: bool) -> None:
     """Answer every read with ``answer`` (and close, with ``close``), forever."""
     sel = selectors.DefaultSelector()
@@ -57,12 +68,7 @@ def answer_loop(listener: socket.socket, answer: bytes, close: bool) -> None:
             sock = key.fileobj
             assert isinstance(sock, socket.socket)
             if key.data is None:
-                try:
-                    conn, _ = sock.accept()
-                except BlockingIOError:
-                    continue
-                conn.setblocking(False)
-                sel.register(conn, selectors.EVENT_READ, True)
+                accept(sock, sel)
                 continue
             try:
                 data = sock.recv(65536)
@@ -95,11 +101,9 @@ def relay_loop(listener: socket.socket, worker_path: str, close: bool) -> None:
             sock = key.fileobj
             assert isinstance(sock, socket.socket)
             if key.data is None:
-                try:
-                    client, _ = sock.accept()
-                except BlockingIOError:
+                client = accept(sock, sel)
+                if client is None:
                     continue
-                client.setblocking(False)
                 if idle:
                     back = idle.pop()
                 else:
@@ -109,7 +113,6 @@ def relay_loop(listener: socket.socket, worker_path: str, close: bool) -> None:
                     sel.register(back, selectors.EVENT_READ, False)
                 partner[client] = back
                 partner[back] = client
-                sel.register(client, selectors.EVENT_READ, True)
                 continue
             if key.data:  # a client
                 try:
