@@ -44,7 +44,7 @@ The rules, in order:
 2. **Enough for the load.** The requests present now (in flight and waiting) and Little's law
    (``arrival rate x service time``), shared by the ready workers at ``target_utilisation``.
 3. **No more than one core per worker.** A worker's threads share one core at most (the GIL):
-   ``GIL_SHARE x base service time / base CPU`` threads keep it ``GIL_SHARE`` busy, and more
+   ``GIL_SHARE x base service time / CPU per request`` threads keep it ``GIL_SHARE`` busy, and more
    only add latency; a worker already burning ``GIL_SHARE`` of a core gets no more threads. The next
    requests go to more workers (``scaling.decide``, rules 1-2, up to ``max_instances``), which
    it sizes with the capacity chosen here.
@@ -234,13 +234,18 @@ def waits(sample: ConcurrencySample, limits: ScalingLimits) -> bool:
 
 def cpu_cap(sample: ConcurrencySample) -> int:
     """Rule 3: the threads that keep one worker's core at most GIL_SHARE busy (the ceiling
-    for a base of no CPU at all)."""
+    for a base of no CPU at all): the base's service time over the CPU per request measured
+    now. Unlike the service time, a request's CPU time does not count its waits for the GIL,
+    so the figure of the moment is the better one: the base's is taken from few requests, at
+    the start of a burst (new threads, cold caches), and read up to five times the steady
+    figure, which held a sleeping app at 73 threads per worker where it needed 125."""
     base = sample.own()
     if base is None:
         return 1
-    if GIL_SHARE * base.service >= sample.ceiling * base.cpu:  # (no or next to no CPU: the
+    cpu = base.cpu if sample.cpu_per_request is None else sample.cpu_per_request
+    if GIL_SHARE * base.service >= sample.ceiling * cpu:  # (no or next to no CPU: the
         return sample.ceiling  # quotient could be too large for an int, even infinite)
-    return max(1, int(GIL_SHARE * base.service / base.cpu))
+    return max(1, int(GIL_SHARE * base.service / cpu))
 
 
 def load_capacity(sample: ConcurrencySample, limits: ScalingLimits) -> int:

@@ -239,6 +239,16 @@ def test_a_burst_of_the_sleeping_app_grows_then_backs_down_step_by_step() -> Non
     assert trace == [(5.0, 62), (10.0, 31), (15.0, 15), (20.0, 7), (25.0, 3), (30.0, 1)]
 
 
+def test_the_cpu_cap_reads_the_cpu_per_request_of_the_moment() -> None:
+    # The base was measured at the start of the burst, when each request cost 0.5 ms of CPU
+    # (new threads, cold caches); steady, it costs 0.1 ms (within STALE_MIN: the base stands).
+    # CPU time counts no wait for the GIL, so the figure of the moment sizes the threads.
+    early = Base(service=0.050, cpu=0.0005)
+    busy = sample(early, capacity=73, in_flight=146, waiting=54, cpu_per_request=0.0001)
+    assert cpu_cap(busy) == 128  # 0.8 x 50 ms / 0.1 ms = 400: the ceiling
+    assert decide_capacity(busy, LIMITS, LONG_AGO, NOW).capacity == 125
+
+
 def test_the_rules_read_the_base_not_the_inflated_service_time() -> None:
     # 8 requests in flight in a worker of a CPU-bound app: 40 ms held, 5 ms of CPU each. The
     # base (one at a time) says CPU-bound: no growth, whatever the ratio of the moment.
