@@ -234,15 +234,18 @@ def waits(sample: ConcurrencySample, limits: ScalingLimits) -> bool:
 
 def cpu_cap(sample: ConcurrencySample) -> int:
     """Rule 3: the threads that keep one worker's core at most GIL_SHARE busy (the ceiling
-    for a base of no CPU at all): the base's service time over the CPU per request measured
-    now. Unlike the service time, a request's CPU time does not count its waits for the GIL,
-    so the figure of the moment is the better one: the base's is taken from few requests, at
-    the start of a burst (new threads, cold caches), and read up to five times the steady
-    figure, which held a sleeping app at 73 threads per worker where it needed 125."""
+    for a base of no CPU at all): the base's service time over the base's CPU per request, or
+    over the CPU per request measured now when that is lower. Unlike the service time, a
+    request's CPU time does not count its waits for the GIL, so a lower figure measured under
+    load is the app's own: the base's is taken from few requests at the start of a burst (new
+    threads, cold caches) and read up to five times the steady figure, which held a sleeping
+    app at 73 threads per worker where it needed 125. A higher figure of the moment is not
+    taken: at the end of a burst a few requests carry the idle threads' CPU, and the cap would
+    fall (rule 5) just before the next burst."""
     base = sample.own()
     if base is None:
         return 1
-    cpu = base.cpu if sample.cpu_per_request is None else sample.cpu_per_request
+    cpu = base.cpu if sample.cpu_per_request is None else min(base.cpu, sample.cpu_per_request)
     if GIL_SHARE * base.service >= sample.ceiling * cpu:  # (no or next to no CPU: the
         return sample.ceiling  # quotient could be too large for an int, even infinite)
     return max(1, int(GIL_SHARE * base.service / cpu))

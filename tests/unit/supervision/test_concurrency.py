@@ -247,6 +247,9 @@ def test_the_cpu_cap_reads_the_cpu_per_request_of_the_moment() -> None:
     busy = sample(early, capacity=73, in_flight=146, waiting=54, cpu_per_request=0.0001)
     assert cpu_cap(busy) == 128  # 0.8 x 50 ms / 0.1 ms = 400: the ceiling
     assert decide_capacity(busy, LIMITS, LONG_AGO, NOW).capacity == 125
+    # The end of the burst: a few requests carry the idle threads' CPU; the cap stays the base's.
+    winding_down = sample(early, capacity=125, in_flight=2, cpu_per_request=0.0012)
+    assert cpu_cap(winding_down) == 80
 
 
 def test_the_rules_read_the_base_not_the_inflated_service_time() -> None:
