@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from corral.backends import PooledUpstream, Upstream
 from corral.supervision.lease import Lease, PoolError, Waiter, WorkerTraits
-from corral.supervision.lifecycle import WorkerState
+from corral.supervision.lifecycle import READY_STATES, WorkerState
 from corral.supervision.load import SERVICE_WEIGHT, LoadMeter
 from corral.supervision.scaling import QUEUE_AHEAD_LIMIT, queue_depth
 from corral.supervision.settings import PoolSettings
@@ -32,9 +32,9 @@ MAX_LEARNED_CAPACITY = 1000
 _IDLE = WorkerState.IDLE
 _BUSY = WorkerState.BUSY
 _PROBING = WorkerState.PROBING
-#: ``WorkerState.is_ready`` as a set: on the request path a membership test in C, not a
-#: property's Python call (three per request).
-_READY = frozenset(state for state in WorkerState if state.is_ready)
+#: ``WorkerState.is_ready`` as lifecycle's set: on the request path a membership test in C,
+#: not a property's Python call (three per request).
+_READY = READY_STATES
 
 
 class Dispatcher:
