@@ -183,16 +183,7 @@ def _fields(lines: list[bytes], body: bytes) -> CGIResponseHead | None:
         else:
             location = True
             headers.append(field)
-    if status_value is None:
-        if location:
-            return CGIResponseHead(302, _FOUND, headers, body)
-        return CGIResponseHead(200, b"OK", headers, body)
-    status = _STATUSES.get(status_value)
-    if status is None:
-        status = _status(status_value)
-        if len(_STATUSES) < _STATUSES_MAX:
-            _STATUSES[status_value] = status
-    return CGIResponseHead(status[0], status[1], headers, body)
+    return _with_status(status_value, location, headers, body)
 
 
 def _field_line(line: bytes) -> tuple[tuple[bytes, bytes], int] | None:
@@ -252,8 +243,12 @@ def _with_status(
         if location:
             return CGIResponseHead(302, _FOUND, headers, body)
         return CGIResponseHead(200, b"OK", headers, body)
-    status, reason = _status(status_value)
-    return CGIResponseHead(status, reason, headers, body)
+    status = _STATUSES.get(status_value)
+    if status is None:
+        status = _status(status_value)
+        if len(_STATUSES) < _STATUSES_MAX:
+            _STATUSES[status_value] = status
+    return CGIResponseHead(status[0], status[1], headers, body)
 
 
 def _status(status_value: bytes) -> tuple[int, bytes]:
