@@ -57,8 +57,8 @@ def filter_headers(
             if length is None:
                 lines.append(line)
                 length = number
-            elif number != length:
-                raise BadBackendHead("conflicting Content-Length values")
+            else:
+                same_length(number, length)
         elif kind == _DATE:
             has_date = True
             lines.append(line)
@@ -92,10 +92,15 @@ def content_length(value: bytes, known: int | None) -> tuple[bytes, int]:
     value = value.strip()
     if not value.isdigit():
         raise BadBackendHead(f"invalid Content-Length {value[:40]!r}")
-    number = int(value)
+    return value, same_length(int(value), known)
+
+
+def same_length(number: int, known: int | None) -> int:
+    """``number``, a Content-Length field's; raises ``BadBackendHead`` if an earlier field gave
+    another (``known``; None: none did)."""
     if known is not None and known != number:
         raise BadBackendHead("conflicting Content-Length values")
-    return value, number
+    return number
 
 
 def body_allowed(status: int, method: bytes) -> bool:
