@@ -49,6 +49,7 @@ from corral.protocol.fastcgi.events import (
     UnknownType,
 )
 from corral.worker import wsgi
+from corral.worker.environ import build_environ, environ_from_params
 from corral.worker.wsgi import ClientDisconnected, WSGIApp
 
 RECV_SIZE = 256 * 1024
@@ -103,37 +104,6 @@ def log(message: str, *, notice: bool = False) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-
-
-def environ_from_params(base: dict[str, Any], data: bytes) -> dict[str, Any]:
-    """``wsgi.build_environ`` for a whole PARAMS stream, decoded straight into the environ
-    (pairs with 1-byte lengths, the usual kind; a stream with any other goes through the
-    codec's ``records.decode_pairs``, which also reports a malformed one).
-
-    The stream is decoded as latin-1 once, and names and values are slices of that text (a
-    latin-1 text has one character per byte, so the lengths read from ``data`` index it too):
-    no decode call per name and per value."""
-    environ = base.copy()
-    text = data.decode("latin-1")
-    pos = 0
-    end = len(data)
-    while pos < end:
-        n = data[pos]
-        if n > 127 or pos + 1 >= end:
-            break
-        v = data[pos + 1]
-        if v > 127:
-            break
-        start = pos + 2
-        mid = start + n
-        stop = mid + v
-        if stop > end:
-            break
-        environ[text[start:mid]] = text[mid:stop]
-        pos = stop
-    else:
-        return wsgi.finish_environ(environ)
-    return wsgi.build_environ(base, records.decode_pairs(data))
 
 
 class ServeState:
@@ -603,7 +573,7 @@ class Connection:
                 self.gone = True
                 self.fcgi.receive_data(b"")
                 return None
-            data = self.view[:n].tobytes()
+            data = self.buf[:n]
             # The common case: the whole of one request without a body came in this read.
             self.whole = self.fcgi.receive_whole_request(data)
             if self.whole is None:
@@ -657,7 +627,7 @@ class Connection:
                 self._drop_held(rid)
 
     def _run(self, rid: int, params: list[tuple[bytes, bytes]]) -> None:
-        self._respond(rid, wsgi.build_environ(self.state.environ_base, params))
+        self._respond(rid, build_environ(self.state.environ_base, params))
 
     def _withdrawn(self, rid: int, look: bool) -> bool:
         """Whether the front withdrew request ``rid`` (ABORT_REQUEST) while it waited its
@@ -676,18 +646,23 @@ class Connection:
             # Served elsewhere by now: the app must not run it (an empty, aborted answer).
             self._sendall(self.fcgi.send_response(rid, b"", app_status=1))
             return
-        try:
-            length = wsgi.content_length(environ)
-        except ValueError as exc:
-            log(f"bad request from the front: {exc}")
-            self._sendall(self.fcgi.send_response(rid, _BAD_LENGTH))
-            return
+        length = None
+        if "CONTENT_LENGTH" in environ:
+            try:
+                length = wsgi.content_length(environ)
+            except ValueError as exc:
+                log(f"bad request from the front: {exc}")
+                self._sendall(self.fcgi.send_response(rid, _BAD_LENGTH))
+                return
         if length is None and "HTTP_UPGRADE" in environ:
             # An Upgrade request without a body: the front keeps its STDIN open in case the
             # answer is a 101 (a tunnel), which a WSGI app never gives. Its body is empty, not
             # "until the end of STDIN" (that end comes only after the answer).
             length = 0
-        environ["wsgi.input"] = wsgi.InputStream(self.read_stdin, length)
+        if not length and self.stdin_done and not self.stdin:
+            environ["wsgi.input"] = wsgi.EMPTY_INPUT  # (no body, and all of it has arrived)
+        else:
+            environ["wsgi.input"] = wsgi.InputStream(self.read_stdin, length)
         if state.stderr_to_front:
             environ["wsgi.errors"] = wsgi.ErrorStream(self._stderr_to_front)
         try:

@@ -12,7 +12,7 @@ import pytest
 
 from corral.protocol.fastcgi import CLIENT, FastCGIConnection
 from corral.protocol.fastcgi.events import EndRequest, Stdout
-from corral.worker import server, wsgi
+from corral.worker import server
 
 _DONTWAIT = int(socket.MSG_DONTWAIT)
 
@@ -108,7 +108,7 @@ def test_bodiless_requests_that_came_together_are_taken_whole_in_turn(
     def general_path(*args: object) -> object:
         raise AssertionError("a bodiless request went through the general path")
 
-    monkeypatch.setattr(wsgi, "build_environ", general_path)
+    monkeypatch.setattr(server, "build_environ", general_path)
     client = FastCGIConnection(CLIENT)
     sent = serve(b"".join(request(client, rid, keep_conn=rid < 4) for rid in (1, 2, 3, 4)))
     assert list(answers(client, sent).items()) == list(
