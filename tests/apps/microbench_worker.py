@@ -9,7 +9,8 @@ is CPU time (process time) per request of everything Python does in the worker o
 (FastCGI records, the environ, start_response, the response records), without system calls or
 the kernel. Compare runs on the same machine only. ``--pipelined K``: each read hands over K
 requests (ids 1..K), as the front's pipelining to a busy worker does under load (figures:
-bench/README.md, "Performance II (continued)").
+bench/README.md, "Performance II (continued)"). ``--look``: every request first looks for a
+withdrawal (as at a low request rate; bench/README.md, "Performance II (session 8)").
 """
 
 from __future__ import annotations
@@ -113,11 +114,17 @@ def main() -> None:
         "--pipelined", type=int, default=1, help="requests per read (ids 1..K, default 1)"
     )
     parser.add_argument("--profile", action="store_true", help="also print a cProfile summary")
+    parser.add_argument(
+        "--look",
+        action="store_true",
+        help="every request first looks for a withdrawal, as each one at a low request rate",
+    )
     args = parser.parse_args()
     # Requests that begin within WITHDRAWN_CHECK_AFTER of each other, as under load: none is
     # first looked at for a withdrawal (which the slowness of a profiler or of callgrind would
-    # otherwise cause for every one, and a real worker does only after a pause).
-    server.WITHDRAWN_CHECK_AFTER = float("inf")
+    # otherwise cause for every one, and a real worker does only after a pause). With
+    # ``--look``, every one is (a non-blocking read that finds nothing).
+    server.WITHDRAWN_CHECK_AFTER = -1.0 if args.look else float("inf")
     state = server.ServeState(load_app(), 1, False)
     buffers = server.ThreadBuffers()
     serve(state, buffers, 2000, args.pipelined)  # warm up

@@ -168,6 +168,7 @@ _MAX_TYPE: Final = max(_T)
 
 
 _STDOUT_BIT: Final = 1 << _STDOUT
+_ROLE_RESPONDER: Final = Role.RESPONDER
 
 
 def _type_name(record_type: int) -> str:
@@ -258,6 +259,22 @@ class FastCGIConnection:
     @property
     def eof_received(self) -> bool:
         return self._eof
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet read into events."""
+        lent = self._lent
+        return len(self._buf) - self._pos + (0 if lent is None else len(lent))
+
+    def abort_ahead(self, request_id: int) -> bool:
+        """Whether the whole records received and not yet read hold an ABORT_REQUEST for
+        ``request_id``; nothing is consumed (``next_event`` reads them in turn)."""
+        buf = self._buf
+        lent = self._lent
+        if lent is None and type(buf) is not memoryview:
+            return len(buf) > self._pos and responder.abort_in(buf, self._pos, request_id)
+        rest = b"".join((memoryview(buf)[self._pos :], b"" if lent is None else lent))
+        return responder.abort_in(rest, 0, request_id)
 
     # ---------------------------------------------------------------- receiving
 
@@ -428,19 +445,26 @@ class FastCGIConnection:
         if (
             len(buf) - pos < responder.WHOLE_MIN
             or type(buf) is not bytes
-            or not self._may_take_whole()
+            or self._requests
+            or self._lent is not None
+            or self._eof
+            or self._error is not None
+            or self.role is not SERVER
         ):
             return None
         found = responder.whole_request_at(buf, pos, self.max_params_size)
         if found is None:
             return None
-        end = found[3]
+        rid, keep_conn, params, end = found
         if end >= len(buf):
             self._buf = b""
             self._pos = 0
         else:
             self._pos = end
-        return self._take_whole(found)
+        req = _Request(_ROLE_RESPONDER, keep_conn)
+        req.closed = _PARAMS_BIT | _STDIN_BIT
+        self._requests[rid] = req
+        return rid, keep_conn, params
 
     def _may_take_whole(self) -> bool:
         return (
@@ -453,7 +477,7 @@ class FastCGIConnection:
 
     def _take_whole(self, found: tuple[int, bool, bytes, int]) -> tuple[int, bool, bytes]:
         rid, keep_conn, params, _ = found
-        req = _Request(Role.RESPONDER, keep_conn)
+        req = _Request(_ROLE_RESPONDER, keep_conn)
         req.closed = _PARAMS_BIT | _STDIN_BIT
         self._requests[rid] = req
         return rid, keep_conn, params

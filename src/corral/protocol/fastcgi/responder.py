@@ -5,6 +5,7 @@ no I/O; the connection keeps the request's state around them.
 
 from __future__ import annotations
 
+import struct
 from typing import Final
 
 from corral.protocol.fastcgi import records
@@ -20,6 +21,9 @@ _BEGIN: Final = int(RecordType.BEGIN_REQUEST)
 _PARAMS: Final = int(RecordType.PARAMS)
 _STDIN: Final = int(RecordType.STDIN)
 _STDOUT: Final = int(RecordType.STDOUT)
+_ABORT: Final = int(RecordType.ABORT_REQUEST)
+#: A record header's version, type and request id.
+_HEADER_START: Final = struct.Struct(">BBH").pack
 _RESPONDER: Final = int(Role.RESPONDER)
 _HEADER_UNPACK: Final = records.HEADER.unpack_from
 _HEADER_PACK: Final = records.HEADER.pack
@@ -87,3 +91,22 @@ def frame_small_response(request_id: int, stdout: bytes) -> bytes:
     return b"".join(
         (_HEADER_PACK(FCGI_VERSION_1, _STDOUT, request_id, n, p), stdout, _ZEROS[p], end)
     )
+
+
+def abort_in(data: bytes | bytearray, pos: int, request_id: int) -> bool:
+    """Whether the whole records in ``data`` from ``pos`` on hold an ABORT_REQUEST for
+    ``request_id`` (a look ahead that reads nothing: the records stay for the codec). The
+    usual answer, no, costs one search of the bytes; only a match (perhaps inside a record's
+    content) walks the record headers. A header that is not FastCGI's ends the walk (the codec
+    reports it when it gets there)."""
+    if data.find(_HEADER_START(FCGI_VERSION_1, _ABORT, request_id), pos) < 0:
+        return False
+    size = len(data)
+    while size - pos >= HEADER_LEN:
+        version, rtype, rid, clen, plen = _HEADER_UNPACK(data, pos)
+        if version != FCGI_VERSION_1:
+            return False
+        if rtype == _ABORT and rid == request_id:
+            return True
+        pos += HEADER_LEN + clen + plen
+    return False
