@@ -4,7 +4,8 @@
 
 One ``corral.worker.server.Connection`` over a fake socket that hands it, read after read, the
 bytes the front sends for a kept-alive ``GET /hello`` (the same FastCGI params as the front
-builds), and drops what the worker sends. The app is the benchmark's (bench/app.py). The figure
+builds; the requests of 64 clients, each with its REMOTE_PORT, take turns), and drops what the
+worker sends. The app is the benchmark's (bench/app.py). The figure
 is CPU time (process time) per request of everything Python does in the worker on the hot path
 (FastCGI records, the environ, start_response, the response records), without system calls or
 the kernel. Compare runs on the same machine only. ``--pipelined K``: each read hands over K
@@ -59,17 +60,32 @@ def load_app() -> Any:
     return module.application
 
 
+#: Clients (their connections to the front, each its own REMOTE_PORT) whose requests take
+#: turns, as wrk's 64 connections do: the requests are not all the same bytes.
+CLIENTS = 64
+
+
+def client_params(client: int) -> list[tuple[bytes, bytes]]:
+    port = b"%d" % (41234 + client)
+    return [(name, port if name == b"REMOTE_PORT" else value) for name, value in PARAMS]
+
+
 class FakeSocket:
     """Gives the worker ``batch`` requests per read, ``count`` times, then the end of the
-    stream."""
+    stream; the requests of the CLIENTS take turns."""
 
     def __init__(self, count: int, batch: int = 1) -> None:
         self.left = count
         self.sent = 0
-        self.data = b"".join(
-            records.encode_request(rid, PARAMS, keep_conn=True, stdin=b"")
-            for rid in range(1, batch + 1)
-        )
+        self.reads = [
+            b"".join(
+                records.encode_request(
+                    rid, client_params((first + rid) % CLIENTS), keep_conn=True, stdin=b""
+                )
+                for rid in range(1, batch + 1)
+            )
+            for first in range(0, CLIENTS * batch, batch)
+        ]
 
     def recv_into(self, buffer: Any, size: int = 0, flags: int = 0) -> int:
         if flags & _DONTWAIT:  # a look for an ABORT_REQUEST: nothing is waiting
@@ -77,7 +93,7 @@ class FakeSocket:
         if self.left <= 0:
             return 0
         self.left -= 1
-        data = self.data
+        data = self.reads[self.left % len(self.reads)]
         buffer[: len(data)] = data
         return len(data)
 

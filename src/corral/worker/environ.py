@@ -29,10 +29,20 @@ def environ_from_params(base: dict[str, Any], data: bytes) -> dict[str, Any]:
     no decode call per name and per value. Pairs with 1-byte lengths (names, and values under
     128 bytes: most of them) take the short loop; from the first pair with a 4-byte length on
     (a long cookie or user agent), ``_long_pairs`` goes on. A malformed stream goes through
-    ``build_environ`` over ``records.decode_pairs``, which reports it."""
-    environ = base.copy()
+    ``build_environ`` over ``records.decode_pairs``, which reports it.
+
+    The pairs an application's streams begin with alike (the front sends its route's first:
+    GATEWAY_INTERFACE, SERVER_SOFTWARE, SCRIPT_NAME, DOCUMENT_ROOT) are remembered decoded
+    (``_Prefix``): a stream that begins with their bytes starts from them."""
+    prefix = _prefix
+    if prefix is not None and prefix.base is base and data.startswith(prefix.data):
+        environ = prefix.environ.copy()
+        pos = len(prefix.data)
+    else:
+        environ = base.copy()
+        pos = 0
+        _missed(base, data)
     text = data.decode("latin-1")
-    pos = 0
     end = len(data)
     try:
         while pos < end:
@@ -51,6 +61,63 @@ def environ_from_params(base: dict[str, Any], data: bytes) -> dict[str, Any]:
     if pos == end or (pos < end and _long_pairs(environ, data, text, pos)):
         return finish_environ(environ)
     return build_environ(base, records.decode_pairs(data))
+
+
+class _Prefix:
+    """Whole pairs that began the last PARAMS streams alike: their bytes, and ``base`` with
+    them decoded (never changed once made: copied for each request)."""
+
+    __slots__ = ("base", "data", "environ")
+
+    def __init__(self, base: dict[str, Any], data: bytes, environ: dict[str, Any]) -> None:
+        self.base = base
+        self.data = data
+        self.environ = environ
+
+
+_prefix: _Prefix | None = None
+#: Streams that found no prefix to start from (after the pairs all streams begin with alike
+#: ran out, a new start from a stream now and then).
+_misses = 0
+_PREFIX_MAX = 2048
+
+
+def _missed(base: dict[str, Any], data: bytes) -> None:
+    """A stream that does not begin with the remembered pairs: keep those it begins with too
+    (the first stream's pairs at first, then fewer and fewer: what every stream begins with).
+    With none left, a new start from a stream at every 1024th (a front whose first pair
+    changes with each request, say QUERY_STRING, costs next to nothing)."""
+    global _prefix, _misses
+    prefix = _prefix
+    if prefix is None or prefix.base is not base:
+        _misses += 1
+        if _misses > 1 and _misses & 1023:
+            return
+        same = min(len(data), _PREFIX_MAX)
+    else:
+        # The bytes the remembered pairs and this stream begin with (a binary search).
+        known = prefix.data
+        same = 0
+        high = min(len(data), len(known))
+        while same < high:
+            mid = (same + high + 1) // 2
+            if data.startswith(known[same:mid], same):
+                same = mid
+            else:
+                high = mid - 1
+    # The whole pairs (1-byte lengths) within those bytes.
+    environ = base.copy()
+    pos = 0
+    while pos + 2 <= same:
+        n = data[pos]
+        v = data[pos + 1]
+        mid = pos + 2 + n
+        stop = mid + v
+        if (n | v) & 128 or stop > same:
+            break
+        environ[data[pos + 2 : mid].decode("latin-1")] = data[mid:stop].decode("latin-1")
+        pos = stop
+    _prefix = _Prefix(base, data[:pos], environ) if pos else None
 
 
 def _long_pairs(environ: dict[str, Any], data: bytes, text: str, pos: int) -> bool:

@@ -666,8 +666,8 @@ class Connection:
 
     def _read_ahead(self) -> None:
         """Feed what the front sent since the last read to the codec, without blocking and
-        without reading it into events (the codec's buffer holds ``bytes`` between requests
-        taken whole)."""
+        without reading it into events (``receive_more``: the requests in it are still taken
+        whole)."""
         self.looked = time.monotonic()
         if self.fcgi.buffered > MAX_LOOKAHEAD:
             return
@@ -681,7 +681,7 @@ class Connection:
             self.gone = True
             self.fcgi.receive_data(b"")
             return
-        self.fcgi.receive_data(self.buf[:n])
+        self.fcgi.receive_more(self.buf[:n])
 
     def _withdrawn(self, rid: int, look: bool) -> bool:
         """Whether the front withdrew request ``rid`` (ABORT_REQUEST) while it waited its

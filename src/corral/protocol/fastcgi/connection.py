@@ -313,6 +313,19 @@ class FastCGIConnection:
                 self._pos = 0
             buf += data
 
+    def receive_more(self, data: bytes) -> None:
+        """``receive_data`` for bytes read ahead between requests (a look for an
+        ABORT_REQUEST): what is unread and ``data`` are kept as one ``bytes``, from which
+        ``next_whole_request`` goes on taking requests (``receive_data`` would grow a
+        ``bytearray`` for a small piece after a larger remainder)."""
+        buf = self._buf
+        pos = self._pos
+        if not data or self._eof or self._lent is not None or type(buf) is memoryview:
+            self.receive_data(data)
+            return
+        self._buf = b"".join((memoryview(buf)[pos:], data)) if len(buf) > pos else data
+        self._pos = 0
+
     def receive_view(self, view: memoryview) -> None:
         """Feed bytes read into a buffer the caller reuses (``receive_data`` for large input,
         such as a request body, without copying each read into ``bytes`` first).
@@ -427,12 +440,21 @@ class FastCGIConnection:
         ended), and ``(request_id, keep_conn, params)`` is returned, ``params`` being the
         PARAMS stream's bytes (``records.decode_pairs`` decodes them). Otherwise nothing is
         consumed and None is returned: feed ``data`` to ``receive_data`` as usual."""
-        if not self._may_take_whole() or len(self._buf) != self._pos:
+        if (
+            self._requests
+            or len(self._buf) != self._pos
+            or self._lent is not None
+            or self._eof
+            or self._error is not None
+            or self.role is not SERVER
+            or type(data) is not bytes
+        ):
             return None
         found = responder.whole_request_at(data, 0, self.max_params_size)
         if found is None or found[3] != len(data):
             return None
-        return self._take_whole(found)
+        self.receive_data(data)
+        return self.next_whole_request()
 
     def next_whole_request(self) -> tuple[int, bool, bytes] | None:
         """The same fast path for what was received and not yet read: when it starts with one
@@ -461,22 +483,6 @@ class FastCGIConnection:
             self._pos = 0
         else:
             self._pos = end
-        req = _Request(_ROLE_RESPONDER, keep_conn)
-        req.closed = _PARAMS_BIT | _STDIN_BIT
-        self._requests[rid] = req
-        return rid, keep_conn, params
-
-    def _may_take_whole(self) -> bool:
-        return (
-            self.role is SERVER
-            and not self._requests
-            and not self._eof
-            and self._error is None
-            and self._lent is None  # (not in the middle of a ``receive_view``)
-        )
-
-    def _take_whole(self, found: tuple[int, bool, bytes, int]) -> tuple[int, bool, bytes]:
-        rid, keep_conn, params, _ = found
         req = _Request(_ROLE_RESPONDER, keep_conn)
         req.closed = _PARAMS_BIT | _STDIN_BIT
         self._requests[rid] = req
