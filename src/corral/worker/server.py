@@ -513,15 +513,14 @@ class Connection:
             fcgi = self.fcgi
             while True:
                 if not self.later:
-                    # The next of several requests that came in one read, taken whole (as
-                    # _idle_wait takes a lone one) when it has no body.
-                    whole = fcgi.next_whole_request()
-                    if whole is None and not fcgi.buffered and not self.gone:
+                    if not fcgi.buffered and not self.gone:
                         # Nothing received is left to read: wait for the next request.
                         handoff = self._idle_wait()
                         if handoff is not None:
                             return handoff
-                        continue  # (what came is the codec's: take it from there)
+                    # The next request received (one of several that came in one read, say)
+                    # taken whole when it has no body.
+                    whole = fcgi.next_whole_request()
                     if whole is not None:
                         self._whole_request(whole[0], whole[2])
                         if self.gone or self.broken or fcgi.must_close or self.state.stopping:

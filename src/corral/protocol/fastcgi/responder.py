@@ -52,7 +52,8 @@ def whole_request_at(
         return None
     keep_conn = bool(data[pos + 10] & FCGI_KEEP_CONN)
     pos += 16 + plen
-    chunks: list[bytes] = []
+    params = b""  # (the usual single PARAMS record's content, else a join of all of them)
+    chunks: list[bytes] | None = None
     while True:
         if size - pos < HEADER_LEN:
             return None
@@ -63,7 +64,12 @@ def whole_request_at(
         pos = start + clen + plen
         if not clen:
             break
-        chunks.append(data[start : start + clen])
+        if not params:
+            params = data[start : start + clen]
+        else:
+            if chunks is None:
+                chunks = [params]
+            chunks.append(data[start : start + clen])
     # The empty STDIN record.
     if size - pos < HEADER_LEN:
         return None
@@ -71,7 +77,8 @@ def whole_request_at(
     end = pos + HEADER_LEN + plen
     if version != FCGI_VERSION_1 or rtype != _STDIN or record_id != rid or clen or end > size:
         return None
-    params = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if chunks is not None:
+        params = b"".join(chunks)
     if len(params) > max_params_size:
         return None
     return rid, keep_conn, params, end
