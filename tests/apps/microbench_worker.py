@@ -4,12 +4,14 @@
 
 One ``corral.worker.server.Connection`` over a fake socket that hands it, read after read, the
 bytes the front sends for a kept-alive ``GET /hello`` (the same FastCGI params as the front
-builds), and drops what the worker sends. The app is the benchmark's (bench/app.py). The figure
+builds; the requests of 64 clients, each with its REMOTE_PORT, take turns), and drops what the
+worker sends. The app is the benchmark's (bench/app.py). The figure
 is CPU time (process time) per request of everything Python does in the worker on the hot path
 (FastCGI records, the environ, start_response, the response records), without system calls or
 the kernel. Compare runs on the same machine only. ``--pipelined K``: each read hands over K
 requests (ids 1..K), as the front's pipelining to a busy worker does under load (figures:
-bench/README.md, "Performance II (continued)").
+bench/README.md, "Performance II (continued)"). ``--look``: every request first looks for a
+withdrawal (as at a low request rate; bench/README.md, "Performance II (session 8)").
 """
 
 from __future__ import annotations
@@ -58,17 +60,32 @@ def load_app() -> Any:
     return module.application
 
 
+#: Clients (their connections to the front, each its own REMOTE_PORT) whose requests take
+#: turns, as wrk's 64 connections do: the requests are not all the same bytes.
+CLIENTS = 64
+
+
+def client_params(client: int) -> list[tuple[bytes, bytes]]:
+    port = b"%d" % (41234 + client)
+    return [(name, port if name == b"REMOTE_PORT" else value) for name, value in PARAMS]
+
+
 class FakeSocket:
     """Gives the worker ``batch`` requests per read, ``count`` times, then the end of the
-    stream."""
+    stream; the requests of the CLIENTS take turns."""
 
     def __init__(self, count: int, batch: int = 1) -> None:
         self.left = count
         self.sent = 0
-        self.data = b"".join(
-            records.encode_request(rid, PARAMS, keep_conn=True, stdin=b"")
-            for rid in range(1, batch + 1)
-        )
+        self.reads = [
+            b"".join(
+                records.encode_request(
+                    rid, client_params((first + rid) % CLIENTS), keep_conn=True, stdin=b""
+                )
+                for rid in range(1, batch + 1)
+            )
+            for first in range(0, CLIENTS * batch, batch)
+        ]
 
     def recv_into(self, buffer: Any, size: int = 0, flags: int = 0) -> int:
         if flags & _DONTWAIT:  # a look for an ABORT_REQUEST: nothing is waiting
@@ -76,7 +93,7 @@ class FakeSocket:
         if self.left <= 0:
             return 0
         self.left -= 1
-        data = self.data
+        data = self.reads[self.left % len(self.reads)]
         buffer[: len(data)] = data
         return len(data)
 
@@ -113,11 +130,17 @@ def main() -> None:
         "--pipelined", type=int, default=1, help="requests per read (ids 1..K, default 1)"
     )
     parser.add_argument("--profile", action="store_true", help="also print a cProfile summary")
+    parser.add_argument(
+        "--look",
+        action="store_true",
+        help="every request first looks for a withdrawal, as each one at a low request rate",
+    )
     args = parser.parse_args()
     # Requests that begin within WITHDRAWN_CHECK_AFTER of each other, as under load: none is
     # first looked at for a withdrawal (which the slowness of a profiler or of callgrind would
-    # otherwise cause for every one, and a real worker does only after a pause).
-    server.WITHDRAWN_CHECK_AFTER = float("inf")
+    # otherwise cause for every one, and a real worker does only after a pause). With
+    # ``--look``, every one is (a non-blocking read that finds nothing).
+    server.WITHDRAWN_CHECK_AFTER = -1.0 if args.look else float("inf")
     state = server.ServeState(load_app(), 1, False)
     buffers = server.ThreadBuffers()
     serve(state, buffers, 2000, args.pipelined)  # warm up

@@ -49,6 +49,7 @@ from corral.protocol.fastcgi.events import (
     UnknownType,
 )
 from corral.worker import wsgi
+from corral.worker.environ import build_environ, environ_from_params
 from corral.worker.wsgi import ClientDisconnected, WSGIApp
 
 RECV_SIZE = 256 * 1024
@@ -84,6 +85,8 @@ LINGER_SECONDS = 2.0
 #: may have been withdrawn while it waited (the front sends ABORT_REQUEST for requests queued
 #: behind a slow one and serves them elsewhere): the worker looks before it runs it.
 WITHDRAWN_CHECK_AFTER = 0.001
+#: ``Connection.looked`` when the socket was read just before the next request begins.
+JUST_READ = -1.0
 
 _STDOUT = RecordType.STDOUT
 _PADDING = tuple(bytes(n) for n in range(8))
@@ -103,37 +106,6 @@ def log(message: str, *, notice: bool = False) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-
-
-def environ_from_params(base: dict[str, Any], data: bytes) -> dict[str, Any]:
-    """``wsgi.build_environ`` for a whole PARAMS stream, decoded straight into the environ
-    (pairs with 1-byte lengths, the usual kind; a stream with any other goes through the
-    codec's ``records.decode_pairs``, which also reports a malformed one).
-
-    The stream is decoded as latin-1 once, and names and values are slices of that text (a
-    latin-1 text has one character per byte, so the lengths read from ``data`` index it too):
-    no decode call per name and per value."""
-    environ = base.copy()
-    text = data.decode("latin-1")
-    pos = 0
-    end = len(data)
-    while pos < end:
-        n = data[pos]
-        if n > 127 or pos + 1 >= end:
-            break
-        v = data[pos + 1]
-        if v > 127:
-            break
-        start = pos + 2
-        mid = start + n
-        stop = mid + v
-        if stop > end:
-            break
-        environ[text[start:mid]] = text[mid:stop]
-        pos = stop
-    else:
-        return wsgi.finish_environ(environ)
-    return wsgi.build_environ(base, records.decode_pairs(data))
 
 
 class ServeState:
@@ -233,15 +205,15 @@ class Connection:
         self.stdin_held = 0
         self.stdin_done = False
         self.next_poll = 0.0  # when poll_aborted may next look at the socket
-        #: A request taken whole by the codec's fast path (see ``_idle_wait``).
-        self.whole: tuple[int, bool, bytes] | None = None
         #: Events of requests that began while another was in progress (FCGI_MPXS_CONNS=0: one
         #: request at a time), served in turn. Corral's front queues short requests this way
         #: so that the worker finds its next request waiting instead of sleeping for it.
         self.later: deque[Any] = deque()
         self.later_bytes = 0
-        #: When the request in progress (or the last one) began (``time.monotonic()``).
-        self.began = 0.0
+        #: When the socket was last read (``time.monotonic()``), to know whether a request
+        #: about to run may have been withdrawn since (see ``_withdrawn_whole``); JUST_READ
+        #: after ``_idle_wait``'s read (the next request to begin takes its own start).
+        self.looked = 0.0
 
     # ---------------------------------------------------------------- I/O
 
@@ -262,6 +234,7 @@ class Connection:
         # Parsed in place: the codec copies each record's content out once, and lets go of
         # the buffer before it asks for more (a request body is not copied into a bytes per
         # read first).
+        self.looked = time.monotonic()
         self.fcgi.receive_view(self.view[:n])
 
     def _sendall(self, data: bytes | memoryview) -> None:
@@ -346,6 +319,7 @@ class Connection:
             self.gone = True
             self.fcgi.receive_data(b"")
             return True
+        self.looked = time.monotonic()
         self.fcgi.receive_view(self.view[:n])
         return True
 
@@ -536,14 +510,20 @@ class Connection:
         accepted connection when this idle one gave its thread to it (see ``_idle_wait``)."""
         handoff: socket.socket | None = None
         try:
+            fcgi = self.fcgi
             while True:
                 if not self.later:
-                    # The next of several requests that came in one read, taken whole (as
-                    # _idle_wait takes a lone one) when it has no body.
-                    whole = self.fcgi.next_whole_request()
+                    if not fcgi.buffered and not self.gone:
+                        # Nothing received is left to read: wait for the next request.
+                        handoff = self._idle_wait()
+                        if handoff is not None:
+                            return handoff
+                    # The next request received (one of several that came in one read, say)
+                    # taken whole when it has no body.
+                    whole = fcgi.next_whole_request()
                     if whole is not None:
                         self._whole_request(whole[0], whole[2])
-                        if self.gone or self.broken or self.fcgi.must_close or self.state.stopping:
+                        if self.gone or self.broken or fcgi.must_close or self.state.stopping:
                             return None
                         continue
                 event = self._event()
@@ -551,12 +531,6 @@ class Connection:
                     handoff = self._idle_wait()
                     if handoff is not None:
                         return handoff
-                    whole = self.whole
-                    if whole is not None:
-                        self.whole = None
-                        self._whole_request(whole[0], whole[2])
-                        if self.gone or self.broken or self.fcgi.must_close or self.state.stopping:
-                            return None
                     continue
                 if event is CLOSED:
                     return None
@@ -603,21 +577,24 @@ class Connection:
                 self.gone = True
                 self.fcgi.receive_data(b"")
                 return None
-            data = self.view[:n].tobytes()
-            # The common case: the whole of one request without a body came in this read.
-            self.whole = self.fcgi.receive_whole_request(data)
-            if self.whole is None:
-                self.fcgi.receive_data(data)
+            self.looked = JUST_READ
+            # (As bytes: the requests without a body in it are then taken whole, each in turn,
+            # by the codec's ``next_whole_request``.)
+            self.fcgi.receive_data(self.buf[:n])
             return None
 
     def _whole_request(self, rid: int, params: bytes) -> None:
-        """Serve a request the codec took whole (``receive_whole_request``): its PARAMS and
-        its (empty) STDIN have all arrived."""
+        """Serve a request the codec took whole (``next_whole_request``): its PARAMS and its
+        (empty) STDIN have all arrived."""
         try:
             self.rid = rid
             self.aborted = False
             self.stdin_done = True
             self.next_poll = 0.0
+            if self._withdrawn_whole(rid):
+                # Served elsewhere by now: the app must not run it (an empty, aborted answer).
+                self._sendall(self.fcgi.send_response(rid, b"", app_status=1))
+                return
             self._respond(rid, environ_from_params(self.state.environ_base, params))
         finally:
             self.rid = 0
@@ -657,7 +634,53 @@ class Connection:
                 self._drop_held(rid)
 
     def _run(self, rid: int, params: list[tuple[bytes, bytes]]) -> None:
-        self._respond(rid, wsgi.build_environ(self.state.environ_base, params))
+        now = time.monotonic()
+        looked = self.looked
+        look = looked != JUST_READ and now - looked > WITHDRAWN_CHECK_AFTER
+        if looked == JUST_READ:
+            self.looked = now
+        if (look or self.later) and self._withdrawn(rid, look):
+            # Served elsewhere by now: the app must not run it (an empty, aborted answer).
+            self._sendall(self.fcgi.send_response(rid, b"", app_status=1))
+            return
+        self._respond(rid, build_environ(self.state.environ_base, params))
+
+    def _withdrawn_whole(self, rid: int) -> bool:
+        """Whether the front withdrew request ``rid``, taken whole, while it waited its turn
+        (the front sends ABORT_REQUEST for requests queued behind a slow one and serves them
+        elsewhere): among the held events, or the records received after it, which stay
+        unread (the next requests keep the fast path). The socket is read first (without
+        blocking) when it was last read more than WITHDRAWN_CHECK_AFTER ago."""
+        now = time.monotonic()
+        looked = self.looked
+        if looked == JUST_READ:
+            self.looked = now  # (read just before this request began)
+        elif now - looked > WITHDRAWN_CHECK_AFTER:
+            self._read_ahead()
+            if self.gone:
+                return True
+        if self.later and self._withdrawn(rid, False):
+            return True
+        return self.fcgi.abort_ahead(rid)
+
+    def _read_ahead(self) -> None:
+        """Feed what the front sent since the last read to the codec, without blocking and
+        without reading it into events (``receive_more``: the requests in it are still taken
+        whole)."""
+        self.looked = time.monotonic()
+        if self.fcgi.buffered > MAX_LOOKAHEAD:
+            return
+        try:
+            n = self.sock.recv_into(self.buf, RECV_SIZE, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            n = 0
+        if not n:
+            self.gone = True
+            self.fcgi.receive_data(b"")
+            return
+        self.fcgi.receive_more(self.buf[:n])
 
     def _withdrawn(self, rid: int, look: bool) -> bool:
         """Whether the front withdrew request ``rid`` (ABORT_REQUEST) while it waited its
@@ -669,25 +692,23 @@ class Connection:
 
     def _respond(self, rid: int, environ: dict[str, Any]) -> None:
         state = self.state
-        now = time.monotonic()
-        look = now - self.began > WITHDRAWN_CHECK_AFTER
-        self.began = now
-        if (look or self.later) and self._withdrawn(rid, look):
-            # Served elsewhere by now: the app must not run it (an empty, aborted answer).
-            self._sendall(self.fcgi.send_response(rid, b"", app_status=1))
-            return
-        try:
-            length = wsgi.content_length(environ)
-        except ValueError as exc:
-            log(f"bad request from the front: {exc}")
-            self._sendall(self.fcgi.send_response(rid, _BAD_LENGTH))
-            return
+        length = None
+        if "CONTENT_LENGTH" in environ:
+            try:
+                length = wsgi.content_length(environ)
+            except ValueError as exc:
+                log(f"bad request from the front: {exc}")
+                self._sendall(self.fcgi.send_response(rid, _BAD_LENGTH))
+                return
         if length is None and "HTTP_UPGRADE" in environ:
             # An Upgrade request without a body: the front keeps its STDIN open in case the
             # answer is a 101 (a tunnel), which a WSGI app never gives. Its body is empty, not
             # "until the end of STDIN" (that end comes only after the answer).
             length = 0
-        environ["wsgi.input"] = wsgi.InputStream(self.read_stdin, length)
+        if not length and self.stdin_done and not self.stdin:
+            environ["wsgi.input"] = wsgi.EMPTY_INPUT  # (no body, and all of it has arrived)
+        else:
+            environ["wsgi.input"] = wsgi.InputStream(self.read_stdin, length)
         if state.stderr_to_front:
             environ["wsgi.errors"] = wsgi.ErrorStream(self._stderr_to_front)
         try:

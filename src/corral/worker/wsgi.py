@@ -7,15 +7,15 @@ Transport-free: a request talks to its connection through a :class:`Channel` (im
 
 from __future__ import annotations
 
-import re
 import sys
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 from corral.worker import debugpage
+from corral.worker.head import encode_head
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], None]]
@@ -26,32 +26,11 @@ FILE_BLOCK = 65536
 #: A response body buffered from a list/tuple result is flushed when it grows past this.
 FLUSH_THRESHOLD = 256 * 1024
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-_STATUS = re.compile(r"[1-9][0-9][0-9] [^\x00-\x08\x0a-\x1f\x7f]*\Z")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
 
 class ClientDisconnected(OSError):
     """The request went away: the front aborted it, the connection closed, or its body ended
     before CONTENT_LENGTH bytes. Raised into the application from ``wsgi.input`` and ``write()``.
     """
-
-
-class InvalidResponse(ValueError):
-    """The application's status or headers break PEP 3333 or HTTP (raised by start_response)."""
 
 
 class Channel(Protocol):
@@ -211,6 +190,11 @@ class InputStream:
         return line
 
 
+#: ``wsgi.input`` of a request without a body that has all arrived: shared by such requests
+#: (reading an empty stream changes nothing in it), so that none builds its own.
+EMPTY_INPUT = InputStream(bytes, 0)
+
+
 # --------------------------------------------------------------------------------------------
 # wsgi.errors
 
@@ -304,60 +288,6 @@ def environ_base(*, multithread: bool) -> dict[str, Any]:
     }
 
 
-#: Decoded param names (the same few dozen arrive with every request).
-PARAM_NAMES: dict[bytes, str] = {}
-_NAMES_MAX = 512
-
-
-def build_environ(base: dict[str, Any], params: Iterable[tuple[bytes, bytes]]) -> dict[str, Any]:
-    """The environ for one request from its FastCGI params.
-
-    Names and values are decoded as latin-1 (PEP 3333 native strings). SCRIPT_NAME and
-    PATH_INFO are taken as the front sent them (PATH_INFO is already URL-decoded by the front,
-    per CGI): they are never unquoted here. Defaults (from ``base``) fill what WSGI requires.
-    """
-    environ = base.copy()
-    names = PARAM_NAMES
-    for name, value in params:
-        key = names.get(name)
-        if key is None:
-            key = param_name(name)
-        environ[key] = value.decode("latin-1")
-    return finish_environ(environ)
-
-
-def param_name(name: bytes) -> str:
-    """A param's name as an environ key (remembered in ``PARAM_NAMES``)."""
-    key = name.decode("latin-1")
-    if len(PARAM_NAMES) < _NAMES_MAX:
-        PARAM_NAMES[name] = key
-    return key
-
-
-def finish_environ(environ: dict[str, Any]) -> dict[str, Any]:
-    """Normalise an environ filled from a front's params (see ``build_environ``)."""
-    script_name = environ["SCRIPT_NAME"]
-    if script_name[-1:] == "/":
-        # PEP 3333: the root is "", and PATH_INFO carries the slash.
-        stripped = script_name.rstrip("/")
-        path_info = environ["PATH_INFO"]
-        environ["SCRIPT_NAME"] = stripped
-        if not path_info.startswith("/"):
-            environ["PATH_INFO"] = "/" + path_info
-    # CGI puts these two without the HTTP_ prefix; some fronts send both.
-    if "HTTP_CONTENT_TYPE" in environ:
-        value = environ.pop("HTTP_CONTENT_TYPE")
-        environ.setdefault("CONTENT_TYPE", value)
-    if "HTTP_CONTENT_LENGTH" in environ:
-        value = environ.pop("HTTP_CONTENT_LENGTH")
-        environ.setdefault("CONTENT_LENGTH", value)
-    if "HTTPS" in environ:
-        https = environ["HTTPS"]
-        if https and https.lower() in ("on", "1", "yes", "true"):
-            environ["wsgi.url_scheme"] = "https"
-    return environ
-
-
 def content_length(environ: dict[str, Any]) -> int | None:
     """CONTENT_LENGTH as an int; None when absent or empty. Raises ValueError when malformed."""
     value = environ.get("CONTENT_LENGTH")
@@ -402,84 +332,6 @@ def log_error(message: str, exc: BaseException | None = None) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass  # stderr is gone (the host died): nothing to tell, and no reason to fail
-
-
-#: Header names already checked (the same few arrive with every response): name -> its
-#: lower-case form. Bounded: past the bound, names are checked every time.
-_GOOD_NAMES: dict[str, str] = {}
-_GOOD_STATUSES: dict[str, bytes] = {}
-_CACHE_MAX = 512
-
-
-def _check_name(name: str) -> str:
-    """Validate a header name; return its lower-case form."""
-    if _TOKEN.match(name) is None:
-        raise InvalidResponse(f"header name {name!r} is not an HTTP token")
-    lower = name.lower()
-    if lower in HOP_BY_HOP:
-        raise InvalidResponse(
-            f"header {name!r} is hop-by-hop: a WSGI application must not send it (PEP 3333)"
-        )
-    if lower == "status":
-        raise InvalidResponse("'Status' is not a response header (use the status argument)")
-    if len(_GOOD_NAMES) < _CACHE_MAX:
-        _GOOD_NAMES[name] = lower
-    return lower
-
-
-def _status_line(status: str) -> bytes:
-    """Validate a status; return its CGI ``Status:`` line."""
-    if type(status) is not str:
-        raise InvalidResponse(f"status must be a str, not {type(status).__name__}")
-    if _STATUS.match(status) is None:
-        raise InvalidResponse(f"status {status!r} is not 'NNN reason'")
-    if status[0] == "1":
-        raise InvalidResponse(f"status {status!r}: a WSGI response cannot be informational")
-    try:
-        line = f"Status: {status}\r\n".encode("latin-1")
-    except UnicodeEncodeError:
-        raise InvalidResponse("status and headers must be latin-1 (PEP 3333)") from None
-    if len(_GOOD_STATUSES) < _CACHE_MAX:
-        _GOOD_STATUSES[status] = line
-    return line
-
-
-def _validate_headers(status: str, headers: list[tuple[str, str]]) -> tuple[bytes, int | None]:
-    """Check the status and headers; return the head (without the blank line), encoded, and
-    the declared Content-Length."""
-    line = _GOOD_STATUSES.get(status) if type(status) is str else None
-    if line is None:
-        line = _status_line(status)
-    if not isinstance(headers, list):
-        raise InvalidResponse(f"headers must be a list, not {type(headers).__name__}")
-    lines: list[str] = []
-    length: int | None = None
-    good_names = _GOOD_NAMES
-    bad_value = _BAD_VALUE.search
-    for item in headers:
-        if type(item) is not tuple or len(item) != 2:
-            raise InvalidResponse(f"header {item!r} is not a (name, value) tuple")
-        name, value = item
-        if type(name) is not str or type(value) is not str:
-            raise InvalidResponse(f"header {item!r}: name and value must be str")
-        lower = good_names.get(name)
-        if lower is None:
-            lower = _check_name(name)
-        if bad_value(value) is not None:
-            raise InvalidResponse(f"header {name!r}: its value holds control characters")
-        if lower == "content-length":
-            stripped = value.strip()
-            if not stripped.isdigit() or not stripped.isascii():
-                raise InvalidResponse(f"Content-Length {value!r} is not a number")
-            declared = int(stripped)
-            if length is not None and length != declared:
-                raise InvalidResponse("conflicting Content-Length headers")
-            length = declared
-        lines += (name, ": ", value, "\r\n")
-    try:
-        return line + "".join(lines).encode("latin-1"), length
-    except UnicodeEncodeError:
-        raise InvalidResponse("status and headers must be latin-1 (PEP 3333)") from None
 
 
 class Response:
@@ -531,7 +383,7 @@ class Response:
             self.reset()
         elif self.status is not None:
             raise AssertionError("start_response() called a second time without exc_info")
-        self.head, self.declared = _validate_headers(status, headers)
+        self.head, self.declared = encode_head(status, headers)
         self.status = status
         return self.write
 
@@ -672,12 +524,21 @@ def run(app: WSGIApp, environ: dict[str, Any], channel: Channel) -> tuple[int, b
     """
     response = Response(channel, environ["REQUEST_METHOD"] == "HEAD")
     try:
-        result: Iterable[bytes] | None = None
+        result = app(environ, response.start_response)
+    except Exception as exc:
+        return _failed(response, environ, channel, exc)
+    kind = type(result)
+    if (kind is list or kind is tuple) and response.status is not None:
+        # (A list or tuple has no close() to call.)
+        tail = _at_hand(response, cast("list[bytes] | tuple[bytes, ...]", result))
+        if tail is not None:
+            if channel.aborted:
+                raise ClientDisconnected("the request was aborted")
+            return 0, tail
+    try:
         try:
-            result = app(environ, response.start_response)
-            kind = type(result)
             if kind is list or kind is tuple:
-                blocks: Any = result
+                blocks: Iterable[bytes] = result
                 if not response.head_queued and response.declared is None:
                     # Everything is at hand: tell the front the length (no chunked encoding).
                     total = 0
@@ -693,28 +554,16 @@ def run(app: WSGIApp, environ: dict[str, Any], channel: Channel) -> tuple[int, b
                     if response.pending_len >= FLUSH_THRESHOLD:
                         response.flush()
             elif kind is FileWrapper:
-                response.send_file(result)  # type: ignore[arg-type]
+                response.send_file(cast(FileWrapper, result))
             else:
                 response.iterate(result)
             if channel.aborted:
                 raise ClientDisconnected("the request was aborted")
             response.finish()
         finally:
-            if result is not None:
-                _close(result)
+            _close(result)
     except Exception as exc:
-        if channel.aborted:
-            raise ClientDisconnected("the request was aborted") from exc
-        where = f"{environ.get('REQUEST_METHOD', '')} {_path(environ)}"
-        if response.committed:
-            log_error(f"{where}: the application failed after its response began", exc)
-            return 1, response.take_pending()
-        log_error(f"{where}: the application failed; answering 500", exc)
-        if debugpage.wanted(environ):  # DEVELOPMENT_MODE, a local client: the traceback page
-            page = development_page(exc, environ.get("REQUEST_METHOD", ""), _path(environ))
-            if page is not None:
-                return 0, page[: page.index(b"\r\n\r\n") + 4] if response.head_only else page
-        return 0, ERROR_HEAD if response.head_only else ERROR_HEAD + ERROR_BODY
+        return _failed(response, environ, channel, exc)
     if response.short:
         log_error(
             f"{_path(environ)}: the application sent {response.sent} of the "
@@ -722,6 +571,60 @@ def run(app: WSGIApp, environ: dict[str, Any], channel: Channel) -> tuple[int, b
         )
         return 1, response.take_pending()
     return 0, response.take_pending()
+
+
+def _at_hand(response: Response, blocks: list[bytes] | tuple[bytes, ...]) -> bytes | None:
+    """The whole response when the application returned all of it at once (a list or tuple of
+    ``bytes``, smaller than FLUSH_THRESHOLD, exactly its Content-Length if it declared one):
+    the head (with the Content-Length it did not declare: no chunked encoding) and the body,
+    as one ``bytes``. None for anything else (the general path sends it, or says what is
+    wrong)."""
+    if response.head_queued:
+        return None  # (the app called write())
+    total = 0
+    for block in blocks:
+        if type(block) is not bytes:
+            return None
+        total += len(block)
+    if total >= FLUSH_THRESHOLD:
+        return None
+    declared = response.declared
+    head = response.head
+    if declared is None:
+        status = cast(str, response.status)
+        if (total or not response.head_only) and not status.startswith(("204", "304")):
+            head += b"Content-Length: %d\r\n\r\n" % total
+        else:
+            head += b"\r\n"
+    elif declared == total:
+        head += b"\r\n"
+    else:
+        return None  # more or less than it declared: the general path logs it
+    response.head_queued = True
+    response.sent = total
+    if response.head_only or not total:
+        return head
+    if len(blocks) == 1:
+        return head + blocks[0]
+    return head + b"".join(blocks)
+
+
+def _failed(
+    response: Response, environ: dict[str, Any], channel: Channel, exc: Exception
+) -> tuple[int, bytes]:
+    """The answer when the application raised ``exc`` (``run``'s result)."""
+    if channel.aborted:
+        raise ClientDisconnected("the request was aborted") from exc
+    where = f"{environ.get('REQUEST_METHOD', '')} {_path(environ)}"
+    if response.committed:
+        log_error(f"{where}: the application failed after its response began", exc)
+        return 1, response.take_pending()
+    log_error(f"{where}: the application failed; answering 500", exc)
+    if debugpage.wanted(environ):  # DEVELOPMENT_MODE, a local client: the traceback page
+        page = development_page(exc, environ.get("REQUEST_METHOD", ""), _path(environ))
+        if page is not None:
+            return 0, page[: page.index(b"\r\n\r\n") + 4] if response.head_only else page
+    return 0, ERROR_HEAD if response.head_only else ERROR_HEAD + ERROR_BODY
 
 
 def _path(environ: dict[str, Any]) -> str:

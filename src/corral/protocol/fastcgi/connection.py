@@ -42,11 +42,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from corral.protocol.fastcgi import records
+from corral.protocol.fastcgi import records, responder
 from corral.protocol.fastcgi.constants import (
-    FCGI_KEEP_CONN,
-    FCGI_VERSION_1,
     HEADER_LEN,
+    MAX_CONTENT_LEN,
     MAX_REQUEST_ID,
     RecordType,
     Role,
@@ -161,15 +160,15 @@ _DEFAULT_OWED: Final = _bits(_PARAMS, _STDIN)
 
 _PARAMS_BIT: Final = 1 << _PARAMS
 _STDIN_BIT: Final = 1 << _STDIN
-_RESPONDER: Final = int(Role.RESPONDER)
 _STREAM_EVENTS: Final = {Stdin: _STDIN, Stdout: _STDOUT, Stderr: _STDERR, Data: _DATA}
-_HEADER_UNPACK: Final = records.HEADER.unpack_from
 _HEADER_AT: Final = records.header_at
 #: A record header's content and padding lengths (at its offset 4).
 _LENGTHS: Final = struct.Struct(">HB").unpack_from
 _MAX_TYPE: Final = max(_T)
-#: The shortest whole request: BEGIN_REQUEST (16 bytes), the empty PARAMS and STDIN records.
-_WHOLE_MIN: Final = 32
+
+
+_STDOUT_BIT: Final = 1 << _STDOUT
+_ROLE_RESPONDER: Final = Role.RESPONDER
 
 
 def _type_name(record_type: int) -> str:
@@ -261,6 +260,22 @@ class FastCGIConnection:
     def eof_received(self) -> bool:
         return self._eof
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet read into events."""
+        lent = self._lent
+        return len(self._buf) - self._pos + (0 if lent is None else len(lent))
+
+    def abort_ahead(self, request_id: int) -> bool:
+        """Whether the whole records received and not yet read hold an ABORT_REQUEST for
+        ``request_id``; nothing is consumed (``next_event`` reads them in turn)."""
+        buf = self._buf
+        lent = self._lent
+        if lent is None and type(buf) is not memoryview:
+            return len(buf) > self._pos and responder.abort_in(buf, self._pos, request_id)
+        rest = b"".join((memoryview(buf)[self._pos :], b"" if lent is None else lent))
+        return responder.abort_in(rest, 0, request_id)
+
     # ---------------------------------------------------------------- receiving
 
     def receive_data(self, data: bytes) -> None:
@@ -297,6 +312,19 @@ class FastCGIConnection:
                 del buf[:pos]
                 self._pos = 0
             buf += data
+
+    def receive_more(self, data: bytes) -> None:
+        """``receive_data`` for bytes read ahead between requests (a look for an
+        ABORT_REQUEST): what is unread and ``data`` are kept as one ``bytes``, from which
+        ``next_whole_request`` goes on taking requests (``receive_data`` would grow a
+        ``bytearray`` for a small piece after a larger remainder)."""
+        buf = self._buf
+        pos = self._pos
+        if not data or self._eof or self._lent is not None or type(buf) is memoryview:
+            self.receive_data(data)
+            return
+        self._buf = b"".join((memoryview(buf)[pos:], data)) if len(buf) > pos else data
+        self._pos = 0
 
     def receive_view(self, view: memoryview) -> None:
         """Feed bytes read into a buffer the caller reuses (``receive_data`` for large input,
@@ -412,12 +440,21 @@ class FastCGIConnection:
         ended), and ``(request_id, keep_conn, params)`` is returned, ``params`` being the
         PARAMS stream's bytes (``records.decode_pairs`` decodes them). Otherwise nothing is
         consumed and None is returned: feed ``data`` to ``receive_data`` as usual."""
-        if not self._may_take_whole() or len(self._buf) != self._pos:
+        if (
+            self._requests
+            or len(self._buf) != self._pos
+            or self._lent is not None
+            or self._eof
+            or self._error is not None
+            or self.role is not SERVER
+            or type(data) is not bytes
+        ):
             return None
-        found = self._whole_request_at(data, 0)
+        found = responder.whole_request_at(data, 0, self.max_params_size)
         if found is None or found[3] != len(data):
             return None
-        return self._take_whole(found)
+        self.receive_data(data)
+        return self.next_whole_request()
 
     def next_whole_request(self) -> tuple[int, bool, bytes] | None:
         """The same fast path for what was received and not yet read: when it starts with one
@@ -427,66 +464,26 @@ class FastCGIConnection:
         unread. Otherwise nothing is consumed and None is returned: ``next_event`` as usual."""
         buf = self._buf
         pos = self._pos
-        if len(buf) - pos < _WHOLE_MIN or type(buf) is not bytes or not self._may_take_whole():
+        if (
+            len(buf) - pos < responder.WHOLE_MIN
+            or type(buf) is not bytes
+            or self._requests
+            or self._lent is not None
+            or self._eof
+            or self._error is not None
+            or self.role is not SERVER
+        ):
             return None
-        found = self._whole_request_at(buf, pos)
+        found = responder.whole_request_at(buf, pos, self.max_params_size)
         if found is None:
             return None
-        end = found[3]
+        rid, keep_conn, params, end = found
         if end >= len(buf):
             self._buf = b""
             self._pos = 0
         else:
             self._pos = end
-        return self._take_whole(found)
-
-    def _may_take_whole(self) -> bool:
-        return (
-            self.role is SERVER
-            and not self._requests
-            and not self._eof
-            and self._error is None
-            and self._lent is None  # (not in the middle of a ``receive_view``)
-        )
-
-    def _whole_request_at(self, data: bytes, pos: int) -> tuple[int, bool, bytes, int] | None:
-        """``(request_id, keep_conn, params, end)`` when ``data[pos:end]`` is one whole request
-        without a body (see ``receive_whole_request``), else None."""
-        size = len(data)
-        if size - pos < _WHOLE_MIN or data[pos] != FCGI_VERSION_1 or data[pos + 1] != _BEGIN:
-            return None
-        _, _, rid, clen, plen = _HEADER_UNPACK(data, pos)
-        if not rid or clen != 8 or data[pos + 8] or data[pos + 9] != _RESPONDER:
-            return None
-        keep_conn = bool(data[pos + 10] & FCGI_KEEP_CONN)
-        pos += 16 + plen
-        chunks: list[bytes] = []
-        while True:
-            if size - pos < HEADER_LEN:
-                return None
-            version, rtype, record_id, clen, plen = _HEADER_UNPACK(data, pos)
-            if version != FCGI_VERSION_1 or rtype != _PARAMS or record_id != rid:
-                return None
-            start = pos + HEADER_LEN
-            pos = start + clen + plen
-            if not clen:
-                break
-            chunks.append(data[start : start + clen])
-        # The empty STDIN record.
-        if size - pos < HEADER_LEN:
-            return None
-        version, rtype, record_id, clen, plen = _HEADER_UNPACK(data, pos)
-        end = pos + HEADER_LEN + plen
-        if version != FCGI_VERSION_1 or rtype != _STDIN or record_id != rid or clen or end > size:
-            return None
-        params = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if len(params) > self.max_params_size:
-            return None  # the general path reports it
-        return rid, keep_conn, params, end
-
-    def _take_whole(self, found: tuple[int, bool, bytes, int]) -> tuple[int, bool, bytes]:
-        rid, keep_conn, params, _ = found
-        req = _Request(Role.RESPONDER, keep_conn)
+        req = _Request(_ROLE_RESPONDER, keep_conn)
         req.closed = _PARAMS_BIT | _STDIN_BIT
         self._requests[rid] = req
         return rid, keep_conn, params
@@ -704,6 +701,23 @@ class FastCGIConnection:
     ) -> bytes:
         """Responder: STDOUT records carrying ``stdout``; with ``end`` also the empty STDOUT
         record and END_REQUEST(app_status, REQUEST_COMPLETE)."""
+        req = self._requests.get(request_id)
+        n = len(stdout)
+        if (  # the usual end of a small response, framed here in one join
+            end
+            and req is not None
+            and not req.ended
+            and not req.closed & _STDOUT_BIT
+            and 0 < n <= MAX_CONTENT_LEN
+            and not app_status
+            and self.role is SERVER
+            and self._pad
+            and not self._pad_empty
+        ):
+            out = responder.frame_small_response(request_id, stdout)
+            req.closed |= _STDOUT_BIT
+            self._end_sent(request_id, req)
+            return out
         self._check_stream_send(_STDOUT, request_id)
         req = self._requests[request_id]
         if not end and not stdout:
