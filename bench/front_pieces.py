@@ -118,9 +118,9 @@ def pieces(pipelining: bool) -> dict[str, Callable[[], object]]:
         return leased
 
     try:
-        encode = records.encode_pairs_remembered
-    except AttributeError:  # (the tree before the table of pairs encoded lately)
-        encode = records.encode_pairs
+        from corral.protocol.fastcgi.pairmemo import encode_pairs_remembered as encode
+    except ImportError:  # (trees before session 8: in records, or not at all)
+        encode = getattr(records, "encode_pairs_remembered", records.encode_pairs)
     return {
         "nothing": lambda: None,
         "parse": parse,

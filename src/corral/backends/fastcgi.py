@@ -35,7 +35,7 @@ from corral.backends import (
 from corral.backends.readbuffer import read_buffers
 from corral.backends.writebatch import BatchedWriter, write_batch
 from corral.protocol.cgi import CGIResponseError, CGIResponseParser
-from corral.protocol.fastcgi import records
+from corral.protocol.fastcgi import pairmemo, records
 from corral.protocol.fastcgi.constants import HEADER_LEN, MAX_PIPELINE_DEPTH, RecordType, Role
 from corral.protocol.fastcgi.errors import FastCGIError
 
@@ -90,7 +90,7 @@ async def connect(
 
 #: FastCGI name-value pairs encoder (the codec's).
 encode_pairs = records.encode_pairs
-_encode_pairs_remembered = records.encode_pairs_remembered
+_encode_pairs_remembered = pairmemo.encode_pairs_remembered
 
 _HEADER = records.HEADER
 _HEADER_LEN = HEADER_LEN

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from corral.errors import CorralError
+from corral.protocol.memo import remember
 
 __all__ = [
     "DEFAULT_MAX_HEAD_SIZE",
@@ -62,12 +63,12 @@ _LOCATION: Final = 2
 #: A well-formed field line as sent (without its LF) -> its field and kind. Applications send
 #: the same lines again and again (Content-Type, Status, a Content-Length of a fixed page), so
 #: the head of most responses is split and checked by dictionary look-ups: no regular
-#: expression runs. Bounded: past the bound lines are checked without being remembered;
-#: long lines (cookies, tokens) are never remembered.
+#: expression runs. Bounded, emptied when full (``corral.protocol.memo``); long lines
+#: (cookies, tokens) are never remembered.
 _LINES: dict[bytes, tuple[tuple[bytes, bytes], int]] = {}
 _LINES_MAX: Final = 1024
 _LINE_KEPT_MAX: Final = 128
-#: A Status value -> (status, reason), remembered for the common ones (bounded like _LINES).
+#: A Status value -> (status, reason) (bounded like _LINES).
 _STATUSES: dict[bytes, tuple[int, bytes]] = {}
 _STATUSES_MAX: Final = 128
 #: Control characters other than HTAB, CR and LF (CR is checked per line).
@@ -200,8 +201,8 @@ def _field_line(line: bytes) -> tuple[tuple[bytes, bytes], int] | None:
     elif size == 8 and name.lower() == b"location":
         kind = _LOCATION
     entry = (field, kind)
-    if len(line) <= _LINE_KEPT_MAX and len(_LINES) < _LINES_MAX:
-        _LINES[line] = entry
+    if len(line) <= _LINE_KEPT_MAX:
+        remember(_LINES, line, entry, _LINES_MAX)
     return entry
 
 
@@ -245,9 +246,7 @@ def _with_status(
         return CGIResponseHead(200, b"OK", headers, body)
     status = _STATUSES.get(status_value)
     if status is None:
-        status = _status(status_value)
-        if len(_STATUSES) < _STATUSES_MAX:
-            _STATUSES[status_value] = status
+        status = remember(_STATUSES, status_value, _status(status_value), _STATUSES_MAX)
     return CGIResponseHead(status[0], status[1], headers, body)
 
 

@@ -43,6 +43,8 @@ from typing import Any, Final, TypeAlias
 
 import httptools
 
+from corral.protocol.memo import remember
+
 from .errors import HTTPProtocolError, LocalProtocolError
 from .events import (
     NEED_DATA,
@@ -116,13 +118,13 @@ _SPECIAL_NAMES: Final = {
 }
 _NOT_SPECIAL: Final = -1
 #: Field name as received -> its ``_K_*`` kind, or ``_NOT_SPECIAL``: one look-up per field line
-#: instead of lower-casing. Bounded like ``_GOOD_HOSTS``; past the bound names are lower-cased.
+#: instead of lower-casing. Bounded like ``_GOOD_HOSTS``.
 _KINDS: dict[bytes, int] = {}
 _KINDS_MAX: Final = 1024
 #: Host field values already found valid (``_HOST_FIELD``): a client sends the same Host with
 #: every request, so the regular expression runs once per distinct value. Bounded (hostile
-#: clients may send endless distinct ones); past the bound values are checked each time.
-_GOOD_HOSTS: set[bytes] = set()
+#: clients may send endless distinct ones): emptied when full (``corral.protocol.memo``).
+_GOOD_HOSTS: dict[bytes, bool] = {}
 _GOOD_HOSTS_MAX: Final = 1024
 _OWS: Final = b" \t"
 
@@ -588,9 +590,9 @@ class RequestParser:
         headers.append((name, value))
         kind = _KINDS.get(name)
         if kind is None:
-            kind = _SPECIAL_NAMES.get(name.lower(), _NOT_SPECIAL)
-            if len(_KINDS) < _KINDS_MAX:
-                _KINDS[name] = kind
+            kind = remember(
+                _KINDS, name, _SPECIAL_NAMES.get(name.lower(), _NOT_SPECIAL), _KINDS_MAX
+            )
         if kind == _NOT_SPECIAL:
             return
         if kind == _K_HOST:
@@ -653,8 +655,7 @@ class RequestParser:
         elif host not in _GOOD_HOSTS:
             if _HOST_FIELD.match(host) is None:
                 raise self._error(400, "invalid Host header")
-            if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX:
-                _GOOD_HOSTS.add(host)
+            remember(_GOOD_HOSTS, host, True, _GOOD_HOSTS_MAX)
         # Request-target forms (RFC 9112 3.2).
         if target[:1] == b"/":
             if method == b"CONNECT":
