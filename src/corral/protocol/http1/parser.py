@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import types
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 import httptools
@@ -55,7 +54,8 @@ from .events import (
     Request,
     Sentinel,
 )
-from .pipelining import chunks_end, foreign_protocol, head_end, next_chunk
+from .limits import Limits as Limits
+from .pipelining import body_end, chunks_end, foreign_protocol, head_end, next_chunk
 from .relay import Relay
 from .rules import (
     _ABSOLUTE_FORM,
@@ -67,32 +67,6 @@ from .rules import (
 )
 
 Event: TypeAlias = Request | Body | EndOfMessage | ConnectionClosed | Sentinel
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Per-request limits. Defaults follow nginx/gunicorn (8 KiB lines, 100 fields)."""
-
-    #: Longest request-target accepted (bytes); longer is 414.
-    max_request_line: int = 8190
-    #: Sum over header fields of name + value + 4 (": " and CRLF); over is 431.
-    max_header_bytes: int = 65536
-    #: Most header fields (trailer fields count separately against the same limit); 431.
-    max_header_count: int = 100
-    #: Longest single field line, counted as name + value + 4 (": " and CRLF); over is 431.
-    max_header_field: int = 8190
-    #: Largest body; a larger declared Content-Length is 413 at once, a chunked body is
-    #: 413 as soon as it passes the limit. ``None``: no limit (the front streams bodies).
-    max_body_size: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("max_request_line", "max_header_bytes", "max_header_count"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"Limits.{name} must be positive")
-        if self.max_header_field < 1:
-            raise ValueError("Limits.max_header_field must be positive")
-        if self.max_body_size is not None and self.max_body_size < 0:
-            raise ValueError("Limits.max_body_size must be >= 0 or None")
 
 
 #: EndOfMessage is immutable: one instance serves every message without trailers.
@@ -327,20 +301,37 @@ class RequestParser:
             raise event.with_traceback(None)
         return event  # type: ignore[no-any-return]
 
-    def start_next(self) -> None:
-        """After ``EndOfMessage`` (the response was sent): go on with the next request."""
+    def next_event_and_end(self) -> tuple[Event, bool]:
+        """``next_event()``, and whether the message ended with it: a ``Request`` whose
+        ``EndOfMessage`` (without trailers) is queued right behind it, a whole request without
+        a body (the usual one), comes with that EndOfMessage taken, the parser paused as
+        after it. One call per such request where ``next_event`` takes three."""
+        events = self._events
+        if len(events) > 1 and not self._paused:
+            event = events[0]
+            if events[1] is _END_OF_MESSAGE and type(event) is Request:
+                events.popleft()
+                events.popleft()
+                self._paused = True
+                return event, True
+        return self.next_event(), False
+
+    def start_next(self) -> bool:
+        """After ``EndOfMessage`` (the response was sent): go on with the next request.
+        Returns whether ``next_event()`` has something other than ``NEED_DATA`` to say."""
         if not self._paused:
             raise LocalProtocolError("start_next() is only valid after EndOfMessage")
         self._paused = False
         self._unstarted -= 1
         if self._unstarted or self._done:
-            return
+            return bool(self._events)
         if self._backlog:
             data = bytes(self._backlog)
             self._backlog.clear()
             self._feed(data)
         if self._backlog_eof and not self._done and not self._unstarted:
             self._eof()
+        return bool(self._events)
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -518,7 +509,7 @@ class RequestParser:
         if self._done:
             return  # bytes after a request that closes the connection: ignored
         if self._loc_data is data or self._feed_body < 0 or self._msg_no == self._feed_msg + 1:
-            end = self._body_end(data, self._head_end_here(data))
+            end = body_end(data, self._head_end_here(data), self._chunked, self._length)
         elif self._chunked:  # its chunked body began in an earlier read
             chunks = self._chunk_in
             if chunks is None:
@@ -550,14 +541,6 @@ class RequestParser:
         tail = self._head_tail
         end = (tail + data).find(b"\r\n\r\n")
         return end + 4 - len(tail) if end >= 0 else -1
-
-    def _body_end(self, data: bytes, head_end: int) -> int:
-        """Where the current request (its head ending at ``head_end``) ends in ``data``."""
-        if head_end < 0:
-            return -1
-        if not self._chunked:
-            return head_end + (self._length or 0)
-        return chunks_end(data, head_end)
 
     def _advance_chunks(self, data: bytes) -> None:
         """Before ``data`` goes on with a chunked body: where its next chunk-size line is."""
