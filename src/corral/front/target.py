@@ -39,10 +39,12 @@ def decode_path(raw_path: bytes) -> bytes:
         if raw_path in (b"*", b""):
             return raw_path
         raise BadTarget("the request path does not start with /")
-    path = unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path
-    if b"\x00" in path:
+    # (``find``, not ``in``: on Python 3.11 ``bytes in bytes`` first tries the operand as an
+    # int, and raises and clears a TypeError each time; these run for every request.)
+    path = unquote_to_bytes(raw_path) if raw_path.find(b"%") >= 0 else raw_path
+    if path.find(b"\x00") >= 0:
         raise BadTarget("the path contains a NUL byte")
-    if b"/." in path:
+    if path.find(b"/.") >= 0:
         path = remove_dot_segments(path)
     return path
 

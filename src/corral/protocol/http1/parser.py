@@ -344,7 +344,7 @@ class RequestParser:
         state = self._state
         if state != _BODY:
             pending = self._pending
-            if b"\n" not in data:
+            if data.find(b"\n") < 0:  # (not ``in``: see _on_headers_complete)
                 pending += data
                 if len(pending) < self._coalesce:
                     return
@@ -643,8 +643,11 @@ class RequestParser:
         if target[:1] == b"/":
             if method == b"CONNECT":
                 raise self._error(400, "CONNECT needs an authority-form target")
-            if b"#" in target:
-                path, _, query = target[: target.index(b"#")].partition(b"?")
+            # ``find``, not ``in``: on Python 3.11 ``bytes in bytes`` raises and clears a
+            # TypeError first (it tries the operand as an int).
+            fragment = target.find(b"#")
+            if fragment >= 0:
+                path, _, query = target[:fragment].partition(b"?")
             else:
                 path, _, query = target.partition(b"?")
         elif target == b"*":
