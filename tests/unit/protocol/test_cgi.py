@@ -316,3 +316,22 @@ def test_remembered_status_values_are_bounded() -> None:
     finally:
         cgi._STATUSES.clear()
         cgi._STATUSES.update(saved)
+
+
+def test_one_parser_serves_response_after_response_when_reset() -> None:
+    """A client keeps one parser per connection: ``reset`` makes it ready for the next
+    answer whatever the last one left (a head cut across feeds, a finished head), and
+    ``feed_parts`` gives what ``feed`` gives, as a plain tuple."""
+    parser = CGIResponseParser()
+    assert parser.feed_parts(b"Status: 404 Nope\r\nX-A: 1\r\n") is None  # (cut: buffered)
+    parser.reset()
+    assert not parser.started
+    parts = parser.feed_parts(b"Content-Type: text/plain\r\n\r\nbody")
+    assert parts == (200, b"OK", [(b"Content-Type", b"text/plain")], b"body")
+    assert parser.complete
+    parser.reset()
+    assert parser.feed_parts(b"Location: /x\n") is None
+    assert parser.feed_parts(b"\nrest") == (302, b"Found", [(b"Location", b"/x")], b"rest")
+    parser.reset()
+    head = parser.feed(b"Status: 201\r\n\r\n")
+    assert head == CGIResponseHead(201, b"Created", [], b"")
