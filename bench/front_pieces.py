@@ -118,7 +118,7 @@ def pieces(pipelining: bool) -> dict[str, Callable[[], object]]:
         return leased
 
     try:
-        from corral.protocol.fastcgi.pairmemo import encode_pairs_remembered as encode
+        from corral.backends.pairmemo import encode_pairs_remembered as encode
     except ImportError:  # (trees before session 8: in records, or not at all)
         encode = getattr(records, "encode_pairs_remembered", records.encode_pairs)
     return {

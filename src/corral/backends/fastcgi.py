@@ -31,12 +31,13 @@ from corral.backends import (
     PooledUpstream,
     ResponseSink,
     SinkedProtocol,
+    pairmemo,
 )
 from corral.backends.discard import DISCARD
 from corral.backends.readbuffer import read_buffers
 from corral.backends.writebatch import BatchedWriter, write_batch
 from corral.protocol.cgi import CGIResponseError, CGIResponseParser
-from corral.protocol.fastcgi import pairmemo, records
+from corral.protocol.fastcgi import records
 from corral.protocol.fastcgi.constants import HEADER_LEN, MAX_PIPELINE_DEPTH, RecordType, Role
 from corral.protocol.fastcgi.errors import FastCGIError
 

@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from corral.backends import pairmemo
 from corral.protocol.fastcgi import (
     LocalProtocolError,
     ProtocolStatus,
     RecordType,
     RemoteProtocolError,
     Role,
-    pairmemo,
     records,
 )
 

@@ -5,7 +5,8 @@ and port...), so one look-up replaces their length checks and packing. Short pai
 table is bounded and emptied when full (``corral.protocol.memo``), so it follows what is sent
 lately (hostile clients may send endless distinct values).
 
-Front side only: Corral's worker (which imports ``records``) never needs it.
+Front side only (the FastCGI client's): Corral's worker, which imports ``records``, never
+needs it, and its import folder holds neither this nor ``memo``.
 """
 
 from __future__ import annotations
