@@ -66,7 +66,7 @@ from corral.front.proxy import BadBackendHead
 from corral.front.routes import AppRoute
 from corral.front.spool import BodySpool
 from corral.front.stream import PAUSE_BACKEND, PAUSE_LEASE, ClientStream, Deadline
-from corral.front.target import BadTarget, decode_path, split_host
+from corral.front.target import PATHS, BadTarget, decode_path_remembered, split_host
 from corral.front.tunnel import Tunnel
 from corral.protocol.http1.events import Request
 from corral.protocol.memo import remember
@@ -80,6 +80,7 @@ from corral.supervision.lease import (
 
 logger = logging.getLogger("corral.front")
 
+_PATHS_GET = PATHS.get
 # Module constants: read on the hot path without an attribute look-up on the enum.
 _BODY = Deadline.BODY
 _BACKEND = Deadline.BACKEND
@@ -200,7 +201,8 @@ class Exchange:
         # An Upgrade request is served as plain HTTP/1.1 (Upgrade is hop-by-hop, not forwarded)
         # unless the route's backend can switch protocols (see _special_request).
         try:
-            path = decode_path(request.path)
+            raw_path = request.path
+            path = _PATHS_GET(raw_path) or decode_path_remembered(raw_path)
         except BadTarget as exc:
             if exc.status == 404:
                 stream.respond_error(404)

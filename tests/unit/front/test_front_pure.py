@@ -288,3 +288,46 @@ def test_a_table_of_status_lines_full_of_junk_is_emptied() -> None:
     finally:
         writer._STATUS_CACHE.clear()
         writer._STATUS_CACHE.update(saved)
+
+
+@given(
+    st.lists(
+        st.binary(max_size=12).map(lambda b: b"/" + b)
+        | st.sampled_from([b"/a/%2e%2e/b", b"/%00", b"/../x", b"*", b"", b"x", b"/%41"]),
+        max_size=12,
+    )
+)
+def test_remembered_paths_decode_as_decode_path(raws: list[bytes]) -> None:
+    """``decode_path_remembered`` (and ``PATHS``, which the exchange reads first) answers as
+    ``decode_path`` does, twice in a row; a refused path is never remembered."""
+    from corral.front import target
+
+    for raw in raws + raws:
+        try:
+            expected: object = decode_path(raw)
+        except BadTarget as exc:
+            expected = type(exc)
+            assert raw not in target.PATHS
+        try:
+            got: object = target.PATHS.get(raw) or target.decode_path_remembered(raw)
+        except BadTarget as exc:
+            got = type(exc)
+        assert got == expected
+
+
+def test_a_table_of_paths_full_of_junk_is_emptied() -> None:
+    from corral.front import target
+
+    saved = dict(target.PATHS)
+    try:
+        target.PATHS.clear()
+        for i in range(target._PATHS_MAX):
+            target.decode_path_remembered(b"/junk/%d" % i)
+        assert len(target.PATHS) == target._PATHS_MAX
+        assert target.decode_path_remembered(b"/hello") == b"/hello"
+        assert target.PATHS == {b"/hello": b"/hello"}
+        long = b"/" + b"x" * 200
+        assert target.decode_path_remembered(long) == long and long not in target.PATHS
+    finally:
+        target.PATHS.clear()
+        target.PATHS.update(saved)
