@@ -319,7 +319,8 @@ class Dispatcher:
             lease.conn.close()  # its own handle: see Follower.close (the connection stays
             # open unless the request was being served and is given up)
             reusable = not conn.is_closed
-        if reusable and conn.in_flight and worker is not None and worker.pipelining:
+        # (The connection's in_flight, a property, only for a pipelining worker's.)
+        if reusable and worker is not None and worker.pipelining and conn.in_flight:
             pass  # requests queued on the connection are still to be served: it stays busy
         else:
             if worker is not None and worker.busy_conns:
