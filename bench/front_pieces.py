@@ -6,12 +6,13 @@
 
 Each piece repeats, ``--requests`` times, what the front does for one wrk ``GET /hello``
 (``tests/unit/front/microbench_front.py`` runs them all together, through an in-process
-connection): ``parse`` (the request head through ``RequestParser``: feed, its events, the next
-request), ``header_params`` (the HTTP_* variables), ``encode_pairs`` (the per-request
-FastCGI pairs, as ``backends.fastcgi`` encodes them), ``cgi`` (the worker's CGI head, a new
-parser each time), ``filter`` (that head's fields for the client), ``lease`` (``Pool``
-``lease_or_wait`` and ``release`` on a ready pool of one worker; ``--pipelining``: a worker that
-takes pipelined requests, as Corral's own does), ``nothing`` (the loop's own cost, to subtract).
+connection): ``parse`` (the request head through ``RequestParser``: feed, its events, the
+next request, as the front asks for them), ``header_params`` (the HTTP_* variables),
+``encode_pairs`` (the per-request FastCGI pairs, as ``backends.fastcgi`` encodes them),
+``cgi`` (the worker's CGI head: a new parser each time before session 8, one parser reset
+since), ``filter`` (that head's fields for the client), ``lease`` (``Pool`` ``lease_or_wait``
+and ``release`` on a ready pool of one worker; ``--pipelining``: a worker that takes
+pipelined requests, as Corral's own does), ``nothing`` (the loop's own cost, to subtract).
 Figures: bench/README.md, "Performance II (session 7): the front's Python per request".
 """
 
@@ -92,7 +93,17 @@ def pieces(pipelining: bool) -> dict[str, Callable[[], object]]:
         parser.next_event()  # EndOfMessage
         parser.next_event()  # PAUSED
         parser.start_next()
+        parser.next_event()  # NEED_DATA (the front's _drain after start_next)
         return request
+
+    def parse_batched() -> object:  # (session 8: what the front calls now)
+        parser.receive_data(REQUEST)
+        request, _ = parser.next_event_and_end()
+        parser.start_next()  # (False: nothing more to ask)
+        return request
+
+    if hasattr(parser, "next_event_and_end"):
+        parse = parse_batched
 
     request: Any = parse()
 
@@ -108,7 +119,11 @@ def pieces(pipelining: bool) -> dict[str, Callable[[], object]]:
     assert head is not None
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    pool = _ready_pool(pipelining)
+
+    async def build() -> Pool:  # (the connection's write batch wants a running loop)
+        return _ready_pool(pipelining)
+
+    pool = loop.run_until_complete(build())
     pool._loop = loop
 
     def lease() -> object:
@@ -117,16 +132,24 @@ def pieces(pipelining: bool) -> dict[str, Callable[[], object]]:
         pool.release(leased, True)
         return leased
 
+    cgi_parser = CGIResponseParser()
+
+    def cgi() -> object:
+        if hasattr(cgi_parser, "feed_parts"):  # (session 8: one parser per connection)
+            cgi_parser.reset()
+            return cgi_parser.feed_parts(HEAD)
+        return CGIResponseParser().feed(HEAD)
+
     try:
-        encode = records.encode_pairs_remembered
-    except AttributeError:  # (the tree before the table of pairs encoded lately)
-        encode = records.encode_pairs
+        from corral.backends.pairmemo import encode_pairs_remembered as encode
+    except ImportError:  # (trees before session 8: in records, or not at all)
+        encode = getattr(records, "encode_pairs_remembered", records.encode_pairs)
     return {
         "nothing": lambda: None,
         "parse": parse,
         "header_params": header_params,
         "encode_pairs": lambda: encode(pairs),
-        "cgi": lambda: CGIResponseParser().feed(HEAD),
+        "cgi": cgi,
         "filter": lambda: proxy.filter_headers(head.headers),
         "lease": lease,
     }

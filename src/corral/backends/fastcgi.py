@@ -31,7 +31,9 @@ from corral.backends import (
     PooledUpstream,
     ResponseSink,
     SinkedProtocol,
+    pairmemo,
 )
+from corral.backends.discard import DISCARD
 from corral.backends.readbuffer import read_buffers
 from corral.backends.writebatch import BatchedWriter, write_batch
 from corral.protocol.cgi import CGIResponseError, CGIResponseParser
@@ -90,7 +92,7 @@ async def connect(
 
 #: FastCGI name-value pairs encoder (the codec's).
 encode_pairs = records.encode_pairs
-_encode_pairs_remembered = records.encode_pairs_remembered
+_encode_pairs_remembered = pairmemo.encode_pairs_remembered
 
 _HEADER = records.HEADER
 _HEADER_LEN = HEADER_LEN
@@ -124,35 +126,7 @@ _PARAMS_END = _PARAMS_END_BY_ID[REQUEST_ID]
 _STDIN_END = _STDIN_END_BY_ID[REQUEST_ID]
 
 
-class _Discard:
-    """The sink of a queued request whose client went away: its answer is read and dropped."""
-
-    def backend_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        pass
-
-    def backend_body(self, data: bytes | memoryview) -> None:
-        pass
-
-    def backend_end(self, reusable: bool) -> None:
-        pass
-
-    def backend_error(self, exc: BackendError) -> None:
-        pass
-
-    def backend_flush(self) -> None:
-        pass
-
-    def backend_pause_writing(self) -> None:
-        pass
-
-    def backend_resume_writing(self) -> None:
-        pass
-
-    def backend_started(self) -> None:
-        pass
-
-
-_DISCARD = _Discard()
+_DISCARD = DISCARD
 #: No read in progress.
 _NO_BUFFER = bytearray()
 
@@ -177,7 +151,10 @@ class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedPro
         self._php_fpm = php_fpm
         self._transport: asyncio.Transport | None = None
         self._sink: ResponseSink | None = None
+        #: The CGI head's parser while the head of the answer in progress is read (else None):
+        #: ``_cgi``, the connection's one, reset for each answer.
         self._head: CGIResponseParser | None = None
+        self._cgi = CGIResponseParser()
         self._buffer = b""
         #: Bytes still to come of a body STDOUT record split across reads, then its padding.
         self._stdout_left = 0
@@ -370,15 +347,16 @@ class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedPro
             sink.backend_body(data)
             return
         try:
-            result = head.feed(data)
+            parts = head.feed_parts(data)
         except CGIResponseError as exc:
             raise BackendProtocolError(f"{self.name} sent a bad CGI response head: {exc}") from exc
-        if result is None:
+        if parts is None:
             return
         self._head = None
-        sink.backend_head(result.status, result.reason, result.headers)
-        if result.body and self._sink is sink:
-            sink.backend_body(result.body)
+        status, reason, headers, body = parts
+        sink.backend_head(status, reason, headers)
+        if body and self._sink is sink:
+            sink.backend_body(body)
 
     def _on_stderr(self, data: bytes) -> None:
         if data:
@@ -433,7 +411,8 @@ class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedPro
         sink = follower.sink
         # An answer nobody waits for (withdrawn, or its client gone) is dropped unparsed: a
         # withdrawn request that was skipped has an empty one.
-        self._head = None if sink is _DISCARD else CGIResponseParser()
+        self._head = None if sink is _DISCARD else self._cgi
+        self._cgi.reset()
         self._began = time.monotonic()
         self._sink = sink
         if follower.paused and self._transport is not None:
@@ -648,7 +627,8 @@ class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedPro
             )
             return
         self._sink = sink
-        self._head = CGIResponseParser()
+        head = self._head = self._cgi
+        head.reset()
         self._buffer = b""
         self._stdout_left = self._skip_left = 0
         self._rid = REQUEST_ID

@@ -31,18 +31,20 @@ class Flushable(Protocol):
 class WriteBatch:
     """One event loop's connections with writes held for the end of the current turn."""
 
-    __slots__ = ("_dirty", "loop")
+    __slots__ = ("_dirty", "_flush_soon", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._dirty: list[Flushable] = []
+        #: (The bound method made once, not at every turn that writes.)
+        self._flush_soon = self._flush
 
     def add(self, conn: Flushable) -> None:
         """``conn`` holds writes: flush it at the end of this turn (it is added once per
         turn: by its first held write)."""
         dirty = self._dirty
         if not dirty:
-            self.loop.call_soon(self._flush)
+            self.loop.call_soon(self._flush_soon)
         dirty.append(conn)
 
     def _flush(self) -> None:

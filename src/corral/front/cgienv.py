@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from corral.protocol.memo import remember
+
 Pairs = list[tuple[bytes, bytes]]
 
 SERVER_SOFTWARE = b"Corral"
@@ -61,8 +63,8 @@ FORWARDING = frozenset(
 )
 
 #: Field name as received -> (CGI variable name, what the caller wants of it: ``_ROLES``), or
-#: None to drop it. Bounded (hostile clients may send endless distinct names); past the bound
-#: names are mapped without being remembered.
+#: None to drop it. Bounded (hostile clients may send endless distinct names): emptied when
+#: full (``corral.protocol.memo``).
 _NAME_CACHE: dict[bytes, tuple[bytes, int] | None] = {}
 _NAME_CACHE_MAX = 2048
 _PLAIN, _HOST, _REFERER, _AGENT, _COOKIE = range(5)
@@ -86,15 +88,13 @@ def _cgi_name(name: bytes) -> bytes | None:
 
 
 def _mapped(name: bytes) -> tuple[bytes, int] | None:
-    """``_NAME_CACHE``'s entry for ``name`` (made, and kept while there is room)."""
+    """``_NAME_CACHE``'s entry for ``name`` (made and remembered on a miss)."""
     try:
         return _NAME_CACHE[name]
     except KeyError:
         key = _cgi_name(name)
         mapped = None if key is None else (key, _ROLES.get(key, _PLAIN))
-        if len(_NAME_CACHE) < _NAME_CACHE_MAX:
-            _NAME_CACHE[name] = mapped
-        return mapped
+        return remember(_NAME_CACHE, name, mapped, _NAME_CACHE_MAX)
 
 
 def cgi_name(name: bytes) -> bytes | None:

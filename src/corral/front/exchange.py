@@ -66,9 +66,10 @@ from corral.front.proxy import BadBackendHead
 from corral.front.routes import AppRoute
 from corral.front.spool import BodySpool
 from corral.front.stream import PAUSE_BACKEND, PAUSE_LEASE, ClientStream, Deadline
-from corral.front.target import BadTarget, decode_path, split_host
+from corral.front.target import PATHS, BadTarget, decode_path_remembered, split_host
 from corral.front.tunnel import Tunnel
 from corral.protocol.http1.events import Request
+from corral.protocol.memo import remember
 from corral.runtime.gate import DeployInProgress
 from corral.supervision.lease import (
     Lease,
@@ -79,6 +80,7 @@ from corral.supervision.lease import (
 
 logger = logging.getLogger("corral.front")
 
+_PATHS_GET = PATHS.get
 # Module constants: read on the hot path without an attribute look-up on the enum.
 _BODY = Deadline.BODY
 _BACKEND = Deadline.BACKEND
@@ -199,7 +201,8 @@ class Exchange:
         # An Upgrade request is served as plain HTTP/1.1 (Upgrade is hop-by-hop, not forwarded)
         # unless the route's backend can switch protocols (see _special_request).
         try:
-            path = decode_path(request.path)
+            raw_path = request.path
+            path = _PATHS_GET(raw_path) or decode_path_remembered(raw_path)
         except BadTarget as exc:
             if exc.status == 404:
                 stream.respond_error(404)
@@ -268,16 +271,28 @@ class Exchange:
                 server_name,
                 server_port,
             )
-        params.append((b"REQUEST_METHOD", method))
+        version = request.http_version
+        protocol = _PROTOCOL_PARAMS.get(version) or _protocol_param(server, version)
         if route.script_params is None:
-            params.append((b"PATH_INFO", path_info))
-        else:
-            params += route.script_params  # a file handler's script (*.php)
-        params.append((b"QUERY_STRING", query))
-        params.append((b"REQUEST_URI", request.target))
-        params.append((b"SERVER_NAME", server_name))
-        params.append((b"SERVER_PORT", server_port))
-        params.append((b"SERVER_PROTOCOL", server.protocol_bytes(request.http_version)))
+            params += (
+                (b"REQUEST_METHOD", method),
+                (b"PATH_INFO", path_info),
+                (b"QUERY_STRING", query),
+                (b"REQUEST_URI", request.target),
+                (b"SERVER_NAME", server_name),
+                (b"SERVER_PORT", server_port),
+                protocol,
+            )
+        else:  # a file handler's script (*.php)
+            params.append((b"REQUEST_METHOD", method))
+            params += route.script_params
+            params += (
+                (b"QUERY_STRING", query),
+                (b"REQUEST_URI", request.target),
+                (b"SERVER_NAME", server_name),
+                (b"SERVER_PORT", server_port),
+                protocol,
+            )
         length = request.content_length
         if length is not None and not request.chunked:
             params.append((b"CONTENT_LENGTH", b"%d" % length))
@@ -715,6 +730,15 @@ class Exchange:
             self.route.pool.release(lease, reusable)
 
 
+#: SERVER_PROTOCOL's pair by HTTP version (a request's version is one of a few).
+_PROTOCOL_PARAMS: dict[str, tuple[bytes, bytes]] = {}
+
+
+def _protocol_param(server: FrontContext, version: str) -> tuple[bytes, bytes]:
+    pair = (b"SERVER_PROTOCOL", server.protocol_bytes(version))
+    return remember(_PROTOCOL_PARAMS, version, pair, 8)
+
+
 def _send_spool(exchange: Exchange, backend: Upstream) -> None:
     """Request buffering: send the exchange's spooled body to its backend while the backend
     takes it (again at each ``backend_resume_writing``), then end it."""
@@ -753,39 +777,3 @@ def backend_reason(exc: BackendError, name: str) -> str:
     line names the application already)."""
     text = str(exc)
     return text[len(name) + 1 :] if text.startswith(name + " ") else text
-
-
-def record_request(
-    server: FrontContext,
-    exchange: Exchange,
-    request: Request,
-    status: int,
-    sent: int,
-    body_received: int,
-    started: float,
-    peer: str,
-    access: bool,
-) -> None:
-    """A request ended (HTTP/1.1 or an HTTP/2 stream): count it (its application's
-    ``RequestStats``, else the server's unrouted ones) and, with ``access``, write its
-    access-log line. ``peer`` is the client's address as the connection trusts it."""
-    route = exchange.route
-    stats = route.stats if route is not None else server.stats.unrouted
-    now = perf_counter()
-    duration = now - started
-    stats.record(status, duration, sent, body_received)
-    if server.access_log and access:
-        began = exchange.upstream_start
-        server.access_write(
-            server.access_format(
-                peer,
-                request,
-                status,
-                sent,
-                exchange.referer,
-                exchange.agent,
-                "" if route is None else route.name,
-                duration,
-                None if not began else (exchange.upstream_end or now) - began,
-            )
-        )

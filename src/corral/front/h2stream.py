@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING
 from corral.backends import Upstream
 from corral.front import errorpages
 from corral.front.context import FrontContext
-from corral.front.exchange import Exchange, record_request
+from corral.front.exchange import Exchange
 from corral.front.h2fields import response_fields
 from corral.front.proxy import body_allowed
+from corral.front.requestlog import record_request
 from corral.front.spool import Spill, spilled_total
 from corral.front.stream import Deadline, StreamDeadlines, TunnelPeer
 from corral.protocol.http1.events import Request

@@ -30,8 +30,9 @@ from typing import cast
 
 from corral.front import errorpages
 from corral.front.context import FrontContext
-from corral.front.exchange import Exchange, record_request
+from corral.front.exchange import Exchange
 from corral.front.http1response import Http1Response
+from corral.front.requestlog import record_request
 from corral.front.stream import (
     LINGER_BYTES,
     LINGER_SECONDS,
@@ -242,7 +243,7 @@ class HTTPConnection(StreamDeadlines, asyncio.Protocol):
         parser = self._parser
         while not self.closed:
             try:
-                event = parser.next_event()
+                event, ended = parser.next_event_and_end()
             except HTTPProtocolError as exc:
                 self.reject(exc.status_hint, exc.reason)
                 return
@@ -251,6 +252,10 @@ class HTTPConnection(StreamDeadlines, asyncio.Protocol):
                 self._on_body(event.data)  # type: ignore[union-attr]
             elif event_type is Request:
                 self._on_request(event)  # type: ignore[arg-type]
+                if ended:  # its EndOfMessage came with it: the parser is paused
+                    if not self.closed and (not self.body_complete or self._kind == _BODY):
+                        self._on_body_end()
+                    return
             elif event_type is EndOfMessage:
                 self._on_body_end()
             elif event is NEED_DATA or event is PAUSED:
@@ -389,8 +394,8 @@ class HTTPConnection(StreamDeadlines, asyncio.Protocol):
         if server.closing:
             self.close()
             return
-        self._parser.start_next()
-        self._drain()
+        if self._parser.start_next():
+            self._drain()
 
     def respond_error(
         self,

@@ -16,6 +16,7 @@ The bytes themselves are written by ``corral.protocol.http1.writer``.
 from __future__ import annotations
 
 from corral.front.cgienv import HOP_BY_HOP
+from corral.protocol.memo import remember
 
 
 class BadBackendHead(ValueError):
@@ -28,8 +29,8 @@ _PLAIN, _LENGTH, _DATE, _HOP = range(4)
 #: A backend's field -> (kind, its line for the client, its length for a Content-Length).
 #: Backends send the same fields with every response (the CGI parser hands out the same tuples
 #: for lines it has seen: ``corral.protocol.cgi``), so one look-up replaces the lower-casing,
-#: the comparisons and the line's concatenation. Short fields only; emptied when full, so that
-#: it follows what is sent lately.
+#: the comparisons and the line's concatenation. Short fields only; emptied when full
+#: (``corral.protocol.memo``), so that it follows what is sent lately.
 _FIELDS: dict[tuple[bytes, bytes], tuple[int, bytes, int]] = {}
 _FIELDS_MAX = 1024
 _FIELD_KEPT_MAX = 128
@@ -80,9 +81,7 @@ def _field(field: tuple[bytes, bytes]) -> tuple[int, bytes, int]:
         line = name + b": " + value + b"\r\n"
         entry = (_DATE if lower == b"date" else _PLAIN, line, 0)
     if len(name) + len(value) <= _FIELD_KEPT_MAX:
-        if len(_FIELDS) >= _FIELDS_MAX:
-            _FIELDS.clear()
-        _FIELDS[field] = entry
+        remember(_FIELDS, field, entry, _FIELDS_MAX)
     return entry
 
 

@@ -31,6 +31,7 @@ from corral.config.rewrite import RewriteRule, RewriteScope
 from corral.front.cgienv import DEVELOPMENT_PARAM, Pairs, route_params, script_params
 from corral.front.stats import RequestStats
 from corral.protocol.http1.events import Request
+from corral.protocol.memo import remember
 from corral.routing import Route, is_file_pattern
 from corral.routing import Router as ModelRouter
 from corral.supervision.lease import Deliver, Lease, LeaseSource, PoolUnavailable, Waiter
@@ -285,16 +286,6 @@ class ConfigRouter:
         )
         return AppRoute(name=answers.name, pool=NO_POOL, script_name=script, rewrite=rules)
 
-    @staticmethod
-    def _remember(
-        cache: dict[tuple[bytes | None, bytes, int | None], AppRoute],
-        key: tuple[bytes | None, bytes, int | None],
-        route: AppRoute,
-    ) -> None:
-        if len(cache) >= CACHE_SIZE:
-            cache.clear()
-        cache[key] = route
-
     def listening(self, actual_port: int, configured_port: int) -> None:
         """A listener for the bindings on ``configured_port`` got ``actual_port``."""
         self._ports[actual_port] = configured_port
@@ -316,12 +307,12 @@ class ConfigRouter:
                 (found.site.name, found.mount.virtual_path), ()
             ):
                 if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in (b"", b"/"):
-                    self._remember(self._cache, key, console)
+                    remember(self._cache, key, console, CACHE_SIZE)
                     return console
         if self._rewriting:
             rules = self._rewriting.get((found.site.name, found.mount.virtual_path))
             if rules is not None:
-                self._remember(self._cache, key, rules)
+                remember(self._cache, key, rules, CACHE_SIZE)
                 return rules
         return self._resolve(found, key, self._cache)
 
@@ -349,7 +340,7 @@ class ConfigRouter:
             route = self._static[(found.site.name, found.mount.virtual_path)]
             if found.path_info and not found.path_info.endswith("/"):
                 # (A folder URL may get a default document once one is created: not cached.)
-                self._remember(cache, key, route)
+                remember(cache, key, route, CACHE_SIZE)
             return route
         app_key = (app.site, app.virtual_path, app.name)
         route = self._apps[app_key]
@@ -357,7 +348,7 @@ class ConfigRouter:
             php = self._php.get(app_key) if self._php else None
             if php is not None:
                 return self._front_controller(found, route, php)
-            self._remember(cache, key, route)
+            remember(cache, key, route, CACHE_SIZE)
             return route
         # A file handler (*.php): this request's script, only when that file exists. php-cgi's
         # cgi.fix_pathinfo would otherwise run the longest existing prefix of a missing script:

@@ -14,7 +14,10 @@ Choices (documented in docs/architecture.md, "The path of a request"):
 
 from __future__ import annotations
 
+from typing import Final
 from urllib.parse import unquote_to_bytes
+
+from corral.protocol.memo import remember
 
 
 class BadTarget(ValueError):
@@ -39,11 +42,29 @@ def decode_path(raw_path: bytes) -> bytes:
         if raw_path in (b"*", b""):
             return raw_path
         raise BadTarget("the request path does not start with /")
-    path = unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path
-    if b"\x00" in path:
+    # (``find``, not ``in``: on Python 3.11 ``bytes in bytes`` first tries the operand as an
+    # int, and raises and clears a TypeError each time; these run for every request.)
+    path = unquote_to_bytes(raw_path) if raw_path.find(b"%") >= 0 else raw_path
+    if path.find(b"\x00") >= 0:
         raise BadTarget("the path contains a NUL byte")
-    if b"/." in path:
+    if path.find(b"/.") >= 0:
         path = remove_dot_segments(path)
+    return path
+
+
+#: Raw paths -> their ``decode_path``: kept-alive clients ask for the same paths again and
+#: again. Short paths only; bounded, emptied when full (``corral.protocol.memo``). The caller
+#: looks here first (``PATHS.get(raw) or decode_path_remembered(raw)``).
+PATHS: dict[bytes, bytes] = {}
+_PATHS_MAX: Final = 4096
+_PATH_KEPT_MAX: Final = 128
+
+
+def decode_path_remembered(raw_path: bytes) -> bytes:
+    """``decode_path``, remembered in ``PATHS`` when short (raises as it does)."""
+    path = decode_path(raw_path)
+    if len(raw_path) <= _PATH_KEPT_MAX:
+        remember(PATHS, raw_path, path, _PATHS_MAX)
     return path
 
 

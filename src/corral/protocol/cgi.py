@@ -4,7 +4,9 @@ of a FastCGI STDOUT stream.
 Stdlib only. ``CGIResponseParser.feed`` takes STDOUT bytes as they arrive and,
 once the blank line that ends the head has been seen, returns a
 ``CGIResponseHead``: the status, the reason phrase, the header fields (without
-``Status``) and the body bytes that followed the head in the same chunk.
+``Status``) and the body bytes that followed the head in the same chunk
+(``feed_parts``: the same as a plain tuple, for a client that unpacks it at once). A
+client keeps one parser per connection and ``reset``s it for each response.
 
 Rules (where CGI/1.1 leaves room, the choice is noted):
 
@@ -32,15 +34,17 @@ from __future__ import annotations
 import http
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeAlias
 
 from corral.errors import CorralError
+from corral.protocol.memo import remember
 
 __all__ = [
     "DEFAULT_MAX_HEAD_SIZE",
     "CGIResponseError",
     "CGIResponseHead",
     "CGIResponseParser",
+    "HeadParts",
 ]
 
 DEFAULT_MAX_HEAD_SIZE: Final = 64 * 1024
@@ -62,12 +66,12 @@ _LOCATION: Final = 2
 #: A well-formed field line as sent (without its LF) -> its field and kind. Applications send
 #: the same lines again and again (Content-Type, Status, a Content-Length of a fixed page), so
 #: the head of most responses is split and checked by dictionary look-ups: no regular
-#: expression runs. Bounded: past the bound lines are checked without being remembered;
-#: long lines (cookies, tokens) are never remembered.
+#: expression runs. Bounded, emptied when full (``corral.protocol.memo``); long lines
+#: (cookies, tokens) are never remembered.
 _LINES: dict[bytes, tuple[tuple[bytes, bytes], int]] = {}
 _LINES_MAX: Final = 1024
 _LINE_KEPT_MAX: Final = 128
-#: A Status value -> (status, reason), remembered for the common ones (bounded like _LINES).
+#: A Status value -> (status, reason) (bounded like _LINES).
 _STATUSES: dict[bytes, tuple[int, bytes]] = {}
 _STATUSES_MAX: Final = 128
 #: Control characters other than HTAB, CR and LF (CR is checked per line).
@@ -89,14 +93,26 @@ class CGIResponseHead:
     body: bytes
 
 
+#: A head as ``feed_parts`` returns it: (status, reason, headers, body).
+HeadParts: TypeAlias = tuple[int, bytes, list[tuple[bytes, bytes]], bytes]
+
+
 class CGIResponseParser:
-    """Accumulates STDOUT bytes until the head is complete; one parser per response."""
+    """Accumulates STDOUT bytes until the head is complete; one response at a time
+    (``reset`` between two)."""
 
     __slots__ = ("_buf", "_done", "_scanned", "max_head_size")
 
     def __init__(self, max_head_size: int = DEFAULT_MAX_HEAD_SIZE) -> None:
         self.max_head_size = max_head_size
         self._buf = bytearray()
+        self._scanned = 0
+        self._done = False
+
+    def reset(self) -> None:
+        """Ready for the next response (whatever state the last one left)."""
+        if self._buf:
+            self._buf = bytearray()
         self._scanned = 0
         self._done = False
 
@@ -113,6 +129,11 @@ class CGIResponseParser:
         """Feed STDOUT bytes; ``b""`` means the stream ended. Returns the head once complete,
         else ``None``. Raises ``CGIResponseError`` when the head is malformed or the stream
         ends before it; ``RuntimeError`` when called again after the head was returned."""
+        parts = self.feed_parts(data)
+        return None if parts is None else CGIResponseHead(*parts)
+
+    def feed_parts(self, data: bytes) -> HeadParts | None:
+        """``feed``, the head as a plain tuple (status, reason, headers, body)."""
         if self._done:
             raise RuntimeError("the CGI response head is already complete; the rest is body")
         if not data:
@@ -160,7 +181,7 @@ class CGIResponseParser:
         return _parse_head_slowly(head, body) if result is None else result
 
 
-def _fields(lines: list[bytes], body: bytes) -> CGIResponseHead | None:
+def _fields(lines: list[bytes], body: bytes) -> HeadParts | None:
     """The fast path: every line a well-formed field (else None: the slow path says what is
     wrong), the Status/Location rules applied."""
     headers: list[tuple[bytes, bytes]] = []
@@ -200,12 +221,12 @@ def _field_line(line: bytes) -> tuple[tuple[bytes, bytes], int] | None:
     elif size == 8 and name.lower() == b"location":
         kind = _LOCATION
     entry = (field, kind)
-    if len(line) <= _LINE_KEPT_MAX and len(_LINES) < _LINES_MAX:
-        _LINES[line] = entry
+    if len(line) <= _LINE_KEPT_MAX:
+        remember(_LINES, line, entry, _LINES_MAX)
     return entry
 
 
-def _parse_head_slowly(head: bytes, body: bytes) -> CGIResponseHead:
+def _parse_head_slowly(head: bytes, body: bytes) -> HeadParts:
     if _BAD_CTL.search(head) is not None:
         raise CGIResponseError("control character in the CGI response head")
     headers: list[tuple[bytes, bytes]] = []
@@ -238,17 +259,15 @@ def _parse_head_slowly(head: bytes, body: bytes) -> CGIResponseHead:
 
 def _with_status(
     status_value: bytes | None, location: bool, headers: list[tuple[bytes, bytes]], body: bytes
-) -> CGIResponseHead:
+) -> HeadParts:
     if status_value is None:
         if location:
-            return CGIResponseHead(302, _FOUND, headers, body)
-        return CGIResponseHead(200, b"OK", headers, body)
+            return 302, _FOUND, headers, body
+        return 200, b"OK", headers, body
     status = _STATUSES.get(status_value)
     if status is None:
-        status = _status(status_value)
-        if len(_STATUSES) < _STATUSES_MAX:
-            _STATUSES[status_value] = status
-    return CGIResponseHead(status[0], status[1], headers, body)
+        status = remember(_STATUSES, status_value, _status(status_value), _STATUSES_MAX)
+    return status[0], status[1], headers, body
 
 
 def _status(status_value: bytes) -> tuple[int, bytes]:

@@ -29,6 +29,10 @@ from corral.supervision.workers import Worker
 #: The most connections per worker the pool takes from a worker's FCGI_MAX_CONNS.
 MAX_LEARNED_CAPACITY = 1000
 
+# _CALLED_ATTRIBUTES: the injected clocks are instance attributes, not methods; on Python 3.11
+# ``self._clock()`` is a method call the interpreter cannot specialize for them (the generic
+# attribute look-up each time), while reading the attribute and then calling it is cheap.
+
 _IDLE = WorkerState.IDLE
 _BUSY = WorkerState.BUSY
 _PROBING = WorkerState.PROBING
@@ -159,7 +163,8 @@ class Dispatcher:
             if worker.max_requests and worker.requests_served >= worker.max_requests:
                 self._worn_out(worker)
         if worker.state is _BUSY and worker.active == 0:
-            now = self._clock()
+            clock = self._clock  # (read, then called: see _CALLED_ATTRIBUTES)
+            now = clock()
             worker.last_used = now
             worker.idle_since = now
             worker.state = _IDLE  # (in lifecycle.TRANSITIONS: a test says so)
@@ -199,12 +204,13 @@ class Dispatcher:
 
     def new_lease(self, worker: Worker, conn: PooledUpstream) -> Lease:
         assert worker.process is not None
+        monotonic = self._monotonic  # (read, then called: see _CALLED_ATTRIBUTES)
         lease = Lease(
             conn=conn,
             pooled=conn,
             worker_pid=worker.process.pid,
             worker_id=worker.id,
-            started=self._monotonic(),
+            started=monotonic(),
         )
         self.leases.add(lease)
         if worker.pipelining:
@@ -299,7 +305,8 @@ class Dispatcher:
             # Only answers that ended count: a request cut short when its client left (wrk's
             # last requests as it stops) or a tunnel (a WebSocket's minutes) would make the
             # app's service time read shorter or longer than its requests take.
-            held = self._monotonic() - lease.started
+            monotonic = self._monotonic  # (read, then called: see _CALLED_ATTRIBUTES)
+            held = monotonic() - lease.started
             load = self._load
             service = load.service_time
             load.service_time = (
@@ -312,7 +319,8 @@ class Dispatcher:
             lease.conn.close()  # its own handle: see Follower.close (the connection stays
             # open unless the request was being served and is given up)
             reusable = not conn.is_closed
-        if reusable and conn.in_flight and worker is not None and worker.pipelining:
+        # (The connection's in_flight, a property, only for a pipelining worker's.)
+        if reusable and worker is not None and worker.pipelining and conn.in_flight:
             pass  # requests queued on the connection are still to be served: it stays busy
         else:
             if worker is not None and worker.busy_conns:

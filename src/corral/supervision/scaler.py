@@ -141,14 +141,17 @@ class Scaler:
 
     def wake_at(self, when: float) -> None:
         """Ask the policy again at ``when`` (loop clock), unless a look is due sooner."""
+        # (A worker going idle calls this, often with a look due sooner: that answer first,
+        # before the pool's state, an enum member read through a call.)
+        timer = self._timer
+        if timer is not None and self._timer_at <= when:
+            return
         if self._pool_state() is PoolState.CLOSING:
             return
-        if self._timer is not None:
+        if timer is not None:
             # (Its time is kept here: uvloop's call_at of a time already past returns a plain
             # Handle, which has no when().)
-            if self._timer_at <= when:
-                return
-            self._timer.cancel()
+            timer.cancel()
         self._timer_at = when
         self._timer = self._call_at(when, self._on_timer)
 

@@ -113,7 +113,10 @@ class Worker:
     """One worker process and what the pool knows of it."""
 
     id: int
-    state: WorkerState = WorkerState.STARTING
+    #: (A factory, not a class-level default: Python 3.11 does not specialize reads of an
+    #: instance attribute whose class holds an instance of a Python class, such as an enum
+    #: member, and the dispatcher reads it several times per request.)
+    state: WorkerState = field(default_factory=lambda: WorkerState.STARTING)
     process: Process | None = None
     #: Requests it holds (leased, or queued on its connections).
     active: int = 0

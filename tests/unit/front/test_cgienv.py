@@ -140,3 +140,24 @@ def test_header_params_matches_the_plain_policy(headers: list[tuple[bytes, bytes
     got: list[tuple[bytes, bytes]] = [(b"BEFORE", b"1")]
     assert header_params(headers, got) == _reference_header_params(headers, expected)
     assert got == expected
+
+
+def test_a_table_of_field_names_full_of_junk_is_emptied() -> None:
+    """Field names are mapped once (``_NAME_CACHE``); a client that fills the table with junk
+    names empties it, and the usual names are remembered again."""
+    from corral.front import cgienv
+
+    saved = dict(cgienv._NAME_CACHE)
+    try:
+        cgienv._NAME_CACHE.clear()
+        junk = [(b"X-Junk-%d" % i, b"1") for i in range(cgienv._NAME_CACHE_MAX)]
+        out: list[tuple[bytes, bytes]] = []
+        header_params(junk, out)
+        assert len(out) == len(cgienv._NAME_CACHE) == cgienv._NAME_CACHE_MAX
+        out = []
+        assert header_params([(b"Host", b"h"), (b"Proxy", b"p")], out)[0] == b"h"
+        assert out == [(b"HTTP_HOST", b"h")]
+        assert cgienv._NAME_CACHE == {b"Host": (b"HTTP_HOST", cgienv._HOST), b"Proxy": None}
+    finally:
+        cgienv._NAME_CACHE.clear()
+        cgienv._NAME_CACHE.update(saved)

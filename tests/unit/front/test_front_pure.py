@@ -252,3 +252,82 @@ def test_filter_headers_matches_the_plain_rules(headers: list[tuple[bytes, bytes
         expected = str(exc)
     assert outcome() == expected
     assert outcome() == expected  # (now from the table)
+
+
+def test_a_table_of_backend_fields_full_of_junk_is_emptied() -> None:
+    """A backend's fields are looked up in a bounded table; one full of junk fields is
+    emptied, and the usual fields are remembered again."""
+    from corral.front import proxy
+
+    saved = dict(proxy._FIELDS)
+    try:
+        proxy._FIELDS.clear()
+        junk = [(b"X-Junk", b"%d" % i) for i in range(proxy._FIELDS_MAX)]
+        assert len(filter_headers(junk)[0]) == len(proxy._FIELDS) == proxy._FIELDS_MAX
+        lines, length, _ = filter_headers([(b"Content-Length", b"14")])
+        assert (lines, length) == ([b"Content-Length: 14\r\n"], 14)
+        assert list(proxy._FIELDS) == [(b"Content-Length", b"14")]
+    finally:
+        proxy._FIELDS.clear()
+        proxy._FIELDS.update(saved)
+
+
+def test_a_table_of_status_lines_full_of_junk_is_emptied() -> None:
+    """Status lines are remembered within a bound; a backend that sends endless reasons
+    empties the table, and the usual line is remembered again."""
+    from corral.protocol.http1 import writer
+
+    saved = dict(writer._STATUS_CACHE)
+    try:
+        writer._STATUS_CACHE.clear()
+        for i in range(writer._STATUS_CACHE_MAX):
+            assert status_line(200, b"R%d" % i) == b"HTTP/1.1 200 R%d\r\n" % i
+        assert len(writer._STATUS_CACHE) == writer._STATUS_CACHE_MAX
+        assert status_line(200, b"OK") == b"HTTP/1.1 200 OK\r\n"
+        assert writer._STATUS_CACHE == {(200, b"OK"): b"HTTP/1.1 200 OK\r\n"}
+    finally:
+        writer._STATUS_CACHE.clear()
+        writer._STATUS_CACHE.update(saved)
+
+
+@given(
+    st.lists(
+        st.binary(max_size=12).map(lambda b: b"/" + b)
+        | st.sampled_from([b"/a/%2e%2e/b", b"/%00", b"/../x", b"*", b"", b"x", b"/%41"]),
+        max_size=12,
+    )
+)
+def test_remembered_paths_decode_as_decode_path(raws: list[bytes]) -> None:
+    """``decode_path_remembered`` (and ``PATHS``, which the exchange reads first) answers as
+    ``decode_path`` does, twice in a row; a refused path is never remembered."""
+    from corral.front import target
+
+    for raw in raws + raws:
+        try:
+            expected: object = decode_path(raw)
+        except BadTarget as exc:
+            expected = type(exc)
+            assert raw not in target.PATHS
+        try:
+            got: object = target.PATHS.get(raw) or target.decode_path_remembered(raw)
+        except BadTarget as exc:
+            got = type(exc)
+        assert got == expected
+
+
+def test_a_table_of_paths_full_of_junk_is_emptied() -> None:
+    from corral.front import target
+
+    saved = dict(target.PATHS)
+    try:
+        target.PATHS.clear()
+        for i in range(target._PATHS_MAX):
+            target.decode_path_remembered(b"/junk/%d" % i)
+        assert len(target.PATHS) == target._PATHS_MAX
+        assert target.decode_path_remembered(b"/hello") == b"/hello"
+        assert target.PATHS == {b"/hello": b"/hello"}
+        long = b"/" + b"x" * 200
+        assert target.decode_path_remembered(long) == long and long not in target.PATHS
+    finally:
+        target.PATHS.clear()
+        target.PATHS.update(saved)

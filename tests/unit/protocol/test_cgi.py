@@ -268,8 +268,8 @@ def test_the_fast_path_and_the_line_by_line_path_agree(pieces: list[bytes]) -> N
 
 
 def test_remembered_lines_are_bounded_and_short() -> None:
-    """The fast path remembers short well-formed lines only, and only up to its bound; a line
-    past the bound is still parsed and checked."""
+    """The fast path remembers short well-formed lines only, within a bound: a table full of
+    junk lines is emptied, and lines are remembered again; a bad line is still refused."""
     from corral.protocol import cgi
 
     long_value = b"x" * 200
@@ -283,12 +283,55 @@ def test_remembered_lines_are_bounded_and_short() -> None:
     saved = dict(cgi._LINES)
     try:
         cgi._LINES.clear()
-        cgi._LINES.update({b"k%d: v" % i: ((b"k%d" % i, b"v"), cgi._PLAIN) for i in range(1024)})
+        junk = b"".join(b"K%d: v\n" % i for i in range(cgi._LINES_MAX))
+        parsed = CGIResponseParser().feed(junk + b"\n")
+        assert parsed is not None and len(parsed.headers) == cgi._LINES_MAX
+        assert len(cgi._LINES) == cgi._LINES_MAX
         parsed = CGIResponseParser().feed(b"X-New: 2\n\n")
         assert parsed is not None and parsed.headers == [(b"X-New", b"2")]
-        assert b"X-New: 2" not in cgi._LINES
+        assert list(cgi._LINES) == [b"X-New: 2"]  # full: emptied, then this one
         with pytest.raises(CGIResponseError, match="header name"):
             CGIResponseParser().feed(b"X-Bad : 3\n\n")
+        assert list(cgi._LINES) == [b"X-New: 2"]
     finally:
         cgi._LINES.clear()
         cgi._LINES.update(saved)
+
+
+def test_remembered_status_values_are_bounded() -> None:
+    """Status values are remembered within a bound: a backend that fills the table with
+    junk reasons empties it, and the usual value is remembered again."""
+    from corral.protocol import cgi
+
+    saved = dict(cgi._STATUSES)
+    try:
+        cgi._STATUSES.clear()
+        for i in range(cgi._STATUSES_MAX):
+            parsed = CGIResponseParser().feed(b"Status: 200 Junk %d\n\n" % i)
+            assert parsed is not None and parsed.reason == b"Junk %d" % i
+        assert len(cgi._STATUSES) == cgi._STATUSES_MAX
+        parsed = CGIResponseParser().feed(b"Status: 404 Not Found\nX: 1\n\n")
+        assert parsed is not None and (parsed.status, parsed.reason) == (404, b"Not Found")
+        assert cgi._STATUSES == {b"404 Not Found": (404, b"Not Found")}
+    finally:
+        cgi._STATUSES.clear()
+        cgi._STATUSES.update(saved)
+
+
+def test_one_parser_serves_response_after_response_when_reset() -> None:
+    """A client keeps one parser per connection: ``reset`` makes it ready for the next
+    answer whatever the last one left (a head cut across feeds, a finished head), and
+    ``feed_parts`` gives what ``feed`` gives, as a plain tuple."""
+    parser = CGIResponseParser()
+    assert parser.feed_parts(b"Status: 404 Nope\r\nX-A: 1\r\n") is None  # (cut: buffered)
+    parser.reset()
+    assert not parser.started
+    parts = parser.feed_parts(b"Content-Type: text/plain\r\n\r\nbody")
+    assert parts == (200, b"OK", [(b"Content-Type", b"text/plain")], b"body")
+    assert parser.complete
+    parser.reset()
+    assert parser.feed_parts(b"Location: /x\n") is None
+    assert parser.feed_parts(b"\nrest") == (302, b"Found", [(b"Location", b"/x")], b"rest")
+    parser.reset()
+    head = parser.feed(b"Status: 201\r\n\r\n")
+    assert head == CGIResponseHead(201, b"Created", [], b"")

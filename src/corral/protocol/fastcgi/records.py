@@ -48,7 +48,6 @@ __all__ = [
     "encode_get_values",
     "encode_get_values_result",
     "encode_pairs",
-    "encode_pairs_remembered",
     "encode_params",
     "encode_record",
     "encode_request",
@@ -238,30 +237,6 @@ def encode_pairs(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
         append(name)
         append(value)
     return b"".join(parts)
-
-
-#: A name-value pair -> its encoding, for ``encode_pairs_remembered``: a front sends most pairs
-#: again and again (the method, Host, User-Agent, protocol, server name and port...), so one
-#: look-up replaces their length checks and packing. Short pairs only; emptied when full, so
-#: it follows what is sent lately (hostile clients may send endless distinct values).
-_ENCODED: dict[tuple[bytes, bytes], bytes] = {}
-_ENCODED_MAX: Final = 4096
-_ENCODED_PAIR_MAX: Final = 128
-
-
-def encode_pairs_remembered(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """``encode_pairs``, each pair looked up first among those encoded lately."""
-    get = _ENCODED.get
-    return b"".join([get(pair) or _encode_new_pair(pair) for pair in pairs])
-
-
-def _encode_new_pair(pair: tuple[bytes, bytes]) -> bytes:
-    encoded = encode_pairs((pair,))
-    if len(encoded) <= _ENCODED_PAIR_MAX:
-        if len(_ENCODED) >= _ENCODED_MAX:
-            _ENCODED.clear()
-        _ENCODED[pair] = encoded
-    return encoded
 
 
 def decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:

@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import types
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 import httptools
+
+from corral.protocol.memo import remember
 
 from .errors import HTTPProtocolError, LocalProtocolError
 from .events import (
@@ -53,7 +54,8 @@ from .events import (
     Request,
     Sentinel,
 )
-from .pipelining import chunks_end, foreign_protocol, head_end, next_chunk
+from .limits import Limits as Limits
+from .pipelining import body_end, chunks_end, foreign_protocol, head_end, next_chunk
 from .relay import Relay
 from .rules import (
     _ABSOLUTE_FORM,
@@ -65,32 +67,6 @@ from .rules import (
 )
 
 Event: TypeAlias = Request | Body | EndOfMessage | ConnectionClosed | Sentinel
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Per-request limits. Defaults follow nginx/gunicorn (8 KiB lines, 100 fields)."""
-
-    #: Longest request-target accepted (bytes); longer is 414.
-    max_request_line: int = 8190
-    #: Sum over header fields of name + value + 4 (": " and CRLF); over is 431.
-    max_header_bytes: int = 65536
-    #: Most header fields (trailer fields count separately against the same limit); 431.
-    max_header_count: int = 100
-    #: Longest single field line, counted as name + value + 4 (": " and CRLF); over is 431.
-    max_header_field: int = 8190
-    #: Largest body; a larger declared Content-Length is 413 at once, a chunked body is
-    #: 413 as soon as it passes the limit. ``None``: no limit (the front streams bodies).
-    max_body_size: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("max_request_line", "max_header_bytes", "max_header_count"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"Limits.{name} must be positive")
-        if self.max_header_field < 1:
-            raise ValueError("Limits.max_header_field must be positive")
-        if self.max_body_size is not None and self.max_body_size < 0:
-            raise ValueError("Limits.max_body_size must be >= 0 or None")
 
 
 #: EndOfMessage is immutable: one instance serves every message without trailers.
@@ -116,13 +92,13 @@ _SPECIAL_NAMES: Final = {
 }
 _NOT_SPECIAL: Final = -1
 #: Field name as received -> its ``_K_*`` kind, or ``_NOT_SPECIAL``: one look-up per field line
-#: instead of lower-casing. Bounded like ``_GOOD_HOSTS``; past the bound names are lower-cased.
+#: instead of lower-casing. Bounded like ``_GOOD_HOSTS``.
 _KINDS: dict[bytes, int] = {}
 _KINDS_MAX: Final = 1024
 #: Host field values already found valid (``_HOST_FIELD``): a client sends the same Host with
 #: every request, so the regular expression runs once per distinct value. Bounded (hostile
-#: clients may send endless distinct ones); past the bound values are checked each time.
-_GOOD_HOSTS: set[bytes] = set()
+#: clients may send endless distinct ones): emptied when full (``corral.protocol.memo``).
+_GOOD_HOSTS: dict[bytes, bool] = {}
 _GOOD_HOSTS_MAX: Final = 1024
 _OWS: Final = b" \t"
 
@@ -325,20 +301,37 @@ class RequestParser:
             raise event.with_traceback(None)
         return event  # type: ignore[no-any-return]
 
-    def start_next(self) -> None:
-        """After ``EndOfMessage`` (the response was sent): go on with the next request."""
+    def next_event_and_end(self) -> tuple[Event, bool]:
+        """``next_event()``, and whether the message ended with it: a ``Request`` whose
+        ``EndOfMessage`` (without trailers) is queued right behind it, a whole request without
+        a body (the usual one), comes with that EndOfMessage taken, the parser paused as
+        after it. One call per such request where ``next_event`` takes three."""
+        events = self._events
+        if len(events) > 1 and not self._paused:
+            event = events[0]
+            if events[1] is _END_OF_MESSAGE and type(event) is Request:
+                events.popleft()
+                events.popleft()
+                self._paused = True
+                return event, True
+        return self.next_event(), False
+
+    def start_next(self) -> bool:
+        """After ``EndOfMessage`` (the response was sent): go on with the next request.
+        Returns whether ``next_event()`` has something other than ``NEED_DATA`` to say."""
         if not self._paused:
             raise LocalProtocolError("start_next() is only valid after EndOfMessage")
         self._paused = False
         self._unstarted -= 1
         if self._unstarted or self._done:
-            return
+            return bool(self._events)
         if self._backlog:
             data = bytes(self._backlog)
             self._backlog.clear()
             self._feed(data)
         if self._backlog_eof and not self._done and not self._unstarted:
             self._eof()
+        return bool(self._events)
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -351,7 +344,7 @@ class RequestParser:
         state = self._state
         if state != _BODY:
             pending = self._pending
-            if b"\n" not in data:
+            if data.find(b"\n") < 0:  # (not ``in``: see _on_headers_complete)
                 pending += data
                 if len(pending) < self._coalesce:
                     return
@@ -516,7 +509,7 @@ class RequestParser:
         if self._done:
             return  # bytes after a request that closes the connection: ignored
         if self._loc_data is data or self._feed_body < 0 or self._msg_no == self._feed_msg + 1:
-            end = self._body_end(data, self._head_end_here(data))
+            end = body_end(data, self._head_end_here(data), self._chunked, self._length)
         elif self._chunked:  # its chunked body began in an earlier read
             chunks = self._chunk_in
             if chunks is None:
@@ -549,14 +542,6 @@ class RequestParser:
         end = (tail + data).find(b"\r\n\r\n")
         return end + 4 - len(tail) if end >= 0 else -1
 
-    def _body_end(self, data: bytes, head_end: int) -> int:
-        """Where the current request (its head ending at ``head_end``) ends in ``data``."""
-        if head_end < 0:
-            return -1
-        if not self._chunked:
-            return head_end + (self._length or 0)
-        return chunks_end(data, head_end)
-
     def _advance_chunks(self, data: bytes) -> None:
         """Before ``data`` goes on with a chunked body: where its next chunk-size line is."""
         chunks = self._chunk_in
@@ -588,9 +573,9 @@ class RequestParser:
         headers.append((name, value))
         kind = _KINDS.get(name)
         if kind is None:
-            kind = _SPECIAL_NAMES.get(name.lower(), _NOT_SPECIAL)
-            if len(_KINDS) < _KINDS_MAX:
-                _KINDS[name] = kind
+            kind = remember(
+                _KINDS, name, _SPECIAL_NAMES.get(name.lower(), _NOT_SPECIAL), _KINDS_MAX
+            )
         if kind == _NOT_SPECIAL:
             return
         if kind == _K_HOST:
@@ -653,14 +638,16 @@ class RequestParser:
         elif host not in _GOOD_HOSTS:
             if _HOST_FIELD.match(host) is None:
                 raise self._error(400, "invalid Host header")
-            if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX:
-                _GOOD_HOSTS.add(host)
+            remember(_GOOD_HOSTS, host, True, _GOOD_HOSTS_MAX)
         # Request-target forms (RFC 9112 3.2).
         if target[:1] == b"/":
             if method == b"CONNECT":
                 raise self._error(400, "CONNECT needs an authority-form target")
-            if b"#" in target:
-                path, _, query = target[: target.index(b"#")].partition(b"?")
+            # ``find``, not ``in``: on Python 3.11 ``bytes in bytes`` raises and clears a
+            # TypeError first (it tries the operand as an int).
+            fragment = target.find(b"#")
+            if fragment >= 0:
+                path, _, query = target[:fragment].partition(b"?")
             else:
                 path, _, query = target.partition(b"?")
         elif target == b"*":

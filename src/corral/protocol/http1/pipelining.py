@@ -45,6 +45,16 @@ def chunks_end(data: bytes, pos: int) -> int:
     return end + 4 if end >= 0 else -1
 
 
+def body_end(data: bytes, head_end: int, chunked: bool, length: int | None) -> int:
+    """Where a request whose head ends at ``head_end`` in ``data`` (-1: not in it) ends there:
+    after ``length`` bytes (its Content-Length, None: no body), or after its chunks."""
+    if head_end < 0:
+        return -1
+    if not chunked:
+        return head_end + (length or 0)
+    return chunks_end(data, head_end)
+
+
 def next_chunk(chunks: bytes, pos: int, data: bytes) -> tuple[bytes, int]:
     """A chunked body goes on with ``data``; ``chunks[pos:]`` is what was fed before it, from
     a chunk-size line. Returns the bytes and position of the next size line after them:

@@ -12,6 +12,8 @@ import http
 from email.utils import formatdate
 from typing import Final
 
+from corral.protocol.memo import remember
+
 #: Terminates a chunked body (no trailers).
 LAST_CHUNK: Final = b"0\r\n\r\n"
 CRLF: Final = b"\r\n"
@@ -80,11 +82,13 @@ def _build_status_line(status: int, reason: bytes, http_version: str) -> bytes:
 
 
 _STATUS_CACHE: dict[tuple[int, bytes], bytes] = {}
+_STATUS_CACHE_MAX: Final = 512
 
 
 def status_line(status: int, reason: bytes) -> bytes:
     """``HTTP/1.1 <status> <reason>`` and CRLF, for a backend's status and reason (an empty
-    reason gets the standard phrase, or ``Unknown``). Cached: backends repeat themselves."""
+    reason gets the standard phrase, or ``Unknown``). Remembered (emptied when full:
+    ``corral.protocol.memo``): backends repeat themselves."""
     key = (status, reason)
     line = _STATUS_CACHE.get(key)
     if line is None:
@@ -93,9 +97,9 @@ def status_line(status: int, reason: bytes) -> bytes:
                 reason = http.HTTPStatus(status).phrase.encode("ascii")
             except ValueError:
                 reason = b"Unknown"
-        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
-        if len(_STATUS_CACHE) < 512:
-            _STATUS_CACHE[key] = line
+        line = remember(
+            _STATUS_CACHE, key, b"HTTP/1.1 %d %s\r\n" % (status, reason), _STATUS_CACHE_MAX
+        )
     return line
 
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from corral.backends import pairmemo
 from corral.protocol.fastcgi import (
     LocalProtocolError,
     ProtocolStatus,
@@ -242,20 +243,21 @@ _PAIR_BYTES = st.binary(max_size=200) | st.sampled_from([b"", b"GET", b"HTTP_HOS
 @given(st.lists(st.tuples(_PAIR_BYTES, _PAIR_BYTES), max_size=8))
 def test_remembered_pair_encoding_is_the_plain_one(pairs: list[tuple[bytes, bytes]]) -> None:
     expected = records.encode_pairs(pairs)
-    assert records.encode_pairs_remembered(pairs) == expected
-    assert records.encode_pairs_remembered(pairs) == expected  # (now from the table)
+    assert pairmemo.encode_pairs_remembered(pairs) == expected
+    assert pairmemo.encode_pairs_remembered(pairs) == expected  # (now from the table)
 
 
 def test_remembered_pairs_are_short_and_bounded() -> None:
-    saved = dict(records._ENCODED)
+    saved = dict(pairmemo._ENCODED)
     try:
-        records._ENCODED.clear()
+        pairmemo._ENCODED.clear()
         long_pair = (b"HTTP_COOKIE", b"c" * 200)
-        records.encode_pairs_remembered([(b"REQUEST_METHOD", b"GET"), long_pair])
-        assert list(records._ENCODED) == [(b"REQUEST_METHOD", b"GET")]
-        records._ENCODED.update({(b"N%d" % i, b"v"): b"" for i in range(records._ENCODED_MAX)})
-        assert records.encode_pairs_remembered([(b"A", b"b")]) == b"\x01\x01Ab"
-        assert list(records._ENCODED) == [(b"A", b"b")]  # full: emptied, then this one
+        pairmemo.encode_pairs_remembered([(b"REQUEST_METHOD", b"GET"), long_pair])
+        assert list(pairmemo._ENCODED) == [(b"REQUEST_METHOD", b"GET")]
+        junk = {(b"N%d" % i, b"v"): b"" for i in range(pairmemo._ENCODED_MAX)}
+        pairmemo._ENCODED.update(junk)
+        assert pairmemo.encode_pairs_remembered([(b"A", b"b")]) == b"\x01\x01Ab"
+        assert list(pairmemo._ENCODED) == [(b"A", b"b")]  # full: emptied, then this one
     finally:
-        records._ENCODED.clear()
-        records._ENCODED.update(saved)
+        pairmemo._ENCODED.clear()
+        pairmemo._ENCODED.update(saved)

@@ -824,10 +824,11 @@ def test_a_request_pipelined_after_a_chunked_tab_body_is_checked_whatever_the_re
 
 def test_host_values_found_valid_are_remembered_within_a_bound() -> None:
     """A Host value checked once is looked up afterwards (no regular expression per request);
-    an invalid one is never remembered, and past the bound values are still checked."""
+    an invalid one is never remembered. A client that fills the table with junk does not
+    switch the shortcut off: the table is emptied, and the good value is remembered again."""
     from corral.protocol.http1 import parser as module
 
-    saved = set(module._GOOD_HOSTS)
+    saved = dict(module._GOOD_HOSTS)
     try:
         module._GOOD_HOSTS.clear()
         parse(b"GET / HTTP/1.1\r\nHost: remembered.example:81\r\n\r\n")
@@ -835,18 +836,23 @@ def test_host_values_found_valid_are_remembered_within_a_bound() -> None:
         assert len(module._GOOD_HOSTS) == 1
         assert error_of(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n").status_hint == 400
         assert b"a b" not in module._GOOD_HOSTS
-        module._GOOD_HOSTS.update(b"h%d" % i for i in range(module._GOOD_HOSTS_MAX))
-        parse(b"GET / HTTP/1.1\r\nHost: late.example\r\n\r\n")
-        assert b"late.example" not in module._GOOD_HOSTS
+        module._GOOD_HOSTS.clear()
+        for i in range(module._GOOD_HOSTS_MAX):  # a client sending junk Host values
+            parse(b"GET / HTTP/1.1\r\nHost: h%d\r\n\r\n" % i)
+        assert len(module._GOOD_HOSTS) == module._GOOD_HOSTS_MAX
+        (request, _) = parse(b"GET / HTTP/1.1\r\nHost: remembered.example:81\r\n\r\n")
+        assert request.host == b"remembered.example:81"
+        assert list(module._GOOD_HOSTS) == [b"remembered.example:81"]  # full: emptied, then it
         assert error_of(b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n").status_hint == 400
+        assert b"a/b" not in module._GOOD_HOSTS
     finally:
         module._GOOD_HOSTS.clear()
         module._GOOD_HOSTS.update(saved)
 
 
 def test_field_names_kinds_are_remembered_within_a_bound() -> None:
-    """A field name is lower-cased once (``_KINDS``); past the bound names are still
-    recognised: a second Host spelled another way is refused either way."""
+    """A field name is lower-cased once (``_KINDS``); a table full of junk names is emptied,
+    and names are still recognised: a second Host spelled another way is refused either way."""
     from corral.protocol.http1 import parser as module
 
     saved = dict(module._KINDS)
@@ -855,9 +861,13 @@ def test_field_names_kinds_are_remembered_within_a_bound() -> None:
         (request, _) = parse(b"GET / HTTP/1.1\r\nHOST: h\r\nX-Other: 1\r\n\r\n")
         assert request.host == b"h"
         assert module._KINDS == {b"HOST": module._K_HOST, b"X-Other": module._NOT_SPECIAL}
-        module._KINDS.update({b"x-%d" % i: module._NOT_SPECIAL for i in range(module._KINDS_MAX)})
+        junk = b"".join(b"X-%d: 1\r\n" % i for i in range(module._KINDS_MAX - 3))
+        parse(b"GET / HTTP/1.1\r\nHost: h\r\n" + junk + b"\r\n", Limits(max_header_count=2000))
+        assert len(module._KINDS) == module._KINDS_MAX
         assert error_of(b"GET / HTTP/1.1\r\nhOsT: a\r\nHoSt: b\r\n\r\n").status_hint == 400
-        assert b"hOsT" not in module._KINDS
+        assert module._KINDS == {b"hOsT": module._K_HOST, b"HoSt": module._K_HOST}
+        (request, _) = parse(b"GET / HTTP/1.1\r\nHOST: h2\r\n\r\n")
+        assert request.host == b"h2" and module._KINDS[b"HOST"] == module._K_HOST
     finally:
         module._KINDS.clear()
         module._KINDS.update(saved)
