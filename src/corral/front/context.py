@@ -11,6 +11,7 @@ from typing import Protocol
 
 from corral.front.accesslog import LineFormat
 from corral.front.forward import TrustedProxies
+from corral.front.peers import Peers
 from corral.front.routes import AppRouter
 from corral.front.settings import FrontSettings
 from corral.front.stats import FrontStats
@@ -39,6 +40,8 @@ class FrontContext(Protocol):
     response_timeout: float
     tunnel_idle_timeout: float
     trusted_proxies: TrustedProxies
+    #: The client and local addresses' facts, worked out once each (``front/peers.py``).
+    peers: Peers
     #: Whether access-log lines are wanted, the way to write one, and their format
     #: (``front/accesslog.py``).
     access_log: bool
