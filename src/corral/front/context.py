@@ -11,11 +11,11 @@ from typing import Protocol
 
 from corral.front.accesslog import LineFormat
 from corral.front.forward import TrustedProxies
+from corral.front.parsing import ConnectionParser
 from corral.front.peers import Peers
 from corral.front.routes import AppRouter
 from corral.front.settings import FrontSettings
 from corral.front.stats import FrontStats
-from corral.protocol.http1.parser import RequestParser
 
 
 class FrontContext(Protocol):
@@ -50,7 +50,7 @@ class FrontContext(Protocol):
     #: What the server counts (``front/stats.py``).
     stats: FrontStats
 
-    def new_parser(self) -> RequestParser:
+    def new_parser(self) -> ConnectionParser:
         """A request parser with the server's current limits."""
 
     def connection_params(

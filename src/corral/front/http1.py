@@ -165,7 +165,7 @@ class HTTPConnection(StreamDeadlines, asyncio.Protocol):
             # a request cut short is counted (its status 0 if no head left).
             self._request_done(access=self._kind == _TUNNEL)
         self._server.connection_closed(self)
-        self._parser.release()  # (no cycle left for the collector: bench/README.md, session 8)
+        self._parser.release()  # (no cycle left for the collector: front/parsing.py)
         self._exchange.drop()
         if self.response.spill_file is not None:  # (its file and share of the disk: now)
             self.response.close_spill()

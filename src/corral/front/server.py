@@ -19,12 +19,13 @@ from corral.front.context import ClientConnection
 from corral.front.forward import TrustedProxies
 from corral.front.http1 import HTTPConnection
 from corral.front.negotiate import ProtocolChooser
+from corral.front.parsing import ConnectionParser
 from corral.front.peers import Local, Peers, is_loopback
 from corral.front.routes import AppRouter
 from corral.front.settings import FrontSettings
 from corral.front.stats import FrontStats
 from corral.front.tlsrenew import TlsRenewal
-from corral.protocol.http1.parser import Limits, RequestParser
+from corral.protocol.http1.parser import Limits
 from corral.protocol.http1.writer import DateCache
 
 logger = logging.getLogger("corral.front")
@@ -97,8 +98,8 @@ class FrontServer:
 
     # -- used by connections -----------------------------------------------------------------
 
-    def new_parser(self) -> RequestParser:
-        return RequestParser(self._limits)
+    def new_parser(self) -> ConnectionParser:
+        return ConnectionParser(self._limits)
 
     def connection_params(
         self,

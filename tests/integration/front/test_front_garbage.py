@@ -26,6 +26,7 @@ from ports import port as leased_port
 CONNECTION_TYPES = {
     "HTTPConnection",
     "RequestParser",
+    "ConnectionParser",
     "HttpRequestParser",
     "Http1Response",
     "Exchange",

@@ -340,18 +340,6 @@ class RequestParser:
         if self._backlog_eof and not self._done and not self._unstarted:
             self._eof()
 
-    def release(self) -> None:
-        """The connection is gone: let go of llhttp's parser, whose callbacks are this
-        parser's bound methods. That reference cycle (ten objects) would otherwise be left to
-        the cycle collector, whose collections it triggers: one per ~70 closed connections,
-        and now and then a full one of the whole heap. Nothing is fed afterwards."""
-        self._done = True
-        self._switching = False
-        try:
-            del self._hp
-        except AttributeError:  # (released already)
-            pass
-
     # -- feeding ---------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
