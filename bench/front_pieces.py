@@ -11,8 +11,11 @@ request), ``header_params`` (the HTTP_* variables), ``encode_pairs`` (the per-re
 FastCGI pairs, as ``backends.fastcgi`` encodes them), ``cgi`` (the worker's CGI head, a new
 parser each time), ``filter`` (that head's fields for the client), ``lease`` (``Pool``
 ``lease_or_wait`` and ``release`` on a ready pool of one worker; ``--pipelining``: a worker that
-takes pipelined requests, as Corral's own does), ``nothing`` (the loop's own cost, to subtract).
-Figures: bench/README.md, "Performance II (session 7): the front's Python per request".
+takes pipelined requests, as Corral's own does), ``connection`` (an ``HTTPConnection`` made,
+``connection_made`` on a transport without addresses, ``connection_lost``: what a connection
+costs beside its requests), ``nothing`` (the loop's own cost, to subtract). Figures:
+bench/README.md, "Performance II (session 7): the front's Python per request" and "(session 8):
+the cost of a connection".
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from typing import Any
 
 from corral.backends.fastcgi import FastCGIClientConnection
 from corral.front import cgienv, proxy
+from corral.front.http1 import HTTPConnection
+from corral.front.server import FrontServer
+from corral.front.settings import FrontSettings
 from corral.protocol.cgi import CGIResponseParser
 from corral.protocol.fastcgi import records
 from corral.protocol.http1.parser import RequestParser
@@ -59,6 +65,9 @@ class _Transport:
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
 
 
 class _Process:
@@ -106,8 +115,7 @@ def pieces(pipelining: bool) -> dict[str, Callable[[], object]]:
     pairs += REQUEST_PAIRS
     head = CGIResponseParser().feed(HEAD)
     assert head is not None
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
+    loop = asyncio.get_running_loop()  # (a FastCGI connection's write batch needs it)
     pool = _ready_pool(pipelining)
     pool._loop = loop
 
@@ -116,6 +124,15 @@ def pieces(pipelining: bool) -> dict[str, Callable[[], object]]:
         assert leased is not None and not isinstance(leased, asyncio.Future)
         pool.release(leased, True)
         return leased
+
+    server = FrontServer(None, FrontSettings(), loop=loop)  # type: ignore[arg-type]
+    client = _Transport()
+
+    def connection() -> object:
+        conn = HTTPConnection(server)
+        conn.connection_made(client)  # type: ignore[arg-type]
+        conn.connection_lost(None)
+        return conn
 
     try:
         encode = records.encode_pairs_remembered
@@ -129,6 +146,7 @@ def pieces(pipelining: bool) -> dict[str, Callable[[], object]]:
         "cgi": lambda: CGIResponseParser().feed(HEAD),
         "filter": lambda: proxy.filter_headers(head.headers),
         "lease": lease,
+        "connection": connection,
     }
 
 
@@ -138,9 +156,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--pipelining", action="store_true")
     args = parser.parse_args()
-    run = pieces(args.pipelining)[args.piece]
-    for _ in range(args.requests):
-        run()
+
+    async def repeat() -> None:
+        run = pieces(args.pipelining)[args.piece]
+        for _ in range(args.requests):
+            run()
+
+    asyncio.run(repeat())
 
 
 if __name__ == "__main__":
