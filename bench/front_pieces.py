@@ -12,8 +12,11 @@ next request, as the front asks for them), ``header_params`` (the HTTP_* variabl
 ``cgi`` (the worker's CGI head: a new parser each time before session 8, one parser reset
 since), ``filter`` (that head's fields for the client), ``lease`` (``Pool`` ``lease_or_wait``
 and ``release`` on a ready pool of one worker; ``--pipelining``: a worker that takes
-pipelined requests, as Corral's own does), ``nothing`` (the loop's own cost, to subtract).
-Figures: bench/README.md, "Performance II (session 7): the front's Python per request".
+pipelined requests, as Corral's own does), ``connection`` (an ``HTTPConnection`` made,
+``connection_made`` on a transport without addresses, ``connection_lost``: what a connection
+costs beside its requests), ``nothing`` (the loop's own cost, to subtract). Figures:
+bench/README.md, "Performance II (session 7): the front's Python per request", "(session 8):
+the front's kept-alive request" and "(session 8): the cost of a connection".
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from typing import Any
 
 from corral.backends.fastcgi import FastCGIClientConnection
 from corral.front import cgienv, proxy
+from corral.front.http1 import HTTPConnection
+from corral.front.server import FrontServer
+from corral.front.settings import FrontSettings
 from corral.protocol.cgi import CGIResponseParser
 from corral.protocol.fastcgi import records
 from corral.protocol.http1.parser import RequestParser
@@ -60,6 +66,9 @@ class _Transport:
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
 
 
 class _Process:
@@ -117,13 +126,8 @@ def pieces(pipelining: bool) -> dict[str, Callable[[], object]]:
     pairs += REQUEST_PAIRS
     head = CGIResponseParser().feed(HEAD)
     assert head is not None
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-
-    async def build() -> Pool:  # (the connection's write batch wants a running loop)
-        return _ready_pool(pipelining)
-
-    pool = loop.run_until_complete(build())
+    loop = asyncio.get_running_loop()  # (a FastCGI connection's write batch needs it)
+    pool = _ready_pool(pipelining)
     pool._loop = loop
 
     def lease() -> object:
@@ -140,6 +144,15 @@ def pieces(pipelining: bool) -> dict[str, Callable[[], object]]:
             return cgi_parser.feed_parts(HEAD)
         return CGIResponseParser().feed(HEAD)
 
+    server = FrontServer(None, FrontSettings(), loop=loop)  # type: ignore[arg-type]
+    client = _Transport()
+
+    def connection() -> object:
+        conn = HTTPConnection(server)
+        conn.connection_made(client)  # type: ignore[arg-type]
+        conn.connection_lost(None)
+        return conn
+
     try:
         from corral.backends.pairmemo import encode_pairs_remembered as encode
     except ImportError:  # (trees before session 8: in records, or not at all)
@@ -152,6 +165,7 @@ def pieces(pipelining: bool) -> dict[str, Callable[[], object]]:
         "cgi": cgi,
         "filter": lambda: proxy.filter_headers(head.headers),
         "lease": lease,
+        "connection": connection,
     }
 
 
@@ -161,9 +175,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--pipelining", action="store_true")
     args = parser.parse_args()
-    run = pieces(args.pipelining)[args.piece]
-    for _ in range(args.requests):
-        run()
+
+    async def repeat() -> None:
+        run = pieces(args.pipelining)[args.piece]
+        for _ in range(args.requests):
+            run()
+
+    asyncio.run(repeat())
 
 
 if __name__ == "__main__":

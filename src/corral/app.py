@@ -63,6 +63,7 @@ from corral.config.settings import SERVER_BY_TOML
 from corral.config.tlsfiles import PairError
 from corral.console.build import ConsoleRoutes
 from corral.errors import CorralError
+from corral.front import heap
 from corral.front.routes import AppKey, AppRoute, ConfigRouter
 from corral.front.server import FrontServer
 from corral.front.settings import FrontSettings
@@ -264,6 +265,7 @@ class Host:
             await self.front.stop(0.0)
             await self._close_pools(0.0)
             raise StartupError(str(exc)) from None
+        heap.settle()  # (what start-up built, out of the collector's way: front/heap.py)
         return self.addresses
 
     async def _drain(self) -> None:
@@ -294,6 +296,7 @@ class Host:
     async def stop(self) -> None:
         grace = self.shutdown_grace
         self.state = "stopping"
+        heap.unsettle()
         self.duties.stopping(grace)
         if self._sampler is not None:
             self._sampler.cancel()
@@ -502,10 +505,12 @@ class Host:
             self.state = "reloading"
             self.duties.reloading(reason)
             ok = False
+            heap.unsettle()  # (the configuration replaced may go: front/heap.py)
             try:
                 ok = await self._reload(reason)
                 return ok
             finally:
+                heap.settle()
                 if self.state == "reloading":
                     self.state = "serving"
                     self.duties.reloaded(ok, self.addresses, len(self.apps))

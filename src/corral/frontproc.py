@@ -43,6 +43,7 @@ from corral.assembly import (
 from corral.config import ConfigErrors
 from corral.config.model import ServerConfig
 from corral.console.build import ConsoleRoutes
+from corral.front import heap
 from corral.front.linkerrors import pool_error
 from corral.front.remote import RemotePool
 from corral.front.routes import AppKey, AppRoute, ConfigRouter
@@ -137,7 +138,9 @@ class FrontProcess:
             self.tls.watch()
         self.link.send(Hello(os.getpid()))
         self._send_stats()
+        heap.settle()  # (what start-up built, out of the collector's way: front/heap.py)
         grace = await self._stopped
+        heap.unsettle()
         if self._stats_timer is not None:
             self._stats_timer.cancel()
         await front.stop(grace)
@@ -285,6 +288,7 @@ class FrontProcess:
         front = self.front
         if front is None or self.config is None:
             return
+        heap.unsettle()  # (the configuration replaced may go: front/heap.py)
         try:
             new = await asyncio.to_thread(
                 load_config, self.options.path, self.config, self.options.app_env
@@ -293,6 +297,7 @@ class FrontProcess:
             apps = self._applications(new)
         except ConfigErrors as exc:
             logger.error("front: the reloaded configuration has errors here: %s", exc)
+            heap.settle()
             return
         settings = front_settings(new, self.options)
         old = front.settings
@@ -308,6 +313,7 @@ class FrontProcess:
             self.tls.update(new)
         front.router = self._router(new, apps)
         self.config = new
+        heap.settle()
 
 
 def _sockets(text: str) -> list[tuple[int, int, bool]]:

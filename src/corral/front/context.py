@@ -11,10 +11,11 @@ from typing import Protocol
 
 from corral.front.accesslog import LineFormat
 from corral.front.forward import TrustedProxies
+from corral.front.parsing import ConnectionParser
+from corral.front.peers import Peers
 from corral.front.routes import AppRouter
 from corral.front.settings import FrontSettings
 from corral.front.stats import FrontStats
-from corral.protocol.http1.parser import RequestParser
 
 
 class FrontContext(Protocol):
@@ -39,6 +40,8 @@ class FrontContext(Protocol):
     response_timeout: float
     tunnel_idle_timeout: float
     trusted_proxies: TrustedProxies
+    #: The client and local addresses' facts, worked out once each (``front/peers.py``).
+    peers: Peers
     #: Whether access-log lines are wanted, the way to write one, and their format
     #: (``front/accesslog.py``).
     access_log: bool
@@ -47,7 +50,7 @@ class FrontContext(Protocol):
     #: What the server counts (``front/stats.py``).
     stats: FrontStats
 
-    def new_parser(self) -> RequestParser:
+    def new_parser(self) -> ConnectionParser:
         """A request parser with the server's current limits."""
 
     def connection_params(

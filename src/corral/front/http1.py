@@ -32,6 +32,7 @@ from corral.front import errorpages
 from corral.front.context import FrontContext
 from corral.front.exchange import Exchange
 from corral.front.http1response import Http1Response
+from corral.front.peers import Local
 from corral.front.requestlog import record_request
 from corral.front.stream import (
     LINGER_BYTES,
@@ -72,6 +73,7 @@ class HTTPConnection(StreamDeadlines, asyncio.Protocol):
         "_expect_continue",
         "_got_bytes",
         "_held",
+        "_local",
         "_logged",
         "_parser",
         "_paused",
@@ -93,8 +95,10 @@ class HTTPConnection(StreamDeadlines, asyncio.Protocol):
         "writing_paused",
     )
 
-    def __init__(self, server: FrontContext) -> None:
+    def __init__(self, server: FrontContext, local: Local | None = None) -> None:
         self._server = server
+        #: The listener's side of the connection, when the listener knows it (``front.peers``).
+        self._local = local
         self._parser = server.new_parser()
         self._transport: asyncio.Transport | None = None
         self.closed = False
@@ -129,31 +133,28 @@ class HTTPConnection(StreamDeadlines, asyncio.Protocol):
         server = self._server
         transport.set_write_buffer_limits(high=server.settings.write_buffer_high)
         peer = transport.get_extra_info("peername")
-        sockname = transport.get_extra_info("sockname")
         if isinstance(peer, tuple):
-            self.remote_host = str(peer[0])
-            self.remote_port = int(peer[1])
+            host = str(peer[0])
+            self.remote_port = port = int(peer[1])
         else:  # a Unix socket listener
-            self.remote_host = "127.0.0.1"
-            self.remote_port = 0
-        self.loopback = server.is_loopback(self.remote_host)
-        self.trusted = self.remote_host in server.trusted_proxies
+            host = "127.0.0.1"
+            self.remote_port = port = 0
+        # What the two addresses tell, each worked out once per address (front/peers.py).
+        peers = server.peers
+        client = peers.client(host)
+        self.remote_host = client.host
+        self.loopback = client.loopback
+        self.trusted = client.trusted
+        local = self._local
+        if local is None:  # (over TLS, after sniffing, or a wildcard listener: ask)
+            local = self._local = peers.local_of(transport)
         # An https listener's connection (its handshake is done): the scheme its requests
         # carry to the application (front/tls.py).
-        self.tls = transport.get_extra_info("sslcontext") is not None
-        if isinstance(sockname, tuple):
-            server_addr, self.server_port = str(sockname[0]), int(sockname[1])
-        else:
-            server_addr, self.server_port = "127.0.0.1", 0
-        self.conn_params = server.connection_params(
-            self.remote_host,
-            self.remote_port,
-            server_addr,
-            self.server_port,
-            self.trusted,
-            self.tls,
-        )
-        self.set_deadline(_HEAD, server.header_timeout)
+        self.tls = local.tls
+        self.server_port = local.port
+        self.conn_params = peers.params(client, port, local)
+        self._kind = _HEAD
+        self.deadline = server.now + server.header_timeout
         server.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -165,6 +166,7 @@ class HTTPConnection(StreamDeadlines, asyncio.Protocol):
             # a request cut short is counted (its status 0 if no head left).
             self._request_done(access=self._kind == _TUNNEL)
         self._server.connection_closed(self)
+        self._parser.release()  # (no cycle left for the collector: front/parsing.py)
         self._exchange.drop()
         if self.response.spill_file is not None:  # (its file and share of the disk: now)
             self.response.close_spill()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import logging
 import os
 import resource
@@ -15,18 +14,18 @@ import ssl
 import time
 from collections.abc import Callable
 
-from corral.backends import encode_params
 from corral.front import accesslog
-from corral.front.cgienv import connection_params
 from corral.front.context import ClientConnection
 from corral.front.forward import TrustedProxies
 from corral.front.http1 import HTTPConnection
 from corral.front.negotiate import ProtocolChooser
+from corral.front.parsing import ConnectionParser
+from corral.front.peers import Local, Peers, is_loopback
 from corral.front.routes import AppRouter
 from corral.front.settings import FrontSettings
 from corral.front.stats import FrontStats
 from corral.front.tlsrenew import TlsRenewal
-from corral.protocol.http1.parser import Limits, RequestParser
+from corral.protocol.http1.parser import Limits
 from corral.protocol.http1.writer import DateCache
 
 logger = logging.getLogger("corral.front")
@@ -35,13 +34,6 @@ logger = logging.getLogger("corral.front")
 SWEEP_INTERVAL = 0.5
 #: At most one "out of file descriptors" line in this many seconds.
 FD_LOG_INTERVAL = 1.0
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 class FrontServer:
@@ -59,6 +51,8 @@ class FrontServer:
         self.closing = False
         #: The https listeners, given fresh TLS contexts now and then (``front.tlsrenew``).
         self.tls_renewal = TlsRenewal(self.loop)
+        #: The client and local addresses' facts, worked out once each (``front.peers``).
+        self.peers = Peers(TrustedProxies(()))
         self.apply_settings(settings or FrontSettings())
         self.connections: set[ClientConnection] = set()
         self.stats = FrontStats()
@@ -88,6 +82,7 @@ class FrontServer:
         self.response_timeout = settings.response_timeout
         self.tunnel_idle_timeout = settings.tunnel_idle_timeout
         self.trusted_proxies = TrustedProxies(settings.trusted_proxies)
+        self.peers.retrust(self.trusted_proxies)
         # The access log as ``corral.logs`` set it up (again, before a reload calls this).
         self.access_log = accesslog.enabled()
         self.access_write = accesslog.writer()
@@ -103,8 +98,8 @@ class FrontServer:
 
     # -- used by connections -----------------------------------------------------------------
 
-    def new_parser(self) -> RequestParser:
-        return RequestParser(self._limits)
+    def new_parser(self) -> ConnectionParser:
+        return ConnectionParser(self._limits)
 
     def connection_params(
         self,
@@ -118,17 +113,12 @@ class FrontServer:
         """The CGI variables fixed for one client connection, encoded once. For a trusted
         proxy, without REMOTE_ADDR and REMOTE_PORT: each request names its own client. Over
         TLS, HTTPS=on and REQUEST_SCHEME=https (a trusted proxy's X-Forwarded-Proto, sent
-        after them, still wins)."""
-        params = connection_params(
-            remote_host.encode("ascii", "replace"),
-            self.port_bytes(remote_port),
-            server_addr.encode("ascii", "replace"),
-        )
+        after them, still wins). (``HTTPConnection`` asks ``peers`` directly.)"""
+        peers = self.peers
+        local = peers.local(server_addr, server_port, tls)
         if trusted:
-            params = params[2:]
-        if tls:
-            params += TLS_PARAMS
-        return encode_params(params)
+            return local.params
+        return peers.params(peers.client(remote_host), remote_port, local)
 
     def port_bytes(self, port: int) -> bytes:
         cached = self._port_cache.get(port)
@@ -176,11 +166,15 @@ class FrontServer:
         ``tls``: an https listener, whose contexts that function makes (``front.tls``; a fresh
         one at each renewal, see ``TlsRenewal``)."""
 
+        # A plain listener bound to one concrete address: its connections' local facts, known
+        # once it is bound (``front.peers``; until then, and otherwise, each connection's own).
+        local: list[Local | None] = [None]
+
         def connection() -> asyncio.Protocol:
             # HTTP/1.1, or the protocol ALPN or the first bytes choose (front/negotiate.py).
             if tls is not None or self.settings.http2_cleartext:
                 return ProtocolChooser(self, tls is None)
-            return HTTPConnection(self)
+            return HTTPConnection(self, local[0])
 
         context = tls() if tls is not None else None
         handshake = self.settings.tls_handshake_timeout if tls is not None else None
@@ -200,6 +194,7 @@ class FrontServer:
             )
         if tls is None:
             self._servers.append(server)
+            local[0] = self.peers.listener_local(server.sockets)
         else:
             self.tls_renewal.add(server, tls, connection, backlog)
         addresses: list[tuple[str, int]] = []
@@ -293,5 +288,3 @@ class FrontServer:
 
 
 _PROTOCOLS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "2.0": b"HTTP/2.0"}
-#: The CGI variables of a connection over TLS.
-TLS_PARAMS = [(b"HTTPS", b"on"), (b"REQUEST_SCHEME", b"https")]
