@@ -20,13 +20,14 @@ from corral.front.forward import TrustedProxies
 from corral.front.http1 import HTTPConnection
 from corral.front.negotiate import ProtocolChooser
 from corral.front.parsing import ConnectionParser
-from corral.front.peers import Local, Peers, is_loopback
+from corral.front.peers import TABLE_MAX, Local, Peers, is_loopback
 from corral.front.routes import AppRouter
 from corral.front.settings import FrontSettings
 from corral.front.stats import FrontStats
 from corral.front.tlsrenew import TlsRenewal
 from corral.protocol.http1.parser import Limits
 from corral.protocol.http1.writer import DateCache
+from corral.protocol.memo import remember
 
 logger = logging.getLogger("corral.front")
 
@@ -123,9 +124,7 @@ class FrontServer:
     def port_bytes(self, port: int) -> bytes:
         cached = self._port_cache.get(port)
         if cached is None:
-            cached = b"%d" % port
-            if len(self._port_cache) < 70000:
-                self._port_cache[port] = cached
+            cached = remember(self._port_cache, port, b"%d" % port, 70000)
         return cached
 
     @staticmethod
@@ -145,9 +144,7 @@ class FrontServer:
         """Whether a client address is a loopback address (cached: parsing is slow)."""
         cached = self._loopback.get(host)
         if cached is None:
-            cached = is_loopback(host)
-            if len(self._loopback) < 4096:
-                self._loopback[host] = cached
+            cached = remember(self._loopback, host, is_loopback(host), TABLE_MAX)
         return cached
 
     # -- life --------------------------------------------------------------------------------

@@ -113,3 +113,25 @@ def test_a_unix_socket_listener_has_no_fixed_local_facts(tmp_path: object) -> No
     with socket.socket(socket.AF_UNIX) as unix:
         unix.bind(f"{tmp_path}/s")
         assert table.listener_local([unix]) is None
+
+
+def test_the_servers_loopback_table_follows_new_clients_after_junk_filled_it() -> None:
+    """``FrontServer.is_loopback`` remembers its answers in a table emptied when full: after
+    ``TABLE_MAX`` junk addresses, a new client's answer is remembered again (a table that stopped
+    growing would parse that client's address on every request for the life of the process)."""
+    import asyncio
+
+    from corral.front.server import FrontServer
+    from corral.front.settings import FrontSettings
+
+    loop = asyncio.new_event_loop()
+    try:
+        server = FrontServer(None, FrontSettings(), loop=loop)  # type: ignore[arg-type]
+        for n in range(peers_module.TABLE_MAX):
+            assert not server.is_loopback(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}")
+        assert server.is_loopback("127.0.0.1")
+        assert server._loopback == {"127.0.0.1": True}
+        assert not server.is_loopback("192.0.2.1")
+        assert server._loopback == {"127.0.0.1": True, "192.0.2.1": False}
+    finally:
+        loop.close()
