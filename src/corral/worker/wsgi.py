@@ -401,19 +401,22 @@ class Response:
         self.body(data)
         self.flush()
 
-    def _queue_head(self, add_length: int | None) -> None:
+    def ended_head(self, add_length: int | None) -> bytes:
+        """The head with its blank line, and a Content-Length of ``add_length`` when that is
+        given, the application declared none and the status may have a body."""
         status = self.status
         if status is None:
             raise AssertionError("the application sent a body before calling start_response()")
-        head = self.head
         if (
             add_length is not None
             and self.declared is None
             and not status.startswith(("204", "304"))
         ):
-            head += b"Content-Length: %d\r\n\r\n" % add_length
-        else:
-            head += b"\r\n"
+            return self.head + b"Content-Length: %d\r\n\r\n" % add_length
+        return self.head + b"\r\n"
+
+    def _queue_head(self, add_length: int | None) -> None:
+        head = self.ended_head(add_length)
         self.head_queued = True
         self.pending.append(head)
         self.pending_len += len(head)
@@ -589,17 +592,10 @@ def _at_hand(response: Response, blocks: list[bytes] | tuple[bytes, ...]) -> byt
     if total >= FLUSH_THRESHOLD:
         return None
     declared = response.declared
-    head = response.head
-    if declared is None:
-        status = cast(str, response.status)
-        if (total or not response.head_only) and not status.startswith(("204", "304")):
-            head += b"Content-Length: %d\r\n\r\n" % total
-        else:
-            head += b"\r\n"
-    elif declared == total:
-        head += b"\r\n"
-    else:
+    if declared is not None and declared != total:
         return None  # more or less than it declared: the general path logs it
+    # (As the general path's ``finish``: no length for an empty answer to HEAD.)
+    head = response.ended_head(total if total or not response.head_only else None)
     response.head_queued = True
     response.sent = total
     if response.head_only or not total:
