@@ -53,18 +53,6 @@ class FrontContext(Protocol):
     def new_parser(self) -> ConnectionParser:
         """A request parser with the server's current limits."""
 
-    def connection_params(
-        self,
-        remote_host: str,
-        remote_port: int,
-        server_addr: str,
-        server_port: int,
-        trusted: bool = False,
-        tls: bool = False,
-    ) -> bytes:
-        """The CGI variables fixed for one client connection, encoded once (for a trusted
-        proxy, without REMOTE_ADDR and REMOTE_PORT; over TLS, with HTTPS and REQUEST_SCHEME)."""
-
     def port_bytes(self, port: int) -> bytes:
         """``port`` as ASCII digits (cached)."""
 
@@ -72,7 +60,7 @@ class FrontContext(Protocol):
         """SERVER_PROTOCOL for a request's HTTP version."""
 
     def is_loopback(self, host: str) -> bool:
-        """Whether a client address is a loopback one (cached)."""
+        """Whether a client address is a loopback one (remembered per address: ``peers``)."""
 
     def connection_opened(self, conn: ClientConnection) -> None: ...
 

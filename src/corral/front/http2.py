@@ -131,23 +131,17 @@ class Http2Connection(asyncio.Protocol):
         server = self._server
         transport.set_write_buffer_limits(high=server.settings.write_buffer_high)
         peer = transport.get_extra_info("peername")
-        sockname = transport.get_extra_info("sockname")
         if isinstance(peer, tuple):
             self.remote_host, self.remote_port = str(peer[0]), int(peer[1])
-        self.loopback = server.is_loopback(self.remote_host)
-        self.trusted = self.remote_host in server.trusted_proxies
-        self.tls = transport.get_extra_info("sslcontext") is not None
-        server_addr = "127.0.0.1"
-        if isinstance(sockname, tuple):
-            server_addr, self.server_port = str(sockname[0]), int(sockname[1])
-        self.conn_params = server.connection_params(
-            self.remote_host,
-            self.remote_port,
-            server_addr,
-            self.server_port,
-            self.trusted,
-            self.tls,
-        )
+        # What the two addresses tell, each worked out once per address (front/peers.py).
+        peers = server.peers
+        client = peers.client(self.remote_host)
+        self.loopback = client.loopback
+        self.trusted = client.trusted
+        local = peers.local_of(transport)
+        self.tls = local.tls
+        self.server_port = local.port
+        self.conn_params = peers.params(client, self.remote_port, local)
         h2 = self._h2
         h2.initiate_connection()
         h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from corral.backends import encode_params
 from corral.front.cgienv import connection_params
 from corral.front.forward import TrustedProxies
+from corral.protocol.memo import remember
 
 #: How many client (or local) addresses are remembered before the table is emptied.
 TABLE_MAX = 4096
@@ -104,9 +105,7 @@ class Peers:
                 host in self._trusted,
                 encode_params([(b"REMOTE_ADDR", host.encode("ascii", "replace"))]),
             )
-            if len(self._clients) >= TABLE_MAX:
-                self._clients = {}
-            self._clients[host] = known
+            remember(self._clients, host, known, TABLE_MAX)
         return known
 
     def local(self, addr: str, port: int, tls: bool) -> Local:
@@ -117,9 +116,7 @@ class Peers:
             if tls:
                 params += TLS_PARAMS
             known = Local(addr, port, tls, encode_params(params))
-            if len(self._locals) >= TABLE_MAX:
-                self._locals = {}
-            self._locals[key] = known
+            remember(self._locals, key, known, TABLE_MAX)
         return known
 
     def local_of(self, transport: asyncio.BaseTransport) -> Local:

@@ -20,7 +20,7 @@ from corral.front.forward import TrustedProxies
 from corral.front.http1 import HTTPConnection
 from corral.front.negotiate import ProtocolChooser
 from corral.front.parsing import ConnectionParser
-from corral.front.peers import TABLE_MAX, Local, Peers, is_loopback
+from corral.front.peers import Local, Peers
 from corral.front.routes import AppRouter
 from corral.front.settings import FrontSettings
 from corral.front.stats import FrontStats
@@ -65,7 +65,6 @@ class FrontServer:
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
-        self._loopback: dict[str, bool] = {}
         self._fd_logged_at = -1e9
 
     def apply_settings(self, settings: FrontSettings) -> None:
@@ -102,25 +101,6 @@ class FrontServer:
     def new_parser(self) -> ConnectionParser:
         return ConnectionParser(self._limits)
 
-    def connection_params(
-        self,
-        remote_host: str,
-        remote_port: int,
-        server_addr: str,
-        server_port: int,
-        trusted: bool = False,
-        tls: bool = False,
-    ) -> bytes:
-        """The CGI variables fixed for one client connection, encoded once. For a trusted
-        proxy, without REMOTE_ADDR and REMOTE_PORT: each request names its own client. Over
-        TLS, HTTPS=on and REQUEST_SCHEME=https (a trusted proxy's X-Forwarded-Proto, sent
-        after them, still wins). (``HTTPConnection`` asks ``peers`` directly.)"""
-        peers = self.peers
-        local = peers.local(server_addr, server_port, tls)
-        if trusted:
-            return local.params
-        return peers.params(peers.client(remote_host), remote_port, local)
-
     def port_bytes(self, port: int) -> bytes:
         cached = self._port_cache.get(port)
         if cached is None:
@@ -141,11 +121,9 @@ class FrontServer:
             self._idle.set()
 
     def is_loopback(self, host: str) -> bool:
-        """Whether a client address is a loopback address (cached: parsing is slow)."""
-        cached = self._loopback.get(host)
-        if cached is None:
-            cached = remember(self._loopback, host, is_loopback(host), TABLE_MAX)
-        return cached
+        """Whether a client address is a loopback address (remembered per address with the rest
+        of what it tells: ``peers``)."""
+        return self.peers.client(host).loopback
 
     # -- life --------------------------------------------------------------------------------
 

@@ -115,10 +115,11 @@ def test_a_unix_socket_listener_has_no_fixed_local_facts(tmp_path: object) -> No
         assert table.listener_local([unix]) is None
 
 
-def test_the_servers_loopback_table_follows_new_clients_after_junk_filled_it() -> None:
-    """``FrontServer.is_loopback`` remembers its answers in a table emptied when full: after
-    ``TABLE_MAX`` junk addresses, a new client's answer is remembered again (a table that stopped
-    growing would parse that client's address on every request for the life of the process)."""
+def test_the_servers_loopback_answers_follow_new_clients_after_junk_filled_the_table() -> None:
+    """``FrontServer.is_loopback`` answers from ``peers``' client table, emptied when full:
+    after ``TABLE_MAX`` junk addresses, a new client's answer is remembered again (a table
+    that stopped growing would parse that client's address on every request for the life of
+    the process)."""
     import asyncio
 
     from corral.front.server import FrontServer
@@ -130,8 +131,9 @@ def test_the_servers_loopback_table_follows_new_clients_after_junk_filled_it() -
         for n in range(peers_module.TABLE_MAX):
             assert not server.is_loopback(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}")
         assert server.is_loopback("127.0.0.1")
-        assert server._loopback == {"127.0.0.1": True}
+        assert list(server.peers._clients) == ["127.0.0.1"]
         assert not server.is_loopback("192.0.2.1")
-        assert server._loopback == {"127.0.0.1": True, "192.0.2.1": False}
+        assert list(server.peers._clients) == ["127.0.0.1", "192.0.2.1"]
+        assert server.peers.client("127.0.0.1").loopback
     finally:
         loop.close()
