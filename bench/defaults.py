@@ -9,6 +9,7 @@ comparison, every server with N worker processes (servers.py).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,6 +30,11 @@ def command(name: str, exe: str, port: int, site: Path) -> list[str]:
         # gunicorn's defaults: one sync worker, backlog 2048, no access log. --chdir is where
         # the app is (the harness also starts it there).
         return [exe, "--bind", listen, "--chdir", str(site), "wsgi:application"]
+    if name == "gunicorn-nginx":
+        # gunicorn's defaults behind nginx, as gunicorn's deployment docs set it up
+        # (behind_nginx.py). Not in the default list: a reference for the relaying scenarios.
+        return [sys.executable, str(Path(__file__).with_name("behind_nginx.py")), "--port",
+                str(port), "--site", str(site), "--gunicorn", exe]  # fmt: skip
     if name == "granian":
         # granian's defaults: one worker, its WSGI threads, backlog 1024. Its default interface is
         # RSGI: a WSGI app needs --interface wsgi.

@@ -76,6 +76,8 @@ class ServerKind:
             return [exe, "--worker-class", "sync", "--workers", str(workers), "--bind", listen,
                     "--backlog", str(BACKLOG), "--chdir", site, "--log-level", "warning",
                     "wsgi:application"]  # fmt: skip
+        if self.name == "gunicorn-nginx":
+            return [*defaults.command(self.name, exe, port, SITE_DIR), "--workers", str(workers)]
         if self.name == "granian":
             return [exe, "--interface", "wsgi", "--workers", str(workers), "--host", "127.0.0.1",
                     "--port", str(port), "--backlog", str(BACKLOG), "--working-dir", site,
@@ -103,6 +105,11 @@ class ServerKind:
 KINDS = {
     "corral": ServerKind("corral", "Corral: front + N FastCGI workers", "corral"),
     "gunicorn": ServerKind("gunicorn", "gunicorn, sync workers", "gunicorn"),
+    "gunicorn-nginx": ServerKind(
+        "gunicorn-nginx",
+        "gunicorn, sync workers, behind nginx (its documented deployment)",
+        "gunicorn",
+    ),
     "granian": ServerKind("granian", "granian, WSGI interface", "granian"),
     "uwsgi": ServerKind("uwsgi", "uWSGI, prefork, --http11-socket", "uwsgi"),
 }

@@ -126,3 +126,30 @@ def test_the_mixed_scenario_sends_half_its_requests_to_each_route(counting_serve
     assert set(paths) == {"/sleep50", "/cpu5"}, paths
     assert result.requests > 20
     assert abs(paths["/sleep50"] - paths["/cpu5"]) <= 4 + 1, paths  # the 4 still outstanding
+
+
+@pytest.mark.external("wrk")
+@pytest.mark.external("nginx")
+def test_gunicorn_behind_nginx_is_measured_as_one_server_of_two_programs(tmp_path: Path) -> None:
+    """The reference for the relaying scenarios: wrk reaches gunicorn through nginx, and the CPU
+    of nginx's and gunicorn's processes is counted for it (its launcher spends none)."""
+    require_program("wrk")
+    require_program("nginx")
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--servers", "gunicorn-nginx",
+         "--scenarios", "1mib", "--duration", "1", "--warmup", "0", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert report["failed_servers"] == []
+    argv = report["meta"]["servers"]["gunicorn-nginx"]["argv"]
+    assert argv[1].endswith("behind_nginx.py") and "--workers" not in argv
+    (row,) = report["results"]
+    assert row["requests"] > 0 and row["error_count"] == 0, row
+    # The launcher (the tree's root) only waits: the CPU is nginx's and gunicorn's.
+    assert row["cpu_us_per_request"] > 10 * row["cpu_us_per_request_root"], row
