@@ -35,6 +35,8 @@ import threading
 
 from corral.errors import STACK_DUMP_SIGNAL, ExitCode
 from corral.protocol import spawnctl
+from corral.worker import server
+from corral.worker.serving import Loaded
 
 #: fds a forked worker receives, by position in the ``spawn``: where each goes in the worker.
 _TARGETS = (0, 3, 1, 2)
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     # What a forked worker needs is imported here, once, and shared (a module each worker
     # imported for itself would be that worker's own memory: threads alone was 0.8 MB of a
     # forked worker's 3.3 MB, bench/preload.py --apps plain).
-    from corral.worker import hooks, listen, server, threads  # noqa: F401
+    from corral.worker import hooks, listen, threads  # noqa: F401
     from corral.worker.serving import load_app
 
     # Whatever else the template inherited (descriptors its starter leaked) would be inherited
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         from corral.worker import aserver  # noqa: F401 - the workers' serving loop, shared
     if not hooks.run(args.hook_app_start, "app start"):
         return ExitCode.APP_LOAD_FAILED
+    _warm_up(args, loaded, ctrl)
     others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if others:
         reason = (
@@ -147,6 +150,34 @@ def run(args: argparse.Namespace) -> int:
                 given, received = received[:_FDS_PER_SPAWN], received[_FDS_PER_SPAWN:]
                 _spawn(args, loaded, ctrl, message.numbers[0], given, (wake_read, wake_write))
         _reap(ctrl)
+
+
+def _warm_up(args: argparse.Namespace, loaded: Loaded, ctrl: socket.socket) -> None:
+    """Before the heap is frozen: the warm-up requests (``corral.worker.warmup``), through
+    Corral's serving path (a WSGI app's; an ASGI app's is not warmed up)."""
+    if loaded.asgi:
+        if args.warm_up:
+            server.log(f"warm-up request {args.warm_up}: not sent (an ASGI app)")
+        return
+    from corral.worker import warmup
+
+    def stuck() -> None:
+        # (From the warm-up's own thread: the template's is in the app, maybe for ever.)
+        reason = (
+            f"its warm-up request did not answer within {warmup.TIMEOUT:g} s: its "
+            "workers are started directly"
+        )
+        server.log(reason)
+        _send(ctrl, spawnctl.encode("nofork", text=reason))
+        os._exit(ExitCode.OK)
+
+    warmup.before_fork(
+        loaded.app,  # type: ignore[arg-type]
+        args.warm_up,
+        args.warm_up_requests,
+        args.warm_up_script_name,
+        stuck,
+    )
 
 
 def _reap(ctrl: socket.socket) -> None:

@@ -1,0 +1,269 @@
+"""Warm-up requests, served in the template before it forks (preloaded workers).
+
+A worker forked from a template shares the template's memory until it writes to it. On Python
+3.11 running code writes to it: a code object is rewritten in place on its first calls
+(quickened, then its inline caches filled as it specialises), functions and classes get
+version tags. Code that first runs in a worker is specialised in that worker's own copy of the
+pages it lives on. So before the template forks:
+
+* ``own``: Corral's own serving path (the FastCGI codec, the environ, the response head, the
+  WSGI adapter) serves ``OWN_REQUESTS`` requests to an internal application, never the app's
+  code: what every request of every worker runs is then specialised once, in shared pages
+  (``bench/preload_pages.py`` names these pages; bench/README.md has the figures). Always done
+  for a WSGI app.
+* ``app``: the app's own warm-up (the ``WARM_UP`` setting): GET requests for a path through
+  the same path and the app, like the warm-up requests of Google App Engine: what the app
+  builds at its first request (URL resolvers, compiled templates) and its specialised code are
+  then shared. A warm-up never stops the app from serving: a non-2xx answer is logged (an
+  exception's traceback is logged as for any request) and the template forks its workers all
+  the same.
+
+Each request goes over a socketpair to a ``server.Connection`` running in this thread, as the
+front's requests go to a worker; a helper thread plays the front (it sends a request, reads the
+answer, then the next) and is joined before the template forks. Stdlib, the FastCGI codec and
+the worker's own modules only.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from corral.protocol.fastcgi import records
+from corral.protocol.fastcgi.constants import HEADER_LEN, RecordType
+from corral.worker import server
+from corral.worker.wsgi import WSGIApp
+
+#: Internal requests that exercise Corral's own path. Python 3.11 quickens a code object on
+#: its 8th call and specialises an instruction after it ran a few times more (and backs off
+#: after a miss): 32 leaves the path warm with room to spare (measured: bench/README.md,
+#: "Preloaded workers: the template warms Corral's own path").
+OWN_REQUESTS = 32
+#: How long each warm-up request may take before the template gives up on it (the app's code
+#: is stuck, and it runs in the template's only serving thread): the template then forks no
+#: worker, and the host starts the app's workers directly (``on_stuck``).
+TIMEOUT = 30.0
+#: The Host a warm-up path without one is requested with.
+DEFAULT_HOST = "localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a warm-up requests: a path (and query), its host and scheme."""
+
+    path: str
+    query: str = ""
+    host: str = DEFAULT_HOST
+    https: bool = False
+
+
+def parse_target(value: str) -> Target:
+    """``/path?query`` or ``http[s]://host[:port]/path?query`` (the setting's forms). Raises
+    ValueError for anything else."""
+    if value.startswith("/"):
+        path, _, query = value.partition("?")
+        return Target(path, query)
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        raise ValueError(f"{value!r} is neither a path (/...) nor an http(s)://host/... URL")
+    return Target(parts.path or "/", parts.query, parts.netloc, parts.scheme == "https")
+
+
+def describe(target: Target) -> str:
+    query = f"?{target.query}" if target.query else ""
+    return f"GET {target.path}{query}"
+
+
+def params(target: Target, script_name: str) -> list[tuple[bytes, bytes]]:
+    """The CGI variables of a plain GET of ``target``, in the order the front sends them."""
+    host, _, port = target.host.partition(":")
+    port = port or ("443" if target.https else "80")
+    pairs = [
+        (b"GATEWAY_INTERFACE", b"CGI/1.1"),
+        (b"SERVER_SOFTWARE", b"Corral"),
+        (b"SCRIPT_NAME", script_name.encode("latin-1")),
+        (b"DOCUMENT_ROOT", b""),
+        (b"REMOTE_ADDR", b"127.0.0.1"),
+        (b"REMOTE_PORT", b"0"),
+        (b"SERVER_ADDR", b"127.0.0.1"),
+        (b"SERVER_PORT", port.encode("latin-1")),
+        (b"REQUEST_METHOD", b"GET"),
+        (b"REQUEST_URI", (script_name + target.path).encode("utf-8")),
+        (b"PATH_INFO", unquote(target.path)),
+        (b"QUERY_STRING", target.query.encode("utf-8")),
+        (b"SERVER_NAME", host.encode("latin-1")),
+        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+        (b"HTTP_HOST", target.host.encode("latin-1")),
+        (b"HTTP_USER_AGENT", b"Corral warm-up"),
+        (b"HTTP_ACCEPT", b"*/*"),
+    ]
+    if target.https:
+        pairs.append((b"HTTPS", b"on"))
+    return pairs
+
+
+def unquote(text: str) -> bytes:
+    """A path's bytes with its %XX escapes decoded, as the front gives PATH_INFO (an escape
+    that is not one stays as it is)."""
+    raw = text.encode("utf-8")
+    if b"%" not in raw:
+        return raw
+    first, *rest = raw.split(b"%")
+    out = [first]
+    for piece in rest:
+        try:
+            out.append(bytes.fromhex(piece[:2].decode("ascii")) + piece[2:])
+        except ValueError:
+            out.append(b"%" + piece)
+    return b"".join(out)
+
+
+def own_app(environ: dict[str, Any], start_response: Callable[..., object]) -> list[bytes]:
+    """The internal application of Corral's own warm-up: reads its environ as an app would,
+    answers a small page."""
+    body = b"warm: " + environ["PATH_INFO"].encode("latin-1")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class _Front(threading.Thread):
+    """The front's end of the socketpair: each request in turn, its answer read to its
+    END_REQUEST; the statuses answered (None: no answer). A request unanswered after
+    ``timeout`` seconds calls ``on_stuck`` (from this thread: the serving one is in the app)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        requests: Iterable[bytes],
+        timeout: float,
+        on_stuck: Callable[[], None],
+    ) -> None:
+        super().__init__(name="corral-warm-up", daemon=True)
+        self.sock = sock
+        self.requests = list(requests)
+        self.timeout = timeout
+        self.on_stuck = on_stuck
+        self.statuses: list[int | None] = []
+
+    def run(self) -> None:
+        sock = self.sock
+        sock.settimeout(self.timeout)
+        try:
+            for request in self.requests:
+                sock.sendall(request)
+                self.statuses.append(_read_answer(sock))
+            sock.shutdown(socket.SHUT_WR)
+            while sock.recv(65536):
+                pass
+        except TimeoutError:
+            self.on_stuck()
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+
+def _read_answer(sock: socket.socket) -> int | None:
+    """Read one response (STDOUT records to END_REQUEST); its status (200 when the head has
+    no Status line, as CGI says); None if the connection ended first."""
+    data = b""
+    stdout = b""
+    while True:
+        while len(data) >= HEADER_LEN:
+            rtype, _, length, padding = records.header_at(data, 0)
+            end = HEADER_LEN + length + padding
+            if len(data) < end:
+                break
+            if rtype == RecordType.STDOUT and len(stdout) < 8192:
+                stdout += data[HEADER_LEN : HEADER_LEN + length]
+            data = data[end:]
+            if rtype == RecordType.END_REQUEST:
+                return _status_of(stdout)
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+
+
+def _status_of(stdout: bytes) -> int:
+    head = stdout.partition(b"\r\n\r\n")[0]
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"status":
+            try:
+                return int(value.split()[0])
+            except (ValueError, IndexError):
+                return 0
+    return 200
+
+
+def serve(
+    app: WSGIApp,
+    requests: list[list[tuple[bytes, bytes]]],
+    on_stuck: Callable[[], None],
+    timeout: float = TIMEOUT,
+) -> list[int | None]:
+    """Serve ``requests`` (each its PARAMS) to ``app`` through the worker's FastCGI path, in
+    this thread; each answer's status (None: none came). ``on_stuck`` is called (from another
+    thread) if a request is unanswered after ``timeout`` seconds: it must end the process, as
+    this thread may never come back from the app."""
+    ours, theirs = socket.socketpair()
+    encoded = [
+        records.encode_request(1, pairs, keep_conn=True, stdin=b"", split_params=False)
+        for pairs in requests
+    ]
+    front = _Front(theirs, encoded, timeout, on_stuck)
+    state = server.ServeState(app, 1, False)
+    front.start()
+    try:
+        server.Connection(ours, state).serve()
+    finally:
+        ours.close()
+        front.join()
+    return front.statuses
+
+
+def warm_own(on_stuck: Callable[[], None]) -> list[int | None]:
+    """Corral's own warm-up: ``OWN_REQUESTS`` requests to ``own_app``."""
+    return serve(own_app, [params(Target("/corral-warm-up"), "")] * OWN_REQUESTS, on_stuck)
+
+
+def warm_app(
+    app: WSGIApp, target: Target, count: int, script_name: str, on_stuck: Callable[[], None]
+) -> list[int | None]:
+    """The app's warm-up: ``count`` GETs of ``target``, each answer's status."""
+    return serve(app, [params(target, script_name)] * count, on_stuck)
+
+
+def before_fork(
+    app: WSGIApp,
+    target: str | None,
+    count: int,
+    script_name: str,
+    on_stuck: Callable[[], None],
+) -> None:
+    """The template's warm-ups, before it freezes its heap: Corral's own, then the app's
+    (``target``, ``count`` times) if it has one. Whatever the app answers, this returns (a
+    non-2xx answer logged; an exception's traceback was logged as for any request)."""
+    own = warm_own(on_stuck)
+    if own != [200] * OWN_REQUESTS:
+        server.log(f"warm-up of Corral's own path: unexpected answers {sorted(set(map(str, own)))}")
+    if target is None:
+        return
+    parsed = parse_target(target)
+    statuses = warm_app(app, parsed, count, script_name, on_stuck)
+    failed = [s for s in statuses if s is None or not 200 <= s < 300]
+    what = f"warm-up request {describe(parsed)}"
+    if not failed:
+        server.log(f"{what}: {count} x {statuses[0]} before forking", notice=True)
+        return
+    shown = ", ".join("no answer" if s is None else str(s) for s in sorted(set(failed), key=str))
+    server.log(
+        f"{what}: {len(failed)} of {count} answered {shown} (not 2xx); the workers are "
+        "forked all the same"
+    )
