@@ -334,6 +334,8 @@ def build_app(
         hook_app_start=_opt_str(values.get("app.hook_app_start")),
         hook_after_fork=_opt_str(values.get("app.hook_after_fork")),
         hook_worker_exit=_opt_str(values.get("app.hook_worker_exit")),
+        warm_up=_opt_str(values.get("app.warm_up")),
+        warm_up_requests=_int_value(values, "app.warm_up_requests"),
         notices=tuple(notices),
         not_in_effect=tuple(not_in_effect),
         location=app_where,
