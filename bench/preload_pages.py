@@ -54,6 +54,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 #: pymalloc's pool header (3.11: one pool per 4 KiB page): written at each allocation and each
 #: free in the pool.
 POOL_HEADER = 48
+#: A code object's fixed part (its quickened bytecode and inline caches follow it).
+CODE_HEADER = type(compile("", "", "exec")).__basicsize__
 
 #: The after-fork hook written into the site (run in the app's interpreter): the object maps.
 DUMPER = '''
@@ -98,7 +100,10 @@ def _blocks(obj):
         head += 16
     base = id(obj) - head
     label = kind.__name__
-    if label in ("code", "function") or isinstance(obj, type) or label == "module":
+    if label == "code":
+        name = f"{{obj.co_filename.rsplit('/', 1)[-1]}}:{{obj.co_qualname}}"
+        label = f"code [{{_package(obj)}}] {{name}}"
+    elif label == "function" or isinstance(obj, type) or label == "module":
         label = f"{{label}} [{{_package(obj)}}]"
     elif flags & (1 << 9):  # Py_TPFLAGS_HEAPTYPE: an instance of a class
         module = kind.__module__ if isinstance(kind.__module__, str) else "?"
@@ -234,6 +239,9 @@ def field(block: tuple[int, int, str, int], address: int) -> str:
         return f"GC header of {label}"
     if offset == 0:
         return f"refcount of {label}"
+    if label.startswith("code "):
+        part = "bytecode" if offset >= CODE_HEADER else "header"
+        return f"body of {label} ({part})"
     return f"body of {label}"
 
 
@@ -386,9 +394,9 @@ def coarse(label: str) -> str:
     if label.startswith("GC header of "):
         return "GC headers (of objects shared at the fork)"
     if label.startswith("body of code"):
-        return "code objects' bodies (quickening, inline caches): " + label.split("[")[-1].rstrip(
-            "]"
-        )
+        package = label.split("[", 1)[1].split("]", 1)[0]
+        part = label.rsplit("(", 1)[-1].rstrip(")")
+        return f"code objects' {part} (quickening, inline caches): {package}"
     if label.startswith("body of "):
         return "other fields of shared objects: " + label.removeprefix("body of ").split(" [")[0]
     if label.startswith("freed since the fork"):
