@@ -138,9 +138,12 @@ APPS: dict[str, tuple[dict[str, str], str, str]] = {
 }
 
 
-def make_site(root: Path, name: str, preload: str, warm: bool, warm_up: int = 0) -> Path:
+def make_site(
+    root: Path, name: str, preload: str, warm: bool, warm_up: int = 0, venv: str | None = None
+) -> Path:
     """The app's site; ``warm``: its app-start hook serves a request; ``warm_up``: the
-    ``warm_up`` setting names the app's page, sent that many times (0: not set)."""
+    ``warm_up`` setting names the app's page, sent that many times (0: not set); ``venv``:
+    the app runs in that virtualenv's interpreter (``virtual_env``)."""
     files, table, path = APPS[name]
     site = (
         root / f"{name}-{preload}{'-warm' if warm else ''}{f'-warm-up{warm_up}' if warm_up else ''}"
@@ -149,6 +152,8 @@ def make_site(root: Path, name: str, preload: str, warm: bool, warm_up: int = 0)
         table += '\nhook_app_start = "warmup:warm"'
     if warm_up:
         table += f'\nwarm_up = "{path}"\nwarm_up_requests = {warm_up}'
+    if venv:
+        table += f'\nvirtual_env = "{venv}"'
 
     for rel, text in files.items():
         (site / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -238,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--apps", default="django,flask")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument(
+        "--virtual-env",
+        metavar="DIR",
+        help="run the apps in this virtualenv (its interpreter, with Flask and Django)",
+    )
+    parser.add_argument(
         "--warm-up",
         metavar="N[,N...]",
         help="also measure preloading with the warm_up setting naming the app's page (the "
@@ -258,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="corral-preload-") as tmp:
         for name in args.apps.split(","):
             for preload, warm, warm_up in variants:
-                site = make_site(Path(tmp), name, preload, warm, warm_up)
+                site = make_site(Path(tmp), name, preload, warm, warm_up, args.virtual_env)
                 label = f"{name} preload={preload}{suffix(warm, warm_up)}"
                 results[label] = asyncio.run(measure(site, name, args.workers, args.requests))
     print(

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a worker forked from a template writes: its private pages, named by what lives there.
 
-    python bench/preload_pages.py [--apps flask,django] [--requests 50] [--warm-path PATH]
+    python bench/preload_pages.py [--apps flask,django] [--requests 50] [--warm-up N] [--detail N]
 
 For each app (the sites of ``bench/preload.py``), the script runs the app's real pool with
 ``PRELOAD=on`` and three workers, forked from the real template. Through an after-fork hook
@@ -408,17 +408,15 @@ def coarse(label: str) -> str:
     return label
 
 
-async def run(
-    app: str, requests: int, workers: int, out: Path, warm_path: str | None, detail: int
-) -> None:
+async def run(app: str, requests: int, workers: int, out: Path, warm_up: int, detail: int) -> None:
     path = APPS[app][2]
     site = make_site(out, app, "on", False)
     (site / "corral_pagedump.py").write_text(DUMPER.format(out=str(out / "maps")))
     (out / "maps").mkdir()
     extra = 'hook_after_fork = "corral_pagedump:after_fork"\n'
     extra += 'hook_app_start = "corral_pagedump:imported"\n'
-    if warm_path:
-        extra += f'warm_up = "{warm_path}"\n'
+    if warm_up:
+        extra += f'warm_up = "{path}"\nwarm_up_requests = {warm_up}\n'
     toml = site / "corral.toml"
     toml.write_text(toml.read_text() + extra)
     config = load_site(str(site))
@@ -465,7 +463,7 @@ async def run(
         await pool.close(0)
     total = sum(totals.values())
     print(
-        f"\n## {app}{' warm-up ' + warm_path if warm_path else ''}: a forked worker's private "
+        f"\n## {app}{f' with warm_up x{warm_up}' if warm_up else ''}: a forked worker's private "
         f"pages after {requests} requests (mean of {len(measured)} workers; USS "
         f"{', '.join(map(str, uss))} KiB; pages counted {total:,.0f} KiB)\n"
     )
@@ -493,12 +491,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--apps", default="flask,django")
     parser.add_argument("--requests", type=int, default=50)
-    parser.add_argument("--warm-path", help="the app's warm_up setting (the template's request)")
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=0,
+        metavar="N",
+        help="set warm_up to the app's page, sent N times by the template (0: not set)",
+    )
     parser.add_argument("--detail", type=int, default=0, help="also list the N largest labels")
     args = parser.parse_args(argv)
     for app in args.apps.split(","):
         with tempfile.TemporaryDirectory(prefix="corral-pages-") as tmp:
-            asyncio.run(run(app, args.requests, 3, Path(tmp), args.warm_path, args.detail))
+            asyncio.run(run(app, args.requests, 3, Path(tmp), args.warm_up, args.detail))
     return 0
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -256,11 +257,13 @@ def before_fork(
     if target is None:
         return
     parsed = parse_target(target)
+    started = time.monotonic()
     statuses = warm_app(app, parsed, count, script_name, on_stuck)
+    took = f"{(time.monotonic() - started) * 1000:.0f} ms"
     failed = [s for s in statuses if s is None or not 200 <= s < 300]
     what = f"warm-up request {describe(parsed)}"
     if not failed:
-        server.log(f"{what}: {count} x {statuses[0]} before forking", notice=True)
+        server.log(f"{what}: {count} x {statuses[0]} in {took}, before forking", notice=True)
         return
     shown = ", ".join("no answer" if s is None else str(s) for s in sorted(set(failed), key=str))
     server.log(

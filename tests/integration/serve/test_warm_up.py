@@ -139,7 +139,7 @@ def test_the_template_requests_the_warm_up_page_before_forking(tmp_path: Path) -
         assert all(e["pid"] in workers for e in served(site)[3:])
         server.wait_log(
             rf"\[{template}\] corral worker\[{template}\] notice: warm-up request GET "
-            r"/warm\?x=1: 3 x 200 before forking"
+            r"/warm\?x=1: 3 x 200 in \d+ ms, before forking"
         )
     finally:
         server.stop()

@@ -53,7 +53,7 @@ def test_warm_up_values(text: str, value: str) -> None:
     ],
 )
 def test_warm_up_refusals(text: str) -> None:
-    with pytest.raises(ValueError, match="warm-up|host name|between|at most|<="):
+    with pytest.raises(ValueError, match=r"warm-up|host name|at most"):
         to_warm_up(text)
 
 
