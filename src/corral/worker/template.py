@@ -8,13 +8,15 @@ of its liveness pipe (fd 3), and its own stdout and stderr pipes (fds 1 and 2, l
 host under the worker's pid). It starts a new session (so the host signals its process group,
 and stopping the template does not stop it), calls the after-fork hook and serves.
 
-Before forking, the template freezes its heap (``gc.freeze()``; no collection runs while the
-app imports, so that no hole is left for the workers to fill): the objects of
-the import are moved out of the collector's reach, so that a worker's collections do not
-write to (and so copy) the pages they live on. An app whose import started threads is not
-forked (a fork copies only the calling thread: a lock another thread held stays locked in the
-child); the template says ``nofork`` and exits, and the host starts that app's workers
-directly.
+Before forking, the template serves its warm-up requests (``corral.worker.warmup``: Corral's
+own serving path, then the app's ``--warm-up`` page), so that the code they quicken and what
+the app builds at its first request are shared; then it freezes its heap (``gc.freeze()``;
+no collection runs while the app imports, so that no hole is left for the workers to fill):
+the objects of the import are moved out of the collector's reach, so that a worker's
+collections do not write to (and so copy) the pages they live on. An app whose import (or
+warm-up) started threads is not forked (a fork copies only the calling thread: a lock another
+thread held stays locked in the child); the template says ``nofork`` and exits, and the host
+starts that app's workers directly.
 
 The template reaps its workers (they are its children) and reports each exit with its code.
 It exits when its liveness pipe closes (the host is gone) or on SIGTERM; its workers do not
