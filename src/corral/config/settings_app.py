@@ -369,7 +369,8 @@ APP_SETTINGS: tuple[Setting, ...] = (
         "runs the app's code in the template: a GET with side effects has them, and a "
         "connection the app opens there is inherited by every worker (close it in "
         "hook_after_fork). A non-2xx answer or an exception is logged and the workers are "
-        'forked all the same (docs/scaling.md, "Warm-up requests").',
+        "forked all the same; a warm-up unanswered near the start timeout makes the template "
+        'give up preloading (docs/scaling.md, "Warm-up requests").',
     ),
     Setting(
         "app.warm_up_requests",

@@ -118,6 +118,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--template-title", metavar="TEXT", help="the template's own process title")
     parser.add_argument(
+        "--template-start-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the time the host gives the template to say ready: its warm-up requests give up "
+        "(and its workers are started directly) before it runs out",
+    )
+    parser.add_argument(
         "--hook-app-start",
         metavar="MODULE:FUNCTION",
         help="call this once the app is imported (in the template, else in each worker)",

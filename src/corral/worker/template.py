@@ -34,6 +34,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 from corral.errors import STACK_DUMP_SIGNAL, ExitCode
 from corral.protocol import spawnctl
@@ -71,6 +72,7 @@ def _close_others(keep: set[int]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The template's life: import, hooks, then fork on request until the host goes away."""
+    started = time.monotonic()
     # What a forked worker needs is imported here, once, and shared (a module each worker
     # imported for itself would be that worker's own memory: threads alone was 0.8 MB of a
     # forked worker's 3.3 MB, bench/preload.py --apps plain).
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         from corral.worker import aserver  # noqa: F401 - the workers' serving loop, shared
     if not hooks.run(args.hook_app_start, "app start"):
         return ExitCode.APP_LOAD_FAILED
-    _warm_up(args, loaded, ctrl)
+    _warm_up(args, loaded, ctrl, started)
     others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if others:
         reason = (
@@ -154,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         _reap(ctrl)
 
 
-def _warm_up(args: argparse.Namespace, loaded: Loaded, ctrl: socket.socket) -> None:
+def _warm_up(args: argparse.Namespace, loaded: Loaded, ctrl: socket.socket, started: float) -> None:
     """Before the heap is frozen: the warm-up requests (``corral.worker.warmup``), through
     Corral's serving path (a WSGI app's; an ASGI app's is not warmed up)."""
     if loaded.asgi:
@@ -163,11 +165,14 @@ def _warm_up(args: argparse.Namespace, loaded: Loaded, ctrl: socket.socket) -> N
         return
     from corral.worker import warmup
 
+    until = warmup.deadline(started, args.template_start_timeout)
+
     def stuck() -> None:
         # (From the warm-up's own thread: the template's is in the app, maybe for ever.)
         reason = (
-            f"its warm-up request did not answer within {warmup.TIMEOUT:g} s: its "
-            "workers are started directly"
+            f"its warm-up request was still unanswered {until - started:.1f} s after the "
+            "template started (its start timeout less a margin): its workers are started "
+            "directly"
         )
         server.log(reason)
         _send(ctrl, spawnctl.encode("nofork", text=reason))
@@ -179,6 +184,7 @@ def _warm_up(args: argparse.Namespace, loaded: Loaded, ctrl: socket.socket) -> N
         args.warm_up_requests,
         args.warm_up_script_name,
         stuck,
+        until,
     )
 
 

@@ -16,7 +16,8 @@ pages it lives on. So before the template forks:
   builds at its first request (URL resolvers, compiled templates) and its specialised code are
   then shared. A warm-up never stops the app from serving: a non-2xx answer is logged (an
   exception's traceback is logged as for any request) and the template forks its workers all
-  the same.
+  the same; one still unanswered near the host's start timeout (``deadline``) makes the
+  template say ``nofork``, and the host starts the workers directly.
 
 Each request goes over a socketpair to a ``server.Connection`` running in this thread, as the
 front's requests go to a worker; a helper thread plays the front (it sends a request, reads the
@@ -43,10 +44,11 @@ from corral.worker.wsgi import WSGIApp
 #: after a miss): 32 leaves the path warm with room to spare (measured: bench/README.md,
 #: "Preloaded workers: the template warms Corral's own path").
 OWN_REQUESTS = 32
-#: How long each warm-up request may take before the template gives up on it (the app's code
-#: is stuck, and it runs in the template's only serving thread): the template then forks no
-#: worker, and the host starts the app's workers directly (``on_stuck``).
-TIMEOUT = 30.0
+#: Corral's own warm-up's time (it takes milliseconds; more would be a bug of Corral's).
+OWN_TIMEOUT = 5.0
+#: The host's time for a template to say ready when it does not say (its start timeout's
+#: default); the warm-ups must be done before it runs out, less a margin (``deadline``).
+START_TIMEOUT = 30.0
 #: The Host a warm-up path without one is requested with.
 DEFAULT_HOST = "localhost"
 
@@ -132,34 +134,44 @@ def own_app(environ: dict[str, Any], start_response: Callable[..., object]) -> l
     return [body]
 
 
+def deadline(started: float, start_timeout: float | None) -> float:
+    """When (``time.monotonic()``) the template's warm-ups must have ended, for a template
+    that started at ``started`` and must say ready within ``start_timeout`` seconds: a tenth
+    of it (at least 1 s, at most 5) is left for the rest (the freeze, the reply, the host's
+    own start of the process)."""
+    timeout = START_TIMEOUT if start_timeout is None else start_timeout
+    return started + timeout - min(5.0, max(1.0, timeout / 10))
+
+
 class _Front(threading.Thread):
     """The front's end of the socketpair: each request in turn, its answer read to its
-    END_REQUEST; the statuses answered (None: no answer). A request unanswered after
-    ``timeout`` seconds calls ``on_stuck`` (from this thread: the serving one is in the app)."""
+    END_REQUEST; the statuses answered (None: no answer). When ``deadline`` (monotonic) passes
+    with an answer still awaited, ``on_stuck`` is called (from this thread: the serving one is
+    in the app)."""
 
     def __init__(
         self,
         sock: socket.socket,
         requests: Iterable[bytes],
-        timeout: float,
+        deadline: float,
         on_stuck: Callable[[], None],
     ) -> None:
         super().__init__(name="corral-warm-up", daemon=True)
         self.sock = sock
         self.requests = list(requests)
-        self.timeout = timeout
+        self.deadline = deadline
         self.on_stuck = on_stuck
         self.statuses: list[int | None] = []
 
     def run(self) -> None:
         sock = self.sock
-        sock.settimeout(self.timeout)
         try:
             for request in self.requests:
+                self._wait_at_most()
                 sock.sendall(request)
-                self.statuses.append(_read_answer(sock))
+                self.statuses.append(self._read_answer())
             sock.shutdown(socket.SHUT_WR)
-            while sock.recv(65536):
+            while self._wait_at_most() and sock.recv(65536):
                 pass
         except TimeoutError:
             self.on_stuck()
@@ -168,10 +180,21 @@ class _Front(threading.Thread):
         finally:
             sock.close()
 
+    def _wait_at_most(self) -> bool:
+        """The socket's timeout: what is left before the deadline (TimeoutError if none)."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        self.sock.settimeout(left)
+        return True
 
-def _read_answer(sock: socket.socket) -> int | None:
-    """Read one response (STDOUT records to END_REQUEST); its status (200 when the head has
-    no Status line, as CGI says); None if the connection ended first."""
+    def _read_answer(self) -> int | None:
+        """Read one response (STDOUT records to END_REQUEST); its status (200 when the head
+        has no Status line, as CGI says); None if the connection ended first."""
+        return _read_answer(self.sock, self._wait_at_most)
+
+
+def _read_answer(sock: socket.socket, before_recv: Callable[[], object]) -> int | None:
     data = b""
     stdout = b""
     while True:
@@ -185,6 +208,7 @@ def _read_answer(sock: socket.socket) -> int | None:
             data = data[end:]
             if rtype == RecordType.END_REQUEST:
                 return _status_of(stdout)
+        before_recv()
         chunk = sock.recv(65536)
         if not chunk:
             return None
@@ -207,38 +231,46 @@ def serve(
     app: WSGIApp,
     requests: list[list[tuple[bytes, bytes]]],
     on_stuck: Callable[[], None],
-    timeout: float = TIMEOUT,
+    until: float,
 ) -> list[int | None]:
     """Serve ``requests`` (each its PARAMS) to ``app`` through the worker's FastCGI path, in
     this thread; each answer's status (None: none came). ``on_stuck`` is called (from another
-    thread) if a request is unanswered after ``timeout`` seconds: it must end the process, as
-    this thread may never come back from the app."""
+    thread) if an answer is still awaited at ``until`` (``time.monotonic()``): it must end the
+    process, as this thread may never come back from the app."""
     ours, theirs = socket.socketpair()
     encoded = [
         records.encode_request(1, pairs, keep_conn=True, stdin=b"", split_params=False)
         for pairs in requests
     ]
-    front = _Front(theirs, encoded, timeout, on_stuck)
+    front = _Front(theirs, encoded, until, on_stuck)
     state = server.ServeState(app, 1, False)
     front.start()
     try:
         server.Connection(ours, state).serve()
+    except (Exception, SystemExit) as exc:  # (what would end a worker must not end the template)
+        server.log(f"warm-up: the request ended the serving path: {type(exc).__name__}: {exc}")
     finally:
         ours.close()
         front.join()
     return front.statuses
 
 
-def warm_own(on_stuck: Callable[[], None]) -> list[int | None]:
+def warm_own(on_stuck: Callable[[], None], until: float) -> list[int | None]:
     """Corral's own warm-up: ``OWN_REQUESTS`` requests to ``own_app``."""
-    return serve(own_app, [params(Target("/corral-warm-up"), "")] * OWN_REQUESTS, on_stuck)
+    requests = [params(Target("/corral-warm-up"), "")] * OWN_REQUESTS
+    return serve(own_app, requests, on_stuck, until)
 
 
 def warm_app(
-    app: WSGIApp, target: Target, count: int, script_name: str, on_stuck: Callable[[], None]
+    app: WSGIApp,
+    target: Target,
+    count: int,
+    script_name: str,
+    on_stuck: Callable[[], None],
+    until: float,
 ) -> list[int | None]:
     """The app's warm-up: ``count`` GETs of ``target``, each answer's status."""
-    return serve(app, [params(target, script_name)] * count, on_stuck)
+    return serve(app, [params(target, script_name)] * count, on_stuck, until)
 
 
 def before_fork(
@@ -247,26 +279,35 @@ def before_fork(
     count: int,
     script_name: str,
     on_stuck: Callable[[], None],
+    until: float,
 ) -> None:
     """The template's warm-ups, before it freezes its heap: Corral's own, then the app's
-    (``target``, ``count`` times) if it has one. Whatever the app answers, this returns (a
-    non-2xx answer logged; an exception's traceback was logged as for any request)."""
-    own = warm_own(on_stuck)
+    (``target``, ``count`` times) if it has one; ``on_stuck`` if they are not done at
+    ``until``. Whatever the app answers, this returns (a non-2xx answer logged; an
+    exception's traceback was logged as for any request)."""
+    own = warm_own(on_stuck, time.monotonic() + OWN_TIMEOUT)
     if own != [200] * OWN_REQUESTS:
         server.log(f"warm-up of Corral's own path: unexpected answers {sorted(set(map(str, own)))}")
     if target is None:
         return
     parsed = parse_target(target)
-    started = time.monotonic()
-    statuses = warm_app(app, parsed, count, script_name, on_stuck)
-    took = f"{(time.monotonic() - started) * 1000:.0f} ms"
-    failed = [s for s in statuses if s is None or not 200 <= s < 300]
     what = f"warm-up request {describe(parsed)}"
+    started = time.monotonic()
+    if started >= until:
+        server.log(f"{what}: not sent: the app's import took the template's start time")
+        return
+    statuses = warm_app(app, parsed, count, script_name, on_stuck, until)
+    took = f"{(time.monotonic() - started) * 1000:.0f} ms"
+    answers = statuses + [None] * (count - len(statuses))
+    failed = [s for s in answers if s is None or not 200 <= s < 300]
     if not failed:
         server.log(f"{what}: {count} x {statuses[0]} in {took}, before forking", notice=True)
         return
-    shown = ", ".join("no answer" if s is None else str(s) for s in sorted(set(failed), key=str))
+    tally: dict[str, int] = {}
+    for status in failed:
+        key = "no answer" if status is None else str(status)
+        tally[key] = tally.get(key, 0) + 1
+    shown = ", ".join(f"{key} x{n}" for key, n in tally.items())
     server.log(
-        f"{what}: {len(failed)} of {count} answered {shown} (not 2xx); the workers are "
-        "forked all the same"
+        f"{what}: {len(failed)} of {count} not 2xx ({shown}); the workers are forked all the same"
     )

@@ -50,7 +50,7 @@ preload = "on"
 """
 
 #: Notes each request it serves (pid, path, query, Host, SCRIPT_NAME, scheme) in requests.log.
-APP = """import json, os
+APP = """import json, os, time
 
 LOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "requests.log")
 
@@ -66,6 +66,8 @@ def application(environ, start_response):
         }) + "\\n")
     if environ["PATH_INFO"] == "/boom":
         raise RuntimeError("the warm-up page is broken on purpose")
+    if environ["PATH_INFO"] == "/hang":
+        time.sleep(3600)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [str(os.getpid()).encode()]
 """
@@ -82,8 +84,8 @@ def make_site(root: Path, *, web_config: str | None = None, toml: str | None = N
     return site
 
 
-def start(site: Path) -> CorralServer:
-    return CorralServer(site, args=("--no-access-log", "--min", "2", "--max", "2")).start(
+def start(site: Path, *args: str) -> CorralServer:
+    return CorralServer(site, args=("--no-access-log", "--min", "2", "--max", "2", *args)).start(
         wait_ready=False
     )
 
@@ -159,9 +161,36 @@ def test_a_failing_warm_up_is_logged_and_the_workers_serve(tmp_path: Path) -> No
         server.wait_log(r"GET /boom: the application failed; answering 500")
         assert "RuntimeError: the warm-up page is broken on purpose" in server.text()
         server.wait_log(
-            r"warm-up request GET /boom: 2 of 2 answered 500 \(not 2xx\); the workers are "
-            "forked all the same"
+            r"warm-up request GET /boom: 2 of 2 not 2xx \(500 x2\); the workers are forked all "
+            "the same"
         )
+    finally:
+        server.stop()
+
+
+def test_a_stuck_warm_up_gives_up_preloading_and_the_workers_start_directly(
+    tmp_path: Path,
+) -> None:
+    site = make_site(tmp_path, toml='warm_up = "/hang"')
+    server = start(site, "--set", "start_timeout=4")
+    try:
+        # (The first request starts the pool: it waits for the template, then a direct worker.)
+        response = request(server.port)
+        assert response.status == 200, server.text()
+        assert server.proc is not None
+        assert psutil.Process(int(response.body)).ppid() == server.proc.pid  # started directly
+        server.wait_log(
+            r"not preloading workers: its warm-up request was still unanswered 3\.0 s after "
+            r"the template started \(its start timeout less a margin\): its workers are "
+            "started directly"
+        )
+        [hung] = [entry["pid"] for entry in served(site) if entry["path"] == "/hang"]
+        assert isinstance(hung, int)
+        deadline = time.monotonic() + WAIT
+        while psutil.pid_exists(hung) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not psutil.pid_exists(hung) or psutil.Process(hung).status() == "zombie"
+        assert server.templates() == []
     finally:
         server.stop()
 

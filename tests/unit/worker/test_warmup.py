@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -106,6 +107,10 @@ def test_the_launch_plan_carries_the_warm_up() -> None:
     assert "--warm-up" not in python_worker_plan("/app").argv
 
 
+def later() -> float:
+    return time.monotonic() + 30
+
+
 def never_stuck() -> None:
     raise AssertionError("the warm-up was declared stuck")
 
@@ -120,7 +125,7 @@ def test_requests_reach_the_app_through_the_worker_path() -> None:
         return [b"x" * 300_000]  # more than a socket buffer: the front's end reads as it goes
 
     target = warmup.parse_target("https://example.test:8443/page?q=1")
-    assert warmup.warm_app(app, target, 3, "/blog", never_stuck) == [200, 200, 200]
+    assert warmup.warm_app(app, target, 3, "/blog", never_stuck, later()) == [200, 200, 200]
     assert len(seen) == 3
     environ = seen[0]
     assert environ["PATH_INFO"] == "/page"
@@ -130,7 +135,7 @@ def test_requests_reach_the_app_through_the_worker_path() -> None:
     assert environ["wsgi.url_scheme"] == "https"
     assert environ["REQUEST_METHOD"] == "GET"
     missing = warmup.parse_target("/missing")
-    assert warmup.warm_app(app, missing, 2, "", never_stuck) == [404, 404]
+    assert warmup.warm_app(app, missing, 2, "", never_stuck, later()) == [404, 404]
     assert threading.active_count() == 1  # the front's thread is gone: the template may fork
 
 
@@ -140,13 +145,36 @@ def test_an_exception_is_a_500_with_its_traceback_logged(
     def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         raise RuntimeError("broken on purpose")
 
-    warmup.before_fork(app, "/boom", 2, "", never_stuck)  # returns: the template goes on
+    warmup.before_fork(app, "/boom", 2, "", never_stuck, later())  # returns: the template goes on
     err = capsys.readouterr().err
     assert "GET /boom: the application failed; answering 500" in err
     assert "RuntimeError: broken on purpose" in err
-    assert "warm-up request GET /boom: 2 of 2 answered 500 (not 2xx); the workers are forked" in (
-        err
-    )
+    assert "warm-up request GET /boom: 2 of 2 not 2xx (500 x2); the workers are forked" in err
+
+
+def test_an_app_that_exits_does_not_end_the_template(capsys: pytest.CaptureFixture[str]) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        raise SystemExit(3)
+
+    warmup.before_fork(app, "/exit", 2, "", never_stuck, later())
+    err = capsys.readouterr().err
+    assert "warm-up: the request ended the serving path: SystemExit: 3" in err
+    assert "warm-up request GET /exit: 2 of 2 not 2xx (no answer x2); the workers are" in err
+
+
+def test_the_deadline_leaves_the_template_time_to_answer() -> None:
+    assert warmup.deadline(100.0, 30.0) == 127.0
+    assert warmup.deadline(100.0, 5.0) == 104.0
+    assert warmup.deadline(100.0, 300.0) == 395.0
+    assert warmup.deadline(100.0, None) == 127.0
+
+
+def test_no_time_left_skips_the_app_s_warm_up(capsys: pytest.CaptureFixture[str]) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        raise AssertionError("the app was called")
+
+    warmup.before_fork(app, "/late", 3, "", never_stuck, time.monotonic() - 1)
+    assert "warm-up request GET /late: not sent: the app's import took" in capsys.readouterr().err
 
 
 def test_a_stuck_warm_up_calls_on_stuck() -> None:
@@ -163,7 +191,7 @@ def test_a_stuck_warm_up_calls_on_stuck() -> None:
         return [b""]
 
     target = warmup.parse_target("/slow")
-    statuses = warmup.serve(app, [warmup.params(target, "")], on_stuck, timeout=0.2)
+    statuses = warmup.serve(app, [warmup.params(target, "")], on_stuck, time.monotonic() + 0.2)
     assert stuck == [True]
     assert statuses == []
 
@@ -180,7 +208,7 @@ codes = [server.Connection.serve.__code__, server.Connection._whole_request.__co
          environ.environ_from_params.__code__, wsgi.run.__code__]
 before = [c._co_code_adaptive == c.co_code for c in codes]
 if sys.argv[1] == "warm":
-    assert warmup.warm_own(lambda: None) == [200] * warmup.OWN_REQUESTS
+    assert warmup.warm_own(lambda: None, 1e9) == [200] * warmup.OWN_REQUESTS
 print(before, [c._co_code_adaptive == c.co_code for c in codes])
 """
     cold = subprocess.run([sys.executable, "-c", script, "cold"], capture_output=True, text=True)
