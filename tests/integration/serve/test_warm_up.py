@@ -195,6 +195,30 @@ def test_a_stuck_warm_up_gives_up_preloading_and_the_workers_start_directly(
         server.stop()
 
 
+ASGI_APP = """async def application(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"asgi"})
+"""
+
+
+def test_an_asgi_app_s_template_says_it_sent_no_warm_up(tmp_path: Path) -> None:
+    site = make_site(tmp_path, toml='warm_up = "/"')
+    (site / "corral.toml").write_text(
+        (site / "corral.toml").read_text().replace("wsgi_app", "asgi_app")
+    )
+    (site / "wsgi.py").write_text(ASGI_APP)
+    server = start(site)
+    try:
+        response = request(server.port)
+        assert (response.status, response.body) == (200, b"asgi"), server.text()
+        server.wait_log(r"warm-up request /: not sent \(an ASGI app\)")
+        server.wait_log(r"has loaded the app; workers are forked from it")
+    finally:
+        server.stop()
+
+
 def test_without_the_setting_the_app_never_runs_in_the_template(tmp_path: Path) -> None:
     site = make_site(tmp_path, toml="")
     server = start(site)
