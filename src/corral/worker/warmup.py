@@ -41,8 +41,8 @@ from corral.worker.wsgi import WSGIApp
 
 #: Internal requests that exercise Corral's own path. Python 3.11 quickens a code object on
 #: its 8th call and specialises an instruction after it ran a few times more (and backs off
-#: after a miss): 32 leaves the path warm with room to spare (measured: bench/README.md,
-#: "Preloaded workers: the template warms Corral's own path").
+#: after a miss): 32 is well past both, for about 2 ms (bench/README.md, "Preloaded workers:
+#: what a forked worker writes, and warm-up requests").
 OWN_REQUESTS = 32
 #: Corral's own warm-up's time (it takes milliseconds; more would be a bug of Corral's).
 OWN_TIMEOUT = 5.0
@@ -119,11 +119,14 @@ def unquote(text: str) -> bytes:
     first, *rest = raw.split(b"%")
     out = [first]
     for piece in rest:
-        try:
-            out.append(bytes.fromhex(piece[:2].decode("ascii")) + piece[2:])
-        except ValueError:
+        if len(piece) >= 2 and all(c in _HEX for c in piece[:2]):
+            out.append(bytes((int(piece[:2], 16),)) + piece[2:])
+        else:
             out.append(b"%" + piece)
     return b"".join(out)
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 def own_app(environ: dict[str, Any], start_response: Callable[..., object]) -> list[bytes]:

@@ -92,6 +92,22 @@ def test_what_the_host_accepts_the_worker_reads(text: str) -> None:
         assert pairs[b"HTTP_HOST"] == b"localhost"
 
 
+@pytest.mark.parametrize(
+    ("path", "info"),
+    [
+        ("/a%20b", b"/a b"),
+        ("/%", b"/%"),
+        ("/%4", b"/%4"),
+        ("/%41%42", b"/AB"),
+        ("/%zz", b"/%zz"),
+        ("/%C3%A9t%C3%A9", "/été".encode()),
+        ("/été", "/été".encode()),
+    ],
+)
+def test_path_info_is_the_path_with_its_escapes_decoded(path: str, info: bytes) -> None:
+    assert warmup.unquote(path) == info == unquote_to_bytes(path)
+
+
 def test_the_launch_plan_carries_the_warm_up() -> None:
     plan = python_worker_plan("/app", warm_up=WarmUp("/warm?x=1", 3, "/blog"))
     argv = list(plan.argv)
@@ -136,7 +152,8 @@ def test_requests_reach_the_app_through_the_worker_path() -> None:
     assert environ["REQUEST_METHOD"] == "GET"
     missing = warmup.parse_target("/missing")
     assert warmup.warm_app(app, missing, 2, "", never_stuck, later()) == [404, 404]
-    assert threading.active_count() == 1  # the front's thread is gone: the template may fork
+    # The front's thread is gone: the template may fork.
+    assert not [t for t in threading.enumerate() if t.name == "corral-warm-up"]
 
 
 def test_an_exception_is_a_500_with_its_traceback_logged(
