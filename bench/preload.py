@@ -2,6 +2,7 @@
 """Preloaded workers, measured: spawn time and memory per worker, with and without a template.
 
     python bench/preload.py [--workers 4] [--requests 50] [--apps django,flask] [--json FILE]
+                            [--warm] [--warm-up N[,N...]]
 
 For each app (a Django project with its admin loaded, a Flask app; both made in a temporary
 folder) and each of ``PRELOAD=off`` and ``PRELOAD=on``, the script runs the app's real pool
@@ -137,11 +138,22 @@ APPS: dict[str, tuple[dict[str, str], str, str]] = {
 }
 
 
-def make_site(root: Path, name: str, preload: str, warm: bool) -> Path:
-    files, table, _ = APPS[name]
-    site = root / f"{name}-{preload}{'-warm' if warm else ''}"
+def make_site(
+    root: Path, name: str, preload: str, warm: bool, warm_up: int = 0, venv: str | None = None
+) -> Path:
+    """The app's site; ``warm``: its app-start hook serves a request; ``warm_up``: the
+    ``warm_up`` setting names the app's page, sent that many times (0: not set); ``venv``:
+    the app runs in that virtualenv's interpreter (``virtual_env``)."""
+    files, table, path = APPS[name]
+    site = (
+        root / f"{name}-{preload}{'-warm' if warm else ''}{f'-warm-up{warm_up}' if warm_up else ''}"
+    )
     if warm:
         table += '\nhook_app_start = "warmup:warm"'
+    if warm_up:
+        table += f'\nwarm_up = "{path}"\nwarm_up_requests = {warm_up}'
+    if venv:
+        table += f'\nvirtual_env = "{venv}"'
 
     for rel, text in files.items():
         (site / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -220,6 +232,10 @@ async def measure(site: Path, name: str, workers: int, requests: int) -> dict[st
         await pool.close(0)
 
 
+def suffix(warm: bool, warm_up: int) -> str:
+    return (" +warm" if warm else "") + (f" +warm_up x{warm_up}" if warm_up else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=4)
@@ -227,23 +243,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--apps", default="django,flask")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument(
+        "--virtual-env",
+        metavar="DIR",
+        help="run the apps in this virtualenv (its interpreter, with Flask and Django)",
+    )
+    parser.add_argument(
+        "--warm-up",
+        metavar="N[,N...]",
+        help="also measure preloading with the warm_up setting naming the app's page (the "
+        "template requests it through the app before forking), sent N times (each N a run)",
+    )
+    parser.add_argument(
         "--warm",
         action="store_true",
         help="also measure preloading with an app-start hook that serves one request in the "
         "template (what the app builds lazily is then shared)",
     )
     args = parser.parse_args(argv)
+    counts = [int(n) for n in args.warm_up.split(",")] if args.warm_up else []
+    variants = [("off", False, 0), ("on", False, 0)]
+    variants += [("on", True, 0)] if args.warm else []
+    variants += [("on", False, n) for n in counts]
     results: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory(prefix="corral-preload-") as tmp:
         for name in args.apps.split(","):
-            for preload, warm in (("off", False), ("on", False), ("on", True))[
-                : 3 if args.warm else 2
-            ]:
-                site = make_site(Path(tmp), name, preload, warm)
-                label = f"{name} preload={preload}{' +warm' if warm else ''}"
+            for preload, warm, warm_up in variants:
+                site = make_site(Path(tmp), name, preload, warm, warm_up, args.virtual_env)
+                label = f"{name} preload={preload}{suffix(warm, warm_up)}"
                 results[label] = asyncio.run(measure(site, name, args.workers, args.requests))
     print(
-        f"{'app':<20} {'first ready':>11} {'spawn median (each)':>34} "
+        f"{'app':<30} {'first ready':>11} {'spawn median (each)':>34} "
         f"{'worker USS KiB (each)':>36} {'template':>9}"
     )
     for label, r in results.items():
@@ -251,14 +280,14 @@ def main(argv: list[str] | None = None) -> int:
         uss = r["worker_uss_kib"]
         assert isinstance(uss, list)
         print(
-            f"{label:<20} {r['first_ready_ms']:>8} ms {spawn:>34} "
+            f"{label:<30} {r['first_ready_ms']:>8} ms {spawn:>34} "
             f"{round(statistics.mean(uss)):>8} ({', '.join(map(str, uss))}) "
             f"{r['template_uss_kib'] or '-':>9}"
         )
     for name in args.apps.split(","):
         off = results[f"{name} preload=off"]
         direct = statistics.mean(off["worker_uss_kib"])  # type: ignore[arg-type]
-        for variant in ("", " +warm")[: 2 if args.warm else 1]:
+        for variant in [suffix(warm, warm_up) for preload, warm, warm_up in variants[1:]]:
             on = results[f"{name} preload=on{variant}"]
             forked = statistics.mean(on["worker_uss_kib"])  # type: ignore[arg-type]
             print(

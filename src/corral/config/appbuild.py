@@ -334,6 +334,8 @@ def build_app(
         hook_app_start=_opt_str(values.get("app.hook_app_start")),
         hook_after_fork=_opt_str(values.get("app.hook_after_fork")),
         hook_worker_exit=_opt_str(values.get("app.hook_worker_exit")),
+        warm_up=_opt_str(values.get("app.warm_up")),
+        warm_up_requests=_int_value(values, "app.warm_up_requests"),
         notices=tuple(notices),
         not_in_effect=tuple(not_in_effect),
         location=app_where,
@@ -412,7 +414,20 @@ def _python_only(
     where_of: Mapping[str, Location | None],
     not_in_effect: list[NotInEffect],
 ) -> None:
-    """ERROR_LOG_LEVEL is read by Corral's Python worker: listed as not in effect elsewhere."""
+    """ERROR_LOG_LEVEL is read by Corral's Python worker, WARM_UP sent by its template: listed
+    as not in effect elsewhere (WARM_UP also with PRELOAD=off)."""
+    warm_up = values.get("app.warm_up")
+    if warm_up and (
+        engine.kind is not EngineKind.PYTHON_WORKER or values.get("app.preload") == "off"
+    ):
+        not_in_effect.append(
+            NotInEffect(
+                f"{name}: WARM_UP (sent by the template of Corral's Python worker: PRELOAD on "
+                "or auto)",
+                str(warm_up),
+                where_of.get("WARM_UP"),
+            )
+        )
     level = values.get("app.error_log_level")
     if level and engine.kind is not EngineKind.PYTHON_WORKER:
         not_in_effect.append(

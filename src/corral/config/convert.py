@@ -207,3 +207,31 @@ def to_hsts(value: object) -> str:
     if len(set(names)) != len(names):
         raise ValueError(f"a directive is repeated in {text!r}")
     return "; ".join(part.strip() for part in text.split(";") if part.strip())
+
+
+_WARM_UP_URL = re.compile(r"(https?)://([^/?#@\s]+)(/[^#\s]*)?")
+
+
+def to_warm_up(value: object) -> str:
+    """A warm-up request's target (the ``warm_up`` setting): a path with an optional query
+    (``/admin/login/?next=/``), or an ``http://`` or ``https://`` URL whose host (and port)
+    the request names in its Host header; "" means none."""
+    text = to_str(value).strip()
+    if not text:
+        return ""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text) or "#" in text:
+        raise ValueError(f"a warm-up request is a path or URL without spaces or '#': {text!r}")
+    if text.startswith("/"):
+        if text.startswith("//"):
+            raise ValueError(f"a warm-up path begins with one '/', got {text!r}")
+        return text
+    match = _WARM_UP_URL.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"a warm-up request is a path (/...) or an http(s)://host/... URL, got {text!r}"
+        )
+    host, _, port = match[2].rpartition(":") if match[2].count(":") == 1 else (match[2], "", "")
+    to_host_name(host)
+    if port:
+        to_port(port)
+    return text if match[3] else text + "/"

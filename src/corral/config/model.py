@@ -16,6 +16,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from corral.config.settings_app import WARM_UP_REQUESTS_DEFAULT
 from corral.protocol.fastcgi.constants import MAX_PIPELINE_DEPTH
 
 if TYPE_CHECKING:  # (corral.config.rewrite builds on Location, below)
@@ -349,6 +350,10 @@ class AppConfig:
     hook_app_start: str | None = None
     hook_after_fork: str | None = None
     hook_worker_exit: str | None = None
+    #: WARM_UP: the request the template sends through the app before it forks (a path or an
+    #: http(s) URL; None: none), WARM_UP_REQUESTS times.
+    warm_up: str | None = None
+    warm_up_requests: int = WARM_UP_REQUESTS_DEFAULT
     #: Things `corral check` tells the user (engine aliasing, the interpreter used...).
     notices: tuple[str, ...] = ()
     not_in_effect: tuple[NotInEffect, ...] = ()

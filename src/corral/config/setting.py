@@ -58,6 +58,8 @@ class Kind(enum.StrEnum):
     SWITCHBOARD = "switchboard"
     #: A Strict-Transport-Security value: max-age=SECONDS[; includeSubDomains][; preload].
     HSTS = "HSTS policy"
+    #: A request the template sends through the app: /path?query or http[s]://host/path.
+    WARM_UP = "warm-up request"
 
 
 def _same(value: object) -> object:
@@ -207,4 +209,5 @@ _CONVERTERS: dict[Kind, Callable[[object], object]] = {
     Kind.MASK: convert.to_mask,
     Kind.VIRTUAL_PATH: convert.to_virtual_path,
     Kind.HSTS: convert.to_hsts,
+    Kind.WARM_UP: convert.to_warm_up,
 }

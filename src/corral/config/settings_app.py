@@ -6,6 +6,8 @@ from __future__ import annotations
 from corral.config.setting import Kind, PoolUse, Scope, Setting, seconds_or_never
 
 _A = Scope.APP
+#: WARM_UP_REQUESTS's default (bench/README.md, "Preloaded workers: warm-up requests").
+WARM_UP_REQUESTS_DEFAULT = 10
 
 APP_SETTINGS: tuple[Setting, ...] = (
     # --- applications (web.config variables) -----------------------------------------------
@@ -351,6 +353,37 @@ APP_SETTINGS: tuple[Setting, ...] = (
         None,
         "Server hook (module:function, called with no arguments) run once the app is "
         "imported: in the template with preloading (once), else in each worker.",
+    ),
+    Setting(
+        "app.warm_up",
+        _A,
+        "warm_up",
+        "WARM_UP",
+        Kind.WARM_UP,
+        None,
+        "Preloaded workers (Corral's Python worker, a WSGI app): a GET the template sends "
+        "through the app, in its own process, before it forks the workers (/path?query, or "
+        "http://host/path to name the Host header; SCRIPT_NAME is the app's virtual path), so "
+        "that what the app builds at its first request and the code a request runs are "
+        "shared by every worker instead of copied into each (less memory per worker). It "
+        "runs the app's code in the template: a GET with side effects has them, and a "
+        "connection the app opens there is inherited by every worker (close it in "
+        "hook_after_fork). A non-2xx answer or an exception is logged and the workers are "
+        "forked all the same; a warm-up unanswered near the start timeout makes the template "
+        'give up preloading (docs/scaling.md, "Warm-up requests").',
+    ),
+    Setting(
+        "app.warm_up_requests",
+        _A,
+        "warm_up_requests",
+        "WARM_UP_REQUESTS",
+        Kind.INT,
+        WARM_UP_REQUESTS_DEFAULT,
+        "How many times the template sends the warm_up request (Python 3.11 specialises a "
+        "function's code after it has run a few times: code run once at the warm-up is "
+        "still rewritten in each worker).",
+        minimum=1,
+        maximum=1000,
     ),
     Setting(
         "app.hook_after_fork",

@@ -21,7 +21,7 @@ from corral.engines.base import (
     speaks_http,
     unsupported,
 )
-from corral.supervision.launch import python_worker_plan
+from corral.supervision.launch import WarmUp, python_worker_plan
 from corral.supervision.probe import fastcgi_probe
 from corral.supervision.settings import PoolSettings
 from corral.supervision.template import TemplateSpawner
@@ -63,6 +63,9 @@ class PythonWorkerKind:
                 "after-fork": app.hook_after_fork,
                 "worker-exit": app.hook_worker_exit,
             },
+            warm_up=None
+            if app.warm_up is None
+            else WarmUp(app.warm_up, app.warm_up_requests, app.script_name),
         )
         spawner = (
             TemplateSpawner(app_label(app), start_timeout=settings.start_timeout)

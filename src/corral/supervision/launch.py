@@ -232,6 +232,20 @@ def import_dir_for(parent: str) -> str:
     return _stage(package, files, digest.hexdigest()[:16])
 
 
+@dataclass(frozen=True, slots=True)
+class WarmUp:
+    """A warm-up request (the WARM_UP settings): its target, how many times, and the app's
+    virtual path (its SCRIPT_NAME, "" at the root)."""
+
+    target: str
+    requests: int = 1
+    script_name: str = ""
+
+    def argv(self) -> tuple[str, ...]:
+        extra = ("--warm-up-script-name", self.script_name) if self.script_name else ()
+        return ("--warm-up", self.target, "--warm-up-requests", str(self.requests), *extra)
+
+
 def python_worker_plan(
     app_root: str | os.PathLike[str],
     *,
@@ -244,6 +258,7 @@ def python_worker_plan(
     title: str | None = None,
     hooks: Mapping[str, str | None] | None = None,
     scheduling: str = "batch",
+    warm_up: WarmUp | None = None,
 ) -> LaunchPlan:
     """The plan for Corral's own Python worker (``python -m corral.worker``).
 
@@ -263,6 +278,8 @@ def python_worker_plan(
             ``module:function`` (``--hook-NAME``; ``corral.worker.hooks``).
         scheduling: the worker's threads' policy on Linux, ``batch`` (the worker's default)
             or ``normal`` (``--scheduling``; ``corral.worker.serving.batch_scheduling``).
+        warm_up: the request a template sends through the app before it forks
+            (``--warm-up``; ``corral.worker.warmup``).
 
     ``PYTHONPATH`` is the app's entries followed, last, by ``worker_import_dir()``, so that an
     interpreter from another virtualenv (without Corral's dependencies) can import
@@ -296,5 +313,6 @@ def python_worker_plan(
             if spec
             for arg in (f"--hook-{name}", spec)
         ),
+        *(() if warm_up is None else warm_up.argv()),
     )
     return LaunchPlan(argv=tuple(argv), env=env, cwd=os.fspath(app_root))

@@ -445,6 +445,9 @@ class TemplateSpawner:
                 str(child.fileno()),
                 "--template-title",
                 template_title(_title_of(plan.argv), self.app),
+                # (What it has to say ready in: a warm-up that would take longer gives up.)
+                "--template-start-timeout",
+                f"{self._start_timeout:g}",
             )
             process = await WorkerProcess.spawn_template(
                 replace(plan, argv=argv), app=self.app, control_fd=child.fileno()

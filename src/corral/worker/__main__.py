@@ -118,6 +118,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--template-title", metavar="TEXT", help="the template's own process title")
     parser.add_argument(
+        "--template-start-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the time the host gives the template to say ready: its warm-up requests give up "
+        "(and its workers are started directly) before it runs out",
+    )
+    parser.add_argument(
         "--hook-app-start",
         metavar="MODULE:FUNCTION",
         help="call this once the app is imported (in the template, else in each worker)",
@@ -132,7 +140,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="MODULE:FUNCTION",
         help="call this in a worker that stops when asked, after its last request",
     )
+    parser.add_argument(
+        "--warm-up",
+        metavar="PATH_OR_URL",
+        help="as the template: GET this (/path?query or http[s]://host/path) through the app "
+        "before forking (WARM_UP)",
+    )
+    parser.add_argument(
+        "--warm-up-requests",
+        type=int,
+        default=1,
+        metavar="N",
+        help="send the warm-up request N times (default 1)",
+    )
+    parser.add_argument(
+        "--warm-up-script-name",
+        default="",
+        metavar="PATH",
+        help="the warm-up request's SCRIPT_NAME (the app's virtual path)",
+    )
     args = parser.parse_args(argv)
+    if args.warm_up_requests < 1:
+        parser.error("--warm-up-requests must be at least 1")
+    if args.warm_up is not None:
+        from corral.worker.warmup import parse_target
+
+        try:
+            parse_target(args.warm_up)
+        except ValueError as exc:
+            parser.error(f"--warm-up: {exc}")
     if args.threads < 1:
         parser.error("--threads must be at least 1")
     if args.max_threads is not None and args.max_threads < 1:

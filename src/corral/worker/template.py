@@ -8,13 +8,15 @@ of its liveness pipe (fd 3), and its own stdout and stderr pipes (fds 1 and 2, l
 host under the worker's pid). It starts a new session (so the host signals its process group,
 and stopping the template does not stop it), calls the after-fork hook and serves.
 
-Before forking, the template freezes its heap (``gc.freeze()``; no collection runs while the
-app imports, so that no hole is left for the workers to fill): the objects of
-the import are moved out of the collector's reach, so that a worker's collections do not
-write to (and so copy) the pages they live on. An app whose import started threads is not
-forked (a fork copies only the calling thread: a lock another thread held stays locked in the
-child); the template says ``nofork`` and exits, and the host starts that app's workers
-directly.
+Before forking, the template serves its warm-up requests (``corral.worker.warmup``: Corral's
+own serving path, then the app's ``--warm-up`` page), so that the code they quicken and what
+the app builds at its first request are shared; then it freezes its heap (``gc.freeze()``;
+no collection runs while the app imports, so that no hole is left for the workers to fill):
+the objects of the import are moved out of the collector's reach, so that a worker's
+collections do not write to (and so copy) the pages they live on. An app whose import (or
+warm-up) started threads is not forked (a fork copies only the calling thread: a lock another
+thread held stays locked in the child); the template says ``nofork`` and exits, and the host
+starts that app's workers directly.
 
 The template reaps its workers (they are its children) and reports each exit with its code.
 It exits when its liveness pipe closes (the host is gone) or on SIGTERM; its workers do not
@@ -32,9 +34,12 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 from corral.errors import STACK_DUMP_SIGNAL, ExitCode
 from corral.protocol import spawnctl
+from corral.worker import server
+from corral.worker.serving import Loaded
 
 #: fds a forked worker receives, by position in the ``spawn``: where each goes in the worker.
 _TARGETS = (0, 3, 1, 2)
@@ -67,10 +72,11 @@ def _close_others(keep: set[int]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The template's life: import, hooks, then fork on request until the host goes away."""
+    started = time.monotonic()
     # What a forked worker needs is imported here, once, and shared (a module each worker
     # imported for itself would be that worker's own memory: threads alone was 0.8 MB of a
     # forked worker's 3.3 MB, bench/preload.py --apps plain).
-    from corral.worker import hooks, listen, server, threads  # noqa: F401
+    from corral.worker import hooks, listen, threads  # noqa: F401
     from corral.worker.serving import load_app
 
     # Whatever else the template inherited (descriptors its starter leaked) would be inherited
@@ -98,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         from corral.worker import aserver  # noqa: F401 - the workers' serving loop, shared
     if not hooks.run(args.hook_app_start, "app start"):
         return ExitCode.APP_LOAD_FAILED
+    _warm_up(args, loaded, ctrl, started)
     others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if others:
         reason = (
@@ -147,6 +154,38 @@ def run(args: argparse.Namespace) -> int:
                 given, received = received[:_FDS_PER_SPAWN], received[_FDS_PER_SPAWN:]
                 _spawn(args, loaded, ctrl, message.numbers[0], given, (wake_read, wake_write))
         _reap(ctrl)
+
+
+def _warm_up(args: argparse.Namespace, loaded: Loaded, ctrl: socket.socket, started: float) -> None:
+    """Before the heap is frozen: the warm-up requests (``corral.worker.warmup``), through
+    Corral's serving path (a WSGI app's; an ASGI app's is not warmed up)."""
+    if loaded.asgi:
+        if args.warm_up:
+            server.log(f"warm-up request {args.warm_up}: not sent (an ASGI app)")
+        return
+    from corral.worker import warmup
+
+    until = warmup.deadline(started, args.template_start_timeout)
+
+    def stuck() -> None:
+        # (From the warm-up's own thread: the template's is in the app, maybe for ever.)
+        reason = (
+            f"its warm-up request was still unanswered {until - started:.1f} s after the "
+            "template started (its start timeout less a margin): its workers are started "
+            "directly"
+        )
+        server.log(reason)
+        _send(ctrl, spawnctl.encode("nofork", text=reason))
+        os._exit(ExitCode.OK)
+
+    warmup.before_fork(
+        loaded.app,  # type: ignore[arg-type]
+        args.warm_up,
+        args.warm_up_requests,
+        args.warm_up_script_name,
+        stuck,
+        until,
+    )
 
 
 def _reap(ctrl: socket.socket) -> None:

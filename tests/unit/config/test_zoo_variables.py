@@ -113,3 +113,16 @@ def test_django_root_of_the_virtual_path_is_a_notice_another_is_not_in_effect(
     (item,) = config.apps[0].not_in_effect
     assert item.setting.startswith("a: django.root (only the virtual path / is stripped")
     assert item.value == "/blog"
+
+
+def test_warm_up_is_listed_where_no_template_sends_it(tmp_path: Path) -> None:
+    for name, engine, env, listed in (
+        ("py", "python", {"WARM_UP": "/w"}, False),
+        ("off", "python", {"WARM_UP": "/w", "PRELOAD": "off"}, True),
+        ("node", "nodejs.http", {"WARM_UP": "/w"}, True),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        config = load_site(str(toml_site(folder, engine, **env)))
+        shown = "a: WARM_UP (sent by the template of Corral's Python worker" in render(config)
+        assert shown == listed, name
