@@ -113,6 +113,8 @@ def test_flask_template(new_site: NewSite) -> None:
     server, folder = new_site("flask")
     pages, _ = first_page(server, "/", "Flask on Corral")
     _deployed_with_pip(pages, "flask")
+    # The template's WARM_UP: its page served in the template process before the workers fork.
+    server.wait_log(r"warm-up request GET /: 10 x 200 in \d+ ms, before forking")
     _, hello = first_page(server, "/hello/Zoo", "Hello, Zoo!")
     assert hello.header("content-type") == "text/html; charset=utf-8"
     _workers_run(server, folder / "venv" / "bin" / "python")
@@ -122,6 +124,7 @@ def test_flask_template_in_toml(new_site: NewSite) -> None:
     server, folder = new_site("flask", "--toml")
     assert (folder / "corral.toml").is_file() and not (folder / "web.config").exists()
     first_page(server, "/", "Flask on Corral")
+    server.wait_log(r"warm-up request GET /: 10 x 200 in \d+ ms, before forking")
     _workers_run(server, folder / "venv" / "bin" / "python")
 
 
@@ -132,6 +135,7 @@ def test_django_template_admin_with_its_static_files(new_site: NewSite) -> None:
     deployed = "\n".join(pages)
     assert "manage.py migrate" in deployed and "collectstatic" in deployed
     assert (folder / "db.sqlite3").is_file()
+    server.wait_log(r"warm-up request GET /: 10 x 200 in \d+ ms, before forking")
     _, login = first_page(server, "/admin/login/?next=/admin/", "Django administration")
     assert "/static/admin/css/base.css" in _text(login)
     css = request(server.port, path="/static/admin/css/base.css")
