@@ -20,7 +20,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import cast
+from typing import Final, cast
 
 from corral.backends import (
     BODY_NONE,
@@ -125,7 +125,6 @@ _BEGIN_KEEP = _BEGIN_KEEP_BY_ID[REQUEST_ID]
 _PARAMS_END = _PARAMS_END_BY_ID[REQUEST_ID]
 _STDIN_END = _STDIN_END_BY_ID[REQUEST_ID]
 
-
 _DISCARD = DISCARD
 #: No read in progress.
 _NO_BUFFER = bytearray()
@@ -187,9 +186,8 @@ class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedPro
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self._fd = sock.fileno()
-            # Request bodies leave in fewer, larger writes (the kernel caps the buffer at
-            # net.core.wmem_max): bench/run.py --scenarios upload, 1,666-1,734 -> 1,873-1,904
-            # req/s where the cap allows it.
+            # Request bodies leave in fewer, larger writes (capped at net.core.wmem_max): bench
+            # --scenarios upload, 1,666-1,734 -> 1,873-1,904 req/s where the cap allows it.
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
             except OSError:
@@ -473,9 +471,9 @@ class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedPro
             follower.state = Follower.ENDED
             sink.backend_error(BackendNotStarted(f"the connection to {self.name} is closed"))
             return
-        if self._sink is None and not self._queue:
-            # The requests before it ended meanwhile (the connection was kept for it): it is
-            # served at once.
+        idle = self._sink is None  # (not narrowing ``_sink``: ``begin`` below sets it)
+        if idle and not self._queue:
+            # The requests before it ended meanwhile (the connection kept for it): served now.
             follower.state = Follower.QUEUED
             follower.sink = sink
             follower.rid = REQUEST_ID
@@ -565,10 +563,9 @@ class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedPro
             follower.state = Follower.ENDED
             if follower.sink is not _DISCARD:
                 sinks.append(follower.sink)
-        # Told from the event loop, not from inside whatever is closing the connection (the
-        # pool's release, another request's error handling): each goes back to the pool. When
-        # the responder closed it (it may be dying), a moment later, so that the pool can see
-        # the process gone before it hands them a worker again.
+        # Told from the event loop, not from inside whatever closes the connection (the pool's
+        # release, another request's error handling): each goes back to the pool; when the
+        # responder closed it (it may be dying), a moment later, so that the pool sees it gone.
         why = "the connection closed before the request began"
         try:
             loop = asyncio.get_running_loop()
@@ -694,7 +691,10 @@ class Follower:
     progress, pausing is remembered and giving up (``abort``/``close``) only drops its
     answer; after that, both act on the connection as for any request."""
 
-    NEW, QUEUED, WITHDRAWN, ENDED = 0, 1, 2, 3
+    NEW: Final = 0
+    QUEUED: Final = 1
+    WITHDRAWN: Final = 2
+    ENDED: Final = 3
 
     __slots__ = ("conn", "paused", "rid", "sink", "state")
 

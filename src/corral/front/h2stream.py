@@ -99,6 +99,7 @@ class Http2Stream(StreamDeadlines):
         "write_resumed",
         "writing_paused",
     )
+    __deletable__ = ("_exchange", "response")  # (``_release``; a compiled build needs it said)
 
     def __init__(self, conn: Http2Connection, server: FrontContext, stream_id: int) -> None:
         self._conn = conn

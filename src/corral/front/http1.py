@@ -67,7 +67,6 @@ class HTTPConnection(StreamDeadlines, asyncio.Protocol):
     time), whose ``response`` is its ``Http1Response``."""
 
     __slots__ = (
-        "__weakref__",
         "_body_received",
         "_exchange",
         "_expect_continue",
@@ -94,6 +93,8 @@ class HTTPConnection(StreamDeadlines, asyncio.Protocol):
         "trusted",
         "writing_paused",
     )
+    # (``connection_lost`` lets go of both; a compiled build allows ``del`` only of these)
+    __deletable__ = ("_exchange", "response")
 
     def __init__(self, server: FrontContext, local: Local | None = None) -> None:
         self._server = server
