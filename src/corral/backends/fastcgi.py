@@ -43,7 +43,7 @@ from corral.protocol.fastcgi.errors import FastCGIError
 
 logger = logging.getLogger("corral.backend")
 
-REQUEST_ID = 1
+REQUEST_ID: Final = 1
 
 
 Address = str | tuple[str, int]
@@ -94,40 +94,40 @@ async def connect(
 encode_pairs = records.encode_pairs
 _encode_pairs_remembered = pairmemo.encode_pairs_remembered
 
-_HEADER = records.HEADER
-_HEADER_LEN = HEADER_LEN
+_HEADER: Final = records.HEADER
+_HEADER_LEN: Final = HEADER_LEN
 #: The codec's record-header fast path (one format, one validation, for every reader).
-_HEADER_AT = records.header_at
-_HEADER_PACK = records.HEADER.pack
-_HEADER_UNPACK = records.HEADER.unpack_from
-_END_REQUEST_UNPACK = records.END_REQUEST_BODY.unpack
-_ZEROS = tuple(bytes(n) for n in range(8))
-_STDOUT = int(RecordType.STDOUT)
-_STDERR = int(RecordType.STDERR)
-_END_REQUEST = int(RecordType.END_REQUEST)
-_PARAMS = int(RecordType.PARAMS)
-_STDIN = int(RecordType.STDIN)
-_STDIN_PIECE = 0xFFF8
+_HEADER_AT: Final = records.header_at
+_HEADER_PACK: Final = records.HEADER.pack
+_HEADER_UNPACK: Final = records.HEADER.unpack_from
+_END_REQUEST_UNPACK: Final = records.END_REQUEST_BODY.unpack
+_ZEROS: Final = tuple(bytes(n) for n in range(8))
+_STDOUT: Final = int(RecordType.STDOUT)
+_STDERR: Final = int(RecordType.STDERR)
+_END_REQUEST: Final = int(RecordType.END_REQUEST)
+_PARAMS: Final = int(RecordType.PARAMS)
+_STDIN: Final = int(RecordType.STDIN)
+_STDIN_PIECE: Final = 0xFFF8
 #: The send buffer asked for on each connection to a responder.
-SEND_BUFFER = 1024 * 1024
+SEND_BUFFER: Final = 1024 * 1024
 #: Requests queued on a connection its responder closed are sent back this much later (s).
-PEER_CLOSE_RETRY_DELAY = 0.02
+PEER_CLOSE_RETRY_DELAY: Final = 0.02
 #: Per request id (1..MAX_PIPELINE_DEPTH + 1): BEGIN_REQUEST (keep the connection), the end
 #: of PARAMS, the end of STDIN.
-_IDS = range(1, MAX_PIPELINE_DEPTH + 2)
-_BEGIN_KEEP_BY_ID = (
+_IDS: Final = range(1, MAX_PIPELINE_DEPTH + 2)
+_BEGIN_KEEP_BY_ID: Final = (
     b"",
     *(records.encode_begin_request(rid, Role.RESPONDER, keep_conn=True) for rid in _IDS),
 )
-_PARAMS_END_BY_ID = (b"", *(records.encode_stream(RecordType.PARAMS, rid, b"") for rid in _IDS))
-_STDIN_END_BY_ID = (b"", *(records.encode_stream(RecordType.STDIN, rid, b"") for rid in _IDS))
-_BEGIN_KEEP = _BEGIN_KEEP_BY_ID[REQUEST_ID]
-_PARAMS_END = _PARAMS_END_BY_ID[REQUEST_ID]
-_STDIN_END = _STDIN_END_BY_ID[REQUEST_ID]
+_PARAMS_END_BY_ID: Final = (b"", *(records.encode_stream(RecordType.PARAMS, r, b"") for r in _IDS))
+_STDIN_END_BY_ID: Final = (b"", *(records.encode_stream(RecordType.STDIN, r, b"") for r in _IDS))
+_BEGIN_KEEP: Final = _BEGIN_KEEP_BY_ID[REQUEST_ID]
+_PARAMS_END: Final = _PARAMS_END_BY_ID[REQUEST_ID]
+_STDIN_END: Final = _STDIN_END_BY_ID[REQUEST_ID]
 
-_DISCARD = DISCARD
+_DISCARD: Final = DISCARD
 #: No read in progress.
-_NO_BUFFER = bytearray()
+_NO_BUFFER: Final = bytearray()
 
 
 class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedProtocol):
