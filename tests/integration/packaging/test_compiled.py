@@ -27,6 +27,10 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "bench"))
 import compiledbuild  # noqa: E402  (bench/compiledbuild.py)
 
+# The compiled build (about a minute, longer on a busy machine) runs in the first test's set-up,
+# or another process's while this one waits for its lock: the suite's 120 s would not cover it.
+pytestmark = pytest.mark.timeout(600)
+
 #: Corral's modules a worker in another interpreter imports: never compiled.
 WORKER_PARTS = ("worker", "protocol/fastcgi", "protocol/websocket", "protocol/spawnctl", "errors")
 EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
@@ -87,7 +91,7 @@ def _serve_and_check(venv: Path, tmp_path: Path, build: str) -> None:
         args=("--no-access-log",),
         command=(str(venv / "bin" / "corral"),),
         cwd=tmp_path,
-        env={"PYTHONPATH": "", "CORRAL_EXPECT_COMPILED": ""},
+        env={"PYTHONPATH": ""},
     )
     try:
         server.start()
@@ -110,10 +114,9 @@ def _serve_and_check(venv: Path, tmp_path: Path, build: str) -> None:
                 b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
             )
             assert conn.response().body == b"hello world"
-            conn.send(b"GET /stream?3 HTTP/1.1\r\nHost: a\r\n\r\n")  # chunked out
-            streamed = conn.response()
-            assert streamed.header("transfer-encoding") == "chunked"
-            assert streamed.body == b"".join(bytes([i]) * 65536 for i in range(3))
+            # A body without a length (chunked unless the front has it all before the head).
+            conn.send(b"GET /stream?3 HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert conn.response().body == b"".join(bytes([i]) * 65536 for i in range(3))
         large = request(port, path="/big?40")  # 2.5 MiB with a Content-Length
         assert large.status == 200 and len(large.body) == 40 * 65536
         assert large.body[-1] == 39

@@ -28,6 +28,10 @@ BUILD_TIMEOUT = 300.0
 sys.path.insert(0, str(ROOT / "bench"))
 import compiledbuild  # noqa: E402  (bench/compiledbuild.py)
 
+# The compiled build (about a minute, longer on a busy machine) runs in the first test's set-up,
+# or another process's while this one waits for its lock: the suite's 120 s would not cover it.
+pytestmark = pytest.mark.timeout(600)
+
 
 def _run(*argv: str | Path, cwd: Path) -> str:
     result = subprocess.run(
