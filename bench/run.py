@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import compiledbuild
 import targets
 import wrkrun
 from proctree import tree_cpu_seconds
@@ -481,7 +482,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="corral serve writes its access log in this format to a file in the run's "
         "temporary folder (default: --no-access-log)",
     )
+    p.add_argument(
+        "--corral-build",
+        choices=("compiled", "editable"),
+        help="which Corral runs: `compiled`, the wheel `pip install .` gives users (the hot path "
+        "compiled with mypyc; built once per change of the sources into a virtualenv under "
+        "build/compiled, bench/compiledbuild.py), or `editable`, this interpreter's own install "
+        "(pure Python); default: compiled with --check, else editable",
+    )
     args = p.parse_args(argv)
+    if args.corral_build is None:
+        args.corral_build = "compiled" if args.check else "editable"
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for name in args.server_list:
@@ -526,6 +537,15 @@ def main(argv: list[str] | None = None) -> int:
         "wrk_timeout_s": args.timeout,
         "servers": {},
     }
+    corral_bin: Path | None = None
+    if "corral" in args.server_list and args.corral_build == "compiled":
+        print("bench: the compiled build of these sources (bench/compiledbuild.py)...", flush=True)
+        try:
+            corral_bin = compiledbuild.compiled_venv() / "bin"
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            print(f"error: the compiled build: {exc}", file=sys.stderr)
+            return 2
+    meta["corral_build"] = args.corral_build
     each = "its own defaults" if args.workers is None else f"{args.workers} workers"
     print(
         f"bench: {', '.join(args.server_list)} x {', '.join(args.scenario_list)}; "
@@ -554,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.server_list:
                 servers[name] = Server(KINDS[name], args.workers, Path(log_dir))
                 if name == "corral":
+                    servers[name].bin_dir = corral_bin
                     servers[name].extra_args = tuple(
                         arg for value in args.corral_set for arg in ("--set", value)
                     )
@@ -572,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
                         "argv": servers[name].argv,
                     }
                     preflight(servers[name])
+                    if name == "corral":  # (which build ran: `corral --version` says)
+                        print(f"bench: {servers[name].version}", flush=True)
                 except errors as exc:
                     fail(name, exc)
             for round_no in range(args.repeat):

@@ -90,10 +90,7 @@ class ServerKind:
         raise AssertionError(self.name)
 
     def version(self, exe: str) -> str:
-        if self.name == "corral":
-            args = [sys.executable, "-c", "import corral; print(corral.__version__)"]
-        else:
-            args = [exe, "--version"]
+        args = [exe, "--version"]  # (Corral's says which build runs: compiled or pure Python)
         try:
             out = subprocess.run(args, capture_output=True, text=True, timeout=20, check=False)
         except (OSError, subprocess.TimeoutExpired):
@@ -131,6 +128,9 @@ class Server:
     #: More arguments for the server's command line (bench/run.py --corral-set).
     extra_args: tuple[str, ...] = ()
     argv: list[str] = field(default_factory=list)  # the command line it was started with
+    #: The folder of the server's program (bench/run.py --corral-build compiled); None: next
+    #: to this interpreter, else on PATH.
+    bin_dir: Path | None = None
 
     @property
     def pid(self) -> int:
@@ -150,7 +150,11 @@ class Server:
         return tail or "    (empty log)"
 
     def start(self) -> None:
-        exe = _venv_program(self.kind.program)
+        exe = (
+            _venv_program(self.kind.program)
+            if self.bin_dir is None
+            else str(self.bin_dir / self.kind.program)
+        )
         if exe is None:
             raise ServerError(
                 f"{self.kind.name}: program {self.kind.program!r} not found next to "

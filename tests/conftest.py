@@ -45,6 +45,16 @@ def unavailable(message: str) -> NoReturn:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _the_expected_build() -> None:
+    """Under CORRAL_EXPECT_COMPILED=1 (scripts/test-compiled) the compiled modules must be the
+    ones imported: a matrix that silently ran pure Python would prove nothing."""
+    if os.environ.get("CORRAL_EXPECT_COMPILED") == "1":
+        from corral import hotpath
+
+        assert hotpath.describe() == hotpath.COMPILED_WORD, hotpath.describe()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _private_state_and_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """What Corral writes outside site folders (the bundled example's logs under
     $XDG_STATE_HOME, the worker's modules under $XDG_CACHE_HOME from a wheel, control sockets

@@ -46,6 +46,7 @@ from dataclasses import fields
 from functools import partial
 from typing import Any
 
+from corral import __version__, hotpath
 from corral.assembly import (
     Application,
     ServeOptions,
@@ -255,6 +256,7 @@ class Host:
             self.tls.watch()
         self._sample()
         self.state = "serving"
+        logger.info("corral %s, the front's hot path %s", __version__, hotpath.describe())
         for host, port in self.addresses:
             shown = f"[{host}]" if ":" in host else host
             scheme = "https" if (host, port) in https else "http"

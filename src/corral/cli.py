@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from corral import __version__
+from corral import __version__, hotpath
 from corral.errors import ExitCode
 from corral.ops import controlcli
 
@@ -79,7 +79,9 @@ def _setting(value: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="corral", description="Corral: an application host for Python web apps.")
-    parser.add_argument("--version", action="version", version=f"corral {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"corral {__version__} ({hotpath.describe()})"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     serve = commands.add_parser("serve", help="serve a site folder or a server configuration")
     serve.add_argument(

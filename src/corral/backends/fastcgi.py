@@ -20,7 +20,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import cast
+from typing import Final, cast
 
 from corral.backends import (
     BODY_NONE,
@@ -43,7 +43,7 @@ from corral.protocol.fastcgi.errors import FastCGIError
 
 logger = logging.getLogger("corral.backend")
 
-REQUEST_ID = 1
+REQUEST_ID: Final = 1
 
 
 Address = str | tuple[str, int]
@@ -94,41 +94,40 @@ async def connect(
 encode_pairs = records.encode_pairs
 _encode_pairs_remembered = pairmemo.encode_pairs_remembered
 
-_HEADER = records.HEADER
-_HEADER_LEN = HEADER_LEN
+_HEADER: Final = records.HEADER
+_HEADER_LEN: Final = HEADER_LEN
 #: The codec's record-header fast path (one format, one validation, for every reader).
-_HEADER_AT = records.header_at
-_HEADER_PACK = records.HEADER.pack
-_HEADER_UNPACK = records.HEADER.unpack_from
-_END_REQUEST_UNPACK = records.END_REQUEST_BODY.unpack
-_ZEROS = tuple(bytes(n) for n in range(8))
-_STDOUT = int(RecordType.STDOUT)
-_STDERR = int(RecordType.STDERR)
-_END_REQUEST = int(RecordType.END_REQUEST)
-_PARAMS = int(RecordType.PARAMS)
-_STDIN = int(RecordType.STDIN)
-_STDIN_PIECE = 0xFFF8
+_HEADER_AT: Final = records.header_at
+_HEADER_PACK: Final = records.HEADER.pack
+_HEADER_UNPACK: Final = records.HEADER.unpack_from
+_END_REQUEST_UNPACK: Final = records.END_REQUEST_BODY.unpack
+_ZEROS: Final = tuple(bytes(n) for n in range(8))
+_STDOUT: Final = int(RecordType.STDOUT)
+_STDERR: Final = int(RecordType.STDERR)
+_END_REQUEST: Final = int(RecordType.END_REQUEST)
+_PARAMS: Final = int(RecordType.PARAMS)
+_STDIN: Final = int(RecordType.STDIN)
+_STDIN_PIECE: Final = 0xFFF8
 #: The send buffer asked for on each connection to a responder.
-SEND_BUFFER = 1024 * 1024
+SEND_BUFFER: Final = 1024 * 1024
 #: Requests queued on a connection its responder closed are sent back this much later (s).
-PEER_CLOSE_RETRY_DELAY = 0.02
+PEER_CLOSE_RETRY_DELAY: Final = 0.02
 #: Per request id (1..MAX_PIPELINE_DEPTH + 1): BEGIN_REQUEST (keep the connection), the end
 #: of PARAMS, the end of STDIN.
-_IDS = range(1, MAX_PIPELINE_DEPTH + 2)
-_BEGIN_KEEP_BY_ID = (
+_IDS: Final = range(1, MAX_PIPELINE_DEPTH + 2)
+_BEGIN_KEEP_BY_ID: Final = (
     b"",
     *(records.encode_begin_request(rid, Role.RESPONDER, keep_conn=True) for rid in _IDS),
 )
-_PARAMS_END_BY_ID = (b"", *(records.encode_stream(RecordType.PARAMS, rid, b"") for rid in _IDS))
-_STDIN_END_BY_ID = (b"", *(records.encode_stream(RecordType.STDIN, rid, b"") for rid in _IDS))
-_BEGIN_KEEP = _BEGIN_KEEP_BY_ID[REQUEST_ID]
-_PARAMS_END = _PARAMS_END_BY_ID[REQUEST_ID]
-_STDIN_END = _STDIN_END_BY_ID[REQUEST_ID]
+_PARAMS_END_BY_ID: Final = (b"", *(records.encode_stream(RecordType.PARAMS, r, b"") for r in _IDS))
+_STDIN_END_BY_ID: Final = (b"", *(records.encode_stream(RecordType.STDIN, r, b"") for r in _IDS))
+_BEGIN_KEEP: Final = _BEGIN_KEEP_BY_ID[REQUEST_ID]
+_PARAMS_END: Final = _PARAMS_END_BY_ID[REQUEST_ID]
+_STDIN_END: Final = _STDIN_END_BY_ID[REQUEST_ID]
 
-
-_DISCARD = DISCARD
+_DISCARD: Final = DISCARD
 #: No read in progress.
-_NO_BUFFER = bytearray()
+_NO_BUFFER: Final = bytearray()
 
 
 class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedProtocol):
@@ -187,9 +186,8 @@ class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedPro
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self._fd = sock.fileno()
-            # Request bodies leave in fewer, larger writes (the kernel caps the buffer at
-            # net.core.wmem_max): bench/run.py --scenarios upload, 1,666-1,734 -> 1,873-1,904
-            # req/s where the cap allows it.
+            # Request bodies leave in fewer, larger writes (capped at net.core.wmem_max): bench
+            # --scenarios upload, 1,666-1,734 -> 1,873-1,904 req/s where the cap allows it.
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
             except OSError:
@@ -473,9 +471,9 @@ class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedPro
             follower.state = Follower.ENDED
             sink.backend_error(BackendNotStarted(f"the connection to {self.name} is closed"))
             return
-        if self._sink is None and not self._queue:
-            # The requests before it ended meanwhile (the connection was kept for it): it is
-            # served at once.
+        idle = self._sink is None  # (not narrowing ``_sink``: ``begin`` below sets it)
+        if idle and not self._queue:
+            # The requests before it ended meanwhile (the connection kept for it): served now.
             follower.state = Follower.QUEUED
             follower.sink = sink
             follower.rid = REQUEST_ID
@@ -565,10 +563,9 @@ class FastCGIClientConnection(BatchedWriter, SinkedProtocol, asyncio.BufferedPro
             follower.state = Follower.ENDED
             if follower.sink is not _DISCARD:
                 sinks.append(follower.sink)
-        # Told from the event loop, not from inside whatever is closing the connection (the
-        # pool's release, another request's error handling): each goes back to the pool. When
-        # the responder closed it (it may be dying), a moment later, so that the pool can see
-        # the process gone before it hands them a worker again.
+        # Told from the event loop, not from inside whatever closes the connection (the pool's
+        # release, another request's error handling): each goes back to the pool; when the
+        # responder closed it (it may be dying), a moment later, so that the pool sees it gone.
         why = "the connection closed before the request began"
         try:
             loop = asyncio.get_running_loop()
@@ -694,7 +691,10 @@ class Follower:
     progress, pausing is remembered and giving up (``abort``/``close``) only drops its
     answer; after that, both act on the connection as for any request."""
 
-    NEW, QUEUED, WITHDRAWN, ENDED = 0, 1, 2, 3
+    NEW: Final = 0
+    QUEUED: Final = 1
+    WITHDRAWN: Final = 2
+    ENDED: Final = 3
 
     __slots__ = ("conn", "paused", "rid", "sink", "state")
 

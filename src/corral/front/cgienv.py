@@ -31,20 +31,21 @@ the script file, as nginx's ``fastcgi_params`` and IIS's FastCGI module send the
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 from corral.protocol.memo import remember
 
 Pairs = list[tuple[bytes, bytes]]
 
-SERVER_SOFTWARE = b"Corral"
+SERVER_SOFTWARE: Final = b"Corral"
 #: Sent with every request of an application in development mode (DEVELOPMENT_MODE), so that
 #: Corral's worker may show what only a developer should see (``corral.worker.info``).
-DEVELOPMENT_PARAM = b"CORRAL_DEVELOPMENT"
+DEVELOPMENT_PARAM: Final = b"CORRAL_DEVELOPMENT"
 #: Sent, with a development application's requests only, when the client is local
 #: (``details.local``): the worker may then answer an exception with its traceback page.
-LOCAL_PARAM = b"CORRAL_LOCAL_CLIENT"
+LOCAL_PARAM: Final = b"CORRAL_LOCAL_CLIENT"
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -58,7 +59,7 @@ HOP_BY_HOP = frozenset(
 
 #: The fields by which a proxy says who the client is (lower-case): believed only from a trusted
 #: proxy (``FrontSettings.trusted_proxies``), never passed on as the client sent them.
-FORWARDING = frozenset(
+FORWARDING: Final = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
 )
 
@@ -66,7 +67,7 @@ FORWARDING = frozenset(
 #: None to drop it. Bounded (hostile clients may send endless distinct names): emptied when
 #: full (``corral.protocol.memo``).
 _NAME_CACHE: dict[bytes, tuple[bytes, int] | None] = {}
-_NAME_CACHE_MAX = 2048
+_NAME_CACHE_MAX: Final = 2048
 _PLAIN, _HOST, _REFERER, _AGENT, _COOKIE = range(5)
 _ROLES: dict[bytes, int] = {
     b"HTTP_HOST": _HOST,
@@ -125,7 +126,7 @@ def connection_params(remote_addr: bytes, remote_port: bytes, server_addr: bytes
 #: Corral's own cookie (the admin token after a dashboard or console login: ``ops.token``).
 #: Cookies ignore ports, so a browser logged in to the admin listener on ``localhost`` sends it
 #: to every application on ``localhost`` too: the front never passes it on.
-ADMIN_COOKIE = b"corral_admin"
+ADMIN_COOKIE: Final = b"corral_admin"
 
 
 def without_admin_cookie(value: bytes) -> bytes:

@@ -40,6 +40,7 @@ import logging
 from collections.abc import AsyncIterator
 from functools import partial
 from time import perf_counter
+from typing import Final
 
 from corral.backends import (
     BODY_CHUNKED,
@@ -80,23 +81,23 @@ from corral.supervision.lease import (
 
 logger = logging.getLogger("corral.front")
 
-_PATHS_GET = PATHS.get
+_PATHS_GET: Final = PATHS.get
 # Module constants: read on the hot path without an attribute look-up on the enum.
-_BODY = Deadline.BODY
-_BACKEND = Deadline.BACKEND
-_ACQUIRE = Deadline.ACQUIRE
+_BODY: Final = Deadline.BODY
+_BACKEND: Final = Deadline.BACKEND
+_ACQUIRE: Final = Deadline.ACQUIRE
 
 #: How often a request that never reached the app (BackendNotStarted) is leased again.
-_NOT_STARTED_RETRIES = 3
+_NOT_STARTED_RETRIES: Final = 3
 #: Methods whose requests (without a body) may be queued on a busy worker's connection: safe
 #: ones, which may run twice if one is withdrawn just as it begins (RFC 9110 9.2.2).
-_QUEUEABLE = frozenset((b"GET", b"HEAD", b"OPTIONS"))
+_QUEUEABLE: Final = frozenset((b"GET", b"HEAD", b"OPTIONS"))
 #: Idempotent methods (RFC 9110 9.2.2): a request of one that the backend closed on before
 #: answering anything (``BackendNotReached``) is sent again once, as nginx does.
-_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+_IDEMPOTENT: Final = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 #: How long after such a close the request is sent again: time for the pool to see whether
 #: the worker died of it (then it is not sent again).
-_RESEND_DELAY = 0.02
+_RESEND_DELAY: Final = 0.02
 
 
 class Exchange:
@@ -308,8 +309,7 @@ class Exchange:
             stream.pause_reading(PAUSE_LEASE)
             self._pending_body = []
         if route.special and (route.http or request.upgrade is not None):
-            # (An upgrade-only route, such as Corral's Python worker's, keeps its ordinary
-            # requests on the plain FastCGI path below.)
+            # (An upgrade-only route, as the Python worker's, keeps ordinary requests below.)
             self._special_request(request, route, params, has_body)
             return
         self._lease_for(route, params, has_body)

@@ -30,7 +30,7 @@ import asyncio
 import logging
 from collections import deque
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from corral.backends import Upstream
 from corral.front import errorpages
@@ -48,15 +48,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("corral.front")
 
-_NONE = Deadline.NONE
-_BODY = Deadline.BODY
-_BACKEND = Deadline.BACKEND
-_NEVER = float("inf")
+_NONE: Final = Deadline.NONE
+_BODY: Final = Deadline.BODY
+_BACKEND: Final = Deadline.BACKEND
+_NEVER: Final = float("inf")
 
 #: RST_STREAM error codes (RFC 9113 7).
-NO_ERROR = 0
-INTERNAL_ERROR = 2
-CANCEL = 8
+NO_ERROR: Final = 0
+INTERNAL_ERROR: Final = 2
+CANCEL: Final = 8
 
 
 class Http2Stream(StreamDeadlines):
@@ -99,6 +99,7 @@ class Http2Stream(StreamDeadlines):
         "write_resumed",
         "writing_paused",
     )
+    __deletable__ = ("_exchange", "response")  # (``_release``; a compiled build needs it said)
 
     def __init__(self, conn: Http2Connection, server: FrontContext, stream_id: int) -> None:
         self._conn = conn

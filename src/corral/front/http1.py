@@ -26,7 +26,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from time import perf_counter
-from typing import cast
+from typing import Final, cast
 
 from corral.front import errorpages
 from corral.front.context import FrontContext
@@ -48,18 +48,18 @@ from corral.protocol.http1.writer import CONTINUE
 logger = logging.getLogger("corral.front")
 
 # Deadline kinds as module constants (compared on the hot path).
-_NONE = Deadline.NONE
-_HEAD = Deadline.HEAD
-_IDLE = Deadline.IDLE
-_BODY = Deadline.BODY
-_BACKEND = Deadline.BACKEND
-_LINGER = Deadline.LINGER
-_TUNNEL = Deadline.TUNNEL
+_NONE: Final = Deadline.NONE
+_HEAD: Final = Deadline.HEAD
+_IDLE: Final = Deadline.IDLE
+_BODY: Final = Deadline.BODY
+_BACKEND: Final = Deadline.BACKEND
+_LINGER: Final = Deadline.LINGER
+_TUNNEL: Final = Deadline.TUNNEL
 
 #: A reason of this protocol's own to stop reading (beside ``stream.PAUSE_*``): pipelined
 #: requests held past ``_HELD_PIPELINE_MAX`` bytes.
-_PAUSE_PIPELINE = 4
-_HELD_PIPELINE_MAX = 64 * 1024
+_PAUSE_PIPELINE: Final = 4
+_HELD_PIPELINE_MAX: Final = 64 * 1024
 
 
 class HTTPConnection(StreamDeadlines, asyncio.Protocol):
@@ -67,7 +67,6 @@ class HTTPConnection(StreamDeadlines, asyncio.Protocol):
     time), whose ``response`` is its ``Http1Response``."""
 
     __slots__ = (
-        "__weakref__",
         "_body_received",
         "_exchange",
         "_expect_continue",
@@ -94,6 +93,8 @@ class HTTPConnection(StreamDeadlines, asyncio.Protocol):
         "trusted",
         "writing_paused",
     )
+    # (``connection_lost`` lets go of both; a compiled build allows ``del`` only of these)
+    __deletable__ = ("_exchange", "response")
 
     def __init__(self, server: FrontContext, local: Local | None = None) -> None:
         self._server = server

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Protocol
+from typing import Final, Protocol
 
 from corral.backends import Upstream
 from corral.front import errorpages
@@ -52,13 +52,13 @@ from corral.protocol.http1.writer import (
 
 logger = logging.getLogger("corral.front")
 #: ``os.sendfile`` where the system has it (spilled responses go out with it).
-_SENDFILE = hasattr(os, "sendfile")
+_SENDFILE: Final = hasattr(os, "sendfile")
 
 # Response framing: plain ints, compared on the hot path.
-_NO_BODY = 0  # HEAD, 1xx, 204, 304
-_LENGTH = 1  # Content-Length
-_CHUNKED_OUT = 2  # Transfer-Encoding: chunked
-_CLOSE_DELIMITED = 3  # HTTP/1.0 without a length: the body ends with the connection
+_NO_BODY: Final = 0  # HEAD, 1xx, 204, 304
+_LENGTH: Final = 1  # Content-Length
+_CHUNKED_OUT: Final = 2  # Transfer-Encoding: chunked
+_CLOSE_DELIMITED: Final = 3  # HTTP/1.0 without a length: the body ends with the connection
 
 
 class ResponseConnection(Protocol):

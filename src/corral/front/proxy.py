@@ -15,6 +15,8 @@ The bytes themselves are written by ``corral.protocol.http1.writer``.
 
 from __future__ import annotations
 
+from typing import Final
+
 from corral.front.cgienv import HOP_BY_HOP
 from corral.protocol.memo import remember
 
@@ -32,8 +34,8 @@ _PLAIN, _LENGTH, _DATE, _HOP = range(4)
 #: the comparisons and the line's concatenation. Short fields only; emptied when full
 #: (``corral.protocol.memo``), so that it follows what is sent lately.
 _FIELDS: dict[tuple[bytes, bytes], tuple[int, bytes, int]] = {}
-_FIELDS_MAX = 1024
-_FIELD_KEPT_MAX = 128
+_FIELDS_MAX: Final = 1024
+_FIELD_KEPT_MAX: Final = 128
 
 
 def filter_headers(

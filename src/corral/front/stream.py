@@ -15,7 +15,7 @@ waiting for the backend, tunnelling); the protocol keeps its own (head, idle, li
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from corral.backends import BackendError, Upstream
 
@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 #: Lingering close (HTTP/1.1 and HTTP/2): how long, and how many bytes at most, to read and drop
 #: after the last bytes of a connection that ends while the client may still be sending, so
 #: that the client reads them instead of a reset (like nginx's lingering_close).
-LINGER_SECONDS = 2.0
-LINGER_BYTES = 16 * 1024 * 1024
+LINGER_SECONDS: Final = 2.0
+LINGER_BYTES: Final = 16 * 1024 * 1024
 
 
 class Deadline(IntEnum):
@@ -73,8 +73,8 @@ class Deadline(IntEnum):
 
 
 #: Why the client's request stream is not being read (a bit mask; the protocol adds its own).
-PAUSE_LEASE = 1  # no backend yet: what body came waits, the rest is not read
-PAUSE_BACKEND = 2  # the backend's send buffer is full
+PAUSE_LEASE: Final = 1  # no backend yet: what body came waits, the rest is not read
+PAUSE_BACKEND: Final = 2  # the backend's send buffer is full
 
 
 class TunnelPeer(Protocol):

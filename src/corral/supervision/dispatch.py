@@ -17,6 +17,7 @@ import collections
 import contextlib
 import time
 from collections.abc import Callable
+from typing import Final
 
 from corral.backends import PooledUpstream, Upstream
 from corral.supervision.lease import Lease, PoolError, Waiter, WorkerTraits
@@ -27,18 +28,18 @@ from corral.supervision.settings import PoolSettings
 from corral.supervision.workers import Worker
 
 #: The most connections per worker the pool takes from a worker's FCGI_MAX_CONNS.
-MAX_LEARNED_CAPACITY = 1000
+MAX_LEARNED_CAPACITY: Final = 1000
 
 # _CALLED_ATTRIBUTES: the injected clocks are instance attributes, not methods; on Python 3.11
 # ``self._clock()`` is a method call the interpreter cannot specialize for them (the generic
 # attribute look-up each time), while reading the attribute and then calling it is cheap.
 
-_IDLE = WorkerState.IDLE
-_BUSY = WorkerState.BUSY
-_PROBING = WorkerState.PROBING
+_IDLE: Final = WorkerState.IDLE
+_BUSY: Final = WorkerState.BUSY
+_PROBING: Final = WorkerState.PROBING
 #: ``WorkerState.is_ready`` as lifecycle's set: on the request path a membership test in C,
 #: not a property's Python call (three per request).
-_READY = READY_STATES
+_READY: Final = READY_STATES
 
 
 class Dispatcher:

@@ -7,14 +7,16 @@ from pathlib import Path
 
 from tests.harness import CorralServer, request, run_corral
 
-from corral import __version__
+from corral import __version__, hotpath
 from corral.cli import default_site
 
 
 def test_version() -> None:
     result = run_corral("--version")
     assert result.returncode == 0
-    assert result.stdout.strip() == f"corral {__version__}"
+    # (and which build runs: tests/integration/packaging/test_compiled.py)
+    assert result.stdout.strip() == f"corral {__version__} ({hotpath.describe()})"
+    assert hotpath.describe() in (hotpath.PURE, hotpath.COMPILED_WORD)
 
 
 def test_missing_site_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:

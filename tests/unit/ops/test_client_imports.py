@@ -27,6 +27,7 @@ def test_the_client_path_imports_only_the_stdlib_and_its_own_modules() -> None:
         "corral",
         "corral.cli",
         "corral.errors",
+        "corral.hotpath",  # (stdlib only: which build runs, for --version)
         "corral.ops",
         "corral.ops.client",
         "corral.ops.controlcli",

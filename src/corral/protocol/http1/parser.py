@@ -164,6 +164,7 @@ class RequestParser:
         "_upgrade_body_left",
         "_url",
     )
+    __deletable__ = ("_hp",)  # (front/parsing.py's release; a compiled build needs it said)
 
     def __init__(self, limits: Limits | None = None) -> None:
         lim = limits if limits is not None else Limits()
