@@ -41,7 +41,7 @@ sys.path.insert(0, str(BENCH.parent / "tests" / "apps"))
 from fcgi_client import TestConnection, cgi_params  # noqa: E402
 
 from corral.config import load_site  # noqa: E402
-from corral.engines import backend_for  # noqa: E402
+from corral.engines import Backend, backend_for  # noqa: E402
 from corral.engines.poolsettings import pool_settings_for  # noqa: E402
 from corral.supervision.pool import Pool  # noqa: E402
 
@@ -185,7 +185,8 @@ async def warm(address: object, path: str, requests: int) -> None:
         conn.close()
 
 
-async def measure(site: Path, name: str, workers: int, requests: int) -> dict[str, object]:
+def site_pool(site: Path, name: str, workers: int) -> tuple[Pool, Backend]:
+    """The real pool ``corral serve`` would run for the site's one app (up to ``workers``)."""
     config = load_site(str(site))
     [app] = config.apps
     settings = pool_settings_for(app, {"min_instances": 0, "max_instances": workers})
@@ -194,6 +195,22 @@ async def measure(site: Path, name: str, workers: int, requests: int) -> dict[st
     pool = Pool(
         name, backend.plan, settings, backend.connect, backend.probe, spawner=backend.spawner
     )
+    return pool, backend
+
+
+async def warm_workers(pool: Pool, path: str, requests: int) -> None:
+    """Send ``requests`` requests for ``path`` straight to each of the pool's workers."""
+    for info in pool.snapshot().workers:
+        assert info.address is not None
+        address: object = info.address
+        if ":" in info.address and not info.address.startswith("/"):
+            host, port = info.address.rsplit(":", 1)
+            address = (host, int(port))
+        await warm(address, path, requests)
+
+
+async def measure(site: Path, name: str, workers: int, requests: int) -> dict[str, object]:
+    pool, backend = site_pool(site, name, workers)
 
     def ready() -> list[int]:
         return [w.pid for w in pool.snapshot().workers if w.state == "idle" and w.pid]
@@ -210,14 +227,7 @@ async def measure(site: Path, name: str, workers: int, requests: int) -> dict[st
             while len(ready()) < count:  # noqa: ASYNC110 - polled: the figure is the point
                 await asyncio.sleep(0.001)
             spawns.append(time.perf_counter() - started)
-        path = APPS[name][2]
-        for info in pool.snapshot().workers:
-            assert info.address is not None
-            address: object = info.address
-            if ":" in info.address and not info.address.startswith("/"):
-                host, port = info.address.rsplit(":", 1)
-                address = (host, int(port))
-            await warm(address, path, requests)
+        await warm_workers(pool, APPS[name][2], requests)
         pids = ready()
         uss = [uss_kib(pid) for pid in pids]
         template = backend.spawner.template_pid if backend.spawner is not None else None

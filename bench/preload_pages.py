@@ -43,12 +43,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from preload import APPS, make_site, uss_kib, warm  # noqa: E402
-
-from corral.config import load_site  # noqa: E402
-from corral.engines import backend_for  # noqa: E402
-from corral.engines.poolsettings import pool_settings_for  # noqa: E402
-from corral.supervision.pool import Pool  # noqa: E402
+from preload import APPS, make_site, site_pool, uss_kib, warm_workers  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 #: pymalloc's pool header (3.11: one pool per 4 KiB page): written at each allocation and each
@@ -419,27 +414,14 @@ async def run(app: str, requests: int, workers: int, out: Path, warm_up: int, de
         extra += f'warm_up = "{path}"\nwarm_up_requests = {warm_up}\n'
     toml = site / "corral.toml"
     toml.write_text(toml.read_text() + extra)
-    config = load_site(str(site))
-    [app_config] = config.apps
-    settings = pool_settings_for(app_config, {"min_instances": 0, "max_instances": workers})
-    backend = backend_for(app_config, settings)
-    assert backend.plan is not None and backend.probe is not None
-    pool = Pool(
-        app, backend.plan, settings, backend.connect, backend.probe, spawner=backend.spawner
-    )
+    pool, backend = site_pool(site, app, workers)
     try:
         lease = await pool.acquire()
         pool.release(lease, reusable=True)
         pool.set_bounds(workers, workers)
         while len([w for w in pool.snapshot().workers if w.state == "idle"]) < workers:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-        for info in pool.snapshot().workers:
-            assert info.address is not None
-            address: object = info.address
-            if ":" in info.address and not info.address.startswith("/"):
-                host, port = info.address.rsplit(":", 1)
-                address = (host, int(port))
-            await warm(address, path, requests)
+        await warm_workers(pool, path, requests)
         first = int((out / "maps" / "first").read_text())
         assert backend.spawner is not None
         template = backend.spawner.template_pid
