@@ -105,12 +105,14 @@ def corral_package_parent() -> str:
 
 
 #: What the worker imports of Corral (the import contract in pyproject.toml: the worker imports
-#: the stdlib, ``corral.errors``, ``corral.protocol.fastcgi`` and ``corral.protocol.websocket``),
+#: the stdlib, ``corral.errors``, ``corral.protocol.fastcgi``, ``corral.protocol.websocket``,
+#: ``corral.protocol.spawnctl`` and ``corral.protocol.memo``),
 #: as paths relative to the ``corral`` package; a trailing ``/`` is a folder's ``*.py`` files.
 WORKER_MODULES = (
     "__init__.py",
     "errors.py",
     "protocol/__init__.py",
+    "protocol/memo.py",
     "protocol/spawnctl.py",
     "protocol/websocket.py",
     "protocol/fastcgi/",

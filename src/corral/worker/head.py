@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from corral.protocol.memo import remember
+
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -41,8 +43,9 @@ _STATUSES_MAX = 512
 #: Header names already checked -> their lower-case form.
 _GOOD_NAMES: dict[str, str] = {}
 _NAMES_MAX = 512
-#: Header pairs already checked -> (their encoded line, the Content-Length they declare or -1).
-#: Emptied when full; pairs with long values (a session cookie) are not remembered.
+#: Header pairs already checked -> (their encoded line, the Content-Length they declare or -1);
+#: pairs with long values (a session cookie) are not remembered. Each table is emptied when full
+#: (``corral.protocol.memo``), so that it follows what the app sends lately.
 _GOOD_PAIRS: dict[tuple[str, str], tuple[bytes, int]] = {}
 PAIRS_MAX = 512
 _PAIR_VALUE_MAX = 512
@@ -89,9 +92,7 @@ def _status_line(status: str) -> bytes:
         line = f"Status: {status}\r\n".encode("latin-1")
     except UnicodeEncodeError:
         raise InvalidResponse(_LATIN1) from None
-    if len(_GOOD_STATUSES) < _STATUSES_MAX:
-        _GOOD_STATUSES[status] = line
-    return line
+    return remember(_GOOD_STATUSES, status, line, _STATUSES_MAX)
 
 
 def _check_pair(item: object) -> tuple[bytes, int]:
@@ -118,9 +119,7 @@ def _check_pair(item: object) -> tuple[bytes, int]:
     except UnicodeEncodeError:
         raise InvalidResponse(_LATIN1) from None
     if len(value) <= _PAIR_VALUE_MAX:
-        if len(_GOOD_PAIRS) >= PAIRS_MAX:
-            _GOOD_PAIRS.clear()
-        _GOOD_PAIRS[(name, value)] = known
+        remember(_GOOD_PAIRS, (name, value), known, PAIRS_MAX)
     return known
 
 
@@ -135,6 +134,4 @@ def _check_name(name: str) -> str:
         )
     if lower == "status":
         raise InvalidResponse("'Status' is not a response header (use the status argument)")
-    if len(_GOOD_NAMES) < _NAMES_MAX:
-        _GOOD_NAMES[name] = lower
-    return lower
+    return remember(_GOOD_NAMES, name, lower, _NAMES_MAX)

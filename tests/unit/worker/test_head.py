@@ -86,3 +86,25 @@ def test_the_pairs_table_is_bounded_and_long_values_are_not_kept() -> None:
     cookie = ("Set-Cookie", "s=" + "x" * 600)
     encode_head("200 OK", [cookie])
     assert cookie not in head._GOOD_PAIRS
+
+
+def test_a_full_table_is_emptied_and_follows_what_the_app_sends_lately() -> None:
+    """Statuses and header names use the one memo policy (``corral.protocol.memo``): an app
+    that sent 512 distinct ones still gets the shortcut for the next, not the slow path for
+    the life of the worker."""
+    saved = dict(head._GOOD_NAMES), dict(head._GOOD_STATUSES)
+    head._GOOD_NAMES.clear()
+    head._GOOD_STATUSES.clear()
+    try:
+        for i in range(head._STATUSES_MAX):
+            encode_head(f"{200 + i % 300} Reason {i}", [(f"X-Name-{i}", "v")])
+        assert len(head._GOOD_STATUSES) == head._STATUSES_MAX
+        assert len(head._GOOD_NAMES) == head._NAMES_MAX
+        encode_head("299 Lately", [("X-Lately", "v")])
+        assert head._GOOD_STATUSES == {"299 Lately": b"Status: 299 Lately\r\n"}
+        assert head._GOOD_NAMES == {"X-Lately": "x-lately"}
+    finally:
+        head._GOOD_NAMES.clear()
+        head._GOOD_STATUSES.clear()
+        head._GOOD_NAMES.update(saved[0])
+        head._GOOD_STATUSES.update(saved[1])

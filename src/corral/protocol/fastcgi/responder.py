@@ -16,6 +16,7 @@ from corral.protocol.fastcgi.constants import (
     RecordType,
     Role,
 )
+from corral.protocol.memo import remember
 
 _BEGIN: Final = int(RecordType.BEGIN_REQUEST)
 _PARAMS: Final = int(RecordType.PARAMS)
@@ -31,7 +32,8 @@ _ZEROS: Final = tuple(bytes(n) for n in range(8))
 #: The shortest whole request: BEGIN_REQUEST (16 bytes), the empty PARAMS and STDIN records.
 WHOLE_MIN: Final = 32
 #: The end of a complete response (the empty STDOUT record, END_REQUEST with application
-#: status 0 and REQUEST_COMPLETE) per request id: the same bytes for every response on an id.
+#: status 0 and REQUEST_COMPLETE) per request id: the same bytes for every response on an id
+#: (emptied when full, ``corral.protocol.memo``).
 _END_RECORDS: dict[int, bytes] = {}
 _END_RECORDS_MAX: Final = 1024
 
@@ -93,8 +95,7 @@ def frame_small_response(request_id: int, stdout: bytes) -> bytes:
     end = _END_RECORDS.get(request_id)
     if end is None:
         end = records.encode_response(request_id, b"")
-        if len(_END_RECORDS) < _END_RECORDS_MAX:
-            _END_RECORDS[request_id] = end
+        remember(_END_RECORDS, request_id, end, _END_RECORDS_MAX)
     return b"".join(
         (_HEADER_PACK(FCGI_VERSION_1, _STDOUT, request_id, n, p), stdout, _ZEROS[p], end)
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from corral.protocol.fastcgi import SERVER, FastCGIConnection, records
+from corral.protocol.fastcgi import SERVER, FastCGIConnection, records, responder
 from corral.protocol.fastcgi.constants import RecordType
 from corral.protocol.fastcgi.events import NEED_DATA, AbortRequest, BeginRequest, Params
 from corral.protocol.fastcgi.responder import abort_in, frame_small_response
@@ -24,6 +24,24 @@ def test_a_small_response_is_framed_as_the_records_module_frames_it(
     rid: int, stdout: bytes
 ) -> None:
     assert frame_small_response(rid, stdout) == records.encode_response(rid, stdout)
+
+
+def test_the_end_records_table_is_emptied_when_full_and_follows_the_ids_in_use() -> None:
+    """(``corral.protocol.memo``'s policy: a front that used more ids than the table holds
+    still gets the shortcut for the ids it uses now.)"""
+    saved = dict(responder._END_RECORDS)
+    responder._END_RECORDS.clear()
+    try:
+        for rid in range(1, responder._END_RECORDS_MAX + 1):
+            frame_small_response(rid, b"x")
+        assert len(responder._END_RECORDS) == responder._END_RECORDS_MAX
+        last = responder._END_RECORDS_MAX + 1
+        assert frame_small_response(last, b"x") == records.encode_response(last, b"x")
+        remembered = dict(responder._END_RECORDS)
+        assert remembered == {last: records.encode_response(last, b"")}
+    finally:
+        responder._END_RECORDS.clear()
+        responder._END_RECORDS.update(saved)
 
 
 @given(st.integers(1, 300), st.binary(min_size=1, max_size=2000))
