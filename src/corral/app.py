@@ -256,7 +256,10 @@ class Host:
             self.tls.watch()
         self._sample()
         self.state = "serving"
-        logger.info("corral %s, the front's hot path %s", __version__, hotpath.describe())
+        build = hotpath.describe()
+        if build == hotpath.PURE:  # (an install without a C compiler: say what it costs)
+            build += ' (compiled, it costs ~30% less CPU: docs/production.md, "Which build")'
+        logger.info("corral %s, the front's hot path %s", __version__, build)
         for host, port in self.addresses:
             shown = f"[{host}]" if ":" in host else host
             scheme = "https" if (host, port) in https else "http"

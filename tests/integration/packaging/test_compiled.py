@@ -95,7 +95,9 @@ def _serve_and_check(venv: Path, tmp_path: Path, build: str) -> None:
     )
     try:
         server.start()
-        server.wait_log(rf"the front's hot path {build}")
+        line = server.wait_log(rf"the front's hot path {build}")
+        # A pure build says what a compiled one would save, and where to read how.
+        assert ("Which build" in line) == (build == "pure Python"), line
         port = server.port
         with Conn(port) as conn:  # kept alive
             for _ in range(3):
